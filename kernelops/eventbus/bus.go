@@ -1,0 +1,193 @@
+// Package eventbus fans dataplane events out to subscribers without ever
+// blocking the dataplane's reader and without losing events silently: a
+// subscriber that falls behind gets an *kernelops.OverrunEvent in the
+// place of what it missed, and a dataplane that lost events itself (a
+// netlink ENOBUFS) announces it to every subscriber with Overrun.
+package eventbus
+
+import (
+	"context"
+	"sync"
+
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// Bus is a set of subscriptions. The zero value is not usable; call New.
+type Bus struct {
+	mu     sync.Mutex
+	subs   map[*sub]struct{}
+	closed bool
+}
+
+// New returns an empty bus.
+func New() *Bus { return &Bus{subs: map[*sub]struct{}{}} }
+
+// Subscribe adds a subscriber; it ends when ctx is done, Close is called on
+// it, or the bus closes.
+func (b *Bus) Subscribe(ctx context.Context, opts kernelops.SubscribeOptions) (kernelops.Subscription, error) {
+	n := opts.Buffer
+	if n <= 0 {
+		n = kernelops.DefaultEventBuffer
+	}
+	if n < 2 {
+		n = 2 // room for an overrun marker and one event
+	}
+	kinds := opts.Kinds
+	if kinds == 0 {
+		kinds = kernelops.AllKinds
+	}
+	s := &sub{bus: b, kinds: kinds | kernelops.KindOverrun, ring: make([]kernelops.Event, n),
+		out: make(chan kernelops.Event), done: make(chan struct{})}
+	s.cond = sync.NewCond(&s.mu)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, &kernelops.Error{Op: "subscribe", Err: kernelops.ErrClosed}
+	}
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	s.stopCtx = context.AfterFunc(ctx, func() { s.Close() })
+	go s.pump()
+	return s, nil
+}
+
+// Publish queues ev for every subscriber that wants its kind. It never
+// blocks.
+func (b *Bus) Publish(ev kernelops.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		if s.kinds&ev.Kind() != 0 {
+			s.push(ev)
+		}
+	}
+}
+
+// Overrun tells every subscriber that the dataplane itself lost events
+// (lost = -1 when it cannot count them).
+func (b *Bus) Overrun(lost int, source string) {
+	b.Publish(&kernelops.OverrunEvent{Lost: lost, Source: source})
+}
+
+// Subscribers reports how many subscriptions are open.
+func (b *Bus) Subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
+// Close ends every subscription; later Subscribe calls fail with ErrClosed.
+func (b *Bus) Close() {
+	b.mu.Lock()
+	b.closed = true
+	subs := make([]*sub, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.Close()
+	}
+}
+
+// sub queues events in a fixed ring; a pump goroutine hands them to the
+// unbuffered out channel, so the publisher never waits on a reader.
+type sub struct {
+	bus     *Bus
+	kinds   kernelops.EventKind
+	stopCtx func() bool
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	ring   []kernelops.Event
+	head   int // index of the oldest queued event
+	n      int // queued events
+	lost   int // dropped since the last overrun marker was queued
+	closed bool
+
+	out       chan kernelops.Event
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (s *sub) Events() <-chan kernelops.Event { return s.out }
+
+func (s *sub) Close() error {
+	s.closeOnce.Do(func() {
+		s.stopCtx()
+		s.bus.mu.Lock()
+		delete(s.bus.subs, s)
+		s.bus.mu.Unlock()
+		s.mu.Lock()
+		s.closed = true
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		close(s.done)
+	})
+	return nil
+}
+
+func (s *sub) push(ev kernelops.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if o, ok := ev.(*kernelops.OverrunEvent); ok && s.n == len(s.ring) {
+		// No room even for the marker: fold the dataplane's loss into ours.
+		s.lost += max(o.Lost, 1)
+		return
+	}
+	// Events were dropped earlier: queue the marker where they went missing.
+	if s.lost > 0 && s.n < len(s.ring)-1 {
+		s.put(&kernelops.OverrunEvent{Lost: s.lost, Source: "subscriber queue"})
+		s.lost = 0
+	}
+	if s.lost > 0 || s.n == len(s.ring) {
+		s.lost++
+		return
+	}
+	s.put(ev)
+	s.cond.Signal()
+}
+
+func (s *sub) put(ev kernelops.Event) {
+	s.ring[(s.head+s.n)%len(s.ring)] = ev
+	s.n++
+}
+
+func (s *sub) next() (kernelops.Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.n == 0 && s.lost == 0 && !s.closed {
+		s.cond.Wait()
+	}
+	if s.closed {
+		return nil, false
+	}
+	if s.n > 0 {
+		ev := s.ring[s.head]
+		s.ring[s.head] = nil
+		s.head = (s.head + 1) % len(s.ring)
+		s.n--
+		return ev, true
+	}
+	ev := &kernelops.OverrunEvent{Lost: s.lost, Source: "subscriber queue"}
+	s.lost = 0
+	return ev, true
+}
+
+func (s *sub) pump() {
+	defer close(s.out)
+	for {
+		ev, ok := s.next()
+		if !ok {
+			return
+		}
+		select {
+		case s.out <- ev:
+		case <-s.done:
+			return
+		}
+	}
+}

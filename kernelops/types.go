@@ -1,0 +1,534 @@
+package kernelops
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Proto is the IPsec protocol of an SA, by IP protocol number.
+type Proto uint8
+
+const (
+	ProtoESP    Proto = 50
+	ProtoAH     Proto = 51
+	ProtoIPComp Proto = 108
+)
+
+func (p Proto) String() string {
+	switch p {
+	case ProtoESP:
+		return "esp"
+	case ProtoAH:
+		return "ah"
+	case ProtoIPComp:
+		return "comp"
+	}
+	return fmt.Sprintf("proto(%d)", uint8(p))
+}
+
+// Mode is the IPsec encapsulation mode.
+type Mode uint8
+
+const (
+	ModeTransport Mode = iota + 1
+	ModeTunnel
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeTransport:
+		return "transport"
+	case ModeTunnel:
+		return "tunnel"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// Direction of a policy, or of an SA where the dataplane records it.
+type Direction uint8
+
+const (
+	DirAny Direction = iota // SAs only: direction not recorded
+	DirIn
+	DirOut
+	DirFwd
+)
+
+func (d Direction) String() string {
+	switch d {
+	case DirAny:
+		return "any"
+	case DirIn:
+		return "in"
+	case DirOut:
+		return "out"
+	case DirFwd:
+		return "fwd"
+	}
+	return fmt.Sprintf("dir(%d)", uint8(d))
+}
+
+// Mark is a firewall mark match (XFRM marks); the zero value matches all.
+type Mark struct {
+	Value, Mask uint32
+}
+
+func (m Mark) IsZero() bool { return m.Value == 0 && m.Mask == 0 }
+
+func (m Mark) String() string { return fmt.Sprintf("%#x/%#x", m.Value, m.Mask) }
+
+// SAID identifies an SA in a dataplane: the kernel's lookup key.
+type SAID struct {
+	Src, Dst netip.Addr
+	SPI      uint32
+	Proto    Proto
+	Mark     Mark
+}
+
+func (id SAID) String() string {
+	s := fmt.Sprintf("%s 0x%08x %s->%s", id.Proto, id.SPI, id.Src, id.Dst)
+	if !id.Mark.IsZero() {
+		s += " mark " + id.Mark.String()
+	}
+	return s
+}
+
+// Selector matches traffic. A zero (invalid) prefix means "any address of
+// the other side's family"; a zero protocol or port means any. For ICMP the
+// ports carry type (SrcPort) and code (DstPort), as XFRM and PF_KEY do.
+type Selector struct {
+	Src, Dst         netip.Prefix
+	Proto            uint8
+	SrcPort, DstPort uint16
+}
+
+// IsZero reports whether the selector matches everything.
+func (s Selector) IsZero() bool { return s == Selector{} }
+
+func (s Selector) String() string {
+	var b strings.Builder
+	pfx := func(p netip.Prefix) string {
+		if !p.IsValid() {
+			return "any"
+		}
+		return p.String()
+	}
+	b.WriteString(pfx(s.Src))
+	if s.SrcPort != 0 {
+		fmt.Fprintf(&b, "[%d]", s.SrcPort)
+	}
+	b.WriteString(" -> ")
+	b.WriteString(pfx(s.Dst))
+	if s.DstPort != 0 {
+		fmt.Fprintf(&b, "[%d]", s.DstPort)
+	}
+	if s.Proto != 0 {
+		fmt.Fprintf(&b, " proto %d", s.Proto)
+	}
+	return b.String()
+}
+
+// Matches reports whether a packet's addresses, protocol and ports fall in
+// the selector.
+func (s Selector) Matches(src, dst netip.Addr, proto uint8, sport, dport uint16) bool {
+	if s.Src.IsValid() && !s.Src.Contains(src) {
+		return false
+	}
+	if s.Dst.IsValid() && !s.Dst.Contains(dst) {
+		return false
+	}
+	if s.Proto != 0 && s.Proto != proto {
+		return false
+	}
+	if s.SrcPort != 0 && s.SrcPort != sport {
+		return false
+	}
+	if s.DstPort != 0 && s.DstPort != dport {
+		return false
+	}
+	return true
+}
+
+// Limits are lifetime limits; a zero field means no limit.
+type Limits struct {
+	Bytes, Packets uint64
+	AddTime        time.Duration // since the SA was added
+	UseTime        time.Duration // since the SA was first used
+}
+
+func (l Limits) IsZero() bool { return l == Limits{} }
+
+// Lifetimes pairs the soft limit (raise a soft expire: rekey) with the hard
+// limit (raise a hard expire and remove the SA).
+type Lifetimes struct {
+	Soft, Hard Limits
+}
+
+// LimitKind says which limit tripped an expire.
+type LimitKind uint8
+
+const (
+	LimitUnknown LimitKind = iota // the dataplane does not say
+	LimitBytes
+	LimitPackets
+	LimitAddTime
+	LimitUseTime
+)
+
+func (k LimitKind) String() string {
+	switch k {
+	case LimitBytes:
+		return "bytes"
+	case LimitPackets:
+		return "packets"
+	case LimitAddTime:
+		return "add-time"
+	case LimitUseTime:
+		return "use-time"
+	}
+	return "unknown"
+}
+
+// Encap is UDP encapsulation of ESP (RFC 3948, NAT traversal).
+type Encap struct {
+	SrcPort, DstPort uint16
+	// OrigAddr is the peer's original address for transport-mode checksum
+	// fix-up (NAT-OA); usually unset.
+	OrigAddr netip.Addr
+}
+
+// OffloadMode is a child's hardware offload request or result.
+type OffloadMode uint8
+
+const (
+	OffloadNone   OffloadMode = iota // software only
+	OffloadCrypto                    // crypto offload: the NIC does the cipher, the kernel the rest
+	OffloadPacket                    // packet offload: the NIC does the whole ESP processing
+	OffloadAuto                      // request only: packet, else crypto, else software
+)
+
+func (m OffloadMode) String() string {
+	switch m {
+	case OffloadNone:
+		return "no"
+	case OffloadCrypto:
+		return "crypto"
+	case OffloadPacket:
+		return "packet"
+	case OffloadAuto:
+		return "auto"
+	}
+	return fmt.Sprintf("offload(%d)", uint8(m))
+}
+
+// ParseOffloadMode reads the configuration words no|crypto|packet|auto.
+func ParseOffloadMode(s string) (OffloadMode, error) {
+	switch s {
+	case "", "no", "none":
+		return OffloadNone, nil
+	case "crypto", "yes":
+		return OffloadCrypto, nil
+	case "packet", "full":
+		return OffloadPacket, nil
+	case "auto":
+		return OffloadAuto, nil
+	}
+	return 0, fmt.Errorf("offload mode %q: want no, crypto, packet or auto: %w", s, ErrInvalid)
+}
+
+// Offload asks for hardware offload on Device. With OffloadAuto the backend
+// tries packet, then crypto, then software. A refusal of an explicit mode
+// (crypto or packet) fails the install with an *OffloadError.
+type Offload struct {
+	Device string
+	Mode   OffloadMode
+	// Active is set by AddSA/UpdateSA on success: the mode the dataplane
+	// actually installed (OffloadNone when Auto fell back to software).
+	Active OffloadMode
+}
+
+// SA is one security association as handed to a dataplane.
+type SA struct {
+	ID       SAID
+	Mode     Mode
+	ReqID    uint32
+	Selector Selector // zero for "any" (usual in tunnel mode)
+
+	Encryption Encryption // ESP; zero for AH
+	Integrity  Integrity  // zero (IntegNone) with an AEAD cipher
+
+	ReplayWindow uint32 // packets; 0 disables anti-replay
+	ESN          bool
+	Encap        *Encap // nil: plain ESP
+
+	Lifetime Lifetimes
+	Mark     Mark
+	IfID     uint32    // XFRM interface id; 0 for none
+	Dir      Direction // DirIn/DirOut when the dataplane records SA direction
+	Offload  Offload
+}
+
+// Encryption is a cipher by IANA IKEv2 transform id. Key holds the cipher
+// key followed by the salt/nonce where the transform has one (4 bytes for
+// GCM, GMAC, CTR and ChaCha20-Poly1305, 3 bytes for CCM), exactly as IKE's
+// KEYMAT lays it out. KeyBits is the IKE Key Length attribute: required for
+// variable-size ciphers (AES), 0 for fixed-size ones.
+type Encryption struct {
+	ID      EncrID
+	KeyBits int
+	Key     Key
+}
+
+// Integrity is an integrity algorithm by IANA IKEv2 transform id.
+type Integrity struct {
+	ID  IntegID
+	Key Key
+}
+
+// Key is secret key material. It never prints: fmt and slog show its
+// length only, so a logged SA cannot leak keys.
+type Key []byte
+
+func (k Key) String() string { return fmt.Sprintf("<%d-byte key>", len(k)) }
+
+// Format keeps every fmt verb (%x included) from printing the bytes.
+func (k Key) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
+
+// LogValue keeps slog from printing the bytes.
+func (k Key) LogValue() any { return k.String() }
+
+// Clone returns a deep copy; backends that keep an SA must not alias the
+// caller's key slices.
+func (sa *SA) Clone() *SA {
+	c := *sa
+	c.Encryption.Key = append(Key(nil), sa.Encryption.Key...)
+	c.Integrity.Key = append(Key(nil), sa.Integrity.Key...)
+	if sa.Encap != nil {
+		e := *sa.Encap
+		c.Encap = &e
+	}
+	return &c
+}
+
+// ReplayState is an SA's anti-replay state: what a standby node needs to
+// continue an SA without replay holes (xfrm_sync). Sequence numbers are
+// 64-bit; without ESN the high half is zero.
+type ReplayState struct {
+	OSeq   uint64   // last outbound sequence number sent
+	Seq    uint64   // highest inbound sequence number seen
+	Window uint32   // window size in packets
+	Bitmap []uint32 // inbound window bitmap, bit 0 = Seq
+}
+
+// Counters are an SA's usage. A zero time means "never" or, where the
+// capability is absent, "unknown" (see CapLastUsed).
+type Counters struct {
+	Bytes, Packets uint64
+	AddTime        time.Time
+	FirstUse       time.Time
+	LastUsed       time.Time
+
+	ReplayDrops     uint64 // packets outside the window or replayed
+	IntegrityErrors uint64 // ICV failures
+	Replay          ReplayState
+}
+
+// SAState is where an SA is in its life.
+type SAState uint8
+
+const (
+	SAValid  SAState = iota
+	SALarval         // allocated by AllocSPI, not yet filled
+	SADying          // soft-expired, still usable
+	SADead           // hard-expired, going away
+)
+
+func (s SAState) String() string {
+	switch s {
+	case SAValid:
+		return "valid"
+	case SALarval:
+		return "larval"
+	case SADying:
+		return "dying"
+	case SADead:
+		return "dead"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// SAEntry is an SA as read back from the dataplane. Key fields are filled
+// only where the dataplane returns keys.
+type SAEntry struct {
+	SA
+	State    SAState
+	Counters Counters
+}
+
+// SPIRequest asks for an inbound SPI. Min/Max of 0 use the backend's
+// configured range (Options.SPIMin/SPIMax).
+type SPIRequest struct {
+	Src, Dst netip.Addr // the future SA's outer addresses (Dst is local)
+	Proto    Proto
+	ReqID    uint32
+	Min, Max uint32
+}
+
+// Action is what a policy does with matching traffic.
+type Action uint8
+
+const (
+	ActionIPsec Action = iota + 1 // protect with the templates' SAs
+	ActionPass                    // let through unprotected (bypass)
+	ActionBlock                   // drop
+	// ActionTrap protects like ActionIPsec but exists to raise an acquire
+	// when no SA matches (on-demand tunnels). Dataplanes that cannot raise
+	// acquires refuse it with ErrNotSupported (see CapTrap).
+	ActionTrap
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionIPsec:
+		return "ipsec"
+	case ActionPass:
+		return "pass"
+	case ActionBlock:
+		return "block"
+	case ActionTrap:
+		return "trap"
+	}
+	return fmt.Sprintf("action(%d)", uint8(a))
+}
+
+// Template says which SA protects traffic of an ipsec or trap policy.
+type Template struct {
+	Src, Dst netip.Addr // outer addresses; unset in transport mode
+	Proto    Proto
+	Mode     Mode
+	ReqID    uint32
+	SPI      uint32 // 0: any
+	Optional bool   // level "use" rather than "required"
+}
+
+// PolicyID identifies a policy: what the kernel looks policies up by.
+type PolicyID struct {
+	Selector Selector
+	Dir      Direction
+	Mark     Mark
+	IfID     uint32
+}
+
+func (id PolicyID) String() string {
+	s := fmt.Sprintf("%s %s", id.Selector, id.Dir)
+	if !id.Mark.IsZero() {
+		s += " mark " + id.Mark.String()
+	}
+	if id.IfID != 0 {
+		s += fmt.Sprintf(" if_id %#x", id.IfID)
+	}
+	return s
+}
+
+// Policy is one security policy database entry.
+type Policy struct {
+	Selector  Selector
+	Dir       Direction
+	Action    Action
+	Priority  uint32 // lower wins; 0 derives one with AutoPriority
+	Templates []Template
+	Mark      Mark
+	IfID      uint32
+	// Lifetime limits the policy itself (time fields only); expiry raises
+	// a PolicyExpireEvent. Rarely used by IKE daemons.
+	Lifetime Lifetimes
+}
+
+// ID returns the policy's lookup key.
+func (p *Policy) ID() PolicyID {
+	return PolicyID{Selector: p.Selector, Dir: p.Dir, Mark: p.Mark, IfID: p.IfID}
+}
+
+// Clone returns a deep copy.
+func (p *Policy) Clone() *Policy {
+	c := *p
+	c.Templates = append([]Template(nil), p.Templates...)
+	return &c
+}
+
+// PolicyEntry is a policy as read back from the dataplane.
+type PolicyEntry struct {
+	Policy
+	AddTime time.Time
+	UseTime time.Time // zero: never used, or unknown
+}
+
+// Route is the answer of address selection for one destination.
+type Route struct {
+	Src     netip.Addr // preferred source address
+	Gateway netip.Addr // next hop; unset when directly connected
+	IfIndex int
+	IfName  string
+}
+
+// Interface is a network interface and its addresses.
+type Interface struct {
+	Index int
+	Name  string
+	Up    bool
+	Addrs []netip.Prefix
+}
+
+// Endpoints are a tunnel's outer addresses seen from this host.
+type Endpoints struct {
+	Local, Remote netip.Addr
+}
+
+// Migration moves a child's SAs and policy templates to new outer addresses
+// (MOBIKE, RFC 4555), keeping keys, counters and replay state.
+type Migration struct {
+	ReqID    uint32
+	Old, New Endpoints
+	Encap    *Encap     // the encapsulation after the move; nil for none
+	SAs      []SAID     // the SAs to move (their IDs use the Old addresses)
+	Policies []PolicyID // policies whose templates point at the Old addresses
+}
+
+// SyncThresholds make the dataplane send SyncEvents (xfrm_sync aevents):
+// after ReplayDiff packets of sequence-number advance, or Timer after a
+// change, whichever comes first. Zero fields disable that trigger.
+type SyncThresholds struct {
+	ReplayDiff uint32
+	Timer      time.Duration
+}
+
+// SyncState is what an HA peer copies to take over an SA: replay state and
+// current lifetime usage.
+type SyncState struct {
+	Replay         ReplayState
+	Bytes, Packets uint64
+	AddTime        time.Time
+	UseTime        time.Time
+}
+
+// HoleSet lists the bypasses a host needs beside its IPsec policies.
+type HoleSet struct {
+	IKEPorts []uint16 // UDP ports let through unprotected, e.g. 500 and 4500
+	IPv6ND   bool     // ICMPv6 neighbour/router discovery let through
+}
+
+// OffloadSupport is what a device can offload.
+type OffloadSupport struct {
+	Crypto bool
+	Packet bool
+	Detail string // e.g. the ethtool feature bits read
+}
+
+// XfrmInterface is a route-based IPsec interface (Linux xfrm interface).
+type XfrmInterface struct {
+	Name     string
+	IfID     uint32
+	Underlay string // the device the interface is bound to; may be empty
+}
