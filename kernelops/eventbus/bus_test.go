@@ -1,0 +1,134 @@
+package eventbus
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+func recv(t *testing.T, s kernelops.Subscription) kernelops.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-s.Events():
+		if !ok {
+			t.Fatal("channel closed")
+		}
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+	}
+	return nil
+}
+
+func TestOrderAndFilter(t *testing.T) {
+	b := New()
+	defer b.Close()
+	s, err := b.Subscribe(context.Background(), kernelops.SubscribeOptions{Kinds: kernelops.KindExpire})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(&kernelops.AcquireEvent{Seq: 1}) // filtered out
+	for i := range 3 {
+		b.Publish(&kernelops.ExpireEvent{ReqID: uint32(i)})
+	}
+	for i := range 3 {
+		ev := recv(t, s).(*kernelops.ExpireEvent)
+		if ev.ReqID != uint32(i) {
+			t.Fatalf("got reqid %d, want %d", ev.ReqID, i)
+		}
+	}
+}
+
+// The overrun contract: a flooded, unread subscription loses events, and
+// the reader then sees every queued event, an OverrunEvent counting the
+// lost ones, and after that new events again.
+func TestOverrunOnFullQueue(t *testing.T) {
+	b := New()
+	defer b.Close()
+	s, _ := b.Subscribe(context.Background(), kernelops.SubscribeOptions{Buffer: 8})
+	const flood = 100
+	for i := range flood {
+		b.Publish(&kernelops.ExpireEvent{ReqID: uint32(i)})
+	}
+	// The pump may hold one event outside the ring, so 8 or 9 arrive.
+	var delivered, lost int
+	var sawOverrun bool
+	for !sawOverrun {
+		switch ev := recv(t, s).(type) {
+		case *kernelops.ExpireEvent:
+			if ev.ReqID != uint32(delivered) {
+				t.Fatalf("out of order: got %d, want %d", ev.ReqID, delivered)
+			}
+			delivered++
+		case *kernelops.OverrunEvent:
+			sawOverrun = true
+			lost = ev.Lost
+		}
+	}
+	if delivered+lost != flood {
+		t.Fatalf("delivered %d + lost %d != %d published", delivered, lost, flood)
+	}
+	if delivered > 9 {
+		t.Fatalf("queue of 8 delivered %d", delivered)
+	}
+	b.Publish(&kernelops.ExpireEvent{ReqID: 999})
+	if ev := recv(t, s).(*kernelops.ExpireEvent); ev.ReqID != 999 {
+		t.Fatalf("after overrun got %+v", ev)
+	}
+}
+
+func TestDataplaneOverrunAlwaysDelivered(t *testing.T) {
+	b := New()
+	defer b.Close()
+	s, _ := b.Subscribe(context.Background(), kernelops.SubscribeOptions{Kinds: kernelops.KindAcquire})
+	b.Overrun(-1, "kernel socket")
+	ev, ok := recv(t, s).(*kernelops.OverrunEvent)
+	if !ok || ev.Source != "kernel socket" {
+		t.Fatalf("got %#v", ev)
+	}
+}
+
+func TestCloseAndCancelLeaveNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	b := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	s1, _ := b.Subscribe(ctx, kernelops.SubscribeOptions{})
+	s2, _ := b.Subscribe(context.Background(), kernelops.SubscribeOptions{})
+	s3, _ := b.Subscribe(context.Background(), kernelops.SubscribeOptions{})
+	b.Publish(&kernelops.LinkEvent{IfName: "x"}) // leave it unread in s1..s3
+	cancel()
+	s2.Close()
+	b.Close()
+	for _, s := range []kernelops.Subscription{s1, s2, s3} {
+		for range s.Events() { // drains to close
+		}
+	}
+	if _, err := b.Subscribe(context.Background(), kernelops.SubscribeOptions{}); !errors.Is(err, kernelops.ErrClosed) {
+		t.Fatalf("subscribe after close: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("goroutines: %d before, %d after", before, n)
+	}
+}
+
+func BenchmarkPublish(b *testing.B) {
+	bus := New()
+	defer bus.Close()
+	s, _ := bus.Subscribe(context.Background(), kernelops.SubscribeOptions{})
+	go func() {
+		for range s.Events() {
+		}
+	}()
+	ev := &kernelops.ExpireEvent{}
+	for b.Loop() {
+		bus.Publish(ev)
+	}
+}
