@@ -1,0 +1,26 @@
+# keyplane VM lab, stage 2: PID 1 on the overlay root (the host's files).
+# Gives the guest its own /run, /dev/pts and /dev/shm, runs the host-written
+# script $2 with KEYPLANE_VM=1, prints the exit marker and powers off.
+B=/.keyplane-lab/busybox
+nonce="$1"
+run="$2"
+
+$B mount -t tmpfs -o mode=0755 tmpfs /run
+$B mkdir -p /run/netns /run/lock /dev/pts /dev/shm
+$B mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+$B mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+[ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd
+$B hostname keyplane-lab
+$B ip link set lo up
+
+export KEYPLANE_VM=1
+export HOME=/root
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+echo "keyplane-lab: stage command (guest clock $($B date -u +%Y-%m-%dT%H:%M:%SZ))"
+/bin/sh "$run" </dev/null
+rc=$?
+echo "KEYPLANE-LAB-EXIT $nonce $rc"
+$B sync
+$B poweroff -f
+$B sleep 60
