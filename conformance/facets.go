@@ -38,7 +38,9 @@ func testSAFeatures(t TB, h *Harness) {
 		{kernelops.CapESN, func(sa *kernelops.SA) { sa.ESN, sa.ReplayWindow = true, 128 },
 			func(e *kernelops.SAEntry) bool { return e.ESN && e.ReplayWindow == 128 }},
 		{kernelops.CapUDPEncap, func(sa *kernelops.SA) { sa.Encap = &kernelops.Encap{SrcPort: 4500, DstPort: 4501} },
-			func(e *kernelops.SAEntry) bool { return e.Encap != nil && e.Encap.SrcPort == 4500 && e.Encap.DstPort == 4501 }},
+			func(e *kernelops.SAEntry) bool {
+				return e.Encap != nil && e.Encap.SrcPort == 4500 && e.Encap.DstPort == 4501
+			}},
 		{kernelops.CapTransportMode, func(sa *kernelops.SA) { sa.Mode = kernelops.ModeTransport },
 			func(e *kernelops.SAEntry) bool { return e.Mode == kernelops.ModeTransport }},
 		{kernelops.CapMarks, func(sa *kernelops.SA) { sa.ID.Mark = kernelops.Mark{Value: 0x42, Mask: 0xff} },
