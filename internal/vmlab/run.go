@@ -61,6 +61,12 @@ func (e *GuestError) Error() string {
 		e.Reason, len(e.Tail), strings.Join(e.Tail, "\n"))
 }
 
+// Variables Run exports in the guest besides KEYPLANE_VM=1.
+const (
+	EnvHostTime = "KEYPLANE_LAB_HOST_TIME"      // host clock at the start of the run, Unix nanoseconds
+	EnvKernel   = "KEYPLANE_LAB_KERNEL_RELEASE" // the guest kernel's release, as the host unpacked it
+)
+
 // exitMarker and stageMarker are printed by the guest's init scripts.
 const (
 	exitMarker  = "KEYPLANE-LAB-EXIT "
@@ -120,6 +126,7 @@ func (l *Lab) qemuArgs(nonce, runScript string) []string {
 			"mitigations=off",
 			"random.trust_cpu=on", "8250.nr_uarts=1",
 			"keyplane.nonce=" + nonce, "keyplane.run=" + runScript,
+			os.Getenv("KEYPLANE_LAB_KERNEL_ARGS"), // e.g. loglevel=7 to debug a boot
 		}, " "),
 		"-serial", "stdio",
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
@@ -165,6 +172,9 @@ func (l *Lab) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 	var sb strings.Builder
 	sb.WriteString("# written by keyplane's vmlab for one guest run\n")
 	fmt.Fprintf(&sb, "cd %s || exit 126\n", shellQuote(opts.Dir))
+	// The host's clock at the start, for the self-test's clock check.
+	fmt.Fprintf(&sb, "export %s=%d\n", EnvHostTime, time.Now().UnixNano())
+	fmt.Fprintf(&sb, "export %s=%s\n", EnvKernel, shellQuote(l.kernel.release))
 	for _, kv := range opts.Env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || strings.ContainsAny(k, " \t\n='\"$") {

@@ -11,6 +11,9 @@ $B mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 $B mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 [ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd
 $B hostname keyplane-lab
+# No fallback tunnel devices (ip_vti0, ip6tnl0, ...) in the namespaces tests
+# create: a new namespace holds only lo, as on the host.
+echo 2 >/proc/sys/net/core/fb_tunnels_only_for_init_net
 $B ip link set lo up
 
 export KEYPLANE_VM=1

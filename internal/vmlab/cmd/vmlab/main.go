@@ -136,4 +136,61 @@ func run(ctx context.Context, args []string) int {
 	return res.ExitCode
 }
 
-func test(ctx context.Context, args []string) int { return 2 }
+// matches reports whether pkg is named by one of list's entries, given as
+// import paths or ./relative directories.
+func matches(pkg *vmlab.TestPackage, list []string) bool {
+	for _, e := range list {
+		e = strings.TrimSuffix(strings.TrimPrefix(e, "./"), "/")
+		if e != "" && (pkg.ImportPath == e || strings.HasSuffix(pkg.ImportPath, "/"+e)) {
+			return true
+		}
+	}
+	return false
+}
+
+func test(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("test", flag.ExitOnError)
+	timeout := fs.Duration("timeout", 30*time.Minute, "kill the guest after this long")
+	testTimeout := fs.Duration("test.timeout", 10*time.Minute, "-test.timeout for each test binary")
+	race := fs.Bool("race", true, "build test binaries with -race")
+	norace := fs.String("norace", "", "packages (space or comma separated) built without -race")
+	testflags := fs.String("testflags", "", "flags for every test binary, e.g. '-test.v -test.run=TestX'")
+	outDir := fs.String("o", "out/vmtest", "directory for the test binaries")
+	var env envList
+	fs.Var(&env, "e", "KEY=VALUE to export in the guest (repeatable)")
+	fs.Parse(args)
+
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	pkgs, skipped, err := vmlab.ListTestPackages(ctx, wd, fs.Args())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
+		return 1
+	}
+	noRace := strings.FieldsFunc(*norace, func(r rune) bool { return r == ',' || r == ' ' })
+	for _, p := range pkgs {
+		p.Race = *race && !matches(p, noRace)
+	}
+	lab, ok := prepareLab()
+	if !ok {
+		return 1
+	}
+	if err := vmlab.BuildTests(ctx, wd, *outDir, pkgs, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
+		return 1
+	}
+	rep := lab.RunTests(ctx, pkgs, vmlab.TestOptions{
+		TestFlags:   strings.Fields(*testflags),
+		TestTimeout: *testTimeout,
+		Timeout:     *timeout,
+		Env:         append(forwardedEnv(), env...),
+	})
+	rep.Print(os.Stdout, skipped, lab.KernelVersion())
+	if rep.Failed() > 0 || rep.BootErr != nil {
+		return 1
+	}
+	return 0
+}
