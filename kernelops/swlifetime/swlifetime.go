@@ -1,0 +1,354 @@
+// Package swlifetime enforces SA lifetimes in software, for dataplanes that
+// have none of their own (VPP) or that are models (nokernel).
+//
+// A Manager tracks each SA's soft and hard limits. Time limits (add-time,
+// and use-time once the SA was first used) run on timers of a
+// kernelops/clock.Clock: one pending timer per SA at most, armed for the
+// SA's next deadline, and no goroutine per SA. Byte and packet limits are
+// checked whenever the owner reports counters with Observe — after each
+// bulk counter read, or on every packet in a model.
+//
+// Every SA gets at most one soft and one hard expiry, soft first: when a
+// hard limit trips before the soft expiry was delivered and the soft limit
+// of the same kind is set, the soft expiry is delivered just before the
+// hard one. After the hard expiry the Manager forgets the SA; the owner is
+// expected to delete it from its dataplane.
+//
+// Expiries go to the owner's Fire callback, never under the Manager's lock,
+// one at a time and in the order they were decided, so Fire may call back
+// into the Manager (Remove, Observe). A call that decides an expiry while
+// another goroutine is delivering leaves the delivery to that goroutine.
+package swlifetime
+
+import (
+	"sync"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
+)
+
+// Manager tracks the lifetimes of many SAs. It is safe for concurrent use.
+type Manager struct {
+	clk  clock.Clock
+	fire func(*kernelops.ExpireEvent)
+
+	mu         sync.Mutex
+	sas        map[kernelops.SAID]*tracked
+	queue      []*kernelops.ExpireEvent
+	delivering bool
+	closed     bool
+}
+
+type tracked struct {
+	id       kernelops.SAID
+	reqid    uint32
+	lt       kernelops.Lifetimes
+	added    time.Time
+	firstUse time.Time
+	bytes    uint64
+	packets  uint64
+	softDone bool
+
+	timer   clock.Timer
+	timerAt time.Time
+	armSeq  uint64 // tells a stale timer callback from the current one
+}
+
+// New returns a Manager on clk that hands every expiry to fire. The owner
+// publishes the event and, for a hard one, deletes the SA.
+func New(clk clock.Clock, fire func(*kernelops.ExpireEvent)) *Manager {
+	if clk == nil {
+		clk = clock.Real()
+	}
+	return &Manager{clk: clk, fire: fire, sas: map[kernelops.SAID]*tracked{}}
+}
+
+// Add starts tracking an SA added at added (zero: now), replacing any
+// earlier tracking of the same id. A limit already passed at added fires
+// at once.
+func (m *Manager) Add(id kernelops.SAID, reqid uint32, lt kernelops.Lifetimes, added time.Time) {
+	if added.IsZero() {
+		added = m.clk.Now()
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	if old := m.sas[id]; old != nil {
+		old.stop()
+	}
+	t := &tracked{id: id, reqid: reqid, lt: lt, added: added}
+	m.sas[id] = t
+	m.evaluate(t)
+	m.mu.Unlock()
+	m.deliver()
+}
+
+// Update replaces an SA's limits, keeping its counters, times and what has
+// already fired (a soft expiry is never delivered twice). It reports
+// whether the SA is tracked.
+func (m *Manager) Update(id kernelops.SAID, lt kernelops.Lifetimes) bool {
+	return m.with(id, func(t *tracked) { t.lt = lt })
+}
+
+// Observe reports an SA's cumulative byte and packet counters and, when
+// the owner knows it, the time of first use. Counters that moved from zero
+// with no firstUse given mark first use as now: the owner's read interval
+// is then the resolution of use-time limits. Counters only ever grow; a
+// smaller value than seen before is ignored. It reports whether the SA is
+// tracked.
+func (m *Manager) Observe(id kernelops.SAID, bytes, packets uint64, firstUse time.Time) bool {
+	return m.with(id, func(t *tracked) {
+		t.bytes = max(t.bytes, bytes)
+		t.packets = max(t.packets, packets)
+		if t.firstUse.IsZero() {
+			switch {
+			case !firstUse.IsZero():
+				t.firstUse = firstUse
+			case t.bytes > 0 || t.packets > 0:
+				t.firstUse = m.clk.Now()
+			}
+		}
+	})
+}
+
+// ObserveUsage is Observe from a bulk usage read (kernelops.ReadUsage).
+// Usage carries no first-use time; the first read that shows traffic takes
+// LastUsed, when the dataplane fills it, as the first use.
+func (m *Manager) ObserveUsage(u kernelops.Usage) bool {
+	return m.Observe(u.ID, u.Bytes, u.Packets, u.LastUsed)
+}
+
+// SetTimes overrides an SA's add time and first use (zero leaves one
+// unchanged) — for an HA standby taking over an SA's lifetime state. It
+// reports whether the SA is tracked.
+func (m *Manager) SetTimes(id kernelops.SAID, added, firstUse time.Time) bool {
+	return m.with(id, func(t *tracked) {
+		if !added.IsZero() {
+			t.added = added
+		}
+		if !firstUse.IsZero() {
+			t.firstUse = firstUse
+		}
+	})
+}
+
+// Move re-keys an SA whose id changed (a migration to new addresses),
+// keeping its state. It reports false if old is not tracked or new is.
+func (m *Manager) Move(old, new kernelops.SAID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.sas[old]
+	if t == nil || m.sas[new] != nil {
+		return false
+	}
+	delete(m.sas, old)
+	t.id = new
+	m.sas[new] = t
+	return true
+}
+
+// Remove stops tracking an SA and cancels its timer; an expiry of it that
+// was decided but not yet delivered is still delivered. It reports whether
+// the SA was tracked.
+func (m *Manager) Remove(id kernelops.SAID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.sas[id]
+	if t == nil {
+		return false
+	}
+	t.stop()
+	delete(m.sas, id)
+	return true
+}
+
+// Len reports how many SAs are tracked.
+func (m *Manager) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sas)
+}
+
+// Pending reports how many SAs have a timer armed (for leak tests).
+func (m *Manager) Pending() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, t := range m.sas {
+		if t.timer != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Close stops every timer and forgets every SA; later calls are no-ops.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	for _, t := range m.sas {
+		t.stop()
+	}
+	clear(m.sas)
+	m.queue = nil
+}
+
+// with runs f on a tracked SA under the lock, then re-evaluates it.
+func (m *Manager) with(id kernelops.SAID, f func(*tracked)) bool {
+	m.mu.Lock()
+	t := m.sas[id]
+	if t == nil {
+		m.mu.Unlock()
+		return false
+	}
+	f(t)
+	m.evaluate(t)
+	m.mu.Unlock()
+	m.deliver()
+	return true
+}
+
+func (t *tracked) stop() {
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
+		t.timerAt = time.Time{}
+	}
+}
+
+// evaluate queues the expiries due now and arms the timer for the next
+// deadline. Called with m.mu held.
+func (m *Manager) evaluate(t *tracked) {
+	now := m.clk.Now()
+	soft := t.tripped(t.lt.Soft, now)
+	hard := t.tripped(t.lt.Hard, now)
+	if hard != kernelops.LimitUnknown {
+		if !t.softDone && t.lt.Soft != (kernelops.Limits{}) {
+			// The soft limit of the kind that tripped hard is at or below
+			// it, so it has tripped too: keep soft-before-hard.
+			if soft == kernelops.LimitUnknown && limitOf(t.lt.Soft, hard) != 0 {
+				soft = hard
+			}
+			if soft != kernelops.LimitUnknown {
+				m.queue = append(m.queue, t.event(false, soft))
+			}
+		}
+		t.softDone = true
+		m.queue = append(m.queue, t.event(true, hard))
+		t.stop()
+		delete(m.sas, t.id)
+		return
+	}
+	if soft != kernelops.LimitUnknown && !t.softDone {
+		t.softDone = true
+		m.queue = append(m.queue, t.event(false, soft))
+	}
+	m.arm(t, now)
+}
+
+func (t *tracked) event(hard bool, k kernelops.LimitKind) *kernelops.ExpireEvent {
+	return &kernelops.ExpireEvent{SA: t.id, ReqID: t.reqid, Hard: hard, Limit: k}
+}
+
+// tripped returns the first limit of l reached at now, or LimitUnknown.
+func (t *tracked) tripped(l kernelops.Limits, now time.Time) kernelops.LimitKind {
+	switch {
+	case l.Bytes != 0 && t.bytes >= l.Bytes:
+		return kernelops.LimitBytes
+	case l.Packets != 0 && t.packets >= l.Packets:
+		return kernelops.LimitPackets
+	case l.AddTime != 0 && !now.Before(t.added.Add(l.AddTime)):
+		return kernelops.LimitAddTime
+	case l.UseTime != 0 && !t.firstUse.IsZero() && !now.Before(t.firstUse.Add(l.UseTime)):
+		return kernelops.LimitUseTime
+	}
+	return kernelops.LimitUnknown
+}
+
+func limitOf(l kernelops.Limits, k kernelops.LimitKind) uint64 {
+	switch k {
+	case kernelops.LimitBytes:
+		return l.Bytes
+	case kernelops.LimitPackets:
+		return l.Packets
+	case kernelops.LimitAddTime:
+		return uint64(l.AddTime)
+	case kernelops.LimitUseTime:
+		return uint64(l.UseTime)
+	}
+	return 0
+}
+
+// arm sets the SA's single timer to its earliest pending time deadline.
+func (m *Manager) arm(t *tracked, now time.Time) {
+	var next time.Time
+	consider := func(l kernelops.Limits) {
+		if l.AddTime != 0 {
+			next = earliest(next, t.added.Add(l.AddTime))
+		}
+		if l.UseTime != 0 && !t.firstUse.IsZero() {
+			next = earliest(next, t.firstUse.Add(l.UseTime))
+		}
+	}
+	if !t.softDone {
+		consider(t.lt.Soft)
+	}
+	consider(t.lt.Hard)
+	if next.Equal(t.timerAt) && t.timer != nil {
+		return
+	}
+	t.stop()
+	if next.IsZero() {
+		return
+	}
+	t.timerAt = next
+	t.armSeq++
+	seq := t.armSeq
+	t.timer = m.clk.AfterFunc(max(next.Sub(now), 0), func() { m.onTimer(t, seq) })
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func (m *Manager) onTimer(t *tracked, seq uint64) {
+	m.mu.Lock()
+	if m.sas[t.id] != t || t.timer == nil || t.armSeq != seq {
+		m.mu.Unlock() // removed, replaced or re-armed since
+		return
+	}
+	t.timer, t.timerAt = nil, time.Time{}
+	m.evaluate(t)
+	m.mu.Unlock()
+	m.deliver()
+}
+
+// deliver hands queued expiries to fire, one at a time, outside the lock.
+func (m *Manager) deliver() {
+	m.mu.Lock()
+	if m.delivering {
+		m.mu.Unlock()
+		return
+	}
+	m.delivering = true
+	for len(m.queue) > 0 {
+		ev := m.queue[0]
+		m.queue[0] = nil
+		m.queue = m.queue[1:]
+		m.mu.Unlock()
+		if m.fire != nil {
+			m.fire(ev)
+		}
+		m.mu.Lock()
+	}
+	m.queue = nil
+	m.delivering = false
+	m.mu.Unlock()
+}

@@ -1,0 +1,371 @@
+package swlifetime
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
+)
+
+var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func said(spi uint32) kernelops.SAID {
+	return kernelops.SAID{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.1"),
+		SPI: spi, Proto: kernelops.ProtoESP}
+}
+
+// recorder collects fired expiries.
+type recorder struct {
+	mu  sync.Mutex
+	evs []kernelops.ExpireEvent
+}
+
+func (r *recorder) fire(ev *kernelops.ExpireEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, *ev)
+}
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.evs))
+	for i, e := range r.evs {
+		kind := "soft"
+		if e.Hard {
+			kind = "hard"
+		}
+		out[i] = fmt.Sprintf("%#x %s %s", e.SA.SPI, kind, e.Limit)
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestLifetimes(t *testing.T) {
+	type step struct {
+		advance        time.Duration
+		bytes, packets uint64 // observed after advancing, when either is non-zero
+		want           []string
+	}
+	tests := []struct {
+		name  string
+		lt    kernelops.Lifetimes
+		steps []step
+	}{
+		{
+			name: "add-time soft then hard",
+			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: 10 * time.Second}, Hard: kernelops.Limits{AddTime: 20 * time.Second}},
+			steps: []step{
+				{advance: 9 * time.Second},
+				{advance: time.Second, want: []string{"0x100 soft add-time"}},
+				{advance: 9 * time.Second, want: []string{"0x100 soft add-time"}},
+				{advance: time.Second, want: []string{"0x100 soft add-time", "0x100 hard add-time"}},
+				{advance: time.Hour, want: []string{"0x100 soft add-time", "0x100 hard add-time"}},
+			},
+		},
+		{
+			name: "use-time starts at first use",
+			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{UseTime: 5 * time.Second}, Hard: kernelops.Limits{UseTime: 8 * time.Second}},
+			steps: []step{
+				{advance: time.Hour},
+				{bytes: 100, packets: 1},
+				{advance: 4 * time.Second},
+				{advance: time.Second, want: []string{"0x100 soft use-time"}},
+				{advance: 3 * time.Second, want: []string{"0x100 soft use-time", "0x100 hard use-time"}},
+			},
+		},
+		{
+			name: "bytes soft then hard",
+			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{Bytes: 1000}, Hard: kernelops.Limits{Bytes: 2000}},
+			steps: []step{
+				{bytes: 999, packets: 1},
+				{bytes: 1000, packets: 2, want: []string{"0x100 soft bytes"}},
+				{bytes: 1999, packets: 3, want: []string{"0x100 soft bytes"}},
+				{bytes: 2000, packets: 4, want: []string{"0x100 soft bytes", "0x100 hard bytes"}},
+				{bytes: 9000, packets: 5, want: []string{"0x100 soft bytes", "0x100 hard bytes"}},
+			},
+		},
+		{
+			name: "packets: one jump over both fires soft then hard",
+			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{Packets: 10}, Hard: kernelops.Limits{Packets: 20}},
+			steps: []step{
+				{bytes: 5000, packets: 50, want: []string{"0x100 soft packets", "0x100 hard packets"}},
+			},
+		},
+		{
+			name: "hard only",
+			lt:   kernelops.Lifetimes{Hard: kernelops.Limits{Packets: 3}},
+			steps: []step{
+				{bytes: 1, packets: 3, want: []string{"0x100 hard packets"}},
+			},
+		},
+		{
+			name: "soft time, hard bytes",
+			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Minute}, Hard: kernelops.Limits{Bytes: 100}},
+			steps: []step{
+				{advance: time.Minute, want: []string{"0x100 soft add-time"}},
+				{bytes: 100, packets: 1, want: []string{"0x100 soft add-time", "0x100 hard bytes"}},
+			},
+		},
+		{
+			name: "hard bytes before a soft time limit: no soft",
+			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Minute}, Hard: kernelops.Limits{Bytes: 100}},
+			steps: []step{
+				{bytes: 100, packets: 1, want: []string{"0x100 hard bytes"}},
+				{advance: time.Hour, want: []string{"0x100 hard bytes"}},
+			},
+		},
+		{
+			name: "equal soft and hard time: soft first",
+			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Minute}, Hard: kernelops.Limits{AddTime: time.Minute}},
+			steps: []step{
+				{advance: time.Minute, want: []string{"0x100 soft add-time", "0x100 hard add-time"}},
+			},
+		},
+		{
+			name: "no limits never fire",
+			steps: []step{
+				{advance: 1000 * time.Hour},
+				{bytes: 1 << 60, packets: 1 << 50},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := clock.NewFake(t0)
+			var r recorder
+			m := New(clk, r.fire)
+			m.Add(said(0x100), 7, tt.lt, time.Time{})
+			for i, s := range tt.steps {
+				clk.Advance(s.advance)
+				if s.bytes != 0 || s.packets != 0 {
+					m.Observe(said(0x100), s.bytes, s.packets, time.Time{})
+				}
+				if got := r.got(); !equal(got, s.want) {
+					t.Fatalf("step %d: fired %q, want %q", i, got, s.want)
+				}
+			}
+			hardFired := len(r.got()) > 0 && r.evs[len(r.evs)-1].Hard
+			if hardFired && (m.Len() != 0 || clk.Pending() != 0) {
+				t.Errorf("after hard: %d SAs tracked, %d timers pending; want 0, 0", m.Len(), clk.Pending())
+			}
+			for _, e := range r.evs {
+				if e.ReqID != 7 {
+					t.Errorf("event reqid %d, want 7", e.ReqID)
+				}
+			}
+		})
+	}
+}
+
+func TestRemoveCancels(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r recorder
+	m := New(clk, r.fire)
+	lt := kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Second}, Hard: kernelops.Limits{AddTime: 2 * time.Second}}
+	m.Add(said(0x100), 1, lt, time.Time{})
+	if clk.Pending() != 1 {
+		t.Fatalf("pending timers %d, want 1 (one per SA)", clk.Pending())
+	}
+	if !m.Remove(said(0x100)) {
+		t.Fatal("Remove of a tracked SA reported false")
+	}
+	if m.Remove(said(0x100)) {
+		t.Fatal("second Remove reported true")
+	}
+	if clk.Pending() != 0 {
+		t.Fatalf("pending timers after Remove %d, want 0", clk.Pending())
+	}
+	clk.Advance(time.Hour)
+	if got := r.got(); len(got) != 0 {
+		t.Fatalf("fired after Remove: %q", got)
+	}
+}
+
+func TestUpdateKeepsFired(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r recorder
+	m := New(clk, r.fire)
+	id := said(0x100)
+	m.Add(id, 1, kernelops.Lifetimes{Soft: kernelops.Limits{Bytes: 10}}, time.Time{})
+	m.Observe(id, 10, 1, time.Time{})
+	// New limits: a lower soft limit must not fire again; the new hard one must.
+	if !m.Update(id, kernelops.Lifetimes{Soft: kernelops.Limits{Bytes: 5}, Hard: kernelops.Limits{AddTime: time.Minute}}) {
+		t.Fatal("Update of a tracked SA reported false")
+	}
+	clk.Advance(time.Minute)
+	want := []string{"0x100 soft bytes", "0x100 hard add-time"}
+	if got := r.got(); !equal(got, want) {
+		t.Fatalf("fired %q, want %q", got, want)
+	}
+	if m.Update(id, kernelops.Lifetimes{}) {
+		t.Fatal("Update after hard expiry reported the SA tracked")
+	}
+}
+
+func TestUpdateRearms(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r recorder
+	m := New(clk, r.fire)
+	id := said(0x100)
+	m.Add(id, 1, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: time.Hour}}, time.Time{})
+	clk.Advance(time.Minute)
+	m.Update(id, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: 2 * time.Minute}})
+	if clk.Pending() != 1 {
+		t.Fatalf("pending timers %d, want 1 after re-arm", clk.Pending())
+	}
+	clk.Advance(time.Minute)
+	if got, want := r.got(), []string{"0x100 hard add-time"}; !equal(got, want) {
+		t.Fatalf("fired %q, want %q (limit counts from the add time)", got, want)
+	}
+}
+
+func TestSetTimesAndMove(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r recorder
+	m := New(clk, r.fire)
+	old, moved := said(0x100), said(0x100)
+	moved.Dst = netip.MustParseAddr("203.0.113.9")
+	m.Add(old, 1, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: time.Hour}}, time.Time{})
+	// An HA standby's SA was added 59 minutes before ours.
+	m.SetTimes(old, t0.Add(-59*time.Minute), time.Time{})
+	if !m.Move(old, moved) {
+		t.Fatal("Move reported false")
+	}
+	if m.Move(old, moved) {
+		t.Fatal("Move of an untracked id reported true")
+	}
+	clk.Advance(time.Minute)
+	if len(r.evs) != 1 || r.evs[0].SA != moved {
+		t.Fatalf("fired %+v, want one hard expiry of the moved id", r.evs)
+	}
+}
+
+func TestObserveUsageFirstUse(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r recorder
+	m := New(clk, r.fire)
+	id := said(0x100)
+	m.Add(id, 1, kernelops.Lifetimes{Hard: kernelops.Limits{UseTime: 10 * time.Second}}, time.Time{})
+	clk.Advance(time.Minute)
+	// The bulk read says the SA was last used 8s ago: first use no later.
+	m.ObserveUsage(kernelops.Usage{ID: id, Bytes: 1, Packets: 1, LastUsed: clk.Now().Add(-8 * time.Second)})
+	clk.Advance(time.Second)
+	if len(r.evs) != 0 {
+		t.Fatalf("fired early: %q", r.got())
+	}
+	clk.Advance(time.Second)
+	if got, want := r.got(), []string{"0x100 hard use-time"}; !equal(got, want) {
+		t.Fatalf("fired %q, want %q", got, want)
+	}
+}
+
+// TestFireReenters checks that the callback may delete the SA (call
+// Remove) and report more counters without deadlocking, as owners do.
+func TestFireReenters(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var m *Manager
+	var got []string
+	m = New(clk, func(ev *kernelops.ExpireEvent) {
+		got = append(got, fmt.Sprintf("%v/%s", ev.Hard, ev.Limit))
+		m.Remove(ev.SA)
+		m.Observe(said(0x200), 100, 100, time.Time{})
+	})
+	m.Add(said(0x100), 1, kernelops.Lifetimes{Soft: kernelops.Limits{Packets: 1}}, time.Time{})
+	m.Add(said(0x200), 1, kernelops.Lifetimes{Hard: kernelops.Limits{Packets: 2}}, time.Time{})
+	m.Observe(said(0x100), 1, 1, time.Time{})
+	if want := []string{"false/packets", "true/packets"}; !equal(got, want) {
+		t.Fatalf("fired %q, want %q", got, want)
+	}
+}
+
+func TestClose(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r recorder
+	m := New(clk, r.fire)
+	for i := range 100 {
+		m.Add(said(uint32(0x100+i)), 1, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: time.Second}}, time.Time{})
+	}
+	m.Close()
+	if clk.Pending() != 0 || m.Len() != 0 {
+		t.Fatalf("after Close: %d timers, %d SAs; want 0, 0", clk.Pending(), m.Len())
+	}
+	m.Add(said(1000), 1, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: time.Second}}, time.Time{})
+	clk.Advance(time.Hour)
+	if len(r.evs) != 0 {
+		t.Fatalf("fired after Close: %q", r.got())
+	}
+}
+
+// TestConcurrentRealClock runs many SAs on the real clock from several
+// goroutines: each must get exactly one soft then one hard expiry, in
+// that order, and nothing may stay armed.
+func TestConcurrentRealClock(t *testing.T) {
+	const workers, per = 8, 50
+	var mu sync.Mutex
+	seen := map[kernelops.SAID][]bool{}
+	done := make(chan struct{})
+	var hards int
+	m := New(clock.Real(), func(ev *kernelops.ExpireEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[ev.SA] = append(seen[ev.SA], ev.Hard)
+		if ev.Hard {
+			hards++
+			if hards == workers*per {
+				close(done)
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range per {
+				id := said(uint32(0x1000 + w*per + i))
+				var lt kernelops.Lifetimes
+				if i%2 == 0 {
+					lt = kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: 5 * time.Millisecond}, Hard: kernelops.Limits{AddTime: 10 * time.Millisecond}}
+				} else {
+					lt = kernelops.Lifetimes{Soft: kernelops.Limits{Packets: 5}, Hard: kernelops.Limits{Packets: 10, AddTime: time.Hour}}
+				}
+				m.Add(id, 1, lt, time.Time{})
+				if i%2 == 1 {
+					for p := uint64(1); p <= 12; p++ {
+						m.Observe(id, p*100, p, time.Time{})
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not every SA hard-expired within 10s")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, evs := range seen {
+		if len(evs) != 2 || evs[0] || !evs[1] {
+			t.Errorf("%v: expiries %v, want [soft hard]", id, evs)
+		}
+	}
+	if m.Len() != 0 || m.Pending() != 0 {
+		t.Errorf("after every hard expiry: %d tracked, %d armed; want 0, 0", m.Len(), m.Pending())
+	}
+}
