@@ -114,10 +114,6 @@ func checkIDData(t IDType, d []byte) error {
 		if len(d) != 16 {
 			return fmt.Errorf("%v with %d bytes of data, need 16", t, len(d))
 		}
-	case IDFQDN, IDRFC822Addr, IDKeyID, IDDerASN1DN, IDDerASN1GN:
-		if len(d) == 0 {
-			return fmt.Errorf("%v with empty data", t)
-		}
 	}
 	return nil
 }

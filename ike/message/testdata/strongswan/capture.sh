@@ -81,6 +81,7 @@ gcm128-x25519 aes128gcm16-prfsha256-x25519 aes128gcm16 @a.example.org @b.example
 gcm256-ecp256 aes256gcm16-prfsha384-ecp256 aes256gcm16 alice@a.example.org bob@b.example.org
 cbc-modp2048 aes256-sha256-prfsha256-modp2048 aes128-sha256 10.99.0.1 10.99.0.2
 chacha-x25519 chacha20poly1305-prfsha512-x25519 chacha20poly1305 @#0102030405 @#a0b0c0d0e0
+empty-fqdn aes128gcm16-prfsha256-x25519 aes128gcm16 @ @
 C
 }
 
@@ -106,11 +107,11 @@ mkswan() { # side local remote
 		$encap
 		local {
 			auth = psk
-			id = $lid
+			id = "$lid"
 		}
 		remote {
 			auth = psk
-			id = $rid
+			id = "$rid"
 		}
 		children {
 			$name {

@@ -17,6 +17,7 @@ CONNS = [  # name, IKE proposal, ESP proposal: as in capture.sh
     ("gcm256-ecp256", "aes256gcm16-prfsha384-ecp256", "aes256gcm16"),
     ("cbc-modp2048", "aes256-sha256-prfsha256-modp2048", "aes128-sha256"),
     ("chacha-x25519", "chacha20poly1305-prfsha512-x25519", "chacha20poly1305"),
+    ("empty-fqdn", "aes128gcm16-prfsha256-x25519", "aes128gcm16"),
 ]
 PSK = "keyplane-interop-psk"
 

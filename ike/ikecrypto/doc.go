@@ -1,0 +1,18 @@
+// Package ikecrypto is the cryptography of IKEv2 (RFC 7296): Diffie-Hellman
+// key exchange with public value validation, the PRFs and prf+, the IKE SA
+// and Child SA key derivation, the ciphers of the Encrypted payload, the
+// pre-shared key AUTH computation and the NAT detection hash.
+//
+// It uses only the standard library and golang.org/x/crypto. Supported:
+//
+//   - key exchange: group 31 (Curve25519, RFC 8031), 19 (ECP-256, RFC 5903),
+//     14 (MODP-2048, RFC 3526);
+//   - PRF: HMAC-SHA2-256/384/512 (RFC 4868);
+//   - IKE and ESP encryption: ENCR_AES_GCM_16 with 128, 192 or 256-bit keys
+//     (RFC 5282, RFC 4106), ENCR_CHACHA20_POLY1305 (RFC 7634), and
+//     ENCR_AES_CBC with AUTH_HMAC_SHA2_256_128, _384_192 or _512_256
+//     (RFC 3602, RFC 4868).
+//
+// Secret values are Key, whose formatting (fmt, log/slog, encoding/json)
+// never shows the bytes.
+package ikecrypto

@@ -1,0 +1,250 @@
+package ikecrypto
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"hash"
+
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// ErrProposal is wrapped by errors about a proposal that does not make a
+// usable suite (a missing, repeated or inconsistent transform).
+var ErrProposal = errors.New("ikecrypto: unusable proposal")
+
+// IKESuite is the transforms negotiated for an IKE SA.
+type IKESuite struct {
+	Encr message.EncrID
+	// EncrKeyBits is the Key Length attribute: 128, 192 or 256 for AES; 0
+	// (or 256) for ChaCha20-Poly1305.
+	EncrKeyBits int
+	// Integ is IntegNone with an AEAD cipher.
+	Integ message.IntegID
+	PRF   message.PRFID
+	DH    message.DHGroup
+}
+
+// ChildSuite is the transforms negotiated for an ESP (or AH) Child SA.
+type ChildSuite struct {
+	Encr        message.EncrID
+	EncrKeyBits int
+	Integ       message.IntegID
+	// DH is the PFS group, DHNone without PFS.
+	DH  message.DHGroup
+	ESN bool
+}
+
+func (s IKESuite) String() string {
+	return fmt.Sprintf("%v/%d-%v-%v-%v", s.Encr, s.EncrKeyBits, s.Integ, s.PRF, s.DH)
+}
+
+// Validate checks that the suite is supported and consistent.
+func (s IKESuite) Validate() error {
+	if _, err := encrKeyLen(s.Encr, s.EncrKeyBits); err != nil {
+		return err
+	}
+	if err := checkInteg(s.Encr, s.Integ); err != nil {
+		return err
+	}
+	if _, err := NewPRF(s.PRF); err != nil {
+		return err
+	}
+	if !SupportedGroup(s.DH) {
+		return unsupported("key exchange", s.DH)
+	}
+	return nil
+}
+
+// Validate checks that the suite is supported and consistent.
+func (s ChildSuite) Validate() error {
+	if _, err := encrKeyLen(s.Encr, s.EncrKeyBits); err != nil {
+		return err
+	}
+	if err := checkInteg(s.Encr, s.Integ); err != nil {
+		return err
+	}
+	if s.DH != message.DHNone && !SupportedGroup(s.DH) {
+		return unsupported("key exchange", s.DH)
+	}
+	return nil
+}
+
+func checkInteg(e message.EncrID, i message.IntegID) error {
+	if e.AEAD() {
+		if i != message.IntegNone {
+			return fmt.Errorf("%w: %v with integrity %v", ErrProposal, e, i)
+		}
+		return nil
+	}
+	if _, err := integKeyLen(i); err != nil {
+		return err
+	}
+	return nil
+}
+
+// single returns the one transform of type t in p (ok false if there is
+// none), and an error if there are several.
+func single(p *message.Proposal, t message.TransformType) (message.Transform, bool, error) {
+	ts := p.Of(t)
+	switch len(ts) {
+	case 0:
+		return message.Transform{}, false, nil
+	case 1:
+		return ts[0], true, nil
+	}
+	return message.Transform{}, false, fmt.Errorf("%w: %d transforms of type %v; a chosen proposal has one", ErrProposal, len(ts), t)
+}
+
+// IKESuiteFromProposal reads the suite of a chosen IKE proposal (one
+// transform of each type, as in a responder's SA payload) and validates it.
+func IKESuiteFromProposal(p *message.Proposal) (IKESuite, error) {
+	var s IKESuite
+	if p.Protocol != message.ProtocolIKE {
+		return s, fmt.Errorf("%w: protocol %v", ErrProposal, p.Protocol)
+	}
+	e, ok, err := single(p, message.TransformENCR)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: no ENCR transform", ErrProposal)
+	}
+	if err != nil {
+		return s, err
+	}
+	s.Encr, s.EncrKeyBits = message.EncrID(e.ID), int(e.KeyLength)
+	if i, ok, err := single(p, message.TransformINTEG); err != nil {
+		return s, err
+	} else if ok {
+		s.Integ = message.IntegID(i.ID)
+	}
+	pr, ok, err := single(p, message.TransformPRF)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: no PRF transform", ErrProposal)
+	}
+	if err != nil {
+		return s, err
+	}
+	s.PRF = message.PRFID(pr.ID)
+	d, ok, err := single(p, message.TransformKE)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: no KE transform", ErrProposal)
+	}
+	if err != nil {
+		return s, err
+	}
+	s.DH = message.DHGroup(d.ID)
+	return s, s.Validate()
+}
+
+// ChildSuiteFromProposal reads the suite of a chosen ESP or AH proposal and
+// validates it.
+func ChildSuiteFromProposal(p *message.Proposal) (ChildSuite, error) {
+	var s ChildSuite
+	if p.Protocol != message.ProtocolESP {
+		return s, fmt.Errorf("%w: protocol %v (only ESP is supported)", ErrProposal, p.Protocol)
+	}
+	e, ok, err := single(p, message.TransformENCR)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: no ENCR transform", ErrProposal)
+	}
+	if err != nil {
+		return s, err
+	}
+	s.Encr, s.EncrKeyBits = message.EncrID(e.ID), int(e.KeyLength)
+	if i, ok, err := single(p, message.TransformINTEG); err != nil {
+		return s, err
+	} else if ok {
+		s.Integ = message.IntegID(i.ID)
+	}
+	if d, ok, err := single(p, message.TransformKE); err != nil {
+		return s, err
+	} else if ok {
+		s.DH = message.DHGroup(d.ID)
+	}
+	if n, ok, err := single(p, message.TransformESN); err != nil {
+		return s, err
+	} else if ok {
+		s.ESN = message.ESNID(n.ID) == message.ESNYes
+	}
+	return s, s.Validate()
+}
+
+// aeadSaltLen is the salt appended to the key of GCM (RFC 4106 §8.1,
+// RFC 5282 §7.1) and ChaCha20-Poly1305 (RFC 7634 §2, RFC 7634 §4).
+const aeadSaltLen = 4
+
+// encrKeyLen returns the octets of keying material of an encryption
+// transform: the key, plus the 4-octet salt of an AEAD.
+func encrKeyLen(e message.EncrID, bits int) (int, error) {
+	switch e {
+	case message.EncrAESGCM16:
+		if bits != 128 && bits != 192 && bits != 256 {
+			return 0, fmt.Errorf("%w: %v with key length %d", ErrProposal, e, bits)
+		}
+		return bits/8 + aeadSaltLen, nil
+	case message.EncrAESCBC:
+		if bits != 128 && bits != 192 && bits != 256 {
+			return 0, fmt.Errorf("%w: %v with key length %d", ErrProposal, e, bits)
+		}
+		return bits / 8, nil
+	case message.EncrChaCha20Poly1305:
+		if bits != 0 && bits != 256 { // RFC 7634 §4: no Key Length attribute
+			return 0, fmt.Errorf("%w: %v with key length %d", ErrProposal, e, bits)
+		}
+		return 32 + aeadSaltLen, nil
+	}
+	return 0, unsupported("encryption", e)
+}
+
+type integAlg struct {
+	hash   func() hash.Hash
+	keyLen int
+	icvLen int
+}
+
+func integAlgorithm(i message.IntegID) (integAlg, error) {
+	switch i {
+	case message.IntegHMACSHA2256128:
+		return integAlg{sha256.New, 32, 16}, nil
+	case message.IntegHMACSHA2384192:
+		return integAlg{sha512.New384, 48, 24}, nil
+	case message.IntegHMACSHA2512256:
+		return integAlg{sha512.New, 64, 32}, nil
+	}
+	return integAlg{}, unsupported("integrity", i)
+}
+
+// integKeyLen is the key length of an integrity transform (RFC 4868 §2.1).
+func integKeyLen(i message.IntegID) (int, error) {
+	a, err := integAlgorithm(i)
+	return a.keyLen, err
+}
+
+// KeyLengths returns the octets of keying material the suite needs per
+// direction: the encryption key (salt included) and the integrity key (0 for
+// an AEAD).
+func (s IKESuite) KeyLengths() (encr, integ int, err error) {
+	return keyLengths(s.Encr, s.EncrKeyBits, s.Integ)
+}
+
+// KeyLengths returns the octets of keying material the suite needs per
+// direction: the encryption key (salt included) and the integrity key (0 for
+// an AEAD).
+func (s ChildSuite) KeyLengths() (encr, integ int, err error) {
+	return keyLengths(s.Encr, s.EncrKeyBits, s.Integ)
+}
+
+func keyLengths(e message.EncrID, bits int, i message.IntegID) (int, int, error) {
+	el, err := encrKeyLen(e, bits)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := checkInteg(e, i); err != nil {
+		return 0, 0, err
+	}
+	if e.AEAD() {
+		return el, 0, nil
+	}
+	il, err := integKeyLen(i)
+	return el, il, err
+}
