@@ -274,6 +274,19 @@ func candidateVersion(pkg string) (string, error) {
 // kernels in the cache are removed once the new one is in place. Without
 // package lists (offline), the newest cached kernel is used.
 func ensureKernel(cfg Config) (*kernel, error) {
+	k, err := ensureKernelOnce(cfg)
+	if err != nil && errors.Is(err, errDownload) && os.Geteuid() == 0 {
+		// Stale package lists name a kernel the archive no longer has.
+		if uerr := aptUpdate(cfg.Logf); uerr == nil {
+			return ensureKernelOnce(cfg)
+		}
+	}
+	return k, err
+}
+
+var errDownload = errors.New("download failed")
+
+func ensureKernelOnce(cfg Config) (*kernel, error) {
 	pkg, version := cfg.Kernel, ""
 	var lookupErr error
 	if pkg == "" {
@@ -303,7 +316,7 @@ func ensureKernel(cfg Config) (*kernel, error) {
 	dl := exec.Command("apt-get", "download", pkg+"="+version)
 	dl.Dir = tmp
 	if out, err := dl.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%w: apt-get download %s=%s: %v\n%s", ErrCannotRun, pkg, version, err, tail(string(out), 10))
+		return nil, fmt.Errorf("%w: %w: apt-get download %s=%s: %v\n%s", ErrCannotRun, errDownload, pkg, version, err, tail(string(out), 10))
 	}
 	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
 	if len(debs) != 1 {

@@ -36,6 +36,9 @@ type RunOptions struct {
 	OnLine func(line string, at time.Duration)
 	// TailLines is how much console is kept for the failure report; default 40.
 	TailLines int
+	// Interactive connects the caller's stdin to the guest's console and
+	// the script's stdin (otherwise /dev/null), for `vmlab shell`.
+	Interactive bool
 }
 
 // Result is what a boot came to.
@@ -113,7 +116,11 @@ func ShellJoin(args []string) string {
 }
 
 // qemuArgs builds the qemu command line.
-func (l *Lab) qemuArgs(nonce, runScript string) []string {
+func (l *Lab) qemuArgs(nonce, runScript string, interactive bool) []string {
+	stdin := "null"
+	if interactive {
+		stdin = "console"
+	}
 	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-m", strconv.Itoa(l.cfg.MemoryMB), "-smp", strconv.Itoa(l.cfg.CPUs),
@@ -125,7 +132,7 @@ func (l *Lab) qemuArgs(nonce, runScript string) []string {
 			// retpolines cost a lot under emulation and guard nothing here.
 			"mitigations=off",
 			"random.trust_cpu=on", "8250.nr_uarts=1",
-			"keyplane.nonce=" + nonce, "keyplane.run=" + runScript,
+			"keyplane.nonce=" + nonce, "keyplane.run=" + runScript, "keyplane.stdin=" + stdin,
 			os.Getenv("KEYPLANE_LAB_KERNEL_ARGS"), // e.g. loglevel=7 to debug a boot
 		}, " "),
 		"-serial", "stdio",
@@ -191,9 +198,14 @@ func (l *Lab) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, l.qemu, l.qemuArgs(nonce, runScript)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's ^C reaches us, not qemu
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd := exec.CommandContext(ctx, l.qemu, l.qemuArgs(nonce, runScript, opts.Interactive)...)
+	if opts.Interactive {
+		cmd.Stdin = os.Stdin
+	}
+	if !opts.Interactive {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's ^C reaches us, not qemu
+	}
+	cmd.Cancel = func() error { return cmd.Process.Kill() }
 	cmd.WaitDelay = 5 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

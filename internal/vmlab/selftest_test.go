@@ -131,7 +131,7 @@ func TestGuestClock(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	unix.ClockGettime(unix.CLOCK_REALTIME, &ts1)
 	mono, wall := time.Since(t0), time.Duration(ts1.Nano()-ts0.Nano())
-	if mono < 450*time.Millisecond || mono > 5*time.Second || wall < 450*time.Millisecond || wall > 5*time.Second {
+	if mono < 450*time.Millisecond || mono > time.Minute || wall < 450*time.Millisecond || wall > time.Minute {
 		t.Fatalf("a 500ms sleep took %v (monotonic), %v (wall)", mono, wall)
 	}
 }

@@ -13,11 +13,12 @@ mount -t devtmpfs devtmpfs /dev
 echo "keyplane-lab: stage init"
 
 # Read what to run from the kernel command line while /proc is ours.
-nonce= run=
+nonce= run= stdin=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	keyplane.nonce=*) nonce="${arg#*=}" ;;
 	keyplane.run=*) run="${arg#*=}" ;;
+	keyplane.stdin=*) stdin="${arg#*=}" ;;
 	esac
 done
 
@@ -52,4 +53,4 @@ for d in proc sys dev; do
 	mkdir -p "/newroot/$d"
 	mount --move "/$d" "/newroot/$d" || fail "cannot move /$d"
 done
-exec switch_root /newroot /.keyplane-lab/busybox sh /.keyplane-lab/stage2 "$nonce" "$run"
+exec switch_root /newroot /.keyplane-lab/busybox sh /.keyplane-lab/stage2 "$nonce" "$run" "$stdin"

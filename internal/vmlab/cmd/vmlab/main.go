@@ -4,6 +4,7 @@
 //	vmlab prepare                     install what is missing, fetch the kernel, build the initramfs
 //	vmlab run [flags] -- CMD [ARG...] run one command in the guest; exit with its status
 //	vmlab test [flags] PKG...         build PKG's test binaries on the host and run them in one boot
+//	vmlab shell [-timeout D]          an interactive shell in the guest (exit or ^D ends it)
 //
 // Environment: KEYPLANE_LAB_CACHE (cache directory, default
 // /var/cache/keyplane-lab), KEYPLANE_LAB_KERNEL (kernel package, default the
@@ -28,6 +29,7 @@ import (
 const usage = `usage:
   vmlab prepare
   vmlab run [-timeout D] [-e KEY=VALUE]... -- CMD [ARG...]
+  vmlab shell [-timeout D]
   vmlab test [-timeout D] [-race=all|none|PKG,...] [-testflags FLAGS] [-e KEY=VALUE]... PKG...
 `
 
@@ -67,6 +69,8 @@ func main() {
 		code = run(ctx, args)
 	case "test":
 		code = test(ctx, args)
+	case "shell":
+		code = shell(ctx, args)
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		code = 2
@@ -133,6 +137,31 @@ func run(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "vmlab: exit %d; kernel boot %.1fs, modules %.1fs, root %.1fs, command %.1fs, total %.1fs\n",
 		res.ExitCode, res.Init.Seconds(), res.Modules.Seconds(), res.Root.Seconds(), res.Command.Seconds(), res.Total.Seconds())
+	return res.ExitCode
+}
+
+// shell boots the guest with an interactive bash on its serial console.
+func shell(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("shell", flag.ExitOnError)
+	timeout := fs.Duration("timeout", 2*time.Hour, "kill the guest after this long")
+	fs.Parse(args)
+	lab, ok := prepareLab()
+	if !ok {
+		return 1
+	}
+	fmt.Fprintln(os.Stderr, "vmlab: shell in the guest; 'exit' or ^D powers it off")
+	res, err := lab.Run(ctx, vmlab.RunOptions{
+		// setsid -c makes the serial line the shell's controlling terminal,
+		// so ^C reaches the foreground command in the guest.
+		Script:      "exec setsid -c -w bash -i </dev/ttyS0 >/dev/ttyS0 2>&1",
+		Env:         forwardedEnv(),
+		Timeout:     *timeout,
+		Interactive: true,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return res.ExitCode
 }
 
