@@ -1,0 +1,38 @@
+package nokernel
+
+import (
+	"context"
+
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// Apply runs a batch (Batcher): each op on its own, in order, its result
+// in Err; one failing op does not stop the others. The model has no
+// requests in flight to overlap; the facet exists so callers batch the
+// same way on every dataplane.
+func (b *Backend) Apply(ctx context.Context, ops []kernelops.Op) error {
+	for i := range ops {
+		op := &ops[i]
+		if err := ctx.Err(); err != nil {
+			op.Err = &kernelops.Error{Backend: Name, Op: op.Kind.String(), Err: err}
+			continue
+		}
+		switch op.Kind {
+		case kernelops.OpAddSA:
+			op.Err = b.AddSA(ctx, op.SA)
+		case kernelops.OpUpdateSA:
+			op.Err = b.UpdateSA(ctx, op.SA)
+		case kernelops.OpDeleteSA:
+			op.Err = b.DeleteSA(ctx, op.SAID)
+		case kernelops.OpAddPolicy:
+			op.Err = b.AddPolicy(ctx, op.Policy)
+		case kernelops.OpReplacePolicy:
+			op.Err = b.ReplacePolicy(ctx, op.Policy)
+		case kernelops.OpDeletePolicy:
+			op.Err = b.DeletePolicy(ctx, op.PolicyID)
+		default:
+			op.Err = kernelops.Invalid(Name, "batch", "", "Kind", "unknown operation %d", op.Kind)
+		}
+	}
+	return kernelops.BatchResult(ops)
+}

@@ -1,0 +1,144 @@
+package nokernel
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"syscall"
+
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// Migrate moves a child's SAs and policy templates from the old outer
+// addresses to the new ones (MOBIKE), keeping keys, counters, replay
+// state, lifetimes and idle watches, and reports it with a MigrateEvent
+// per policy, as XFRM_MSG_MIGRATE does. Everything is checked before
+// anything moves: a missing SA or policy is ErrNotFound, an SA that does
+// not join the old endpoints (or carries another reqid) ErrInvalid, a
+// taken new id ErrExists.
+//
+// Encap replaces the SAs' UDP encapsulation: as given on the outbound SA
+// (Local -> Remote), with the ports swapped on the inbound one; nil
+// removes it.
+func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
+	const op = "migrate"
+	obj := fmt.Sprintf("reqid %d %s->%s => %s->%s", m.ReqID, addrOrAny(m.Old.Local), addrOrAny(m.Old.Remote),
+		addrOrAny(m.New.Local), addrOrAny(m.New.Remote))
+	bad := func(field, f string, a ...any) error { return kernelops.Invalid(Name, op, obj, field, f, a...) }
+	for _, c := range []struct {
+		field string
+		a, b  kernelops.Endpoints
+	}{{"Old", m.Old, m.Old}, {"New", m.New, m.New}} {
+		if !c.a.Local.IsValid() || !c.a.Remote.IsValid() || c.a.Local.Is4() != c.a.Remote.Is4() {
+			return bad(c.field, "want a local and a remote address of one family")
+		}
+	}
+	if m.Encap != nil && (m.Encap.SrcPort == 0 || m.Encap.DstPort == 0) {
+		return bad("Encap", "ports must be non-zero")
+	}
+
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return err
+	}
+
+	type saMove struct {
+		e   *saEntry
+		new kernelops.SAID
+		out bool
+	}
+	var moves []saMove
+	taken := map[spiKey]bool{}
+	for i, id := range m.SAs {
+		field := fmt.Sprintf("SAs[%d]", i)
+		e := b.sad.find(id)
+		if e == nil || e.state == kernelops.SALarval {
+			return errno(op, id.String(), syscall.ESRCH, "no such SA")
+		}
+		nid := id
+		var out bool
+		switch {
+		case id.Src == m.Old.Local && id.Dst == m.Old.Remote:
+			nid.Src, nid.Dst, out = m.New.Local, m.New.Remote, true
+		case id.Src == m.Old.Remote && id.Dst == m.Old.Local:
+			nid.Src, nid.Dst = m.New.Remote, m.New.Local
+		default:
+			return bad(field, "SA %s does not join the old endpoints", id)
+		}
+		if m.ReqID != 0 && e.sa.ReqID != m.ReqID {
+			return bad(field, "SA %s has reqid %d, not %d", id, e.sa.ReqID, m.ReqID)
+		}
+		k := keyOf(nid)
+		if (keyOf(id) != k && b.sad.find(nid) != nil) || taken[k] {
+			return errno(op, nid.String(), syscall.EEXIST, "an SA holds the new id")
+		}
+		taken[k] = true
+		moves = append(moves, saMove{e, nid, out})
+	}
+	var pols []*polEntry
+	for _, pid := range m.Policies {
+		e := b.spd.m[pid]
+		if e == nil {
+			return errno(op, pid.String(), syscall.ENOENT, "no such policy")
+		}
+		pols = append(pols, e)
+	}
+
+	// Apply: nothing below fails.
+	for _, mv := range moves {
+		old := mv.e.sa.ID
+		b.sad.unlink(mv.e)
+		mv.e.sa.ID = mv.new
+		if m.Encap == nil {
+			mv.e.sa.Encap = nil
+		} else {
+			enc := *m.Encap
+			if !mv.out {
+				enc.SrcPort, enc.DstPort = enc.DstPort, enc.SrcPort
+			}
+			mv.e.sa.Encap = &enc
+		}
+		mv.e.mapping = netip.AddrPort{}
+		b.sad.insert(mv.e, false)
+		b.life.Move(old, mv.new)
+		b.idle.Move(old, mv.new)
+	}
+	var events []*kernelops.MigrateEvent
+	for _, e := range pols {
+		ev := &kernelops.MigrateEvent{Policy: e.p.ID()}
+		for i := range e.p.Templates {
+			t := &e.p.Templates[i]
+			if m.ReqID != 0 && t.ReqID != m.ReqID {
+				continue
+			}
+			var nl, nr = t.Src, t.Dst
+			switch {
+			case t.Src == m.Old.Local && t.Dst == m.Old.Remote:
+				nl, nr = m.New.Local, m.New.Remote
+			case t.Src == m.Old.Remote && t.Dst == m.Old.Local:
+				nl, nr = m.New.Remote, m.New.Local
+			default:
+				continue
+			}
+			ev.Entries = append(ev.Entries, kernelops.MigrateEntry{Proto: t.Proto, Mode: t.Mode, ReqID: t.ReqID,
+				Old: kernelops.Endpoints{Local: t.Src, Remote: t.Dst}, New: kernelops.Endpoints{Local: nl, Remote: nr}})
+			t.Src, t.Dst = nl, nr
+		}
+		events = append(events, ev)
+	}
+	if len(pols) == 0 && len(moves) > 0 {
+		ev := &kernelops.MigrateEvent{}
+		for _, mv := range moves {
+			ev.Entries = append(ev.Entries, kernelops.MigrateEntry{Proto: mv.e.sa.ID.Proto, Mode: mv.e.sa.Mode,
+				ReqID: mv.e.sa.ReqID, Old: m.Old, New: m.New})
+		}
+		events = append(events, ev)
+	}
+	for _, ev := range events {
+		b.bus.Publish(ev)
+	}
+	return nil
+}

@@ -1,0 +1,279 @@
+// Package nokernel is keyplane's in-memory dataplane: a model that behaves
+// like the Linux XFRM kernel without needing one. It keeps an SAD and an
+// SPD with XFRM's semantics (the same lookup keys, errors and errnos,
+// larval SAs from AllocSPI, policy priorities, acquires from policies
+// without SAs), enforces lifetimes (kernelops/swlifetime), detects idle
+// SAs (kernelops/idle), simulates interfaces, addresses, links and routes
+// with their change events, and moves counters from simulated traffic
+// (Backend.Inject). IKE sockets are real UDP sockets, so two daemons on
+// one host talk IKE over loopback through it.
+//
+// It registers as "nokernel" and is the embedded default dataplane of
+// `make run` and the model the IKE engine's tests run on. Time comes from
+// Options.Clock, so tests drive lifetimes and timeouts with a fake clock.
+//
+// Params (Options.Params):
+//
+//	acquire-expires  how long a pending acquire (and an unfilled AllocSPI
+//	                 reservation) lives, like net.core.xfrm_acq_expires;
+//	                 default 30s
+//	interfaces       simulated interfaces besides lo, up:
+//	                 "eth0=192.0.2.1/24+2001:db8::1/64;eth1=198.51.100.7/24"
+//	routes           "0.0.0.0/0 via 192.0.2.254 dev eth0; ::/0 dev eth0"
+//	offload          what devices can offload: "eth0=crypto+packet;eth1=crypto"
+package nokernel
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/addrref"
+	"github.com/keyplane/keyplane/kernelops/clock"
+	"github.com/keyplane/keyplane/kernelops/eventbus"
+	"github.com/keyplane/keyplane/kernelops/idle"
+	"github.com/keyplane/keyplane/kernelops/swlifetime"
+)
+
+// Name is the backend's registry name.
+const Name = "nokernel"
+
+// DefaultAcquireExpires is how long a pending acquire or an unfilled SPI
+// reservation lives: XFRM's default net.core.xfrm_acq_expires.
+const DefaultAcquireExpires = 30 * time.Second
+
+// MaxReplayWindow is the largest anti-replay window accepted: XFRM's limit
+// with the ESN replay attribute (128 words of bitmap).
+const MaxReplayWindow = 4096
+
+func init() {
+	kernelops.Register(Name, func(ctx context.Context, opts kernelops.Options) (kernelops.Backend, error) {
+		return Open(ctx, opts)
+	})
+}
+
+// Backend is an open model. It implements every kernelops facet; it is
+// safe for concurrent use.
+type Backend struct {
+	opts       kernelops.Options
+	clk        clock.Clock
+	log        *slog.Logger
+	caps       kernelops.Capabilities
+	acqExpires time.Duration
+
+	bus      *eventbus.Bus
+	life     *swlifetime.Manager
+	idle     *idle.Detector
+	stopIdle func()
+	addrs    *addrref.Table
+	net      *Net
+
+	// lifeMu is held across an SAD change and the swlifetime call that
+	// matches it, so the two stay in step; swlifetime calls are made
+	// without mu because an expiry they deliver takes mu. Expiry
+	// callbacks never take lifeMu.
+	lifeMu sync.Mutex
+
+	mu       sync.Mutex
+	closed   bool
+	sad      sad
+	spd      spd
+	acquires map[acqKey]*acquire
+	acqSeq   uint32
+	holes    []kernelops.PolicyID
+
+	sockMu  sync.Mutex
+	sockets map[*ikeConn]struct{}
+}
+
+// Open opens a fresh model with opts (zero fields take their defaults).
+func Open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
+	opts = opts.WithDefaults()
+	if err := opts.CheckParams(Name, "acquire-expires", "interfaces", "routes", "offload"); err != nil {
+		return nil, err
+	}
+	b := &Backend{
+		opts:       opts,
+		clk:        opts.Clock,
+		log:        opts.Logger.With("backend", Name),
+		acqExpires: DefaultAcquireExpires,
+		bus:        eventbus.New(),
+		acquires:   map[acqKey]*acquire{},
+		sockets:    map[*ikeConn]struct{}{},
+	}
+	b.sad.init()
+	b.spd.init()
+	b.caps = capabilities(opts)
+	b.net = newNet(b)
+	b.addrs = addrref.New(netDataplane{b.net})
+	if err := b.applyParams(opts.Params); err != nil {
+		return nil, err
+	}
+	b.life = swlifetime.New(b.clk, b.onExpire)
+	b.idle = idle.New(idle.Config{
+		Clock: b.clk,
+		Read:  b.Usage,
+		Emit:  func(ev *kernelops.IdleEvent) { b.bus.Publish(ev) },
+		OnError: func(err error) {
+			b.log.Warn("idle scan failed", "err", err)
+		},
+	})
+	b.stopIdle = b.idle.Start(opts.IdleScanInterval)
+	return b, nil
+}
+
+func (b *Backend) applyParams(p map[string]string) error {
+	if v, ok := p["acquire-expires"]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return kernelops.Invalid(Name, "open", "", "Params.acquire-expires", "%q: want a positive duration", v)
+		}
+		b.acqExpires = d
+	}
+	if v, ok := p["interfaces"]; ok {
+		if err := b.net.parseInterfaces(v); err != nil {
+			return err
+		}
+	}
+	if v, ok := p["routes"]; ok {
+		if err := b.net.parseRoutes(v); err != nil {
+			return err
+		}
+	}
+	if v, ok := p["offload"]; ok {
+		if err := b.net.parseOffload(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func capabilities(opts kernelops.Options) kernelops.Capabilities {
+	var all kernelops.Cap
+	for _, c := range kernelops.AllCaps() {
+		all |= c
+	}
+	return kernelops.Capabilities{
+		Caps: all,
+		Algorithms: kernelops.AlgorithmSet{
+			Encryption: []kernelops.EncrID{kernelops.EncrDES3, kernelops.EncrNull, kernelops.EncrAESCBC,
+				kernelops.EncrAESCTR, kernelops.EncrAESCCM8, kernelops.EncrAESCCM12, kernelops.EncrAESCCM16,
+				kernelops.EncrAESGCM8, kernelops.EncrAESGCM12, kernelops.EncrAESGCM16,
+				kernelops.EncrNullAuthAESGMAC, kernelops.EncrChaCha20Poly1305},
+			Integrity: []kernelops.IntegID{kernelops.IntegHMACMD5_96, kernelops.IntegHMACSHA1_96,
+				kernelops.IntegAESXCBC96, kernelops.IntegAESCMAC96, kernelops.IntegHMACSHA256_128,
+				kernelops.IntegHMACSHA384_192, kernelops.IntegHMACSHA512_256},
+		},
+		MaxReplayWindow: MaxReplayWindow,
+		SPIMin:          opts.SPIMin,
+		SPIMax:          opts.SPIMax,
+		Notes: map[kernelops.Cap]string{
+			kernelops.CapSockets: "real UDP sockets; the model never applies IPsec to real traffic, so no bypass policy is needed; " +
+				"on the NAT-T socket ESP and keepalives are consumed, IKE keeps its non-ESP marker (as XFRM delivers it)",
+			kernelops.CapOffload:           "simulated device table (Params offload, Net.SetOffload); nothing is really offloaded",
+			kernelops.CapSoftwareLifetimes: "lifetimes are enforced by kernelops/swlifetime on the backend's clock",
+			kernelops.CapCounters:          "counters move with simulated traffic (Backend.Inject), never with real packets",
+			kernelops.CapLastUsedAllTraffic: "every simulated packet sets LastUsed",
+			kernelops.CapBatch:             "operations apply one after another under the model's lock; nothing is in flight",
+			kernelops.CapPolicyLifetime:    "a soft policy expire is raised once (XFRM repeats it every 30s until the hard one)",
+			kernelops.CapChangeEvents:      "events for simulated interfaces, addresses and routes (Backend.Net)",
+			kernelops.CapTrap:              "an outbound packet (Inject) matching an ipsec or trap policy without an SA raises one acquire per template endpoints until acquire-expires",
+		},
+	}
+}
+
+// Name returns "nokernel".
+func (b *Backend) Name() string { return Name }
+
+// Capabilities reports everything: the model implements every facet.
+func (b *Backend) Capabilities() kernelops.Capabilities { return b.caps }
+
+// Clock returns the clock the model runs on.
+func (b *Backend) Clock() clock.Clock { return b.clk }
+
+// Close stops every timer, closes the IKE sockets still open and ends
+// every subscription. Later calls fail with ErrClosed.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.sad.stopTimers()
+	b.spd.stopTimers()
+	for k, a := range b.acquires {
+		a.timer.Stop()
+		delete(b.acquires, k)
+	}
+	b.mu.Unlock()
+	b.stopIdle()
+	b.life.Close()
+	b.closeSockets()
+	b.bus.Close()
+	return nil
+}
+
+func (b *Backend) errClosed(op string) error {
+	return &kernelops.Error{Backend: Name, Op: op, Err: kernelops.ErrClosed}
+}
+
+// check returns ErrClosed after Close, else ctx's error. Called with mu
+// held or not; closed is only read.
+func (b *Backend) checkLocked(ctx context.Context, op string) error {
+	if b.closed {
+		return b.errClosed(op)
+	}
+	if err := ctx.Err(); err != nil {
+		return &kernelops.Error{Backend: Name, Op: op, Err: err}
+	}
+	return nil
+}
+
+func errno(op, obj string, e syscall.Errno, detail string) error {
+	return kernelops.FromErrno(Name, op, obj, e, detail)
+}
+
+// Subscribe opens an event subscription (EventSource).
+func (b *Backend) Subscribe(ctx context.Context, opts kernelops.SubscribeOptions) (kernelops.Subscription, error) {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return nil, b.errClosed("subscribe")
+	}
+	sub, err := b.bus.Subscribe(ctx, opts)
+	if err != nil {
+		return nil, &kernelops.Error{Backend: Name, Op: "subscribe", Err: kernelops.ErrClosed, Detail: err.Error()}
+	}
+	return sub, nil
+}
+
+// addrOrAny prints an address, or "any" when unset.
+func addrOrAny(a netip.Addr) string {
+	if !a.IsValid() {
+		return "any"
+	}
+	return a.String()
+}
+
+var (
+	_ kernelops.SAD            = (*Backend)(nil)
+	_ kernelops.SPD            = (*Backend)(nil)
+	_ kernelops.UsageReader    = (*Backend)(nil)
+	_ kernelops.Batcher        = (*Backend)(nil)
+	_ kernelops.EventSource    = (*Backend)(nil)
+	_ kernelops.Sockets        = (*Backend)(nil)
+	_ kernelops.AddrSelector   = (*Backend)(nil)
+	_ kernelops.AddrManager    = (*Backend)(nil)
+	_ kernelops.XfrmInterfaces = (*Backend)(nil)
+	_ kernelops.Holes          = (*Backend)(nil)
+	_ kernelops.Offloader      = (*Backend)(nil)
+	_ kernelops.Syncer         = (*Backend)(nil)
+	_ kernelops.IdleWatcher    = (*Backend)(nil)
+	_ kernelops.Migrator       = (*Backend)(nil)
+)

@@ -1,0 +1,543 @@
+package nokernel
+
+import (
+	"bytes"
+	"context"
+	"iter"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
+	"github.com/keyplane/keyplane/kernelops/spialloc"
+)
+
+// spiKey is how XFRM finds an SA by SPI: destination, SPI and protocol.
+// The source address is not part of it, and SAs differing only in their
+// mark share a key (the entries' marks tell them apart).
+type spiKey struct {
+	dst   netip.Addr
+	spi   uint32
+	proto kernelops.Proto
+}
+
+// allocKey scopes SPI allocation: an SPI is unique per destination and
+// protocol, as XFRM's xfrm_alloc_spi checks.
+type allocKey struct {
+	dst   netip.Addr
+	proto kernelops.Proto
+}
+
+type sad struct {
+	bySPI   map[spiKey][]*saEntry
+	byReqID map[uint32][]*saEntry // for outbound template lookups
+	alloc   map[allocKey]*spialloc.Allocator
+	n       int
+	seq     uint64
+}
+
+type saEntry struct {
+	sa     kernelops.SA // the model's own copy
+	state  kernelops.SAState
+	c      kernelops.Counters
+	seq    uint64 // insertion order: newer SAs win outbound lookups
+	dead   bool   // removed; a snapshot holding it skips it
+	larval clock.Timer
+
+	sync    syncState
+	mapping netip.AddrPort // last NAT mapping change reported
+}
+
+func (s *sad) init() {
+	s.bySPI = map[spiKey][]*saEntry{}
+	s.byReqID = map[uint32][]*saEntry{}
+	s.alloc = map[allocKey]*spialloc.Allocator{}
+}
+
+func keyOf(id kernelops.SAID) spiKey { return spiKey{id.Dst, id.SPI, id.Proto} }
+
+// find returns the SA with exactly this id's key and mark.
+func (s *sad) find(id kernelops.SAID) *saEntry {
+	for _, e := range s.bySPI[keyOf(id)] {
+		if e.sa.ID.Mark == id.Mark {
+			return e
+		}
+	}
+	return nil
+}
+
+// findByMark returns the SA an inbound packet with mark reaches: XFRM's
+// (mark & m) == v rule.
+func (s *sad) findByMark(k spiKey, mark uint32) *saEntry {
+	for _, e := range s.bySPI[k] {
+		if mark&e.sa.ID.Mark.Mask == e.sa.ID.Mark.Value {
+			return e
+		}
+	}
+	return nil
+}
+
+func (s *sad) allocator(dst netip.Addr, proto kernelops.Proto) *spialloc.Allocator {
+	k := allocKey{dst, proto}
+	a := s.alloc[k]
+	if a == nil {
+		a = spialloc.New()
+		s.alloc[k] = a
+	}
+	return a
+}
+
+// insert indexes e; reserved says its SPI was taken by AllocSPI already.
+func (s *sad) insert(e *saEntry, reserved bool) {
+	k := keyOf(e.sa.ID)
+	if len(s.bySPI[k]) == 0 && !reserved {
+		s.allocator(k.dst, k.proto).Reserve(k.spi)
+	}
+	s.bySPI[k] = append(s.bySPI[k], e)
+	s.byReqID[e.sa.ReqID] = append(s.byReqID[e.sa.ReqID], e)
+	s.seq++
+	e.seq = s.seq
+	s.n++
+}
+
+func removePtr(list []*saEntry, e *saEntry) []*saEntry {
+	for i, x := range list {
+		if x == e {
+			last := len(list) - 1
+			list[i] = list[last]
+			list[last] = nil
+			return list[:last]
+		}
+	}
+	return list
+}
+
+// unlink removes e from the indexes and frees its SPI when no other SA
+// (of another mark) holds it.
+func (s *sad) unlink(e *saEntry) {
+	k := keyOf(e.sa.ID)
+	if l := removePtr(s.bySPI[k], e); len(l) == 0 {
+		delete(s.bySPI, k)
+		if a := s.alloc[allocKey{k.dst, k.proto}]; a != nil {
+			a.Release(k.spi)
+			if a.InUse() == 0 {
+				delete(s.alloc, allocKey{k.dst, k.proto})
+			}
+		}
+	} else {
+		s.bySPI[k] = l
+	}
+	if l := removePtr(s.byReqID[e.sa.ReqID], e); len(l) == 0 {
+		delete(s.byReqID, e.sa.ReqID)
+	} else {
+		s.byReqID[e.sa.ReqID] = l
+	}
+	s.n--
+}
+
+func (s *sad) all() []*saEntry {
+	out := make([]*saEntry, 0, s.n)
+	for _, l := range s.bySPI {
+		out = append(out, l...)
+	}
+	return out
+}
+
+func (s *sad) stopTimers() {
+	for _, l := range s.bySPI {
+		for _, e := range l {
+			e.stopTimers()
+		}
+	}
+}
+
+func (e *saEntry) stopTimers() {
+	if e.larval != nil {
+		e.larval.Stop()
+		e.larval = nil
+	}
+	e.sync.stop()
+}
+
+// removeLocked deletes e from the model: indexes, timers, lifetime
+// tracking, idle watch. Called with b.mu held.
+func (b *Backend) removeLocked(e *saEntry) {
+	e.dead = true
+	e.stopTimers()
+	b.sad.unlink(e)
+	b.life.Remove(e.sa.ID) // never delivers, so safe under mu
+	b.idle.Watch(e.sa.ID, 0)
+}
+
+// AllocSPI reserves an inbound SPI as a larval SA, in the request's range
+// or the configured one. Like XFRM's, the reservation lives for
+// acquire-expires (30s) unless an AddSA or UpdateSA fills it; then it is
+// removed with a hard expire.
+func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
+	const op = "alloc SPI"
+	obj := req.Proto.String() + " " + addrOrAny(req.Src) + "->" + addrOrAny(req.Dst)
+	bad := func(field, f string, a ...any) error { return kernelops.Invalid(Name, op, obj, field, f, a...) }
+	if !req.Dst.IsValid() {
+		return 0, bad("Dst", "missing destination address")
+	}
+	src := req.Src
+	if !src.IsValid() {
+		src = netip.IPv4Unspecified()
+		if req.Dst.Is6() {
+			src = netip.IPv6Unspecified()
+		}
+	}
+	if src.Is4() != req.Dst.Is4() || src.Is4In6() || req.Dst.Is4In6() {
+		return 0, bad("Src", "mixed address families (%s, %s)", src, req.Dst)
+	}
+	lo, hi := req.Min, req.Max
+	switch req.Proto {
+	case kernelops.ProtoESP, kernelops.ProtoAH:
+		if lo == 0 && hi == 0 {
+			lo, hi = b.opts.SPIMin, b.opts.SPIMax
+		}
+	case kernelops.ProtoIPComp:
+		if lo == 0 && hi == 0 {
+			lo, hi = 0x100, 0xffff
+		}
+		if hi > 0xffff {
+			return 0, bad("Max", "IPComp CPIs are 16-bit, got max %#x", hi)
+		}
+	default:
+		return 0, bad("Proto", "protocol %d: want esp, ah or comp", uint8(req.Proto))
+	}
+	if lo < 256 || lo > hi {
+		return 0, bad("Min", "SPI range %#x..%#x: want 256 <= Min <= Max", lo, hi)
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return 0, err
+	}
+	spi, err := b.sad.allocator(req.Dst, req.Proto).Alloc(lo, hi)
+	if err != nil {
+		return 0, &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: kernelops.ErrNoSpace,
+			Errno: syscall.ENOENT, Detail: err.Error()}
+	}
+	now := b.clk.Now()
+	e := &saEntry{
+		sa:    kernelops.SA{ID: kernelops.SAID{Src: src, Dst: req.Dst, SPI: spi, Proto: req.Proto}, ReqID: req.ReqID},
+		state: kernelops.SALarval,
+		c:     kernelops.Counters{AddTime: now},
+	}
+	b.sad.insert(e, true)
+	e.larval = b.clk.AfterFunc(b.acqExpires, func() { b.expireLarval(e) })
+	return spi, nil
+}
+
+func (b *Backend) expireLarval(e *saEntry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e.dead || e.state != kernelops.SALarval || b.closed {
+		return
+	}
+	e.larval = nil
+	b.removeLocked(e)
+	b.bus.Publish(&kernelops.ExpireEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Hard: true, Limit: kernelops.LimitAddTime})
+}
+
+// AddSA installs an SA, or fills the larval SA AllocSPI left on its SPI.
+// A taken id is ErrExists (EEXIST).
+func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
+	return b.putSA(ctx, sa, false)
+}
+
+// UpdateSA changes an installed SA's lifetimes, selector, encapsulation
+// ports and offload, or fills a larval SA; a missing id is ErrNotFound
+// (ESRCH). As on XFRM, the rest of an SA cannot change: a different key,
+// algorithm, mode, reqid, window, ESN, if_id or direction is ErrInvalid
+// naming the field (XFRM would silently keep the old value), and so is
+// adding or removing UDP encapsulation (XFRM: EINVAL). Counters and
+// replay state carry over; a soft expire already raised is not raised
+// again.
+func (b *Backend) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
+	return b.putSA(ctx, sa, true)
+}
+
+func (b *Backend) putSA(ctx context.Context, sa *kernelops.SA, update bool) error {
+	op := "add SA"
+	if update {
+		op = "update SA"
+	}
+	if err := kernelops.ValidateSA(Name, op, sa, &b.caps.Algorithms); err != nil {
+		return err
+	}
+	obj := sa.ID.String()
+	if sa.ReplayWindow > MaxReplayWindow {
+		return kernelops.Invalid(Name, op, obj, "ReplayWindow", "%d packets: the largest window is %d", sa.ReplayWindow, MaxReplayWindow)
+	}
+	active, err := b.net.resolveOffload(op, obj, sa.Offload)
+	if err != nil {
+		return err
+	}
+
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	b.mu.Lock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		b.mu.Unlock()
+		return err
+	}
+	now := b.clk.Now()
+	e := b.sad.find(sa.ID)
+	fresh := true // swlifetime: start tracking (else update limits)
+	switch {
+	case e == nil && update:
+		b.mu.Unlock()
+		return errno(op, obj, syscall.ESRCH, "no such SA")
+	case e == nil:
+		e = &saEntry{}
+		b.fill(e, sa, active, now)
+		b.sad.insert(e, false)
+	case e.state == kernelops.SALarval:
+		// The reservation is filled: same SPI, now a real SA.
+		if e.larval != nil {
+			e.larval.Stop()
+			e.larval = nil
+		}
+		b.sad.unlink(e)
+		e.dead = true
+		e = &saEntry{}
+		b.fill(e, sa, active, now)
+		b.sad.insert(e, false)
+	case !update:
+		b.mu.Unlock()
+		return errno(op, obj, syscall.EEXIST, "SA exists")
+	default:
+		if err := immutable(op, obj, &e.sa, sa); err != nil {
+			b.mu.Unlock()
+			return err
+		}
+		e.sa.Lifetime = sa.Lifetime
+		e.sa.Selector = sa.Selector
+		if sa.Encap != nil {
+			enc := *sa.Encap
+			e.sa.Encap = &enc
+		}
+		e.sa.Offload = sa.Offload
+		e.sa.Offload.Active = active
+		fresh = false
+	}
+	b.clearAcquires(&e.sa)
+	added := e.c.AddTime
+	b.mu.Unlock()
+
+	sa.Offload.Active = active
+	if fresh {
+		b.life.Add(sa.ID, sa.ReqID, sa.Lifetime, added)
+	} else {
+		b.life.Update(sa.ID, sa.Lifetime)
+	}
+	return nil
+}
+
+func (b *Backend) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMode, now time.Time) {
+	e.sa = *sa.Clone()
+	e.sa.Offload.Active = active
+	e.state = kernelops.SAValid
+	e.c = kernelops.Counters{AddTime: now}
+	e.c.Replay.Window = sa.ReplayWindow
+	e.c.Replay.Bitmap = make([]uint32, (sa.ReplayWindow+31)/32)
+}
+
+// immutable rejects an update that would change what XFRM keeps.
+func immutable(op, obj string, old, nu *kernelops.SA) error {
+	bad := func(field string) error {
+		return kernelops.Invalid(Name, op, obj, field, "cannot change on update (delete and add the SA instead)")
+	}
+	switch {
+	case old.Mode != nu.Mode:
+		return bad("Mode")
+	case old.ReqID != nu.ReqID:
+		return bad("ReqID")
+	case old.Encryption.ID != nu.Encryption.ID || old.Encryption.KeyBits != nu.Encryption.KeyBits:
+		return bad("Encryption.ID")
+	case !bytes.Equal(old.Encryption.Key, nu.Encryption.Key):
+		return bad("Encryption.Key")
+	case old.Integrity.ID != nu.Integrity.ID:
+		return bad("Integrity.ID")
+	case !bytes.Equal(old.Integrity.Key, nu.Integrity.Key):
+		return bad("Integrity.Key")
+	case old.ReplayWindow != nu.ReplayWindow:
+		return bad("ReplayWindow")
+	case old.ESN != nu.ESN:
+		return bad("ESN")
+	case old.IfID != nu.IfID:
+		return bad("IfID")
+	case old.Dir != nu.Dir:
+		return bad("Dir")
+	case (old.Encap == nil) != (nu.Encap == nil):
+		return kernelops.Invalid(Name, op, obj, "Encap", "update cannot add or remove UDP encapsulation (use Migrate)")
+	}
+	return nil
+}
+
+// DeleteSA removes an SA (larval ones too); a missing one is ErrNotFound
+// (ESRCH). A delete raises no event, as on XFRM.
+func (b *Backend) DeleteSA(ctx context.Context, id kernelops.SAID) error {
+	const op = "delete SA"
+	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
+		return err
+	}
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return err
+	}
+	e := b.sad.find(id)
+	if e == nil {
+		return errno(op, id.String(), syscall.ESRCH, "no such SA")
+	}
+	b.removeLocked(e)
+	return nil
+}
+
+// GetSA returns a copy of an SA with its keys and counters.
+func (b *Backend) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
+	const op = "get SA"
+	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return nil, err
+	}
+	e := b.sad.find(id)
+	if e == nil {
+		return nil, errno(op, id.String(), syscall.ESRCH, "no such SA")
+	}
+	out := &kernelops.SAEntry{}
+	copyEntry(out, e)
+	return out, nil
+}
+
+// copyEntry copies e into dst, reusing dst's key and bitmap storage.
+func copyEntry(dst *kernelops.SAEntry, e *saEntry) {
+	ek, ik, bm, enc := dst.Encryption.Key, dst.Integrity.Key, dst.Counters.Replay.Bitmap, dst.Encap
+	dst.SA = e.sa
+	dst.Encryption.Key = append(ek[:0], e.sa.Encryption.Key...)
+	dst.Integrity.Key = append(ik[:0], e.sa.Integrity.Key...)
+	if e.sa.Encap != nil {
+		if enc == nil {
+			enc = new(kernelops.Encap)
+		}
+		*enc = *e.sa.Encap
+		dst.Encap = enc
+	}
+	dst.State = e.state
+	dst.Counters = e.c
+	dst.Counters.Replay.Bitmap = append(bm[:0], e.c.Replay.Bitmap...)
+}
+
+// dumpBatch is how many entries a dump copies per lock hold.
+const dumpBatch = 256
+
+// SAs streams every SA, larval ones included. The dump walks a snapshot
+// of the SAD taken at its start, reading each entry as it is when
+// reached: SAs deleted meanwhile are skipped, SAs added meanwhile are not
+// seen — the guarantees of a netlink dump. The yielded entry is reused.
+func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
+	return func(yield func(*kernelops.SAEntry, error) bool) {
+		b.mu.Lock()
+		if err := b.checkLocked(ctx, "dump SAs"); err != nil {
+			b.mu.Unlock()
+			yield(nil, err)
+			return
+		}
+		snap := b.sad.all()
+		b.mu.Unlock()
+		var out kernelops.SAEntry
+		for i, e := range snap {
+			if i%dumpBatch == 0 {
+				if err := ctx.Err(); err != nil {
+					yield(nil, &kernelops.Error{Backend: Name, Op: "dump SAs", Err: err})
+					return
+				}
+			}
+			b.mu.Lock()
+			if e.dead {
+				b.mu.Unlock()
+				continue
+			}
+			copyEntry(&out, e)
+			b.mu.Unlock()
+			if !yield(&out, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Usage streams every non-larval SA's counters (UsageReader): a snapshot
+// copied a batch at a time, far cheaper than a GetSA per SA.
+func (b *Backend) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
+	return func(yield func(kernelops.Usage, error) bool) {
+		b.mu.Lock()
+		if err := b.checkLocked(ctx, "read usage"); err != nil {
+			b.mu.Unlock()
+			yield(kernelops.Usage{}, err)
+			return
+		}
+		snap := b.sad.all()
+		b.mu.Unlock()
+		buf := make([]kernelops.Usage, 0, dumpBatch)
+		for len(snap) > 0 {
+			if err := ctx.Err(); err != nil {
+				yield(kernelops.Usage{}, &kernelops.Error{Backend: Name, Op: "read usage", Err: err})
+				return
+			}
+			n := min(len(snap), dumpBatch)
+			buf = buf[:0]
+			b.mu.Lock()
+			for _, e := range snap[:n] {
+				if e.dead || e.state == kernelops.SALarval {
+					continue
+				}
+				buf = append(buf, kernelops.Usage{ID: e.sa.ID, ReqID: e.sa.ReqID, Bytes: e.c.Bytes,
+					Packets: e.c.Packets, AddTime: e.c.AddTime, LastUsed: e.c.LastUsed})
+			}
+			b.mu.Unlock()
+			snap = snap[n:]
+			for _, u := range buf {
+				if !yield(u, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// FlushSAs removes every SA whose reqid keyplane owns (larval ones too)
+// and the pending acquires of owned reqids; other SAs stay.
+func (b *Backend) FlushSAs(ctx context.Context) error {
+	const op = "flush SAs"
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return err
+	}
+	for _, e := range b.sad.all() {
+		if b.opts.Owns(e.sa.ReqID) {
+			b.removeLocked(e)
+		}
+	}
+	for k, a := range b.acquires {
+		if b.opts.Owns(k.reqid) {
+			a.timer.Stop()
+			delete(b.acquires, k)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,317 @@
+package nokernel
+
+import (
+	"context"
+	"iter"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
+)
+
+type spd struct {
+	m   map[kernelops.PolicyID]*polEntry
+	seq uint64
+}
+
+type polEntry struct {
+	p    kernelops.Policy // Priority holds the effective priority
+	add  time.Time
+	use  time.Time // last use; zero: never
+	seq  uint64    // insertion order: the older of equal priorities wins
+	dead bool
+	hole bool // installed by OpenHoles
+
+	timer    clock.Timer
+	timerSeq uint64
+	softDone bool
+}
+
+func (s *spd) init() { s.m = map[kernelops.PolicyID]*polEntry{} }
+
+func (s *spd) stopTimers() {
+	for _, e := range s.m {
+		e.stop()
+	}
+}
+
+func (e *polEntry) stop() {
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+}
+
+func (s *spd) all() []*polEntry {
+	out := make([]*polEntry, 0, len(s.m))
+	for _, e := range s.m {
+		out = append(out, e)
+	}
+	return out
+}
+
+// lookup finds the policy XFRM would apply to a packet: among the
+// policies of dir whose selector, mark and if_id match, the lowest
+// (effective) priority, and of equal priorities the oldest.
+func (s *spd) lookup(dir kernelops.Direction, src, dst netip.Addr, proto uint8, sport, dport uint16, mark, ifid uint32) *polEntry {
+	var best *polEntry
+	for id, e := range s.m {
+		if id.Dir != dir || id.IfID != ifid || mark&id.Mark.Mask != id.Mark.Value {
+			continue
+		}
+		if !id.Selector.Matches(src, dst, proto, sport, dport) || !sameFamily(id.Selector, src) {
+			continue
+		}
+		if best == nil || e.p.Priority < best.p.Priority || (e.p.Priority == best.p.Priority && e.seq < best.seq) {
+			best = e
+		}
+	}
+	return best
+}
+
+// sameFamily keeps a selector with prefixes of one family from matching
+// packets of the other (a zero selector matches both, as the kernelops
+// Selector means "any address of the other side's family").
+func sameFamily(s kernelops.Selector, a netip.Addr) bool {
+	switch {
+	case s.Src.IsValid():
+		return s.Src.Addr().Is4() == a.Is4()
+	case s.Dst.IsValid():
+		return s.Dst.Addr().Is4() == a.Is4()
+	}
+	return true
+}
+
+// owned says whether a policy is keyplane's: one of its templates carries
+// an owned reqid. Pass and block policies carry no reqid and are never
+// flushed (CloseHoles removes the hole policies).
+func (b *Backend) owned(p *kernelops.Policy) bool {
+	for _, t := range p.Templates {
+		if b.opts.Owns(t.ReqID) {
+			return true
+		}
+	}
+	return false
+}
+
+func validatePolicyLifetime(op string, p *kernelops.Policy) error {
+	for _, l := range []struct {
+		name string
+		l    kernelops.Limits
+	}{{"Soft", p.Lifetime.Soft}, {"Hard", p.Lifetime.Hard}} {
+		if l.l.Bytes != 0 {
+			return kernelops.Invalid(Name, op, p.ID().String(), "Lifetime."+l.name+".Bytes", "policy lifetimes count time only")
+		}
+		if l.l.Packets != 0 {
+			return kernelops.Invalid(Name, op, p.ID().String(), "Lifetime."+l.name+".Packets", "policy lifetimes count time only")
+		}
+	}
+	return nil
+}
+
+// AddPolicy installs a policy; a taken PolicyID is ErrExists (EEXIST).
+func (b *Backend) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, "add policy", p, false)
+}
+
+// ReplacePolicy installs a policy, replacing one with the same PolicyID.
+func (b *Backend) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, "replace policy", p, true)
+}
+
+func (b *Backend) putPolicy(ctx context.Context, op string, p *kernelops.Policy, replace bool) error {
+	if err := kernelops.ValidatePolicy(Name, op, p); err != nil {
+		return err
+	}
+	if err := validatePolicyLifetime(op, p); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return err
+	}
+	return b.insertPolicyLocked(op, p, replace, false)
+}
+
+func (b *Backend) insertPolicyLocked(op string, p *kernelops.Policy, replace, hole bool) error {
+	id := p.ID()
+	if old := b.spd.m[id]; old != nil {
+		if !replace {
+			return errno(op, id.String(), syscall.EEXIST, "policy exists")
+		}
+		b.removePolicyLocked(old)
+	}
+	c := p.Clone()
+	c.Priority = kernelops.EffectivePriority(p)
+	b.spd.seq++
+	e := &polEntry{p: *c, add: b.clk.Now(), seq: b.spd.seq, hole: hole}
+	b.spd.m[id] = e
+	b.armPolicy(e)
+	return nil
+}
+
+func (b *Backend) removePolicyLocked(e *polEntry) {
+	e.dead = true
+	e.stop()
+	delete(b.spd.m, e.p.ID())
+}
+
+// DeletePolicy removes a policy; a missing one is ErrNotFound (ENOENT).
+func (b *Backend) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
+	const op = "delete policy"
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return err
+	}
+	e := b.spd.m[id]
+	if e == nil {
+		return errno(op, id.String(), syscall.ENOENT, "no such policy")
+	}
+	b.removePolicyLocked(e)
+	return nil
+}
+
+// GetPolicy returns a copy of a policy with its add and last-use times.
+func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
+	const op = "get policy"
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return nil, err
+	}
+	e := b.spd.m[id]
+	if e == nil {
+		return nil, errno(op, id.String(), syscall.ENOENT, "no such policy")
+	}
+	out := &kernelops.PolicyEntry{}
+	copyPolicy(out, e)
+	return out, nil
+}
+
+func copyPolicy(dst *kernelops.PolicyEntry, e *polEntry) {
+	tm := dst.Templates
+	dst.Policy = e.p
+	dst.Templates = append(tm[:0], e.p.Templates...)
+	dst.AddTime = e.add
+	dst.UseTime = e.use
+}
+
+// Policies streams every policy with the same snapshot rules as SAs; the
+// yielded entry is reused.
+func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
+	return func(yield func(*kernelops.PolicyEntry, error) bool) {
+		b.mu.Lock()
+		if err := b.checkLocked(ctx, "dump policies"); err != nil {
+			b.mu.Unlock()
+			yield(nil, err)
+			return
+		}
+		snap := b.spd.all()
+		b.mu.Unlock()
+		var out kernelops.PolicyEntry
+		for i, e := range snap {
+			if i%dumpBatch == 0 {
+				if err := ctx.Err(); err != nil {
+					yield(nil, &kernelops.Error{Backend: Name, Op: "dump policies", Err: err})
+					return
+				}
+			}
+			b.mu.Lock()
+			if e.dead {
+				b.mu.Unlock()
+				continue
+			}
+			copyPolicy(&out, e)
+			b.mu.Unlock()
+			if !yield(&out, nil) {
+				return
+			}
+		}
+	}
+}
+
+// FlushPolicies removes the policies keyplane owns (see owned).
+func (b *Backend) FlushPolicies(ctx context.Context) error {
+	const op = "flush policies"
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.checkLocked(ctx, op); err != nil {
+		return err
+	}
+	for _, e := range b.spd.all() {
+		if b.owned(&e.p) {
+			b.removePolicyLocked(e)
+		}
+	}
+	return nil
+}
+
+// armPolicy sets the policy's lifetime timer for its next deadline. XFRM
+// counts a policy's use-time from its last use (add time if unused).
+func (b *Backend) armPolicy(e *polEntry) {
+	e.stop()
+	if e.p.Lifetime == (kernelops.Lifetimes{}) {
+		return
+	}
+	next := policyDeadline(e, e.p.Lifetime.Hard)
+	if !e.softDone {
+		if d := policyDeadline(e, e.p.Lifetime.Soft); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	if next.IsZero() {
+		return
+	}
+	e.timerSeq++
+	seq := e.timerSeq
+	e.timer = b.clk.AfterFunc(max(next.Sub(b.clk.Now()), 0), func() { b.policyTimer(e, seq) })
+}
+
+func policyDeadline(e *polEntry, l kernelops.Limits) time.Time {
+	var d time.Time
+	if l.AddTime != 0 {
+		d = e.add.Add(l.AddTime)
+	}
+	if l.UseTime != 0 {
+		from := e.use
+		if from.IsZero() {
+			from = e.add
+		}
+		if u := from.Add(l.UseTime); d.IsZero() || u.Before(d) {
+			d = u
+		}
+	}
+	return d
+}
+
+func (b *Backend) policyTimer(e *polEntry, seq uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e.dead || b.closed || e.timerSeq != seq {
+		return
+	}
+	e.timer = nil
+	now := b.clk.Now()
+	due := func(l kernelops.Limits) bool {
+		d := policyDeadline(e, l)
+		return !d.IsZero() && !now.Before(d)
+	}
+	id := e.p.ID()
+	if due(e.p.Lifetime.Hard) {
+		if !e.softDone && due(e.p.Lifetime.Soft) {
+			b.bus.Publish(&kernelops.PolicyExpireEvent{Policy: id})
+		}
+		b.removePolicyLocked(e)
+		b.bus.Publish(&kernelops.PolicyExpireEvent{Policy: id, Hard: true})
+		return
+	}
+	if !e.softDone && due(e.p.Lifetime.Soft) {
+		e.softDone = true
+		b.bus.Publish(&kernelops.PolicyExpireEvent{Policy: id})
+	}
+	b.armPolicy(e)
+}
