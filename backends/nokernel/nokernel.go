@@ -174,14 +174,14 @@ func capabilities(opts kernelops.Options) kernelops.Capabilities {
 		Notes: map[kernelops.Cap]string{
 			kernelops.CapSockets: "real UDP sockets; the model never applies IPsec to real traffic, so no bypass policy is needed; " +
 				"on the NAT-T socket ESP and keepalives are consumed, IKE keeps its non-ESP marker (as XFRM delivers it)",
-			kernelops.CapOffload:           "simulated device table (Params offload, Net.SetOffload); nothing is really offloaded",
-			kernelops.CapSoftwareLifetimes: "lifetimes are enforced by kernelops/swlifetime on the backend's clock",
-			kernelops.CapCounters:          "counters move with simulated traffic (Backend.Inject), never with real packets",
+			kernelops.CapOffload:            "simulated device table (Params offload, Net.SetOffload); nothing is really offloaded",
+			kernelops.CapSoftwareLifetimes:  "lifetimes are enforced by kernelops/swlifetime on the backend's clock",
+			kernelops.CapCounters:           "counters move with simulated traffic (Backend.Inject), never with real packets",
 			kernelops.CapLastUsedAllTraffic: "every simulated packet sets LastUsed",
-			kernelops.CapBatch:             "operations apply one after another under the model's lock; nothing is in flight",
-			kernelops.CapPolicyLifetime:    "a soft policy expire is raised once (XFRM repeats it every 30s until the hard one)",
-			kernelops.CapChangeEvents:      "events for simulated interfaces, addresses and routes (Backend.Net)",
-			kernelops.CapTrap:              "an outbound packet (Inject) matching an ipsec or trap policy without an SA raises one acquire per template endpoints until acquire-expires",
+			kernelops.CapBatch:              "operations apply one after another under the model's lock; nothing is in flight",
+			kernelops.CapPolicyLifetime:     "a soft policy expire is raised once (XFRM repeats it every 30s until the hard one)",
+			kernelops.CapChangeEvents:       "events for simulated interfaces, addresses and routes (Backend.Net)",
+			kernelops.CapTrap:               "an outbound packet (Inject) matching an ipsec or trap policy without an SA raises one acquire per template endpoints until acquire-expires",
 		},
 	}
 }
