@@ -61,6 +61,9 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 	if err := b.checkOpen(op); err != nil {
 		return err
 	}
+	if err := b.caps.Require(Name, op, kernelops.CapMigrate); err != nil {
+		return err
+	}
 	switch {
 	case !validEndpoints(m.Old):
 		return kernelops.Invalid(Name, op, obj, "Old", "want two addresses of one family")

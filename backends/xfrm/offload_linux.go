@@ -26,6 +26,9 @@ func (b *Backend) OffloadSupport(ctx context.Context, ifname string) (kernelops.
 	if err := b.checkOpen(op); err != nil {
 		return kernelops.OffloadSupport{}, err
 	}
+	if err := b.caps.Require(Name, op, kernelops.CapOffload); err != nil {
+		return kernelops.OffloadSupport{}, err
+	}
 	if ifname == "" {
 		return kernelops.OffloadSupport{}, kernelops.Invalid(Name, op, "", "ifname", "empty interface name")
 	}

@@ -111,6 +111,14 @@ func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint3
 		return nil
 	})
 	if err != nil {
+		// The kernel says ENOENT ("No SPI available in the requested
+		// range") when the range is used up.
+		if errors.Is(err, syscall.ENOENT) {
+			var ke *kernelops.Error
+			if errors.As(err, &ke) {
+				ke.Err = kernelops.ErrNoSpace
+			}
+		}
 		return 0, err
 	}
 	if spi == 0 {
@@ -131,6 +139,16 @@ func (b *Backend) validateSA(op string, sa *kernelops.SA) error {
 	}
 	if sa.ID.Proto != kernelops.ProtoIPComp && b.k.Probed {
 		if err := kernelops.ValidateSA(Name, op, sa, &b.caps.Algorithms); err != nil {
+			return err
+		}
+	}
+	if sa.Dir != kernelops.DirAny {
+		if err := b.caps.Require(Name, op, kernelops.CapSADir); err != nil {
+			return err
+		}
+	}
+	if sa.Offload.Mode != kernelops.OffloadNone {
+		if err := b.caps.Require(Name, op, kernelops.CapOffload); err != nil {
 			return err
 		}
 	}
