@@ -543,6 +543,55 @@ func TestFragment(t *testing.T) {
 	}
 }
 
+func TestEncodeFragments(t *testing.T) {
+	m := handAuth()
+	for _, c := range []testCipher{{key: 3, ivLen: 8, bs: 1, icv: 16}, {key: 4, ivLen: 16, bs: 16, icv: 16}} {
+		for _, maxLen := range []int{100, 128, 200, 1280} {
+			frags, err := m.EncodeFragments(c, maxLen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var joined []byte
+			var first PayloadType
+			for i, b := range frags {
+				if len(b) > maxLen {
+					t.Fatalf("fragment %d: %d > %d", i+1, len(b), maxLen)
+				}
+				p, err := Parse(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.MessageID != m.MessageID || p.Exchange != IKE_AUTH {
+					t.Fatalf("header %v", p.Header)
+				}
+				f, pt, err := p.OpenFragment(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if int(f.Number) != i+1 || int(f.Total) != len(frags) {
+					t.Fatalf("fragment %d/%d at %d of %d", f.Number, f.Total, i+1, len(frags))
+				}
+				if i == 0 {
+					first = f.NextPayload
+				} else if f.NextPayload != PayloadNone {
+					t.Fatalf("fragment %d names %v", i+1, f.NextPayload)
+				}
+				joined = append(joined, pt...)
+			}
+			ps, err := ParsePayloads(first, joined)
+			if err != nil || len(ps) != len(m.Payloads) {
+				t.Fatalf("max %d: %d payloads, %v", maxLen, len(ps), err)
+			}
+			if maxLen == 1280 && len(frags) != 1 || maxLen == 100 && len(frags) < 4 {
+				t.Errorf("max %d: %d fragments", maxLen, len(frags))
+			}
+		}
+	}
+	if _, err := m.EncodeFragments(testCipher{ivLen: 8, bs: 1, icv: 16}, 60); err == nil {
+		t.Error("no room, yet encoded")
+	}
+}
+
 func TestEncodeErrors(t *testing.T) {
 	bad := []Payload{
 		&Nonce{Data: nonce(15)},
@@ -562,6 +611,13 @@ func TestEncodeErrors(t *testing.T) {
 		if _, err := m.Encode(); err == nil {
 			t.Errorf("%T %+v: encoded", p, p)
 		}
+	}
+	nested := &Message{Payloads: []Payload{&VendorID{}, &Encrypted{NextPayload: PayloadNone}}}
+	if _, err := nested.Encode(); err != nil {
+		t.Errorf("passing a received SK payload through: %v", err)
+	}
+	if _, err := nested.EncodeEncrypted(testCipher{bs: 1}); err == nil {
+		t.Error("SK encrypted inside SK")
 	}
 	big := &Message{Payloads: []Payload{&VendorID{Data: make([]byte, 70000)}}}
 	if _, err := big.Encode(); err == nil {

@@ -39,6 +39,11 @@ type Cipher interface {
 // Header.Length are computed. The padding is the minimum the block size
 // needs, in zero octets.
 func (m *Message) EncodeEncrypted(c Cipher) ([]byte, error) {
+	for _, p := range m.Payloads {
+		if p != nil && (p.Type() == PayloadSK || p.Type() == PayloadSKF) {
+			return nil, eerr(p.Type(), "an encrypted payload cannot be encrypted again")
+		}
+	}
 	pt := make([]byte, 0, 512)
 	pt, first, err := appendChain(pt, m.Payloads)
 	if err != nil {
@@ -146,4 +151,67 @@ func (m *Message) OpenFragment(c Cipher) (*EncryptedFragment, []byte, error) {
 		return nil, nil, err
 	}
 	return f, pt, nil
+}
+
+// EncodeFragments encodes the message like EncodeEncrypted, but split into
+// Encrypted Fragment payloads (RFC 7383) so that no resulting message is
+// longer than maxLen octets (the IKE message, without the non-ESP marker).
+// A message that fits in one fragment still gets one SKF payload, as RFC 7383
+// §2.5 allows once fragmentation was negotiated. All fragments carry m's
+// header (same Message ID); fragment 1 names the first inner payload.
+func (m *Message) EncodeFragments(c Cipher, maxLen int) ([][]byte, error) {
+	for _, p := range m.Payloads {
+		if p != nil && (p.Type() == PayloadSK || p.Type() == PayloadSKF) {
+			return nil, eerr(p.Type(), "an encrypted payload cannot be encrypted again")
+		}
+	}
+	pt, first, err := appendChain(nil, m.Payloads)
+	if err != nil {
+		return nil, err
+	}
+	bs := c.BlockSize()
+	if bs < 1 || bs > 256 {
+		return nil, eerr(PayloadSKF, "cipher block size %d", bs)
+	}
+	overhead := HeaderLen + genericHeaderLen + 4 + c.IVSize() + c.ICVSize()
+	// Room for one fragment's data, padding and pad length, aligned down.
+	room := min(maxLen, 0xffff+HeaderLen) - overhead
+	room -= room % bs
+	chunk := room - 1 // at least the pad length octet
+	if chunk < 1 {
+		return nil, eerr(PayloadSKF, "maximum length %d leaves no room for data", maxLen)
+	}
+	total := max(1, (len(pt)+chunk-1)/chunk)
+	if total > 0xffff {
+		return nil, eerr(PayloadSKF, "%d fragments", total)
+	}
+	out := make([][]byte, 0, total)
+	for i := range total {
+		part := pt[min(i*chunk, len(pt)):min((i+1)*chunk, len(pt))]
+		pad := (bs - (len(part)+1)%bs) % bs
+		body := make([]byte, len(part), len(part)+pad+1)
+		copy(body, part)
+		body = append(body, make([]byte, pad+1)...)
+		body[len(body)-1] = byte(pad)
+		skfLen := genericHeaderLen + 4 + c.IVSize() + len(body) + c.ICVSize()
+		msgLen := HeaderLen + skfLen
+		next := PayloadNone
+		if i == 0 {
+			next = first
+		}
+		b := make([]byte, 0, msgLen)
+		b = m.Header.appendHeader(b, PayloadSKF, uint32(msgLen))
+		b = append(b, byte(next), 0)
+		b = binary.BigEndian.AppendUint16(b, uint16(skfLen))
+		b = binary.BigEndian.AppendUint16(b, uint16(i+1))
+		b = binary.BigEndian.AppendUint16(b, uint16(total))
+		if b, err = c.Seal(b, b, body); err != nil {
+			return nil, err
+		}
+		if len(b) != msgLen || len(b) > maxLen {
+			return nil, eerr(PayloadSKF, "fragment %d is %d octets (expected %d, limit %d)", i+1, len(b), msgLen, maxLen)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
