@@ -7,12 +7,6 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-func init() {
-	register("DumpManySAs", testDumpManySAs)
-	register("DumpManyPolicies", testDumpManyPolicies)
-	register("BatchPartialFailure", testBatchPartialFailure)
-}
-
 // testDumpManySAs: 10,000 SAs install (batched where the backend can),
 // stream back completely, stop early without trouble, and flush.
 func testDumpManySAs(t TB, h *Harness) {

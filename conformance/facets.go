@@ -10,19 +10,6 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-func init() {
-	register("SAFeatures", testSAFeatures)
-	register("SubscriptionEndsWithContext", testSubscriptionCancel)
-	register("AddressRefcounts", testAddressRefcounts)
-	register("AddressSelection", testAddressSelection)
-	register("IKESockets", testIKESockets)
-	register("Holes", testHoles)
-	register("Offload", testOffload)
-	register("SyncState", testSync)
-	register("Migrate", testMigrate)
-	register("XfrmInterfaces", testXfrmInterfaces)
-}
-
 // testSAFeatures: each SA feature the backend claims installs and reads
 // back.
 func testSAFeatures(t TB, h *Harness) {

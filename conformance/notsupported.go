@@ -7,11 +7,6 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-func init() {
-	register("UnsupportedIsTypedError", testUnsupported)
-	register("FacetsMatchCapabilities", testFacetsMatchCaps)
-}
-
 // testFacetsMatchCapabilities: a claimed facet capability is backed by the
 // interface.
 func testFacetsMatchCaps(t TB, h *Harness) {

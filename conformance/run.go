@@ -19,10 +19,6 @@ type Case struct {
 // Cases lists the suite in order.
 func Cases() []Case { return cases }
 
-var cases []Case
-
-func register(name string, run func(t TB, h *Harness)) { cases = append(cases, Case{name, run}) }
-
 // Run runs every case as a subtest of t, each on a fresh harness from
 // newHarness.
 func Run(t *testing.T, newHarness func(t TB) *Harness) {

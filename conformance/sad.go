@@ -7,15 +7,6 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-func init() {
-	register("SPIAllocation", testSPIAllocation)
-	register("SALifecycle", testSALifecycle)
-	register("SAAllocThenAdd", testSAAllocThenAdd)
-	register("SABadInput", testSABadInput)
-	register("SAConcurrent", testSAConcurrent)
-	register("SAFlush", testSAFlush)
-}
-
 func sadOf(t TB, h *Harness) kernelops.SAD {
 	return facet[kernelops.SAD](t, h, kernelops.CapSAD)
 }

@@ -8,14 +8,6 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-func init() {
-	register("PolicyLifecycle", testPolicyLifecycle)
-	register("PolicyPriorities", testPolicyPriorities)
-	register("PolicyBadInput", testPolicyBadInput)
-	register("PolicyConcurrent", testPolicyConcurrent)
-	register("PolicyFlush", testPolicyFlush)
-}
-
 func spdOf(t TB, h *Harness) kernelops.SPD {
 	return facet[kernelops.SPD](t, h, kernelops.CapSPD)
 }

@@ -6,17 +6,6 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-func init() {
-	register("CountersMoveWithTraffic", testCounters)
-	register("TrapRaisesAcquire", testTrapAcquire)
-	register("LifetimeAddTime", testLifetimeAddTime)
-	register("LifetimeUseTime", testLifetimeUseTime)
-	register("LifetimeBytes", testLifetimeBytes)
-	register("LifetimePackets", testLifetimePackets)
-	register("IdleDetection", testIdle)
-	register("EventOverrun", testOverrun)
-}
-
 // installOut installs an outbound SA and the policy that sends the test
 // flow through it, removing both when the case ends.
 func (h *Harness) installOut(t TB, sa *kernelops.SA) {

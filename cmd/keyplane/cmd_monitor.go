@@ -128,7 +128,11 @@ func eventText(ev kernelops.Event) string {
 		if x.Added {
 			op = "added"
 		}
-		return fmt.Sprintf("%s %s via %s dev %d", op, x.Dst, x.Gateway, x.IfIndex)
+		via := ""
+		if x.Gateway.IsValid() {
+			via = " via " + x.Gateway.String()
+		}
+		return fmt.Sprintf("%s %s%s dev %d", op, x.Dst, via, x.IfIndex)
 	case *kernelops.IdleEvent:
 		return fmt.Sprintf("%s idle for %s (threshold %s)", x.SA, x.IdleFor.Round(time.Millisecond), x.Threshold)
 	case *kernelops.OverrunEvent:

@@ -1,0 +1,41 @@
+package conformance
+
+// cases is the suite, in the order it runs: the SAD, the SPD, what traffic
+// makes happen, bulk paths, the optional facets, and last the honesty of
+// the capabilities themselves.
+var cases = []Case{
+	{"SPIAllocation", testSPIAllocation},
+	{"SALifecycle", testSALifecycle},
+	{"SAAllocThenAdd", testSAAllocThenAdd},
+	{"SABadInput", testSABadInput},
+	{"SAConcurrent", testSAConcurrent},
+	{"SAFlush", testSAFlush},
+	{"PolicyLifecycle", testPolicyLifecycle},
+	{"PolicyPriorities", testPolicyPriorities},
+	{"PolicyBadInput", testPolicyBadInput},
+	{"PolicyConcurrent", testPolicyConcurrent},
+	{"PolicyFlush", testPolicyFlush},
+	{"CountersMoveWithTraffic", testCounters},
+	{"TrapRaisesAcquire", testTrapAcquire},
+	{"LifetimeAddTime", testLifetimeAddTime},
+	{"LifetimeUseTime", testLifetimeUseTime},
+	{"LifetimeBytes", testLifetimeBytes},
+	{"LifetimePackets", testLifetimePackets},
+	{"IdleDetection", testIdle},
+	{"EventOverrun", testOverrun},
+	{"DumpManySAs", testDumpManySAs},
+	{"DumpManyPolicies", testDumpManyPolicies},
+	{"BatchPartialFailure", testBatchPartialFailure},
+	{"SAFeatures", testSAFeatures},
+	{"SubscriptionEndsWithContext", testSubscriptionCancel},
+	{"AddressRefcounts", testAddressRefcounts},
+	{"AddressSelection", testAddressSelection},
+	{"IKESockets", testIKESockets},
+	{"Holes", testHoles},
+	{"Offload", testOffload},
+	{"SyncState", testSync},
+	{"Migrate", testMigrate},
+	{"XfrmInterfaces", testXfrmInterfaces},
+	{"UnsupportedIsTypedError", testUnsupported},
+	{"FacetsMatchCapabilities", testFacetsMatchCaps},
+}
