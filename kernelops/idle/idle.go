@@ -135,6 +135,9 @@ func (d *Detector) Len() int {
 	return len(d.watch)
 }
 
+// scanBatch is how many usage records a scan folds per lock hold.
+const scanBatch = 256
+
 // Scan reads every SA's usage once and emits IdleEvents for the watched
 // ones idle for their threshold. A watched SA missing from a complete read
 // is gone from the dataplane and is no longer watched. With nothing
@@ -154,19 +157,30 @@ func (d *Detector) Scan(ctx context.Context) error {
 
 	now := d.cfg.Clock.Now()
 	var events []*kernelops.IdleEvent
+	// Fold usage in batches: one lock hold per batch, not per SA.
+	batch := make([]kernelops.Usage, 0, scanBatch)
+	flush := func() {
+		d.mu.Lock()
+		for _, u := range batch {
+			if w := d.watch[u.ID]; w != nil {
+				w.seen = gen
+				if ev := w.update(u, now, prev); ev != nil {
+					events = append(events, ev)
+				}
+			}
+		}
+		d.mu.Unlock()
+		batch = batch[:0]
+	}
 	for u, err := range d.cfg.Read(ctx) {
 		if err != nil {
 			return err
 		}
-		d.mu.Lock()
-		if w := d.watch[u.ID]; w != nil {
-			w.seen = gen
-			if ev := w.update(u, now, prev); ev != nil {
-				events = append(events, ev)
-			}
+		if batch = append(batch, u); len(batch) == scanBatch {
+			flush()
 		}
-		d.mu.Unlock()
 	}
+	flush()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
