@@ -184,7 +184,7 @@ func test(ctx context.Context, args []string) int {
 	race := fs.Bool("race", true, "build test binaries with -race")
 	norace := fs.String("norace", "", "packages (space or comma separated) built without -race")
 	testflags := fs.String("testflags", "", "flags for every test binary, e.g. '-test.v -test.run=TestX'")
-	outDir := fs.String("o", "out/vmtest", "directory for the test binaries")
+	outDir := fs.String("o", "", "keep the test binaries in this directory (default: a fresh directory under out/vmtest, removed afterwards)")
 	var env envList
 	fs.Var(&env, "e", "KEY=VALUE to export in the guest (repeatable)")
 	fs.Parse(args)
@@ -207,7 +207,21 @@ func test(ctx context.Context, args []string) int {
 	if !ok {
 		return 1
 	}
-	if err := vmlab.BuildTests(ctx, wd, *outDir, pkgs, os.Stderr); err != nil {
+	// Each run builds into its own directory: two runs in one checkout must
+	// not overwrite the binaries the other's guest is running.
+	dir := *outDir
+	if dir == "" {
+		if err := os.MkdirAll("out/vmtest", 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
+			return 1
+		}
+		if dir, err = os.MkdirTemp("out/vmtest", "run-"); err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+	}
+	if err := vmlab.BuildTests(ctx, wd, dir, pkgs, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
 		return 1
 	}
