@@ -88,6 +88,8 @@ type Backend struct {
 
 	sockMu  sync.Mutex
 	sockets map[*ikeConn]struct{}
+
+	closeOnce sync.Once
 }
 
 // Open opens a fresh model with opts (zero fields take their defaults).
@@ -198,6 +200,7 @@ func (b *Backend) Clock() clock.Clock { return b.clk }
 // Close stops every timer, closes the IKE sockets still open and ends
 // every subscription. Later calls fail with ErrClosed.
 func (b *Backend) Close() error {
+	b.closeOnce.Do(b.stopIdle) // first, so no scan runs into a closed model
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -211,7 +214,6 @@ func (b *Backend) Close() error {
 		delete(b.acquires, k)
 	}
 	b.mu.Unlock()
-	b.stopIdle()
 	b.life.Close()
 	b.closeSockets()
 	b.bus.Close()
