@@ -5,6 +5,7 @@ package vpp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -147,6 +148,11 @@ func open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
 	b.caps = b.capabilities()
 	s, err := dialSession(p)
 	if err != nil {
+		var me *MismatchError
+		if errors.As(err, &me) {
+			// errors.As finds the *MismatchError with the message list.
+			return nil, &kernelops.Error{Backend: Name, Op: "open", Object: p.socket, Err: fmt.Errorf("%w: %w", kernelops.ErrNotSupported, me)}
+		}
 		return nil, &kernelops.Error{Backend: Name, Op: "open", Object: p.socket, Err: kernelops.ErrNotFound, Detail: err.Error()}
 	}
 	if err := b.prepare(ctx, s); err != nil {

@@ -30,8 +30,10 @@ func (c *conn) lock(name string) (st *state, rv api.VPPApiError) {
 		return nil, 0
 	}
 	if f, ok := c.s.fail[name]; ok {
-		delete(c.s.fail, name)
-		return c.s.st, f
+		if f.n--; f.n <= 0 {
+			delete(c.s.fail, name)
+			return c.s.st, f.rv
+		}
 	}
 	return c.s.st, 0
 }

@@ -66,8 +66,8 @@ type Server struct {
 	seg     *statSegment
 	nextCli uint32
 	wg      sync.WaitGroup
-	fail    map[string]api.VPPApiError // next request of that name fails
-	counts  map[string]int             // requests seen, by message name
+	fail    map[string]*failure // injected failures by message name
+	counts  map[string]int      // requests seen, by message name
 
 	table  map[string]uint16 // name_crc -> id
 	byID   map[uint16]*msgType
@@ -85,7 +85,7 @@ func New(cfg Config) *Server {
 	if cfg.StatSlots == 0 {
 		cfg.StatSlots = 65536
 	}
-	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, fail: map[string]api.VPPApiError{}, counts: map[string]int{}}
+	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, fail: map[string]*failure{}, counts: map[string]int{}}
 	s.buildTable()
 	return s
 }
@@ -190,12 +190,20 @@ func (s *Server) DropConnections() {
 // Close stops the server.
 func (s *Server) Close() { s.Stop() }
 
+type failure struct {
+	n  int
+	rv api.VPPApiError
+}
+
 // FailNext makes the next request named msg (e.g. "ipsec_spd_entry_add_del_v2")
 // fail with retval rv, to test rollback.
-func (s *Server) FailNext(msg string, rv api.VPPApiError) {
+func (s *Server) FailNext(msg string, rv api.VPPApiError) { s.FailNextAt(msg, 1, rv) }
+
+// FailNextAt makes the n-th next request named msg fail with rv.
+func (s *Server) FailNextAt(msg string, n int, rv api.VPPApiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.fail[msg] = rv
+	s.fail[msg] = &failure{n: n, rv: rv}
 }
 
 // Requests reports how many requests of a message name the server got.
