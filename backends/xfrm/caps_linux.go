@@ -29,7 +29,7 @@ func capabilities(k kernelInfo, opts kernelops.Options) kernelops.Capabilities {
 	note(kernelops.CapTrap, "trap policies raise XFRM_MSG_ACQUIRE")
 	if k.ESP {
 		c.Caps |= kernelops.CapSAD | kernelops.CapSync | kernelops.CapLifetimeTime | kernelops.CapLifetimeBytes |
-			kernelops.CapLifetimePackets | kernelops.CapLastUsed | kernelops.CapESN | kernelops.CapUDPEncap |
+			kernelops.CapLifetimePackets | kernelops.CapESN | kernelops.CapUDPEncap |
 			kernelops.CapTunnelMode | kernelops.CapTransportMode | kernelops.CapMappingEvents |
 			kernelops.CapKeysReadable | kernelops.CapCounters | kernelops.CapMigrate | kernelops.CapOffload
 		if k.Migrate {
@@ -37,11 +37,19 @@ func capabilities(k kernelInfo, opts kernelops.Options) kernelops.Capabilities {
 		} else {
 			note(kernelops.CapMigrateEvents, "kernel built without CONFIG_XFRM_MIGRATE: no XFRM_MSG_MIGRATE; Migrate re-installs SAs instead")
 		}
-		if k.lastUsedAllTraffic() {
-			c.Caps |= kernelops.CapLastUsedAllTraffic
+		// Linux 6.2 started to keep x->lastused, on every packet in and
+		// out at once; so both capabilities come and go together.
+		if k.lastUsed() {
+			c.Caps |= kernelops.CapLastUsed | kernelops.CapLastUsedAllTraffic
 		} else {
-			note(kernelops.CapLastUsedAllTraffic, "Linux %s updates XFRMA_LASTUSED on outbound traffic only (every packet since 6.2)", k.Release)
-			note(kernelops.CapLastUsed, "outbound SAs only on Linux %s (inbound too since 6.2)", k.Release)
+			why := fmt.Sprintf("Linux %s does not maintain XFRMA_LASTUSED for ESP (6.2 and later do)", k.Release)
+			if k.LastUsedProbed {
+				why += "; a probe packet left it unset"
+			} else if k.LastUsedWhy != "" {
+				why += "; probe failed: " + k.LastUsedWhy
+			}
+			note(kernelops.CapLastUsed, "%s", why)
+			note(kernelops.CapLastUsedAllTraffic, "%s", why)
 		}
 		if k.saDir() {
 			c.Caps |= kernelops.CapSADir

@@ -181,6 +181,11 @@ func decodeXFRMEvent(m nlMsg, now time.Time) (kernelops.Event, error) {
 		if err := decodeAevent(m.Data, &ae); err != nil {
 			return nil, err
 		}
+		if ae.Flags&(xfrmAECR|xfrmAECE) == 0 {
+			// XFRM_AE_CU echoes a NEWAE write (keyplane's own, or an HA
+			// peer's): not a change of the SA's traffic state.
+			return nil, nil
+		}
 		return &kernelops.SyncEvent{SA: ae.SA, ReqID: ae.ReqID, State: ae.State, Reason: syncReason(ae.Flags)}, nil
 	}
 	return nil, nil

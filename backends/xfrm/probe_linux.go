@@ -39,15 +39,27 @@ type kernelInfo struct {
 	XfrmIfacesErr   string
 	HZ              int // kernel tick rate (XFRMA_ETIMER_THRESH is set in jiffies)
 	HZSource        string
+
+	// LastUsed: a packet through an SA sets XFRMA_LASTUSED. Linux 6.2
+	// made xfrm_input and xfrm_output update it on every packet; before,
+	// only IPv6 route optimisation did. Measured with real traffic over
+	// loopback in the probe namespace, so a backport counts.
+	LastUsed       bool
+	LastUsedProbed bool
+	LastUsedWhy    string
 }
 
 func (k kernelInfo) atLeast(major, minor int) bool {
 	return k.Major > major || (k.Major == major && k.Minor >= minor)
 }
 
-// LastUsedAllTraffic: Linux 6.2 updates x->lastused on every packet, in
-// and out; before, only outbound traffic moved it.
-func (k kernelInfo) lastUsedAllTraffic() bool { return k.atLeast(6, 2) }
+// lastUsed: see kernelInfo.LastUsed; without a probe, the version says.
+func (k kernelInfo) lastUsed() bool {
+	if k.LastUsedProbed {
+		return k.LastUsed
+	}
+	return k.atLeast(6, 2)
+}
 
 // SADir: XFRMA_SA_DIR exists since Linux 6.10.
 func (k kernelInfo) saDir() bool { return k.atLeast(6, 10) }
@@ -209,6 +221,7 @@ func probeInNS(k *kernelInfo) {
 		if try(cbc) == nil {
 			k.calibrateHZ(s, src, dst, spi) // try left spi at cbc's
 		}
+		k.probeLastUsed(s)
 	}
 	ah := &kernelops.SA{ID: kernelops.SAID{Proto: kernelops.ProtoAH},
 		Integrity: kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}}
@@ -269,5 +282,77 @@ func (k *kernelInfo) calibrateHZ(s *nlSock, src, dst netip.Addr, spi uint32) {
 			k.HZ, k.HZSource = std, "measured through XFRMA_ETIMER_THRESH"
 			return
 		}
+	}
+}
+
+// probeLastUsed pushes one packet through an outbound transport-mode SA
+// over loopback and reads XFRMA_LASTUSED back.
+func (k *kernelInfo) probeLastUsed(s *nlSock) {
+	fail := func(format string, args ...any) { k.LastUsedWhy = fmt.Sprintf(format, args...) }
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		fail("rtnetlink: %v", err)
+		return
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		fail("loopback: %v", err)
+		return
+	}
+	ctx := context.Background()
+	src, dst := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	sa := &kernelops.SA{
+		ID:         kernelops.SAID{Src: src, Dst: dst, SPI: 0x2000, Proto: kernelops.ProtoESP},
+		Mode:       kernelops.ModeTransport,
+		Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: make([]byte, 16)},
+		Integrity:  kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: make([]byte, 32)},
+	}
+	pol := &kernelops.Policy{
+		Selector: kernelops.Selector{Src: netip.PrefixFrom(src, 32), Dst: netip.PrefixFrom(dst, 32), Proto: 17},
+		Dir:      kernelops.DirOut, Action: kernelops.ActionIPsec,
+		Templates: []kernelops.Template{{Proto: kernelops.ProtoESP, Mode: kernelops.ModeTransport}},
+	}
+	var mb msgBuilder
+	seq := s.nextSeq()
+	if err := appendSA(&mb, nl.XFRM_MSG_NEWSA, reqFlags, seq, sa, saOpts{}); err != nil {
+		fail("%v", err)
+		return
+	}
+	if err := s.request(ctx, mb.buf, seq, nil); err != nil {
+		fail("SA: %v", err)
+		return
+	}
+	mb = msgBuilder{}
+	seq = s.nextSeq()
+	appendPolicy(&mb, nl.XFRM_MSG_NEWPOLICY, reqFlags, seq, pol, 0)
+	if err := s.request(ctx, mb.buf, seq, nil); err != nil {
+		fail("policy: %v", err)
+		return
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		fail("socket: %v", err)
+		return
+	}
+	_ = unix.Sendto(fd, []byte("keyplane probe"), 0, &unix.SockaddrInet4{Port: 9, Addr: dst.As4()})
+	unix.Close(fd)
+	mb = msgBuilder{}
+	seq = s.nextSeq()
+	appendSAID(&mb, nl.XFRM_MSG_GETSA, reqFlags, seq, sa.ID)
+	var e kernelops.SAEntry
+	var meta saMeta
+	err = s.request(ctx, mb.buf, seq, func(m nlMsg) error { return decodeSA(m.Data, &e, &meta) })
+	switch {
+	case err != nil:
+		fail("read back: %v", err)
+	case e.Counters.Packets == 0:
+		fail("the probe packet did not reach the SA")
+	default:
+		k.LastUsedProbed = true
+		k.LastUsed = !e.Counters.LastUsed.IsZero()
 	}
 }

@@ -212,9 +212,11 @@ func canonID(id kernelops.PolicyID) kernelops.PolicyID {
 	return id
 }
 
+// secs converts a time limit; the kernel reads 0 as "no limit" for time
+// fields (and XFRM_INF for byte and packet fields: a 0 there expires at once).
 func secs(d time.Duration) uint64 {
 	if d <= 0 {
-		return xfrmInf
+		return 0
 	}
 	return uint64((d + time.Second - 1) / time.Second)
 }
@@ -226,7 +228,7 @@ func limit(v uint64) uint64 {
 	return v
 }
 
-// putLftCfg writes struct xfrm_lifetime_cfg; zero limits are infinite.
+// putLftCfg writes struct xfrm_lifetime_cfg; zero limits are no limits.
 func putLftCfg(b []byte, l kernelops.Lifetimes) {
 	ne.PutUint64(b[0:], limit(l.Soft.Bytes))
 	ne.PutUint64(b[8:], limit(l.Hard.Bytes))

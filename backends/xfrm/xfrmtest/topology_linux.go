@@ -3,14 +3,17 @@ package xfrmtest
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
 	"github.com/keyplane/keyplane/conformance"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -37,14 +40,12 @@ var seq atomic.Uint32
 func Path(ns string) string { return "/run/netns/" + ns }
 
 // NewTopology creates the namespaces, the veth pair, the addresses and
-// routes. It skips t without root.
+// routes, over netlink (no process spawned: cheap under emulation). It
+// skips t without root.
 func NewTopology(t conformance.TB) *Topology {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skipf("xfrmtest: needs root for network namespaces (uid %d)", os.Geteuid())
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("xfrmtest: iproute2's ip not found: %v", err)
 	}
 	n := seq.Add(1)
 	tp := &Topology{
@@ -53,66 +54,110 @@ func NewTopology(t conformance.TB) *Topology {
 		Local: netip.MustParseAddr("10.77.0.1"), Remote: netip.MustParseAddr("10.77.0.2"),
 		LocalInner: netip.MustParseAddr("10.1.0.1"), RemoteInner: netip.MustParseAddr("10.2.0.1"),
 	}
-	for _, ns := range []string{tp.A, tp.B} {
-		_, _ = ip("netns", "delete", ns) // a leftover of a dead process with our pid
-		if _, err := ip("netns", "add", ns); err != nil {
-			t.Fatalf("xfrmtest: %v", err)
-		}
-		ns := ns
-		t.Cleanup(func() { removeNS(ns) })
+	ha, err := newNamedNS(tp.A)
+	if err != nil {
+		t.Fatalf("xfrmtest: namespace %s: %v", tp.A, err)
 	}
-	steps := [][]string{
-		{"link", "add", tp.IfA, "netns", tp.A, "type", "veth", "peer", "name", tp.IfB, "netns", tp.B},
-		{"-n", tp.A, "link", "set", "lo", "up"},
-		{"-n", tp.B, "link", "set", "lo", "up"},
-		{"-n", tp.A, "addr", "add", tp.Local.String() + "/24", "dev", tp.IfA},
-		{"-n", tp.B, "addr", "add", tp.Remote.String() + "/24", "dev", tp.IfB},
-		{"-n", tp.A, "addr", "add", tp.LocalInner.String() + "/32", "dev", "lo"},
-		{"-n", tp.B, "addr", "add", tp.RemoteInner.String() + "/32", "dev", "lo"},
-		{"-n", tp.A, "link", "set", tp.IfA, "up"},
-		{"-n", tp.B, "link", "set", tp.IfB, "up"},
-		{"-n", tp.A, "route", "add", tp.RemoteInner.String() + "/32", "via", tp.Remote.String(), "src", tp.LocalInner.String()},
-		{"-n", tp.B, "route", "add", tp.LocalInner.String() + "/32", "via", tp.Local.String(), "src", tp.RemoteInner.String()},
+	t.Cleanup(func() { removeNS(tp.A, ha) })
+	hb, err := newNamedNS(tp.B)
+	if err != nil {
+		t.Fatalf("xfrmtest: namespace %s: %v", tp.B, err)
 	}
-	for _, s := range steps {
-		if _, err := ip(s...); err != nil {
-			t.Fatalf("xfrmtest: %v", err)
-		}
+	t.Cleanup(func() { removeNS(tp.B, hb) })
+	if err := tp.build(ha, hb); err != nil {
+		t.Fatalf("xfrmtest: %v", err)
 	}
 	return tp
 }
 
-func ip(args ...string) (string, error) {
-	out, err := exec.Command("ip", args...).CombinedOutput()
+func (tp *Topology) build(ha, hb netns.NsHandle) error {
+	a, err := netlink.NewHandleAt(ha)
 	if err != nil {
-		return string(out), fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return err
 	}
-	return string(out), nil
+	defer a.Close()
+	b, err := netlink.NewHandleAt(hb)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: tp.IfA}, PeerName: tp.IfB, PeerNamespace: netlink.NsFd(int(hb))}
+	if err := a.LinkAdd(veth); err != nil {
+		return fmt.Errorf("veth %s/%s: %w", tp.IfA, tp.IfB, err)
+	}
+	side := func(h *netlink.Handle, ifname string, outer, inner, peerOuter, peerInner netip.Addr) error {
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		dev, err := h.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		if err := h.AddrAdd(dev, addr(netip.PrefixFrom(outer, 24))); err != nil {
+			return fmt.Errorf("address %s on %s: %w", outer, ifname, err)
+		}
+		if err := h.AddrAdd(lo, addr(netip.PrefixFrom(inner, 32))); err != nil {
+			return fmt.Errorf("address %s on lo: %w", inner, err)
+		}
+		for _, l := range []netlink.Link{lo, dev} {
+			if err := h.LinkSetUp(l); err != nil {
+				return fmt.Errorf("up %s: %w", l.Attrs().Name, err)
+			}
+		}
+		r := &netlink.Route{LinkIndex: dev.Attrs().Index, Dst: ipnet(netip.PrefixFrom(peerInner, 32)),
+			Gw: net.IP(peerOuter.AsSlice()), Src: net.IP(inner.AsSlice())}
+		if err := h.RouteAdd(r); err != nil {
+			return fmt.Errorf("route to %s: %w", peerInner, err)
+		}
+		return nil
+	}
+	if err := side(a, tp.IfA, tp.Local, tp.LocalInner, tp.Remote, tp.RemoteInner); err != nil {
+		return err
+	}
+	return side(b, tp.IfB, tp.Remote, tp.RemoteInner, tp.Local, tp.LocalInner)
 }
 
-// removeNS kills what still runs in ns and deletes it.
-func removeNS(ns string) {
-	if out, err := ip("netns", "pids", ns); err == nil {
-		for f := range strings.FieldsSeq(out) {
-			if pid := atoiPid(f); pid > 0 && pid != os.Getpid() {
+func ipnet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func addr(p netip.Prefix) *netlink.Addr { return &netlink.Addr{IPNet: ipnet(p)} }
+
+// newNamedNS creates a network namespace bound at /run/netns/name, as
+// `ip netns add` does, without leaving the calling thread in it.
+func newNamedNS(name string) (h netns.NsHandle, err error) {
+	_ = netns.DeleteNamed(name) // a leftover of a dead process with our pid
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return netns.None(), err
+	}
+	defer func() {
+		if rerr := netns.Set(orig); rerr != nil {
+			err = errors.Join(err, rerr) // the thread stays locked and is retired
+		} else {
+			runtime.UnlockOSThread()
+		}
+		orig.Close()
+	}()
+	return netns.NewNamed(name)
+}
+
+// removeNS kills what still runs in the namespace and deletes it.
+func removeNS(name string, h netns.NsHandle) {
+	if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+		for f := range strings.FieldsSeq(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
 				if p, err := os.FindProcess(pid); err == nil {
 					_ = p.Kill()
 				}
 			}
 		}
 	}
-	_, _ = ip("netns", "delete", ns)
-}
-
-func atoiPid(s string) int {
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
+	h.Close()
+	_ = netns.DeleteNamed(name)
 }
 
 // Run runs a command inside namespace ns and returns its combined output.
