@@ -14,10 +14,15 @@
 // hard one. After the hard expiry the Manager forgets the SA; the owner is
 // expected to delete it from its dataplane.
 //
-// Expiries go to the owner's Fire callback, never under the Manager's lock,
-// one at a time and in the order they were decided, so Fire may call back
-// into the Manager (Remove, Observe). A call that decides an expiry while
-// another goroutine is delivering leaves the delivery to that goroutine.
+// Expiries go to the owner's fire callback, never under the Manager's lock,
+// one at a time and in the order they were decided, so fire may call back
+// into the Manager (Remove, Observe). fire runs synchronously inside Add,
+// Update, Observe, ObserveUsage and SetTimes (in the caller's goroutine)
+// or in the clock's timer callback; so either call those without holding
+// a lock fire takes, or make fire only queue (Remove, Move, Len and Close
+// never deliver and are safe under any lock). A call that decides an
+// expiry while another goroutine is delivering leaves the delivery to
+// that goroutine.
 package swlifetime
 
 import (
