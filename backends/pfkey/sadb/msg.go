@@ -437,3 +437,14 @@ func (m *Msg) String() string {
 	}
 	return b.String()
 }
+
+// AppendExt appends one extension, header and padding included, as the
+// per-socket policy options (IP_IPSEC_POLICY) take it.
+func (d *Dialect) AppendExt(b []byte, e Ext) ([]byte, error) {
+	m := Msg{Exts: []Ext{e}}
+	out, err := m.AppendTo(d, nil)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, out[HeaderLen:]...), nil
+}

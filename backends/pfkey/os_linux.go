@@ -1,0 +1,135 @@
+package pfkey
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"github.com/keyplane/keyplane/backends/pfkey/sadb"
+	"github.com/keyplane/keyplane/kernelops"
+	"golang.org/x/sys/unix"
+)
+
+// Linux af_key (net/key/af_key.c): PF_KEY over the same SAD and SPD XFRM
+// manages. Facts behind the claims below are from af_key.c and
+// xfrm_algo.c.
+var host = &osInfo{
+	name:    "linux",
+	dialect: &sadb.Linux,
+	family:  unix.AF_KEY, // 15, include/linux/socket.h
+	missing: "the kernel has no PF_KEY sockets: load the af_key module (CONFIG_NET_KEY)",
+
+	caps: commonCaps | kernelops.CapSockets | kernelops.CapLifetimePackets | kernelops.CapUDPEncap |
+		kernelops.CapPolicyPriority | kernelops.CapMappingEvents | kernelops.CapCounters,
+	notes: map[kernelops.Cap]string{
+		kernelops.CapESN:            "af_key has no ESN flag and never allocates an ESN replay state (use the xfrm backend)",
+		kernelops.CapSync:           "af_key has no aevents: XFRM_MSG_NEWAE is 'not yet supported' in pfkey_send_notify, and replay state cannot be read or set",
+		kernelops.CapPolicyLifetime: "af_key sends no policy expire (key_notify_policy_expire is empty)",
+	},
+
+	maxReplay:    32, // pfkey_msg2xfrm_state: min(sadb_sa_replay, bits in the 32-bit replay bitmap)
+	packetLimits: true,
+	forwardDir:   true, // IPSEC_DIR_FWD
+	saReqIDMax:   0xffffffff,
+
+	ipsecPolicy4:  unix.IP_IPSEC_POLICY,   // 16
+	ipsecPolicy6:  unix.IPV6_IPSEC_POLICY, // 34
+	udpEncapLevel: unix.IPPROTO_UDP,
+	udpEncapOpt:   unix.UDP_ENCAP, // 100; UDP_ENCAP_ESPINUDP is 2
+}
+
+func init() { kernelops.Register(Name, Open) }
+
+// netns pins the backend to a network namespace: PF_KEY sockets (and the
+// IKE and probe sockets) belong to the namespace of the thread that
+// creates them, and the backend creates sockets lazily, from any
+// goroutine.
+type netns struct {
+	fd  int
+	ino uint64
+}
+
+func newNetns(path string) (*netns, error) {
+	if path == "" {
+		path = "/proc/thread-self/ns/net"
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &netns{fd: fd, ino: st.Ino}, nil
+}
+
+func (n *netns) close() error { return unix.Close(n.fd) }
+
+// initial reports whether the namespace is the initial one (PID 1's).
+func (n *netns) initial() bool {
+	var st unix.Stat_t
+	return unix.Stat("/proc/1/ns/net", &st) == nil && st.Ino == n.ino
+}
+
+// do runs f on a thread inside the namespace.
+func (n *netns) do(f func() error) error {
+	runtime.LockOSThread()
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err == nil && st.Ino == n.ino {
+		runtime.UnlockOSThread()
+		return f()
+	}
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer unix.Close(orig)
+	if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter network namespace: %w", err)
+	}
+	ferr := f()
+	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+		// The thread stays locked and dies with its goroutine.
+		return fmt.Errorf("leave network namespace: %w (and %v)", err, ferr)
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// tuneEventSocket enlarges the receive buffer past net.core.rmem_max
+// (root may) so bursts of broadcasts do not crowd out events.
+func tuneEventSocket(fd, size int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+	}
+}
+
+// SO_MEMINFO indices (include/uapi/linux/sock_diag.h).
+const (
+	skMeminfoRmemAlloc = 0
+	skMeminfoRcvbuf    = 1
+	skMeminfoVars      = 9
+	// lossMargin is how close to full the queue may get before a message
+	// may have been dropped: more than the largest event's truesize.
+	lossMargin = 64 << 10
+)
+
+// mayHaveLost reports whether the kernel may have dropped a message for
+// fd. af_key drops a broadcast silently when the receiver's queue holds
+// more than its buffer (pfkey_broadcast_one) — no ENOBUFS reaches the
+// reader, unlike netlink. Only this process drains the queue, so if it is
+// well below the limit now, nothing was dropped since the last read.
+func mayHaveLost(fd int) bool {
+	var mi [skMeminfoVars]uint32
+	l := uint32(unsafe.Sizeof(mi))
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mi[0])), uintptr(unsafe.Pointer(&l)), 0)
+	if e != 0 {
+		return false
+	}
+	return int64(mi[skMeminfoRmemAlloc])+lossMargin > int64(mi[skMeminfoRcvbuf])
+}
