@@ -118,16 +118,33 @@ func readMessageTable(socket string, timeout time.Duration) (map[string]string, 
 	if err != nil {
 		return nil, err
 	}
-	var reply memclnt.SockclntCreateReply
-	if err := codec.DefaultCodec.DecodeMsg(data, &reply); err != nil {
+	table, index, delID, err := parseMessageTable(data)
+	if err != nil {
 		return nil, err
 	}
-	table := make(map[string]string, len(reply.MessageTable))
-	var delID uint16
+	if delID != 0 {
+		if del, err := codec.DefaultCodec.EncodeMsg(&memclnt.SockclntDelete{Index: index}, delID); err == nil {
+			writeFrame(c, del)
+		}
+	}
+	return table, nil
+}
+
+// parseMessageTable decodes a sockclnt_create_reply into name -> CRC, the
+// client index and the id of sockclnt_delete.
+func parseMessageTable(data []byte) (table map[string]string, index uint32, delID uint16, err error) {
+	var reply memclnt.SockclntCreateReply
+	if err := codec.DefaultCodec.DecodeMsg(data, &reply); err != nil {
+		return nil, 0, 0, err
+	}
+	if reply.Response != 0 {
+		return nil, 0, 0, fmt.Errorf("sockclnt_create refused: %d", reply.Response)
+	}
+	table = make(map[string]string, len(reply.MessageTable))
 	for _, e := range reply.MessageTable {
 		name := strings.TrimRight(e.Name, "\x00")
 		i := strings.LastIndexByte(name, '_')
-		if i < 0 {
+		if i <= 0 {
 			continue
 		}
 		table[name[:i]] = name[i+1:]
@@ -135,12 +152,7 @@ func readMessageTable(socket string, timeout time.Duration) (map[string]string, 
 			delID = e.Index
 		}
 	}
-	if delID != 0 {
-		if del, err := codec.DefaultCodec.EncodeMsg(&memclnt.SockclntDelete{Index: reply.Index}, delID); err == nil {
-			writeFrame(c, del)
-		}
-	}
-	return table, nil
+	return table, reply.Index, delID, nil
 }
 
 // The socket transport frames each message with a 16-byte header whose
