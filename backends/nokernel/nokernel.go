@@ -12,6 +12,24 @@
 // `make run` and the model the IKE engine's tests run on. Time comes from
 // Options.Clock, so tests drive lifetimes and timeouts with a fake clock.
 //
+// XFRM behaviour it copies on purpose: SAs are keyed by destination, SPI,
+// protocol and mark (the source address is not part of the key); errors
+// carry XFRM's errnos (EEXIST, ESRCH for SAs, ENOENT for policies); an
+// AllocSPI reservation left unfilled expires after acquire-expires with
+// a hard ExpireEvent; an outbound packet with no SA for a template raises
+// one acquire per template endpoints/reqid until the SA is added or the
+// acquire expires; the older of two equal-priority policies wins.
+//
+// Where it differs: lifetimes fire on the packet that reaches a limit
+// (XFRM: on the next one, which it drops) and a soft expire always comes
+// before the hard one; UpdateSA rejects changes XFRM would silently
+// ignore (keys, algorithms, mode, reqid) and never re-raises a soft
+// expire (XFRM clears "dying" on update); a policy's soft expire is raised
+// once (XFRM repeats it). It does no cryptography, carries no real
+// packets, has no forwarding path (fwd policies are stored, never
+// consulted), and looks policies up linearly — fine for tests, not for
+// benchmarks of the lookup itself.
+//
 // Params (Options.Params):
 //
 //	acquire-expires  how long a pending acquire (and an unfilled AllocSPI
