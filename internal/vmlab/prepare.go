@@ -35,18 +35,20 @@ type Config struct {
 	CacheDir string // default /var/cache/keyplane-lab, or $XDG_CACHE_HOME/keyplane-lab when not root
 	Kernel   string // kernel package, e.g. linux-image-6.1.0-56-amd64; default from linux-image-amd64
 	Accel    string // "tcg" (default) or "kvm"
+	CPU      string // qemu -cpu model; default "max" under TCG, "host" under KVM
 	MemoryMB int    // default 2048
 	CPUs     int    // default 2
 	Logf     func(format string, args ...any)
 }
 
-// FromEnv fills a Config from KEYPLANE_LAB_CACHE, KEYPLANE_LAB_KERNEL and
-// KEYPLANE_LAB_ACCEL.
+// FromEnv fills a Config from KEYPLANE_LAB_CACHE, KEYPLANE_LAB_KERNEL,
+// KEYPLANE_LAB_ACCEL and KEYPLANE_LAB_CPU.
 func FromEnv() Config {
 	return Config{
 		CacheDir: os.Getenv("KEYPLANE_LAB_CACHE"),
 		Kernel:   os.Getenv("KEYPLANE_LAB_KERNEL"),
 		Accel:    os.Getenv("KEYPLANE_LAB_ACCEL"),
+		CPU:      os.Getenv("KEYPLANE_LAB_CPU"),
 	}
 }
 
@@ -61,6 +63,12 @@ func (c *Config) defaults() {
 	}
 	if c.Accel == "" {
 		c.Accel = "tcg"
+	}
+	if c.CPU == "" {
+		c.CPU = "max"
+		if c.Accel == "kvm" {
+			c.CPU = "host"
+		}
 	}
 	if c.MemoryMB == 0 {
 		c.MemoryMB = 2048

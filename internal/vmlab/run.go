@@ -140,10 +140,11 @@ func (l *Lab) qemuArgs(nonce, runScript string, interactive bool) []string {
 		"-device", "virtio-rng-pci",
 	}
 	if l.cfg.Accel == "kvm" {
-		args = append(args, "-accel", "kvm", "-cpu", "host")
+		args = append(args, "-accel", "kvm")
 	} else {
-		args = append(args, "-accel", "tcg,thread=multi", "-cpu", "max")
+		args = append(args, "-accel", "tcg,thread=multi")
 	}
+	args = append(args, "-cpu", l.cfg.CPU)
 	return args
 }
 
