@@ -186,7 +186,8 @@ func ensurePackages(logf func(string, ...any)) error {
 	}
 	logf("vmlab: installing %s", strings.Join(missing, " "))
 	install := func() error {
-		cmd := exec.Command("apt-get", append([]string{"install", "-y", "--no-install-recommends"}, missing...)...)
+		// Wait for another apt or dpkg run (another engineer, unattended upgrades) instead of failing.
+		cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends"}, missing...)...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -218,7 +219,7 @@ func aptListsPresent() bool {
 
 func aptUpdate(logf func(string, ...any)) error {
 	logf("vmlab: apt-get update")
-	out, err := exec.Command("apt-get", "update").CombinedOutput()
+	out, err := exec.Command("apt-get", "-o", "DPkg::Lock::Timeout=300", "update").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("apt-get update: %w\n%s", err, tail(string(out), 20))
 	}
