@@ -134,8 +134,10 @@ func (c *cbcHMAC) ICVSize() int   { return c.icvLen }
 func (c *cbcHMAC) String() string { return "AES-CBC+HMAC cipher (keys redacted)" }
 
 func (c *cbcHMAC) Seal(dst, head, plaintext []byte) ([]byte, error) {
-	if len(plaintext)%aes.BlockSize != 0 {
-		return nil, fmt.Errorf("ikecrypto: CBC plaintext of %d octets is not padded", len(plaintext))
+	// An SK payload always holds at least the Pad Length octet, so at least
+	// one block; Open refuses less, and Seal must not produce it.
+	if len(plaintext) == 0 || len(plaintext)%aes.BlockSize != 0 {
+		return nil, fmt.Errorf("ikecrypto: CBC plaintext of %d octets is not padded to whole blocks", len(plaintext))
 	}
 	var iv [aes.BlockSize]byte
 	if _, err := rand.Read(iv[:]); err != nil {

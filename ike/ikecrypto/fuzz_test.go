@@ -86,7 +86,12 @@ func FuzzCipherOpen(f *testing.F) {
 		}
 		sealed, err := c.a.Seal(nil, head, pt)
 		if err != nil {
-			t.Fatal(err)
+			// Only CBC refuses, and only an empty plaintext (the SK payload
+			// always has a Pad Length octet).
+			if c.a.BlockSize() == 1 || len(pt) != 0 {
+				t.Fatal(err)
+			}
+			return
 		}
 		if len(sealed) != c.a.IVSize()+len(pt)+c.a.ICVSize() {
 			t.Fatalf("sealed %d octets for %d", len(sealed), len(pt))

@@ -49,6 +49,18 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	c := testCipher{key: 0x5a, ivLen: 8, bs: 1, icv: 16}
+	sk, err := handAuth().EncodeEncrypted(c)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sk)
+	frags, err := handAuth().EncodeFragments(c, 150)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, b := range frags {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
 		if err != nil {
@@ -59,7 +71,10 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("length %d / raw differ for %d input bytes", m.Length, len(b))
 		}
 		checkStable(t, m)
-		// Opening an SK payload must fail cleanly or succeed.
+		// Opening an SK or SKF payload must fail cleanly or succeed.
+		if _, _, err := m.OpenFragment(c); err != nil && !errors.Is(err, ErrNotEncrypted) {
+			checkParseError(t, err)
+		}
 		if err := m.Decrypt(c); err != nil && !errors.Is(err, ErrNotEncrypted) {
 			checkParseError(t, err)
 		}
