@@ -201,9 +201,8 @@ func (l *Lab) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, l.qemu, l.qemuArgs(nonce, runScript, opts.Interactive)...)
 	if opts.Interactive {
-		cmd.Stdin = os.Stdin
-	}
-	if !opts.Interactive {
+		cmd.Stdin = os.Stdin // qemu puts a terminal in raw mode: ^C goes to the guest
+	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's ^C reaches us, not qemu
 	}
 	cmd.Cancel = func() error { return cmd.Process.Kill() }
@@ -244,7 +243,9 @@ func (l *Lab) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 				}
 				if i := strings.Index(line, stageMarker); i >= 0 {
 					if f := strings.Fields(line[i+len(stageMarker):]); len(f) > 0 {
-						stages[f[0]] = at
+						if _, seen := stages[f[0]]; !seen {
+							stages[f[0]] = at
+						}
 					}
 				}
 				mu.Unlock()
