@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -286,7 +287,9 @@ func (k *kernelInfo) calibrateHZ(s *nlSock, src, dst netip.Addr, spi uint32) {
 }
 
 // probeLastUsed pushes one packet through an outbound transport-mode SA
-// over loopback and reads XFRMA_LASTUSED back.
+// and reads XFRMA_LASTUSED back. The packet leaves by a veth whose peer
+// has no address (loopback traffic is not transformed); that it is never
+// delivered does not matter, the SA has counted it by then.
 func (k *kernelInfo) probeLastUsed(s *nlSock) {
 	fail := func(format string, args ...any) { k.LastUsedWhy = fmt.Sprintf(format, args...) }
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -295,16 +298,26 @@ func (k *kernelInfo) probeLastUsed(s *nlSock) {
 		return
 	}
 	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		fail("loopback: %v", err)
+	src, dst := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "kpprobe1"}, PeerName: "kpprobe2"}
+	if err := h.LinkAdd(veth); err != nil {
+		fail("veth: %v", err)
 		return
 	}
+	for _, name := range []string{"kpprobe1", "kpprobe2"} {
+		l, err := h.LinkByName(name)
+		if err == nil {
+			err = h.LinkSetUp(l)
+		}
+		if err == nil && name == "kpprobe1" {
+			err = h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(src.AsSlice()), Mask: net.CIDRMask(24, 32)}})
+		}
+		if err != nil {
+			fail("%s: %v", name, err)
+			return
+		}
+	}
 	ctx := context.Background()
-	src, dst := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	sa := &kernelops.SA{
 		ID:         kernelops.SAID{Src: src, Dst: dst, SPI: 0x2000, Proto: kernelops.ProtoESP},
 		Mode:       kernelops.ModeTransport,

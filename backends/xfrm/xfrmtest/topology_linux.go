@@ -15,6 +15,7 @@ import (
 	"github.com/keyplane/keyplane/conformance"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Topology is two namespaces, A (where the backend under test runs) and B
@@ -71,12 +72,12 @@ func NewTopology(t conformance.TB) *Topology {
 }
 
 func (tp *Topology) build(ha, hb netns.NsHandle) error {
-	a, err := netlink.NewHandleAt(ha)
+	a, err := netlink.NewHandleAt(ha, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	b, err := netlink.NewHandleAt(hb)
+	b, err := netlink.NewHandleAt(hb, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
