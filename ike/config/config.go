@@ -1,0 +1,646 @@
+// Package config reads keyplane's configuration file: the daemon's
+// settings, the dataplane backend, and the IKE connections with their
+// children. The syntax is strongSwan's (swanctl.conf); docs/config.md
+// describes every setting and why this format was chosen.
+//
+// Validation is done once, at load: a *Error names the file, the line, the
+// connection, the child and the setting that is wrong. Pre-shared keys are
+// read from a file or an environment variable, never written in the file,
+// and never printed (they are ikecrypto.Key).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// Config is a whole configuration file.
+type Config struct {
+	File        string
+	Daemon      Daemon
+	Backend     Backend
+	Connections []*Connection
+}
+
+// DefaultControl is the control socket's default path.
+const DefaultControl = "/run/keyplane/keyplane.sock"
+
+// Daemon holds engine-wide settings.
+type Daemon struct {
+	Control  string     // control socket path
+	LogLevel slog.Level // debug, info, warn, error
+	// Retransmission of requests: the first after RetransmitTimeout, each
+	// next one RetransmitBase times later, giving up after RetransmitTries
+	// retransmissions (strongSwan's defaults: 4s, 1.8, 5).
+	RetransmitTimeout time.Duration
+	RetransmitBase    float64
+	RetransmitTries   int
+	// CookieThreshold is the number of half-open IKE SAs from which a
+	// responder demands a COOKIE (RFC 7296 §2.6); 0 never.
+	CookieThreshold int
+	// HalfOpenTimeout removes a responder IKE SA that never completes
+	// IKE_AUTH.
+	HalfOpenTimeout time.Duration
+}
+
+// Backend is the dataplane to open (kernelops.Open).
+type Backend struct {
+	Name   string
+	Params map[string]string
+}
+
+// Connection is one IKE peer configuration.
+type Connection struct {
+	Name string
+	Line int
+	// LocalAddr and RemoteAddr: an invalid address means %any (listen on
+	// all addresses; accept any peer, never initiate).
+	LocalAddr, RemoteAddr       netip.Addr
+	LocalPort, RemotePort       uint16
+	LocalNATPort, RemoteNATPort uint16
+	LocalID, RemoteID           Identity
+	PSK                         ikecrypto.Key `json:"-"`
+	PSKSource                   string        // "file PATH" or "env NAME", for humans
+	Proposals                   []Proposal
+	Encap                       bool          // force UDP encapsulation of ESP
+	DPDDelay                    time.Duration // liveness check interval; 0 none
+	Children                    []*Child
+}
+
+// StartAction says what the daemon does with a child at start.
+type StartAction uint8
+
+const (
+	StartNone  StartAction = iota // wait for the peer or a command
+	StartStart                    // initiate at once
+	StartTrap                     // install trap policies; initiate on traffic
+)
+
+func (a StartAction) String() string {
+	switch a {
+	case StartStart:
+		return "start"
+	case StartTrap:
+		return "trap"
+	}
+	return "none"
+}
+
+// MarshalText writes the action's name.
+func (a StartAction) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// Child is one CHILD_SA configuration.
+type Child struct {
+	Name         string
+	Line         int
+	LocalTS      []TS
+	RemoteTS     []TS
+	ESPProposals []Proposal
+	StartAction  StartAction
+	Mode         kernelops.Mode
+	Lifetime     kernelops.Lifetimes
+	ReplayWindow uint32
+	// ReqID ties the child's SAs and policies together in the dataplane;
+	// 0 lets the engine assign one.
+	ReqID uint32
+}
+
+// Error is a validation error: where and what.
+type Error struct {
+	File  string
+	Line  int
+	Conn  string
+	Child string
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Conn != "" {
+		fmt.Fprintf(&b, "connection %s: ", e.Conn)
+	}
+	if e.Child != "" {
+		fmt.Fprintf(&b, "child %s: ", e.Child)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, "%s: ", e.Field)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Options are where Parse finds secrets. Nil fields use the process
+// environment and the file system (relative paths from the file's
+// directory).
+type Options struct {
+	Getenv   func(string) (string, bool)
+	ReadFile func(string) ([]byte, error)
+}
+
+// Load reads and validates a configuration file.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, src, Options{})
+}
+
+// Parse validates a configuration read from file (the name in errors).
+func Parse(file string, src []byte, o Options) (*Config, error) {
+	if o.Getenv == nil {
+		o.Getenv = os.LookupEnv
+	}
+	if o.ReadFile == nil {
+		dir := filepath.Dir(file)
+		o.ReadFile = func(p string) ([]byte, error) {
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(dir, p)
+			}
+			return os.ReadFile(p)
+		}
+	}
+	root, err := parseSyntax(src)
+	if err != nil {
+		var se *syntaxError
+		if errors.As(err, &se) {
+			return nil, &Error{File: file, Line: se.line, Msg: se.msg}
+		}
+		return nil, err
+	}
+	b := &builder{file: file, o: o}
+	cfg := b.build(root)
+	if b.err != nil {
+		return nil, b.err
+	}
+	return cfg, nil
+}
+
+// builder turns the section tree into a Config, stopping at the first
+// error.
+type builder struct {
+	file        string
+	o           Options
+	err         error
+	conn, child string
+}
+
+func (b *builder) fail(line int, field, format string, args ...any) {
+	if b.err == nil {
+		b.err = &Error{File: b.file, Line: line, Conn: b.conn, Child: b.child, Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+}
+
+// known rejects settings and sections a section does not take, so a typo
+// is an error rather than a silently ignored line.
+func (b *builder) known(s *section, keys []string, subs []string) {
+	for _, kv := range s.settings {
+		if !slices.Contains(keys, kv.key) {
+			b.fail(kv.line, kv.key, "unknown setting (known here: %s)", strings.Join(keys, ", "))
+		}
+	}
+	for _, c := range s.sections {
+		if !slices.Contains(subs, c.name) {
+			what := "no subsections"
+			if len(subs) > 0 {
+				what = "subsections: " + strings.Join(subs, ", ")
+			}
+			b.fail(c.line, c.name, "unknown section (%s)", what)
+		}
+	}
+}
+
+func (b *builder) build(root *section) *Config {
+	cfg := &Config{File: b.file, Daemon: Daemon{
+		Control: DefaultControl, LogLevel: slog.LevelInfo,
+		RetransmitTimeout: 4 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5,
+		CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second,
+	}, Backend: Backend{Name: "nokernel"}}
+	b.known(root, nil, []string{"daemon", "backend", "connections"})
+	if d := root.sub("daemon"); d != nil {
+		b.daemon(d, &cfg.Daemon)
+	}
+	if s := root.sub("backend"); s != nil {
+		b.known(s, []string{"name"}, []string{"params"})
+		if kv, ok := s.get("name"); ok {
+			if kv.value == "" {
+				b.fail(kv.line, "backend.name", "empty")
+			}
+			cfg.Backend.Name = kv.value
+		}
+		if p := s.sub("params"); p != nil {
+			cfg.Backend.Params = map[string]string{}
+			for _, kv := range p.settings {
+				cfg.Backend.Params[kv.key] = kv.value
+			}
+			for _, c := range p.sections {
+				b.fail(c.line, "backend.params."+c.name, "parameters are key = value settings")
+			}
+		}
+	}
+	if cs := root.sub("connections"); cs != nil {
+		for _, kv := range cs.settings {
+			b.fail(kv.line, kv.key, "connections holds sections (name { ... }), not settings")
+		}
+		children := map[string]string{}
+		for _, s := range cs.sections {
+			c := b.connection(s)
+			if b.err != nil {
+				return nil
+			}
+			for _, ch := range c.Children {
+				if other, dup := children[ch.Name]; dup {
+					b.conn = c.Name
+					b.fail(ch.Line, "children", "child name %q is already used by connection %s (child names are unique)", ch.Name, other)
+					return nil
+				}
+				children[ch.Name] = c.Name
+			}
+			cfg.Connections = append(cfg.Connections, c)
+		}
+	}
+	if b.err != nil {
+		return nil
+	}
+	return cfg
+}
+
+func (b *builder) daemon(s *section, d *Daemon) {
+	b.known(s, []string{"control", "log_level", "retransmit_timeout", "retransmit_base",
+		"retransmit_tries", "cookie_threshold", "half_open_timeout"}, nil)
+	for _, kv := range s.settings {
+		field := "daemon." + kv.key
+		switch kv.key {
+		case "control":
+			if kv.value == "" {
+				b.fail(kv.line, field, "empty path")
+			}
+			d.Control = kv.value
+		case "log_level":
+			if err := d.LogLevel.UnmarshalText([]byte(kv.value)); err != nil {
+				b.fail(kv.line, field, "%q: want debug, info, warn or error", kv.value)
+			}
+		case "retransmit_timeout":
+			d.RetransmitTimeout = b.duration(kv, field, true)
+		case "half_open_timeout":
+			d.HalfOpenTimeout = b.duration(kv, field, true)
+		case "retransmit_base":
+			f, err := strconv.ParseFloat(kv.value, 64)
+			if err != nil || f < 1 || f > 10 {
+				b.fail(kv.line, field, "%q: want a number from 1 to 10", kv.value)
+			}
+			d.RetransmitBase = f
+		case "retransmit_tries":
+			d.RetransmitTries = int(b.uint(kv, field, 0, 20))
+		case "cookie_threshold":
+			d.CookieThreshold = int(b.uint(kv, field, 0, 1<<20))
+		}
+	}
+}
+
+func (b *builder) duration(kv setting, field string, positive bool) time.Duration {
+	d, err := parseDuration(kv.value)
+	if err != nil || d < 0 || (positive && d == 0) {
+		b.fail(kv.line, field, "%q: want a duration such as 30s, 10m, 1h or 1d", kv.value)
+	}
+	return d
+}
+
+// parseDuration takes Go durations and strongSwan's forms (plain seconds,
+// or a number with s, m, h or d).
+func parseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	if v, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
+func (b *builder) uint(kv setting, field string, lo, hi uint64) uint64 {
+	n, err := strconv.ParseUint(kv.value, 10, 64)
+	if err != nil || n < lo || n > hi {
+		b.fail(kv.line, field, "%q: want a whole number from %d to %d", kv.value, lo, hi)
+	}
+	return n
+}
+
+// count reads a byte or packet count with an optional k/M/G suffix.
+func (b *builder) count(kv setting, field string) uint64 {
+	v, mul := kv.value, uint64(1)
+	switch {
+	case strings.HasSuffix(v, "k"), strings.HasSuffix(v, "K"):
+		v, mul = v[:len(v)-1], 1<<10
+	case strings.HasSuffix(v, "M"):
+		v, mul = v[:len(v)-1], 1<<20
+	case strings.HasSuffix(v, "G"):
+		v, mul = v[:len(v)-1], 1<<30
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > (1<<63)/mul {
+		b.fail(kv.line, field, "%q: want a count such as 1000, 64k, 512M or 2G", kv.value)
+	}
+	return n * mul
+}
+
+func (b *builder) port(kv setting, field string) uint16 {
+	return uint16(b.uint(kv, field, 1, 65535))
+}
+
+func (b *builder) bool(kv setting, field string) bool {
+	switch strings.ToLower(kv.value) {
+	case "yes", "true", "1":
+		return true
+	case "no", "false", "0":
+		return false
+	}
+	b.fail(kv.line, field, "%q: want yes or no", kv.value)
+	return false
+}
+
+func (b *builder) addr(kv setting, field string) netip.Addr {
+	if kv.value == "%any" || kv.value == "" {
+		return netip.Addr{}
+	}
+	if strings.Contains(kv.value, ",") {
+		b.fail(kv.line, field, "%q: one address per connection (lists are not supported)", kv.value)
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(kv.value)
+	if err != nil || a.Zone() != "" || a.IsUnspecified() {
+		b.fail(kv.line, field, "%q: want an IPv4 or IPv6 address, or %%any", kv.value)
+	}
+	return a.Unmap()
+}
+
+var connKeys = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "local_port_nat",
+	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay"}
+
+func (b *builder) connection(s *section) *Connection {
+	b.conn, b.child = s.name, ""
+	c := &Connection{Name: s.name, Line: s.line, LocalPort: 500, RemotePort: 500,
+		LocalNATPort: 4500, RemoteNATPort: 4500}
+	b.known(s, connKeys, []string{"local", "remote", "children"})
+	proposals := "aes128gcm16-prfsha256-x25519, aes256-sha256-ecp256"
+	propLine := s.line
+	natSet := map[string]bool{}
+	for _, kv := range s.settings {
+		switch kv.key {
+		case "local_addrs":
+			c.LocalAddr = b.addr(kv, kv.key)
+		case "remote_addrs":
+			c.RemoteAddr = b.addr(kv, kv.key)
+		case "local_port":
+			c.LocalPort = b.port(kv, kv.key)
+		case "remote_port":
+			c.RemotePort = b.port(kv, kv.key)
+		case "local_port_nat":
+			c.LocalNATPort = b.port(kv, kv.key)
+			natSet["local"] = true
+		case "remote_port_nat":
+			c.RemoteNATPort = b.port(kv, kv.key)
+			natSet["remote"] = true
+		case "proposals":
+			proposals, propLine = kv.value, kv.line
+		case "encap":
+			c.Encap = b.bool(kv, kv.key)
+		case "dpd_delay":
+			c.DPDDelay = b.duration(kv, kv.key, false)
+		}
+	}
+	if c.LocalPort == c.LocalNATPort {
+		b.fail(s.line, "local_port_nat", "%d is also local_port; set local_port_nat to another port", c.LocalNATPort)
+	}
+	if c.LocalAddr.IsValid() && c.RemoteAddr.IsValid() && c.LocalAddr.Is4() != c.RemoteAddr.Is4() {
+		b.fail(s.line, "remote_addrs", "%s and local address %s are of different families", c.RemoteAddr, c.LocalAddr)
+	}
+	var err error
+	if c.Proposals, err = ParseProposals(proposals, true); err != nil {
+		b.fail(propLine, "proposals", "%v", err)
+	}
+	b.psk(s, c)
+	b.ends(s, c)
+	if ch := s.sub("children"); ch != nil {
+		for _, kv := range ch.settings {
+			b.fail(kv.line, kv.key, "children holds sections (name { ... }), not settings")
+		}
+		for _, cs := range ch.sections {
+			c.Children = append(c.Children, b.childConf(cs, c))
+		}
+	}
+	if len(c.Children) == 0 {
+		b.fail(s.line, "children", "a connection needs at least one child")
+	}
+	return c
+}
+
+func (b *builder) psk(s *section, c *Connection) {
+	file, hasFile := s.get("psk_file")
+	env, hasEnv := s.get("psk_env")
+	switch {
+	case hasFile && hasEnv:
+		b.fail(env.line, "psk_env", "give psk_file or psk_env, not both")
+	case hasFile:
+		data, err := b.o.ReadFile(file.value)
+		if err != nil {
+			b.fail(file.line, "psk_file", "%v", err)
+			return
+		}
+		c.PSK = ikecrypto.Key(strings.TrimRight(string(data), "\r\n"))
+		c.PSKSource = "file " + file.value
+		if len(c.PSK) == 0 {
+			b.fail(file.line, "psk_file", "%s is empty", file.value)
+		}
+	case hasEnv:
+		v, ok := b.o.Getenv(env.value)
+		if !ok || v == "" {
+			b.fail(env.line, "psk_env", "environment variable %s is unset or empty", env.value)
+			return
+		}
+		c.PSK = ikecrypto.Key(v)
+		c.PSKSource = "env " + env.value
+	default:
+		b.fail(s.line, "psk_file", "no pre-shared key: set psk_file = PATH or psk_env = VARIABLE")
+	}
+}
+
+func (b *builder) ends(s *section, c *Connection) {
+	c.RemoteID = Identity{Any: true}
+	if c.LocalAddr.IsValid() {
+		c.LocalID = AddrIdentity(c.LocalAddr)
+	}
+	for _, end := range []string{"local", "remote"} {
+		e := s.sub(end)
+		if e == nil {
+			continue
+		}
+		b.known(e, []string{"id", "auth"}, nil)
+		if kv, ok := e.get("auth"); ok && kv.value != "psk" {
+			b.fail(kv.line, end+".auth", "%q: only psk is supported", kv.value)
+		}
+		if kv, ok := e.get("id"); ok {
+			id, err := ParseIdentity(kv.value)
+			if err != nil {
+				b.fail(kv.line, end+".id", "%v", err)
+			}
+			if end == "local" {
+				if id.Any {
+					b.fail(kv.line, end+".id", "the local identity cannot be %%any")
+				}
+				c.LocalID = id
+			} else {
+				c.RemoteID = id
+			}
+		}
+	}
+	if c.LocalID.Type == 0 && !c.LocalID.Any {
+		b.fail(s.line, "local.id", "no local identity: set local.id or local_addrs")
+	}
+}
+
+var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "mode", "rekey_time",
+	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "replay_window", "reqid"}
+
+func (b *builder) childConf(s *section, c *Connection) *Child {
+	b.child = s.name
+	defer func() { b.child = "" }()
+	ch := &Child{Name: s.name, Line: s.line, Mode: kernelops.ModeTunnel, ReplayWindow: 32,
+		LocalTS: []TS{{Dynamic: true}}, RemoteTS: []TS{{Dynamic: true}}}
+	b.known(s, childKeys, nil)
+	esp := "aes128gcm16, aes256-sha256"
+	espLine := s.line
+	life := &ch.Lifetime
+	life.Soft.AddTime = time.Hour
+	lifeSet := false
+	for _, kv := range s.settings {
+		var err error
+		switch kv.key {
+		case "local_ts":
+			if ch.LocalTS, err = ParseTSList(kv.value); err != nil {
+				b.fail(kv.line, kv.key, "%v", err)
+			}
+		case "remote_ts":
+			if ch.RemoteTS, err = ParseTSList(kv.value); err != nil {
+				b.fail(kv.line, kv.key, "%v", err)
+			}
+		case "esp_proposals":
+			esp, espLine = kv.value, kv.line
+		case "start_action":
+			switch kv.value {
+			case "none":
+				ch.StartAction = StartNone
+			case "start":
+				ch.StartAction = StartStart
+			case "trap":
+				ch.StartAction = StartTrap
+			default:
+				b.fail(kv.line, kv.key, "%q: want none, start or trap", kv.value)
+			}
+		case "mode":
+			switch kv.value {
+			case "tunnel":
+				ch.Mode = kernelops.ModeTunnel
+			case "transport":
+				ch.Mode = kernelops.ModeTransport
+			default:
+				b.fail(kv.line, kv.key, "%q: want tunnel or transport", kv.value)
+			}
+		case "rekey_time":
+			life.Soft.AddTime = b.duration(kv, kv.key, false)
+		case "life_time":
+			life.Hard.AddTime = b.duration(kv, kv.key, false)
+			lifeSet = true
+		case "rekey_bytes":
+			life.Soft.Bytes = b.count(kv, kv.key)
+		case "life_bytes":
+			life.Hard.Bytes = b.count(kv, kv.key)
+		case "rekey_packets":
+			life.Soft.Packets = b.count(kv, kv.key)
+		case "life_packets":
+			life.Hard.Packets = b.count(kv, kv.key)
+		case "replay_window":
+			ch.ReplayWindow = uint32(b.uint(kv, kv.key, 0, 4096))
+		case "reqid":
+			ch.ReqID = uint32(b.uint(kv, kv.key, 1, 0xffffffff))
+		}
+	}
+	if !lifeSet {
+		life.Hard.AddTime = life.Soft.AddTime + life.Soft.AddTime/10 // strongSwan: 110% of rekey_time
+	}
+	check := func(field string, soft, hard uint64) {
+		if soft != 0 && hard != 0 && soft >= hard {
+			b.fail(s.line, field, "rekey limit %d must be below the life limit %d", soft, hard)
+		}
+	}
+	check("rekey_time", uint64(life.Soft.AddTime), uint64(life.Hard.AddTime))
+	check("rekey_bytes", life.Soft.Bytes, life.Hard.Bytes)
+	check("rekey_packets", life.Soft.Packets, life.Hard.Packets)
+	var err error
+	if ch.ESPProposals, err = ParseProposals(esp, false); err != nil {
+		b.fail(espLine, "esp_proposals", "%v", err)
+	}
+	if ch.StartAction != StartNone && !c.RemoteAddr.IsValid() {
+		b.fail(s.line, "start_action", "%s needs a remote address (remote_addrs is %%any)", ch.StartAction)
+	}
+	if ch.StartAction == StartTrap {
+		for _, t := range append(append([]TS(nil), ch.LocalTS...), ch.RemoteTS...) {
+			if t.Dynamic && !c.LocalAddr.IsValid() {
+				b.fail(s.line, "local_ts", "trap with dynamic selectors needs local_addrs")
+			}
+		}
+	}
+	fam := func(field string, ts []TS) {
+		for _, t := range ts {
+			if !t.Dynamic && c.RemoteAddr.IsValid() && ch.Mode == kernelops.ModeTransport && t.Prefix.Addr().Is4() != c.RemoteAddr.Is4() {
+				b.fail(s.line, field, "%s: transport mode selectors must be of the IKE addresses' family", t)
+			}
+		}
+	}
+	fam("local_ts", ch.LocalTS)
+	fam("remote_ts", ch.RemoteTS)
+	return ch
+}
+
+// Child returns the named child and its connection.
+func (c *Config) Child(name string) (*Connection, *Child) {
+	for _, conn := range c.Connections {
+		for _, ch := range conn.Children {
+			if ch.Name == name {
+				return conn, ch
+			}
+		}
+	}
+	return nil, nil
+}
+
+// Connection returns the named connection.
+func (c *Config) Connection(name string) *Connection {
+	for _, conn := range c.Connections {
+		if conn.Name == name {
+			return conn
+		}
+	}
+	return nil
+}
