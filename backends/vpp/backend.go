@@ -354,10 +354,12 @@ func (b *Backend) startSession(s *session) {
 			case <-s.dead:
 				return
 			case <-t.C:
-				if err := s.ping(s.life); err != nil && !s.isDead() {
-					b.lost(s, err)
-					return
+				err := s.ping(s.life)
+				if err == nil || s.isDead() || (!isTransport(err) && s.busy()) {
+					continue
 				}
+				b.lost(s, err)
+				return
 			}
 		}
 	}()

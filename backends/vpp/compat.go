@@ -36,7 +36,6 @@ func Messages() []api.Message {
 		new(ipsec.IpsecSpdEntryAddDelV2), new(ipsec.IpsecSpdEntryAddDelV2Reply),
 		new(ipsec.IpsecSpdDump), new(ipsec.IpsecSpdDetails),
 		new(ipsec.IpsecSpdsDump), new(ipsec.IpsecSpdsDetails),
-		new(ipsec.IpsecSpdInterfaceDump), new(ipsec.IpsecSpdInterfaceDetails),
 		new(interfaces.SwInterfaceDump), new(interfaces.SwInterfaceDetails),
 		new(interfaces.WantInterfaceEvents), new(interfaces.WantInterfaceEventsReply),
 		new(interfaces.SwInterfaceEvent),

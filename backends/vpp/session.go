@@ -9,6 +9,7 @@ import (
 	"io"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.fd.io/govpp/adapter/socketclient"
@@ -26,6 +27,7 @@ type session struct {
 	stats   statsReader // nil when counters are disabled
 	statsMu sync.Mutex  // a stats directory is read by one goroutine at a time
 	timeout time.Duration
+	lastRx  atomic.Int64 // unix nanoseconds of the last message from VPP
 
 	dead     chan struct{} // closed when the session is found dead or closed
 	deadOnce sync.Once
@@ -110,6 +112,7 @@ func (s *session) invoke(ctx context.Context, req, reply api.Message) error {
 	if err := s.conn.Invoke(rctx, req, reply); err != nil {
 		return s.transportErr(rctx, err)
 	}
+	s.lastRx.Store(time.Now().UnixNano())
 	if rv := retval(reply); rv != 0 {
 		return api.VPPApiError(rv)
 	}
@@ -168,6 +171,7 @@ func dump[D api.Message](ctx context.Context, s *session, req api.Message) ([]D,
 			}
 			return nil, s.transportErr(rctx, err)
 		}
+		s.lastRx.Store(time.Now().UnixNano())
 		switch x := m.(type) {
 		case D:
 			out = append(out, x)
@@ -177,6 +181,12 @@ func dump[D api.Message](ctx context.Context, s *session, req api.Message) ([]D,
 			return nil, fmt.Errorf("dump %s: unexpected reply %s", req.GetMessageName(), m.GetMessageName())
 		}
 	}
+}
+
+// busy reports whether VPP answered anything within the last timeout: a
+// ping stuck behind a long dump is not a dead VPP.
+func (s *session) busy() bool {
+	return time.Since(time.Unix(0, s.lastRx.Load())) < s.timeout
 }
 
 // ping is the keepalive: a control_ping round trip.
