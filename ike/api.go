@@ -1,0 +1,177 @@
+package ike
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// ErrNotFound is returned for an unknown connection or child name.
+var ErrNotFound = errors.New("ike: no such connection or child")
+
+// childBusy reports whether the child is installed or being negotiated.
+func (e *Engine) childBusy(conn, child string) bool {
+	for _, sa := range e.sasOf(conn) {
+		if sa.state == ikeDead || sa.state == ikeDeleting {
+			continue
+		}
+		if sa.first != nil && sa.first.cfg.Name == child {
+			return true
+		}
+		for _, ch := range sa.children {
+			if ch.cfg.Name == child && (ch.state == childInstalled || ch.state == childNegotiating) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// initiate starts child ch of connection c: a new IKE SA carries it in
+// IKE_AUTH. done, if not nil, receives the outcome.
+func (e *Engine) initiate(c *config.Connection, ch *config.Child, acq *kernelops.AcquireEvent, done chan error) {
+	finish := func(err error) {
+		if done != nil {
+			done <- err
+		}
+	}
+	if !c.RemoteAddr.IsValid() {
+		finish(fmt.Errorf("connection %s has no remote address to initiate to", c.Name))
+		return
+	}
+	for _, sa := range e.sasOf(c.Name) {
+		if sa.state == ikeDead || sa.state == ikeDeleting {
+			continue
+		}
+		if sa.first != nil && sa.first.cfg.Name == ch.Name {
+			if done != nil {
+				sa.first.waiters = append(sa.first.waiters, done)
+			}
+			return
+		}
+		for _, x := range sa.children {
+			if x.cfg.Name == ch.Name && x.state == childInstalled {
+				finish(nil)
+				return
+			}
+		}
+		if sa.state == ikeEstablished {
+			finish(fmt.Errorf("connection %s is up without child %s: another child needs CREATE_CHILD_SA, which is not implemented yet", c.Name, ch.Name))
+			return
+		}
+	}
+	first := &childSA{e: e, cfg: ch, state: childNegotiating, reqid: e.reqidOf(ch), mode: ch.Mode, acquire: acq}
+	if done != nil {
+		first.waiters = append(first.waiters, done)
+	}
+	e.log.Info("initiating", "connection", c.Name, "child", ch.Name, "remote", fmt.Sprintf("%s:%d", c.RemoteAddr, c.RemotePort))
+	e.startIKE(c, first)
+}
+
+// Initiate brings up a child (by child name) or a connection's first
+// child (by connection name) and waits until it is installed or failed.
+func (e *Engine) Initiate(ctx context.Context, name string) error {
+	done := make(chan error, 1)
+	var err error
+	if cerr := e.call(ctx, func() {
+		c, ch := e.cfg.Child(name)
+		if ch == nil {
+			if c = e.cfg.Connection(name); c != nil {
+				ch = c.Children[0]
+			}
+		}
+		if ch == nil {
+			err = fmt.Errorf("%w: %q", ErrNotFound, name)
+			return
+		}
+		e.initiate(c, ch, nil, done)
+	}); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Terminate deletes a child (by child name) or the IKE SAs of a
+// connection (by connection name), telling the peer, and waits until done.
+func (e *Engine) Terminate(ctx context.Context, name string) error {
+	var err error
+	found := false
+	if cerr := e.call(ctx, func() {
+		if c := e.cfg.Connection(name); c != nil {
+			for _, sa := range e.sasOf(name) {
+				found = true
+				sa.startDelete("terminated by command")
+			}
+			return
+		}
+		if _, ch := e.cfg.Child(name); ch != nil {
+			for _, sa := range e.sas {
+				for _, x := range sa.children {
+					if x.cfg.Name == name && x.state == childInstalled {
+						found = true
+						sa.deleteChild(x, "terminated by command")
+					}
+				}
+			}
+			return
+		}
+		err = fmt.Errorf("%w: %q", ErrNotFound, name)
+	}); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("%q is not up", name)
+	}
+	// Wait for the deletes to be answered (or given up on).
+	for {
+		busy := false
+		if cerr := e.call(ctx, func() {
+			for _, sa := range e.sas {
+				if sa.conn != nil && sa.conn.Name == name {
+					busy = true
+				}
+				for _, x := range sa.children {
+					if x.cfg.Name == name {
+						busy = true
+					}
+				}
+			}
+		}); cerr != nil {
+			return cerr
+		}
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-waitTick():
+		}
+	}
+}
+
+// handshakeDone records how long an initiated handshake took, from the
+// first IKE_SA_INIT to the installed first child.
+func (e *Engine) handshakeDone(sa *ikeSA) bool {
+	if sa.initiator && !sa.startedAt.IsZero() {
+		d := e.clk.Now().Sub(sa.startedAt)
+		e.handshakes = append(e.handshakes, d)
+		sa.log.Info("handshake complete", "took", d.String())
+		sa.startedAt = zeroTime
+	}
+	return true
+}

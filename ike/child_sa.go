@@ -1,0 +1,182 @@
+package ike
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+type childState uint8
+
+const (
+	childNegotiating childState = iota + 1
+	childInstalled
+	childDeleting
+	childDeleted
+	childFailed
+)
+
+func (s childState) String() string {
+	switch s {
+	case childNegotiating:
+		return "negotiating"
+	case childInstalled:
+		return "installed"
+	case childDeleting:
+		return "deleting"
+	case childDeleted:
+		return "deleted"
+	case childFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// childSA is one CHILD_SA pair. Loop-owned.
+type childSA struct {
+	e     *Engine
+	cfg   *config.Child
+	ike   *ikeSA
+	state childState
+	reqid uint32
+	mode  kernelops.Mode
+
+	inSPI, outSPI uint32
+	// larval: inSPI came from AllocSPI and no SA fills it yet.
+	larval bool
+	suite  ikecrypto.ChildSuite
+	keys   *ikecrypto.ChildKeys
+
+	localAddr, remoteAddr netip.Addr
+	localTS, remoteTS     []tsRange
+	encap                 *kernelops.Encap
+
+	// What the installation added, for removal and rollback.
+	sas      []kernelops.SAID
+	polRefs  []kernelops.PolicyID
+	estAt    time.Time
+	rekey    bool // a soft expire asked for a rekey (CREATE_CHILD_SA rekey is not implemented yet)
+	acquire  *kernelops.AcquireEvent
+	waiters  []chan error
+	failWhy  string
+	deleteBy string
+}
+
+func (ch *childSA) inID() kernelops.SAID {
+	return kernelops.SAID{Src: ch.remoteAddr, Dst: ch.localAddr, SPI: ch.inSPI, Proto: kernelops.ProtoESP}
+}
+
+func (ch *childSA) outID() kernelops.SAID {
+	return kernelops.SAID{Src: ch.localAddr, Dst: ch.remoteAddr, SPI: ch.outSPI, Proto: kernelops.ProtoESP}
+}
+
+func (ch *childSA) logger() *slog.Logger {
+	l := ch.e.log.With("child", ch.cfg.Name, "reqid", fmt.Sprintf("%#x", ch.reqid),
+		"spi-in", fmt.Sprintf("%08x", ch.inSPI), "spi-out", fmt.Sprintf("%08x", ch.outSPI))
+	if ch.ike != nil {
+		l = l.With("ike", ch.ike.name(), "spis", ch.ike.spis())
+	}
+	return l
+}
+
+func (ch *childSA) setState(s childState, reason string) {
+	if ch.state == s {
+		return
+	}
+	ch.state = s
+	args := []any{"state", s.String()}
+	if s == childInstalled {
+		args = append(args, "mode", ch.mode.String(), "suite", childSuiteText(ch.suite),
+			"local-ts", rangesString(ch.localTS), "remote-ts", rangesString(ch.remoteTS), "encap", ch.encap != nil)
+	}
+	if reason != "" {
+		args = append(args, "reason", reason)
+	}
+	lvl := slog.LevelInfo
+	if s == childFailed {
+		lvl = slog.LevelWarn
+	}
+	ch.logger().Log(ch.e.ctx, lvl, "CHILD SA "+s.String(), args...)
+	spis := fmt.Sprintf("%08x_i %08x_o", ch.inSPI, ch.outSPI)
+	ch.e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: s.String(), Reason: reason, SPIs: spis})
+}
+
+func childSuiteText(s ikecrypto.ChildSuite) string {
+	t := fmt.Sprintf("%v/%d", s.Encr, s.EncrKeyBits)
+	if s.Integ != 0 {
+		t += "-" + s.Integ.String()
+	}
+	if s.ESN {
+		t += "-ESN"
+	}
+	return t
+}
+
+// notify wakes every Initiate waiting for this child.
+func (ch *childSA) notify(err error) {
+	for _, w := range ch.waiters {
+		w <- err
+	}
+	ch.waiters = nil
+}
+
+// fail ends a child that never got installed: the larval SPI goes back.
+func (ch *childSA) fail(reason string) {
+	if ch.state == childFailed || ch.state == childDeleted {
+		return
+	}
+	ch.releaseSPI()
+	ch.failWhy = reason
+	ch.setState(childFailed, reason)
+	ch.notify(fmt.Errorf("child %s: %s", ch.cfg.Name, reason))
+}
+
+func (ch *childSA) releaseSPI() {
+	if ch.larval && ch.inSPI != 0 {
+		if err := ch.e.sad.DeleteSA(ch.e.ctx, ch.inID()); err != nil {
+			ch.logger().Debug("releasing the allocated SPI", "err", err)
+		}
+		ch.larval = false
+	}
+}
+
+// remove takes the child's SAs and policies out of the dataplane.
+func (ch *childSA) remove(reason string) {
+	if ch.state == childDeleted || ch.state == childFailed {
+		return
+	}
+	if ch.state != childInstalled && ch.state != childDeleting {
+		ch.fail(reason)
+		return
+	}
+	ch.e.uninstall(ch)
+	ch.setState(childDeleted, reason)
+	if ch.keys != nil {
+		ch.keys.Zero()
+	}
+}
+
+func (sa *ikeSA) dropChild(ch *childSA) {
+	for i, x := range sa.children {
+		if x == ch {
+			sa.children = append(sa.children[:i], sa.children[i+1:]...)
+			return
+		}
+	}
+}
+
+// childByInSPI finds a child of sa by our inbound SPI, or by the peer's
+// (outbound) one when out is set.
+func (sa *ikeSA) childBySPI(spi uint32, out bool) *childSA {
+	for _, ch := range sa.children {
+		if (!out && ch.inSPI == spi) || (out && ch.outSPI == spi) {
+			return ch
+		}
+	}
+	return nil
+}

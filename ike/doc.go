@@ -1,0 +1,20 @@
+// Package ike is keyplane's IKEv2 engine (RFC 7296): IKE_SA_INIT with
+// COOKIE and INVALID_KE_PAYLOAD, IKE_AUTH with pre-shared keys and the
+// first CHILD_SA with traffic-selector narrowing, INFORMATIONAL delete and
+// liveness, retransmission with exponential backoff, NAT detection with
+// the float to the NAT-T port and UDP-encapsulated ESP, in both roles.
+//
+// It drives the dataplane only through kernelops, found by facet on the
+// kernelops.Backend it is given, and never imports a backend: inbound SPIs
+// come from AllocSPI, a child installs its inbound and outbound SAs and
+// its out/in/fwd policies, and everything a child added is removed when it
+// goes — or rolled back when any step of its installation fails, after
+// which the peer is told. Dataplane events drive it too: an acquire from a
+// trap policy initiates, a hard expire deletes the child and tells the
+// peer, a soft expire marks it for rekeying, and an overrun makes it
+// re-read the SAD and SPD and reconcile.
+//
+// All state lives on one goroutine (the loop); sockets, timers, dataplane
+// events and API calls post work to it. Wire encoding and cryptography are
+// ike/message and ike/ikecrypto; configuration is ike/config.
+package ike

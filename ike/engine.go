@@ -1,0 +1,297 @@
+package ike
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
+)
+
+// ErrClosed is returned by calls on a closed engine.
+var ErrClosed = errors.New("ike: engine closed")
+
+// Options configure an engine.
+type Options struct {
+	// Backend is the open dataplane. It needs the SAD, SPD and Sockets
+	// facets; EventSource is used when present. The engine does not
+	// close it.
+	Backend kernelops.Backend
+	Config  *config.Config
+	Logger  *slog.Logger // nil: slog.Default()
+	Clock   clock.Clock  // nil: the real clock
+}
+
+// Engine is a running IKEv2 daemon core.
+type Engine struct {
+	b     kernelops.Backend
+	sad   kernelops.SAD
+	spd   kernelops.SPD
+	socks kernelops.Sockets
+	caps  kernelops.Capabilities
+	clk   clock.Clock
+	log   *slog.Logger
+
+	ctx    context.Context // cancelled by Close; kernel calls use it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	qmu      sync.Mutex
+	queue    []func()
+	stopped  bool
+	wake     chan struct{}
+	stop     chan struct{}
+	loopDone chan struct{}
+	closeMu  sync.Mutex
+	closed   bool
+
+	probeMu sync.Mutex
+	probes  map[string]chan bool
+
+	bus *bus
+
+	// Loop-owned state.
+	cfg        *config.Config
+	sockets    map[netip.AddrPort]*sock
+	sas        map[uint64]*ikeSA // by our SPI
+	initIndex  map[initKey]*ikeSA
+	reqids     map[string]uint32 // child name -> reqid
+	nextReqID  uint32
+	policies   map[kernelops.PolicyID]*polRef
+	traps      map[string][]kernelops.PolicyID // child name -> trap policies
+	cookieKey  [32]byte
+	kernelSub  kernelops.Subscription
+	handshakes []time.Duration // IKE_SA_INIT sent -> first child installed, initiator side
+}
+
+// initKey finds a responder's half-open SA from a retransmitted request.
+type initKey struct {
+	spii   uint64
+	remote netip.AddrPort
+}
+
+// New starts an engine: it opens the IKE sockets of every connection,
+// subscribes to dataplane events, installs trap policies and initiates
+// the children with start_action = start.
+func New(ctx context.Context, o Options) (*Engine, error) {
+	if o.Backend == nil || o.Config == nil {
+		return nil, errors.New("ike: Options.Backend and Options.Config are required")
+	}
+	e := &Engine{
+		b: o.Backend, clk: o.Clock, log: o.Logger,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
+		probes:    map[string]chan bool{},
+		bus:       newBus(),
+		sockets:   map[netip.AddrPort]*sock{},
+		sas:       map[uint64]*ikeSA{},
+		initIndex: map[initKey]*ikeSA{},
+		reqids:    map[string]uint32{},
+		nextReqID: kernelops.DefaultReqIDMin + 1,
+		policies:  map[kernelops.PolicyID]*polRef{},
+		traps:     map[string][]kernelops.PolicyID{},
+	}
+	if e.clk == nil {
+		e.clk = clock.Real()
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	var err error
+	if e.sad, err = kernelops.As[kernelops.SAD](o.Backend); err != nil {
+		return nil, err
+	}
+	if e.spd, err = kernelops.As[kernelops.SPD](o.Backend); err != nil {
+		return nil, err
+	}
+	if e.socks, err = kernelops.As[kernelops.Sockets](o.Backend); err != nil {
+		return nil, err
+	}
+	e.caps = o.Backend.Capabilities()
+	rand.Read(e.cookieKey[:])
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	go e.loop()
+
+	if src, ok := o.Backend.(kernelops.EventSource); ok && e.caps.Has(kernelops.CapEvents) {
+		sub, err := src.Subscribe(e.ctx, kernelops.SubscribeOptions{
+			Kinds: kernelops.KindAcquire | kernelops.KindExpire | kernelops.KindOverrun})
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("ike: subscribe to dataplane events: %w", err)
+		}
+		e.kernelSub = sub
+		e.wg.Add(1)
+		go e.readEvents(sub)
+	}
+	var startErr error
+	if err := e.call(ctx, func() { startErr = e.apply(ctx, o.Config) }); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if startErr != nil {
+		e.Close()
+		return nil, startErr
+	}
+	return e, nil
+}
+
+// apply makes cfg the running configuration: sockets for every listen
+// address, traps for trap children, initiation of start children.
+// Connections that disappeared lose their SAs and traps. Runs on the loop.
+func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
+	old := e.cfg
+	e.cfg = cfg
+	if err := e.openSockets(ctx, cfg); err != nil {
+		e.cfg = old
+		return err
+	}
+	if old != nil {
+		for _, oc := range old.Connections {
+			nc := cfg.Connection(oc.Name)
+			for _, och := range oc.Children {
+				var nch *config.Child
+				if nc != nil {
+					_, nch = cfg.Child(och.Name)
+				}
+				if nch == nil || nch.StartAction != config.StartTrap || !sameTrap(oc, och, nc, nch) {
+					e.removeTrap(och.Name)
+				}
+			}
+			if nc == nil {
+				for _, sa := range e.sasOf(oc.Name) {
+					sa.startDelete("connection removed from the configuration")
+				}
+				continue
+			}
+			for _, sa := range e.sasOf(oc.Name) {
+				sa.conn = nc // new settings apply from now on
+			}
+		}
+	}
+	for _, c := range cfg.Connections {
+		for _, ch := range c.Children {
+			e.reqidOf(ch)
+			switch ch.StartAction {
+			case config.StartTrap:
+				if _, ok := e.traps[ch.Name]; !ok {
+					if err := e.installTrap(c, ch); err != nil {
+						e.log.Error("cannot install trap policies", "child", ch.Name, "err", err)
+					}
+				}
+			case config.StartStart:
+				if old == nil || old.Connection(c.Name) == nil {
+					e.initiate(c, ch, nil, nil)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func sameTrap(oc *config.Connection, och *config.Child, nc *config.Connection, nch *config.Child) bool {
+	return oc.LocalAddr == nc.LocalAddr && oc.RemoteAddr == nc.RemoteAddr && och.Mode == nch.Mode &&
+		fmt.Sprint(och.LocalTS, och.RemoteTS) == fmt.Sprint(nch.LocalTS, nch.RemoteTS)
+}
+
+// reqidOf returns the child's reqid: configured, or assigned once per
+// child name and kept across reloads so traps and SAs stay tied.
+func (e *Engine) reqidOf(ch *config.Child) uint32 {
+	if ch.ReqID != 0 {
+		e.reqids[ch.Name] = ch.ReqID
+		return ch.ReqID
+	}
+	if r, ok := e.reqids[ch.Name]; ok {
+		return r
+	}
+	r := e.nextReqID
+	e.nextReqID++
+	e.reqids[ch.Name] = r
+	return r
+}
+
+// Reload replaces the configuration (see apply).
+func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
+	var err error
+	if cerr := e.call(ctx, func() { err = e.apply(ctx, cfg) }); cerr != nil {
+		return cerr
+	}
+	if err == nil {
+		e.log.Info("configuration reloaded", "file", cfg.File, "connections", len(cfg.Connections))
+	}
+	return err
+}
+
+func (e *Engine) sasOf(conn string) []*ikeSA {
+	var out []*ikeSA
+	for _, sa := range e.sas {
+		if sa.conn != nil && sa.conn.Name == conn {
+			out = append(out, sa)
+		}
+	}
+	return out
+}
+
+// Shutdown deletes every IKE SA with the peer told (waiting for the
+// answers until ctx ends), then closes the engine.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	_ = e.call(ctx, func() {
+		for _, sa := range e.sas {
+			sa.startDelete("shutdown")
+		}
+	})
+	for {
+		n := -1
+		if err := e.call(ctx, func() { n = len(e.sas) }); err != nil || n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	return e.Close()
+}
+
+// Close removes everything the engine installed in the dataplane (without
+// telling peers: use Shutdown for that), closes its sockets and stops its
+// goroutines. The backend stays open.
+func (e *Engine) Close() error {
+	e.closeMu.Lock()
+	if e.closed {
+		e.closeMu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.closeMu.Unlock()
+	_ = e.call(context.Background(), func() {
+		for _, sa := range e.sas {
+			sa.destroy("engine closed")
+		}
+		for name := range e.traps {
+			e.removeTrap(name)
+		}
+	})
+	e.qmu.Lock()
+	e.stopped = true
+	e.qmu.Unlock()
+	close(e.stop)
+	<-e.loopDone
+	e.cancel()
+	for _, s := range e.sockets {
+		s.conn.Close()
+	}
+	if e.kernelSub != nil {
+		e.kernelSub.Close()
+	}
+	e.wg.Wait()
+	e.bus.close()
+	return nil
+}

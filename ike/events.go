@@ -1,0 +1,98 @@
+package ike
+
+import (
+	"sync"
+	"time"
+)
+
+// Event is one state change of the engine, for `keyplane events` and
+// tests. Dataplane events are passed on as Kind "dataplane".
+type Event struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"` // "ike", "child", "dataplane", "overrun"
+	Name   string    `json:"name,omitempty"`
+	State  string    `json:"state,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	SPIs   string    `json:"spis,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Subscription delivers engine events until closed. A subscriber that
+// falls behind loses events and receives one Kind "overrun" event in
+// their place.
+type Subscription struct {
+	C    <-chan Event
+	b    *bus
+	ch   chan Event
+	lost int
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() { s.b.remove(s) }
+
+type bus struct {
+	mu     sync.Mutex
+	subs   map[*Subscription]bool
+	closed bool
+}
+
+func newBus() *bus { return &bus{subs: map[*Subscription]bool{}} }
+
+// Subscribe opens a subscription to the engine's events.
+func (e *Engine) Subscribe() *Subscription {
+	ch := make(chan Event, 256)
+	s := &Subscription{C: ch, b: e.bus, ch: ch}
+	e.bus.mu.Lock()
+	defer e.bus.mu.Unlock()
+	if e.bus.closed {
+		close(ch)
+		return s
+	}
+	e.bus.subs[s] = true
+	return s
+}
+
+func (b *bus) publish(ev Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		if s.lost > 0 {
+			select {
+			case s.ch <- Event{Time: ev.Time, Kind: "overrun", Detail: "events lost"}:
+				s.lost = 0
+			default:
+				s.lost++
+				continue
+			}
+		}
+		select {
+		case s.ch <- ev:
+		default:
+			s.lost++
+		}
+	}
+}
+
+func (b *bus) remove(s *Subscription) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.subs[s] {
+		delete(b.subs, s)
+		close(s.ch)
+	}
+}
+
+func (b *bus) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for s := range b.subs {
+		delete(b.subs, s)
+		close(s.ch)
+	}
+}
+
+func (e *Engine) publish(ev Event) {
+	ev.Time = e.clk.Now()
+	e.bus.publish(ev)
+}

@@ -1,0 +1,384 @@
+package ike
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// maxInitRetries bounds COOKIE and INVALID_KE_PAYLOAD rounds.
+const maxInitRetries = 4
+
+// startIKE creates an initiator IKE SA for c and sends IKE_SA_INIT; the
+// first child rides in IKE_AUTH.
+func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
+	s := e.sockets[listenAddr(c.LocalAddr, c.RemoteAddr, c.LocalPort)]
+	remote := netip.AddrPortFrom(c.RemoteAddr, c.RemotePort)
+	sa := &ikeSA{e: e, conn: c, initiator: true, created: e.clk.Now(), sock: s,
+		local:  netip.AddrPortFrom(e.sourceFor(c.LocalAddr, c.RemoteAddr), c.LocalPort),
+		remote: remote, first: first}
+	sa.spii = e.newSPI()
+	sa.ni = make([]byte, 32)
+	rand.Read(sa.ni)
+	sa.setLogger()
+	e.sas[sa.spii] = sa
+	if first != nil {
+		first.ike = sa
+	}
+	sa.startedAt = e.clk.Now()
+	sa.setState(ikeInitSent, "")
+	sa.sendInit(c.Proposals[0].DH[0])
+	return sa
+}
+
+func (sa *ikeSA) sendInit(group message.DHGroup) {
+	// A COOKIE retry repeats the request unchanged but for the cookie
+	// (RFC 7296 §2.6): same KE. A new group needs a new key.
+	if sa.dh == nil || sa.dh.Group() != group {
+		dh, err := ikecrypto.NewDH(group)
+		if err != nil {
+			sa.destroy(fmt.Sprintf("key exchange %v: %v", group, err))
+			return
+		}
+		sa.dh = dh
+	}
+	dh := sa.dh
+	var ps []message.Payload
+	if sa.cookie != nil {
+		ps = append(ps, &message.Notify{NotifyType: message.COOKIE, Data: sa.cookie})
+	}
+	ps = append(ps, ikeProposals(sa.conn.Proposals), &message.KE{Group: group, Data: dh.PublicValue()},
+		&message.Nonce{Data: sa.ni})
+	ps = append(ps, natNotifies(sa.spii, 0, sa.local, sa.remote, sa.conn.Encap)...)
+	r := &request{exch: message.IKE_SA_INIT, payloads: ps,
+		onTimeout: func() { sa.destroy("peer not responding to IKE_SA_INIT") }}
+	sa.pending = nil
+	sa.send(r)
+	sa.initReq = r.data
+}
+
+// handleInitResponse is the initiator's side of IKE_SA_INIT.
+func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.AddrPort) {
+	r := sa.pending
+	retry := func() bool {
+		r.tries = 0
+		r.stopTimer()
+		sa.pending = nil
+		sa.initRetries++
+		if sa.initRetries > maxInitRetries {
+			sa.destroy("IKE_SA_INIT did not converge (too many COOKIE/INVALID_KE_PAYLOAD rounds)")
+			return false
+		}
+		return true
+	}
+	if n := m.Notify(message.COOKIE); n != nil && m.Find(message.PayloadSA) == nil {
+		if !retry() {
+			return
+		}
+		sa.log.Info("responder demands a COOKIE; retrying IKE_SA_INIT with it")
+		sa.cookie = append([]byte(nil), n.Data...)
+		sa.sendInit(sa.dh.Group())
+		return
+	}
+	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil {
+		if len(n.Data) != 2 {
+			sa.destroy("INVALID_KE_PAYLOAD without a group")
+			return
+		}
+		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
+		ok := false
+		for _, p := range sa.conn.Proposals {
+			for _, x := range p.DH {
+				ok = ok || x == g
+			}
+		}
+		if !ok || g == sa.dh.Group() {
+			sa.destroy(fmt.Sprintf("responder asks for key exchange %v, which we did not propose", g))
+			return
+		}
+		if !retry() {
+			return
+		}
+		sa.log.Info("responder asks for another key exchange method (INVALID_KE_PAYLOAD); retrying", "group", g.String())
+		sa.sendInit(g)
+		return
+	}
+	for _, n := range m.Notifies() {
+		if n.NotifyType.IsError() {
+			why := n.NotifyType.String()
+			if n.NotifyType == message.NO_PROPOSAL_CHOSEN {
+				why = "peer chose none of our IKE proposals (NO_PROPOSAL_CHOSEN): we offered " + proposalsText(sa.conn.Proposals)
+			}
+			r.stopTimer()
+			sa.pending = nil
+			sa.destroy(why)
+			return
+		}
+	}
+	sap, _ := m.Find(message.PayloadSA).(*message.SA)
+	ke, _ := m.Find(message.PayloadKE).(*message.KE)
+	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
+	if sap == nil || ke == nil || nonce == nil || m.SPIr == 0 || len(sap.Proposals) != 1 {
+		sa.log.Debug("dropping incomplete IKE_SA_INIT response", "msg", m.String())
+		return
+	}
+	r.stopTimer()
+	sa.pending = nil
+	chosen := &sap.Proposals[0]
+	if err := acceptable(chosen, sa.conn.Proposals, message.ProtocolIKE); err != nil {
+		sa.destroy("responder's IKE proposal: " + err.Error())
+		return
+	}
+	suite, err := ikecrypto.IKESuiteFromProposal(chosen)
+	if err != nil {
+		sa.destroy("responder's IKE proposal: " + err.Error())
+		return
+	}
+	if suite.DH != sa.dh.Group() || ke.Group != suite.DH {
+		sa.destroy(fmt.Sprintf("responder chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, sa.dh.Group()))
+		return
+	}
+	gir, err := sa.dh.SharedSecret(ke.Data)
+	if err != nil {
+		sa.destroy("responder's KE: " + err.Error())
+		return
+	}
+	sa.spir = m.SPIr
+	sa.nr = append([]byte(nil), nonce.Data...)
+	sa.initResp = append([]byte(nil), m.Raw()...)
+	if err := sa.deriveKeys(suite, gir); err != nil {
+		sa.destroy(err.Error())
+		return
+	}
+	gir.Zero()
+	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
+	sa.nextMsgID = 1
+	sa.setLogger()
+	sa.log.Info("IKE_SA_INIT done", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	if sa.natAny() {
+		sa.floatToNATT()
+	}
+	sa.sendAuth()
+}
+
+func (sa *ikeSA) deriveKeys(suite ikecrypto.IKESuite, gir ikecrypto.Key) error {
+	keys, err := ikecrypto.DeriveIKEKeys(suite, gir, sa.ni, sa.nr, sa.spii, sa.spir)
+	if err != nil {
+		return fmt.Errorf("derive IKE keys: %w", err)
+	}
+	out, in, err := keys.Ciphers(sa.initiator)
+	if err != nil {
+		return fmt.Errorf("IKE ciphers: %w", err)
+	}
+	sa.suite, sa.keys, sa.out, sa.in = suite, keys, out, in
+	sa.dh = nil
+	return nil
+}
+
+// floatToNATT moves the initiator to the NAT-T ports (RFC 7296 §2.23).
+func (sa *ikeSA) floatToNATT() {
+	if sa.sock.nat {
+		return
+	}
+	ns := sa.e.natSock(sa.sock, sa.conn)
+	if ns == nil {
+		sa.log.Warn("NAT detected but no NAT-T socket is open; staying on the IKE port")
+		return
+	}
+	sa.sock = ns
+	sa.local = netip.AddrPortFrom(sa.local.Addr(), ns.bound.Port())
+	sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.RemoteNATPort)
+	sa.log.Info("NAT detected: floating to the NAT-T ports", "local", sa.local, "remote", sa.remote)
+}
+
+func proposalsText(ps []config.Proposal) string {
+	s := ""
+	for i, p := range ps {
+		if i > 0 {
+			s += ", "
+		}
+		s += p.Text
+	}
+	return s
+}
+
+// candidates are the connections that may answer an IKE_SA_INIT from
+// remote arriving at local on s, exact remote addresses first.
+func (e *Engine) candidates(s *sock, local, remote netip.AddrPort) []*config.Connection {
+	var exact, any []*config.Connection
+	for _, c := range e.cfg.Connections {
+		port := c.LocalPort
+		if s.nat {
+			port = c.LocalNATPort
+		}
+		if port != s.bound.Port() || (c.LocalAddr.IsValid() && c.LocalAddr != local.Addr()) {
+			continue
+		}
+		switch {
+		case c.RemoteAddr == remote.Addr():
+			exact = append(exact, c)
+		case !c.RemoteAddr.IsValid():
+			any = append(any, c)
+		}
+	}
+	return append(exact, any...)
+}
+
+// answerPlain sends an unencrypted IKE_SA_INIT answer (errors, COOKIE).
+func (e *Engine) answerPlain(s *sock, req *message.Message, spir uint64, local, remote netip.AddrPort, ps ...message.Payload) []byte {
+	m := &message.Message{Header: message.Header{SPIi: req.SPIi, SPIr: spir, Exchange: message.IKE_SA_INIT,
+		Response: true, MessageID: 0}, Payloads: ps}
+	b, err := m.Encode()
+	if err != nil {
+		e.log.Error("cannot encode IKE_SA_INIT answer", "err", err)
+		return nil
+	}
+	e.sendTo(s, local, remote, b)
+	return b
+}
+
+// handleInitRequest is the responder's side of IKE_SA_INIT.
+func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote netip.AddrPort) {
+	if sa := e.initIndex[initKey{m.SPIi, remote}]; sa != nil {
+		if bytes.Equal(m.Raw(), sa.initReq) && sa.initResp != nil {
+			e.sendTo(s, local, remote, sa.initResp)
+		}
+		return
+	}
+	log := e.log.With("spii", fmt.Sprintf("%016x", m.SPIi), "remote", remote)
+	cands := e.candidates(s, local, remote)
+	if len(cands) == 0 {
+		log.Warn("IKE_SA_INIT: no connection for these addresses; answering NO_PROPOSAL_CHOSEN", "local", local)
+		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
+	sap, _ := m.Find(message.PayloadSA).(*message.SA)
+	ke, _ := m.Find(message.PayloadKE).(*message.KE)
+	if nonce == nil || sap == nil || ke == nil {
+		log.Debug("IKE_SA_INIT request lacks SA, KE or Nonce; dropped", "msg", m.String())
+		return
+	}
+	if th := e.cfg.Daemon.CookieThreshold; th > 0 && e.halfOpen() >= th {
+		c := m.Notify(message.COOKIE)
+		if c == nil || !e.cookieValid(c.Data, nonce.Data, remote.Addr(), m.SPIi) {
+			log.Info("half-open IKE SAs at the threshold: demanding a COOKIE", "half-open", e.halfOpen(), "threshold", th)
+			e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.COOKIE,
+				Data: e.makeCookie(nonce.Data, remote.Addr(), m.SPIi)})
+			return
+		}
+	}
+	conn := cands[0]
+	chosen, ok, why := choose(conn.Proposals, sap.Proposals, message.ProtocolIKE)
+	if !ok {
+		log.Warn("IKE_SA_INIT: answering NO_PROPOSAL_CHOSEN", "connection", conn.Name, "reason", why)
+		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	// Take the initiator's KE group when the chosen proposal allows it,
+	// sparing an INVALID_KE_PAYLOAD round.
+	group := message.DHGroup(chosen.Of(message.TransformKE)[0].ID)
+	if ke.Group != group && theirProposalHas(sap, chosen.Num, ke.Group) && ourGroupWith(conn.Proposals, &chosen, ke.Group) {
+		for i, t := range chosen.Transforms {
+			if t.Type == message.TransformKE {
+				chosen.Transforms[i] = message.KETransform(ke.Group)
+			}
+		}
+		group = ke.Group
+	}
+	if ke.Group != group {
+		log.Info("IKE_SA_INIT: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
+		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_KE_PAYLOAD,
+			Data: binary.BigEndian.AppendUint16(nil, uint16(group))})
+		return
+	}
+	suite, err := ikecrypto.IKESuiteFromProposal(&chosen)
+	if err != nil {
+		log.Warn("IKE_SA_INIT: chosen proposal unusable", "err", err)
+		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	dh, err := ikecrypto.NewDH(group)
+	if err != nil {
+		log.Error("key exchange", "err", err)
+		return
+	}
+	gir, err := dh.SharedSecret(ke.Data)
+	if err != nil {
+		log.Warn("IKE_SA_INIT: invalid KE payload; answering INVALID_SYNTAX", "err", err)
+		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_SYNTAX})
+		return
+	}
+	sa := &ikeSA{e: e, conn: conn, cands: cands, created: e.clk.Now(), sock: s, local: local, remote: remote,
+		spii: m.SPIi, ni: append([]byte(nil), nonce.Data...)}
+	sa.spir = e.newSPI()
+	sa.nr = make([]byte, 32)
+	rand.Read(sa.nr)
+	if err := sa.deriveKeys(suite, gir); err != nil {
+		log.Error("IKE_SA_INIT", "err", err)
+		return
+	}
+	gir.Zero()
+	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, 0, local, remote)
+	sa.initReq = append([]byte(nil), m.Raw()...)
+	ps := []message.Payload{&message.SA{Proposals: []message.Proposal{chosen}},
+		&message.KE{Group: group, Data: dh.PublicValue()}, &message.Nonce{Data: sa.nr}}
+	if m.Notify(message.NAT_DETECTION_SOURCE_IP) != nil {
+		ps = append(ps, natNotifies(sa.spii, sa.spir, local, remote, conn.Encap)...)
+	}
+	sa.setLogger()
+	sa.initResp = e.answerPlain(s, m, sa.spir, local, remote, ps...)
+	sa.peerMsgID = 1
+	e.sas[sa.spir] = sa
+	e.initIndex[initKey{sa.spii, remote}] = sa
+	sa.setState(ikeHalfOpen, "")
+	sa.log.Info("IKE_SA_INIT answered", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	sa.halfOpenTimer = e.after(e.cfg.Daemon.HalfOpenTimeout, func() {
+		if sa.state == ikeHalfOpen {
+			sa.destroy("half-open: no IKE_AUTH within the timeout")
+		}
+	})
+}
+
+func theirProposalHas(sap *message.SA, num uint8, g message.DHGroup) bool {
+	for i := range sap.Proposals {
+		if sap.Proposals[i].Num == num && hasGroup(&sap.Proposals[i], g) {
+			return true
+		}
+	}
+	return false
+}
+
+// ourGroupWith reports whether one of our proposals holds every non-KE
+// transform of chosen and the group g.
+func ourGroupWith(ours []config.Proposal, chosen *message.Proposal, g message.DHGroup) bool {
+	for _, o := range ours {
+		ot := o.Transforms(true)
+		ok := false
+		for _, t := range ot {
+			if t.Type == message.TransformKE && message.DHGroup(t.ID) == g {
+				ok = true
+			}
+		}
+		for _, x := range chosen.Transforms {
+			if x.Type == message.TransformKE {
+				continue
+			}
+			in := false
+			for _, t := range ot {
+				in = in || t.Equal(x)
+			}
+			ok = ok && in
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}

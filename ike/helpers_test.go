@@ -1,0 +1,303 @@
+package ike
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// freePorts returns n UDP ports on 127.0.0.1 that were free a moment ago.
+func freePorts(t *testing.T, n int) []uint16 {
+	t.Helper()
+	var out []uint16
+	var conns []net.PacketConn
+	for range n {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		out = append(out, uint16(c.LocalAddr().(*net.UDPAddr).Port))
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	return out
+}
+
+// side describes one end for pairConfigs.
+type side struct {
+	port, natPort   uint16
+	id              string
+	psk             string
+	proposals, esp  string
+	localTS         string
+	remoteTS        string
+	start           string
+	extraConn       string
+	extraChild      string
+	mode            string
+	daemonExtra     string
+	remotePort      uint16
+	remoteNATPort   uint16
+	remoteID        string
+}
+
+func (s side) config(t *testing.T, name string) *config.Config {
+	t.Helper()
+	if s.proposals == "" {
+		s.proposals = "aes128gcm16-prfsha256-x25519"
+	}
+	if s.esp == "" {
+		s.esp = "aes128gcm16"
+	}
+	if s.start == "" {
+		s.start = "none"
+	}
+	if s.mode == "" {
+		s.mode = "tunnel"
+	}
+	src := fmt.Sprintf(`
+daemon {
+	retransmit_timeout = 200ms
+	retransmit_tries = 3
+	retransmit_base = 1.5
+	%s
+}
+connections {
+	%s {
+		local_addrs = 127.0.0.1
+		remote_addrs = 127.0.0.1
+		local_port = %d
+		local_port_nat = %d
+		remote_port = %d
+		remote_port_nat = %d
+		proposals = %s
+		psk_env = PSK_%s
+		%s
+		local {
+			id = %s
+		}
+		remote {
+			id = %s
+		}
+		children {
+			%s-net {
+				local_ts = %s
+				remote_ts = %s
+				esp_proposals = %s
+				start_action = %s
+				mode = %s
+				%s
+			}
+		}
+	}
+}
+`, s.daemonExtra, name, s.port, s.natPort, s.remotePort, s.remoteNATPort, s.proposals, name, s.extraConn, s.id, s.remoteID,
+		name, s.localTS, s.remoteTS, s.esp, s.start, s.mode, s.extraChild)
+	cfg, err := config.Parse(name+".conf", []byte(src), config.Options{Getenv: func(k string) (string, bool) {
+		if k == "PSK_"+name {
+			return s.psk, true
+		}
+		return "", false
+	}})
+	if err != nil {
+		t.Fatalf("config %s: %v\n%s", name, err, src)
+	}
+	return cfg
+}
+
+// pairSides returns matching default configurations for peers a and b.
+func pairSides(t *testing.T) (side, side) {
+	p := freePorts(t, 4)
+	a := side{port: p[0], natPort: p[1], id: "a.example.org", psk: "shared secret", localTS: "10.1.0.0/16", remoteTS: "10.2.0.0/16",
+		remotePort: p[2], remoteNATPort: p[3], remoteID: "b.example.org"}
+	b := side{port: p[2], natPort: p[3], id: "b.example.org", psk: "shared secret", localTS: "10.2.0.0/16", remoteTS: "10.1.0.0/16",
+		remotePort: p[0], remoteNATPort: p[1], remoteID: "a.example.org"}
+	return a, b
+}
+
+// peer is one engine on its own nokernel dataplane.
+type peer struct {
+	name string
+	b    *nokernel.Backend
+	kb   kernelops.Backend // what the engine drives (b, or a wrapper)
+	e    *Engine
+	ev   *Subscription
+	logs *strings.Builder
+}
+
+type peerOpt func(*peerSetup)
+
+type peerSetup struct {
+	wrap func(*nokernel.Backend) kernelops.Backend
+}
+
+func withBackend(w func(*nokernel.Backend) kernelops.Backend) peerOpt {
+	return func(s *peerSetup) { s.wrap = w }
+}
+
+type syncWriter struct {
+	mu chan struct{}
+	b  *strings.Builder
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	s.b.Write(p)
+	if s.w != nil {
+		s.w.Write(p)
+	}
+	return len(p), nil
+}
+
+func (s *syncWriter) String() string {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	return s.b.String()
+}
+
+func newPeer(t *testing.T, name string, cfg *config.Config, opts ...peerOpt) *peer {
+	t.Helper()
+	var st peerSetup
+	for _, o := range opts {
+		o(&st)
+	}
+	b, err := nokernel.Open(t.Context(), kernelops.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	var kb kernelops.Backend = b
+	if st.wrap != nil {
+		kb = st.wrap(b)
+	}
+	sw := &syncWriter{mu: make(chan struct{}, 1), b: &strings.Builder{}}
+	if os.Getenv("KEYPLANE_TEST_LOG") != "" {
+		sw.w = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(sw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("peer", name)
+	e, err := New(t.Context(), Options{Backend: kb, Config: cfg, Logger: log})
+	if err != nil {
+		t.Fatalf("engine %s: %v", name, err)
+	}
+	p := &peer{name: name, b: b, kb: kb, e: e, ev: e.Subscribe()}
+	t.Cleanup(func() {
+		e.Close()
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", name, sw.String())
+		}
+	})
+	return p
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// waitEvent waits for an engine event matching f.
+func (p *peer) waitEvent(t *testing.T, d time.Duration, f func(Event) bool) Event {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case ev, ok := <-p.ev.C:
+			if !ok {
+				t.Fatalf("%s: event stream closed", p.name)
+			}
+			if f(ev) {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("%s: no matching event within %s", p.name, d)
+		}
+	}
+}
+
+func (p *peer) sas(t *testing.T) []IKESAInfo {
+	t.Helper()
+	s, err := p.e.IKESAs(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// counts returns the SAs and policies in the peer's dataplane.
+func (p *peer) counts(t *testing.T) (sas, pols int) {
+	t.Helper()
+	for _, err := range p.b.SAs(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		sas++
+	}
+	for _, err := range p.b.Policies(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		pols++
+	}
+	return sas, pols
+}
+
+func (p *peer) expectEmpty(t *testing.T) {
+	t.Helper()
+	waitFor(t, p.name+"'s dataplane to be empty", 3*time.Second, func() bool {
+		s, pol := p.counts(t)
+		return s == 0 && pol == 0
+	})
+}
+
+// noLeaks fails if goroutines of this package outlive the engines.
+func noLeaks(t *testing.T) {
+	t.Cleanup(func() {
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			var leaked []string
+			for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+				if strings.Contains(g, "keyplane/ike.(*Engine)") || strings.Contains(g, "keyplane/ike.(*sub") {
+					leaked = append(leaked, g)
+				}
+			}
+			if len(leaked) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%d goroutines leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}

@@ -1,0 +1,83 @@
+package ike
+
+import (
+	"net/netip"
+
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// handleInformational answers the peer's INFORMATIONAL request: deletes
+// of the IKE SA or of children, an empty one (liveness), or an error
+// notification.
+func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote netip.AddrPort) {
+	var answer []message.Payload
+	var inSPIs []uint32
+	ikeDelete := false
+	for _, p := range m.Payloads {
+		switch x := p.(type) {
+		case *message.Delete:
+			switch x.Protocol {
+			case message.ProtocolIKE:
+				ikeDelete = true
+			case message.ProtocolESP:
+				for _, spi := range x.SPIs {
+					ch := sa.childBySPI(spi, true)
+					if ch == nil {
+						sa.log.Debug("peer deletes an unknown child", "spi", spi)
+						continue
+					}
+					if ch.state != childDeleting {
+						// Our own delete of it crossed this one (RFC 7296
+						// §1.4.1): the peer needs no SPI back then.
+						inSPIs = append(inSPIs, ch.inSPI)
+					}
+					ch.deleteBy = "peer"
+					ch.remove("deleted by peer")
+					sa.dropChild(ch)
+				}
+			}
+		case *message.Notify:
+			if x.NotifyType == message.AUTHENTICATION_FAILED {
+				sa.destroy("peer reports AUTHENTICATION_FAILED")
+				return
+			}
+			if x.NotifyType.IsError() {
+				sa.log.Warn("peer reports an error", "notify", x.NotifyType.String())
+			}
+		}
+	}
+	if ikeDelete {
+		sa.respond(m, nil, s, local, remote)
+		sa.destroy("deleted by peer")
+		return
+	}
+	if len(inSPIs) > 0 {
+		answer = append(answer, &message.Delete{Protocol: message.ProtocolESP, SPIs: inSPIs})
+	}
+	sa.respond(m, answer, s, local, remote)
+}
+
+// deleteChild tells the peer the child goes and removes it once answered.
+func (sa *ikeSA) deleteChild(ch *childSA, reason string) {
+	if ch.state != childInstalled {
+		return
+	}
+	ch.setState(childDeleting, reason)
+	sa.send(&request{exch: message.INFORMATIONAL,
+		payloads: []message.Payload{&message.Delete{Protocol: message.ProtocolESP, SPIs: []uint32{ch.inSPI}}},
+		onResponse: func(*message.Message) {
+			ch.remove(reason)
+			sa.dropChild(ch)
+		},
+		onTimeout: func() {
+			sa.destroy("peer not responding to our child delete")
+		}})
+}
+
+// handleCreateChild answers CREATE_CHILD_SA. Additional children and
+// rekeying are part 2 of the engine: until then the answer is
+// NO_ADDITIONAL_SAS, which RFC 7296 §1.3 allows.
+func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote netip.AddrPort) {
+	sa.log.Warn("CREATE_CHILD_SA is not implemented yet; answering NO_ADDITIONAL_SAS")
+	sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.NO_ADDITIONAL_SAS}}, s, local, remote)
+}

@@ -1,0 +1,266 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// polRef counts the children using one policy (two children with the
+// same selectors, e.g. after both ends initiated at once, share it) and
+// remembers the trap policy to put back when the last one goes.
+type polRef struct {
+	n    int
+	trap *kernelops.Policy
+}
+
+// allocSPI reserves the child's inbound SPI in the dataplane.
+func (e *Engine) allocSPI(ch *childSA) error {
+	spi, err := e.sad.AllocSPI(e.ctx, kernelops.SPIRequest{Src: ch.remoteAddr, Dst: ch.localAddr,
+		Proto: kernelops.ProtoESP, ReqID: ch.reqid})
+	if err != nil {
+		return fmt.Errorf("allocate inbound SPI: %w", err)
+	}
+	ch.inSPI, ch.larval = spi, true
+	return nil
+}
+
+// install adds the child's inbound and outbound SAs and its out/in/fwd
+// policies. If any step fails, everything this child added is removed
+// again (and the allocated SPI released) before the error is returned.
+func (e *Engine) install(ch *childSA) (err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			ch.releaseSPI()
+			ch.sas, ch.polRefs = nil, nil
+		}
+	}()
+	k := ch.keys
+	inEncr, inInteg, outEncr, outInteg := k.EncrI, k.IntegI, k.EncrR, k.IntegR
+	if ch.ike.initiator {
+		inEncr, inInteg, outEncr, outInteg = k.EncrR, k.IntegR, k.EncrI, k.IntegI
+	}
+	mk := func(id kernelops.SAID, encr, integ ikecrypto.Key, dir kernelops.Direction, encap *kernelops.Encap) *kernelops.SA {
+		sa := &kernelops.SA{ID: id, Mode: ch.mode, ReqID: ch.reqid,
+			Encryption: kernelops.Encryption{ID: kernelops.EncrID(ch.suite.Encr), KeyBits: ch.suite.EncrKeyBits,
+				Key: append(kernelops.Key(nil), encr...)},
+			Integrity:    kernelops.Integrity{ID: kernelops.IntegID(ch.suite.Integ), Key: append(kernelops.Key(nil), integ...)},
+			ReplayWindow: ch.cfg.ReplayWindow, ESN: ch.suite.ESN, Encap: encap, Lifetime: ch.cfg.Lifetime}
+		if ch.suite.Encr.AEAD() {
+			sa.Integrity = kernelops.Integrity{}
+		}
+		if ch.suite.EncrKeyBits == 0 {
+			sa.Encryption.KeyBits = 0
+		}
+		if dir == kernelops.DirOut {
+			sa.ReplayWindow = 0
+		}
+		if e.caps.Has(kernelops.CapSADir) {
+			sa.Dir = dir
+		}
+		if sa.ESN && sa.ReplayWindow == 0 && dir == kernelops.DirIn {
+			sa.ReplayWindow = 32
+		}
+		return sa
+	}
+	var inEncap, outEncap *kernelops.Encap
+	if ch.encap != nil {
+		outEncap = &kernelops.Encap{SrcPort: ch.encap.SrcPort, DstPort: ch.encap.DstPort}
+		inEncap = &kernelops.Encap{SrcPort: ch.encap.DstPort, DstPort: ch.encap.SrcPort}
+	}
+	in := mk(ch.inID(), inEncr, inInteg, kernelops.DirIn, inEncap)
+	if err := e.sad.AddSA(e.ctx, in); err != nil {
+		return fmt.Errorf("add inbound SA %s: %w", in.ID, err)
+	}
+	ch.larval = false
+	undo = append(undo, func() { e.deleteSA(ch, in.ID) })
+	ch.sas = append(ch.sas, in.ID)
+	out := mk(ch.outID(), outEncr, outInteg, kernelops.DirOut, outEncap)
+	if err := e.sad.AddSA(e.ctx, out); err != nil {
+		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
+	}
+	undo = append(undo, func() { e.deleteSA(ch, out.ID) })
+	ch.sas = append(ch.sas, out.ID)
+
+	sels := selectors(ch.localTS, ch.remoteTS)
+	if len(sels) == 0 {
+		return fmt.Errorf("no traffic selector pair the dataplane can express (%s <-> %s)", rangesString(ch.localTS), rangesString(ch.remoteTS))
+	}
+	for _, p := range childPolicies(ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels) {
+		if err := e.addPolicyRef(p); err != nil {
+			return fmt.Errorf("add policy %s: %w", p.ID(), err)
+		}
+		id := p.ID()
+		undo = append(undo, func() { e.dropPolicyRef(id) })
+		ch.polRefs = append(ch.polRefs, id)
+	}
+	return nil
+}
+
+// childPolicies are the out, in and (tunnel mode) fwd policies.
+func childPolicies(mode kernelops.Mode, reqid uint32, local, remote netip.Addr, sels []kernelops.Selector) []*kernelops.Policy {
+	tmpl := func(src, dst netip.Addr) []kernelops.Template {
+		t := kernelops.Template{Proto: kernelops.ProtoESP, Mode: mode, ReqID: reqid}
+		if mode == kernelops.ModeTunnel {
+			t.Src, t.Dst = src, dst
+		}
+		return []kernelops.Template{t}
+	}
+	var out []*kernelops.Policy
+	for _, s := range sels {
+		rev := kernelops.Selector{Src: s.Dst, Dst: s.Src, Proto: s.Proto, SrcPort: s.DstPort, DstPort: s.SrcPort}
+		out = append(out,
+			&kernelops.Policy{Selector: s, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec, Templates: tmpl(local, remote)},
+			&kernelops.Policy{Selector: rev, Dir: kernelops.DirIn, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local)})
+		if mode == kernelops.ModeTunnel {
+			out = append(out, &kernelops.Policy{Selector: rev, Dir: kernelops.DirFwd, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local)})
+		}
+	}
+	return out
+}
+
+func (e *Engine) deleteSA(ch *childSA, id kernelops.SAID) {
+	if err := e.sad.DeleteSA(e.ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
+		ch.logger().Warn("delete SA failed", "sa", id.String(), "err", err)
+	}
+}
+
+// uninstall removes what install added.
+func (e *Engine) uninstall(ch *childSA) {
+	for _, id := range ch.sas {
+		e.deleteSA(ch, id)
+	}
+	for _, id := range ch.polRefs {
+		e.dropPolicyRef(id)
+	}
+	ch.sas, ch.polRefs = nil, nil
+}
+
+func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
+	id := p.ID()
+	r := e.policies[id]
+	if r != nil && r.n > 0 {
+		r.n++
+		return nil
+	}
+	var err error
+	if r != nil && r.trap != nil {
+		err = e.spd.ReplacePolicy(e.ctx, p)
+	} else {
+		err = e.spd.AddPolicy(e.ctx, p)
+	}
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		r = &polRef{}
+		e.policies[id] = r
+	}
+	r.n = 1
+	return nil
+}
+
+func (e *Engine) dropPolicyRef(id kernelops.PolicyID) {
+	r := e.policies[id]
+	if r == nil || r.n == 0 {
+		return
+	}
+	r.n--
+	if r.n > 0 {
+		return
+	}
+	if r.trap != nil {
+		if err := e.spd.ReplacePolicy(e.ctx, r.trap); err != nil {
+			e.log.Warn("restoring trap policy failed", "policy", id.String(), "err", err)
+		}
+		return
+	}
+	delete(e.policies, id)
+	if err := e.spd.DeletePolicy(e.ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
+		e.log.Warn("delete policy failed", "policy", id.String(), "err", err)
+	}
+}
+
+// configRanges resolves a child's configured selectors.
+func configRanges(ts []config.TS, addr netip.Addr) []tsRange {
+	out := make([]tsRange, 0, len(ts))
+	for _, t := range ts {
+		if t.Dynamic && !addr.IsValid() {
+			continue
+		}
+		out = append(out, fromConfigTS(t, addr))
+	}
+	return out
+}
+
+// installTrap installs the out policies of a start_action = trap child
+// with action trap: traffic matching them raises an acquire.
+func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
+	if err := e.caps.Require(e.b.Name(), "install trap", kernelops.CapTrap); err != nil {
+		return err
+	}
+	reqid := e.reqidOf(ch)
+	sels := selectors(configRanges(ch.LocalTS, c.LocalAddr), configRanges(ch.RemoteTS, c.RemoteAddr))
+	var ids []kernelops.PolicyID
+	for _, p := range childPolicies(ch.Mode, reqid, c.LocalAddr, c.RemoteAddr, sels) {
+		if p.Dir != kernelops.DirOut {
+			continue
+		}
+		p.Action = kernelops.ActionTrap
+		id := p.ID()
+		r := e.policies[id]
+		if r == nil || r.n == 0 {
+			if err := e.spd.AddPolicy(e.ctx, p); err != nil && !errors.Is(err, kernelops.ErrExists) {
+				for _, done := range ids {
+					e.policies[done].trap = nil
+					e.dropTrapOnly(done)
+				}
+				return fmt.Errorf("add trap policy %s: %w", id, err)
+			}
+		}
+		if r == nil {
+			r = &polRef{}
+			e.policies[id] = r
+		}
+		r.trap = p
+		ids = append(ids, id)
+	}
+	e.traps[ch.Name] = ids
+	e.log.Info("trap policies installed", "child", ch.Name, "reqid", fmt.Sprintf("%#x", reqid), "policies", len(ids))
+	return nil
+}
+
+func (e *Engine) dropTrapOnly(id kernelops.PolicyID) {
+	r := e.policies[id]
+	if r != nil && r.n == 0 {
+		delete(e.policies, id)
+		if err := e.spd.DeletePolicy(e.ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
+			e.log.Warn("delete trap policy failed", "policy", id.String(), "err", err)
+		}
+	}
+}
+
+// removeTrap takes a child's trap policies away (installed children keep
+// their ipsec policies).
+func (e *Engine) removeTrap(name string) {
+	ids, ok := e.traps[name]
+	if !ok {
+		return
+	}
+	delete(e.traps, name)
+	for _, id := range ids {
+		if r := e.policies[id]; r != nil {
+			r.trap = nil
+			e.dropTrapOnly(id)
+		}
+	}
+	e.log.Info("trap policies removed", "child", name)
+}

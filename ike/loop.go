@@ -1,0 +1,101 @@
+package ike
+
+import (
+	"context"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops/clock"
+)
+
+// post queues f to run on the loop. It never blocks, so timer callbacks
+// of a fake clock (run synchronously from Advance) and socket readers can
+// post at any time.
+func (e *Engine) post(f func()) {
+	e.qmu.Lock()
+	if e.stopped {
+		e.qmu.Unlock()
+		return
+	}
+	e.queue = append(e.queue, f)
+	e.qmu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// call runs f on the loop and waits for it.
+func (e *Engine) call(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	e.post(func() { f(); close(done) })
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.loopDone:
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		return ErrClosed
+	}
+}
+
+func (e *Engine) loop() {
+	defer close(e.loopDone)
+	for {
+		select {
+		case <-e.wake:
+		case <-e.stop:
+			e.drain()
+			return
+		}
+		e.drain()
+	}
+}
+
+func (e *Engine) drain() {
+	for {
+		e.qmu.Lock()
+		q := e.queue
+		e.queue = nil
+		e.qmu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		for _, f := range q {
+			f()
+		}
+	}
+}
+
+// timer is a loop-side timer: its function runs on the loop, and Stop
+// also cancels a firing that was already queued.
+type timer struct {
+	t       clock.Timer
+	stopped bool
+}
+
+func (t *timer) Stop() {
+	if t == nil {
+		return
+	}
+	t.stopped = true
+	t.t.Stop()
+}
+
+// after runs f on the loop once d has passed, unless stopped first.
+func (e *Engine) after(d time.Duration, f func()) *timer {
+	t := &timer{}
+	t.t = e.clk.AfterFunc(d, func() {
+		e.post(func() {
+			if !t.stopped {
+				t.stopped = true
+				f()
+			}
+		})
+	})
+	return t
+}

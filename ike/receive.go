@@ -1,0 +1,113 @@
+package ike
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// handleDatagram decodes an IKE datagram and hands it to its SA. Runs on
+// the loop.
+func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort) {
+	m, err := message.Parse(b)
+	if err != nil {
+		e.log.Debug("dropping malformed IKE datagram", "from", remote, "err", err)
+		return
+	}
+	h := m.Header
+	if h.Exchange == message.IKE_SA_INIT && !h.Response {
+		if h.SPIr != 0 || !h.Initiator {
+			e.log.Debug("dropping IKE_SA_INIT request with a responder SPI", "from", remote)
+			return
+		}
+		e.handleInitRequest(s, m, local, remote)
+		return
+	}
+	// Our SPI is the responder's when the sender is the original
+	// initiator (I flag), else the initiator's.
+	spi := h.SPIi
+	if h.Initiator {
+		spi = h.SPIr
+	}
+	sa := e.sas[spi]
+	if sa == nil || sa.state == ikeDead || sa.spii != h.SPIi || (sa.spir != h.SPIr && !(sa.state == ikeInitSent && h.Exchange == message.IKE_SA_INIT)) {
+		e.log.Debug("dropping message for an unknown IKE SA", "from", remote, "msg", m.String())
+		return
+	}
+	if h.Initiator == sa.initiator {
+		e.log.Debug("dropping message with our own role's I flag", "from", remote, "msg", m.String())
+		return
+	}
+	if h.Exchange == message.IKE_SA_INIT {
+		if sa.state == ikeInitSent && sa.pending != nil && sa.pending.exch == message.IKE_SA_INIT {
+			sa.handleInitResponse(m, local, remote)
+		}
+		return
+	}
+	if sa.out == nil {
+		return
+	}
+	if h.Response {
+		if sa.pending == nil || sa.pending.msgID != h.MessageID || sa.pending.exch != h.Exchange {
+			sa.log.Debug("dropping unexpected response", "msg", m.String())
+			return
+		}
+		if err := m.Decrypt(sa.in); err != nil {
+			sa.log.Debug("dropping response that fails to decrypt", "err", err)
+			return
+		}
+		sa.log.Debug("received response", "msg", m.String(), "from", remote)
+		sa.answered(m)
+		return
+	}
+	// A request from the peer.
+	switch {
+	case h.MessageID == sa.peerMsgID:
+	case sa.lastRespOK && h.MessageID+1 == sa.peerMsgID:
+		// A retransmission: answer again, unchanged (RFC 7296 §2.1), once
+		// it proves to be the peer's (it decrypts).
+		if err := m.Decrypt(sa.in); err == nil {
+			sa.log.Debug("answering retransmitted request", "msgid", h.MessageID)
+			e.sendTo(s, local, remote, sa.lastResp)
+		}
+		return
+	default:
+		sa.log.Debug("dropping request outside the window", "msgid", h.MessageID, "expected", sa.peerMsgID)
+		return
+	}
+	if err := m.Decrypt(sa.in); err != nil {
+		var pe *message.ParseError
+		if errors.As(err, &pe) && !errors.Is(err, message.ErrIntegrity) && h.Exchange != message.IKE_AUTH {
+			// Authenticated but malformed inside: INVALID_SYNTAX (§2.21.2).
+			sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.INVALID_SYNTAX}}, s, local, remote)
+			return
+		}
+		sa.log.Debug("dropping request that fails to decrypt", "err", err)
+		return
+	}
+	sa.log.Debug("received request", "msg", m.String(), "from", remote)
+	// The peer may have moved (NAT-T float, NAT mapping change).
+	if sa.state != ikeHalfOpen && (remote != sa.remote || s != sa.sock) {
+		sa.log.Info("peer endpoint changed", "from", sa.remote, "to", remote)
+	}
+	sa.sock, sa.local, sa.remote = s, local, remote
+	switch h.Exchange {
+	case message.IKE_AUTH:
+		if sa.state == ikeHalfOpen && !sa.initiator {
+			sa.handleAuthRequest(m, s, local, remote)
+			return
+		}
+	case message.INFORMATIONAL:
+		if sa.state == ikeEstablished || sa.state == ikeDeleting {
+			sa.handleInformational(m, s, local, remote)
+			return
+		}
+	case message.CREATE_CHILD_SA:
+		if sa.state == ikeEstablished {
+			sa.handleCreateChild(m, s, local, remote)
+			return
+		}
+	}
+	sa.log.Debug("dropping request in this state", "msg", m.String(), "state", sa.state)
+}
