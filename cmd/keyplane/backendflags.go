@@ -19,8 +19,15 @@ func addBackendFlags(fs *flag.FlagSet) *backendFlags {
 	fs.StringVar(&b.name, "backend", defaultBackend, "dataplane backend (see 'keyplane backends')")
 	fs.Var(b.params, "param", "backend parameter key=value (repeatable), e.g. netns=NAME for xfrm, socket=PATH for vpp")
 	fs.BoolVar(&b.json, "json", false, "print JSON instead of a table")
+	for _, hook := range backendFlagHooks {
+		hook(fs, b)
+	}
 	return b
 }
+
+// backendFlagHooks let a backend's build-tagged file add its own flags
+// (e.g. --vpp-socket) that fill in backend parameters.
+var backendFlagHooks []func(fs *flag.FlagSet, b *backendFlags)
 
 // defaultBackend is the embedded default: the in-memory model, which
 // needs no root and no kernel features.
