@@ -91,9 +91,9 @@ func TestEstablishAndTraffic(t *testing.T) {
 func TestDeleteFromEitherSide(t *testing.T) {
 	noLeaks(t)
 	for _, tc := range []struct {
-		name       string
-		by         string // "a" or "b"
-		terminate  string
+		name      string
+		by        string // "a" or "b"
+		terminate string
 	}{
 		{"ike by initiator", "a", "a"},
 		{"ike by responder", "b", "b"},

@@ -38,20 +38,20 @@ func freePorts(t *testing.T, n int) []uint16 {
 
 // side describes one end for pairConfigs.
 type side struct {
-	port, natPort   uint16
-	id              string
-	psk             string
-	proposals, esp  string
-	localTS         string
-	remoteTS        string
-	start           string
-	extraConn       string
-	extraChild      string
-	mode            string
-	daemonExtra     string
-	remotePort      uint16
-	remoteNATPort   uint16
-	remoteID        string
+	port, natPort  uint16
+	id             string
+	psk            string
+	proposals, esp string
+	localTS        string
+	remoteTS       string
+	start          string
+	extraConn      string
+	extraChild     string
+	mode           string
+	daemonExtra    string
+	remotePort     uint16
+	remoteNATPort  uint16
+	remoteID       string
 }
 
 func (s side) config(t *testing.T, name string) *config.Config {
@@ -135,7 +135,7 @@ type peer struct {
 	kb   kernelops.Backend // what the engine drives (b, or a wrapper)
 	e    *Engine
 	ev   *Subscription
-	logs *strings.Builder
+	logs *syncWriter
 }
 
 type peerOpt func(*peerSetup)
@@ -194,7 +194,7 @@ func newPeer(t *testing.T, name string, cfg *config.Config, opts ...peerOpt) *pe
 	if err != nil {
 		t.Fatalf("engine %s: %v", name, err)
 	}
-	p := &peer{name: name, b: b, kb: kb, e: e, ev: e.Subscribe()}
+	p := &peer{name: name, b: b, kb: kb, e: e, ev: e.Subscribe(), logs: sw}
 	t.Cleanup(func() {
 		e.Close()
 		if t.Failed() {

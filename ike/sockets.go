@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
@@ -25,7 +26,7 @@ type sock struct {
 	// adds the marker. Dataplanes differ here (the nokernel model keeps
 	// the marker, the kernel backends strip it), so the engine measures
 	// it when it opens the socket (probeMarker).
-	rawMarker bool
+	rawMarker atomic.Bool
 }
 
 var nonESPMarker = []byte{0, 0, 0, 0}
@@ -101,7 +102,7 @@ func (e *Engine) openSockets(ctx context.Context, cfg *config.Config) error {
 			e.log.Info("listening", "addr", x.addr, "nat-t", x.nat)
 		}
 		if nat != nil && plain != nil && slicesContains(opened, nat) {
-			nat.rawMarker = e.probeMarker(plain, nat)
+			nat.rawMarker.Store(e.probeMarker(plain, nat))
 		}
 	}
 	for a, s := range e.sockets {
@@ -206,7 +207,7 @@ func (e *Engine) read(s *sock) {
 			continue
 		}
 		if s.nat {
-			b = stripMarker(b, s.rawMarker)
+			b = stripMarker(b, s.rawMarker.Load())
 			if b == nil {
 				continue
 			}
@@ -255,7 +256,7 @@ func (e *Engine) sendTo(s *sock, local, remote netip.AddrPort, msg []byte) {
 		return
 	}
 	b := msg
-	if s.nat && s.rawMarker {
+	if s.nat && s.rawMarker.Load() {
 		b = append(append(make([]byte, 0, len(msg)+4), nonESPMarker...), msg...)
 	}
 	if local.Addr().IsValid() && local.Port() != s.bound.Port() {
