@@ -108,7 +108,7 @@ func (b *Backend) SetSyncState(ctx context.Context, id kernelops.SAID, st kernel
 		return kernelops.Invalid(Name, op, id.String(), "Replay.Bitmap", "%d words: the SA's bitmap has %d", len(st.Replay.Bitmap), cur.BmpLen)
 	}
 	return b.do(ctx, op, id.String(), func(mb *msgBuilder, seq uint32) error {
-		appendAevent(mb, nl.XFRM_MSG_NEWAE, reqFlags|unix.NLM_F_REPLACE, seq, id, 0, xfrmAERval|xfrmAEMval)
+		appendAevent(mb, nl.XFRM_MSG_NEWAE, reqFlags|unix.NLM_F_REPLACE, seq, id, 0, xfrmAERval|xfrmAELval)
 		if cur.ESN {
 			r := st.Replay
 			if r.Window == 0 {

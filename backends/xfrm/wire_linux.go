@@ -67,15 +67,14 @@ const (
 	xfrmSADirIn  = 1
 	xfrmSADirOut = 2
 
-	xfrmAEUnspec = 0
-	xfrmAERval   = 1 // replay value
-	xfrmAEMval   = 2 // lifetime value (LTIME_VAL)
-	xfrmAEEval   = 4 // expiry timer value
-	xfrmAERthr   = 8 // replay threshold
-	xfrmAEEthr   = 16
-	xfrmAECR     = 16 // event cause: replay update
-	xfrmAECE     = 32 // event cause: timer expired
-	xfrmAECU     = 64 // event cause: state updated
+	// enum xfrm_ae_ftype_t
+	xfrmAERthr = 1  // replay threshold
+	xfrmAERval = 2  // replay value
+	xfrmAELval = 4  // lifetime value
+	xfrmAEEthr = 8  // expiry timer threshold
+	xfrmAECR   = 16 // event cause: replay update
+	xfrmAECE   = 32 // event cause: timer expired
+	xfrmAECU   = 64 // event cause: updated by NEWAE
 
 	udpEncapESPinUDP = 2
 )
