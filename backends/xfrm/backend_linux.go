@@ -14,6 +14,7 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/addrref"
 	"github.com/keyplane/keyplane/kernelops/eventbus"
+	"github.com/keyplane/keyplane/kernelops/idle"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -60,10 +61,12 @@ type Backend struct {
 	polTag    uint32
 	polSerial atomic.Uint32
 
-	bus   *eventbus.Bus
-	evMu  sync.Mutex
-	ev    *eventReaders
-	addrs *addrref.Table
+	bus      *eventbus.Bus
+	evMu     sync.Mutex
+	ev       *eventReaders
+	addrs    *addrref.Table
+	idle     *idle.Detector
+	stopIdle func()
 
 	closed atomic.Bool
 }
@@ -89,6 +92,7 @@ var (
 	_ kernelops.Offloader      = (*Backend)(nil)
 	_ kernelops.Syncer         = (*Backend)(nil)
 	_ kernelops.Migrator       = (*Backend)(nil)
+	_ kernelops.IdleWatcher    = (*Backend)(nil)
 )
 
 // Open opens the XFRM dataplane of the namespace named by
@@ -156,6 +160,7 @@ func Open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
 	b.k = probeKernel()
 	b.caps = capabilities(b.k, opts)
 	b.addrs = addrref.New(addrDataplane{b})
+	b.startIdle()
 	if cleanup == "owned" {
 		if err := b.CleanupOwned(ctx); err != nil {
 			return fail(err)
@@ -220,6 +225,9 @@ func (b *Backend) Close() error {
 	b.evMu.Unlock()
 	if ev != nil {
 		ev.close()
+	}
+	if b.stopIdle != nil {
+		b.stopIdle()
 	}
 	b.bus.Close()
 	b.pool.close()

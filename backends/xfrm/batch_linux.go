@@ -256,6 +256,7 @@ func (b *Backend) applyBatch(ctx context.Context, ops []kernelops.Op) {
 			op.SA.Offload.Active = kernelops.OffloadNone
 		case kernelops.OpDeleteSA:
 			b.setLarval(op.SAID, false)
+			b.idle.Watch(op.SAID, 0)
 		case kernelops.OpAddPolicy, kernelops.OpReplacePolicy:
 			b.rememberAction(op.Policy)
 		case kernelops.OpDeletePolicy:

@@ -31,7 +31,9 @@ func capabilities(k kernelInfo, opts kernelops.Options) kernelops.Capabilities {
 		c.Caps |= kernelops.CapSAD | kernelops.CapSync | kernelops.CapLifetimeTime | kernelops.CapLifetimeBytes |
 			kernelops.CapLifetimePackets | kernelops.CapESN | kernelops.CapUDPEncap |
 			kernelops.CapTunnelMode | kernelops.CapTransportMode | kernelops.CapMappingEvents |
-			kernelops.CapKeysReadable | kernelops.CapCounters | kernelops.CapMigrate | kernelops.CapOffload
+			kernelops.CapKeysReadable | kernelops.CapCounters | kernelops.CapMigrate | kernelops.CapOffload |
+			kernelops.CapIdle
+		note(kernelops.CapIdle, "one SA dump per scan; from byte and packet deltas where the kernel keeps no last-used time")
 		if k.Migrate {
 			c.Caps |= kernelops.CapMigrateEvents
 		} else {
@@ -71,7 +73,7 @@ func capabilities(k kernelInfo, opts kernelops.Options) kernelops.Capabilities {
 			kernelops.CapLastUsedAllTraffic, kernelops.CapESN, kernelops.CapUDPEncap, kernelops.CapTunnelMode,
 			kernelops.CapTransportMode, kernelops.CapMappingEvents, kernelops.CapKeysReadable,
 			kernelops.CapCounters, kernelops.CapMigrate, kernelops.CapMigrateEvents, kernelops.CapSADir,
-			kernelops.CapOffload} {
+			kernelops.CapOffload, kernelops.CapIdle} {
 			c.Notes[x] = why
 		}
 	}
@@ -80,7 +82,6 @@ func capabilities(k kernelInfo, opts kernelops.Options) kernelops.Capabilities {
 	} else {
 		note(kernelops.CapXfrmInterfaces, "the kernel has no xfrm interfaces (CONFIG_XFRM_INTERFACE): %s", k.XfrmIfacesErr)
 	}
-	note(kernelops.CapIdle, "not yet: waiting for kernelops/idle")
 	note(kernelops.CapSoftwareLifetimes, "the kernel enforces lifetimes itself")
 	return c
 }

@@ -91,7 +91,8 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 	// SAs the policies did not carry along.
 	for _, id := range m.SAs {
 		if _, err := b.GetSA(ctx, id); errors.Is(err, kernelops.ErrNotFound) {
-			continue // moved by MIGRATE
+			b.idle.Move(id, movedID(m, id)) // moved by MIGRATE
+			continue
 		} else if err != nil {
 			return err
 		}
@@ -171,11 +172,7 @@ func (b *Backend) moveSA(ctx context.Context, op string, m kernelops.Migration, 
 		return err
 	}
 	sa := e.SA.Clone()
-	if id.Src == m.Old.Local {
-		sa.ID.Src, sa.ID.Dst = m.New.Local, m.New.Remote
-	} else {
-		sa.ID.Src, sa.ID.Dst = m.New.Remote, m.New.Local
-	}
+	sa.ID = movedID(m, id)
 	sa.Encap = m.Encap
 	if m.Encap != nil {
 		enc := *m.Encap
@@ -190,8 +187,22 @@ func (b *Backend) moveSA(ctx context.Context, op string, m kernelops.Migration, 
 	}, nil); err != nil {
 		return err
 	}
+	thr := b.idle.Threshold(id)
 	if err := b.DeleteSA(ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
 		return err
 	}
+	if thr > 0 {
+		b.idle.Watch(sa.ID, thr)
+	}
 	return nil
+}
+
+// movedID is id at the migration's new addresses.
+func movedID(m kernelops.Migration, id kernelops.SAID) kernelops.SAID {
+	if id.Src == m.Old.Local {
+		id.Src, id.Dst = m.New.Local, m.New.Remote
+	} else {
+		id.Src, id.Dst = m.New.Remote, m.New.Local
+	}
+	return id
 }

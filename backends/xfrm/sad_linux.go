@@ -234,6 +234,7 @@ func (b *Backend) DeleteSA(ctx context.Context, id kernelops.SAID) error {
 	}, nil)
 	if err == nil || errors.Is(err, kernelops.ErrNotFound) {
 		b.setLarval(id, false)
+		b.idle.Watch(id, 0)
 	}
 	return err
 }
