@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
@@ -142,7 +143,7 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 		args = append(args, "reason", reason)
 	}
 	lvl := slog.LevelInfo
-	if s == ikeDead && reason != "" && reason != "deleted by peer" && reason != "deleted" {
+	if s == ikeDead && !normalEnd(reason) {
 		lvl = slog.LevelWarn
 	}
 	sa.log.Log(sa.e.ctx, lvl, "IKE SA "+s.String(), args...)
@@ -229,4 +230,15 @@ func (sa *ikeSA) scheduleDPD() {
 		}
 		sa.scheduleDPD()
 	})
+}
+
+// normalEnd tells an orderly end of an IKE SA from a failure, for the log
+// level.
+func normalEnd(reason string) bool {
+	for _, p := range []string{"deleted by peer", "terminated by command", "shutdown", "engine closed", "connection removed"} {
+		if strings.HasPrefix(reason, p) {
+			return true
+		}
+	}
+	return false
 }
