@@ -10,7 +10,8 @@ VM_PKGS ?= \
 	./internal/lab \
 	./internal/vmlab \
 	./backends/xfrm \
-	./backends/pfkey
+	./backends/pfkey \
+	./internal/swan
 # Packages built without -race in the guest (emulation makes -race costly);
 # everything else is built with it.
 VM_NORACE ?=
@@ -29,9 +30,9 @@ CROSS_OS ?= freebsd netbsd openbsd darwin
 
 .PHONY: run test vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare $(VMLAB)
 
-## run: the demo on the embedded default dataplane (no root, no kernel features)
+## run: two keyplane daemons on loopback (nokernel dataplane, no root) build a tunnel
 run:
-	$(GO) run ./cmd/keyplane demo
+	$(GO) run ./cmd/keyplane tunnel-demo
 
 ## test: everything — vet, host tests, cross-builds, then the VM lab
 test: vet host-test crossbuild test-vm
