@@ -1,0 +1,324 @@
+package xfrm
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyplane/keyplane/internal/lab"
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Benchmarks against the baselines the issue names, side by side in one
+// run (ratios are computed from ns/op of the sub-benchmarks):
+//
+//	InstallPolicies  10,000 policies (host): keyplane batch vs netlink.Handle
+//	                 one request at a time vs `ip -batch`
+//	InstallSAs       10,000 SAs (VM): the same three
+//	DumpPolicies     100,000 policies (host): keyplane's streaming dump vs
+//	                 netlink.XfrmPolicyList, time and bytes allocated
+//	UsageScan        10,000 SAs (VM): one bulk dump vs one GETSA per SA
+//
+// Run: go test -run '^$' -bench . -benchtime 5x ./backends/xfrm (host), or
+// in the guest through the VM lab with -test.bench.
+
+const (
+	benchPolicies = 10_000
+	benchDump     = 100_000
+	benchSAs      = 10_000
+)
+
+var (
+	benchLocal, benchRemote = netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	benchInner              = netip.MustParseAddr("10.2.0.1")
+)
+
+func benchPolicy(i int, reqid uint32) *kernelops.Policy {
+	return &kernelops.Policy{
+		Selector: kernelops.Selector{Src: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + i>>16), byte(i >> 8), byte(i)}), 32),
+			Dst: netip.PrefixFrom(benchInner, 32)},
+		Dir: kernelops.DirOut, Action: kernelops.ActionIPsec, Priority: 1000,
+		Templates: []kernelops.Template{{Src: benchLocal, Dst: benchRemote, Proto: kernelops.ProtoESP, Mode: kernelops.ModeTunnel, ReqID: reqid}},
+	}
+}
+
+func ipnet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func netlinkPolicy(p *kernelops.Policy) *netlink.XfrmPolicy {
+	t := p.Templates[0]
+	return &netlink.XfrmPolicy{
+		Src: ipnet(p.Selector.Src), Dst: ipnet(p.Selector.Dst), Dir: netlink.XFRM_DIR_OUT, Priority: int(p.Priority),
+		Tmpls: []netlink.XfrmPolicyTmpl{{Src: net.IP(t.Src.AsSlice()), Dst: net.IP(t.Dst.AsSlice()), Proto: netlink.XFRM_PROTO_ESP,
+			Mode: netlink.XFRM_MODE_TUNNEL, Reqid: int(t.ReqID)}},
+	}
+}
+
+func ipPolicyLine(p *kernelops.Policy) string {
+	t := p.Templates[0]
+	return fmt.Sprintf("xfrm policy add src %s dst %s dir out priority %d tmpl src %s dst %s proto esp mode tunnel reqid %d\n",
+		p.Selector.Src, p.Selector.Dst, p.Priority, t.Src, t.Dst, t.ReqID)
+}
+
+// ipBatch writes lines to a file and runs `ip -n NS -batch FILE`.
+func ipBatch(b *testing.B, ns *lab.NS, lines []string) {
+	b.Helper()
+	f := filepath.Join(b.TempDir(), "batch")
+	if err := os.WriteFile(f, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if out, err := runCmd("ip", "-n", ns.Name, "-batch", f); err != nil {
+			b.Fatalf("ip -batch: %v: %s", err, out)
+		}
+		b.StopTimer()
+		flushAll(b, ns)
+		b.StartTimer()
+	}
+}
+
+func flushAll(b testing.TB, ns *lab.NS) {
+	if out, err := runCmd("ip", "-n", ns.Name, "xfrm", "policy", "flush"); err != nil {
+		b.Fatalf("flush: %v: %s", err, out)
+	}
+	if out, err := runCmd("ip", "-n", ns.Name, "xfrm", "state", "flush"); err != nil {
+		b.Fatalf("flush: %v: %s", err, out)
+	}
+}
+
+func xfrmHandle(b testing.TB, ns *lab.NS) *netlink.Handle {
+	h, err := netlink.NewHandleAt(ns.Handle, unix.NETLINK_XFRM)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(h.Close)
+	return h
+}
+
+func BenchmarkInstallPolicies(b *testing.B) {
+	lab.RequireRoot(b)
+	kp, ns := fresh(b, kernelops.Options{})
+	ps := make([]*kernelops.Policy, benchPolicies)
+	for i := range ps {
+		ps[i] = benchPolicy(i, kp.opts.ReqIDMin)
+	}
+	b.Run("keyplane-batch", func(b *testing.B) {
+		ops := make([]kernelops.Op, len(ps))
+		for b.Loop() {
+			for i, p := range ps {
+				ops[i] = kernelops.Op{Kind: kernelops.OpAddPolicy, Policy: p}
+			}
+			if err := kp.Apply(context.Background(), ops); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			flushAll(b, ns)
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(len(ps)), "policies/op")
+	})
+	b.Run("netlink-handle", func(b *testing.B) {
+		h := xfrmHandle(b, ns)
+		nps := make([]*netlink.XfrmPolicy, len(ps))
+		for i, p := range ps {
+			nps[i] = netlinkPolicy(p)
+		}
+		for b.Loop() {
+			for _, p := range nps {
+				if err := h.XfrmPolicyAdd(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			flushAll(b, ns)
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(len(ps)), "policies/op")
+	})
+	b.Run("ip-batch", func(b *testing.B) {
+		lines := make([]string, len(ps))
+		for i, p := range ps {
+			lines[i] = ipPolicyLine(p)
+		}
+		ipBatch(b, ns, lines)
+		b.ReportMetric(float64(len(ps)), "policies/op")
+	})
+}
+
+func BenchmarkDumpPolicies(b *testing.B) {
+	lab.RequireRoot(b)
+	kp, ns := fresh(b, kernelops.Options{})
+	ops := make([]kernelops.Op, benchDump)
+	for i := range ops {
+		ops[i] = kernelops.Op{Kind: kernelops.OpAddPolicy, Policy: benchPolicy(i, kp.opts.ReqIDMin)}
+	}
+	if err := kp.Apply(context.Background(), ops); err != nil {
+		b.Fatal(err)
+	}
+	ops = nil
+	b.Run("keyplane-stream", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			n := 0
+			for e, err := range kp.Policies(context.Background()) {
+				if err != nil {
+					b.Fatal(err)
+				}
+				n += len(e.Templates)
+			}
+			if n != benchDump {
+				b.Fatalf("dumped %d policies", n)
+			}
+		}
+		b.ReportMetric(benchDump, "policies/op")
+	})
+	b.Run("netlink-XfrmPolicyList", func(b *testing.B) {
+		h := xfrmHandle(b, ns)
+		b.ReportAllocs()
+		for b.Loop() {
+			ps, err := h.XfrmPolicyList(netlink.FAMILY_ALL)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(ps) < benchDump {
+				b.Fatalf("listed %d policies", len(ps))
+			}
+		}
+		b.ReportMetric(benchDump, "policies/op")
+	})
+}
+
+func benchSA(i int, reqid uint32, key []byte) *kernelops.SA {
+	return &kernelops.SA{
+		ID:   kernelops.SAID{Src: benchLocal, Dst: benchRemote, SPI: 0x10000 + uint32(i), Proto: kernelops.ProtoESP},
+		Mode: kernelops.ModeTunnel, ReqID: reqid, ReplayWindow: 32,
+		Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: key},
+	}
+}
+
+func BenchmarkInstallSAs(b *testing.B) {
+	lab.RequireRoot(b)
+	kp, ns := fresh(b, kernelops.Options{})
+	needESP(b, kp)
+	key := make([]byte, 20)
+	sas := make([]*kernelops.SA, benchSAs)
+	for i := range sas {
+		sas[i] = benchSA(i, kp.opts.ReqIDMin, key)
+	}
+	b.Run("keyplane-batch", func(b *testing.B) {
+		ops := make([]kernelops.Op, len(sas))
+		for b.Loop() {
+			for i, sa := range sas {
+				ops[i] = kernelops.Op{Kind: kernelops.OpAddSA, SA: sa}
+			}
+			if err := kp.Apply(context.Background(), ops); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			flushAll(b, ns)
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(len(sas)), "SAs/op")
+	})
+	b.Run("netlink-handle", func(b *testing.B) {
+		h := xfrmHandle(b, ns)
+		nss := make([]*netlink.XfrmState, len(sas))
+		for i, sa := range sas {
+			nss[i] = &netlink.XfrmState{Src: net.IP(sa.ID.Src.AsSlice()), Dst: net.IP(sa.ID.Dst.AsSlice()), Proto: netlink.XFRM_PROTO_ESP,
+				Mode: netlink.XFRM_MODE_TUNNEL, Spi: int(sa.ID.SPI), Reqid: int(sa.ReqID), ReplayWindow: 32,
+				Aead: &netlink.XfrmStateAlgo{Name: "rfc4106(gcm(aes))", Key: key, ICVLen: 128}}
+		}
+		for b.Loop() {
+			for _, s := range nss {
+				if err := h.XfrmStateAdd(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			flushAll(b, ns)
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(len(sas)), "SAs/op")
+	})
+	b.Run("ip-batch", func(b *testing.B) {
+		lines := make([]string, len(sas))
+		for i, sa := range sas {
+			lines[i] = fmt.Sprintf("xfrm state add src %s dst %s proto esp spi %#x reqid %d mode tunnel replay-window 32 aead rfc4106(gcm(aes)) 0x%s 128\n",
+				sa.ID.Src, sa.ID.Dst, sa.ID.SPI, sa.ReqID, hex.EncodeToString(key))
+		}
+		ipBatch(b, ns, lines)
+		b.ReportMetric(float64(len(sas)), "SAs/op")
+	})
+}
+
+func BenchmarkUsageScan(b *testing.B) {
+	lab.RequireRoot(b)
+	kp, ns := fresh(b, kernelops.Options{})
+	needESP(b, kp)
+	key := make([]byte, 20)
+	ops := make([]kernelops.Op, benchSAs)
+	ids := make([]kernelops.SAID, benchSAs)
+	for i := range ops {
+		sa := benchSA(i, kp.opts.ReqIDMin, key)
+		ops[i] = kernelops.Op{Kind: kernelops.OpAddSA, SA: sa}
+		ids[i] = sa.ID
+	}
+	if err := kp.Apply(context.Background(), ops); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("keyplane-bulk-dump", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			n := 0
+			for _, err := range kp.Usage(ctx) {
+				if err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			if n != benchSAs {
+				b.Fatalf("scanned %d SAs", n)
+			}
+		}
+	})
+	b.Run("keyplane-getsa-per-sa", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, id := range ids {
+				if _, err := kp.GetSA(ctx, id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("netlink-XfrmStateGet-per-sa", func(b *testing.B) {
+		h := xfrmHandle(b, ns)
+		b.ReportAllocs()
+		q := &netlink.XfrmState{Src: net.IP(benchLocal.AsSlice()), Dst: net.IP(benchRemote.AsSlice()), Proto: netlink.XFRM_PROTO_ESP}
+		for b.Loop() {
+			for _, id := range ids {
+				q.Spi = int(id.SPI)
+				if _, err := h.XfrmStateGet(q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
+func runCmd(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
