@@ -18,7 +18,7 @@ import (
 )
 
 // freePorts returns n UDP ports on 127.0.0.1 that were free a moment ago.
-func freePorts(t *testing.T, n int) []uint16 {
+func freePorts(t testing.TB, n int) []uint16 {
 	t.Helper()
 	var out []uint16
 	var conns []net.PacketConn
@@ -54,7 +54,7 @@ type side struct {
 	remoteID       string
 }
 
-func (s side) config(t *testing.T, name string) *config.Config {
+func (s side) config(t testing.TB, name string) *config.Config {
 	t.Helper()
 	if s.proposals == "" {
 		s.proposals = "aes128gcm16-prfsha256-x25519"
@@ -119,7 +119,7 @@ connections {
 }
 
 // pairSides returns matching default configurations for peers a and b.
-func pairSides(t *testing.T) (side, side) {
+func pairSides(t testing.TB) (side, side) {
 	p := freePorts(t, 4)
 	a := side{port: p[0], natPort: p[1], id: "a.example.org", psk: "shared secret", localTS: "10.1.0.0/16", remoteTS: "10.2.0.0/16",
 		remotePort: p[2], remoteNATPort: p[3], remoteID: "b.example.org"}
@@ -170,7 +170,7 @@ func (s *syncWriter) String() string {
 	return s.b.String()
 }
 
-func newPeer(t *testing.T, name string, cfg *config.Config, opts ...peerOpt) *peer {
+func newPeer(t testing.TB, name string, cfg *config.Config, opts ...peerOpt) *peer {
 	t.Helper()
 	var st peerSetup
 	for _, o := range opts {
@@ -242,7 +242,7 @@ func (p *peer) waitEvent(t *testing.T, d time.Duration, f func(Event) bool) Even
 	}
 }
 
-func (p *peer) sas(t *testing.T) []IKESAInfo {
+func (p *peer) sas(t testing.TB) []IKESAInfo {
 	t.Helper()
 	s, err := p.e.IKESAs(t.Context())
 	if err != nil {
