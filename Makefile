@@ -69,7 +69,7 @@ $(VMLAB):
 
 # The lab's own host-side checks: a guest's exit status reaches the host, a
 # hung guest is killed by the timeout and reported with its console tail.
-LAB_BOOT_TESTS = KEYPLANE_LAB_BOOT=1 $(GO) test -count=1 -run '^TestBoot' ./internal/vmlab
+LAB_BOOT_TESTS = KEYPLANE_LAB_BOOT=1 $(GO) test -count=1 -timeout 60m -run '^TestBoot' ./internal/vmlab
 
 ## lab-prepare: install the lab's packages, fetch the kernel, build the initramfs
 lab-prepare: $(VMLAB)

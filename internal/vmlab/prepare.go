@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -37,18 +38,21 @@ type Config struct {
 	Accel    string // "tcg" (default) or "kvm"
 	CPU      string // qemu -cpu model; default "max" under TCG, "host" under KVM
 	MemoryMB int    // default 2048
+	Slots    int    // guests running at once on this machine; default 1 (KEYPLANE_LAB_SLOTS)
 	CPUs     int    // default 2
 	Logf     func(format string, args ...any)
 }
 
 // FromEnv fills a Config from KEYPLANE_LAB_CACHE, KEYPLANE_LAB_KERNEL,
-// KEYPLANE_LAB_ACCEL and KEYPLANE_LAB_CPU.
+// KEYPLANE_LAB_ACCEL, KEYPLANE_LAB_CPU and KEYPLANE_LAB_SLOTS.
 func FromEnv() Config {
+	slots, _ := strconv.Atoi(os.Getenv("KEYPLANE_LAB_SLOTS"))
 	return Config{
 		CacheDir: os.Getenv("KEYPLANE_LAB_CACHE"),
 		Kernel:   os.Getenv("KEYPLANE_LAB_KERNEL"),
 		Accel:    os.Getenv("KEYPLANE_LAB_ACCEL"),
 		CPU:      os.Getenv("KEYPLANE_LAB_CPU"),
+		Slots:    slots,
 	}
 }
 
@@ -69,6 +73,9 @@ func (c *Config) defaults() {
 		if c.Accel == "kvm" {
 			c.CPU = "host"
 		}
+	}
+	if c.Slots <= 0 {
+		c.Slots = 1
 	}
 	if c.MemoryMB == 0 {
 		c.MemoryMB = 2048

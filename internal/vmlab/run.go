@@ -197,6 +197,14 @@ func (l *Lab) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 		return nil, err
 	}
 
+	if !opts.Interactive {
+		release, err := l.acquireSlot(ctx, opts.Console)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, l.qemu, l.qemuArgs(nonce, runScript, opts.Interactive)...)
@@ -289,4 +297,49 @@ func (l *Lab) Run(ctx context.Context, opts RunOptions) (*Result, error) {
 		reason = "guest ended without an exit marker (kernel panic or init failure)"
 	}
 	return res, &GuestError{Reason: reason, Tail: tailBuf}
+}
+
+// acquireSlot waits for one of the machine's guest slots (Config.Slots, a
+// flock each in the cache directory). Emulated guests share the host's
+// cores: two at once on two cores each run at a third of the speed, and
+// their timing-sensitive tests and timeouts suffer, so by default guests
+// run one at a time and a second run waits for the first. The timeout
+// starts once the slot is held.
+func (l *Lab) acquireSlot(ctx context.Context, console io.Writer) (release func(), err error) {
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for i := range l.cfg.Slots {
+		f, err := os.OpenFile(filepath.Join(l.cfg.CacheDir, fmt.Sprintf("slot-%d", i)), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	waiting := false
+	t0 := time.Now()
+	for {
+		for i, f := range files {
+			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+				files = append(files[:i], files[i+1:]...) // keep it open; close the others
+				if waiting {
+					fmt.Fprintf(console, "vmlab: got a guest slot after %.0fs\n", time.Since(t0).Seconds())
+				}
+				return func() { f.Close() }, nil
+			}
+		}
+		if !waiting {
+			waiting = true
+			fmt.Fprintf(console, "vmlab: %d guest(s) already running on this machine (KEYPLANE_LAB_SLOTS=%d); waiting for one to finish\n",
+				l.cfg.Slots, l.cfg.Slots)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
