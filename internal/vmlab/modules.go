@@ -35,6 +35,11 @@ var Modules = []string{
 	"chacha_generic", "poly1305_generic", "des_generic", "crypto_null", "cmac", "xcbc",
 	"drbg", "seqiv", "echainiv", "authenc", "authencesn", "gcm", "ccm", "chacha20poly1305",
 	"crypto_user?",
+	// The rest of what XFRM's algorithm tables name, so that what the guest
+	// offers (af_key's SADB_REGISTER reply, netlink SAs) matches a Debian
+	// system where modprobe would load them on demand.
+	"rmd160?", "cast5_generic?", "blowfish_generic?", "serpent_generic?",
+	"camellia_generic?", "twofish_generic?", "sm3_generic?", "sm4_generic?",
 
 	// XFRM netlink and PF_KEY v2.
 	"xfrm_user", "af_key",

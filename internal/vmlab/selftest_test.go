@@ -11,10 +11,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -175,10 +177,14 @@ type sadbMsg struct {
 }
 
 const (
-	pfKeyV2     = 2
-	sadbFlush   = 9
-	sadbDump    = 10
-	sadbSatypES = 3 // SADB_SATYPE_ESP
+	pfKeyV2      = 2
+	sadbRegister = 7
+	sadbFlush    = 9
+	sadbDump     = 10
+	sadbSatypES  = 3 // SADB_SATYPE_ESP
+
+	sadbExtSupportedAuth    = 14
+	sadbExtSupportedEncrypt = 15
 )
 
 func pfkeyRequest(fd int, typ, satype uint8, seq uint32) error {
@@ -189,6 +195,12 @@ func pfkeyRequest(fd int, typ, satype uint8, seq uint32) error {
 
 // pfkeyNext reads the next PF_KEY message addressed to this process.
 func pfkeyNext(t *testing.T, fd int) sadbMsg {
+	m, _ := pfkeyNextRaw(t, fd)
+	return m
+}
+
+// pfkeyNextRaw is pfkeyNext with the whole message.
+func pfkeyNextRaw(t *testing.T, fd int) (sadbMsg, []byte) {
 	t.Helper()
 	buf := make([]byte, 1<<16)
 	deadline := time.Now().Add(5 * time.Second)
@@ -206,11 +218,35 @@ func pfkeyNext(t *testing.T, fd int) sadbMsg {
 			t.Fatalf("short PF_KEY message (%d bytes): %v", n, err)
 		}
 		if m.Pid == uint32(os.Getpid()) {
-			return m
+			return m, append([]byte(nil), buf[:n]...)
 		}
 	}
 	t.Fatal("no PF_KEY reply within 5s")
-	return sadbMsg{}
+	return sadbMsg{}, nil
+}
+
+// supportedAlgs decodes the SADB_EXT_SUPPORTED_AUTH and _ENCRYPT extensions
+// of a SADB_REGISTER reply into algorithm ids.
+func supportedAlgs(t *testing.T, msg []byte) (auth, enc map[uint8]bool) {
+	auth, enc = map[uint8]bool{}, map[uint8]bool{}
+	for off := 16; off+4 <= len(msg); {
+		extLen := int(binary.NativeEndian.Uint16(msg[off:])) * 8
+		typ := binary.NativeEndian.Uint16(msg[off+2:])
+		if extLen < 8 || off+extLen > len(msg) {
+			t.Fatalf("bad extension at %d: len %d", off, extLen)
+		}
+		if typ == sadbExtSupportedAuth || typ == sadbExtSupportedEncrypt {
+			set := auth
+			if typ == sadbExtSupportedEncrypt {
+				set = enc
+			}
+			for a := off + 8; a+8 <= off+extLen; a += 8 { // struct sadb_alg, 8 bytes
+				set[msg[a]] = true
+			}
+		}
+		off += extLen
+	}
+	return auth, enc
 }
 
 func TestGuestPFKey(t *testing.T) {
@@ -231,6 +267,31 @@ func TestGuestPFKey(t *testing.T) {
 		t.Fatalf("PF_KEY socket: %v", err)
 	}
 	defer unix.Close(fd)
+
+	// SADB_REGISTER lists what the kernel can do: every algorithm XFRM can
+	// reach over PF_KEY must be loaded in the guest (no modprobe there).
+	if err := pfkeyRequest(fd, sadbRegister, sadbSatypES, 3); err != nil {
+		t.Fatalf("SADB_REGISTER: %v", err)
+	}
+	m, raw := pfkeyNextRaw(t, fd)
+	if m.Type != sadbRegister || m.Errno != 0 {
+		t.Fatalf("SADB_REGISTER reply: %+v", m)
+	}
+	auth, enc := supportedAlgs(t, raw)
+	t.Logf("SADB_REGISTER: auth %v, encrypt %v", slices.Sorted(maps.Keys(auth)), slices.Sorted(maps.Keys(enc)))
+	for name, id := range map[string]uint8{"hmac(md5)": 2, "hmac(sha1)": 3, "hmac(sha256)": 5, "hmac(sha384)": 6,
+		"hmac(sha512)": 7, "hmac(rmd160)": 8, "xcbc(aes)": 9} {
+		if !auth[id] {
+			t.Errorf("SADB_REGISTER lacks auth %s (%d)", name, id)
+		}
+	}
+	for name, id := range map[string]uint8{"cbc(des)": 2, "cbc(des3_ede)": 3, "cbc(cast5)": 6, "cbc(blowfish)": 7,
+		"ecb(cipher_null)": 11, "cbc(aes)": 12, "rfc3686(ctr(aes))": 13, "cbc(camellia)": 22,
+		"cbc(serpent)": 252, "cbc(twofish)": 253} {
+		if !enc[id] {
+			t.Errorf("SADB_REGISTER lacks encryption %s (%d)", name, id)
+		}
+	}
 
 	if err := pfkeyRequest(fd, sadbDump, sadbSatypES, 1); err != nil {
 		t.Fatalf("SADB_DUMP: %v", err)
