@@ -421,3 +421,64 @@ func TestGuestLinks(t *testing.T) {
 		t.Errorf("set xfrm interface up: %v", err)
 	}
 }
+
+// TestGuestCharon starts strongSwan's charon in a namespace, as the IKE
+// interop tests do (own mount namespace with a fresh /run for its fixed pid
+// file, own vici socket), and asks it for its plugins over vici.
+func TestGuestCharon(t *testing.T) {
+	lab.RequireVM(t, "lab self-test: strongSwan's charon on the guest kernel")
+	ns := lab.NewNS(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "charon.vici")
+	conf := filepath.Join(dir, "strongswan.conf")
+	if err := os.WriteFile(conf, []byte(`charon {
+	load_modular = yes
+	install_routes = no
+	plugins {
+		include /etc/strongswan.d/charon/*.conf
+		vici {
+			socket = unix://`+sock+`
+		}
+	}
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := ns.Command("unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon")
+	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+conf)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(unix.SIGTERM)
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon's vici socket %s did not appear within 60s; charon said:\n%s", sock, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var stats []byte
+	var err error
+	for range 50 { // the socket exists slightly before charon accepts on it
+		if stats, err = exec.Command("swanctl", "--stats", "--uri", "unix://"+sock).CombinedOutput(); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("swanctl --stats: %v\n%s\ncharon said:\n%s", err, stats, out.String())
+	}
+	for _, plugin := range []string{"kernel-netlink", "vici", "socket-default"} {
+		if !strings.Contains(string(stats), plugin) {
+			t.Errorf("charon lacks plugin %s:\n%s", plugin, stats)
+		}
+	}
+}
