@@ -60,7 +60,8 @@ type childSA struct {
 	sas      []kernelops.SAID
 	polRefs  []kernelops.PolicyID
 	estAt    time.Time
-	rekey    bool // a soft expire asked for a rekey (CREATE_CHILD_SA rekey is not implemented yet)
+	rekey    bool // a soft expire asked for a rekey
+	rekeying bool // our CREATE_CHILD_SA rekey is out
 	acquire  *kernelops.AcquireEvent
 	waiters  []chan error
 	failWhy  string

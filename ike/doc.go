@@ -11,7 +11,7 @@
 // goes — or rolled back when any step of its installation fails, after
 // which the peer is told. Dataplane events drive it too: an acquire from a
 // trap policy initiates, a hard expire deletes the child and tells the
-// peer, a soft expire marks it for rekeying, and an overrun makes it
+// peer, a soft expire rekeys it, and an overrun makes it
 // re-read the SAD and SPD and reconcile.
 //
 // All state lives on one goroutine (the loop); sockets, timers, dataplane

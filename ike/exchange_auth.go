@@ -113,7 +113,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	sa.scheduleDPD()
 	if ch := sa.first; ch != nil {
 		sa.first = nil
-		sa.completeChild(ch, m, sa.ni, sa.nr)
+		sa.completeChild(ch, m, sa.ni, sa.nr, nil)
 	}
 }
 
@@ -132,7 +132,7 @@ func (sa *ikeSA) authFailed(why string) {
 // completeChild is the initiator's end of a child negotiation: check the
 // responder's choice, derive keys, install; on any problem the child
 // fails and, if the peer installed its half, the peer is told.
-func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte) {
+func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte, gir ikecrypto.Key) {
 	for _, n := range m.Notifies() {
 		if !n.NotifyType.IsError() {
 			continue
@@ -184,7 +184,7 @@ func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte) {
 		return
 	}
 	ch.localTS, ch.remoteTS, ch.suite = lts, rts, suite
-	if err := sa.finishChild(ch, ni, nr); err != nil {
+	if err := sa.finishChild(ch, ni, nr, gir); err != nil {
 		reject(err.Error())
 		return
 	}
@@ -206,8 +206,8 @@ func allWithin(got, proposed []tsRange) bool {
 }
 
 // finishChild derives the child's keys and installs it.
-func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte) error {
-	keys, err := ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd, ch.suite, nil, ni, nr)
+func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) error {
+	keys, err := ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd, ch.suite, gir, ni, nr)
 	if err != nil {
 		return fmt.Errorf("derive child keys: %w", err)
 	}
@@ -284,7 +284,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idi.String())
 	ps := []message.Payload{myID, &message.Auth{Method: message.AuthSharedKeyMIC, Data: mine}}
-	ps = append(ps, sa.acceptChild(m, conn.Children, sa.ni, sa.nr)...)
+	ps = append(ps, sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)...)
 	sa.respond(m, ps, s, local, remote)
 	sa.scheduleDPD()
 }
@@ -293,7 +293,11 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 // CREATE_CHILD_SA): choose a child configuration whose selectors and ESP
 // proposals fit, narrow, allocate, install; it returns the payloads of
 // the answer, or an error notify that says why not.
-func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, nr []byte) []message.Payload {
+//
+// ke is the initiator's KE payload of a CREATE_CHILD_SA with PFS (nil
+// otherwise); the answer then carries ours. old, for a rekey, is the
+// child being replaced: the new one keeps its selectors.
+func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, nr []byte, ke *message.KE, old *childSA) []message.Payload {
 	sap, _ := m.Find(message.PayloadSA).(*message.SA)
 	tsi, _ := m.Find(message.PayloadTSi).(*message.TS)
 	tsr, _ := m.Find(message.PayloadTSr).(*message.TS)
@@ -318,8 +322,12 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 		propWhy, tsWhy string
 	)
 	for _, c := range children {
-		l := narrow(theirR, configRanges(c.LocalTS, localAddr))
-		r := narrow(theirI, configRanges(c.RemoteTS, remoteAddr))
+		ourL, ourR := configRanges(c.LocalTS, localAddr), configRanges(c.RemoteTS, remoteAddr)
+		if old != nil {
+			ourL, ourR = old.localTS, old.remoteTS
+		}
+		l := narrow(theirR, ourL)
+		r := narrow(theirI, ourR)
 		if len(l) == 0 || len(r) == 0 {
 			tsWhy += fmt.Sprintf("; child %s has local %s remote %s", c.Name,
 				rangesString(configRanges(c.LocalTS, localAddr)), rangesString(configRanges(c.RemoteTS, remoteAddr)))
@@ -329,7 +337,7 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 			tsWhy += fmt.Sprintf("; child %s is transport mode, the peer asked for tunnel", c.Name)
 			continue
 		}
-		p, ok, why := choose(c.ESPProposals, sap.Proposals, message.ProtocolESP)
+		p, ok, why := chooseESP(c.ESPProposals, sap.Proposals, ke != nil)
 		if !ok {
 			propWhy += fmt.Sprintf("; child %s: %s", c.Name, why)
 			continue
@@ -356,11 +364,28 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 		return refuse(message.NO_PROPOSAL_CHOSEN, fmt.Sprintf("chosen proposal unusable (SPI %x): %v", peerSPI, err))
 	}
 	ch.suite = suite
+	var gir ikecrypto.Key
+	var ourKE *message.KE
+	if ke != nil {
+		if ke.Group != suite.DH {
+			sa.log.Info("CREATE_CHILD_SA: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", suite.DH.String())
+			return []message.Payload{&message.Notify{NotifyType: message.INVALID_KE_PAYLOAD, Data: []byte{byte(suite.DH >> 8), byte(suite.DH)}}}
+		}
+		dh, err := ikecrypto.NewDH(suite.DH)
+		if err != nil {
+			return refuse(message.NO_PROPOSAL_CHOSEN, err.Error())
+		}
+		if gir, err = dh.SharedSecret(ke.Data); err != nil {
+			return refuse(message.INVALID_SYNTAX, "KE: "+err.Error())
+		}
+		defer gir.Zero()
+		ourKE = &message.KE{Group: suite.DH, Data: dh.PublicValue()}
+	}
 	if err := sa.e.allocSPI(ch); err != nil {
 		ch.fail(err.Error())
 		return refuse(message.TEMPORARY_FAILURE, err.Error())
 	}
-	if err := sa.finishChild(ch, ni, nr); err != nil {
+	if err := sa.finishChild(ch, ni, nr, gir); err != nil {
 		ch.fail(err.Error())
 		return refuse(message.TEMPORARY_FAILURE, err.Error())
 	}
@@ -369,5 +394,12 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 	if ch.mode == kernelops.ModeTransport {
 		ps = append(ps, &message.Notify{NotifyType: message.USE_TRANSPORT_MODE})
 	}
-	return append(ps, &message.SA{Proposals: []message.Proposal{chosen}}, messageTS(rts, false), messageTS(lts, true))
+	ps = append(ps, &message.SA{Proposals: []message.Proposal{chosen}})
+	if m.Exchange == message.CREATE_CHILD_SA {
+		ps = append(ps, &message.Nonce{Data: nr})
+		if ourKE != nil {
+			ps = append(ps, ourKE)
+		}
+	}
+	return append(ps, messageTS(rts, false), messageTS(lts, true))
 }

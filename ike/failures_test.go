@@ -483,19 +483,51 @@ func TestAcquireInitiates(t *testing.T) {
 func TestHardExpireDeletes(t *testing.T) {
 	noLeaks(t)
 	sa, sb := pairSides(t)
-	sa.extraChild = "rekey_time = 1s\n life_time = 2s"
+	sa.extraChild = "rekey_time = 0\n life_time = 1s"
 	a := newPeer(t, "a", sa.config(t, "a"))
 	b := newPeer(t, "b", sb.config(t, "b"))
 	establish(t, a, b, "a-net")
-	a.waitEvent(t, 5*time.Second, func(e Event) bool { return e.State == "rekey-needed" })
-	if c := a.sas(t)[0].Children; len(c) != 1 || !c[0].RekeyNeeded {
-		t.Errorf("soft expire did not mark the child: %+v", c)
-	}
 	a.waitEvent(t, 5*time.Second, func(e Event) bool { return e.Kind == "dataplane" && e.State == "hard-expire" })
 	a.expectEmpty(t)
 	b.expectEmpty(t)
 	if len(a.sas(t)) != 1 || len(b.sas(t)) != 1 {
 		t.Errorf("IKE SA gone with the child")
+	}
+}
+
+func TestRekeyOnSoftExpire(t *testing.T) {
+	noLeaks(t)
+	for _, esp := range []string{"aes128gcm16", "aes256-sha256-x25519"} {
+		t.Run(esp, func(t *testing.T) {
+			sa, sb := pairSides(t)
+			sa.esp, sb.esp = esp, esp
+			sa.extraChild = "rekey_time = 1s\n life_time = 30s"
+			a := newPeer(t, "a", sa.config(t, "a"))
+			b := newPeer(t, "b", sb.config(t, "b"))
+			establish(t, a, b, "a-net")
+			before := a.sas(t)[0].Children[0]
+			a.waitEvent(t, 5*time.Second, func(e Event) bool { return e.State == "rekey-needed" })
+			waitFor(t, "the rekeyed child on both sides, the old one gone", 10*time.Second, func() bool {
+				ca, cb := a.sas(t)[0].Children, b.sas(t)[0].Children
+				return len(ca) == 1 && len(cb) == 1 && ca[0].SPIIn != before.SPIIn && ca[0].State == "installed" &&
+					ca[0].SPIIn == cb[0].SPIOut && ca[0].SPIOut == cb[0].SPIIn
+			})
+			after := a.sas(t)[0].Children[0]
+			if after.RekeyNeeded || after.LocalTS != before.LocalTS || after.RemoteTS != before.RemoteTS {
+				t.Errorf("rekeyed child %+v (was %+v)", after, before)
+			}
+			for _, p := range []*peer{a, b} {
+				waitFor(t, p.name+": 2 SAs, 3 policies", 3*time.Second, func() bool { s, pol := p.counts(t); return s == 2 && pol == 3 })
+			}
+			res, err := a.b.Inject(t.Context(), nokernel.Packet{Dir: kernelops.DirOut, Src: netip.MustParseAddr("10.1.0.5"),
+				Dst: netip.MustParseAddr("10.2.0.9"), Proto: 6, Len: 100})
+			if err != nil || res.Verdict != nokernel.Protected || fmt.Sprintf("%08x", res.SAs[0].SPI) != after.SPIOut {
+				t.Errorf("traffic after the rekey: %+v %v (new out SPI %s)", res, err, after.SPIOut)
+			}
+			if !strings.Contains(a.logText(), "rekeying child") || !strings.Contains(b.logText(), "peer rekeys the child") {
+				t.Errorf("rekey not logged")
+			}
+		})
 	}
 }
 

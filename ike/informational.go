@@ -73,11 +73,3 @@ func (sa *ikeSA) deleteChild(ch *childSA, reason string) {
 			sa.destroy("peer not responding to our child delete")
 		}})
 }
-
-// handleCreateChild answers CREATE_CHILD_SA. Additional children and
-// rekeying are part 2 of the engine: until then the answer is
-// NO_ADDITIONAL_SAS, which RFC 7296 §1.3 allows.
-func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote netip.AddrPort) {
-	sa.log.Warn("CREATE_CHILD_SA is not implemented yet; answering NO_ADDITIONAL_SAS")
-	sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.NO_ADDITIONAL_SAS}}, s, local, remote)
-}

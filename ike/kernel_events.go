@@ -78,8 +78,9 @@ func (e *Engine) expire(x *kernelops.ExpireEvent) {
 	}
 	if !x.Hard {
 		ch.rekey = true
-		ch.logger().Info("soft lifetime reached: child marked for rekeying (CREATE_CHILD_SA rekey is not implemented yet)", "limit", x.Limit.String())
+		ch.logger().Info("soft lifetime reached: rekeying", "limit", x.Limit.String())
 		e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: "rekey-needed", Reason: "soft " + x.Limit.String() + " limit"})
+		ch.ike.scheduleRekey(ch)
 		return
 	}
 	e.publish(Event{Kind: "dataplane", State: "hard-expire", Name: ch.cfg.Name, Detail: x.SA.String()})

@@ -56,6 +56,20 @@ func choose(ours []config.Proposal, theirs []message.Proposal, proto message.Pro
 	if proto == message.ProtocolESP {
 		types, withKE = espTypes, false
 	}
+	return chooseTypes(ours, theirs, proto, types, withKE)
+}
+
+// chooseESP chooses an ESP proposal; with pfs (a CREATE_CHILD_SA with a
+// KE payload) a common key exchange method is needed too.
+func chooseESP(ours []config.Proposal, theirs []message.Proposal, pfs bool) (message.Proposal, bool, string) {
+	if !pfs {
+		return choose(ours, theirs, message.ProtocolESP)
+	}
+	return chooseTypes(ours, theirs, message.ProtocolESP,
+		[]message.TransformType{message.TransformENCR, message.TransformINTEG, message.TransformKE, message.TransformESN}, true)
+}
+
+func chooseTypes(ours []config.Proposal, theirs []message.Proposal, proto message.ProtocolID, types []message.TransformType, withKE bool) (message.Proposal, bool, string) {
 	for _, o := range ours {
 		ot := o.Transforms(withKE)
 		for _, t := range theirs {
@@ -130,10 +144,10 @@ func acceptable(chosen *message.Proposal, ours []config.Proposal, proto message.
 		return fmt.Errorf("chosen proposal is for %v, not %v", chosen.Protocol, proto)
 	}
 	for _, o := range ours {
-		ot := o.Transforms(withKE)
+		ot := o.Transforms(withKE || len(chosen.Of(message.TransformKE)) > 0)
 		ok := true
 		for _, x := range chosen.Transforms {
-			if proto == message.ProtocolESP && x.Type == message.TransformKE {
+			if proto == message.ProtocolESP && x.Type == message.TransformKE && !pfsAllowed(ot) {
 				ok = false
 				break
 			}
@@ -166,6 +180,15 @@ func acceptable(chosen *message.Proposal, ours []config.Proposal, proto message.
 func hasGroup(p *message.Proposal, g message.DHGroup) bool {
 	for _, t := range p.Of(message.TransformKE) {
 		if message.DHGroup(t.ID) == g {
+			return true
+		}
+	}
+	return false
+}
+
+func pfsAllowed(ts []message.Transform) bool {
+	for _, t := range ts {
+		if t.Type == message.TransformKE {
 			return true
 		}
 	}

@@ -1,0 +1,130 @@
+package ike
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// rekeyJitter spreads the rekeys of both ends of a child, whose soft
+// lifetimes fire at about the same time, to make collisions rare.
+const rekeyJitter = 2 * time.Second
+
+// scheduleRekey rekeys the child after a random part of rekeyJitter.
+func (sa *ikeSA) scheduleRekey(ch *childSA) {
+	var b [2]byte
+	rand.Read(b[:])
+	d := time.Duration(int(b[0])<<8|int(b[1])) * rekeyJitter / 65536
+	sa.e.after(d, func() { sa.rekeyChild(ch) })
+}
+
+// rekeyChild replaces an installed child by a new one with fresh keys
+// (CREATE_CHILD_SA with REKEY_SA, RFC 7296 §2.8), then deletes the old.
+func (sa *ikeSA) rekeyChild(old *childSA) {
+	if old.state != childInstalled || old.rekeying || sa.state != ikeEstablished {
+		return
+	}
+	old.rekeying = true
+	nc := &childSA{e: sa.e, cfg: old.cfg, ike: sa, state: childNegotiating, reqid: old.reqid, mode: old.mode,
+		localAddr: old.localAddr, remoteAddr: old.remoteAddr, localTS: old.localTS, remoteTS: old.remoteTS}
+	if err := sa.e.allocSPI(nc); err != nil {
+		old.rekeying = false
+		old.logger().Warn("rekey: cannot allocate an SPI", "err", err)
+		return
+	}
+	ni := make([]byte, 32)
+	rand.Read(ni)
+	var dh *ikecrypto.DH
+	pfs := len(old.cfg.ESPProposals[0].DH) > 0
+	if pfs {
+		var err error
+		if dh, err = ikecrypto.NewDH(old.cfg.ESPProposals[0].DH[0]); err != nil {
+			nc.fail(err.Error())
+			old.rekeying = false
+			return
+		}
+	}
+	ps := []message.Payload{&message.Notify{Protocol: message.ProtocolESP, SPI: spiBytes(old.inSPI), NotifyType: message.REKEY_SA}}
+	if nc.mode == kernelops.ModeTransport {
+		ps = append(ps, &message.Notify{NotifyType: message.USE_TRANSPORT_MODE})
+	}
+	ps = append(ps, espProposals(old.cfg.ESPProposals, nc.inSPI, pfs), &message.Nonce{Data: ni})
+	if dh != nil {
+		ps = append(ps, &message.KE{Group: dh.Group(), Data: dh.PublicValue()})
+	}
+	ps = append(ps, messageTS(old.localTS, false), messageTS(old.remoteTS, true))
+	old.logger().Info("rekeying child", "new-spi-in", fmt.Sprintf("%08x", nc.inSPI), "pfs", pfs)
+	sa.send(&request{exch: message.CREATE_CHILD_SA, payloads: ps,
+		onResponse: func(m *message.Message) {
+			old.rekeying = false
+			nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
+			var gir ikecrypto.Key
+			if dh != nil {
+				ke, _ := m.Find(message.PayloadKE).(*message.KE)
+				if ke != nil && nonce != nil {
+					var err error
+					if gir, err = dh.SharedSecret(ke.Data); err != nil {
+						nc.fail("rekey: peer's KE: " + err.Error())
+						return
+					}
+					defer gir.Zero()
+				}
+			}
+			if nonce == nil && m.Find(message.PayloadSA) != nil {
+				nc.fail("rekey: answer without a nonce")
+				return
+			}
+			nr := []byte(nil)
+			if nonce != nil {
+				nr = nonce.Data
+			}
+			sa.completeChild(nc, m, ni, nr, gir)
+			if nc.state == childInstalled {
+				sa.deleteChild(old, "rekeyed")
+			}
+		},
+		onTimeout: func() { sa.destroy("peer not responding to CREATE_CHILD_SA") }})
+}
+
+// handleCreateChild answers CREATE_CHILD_SA: a child rekey (REKEY_SA) or
+// a new child. Rekeying the IKE SA itself is not implemented yet and is
+// refused with NO_ADDITIONAL_SAS, which RFC 7296 §1.3 allows.
+func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote netip.AddrPort) {
+	answer := func(ps ...message.Payload) { sa.respond(m, ps, s, local, remote) }
+	if sap, _ := m.Find(message.PayloadSA).(*message.SA); sap != nil && len(sap.Proposals) > 0 && sap.Proposals[0].Protocol == message.ProtocolIKE {
+		sa.log.Warn("peer wants to rekey the IKE SA: not implemented yet; answering NO_ADDITIONAL_SAS")
+		answer(&message.Notify{NotifyType: message.NO_ADDITIONAL_SAS})
+		return
+	}
+	var old *childSA
+	for _, n := range m.Notifies() {
+		if n.NotifyType == message.REKEY_SA && n.Protocol == message.ProtocolESP {
+			old = sa.childBySPI(spiFrom(n.SPI), true)
+			if old == nil || old.state != childInstalled {
+				sa.log.Info("peer rekeys a child we do not have", "spi", fmt.Sprintf("%x", n.SPI))
+				answer(&message.Notify{Protocol: message.ProtocolESP, SPI: n.SPI, NotifyType: message.CHILD_SA_NOT_FOUND})
+				return
+			}
+		}
+	}
+	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
+	if nonce == nil {
+		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
+		return
+	}
+	nr := make([]byte, 32)
+	rand.Read(nr)
+	ke, _ := m.Find(message.PayloadKE).(*message.KE)
+	children := sa.conn.Children
+	if old != nil {
+		children = children[:0:0]
+		children = append(children, old.cfg)
+		old.logger().Info("peer rekeys the child")
+	}
+	answer(sa.acceptChild(m, children, nonce.Data, nr, ke, old)...)
+}
