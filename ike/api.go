@@ -58,8 +58,21 @@ func (e *Engine) initiate(c *config.Connection, ch *config.Child, acq *kernelops
 				return
 			}
 		}
+		for _, x := range sa.children {
+			if x.cfg.Name == ch.Name && x.state == childNegotiating {
+				if done != nil {
+					x.waiters = append(x.waiters, done)
+				}
+				return
+			}
+		}
 		if sa.state == ikeEstablished {
-			finish(fmt.Errorf("connection %s is up without child %s: another child needs CREATE_CHILD_SA, which is not implemented yet", c.Name, ch.Name))
+			nc := &childSA{e: e, cfg: ch, state: childNegotiating, reqid: e.reqidOf(ch), mode: ch.Mode, acquire: acq}
+			if done != nil {
+				nc.waiters = append(nc.waiters, done)
+			}
+			e.log.Info("initiating an additional child", "connection", c.Name, "child", ch.Name)
+			sa.createChild(nc)
 			return
 		}
 	}

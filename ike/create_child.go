@@ -23,6 +23,92 @@ func (sa *ikeSA) scheduleRekey(ch *childSA) {
 	sa.e.after(d, func() { sa.rekeyChild(ch) })
 }
 
+// createChild negotiates an additional child on an established IKE SA
+// (CREATE_CHILD_SA without REKEY_SA).
+func (sa *ikeSA) createChild(ch *childSA) {
+	ch.ike = sa
+	ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
+	ch.localTS = configRanges(ch.cfg.LocalTS, ch.localAddr)
+	ch.remoteTS = configRanges(ch.cfg.RemoteTS, ch.remoteAddr)
+	if a := ch.acquire; a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
+		ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort, 0)}, ch.localTS...)
+		ch.remoteTS = append([]tsRange{hostRange(a.Packet.Dst.Addr(), a.Packet.Proto, a.Packet.DstPort, 0)}, ch.remoteTS...)
+	}
+	sa.negotiateChild(ch, nil)
+}
+
+// negotiateChild sends the CREATE_CHILD_SA request for ch, a new child or
+// (old set) the replacement of old.
+func (sa *ikeSA) negotiateChild(nc *childSA, old *childSA) {
+	if err := sa.e.allocSPI(nc); err != nil {
+		nc.fail("cannot allocate an SPI: " + err.Error())
+		if old != nil {
+			old.rekeying = false
+		}
+		return
+	}
+	ni := make([]byte, 32)
+	rand.Read(ni)
+	var dh *ikecrypto.DH
+	pfs := len(nc.cfg.ESPProposals[0].DH) > 0
+	if pfs {
+		var err error
+		if dh, err = ikecrypto.NewDH(nc.cfg.ESPProposals[0].DH[0]); err != nil {
+			nc.fail(err.Error())
+			if old != nil {
+				old.rekeying = false
+			}
+			return
+		}
+	}
+	var ps []message.Payload
+	if old != nil {
+		ps = append(ps, &message.Notify{Protocol: message.ProtocolESP, SPI: spiBytes(old.inSPI), NotifyType: message.REKEY_SA})
+	}
+	if nc.mode == kernelops.ModeTransport {
+		ps = append(ps, &message.Notify{NotifyType: message.USE_TRANSPORT_MODE})
+	}
+	ps = append(ps, espProposals(nc.cfg.ESPProposals, nc.inSPI, pfs), &message.Nonce{Data: ni})
+	if dh != nil {
+		ps = append(ps, &message.KE{Group: dh.Group(), Data: dh.PublicValue()})
+	}
+	ps = append(ps, messageTS(nc.localTS, false), messageTS(nc.remoteTS, true))
+	sa.children = append(sa.children, nc)
+	sa.send(&request{exch: message.CREATE_CHILD_SA, payloads: ps,
+		onResponse: func(m *message.Message) {
+			sa.dropChild(nc)
+			if old != nil {
+				old.rekeying = false
+			}
+			nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
+			var gir ikecrypto.Key
+			if dh != nil {
+				ke, _ := m.Find(message.PayloadKE).(*message.KE)
+				if ke != nil && nonce != nil {
+					var err error
+					if gir, err = dh.SharedSecret(ke.Data); err != nil {
+						nc.fail("peer's KE: " + err.Error())
+						return
+					}
+					defer gir.Zero()
+				}
+			}
+			if nonce == nil && m.Find(message.PayloadSA) != nil {
+				nc.fail("CREATE_CHILD_SA answer without a nonce")
+				return
+			}
+			var nr []byte
+			if nonce != nil {
+				nr = nonce.Data
+			}
+			sa.completeChild(nc, m, ni, nr, gir)
+			if nc.state == childInstalled && old != nil {
+				sa.deleteChild(old, "rekeyed")
+			}
+		},
+		onTimeout: func() { sa.destroy("peer not responding to CREATE_CHILD_SA") }})
+}
+
 // rekeyChild replaces an installed child by a new one with fresh keys
 // (CREATE_CHILD_SA with REKEY_SA, RFC 7296 §2.8), then deletes the old.
 func (sa *ikeSA) rekeyChild(old *childSA) {
@@ -32,63 +118,8 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 	old.rekeying = true
 	nc := &childSA{e: sa.e, cfg: old.cfg, ike: sa, state: childNegotiating, reqid: old.reqid, mode: old.mode,
 		localAddr: old.localAddr, remoteAddr: old.remoteAddr, localTS: old.localTS, remoteTS: old.remoteTS}
-	if err := sa.e.allocSPI(nc); err != nil {
-		old.rekeying = false
-		old.logger().Warn("rekey: cannot allocate an SPI", "err", err)
-		return
-	}
-	ni := make([]byte, 32)
-	rand.Read(ni)
-	var dh *ikecrypto.DH
-	pfs := len(old.cfg.ESPProposals[0].DH) > 0
-	if pfs {
-		var err error
-		if dh, err = ikecrypto.NewDH(old.cfg.ESPProposals[0].DH[0]); err != nil {
-			nc.fail(err.Error())
-			old.rekeying = false
-			return
-		}
-	}
-	ps := []message.Payload{&message.Notify{Protocol: message.ProtocolESP, SPI: spiBytes(old.inSPI), NotifyType: message.REKEY_SA}}
-	if nc.mode == kernelops.ModeTransport {
-		ps = append(ps, &message.Notify{NotifyType: message.USE_TRANSPORT_MODE})
-	}
-	ps = append(ps, espProposals(old.cfg.ESPProposals, nc.inSPI, pfs), &message.Nonce{Data: ni})
-	if dh != nil {
-		ps = append(ps, &message.KE{Group: dh.Group(), Data: dh.PublicValue()})
-	}
-	ps = append(ps, messageTS(old.localTS, false), messageTS(old.remoteTS, true))
-	old.logger().Info("rekeying child", "new-spi-in", fmt.Sprintf("%08x", nc.inSPI), "pfs", pfs)
-	sa.send(&request{exch: message.CREATE_CHILD_SA, payloads: ps,
-		onResponse: func(m *message.Message) {
-			old.rekeying = false
-			nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
-			var gir ikecrypto.Key
-			if dh != nil {
-				ke, _ := m.Find(message.PayloadKE).(*message.KE)
-				if ke != nil && nonce != nil {
-					var err error
-					if gir, err = dh.SharedSecret(ke.Data); err != nil {
-						nc.fail("rekey: peer's KE: " + err.Error())
-						return
-					}
-					defer gir.Zero()
-				}
-			}
-			if nonce == nil && m.Find(message.PayloadSA) != nil {
-				nc.fail("rekey: answer without a nonce")
-				return
-			}
-			nr := []byte(nil)
-			if nonce != nil {
-				nr = nonce.Data
-			}
-			sa.completeChild(nc, m, ni, nr, gir)
-			if nc.state == childInstalled {
-				sa.deleteChild(old, "rekeyed")
-			}
-		},
-		onTimeout: func() { sa.destroy("peer not responding to CREATE_CHILD_SA") }})
+	old.logger().Info("rekeying child", "pfs", len(old.cfg.ESPProposals[0].DH) > 0)
+	sa.negotiateChild(nc, old)
 }
 
 // handleCreateChild answers CREATE_CHILD_SA: a child rekey (REKEY_SA) or

@@ -607,3 +607,30 @@ func TestOverrunResync(t *testing.T) {
 	a.expectEmpty(t)
 	b.expectEmpty(t)
 }
+
+func TestAdditionalChild(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	// A second child in a's connection (the template closes its block).
+	sa.extraChild = "}\n a-two {\n local_ts = 10.1.9.0/24\n remote_ts = 10.2.9.0/24\n esp_proposals = aes256gcm16"
+	sb.esp = "aes128gcm16, aes256gcm16"
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	if err := a.e.Initiate(ctxT(t, 5*time.Second), "a-two"); err != nil {
+		t.Fatalf("second child: %v", err)
+	}
+	ca, cb := a.sas(t)[0].Children, b.sas(t)[0].Children
+	if len(ca) != 2 || len(cb) != 2 || ca[1].LocalTS != "10.1.9.0/24" || cb[1].LocalTS != "10.2.9.0/24" || !strings.Contains(ca[1].Suite, "/256") {
+		t.Fatalf("children a %+v b %+v", ca, cb)
+	}
+	if s, pol := a.counts(t); s != 4 || pol != 6 {
+		t.Errorf("a: %d SAs, %d policies", s, pol)
+	}
+	if err := a.e.Terminate(ctxT(t, 5*time.Second), "a-two"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*peer{a, b} {
+		waitFor(t, p.name+": one child left", 3*time.Second, func() bool { s, pol := p.counts(t); return s == 2 && pol == 3 })
+	}
+}
