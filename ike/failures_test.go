@@ -634,3 +634,27 @@ func TestAdditionalChild(t *testing.T) {
 		waitFor(t, p.name+": one child left", 3*time.Second, func() bool { s, pol := p.counts(t); return s == 2 && pol == 3 })
 	}
 }
+
+func TestReload(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	// Same connection, child now trapped: the child stays, the trap joins.
+	sa2 := sa
+	sa2.start = "trap"
+	if err := a.e.Reload(t.Context(), sa2.config(t, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if installed(a.sas(t)) != 1 {
+		t.Fatalf("reload dropped the child")
+	}
+	// The connection renamed: the old one's SAs go, the peer is told.
+	if err := a.e.Reload(t.Context(), sa.config(t, "other")); err != nil {
+		t.Fatal(err)
+	}
+	b.expectEmpty(t)
+	a.expectEmpty(t)
+	waitFor(t, "IKE SAs gone", 3*time.Second, func() bool { return len(a.sas(t)) == 0 && len(b.sas(t)) == 0 })
+}
