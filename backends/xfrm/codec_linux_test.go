@@ -533,3 +533,33 @@ func TestTruncatedInputs(t *testing.T) {
 		t.Errorf("short usersa_info decoded")
 	}
 }
+
+// TestSADirOutEncoding: on kernels with XFRMA_SA_DIR an outbound SA
+// carries no replay window (Linux 6.10 refuses one); inbound keeps it.
+func TestSADirOutEncoding(t *testing.T) {
+	for _, dir := range []kernelops.Direction{kernelops.DirOut, kernelops.DirIn} {
+		sa := &kernelops.SA{ID: kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x1000, Proto: kernelops.ProtoESP},
+			Mode: kernelops.ModeTunnel, ESN: true, ReplayWindow: 64, Dir: dir,
+			Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}}
+		var mb msgBuilder
+		if err := appendSA(&mb, nl.XFRM_MSG_NEWSA, reqFlags, 1, sa, saOpts{SADir: true}); err != nil {
+			t.Fatal(err)
+		}
+		b := body(t, &mb).Data
+		var e kernelops.SAEntry
+		var meta saMeta
+		if err := decodeSA(b, &e, &meta); err != nil {
+			t.Fatal(err)
+		}
+		wantWin := uint32(64)
+		if dir == kernelops.DirOut {
+			wantWin = 0
+		}
+		if b[215] != 0 || e.ReplayWindow != wantWin || e.Dir != dir || !e.ESN {
+			t.Errorf("%s: legacy window %d, ESN window %d (want %d), dir %v", dir, b[215], e.ReplayWindow, wantWin, e.Dir)
+		}
+		if dir == kernelops.DirOut && len(e.Counters.Replay.Bitmap) != 0 {
+			t.Errorf("outbound SA carries a %d-word bitmap", len(e.Counters.Replay.Bitmap))
+		}
+	}
+}

@@ -55,6 +55,12 @@ func appendSA(mb *msgBuilder, typ uint16, flags uint16, seq uint32, sa *kernelop
 	p[214] = modeToKernel(sa.Mode)
 
 	window := sa.ReplayWindow
+	// Linux >= 6.10 refuses replay state on an SA marked outbound
+	// (XFRMA_SA_DIR out): it sends, it checks nothing.
+	dirOut := o.SADir && sa.Dir == kernelops.DirOut
+	if dirOut {
+		window = 0
+	}
 	esnAttr := sa.ESN || window > legacyReplayMax
 	if sa.ESN {
 		stateFlags |= nl.XFRM_STATE_ESN
@@ -112,7 +118,11 @@ func appendSA(mb *msgBuilder, typ uint16, flags uint16, seq uint32, sa *kernelop
 			r = *o.Replay
 			r.Window = window
 		}
-		putReplayESN(mb, r, max(bmpLen(window), 1))
+		words := max(bmpLen(window), 1)
+		if dirOut {
+			words = 0
+		}
+		putReplayESN(mb, r, words)
 	case o.Replay != nil:
 		putReplay(mb, *o.Replay)
 	}
