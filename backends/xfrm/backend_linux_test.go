@@ -378,3 +378,25 @@ func policyMetas(t testing.TB, b *Backend) map[*kernelops.PolicyEntry]polMeta {
 	must(t, "dump", err)
 	return out
 }
+
+// TestCapabilitiesExplained: every capability this kernel lacks says why,
+// and the table is logged (go test -v) for the record.
+func TestCapabilitiesExplained(t *testing.T) {
+	b, _ := fresh(t, kernelops.Options{})
+	c := b.Capabilities()
+	t.Logf("%s", b.Kernel())
+	for _, x := range kernelops.AllCaps() {
+		if !c.Has(x) && c.Notes[x] == "" {
+			t.Errorf("capability %s absent without a note", x)
+		}
+		t.Logf("%-22s %-5v %s", x, c.Has(x), c.Notes[x])
+	}
+	t.Logf("encryption %v", c.Algorithms.Encryption)
+	t.Logf("integrity  %v", c.Algorithms.Integrity)
+	if c.Has(kernelops.CapSAD) != b.k.ESP {
+		t.Errorf("SAD claimed %v with ESP %v", c.Has(kernelops.CapSAD), b.k.ESP)
+	}
+	if lab.InVM() && !b.k.ESP {
+		t.Errorf("the VM kernel must have ESP: %s", b.k.ESPErr)
+	}
+}

@@ -19,3 +19,26 @@ func TestConformance(t *testing.T) {
 		return xfrmtest.NewHarness(t, xfrmtest.Options{})
 	})
 }
+
+// TestConformanceRunCases drives the same harness through RunCases, the
+// path `keyplane conformance --backend xfrm` takes (its TB is not a
+// *testing.T: Fatalf and Skipf end the case with runtime.Goexit).
+func TestConformanceRunCases(t *testing.T) {
+	lab.RequireRoot(t)
+	match := "Policy"
+	if lab.InVM() {
+		match = "SA" // SALifecycle, SAFeatures, SAAllocThenAdd, ...
+	}
+	results := conformance.RunCases(t.Context(), func(t conformance.TB) *conformance.Harness {
+		return xfrmtest.NewHarness(t, xfrmtest.Options{})
+	}, match, nil)
+	if len(results) < 3 {
+		t.Fatalf("only %d cases match %q", len(results), match)
+	}
+	for _, r := range results {
+		if r.Outcome == conformance.Fail {
+			t.Errorf("%s failed through RunCases: %v", r.Name, r.Log)
+		}
+		t.Logf("%s %s %s", r.Outcome, r.Name, r.Reason)
+	}
+}
