@@ -16,6 +16,7 @@ import (
 	"github.com/keyplane/keyplane/backends/pfkey/sadb"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/eventbus"
+	"github.com/keyplane/keyplane/kernelops/idle"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +41,9 @@ type Backend struct {
 	holes  []kernelops.PolicyID          // pass policies OpenHoles installed
 	ev     *eventLoop
 	socks  map[*ikeConn]struct{}
+
+	idle     *idle.Detector
+	stopIdle func()
 }
 
 type larvalKey struct {
@@ -128,6 +132,7 @@ func Open(ctx context.Context, opts kernelops.Options) (kernelops.Backend, error
 		}
 	}
 	b.caps = host.capabilities(supportedAlgorithms(host.dialect, reply), opts, extra, extraNotes)
+	b.startIdle()
 	return b, nil
 }
 
@@ -142,7 +147,9 @@ func (b *Backend) openSock() (*sock, error) {
 	if err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) && (errno == syscall.EAFNOSUPPORT || errno == syscall.EPROTONOSUPPORT) {
-			return nil, kernelops.FromErrno(Name, "open PF_KEY socket", "", errno, host.missing)
+			e := kernelops.FromErrno(Name, "open PF_KEY socket", "", errno, host.missing)
+			e.Err = kernelops.ErrNotSupported // a kernel without PF_KEY, not a bad argument
+			return nil, e
 		}
 		return nil, err
 	}
@@ -167,6 +174,9 @@ func (b *Backend) Close() error {
 	conns := b.socks
 	b.socks = nil
 	b.mu.Unlock()
+	if b.stopIdle != nil {
+		b.stopIdle()
+	}
 	b.bus.Close()
 	if ev != nil {
 		ev.stop()

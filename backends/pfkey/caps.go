@@ -31,7 +31,7 @@ type osInfo struct {
 
 // common claims and absences shared by every PF_KEY kernel.
 const commonCaps = kernelops.CapSAD | kernelops.CapSPD | kernelops.CapEvents | kernelops.CapBatch |
-	kernelops.CapAddrSelect | kernelops.CapHoles | kernelops.CapTrap | kernelops.CapLifetimeTime |
+	kernelops.CapAddrSelect | kernelops.CapHoles | kernelops.CapIdle | kernelops.CapTrap | kernelops.CapLifetimeTime |
 	kernelops.CapLifetimeBytes | kernelops.CapTunnelMode | kernelops.CapTransportMode |
 	kernelops.CapKeysReadable
 
@@ -62,8 +62,8 @@ func (o *osInfo) capabilities(algs kernelops.AlgorithmSet, opts kernelops.Option
 	caps := o.caps | extra
 	for c := range notes {
 		// Notes on present capabilities qualify them; keep them only
-		// where they say something (AddrSelect, Batch, Trap).
-		if caps&c != 0 && c != kernelops.CapAddrSelect && c != kernelops.CapBatch && c != kernelops.CapTrap {
+		// where they say something (AddrSelect, Batch, Trap, Idle).
+		if caps&c != 0 && c != kernelops.CapAddrSelect && c != kernelops.CapBatch && c != kernelops.CapTrap && c != kernelops.CapIdle {
 			delete(notes, c)
 		}
 	}

@@ -5,6 +5,7 @@ package pfkey
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,25 @@ func nextSeq() uint32 {
 			return s
 		}
 	}
+}
+
+// writeMu serialises the sending of requests across the process. The
+// kernel processes a PF_KEY message inside write(2), under one mutex
+// (Linux: xfrm_cfg_mutex), and queues the reply before write returns, so
+// concurrent writers gain nothing — but a writer starved on that mutex
+// while others run thousands of requests sees its socket fill with their
+// broadcasts, and af_key then drops its reply without a word (seen in
+// the lab: 10,000 policies on eight sockets lost replies). Holding writeMu
+// from drain to the end of write means nothing of ours lands in the
+// socket before the reply; the replies themselves are read in parallel.
+var writeMu sync.Mutex
+
+// send drains s and writes wire under writeMu.
+func (s *sock) send(wire []byte) error {
+	writeMu.Lock()
+	defer writeMu.Unlock()
+	s.drain()
+	return s.write(wire)
 }
 
 // pool holds request sockets; each carries one request at a time, so
@@ -130,10 +150,9 @@ func (b *Backend) exchange(ctx context.Context, op, obj string, m *sadb.Msg, wai
 	}
 	reuse := false
 	defer func() { b.pool.put(s, reuse) }()
-	s.drain()
 	stop := s.deadlineFor(ctx)
 	defer stop()
-	if err := s.write(wire); err != nil {
+	if err := s.send(wire); err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
 			reuse = true
@@ -141,6 +160,7 @@ func (b *Backend) exchange(ctx context.Context, op, obj string, m *sadb.Msg, wai
 		}
 		return nil, b.sockErr(op, obj, err)
 	}
+	skipped := 0
 	for {
 		var raw []byte
 		if waitReply {
@@ -150,10 +170,15 @@ func (b *Backend) exchange(ctx context.Context, op, obj string, m *sadb.Msg, wai
 			return &sadb.Msg{Header: m.Header}, nil
 		}
 		if err != nil {
-			return nil, b.sockErr(op, obj, timeoutErr(ctx, err))
+			err = timeoutErr(ctx, err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("%w (after %d other messages; receive queue overflowed: %v)", err, skipped, mayHaveLost(s.fd()))
+			}
+			return nil, b.sockErr(op, obj, err)
 		}
 		t, _, seq, pid, ok := header(raw)
 		if !ok || t != m.Type || seq != m.Seq || pid != m.PID {
+			skipped++
 			continue // someone else's broadcast
 		}
 		reply, err := sadb.Parse(b.x.d, raw)
@@ -183,8 +208,7 @@ func (b *Backend) dump(ctx context.Context, op string, t sadb.MsgType, yield fun
 	}
 	reuse := false
 	defer func() { b.pool.put(s, reuse) }()
-	s.drain()
-	if err := s.write(wire); err != nil {
+	if err := s.send(wire); err != nil {
 		return b.sockErr(op, "", err)
 	}
 	for {

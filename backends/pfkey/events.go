@@ -89,7 +89,7 @@ func (b *Backend) register(ctx context.Context, s *sock, t sadb.SAType) error {
 	}
 	stop := s.deadlineFor(ctx)
 	defer stop()
-	if err := s.write(wire); err != nil {
+	if err := s.send(wire); err != nil {
 		return b.sockErr(op, t.String(), err)
 	}
 	for {

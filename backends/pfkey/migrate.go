@@ -106,6 +106,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 			return fmt.Errorf("SA %s was not moved to %s: %w", id, nid, err)
 		}
 		b.forget(id)
+		b.idle.Move(id, nid)
 	}
 	return nil
 }

@@ -114,7 +114,8 @@ const (
 	skMeminfoRcvbuf    = 1
 	skMeminfoVars      = 9
 	// lossMargin is how close to full the queue may get before a message
-	// may have been dropped: more than the largest event's truesize.
+	// may have been dropped: more than the largest event's truesize (an
+	// eighth of smaller buffers).
 	lossMargin = 64 << 10
 )
 
@@ -131,5 +132,6 @@ func mayHaveLost(fd int) bool {
 	if e != 0 {
 		return false
 	}
-	return int64(mi[skMeminfoRmemAlloc])+lossMargin > int64(mi[skMeminfoRcvbuf])
+	rmem, rcvbuf := int64(mi[skMeminfoRmemAlloc]), int64(mi[skMeminfoRcvbuf])
+	return rmem+min(lossMargin, rcvbuf/8) > rcvbuf
 }

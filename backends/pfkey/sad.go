@@ -215,12 +215,22 @@ func immutableChange(cur *kernelops.SAEntry, sa *kernelops.SA) string {
 	return ""
 }
 
-// DeleteSA implements kernelops.SAD with SADB_DELETE.
+// DeleteSA implements kernelops.SAD with SADB_DELETE. The kernel finds
+// the SA by destination, SPI and protocol alone, so the source is checked
+// first: after a migration that kept the destination, the old ID must not
+// delete the moved SA.
 func (b *Backend) DeleteSA(ctx context.Context, id kernelops.SAID) error {
 	const op = "delete SA"
 	if err := b.checkSAID(op, id); err != nil {
 		return err
 	}
+	if _, err := b.getSA(ctx, op, id); err != nil {
+		return err
+	}
+	return b.deleteSA(ctx, op, id)
+}
+
+func (b *Backend) deleteSA(ctx context.Context, op string, id kernelops.SAID) error {
 	if _, err := b.request(ctx, op, id.String(), b.x.saIDMsg(sadb.MsgDelete, id)); err != nil {
 		return err
 	}
@@ -259,6 +269,12 @@ func (b *Backend) getSA(ctx context.Context, op string, id kernelops.SAID) (*ker
 	e := &kernelops.SAEntry{}
 	if err := b.x.saEntry(reply, e); err != nil {
 		return nil, &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: err}
+	}
+	// The kernels look SAs up by destination, SPI and protocol only; one
+	// found with another source is not the SA asked for.
+	if e.ID.Src != id.Src {
+		return nil, &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound,
+			Detail: fmt.Sprintf("the SA with this SPI and destination has source %s", e.ID.Src)}
 	}
 	return e, nil
 }
@@ -311,7 +327,7 @@ func (b *Backend) FlushSAs(ctx context.Context) error {
 		return err
 	}
 	return b.parallel(ctx, len(ids), func(i int) error {
-		err := b.DeleteSA(ctx, ids[i])
+		err := b.deleteSA(ctx, op, ids[i])         // ids come from the dump: sources are right
 		if errors.Is(err, kernelops.ErrNotFound) { // expired meanwhile
 			return nil
 		}
