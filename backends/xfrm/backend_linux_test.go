@@ -400,3 +400,46 @@ func TestCapabilitiesExplained(t *testing.T) {
 		t.Errorf("the VM kernel must have ESP: %s", b.k.ESPErr)
 	}
 }
+
+// TestDumpStreams: a dump reuses one entry and one receive buffer (a few
+// allocations per datagram, none per policy), can be left early, and the
+// abandoned socket does not poison the next call.
+func TestDumpStreams(t *testing.T) {
+	b, _ := fresh(t, kernelops.Options{})
+	ctx := context.Background()
+	const n = 3000
+	ops := make([]kernelops.Op, n)
+	for i := range ops {
+		ops[i] = kernelops.Op{Kind: kernelops.OpAddPolicy, Policy: &kernelops.Policy{
+			Selector: kernelops.Selector{Src: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 60, byte(i >> 8), byte(i)}), 32)},
+			Dir:      kernelops.DirIn, Action: kernelops.ActionBlock}}
+	}
+	must(t, "install", b.Apply(ctx, ops))
+	count := func() int {
+		c := 0
+		for _, err := range b.Policies(ctx) {
+			must(t, "dump", err)
+			c++
+		}
+		return c
+	}
+	allocs := testing.AllocsPerRun(3, func() { count() })
+	if allocs > n/10 {
+		t.Errorf("%v allocations for a dump of %d policies: the dump allocates per policy", allocs, n)
+	}
+	for range 5 {
+		seen := 0
+		for _, err := range b.Policies(ctx) {
+			must(t, "dump", err)
+			if seen++; seen == 10 {
+				break
+			}
+		}
+	}
+	if _, err := b.GetPolicy(ctx, ops[7].Policy.ID()); err != nil {
+		t.Errorf("get after abandoned dumps: %v", err)
+	}
+	if c := count(); c != n {
+		t.Errorf("full dump after abandoned ones: %d of %d", c, n)
+	}
+}
