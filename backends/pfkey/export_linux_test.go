@@ -1,5 +1,7 @@
 package pfkey
 
+import "sync"
+
 // Test hooks for the external tests.
 
 // SetEventRcvBuf sets the event socket's receive buffer for backends
@@ -10,12 +12,13 @@ func SetEventRcvBuf(n int) (restore func()) {
 	return func() { eventRcvBuf = old }
 }
 
-// StallEvents makes the event reader wait for a receive on the returned
-// channel before each read; closing it lets the reader run freely.
-func StallEvents() (release chan struct{}, restore func()) {
-	release = make(chan struct{})
-	testHookBeforeRead = func() { <-release }
-	return release, func() { testHookBeforeRead = nil }
+// StallEvents makes the event reader wait before each read until release
+// is called (release may be called more than once).
+func StallEvents() (release func(), restore func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	testHookBeforeRead = func() { <-ch }
+	return func() { once.Do(func() { close(ch) }) }, func() { testHookBeforeRead = nil }
 }
 
 // MayHaveLost exposes the receive-queue check of the event reader.

@@ -159,9 +159,15 @@ func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry
 		var e kernelops.PolicyEntry
 		stopped := false
 		err := b.dump(ctx, op, sadb.MsgSPDDump, func(m *sadb.Msg) bool {
-			if _, err := b.x.policyEntry(m, &e); err != nil {
+			idx, err := b.x.policyEntry(m, &e)
+			if err != nil {
 				return true
 			}
+			// Remember every index seen, so GetPolicy of a policy this
+			// backend did not add needs one dump, not one per call.
+			b.mu.Lock()
+			b.index[e.ID()] = idx
+			b.mu.Unlock()
 			b.markTrap(&e)
 			if !yield(&e, nil) {
 				stopped = true

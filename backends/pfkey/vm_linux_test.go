@@ -271,11 +271,14 @@ func TestLifetimesAndAcquire(t *testing.T) {
 // backend must still announce the loss.
 func TestOverrunWhenTheKernelDrops(t *testing.T) {
 	lab.RequireVM(t, "needs af_key")
-	defer pfkey.SetEventRcvBuf(8 << 10)()
+	// Cleanups run last-in first-out: the hooks are restored after the
+	// backend (registered later) has stopped its reader.
+	t.Cleanup(pfkey.SetEventRcvBuf(8 << 10))
 	release, restore := pfkey.StallEvents()
-	defer restore()
+	t.Cleanup(restore)
 	ns := lab.NewNS(t)
 	b := openIn(t, ns, kernelops.Options{})
+	t.Cleanup(release) // before the backend's Close, which waits for the reader
 	src, _ := kernelops.As[kernelops.EventSource](b)
 	sub, err := src.Subscribe(t.Context(), kernelops.SubscribeOptions{})
 	must(t, "subscribe", err)
@@ -289,7 +292,7 @@ func TestOverrunWhenTheKernelDrops(t *testing.T) {
 			ID:   kernelops.SAID{Src: netip.MustParseAddr("127.0.0.2"), Dst: netip.MustParseAddr("127.0.0.3"), SPI: nextSPI(), Proto: kernelops.ProtoESP},
 			Mode: kernelops.ModeTunnel, ReqID: nextReqID(), Encryption: su.enc, Integrity: su.integ}))
 	}
-	close(release)
+	release()
 	timer := time.NewTimer(eventWait)
 	defer timer.Stop()
 	for {
