@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,10 +92,14 @@ func TestNewNSAndCleanup(t *testing.T) {
 		}
 		pid = cmd.Process.Pid
 		go cmd.Wait() // reap it so it does not linger as a zombie
-		// Wait until `ip netns exec` has switched and exec'd sleep.
-		for i := 0; i < 100; i++ {
-			if out, _ := run("ip", "netns", "pids", name); strings.Contains(out, "\n") {
+		// Wait until `ip netns exec` has entered the namespace.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			out, _ := run("ip", "netns", "pids", name)
+			if slices.Contains(strings.Fields(out), strconv.Itoa(pid)) {
 				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d not in namespace %s after 10s", pid, name)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
