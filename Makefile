@@ -11,7 +11,8 @@ VM_PKGS ?= \
 	./internal/vmlab \
 	./backends/xfrm \
 	./backends/pfkey \
-	./internal/swan
+	./internal/swan \
+	./ike/interop
 # Packages built without -race in the guest (emulation makes -race costly);
 # everything else is built with it.
 VM_NORACE ?=
