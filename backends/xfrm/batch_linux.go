@@ -11,11 +11,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Batching: many requests go out in one sendmsg, each with NLM_F_ACK and
-// its own sequence number; the kernel handles them in order and acks each,
-// and the acks are matched back by sequence number. The kernel processes
-// a whole sendmsg before returning, so a chunk's acks are all queued when
-// the send returns; the chunk size keeps them within the receive buffer.
+// Batching: many requests go out in one sendmsg, each with its own
+// sequence number. Only the last request of a chunk asks for an ack
+// (NLM_F_ACK); the kernel answers the others only when they fail, handles
+// a sendmsg's requests in order and queues its answers in that order, so
+// the last ack closes the chunk and every error before it is matched to
+// its request by sequence number. A chunk of a thousand requests costs one
+// sendmsg and, when all succeed, one recvmsg — against a thousand of each
+// one request at a time. The chunk size keeps the answers within the
+// receive buffer.
 
 const (
 	batchMaxMsgs   = 1024
@@ -74,6 +78,7 @@ func (b *Backend) runBatch(ctx context.Context, reqs []batchReq) {
 		first := s.seq + 1
 		mb.buf = mb.buf[:0]
 		idx = idx[:0]
+		last := 0
 		for ; next < len(reqs) && len(idx) < batchMaxMsgs && len(mb.buf) < batchMaxBytes; next++ {
 			r := &reqs[next]
 			if r.err != nil {
@@ -86,11 +91,14 @@ func (b *Backend) runBatch(ctx context.Context, reqs []batchReq) {
 				r.err = b.kerr(r.op, r.object, err)
 				continue
 			}
+			setAck(mb.buf[mark:], false)
+			last = mark
 			idx = append(idx, next)
 		}
 		if len(idx) == 0 {
 			continue
 		}
+		setAck(mb.buf[last:], true)
 		s.seq = first + uint32(len(idx)) - 1
 		if err := s.send(mb.buf); err != nil {
 			clean = false
@@ -111,23 +119,34 @@ func (b *Backend) runBatch(ctx context.Context, reqs []batchReq) {
 	}
 }
 
-// collectAcks reads until every request of the chunk is acked.
+// setAck sets or clears NLM_F_ACK in the message starting at m.
+func setAck(m []byte, on bool) {
+	f := ne.Uint16(m[6:])
+	if on {
+		f |= unix.NLM_F_ACK
+	} else {
+		f &^= unix.NLM_F_ACK
+	}
+	ne.PutUint16(m[6:], f)
+}
+
+// collectAcks reads the chunk's answers until the ack of its last request:
+// error answers of the others come before it.
 func (b *Backend) collectAcks(s *nlSock, reqs []batchReq, idx []int, first uint32) error {
-	pending := len(idx)
-	acked := make([]bool, len(idx))
-	for pending > 0 {
+	lastSeq := first + uint32(len(idx)) - 1
+	for {
 		buf, err := s.recv()
 		if err != nil {
-			// Lost acks (ENOBUFS) or a cancelled context: the requests
-			// without an answer did happen or not; say so.
+			// Lost answers (ENOBUFS) or a cancelled context: requests of
+			// this chunk without an answer may or may not have happened.
 			lost := b.kerr("batch", "", err)
 			if errors.Is(err, syscall.ENOBUFS) {
 				lost = &kernelops.Error{Backend: Name, Op: "batch", Err: kernelops.ErrBusy, Errno: syscall.ENOBUFS,
-					Detail: "acknowledgement lost: the request may or may not have been applied; re-read the state"}
+					Detail: "answer lost: the request may or may not have been applied; re-read the state"}
 			}
-			for k, ok := range acked {
-				if !ok {
-					reqs[idx[k]].err = lost
+			for _, i := range idx {
+				if reqs[i].err == nil {
+					reqs[i].err = lost
 				}
 			}
 			return lost
@@ -138,26 +157,22 @@ func (b *Backend) collectAcks(s *nlSock, reqs []batchReq, idx []int, first uint3
 			if err != nil {
 				return b.kerr("batch", "", err)
 			}
-			if m.Type != unix.NLMSG_ERROR {
-				continue
-			}
-			k := int(m.Seq - first)
-			if m.Seq < first || k >= len(idx) || acked[k] {
+			if m.Type != unix.NLMSG_ERROR || m.Seq < first || m.Seq > lastSeq {
 				continue
 			}
 			e, err := parseNlError(m)
 			if err != nil {
 				return b.kerr("batch", "", err)
 			}
-			acked[k] = true
-			pending--
 			if e.Errno != 0 {
-				r := &reqs[idx[k]]
+				r := &reqs[idx[m.Seq-first]]
 				r.err = b.kerr(r.op, r.object, &netlinkError{e})
+			}
+			if m.Seq == lastSeq {
+				return nil
 			}
 		}
 	}
-	return nil
 }
 
 // Apply implements kernelops.Batcher. SA installs with an offload request
