@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/kernelops"
@@ -172,7 +173,7 @@ func (e *Engine) Terminate(ctx context.Context, name string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-waitTick():
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
@@ -184,7 +185,7 @@ func (e *Engine) handshakeDone(sa *ikeSA) bool {
 		d := e.clk.Now().Sub(sa.startedAt)
 		e.handshakes = append(e.handshakes, d)
 		sa.log.Info("handshake complete", "took", d.String())
-		sa.startedAt = zeroTime
+		sa.startedAt = time.Time{}
 	}
 	return true
 }

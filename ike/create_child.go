@@ -31,8 +31,8 @@ func (sa *ikeSA) createChild(ch *childSA) {
 	ch.localTS = configRanges(ch.cfg.LocalTS, ch.localAddr)
 	ch.remoteTS = configRanges(ch.cfg.RemoteTS, ch.remoteAddr)
 	if a := ch.acquire; a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
-		ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort, 0)}, ch.localTS...)
-		ch.remoteTS = append([]tsRange{hostRange(a.Packet.Dst.Addr(), a.Packet.Proto, a.Packet.DstPort, 0)}, ch.remoteTS...)
+		ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort)}, ch.localTS...)
+		ch.remoteTS = append([]tsRange{hostRange(a.Packet.Dst.Addr(), a.Packet.Proto, a.Packet.DstPort)}, ch.remoteTS...)
 	}
 	sa.negotiateChild(ch, nil)
 }

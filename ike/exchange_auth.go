@@ -69,8 +69,8 @@ func (sa *ikeSA) sendAuth() {
 		ch.remoteTS = configRanges(ch.cfg.RemoteTS, ch.remoteAddr)
 		if a := ch.acquire; a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
 			// RFC 7296 §2.9: the packet that triggered the acquire first.
-			ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort, 0)}, ch.localTS...)
-			ch.remoteTS = append([]tsRange{hostRange(a.Packet.Dst.Addr(), a.Packet.Proto, a.Packet.DstPort, 0)}, ch.remoteTS...)
+			ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort)}, ch.localTS...)
+			ch.remoteTS = append([]tsRange{hostRange(a.Packet.Dst.Addr(), a.Packet.Proto, a.Packet.DstPort)}, ch.remoteTS...)
 		}
 		if ch.mode == kernelops.ModeTransport {
 			ps = append(ps, &message.Notify{NotifyType: message.USE_TRANSPORT_MODE})

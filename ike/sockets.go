@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -220,15 +221,7 @@ func (e *Engine) read(s *sock) {
 	}
 }
 
-func isClosedErr(err error) bool {
-	return err != nil && (errors.Is(err, errClosedConn) || containsClosed(err.Error()))
-}
-
-var errClosedConn = errors.New("use of closed network connection")
-
-func containsClosed(s string) bool {
-	return bytes.Contains([]byte(s), []byte("use of closed network connection"))
-}
+func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }
 
 // stripMarker removes the non-ESP marker of a datagram from a NAT-T
 // socket. With raw set the socket delivers it; otherwise the datagram is

@@ -8,10 +8,6 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-var zeroTime time.Time
-
-func waitTick() <-chan time.Time { return time.After(10 * time.Millisecond) }
-
 // IKESAInfo is an IKE SA as `keyplane ike list` shows it.
 type IKESAInfo struct {
 	Name        string      `json:"name"`

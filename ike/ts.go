@@ -66,12 +66,13 @@ func fromConfigTS(t config.TS, addr netip.Addr) tsRange {
 	return r
 }
 
-func hostRange(a netip.Addr, proto uint8, sport, dport uint16) tsRange {
+// hostRange is one address with a protocol and, if not 0, one port: a
+// side of the packet that raised an acquire.
+func hostRange(a netip.Addr, proto uint8, port uint16) tsRange {
 	r := tsRange{proto: proto, start: a, end: a, eport: 0xffff}
-	if sport != 0 {
-		r.sport, r.eport = sport, sport
+	if port != 0 {
+		r.sport, r.eport = port, port
 	}
-	_ = dport
 	return r
 }
 
