@@ -120,7 +120,11 @@ func runTunnelDemo(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(w, "== keyplane tunnel demo: two daemons on 127.0.0.1, nokernel dataplane, no root\n")
 	fmt.Fprintf(w, "   west: IKE port %d (NAT-T %d), protects 10.1.0.0/16\n", ports[0], ports[1])
 	fmt.Fprintf(w, "   east: IKE port %d (NAT-T %d), protects 10.2.0.0/16\n", ports[2], ports[3])
-	fmt.Fprintf(w, "   configs and logs in %s\n\n", dir)
+	if *keep {
+		fmt.Fprintf(w, "   configs and logs in %s (kept)\n\n", dir)
+	} else {
+		fmt.Fprintf(w, "   configs and logs in %s (removed at the end; -keep keeps them)\n\n", dir)
+	}
 
 	for _, d := range []*demoDaemon{west, east} {
 		if err := d.start(exe); err != nil {
