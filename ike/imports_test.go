@@ -14,7 +14,7 @@ func TestImportsNoBackend(t *testing.T) {
 	if err != nil {
 		t.Skip("go command not in PATH")
 	}
-	out, err := exec.Command(gocmd, "list", "-deps", "github.com/keyplane/keyplane/ike", "github.com/keyplane/keyplane/ike/config").CombinedOutput()
+	out, err := exec.Command(gocmd, "list", "-deps", "github.com/keyplane/keyplane/ike", "github.com/keyplane/keyplane/ike/config", "github.com/keyplane/keyplane/ike/control").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
