@@ -176,7 +176,12 @@ func (b *Backend) event(m *sadb.Msg) kernelops.Event {
 	)
 	switch m.Type {
 	case sadb.MsgExpire:
-		e, err = b.x.expireEvent(m, b.opts.Clock.Now())
+		var x *kernelops.ExpireEvent
+		x, err = b.x.expireEvent(m, b.opts.Clock.Now())
+		if err == nil && x.Hard {
+			b.forget(x.SA) // the kernel removed it
+		}
+		e = x
 	case sadb.MsgAcquire:
 		e, err = b.x.acquireEvent(m, func(idx uint32) (*kernelops.PolicyEntry, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

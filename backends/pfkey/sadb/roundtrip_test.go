@@ -207,3 +207,25 @@ func TestMarshalRefuses(t *testing.T) {
 		t.Errorf("duplicate SA: got %v", err)
 	}
 }
+
+// An IPv4-mapped IPv6 address is an IPv6 sockaddr and stays one (found
+// by FuzzParse: the seed testdata/fuzz/FuzzParse/faad3b204ce25653 shrank
+// when marshalling unmapped it).
+func TestMappedAddressKeepsFamily(t *testing.T) {
+	m := &sadb.Msg{Header: sadb.Header{Version: 2, Type: sadb.MsgGet}, Exts: []sadb.Ext{
+		&sadb.Address{T: sadb.ExtAddressSrc, PrefixLen: 128, Addr: ap("::ffff:192.0.2.1")},
+	}}
+	for _, d := range []*sadb.Dialect{linux, freebsd} {
+		b, err := m.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != 16+40 {
+			t.Fatalf("%s: %d bytes, want a 40-byte sockaddr_in6 extension", d.Name, len(b))
+		}
+		back, err := sadb.Parse(d, b)
+		if err != nil || !reflect.DeepEqual(back, m) {
+			t.Fatalf("%s: %v %#v", d.Name, err, back)
+		}
+	}
+}

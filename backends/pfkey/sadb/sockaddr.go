@@ -16,12 +16,11 @@ func SockaddrLen(a netip.Addr) int {
 
 // appendSockaddr appends a's sockaddr (port in network order), unpadded.
 func (d *Dialect) appendSockaddr(b []byte, a netip.AddrPort) ([]byte, error) {
+	// The family is the address's own: an IPv4-mapped IPv6 address stays
+	// a sockaddr_in6, so what Parse read marshals to the same bytes.
 	ip := a.Addr()
 	if !ip.IsValid() {
 		return nil, ErrFamily
-	}
-	if ip.Is4In6() {
-		ip = ip.Unmap()
 	}
 	fam, n := d.AFInet, 16
 	if ip.Is6() {
