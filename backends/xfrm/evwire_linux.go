@@ -7,7 +7,6 @@ import (
 
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
 )
 
 // Decoders of XFRM notifications into kernelops events. Each takes the
@@ -308,15 +307,4 @@ func appendAevent(mb *msgBuilder, typ, flags uint16, seq uint32, id kernelops.SA
 	ne.PutUint32(b[40:], aeFlags)
 	ne.PutUint32(b[44:], reqid)
 	putMark(mb, id.Mark)
-}
-
-// famName is for messages.
-func famName(f uint16) string {
-	switch f {
-	case unix.AF_INET:
-		return "inet"
-	case unix.AF_INET6:
-		return "inet6"
-	}
-	return fmt.Sprintf("family %d", f)
 }

@@ -124,8 +124,6 @@ func errnoOf(err error) syscall.Errno {
 	return 0
 }
 
-func countLines(s, sub string) int { return strings.Count(s, sub) }
-
 func hexKey(n int) string { return "0x" + strings.Repeat("ab", n) }
 
 func fmtSPI(spi uint32) string { return fmt.Sprintf("0x%08x", spi) }

@@ -3,7 +3,6 @@ package xfrm
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -88,10 +87,4 @@ func (n *nsRef) String() string {
 		return "current"
 	}
 	return n.path
-}
-
-// exists reports whether path names something, for error messages.
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
