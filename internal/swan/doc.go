@@ -22,6 +22,31 @@
 //   - KernelNetlink (VM lab): kernel ESP through XFRM (plugin
 //     kernel-netlink), for tests that run with lab.RequireVM.
 //
+// What the rig settles so tests need not:
+//
+//   - charon's plugins are listed explicitly (no updown, stroke, x509...);
+//     charon.threads stays at its default of 16: with 8, the threads that
+//     block for good (receiver, sender, scheduler, watcher, kernel-netlink,
+//     libipsec) left none to serve vici and Start hung.
+//   - Retransmissions give up after about 4.4 s (timeout 1 s, base 1.4,
+//     2 tries), so a broken exchange fails fast; Settings can change that.
+//   - Secrets are loaded before connections: a connection with start action
+//     "start" initiates the moment it is loaded.
+//   - The log comes live from charon's stderr through a pipe, so a line can
+//     land a moment after the vici answer to the command that caused it:
+//     use WaitLog, not strings.Contains(Log()). The failure tail leaves out
+//     the lines the rig's own vici polling causes.
+//   - Every vici command runs on a session of its own, so a command
+//     abandoned when its context ends cannot confuse the next one, and the
+//     socket lives in a short /tmp directory (unix socket paths are limited
+//     to 108 bytes; t.TempDir paths of subtests are not).
+//   - charon is killed if the test binary dies (Pdeathsig) and by
+//     lab's namespace cleanup.
+//
+// With a NAT signalled (always so in LibIPsec mode), charon 5.9.8 as
+// initiator moves the remote port to 4500 after IKE_SA_INIT even when
+// RemotePort is not 500: a responder on a custom Port keeps PortNATT 4500.
+//
 // Typical use:
 //
 //	p := lab.NewPair(t)

@@ -43,13 +43,26 @@ func pairConn(p *lab.Pair, side string, ike, esp, start string) Conn {
 	return c
 }
 
-// newSwanPair starts B (responder, start action none) then A with
-// startA as its start action.
-func newSwanPair(t *testing.T, mode Mode, ike, esp, startA string) *swanPair {
+// newPair is a lab pair with the inner addresses on each side's loopback.
+func newPair(t *testing.T) *lab.Pair {
 	t.Helper()
 	p := lab.NewPair(t)
 	p.A.Exec(t, "ip", "addr", "add", innerA.String()+"/32", "dev", "lo")
 	p.B.Exec(t, "ip", "addr", "add", innerB.String()+"/32", "dev", "lo")
+	return p
+}
+
+// newSwanPair starts B (responder, start action none) then A with
+// startA as its start action, on a new pair.
+func newSwanPair(t *testing.T, mode Mode, ike, esp, startA string) *swanPair {
+	t.Helper()
+	return startPair(t, newPair(t), mode, ike, esp, startA)
+}
+
+// startPair is newSwanPair on an existing pair (from newPair): subtests
+// share one pair, which saves seconds per subtest in the VM lab.
+func startPair(t *testing.T, p *lab.Pair, mode Mode, ike, esp, startA string) *swanPair {
+	t.Helper()
 	b := Start(t, Options{NS: p.B, Mode: mode, Conns: []Conn{pairConn(p, "B", ike, esp, "none")}})
 	a := Start(t, Options{NS: p.A, Mode: mode, Conns: []Conn{pairConn(p, "A", ike, esp, startA)}})
 	return &swanPair{p: p, a: a, b: b}

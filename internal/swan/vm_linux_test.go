@@ -27,6 +27,7 @@ func TestKernelNetlinkPair(t *testing.T) {
 		{"aes128gcm16-prfsha256-x25519", "aes128gcm16", "AES_GCM_16", 128, "CURVE_25519"},
 		{"aes256-sha256-ecp256", "aes256-sha256", "AES_CBC", 256, "ECP_256"},
 	}
+	p := newPair(t)
 	for _, s := range suites {
 		for _, how := range []string{"start", "initiate"} {
 			t.Run(s.ike+"/"+how, func(t *testing.T) {
@@ -36,7 +37,7 @@ func TestKernelNetlinkPair(t *testing.T) {
 				if how == "start" {
 					startA = "start"
 				}
-				sp := newSwanPair(t, KernelNetlink, s.ike, s.esp, startA)
+				sp := startPair(t, p, KernelNetlink, s.ike, s.esp, startA)
 				if how == "initiate" {
 					t0 := time.Now()
 					if err := sp.a.Initiate(ctx, "kp"); err != nil {
