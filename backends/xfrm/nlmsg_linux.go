@@ -173,10 +173,11 @@ func parseNlError(m nlMsg) (nlError, error) {
 	if m.Flags&unix.NLM_F_CAPPED == 0 {
 		// The whole original request is echoed: skip it.
 		olen := int(ne.Uint32(m.Data[4:]))
-		if olen < nlmsgHdrLen || 4+olen > len(m.Data) {
+		off := 4 + align4(olen)
+		if olen < nlmsgHdrLen || olen > len(m.Data) || off > len(m.Data) {
 			return e, nil
 		}
-		rest = m.Data[4+align4(olen):]
+		rest = m.Data[off:]
 	}
 	it := newAttrIter(rest)
 	for a, ok := it.next(); ok; a, ok = it.next() {
