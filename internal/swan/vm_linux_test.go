@@ -53,8 +53,16 @@ func TestKernelNetlinkPair(t *testing.T) {
 				cb, _ := sb.Child("kp")
 				beforeA := xfrmCounters(t, sp.p.A, ca)
 				sp.ping(t, 5)
-				afterA := xfrmCounters(t, sp.p.A, ca)
-				afterB := xfrmCounters(t, sp.p.B, cb)
+				// A late echo may still be on its way: wait until the
+				// counters agree crosswise (each side's out is the other's in).
+				var afterA, afterB saCounters
+				for deadline := time.Now().Add(timeoutScale(3 * time.Second)); ; {
+					afterA, afterB = xfrmCounters(t, sp.p.A, ca), xfrmCounters(t, sp.p.B, cb)
+					if afterB.in.Packets == afterA.out.Packets && afterB.out.Packets == afterA.in.Packets || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
 				t.Logf("XFRM counters A out %+v in %+v; B out %+v in %+v", afterA.out, afterA.in, afterB.out, afterB.in)
 				if afterA.out.Packets < beforeA.out.Packets+5 || afterA.in.Packets < beforeA.in.Packets+5 ||
 					afterA.out.Bytes <= beforeA.out.Bytes {
