@@ -12,7 +12,8 @@ VM_PKGS ?= \
 	./backends/xfrm \
 	./backends/pfkey \
 	./internal/swan \
-	./ike/interop
+	./ike/interop \
+	./cmd/keyplane
 # Packages built without -race in the guest (emulation makes -race costly);
 # everything else is built with it.
 VM_NORACE ?=
@@ -41,11 +42,11 @@ test: vet host-test crossbuild test-vm
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags vpp ./backends/vpp/...
+	$(GO) vet -tags vpp ./backends/vpp/... ./cmd/keyplane
 
 host-test:
 	$(GO) test -race ./...
-	$(GO) test -race -tags vpp ./backends/vpp/...
+	$(GO) test -race -tags vpp ./backends/vpp/... ./cmd/keyplane
 
 crossbuild:
 	@set -e; for os in $(CROSS_OS); do \

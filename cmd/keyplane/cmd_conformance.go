@@ -39,6 +39,7 @@ func runConformance(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "conformance")
 	bf := addBackendFlags(fs)
 	run := fs.String("run", "", "run only cases whose name contains this")
+	scale := fs.Int("scale", 0, "cap the bulk cases at this many SAs/policies (default: the suite's 10,000)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +53,14 @@ func runConformance(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		newHarness = h
+	}
+	if *scale > 0 {
+		inner := newHarness
+		newHarness = func(t conformance.TB) *conformance.Harness {
+			h := inner(t)
+			h.Scale = *scale
+			return h
+		}
 	}
 	enc := json.NewEncoder(e.stdout)
 	counts := map[conformance.Outcome]int{}
