@@ -85,7 +85,10 @@ type IKEConn interface {
 type IKEListen struct {
 	Addr netip.AddrPort // IP may be unspecified (0.0.0.0 or ::) to listen on all
 	// Encap marks the NAT-T socket (port 4500): the dataplane decapsulates
-	// ESP-in-UDP arriving on it and hands IKE (non-ESP marker) to the reader.
+	// ESP-in-UDP arriving on it and drops NAT-T keepalives. The non-ESP
+	// marker is the dataplane's framing, not IKE's: ReadFrom returns IKE
+	// messages without it and WriteTo prepends it, so the engine handles
+	// the same bytes on both sockets whatever the dataplane.
 	Encap bool
 }
 

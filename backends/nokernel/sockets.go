@@ -113,8 +113,13 @@ func (c *ikeConn) ReadFrom(p []byte) (n int, local, remote netip.AddrPort, err e
 				local = netip.AddrPortFrom(a.Unmap(), c.local.Port())
 			}
 		}
-		if c.encap && !isIKEOnEncap(p[:n]) {
-			continue // ESP or a keepalive: the dataplane's, not IKE's
+		if c.encap {
+			if !isIKEOnEncap(p[:n]) {
+				continue // ESP or a keepalive: the dataplane's, not IKE's
+			}
+			// The kernelops contract: the reader gets the IKE message
+			// without the non-ESP marker.
+			n = copy(p, p[4:n])
 		}
 		return n, local, remote, nil
 	}
@@ -139,9 +144,14 @@ func (c *ikeConn) WriteTo(p []byte, local, remote netip.AddrPort) (int, error) {
 	if c.wildcard && local.Addr().IsValid() && !local.Addr().IsUnspecified() {
 		oob = pktinfoSrc(local.Addr(), c.local.Addr().Is6())
 	}
-	n, _, err := c.uc.WriteMsgUDPAddrPort(p, oob, dst)
-	if err != nil {
-		return n, sockErr("write IKE", remote.String(), err)
+	msg := p
+	if c.encap {
+		msg = make([]byte, 4+len(p)) // the non-ESP marker, then the IKE message
+		copy(msg[4:], p)
 	}
-	return n, nil
+	_, _, err := c.uc.WriteMsgUDPAddrPort(msg, oob, dst)
+	if err != nil {
+		return 0, sockErr("write IKE", remote.String(), err)
+	}
+	return len(p), nil
 }

@@ -75,7 +75,8 @@ func TestSocketsWildcard(t *testing.T) {
 }
 
 // TestSocketsEncap: on the NAT-T socket ESP and keepalives are consumed;
-// IKE arrives with its non-ESP marker, as the kernel delivers it.
+// IKE arrives without its non-ESP marker (the kernelops contract), and
+// what the engine writes goes out with it.
 func TestSocketsEncap(t *testing.T) {
 	b, _ := model(t, nil)
 	nat, err := b.ListenIKE(ctx(t), kernelops.IKEListen{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Encap: true})
@@ -92,8 +93,17 @@ func TestSocketsEncap(t *testing.T) {
 	}
 	got := wait(t, ch)
 	noErr(t, "read", got.err)
-	if got.data != "\x00\x00\x00\x00ike" {
-		t.Fatalf("read %q, want the IKE datagram with its marker", got.data)
+	if got.data != "ike" {
+		t.Fatalf("read %q, want the IKE datagram without its marker", got.data)
+	}
+	_, err = nat.WriteTo([]byte("answer"), netip.AddrPort{}, netip.MustParseAddrPort(peer.LocalAddr().String()))
+	noErr(t, "write", err)
+	buf := make([]byte, 100)
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := peer.ReadFromUDPAddrPort(buf)
+	noErr(t, "peer read", err)
+	if string(buf[:n]) != "\x00\x00\x00\x00answer" {
+		t.Fatalf("peer read %q, want the marker then the message", buf[:n])
 	}
 }
 
