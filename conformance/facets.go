@@ -62,7 +62,7 @@ func testSAFeatures(t TB, h *Harness) {
 	// Every claimed algorithm installs.
 	for _, alg := range c.Algorithms.Encryption {
 		sa := h.outSA(nextReqID())
-		if !setCipher(sa, alg) {
+		if !h.setCipher(sa, alg) {
 			continue
 		}
 		tested++
@@ -77,8 +77,9 @@ func testSAFeatures(t TB, h *Harness) {
 	}
 }
 
-// setCipher configures sa for alg with a matching integrity algorithm.
-func setCipher(sa *kernelops.SA, alg kernelops.EncrID) bool {
+// setCipher configures sa for alg with an integrity algorithm the
+// dataplane claims.
+func (h *Harness) setCipher(sa *kernelops.SA, alg kernelops.EncrID) bool {
 	info, ok := alg.Info()
 	if !ok {
 		return false
@@ -94,7 +95,7 @@ func setCipher(sa *kernelops.SA, alg kernelops.EncrID) bool {
 	sa.Encryption = kernelops.Encryption{ID: alg, KeyBits: bits, Key: key(n)}
 	sa.Integrity = kernelops.Integrity{}
 	if !info.AEAD {
-		sa.Integrity = kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}
+		sa.Integrity = h.integrity()
 	}
 	return true
 }

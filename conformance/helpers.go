@@ -101,9 +101,23 @@ func (h *Harness) outSA(reqid uint32) *kernelops.SA {
 	}
 	if !h.caps().Algorithms.HasEncr(kernelops.EncrAESGCM16) {
 		sa.Encryption = kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: key(16)}
-		sa.Integrity = kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}
+		sa.Integrity = h.integrity()
 	}
 	return sa
+}
+
+// integrity is the strongest integrity algorithm the dataplane claims,
+// from the common ones; a dataplane claiming none gets SHA2-256-128 and
+// the case shows the refusal.
+func (h *Harness) integrity() kernelops.Integrity {
+	for _, id := range []kernelops.IntegID{kernelops.IntegHMACSHA256_128, kernelops.IntegHMACSHA512_256,
+		kernelops.IntegHMACSHA384_192, kernelops.IntegHMACSHA1_96} {
+		if h.caps().Algorithms.HasInteg(id) {
+			info, _ := id.Info()
+			return kernelops.Integrity{ID: id, Key: key(info.KeyLen)}
+		}
+	}
+	return kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}
 }
 
 // inSA is the matching inbound SA Remote -> Local.

@@ -104,7 +104,7 @@ func testUnsupported(t TB, h *Harness) {
 				continue
 			}
 			sa := h.outSA(nextReqID())
-			setCipher(sa, alg)
+			h.setCipher(sa, alg)
 			expect("SA with "+alg.String(), sad.AddSA(ctx, sa))
 		}
 		if after := countSAs(t, sad); after != before {
