@@ -52,9 +52,6 @@ type Engine struct {
 	closeMu  sync.Mutex
 	closed   bool
 
-	probeMu sync.Mutex
-	probes  map[string]chan bool
-
 	bus *bus
 
 	// Loop-owned state.
@@ -87,7 +84,6 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e := &Engine{
 		b: o.Backend, clk: o.Clock, log: o.Logger,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
-		probes:    map[string]chan bool{},
 		bus:       newBus(),
 		sockets:   map[netip.AddrPort]*sock{},
 		sas:       map[uint64]*ikeSA{},

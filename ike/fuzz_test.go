@@ -44,10 +44,6 @@ func FuzzDatagram(f *testing.F) {
 		s := plain
 		if onNAT {
 			s = nat
-			data = stripMarker(data, s.rawMarker.Load())
-			if data == nil {
-				return
-			}
 		}
 		d := append([]byte(nil), data...)
 		if err := p.e.call(t.Context(), func() {
@@ -94,19 +90,6 @@ func FuzzTSRange(f *testing.F) {
 			if lastAddr(ps[i-1]).Next() != ps[i].Addr() {
 				t.Fatalf("prefixes %v leave a gap", ps)
 			}
-		}
-	})
-}
-
-// FuzzStripMarker: stripping never grows a datagram or panics, and a
-// marked IKE message always loses exactly its marker.
-func FuzzStripMarker(f *testing.F) {
-	f.Add([]byte{0, 0, 0, 0, 1, 2, 3}, false)
-	f.Add(make([]byte, 40), true)
-	f.Fuzz(func(t *testing.T, b []byte, raw bool) {
-		out := stripMarker(b, raw)
-		if len(out) > len(b) {
-			t.Fatalf("grew from %d to %d", len(b), len(out))
 		}
 	})
 }
