@@ -54,6 +54,7 @@ import (
 	"github.com/keyplane/keyplane/kernelops/clock"
 	"github.com/keyplane/keyplane/kernelops/eventbus"
 	"github.com/keyplane/keyplane/kernelops/idle"
+	"github.com/keyplane/keyplane/kernelops/ikesock"
 	"github.com/keyplane/keyplane/kernelops/swlifetime"
 )
 
@@ -104,8 +105,7 @@ type Backend struct {
 	acqSeq   uint32
 	holes    []kernelops.PolicyID
 
-	sockMu  sync.Mutex
-	sockets map[*ikeConn]struct{}
+	sockets ikesock.Group // the IKE sockets, closed by Close
 
 	closeOnce sync.Once
 }
@@ -123,7 +123,6 @@ func Open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
 		acqExpires: DefaultAcquireExpires,
 		bus:        eventbus.New(),
 		acquires:   map[acqKey]*acquire{},
-		sockets:    map[*ikeConn]struct{}{},
 	}
 	b.sad.init()
 	b.spd.init()
@@ -193,7 +192,7 @@ func capabilities(opts kernelops.Options) kernelops.Capabilities {
 		SPIMax:          opts.SPIMax,
 		Notes: map[kernelops.Cap]string{
 			kernelops.CapSockets: "real UDP sockets; the model never applies IPsec to real traffic, so no bypass policy is needed; " +
-				"on the NAT-T socket ESP and keepalives are consumed, IKE keeps its non-ESP marker (as XFRM delivers it)",
+				"on the NAT-T socket ESP and keepalives are consumed and IKE arrives without its non-ESP marker (kernelops/ikesock)",
 			kernelops.CapOffload:            "simulated device table (Params offload, Net.SetOffload); nothing is really offloaded",
 			kernelops.CapSoftwareLifetimes:  "lifetimes are enforced by kernelops/swlifetime on the backend's clock",
 			kernelops.CapCounters:           "counters move with simulated traffic (Backend.Inject), never with real packets",
@@ -233,7 +232,7 @@ func (b *Backend) Close() error {
 	}
 	b.mu.Unlock()
 	b.life.Close()
-	b.closeSockets()
+	b.sockets.Close()
 	b.bus.Close()
 	return nil
 }
