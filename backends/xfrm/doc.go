@@ -84,11 +84,10 @@
 //
 // # Sockets
 //
-// IKE sockets carry per-socket "allow" policies in both directions
-// (IP_XFRM_POLICY / IPV6_XFRM_POLICY) and report each datagram's local
-// address (IP_PKTINFO / IPV6_RECVPKTINFO). The NAT-T socket has
-// UDP_ENCAP_ESPINUDP; its IKEConn strips the non-ESP marker on read and
-// adds it on write.
+// IKE sockets are kernelops/ikesock's (local address from packet info,
+// non-ESP marker framing) with per-socket "allow" policies in both
+// directions (IP_XFRM_POLICY / IPV6_XFRM_POLICY); the NAT-T socket has
+// UDP_ENCAP_ESPINUDP.
 //
 // # Testing
 //
