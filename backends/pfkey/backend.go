@@ -17,6 +17,7 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/eventbus"
 	"github.com/keyplane/keyplane/kernelops/idle"
+	"github.com/keyplane/keyplane/kernelops/ikesock"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ type Backend struct {
 	index  map[kernelops.PolicyID]uint32 // kernel policy index, for SPDGET
 	holes  []kernelops.PolicyID          // pass policies OpenHoles installed
 	ev     *eventLoop
-	socks  map[*ikeConn]struct{}
+	socks  ikesock.Group // the IKE sockets, closed by Close
 
 	idle     *idle.Detector
 	stopIdle func()
@@ -109,7 +110,6 @@ func Open(ctx context.Context, opts kernelops.Options) (kernelops.Backend, error
 		known:  map[spiKey]knownSA{},
 		traps:  map[kernelops.PolicyID]bool{},
 		index:  map[kernelops.PolicyID]uint32{},
-		socks:  map[*ikeConn]struct{}{},
 	}
 	b.pool = newPool(16, b.openSock)
 	// SADB_REGISTER with SA type UNSPEC lists the algorithms without
@@ -171,8 +171,6 @@ func (b *Backend) Close() error {
 	b.closed = true
 	ev := b.ev
 	b.ev = nil
-	conns := b.socks
-	b.socks = nil
 	b.mu.Unlock()
 	if b.stopIdle != nil {
 		b.stopIdle()
@@ -181,9 +179,7 @@ func (b *Backend) Close() error {
 	if ev != nil {
 		ev.stop()
 	}
-	for c := range conns {
-		c.Close()
-	}
+	b.socks.Close()
 	b.pool.close()
 	return b.ns.close()
 }
