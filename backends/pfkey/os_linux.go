@@ -1,11 +1,10 @@
 package pfkey
 
 import (
-	"fmt"
-	"runtime"
 	"unsafe"
 
 	"github.com/keyplane/keyplane/backends/pfkey/sadb"
+	"github.com/keyplane/keyplane/internal/netnsexec"
 	"github.com/keyplane/keyplane/kernelops"
 	"golang.org/x/sys/unix"
 )
@@ -43,62 +42,20 @@ func init() { kernelops.Register(Name, Open) }
 // netns pins the backend to a network namespace: PF_KEY sockets (and the
 // IKE and probe sockets) belong to the namespace of the thread that
 // creates them, and the backend creates sockets lazily, from any
-// goroutine.
-type netns struct {
-	fd  int
-	ino uint64
-}
+// goroutine. No path: the namespace Open was called in.
+type netns struct{ *netnsexec.NS }
 
 func newNetns(path string) (*netns, error) {
-	if path == "" {
-		path = "/proc/thread-self/ns/net"
-	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	ns, err := netnsexec.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("network namespace %s: %w", path, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
 		return nil, err
 	}
-	return &netns{fd: fd, ino: st.Ino}, nil
+	return &netns{ns}, nil
 }
 
-func (n *netns) close() error { return unix.Close(n.fd) }
-
-// initial reports whether the namespace is the initial one (PID 1's).
-func (n *netns) initial() bool {
-	var st unix.Stat_t
-	return unix.Stat("/proc/1/ns/net", &st) == nil && st.Ino == n.ino
-}
-
-// do runs f on a thread inside the namespace.
-func (n *netns) do(f func() error) error {
-	runtime.LockOSThread()
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &st); err == nil && st.Ino == n.ino {
-		runtime.UnlockOSThread()
-		return f()
-	}
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer unix.Close(orig)
-	if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter network namespace: %w", err)
-	}
-	ferr := f()
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked and dies with its goroutine.
-		return fmt.Errorf("leave network namespace: %w (and %v)", err, ferr)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func (n *netns) close() error            { return n.Close() }
+func (n *netns) initial() bool           { return n.Initial() }
+func (n *netns) do(f func() error) error { return n.Do(f) }
 
 // tuneEventSocket enlarges the receive buffer past net.core.rmem_max
 // (root may) so bursts of broadcasts do not crowd out events.
