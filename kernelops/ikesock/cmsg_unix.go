@@ -46,6 +46,37 @@ func nextCmsg(b []byte) (level, typ int, data, rest []byte, ok bool) {
 	return level, typ, data, rest, true
 }
 
+// IPv6 packet info is the same everywhere (RFC 3542: IPV6_RECVPKTINFO
+// asks for it, struct in6_pktinfo is the address, then the ifindex);
+// IPv4 differs per OS (enableDst4, dst4FromCmsg, appendSrc4).
+
+// enableDstInfo asks for each datagram's destination address.
+func enableDstInfo(fd int, v6 bool) error {
+	if v6 {
+		return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+	}
+	return enableDst4(fd)
+}
+
+func dstFromCmsg(level, typ int, data []byte) (netip.Addr, bool) {
+	if level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo {
+		return netip.AddrFrom16([16]byte(data[:16])), true
+	}
+	return dst4FromCmsg(level, typ, data)
+}
+
+// appendSrcInfo appends the control message that makes src the source
+// address of a datagram.
+func appendSrcInfo(b []byte, src netip.Addr) []byte {
+	if src.Is6() {
+		var pi [unix.SizeofInet6Pktinfo]byte // ifindex 0: the route decides
+		a := src.As16()
+		copy(pi[:], a[:])
+		return appendCmsg(b, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pi[:])
+	}
+	return appendSrc4(b, src.As4())
+}
+
 // dstAddr finds the datagram's destination address in the control
 // messages of a read.
 func dstAddr(oob []byte) (netip.Addr, bool) {

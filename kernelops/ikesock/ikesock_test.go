@@ -55,29 +55,42 @@ func udp(t *testing.T, do func(func() error) error, a string) *net.UDPConn {
 type result struct {
 	msg           string
 	local, remote netip.AddrPort
-	err           error
 }
 
-// readAsync reads one datagram from k in a goroutine.
-func readAsync(k kernelops.IKEConn) <-chan result {
-	ch := make(chan result, 1)
+// next reads k's next datagram (UDP queues it: write first, then read),
+// failing t after 10s.
+func next(t *testing.T, k kernelops.IKEConn) result {
+	t.Helper()
+	var r result
+	errc := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 2048)
-		n, l, r, err := k.ReadFrom(buf)
-		ch <- result{string(buf[:n]), l, r, err}
+		n, l, rem, err := k.ReadFrom(buf)
+		r = result{string(buf[:n]), l, rem}
+		errc <- err
 	}()
-	return ch
-}
-
-func wait(t *testing.T, ch <-chan result) result {
-	t.Helper()
 	select {
-	case r := <-ch:
-		return r
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
 	case <-time.After(10 * time.Second):
+		k.Close() // ends the read
+		<-errc
 		t.Fatal("no datagram within 10s")
 	}
-	return result{}
+	return r
+}
+
+// blockedRead starts a read that finds nothing and returns its error.
+func blockedRead(k kernelops.IKEConn) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, _, _, err := k.ReadFrom(make([]byte, 100))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it block
+	return errc
 }
 
 func peerRead(t *testing.T, c *net.UDPConn) (string, netip.AddrPort) {
@@ -110,13 +123,12 @@ func TestWildcardLocalAddress(t *testing.T) {
 			}
 			peer := udp(t, ns.Do, tc.peer)
 			to := netip.AddrPortFrom(netip.MustParseAddr(tc.second), srv.LocalAddr().Port())
-			ch := readAsync(srv)
 			if _, err := peer.WriteToUDPAddrPort([]byte("hello"), to); err != nil {
 				t.Fatalf("peer write: %v", err)
 			}
-			got := wait(t, ch)
+			got := next(t, srv)
 			peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-			if got.err != nil || got.msg != "hello" || got.local != to || got.remote != peerAddr {
+			if got.msg != "hello" || got.local != to || got.remote != peerAddr {
 				t.Fatalf("read %+v, want hello to %s from %s", got, to, peerAddr)
 			}
 			if n, err := srv.WriteTo([]byte("answer"), got.local, got.remote); err != nil || n != len("answer") {
@@ -143,9 +155,8 @@ func TestBoundLocalAddress(t *testing.T) {
 		t.Fatalf("LocalAddr %s: want the mapped address unmapped", srv.LocalAddr())
 	}
 	peer := udp(t, nil, "127.0.0.1:0")
-	ch := readAsync(srv)
 	peer.WriteToUDPAddrPort([]byte("x"), srv.LocalAddr())
-	if got := wait(t, ch); got.err != nil || got.local != srv.LocalAddr() {
+	if got := next(t, srv); got.local != srv.LocalAddr() {
 		t.Fatalf("read %+v, want local %s", got, srv.LocalAddr())
 	}
 	// A mapped destination is unmapped for the IPv4 socket.
@@ -180,13 +191,12 @@ func TestEncap(t *testing.T) {
 	short := []byte{0, 0, 0}
 	ike := []byte{0, 0, 0, 0, 'i', 'k', 'e'}
 
-	ch := readAsync(nat)
 	for _, d := range [][]byte{keepalive, esp, short, ike} {
 		if _, err := peer.WriteToUDPAddrPort(d, nat.LocalAddr()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := wait(t, ch); got.err != nil || got.msg != "ike" || got.remote != peerAddr {
+	if got := next(t, nat); got.msg != "ike" || got.remote != peerAddr {
 		t.Fatalf("NAT-T read %+v, want the IKE datagram without its marker", got)
 	}
 	n, err := nat.WriteTo([]byte("answer"), netip.AddrPort{}, peerAddr)
@@ -197,9 +207,8 @@ func TestEncap(t *testing.T) {
 		t.Fatalf("peer read %q, want the marker, then the message", msg)
 	}
 
-	ch = readAsync(plain)
 	peer.WriteToUDPAddrPort(esp, plain.LocalAddr())
-	if got := wait(t, ch); got.msg != string(esp) {
+	if got := next(t, plain); got.msg != string(esp) {
 		t.Fatalf("plain read %q, want %q untouched", got.msg, esp)
 	}
 	plain.WriteTo([]byte("plain"), netip.AddrPort{}, peerAddr)
@@ -247,13 +256,12 @@ func TestErrors(t *testing.T) {
 	// A closed socket: both the kernelops and the net sentinel hold, for
 	// a read blocked at Close and for a call after it.
 	c := listen(t, ikesock.Config{Listen: kernelops.IKEListen{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Encap: true}})
-	ch := readAsync(c)
-	time.Sleep(20 * time.Millisecond) // let the read block
+	errc := blockedRead(c)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 	_, werr := c.WriteTo([]byte("x"), netip.AddrPort{}, netip.MustParseAddrPort("127.0.0.1:9"))
-	for what, err := range map[string]error{"blocked read": wait(t, ch).err, "write": werr} {
+	for what, err := range map[string]error{"blocked read": <-errc, "write": werr} {
 		wantErr(t, what, err, kernelops.ErrClosed, "")
 		if !errors.Is(err, net.ErrClosed) {
 			t.Errorf("%s: %v is not net.ErrClosed", what, err)
@@ -307,9 +315,9 @@ func TestGroup(t *testing.T) {
 	if g.Len() != 1 {
 		t.Fatalf("group holds %d sockets after one closed, want 1", g.Len())
 	}
-	ch := readAsync(a)
+	errc := blockedRead(a)
 	g.Close()
-	wantErr(t, "read after group close", wait(t, ch).err, kernelops.ErrClosed, "")
+	wantErr(t, "read after group close", <-errc, kernelops.ErrClosed, "")
 	_, err := ikesock.Listen(context.Background(), ikesock.Config{Backend: backend, Group: &g,
 		Listen: kernelops.IKEListen{Addr: netip.MustParseAddrPort("127.0.0.1:0")}})
 	wantErr(t, "listen after group close", err, kernelops.ErrClosed, "")
