@@ -120,7 +120,7 @@ func wrap(backend, op, obj string, err error) error {
 	var ke *kernelops.Error
 	switch {
 	case errors.As(err, &ke):
-		return err
+		return ke // the dataplane's own, from Control or Do
 	case errors.Is(err, net.ErrClosed):
 		return &kernelops.Error{Backend: backend, Op: op, Object: obj, Err: closedError{err}}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

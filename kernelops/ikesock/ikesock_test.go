@@ -248,6 +248,13 @@ func TestErrors(t *testing.T) {
 	_, err = ikesock.Listen(ctx, ikesock.Config{Backend: backend, Listen: kernelops.IKEListen{Addr: netip.MustParseAddrPort("127.0.0.1:0")},
 		Control: func(uintptr, bool, bool) error { return syscall.EPERM }})
 	wantErr(t, "control", err, kernelops.ErrPermission, "")
+	// A *kernelops.Error from Control comes back as it is.
+	own := kernelops.NotSupported(backend, "bypass", "no IPsec in this kernel")
+	_, err = ikesock.Listen(ctx, ikesock.Config{Backend: backend, Listen: kernelops.IKEListen{Addr: netip.MustParseAddrPort("127.0.0.1:0")},
+		Control: func(uintptr, bool, bool) error { return own }})
+	if err != own {
+		t.Errorf("control's *kernelops.Error came back as %#v", err)
+	}
 	// So does Do's.
 	_, err = ikesock.Listen(ctx, ikesock.Config{Backend: backend, Listen: kernelops.IKEListen{Addr: netip.MustParseAddrPort("127.0.0.1:0")},
 		Do: func(func() error) error { return syscall.ENOENT }})
