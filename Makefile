@@ -88,7 +88,7 @@ lab-selftest: lab-prepare
 	$(VMLAB) test -timeout $(VM_TIMEOUT) -testflags '-test.v $(VM_TESTFLAGS)' ./internal/vmlab
 
 ## lab-run: one command in the guest, e.g. make lab-run CMD='ip -s xfrm state'
-lab-run: export LAB_CMD := $(CMD)
+lab-run: export LAB_CMD := $(value CMD)
 lab-run: lab-prepare
 	@test -n "$$LAB_CMD" || { echo "usage: make lab-run CMD='ip -s xfrm state'"; exit 2; }
 	$(VMLAB) run -timeout $(VM_TIMEOUT) -- sh -c "$$LAB_CMD"
