@@ -45,7 +45,7 @@ func forwardedEnv() []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
-		case k == "KEYPLANE_VM":
+		case k == "KEYPLANE_VM", strings.HasPrefix(k, "KEYPLANE_LAB_"): // the lab's own settings stay on the host
 		case strings.HasPrefix(k, "KEYPLANE_"), k == "GOTRACEBACK", k == "GODEBUG", k == "GORACE", k == "TERM":
 			env = append(env, kv)
 		}
