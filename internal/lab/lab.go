@@ -15,7 +15,6 @@ package lab
 import (
 	"fmt"
 	"os"
-	"testing"
 )
 
 // EnvVM is set to "1" by the lab inside the guest.
@@ -32,7 +31,7 @@ func InVM() bool { return os.Getenv(EnvVM) == "1" }
 // the guest, what the host kernel lacks and that `make vmtest` runs it. Inside
 // the guest it returns normally: from then on a missing kernel feature must
 // fail the test (see Need and SkipOrFail).
-func RequireVM(t testing.TB, why string) {
+func RequireVM(t TB, why string) {
 	t.Helper()
 	if InVM() {
 		return
@@ -46,7 +45,7 @@ func RequireVM(t testing.TB, why string) {
 // RequireRoot skips t with a reason when the process is not root (host tests
 // that need network namespaces). In the guest the lab always runs as root, so
 // there it fails instead of skipping.
-func RequireRoot(t testing.TB) {
+func RequireRoot(t TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -57,7 +56,7 @@ func RequireRoot(t testing.TB) {
 // SkipOrFail skips t on the host and fails it in the guest. Use it where a
 // test probes a kernel feature: absent on the host it is expected, absent in
 // the guest it is a bug in the lab or the code under test.
-func SkipOrFail(t testing.TB, format string, args ...any) {
+func SkipOrFail(t TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if InVM() {
@@ -70,10 +69,21 @@ func SkipOrFail(t testing.TB, format string, args ...any) {
 // otherwise skips on the host or fails in the guest, naming feature and err.
 //
 //	lab.Need(t, "ESP state (rfc4106(gcm(aes)))", err)
-func Need(t testing.TB, feature string, err error) {
+func Need(t TB, feature string, err error) {
 	t.Helper()
 	if err == nil {
 		return
 	}
 	SkipOrFail(t, "kernel feature %s unavailable: %v", feature, err)
+}
+
+// TB is the part of testing.TB the lab uses. *testing.T satisfies it, and
+// so does the conformance suite's TB, so the command-line conformance
+// runner builds its namespaces with the same code as the tests.
+type TB interface {
+	Helper()
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -31,7 +30,7 @@ var seq atomic.Uint32
 func next() uint32 { return seq.Add(1) }
 
 // ipCmd returns the path of iproute2's ip, failing t when it is missing.
-func ipCmd(t testing.TB) string {
+func ipCmd(t TB) string {
 	t.Helper()
 	p, err := exec.LookPath("ip")
 	if err != nil {
@@ -52,7 +51,7 @@ func run(name string, args ...string) (string, error) {
 // up, and removes it in t.Cleanup: processes still inside it are killed, the
 // handle closed and the name deleted. It skips (host) or fails (guest) when
 // not root.
-func NewNS(t testing.TB) *NS {
+func NewNS(t TB) *NS {
 	t.Helper()
 	RequireRoot(t)
 	ip := ipCmd(t)
@@ -83,7 +82,7 @@ func NewNS(t testing.TB) *NS {
 
 // remove kills what still runs in the namespace, closes the handle and
 // deletes the name. Errors are logged: cleanup must go on.
-func (ns *NS) remove(t testing.TB, ip string) {
+func (ns *NS) remove(t TB, ip string) {
 	if out, err := run(ip, "netns", "pids", ns.Name); err == nil {
 		var pids []int
 		for f := range strings.FieldsSeq(out) {
@@ -165,7 +164,7 @@ func (ns *NS) Run(args ...string) (string, error) {
 
 // Exec runs args inside the namespace, fails t on error, and returns the
 // combined output.
-func (ns *NS) Exec(t testing.TB, args ...string) string {
+func (ns *NS) Exec(t TB, args ...string) string {
 	t.Helper()
 	out, err := ns.Run(args...)
 	if err != nil {
@@ -188,7 +187,7 @@ func (p *Pair) Prefix4() netip.Prefix { return netip.PrefixFrom(p.A4, 24).Masked
 func (p *Pair) Prefix6() netip.Prefix { return netip.PrefixFrom(p.A6, 64).Masked() }
 
 // NewPair creates two namespaces joined by a veth pair, addressed and up.
-func NewPair(t testing.TB) *Pair {
+func NewPair(t TB) *Pair {
 	t.Helper()
 	a, b := NewNS(t), NewNS(t)
 	ip := ipCmd(t)
