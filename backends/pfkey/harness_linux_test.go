@@ -2,13 +2,12 @@ package pfkey_test
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
 	"testing"
 
 	"github.com/keyplane/keyplane/backends/pfkey"
 	"github.com/keyplane/keyplane/conformance"
+	"github.com/keyplane/keyplane/internal/kerneltest"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -48,57 +47,15 @@ func openIn(t *testing.T, ns *lab.NS, opts kernelops.Options) kernelops.Backend 
 	return b
 }
 
-// udpTraffic is the harness's traffic source: UDP datagrams sent from a
-// socket inside a namespace, through whatever the namespace's dataplane
-// does to them. sendto returns once the packet has left through XFRM
-// (counters are bumped in xfrm_output before encryption), so the
-// counters are final when Send returns.
-type udpTraffic struct{ ns *lab.NS }
-
-func (tr udpTraffic) Send(ctx context.Context, f conformance.Flow, packets, size int) error {
-	if f.Proto != 17 {
-		return fmt.Errorf("traffic source sends UDP only, not protocol %d", f.Proto)
-	}
-	var c *net.UDPConn
-	err := tr.ns.Do(func() error {
-		var err error
-		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(f.Src, f.SrcPort)))
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	payload := make([]byte, size)
-	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(f.Dst, f.DstPort))
-	for range packets {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		c.WriteToUDP(payload, to) // a packet the dataplane drops is not the source's failure
-	}
-	return nil
-}
+// udpTraffic sends UDP from a test namespace (kerneltest.Traffic, the
+// traffic source every kernel backend's harness uses).
+func udpTraffic(ns *lab.NS) conformance.Traffic { return &kerneltest.Traffic{NS: ns.Name} }
 
 // TestConformance runs the shared suite against Linux af_key, each case
 // on fresh namespaces, with real traffic between them.
 func TestConformance(t *testing.T) {
 	lab.RequireVM(t, "PF_KEY needs af_key")
 	conformance.Run(t, func(tb conformance.TB) *conformance.Harness {
-		t := tb.(*testing.T)
-		p := lab.NewPair(t)
-		p.A.Exec(t, "ip", "addr", "add", innerA.String()+"/32", "dev", "lo")
-		p.A.Exec(t, "ip", "route", "add", innerB.String()+"/32", "via", p.B4.String(), "src", innerA.String())
-		p.B.Exec(t, "ip", "addr", "add", innerB.String()+"/32", "dev", "lo")
-		p.B.Exec(t, "ip", "route", "add", innerA.String()+"/32", "via", p.A4.String(), "src", innerB.String())
-		return &conformance.Harness{
-			Backend:     openIn(t, p.A, kernelops.Options{}),
-			Local:       p.A4,
-			Remote:      p.B4,
-			LocalInner:  innerA,
-			RemoteInner: innerB,
-			Traffic:     udpTraffic{p.A},
-			IfName:      p.IfA,
-		}
+		return kerneltest.NewHarness(tb, kerneltest.Options{Backend: pfkey.Name})
 	})
 }

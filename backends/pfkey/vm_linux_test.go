@@ -176,7 +176,7 @@ func TestEveryClaimedAlgorithmCarriesTraffic(t *testing.T) {
 			tn := s.install(t, su, nextReqID(), nil)
 			rx := listen(t, s.pair.B, netip.AddrPortFrom(innerB, 9))
 			const n, size = 5, 200
-			must(t, "send", udpTraffic{s.pair.A}.Send(t.Context(), flow(9), n, size))
+			must(t, "send", udpTraffic(s.pair.A).Send(t.Context(), flow(9), n, size))
 			expectDatagrams(t, rx, n, size)
 			out, err := sadOf(t, s.a).GetSA(t.Context(), tn.ab.ID)
 			must(t, "get A's outbound SA", err)
@@ -233,12 +233,12 @@ func TestLifetimesAndAcquire(t *testing.T) {
 			return ok && x.SA == id && x.Hard == hard
 		}
 	}
-	must(t, "send", udpTraffic{s.pair.A}.Send(t.Context(), flow(9), 6, 64))
+	must(t, "send", udpTraffic(s.pair.A).Send(t.Context(), flow(9), 6, 64))
 	soft := wait("soft expire", expireOf(tn.ab.ID, false)).(*kernelops.ExpireEvent)
 	if soft.Limit != kernelops.LimitPackets || soft.ReqID != reqid {
 		t.Errorf("soft expire %+v, want packets limit and reqid %#x", soft, reqid)
 	}
-	must(t, "send", udpTraffic{s.pair.A}.Send(t.Context(), flow(9), 5, 64))
+	must(t, "send", udpTraffic(s.pair.A).Send(t.Context(), flow(9), 5, 64))
 	hard := wait("hard expire", expireOf(tn.ab.ID, true)).(*kernelops.ExpireEvent)
 	if hard.Limit != kernelops.LimitPackets {
 		t.Errorf("hard expire %+v, want packets limit", hard)
@@ -246,7 +246,7 @@ func TestLifetimesAndAcquire(t *testing.T) {
 	if _, err := sadOf(t, s.a).GetSA(t.Context(), tn.ab.ID); !errors.Is(err, kernelops.ErrNotFound) {
 		t.Fatalf("SA after its hard expire: %v", err)
 	}
-	must(t, "send", udpTraffic{s.pair.A}.Send(t.Context(), flow(9), 1, 64))
+	must(t, "send", udpTraffic(s.pair.A).Send(t.Context(), flow(9), 1, 64))
 	acq := wait("acquire", func(ev kernelops.Event) bool { _, ok := ev.(*kernelops.AcquireEvent); return ok }).(*kernelops.AcquireEvent)
 	if acq.ReqID != reqid || acq.Src != s.pair.A4 || acq.Dst != s.pair.B4 || acq.Proto != kernelops.ProtoESP ||
 		acq.Policy != (kernelops.PolicyID{Selector: kernelops.Selector{Src: host(innerA), Dst: host(innerB)}, Dir: kernelops.DirOut}) {
@@ -440,7 +440,7 @@ func TestNATMappingEvent(t *testing.T) {
 	must(t, "A: policy", spdOf(t, s.a).AddPolicy(ctx, &kernelops.Policy{
 		Selector: kernelops.Selector{Src: host(innerA), Dst: host(innerB)}, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec,
 		Templates: []kernelops.Template{{Src: p.A4, Dst: p.B4, Proto: kernelops.ProtoESP, Mode: kernelops.ModeTunnel, ReqID: reqid}}}))
-	must(t, "send", udpTraffic{p.A}.Send(ctx, flow(9), 1, 64))
+	must(t, "send", udpTraffic(p.A).Send(ctx, flow(9), 1, 64))
 	select {
 	case ev := <-sub.Events():
 		m, ok := ev.(*kernelops.MappingEvent)

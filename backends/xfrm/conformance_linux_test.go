@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	_ "github.com/keyplane/keyplane/backends/xfrm"
-	"github.com/keyplane/keyplane/backends/xfrm/xfrmtest"
 	"github.com/keyplane/keyplane/conformance"
+	"github.com/keyplane/keyplane/internal/kerneltest"
 	"github.com/keyplane/keyplane/internal/lab"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestConformance(t *testing.T) {
 	lab.RequireRoot(t)
 	conformance.Run(t, func(t conformance.TB) *conformance.Harness {
-		return xfrmtest.NewHarness(t, xfrmtest.Options{})
+		return kerneltest.NewHarness(t, kerneltest.Options{})
 	})
 }
 
@@ -30,7 +30,7 @@ func TestConformanceRunCases(t *testing.T) {
 		match = "SA" // SALifecycle, SAFeatures, SAAllocThenAdd, ...
 	}
 	results := conformance.RunCases(t.Context(), func(t conformance.TB) *conformance.Harness {
-		return xfrmtest.NewHarness(t, xfrmtest.Options{})
+		return kerneltest.NewHarness(t, kerneltest.Options{})
 	}, match, nil)
 	if len(results) < 3 {
 		t.Fatalf("only %d cases match %q", len(results), match)

@@ -93,7 +93,7 @@
 //
 // Host tests (root) run in fresh network namespaces; what needs ESP skips
 // there and runs in the VM lab (make vmtest), which also runs the whole
-// conformance suite with real traffic (package xfrmtest). Benchmarks:
+// conformance suite with real traffic (internal/kerneltest). Benchmarks:
 // go test -run '^$' -bench . -benchtime 5x ./backends/xfrm.
 //
 // The package is empty on other systems.

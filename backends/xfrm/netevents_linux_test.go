@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyplane/keyplane/backends/xfrm/xfrmtest"
 	"github.com/keyplane/keyplane/conformance"
+	"github.com/keyplane/keyplane/internal/kerneltest"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -103,7 +103,7 @@ func TestAddressRefcountsKeepForeign(t *testing.T) {
 }
 
 func TestRouteTo(t *testing.T) {
-	tp := xfrmtest.NewTopology(t)
+	tp := kerneltest.NewTopology(t)
 	b, err := kernelops.Open(context.Background(), Name, kernelops.Options{Params: map[string]string{ParamNetns: tp.A}})
 	must(t, "open", err)
 	defer b.Close()
@@ -125,7 +125,7 @@ func TestRouteTo(t *testing.T) {
 }
 
 func TestAcquireFields(t *testing.T) {
-	tp := xfrmtest.NewTopology(t)
+	tp := kerneltest.NewTopology(t)
 	bk, err := kernelops.Open(context.Background(), Name, kernelops.Options{Params: map[string]string{ParamNetns: tp.A}})
 	must(t, "open", err)
 	defer bk.Close()
@@ -140,7 +140,7 @@ func TestAcquireFields(t *testing.T) {
 	if got.Action != kernelops.ActionTrap {
 		t.Errorf("trap reads back as %v", got.Action)
 	}
-	tr := &xfrmtest.Traffic{NS: tp.A}
+	tr := &kerneltest.Traffic{NS: tp.A}
 	f := conformance.Flow{Src: tp.LocalInner, Dst: tp.RemoteInner, Proto: 17, SrcPort: 41000, DstPort: 53}
 	must(t, "send", tr.Send(context.Background(), f, 1, 10))
 	a := waitEvent(t, sub, 10*time.Second, func(e *kernelops.AcquireEvent) bool { return true })

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyplane/keyplane/backends/xfrm/xfrmtest"
 	"github.com/keyplane/keyplane/conformance"
+	"github.com/keyplane/keyplane/internal/kerneltest"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -47,19 +47,19 @@ func tunnelPolicy(dir kernelops.Direction, src, dst netip.Prefix, tsrc, tdst net
 
 // vmPair is a topology with a backend on each side.
 type vmPair struct {
-	tp     *xfrmtest.Topology
+	tp     *kerneltest.Topology
 	a, b   *Backend
-	ta, tb *xfrmtest.Traffic
+	ta, tb *kerneltest.Traffic
 }
 
 func newVMPair(t *testing.T) *vmPair {
 	t.Helper()
 	lab.RequireRoot(t)
-	tp := xfrmtest.NewTopology(t)
+	tp := kerneltest.NewTopology(t)
 	a := tp.Open(t, tp.A, kernelops.Options{}).(*Backend)
 	needESP(t, a)
 	b := tp.Open(t, tp.B, kernelops.Options{}).(*Backend)
-	return &vmPair{tp: tp, a: a, b: b, ta: &xfrmtest.Traffic{NS: tp.A}, tb: &xfrmtest.Traffic{NS: tp.B}}
+	return &vmPair{tp: tp, a: a, b: b, ta: &kerneltest.Traffic{NS: tp.A}, tb: &kerneltest.Traffic{NS: tp.B}}
 }
 
 // tunnelAtoB installs A's outbound SA and policy and B's matching inbound
@@ -79,7 +79,7 @@ func (p *vmPair) tunnelAtoB(t *testing.T, reqid uint32) *kernelops.SA {
 	return out
 }
 
-func flowAtoB(tp *xfrmtest.Topology, dport uint16) conformance.Flow {
+func flowAtoB(tp *kerneltest.Topology, dport uint16) conformance.Flow {
 	return conformance.Flow{Src: tp.LocalInner, Dst: tp.RemoteInner, Proto: 17, SrcPort: 40001, DstPort: dport}
 }
 
@@ -217,7 +217,7 @@ func TestTrafficDecryptedByPeer(t *testing.T) {
 	ctx := context.Background()
 	out := p.tunnelAtoB(t, 0x4b500010)
 	var srv *net.UDPConn
-	must(t, "listen in B", xfrmtest.Do(p.tp.B, func() (err error) {
+	must(t, "listen in B", kerneltest.Do(p.tp.B, func() (err error) {
 		srv, err = listenUDP(netip.AddrPortFrom(p.tp.RemoteInner, 9))
 		return
 	}))

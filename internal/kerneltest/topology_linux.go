@@ -1,4 +1,4 @@
-package xfrmtest
+package kerneltest
 
 import (
 	"errors"
@@ -46,7 +46,7 @@ func Path(ns string) string { return "/run/netns/" + ns }
 func NewTopology(t conformance.TB) *Topology {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skipf("xfrmtest: needs root for network namespaces (uid %d)", os.Geteuid())
+		t.Skipf("kerneltest: needs root for network namespaces (uid %d)", os.Geteuid())
 	}
 	n := seq.Add(1)
 	tp := &Topology{
@@ -57,16 +57,16 @@ func NewTopology(t conformance.TB) *Topology {
 	}
 	ha, err := newNamedNS(tp.A)
 	if err != nil {
-		t.Fatalf("xfrmtest: namespace %s: %v", tp.A, err)
+		t.Fatalf("kerneltest: namespace %s: %v", tp.A, err)
 	}
 	t.Cleanup(func() { removeNS(tp.A, ha) })
 	hb, err := newNamedNS(tp.B)
 	if err != nil {
-		t.Fatalf("xfrmtest: namespace %s: %v", tp.B, err)
+		t.Fatalf("kerneltest: namespace %s: %v", tp.B, err)
 	}
 	t.Cleanup(func() { removeNS(tp.B, hb) })
 	if err := tp.build(ha, hb); err != nil {
-		t.Fatalf("xfrmtest: %v", err)
+		t.Fatalf("kerneltest: %v", err)
 	}
 	return tp
 }

@@ -1,4 +1,4 @@
-package xfrmtest
+package kerneltest
 
 import (
 	"context"
@@ -14,6 +14,9 @@ import (
 
 // Options tune NewHarness.
 type Options struct {
+	// Backend is the registered backend to open: "xfrm" or "pfkey".
+	// Empty means "xfrm".
+	Backend string
 	// Open are the backend's options; conformance.BackendOptions is
 	// applied and Params["netns"] set to namespace A.
 	Open kernelops.Options
@@ -21,14 +24,14 @@ type Options struct {
 	Scale int
 }
 
-// NewHarness builds a fresh topology and opens the "xfrm" backend in its
+// NewHarness builds a fresh topology and opens o.Backend in its
 // namespace A: a conformance.Harness factory for conformance.Run and
-// conformance.RunCases. The importing binary must carry the xfrm backend
-// (import backends/xfrm).
+// conformance.RunCases. The importing binary must carry that backend
+// (import backends/xfrm or backends/pfkey).
 func NewHarness(t conformance.TB, o Options) *conformance.Harness {
 	t.Helper()
 	tp := NewTopology(t)
-	b := tp.Open(t, tp.A, o.Open)
+	b := tp.OpenBackend(t, tp.A, o.Backend, o.Open)
 	return &conformance.Harness{
 		Backend: b,
 		Local:   tp.Local, Remote: tp.Remote,
@@ -42,15 +45,25 @@ func NewHarness(t conformance.TB, o Options) *conformance.Harness {
 // Open opens the xfrm backend in namespace ns and closes it in t.Cleanup.
 func (tp *Topology) Open(t conformance.TB, ns string, opts kernelops.Options) kernelops.Backend {
 	t.Helper()
+	return tp.OpenBackend(t, ns, "xfrm", opts)
+}
+
+// OpenBackend opens the named kernel backend in namespace ns (through its
+// "netns" parameter) and closes it in t.Cleanup.
+func (tp *Topology) OpenBackend(t conformance.TB, ns, backend string, opts kernelops.Options) kernelops.Backend {
+	t.Helper()
+	if backend == "" {
+		backend = "xfrm"
+	}
 	opts = conformance.BackendOptions(opts)
 	params := map[string]string{"netns": Path(ns)}
 	for k, v := range opts.Params {
 		params[k] = v
 	}
 	opts.Params = params
-	b, err := kernelops.Open(t.Context(), "xfrm", opts)
+	b, err := kernelops.Open(t.Context(), backend, opts)
 	if err != nil {
-		t.Fatalf("xfrmtest: open the xfrm backend in %s: %v", ns, err)
+		t.Fatalf("kerneltest: open the %s backend in %s: %v", backend, ns, err)
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -69,10 +82,10 @@ type Traffic struct {
 // error.
 func (tr *Traffic) Send(ctx context.Context, f conformance.Flow, packets, size int) error {
 	if f.Proto != 17 {
-		return fmt.Errorf("xfrmtest: traffic protocol %d: only UDP (17)", f.Proto)
+		return fmt.Errorf("kerneltest: traffic protocol %d: only UDP (17)", f.Proto)
 	}
 	if !f.Src.IsValid() || !f.Dst.IsValid() {
-		return fmt.Errorf("xfrmtest: flow %v has no addresses", f)
+		return fmt.Errorf("kerneltest: flow %v has no addresses", f)
 	}
 	var conn *net.UDPConn
 	err := Do(tr.NS, func() error {
@@ -91,7 +104,7 @@ func (tr *Traffic) Send(ctx context.Context, f conformance.Flow, packets, size i
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("xfrmtest: traffic socket in %s: %w", tr.NS, err)
+		return fmt.Errorf("kerneltest: traffic socket in %s: %w", tr.NS, err)
 	}
 	defer conn.Close()
 	payload := make([]byte, size)
@@ -108,7 +121,7 @@ func (tr *Traffic) Send(ctx context.Context, f conformance.Flow, packets, size i
 			// is pending, EPERM from a block policy, ...).
 			var errno syscall.Errno
 			if !errors.As(err, &errno) {
-				return fmt.Errorf("xfrmtest: send: %w", err)
+				return fmt.Errorf("kerneltest: send: %w", err)
 			}
 		}
 	}
