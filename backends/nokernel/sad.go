@@ -442,34 +442,42 @@ func copyEntry(dst *kernelops.SAEntry, e *saEntry) {
 // dumpBatch is how many entries a dump copies per lock hold.
 const dumpBatch = 256
 
-// SAs streams every SA, larval ones included. The dump walks a snapshot
-// of the SAD taken at its start, reading each entry as it is when
-// reached: SAs deleted meanwhile are skipped, SAs added meanwhile are not
-// seen — the guarantees of a netlink dump. The yielded entry is reused.
+// SAs streams every SA, larval ones included, with the snapshot rules of
+// dumpSnapshot; the yielded entry is reused.
 func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
-	return func(yield func(*kernelops.SAEntry, error) bool) {
+	return dumpSnapshot(b, ctx, "dump SAs", b.sad.all, func(e *saEntry) bool { return e.dead }, copyEntry)
+}
+
+// dumpSnapshot streams a table the way a netlink dump does: it walks a
+// snapshot taken at its start, reading each entry as it is when reached;
+// entries deleted meanwhile are skipped, entries added meanwhile are not
+// seen. One Out is reused for every yield, and the lock is held only to
+// copy an entry, never across a yield.
+func dumpSnapshot[E any, Out any](b *Backend, ctx context.Context, op string, all func() []*E,
+	dead func(*E) bool, fill func(*Out, *E)) iter.Seq2[*Out, error] {
+	return func(yield func(*Out, error) bool) {
 		b.mu.Lock()
-		if err := b.checkLocked(ctx, "dump SAs"); err != nil {
+		if err := b.checkLocked(ctx, op); err != nil {
 			b.mu.Unlock()
 			yield(nil, err)
 			return
 		}
-		snap := b.sad.all()
+		snap := all()
 		b.mu.Unlock()
-		var out kernelops.SAEntry
+		var out Out
 		for i, e := range snap {
 			if i%dumpBatch == 0 {
 				if err := ctx.Err(); err != nil {
-					yield(nil, &kernelops.Error{Backend: Name, Op: "dump SAs", Err: err})
+					yield(nil, &kernelops.Error{Backend: Name, Op: op, Err: err})
 					return
 				}
 			}
 			b.mu.Lock()
-			if e.dead {
+			if dead(e) {
 				b.mu.Unlock()
 				continue
 			}
-			copyEntry(&out, e)
+			fill(&out, e)
 			b.mu.Unlock()
 			if !yield(&out, nil) {
 				return

@@ -203,35 +203,7 @@ func copyPolicy(dst *kernelops.PolicyEntry, e *polEntry) {
 // Policies streams every policy with the same snapshot rules as SAs; the
 // yielded entry is reused.
 func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
-	return func(yield func(*kernelops.PolicyEntry, error) bool) {
-		b.mu.Lock()
-		if err := b.checkLocked(ctx, "dump policies"); err != nil {
-			b.mu.Unlock()
-			yield(nil, err)
-			return
-		}
-		snap := b.spd.all()
-		b.mu.Unlock()
-		var out kernelops.PolicyEntry
-		for i, e := range snap {
-			if i%dumpBatch == 0 {
-				if err := ctx.Err(); err != nil {
-					yield(nil, &kernelops.Error{Backend: Name, Op: "dump policies", Err: err})
-					return
-				}
-			}
-			b.mu.Lock()
-			if e.dead {
-				b.mu.Unlock()
-				continue
-			}
-			copyPolicy(&out, e)
-			b.mu.Unlock()
-			if !yield(&out, nil) {
-				return
-			}
-		}
-	}
+	return dumpSnapshot(b, ctx, "dump policies", b.spd.all, func(e *polEntry) bool { return e.dead }, copyPolicy)
 }
 
 // FlushPolicies removes the policies keyplane owns (see owned).
