@@ -15,26 +15,12 @@ func init() {
 }
 
 func runChild(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] != "list" {
-		return usageError{"want 'keyplane child list [-s SOCKET] [-json]'"}
-	}
-	fs := newFlags(e, "child list")
-	cf := addCtlFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	r, err := cf.client().Do(ctx, control.Request{Cmd: "child-list"})
-	if err != nil {
-		return err
-	}
-	if cf.json {
+	return runCtlList(ctx, e, "child", "child-list", args, func(r *control.Response) (any, func(io.Writer)) {
 		if r.Children == nil {
-			r.Children = []ike.ChildInfo{}
+			r.Children = []ike.ChildInfo{} // JSON [] rather than null
 		}
-		return writeJSON(e.stdout, r.Children)
-	}
-	printChildren(e.stdout, r.Children)
-	return nil
+		return r.Children, func(w io.Writer) { printChildren(w, r.Children) }
+	})
 }
 
 func printChildren(w io.Writer, chs []ike.ChildInfo) {

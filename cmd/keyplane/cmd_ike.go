@@ -16,22 +16,32 @@ func init() {
 }
 
 func runIKE(ctx context.Context, e *env, args []string) error {
+	return runCtlList(ctx, e, "ike", "ike-list", args, func(r *control.Response) (any, func(io.Writer)) {
+		return r.IKESAs, func(w io.Writer) { printIKESAs(w, r.IKESAs) }
+	})
+}
+
+// runCtlList runs 'NAME list': one control request, shown as a table or,
+// with -json, as the JSON of what pick returns.
+func runCtlList(ctx context.Context, e *env, name, cmd string, args []string,
+	pick func(*control.Response) (any, func(io.Writer))) error {
 	if len(args) == 0 || args[0] != "list" {
-		return usageError{"want 'keyplane ike list [-s SOCKET] [-json]'"}
+		return usageError{fmt.Sprintf("want 'keyplane %s list [-s SOCKET] [-json]'", name)}
 	}
-	fs := newFlags(e, "ike list")
+	fs := newFlags(e, name+" list")
 	cf := addCtlFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	r, err := cf.client().Do(ctx, control.Request{Cmd: "ike-list"})
+	r, err := cf.client().Do(ctx, control.Request{Cmd: cmd})
 	if err != nil {
 		return err
 	}
+	data, table := pick(r)
 	if cf.json {
-		return writeJSON(e.stdout, r.IKESAs)
+		return writeJSON(e.stdout, data)
 	}
-	printIKESAs(e.stdout, r.IKESAs)
+	table(e.stdout)
 	return nil
 }
 

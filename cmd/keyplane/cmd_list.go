@@ -26,7 +26,20 @@ func listArgs(e *env, name string, args []string) (*backendFlags, error) {
 }
 
 func runSA(ctx context.Context, e *env, args []string) error {
-	bf, err := listArgs(e, "sa", args)
+	return runDump(ctx, e, "sa", args, func(sad kernelops.SAD, asJSON bool) error {
+		return printSAs(e.stdout, sad.SAs(ctx), asJSON)
+	})
+}
+
+func runPolicy(ctx context.Context, e *env, args []string) error {
+	return runDump(ctx, e, "policy", args, func(spd kernelops.SPD, asJSON bool) error {
+		return printPolicies(e.stdout, spd.Policies(ctx), asJSON)
+	})
+}
+
+// runDump opens the dataplane for 'NAME list' and hands facet F to print.
+func runDump[F any](ctx context.Context, e *env, name string, args []string, print func(F, bool) error) error {
+	bf, err := listArgs(e, name, args)
 	if err != nil {
 		return err
 	}
@@ -35,27 +48,32 @@ func runSA(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer b.Close()
-	sad, err := kernelops.As[kernelops.SAD](b)
+	f, err := kernelops.As[F](b)
 	if err != nil {
 		return err
 	}
-	return printSAs(e.stdout, sad.SAs(ctx), bf.json)
+	return print(f, bf.json)
 }
 
-// printSAs streams a dump as a table or as JSON lines (one object per SA,
-// so a 100k-SA dump never sits in memory).
+// encodeLines streams a dump as JSON lines (one object per entry, so a
+// 100k-entry dump never sits in memory).
+func encodeLines[T any](w io.Writer, seq func(func(*T, error) bool)) error {
+	enc := json.NewEncoder(w)
+	for x, err := range seq {
+		if err != nil {
+			return err
+		}
+		if err := enc.Encode(x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// printSAs streams a dump as a table or as JSON lines.
 func printSAs(w io.Writer, sas func(func(*kernelops.SAEntry, error) bool), asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		for sa, err := range sas {
-			if err != nil {
-				return err
-			}
-			if err := enc.Encode(sa); err != nil {
-				return err
-			}
-		}
-		return nil
+		return encodeLines(w, sas)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SA\tMODE\tREQID\tCIPHER\tSTATE\tBYTES\tPACKETS\tLAST USED")
@@ -85,35 +103,9 @@ func ago(t time.Time) string {
 	return t.Format(time.TimeOnly)
 }
 
-func runPolicy(ctx context.Context, e *env, args []string) error {
-	bf, err := listArgs(e, "policy", args)
-	if err != nil {
-		return err
-	}
-	b, err := bf.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	spd, err := kernelops.As[kernelops.SPD](b)
-	if err != nil {
-		return err
-	}
-	return printPolicies(e.stdout, spd.Policies(ctx), bf.json)
-}
-
 func printPolicies(w io.Writer, ps func(func(*kernelops.PolicyEntry, error) bool), asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		for p, err := range ps {
-			if err != nil {
-				return err
-			}
-			if err := enc.Encode(p); err != nil {
-				return err
-			}
-		}
-		return nil
+		return encodeLines(w, ps)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SELECTOR\tDIR\tACTION\tPRIORITY\tTEMPLATE")
