@@ -190,34 +190,19 @@ func testSAConcurrent(t TB, h *Harness) {
 	sad := sadOf(t, h)
 	ctx := t.Context()
 	before := countSAs(t, sad)
-	n := h.bulkN(100)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			reqid := nextReqID()
-			for i := range n {
-				sa := h.outSA(reqid)
-				if err := sad.AddSA(ctx, sa); err != nil {
-					errs <- fmt.Errorf("goroutine %d add #%d: %w", g, i, err)
-					return
-				}
-				if _, err := sad.GetSA(ctx, sa.ID); err != nil {
-					errs <- fmt.Errorf("goroutine %d get #%d: %w", g, i, err)
-					return
-				}
-				if err := sad.DeleteSA(ctx, sa.ID); err != nil {
-					errs <- fmt.Errorf("goroutine %d delete #%d: %w", g, i, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("%v", err)
-	}
+	concurrently(t, h.bulkN(100), func(g, i int) error {
+		sa := h.outSA(nextReqID())
+		if err := sad.AddSA(ctx, sa); err != nil {
+			return fmt.Errorf("add: %w", err)
+		}
+		if _, err := sad.GetSA(ctx, sa.ID); err != nil {
+			return fmt.Errorf("get: %w", err)
+		}
+		if err := sad.DeleteSA(ctx, sa.ID); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+		return nil
+	})
 	if after := countSAs(t, sad); after != before {
 		t.Errorf("%d SAs before, %d after add+delete", before, after)
 	}
@@ -238,6 +223,29 @@ func testSAFlush(t TB, h *Harness) {
 		}
 	}
 	noErr(t, "flush when empty", sad.FlushSAs(ctx))
+}
+
+// concurrently runs op n times in each of 8 goroutines and reports the
+// first failure of each goroutine.
+func concurrently(t TB, n int, op func(g, i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range n {
+				if err := op(g, i); err != nil {
+					errs <- fmt.Errorf("goroutine %d, round %d: %w", g, i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("%v", err)
+	}
 }
 
 func countSAs(t TB, sad kernelops.SAD) int {

@@ -3,7 +3,6 @@ package conformance
 import (
 	"fmt"
 	"net/netip"
-	"sync"
 
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -161,34 +160,20 @@ func testPolicyConcurrent(t TB, h *Harness) {
 	spd := spdOf(t, h)
 	ctx := t.Context()
 	before := countPolicies(t, spd)
-	n := h.bulkN(100)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			for i := range n {
-				p := h.outPolicy(kernelops.ActionIPsec, nextReqID())
-				p.Selector.Proto, p.Selector.SrcPort, p.Selector.DstPort = 17, uint16(1000+g), uint16(1000+i)
-				if err := spd.AddPolicy(ctx, p); err != nil {
-					errs <- fmt.Errorf("goroutine %d add #%d: %w", g, i, err)
-					return
-				}
-				if _, err := spd.GetPolicy(ctx, p.ID()); err != nil {
-					errs <- fmt.Errorf("goroutine %d get #%d: %w", g, i, err)
-					return
-				}
-				if err := spd.DeletePolicy(ctx, p.ID()); err != nil {
-					errs <- fmt.Errorf("goroutine %d delete #%d: %w", g, i, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("%v", err)
-	}
+	concurrently(t, h.bulkN(100), func(g, i int) error {
+		p := h.outPolicy(kernelops.ActionIPsec, nextReqID())
+		p.Selector.Proto, p.Selector.SrcPort, p.Selector.DstPort = 17, uint16(1000+g), uint16(1000+i)
+		if err := spd.AddPolicy(ctx, p); err != nil {
+			return fmt.Errorf("add: %w", err)
+		}
+		if _, err := spd.GetPolicy(ctx, p.ID()); err != nil {
+			return fmt.Errorf("get: %w", err)
+		}
+		if err := spd.DeletePolicy(ctx, p.ID()); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+		return nil
+	})
 	if after := countPolicies(t, spd); after != before {
 		t.Errorf("%d policies before, %d after add+delete", before, after)
 	}
