@@ -30,11 +30,23 @@ VMLAB = out/vmlab
 # The other operating systems whose build-tagged files must never rot.
 CROSS_OS ?= freebsd netbsd openbsd darwin
 
-.PHONY: run test vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare $(VMLAB)
+# benchstat, pinned (the module proxy refuses @latest for golang.org/x/perf).
+BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260112171951-5abaabe9f1bd
+BENCH_COUNT ?= 8
+
+.PHONY: bench run test vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare $(VMLAB)
 
 ## run: two keyplane daemons on loopback (nokernel dataplane, no root) build a tunnel
 run:
 	$(GO) run ./cmd/keyplane tunnel-demo
+
+## bench: the host benchmarks, each implementation side by side, ratios by benchstat
+## (the VM ones: make vmtest VM_PKGS=./backends/xfrm VM_TESTFLAGS='-test.run=^$$ -test.bench=SAs|UsageScan')
+bench:
+	@mkdir -p out
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./backends/xfrm ./kernelops/idle | tee out/bench.txt
+	$(BENCHSTAT) -col /impl out/bench.txt
+	$(BENCHSTAT) -col /read out/bench.txt
 
 ## test: everything — vet, host tests, cross-builds, then the VM lab
 test: vet host-test crossbuild test-vm

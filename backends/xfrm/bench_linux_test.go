@@ -113,7 +113,7 @@ func BenchmarkInstallPolicies(b *testing.B) {
 	for i := range ps {
 		ps[i] = benchPolicy(i, kp.opts.ReqIDMin)
 	}
-	b.Run("keyplane-batch", func(b *testing.B) {
+	b.Run("impl=keyplane-batch", func(b *testing.B) {
 		ops := make([]kernelops.Op, len(ps))
 		for b.Loop() {
 			for i, p := range ps {
@@ -128,7 +128,7 @@ func BenchmarkInstallPolicies(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(ps)), "policies/op")
 	})
-	b.Run("netlink-handle", func(b *testing.B) {
+	b.Run("impl=netlink-handle", func(b *testing.B) {
 		h := xfrmHandle(b, ns)
 		nps := make([]*netlink.XfrmPolicy, len(ps))
 		for i, p := range ps {
@@ -146,7 +146,7 @@ func BenchmarkInstallPolicies(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(ps)), "policies/op")
 	})
-	b.Run("ip-batch", func(b *testing.B) {
+	b.Run("impl=ip-batch", func(b *testing.B) {
 		lines := make([]string, len(ps))
 		for i, p := range ps {
 			lines[i] = ipPolicyLine(p)
@@ -167,7 +167,7 @@ func BenchmarkDumpPolicies(b *testing.B) {
 		b.Fatal(err)
 	}
 	ops = nil
-	b.Run("keyplane-stream", func(b *testing.B) {
+	b.Run("impl=keyplane-stream", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			n := 0
@@ -183,7 +183,7 @@ func BenchmarkDumpPolicies(b *testing.B) {
 		}
 		b.ReportMetric(benchDump, "policies/op")
 	})
-	b.Run("netlink-XfrmPolicyList", func(b *testing.B) {
+	b.Run("impl=netlink-XfrmPolicyList", func(b *testing.B) {
 		h := xfrmHandle(b, ns)
 		b.ReportAllocs()
 		for b.Loop() {
@@ -216,7 +216,7 @@ func BenchmarkInstallSAs(b *testing.B) {
 	for i := range sas {
 		sas[i] = benchSA(i, kp.opts.ReqIDMin, key)
 	}
-	b.Run("keyplane-batch", func(b *testing.B) {
+	b.Run("impl=keyplane-batch", func(b *testing.B) {
 		ops := make([]kernelops.Op, len(sas))
 		for b.Loop() {
 			for i, sa := range sas {
@@ -231,7 +231,7 @@ func BenchmarkInstallSAs(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(sas)), "SAs/op")
 	})
-	b.Run("netlink-handle", func(b *testing.B) {
+	b.Run("impl=netlink-handle", func(b *testing.B) {
 		h := xfrmHandle(b, ns)
 		nss := make([]*netlink.XfrmState, len(sas))
 		for i, sa := range sas {
@@ -251,7 +251,7 @@ func BenchmarkInstallSAs(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(sas)), "SAs/op")
 	})
-	b.Run("ip-batch", func(b *testing.B) {
+	b.Run("impl=ip-batch", func(b *testing.B) {
 		lines := make([]string, len(sas))
 		for i, sa := range sas {
 			lines[i] = fmt.Sprintf("xfrm state add src %s dst %s proto esp spi %#x reqid %d mode tunnel replay-window 32 aead rfc4106(gcm(aes)) 0x%s 128\n",
@@ -278,7 +278,7 @@ func BenchmarkUsageScan(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	b.Run("keyplane-bulk-dump", func(b *testing.B) {
+	b.Run("impl=keyplane-bulk-dump", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			n := 0
@@ -293,7 +293,7 @@ func BenchmarkUsageScan(b *testing.B) {
 			}
 		}
 	})
-	b.Run("keyplane-getsa-per-sa", func(b *testing.B) {
+	b.Run("impl=keyplane-getsa-per-sa", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			for _, id := range ids {
@@ -303,7 +303,7 @@ func BenchmarkUsageScan(b *testing.B) {
 			}
 		}
 	})
-	b.Run("netlink-XfrmStateGet-per-sa", func(b *testing.B) {
+	b.Run("impl=netlink-XfrmStateGet-per-sa", func(b *testing.B) {
 		h := xfrmHandle(b, ns)
 		b.ReportAllocs()
 		q := &netlink.XfrmState{Src: net.IP(benchLocal.AsSlice()), Dst: net.IP(benchRemote.AsSlice()), Proto: netlink.XFRM_PROTO_ESP}
