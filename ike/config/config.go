@@ -52,7 +52,27 @@ type Daemon struct {
 	// HalfOpenTimeout removes a responder IKE SA that never completes
 	// IKE_AUTH.
 	HalfOpenTimeout time.Duration
+	// When a link (or an address) that IKE SAs use comes back, each of
+	// them is revived with one liveness check, paced by a token bucket:
+	// ReviveBurst at once, then ReviveRate per second, whatever the
+	// number of SAs on the link.
+	ReviveRate  float64
+	ReviveBurst int
+	// While an IKE SA's link is down, requests it would send (the delete
+	// notification of a child whose hard lifetime ran out) are held, at
+	// most DownQueueLimit per IKE SA (the oldest go first); those older
+	// than DownQueueMaxAge when the link returns are dropped unsent.
+	DownQueueLimit  int
+	DownQueueMaxAge time.Duration
 }
+
+// Defaults of the link-awareness settings (see Daemon).
+const (
+	DefaultReviveRate      = 100
+	DefaultReviveBurst     = 10
+	DefaultDownQueueLimit  = 16
+	DefaultDownQueueMaxAge = 2 * time.Minute
+)
 
 // Backend is the dataplane to open (kernelops.Open).
 type Backend struct {
@@ -232,6 +252,8 @@ func (b *builder) build(root *section) *Config {
 		Control: DefaultControl, LogLevel: slog.LevelInfo,
 		RetransmitTimeout: 4 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5,
 		CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second,
+		ReviveRate: DefaultReviveRate, ReviveBurst: DefaultReviveBurst,
+		DownQueueLimit: DefaultDownQueueLimit, DownQueueMaxAge: DefaultDownQueueMaxAge,
 	}, Backend: Backend{Name: "nokernel"}}
 	b.known(root, nil, []string{"daemon", "backend", "connections"})
 	if d := root.sub("daemon"); d != nil {
@@ -284,7 +306,8 @@ func (b *builder) build(root *section) *Config {
 
 func (b *builder) daemon(s *section, d *Daemon) {
 	b.known(s, []string{"control", "log_level", "retransmit_timeout", "retransmit_base",
-		"retransmit_tries", "cookie_threshold", "half_open_timeout"}, nil)
+		"retransmit_tries", "cookie_threshold", "half_open_timeout", "revive_rate", "revive_burst",
+		"down_queue_limit", "down_queue_max_age"}, nil)
 	for _, kv := range s.settings {
 		field := "daemon." + kv.key
 		switch kv.key {
@@ -311,6 +334,18 @@ func (b *builder) daemon(s *section, d *Daemon) {
 			d.RetransmitTries = int(b.uint(kv, field, 0, 20))
 		case "cookie_threshold":
 			d.CookieThreshold = int(b.uint(kv, field, 0, 1<<20))
+		case "revive_rate":
+			f, err := strconv.ParseFloat(kv.value, 64)
+			if err != nil || !(f >= 0.01 && f <= 1e6) {
+				b.fail(kv.line, field, "%q: want liveness checks per second, from 0.01 to 1000000", kv.value)
+			}
+			d.ReviveRate = f
+		case "revive_burst":
+			d.ReviveBurst = int(b.uint(kv, field, 1, 1<<20))
+		case "down_queue_limit":
+			d.DownQueueLimit = int(b.uint(kv, field, 0, 1024))
+		case "down_queue_max_age":
+			d.DownQueueMaxAge = b.duration(kv, field, true)
 		}
 	}
 }

@@ -36,6 +36,10 @@ daemon {
 	retransmit_timeout = 500ms
 	retransmit_tries = 3
 	cookie_threshold = 2
+	revive_rate = 25.5
+	revive_burst = 4
+	down_queue_limit = 0
+	down_queue_max_age = 90s
 }
 backend {
 	name = nokernel
@@ -93,6 +97,9 @@ func TestParseGood(t *testing.T) {
 		cfg.Daemon.RetransmitTries != 3 || cfg.Daemon.CookieThreshold != 2 {
 		t.Errorf("daemon %+v", cfg.Daemon)
 	}
+	if d := cfg.Daemon; d.ReviveRate != 25.5 || d.ReviveBurst != 4 || d.DownQueueLimit != 0 || d.DownQueueMaxAge != 90*time.Second {
+		t.Errorf("link settings %+v", d)
+	}
 	if cfg.Backend.Name != "nokernel" || cfg.Backend.Params["acquire-expires"] != "10s" {
 		t.Errorf("backend %+v", cfg.Backend)
 	}
@@ -149,6 +156,9 @@ func TestErrorsNameWhere(t *testing.T) {
 		{"unclosed", "daemon {\n", 1, "", "", "", "never closed"},
 		{"unknown top", "foo {\n}\n", 1, "", "", "foo", "unknown section"},
 		{"daemon field", "daemon {\n retransmit_tries = lots\n}\n", 2, "", "", "daemon.retransmit_tries", "whole number"},
+		{"revive rate", "daemon {\n revive_rate = 0\n}\n", 2, "", "", "daemon.revive_rate", "per second"},
+		{"revive burst", "daemon {\n revive_burst = 0\n}\n", 2, "", "", "daemon.revive_burst", "whole number"},
+		{"queue age", "daemon {\n down_queue_max_age = 0\n}\n", 2, "", "", "daemon.down_queue_max_age", "duration"},
 		{"bad proposal", conn("  proposals = aes128-prfsha256-x25519"), 6, "c1", "", "proposals", "integrity"},
 		{"unknown alg", conn("  proposals = aes128gcm16-prfsha256-x448"), 6, "c1", "", "proposals", "unknown algorithm"},
 		{"bad port", conn("  local_port = 70000"), 6, "c1", "", "local_port", "1 to 65535"},
@@ -257,5 +267,17 @@ func TestProposals(t *testing.T) {
 		if _, err := ParseProposals(bad, true); err == nil {
 			t.Errorf("IKE %q accepted", bad)
 		}
+	}
+}
+
+func TestLinkSettingsDefaults(t *testing.T) {
+	cfg, err := Parse("kp.conf", []byte("daemon {\n}\n"), testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Daemon
+	if d.ReviveRate != DefaultReviveRate || d.ReviveBurst != DefaultReviveBurst ||
+		d.DownQueueLimit != DefaultDownQueueLimit || d.DownQueueMaxAge != DefaultDownQueueMaxAge {
+		t.Errorf("defaults %+v", d)
 	}
 }
