@@ -56,6 +56,13 @@ type childSA struct {
 	localTS, remoteTS     []tsRange
 	encap                 *kernelops.Encap
 
+	// Idle-driven liveness (liveness.go): watched says the inbound SA is
+	// watched; idleAt is when its last idle report came (zero: none since
+	// the last check); watchAlt picks the threshold's variant.
+	watched  bool
+	watchAlt bool
+	idleAt   time.Time
+
 	// What the installation added, for removal and rollback.
 	sas      []kernelops.SAID
 	polRefs  []kernelops.PolicyID
@@ -155,6 +162,7 @@ func (ch *childSA) remove(reason string) {
 		ch.fail(reason)
 		return
 	}
+	ch.e.unwatchIdle(ch)
 	ch.e.uninstall(ch)
 	ch.setState(childDeleted, reason)
 	if ch.keys != nil {
@@ -166,6 +174,7 @@ func (sa *ikeSA) dropChild(ch *childSA) {
 	for i, x := range sa.children {
 		if x == ch {
 			sa.children = append(sa.children[:i], sa.children[i+1:]...)
+			sa.armLiveness() // the last watched child gone: timed checks
 			return
 		}
 	}

@@ -106,13 +106,26 @@ func (sa *ikeSA) negotiateChild(nc *childSA, old *childSA) {
 				sa.deleteChild(old, "rekeyed")
 			}
 		},
-		onTimeout: func() { sa.destroy("peer not responding to CREATE_CHILD_SA") }})
+		onTimeout: func() { sa.destroy("peer not responding to CREATE_CHILD_SA") },
+		onDrop: func(why string) {
+			sa.dropChild(nc)
+			nc.fail("link down: " + why)
+			if old != nil {
+				old.rekeying = false
+			}
+		}})
 }
 
 // rekeyChild replaces an installed child by a new one with fresh keys
 // (CREATE_CHILD_SA with REKEY_SA, RFC 7296 §2.8), then deletes the old.
 func (sa *ikeSA) rekeyChild(old *childSA) {
 	if old.state != childInstalled || old.rekeying || sa.state != ikeEstablished {
+		return
+	}
+	if sa.quiet() {
+		// Never into a dead link: the revival starts it (old.rekey).
+		old.rekey = true
+		old.logger().Debug("link down: rekey deferred until the link returns")
 		return
 	}
 	old.rekeying = true

@@ -36,8 +36,12 @@ type Engine struct {
 	spd   kernelops.SPD
 	socks kernelops.Sockets
 	caps  kernelops.Capabilities
-	clk   clock.Clock
-	log   *slog.Logger
+	// idleW drives liveness from idle reports (nil: timed checks);
+	// addrSel with change events makes the engine link-aware (nil: not).
+	idleW   kernelops.IdleWatcher
+	addrSel kernelops.AddrSelector
+	clk     clock.Clock
+	log     *slog.Logger
 
 	ctx    context.Context // cancelled by Close; kernel calls use it
 	cancel context.CancelFunc
@@ -66,6 +70,17 @@ type Engine struct {
 	cookieKey  [32]byte
 	kernelSub  kernelops.Subscription
 	handshakes []time.Duration // IKE_SA_INIT sent -> first child installed, initiator side
+
+	byIn map[kernelops.SAID]*childSA // watched children by inbound SA (idleKey)
+	// Link awareness (links.go): the interfaces (nil: off), the IKE SAs
+	// waiting to be revived and the token bucket that paces them.
+	ifs         map[int]*ifState
+	reviveQ     []*ikeSA
+	reviveTimer *timer
+	reviveStart time.Time
+	revived     int
+	tokens      float64
+	tokensAt    time.Time
 }
 
 // initKey finds a responder's half-open SA from a retransmitted request.
@@ -92,6 +107,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		nextReqID: kernelops.DefaultReqIDMin + 1,
 		policies:  map[kernelops.PolicyID]*polRef{},
 		traps:     map[string][]kernelops.PolicyID{},
+		byIn:      map[kernelops.SAID]*childSA{},
 	}
 	if e.clk == nil {
 		e.clk = clock.Real()
@@ -115,8 +131,16 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	go e.loop()
 
 	if src, ok := o.Backend.(kernelops.EventSource); ok && e.caps.Has(kernelops.CapEvents) {
-		sub, err := src.Subscribe(e.ctx, kernelops.SubscribeOptions{
-			Kinds: kernelops.KindAcquire | kernelops.KindExpire | kernelops.KindOverrun})
+		kinds := kernelops.KindAcquire | kernelops.KindExpire | kernelops.KindOverrun
+		if w, ok := o.Backend.(kernelops.IdleWatcher); ok && e.caps.Has(kernelops.CapIdle) {
+			e.idleW = w
+			kinds |= kernelops.KindIdle
+		}
+		if as, ok := o.Backend.(kernelops.AddrSelector); ok && e.caps.Has(kernelops.CapAddrSelect) && e.caps.Has(kernelops.CapChangeEvents) {
+			e.addrSel = as
+			kinds |= kernelops.KindLink | kernelops.KindAddr
+		}
+		sub, err := src.Subscribe(e.ctx, kernelops.SubscribeOptions{Kinds: kinds})
 		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("ike: subscribe to dataplane events: %w", err)
@@ -126,7 +150,10 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		go e.readEvents(sub)
 	}
 	var startErr error
-	if err := e.call(ctx, func() { startErr = e.apply(ctx, o.Config) }); err != nil {
+	if err := e.call(ctx, func() {
+		e.loadInterfaces()
+		startErr = e.apply(ctx, o.Config)
+	}); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -166,7 +193,11 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 				continue
 			}
 			for _, sa := range e.sasOf(oc.Name) {
+				old := sa.conn
 				sa.conn = nc // new settings apply from now on
+				if old.DPDDelay != nc.DPDDelay {
+					sa.livenessReconfigured()
+				}
 			}
 		}
 	}
@@ -274,6 +305,8 @@ func (e *Engine) Close() error {
 		for name := range e.traps {
 			e.removeTrap(name)
 		}
+		e.reviveTimer.Stop()
+		e.reviveQ = nil
 	})
 	e.qmu.Lock()
 	e.stopped = true

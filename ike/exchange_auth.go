@@ -110,7 +110,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	}
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idr.String())
-	sa.scheduleDPD()
+	sa.armLiveness()
 	if ch := sa.first; ch != nil {
 		sa.first = nil
 		sa.completeChild(ch, m, sa.ni, sa.nr, nil)
@@ -223,6 +223,8 @@ func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) erro
 	ch.estAt = sa.e.clk.Now()
 	sa.children = append(sa.children, ch)
 	ch.setState(childInstalled, "")
+	sa.e.watchIdle(ch)
+	sa.armLiveness()
 	return nil
 }
 
@@ -286,7 +288,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	ps := []message.Payload{myID, &message.Auth{Method: message.AuthSharedKeyMIC, Data: mine}}
 	ps = append(ps, sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)...)
 	sa.respond(m, ps, s, local, remote)
-	sa.scheduleDPD()
+	sa.armLiveness()
 }
 
 // acceptChild is the responder's child negotiation (IKE_AUTH and

@@ -33,6 +33,7 @@ func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 	}
 	sa.startedAt = e.clk.Now()
 	sa.setState(ikeInitSent, "")
+	e.placeSA(sa) // on a dead link the request waits for it
 	sa.sendInit(c.Proposals[0].DH[0])
 	return sa
 }
@@ -60,7 +61,6 @@ func (sa *ikeSA) sendInit(group message.DHGroup) {
 		onTimeout: func() { sa.destroy("peer not responding to IKE_SA_INIT") }}
 	sa.pending = nil
 	sa.send(r)
-	sa.initReq = r.data
 }
 
 // handleInitResponse is the initiator's side of IKE_SA_INIT.
@@ -338,6 +338,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	e.sas[sa.spir] = sa
 	e.initIndex[initKey{sa.spii, remote}] = sa
 	sa.setState(ikeHalfOpen, "")
+	e.placeSA(sa)
 	sa.log.Info("IKE_SA_INIT answered", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	sa.halfOpenTimer = e.after(e.cfg.Daemon.HalfOpenTimeout, func() {
 		if sa.state == ikeHalfOpen {

@@ -661,20 +661,34 @@ func TestReload(t *testing.T) {
 	waitFor(t, "IKE SAs gone", 3*time.Second, func() bool { return len(a.sas(t)) == 0 && len(b.sas(t)) == 0 })
 }
 
+// TestDPDDeadPeer: liveness checks are answered while the peer lives,
+// and a peer that vanishes is declared dead, with checks on a timer (a
+// dataplane without CapIdle) and driven by idle reports.
 func TestDPDDeadPeer(t *testing.T) {
 	noLeaks(t)
-	sa, sb := pairSides(t)
-	sa.extraConn = "dpd_delay = 300ms"
-	a := newPeer(t, "a", sa.config(t, "a"))
-	b := newPeer(t, "b", sb.config(t, "b"))
-	establish(t, a, b, "a-net")
-	// Liveness checks are answered while b lives.
-	time.Sleep(800 * time.Millisecond)
-	if len(a.sas(t)) != 1 || !strings.Contains(b.logText(), "INFORMATIONAL request") {
-		t.Fatalf("no answered liveness check: %d IKE SAs", len(a.sas(t)))
+	for _, mode := range []string{"timer", "idle"} {
+		t.Run(mode, func(t *testing.T) {
+			sa, sb := pairSides(t)
+			sa.extraConn = "dpd_delay = 300ms"
+			var opts []peerOpt
+			if mode == "timer" {
+				_, hide := tap(nil, kernelops.CapIdle)
+				opts = append(opts, hide)
+			} else {
+				opts = append(opts, withOptions(kernelops.Options{IdleScanInterval: 50 * time.Millisecond}))
+			}
+			a := newPeer(t, "a", sa.config(t, "a"), opts...)
+			b := newPeer(t, "b", sb.config(t, "b"))
+			establish(t, a, b, "a-net")
+			// Liveness checks are answered while b lives.
+			time.Sleep(800 * time.Millisecond)
+			if len(a.sas(t)) != 1 || !strings.Contains(b.logText(), "INFORMATIONAL request") {
+				t.Fatalf("no answered liveness check: %d IKE SAs", len(a.sas(t)))
+			}
+			// b vanishes without a word: a's next check goes unanswered.
+			b.e.Close()
+			a.waitEvent(t, 10*time.Second, func(e Event) bool { return e.Kind == "ike" && e.State == "dead" })
+			a.expectEmpty(t)
+		})
 	}
-	// b vanishes without a word: a's next check goes unanswered.
-	b.e.Close()
-	a.waitEvent(t, 10*time.Second, func(e Event) bool { return e.Kind == "ike" && e.State == "dead" })
-	a.expectEmpty(t)
 }

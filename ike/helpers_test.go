@@ -15,6 +15,7 @@ import (
 	"github.com/keyplane/keyplane/backends/nokernel"
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
 // freePorts returns n UDP ports on 127.0.0.1 that were free a moment ago.
@@ -141,11 +142,23 @@ type peer struct {
 type peerOpt func(*peerSetup)
 
 type peerSetup struct {
-	wrap func(*nokernel.Backend) kernelops.Backend
+	wrap  func(*nokernel.Backend) kernelops.Backend
+	opts  kernelops.Options
+	clock clock.Clock
 }
 
 func withBackend(w func(*nokernel.Backend) kernelops.Backend) peerOpt {
 	return func(s *peerSetup) { s.wrap = w }
+}
+
+// withOptions opens the peer's model with o.
+func withOptions(o kernelops.Options) peerOpt {
+	return func(s *peerSetup) { s.opts = o }
+}
+
+// withClock runs the peer's engine and model on c.
+func withClock(c clock.Clock) peerOpt {
+	return func(s *peerSetup) { s.clock = c }
 }
 
 type syncWriter struct {
@@ -176,7 +189,11 @@ func newPeer(t testing.TB, name string, cfg *config.Config, opts ...peerOpt) *pe
 	for _, o := range opts {
 		o(&st)
 	}
-	b, err := nokernel.Open(t.Context(), kernelops.Options{})
+	bo := st.opts
+	if st.clock != nil {
+		bo.Clock = st.clock
+	}
+	b, err := nokernel.Open(t.Context(), bo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +207,7 @@ func newPeer(t testing.TB, name string, cfg *config.Config, opts ...peerOpt) *pe
 		sw.w = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(sw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("peer", name)
-	e, err := New(t.Context(), Options{Backend: kb, Config: cfg, Logger: log})
+	e, err := New(t.Context(), Options{Backend: kb, Config: cfg, Logger: log, Clock: st.clock})
 	if err != nil {
 		t.Fatalf("engine %s: %v", name, err)
 	}

@@ -88,7 +88,18 @@ type ikeSA struct {
 
 	halfOpenTimer *timer
 	dpdTimer      *timer
-	deleteReason  string
+	dpdKind       dpdKind
+	// lastHeard is when an authenticated message last came from the peer.
+	lastHeard time.Time
+	// idleSeen: idle reports were acted on; once the peer has answered,
+	// the children's watches are nudged for fresh ones (liveness.go).
+	idleSeen bool
+	// Link awareness (links.go): ifIndex is the interface its local
+	// address was last seen on (0: none known).
+	link         linkState
+	ifIndex      int
+	reviveQueued bool
+	deleteReason string
 	// startedAt is when our first IKE_SA_INIT went out (handshake timing).
 	startedAt   time.Time
 	initRetries int
@@ -174,7 +185,7 @@ func (sa *ikeSA) destroy(reason string) {
 	}
 	sa.queue = nil
 	sa.halfOpenTimer.Stop()
-	sa.dpdTimer.Stop()
+	sa.stopLiveness()
 	delete(sa.e.sas, sa.localSPI())
 	if !sa.initiator {
 		k := initKey{sa.spii, sa.remote}
@@ -195,6 +206,12 @@ func (sa *ikeSA) startDelete(reason string) {
 	case ikeDead, ikeDeleting:
 		return
 	case ikeEstablished:
+		if sa.quiet() {
+			// Never a delete into a dead link: the peer finds out by
+			// its own liveness checks.
+			sa.destroy(reason + "; the link is down, the peer was not told")
+			return
+		}
 	default:
 		// Not authenticated yet: nothing to tell.
 		sa.destroy(reason)
@@ -213,23 +230,6 @@ func (sa *ikeSA) startDelete(reason string) {
 		return
 	}
 	sa.send(req)
-}
-
-// scheduleDPD arms the liveness check.
-func (sa *ikeSA) scheduleDPD() {
-	if sa.conn == nil || sa.conn.DPDDelay <= 0 {
-		return
-	}
-	sa.dpdTimer.Stop()
-	sa.dpdTimer = sa.e.after(sa.conn.DPDDelay, func() {
-		if sa.state != ikeEstablished {
-			return
-		}
-		if sa.pending == nil {
-			sa.send(&request{exch: message.INFORMATIONAL, onResponse: func(*message.Message) {}})
-		}
-		sa.scheduleDPD()
-	})
 }
 
 // normalEnd tells an orderly end of an IKE SA from a failure, for the log

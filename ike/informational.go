@@ -62,6 +62,10 @@ func (sa *ikeSA) deleteChild(ch *childSA, reason string) {
 	if ch.state != childInstalled {
 		return
 	}
+	if sa.quiet() {
+		sa.deleteHeld(ch, reason)
+		return
+	}
 	ch.setState(childDeleting, reason)
 	sa.send(&request{exch: message.INFORMATIONAL,
 		payloads: []message.Payload{&message.Delete{Protocol: message.ProtocolESP, SPIs: []uint32{ch.inSPI}}},

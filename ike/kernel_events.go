@@ -22,10 +22,17 @@ func (e *Engine) kernelEvent(ev kernelops.Event) {
 		e.acquire(x)
 	case *kernelops.ExpireEvent:
 		e.expire(x)
+	case *kernelops.IdleEvent:
+		e.idleEvent(x)
+	case *kernelops.LinkEvent:
+		e.linkEvent(x)
+	case *kernelops.AddrEvent:
+		e.addrEvent(x)
 	case *kernelops.OverrunEvent:
 		e.publish(Event{Kind: "dataplane", State: "overrun", Detail: fmt.Sprintf("%d events lost (%s)", x.Lost, x.Source)})
 		e.log.Warn("dataplane events were lost: re-reading the SAD and SPD", "lost", x.Lost, "source", x.Source)
 		e.resync()
+		e.resyncLiveness()
 	}
 }
 

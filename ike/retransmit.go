@@ -20,12 +20,21 @@ type request struct {
 	timer      *timer
 	onResponse func(*message.Message)
 	onTimeout  func()
+	// held is when the request was held back because the SA's link was
+	// down (zero: never held); onDrop runs if it is dropped unsent.
+	held   time.Time
+	onDrop func(why string)
 }
 
 func (r *request) stopTimer() { r.timer.Stop() }
 
-// send starts a request, or queues it behind the outstanding one.
+// send starts a request, or queues it behind the outstanding one, or
+// holds it while the SA's link is down.
 func (sa *ikeSA) send(r *request) {
+	if sa.quiet() {
+		sa.hold(r)
+		return
+	}
 	if sa.pending != nil {
 		sa.queue = append(sa.queue, r)
 		return
@@ -38,6 +47,7 @@ func (sa *ikeSA) send(r *request) {
 		m.MessageID = 0
 		r.msgID = 0
 		r.data, err = m.Encode()
+		sa.initReq = r.data
 	} else {
 		r.data, err = m.EncodeEncrypted(sa.out)
 	}
@@ -59,7 +69,7 @@ func (sa *ikeSA) arm(r *request) {
 	d := sa.e.cfg.Daemon
 	wait := time.Duration(float64(d.RetransmitTimeout) * math.Pow(d.RetransmitBase, float64(r.tries)))
 	r.timer = sa.e.after(wait, func() {
-		if sa.pending != r {
+		if sa.pending != r || sa.quiet() {
 			return
 		}
 		if r.tries >= d.RetransmitTries {
@@ -90,11 +100,12 @@ func (sa *ikeSA) answered(m *message.Message) {
 	if r.onResponse != nil {
 		r.onResponse(m)
 	}
+	sa.exchangeDone()
 	sa.next()
 }
 
 func (sa *ikeSA) next() {
-	if sa.pending == nil && len(sa.queue) > 0 && sa.state != ikeDead {
+	if sa.pending == nil && len(sa.queue) > 0 && sa.state != ikeDead && !sa.quiet() {
 		r := sa.queue[0]
 		sa.queue = sa.queue[1:]
 		sa.send(r)

@@ -1,0 +1,398 @@
+package ike
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// Link awareness: an IKE SA whose local address sits on a link that goes
+// down, or whose address goes away, is suspended. It sends nothing —
+// no liveness check, retransmission, rekey or delete — and none of its
+// give-up timers run, so a dead link carrying thousands of SAs costs no
+// packet and kills no SA. A child whose hard lifetime runs out meanwhile
+// still leaves the dataplane; the delete notification for the peer is
+// held (bounded in number and age). When the link or address returns the
+// SAs are revived through one token bucket: one packet each (the request
+// that was in flight, else the first held one, else a liveness check),
+// ReviveBurst at once and ReviveRate per second after, then their timers
+// resume. One log line and one engine event per transition, with the
+// number of SAs affected.
+//
+// The table of interfaces comes from AddrSelector.Interfaces and follows
+// the dataplane's link and address events (CapChangeEvents). An SA's link
+// is the interface that carries its local address; an address on no
+// known interface (a wildcard, or a model that does not know the host's
+// addresses) leaves the SA unmanaged.
+
+// linkState is an IKE SA's standing with its link.
+type linkState uint8
+
+const (
+	linkOK       linkState = iota
+	linkDown               // link or address gone: suspended
+	linkReviving           // back, waiting for its turn in the revival
+)
+
+type ifState struct {
+	name  string
+	up    bool
+	addrs map[netip.Addr]bool
+}
+
+// quiet reports whether the SA must not send: its link is down or its
+// revival has not come yet.
+func (sa *ikeSA) quiet() bool { return sa.link != linkOK }
+
+// loadInterfaces reads the dataplane's interfaces. On failure link
+// awareness is off until a later load succeeds.
+func (e *Engine) loadInterfaces() bool {
+	if e.addrSel == nil {
+		return false
+	}
+	list, err := e.addrSel.Interfaces(e.ctx)
+	if err != nil {
+		e.log.Warn("cannot list interfaces: link awareness off until the next link or address event", "err", err)
+		e.ifs = nil
+		return false
+	}
+	ifs := make(map[int]*ifState, len(list))
+	for _, i := range list {
+		st := &ifState{name: i.Name, up: i.Up, addrs: map[netip.Addr]bool{}}
+		for _, p := range i.Addrs {
+			st.addrs[p.Addr().Unmap()] = true
+		}
+		ifs[i.Index] = st
+	}
+	e.ifs = ifs
+	return true
+}
+
+// linkEvent follows a link's state.
+func (e *Engine) linkEvent(x *kernelops.LinkEvent) {
+	if e.ifs == nil && !e.loadInterfaces() {
+		return
+	}
+	i := e.ifs[x.IfIndex]
+	state := "down"
+	switch {
+	case x.Deleted:
+		state = "deleted"
+		if i == nil {
+			return
+		}
+		delete(e.ifs, x.IfIndex)
+	case i == nil:
+		// New to us: take its addresses from the dataplane.
+		if !e.loadInterfaces() {
+			return
+		}
+		if e.ifs[x.IfIndex] == nil {
+			e.ifs[x.IfIndex] = &ifState{name: x.IfName, up: x.Up, addrs: map[netip.Addr]bool{}}
+		}
+		if x.Up {
+			state = "up"
+		}
+	default:
+		if i.up == x.Up {
+			return // another attribute changed
+		}
+		i.up, i.name = x.Up, x.IfName
+		if x.Up {
+			state = "up"
+		}
+	}
+	down, revive := e.relink()
+	e.log.Info("link "+state, "link", x.IfName, "index", x.IfIndex, "ike-sas-suspended", down, "ike-sas-to-revive", revive)
+	e.publish(Event{Kind: "link", Name: x.IfName, State: state,
+		Detail: fmt.Sprintf("%d IKE SAs suspended, %d to revive", down, revive)})
+}
+
+// addrEvent follows an interface's addresses.
+func (e *Engine) addrEvent(x *kernelops.AddrEvent) {
+	if e.ifs == nil && !e.loadInterfaces() {
+		return
+	}
+	a := x.Prefix.Addr().Unmap()
+	i := e.ifs[x.IfIndex]
+	if i == nil {
+		if !e.loadInterfaces() {
+			return
+		}
+	} else if x.Added {
+		i.addrs[a] = true
+	} else {
+		delete(i.addrs, a)
+	}
+	down, revive := e.relink()
+	state := "removed"
+	if x.Added {
+		state = "added"
+	}
+	lvl := slog.LevelDebug
+	if down+revive > 0 {
+		lvl = slog.LevelInfo
+	}
+	e.log.Log(e.ctx, lvl, "address "+state, "addr", a, "link", x.IfName, "ike-sas-suspended", down, "ike-sas-to-revive", revive)
+	e.publish(Event{Kind: "addr", Name: a.String(), State: state,
+		Detail: fmt.Sprintf("on %s: %d IKE SAs suspended, %d to revive", x.IfName, down, revive)})
+}
+
+// addrIndex maps each known address to whether some up interface has it,
+// and to an interface that has it (an up one if any).
+type addrSite struct {
+	up    bool
+	index int
+}
+
+func (e *Engine) addrIndex() map[netip.Addr]addrSite {
+	idx := map[netip.Addr]addrSite{}
+	for n, i := range e.ifs {
+		for a := range i.addrs {
+			s, ok := idx[a]
+			if !ok || (!s.up && i.up) {
+				idx[a] = addrSite{up: i.up, index: n}
+			}
+		}
+	}
+	return idx
+}
+
+// usable reports whether the SA can send: its local address is on an up
+// interface, or on none we have ever seen it on.
+func (sa *ikeSA) usable(idx map[netip.Addr]addrSite) bool {
+	a := sa.local.Addr().Unmap()
+	if !a.IsValid() || a.IsUnspecified() {
+		return true
+	}
+	if s, ok := idx[a]; ok {
+		sa.ifIndex = s.index
+		return s.up
+	}
+	return sa.ifIndex == 0
+}
+
+// relink re-reads every SA's link after a change; it returns how many SAs
+// it suspended and how many it queued for revival.
+func (e *Engine) relink() (down, revive int) {
+	if e.ifs == nil {
+		return 0, 0
+	}
+	idx := e.addrIndex()
+	for _, sa := range e.sas {
+		switch d, r := e.relinkOne(sa, idx); {
+		case d:
+			down++
+		case r:
+			revive++
+		}
+	}
+	if revive > 0 {
+		e.pump()
+	}
+	return down, revive
+}
+
+// relinkOne applies the SA's current link state.
+func (e *Engine) relinkOne(sa *ikeSA, idx map[netip.Addr]addrSite) (down, revive bool) {
+	if sa.state == ikeDead {
+		return false, false
+	}
+	ok := sa.usable(idx)
+	switch {
+	case !ok && sa.link == linkOK:
+		sa.suspend()
+		return true, false
+	case !ok && sa.link == linkReviving:
+		sa.link = linkDown // leaves the revival queue when its turn comes
+		return true, false
+	case ok && sa.link == linkDown:
+		sa.link = linkReviving
+		if !sa.reviveQueued {
+			sa.reviveQueued = true
+			e.reviveQ = append(e.reviveQ, sa)
+			if e.reviveStart.IsZero() {
+				e.reviveStart = e.clk.Now()
+			}
+		}
+		return false, true
+	}
+	return false, false
+}
+
+// placeSA applies the link state to a new SA or one whose local address
+// changed; a revival it needs is started at once (pump).
+func (e *Engine) placeSA(sa *ikeSA) {
+	if e.ifs == nil {
+		return
+	}
+	if _, r := e.relinkOne(sa, e.addrIndex()); r {
+		e.pump()
+	}
+}
+
+// suspend silences the SA: the request in flight stays but is not
+// retransmitted, and no liveness timer runs.
+func (sa *ikeSA) suspend() {
+	sa.link = linkDown
+	if sa.pending != nil {
+		sa.pending.stopTimer()
+	}
+	sa.stopLiveness()
+}
+
+// revive lets the SA send again, with exactly one packet now.
+func (sa *ikeSA) revive() {
+	sa.link = linkOK
+	sa.dropStaleHeld()
+	if sa.state == ikeDead {
+		return
+	}
+	for _, ch := range sa.children {
+		ch.idleAt = time.Time{}
+	}
+	// Idle reports that came while suspended were not acted on, and the
+	// detector does not repeat them: ask afresh once the peer answers.
+	sa.idleSeen = true
+	switch {
+	case sa.pending != nil:
+		// The exchange in flight when the link died: send it again, with
+		// all its retransmissions ahead of it.
+		r := sa.pending
+		r.tries = 0
+		sa.e.sendTo(sa.sock, sa.local, sa.remote, r.data)
+		sa.arm(r)
+	case len(sa.queue) > 0:
+		sa.next()
+	case sa.state == ikeEstablished:
+		sa.sendLiveness()
+	}
+	// Rekeys that fell due while the link was down queue behind it.
+	for _, ch := range sa.children {
+		if ch.rekey && ch.state == childInstalled && !ch.rekeying {
+			sa.scheduleRekey(ch)
+		}
+	}
+	sa.armLiveness()
+}
+
+// hold keeps a request the SA may not send now, bounded by
+// down_queue_limit: past it the oldest held request is dropped.
+func (sa *ikeSA) hold(r *request) {
+	r.held = sa.e.clk.Now()
+	sa.queue = append(sa.queue, r)
+	limit := sa.e.cfg.Daemon.DownQueueLimit
+	n := 0
+	for _, q := range sa.queue {
+		if !q.held.IsZero() {
+			n++
+		}
+	}
+	for i := 0; n > limit && i < len(sa.queue); {
+		q := sa.queue[i]
+		if q.held.IsZero() {
+			i++
+			continue
+		}
+		sa.queue = append(sa.queue[:i:i], sa.queue[i+1:]...)
+		n--
+		sa.dropHeld(q, fmt.Sprintf("more than %d requests held while the link is down", limit))
+	}
+}
+
+// dropStaleHeld drops held requests older than down_queue_max_age.
+func (sa *ikeSA) dropStaleHeld() {
+	maxAge := sa.e.cfg.Daemon.DownQueueMaxAge
+	now := sa.e.clk.Now()
+	keep := sa.queue[:0:0]
+	for _, q := range sa.queue {
+		if !q.held.IsZero() && now.Sub(q.held) > maxAge {
+			sa.dropHeld(q, fmt.Sprintf("held longer than %s while the link was down", maxAge))
+			continue
+		}
+		keep = append(keep, q)
+	}
+	sa.queue = keep
+}
+
+// dropHeld gives up a held request: its onDrop says what that means; a
+// handshake that cannot go ahead ends the SA.
+func (sa *ikeSA) dropHeld(r *request, why string) {
+	sa.log.Info("dropping a request held for the peer", "exchange", r.exch, "reason", why)
+	switch {
+	case r.onDrop != nil:
+		r.onDrop(why)
+	case sa.state != ikeEstablished && sa.state != ikeDeleting:
+		sa.destroy("link down: " + why)
+	}
+}
+
+// pump revives queued SAs as the token bucket allows and arms itself for
+// the rest.
+func (e *Engine) pump() {
+	d := e.cfg.Daemon
+	rate, burst := d.ReviveRate, float64(d.ReviveBurst)
+	if rate <= 0 {
+		rate = config.DefaultReviveRate
+	}
+	if burst < 1 {
+		burst = config.DefaultReviveBurst
+	}
+	now := e.clk.Now()
+	if e.tokensAt.IsZero() {
+		e.tokens = burst
+	} else {
+		e.tokens = min(burst, e.tokens+rate*now.Sub(e.tokensAt).Seconds())
+	}
+	e.tokensAt = now
+	for len(e.reviveQ) > 0 {
+		sa := e.reviveQ[0]
+		live := sa.link == linkReviving && sa.state != ikeDead
+		if live && e.tokens < 1 {
+			break
+		}
+		e.reviveQ = e.reviveQ[1:]
+		sa.reviveQueued = false
+		if live {
+			e.tokens--
+			e.revived++
+			sa.revive()
+		}
+	}
+	if len(e.reviveQ) == 0 {
+		e.reviveQ = nil
+		e.reviveTimer.Stop()
+		e.reviveTimer = nil
+		if e.revived > 0 {
+			took := now.Sub(e.reviveStart)
+			e.log.Info("revival done", "ike-sas", e.revived, "took", took.String())
+			e.publish(Event{Kind: "link", State: "revived", Detail: fmt.Sprintf("%d IKE SAs in %s", e.revived, took)})
+		}
+		e.revived, e.reviveStart = 0, time.Time{}
+		return
+	}
+	if e.reviveTimer == nil {
+		wait := time.Duration((1 - e.tokens) / rate * float64(time.Second))
+		e.reviveTimer = e.after(max(wait, time.Millisecond), func() {
+			e.reviveTimer = nil
+			e.pump()
+		})
+	}
+}
+
+// deleteHeld removes the child now and holds the peer's notification.
+func (sa *ikeSA) deleteHeld(ch *childSA, reason string) {
+	ch.remove(reason)
+	sa.dropChild(ch)
+	sa.armLiveness()
+	sa.log.Debug("link down: child removed, its delete notification held", "child", ch.cfg.Name)
+	sa.hold(&request{exch: message.INFORMATIONAL,
+		payloads:  []message.Payload{&message.Delete{Protocol: message.ProtocolESP, SPIs: []uint32{ch.inSPI}}},
+		onTimeout: func() { sa.destroy("peer not responding to our child delete") },
+		onDrop:    func(string) {}}) // the child is gone here; the peer's lifetime or checks end its half
+}

@@ -1,0 +1,125 @@
+package ike
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
+)
+
+// tapBackend is a test double over the nokernel model: it records every
+// IKE datagram the engine writes to its sockets (the measure of what an
+// engine puts on the wire) and can hide capabilities from the engine.
+type tapBackend struct {
+	*nokernel.Backend
+	hide kernelops.Cap
+	clk  clock.Clock
+
+	mu   sync.Mutex
+	sent []sentMsg
+}
+
+// sentMsg is one datagram as the tap saw it: the IKE header's fields.
+type sentMsg struct {
+	at            time.Time
+	local, remote netip.AddrPort
+	spii          uint64
+	exch          message.ExchangeType
+	response      bool
+	msgID         uint32
+}
+
+func tap(clk clock.Clock, hide kernelops.Cap) (*tapBackend, peerOpt) {
+	tb := &tapBackend{hide: hide, clk: clk}
+	if tb.clk == nil {
+		tb.clk = clock.Real()
+	}
+	return tb, withBackend(func(b *nokernel.Backend) kernelops.Backend {
+		tb.Backend = b
+		return tb
+	})
+}
+
+func (b *tapBackend) Capabilities() kernelops.Capabilities {
+	c := b.Backend.Capabilities()
+	c.Caps &^= b.hide
+	return c
+}
+
+func (b *tapBackend) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
+	c, err := b.Backend.ListenIKE(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	return &tapConn{IKEConn: c, b: b}, nil
+}
+
+type tapConn struct {
+	kernelops.IKEConn
+	b *tapBackend
+}
+
+func (c *tapConn) WriteTo(p []byte, local, remote netip.AddrPort) (int, error) {
+	m := sentMsg{at: c.b.clk.Now(), local: local, remote: remote}
+	if len(p) >= 28 {
+		m.spii = binary.BigEndian.Uint64(p[0:8])
+		m.exch = message.ExchangeType(p[18])
+		m.response = p[19]&0x20 != 0
+		m.msgID = binary.BigEndian.Uint32(p[20:24])
+	}
+	c.b.mu.Lock()
+	c.b.sent = append(c.b.sent, m)
+	c.b.mu.Unlock()
+	return c.IKEConn.WriteTo(p, local, remote)
+}
+
+// mark returns a position in the record; since(mark) what came after.
+func (b *tapBackend) mark() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sent)
+}
+
+func (b *tapBackend) since(mark int) []sentMsg {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]sentMsg(nil), b.sent[mark:]...)
+}
+
+// requests counts the requests of exchange x sent after mark that match
+// f (nil: all), retransmissions included.
+func (b *tapBackend) requests(mark int, x message.ExchangeType, f func(sentMsg) bool) int {
+	n := 0
+	for _, m := range b.since(mark) {
+		if !m.response && m.exch == x && (f == nil || f(m)) {
+			n++
+		}
+	}
+	return n
+}
+
+// firstSends are the requests after mark without their retransmissions
+// (a retransmission repeats the SA's SPI and message ID).
+func firstSends(ms []sentMsg) []sentMsg {
+	type key struct {
+		spii  uint64
+		msgID uint32
+	}
+	seen := map[key]bool{}
+	var out []sentMsg
+	for _, m := range ms {
+		k := key{m.spii, m.msgID}
+		if m.response || seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, m)
+	}
+	return out
+}
