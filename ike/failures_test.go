@@ -33,9 +33,10 @@ func TestWrongPSK(t *testing.T) {
 	b := newPeer(t, "b", sb.config(t, "b"))
 	err := a.e.Initiate(ctxT(t, 5*time.Second), "a-net")
 	wantErr(t, err, "AUTHENTICATION_FAILED")
-	if !strings.Contains(b.logText(), "does not verify with the pre-shared key of connection b") {
-		t.Errorf("b's log does not say why:\n%s", b.logText())
-	}
+	// b answers before it logs why: wait for the line.
+	waitFor(t, "b's log to say why", 2*time.Second, func() bool {
+		return strings.Contains(b.logText(), "does not verify with the pre-shared key of connection b")
+	})
 	a.expectEmpty(t)
 	b.expectEmpty(t)
 	waitFor(t, "no IKE SAs", 2*time.Second, func() bool { return len(a.sas(t)) == 0 && len(b.sas(t)) == 0 })
