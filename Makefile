@@ -34,19 +34,26 @@ CROSS_OS ?= freebsd netbsd openbsd darwin
 BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260112171951-5abaabe9f1bd
 BENCH_COUNT ?= 8
 
-.PHONY: bench run test vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare $(VMLAB)
+.PHONY: bench bench-vm run test vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare $(VMLAB)
 
 ## run: two keyplane daemons on loopback (nokernel dataplane, no root) build a tunnel
 run:
 	$(GO) run ./cmd/keyplane tunnel-demo
 
-## bench: the host benchmarks, each implementation side by side, ratios by benchstat
-## (the VM ones: make vmtest VM_PKGS=./backends/xfrm VM_TESTFLAGS='-test.run=^$$ -test.bench=SAs|UsageScan')
+## bench: the host benchmarks, each implementation beside its baseline, ratios by benchstat
 bench:
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./backends/xfrm ./kernelops/idle | tee out/bench.txt
-	$(BENCHSTAT) -col /impl out/bench.txt
-	$(BENCHSTAT) -col /read out/bench.txt
+	$(BENCHSTAT) -filter '.name:InstallPolicies' -col '/impl@(netlink-handle ip-batch keyplane-batch)' out/bench.txt
+	$(BENCHSTAT) -filter '.name:DumpPolicies' -col '/impl@(netlink-XfrmPolicyList keyplane-stream)' out/bench.txt
+	$(BENCHSTAT) -filter '.name:Scan' -col '/read@(getsa-per-sa bulk)' out/bench.txt
+
+## bench-vm: the benchmarks that need ESP (10,000 SAs), in the VM lab
+bench-vm: lab-prepare
+	@mkdir -p out
+	$(VMLAB) test -race=false -testflags '-test.run=^$$ -test.bench=InstallSAs|UsageScan -test.benchmem -test.count=$(BENCH_COUNT)' ./backends/xfrm | tee out/bench-vm.txt
+	$(BENCHSTAT) -filter '.name:InstallSAs' -col '/impl@(netlink-handle ip-batch keyplane-batch)' out/bench-vm.txt
+	$(BENCHSTAT) -filter '.name:UsageScan' -col '/impl@(netlink-XfrmStateGet-per-sa keyplane-getsa-per-sa keyplane-bulk-dump)' out/bench-vm.txt
 
 ## test: everything — vet, host tests, cross-builds, then the VM lab
 test: vet host-test crossbuild test-vm
