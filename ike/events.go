@@ -9,7 +9,7 @@ import (
 // tests. Dataplane events are passed on as Kind "dataplane".
 type Event struct {
 	Time   time.Time `json:"time"`
-	Kind   string    `json:"kind"` // "ike", "child", "dataplane", "overrun"
+	Kind   string    `json:"kind"` // "ike", "child", "dataplane", "link", "addr", "overrun"
 	Name   string    `json:"name,omitempty"`
 	State  string    `json:"state,omitempty"`
 	Reason string    `json:"reason,omitempty"`

@@ -65,7 +65,7 @@ func (e *Engine) loadInterfaces() bool {
 	for _, i := range list {
 		st := &ifState{name: i.Name, up: i.Up, addrs: map[netip.Addr]bool{}}
 		for _, p := range i.Addrs {
-			st.addrs[p.Addr().Unmap()] = true
+			st.addrs[p.Addr().Unmap().WithZone("")] = true
 		}
 		ifs[i.Index] = st
 	}
@@ -118,7 +118,7 @@ func (e *Engine) addrEvent(x *kernelops.AddrEvent) {
 	if e.ifs == nil && !e.loadInterfaces() {
 		return
 	}
-	a := x.Prefix.Addr().Unmap()
+	a := x.Prefix.Addr().Unmap().WithZone("")
 	i := e.ifs[x.IfIndex]
 	if i == nil {
 		if !e.loadInterfaces() {
@@ -166,7 +166,7 @@ func (e *Engine) addrIndex() map[netip.Addr]addrSite {
 // usable reports whether the SA can send: its local address is on an up
 // interface, or on none we have ever seen it on.
 func (sa *ikeSA) usable(idx map[netip.Addr]addrSite) bool {
-	a := sa.local.Addr().Unmap()
+	a := sa.local.Addr().Unmap().WithZone("")
 	if !a.IsValid() || a.IsUnspecified() {
 		return true
 	}
