@@ -2,13 +2,16 @@ package interop
 
 import (
 	"context"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	_ "github.com/keyplane/keyplane/backends/xfrm"
+	"github.com/keyplane/keyplane/backends/xfrm"
+	"github.com/keyplane/keyplane/ike"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/internal/swan"
 	"github.com/keyplane/keyplane/kernelops"
@@ -229,6 +232,175 @@ func TestVMRekey(t *testing.T) {
 		if time.Now().After(deadline) {
 			sas, _ := c.ListSAs(ctx)
 			t.Fatalf("no settled rekey: keyplane %+v, charon %v, kernels %v / %v", kc, sas, ks, ss)
+		}
+	}
+}
+
+// tapXfrm is a test double around the XFRM backend: it records the IKE
+// datagrams keyplane writes; everything else is the real kernel.
+type tapXfrm struct {
+	*xfrm.Backend
+	mu   sync.Mutex
+	sent []tapped
+}
+
+type tapped struct {
+	exch     byte
+	response bool
+}
+
+func (b *tapXfrm) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
+	c, err := b.Backend.ListenIKE(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	return &tapXfrmConn{IKEConn: c, b: b}, nil
+}
+
+type tapXfrmConn struct {
+	kernelops.IKEConn
+	b *tapXfrm
+}
+
+func (c *tapXfrmConn) WriteTo(p []byte, local, remote netip.AddrPort) (int, error) {
+	if len(p) >= 28 {
+		c.b.mu.Lock()
+		c.b.sent = append(c.b.sent, tapped{exch: p[18], response: p[19]&0x20 != 0})
+		c.b.mu.Unlock()
+	}
+	return c.IKEConn.WriteTo(p, local, remote)
+}
+
+func (b *tapXfrm) mark() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sent)
+}
+
+// since returns all datagrams and the INFORMATIONAL requests after mark.
+func (b *tapXfrm) since(mark int) (all, checks int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range b.sent[mark:] {
+		all++
+		if m.exch == 37 && !m.response { // INFORMATIONAL
+			checks++
+		}
+	}
+	return all, checks
+}
+
+// TestVMIdleAndLinkDown: keyplane on XFRM (idle detection from the
+// kernel's byte counters, one SA dump per scan) against charon. Pings
+// into the tunnel keep keyplane from sending liveness checks; once they
+// stop, a check goes out after dpd_delay. Then keyplane's link goes down
+// (ip link set down): for several times dpd_delay plus the give-up time
+// keyplane sends no datagram and keeps the SA; when the link comes back
+// it revives the SA with a check that charon answers, and ping passes.
+func TestVMIdleAndLinkDown(t *testing.T) {
+	lab.RequireVM(t, "kernel ESP for keyplane's XFRM backend and charon's kernel-netlink")
+	requireSwan(t)
+	s := suites[0]
+	ctx, cancel := context.WithTimeout(t.Context(), scale(90*time.Second))
+	defer cancel()
+	p := lab.NewPair(t)
+	p.A.Exec(t, "ip", "addr", "add", innerK.String()+"/32", "dev", "lo")
+	p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
+	route := []string{"ip", "route", "add", innerS.String() + "/32", "via", p.B4.String(), "src", innerK.String()}
+	p.A.Exec(t, route...)
+	c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.KernelNetlink, Conns: []swan.Conn{charonConn(p, s)}})
+	cfg := keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name)
+	const dpd = 3 * time.Second
+	cfg.Connections[0].DPDDelay = dpd
+	xb, err := xfrm.Open(t.Context(), kernelops.Options{Params: cfg.Backend.Params, IdleScanInterval: 500 * time.Millisecond})
+	lab.Need(t, "XFRM backend in the namespace", err)
+	t.Cleanup(func() { xb.Close() })
+	tb := &tapXfrm{Backend: xb}
+	if !tb.Capabilities().Has(kernelops.CapIdle) || !tb.Capabilities().Has(kernelops.CapChangeEvents) {
+		t.Fatalf("the XFRM backend lacks idle or change events: %v", tb.Capabilities())
+	}
+	k := startKeyplane(t, cfg, tb)
+	evs := k.e.Subscribe()
+	defer evs.Close()
+	if err := k.e.Initiate(ctx, "net"); err != nil {
+		diagnose(t, p)
+		t.Fatal(err)
+	}
+	k.waitChild(t, ctx)
+	// Established: now giving up takes only 0.5+0.75+1.125s, and the
+	// outage below lasts far longer.
+	short := keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name)
+	short.Connections[0].DPDDelay = dpd
+	short.Daemon.RetransmitTimeout, short.Daemon.RetransmitTries, short.Daemon.RetransmitBase = 500*time.Millisecond, 2, 1.5
+	if err := k.e.Reload(ctx, short); err != nil {
+		t.Fatal(err)
+	}
+
+	// Traffic from charon for 2.5 x dpd_delay: no check.
+	ping(t, p.B, innerS.String(), innerK.String(), 2)
+	mark := tb.mark()
+	ping(t, p.B, innerS.String(), innerK.String(), int(5*dpd/(2*200*time.Millisecond)))
+	if _, checks := tb.since(mark); checks != 0 {
+		t.Errorf("%d liveness checks while charon's pings arrived", checks)
+	}
+	// Idle: a check within dpd_delay plus a few scans.
+	waitUntil(t, scale(dpd+3*time.Second), "a liveness check once idle", func() bool { _, n := tb.since(mark); return n >= 1 })
+
+	// The link goes down.
+	waitEv := func(what string, f func(ike.Event) bool) ike.Event {
+		t.Helper()
+		for {
+			select {
+			case ev, ok := <-evs.C:
+				if !ok {
+					t.Fatalf("event stream closed waiting for %s", what)
+				}
+				if f(ev) {
+					return ev
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s event", what)
+			}
+		}
+	}
+	time.Sleep(time.Second) // the check's answer
+	mark = tb.mark()
+	p.A.Exec(t, "ip", "link", "set", p.IfA, "down")
+	ev := waitEv("link down", func(e ike.Event) bool { return e.Kind == "link" && e.State == "down" })
+	if !strings.HasPrefix(ev.Detail, "1 IKE SAs suspended") {
+		t.Errorf("link down event %+v, want 1 IKE SA suspended", ev)
+	}
+	time.Sleep(3 * dpd)
+	if all, _ := tb.since(mark); all != 0 {
+		t.Errorf("%d datagrams sent while the link was down", all)
+	}
+	if _, _, ok := k.child(t); !ok {
+		t.Fatalf("the IKE SA or child is gone after the outage")
+	}
+
+	// The link returns: one check, answered; traffic flows.
+	mark = tb.mark()
+	p.A.Exec(t, "ip", "link", "set", p.IfA, "up")
+	waitEv("revival", func(e ike.Event) bool { return e.Kind == "link" && e.State == "revived" })
+	waitUntil(t, scale(5*time.Second), "the revival check", func() bool { _, n := tb.since(mark); return n >= 1 })
+	p.A.Run(route...) // the kernel dropped it with the link
+	ping(t, p.A, innerK.String(), innerS.String(), 3)
+	time.Sleep(2 * time.Second)
+	if _, _, ok := k.child(t); !ok {
+		t.Errorf("the SA did not survive the revival")
+	}
+	if sa, err := c.WaitIKE(ctx, "kp", "ESTABLISHED"); err != nil {
+		t.Errorf("charon: %v", err)
+	} else {
+		t.Logf("charon still has %v", sa)
+	}
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }
