@@ -12,10 +12,11 @@ import (
 )
 
 // Link awareness: an IKE SA whose local address sits on a link that goes
-// down, or whose address goes away, is suspended. It sends nothing —
+// down, or whose address goes away, is suspended. It starts nothing —
 // no liveness check, retransmission, rekey or delete — and none of its
 // give-up timers run, so a dead link carrying thousands of SAs costs no
-// packet and kills no SA. A child whose hard lifetime runs out meanwhile
+// packet and kills no SA. (A request from the peer that does arrive is
+// still answered: one answer per request, and proof the path works.) A child whose hard lifetime runs out meanwhile
 // still leaves the dataplane; the delete notification for the peer is
 // held (bounded in number and age). When the link or address returns the
 // SAs are revived through one token bucket: one packet each (the request

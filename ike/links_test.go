@@ -533,3 +533,52 @@ func TestLinkDownLifetimes(t *testing.T) {
 		})
 	}
 }
+
+// TestDownQueueLimit: an IKE SA on a dead link holds at most
+// down_queue_limit requests; past it the oldest is dropped (its onDrop
+// runs), and on revival the oldest kept one goes out first.
+func TestDownQueueLimit(t *testing.T) {
+	noLeaks(t)
+	clk := clock.NewFake(epoch)
+	p := freePorts(t, 4)
+	ca, cb := pairConns(0, 1, "127.0.0.2", "127.0.0.1", p[0:2], p[2:4], "", "")
+	ta, tapA := tap(clk, 0)
+	a := newPeer(t, "a", manyConfig(t, "down_queue_limit = 2", ca), withClock(clk), tapA, linkOpts("127.0.0.2/32"))
+	b := newPeer(t, "b", manyConfig(t, "", cb), withClock(clk))
+	evA := collect(t, a)
+	establishAll(t, clk, a, []string{"c0"})
+	em := evA.mark()
+	if err := a.b.Net().SetLinkUp("eth1", false); err != nil {
+		t.Fatal(err)
+	}
+	evA.wait(t, em, "link", "down")
+	var dropped []string
+	var queued int
+	a.e.call(t.Context(), func() {
+		for _, s := range a.e.sas {
+			for i := range 3 {
+				name := fmt.Sprintf("r%d", i)
+				s.send(&request{exch: message.INFORMATIONAL, onDrop: func(string) { dropped = append(dropped, name) }})
+				clk.Advance(time.Second)
+			}
+			queued = len(s.queue)
+		}
+	})
+	if queued != 2 || len(dropped) != 1 || dropped[0] != "r0" {
+		t.Fatalf("held %d, dropped %v; want 2 held and r0 dropped", queued, dropped)
+	}
+	mark := ta.mark()
+	em = evA.mark()
+	if err := a.b.Net().SetLinkUp("eth1", true); err != nil {
+		t.Fatal(err)
+	}
+	evA.wait(t, em, "link", "revived")
+	settle(t, a, b)
+	// r1 went out on revival, r2 after r1's answer: two requests, nothing dropped.
+	waitFor(t, "both held requests sent", 3*time.Second, func() bool { return ta.requests(mark, message.INFORMATIONAL, nil) == 2 })
+	var n int
+	a.e.call(t.Context(), func() { n = len(dropped) })
+	if n != 1 {
+		t.Errorf("%d requests dropped in all, want 1", n)
+	}
+}
