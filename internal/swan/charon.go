@@ -132,8 +132,12 @@ func start(t testing.TB, o Options) (*Charon, error) {
 	if err := c.waitVici(ctx); err != nil {
 		return c, err
 	}
+	if err := c.waitSockets(ctx, o.NS, cfg.port, cfg.portNATT); err != nil {
+		return c, err
+	}
 	c.ready = time.Since(c.started)
-	t.Logf("swan: charon in %s (%s) answers on vici after %v", c.name, cfg.mode, c.ready.Round(time.Millisecond))
+	t.Logf("swan: charon in %s (%s) answers on vici, IKE ports %d/%d bound, after %v", c.name, cfg.mode,
+		cfg.port, cfg.portNATT, c.ready.Round(time.Millisecond))
 	// Secrets first: a connection with start_action = start initiates as
 	// soon as it is loaded, and found no PSK when the secrets came second.
 	for _, s := range cfg.secrets {

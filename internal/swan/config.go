@@ -17,13 +17,15 @@ import (
 // SHA-1/2 HMAC and PRFs, MODP, ECP, Curve25519), vici and the dataplane
 // need. kernel-libipsec comes before kernel-netlink so that it provides the
 // IPsec interface while kernel-netlink still provides routes and addresses.
+// vici comes last, so that its answering means the IKE sockets and the
+// dataplane are already up (Start also checks the sockets).
 func plugins(m Mode) []string {
 	p := []string{"random", "nonce", "openssl", "aes", "sha1", "sha2", "hmac", "gcm", "chapoly",
-		"curve25519", "gmp", "kdf", "vici", "socket-default"}
+		"curve25519", "gmp", "kdf", "socket-default"}
 	if m == LibIPsec {
 		p = append(p, "kernel-libipsec")
 	}
-	return append(p, "kernel-netlink")
+	return append(p, "kernel-netlink", "vici")
 }
 
 // tree is an ordered configuration section: the same shape serves
@@ -148,12 +150,13 @@ func seconds(d float64) string {
 
 // config is what an instance is built from.
 type config struct {
-	mode    Mode
-	conf    string                   // strongswan.conf text
-	conns   map[string]*vici.Message // load-conn messages by connection name
-	secrets []*vici.Message          // load-shared messages
-	order   []string                 // connection names in Options order
-	port    int                      // charon.port
+	mode     Mode
+	conf     string                   // strongswan.conf text
+	conns    map[string]*vici.Message // load-conn messages by connection name
+	secrets  []*vici.Message          // load-shared messages
+	order    []string                 // connection names in Options order
+	port     int                      // charon.port
+	portNATT int                      // charon.port_nat_t
 
 	mu      sync.Mutex        // guards childOf (LoadConn adds to it)
 	childOf map[string]string // child name → connection name
@@ -257,7 +260,8 @@ func buildConfig(o Options, socket string) (*config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &config{mode: mode, conf: conf, conns: map[string]*vici.Message{}, childOf: map[string]string{}, port: cmp.Or(o.Port, 500)}
+	cfg := &config{mode: mode, conf: conf, conns: map[string]*vici.Message{}, childOf: map[string]string{},
+		port: cmp.Or(o.Port, 500), portNATT: cmp.Or(o.PortNATT, 4500)}
 	for i, c := range o.Conns {
 		m, err := connMessage(c, mode, o.Port)
 		if err != nil {

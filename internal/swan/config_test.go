@@ -15,7 +15,7 @@ func TestStrongswanConf(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"\tload = random nonce openssl ", "kernel-libipsec kernel-netlink\n",
+		"\tload = random nonce openssl ", "kernel-libipsec kernel-netlink vici\n",
 		"\tport = 500\n", "\tport_nat_t = 4500\n", "\tretransmit_tries = 2\n",
 		"\t\trig {\n\t\t\tpath = stderr\n\t\t\tdefault = 2\n\t\t\tjob = 1\n",
 		"\t\tvici {\n\t\t\tsocket = unix:///tmp/x/charon.vici\n",
