@@ -97,6 +97,15 @@ func single(p *message.Proposal, t message.TransformType) (message.Transform, bo
 	return message.Transform{}, false, fmt.Errorf("%w: %d transforms of type %v; a chosen proposal has one", ErrProposal, len(ts), t)
 }
 
+// required is single for a transform type a chosen proposal must carry.
+func required(p *message.Proposal, t message.TransformType, name string) (message.Transform, error) {
+	tr, ok, err := single(p, t)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: no %s transform", ErrProposal, name)
+	}
+	return tr, err
+}
+
 // IKESuiteFromProposal reads the suite of a chosen IKE proposal (one
 // transform of each type, as in a responder's SA payload) and validates it.
 func IKESuiteFromProposal(p *message.Proposal) (IKESuite, error) {
@@ -104,10 +113,7 @@ func IKESuiteFromProposal(p *message.Proposal) (IKESuite, error) {
 	if p.Protocol != message.ProtocolIKE {
 		return s, fmt.Errorf("%w: protocol %v", ErrProposal, p.Protocol)
 	}
-	e, ok, err := single(p, message.TransformENCR)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: no ENCR transform", ErrProposal)
-	}
+	e, err := required(p, message.TransformENCR, "ENCR")
 	if err != nil {
 		return s, err
 	}
@@ -117,18 +123,12 @@ func IKESuiteFromProposal(p *message.Proposal) (IKESuite, error) {
 	} else if ok {
 		s.Integ = message.IntegID(i.ID)
 	}
-	pr, ok, err := single(p, message.TransformPRF)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: no PRF transform", ErrProposal)
-	}
+	pr, err := required(p, message.TransformPRF, "PRF")
 	if err != nil {
 		return s, err
 	}
 	s.PRF = message.PRFID(pr.ID)
-	d, ok, err := single(p, message.TransformKE)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: no KE transform", ErrProposal)
-	}
+	d, err := required(p, message.TransformKE, "KE")
 	if err != nil {
 		return s, err
 	}
@@ -143,10 +143,7 @@ func ChildSuiteFromProposal(p *message.Proposal) (ChildSuite, error) {
 	if p.Protocol != message.ProtocolESP {
 		return s, fmt.Errorf("%w: protocol %v (only ESP is supported)", ErrProposal, p.Protocol)
 	}
-	e, ok, err := single(p, message.TransformENCR)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: no ENCR transform", ErrProposal)
-	}
+	e, err := required(p, message.TransformENCR, "ENCR")
 	if err != nil {
 		return s, err
 	}
