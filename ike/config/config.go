@@ -95,7 +95,10 @@ type Connection struct {
 	Proposals                   []Proposal
 	Encap                       bool          // force UDP encapsulation of ESP
 	DPDDelay                    time.Duration // liveness check interval; 0 none
-	Children                    []*Child
+	// RekeyTime is how long an IKE SA lives before it is rekeyed
+	// (CREATE_CHILD_SA, RFC 7296 §2.18); 0 never.
+	RekeyTime time.Duration
+	Children  []*Child
 }
 
 // StartAction says what the daemon does with a child at start.
@@ -431,12 +434,16 @@ func (b *builder) addr(kv setting, field string) netip.Addr {
 }
 
 var connKeys = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "local_port_nat",
-	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay"}
+	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time"}
+
+// DefaultIKERekeyTime is an IKE SA's rekey_time when none is set:
+// strongSwan's default, so both ends of a default pair agree.
+const DefaultIKERekeyTime = 4 * time.Hour
 
 func (b *builder) connection(s *section) *Connection {
 	b.conn, b.child = s.name, ""
 	c := &Connection{Name: s.name, Line: s.line, LocalPort: 500, RemotePort: 500,
-		LocalNATPort: 4500, RemoteNATPort: 4500}
+		LocalNATPort: 4500, RemoteNATPort: 4500, RekeyTime: DefaultIKERekeyTime}
 	b.known(s, connKeys, []string{"local", "remote", "children"})
 	proposals := "aes128gcm16-prfsha256-x25519, aes256-sha256-ecp256"
 	propLine := s.line
@@ -463,6 +470,8 @@ func (b *builder) connection(s *section) *Connection {
 			c.Encap = b.bool(kv, kv.key)
 		case "dpd_delay":
 			c.DPDDelay = b.duration(kv, kv.key, false)
+		case "rekey_time":
+			c.RekeyTime = b.duration(kv, kv.key, false)
 		}
 	}
 	if c.LocalPort == c.LocalNATPort {

@@ -55,6 +55,7 @@ connections {
 		local_port_nat = 15501
 		remote_port = 15600
 		proposals = aes128gcm16-prfsha256-x25519, aes256-sha256-ecp256
+		rekey_time = 2h
 		psk_file = site.psk
 		local {
 			id = a.example.org
@@ -127,7 +128,13 @@ func TestParseGood(t *testing.T) {
 	if ch.ESPProposals[0].ESN[0] != message.ESNYes {
 		t.Errorf("esn %+v", ch.ESPProposals[0])
 	}
+	if a.RekeyTime != 2*time.Hour {
+		t.Errorf("IKE rekey_time %v, want 2h", a.RekeyTime)
+	}
 	road := cfg.Connection("road")
+	if road.RekeyTime != DefaultIKERekeyTime {
+		t.Errorf("default IKE rekey_time %v, want %v", road.RekeyTime, DefaultIKERekeyTime)
+	}
 	if road.RemoteAddr.IsValid() || !road.RemoteID.Any || string(road.PSK) != "env-secret" {
 		t.Errorf("road %+v", road)
 	}
@@ -162,6 +169,7 @@ func TestErrorsNameWhere(t *testing.T) {
 		{"bad proposal", conn("  proposals = aes128-prfsha256-x25519"), 6, "c1", "", "proposals", "integrity"},
 		{"unknown alg", conn("  proposals = aes128gcm16-prfsha256-x448"), 6, "c1", "", "proposals", "unknown algorithm"},
 		{"bad port", conn("  local_port = 70000"), 6, "c1", "", "local_port", "1 to 65535"},
+		{"ike rekey", conn("  rekey_time = soon"), 6, "c1", "", "rekey_time", "duration"},
 		{"typo", conn("  remote_adrs = 1.2.3.4"), 6, "c1", "", "remote_adrs", "unknown setting"},
 		{"bad id", conn("  local {\n   id = ipv4:foo\n  }"), 7, "c1", "", "local.id", "not an ipv4"},
 		{"bad ts", child("    local_ts = 10.1.0.1/16"), 8, "c1", "ch1", "local_ts", "host bits"},
