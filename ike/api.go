@@ -16,7 +16,7 @@ var ErrNotFound = errors.New("ike: no such connection or child")
 // childBusy reports whether the child is installed or being negotiated.
 func (e *Engine) childBusy(conn, child string) bool {
 	for _, sa := range e.sasOf(conn) {
-		if sa.state == ikeDead || sa.state == ikeDeleting {
+		if sa.state == ikeDead || sa.state == ikeDeleting || sa.state == ikeRekeyed {
 			continue
 		}
 		if sa.first != nil && sa.first.cfg.Name == child {
@@ -44,7 +44,7 @@ func (e *Engine) initiate(c *config.Connection, ch *config.Child, acq *kernelops
 		return
 	}
 	for _, sa := range e.sasOf(c.Name) {
-		if sa.state == ikeDead || sa.state == ikeDeleting {
+		if sa.state == ikeDead || sa.state == ikeDeleting || sa.state == ikeRekeyed {
 			continue
 		}
 		if sa.first != nil && sa.first.cfg.Name == ch.Name {

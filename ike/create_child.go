@@ -26,6 +26,9 @@ func (sa *ikeSA) scheduleRekey(ch *childSA) {
 // createChild negotiates an additional child on an established IKE SA
 // (CREATE_CHILD_SA without REKEY_SA).
 func (sa *ikeSA) createChild(ch *childSA) {
+	if sa.deferIKE(func(n *ikeSA) { n.createChild(ch) }) {
+		return
+	}
 	ch.ike = sa
 	ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
 	ch.localTS = configRanges(ch.cfg.LocalTS, ch.localAddr)
@@ -122,6 +125,9 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 	if old.state != childInstalled || old.rekeying || sa.state != ikeEstablished {
 		return
 	}
+	if sa.deferIKE(func(n *ikeSA) { n.rekeyChild(old) }) {
+		return
+	}
 	if sa.quiet() {
 		// Never into a dead link: the revival starts it (old.rekey).
 		old.rekey = true
@@ -135,14 +141,12 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 	sa.negotiateChild(nc, old)
 }
 
-// handleCreateChild answers CREATE_CHILD_SA: a child rekey (REKEY_SA) or
-// a new child. Rekeying the IKE SA itself is not implemented yet and is
-// refused with NO_ADDITIONAL_SAS, which RFC 7296 §1.3 allows.
+// handleCreateChild answers CREATE_CHILD_SA: a rekey of the IKE SA (an
+// IKE proposal, rekey_ike.go), a child rekey (REKEY_SA) or a new child.
 func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote netip.AddrPort) {
 	answer := func(ps ...message.Payload) { sa.respond(m, ps, s, local, remote) }
 	if sap, _ := m.Find(message.PayloadSA).(*message.SA); sap != nil && len(sap.Proposals) > 0 && sap.Proposals[0].Protocol == message.ProtocolIKE {
-		sa.log.Warn("peer wants to rekey the IKE SA: not implemented yet; answering NO_ADDITIONAL_SAS")
-		answer(&message.Notify{NotifyType: message.NO_ADDITIONAL_SAS})
+		sa.handleIKERekey(m, sap, answer)
 		return
 	}
 	var old *childSA

@@ -62,6 +62,7 @@ type Engine struct {
 	cfg        *config.Config
 	sockets    map[netip.AddrPort]*sock
 	sas        map[uint64]*ikeSA // by our SPI
+	reserved   map[uint64]bool   // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
 	reqids     map[string]uint32 // child name -> reqid
 	nextReqID  uint32
@@ -102,6 +103,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		bus:       newBus(),
 		sockets:   map[netip.AddrPort]*sock{},
 		sas:       map[uint64]*ikeSA{},
+		reserved:  map[uint64]bool{},
 		initIndex: map[initKey]*ikeSA{},
 		reqids:    map[string]uint32{},
 		nextReqID: kernelops.DefaultReqIDMin + 1,
@@ -197,6 +199,11 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 				sa.conn = nc // new settings apply from now on
 				if old.DPDDelay != nc.DPDDelay {
 					sa.livenessReconfigured()
+				}
+				if old.RekeyTime != nc.RekeyTime && sa.state == ikeEstablished {
+					sa.rekeyTimer.Stop()
+					sa.rekeyTimer = nil
+					sa.armIKERekey()
 				}
 			}
 		}

@@ -111,6 +111,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idr.String())
 	sa.armLiveness()
+	sa.armIKERekey()
 	if ch := sa.first; ch != nil {
 		sa.first = nil
 		sa.completeChild(ch, m, sa.ni, sa.nr, nil)
@@ -289,6 +290,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	ps = append(ps, sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)...)
 	sa.respond(m, ps, s, local, remote)
 	sa.armLiveness()
+	sa.armIKERekey()
 }
 
 // acceptChild is the responder's child negotiation (IKE_AUTH and

@@ -24,6 +24,7 @@ const (
 	ikeEstablished                     // authenticated
 	ikeDeleting                        // our delete is out
 	ikeDead                            // gone
+	ikeRekeyed                         // replaced by a rekey; waiting for its delete
 )
 
 func (s ikeState) String() string {
@@ -40,6 +41,8 @@ func (s ikeState) String() string {
 		return "deleting"
 	case ikeDead:
 		return "dead"
+	case ikeRekeyed:
+		return "rekeyed"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
@@ -88,7 +91,11 @@ type ikeSA struct {
 
 	halfOpenTimer *timer
 	dpdTimer      *timer
-	dpdKind       dpdKind
+	// rekeyTimer: when to rekey the SA (rekey_ike.go), or, once rekeyed
+	// by the peer, when to stop waiting for its delete.
+	rekeyTimer  *timer
+	rekeyIKEOut *ikeRekey // our IKE rekey in flight
+	dpdKind     dpdKind
 	// lastHeard is when an authenticated message last came from the peer.
 	lastHeard time.Time
 	// idleSeen: idle reports were acted on; once the peer has answered,
@@ -118,7 +125,7 @@ func randomSPI(taken func(uint64) bool) uint64 {
 }
 
 func (e *Engine) newSPI() uint64 {
-	return randomSPI(func(v uint64) bool { _, ok := e.sas[v]; return ok })
+	return randomSPI(func(v uint64) bool { _, ok := e.sas[v]; return ok || e.reserved[v] })
 }
 
 // localSPI is our SPI of the SA: the index of e.sas.
@@ -186,6 +193,10 @@ func (sa *ikeSA) destroy(reason string) {
 	sa.queue = nil
 	sa.halfOpenTimer.Stop()
 	sa.stopLiveness()
+	sa.rekeyTimer.Stop()
+	if rk := sa.rekeyIKEOut; rk != nil {
+		sa.endIKERekey(rk, nil)
+	}
 	delete(sa.e.sas, sa.localSPI())
 	if !sa.initiator {
 		k := initKey{sa.spii, sa.remote}
@@ -205,7 +216,10 @@ func (sa *ikeSA) startDelete(reason string) {
 	switch sa.state {
 	case ikeDead, ikeDeleting:
 		return
-	case ikeEstablished:
+	case ikeEstablished, ikeRekeyed:
+		if sa.deferIKE(func(n *ikeSA) { n.startDelete(reason) }) {
+			return
+		}
 		if sa.quiet() {
 			// Never a delete into a dead link: the peer finds out by
 			// its own liveness checks.
@@ -235,7 +249,7 @@ func (sa *ikeSA) startDelete(reason string) {
 // normalEnd tells an orderly end of an IKE SA from a failure, for the log
 // level.
 func normalEnd(reason string) bool {
-	for _, p := range []string{"deleted by peer", "terminated by command", "shutdown", "engine closed", "connection removed"} {
+	for _, p := range []string{"deleted by peer", "terminated by command", "shutdown", "engine closed", "connection removed", "rekeyed"} {
 		if strings.HasPrefix(reason, p) {
 			return true
 		}

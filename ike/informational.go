@@ -48,7 +48,11 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 	}
 	if ikeDelete {
 		sa.respond(m, nil, s, local, remote)
-		sa.destroy("deleted by peer")
+		reason := "deleted by peer"
+		if sa.state == ikeRekeyed {
+			reason = "deleted by peer after the rekey"
+		}
+		sa.destroy(reason)
 		return
 	}
 	if len(inSPIs) > 0 {
@@ -62,6 +66,9 @@ func (sa *ikeSA) deleteChild(ch *childSA, reason string) {
 	if ch.state != childInstalled {
 		return
 	}
+	if sa.deferIKE(func(n *ikeSA) { n.deleteChild(ch, reason) }) {
+		return
+	}
 	if sa.quiet() {
 		sa.deleteHeld(ch, reason)
 		return
@@ -71,7 +78,7 @@ func (sa *ikeSA) deleteChild(ch *childSA, reason string) {
 		payloads: []message.Payload{&message.Delete{Protocol: message.ProtocolESP, SPIs: []uint32{ch.inSPI}}},
 		onResponse: func(*message.Message) {
 			ch.remove(reason)
-			sa.dropChild(ch)
+			ch.ike.dropChild(ch) // the SA that holds it now, after an IKE rekey
 		},
 		onTimeout: func() {
 			sa.destroy("peer not responding to our child delete")

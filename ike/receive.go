@@ -105,7 +105,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 			return
 		}
 	case message.INFORMATIONAL:
-		if sa.state == ikeEstablished || sa.state == ikeDeleting {
+		if sa.state == ikeEstablished || sa.state == ikeDeleting || sa.state == ikeRekeyed {
 			sa.handleInformational(m, s, local, remote)
 			return
 		}

@@ -1,0 +1,391 @@
+package ike
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// IKE SA rekeying (RFC 7296 §1.3.2, §2.8, §2.18). A CREATE_CHILD_SA on
+// the old IKE SA carries an IKE proposal with the new SPI, a nonce and a
+// fresh key exchange; SKEYSEED of the new SA comes from the old SA's SK_d
+// and PRF. The new SA's initiator is whoever started the rekey, its
+// message IDs start at 0, and the children move to it unchanged (their
+// keys came from the old SK_d but stay valid). The rekey's initiator then
+// deletes the old SA.
+//
+// Collisions: while our own IKE rekey is out, or a child exchange of ours
+// is, a peer's IKE rekey gets TEMPORARY_FAILURE (RFC 7296 §2.25) and the
+// peer tries again later. While ours is out, our other work on the SA
+// (child create, rekey, delete, the IKE delete) waits and is carried out
+// on the SA that survives.
+
+// ikeRekeyRetry is the wait, plus up to as much again at random, before
+// retrying a rekey the peer declined. (A variable for tests.)
+var ikeRekeyRetry = 10 * time.Second
+
+// oldSAGrace is how long an SA rekeyed by the peer waits for the peer's
+// delete of it before deleting it itself.
+const oldSAGrace = 30 * time.Second
+
+// ikeRekey is our IKE rekey in flight.
+type ikeRekey struct {
+	spi uint64 // our SPI of the new SA (reserved in e.reserved)
+	ni  []byte
+	dh  *ikecrypto.DH
+	// later is the work that waits for the rekey's outcome, run on the
+	// surviving SA.
+	later []func(*ikeSA)
+}
+
+// randUpTo returns a random duration in [0, d).
+func randUpTo(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	return time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(d))
+}
+
+// armIKERekey schedules the SA's rekey: rekey_time, up to a tenth early
+// at random so both ends rarely start together.
+func (sa *ikeSA) armIKERekey() {
+	if sa.conn == nil || sa.conn.RekeyTime <= 0 {
+		return
+	}
+	rt := sa.conn.RekeyTime
+	sa.armIKERekeyIn(rt - randUpTo(rt/10))
+}
+
+func (sa *ikeSA) armIKERekeyIn(d time.Duration) {
+	sa.rekeyTimer.Stop()
+	sa.rekeyTimer = sa.e.after(d, func() {
+		sa.rekeyTimer = nil
+		sa.rekeyIKE()
+	})
+}
+
+// deferIKE runs f on the SA that survives our IKE rekey in flight, and
+// reports whether it did defer (false: no rekey is out, go ahead).
+func (sa *ikeSA) deferIKE(f func(*ikeSA)) bool {
+	if sa.rekeyIKEOut == nil {
+		return false
+	}
+	sa.rekeyIKEOut.later = append(sa.rekeyIKEOut.later, f)
+	return true
+}
+
+// childExchangeOut reports whether a child exchange of ours is in flight
+// or queued on the SA.
+func (sa *ikeSA) childExchangeOut() bool {
+	if sa.pending != nil && sa.pending.exch == message.CREATE_CHILD_SA {
+		return true
+	}
+	for _, r := range sa.queue {
+		if r.exch == message.CREATE_CHILD_SA || len(r.payloads) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// rekeyIKE starts our rekey of the IKE SA.
+func (sa *ikeSA) rekeyIKE() {
+	if sa.state != ikeEstablished || sa.rekeyIKEOut != nil {
+		return
+	}
+	if sa.quiet() || sa.childExchangeOut() || sa.pending != nil {
+		// Not into a dead link, and not across our own exchanges: the
+		// children's negotiations must finish on the SA that made them.
+		sa.armIKERekeyIn(time.Second + randUpTo(time.Second))
+		return
+	}
+	// The group the SA has is the one the peer is known to take.
+	group := sa.conn.Proposals[0].DH[0]
+	if sa.offers(sa.suite.DH) {
+		group = sa.suite.DH
+	}
+	sa.rekeyIKEWith(group)
+}
+
+// offers reports whether our IKE proposals name group g.
+func (sa *ikeSA) offers(g message.DHGroup) bool {
+	for _, p := range sa.conn.Proposals {
+		for _, x := range p.DH {
+			if x == g {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rekeyIKEWith sends our IKE rekey with a key exchange of group.
+func (sa *ikeSA) rekeyIKEWith(group message.DHGroup) {
+	dh, err := ikecrypto.NewDH(group)
+	if err != nil {
+		sa.log.Error("cannot rekey the IKE SA", "err", err)
+		return
+	}
+	rk := &ikeRekey{spi: sa.e.reserveSPI(), dh: dh, ni: make([]byte, 32)}
+	rand.Read(rk.ni)
+	sa.rekeyIKEOut = rk
+	sa.log.Info("rekeying the IKE SA", "new-spi", fmt.Sprintf("%016x", rk.spi), "group", group.String())
+	sp := ikeProposals(sa.conn.Proposals)
+	for i := range sp.Proposals {
+		sp.Proposals[i].SPI = binary.BigEndian.AppendUint64(nil, rk.spi)
+	}
+	sa.send(&request{exch: message.CREATE_CHILD_SA,
+		payloads:   []message.Payload{sp, &message.Nonce{Data: rk.ni}, &message.KE{Group: group, Data: dh.PublicValue()}},
+		onResponse: func(m *message.Message) { sa.rekeyIKEAnswered(rk, m) },
+		onTimeout: func() {
+			sa.endIKERekey(rk, nil)
+			sa.destroy("peer not responding to our IKE SA rekey")
+		},
+		onDrop: func(why string) {
+			sa.endIKERekey(rk, sa)
+			sa.armIKERekeyIn(ikeRekeyRetry)
+		}})
+}
+
+// endIKERekey forgets our rekey in flight and runs the work that waited
+// for it on survivor (none if nil: the SA is gone).
+func (sa *ikeSA) endIKERekey(rk *ikeRekey, survivor *ikeSA) {
+	if sa.rekeyIKEOut != rk {
+		return
+	}
+	sa.rekeyIKEOut = nil
+	delete(sa.e.reserved, rk.spi)
+	if survivor == nil {
+		return
+	}
+	for _, f := range rk.later {
+		f(survivor)
+	}
+}
+
+// rekeyIKEAnswered completes our IKE rekey with the peer's answer.
+func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
+	declined := func(why string) {
+		retry := ikeRekeyRetry + randUpTo(ikeRekeyRetry)
+		sa.log.Warn("IKE SA rekey declined; trying again later", "reason", why, "retry-in", retry.String())
+		sa.endIKERekey(rk, sa)
+		sa.armIKERekeyIn(retry)
+	}
+	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil && len(n.Data) == 2 {
+		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
+		if g != rk.dh.Group() && sa.offers(g) {
+			sa.log.Info("peer asks for another key exchange method for the IKE SA rekey (INVALID_KE_PAYLOAD); retrying", "group", g.String())
+			sa.endIKERekey(rk, sa)
+			sa.rekeyIKEWith(g)
+			return
+		}
+	}
+	for _, n := range m.Notifies() {
+		if n.NotifyType.IsError() {
+			declined("peer answered " + n.NotifyType.String())
+			return
+		}
+	}
+	sap, _ := m.Find(message.PayloadSA).(*message.SA)
+	ke, _ := m.Find(message.PayloadKE).(*message.KE)
+	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
+	if sap == nil || ke == nil || nonce == nil || len(sap.Proposals) != 1 {
+		declined("answer lacks SA, KE or Nonce")
+		return
+	}
+	chosen := &sap.Proposals[0]
+	if len(chosen.SPI) != 8 || binary.BigEndian.Uint64(chosen.SPI) == 0 {
+		declined(fmt.Sprintf("answer's IKE proposal has a %d-octet SPI, want 8 nonzero", len(chosen.SPI)))
+		return
+	}
+	if err := acceptable(chosen, sa.conn.Proposals, message.ProtocolIKE); err != nil {
+		declined("peer's IKE proposal: " + err.Error())
+		return
+	}
+	suite, err := ikecrypto.IKESuiteFromProposal(chosen)
+	if err != nil {
+		declined("peer's IKE proposal: " + err.Error())
+		return
+	}
+	if suite.DH != rk.dh.Group() || ke.Group != suite.DH {
+		declined(fmt.Sprintf("peer chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, rk.dh.Group()))
+		return
+	}
+	gir, err := rk.dh.SharedSecret(ke.Data)
+	if err != nil {
+		declined("peer's KE: " + err.Error())
+		return
+	}
+	defer gir.Zero()
+	spir := binary.BigEndian.Uint64(chosen.SPI)
+	keys, err := ikecrypto.DeriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd, gir, rk.ni, nonce.Data, rk.spi, spir)
+	if err != nil {
+		declined(err.Error())
+		return
+	}
+	nsa, err := sa.successor(true, rk.spi, spir, suite, keys)
+	if err != nil {
+		declined(err.Error())
+		return
+	}
+	delete(sa.e.reserved, rk.spi)
+	sa.handOver(nsa, "rekeyed by us")
+	sa.endIKERekey(rk, nsa)
+	// We started it: we delete the old SA (RFC 7296 §2.8).
+	sa.startDelete("rekeyed")
+}
+
+// handleIKERekey answers the peer's rekey of this IKE SA.
+func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func(...message.Payload)) {
+	switch {
+	case sa.rekeyIKEOut != nil:
+		sa.log.Info("peer rekeys the IKE SA while our rekey is out: answering TEMPORARY_FAILURE")
+		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
+		return
+	case sa.childExchangeOut():
+		sa.log.Info("peer rekeys the IKE SA while a child exchange of ours is out: answering TEMPORARY_FAILURE")
+		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
+		return
+	}
+	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
+	ke, _ := m.Find(message.PayloadKE).(*message.KE)
+	if nonce == nil || ke == nil {
+		sa.log.Warn("peer's IKE SA rekey lacks a nonce or KE: answering INVALID_SYNTAX")
+		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
+		return
+	}
+	chosen, ok, why := choose(sa.conn.Proposals, sap.Proposals, message.ProtocolIKE)
+	if !ok {
+		sa.log.Warn("peer's IKE SA rekey: answering NO_PROPOSAL_CHOSEN", "reason", why)
+		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	var spii uint64
+	for _, p := range sap.Proposals {
+		if p.Num == chosen.Num && p.Protocol == message.ProtocolIKE && len(p.SPI) == 8 {
+			spii = binary.BigEndian.Uint64(p.SPI)
+		}
+	}
+	if spii == 0 {
+		sa.log.Warn("peer's IKE SA rekey: the chosen proposal has no 8-octet SPI; answering INVALID_SYNTAX")
+		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
+		return
+	}
+	group := message.DHGroup(chosen.Of(message.TransformKE)[0].ID)
+	if ke.Group != group {
+		if hasGroup(&chosen, ke.Group) || (theirProposalHas(sap, chosen.Num, ke.Group) && ourGroupWith(sa.conn.Proposals, &chosen, ke.Group)) {
+			for i, t := range chosen.Transforms {
+				if t.Type == message.TransformKE {
+					chosen.Transforms[i] = message.KETransform(ke.Group)
+				}
+			}
+			group = ke.Group
+		} else {
+			sa.log.Info("peer's IKE SA rekey: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
+			answer(&message.Notify{NotifyType: message.INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(group))})
+			return
+		}
+	}
+	suite, err := ikecrypto.IKESuiteFromProposal(&chosen)
+	if err != nil {
+		sa.log.Warn("peer's IKE SA rekey: chosen proposal unusable; answering NO_PROPOSAL_CHOSEN", "err", err)
+		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	dh, err := ikecrypto.NewDH(group)
+	if err != nil {
+		sa.log.Error("peer's IKE SA rekey: key exchange", "err", err)
+		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	gir, err := dh.SharedSecret(ke.Data)
+	if err != nil {
+		sa.log.Warn("peer's IKE SA rekey: invalid KE; answering INVALID_SYNTAX", "err", err)
+		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
+		return
+	}
+	defer gir.Zero()
+	nr := make([]byte, 32)
+	rand.Read(nr)
+	spir := sa.e.newSPI()
+	keys, err := ikecrypto.DeriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd, gir, nonce.Data, nr, spii, spir)
+	if err != nil {
+		sa.log.Error("peer's IKE SA rekey", "err", err)
+		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	nsa, err := sa.successor(false, spii, spir, suite, keys)
+	if err != nil {
+		sa.log.Error("peer's IKE SA rekey", "err", err)
+		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
+		return
+	}
+	chosen.SPI = binary.BigEndian.AppendUint64(nil, spir)
+	answer(&message.SA{Proposals: []message.Proposal{chosen}}, &message.Nonce{Data: nr},
+		&message.KE{Group: group, Data: dh.PublicValue()})
+	sa.handOver(nsa, "rekeyed by peer")
+	// The peer deletes the old SA; if it does not, we do.
+	sa.rekeyTimer.Stop()
+	sa.rekeyTimer = sa.e.after(oldSAGrace, func() {
+		sa.rekeyTimer = nil
+		if sa.state == ikeRekeyed {
+			sa.startDelete("rekeyed; the peer did not delete the old IKE SA")
+		}
+	})
+}
+
+// successor builds the new IKE SA of a rekey: same connection, endpoints
+// and link, new SPIs and keys; initiator says who started the rekey.
+func (sa *ikeSA) successor(initiator bool, spii, spir uint64, suite ikecrypto.IKESuite, keys *ikecrypto.IKEKeys) (*ikeSA, error) {
+	out, in, err := keys.Ciphers(initiator)
+	if err != nil {
+		return nil, fmt.Errorf("IKE ciphers: %w", err)
+	}
+	now := sa.e.clk.Now()
+	n := &ikeSA{e: sa.e, conn: sa.conn, initiator: initiator, spii: spii, spir: spir, created: now,
+		sock: sa.sock, local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
+		suite: suite, keys: keys, out: out, in: in, lastHeard: sa.lastHeard,
+		link: sa.link, ifIndex: sa.ifIndex, startedAt: now}
+	return n, nil
+}
+
+// handOver makes nsa the established successor of sa: the children move
+// to it, sa stops its timers and waits for its delete.
+func (sa *ikeSA) handOver(nsa *ikeSA, how string) {
+	e := sa.e
+	e.sas[nsa.localSPI()] = nsa
+	nsa.children, sa.children = sa.children, nil
+	for _, ch := range nsa.children {
+		ch.ike = nsa
+	}
+	sa.stopLiveness()
+	sa.rekeyTimer.Stop()
+	sa.rekeyTimer = nil
+	nsa.estAt = e.clk.Now()
+	nsa.setLogger()
+	nsa.setState(ikeEstablished, fmt.Sprintf("%s, replaces %s", how, sa.spis()))
+	sa.setState(ikeRekeyed, fmt.Sprintf("%s, replaced by %s", how, nsa.spis()))
+	e.placeSA(nsa)
+	nsa.armLiveness()
+	nsa.armIKERekey()
+	// Rekeys that fell due meanwhile go out on the new SA.
+	for _, ch := range nsa.children {
+		if ch.rekey && ch.state == childInstalled && !ch.rekeying {
+			nsa.scheduleRekey(ch)
+		}
+	}
+}
+
+// reserveSPI picks an SPI for an IKE SA under negotiation that no other
+// SA has or will take meanwhile.
+func (e *Engine) reserveSPI() uint64 {
+	spi := e.newSPI()
+	e.reserved[spi] = true
+	return spi
+}
