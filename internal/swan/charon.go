@@ -54,6 +54,13 @@ func Start(t testing.TB, o Options) *Charon {
 	c, err := start(t, o)
 	if c != nil {
 		t.Cleanup(func() {
+			select {
+			case <-c.done:
+				// Gone before the test ended: say how, it explains a peer
+				// that stopped answering.
+				t.Errorf("swan: charon in %s exited during the test: %v", c.name, c.waitErr)
+			default:
+			}
 			t0 := time.Now()
 			c.Stop()
 			t.Logf("swan: charon in %s stopped in %v", c.name, time.Since(t0).Round(time.Millisecond))
@@ -111,7 +118,7 @@ func start(t testing.TB, o Options) (*Charon, error) {
 	c.cmd.SysProcAttr = procAttr()
 	c.cmd.Dir = dir
 	c.started = time.Now()
-	if err := c.cmd.Start(); err != nil {
+	if err := startCmd(c.cmd); err != nil {
 		_ = os.RemoveAll(sockDir)
 		return nil, fmt.Errorf("start charon: %w", err)
 	}

@@ -40,8 +40,10 @@
 //     abandoned when its context ends cannot confuse the next one, and the
 //     socket lives in a short /tmp directory (unix socket paths are limited
 //     to 108 bytes; t.TempDir paths of subtests are not).
-//   - charon is killed if the test binary dies (Pdeathsig) and by
-//     lab's namespace cleanup.
+//   - charon is killed if the test binary dies (Pdeathsig, armed from a
+//     thread that lives as long as the binary) and by lab's namespace
+//     cleanup. A charon that exits during its test fails the test with
+//     its exit status.
 //
 // With a NAT signalled (always so in LibIPsec mode), charon 5.9.8 as
 // initiator moves the remote port to 4500 after IKE_SA_INIT even when

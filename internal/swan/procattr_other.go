@@ -2,6 +2,11 @@
 
 package swan
 
-import "syscall"
+import (
+	"os/exec"
+	"syscall"
+)
 
 func procAttr() *syscall.SysProcAttr { return nil }
+
+func startCmd(cmd *exec.Cmd) error { return cmd.Start() }
