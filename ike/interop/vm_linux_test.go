@@ -236,6 +236,100 @@ func TestVMRekey(t *testing.T) {
 	}
 }
 
+// TestVMIKERekey: keyplane on XFRM and charon on kernel-netlink rekey
+// the IKE SA, charon first, then keyplane. The kernel SAs of the child
+// stay as they were, and ping passes through them after each rekey; the
+// delete over the rekeyed SA empties both kernels.
+func TestVMIKERekey(t *testing.T) {
+	lab.RequireVM(t, "kernel ESP for keyplane's XFRM backend and charon's kernel-netlink")
+	requireSwan(t)
+	s := suites[1]
+	ctx, cancel := context.WithTimeout(t.Context(), scale(60*time.Second))
+	defer cancel()
+	p := lab.NewPair(t)
+	p.A.Exec(t, "ip", "addr", "add", innerK.String()+"/32", "dev", "lo")
+	p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
+	p.A.Exec(t, "ip", "route", "add", innerS.String()+"/32", "via", p.B4.String(), "src", innerK.String())
+	c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.KernelNetlink, Conns: []swan.Conn{charonConn(p, s)}})
+	cfg := keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name)
+	cfg.Connection("peer").RekeyTime = 0
+	b, err := kernelops.Open(t.Context(), "xfrm", kernelops.Options{Params: cfg.Backend.Params})
+	lab.Need(t, "XFRM backend in the namespace", err)
+	t.Cleanup(func() { b.Close() })
+	k := startKeyplane(t, cfg, b)
+	if err := k.e.Initiate(ctx, "net"); err != nil {
+		diagnose(t, p)
+		t.Fatal(err)
+	}
+	first, child := k.waitChild(t, ctx)
+	before := xfrmBytes(t, p.A)
+	// rekeyed waits until both ends hold one IKE SA on SPIs other than
+	// prev's, keyplane's child unchanged.
+	rekeyed := func(prev ike.IKESAInfo) ike.IKESAInfo {
+		t.Helper()
+		for deadline := time.Now().Add(scale(20 * time.Second)); ; time.Sleep(50 * time.Millisecond) {
+			ksa, kc, ok := k.child(t)
+			csas, _ := c.ListSAs(ctx)
+			if ok && ksa.SPIi != prev.SPIi && len(csas) == 1 && csas[0].State == "ESTABLISHED" &&
+				(strings.EqualFold(csas[0].LocalSPI, ksa.SPIi) || strings.EqualFold(csas[0].LocalSPI, ksa.SPIr)) {
+				if kc.SPIIn != child.SPIIn || kc.SPIOut != child.SPIOut {
+					t.Errorf("the child changed with the IKE SA: %+v, was %+v", kc, child)
+				}
+				if sas, _ := k.e.IKESAs(ctx); len(sas) == 1 {
+					return ksa
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("IKE SA rekey did not settle: keyplane %+v, charon %+v", ksa, csas)
+			}
+		}
+	}
+	if err := c.RekeyIKE(ctx, "kp"); err != nil {
+		t.Fatal(err)
+	}
+	second := rekeyed(first)
+	t.Logf("charon rekeyed the IKE SA: %s_i %s_r -> %s_i %s_r (keyplane now %s)", first.SPIi, first.SPIr, second.SPIi, second.SPIr, second.Role)
+	ping(t, p.A, innerK.String(), innerS.String(), 2)
+	cfg2 := keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name)
+	cfg2.Connection("peer").RekeyTime = scale(time.Second)
+	if err := k.e.Reload(ctx, cfg2); err != nil {
+		t.Fatal(err)
+	}
+	third := rekeyed(second)
+	cfg2.Connection("peer").RekeyTime = 0
+	if err := k.e.Reload(ctx, cfg2); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("keyplane rekeyed the IKE SA: -> %s_i %s_r (keyplane now %s)", third.SPIi, third.SPIr, third.Role)
+	if third.Role != "initiator" {
+		t.Errorf("keyplane rekeyed but is %s of the new IKE SA", third.Role)
+	}
+	ping(t, p.B, innerS.String(), innerK.String(), 2)
+	after := xfrmBytes(t, p.A)
+	for _, spi := range []string{child.SPIIn, child.SPIOut} {
+		if after[spiKey(spi)][1] < before[spiKey(spi)][1]+4 {
+			t.Errorf("SA %s did not carry the 4 pings each way: %v -> %v", spi, before, after)
+		}
+	}
+	if len(after) != 2 {
+		t.Errorf("keyplane's kernel holds %d SAs, want the child's 2: %v", len(after), after)
+	}
+	if err := c.Terminate(ctx, "kp"); err != nil {
+		t.Fatal(err)
+	}
+	k.waitNoSAs(t, ctx)
+	for deadline := time.Now().Add(scale(5 * time.Second)); ; time.Sleep(100 * time.Millisecond) {
+		ks, kp := xfrmLeft(t, p.A)
+		ss, sp := xfrmLeft(t, p.B)
+		if ks == "" && kp == "" && ss == "" && sp == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after delete: keyplane %s %s; charon %s %s", ks, kp, ss, sp)
+		}
+	}
+}
+
 // tapXfrm is a test double around the XFRM backend: it records the IKE
 // datagrams keyplane writes; everything else is the real kernel.
 type tapXfrm struct {
