@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +34,8 @@ type Charon struct {
 	started time.Time
 	ready   time.Duration
 
-	stopOnce sync.Once
+	stopOnce   sync.Once
+	stopCalled atomic.Bool // Stop ran: an exit is expected
 }
 
 // startScript runs as sh -c inside a private mount namespace: a fresh tmpfs
@@ -56,9 +58,11 @@ func Start(t testing.TB, o Options) *Charon {
 		t.Cleanup(func() {
 			select {
 			case <-c.done:
-				// Gone before the test ended: say how, it explains a peer
-				// that stopped answering.
-				t.Errorf("swan: charon in %s exited during the test: %v", c.name, c.waitErr)
+				if !c.stopCalled.Load() {
+					// Gone by itself: say how, it explains a peer that
+					// stopped answering.
+					t.Errorf("swan: charon in %s exited during the test: %v", c.name, c.waitErr)
+				}
 			default:
 			}
 			t0 := time.Now()
@@ -258,6 +262,7 @@ func (c *Charon) Exited() <-chan struct{} { return c.done }
 // Stop terminates charon (SIGTERM, SIGKILL after a grace period) and waits
 // for it to exit. It is idempotent and safe for concurrent use.
 func (c *Charon) Stop() {
+	c.stopCalled.Store(true)
 	c.stopOnce.Do(func() {
 		grace := 10 * time.Second
 		if lab.InVM() {
