@@ -7,10 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyplane/keyplane/backends/nokernel"
-	"github.com/keyplane/keyplane/internal/lab"
-	"github.com/keyplane/keyplane/internal/swan"
-	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/ike/config"
 )
 
 // TestHostIKERekey: IKE SA rekeying (CREATE_CHILD_SA with an IKE
@@ -27,20 +24,12 @@ func TestHostIKERekey(t *testing.T) {
 		t.Run(by+"-rekeys/"+s.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), scale(60*time.Second))
 			defer cancel()
-			p := lab.NewPair(t)
-			p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
-			c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.LibIPsec, Conns: []swan.Conn{charonConn(p, s)}})
-			nk, err := nokernel.Open(t.Context(), kernelops.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { nk.Close() })
-			cfg := keyplaneConfig(t, p, s, "nokernel", "")
-			cfg.Connection("peer").RekeyTime = 0
-			if by == "keyplane" {
-				cfg.Connection("peer").RekeyTime = scale(2 * time.Second)
-			}
-			k := startKeyplane(t, cfg, &inNS{Backend: nk, ns: p.A})
+			p, c, _, k := hostRig(t, s, func(cfg *config.Config) {
+				cfg.Connection("peer").RekeyTime = 0
+				if by == "keyplane" {
+					cfg.Connection("peer").RekeyTime = scale(2 * time.Second)
+				}
+			})
 			if err := k.e.Initiate(ctx, "net"); err != nil {
 				t.Fatal(err)
 			}

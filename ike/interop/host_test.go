@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/internal/swan"
 	"github.com/keyplane/keyplane/kernelops"
@@ -28,6 +29,27 @@ func requireSwan(t *testing.T) {
 	lab.RequireRoot(t)
 }
 
+// hostRig sets up the host rig for suite s: charon with kernel-libipsec
+// in namespace B (charon's inner address on its loopback), and keyplane on
+// the nokernel model with its IKE sockets in A. edit, if not nil, adjusts
+// keyplane's configuration before it starts.
+func hostRig(t *testing.T, s suite, edit func(*config.Config), childExtra ...string) (*lab.Pair, *swan.Charon, *nokernel.Backend, *keyplane) {
+	t.Helper()
+	p := lab.NewPair(t)
+	p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
+	c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.LibIPsec, Conns: []swan.Conn{charonConn(p, s)}})
+	nk, err := nokernel.Open(t.Context(), kernelops.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nk.Close() })
+	cfg := keyplaneConfig(t, p, s, "nokernel", "", childExtra...)
+	if edit != nil {
+		edit(cfg)
+	}
+	return p, c, nk, startKeyplane(t, cfg, &inNS{Backend: nk, ns: p.A})
+}
+
 // TestHostLibIPsec: keyplane on the nokernel dataplane against charon
 // with kernel-libipsec. The host kernel has no ESP, so no packet goes
 // through; what is tested is the IKE side: IKE and CHILD SA establishment
@@ -40,15 +62,7 @@ func TestHostLibIPsec(t *testing.T) {
 			t.Run(s.String()+"/"+role, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), scale(30*time.Second))
 				defer cancel()
-				p := lab.NewPair(t)
-				p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
-				c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.LibIPsec, Conns: []swan.Conn{charonConn(p, s)}})
-				nk, err := nokernel.Open(t.Context(), kernelops.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { nk.Close() })
-				k := startKeyplane(t, keyplaneConfig(t, p, s, "nokernel", ""), &inNS{Backend: nk, ns: p.A})
+				_, c, _, k := hostRig(t, s, nil)
 				t0 := time.Now()
 				if role == "keyplane-initiates" {
 					if err := k.e.Initiate(ctx, "net"); err != nil {
@@ -104,15 +118,7 @@ func TestHostRekey(t *testing.T) {
 	s.esp += "-x25519" // with PFS
 	ctx, cancel := context.WithTimeout(t.Context(), scale(60*time.Second))
 	defer cancel()
-	p := lab.NewPair(t)
-	p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
-	c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.LibIPsec, Conns: []swan.Conn{charonConn(p, s)}})
-	nk, err := nokernel.Open(t.Context(), kernelops.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nk.Close() })
-	k := startKeyplane(t, keyplaneConfig(t, p, s, "nokernel", "", "rekey_time = 2s", "life_time = 10m"), &inNS{Backend: nk, ns: p.A})
+	_, c, nk, k := hostRig(t, s, nil, "rekey_time = 2s", "life_time = 10m")
 	if err := k.e.Initiate(ctx, "net"); err != nil {
 		t.Fatal(err)
 	}

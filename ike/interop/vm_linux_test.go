@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyplane/keyplane/backends/xfrm"
 	"github.com/keyplane/keyplane/ike"
+	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/internal/swan"
 	"github.com/keyplane/keyplane/kernelops"
@@ -71,6 +72,37 @@ func ping(t *testing.T, ns *lab.NS, from, to string, n int) {
 	}
 }
 
+// vmRig sets up the VM rig for suite s: namespaces A (keyplane) and B
+// (charon with kernel-netlink, its connection loaded), the inner
+// addresses on their loopbacks, and A's route to charon's (keyplane
+// installs no routes; charon installs its own). It returns keyplane's
+// configuration for the XFRM backend in A, to adjust before
+// startXfrmKeyplane.
+func vmRig(t *testing.T, s suite, childExtra ...string) (*lab.Pair, *swan.Charon, *config.Config) {
+	t.Helper()
+	p := lab.NewPair(t)
+	p.A.Exec(t, "ip", "addr", "add", innerK.String()+"/32", "dev", "lo")
+	p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
+	p.A.Exec(t, innerRoute(p)...)
+	c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.KernelNetlink, Conns: []swan.Conn{charonConn(p, s)}})
+	return p, c, keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name, childExtra...)
+}
+
+// innerRoute is the command that routes A's traffic for charon's inner
+// address through B.
+func innerRoute(p *lab.Pair) []string {
+	return []string{"ip", "route", "add", innerS.String() + "/32", "via", p.B4.String(), "src", innerK.String()}
+}
+
+// startXfrmKeyplane runs keyplane with cfg on the XFRM backend in A.
+func startXfrmKeyplane(t *testing.T, cfg *config.Config) *keyplane {
+	t.Helper()
+	b, err := kernelops.Open(t.Context(), "xfrm", kernelops.Options{Params: cfg.Backend.Params})
+	lab.Need(t, "XFRM backend in the namespace", err)
+	t.Cleanup(func() { b.Close() })
+	return startKeyplane(t, cfg, b)
+}
+
 // TestVMKernel: keyplane on the XFRM backend in namespace A, charon with
 // kernel-netlink in B, real ESP: both roles, both suites (and the first
 // one with UDP encapsulation forced), ping both ways through the tunnel,
@@ -88,18 +120,8 @@ func TestVMKernel(t *testing.T) {
 			t.Run(s.String()+"/"+role, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), scale(30*time.Second))
 				defer cancel()
-				p := lab.NewPair(t)
-				p.A.Exec(t, "ip", "addr", "add", innerK.String()+"/32", "dev", "lo")
-				p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
-				// keyplane installs no routes: the test gives A one to
-				// charon's inner address (charon installs its own).
-				p.A.Exec(t, "ip", "route", "add", innerS.String()+"/32", "via", p.B4.String(), "src", innerK.String())
-				c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.KernelNetlink, Conns: []swan.Conn{charonConn(p, s)}})
-				cfg := keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name)
-				b, err := kernelops.Open(t.Context(), "xfrm", kernelops.Options{Params: cfg.Backend.Params})
-				lab.Need(t, "XFRM backend in the namespace", err)
-				t.Cleanup(func() { b.Close() })
-				k := startKeyplane(t, cfg, b)
+				p, c, cfg := vmRig(t, s)
+				k := startXfrmKeyplane(t, cfg)
 				t0 := time.Now()
 				if role == "keyplane-initiates" {
 					if err := k.e.Initiate(ctx, "net"); err != nil {
@@ -183,16 +205,8 @@ func TestVMRekey(t *testing.T) {
 	s.esp += "-x25519"
 	ctx, cancel := context.WithTimeout(t.Context(), scale(60*time.Second))
 	defer cancel()
-	p := lab.NewPair(t)
-	p.A.Exec(t, "ip", "addr", "add", innerK.String()+"/32", "dev", "lo")
-	p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
-	p.A.Exec(t, "ip", "route", "add", innerS.String()+"/32", "via", p.B4.String(), "src", innerK.String())
-	c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.KernelNetlink, Conns: []swan.Conn{charonConn(p, s)}})
-	cfg := keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name, "rekey_time = 5s", "life_time = 10m")
-	b, err := kernelops.Open(t.Context(), "xfrm", kernelops.Options{Params: cfg.Backend.Params})
-	lab.Need(t, "XFRM backend in the namespace", err)
-	t.Cleanup(func() { b.Close() })
-	k := startKeyplane(t, cfg, b)
+	p, c, cfg := vmRig(t, s, "rekey_time = 5s", "life_time = 10m")
+	k := startXfrmKeyplane(t, cfg)
 	if err := k.e.Initiate(ctx, "net"); err != nil {
 		diagnose(t, p)
 		t.Fatal(err)
@@ -246,17 +260,9 @@ func TestVMIKERekey(t *testing.T) {
 	s := suites[1]
 	ctx, cancel := context.WithTimeout(t.Context(), scale(60*time.Second))
 	defer cancel()
-	p := lab.NewPair(t)
-	p.A.Exec(t, "ip", "addr", "add", innerK.String()+"/32", "dev", "lo")
-	p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
-	p.A.Exec(t, "ip", "route", "add", innerS.String()+"/32", "via", p.B4.String(), "src", innerK.String())
-	c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.KernelNetlink, Conns: []swan.Conn{charonConn(p, s)}})
-	cfg := keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name)
+	p, c, cfg := vmRig(t, s)
 	cfg.Connection("peer").RekeyTime = 0
-	b, err := kernelops.Open(t.Context(), "xfrm", kernelops.Options{Params: cfg.Backend.Params})
-	lab.Need(t, "XFRM backend in the namespace", err)
-	t.Cleanup(func() { b.Close() })
-	k := startKeyplane(t, cfg, b)
+	k := startXfrmKeyplane(t, cfg)
 	if err := k.e.Initiate(ctx, "net"); err != nil {
 		diagnose(t, p)
 		t.Fatal(err)
@@ -397,13 +403,7 @@ func TestVMIdleAndLinkDown(t *testing.T) {
 	s := suites[0]
 	ctx, cancel := context.WithTimeout(t.Context(), scale(90*time.Second))
 	defer cancel()
-	p := lab.NewPair(t)
-	p.A.Exec(t, "ip", "addr", "add", innerK.String()+"/32", "dev", "lo")
-	p.B.Exec(t, "ip", "addr", "add", innerS.String()+"/32", "dev", "lo")
-	route := []string{"ip", "route", "add", innerS.String() + "/32", "via", p.B4.String(), "src", innerK.String()}
-	p.A.Exec(t, route...)
-	c := swan.Start(t, swan.Options{NS: p.B, Mode: swan.KernelNetlink, Conns: []swan.Conn{charonConn(p, s)}})
-	cfg := keyplaneConfig(t, p, s, "xfrm", "/run/netns/"+p.A.Name)
+	p, c, cfg := vmRig(t, s)
 	const dpd = 3 * time.Second
 	cfg.Connections[0].DPDDelay = dpd
 	xb, err := xfrm.Open(t.Context(), kernelops.Options{Params: cfg.Backend.Params, IdleScanInterval: 500 * time.Millisecond})
@@ -477,7 +477,7 @@ func TestVMIdleAndLinkDown(t *testing.T) {
 	p.A.Exec(t, "ip", "link", "set", p.IfA, "up")
 	waitEv("revival", func(e ike.Event) bool { return e.Kind == "link" && e.State == "revived" })
 	waitUntil(t, scale(5*time.Second), "the revival check", func() bool { _, n := tb.since(mark); return n >= 1 })
-	p.A.Run(route...) // the kernel dropped it with the link
+	p.A.Run(innerRoute(p)...) // the kernel dropped it with the link
 	ping(t, p.A, innerK.String(), innerS.String(), 3)
 	time.Sleep(2 * time.Second)
 	if _, _, ok := k.child(t); !ok {
