@@ -15,12 +15,10 @@ import (
 // lifetimes fire at about the same time, to make collisions rare.
 const rekeyJitter = 2 * time.Second
 
-// scheduleRekey rekeys the child after a random part of rekeyJitter.
-func (sa *ikeSA) scheduleRekey(ch *childSA) {
-	var b [2]byte
-	rand.Read(b[:])
-	d := time.Duration(int(b[0])<<8|int(b[1])) * rekeyJitter / 65536
-	sa.e.after(d, func() { sa.rekeyChild(ch) })
+// scheduleRekey rekeys the child after a random part of rekeyJitter, on
+// the IKE SA that holds it then (an IKE rekey may have moved it).
+func (e *Engine) scheduleRekey(ch *childSA) {
+	e.after(randUpTo(rekeyJitter), func() { ch.ike.rekeyChild(ch) })
 }
 
 // createChild negotiates an additional child on an established IKE SA

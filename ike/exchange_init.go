@@ -92,13 +92,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 			return
 		}
 		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
-		ok := false
-		for _, p := range sa.conn.Proposals {
-			for _, x := range p.DH {
-				ok = ok || x == g
-			}
-		}
-		if !ok || g == sa.dh.Group() {
+		if !sa.offers(g) || g == sa.dh.Group() {
 			sa.destroy(fmt.Sprintf("responder asks for key exchange %v, which we did not propose", g))
 			return
 		}
@@ -281,17 +275,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
-	// Take the initiator's KE group when the chosen proposal allows it,
-	// sparing an INVALID_KE_PAYLOAD round.
-	group := message.DHGroup(chosen.Of(message.TransformKE)[0].ID)
-	if ke.Group != group && theirProposalHas(sap, chosen.Num, ke.Group) && ourGroupWith(conn.Proposals, &chosen, ke.Group) {
-		for i, t := range chosen.Transforms {
-			if t.Type == message.TransformKE {
-				chosen.Transforms[i] = message.KETransform(ke.Group)
-			}
-		}
-		group = ke.Group
-	}
+	group := adoptKEGroup(&chosen, sap, conn.Proposals, ke.Group)
 	if ke.Group != group {
 		log.Info("IKE_SA_INIT: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_KE_PAYLOAD,
@@ -345,6 +329,24 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 			sa.destroy("half-open: no IKE_AUTH within the timeout")
 		}
 	})
+}
+
+// adoptKEGroup returns the key exchange group of an IKE proposal we chose
+// (IKE_SA_INIT or an IKE SA rekey): the initiator's, sent, when both its
+// proposal and ours allow it, sparing an INVALID_KE_PAYLOAD round; chosen
+// is changed to name it. Otherwise the chosen one, which then differs
+// from sent.
+func adoptKEGroup(chosen *message.Proposal, sap *message.SA, ours []config.Proposal, sent message.DHGroup) message.DHGroup {
+	group := message.DHGroup(chosen.Of(message.TransformKE)[0].ID)
+	if sent == group || !theirProposalHas(sap, chosen.Num, sent) || !ourGroupWith(ours, chosen, sent) {
+		return group
+	}
+	for i, t := range chosen.Transforms {
+		if t.Type == message.TransformKE {
+			chosen.Transforms[i] = message.KETransform(sent)
+		}
+	}
+	return sent
 }
 
 func theirProposalHas(sap *message.SA, num uint8, g message.DHGroup) bool {

@@ -87,7 +87,7 @@ func (e *Engine) expire(x *kernelops.ExpireEvent) {
 		ch.rekey = true
 		ch.logger().Info("soft lifetime reached: rekeying", "limit", x.Limit.String())
 		e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: "rekey-needed", Reason: "soft " + x.Limit.String() + " limit"})
-		ch.ike.scheduleRekey(ch)
+		e.scheduleRekey(ch)
 		return
 	}
 	e.publish(Event{Kind: "dataplane", State: "hard-expire", Name: ch.cfg.Name, Detail: x.SA.String()})

@@ -276,7 +276,7 @@ func (sa *ikeSA) revive() {
 	// Rekeys that fell due while the link was down queue behind it.
 	for _, ch := range sa.children {
 		if ch.rekey && ch.state == childInstalled && !ch.rekeying {
-			sa.scheduleRekey(ch)
+			sa.e.scheduleRekey(ch)
 		}
 	}
 	sa.armLiveness()

@@ -99,9 +99,9 @@ func (sa *ikeSA) rekeyIKE() {
 	if sa.state != ikeEstablished || sa.rekeyIKEOut != nil {
 		return
 	}
-	if sa.quiet() || sa.childExchangeOut() || sa.pending != nil {
-		// Not into a dead link, and not across our own exchanges: the
-		// children's negotiations must finish on the SA that made them.
+	if sa.quiet() || sa.pending != nil || len(sa.queue) > 0 {
+		// Not into a dead link, and not across our own exchanges: they
+		// must finish on the SA that made them.
 		sa.armIKERekeyIn(time.Second + randUpTo(time.Second))
 		return
 	}
@@ -234,7 +234,6 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 		declined(err.Error())
 		return
 	}
-	delete(sa.e.reserved, rk.spi)
 	sa.handOver(nsa, "rekeyed by us")
 	sa.endIKERekey(rk, nsa)
 	// We started it: we delete the old SA (RFC 7296 §2.8).
@@ -277,20 +276,11 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
-	group := message.DHGroup(chosen.Of(message.TransformKE)[0].ID)
+	group := adoptKEGroup(&chosen, sap, sa.conn.Proposals, ke.Group)
 	if ke.Group != group {
-		if hasGroup(&chosen, ke.Group) || (theirProposalHas(sap, chosen.Num, ke.Group) && ourGroupWith(sa.conn.Proposals, &chosen, ke.Group)) {
-			for i, t := range chosen.Transforms {
-				if t.Type == message.TransformKE {
-					chosen.Transforms[i] = message.KETransform(ke.Group)
-				}
-			}
-			group = ke.Group
-		} else {
-			sa.log.Info("peer's IKE SA rekey: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
-			answer(&message.Notify{NotifyType: message.INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(group))})
-			return
-		}
+		sa.log.Info("peer's IKE SA rekey: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
+		answer(&message.Notify{NotifyType: message.INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(group))})
+		return
 	}
 	suite, err := ikecrypto.IKESuiteFromProposal(&chosen)
 	if err != nil {
@@ -374,12 +364,6 @@ func (sa *ikeSA) handOver(nsa *ikeSA, how string) {
 	e.placeSA(nsa)
 	nsa.armLiveness()
 	nsa.armIKERekey()
-	// Rekeys that fell due meanwhile go out on the new SA.
-	for _, ch := range nsa.children {
-		if ch.rekey && ch.state == childInstalled && !ch.rekeying {
-			nsa.scheduleRekey(ch)
-		}
-	}
 }
 
 // reserveSPI picks an SPI for an IKE SA under negotiation that no other
