@@ -210,6 +210,23 @@ func (k *keyplane) waitChild(t *testing.T, ctx context.Context) (ike.IKESAInfo, 
 	}
 }
 
+// terminate deletes the IKE SA from charon's side (byCharon) or
+// keyplane's, and waits until neither lists it.
+func terminate(t *testing.T, ctx context.Context, c *swan.Charon, k *keyplane, byCharon bool) {
+	t.Helper()
+	if byCharon {
+		if err := c.Terminate(ctx, "kp"); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := k.e.Terminate(ctx, "peer"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitGone(ctx, "kp"); err != nil {
+		t.Fatal(err)
+	}
+	k.waitNoSAs(t, ctx)
+}
+
 func (k *keyplane) waitNoSAs(t *testing.T, ctx context.Context) {
 	t.Helper()
 	for {

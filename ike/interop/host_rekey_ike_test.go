@@ -118,13 +118,7 @@ func TestHostIKERekey(t *testing.T) {
 				}
 			}
 			// Delete from keyplane, over the rekeyed SA.
-			if err := k.e.Terminate(ctx, "peer"); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.WaitGone(ctx, "kp"); err != nil {
-				t.Fatal(err)
-			}
-			k.waitNoSAs(t, ctx)
+			terminate(t, ctx, c, k, false)
 			if n, m := k.dataplaneCounts(t); n != 0 || m != 0 {
 				t.Errorf("keyplane's dataplane after delete: %d SAs, %d policies", n, m)
 			}

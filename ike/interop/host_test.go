@@ -89,17 +89,7 @@ func TestHostLibIPsec(t *testing.T) {
 					t.Errorf("keyplane's dataplane: %d SAs, %d policies; want 2 and 3", n, m)
 				}
 				// Delete from the side that did not initiate.
-				if role == "keyplane-initiates" {
-					if err := c.Terminate(ctx, "kp"); err != nil {
-						t.Fatal(err)
-					}
-				} else if err := k.e.Terminate(ctx, "peer"); err != nil {
-					t.Fatal(err)
-				}
-				if err := c.WaitGone(ctx, "kp"); err != nil {
-					t.Fatal(err)
-				}
-				k.waitNoSAs(t, ctx)
+				terminate(t, ctx, c, k, role == "keyplane-initiates")
 				if n, m := k.dataplaneCounts(t); n != 0 || m != 0 {
 					t.Errorf("keyplane's dataplane after delete: %d SAs, %d policies", n, m)
 				}

@@ -52,6 +52,23 @@ func xfrmLeft(t *testing.T, ns *lab.NS) (states, policies string) {
 	return strings.TrimSpace(ns.Exec(t, "ip", "xfrm", "state")), strings.Join(pols, "\n")
 }
 
+// waitKernelsEmpty waits until neither namespace of p holds an XFRM state
+// or policy (charon may remove its own a little after it lists the IKE SA
+// gone).
+func waitKernelsEmpty(t *testing.T, p *lab.Pair) {
+	t.Helper()
+	for deadline := time.Now().Add(scale(5 * time.Second)); ; time.Sleep(100 * time.Millisecond) {
+		ks, kp := xfrmLeft(t, p.A)
+		ss, sp := xfrmLeft(t, p.B)
+		if ks == "" && kp == "" && ss == "" && sp == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after delete:\nkeyplane states:\n%s\nkeyplane policies:\n%s\ncharon states:\n%s\ncharon policies:\n%s", ks, kp, ss, sp)
+		}
+	}
+}
+
 // diagnose logs what the namespaces look like when IKE does not get through.
 func diagnose(t *testing.T, p *lab.Pair) {
 	for _, x := range []struct {
@@ -167,29 +184,8 @@ func TestVMKernel(t *testing.T) {
 				if _, kc2, ok := k.child(t); !ok || kc2.PacketsOut < 6 || kc2.PacketsIn < 6 {
 					t.Errorf("keyplane child list counters: %+v", kc2)
 				}
-				if role == "keyplane-initiates" {
-					if err := c.Terminate(ctx, "kp"); err != nil {
-						t.Fatal(err)
-					}
-				} else if err := k.e.Terminate(ctx, "peer"); err != nil {
-					t.Fatal(err)
-				}
-				if err := c.WaitGone(ctx, "kp"); err != nil {
-					t.Fatal(err)
-				}
-				k.waitNoSAs(t, ctx)
-				deadline := time.Now().Add(scale(5 * time.Second))
-				for {
-					ks, kp := xfrmLeft(t, p.A)
-					ss, sp := xfrmLeft(t, p.B)
-					if ks == "" && kp == "" && ss == "" && sp == "" {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("after delete:\nkeyplane states:\n%s\nkeyplane policies:\n%s\ncharon states:\n%s\ncharon policies:\n%s", ks, kp, ss, sp)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
+				terminate(t, ctx, c, k, role == "keyplane-initiates")
+				waitKernelsEmpty(t, p)
 			})
 		}
 	}
@@ -320,20 +316,8 @@ func TestVMIKERekey(t *testing.T) {
 	if len(after) != 2 {
 		t.Errorf("keyplane's kernel holds %d SAs, want the child's 2: %v", len(after), after)
 	}
-	if err := c.Terminate(ctx, "kp"); err != nil {
-		t.Fatal(err)
-	}
-	k.waitNoSAs(t, ctx)
-	for deadline := time.Now().Add(scale(5 * time.Second)); ; time.Sleep(100 * time.Millisecond) {
-		ks, kp := xfrmLeft(t, p.A)
-		ss, sp := xfrmLeft(t, p.B)
-		if ks == "" && kp == "" && ss == "" && sp == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after delete: keyplane %s %s; charon %s %s", ks, kp, ss, sp)
-		}
-	}
+	terminate(t, ctx, c, k, true)
+	waitKernelsEmpty(t, p)
 }
 
 // tapXfrm is a test double around the XFRM backend: it records the IKE
