@@ -26,19 +26,5 @@ func nameCommand(ctx context.Context, e *env, cmd string, args []string) error {
 		return usageError{fmt.Sprintf("want 'keyplane %s [-s SOCKET] [-json] NAME' (a child or connection name)", cmd)}
 	}
 	r, err := cf.client().Do(ctx, control.Request{Cmd: cmd, Name: fs.Arg(0)})
-	if cf.json {
-		out := map[string]any{"ok": err == nil, "name": fs.Arg(0)}
-		if err != nil {
-			out["error"] = err.Error()
-		}
-		if jerr := writeJSON(e.stdout, out); jerr != nil {
-			return jerr
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, r.Text)
-	return nil
+	return cf.report(e, r, err, map[string]any{"name": fs.Arg(0)})
 }

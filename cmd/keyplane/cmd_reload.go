@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/keyplane/keyplane/ike/control"
 )
@@ -18,19 +17,5 @@ func runReload(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	r, err := cf.client().Do(ctx, control.Request{Cmd: "reload"})
-	if cf.json {
-		out := map[string]any{"ok": err == nil}
-		if err != nil {
-			out["error"] = err.Error()
-		}
-		if jerr := writeJSON(e.stdout, out); jerr != nil {
-			return jerr
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, r.Text)
-	return nil
+	return cf.report(e, r, err, nil)
 }

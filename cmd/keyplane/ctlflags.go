@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 
 	"github.com/keyplane/keyplane/ike/config"
@@ -26,3 +27,27 @@ func addCtlFlags(fs *flag.FlagSet) *ctlFlags {
 }
 
 func (c *ctlFlags) client() *control.Client { return &control.Client{Path: c.socket} }
+
+// report prints the outcome of a control command that returns no data:
+// with -json {"ok": ..., "error": ...} plus fields, else the daemon's text.
+// It returns err, the command's own error.
+func (c *ctlFlags) report(e *env, r *control.Response, err error, fields map[string]any) error {
+	if c.json {
+		out := map[string]any{"ok": err == nil}
+		for k, v := range fields {
+			out[k] = v
+		}
+		if err != nil {
+			out["error"] = err.Error()
+		}
+		if jerr := writeJSON(e.stdout, out); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, r.Text)
+	return nil
+}
