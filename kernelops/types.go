@@ -2,6 +2,7 @@ package kernelops
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -293,11 +294,16 @@ type Key []byte
 
 func (k Key) String() string { return fmt.Sprintf("<%d-byte key>", len(k)) }
 
-// Format keeps every fmt verb (%x included) from printing the bytes.
+// Format keeps every fmt verb (%x and %#v included) from printing the
+// bytes.
 func (k Key) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
 
-// LogValue keeps slog from printing the bytes.
-func (k Key) LogValue() any { return k.String() }
+// LogValue makes Key a slog.LogValuer, so every slog handler (text, JSON,
+// or any other) logs its length only: without it the text handler quotes
+// a []byte as is.
+func (k Key) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+var _ slog.LogValuer = Key(nil)
 
 // Clone returns a deep copy; backends that keep an SA must not alias the
 // caller's key slices.
