@@ -10,6 +10,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/internal/secretfile"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -31,6 +33,9 @@ type Config struct {
 	Daemon      Daemon
 	Backend     Backend
 	Connections []*Connection
+	// Warnings are what the file may mean but probably should not (a
+	// short pre-shared key): the daemon logs them at load and reload.
+	Warnings []*Error
 }
 
 // DefaultControl is the control socket's default path.
@@ -147,7 +152,10 @@ type Error struct {
 	Child string
 	Field string
 	Msg   string
+	Err   error // the cause, when another package's error (errors.Is/As)
 }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -170,8 +178,9 @@ func (e *Error) Error() string {
 }
 
 // Options are where Parse finds secrets. Nil fields use the process
-// environment and the file system (relative paths from the file's
-// directory).
+// environment and the file system: relative paths from the file's
+// directory, read by secretfile.Read (a regular file of at most 64 KiB
+// that group and others cannot access).
 type Options struct {
 	Getenv   func(string) (string, bool)
 	ReadFile func(string) ([]byte, error)
@@ -197,7 +206,7 @@ func Parse(file string, src []byte, o Options) (*Config, error) {
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(dir, p)
 			}
-			return os.ReadFile(p)
+			return secretfile.Read(p, secretfile.Options{})
 		}
 	}
 	root, err := parseSyntax(src)
@@ -213,6 +222,7 @@ func Parse(file string, src []byte, o Options) (*Config, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
+	cfg.Warnings = b.warnings
 	return cfg, nil
 }
 
@@ -222,7 +232,12 @@ type builder struct {
 	file        string
 	o           Options
 	err         error
+	warnings    []*Error
 	conn, child string
+}
+
+func (b *builder) warn(line int, field, format string, args ...any) {
+	b.warnings = append(b.warnings, &Error{File: b.file, Line: line, Conn: b.conn, Child: b.child, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (b *builder) fail(line int, field, format string, args ...any) {
@@ -510,13 +525,16 @@ func (b *builder) psk(s *section, c *Connection) {
 		data, err := b.o.ReadFile(file.value)
 		if err != nil {
 			b.fail(file.line, "psk_file", "%v", err)
+			b.err.(*Error).Err = err
 			return
 		}
-		c.PSK = ikecrypto.Key(strings.TrimRight(string(data), "\r\n"))
+		// The key keeps the file's buffer: no copy of it is left behind.
+		c.PSK = ikecrypto.Key(bytes.TrimRight(data, "\r\n"))
 		c.PSKSource = "file " + file.value
 		if len(c.PSK) == 0 {
 			b.fail(file.line, "psk_file", "%s is empty", file.value)
 		}
+		b.shortPSK(file.line, "psk_file", c)
 	case hasEnv:
 		v, ok := b.o.Getenv(env.value)
 		if !ok || v == "" {
@@ -525,8 +543,32 @@ func (b *builder) psk(s *section, c *Connection) {
 		}
 		c.PSK = ikecrypto.Key(v)
 		c.PSKSource = "env " + env.value
+		b.shortPSK(env.line, "psk_env", c)
 	default:
 		b.fail(s.line, "psk_file", "no pre-shared key: set psk_file = PATH or psk_env = VARIABLE")
+	}
+}
+
+// MinPSKLen is the pre-shared key length below which the file gets a
+// warning: 16 bytes, 128 bits at best, and usually far less (RFC 7296
+// §2.15 warns that a PSK with less entropy than the keys it protects is
+// open to an offline dictionary attack).
+const MinPSKLen = 16
+
+func (b *builder) shortPSK(line int, field string, c *Connection) {
+	if n := len(c.PSK); n > 0 && n < MinPSKLen {
+		b.warn(line, field, "the pre-shared key is %d bytes, shorter than %d: use a long random key (e.g. openssl rand -hex 32)", n, MinPSKLen)
+	}
+}
+
+// Wipe overwrites every connection's pre-shared key with zeros: for a
+// configuration the daemon discards (a refused reload, or at exit).
+func (c *Config) Wipe() {
+	if c == nil {
+		return
+	}
+	for _, conn := range c.Connections {
+		conn.PSK.Zero()
 	}
 }
 
