@@ -83,6 +83,28 @@ const (
 type Backend struct {
 	Name   string
 	Params map[string]string
+	// Cleanup says what the daemon removes from the dataplane at start
+	// (what an earlier run left, e.g. after a crash) and at stop.
+	Cleanup Cleanup
+}
+
+// Cleanup is backend.cleanup.
+type Cleanup uint8
+
+const (
+	// CleanupOwned (the default) removes every SA and policy in
+	// keyplane's own reqid range (kernelops.Options.ReqIDMin..ReqIDMax),
+	// never anyone else's.
+	CleanupOwned Cleanup = iota
+	// CleanupNone leaves the dataplane as it is.
+	CleanupNone
+)
+
+func (c Cleanup) String() string {
+	if c == CleanupNone {
+		return "none"
+	}
+	return "owned"
 }
 
 // Connection is one IKE peer configuration.
@@ -278,12 +300,22 @@ func (b *builder) build(root *section) *Config {
 		b.daemon(d, &cfg.Daemon)
 	}
 	if s := root.sub("backend"); s != nil {
-		b.known(s, []string{"name"}, []string{"params"})
+		b.known(s, []string{"name", "cleanup"}, []string{"params"})
 		if kv, ok := s.get("name"); ok {
 			if kv.value == "" {
 				b.fail(kv.line, "backend.name", "empty")
 			}
 			cfg.Backend.Name = kv.value
+		}
+		if kv, ok := s.get("cleanup"); ok {
+			switch kv.value {
+			case "owned":
+				cfg.Backend.Cleanup = CleanupOwned
+			case "none":
+				cfg.Backend.Cleanup = CleanupNone
+			default:
+				b.fail(kv.line, "backend.cleanup", "%q: want owned or none", kv.value)
+			}
 		}
 		if p := s.sub("params"); p != nil {
 			cfg.Backend.Params = map[string]string{}

@@ -3,18 +3,21 @@
 // child SAs, initiate, terminate, reload, stream events). The protocol
 // is one JSON request per connection, answered by one JSON response, or
 // by a stream of them for "events".
+//
+// The socket is a local attack surface and an operator's lifeline, so the
+// server bounds what a client can make it hold (Limits: request size,
+// time to send it, time to read each answer, clients and event streams at
+// once), keeps accepting after errors such as EMFILE, and never deletes
+// anything at its path but a stale socket.
 package control
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -57,16 +60,21 @@ type Handler func(ctx context.Context, req Request) (Response, error)
 // Server serves the control socket of one engine.
 type Server struct {
 	Engine *ike.Engine
-	// Reload re-reads the configuration and applies it.
-	Reload func(ctx context.Context) error
+	// Reload re-reads the configuration and applies it; its text is the
+	// reply's (empty: "configuration reloaded").
+	Reload func(ctx context.Context) (string, error)
 	// Describe renders a dataplane event as one line.
 	Describe func(kernelops.Event) string
 	Log      *slog.Logger
+	// Limits bound clients; zero fields take their defaults.
+	Limits Limits
 
+	lim      Limits
 	mu       sync.Mutex
 	handlers map[string]Handler
 	ln       net.Listener
 	conns    map[net.Conn]bool
+	subs     int
 	wg       sync.WaitGroup
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -82,34 +90,33 @@ func (s *Server) Handle(cmd string, h Handler) {
 	s.handlers[cmd] = h
 }
 
-// Listen opens the socket at path (its directory is created; a stale
-// socket file is replaced) and serves it until Close.
+// Listen opens the socket at path and serves it until Close. Missing
+// directories are created 0700 and the socket is 0600 from its creation.
+// An existing path is replaced only when it is a stale socket (nobody
+// listening); a running daemon's socket is ErrInUse, and anything else
+// (a regular file, a directory, a symbolic link) is ErrNotSocket, left
+// untouched.
 func (s *Server) Listen(path string) error {
+	ln, err := listenUnix(path)
+	if err != nil {
+		return err
+	}
+	s.Start(ln)
+	return nil
+}
+
+// Start serves ln until Close (Listen calls it; tests may pass their own
+// listener).
+func (s *Server) Start(ln net.Listener) {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("control socket directory: %w", err)
-	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return fmt.Errorf("control socket %s is in use by a running daemon", path)
-	}
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("control socket: %w", err)
-	}
+	s.lim = s.Limits.withDefaults()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ln = ln
 	s.conns = map[net.Conn]bool{}
 	s.wg.Add(1)
 	go s.accept()
-	return nil
 }
 
 // Close stops serving and waits for the connections to end.
@@ -128,16 +135,66 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Clients reports the connections being served and, of them, the event
+// streams.
+func (s *Server) Clients() (conns, subscribers int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns), s.subs
+}
+
+// acceptDelay is the wait after the n-th consecutive failed accept:
+// 5 ms, doubling, at most 1 s (the daemon must not spin on EMFILE, nor
+// stay deaf long after a descriptor is free again).
+func acceptDelay(n int) time.Duration {
+	d := 5 * time.Millisecond
+	for i := 1; i < n && d < time.Second; i++ {
+		d *= 2
+	}
+	return min(d, time.Second)
+}
+
 func (s *Server) accept() {
 	defer s.wg.Done()
+	failures := 0
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			return
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE, ENFILE, ENOBUFS, ECONNABORTED...: the listener is
+			// still good; a descriptor frees up when a client leaves.
+			failures++
+			d := acceptDelay(failures)
+			if failures == 1 || d == time.Second {
+				s.Log.Error("control socket: accept failed; retrying", "err", err, "failures", failures, "retry-in", d)
+			}
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(d):
+			}
+			continue
+		}
+		if failures > 0 {
+			s.Log.Info("control socket: accepting again", "failed-accepts", failures)
+			failures = 0
 		}
 		s.mu.Lock()
-		s.conns[c] = true
+		full := len(s.conns) >= s.lim.MaxClients
+		if !full {
+			s.conns[c] = true
+		}
 		s.mu.Unlock()
+		if full {
+			// A fresh socket's buffer takes the short reply at once.
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_ = json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("too many control clients (%d); try again", s.lim.MaxClients)})
+			c.Close()
+			s.Log.Warn("control socket: client refused: too many clients", "max", s.lim.MaxClients)
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -152,23 +209,50 @@ func (s *Server) accept() {
 	}
 }
 
+// send writes one response within the write deadline.
+func (s *Server) send(c net.Conn, enc *json.Encoder, r Response) error {
+	if err := c.SetWriteDeadline(time.Now().Add(s.lim.WriteTimeout)); err != nil {
+		return err
+	}
+	return enc.Encode(r)
+}
+
 func (s *Server) serve(c net.Conn) {
 	enc := json.NewEncoder(c)
-	var req Request
-	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
-		enc.Encode(Response{Error: "bad request: " + err.Error()})
+	_ = c.SetReadDeadline(time.Now().Add(s.lim.ReadTimeout))
+	req, err := DecodeRequest(c, s.lim.MaxRequest)
+	if err != nil {
+		s.Log.Debug("control socket: bad request", "err", err)
+		_ = s.send(c, enc, Response{Error: err.Error()})
 		return
 	}
+	_ = c.SetReadDeadline(time.Time{})
+	s.Log.Debug("control request", "cmd", req.Cmd, "name", req.Name)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	if req.Cmd == "events" {
+		s.mu.Lock()
+		full := s.subs >= s.lim.MaxSubscribers
+		if !full {
+			s.subs++
+		}
+		s.mu.Unlock()
+		if full {
+			_ = s.send(c, enc, Response{Error: fmt.Sprintf("too many event subscribers (%d); try again", s.lim.MaxSubscribers)})
+			return
+		}
+		defer func() {
+			s.mu.Lock()
+			s.subs--
+			s.mu.Unlock()
+		}()
 		// The client ends the stream by closing: notice it.
 		go func() {
 			var b [1]byte
 			c.Read(b[:])
 			cancel()
 		}()
-		s.streamEvents(ctx, enc)
+		s.streamEvents(ctx, c, enc)
 		return
 	}
 	resp, err := s.do(ctx, req)
@@ -177,7 +261,7 @@ func (s *Server) serve(c net.Conn) {
 	} else {
 		resp.OK = true
 	}
-	enc.Encode(resp)
+	_ = s.send(c, enc, resp)
 }
 
 func (s *Server) do(ctx context.Context, req Request) (Response, error) {
@@ -201,7 +285,11 @@ func (s *Server) do(ctx context.Context, req Request) (Response, error) {
 		if s.Reload == nil {
 			return Response{}, errors.New("reload is not available")
 		}
-		return Response{Text: "configuration reloaded"}, s.Reload(ctx)
+		text, err := s.Reload(ctx)
+		if text == "" {
+			text = "configuration reloaded"
+		}
+		return Response{Text: text}, err
 	}
 	s.mu.Lock()
 	h := s.handlers[req.Cmd]
@@ -210,112 +298,4 @@ func (s *Server) do(ctx context.Context, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("unknown command %q", req.Cmd)
 	}
 	return h(ctx, req)
-}
-
-func (s *Server) streamEvents(ctx context.Context, enc *json.Encoder) {
-	sub := s.Engine.Subscribe()
-	defer sub.Close()
-	var dp <-chan kernelops.Event
-	if src, ok := s.Engine.Backend().(kernelops.EventSource); ok && s.Engine.Backend().Capabilities().Has(kernelops.CapEvents) {
-		if ds, err := src.Subscribe(ctx, kernelops.SubscribeOptions{}); err == nil {
-			defer ds.Close()
-			dp = ds.Events()
-		}
-	}
-	if err := enc.Encode(Response{OK: true, Text: "streaming events"}); err != nil {
-		return
-	}
-	for {
-		var se StreamEvent
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-sub.C:
-			if !ok {
-				return
-			}
-			se = StreamEvent{Time: ev.Time, Source: "engine", Engine: &ev, Kind: ev.Kind}
-		case ev, ok := <-dp:
-			if !ok {
-				dp = nil
-				continue
-			}
-			se = StreamEvent{Time: time.Now(), Source: "dataplane", Kind: ev.Kind().String(), Dataplane: ev}
-			if s.Describe != nil {
-				se.Text = s.Describe(ev)
-			}
-		}
-		if err := enc.Encode(Response{OK: true, Event: &se}); err != nil {
-			return
-		}
-	}
-}
-
-// Client talks to a daemon's control socket.
-type Client struct {
-	Path string
-}
-
-// Do sends one request and reads its answer; a failed command is an
-// error carrying the daemon's message.
-func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.Path)
-	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w (is the daemon running? -s sets the path)", c.Path, err)
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, err
-	}
-	var resp Response
-	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("control socket %s: %w", c.Path, err)
-	}
-	if !resp.OK {
-		return &resp, errors.New(resp.Error)
-	}
-	return &resp, nil
-}
-
-// Events streams the daemon's events to f until ctx ends or f fails.
-func (c *Client) Events(ctx context.Context, f func(json.RawMessage) error) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.Path)
-	if err != nil {
-		return fmt.Errorf("control socket %s: %w", c.Path, err)
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if err := json.NewEncoder(conn).Encode(Request{Cmd: "events"}); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(conn)
-	first := true
-	for {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		if first {
-			first = false
-			var r Response
-			if json.Unmarshal(raw, &r) == nil && !r.OK {
-				return errors.New(r.Error)
-			}
-			continue
-		}
-		if err := f(raw); err != nil {
-			return err
-		}
-	}
 }

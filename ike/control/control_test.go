@@ -55,7 +55,7 @@ func TestServer(t *testing.T) {
 	}
 	defer e.Close()
 	reloads := 0
-	s := &Server{Engine: e, Reload: func(ctx context.Context) error { reloads++; return nil },
+	s := &Server{Engine: e, Reload: func(ctx context.Context) (string, error) { reloads++; return "", nil },
 		Describe: func(ev kernelops.Event) string { return ev.Kind().String() }}
 	s.Handle("echo", func(ctx context.Context, r Request) (Response, error) {
 		if r.Name == "" {
