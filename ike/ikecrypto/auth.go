@@ -39,7 +39,10 @@ func PSKAuth(prf message.PRFID, secret, signedOctets []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.Sum(p.Sum(secret, []byte(keyPad)), signedOctets), nil
+	// The padded key authenticates as well as the secret itself: wipe it.
+	padded := p.Sum(secret, []byte(keyPad))
+	defer clear(padded)
+	return p.Sum(padded, signedOctets), nil
 }
 
 // VerifyPSKAuth reports, in constant time, whether auth is the AUTH data of
