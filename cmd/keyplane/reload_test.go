@@ -143,6 +143,28 @@ func TestReloadAllOrNothing(t *testing.T) {
 		if strings.Contains(d.stderr.String(), "level=DEBUG") {
 			t.Errorf("a refused reload changed the log level:\n%s", d.stderr)
 		}
+		// The probe "psk_file = /dev/urandom at reload" (an unbounded
+		// read that would kill the running daemon): refused at once.
+		d.write(t, "info", ports, "")
+		text, _ := os.ReadFile(d.conf)
+		if err := os.WriteFile(d.conf, bytes.Replace(text, []byte("k.psk"), []byte("/dev/urandom"), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errs = runCLI(t, "reload", "-s", d.sock)
+		if code == 0 || !strings.Contains(errs, "/dev/urandom: not a regular file") {
+			t.Errorf("reload with psk_file = /dev/urandom: exit %d, %s", code, errs)
+		}
+		// A 1-byte key is accepted with a warning in the log.
+		if err := os.WriteFile(filepath.Join(d.dir, "short.psk"), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(d.conf, bytes.Replace(text, []byte("k.psk"), []byte("short.psk"), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errs := runCLI(t, "reload", "-s", d.sock); code != 0 ||
+			!strings.Contains(d.stderr.String(), "psk_file: the pre-shared key is 1 bytes, shorter than 16") {
+			t.Errorf("reload with a 1-byte key: exit %d, %s; log:\n%s", code, errs, d.stderr)
+		}
 		// The same file without c2 is accepted, and then its level applies.
 		d.write(t, "debug", ports, "")
 		code, out, errs := runCLI(t, "reload", "-s", d.sock)
