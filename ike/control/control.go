@@ -156,7 +156,8 @@ func acceptDelay(n int) time.Duration {
 
 func (s *Server) accept() {
 	defer s.wg.Done()
-	failures := 0
+	failures, refused := 0, 0
+	var lastRefusal time.Time
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -192,7 +193,12 @@ func (s *Server) accept() {
 			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 			_ = json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("too many control clients (%d); try again", s.lim.MaxClients)})
 			c.Close()
-			s.Log.Warn("control socket: client refused: too many clients", "max", s.lim.MaxClients)
+			// One line a second at most, however many are refused.
+			refused++
+			if now := time.Now(); now.Sub(lastRefusal) >= time.Second {
+				s.Log.Warn("control socket: clients refused: too many clients", "max", s.lim.MaxClients, "refused", refused)
+				lastRefusal, refused = now, 0
+			}
 			continue
 		}
 		s.wg.Add(1)

@@ -367,6 +367,14 @@ func TestClientCap(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "too many control clients (2)") {
 		t.Fatalf("a third client: %v", err)
 	}
+	start := time.Now()
+	for range 20 {
+		r.do(t, Request{Cmd: "ike-list"})
+	}
+	// One line a second at most.
+	if n, max := strings.Count(r.log.String(), "too many clients"), 1+int(time.Since(start)/time.Second); n < 1 || n > max {
+		t.Errorf("%d log lines for 21 refused clients in %v, want 1 to %d:\n%s", n, time.Since(start), max, r.log)
+	}
 	a.Close()
 	waitFor(t, "one client", func() bool { n, _ := r.srv.Clients(); return n == 1 })
 	if _, err := r.do(t, Request{Cmd: "ike-list"}); err != nil {
