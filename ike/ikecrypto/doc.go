@@ -5,8 +5,9 @@
 //
 // It uses only the standard library and golang.org/x/crypto. Supported:
 //
-//   - key exchange: group 31 (Curve25519, RFC 8031), 19 (ECP-256, RFC 5903),
-//     14 (MODP-2048, RFC 3526);
+//   - key exchange: group 31 (Curve25519, RFC 8031), 19, 20 and 21
+//     (ECP-256/384/521, RFC 5903), 14, 15 and 16 (MODP-2048/3072/4096,
+//     RFC 3526);
 //   - PRF: HMAC-SHA2-256/384/512 (RFC 4868);
 //   - IKE and ESP encryption: ENCR_AES_GCM_16 with 128, 192 or 256-bit keys
 //     (RFC 5282, RFC 4106), ENCR_CHACHA20_POLY1305 (RFC 7634), and

@@ -9,7 +9,7 @@ import (
 	"github.com/keyplane/keyplane/ike/message"
 )
 
-var fuzzGroups = []message.DHGroup{message.DHCurve25519, message.DHECP256, message.DHModp2048}
+var fuzzGroups = []message.DHGroup{message.DHCurve25519, message.DHECP256, message.DHModp2048, message.DHECP384, message.DHECP521, message.DHModp3072, message.DHModp4096}
 
 // FuzzPublicValue feeds arbitrary KE data to the validation and the secret
 // computation: they must agree, never panic, and fail only with typed errors.

@@ -191,7 +191,7 @@ func modpPrime(t *testing.T) *big.Int {
 }
 
 func TestDHGeneral(t *testing.T) {
-	for _, g := range []message.DHGroup{message.DHCurve25519, message.DHECP256, message.DHModp2048} {
+	for _, g := range []message.DHGroup{message.DHCurve25519, message.DHECP256, message.DHECP384, message.DHECP521, message.DHModp2048, message.DHModp3072, message.DHModp4096} {
 		a, err := ikecrypto.NewDH(g)
 		if err != nil {
 			t.Fatal(err)
@@ -215,7 +215,7 @@ func TestDHGeneral(t *testing.T) {
 			t.Errorf("%v: long value: %v", g, err)
 		}
 	}
-	for _, g := range []message.DHGroup{message.DHModp1024, message.DHCurve448, 0, 1000} {
+	for _, g := range []message.DHGroup{message.DHModp1024, message.DHModp6144, message.DHCurve448, 0, 1000} {
 		if _, err := ikecrypto.NewDH(g); !errors.Is(err, ikecrypto.ErrUnsupported) {
 			t.Errorf("group %v: %v", g, err)
 		}
