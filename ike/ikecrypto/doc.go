@@ -7,7 +7,10 @@
 //
 //   - key exchange: group 31 (Curve25519, RFC 8031), 19, 20 and 21
 //     (ECP-256/384/521, RFC 5903), 14, 15 and 16 (MODP-2048/3072/4096,
-//     RFC 3526);
+//     RFC 3526), and the key encapsulation methods ML-KEM-768 and
+//     ML-KEM-1024 (FIPS 203, transform IDs 36 and 37 of the IANA Key
+//     Exchange Methods registry, draft-ietf-ipsecme-ikev2-mlkem), all
+//     behind the KeyExchange interface (NewKeyExchange, Respond);
 //   - PRF: HMAC-SHA2-256/384/512 (RFC 4868);
 //   - IKE and ESP encryption: ENCR_AES_GCM_16 with 128, 192 or 256-bit keys
 //     (RFC 5282, RFC 4106), ENCR_CHACHA20_POLY1305 (RFC 7634), and

@@ -102,3 +102,45 @@ func FuzzCipherOpen(f *testing.F) {
 		}
 	})
 }
+
+// FuzzKEData feeds arbitrary KE payload data to both sides of every key
+// exchange method: the responder's Respond (the initiator's data) and the
+// initiator's SharedSecret (the responder's data). They must never panic,
+// fail only with typed errors, and a success must give a non-empty secret.
+func FuzzKEData(f *testing.F) {
+	methods := []message.DHGroup{message.DHCurve25519, message.DHECP256, message.DHECP384,
+		message.DHECP521, message.DHModp2048, message.DHModp3072, message.DHModp4096,
+		message.DHMLKEM768, message.DHMLKEM1024}
+	kes := make([]ikecrypto.KeyExchange, len(methods))
+	for i, m := range methods {
+		ke, err := ikecrypto.NewKeyExchange(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		kes[i] = ke
+		f.Add(uint8(i), ke.PublicValue())
+		if resp, _, err := ikecrypto.Respond(m, ke.PublicValue()); err == nil {
+			f.Add(uint8(i), resp)
+		}
+	}
+	f.Fuzz(func(t *testing.T, mi uint8, data []byte) {
+		ke := kes[int(mi)%len(kes)]
+		m := ke.Method()
+		resp, s, err := ikecrypto.Respond(m, data)
+		if err != nil {
+			if !errors.Is(err, ikecrypto.ErrInvalidPublicValue) {
+				t.Fatalf("%v Respond: untyped error %v", m, err)
+			}
+		} else if len(s) == 0 || len(resp) != ikecrypto.KEDataLen(m, false) {
+			t.Fatalf("%v Respond: %d-octet secret, %d-octet reply", m, len(s), len(resp))
+		}
+		s, err = ke.SharedSecret(data)
+		if err != nil {
+			if !errors.Is(err, ikecrypto.ErrInvalidPublicValue) {
+				t.Fatalf("%v SharedSecret: untyped error %v", m, err)
+			}
+		} else if len(s) == 0 {
+			t.Fatalf("%v SharedSecret: empty secret", m)
+		}
+	})
+}
