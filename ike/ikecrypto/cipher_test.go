@@ -146,6 +146,7 @@ var cipherSuites = []suiteCase{
 	{"aes256-sha256", message.EncrAESCBC, 256, message.IntegHMACSHA2256128},
 	{"aes256-sha384", message.EncrAESCBC, 256, message.IntegHMACSHA2384192},
 	{"aes256-sha512", message.EncrAESCBC, 256, message.IntegHMACSHA2512256},
+	{"aes128-sha1", message.EncrAESCBC, 128, message.IntegHMACSHA196},
 }
 
 // TestCipherSK seals and opens whole messages through the message codec
@@ -226,7 +227,8 @@ func TestNewCipherErrors(t *testing.T) {
 		{message.EncrAESCBC, 128, 16, message.IntegHMACSHA2256128, 16, false},
 		{message.EncrChaCha20Poly1305, 128, 36, message.IntegNone, 0, false},
 		{message.EncrDES3, 0, 24, message.IntegHMACSHA2256128, 32, true},
-		{message.EncrAESCBC, 128, 16, message.IntegHMACSHA196, 20, true},
+		{message.EncrAESCBC, 128, 16, message.IntegHMACMD596, 16, true},
+		{message.EncrAESCCM16, 128, 19, message.IntegNone, 0, true}, // ESP only
 	}
 	for i, c := range cases {
 		_, err := ikecrypto.NewCipher(c.encr, c.bits, make([]byte, c.ek), c.integ, make([]byte, c.ik))

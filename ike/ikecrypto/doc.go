@@ -11,11 +11,14 @@
 //     ML-KEM-1024 (FIPS 203, transform IDs 36 and 37 of the IANA Key
 //     Exchange Methods registry, draft-ietf-ipsecme-ikev2-mlkem), all
 //     behind the KeyExchange interface (NewKeyExchange, Respond);
-//   - PRF: HMAC-SHA2-256/384/512 (RFC 4868);
+//   - PRF: HMAC-SHA2-256/384/512 (RFC 4868), HMAC-SHA1 (RFC 2104) for
+//     legacy peers;
 //   - IKE and ESP encryption: ENCR_AES_GCM_16 with 128, 192 or 256-bit keys
 //     (RFC 5282, RFC 4106), ENCR_CHACHA20_POLY1305 (RFC 7634), and
 //     ENCR_AES_CBC with AUTH_HMAC_SHA2_256_128, _384_192 or _512_256
-//     (RFC 3602, RFC 4868).
+//     (RFC 3602, RFC 4868) or AUTH_HMAC_SHA1_96 (RFC 2404);
+//   - ESP only: ENCR_AES_CCM_8/12/16 (RFC 4309; key material for the
+//     kernel, which does the encryption);
 //
 // Secret values are Key, whose formatting (fmt, log/slog, encoding/json)
 // never shows the bytes.

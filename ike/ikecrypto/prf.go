@@ -2,6 +2,7 @@ package ikecrypto
 
 import (
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
@@ -26,9 +27,12 @@ type PRF struct {
 	size int
 }
 
-// NewPRF returns the PRF of transform id: PRF_HMAC_SHA2_256, _384 or _512.
+// NewPRF returns the PRF of transform id: PRF_HMAC_SHA2_256, _384 or
+// _512, or PRF_HMAC_SHA1 (RFC 2104) for legacy peers.
 func NewPRF(id message.PRFID) (PRF, error) {
 	switch id {
+	case message.PRFHMACSHA1:
+		return PRF{id, sha1.New, sha1.Size}, nil
 	case message.PRFHMACSHA2256:
 		return PRF{id, sha256.New, sha256.Size}, nil
 	case message.PRFHMACSHA2384:

@@ -1,6 +1,7 @@
 package ikecrypto
 
 import (
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
@@ -42,6 +43,11 @@ func (s IKESuite) String() string {
 
 // Validate checks that the suite is supported and consistent.
 func (s IKESuite) Validate() error {
+	if s.Encr.AEAD() && isCCM(s.Encr) {
+		// RFC 5282 defines CCM for the SK payload, but Go's standard
+		// library has no CCM mode and keyplane carries none of its own.
+		return unsupported("IKE encryption", s.Encr)
+	}
 	if _, err := encrKeyLen(s.Encr, s.EncrKeyBits); err != nil {
 		return err
 	}
@@ -170,10 +176,24 @@ func ChildSuiteFromProposal(p *message.Proposal) (ChildSuite, error) {
 // RFC 5282 §7.1) and ChaCha20-Poly1305 (RFC 7634 §2, RFC 7634 §4).
 const aeadSaltLen = 4
 
+// ccmSaltLen is the salt appended to the key of AES-CCM (RFC 4309 §7.1).
+const ccmSaltLen = 3
+
+func isCCM(e message.EncrID) bool {
+	return e == message.EncrAESCCM8 || e == message.EncrAESCCM12 || e == message.EncrAESCCM16
+}
+
 // encrKeyLen returns the octets of keying material of an encryption
-// transform: the key, plus the 4-octet salt of an AEAD.
+// transform: the key, plus the salt of an AEAD (4 octets, 3 for CCM).
+// AES-CCM is for ESP only: the kernel implements it (rfc4309(ccm(aes))),
+// and IKESuite.Validate refuses it for the SK payload.
 func encrKeyLen(e message.EncrID, bits int) (int, error) {
 	switch e {
+	case message.EncrAESCCM8, message.EncrAESCCM12, message.EncrAESCCM16:
+		if bits != 128 && bits != 192 && bits != 256 {
+			return 0, fmt.Errorf("%w: %v with key length %d", ErrProposal, e, bits)
+		}
+		return bits/8 + ccmSaltLen, nil
 	case message.EncrAESGCM16:
 		if bits != 128 && bits != 192 && bits != 256 {
 			return 0, fmt.Errorf("%w: %v with key length %d", ErrProposal, e, bits)
@@ -201,6 +221,8 @@ type integAlg struct {
 
 func integAlgorithm(i message.IntegID) (integAlg, error) {
 	switch i {
+	case message.IntegHMACSHA196: // RFC 2404, for legacy peers
+		return integAlg{sha1.New, 20, 12}, nil
 	case message.IntegHMACSHA2256128:
 		return integAlg{sha256.New, 32, 16}, nil
 	case message.IntegHMACSHA2384192:
@@ -211,7 +233,8 @@ func integAlgorithm(i message.IntegID) (integAlg, error) {
 	return integAlg{}, unsupported("integrity", i)
 }
 
-// integKeyLen is the key length of an integrity transform (RFC 4868 §2.1).
+// integKeyLen is the key length of an integrity transform (RFC 4868 §2.1,
+// RFC 2404 §3).
 func integKeyLen(i message.IntegID) (int, error) {
 	a, err := integAlgorithm(i)
 	return a.keyLen, err
