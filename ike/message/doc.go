@@ -11,8 +11,15 @@
 // RFC 7296 lets a responder answer with. Reserved fields are ignored on
 // receipt and sent as zero, as RFC 7296 §2.5 asks.
 //
-// Payloads this package does not model (CERT, CERTREQ, CP, EAP, and types it
-// does not know) decode to *Unknown. An unknown payload type with the
+// CERT and CERTREQ decode to *Cert and *CertReq; the Digital Signature
+// AUTH data (RFC 7427) splits with ParseSignatureAuth; RFC 9370's ADDKE1..7
+// transform types travel in SA payloads like the others. Fragments of one
+// message are collected by a Reassembler with limits (RFC 7383), and
+// IntAuthOctets gives what RFC 9242 authenticates of an IKE_INTERMEDIATE
+// message.
+//
+// Payloads this package does not model (CP, EAP, and types it does not
+// know) decode to *Unknown. An unknown payload type with the
 // Critical bit set fails the parse with ErrUnsupportedCritical (RFC 7296
 // §2.5); an unknown non-critical one is kept as *Unknown so the caller may
 // skip it.

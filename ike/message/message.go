@@ -22,6 +22,7 @@ type Message struct {
 
 	raw   []byte // the message as parsed (a private copy)
 	skOff int    // offset of the SK/SKF generic header in raw, or -1
+	plain []byte // the SK payload's plaintext without padding, after Decrypt
 }
 
 // Raw returns the bytes the message was parsed from, for the AUTH
@@ -179,6 +180,10 @@ func parseChain(b []byte, base int, next PayloadType, inSK bool) ([]Payload, int
 			p, err = decodeID(next, body, bo)
 		case PayloadAUTH:
 			p, err = decodeAuth(body, bo)
+		case PayloadCERT:
+			p, err = decodeCert(body, bo)
+		case PayloadCERTREQ:
+			p, err = decodeCertReq(body, bo)
 		case PayloadNonce:
 			p, err = decodeNonce(body, bo)
 		case PayloadNotify:

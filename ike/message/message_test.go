@@ -52,7 +52,7 @@ func handRequest() *Message {
 			&Notify{NotifyType: IKEV2_FRAGMENTATION_SUPPORTED},
 			&Notify{NotifyType: SIGNATURE_HASH_ALGORITHMS, Data: []byte{0, 2, 0, 3, 0, 4}},
 			&VendorID{Data: []byte("keyplane")},
-			&Unknown{PayloadType: PayloadCERTREQ, Body: []byte{4, 1, 2, 3}},
+			NewCertReq([20]byte{1, 2, 3}),
 			&Unknown{PayloadType: 200, Body: []byte("skip me")},
 		},
 	}

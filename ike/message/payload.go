@@ -8,8 +8,8 @@ import (
 )
 
 // Payload is one IKEv2 payload. The concrete types are *SA, *KE, *Nonce,
-// *ID, *Auth, *TS, *Notify, *Delete, *VendorID, *Encrypted,
-// *EncryptedFragment and *Unknown.
+// *ID, *Cert, *CertReq, *Auth, *TS, *Notify, *Delete, *VendorID,
+// *Encrypted, *EncryptedFragment and *Unknown.
 type Payload interface {
 	// Type is the payload type that announces this payload in the chain.
 	Type() PayloadType
@@ -354,7 +354,7 @@ func decodeSKF(next PayloadType, body []byte, off int) (*EncryptedFragment, erro
 }
 
 // Unknown is a payload this package does not model: a known type it keeps
-// opaque (CERT, CERTREQ, CP, EAP) or an unknown non-critical type.
+// opaque (CP, EAP) or an unknown non-critical type.
 type Unknown struct {
 	PayloadType PayloadType
 	// Critical is the payload's Critical bit, sent as given.

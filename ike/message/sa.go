@@ -55,6 +55,12 @@ func IntegTransform(id IntegID) Transform {
 func KETransform(g DHGroup) Transform { return Transform{Type: TransformKE, ID: TransformID(g)} }
 func ESNTransform(e ESNID) Transform  { return Transform{Type: TransformESN, ID: TransformID(e)} }
 
+// AddKETransform is the ADDKEn transform (n = 1..7) for method g; DHNone
+// makes the additional key exchange optional (RFC 9370 §2.2.1).
+func AddKETransform(n int, g DHGroup) Transform {
+	return Transform{Type: AddKE(n), ID: TransformID(g)}
+}
+
 // String formats the transform as in logs, e.g. "ENCR_AES_GCM_16/256".
 func (t Transform) String() string {
 	var s string
@@ -69,6 +75,9 @@ func (t Transform) String() string {
 		s = DHGroup(t.ID).String()
 	case TransformESN:
 		s = ESNID(t.ID).String()
+	case TransformADDKE1, TransformADDKE1 + 1, TransformADDKE1 + 2, TransformADDKE1 + 3,
+		TransformADDKE1 + 4, TransformADDKE1 + 5, TransformADDKE7:
+		s = t.Type.String() + ":" + DHGroup(t.ID).String()
 	default:
 		s = fmt.Sprintf("%v:%d", t.Type, t.ID)
 	}

@@ -130,6 +130,7 @@ func (m *Message) Decrypt(c Cipher) error {
 	ps := append(m.Payloads[:len(m.Payloads)-1:len(m.Payloads)-1], inner...)
 	m.Payloads = ps
 	m.Protected = true
+	m.plain = pt
 	return nil
 }
 

@@ -145,6 +145,23 @@ var transformTypeNames = map[TransformType]string{
 
 func (t TransformType) String() string { return enumString(transformTypeNames, t, "TransformType") }
 
+// AddKE returns the n-th additional key exchange type, ADDKE1 to ADDKE7
+// (RFC 9370 §2.2.1), or 0 for n outside 1..7.
+func AddKE(n int) TransformType {
+	if n < 1 || n > 7 {
+		return 0
+	}
+	return TransformADDKE1 + TransformType(n-1)
+}
+
+// AddKEIndex returns n for ADDKEn, 0 for any other transform type.
+func (t TransformType) AddKEIndex() int {
+	if t < TransformADDKE1 || t > TransformADDKE7 {
+		return 0
+	}
+	return int(t-TransformADDKE1) + 1
+}
+
 // TransformID is a transform's ID. Its meaning depends on the transform
 // type; the typed constants below (EncrID, PRFID, IntegID, DHGroup, ESNID)
 // convert to it, and Transform.ID holds it.
@@ -375,6 +392,50 @@ var authNames = map[AuthMethod]string{
 }
 
 func (m AuthMethod) String() string { return enumString(authNames, m, "AuthMethod") }
+
+// HashAlgorithm is an entry of the IANA "IKEv2 Hash Algorithms" registry,
+// carried in SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4).
+type HashAlgorithm uint16
+
+// Hash algorithms.
+const (
+	HashSHA1     HashAlgorithm = 1
+	HashSHA2256  HashAlgorithm = 2
+	HashSHA2384  HashAlgorithm = 3
+	HashSHA2512  HashAlgorithm = 4
+	HashIdentity HashAlgorithm = 5 // RFC 8420, for EdDSA
+)
+
+var hashNames = map[HashAlgorithm]string{
+	HashSHA1: "SHA1", HashSHA2256: "SHA2_256", HashSHA2384: "SHA2_384",
+	HashSHA2512: "SHA2_512", HashIdentity: "IDENTITY",
+}
+
+func (a HashAlgorithm) String() string { return enumString(hashNames, a, "HASH") }
+
+// CertEncoding is the Cert Encoding of a CERT or CERTREQ payload (RFC 7296
+// §3.6).
+type CertEncoding uint8
+
+// Certificate encodings.
+const (
+	CertPKCS7         CertEncoding = 1
+	CertX509          CertEncoding = 4 // X.509 Certificate - Signature
+	CertCRL           CertEncoding = 7
+	CertRawRSAKey     CertEncoding = 11
+	CertHashURLX509   CertEncoding = 12
+	CertHashURLBundle CertEncoding = 13
+	CertOCSPContent   CertEncoding = 14 // RFC 4806
+	CertRawPublicKey  CertEncoding = 15 // RFC 7670
+)
+
+var certEncNames = map[CertEncoding]string{
+	CertPKCS7: "PKCS7_WRAPPED_X509", CertX509: "X509_CERTIFICATE_SIGNATURE", CertCRL: "CRL",
+	CertRawRSAKey: "RAW_RSA_KEY", CertHashURLX509: "HASH_AND_URL_X509", CertHashURLBundle: "HASH_AND_URL_X509_BUNDLE",
+	CertOCSPContent: "OCSP_CONTENT", CertRawPublicKey: "RAW_PUBLIC_KEY",
+}
+
+func (e CertEncoding) String() string { return enumString(certEncNames, e, "CertEncoding") }
 
 // TSType is a traffic selector's TS Type (RFC 7296 §3.13.1).
 type TSType uint8
