@@ -20,6 +20,11 @@
 //   - ESP only: ENCR_AES_CCM_8/12/16 (RFC 4309; key material for the
 //     kernel, which does the encryption);
 //
+// Multiple key exchanges (RFC 9370) and IKE_INTERMEDIATE (RFC 9242) are
+// pure functions here (DeriveIntermediateIKEKeys, DeriveRekeyedIKEKeysMulti,
+// DeriveChildKeysMulti, IntAuth, AppendIntAuth); the exchange state is the
+// engine's.
+//
 // Secret values are Key, whose formatting (fmt, log/slog, encoding/json)
 // never shows the bytes.
 package ikecrypto

@@ -25,6 +25,9 @@ type IKESuite struct {
 	Integ message.IntegID
 	PRF   message.PRFID
 	DH    message.DHGroup
+	// AddKE are the additional key exchanges of RFC 9370, AddKE[0] for
+	// ADDKE1; DHNone where there is none (or NONE was chosen).
+	AddKE [7]message.DHGroup
 }
 
 // ChildSuite is the transforms negotiated for an ESP (or AH) Child SA.
@@ -35,10 +38,49 @@ type ChildSuite struct {
 	// DH is the PFS group, DHNone without PFS.
 	DH  message.DHGroup
 	ESN bool
+	// AddKE are the additional key exchanges of RFC 9370 for PFS.
+	AddKE [7]message.DHGroup
 }
 
 func (s IKESuite) String() string {
-	return fmt.Sprintf("%v/%d-%v-%v-%v", s.Encr, s.EncrKeyBits, s.Integ, s.PRF, s.DH)
+	return fmt.Sprintf("%v/%d-%v-%v-%v%s", s.Encr, s.EncrKeyBits, s.Integ, s.PRF, s.DH, addKEString(s.AddKE))
+}
+
+func addKEString(a [7]message.DHGroup) string {
+	out := ""
+	for i, g := range a {
+		if g != message.DHNone {
+			out += fmt.Sprintf("-ke%d_%v", i+1, g)
+		}
+	}
+	return out
+}
+
+// AdditionalKEs returns the additional key exchange methods to run, in
+// order (ADDKE1 first), without the empty ones.
+func (s IKESuite) AdditionalKEs() []message.DHGroup { return nonNone(s.AddKE) }
+
+// AdditionalKEs returns the additional key exchange methods to run, in
+// order, without the empty ones.
+func (s ChildSuite) AdditionalKEs() []message.DHGroup { return nonNone(s.AddKE) }
+
+func nonNone(a [7]message.DHGroup) []message.DHGroup {
+	var out []message.DHGroup
+	for _, g := range a {
+		if g != message.DHNone {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func checkAddKE(a [7]message.DHGroup) error {
+	for _, g := range a {
+		if g != message.DHNone && !SupportedKE(g) {
+			return unsupported("additional key exchange", g)
+		}
+	}
+	return nil
 }
 
 // Validate checks that the suite is supported and consistent.
@@ -60,7 +102,7 @@ func (s IKESuite) Validate() error {
 	if !SupportedGroup(s.DH) {
 		return unsupported("key exchange", s.DH)
 	}
-	return nil
+	return checkAddKE(s.AddKE)
 }
 
 // Validate checks that the suite is supported and consistent.
@@ -74,7 +116,7 @@ func (s ChildSuite) Validate() error {
 	if s.DH != message.DHNone && !SupportedGroup(s.DH) {
 		return unsupported("key exchange", s.DH)
 	}
-	return nil
+	return checkAddKE(s.AddKE)
 }
 
 func checkInteg(e message.EncrID, i message.IntegID) error {
@@ -139,7 +181,24 @@ func IKESuiteFromProposal(p *message.Proposal) (IKESuite, error) {
 		return s, err
 	}
 	s.DH = message.DHGroup(d.ID)
+	if err := readAddKE(p, &s.AddKE); err != nil {
+		return s, err
+	}
 	return s, s.Validate()
+}
+
+// readAddKE reads the ADDKE1..7 transforms of a chosen proposal.
+func readAddKE(p *message.Proposal, a *[7]message.DHGroup) error {
+	for n := 1; n <= 7; n++ {
+		tr, ok, err := single(p, message.AddKE(n))
+		if err != nil {
+			return err
+		}
+		if ok {
+			a[n-1] = message.DHGroup(tr.ID)
+		}
+	}
+	return nil
 }
 
 // ChildSuiteFromProposal reads the suite of a chosen ESP or AH proposal and
@@ -168,6 +227,9 @@ func ChildSuiteFromProposal(p *message.Proposal) (ChildSuite, error) {
 		return s, err
 	} else if ok {
 		s.ESN = message.ESNID(n.ID) == message.ESNYes
+	}
+	if err := readAddKE(p, &s.AddKE); err != nil {
+		return s, err
 	}
 	return s, s.Validate()
 }
