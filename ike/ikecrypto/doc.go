@@ -20,6 +20,12 @@
 //   - ESP only: ENCR_AES_CCM_8/12/16 (RFC 4309; key material for the
 //     kernel, which does the encryption);
 //
+// Public key authentication (Sign, Verify): RFC 7427 Digital Signatures
+// (AUTH method 14) with RSASSA-PSS and RSASSA-PKCS1-v1_5 over SHA-2,
+// ECDSA on P-256/384/521 and Ed25519 (RFC 8420), and the classic methods 1
+// (RSA, SHA-1) and 9 to 11 (ECDSA, RFC 4754). The keys are crypto.Signer,
+// so a key may live in an HSM.
+//
 // Multiple key exchanges (RFC 9370) and IKE_INTERMEDIATE (RFC 9242) are
 // pure functions here (DeriveIntermediateIKEKeys, DeriveRekeyedIKEKeysMulti,
 // DeriveChildKeysMulti, IntAuth, AppendIntAuth); the exchange state is the
