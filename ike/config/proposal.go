@@ -17,6 +17,10 @@ type Proposal struct {
 	PRF   []message.PRFID
 	DH    []message.DHGroup
 	ESN   []message.ESNID
+	// AddKE are the additional key exchanges of RFC 9370, AddKE[0] for
+	// ADDKE1, in strongSwan 6's syntax "ke1_mlkem768" (and "ke1_none",
+	// which makes the exchange optional).
+	AddKE [7][]message.DHGroup
 	Text  string // as written
 }
 
@@ -50,7 +54,24 @@ func (p Proposal) Transforms(withKE bool) []message.Transform {
 	for _, x := range p.ESN {
 		out = append(out, message.ESNTransform(x))
 	}
+	if withKE {
+		for i, ks := range p.AddKE {
+			for _, x := range ks {
+				out = append(out, message.AddKETransform(i+1, x))
+			}
+		}
+	}
 	return out
+}
+
+// HasAddKE reports whether the proposal has additional key exchanges.
+func (p Proposal) HasAddKE() bool {
+	for _, ks := range p.AddKE {
+		if len(ks) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 type keyword struct {
@@ -59,6 +80,7 @@ type keyword struct {
 	prf   message.PRFID
 	dh    message.DHGroup
 	esn   *message.ESNID
+	none  bool // "none": no key exchange, only as an ADDKE (keN_none)
 }
 
 var (
@@ -78,8 +100,25 @@ var keywords = func() map[string]keyword {
 		k["aes"+b+"gcm128"] = gcm
 		k["aes"+b+"gcm"] = gcm
 	}
+	for _, bits := range []uint16{128, 192, 256} {
+		// AES-CCM: ESP only (see ccmForIKE). strongSwan's names give
+		// the ICV in octets or bits; without a suffix it is 16 octets.
+		b := fmt.Sprint(bits)
+		for suffix, id := range map[string]message.EncrID{
+			"8": message.EncrAESCCM8, "64": message.EncrAESCCM8,
+			"12": message.EncrAESCCM12, "96": message.EncrAESCCM12,
+			"16": message.EncrAESCCM16, "128": message.EncrAESCCM16, "": message.EncrAESCCM16,
+		} {
+			k["aes"+b+"ccm"+suffix] = keyword{encr: &Encr{id, bits}}
+		}
+	}
 	k["aes"] = k["aes128"]
 	k["chacha20poly1305"] = keyword{encr: &Encr{message.EncrChaCha20Poly1305, 0}}
+	// HMAC-SHA1 for legacy peers; no default proposal names it (nor do
+	// strongSwan's defaults).
+	k["sha1"] = keyword{integ: message.IntegHMACSHA196}
+	k["sha"] = k["sha1"]
+	k["prfsha1"] = keyword{prf: message.PRFHMACSHA1}
 	k["sha256"] = keyword{integ: message.IntegHMACSHA2256128}
 	k["sha2_256"] = k["sha256"]
 	k["sha384"] = keyword{integ: message.IntegHMACSHA2384192}
@@ -92,7 +131,14 @@ var keywords = func() map[string]keyword {
 	k["x25519"] = keyword{dh: message.DHCurve25519}
 	k["curve25519"] = k["x25519"]
 	k["ecp256"] = keyword{dh: message.DHECP256}
+	k["ecp384"] = keyword{dh: message.DHECP384}
+	k["ecp521"] = keyword{dh: message.DHECP521}
 	k["modp2048"] = keyword{dh: message.DHModp2048}
+	k["modp3072"] = keyword{dh: message.DHModp3072}
+	k["modp4096"] = keyword{dh: message.DHModp4096}
+	k["mlkem768"] = keyword{dh: message.DHMLKEM768}
+	k["mlkem1024"] = keyword{dh: message.DHMLKEM1024}
+	k["none"] = keyword{none: true}
 	k["esn"] = keyword{esn: &esnYes}
 	k["noesn"] = keyword{esn: &esnNo}
 	return k
@@ -101,6 +147,7 @@ var keywords = func() map[string]keyword {
 // integPRF is the PRF strongSwan derives from an integrity algorithm when
 // an IKE proposal names none.
 var integPRF = map[message.IntegID]message.PRFID{
+	message.IntegHMACSHA196:     message.PRFHMACSHA1,
 	message.IntegHMACSHA2256128: message.PRFHMACSHA2256,
 	message.IntegHMACSHA2384192: message.PRFHMACSHA2384,
 	message.IntegHMACSHA2512256: message.PRFHMACSHA2512,
@@ -112,6 +159,37 @@ var integPRF = map[message.IntegID]message.PRFID{
 // always sent, noesn by default; a key exchange means PFS for later
 // CREATE_CHILD_SA exchanges).
 func ParseProposals(s string, ike bool) ([]Proposal, error) {
+	ps, err := parseProposals(s, ike)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if err := engineSupports(p); err != nil {
+			return nil, err
+		}
+	}
+	return ps, nil
+}
+
+// engineSupports refuses what the proposal syntax has but the engine
+// cannot negotiate yet: ML-KEM and additional key exchanges need
+// IKE_INTERMEDIATE and RFC 9370's exchanges, whose wiring into the engine
+// is the second phase of issue 15 (the cryptography, codec and parsing
+// are in place). Remove this check with that wiring.
+func engineSupports(p Proposal) error {
+	if p.HasAddKE() {
+		return fmt.Errorf("proposal %q: additional key exchanges (keN_...) need IKE_INTERMEDIATE (RFC 9370), which keyplane does not negotiate yet", p.Text)
+	}
+	for _, g := range p.DH {
+		if g == message.DHMLKEM768 || g == message.DHMLKEM1024 {
+			return fmt.Errorf("proposal %q: %v needs IKE_INTERMEDIATE (RFC 9370), which keyplane does not negotiate yet", p.Text, g)
+		}
+	}
+	return nil
+}
+
+// parseProposals is ParseProposals without engineSupports.
+func parseProposals(s string, ike bool) ([]Proposal, error) {
 	var out []Proposal
 	for part := range strings.SplitSeq(s, ",") {
 		part = strings.TrimSpace(part)
@@ -133,11 +211,27 @@ func ParseProposals(s string, ike bool) ([]Proposal, error) {
 func parseProposal(s string, ike bool) (Proposal, error) {
 	p := Proposal{Text: s}
 	for word := range strings.SplitSeq(strings.ToLower(s), "-") {
+		if n, method, ok := addKEWord(word); ok {
+			if n == 0 {
+				return p, fmt.Errorf("proposal %q: %q: additional key exchanges are ke1_ to ke7_", s, word)
+			}
+			k, ok := keywords[method]
+			if !ok || (k.dh == 0 && !k.none) {
+				return p, fmt.Errorf("proposal %q: %q is not a key exchange method", s, word)
+			}
+			g := k.dh // DHNone for keN_none
+			if !slices.Contains(p.AddKE[n-1], g) {
+				p.AddKE[n-1] = append(p.AddKE[n-1], g)
+			}
+			continue
+		}
 		k, ok := keywords[word]
 		if !ok {
 			return p, fmt.Errorf("proposal %q: unknown algorithm %q (known: %s)", s, word, knownWords())
 		}
 		switch {
+		case k.none:
+			return p, fmt.Errorf("proposal %q: \"none\" is only for additional key exchanges (keN_none)", s)
 		case k.encr != nil:
 			if !slices.Contains(p.Encr, *k.encr) {
 				p.Encr = append(p.Encr, *k.encr)
@@ -174,6 +268,11 @@ func parseProposal(s string, ike bool) (Proposal, error) {
 	if aead > 0 && plain > 0 {
 		return p, fmt.Errorf("proposal %q mixes AEAD and non-AEAD ciphers; write them as two proposals", s)
 	}
+	for _, e := range p.Encr {
+		if ike && (e.ID == message.EncrAESCCM8 || e.ID == message.EncrAESCCM12 || e.ID == message.EncrAESCCM16) {
+			return p, fmt.Errorf("proposal %q: %v is for ESP proposals; keyplane has no CCM for the IKE SA", s, e.ID)
+		}
+	}
 	if aead > 0 && len(p.Integ) > 0 {
 		return p, fmt.Errorf("proposal %q: an AEAD cipher takes no integrity algorithm", s)
 	}
@@ -197,6 +296,11 @@ func parseProposal(s string, ike bool) (Proposal, error) {
 		if len(p.DH) == 0 {
 			return p, fmt.Errorf("proposal %q: no key exchange method (add e.g. x25519)", s)
 		}
+		for i, ks := range p.AddKE {
+			if len(ks) == 1 && ks[0] == message.DHNone {
+				return p, fmt.Errorf("proposal %q: ke%d_none alone offers no additional key exchange", s, i+1)
+			}
+		}
 	} else {
 		if len(p.PRF) > 0 {
 			return p, fmt.Errorf("proposal %q: a PRF is for IKE proposals", s)
@@ -206,6 +310,24 @@ func parseProposal(s string, ike bool) (Proposal, error) {
 		}
 	}
 	return p, nil
+}
+
+// addKEWord splits strongSwan 6's additional key exchange syntax,
+// "ke1_mlkem768": n is 1 to 7 (0 if out of range).
+func addKEWord(w string) (n int, method string, ok bool) {
+	rest, found := strings.CutPrefix(w, "ke")
+	if !found {
+		return 0, "", false
+	}
+	num, method, found := strings.Cut(rest, "_")
+	if !found || len(num) != 1 || num[0] < '0' || num[0] > '9' {
+		return 0, "", false
+	}
+	n = int(num[0] - '0')
+	if n < 1 || n > 7 {
+		n = 0
+	}
+	return n, method, true
 }
 
 func knownWords() string {
