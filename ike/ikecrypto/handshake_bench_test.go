@@ -19,12 +19,13 @@ import (
 //	x25519+rsa3072      x25519, RSA-3072 RSASSA-PSS RFC 7427 signatures
 //	x25519+mlkem768     x25519 then ML-KEM-768 in IKE_INTERMEDIATE, PSK AUTH
 //
-// Run side by side:
+// Run side by side, one column per suite:
 //
-//	go test -run '^$' -bench 'Handshake' -count 6 ./ike/ikecrypto/ | benchstat -
+//	go test -run '^$' -bench Handshake -count 8 ./ike/ikecrypto/ > hs.txt
+//	benchstat -col /suite hs.txt
 //
-// "all" is the whole role's work in one loop; the other sub-benchmarks
-// are its pieces. Certificate chain validation is not included (ike/pki
+// op=all is the whole role's work in one loop; the other ops are its
+// pieces (role=both: the same work on either side). Certificate chain validation is not included (ike/pki
 // benchmarks it); message encoding neither.
 
 type hsSuite struct {
@@ -121,7 +122,7 @@ func BenchmarkHandshake(b *testing.B) {
 			added = bytes.Repeat([]byte{8}, 32)
 		}
 
-		b.Run(s.name+"/responder/all", func(b *testing.B) {
+		b.Run("suite="+s.name+"/role=responder/op=all", func(b *testing.B) {
 			for b.Loop() {
 				_, sec, err := ikecrypto.Respond(s.ke, peerKE.PublicValue())
 				if err != nil {
@@ -138,7 +139,7 @@ func BenchmarkHandshake(b *testing.B) {
 				s.authenticate(b)
 			}
 		})
-		b.Run(s.name+"/initiator/all", func(b *testing.B) {
+		b.Run("suite="+s.name+"/role=initiator/op=all", func(b *testing.B) {
 			for b.Loop() {
 				ke, err := ikecrypto.NewKeyExchange(s.ke)
 				if err != nil {
@@ -165,21 +166,21 @@ func BenchmarkHandshake(b *testing.B) {
 				s.check(b, peerAuth)
 			}
 		})
-		b.Run(s.name+"/responder/ke", func(b *testing.B) {
+		b.Run("suite="+s.name+"/role=responder/op=ke", func(b *testing.B) {
 			for b.Loop() {
 				if _, _, err := ikecrypto.Respond(s.ke, peerKE.PublicValue()); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
-		b.Run(s.name+"/initiator/ke-keygen", func(b *testing.B) {
+		b.Run("suite="+s.name+"/role=initiator/op=ke-keygen", func(b *testing.B) {
 			for b.Loop() {
 				if _, err := ikecrypto.NewKeyExchange(s.ke); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
-		b.Run(s.name+"/initiator/ke-shared", func(b *testing.B) {
+		b.Run("suite="+s.name+"/role=initiator/op=ke-shared", func(b *testing.B) {
 			for b.Loop() {
 				if _, err := peerKE.SharedSecret(respData); err != nil {
 					b.Fatal(err)
@@ -187,21 +188,21 @@ func BenchmarkHandshake(b *testing.B) {
 			}
 		})
 		if s.addKE != message.DHNone {
-			b.Run(s.name+"/responder/kem-encaps", func(b *testing.B) {
+			b.Run("suite="+s.name+"/role=responder/op=kem-encaps", func(b *testing.B) {
 				for b.Loop() {
 					if _, _, err := ikecrypto.Respond(s.addKE, peerKEM.PublicValue()); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
-			b.Run(s.name+"/initiator/kem-keygen", func(b *testing.B) {
+			b.Run("suite="+s.name+"/role=initiator/op=kem-keygen", func(b *testing.B) {
 				for b.Loop() {
 					if _, err := ikecrypto.NewKeyExchange(s.addKE); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
-			b.Run(s.name+"/initiator/kem-decaps", func(b *testing.B) {
+			b.Run("suite="+s.name+"/role=initiator/op=kem-decaps", func(b *testing.B) {
 				for b.Loop() {
 					if _, err := peerKEM.SharedSecret(kemCT); err != nil {
 						b.Fatal(err)
@@ -209,17 +210,17 @@ func BenchmarkHandshake(b *testing.B) {
 				}
 			})
 		}
-		b.Run(s.name+"/both/derive", func(b *testing.B) {
+		b.Run("suite="+s.name+"/role=both/op=derive", func(b *testing.B) {
 			for b.Loop() {
 				s.derive(b, secret, added)
 			}
 		})
-		b.Run(s.name+"/both/auth-sign", func(b *testing.B) {
+		b.Run("suite="+s.name+"/role=both/op=auth-sign", func(b *testing.B) {
 			for b.Loop() {
 				s.authenticate(b)
 			}
 		})
-		b.Run(s.name+"/both/auth-verify", func(b *testing.B) {
+		b.Run("suite="+s.name+"/role=both/op=auth-verify", func(b *testing.B) {
 			for b.Loop() {
 				s.check(b, peerAuth)
 			}
