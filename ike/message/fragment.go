@@ -48,8 +48,9 @@ func (e *FragmentError) Unwrap() error { return e.Err }
 type ReassemblyLimits struct {
 	// MaxFragments is the largest Total Fragments accepted (default 64).
 	MaxFragments int
-	// MaxSize bounds the sum of the fragments' plaintexts (default 65535
-	// octets: as much as one unfragmented IKE message can hold).
+	// MaxSize bounds the sum of the fragments' plaintexts (default 65531
+	// octets: as much as one SK payload can hold, so that RFC 9242's
+	// IntAuth, computed as if the message came whole, stays expressible).
 	MaxSize int
 	// Timeout is how long a message may take to complete after its first
 	// fragment arrived; an older incomplete one is dropped when the next
@@ -60,7 +61,7 @@ type ReassemblyLimits struct {
 // Default reassembly limits.
 const (
 	DefaultMaxFragments       = 64
-	DefaultMaxReassembledSize = 0xffff
+	DefaultMaxReassembledSize = 0xffff - genericHeaderLen
 	DefaultReassemblyTimeout  = 30 * time.Second
 )
 
@@ -71,7 +72,7 @@ func (l ReassemblyLimits) withDefaults() ReassemblyLimits {
 	if l.MaxFragments > 0xffff {
 		l.MaxFragments = 0xffff
 	}
-	if l.MaxSize <= 0 {
+	if l.MaxSize <= 0 || l.MaxSize > DefaultMaxReassembledSize {
 		l.MaxSize = DefaultMaxReassembledSize
 	}
 	if l.Timeout <= 0 {

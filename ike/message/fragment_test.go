@@ -229,6 +229,9 @@ func TestReassemblerLimits(t *testing.T) {
 	if _, _, _, err := r.Add(hs[0], &bad, pts[0], now); !is(err, ErrFragmentInvalid) {
 		t.Errorf("number > total: %v", err)
 	}
+	if l := NewReassembler(ReassemblyLimits{MaxSize: 1 << 20, MaxFragments: 1 << 20}).Limits(); l.MaxSize != DefaultMaxReassembledSize || l.MaxFragments != 0xffff {
+		t.Errorf("limits above the caps: %+v", l)
+	}
 	if d := NewReassembler(ReassemblyLimits{}).Limits(); d.MaxFragments != DefaultMaxFragments || d.MaxSize != DefaultMaxReassembledSize || d.Timeout != DefaultReassemblyTimeout {
 		t.Errorf("defaults %+v", d)
 	}
@@ -255,5 +258,14 @@ func TestFragmentMessageLen(t *testing.T) {
 		if len(f)+4+8+20 > 576 {
 			t.Fatalf("fragment of %d octets does not fit 576", len(f))
 		}
+	}
+}
+
+func TestIntAuthOctetsTooLarge(t *testing.T) {
+	m := &Message{Header: Header{Exchange: IKE_INTERMEDIATE}, Payloads: []Payload{
+		&Cert{Encoding: CertX509, Data: make([]byte, 40000)}, &Cert{Encoding: CertX509, Data: make([]byte, 30000)}}}
+	var ee *EncodeError
+	if _, err := m.IntAuthOctets(); !errors.As(err, &ee) {
+		t.Fatalf("%v", err)
 	}
 }

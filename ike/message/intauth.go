@@ -32,6 +32,9 @@ func (m *Message) IntAuthOctets() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		if genericHeaderLen+len(inner) > 0xffff {
+			return nil, eerr(PayloadSK, "%d octets of inner payloads do not fit one Encrypted payload", len(inner))
+		}
 		return intAuthOctets(m.Header.appendHeader(nil, PayloadSK, 0), nil, byte(first), 0, inner), nil
 	}
 	if !m.Protected || m.plain == nil || m.skOff < HeaderLen {
