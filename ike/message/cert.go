@@ -58,6 +58,11 @@ func decodeCert(body []byte, off int) (*Cert, error) {
 // CertReq is the Certificate Request payload (RFC 7296 §3.7). For
 // CertX509 the Certification Authority field is a list of SHA-1 hashes of
 // the trusted CAs' SubjectPublicKeyInfo, possibly empty ("any CA").
+//
+// A CERTREQ is a hint, and often arrives in IKE_SA_INIT from peers that
+// authenticate with pre-shared keys: decoding accepts any content, so an
+// odd one does not fail the whole message; CheckHashes says whether the
+// list is well formed.
 type CertReq struct {
 	Encoding CertEncoding
 	// Authorities is the Certification Authority field as sent.
@@ -76,7 +81,17 @@ func NewCertReq(hashes ...[sha1.Size]byte) *CertReq {
 	return &CertReq{Encoding: CertX509, Authorities: b}
 }
 
-// Hashes returns the CA key hashes of an X.509 certificate request.
+// CheckHashes reports a Certification Authority field of an X.509
+// request that is not a whole number of SHA-1 hashes, as a *ParseError.
+func (p *CertReq) CheckHashes() error {
+	if p.Encoding == CertX509 && len(p.Authorities)%sha1.Size != 0 {
+		return perr(1, PayloadCERTREQ, ErrInvalidSyntax, "%d octets of CA hashes is not a multiple of %d", len(p.Authorities), sha1.Size)
+	}
+	return nil
+}
+
+// Hashes returns the CA key hashes of an X.509 certificate request (the
+// whole hashes, if the field is malformed).
 func (p *CertReq) Hashes() [][sha1.Size]byte {
 	if p.Encoding != CertX509 {
 		return nil
@@ -89,9 +104,6 @@ func (p *CertReq) Hashes() [][sha1.Size]byte {
 }
 
 func (p *CertReq) appendBody(b []byte) ([]byte, error) {
-	if p.Encoding == CertX509 && len(p.Authorities)%sha1.Size != 0 {
-		return nil, eerr(PayloadCERTREQ, "%d octets of CA hashes is not a multiple of %d", len(p.Authorities), sha1.Size)
-	}
 	return append(append(b, byte(p.Encoding)), p.Authorities...), nil
 }
 
@@ -99,9 +111,5 @@ func decodeCertReq(body []byte, off int) (*CertReq, error) {
 	if len(body) < 1 {
 		return nil, perr(off, PayloadCERTREQ, ErrTruncated, "CERTREQ body without Cert Encoding")
 	}
-	p := &CertReq{Encoding: CertEncoding(body[0]), Authorities: body[1:]}
-	if p.Encoding == CertX509 && len(p.Authorities)%sha1.Size != 0 {
-		return nil, perr(off+1, PayloadCERTREQ, ErrInvalidSyntax, "%d octets of CA hashes is not a multiple of %d", len(p.Authorities), sha1.Size)
-	}
-	return p, nil
+	return &CertReq{Encoding: CertEncoding(body[0]), Authorities: body[1:]}, nil
 }

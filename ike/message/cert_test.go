@@ -48,7 +48,7 @@ func TestCertPayloads(t *testing.T) {
 	// Decoding errors are *ParseError with the payload named.
 	for name, body := range map[PayloadType][][]byte{
 		PayloadCERT:    {{}, {byte(CertX509)}, append([]byte{byte(CertHashURLX509)}, make([]byte, 20)...)},
-		PayloadCERTREQ: {{}, append([]byte{byte(CertX509)}, make([]byte, 21)...)},
+		PayloadCERTREQ: {{}},
 	} {
 		for _, bd := range body {
 			chain := append([]byte{0, 0, 0, byte(4 + len(bd))}, bd...)
@@ -60,10 +60,22 @@ func TestCertPayloads(t *testing.T) {
 		}
 	}
 	// Encoding refuses what decoding would.
-	for _, bad := range []Payload{&Cert{Encoding: CertX509}, &CertReq{Encoding: CertX509, Authorities: make([]byte, 19)}} {
+	for _, bad := range []Payload{&Cert{Encoding: CertX509}} {
 		if _, err := (&Message{Payloads: []Payload{bad}}).Encode(); err == nil {
 			t.Errorf("%T encoded", bad)
 		}
+	}
+	// A malformed hash list is kept (a CERTREQ is a hint), and reported.
+	odd21 := append([]byte{0, 0, 0, 26, byte(CertX509)}, make([]byte, 21)...)
+	ps, err := ParsePayloads(PayloadCERTREQ, odd21)
+	if err != nil {
+		t.Fatalf("21-octet CA list: %v", err)
+	}
+	if cr := ps[0].(*CertReq); len(cr.Hashes()) != 1 || !errors.Is(cr.CheckHashes(), ErrInvalidSyntax) {
+		t.Fatalf("21-octet CA list: %d hashes, %v", len(cr.Hashes()), cr.CheckHashes())
+	}
+	if err := NewCertReq([20]byte{1}).CheckHashes(); err != nil {
+		t.Fatal(err)
 	}
 	// An unknown encoding is carried as it is.
 	odd := &CertReq{Encoding: 201, Authorities: []byte("x")}

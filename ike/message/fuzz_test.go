@@ -157,8 +157,8 @@ func FuzzCertPayloads(f *testing.F) {
 			t.Fatalf("re-encode: %x / %x, %v", b, body, err)
 		}
 		if c, ok := ps[0].(*CertReq); ok {
-			if n := len(c.Hashes()); c.Encoding == CertX509 && n*20 != len(c.Authorities) {
-				t.Fatalf("%d hashes in %d octets", n, len(c.Authorities))
+			if n := len(c.Hashes()); c.Encoding == CertX509 && (n != len(c.Authorities)/20 || (c.CheckHashes() == nil) != (n*20 == len(c.Authorities))) {
+				t.Fatalf("%d hashes in %d octets, check %v", n, len(c.Authorities), c.CheckHashes())
 			}
 		}
 	})
