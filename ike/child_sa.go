@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -63,12 +64,20 @@ type childSA struct {
 	watchAlt bool
 	idleAt   time.Time
 
+	// lifetime is the configured one with this child's random soft
+	// limits (lifetime.go).
+	lifetime kernelops.Lifetimes
 	// What the installation added, for removal and rollback.
-	sas      []kernelops.SAID
-	polRefs  []kernelops.PolicyID
-	estAt    time.Time
-	rekey    bool // a soft expire asked for a rekey
-	rekeying bool // our CREATE_CHILD_SA rekey is out
+	sas     []kernelops.SAID
+	polRefs []kernelops.PolicyID
+	estAt   time.Time
+	rekey   bool // a soft expire asked for a rekey
+	// ours is our CREATE_CHILD_SA that replaces this child (in flight, or
+	// answered); theirs is the peer's, answered. Both set: a collision
+	// (RFC 7296 §2.8.1, collision.go).
+	ours, theirs *childRekey
+	// listed: in its IKE SA's children.
+	listed   bool
 	acquire  *kernelops.AcquireEvent
 	waiters  []chan error
 	failWhy  string
@@ -133,16 +142,20 @@ func (ch *childSA) notify(err error) {
 	ch.waiters = nil
 }
 
-// fail ends a child that never got installed: the larval SPI goes back.
-func (ch *childSA) fail(reason string) {
+// fail ends a child that never got installed: the larval SPI goes back,
+// and whoever waits for it gets why (a *NotifyError when a notify says).
+func (ch *childSA) fail(why error) {
 	if ch.state == childFailed || ch.state == childDeleted {
 		return
 	}
 	ch.releaseSPI()
-	ch.failWhy = reason
-	ch.setState(childFailed, reason)
-	ch.notify(fmt.Errorf("child %s: %s", ch.cfg.Name, reason))
+	ch.failWhy = why.Error()
+	ch.setState(childFailed, ch.failWhy)
+	ch.notify(fmt.Errorf("child %s: %w", ch.cfg.Name, why))
 }
+
+// failf is fail with a plain reason.
+func (ch *childSA) failf(format string, args ...any) { ch.fail(fmt.Errorf(format, args...)) }
 
 func (ch *childSA) releaseSPI() {
 	if ch.larval && ch.inSPI != 0 {
@@ -159,10 +172,15 @@ func (ch *childSA) remove(reason string) {
 		return
 	}
 	if ch.state != childInstalled && ch.state != childDeleting {
-		ch.fail(reason)
+		ch.fail(errors.New(reason))
 		return
 	}
 	ch.e.unwatchIdle(ch)
+	for _, id := range []kernelops.SAID{ch.inID(), ch.outID()} {
+		if ch.e.bySA[idleKey(id)] == ch {
+			delete(ch.e.bySA, idleKey(id))
+		}
+	}
 	ch.e.uninstall(ch)
 	ch.setState(childDeleted, reason)
 	if ch.keys != nil {
@@ -170,9 +188,43 @@ func (ch *childSA) remove(reason string) {
 	}
 }
 
+// childRekey is one CREATE_CHILD_SA that replaces a child: the new
+// child and the exchange's nonces.
+type childRekey struct {
+	nc     *childSA
+	ni, nr []byte
+	done   bool // answered
+}
+
+// rekeying reports whether our rekey of the child is in flight.
+func (ch *childSA) rekeying() bool { return ch.ours != nil && !ch.ours.done }
+
+// addChild lists ch among the SA's children (once) and indexes it by the
+// peer's SPI when it has one.
+func (sa *ikeSA) addChild(ch *childSA) {
+	ch.ike = sa
+	if !ch.listed {
+		ch.listed = true
+		sa.children = append(sa.children, ch)
+	}
+	if ch.outSPI != 0 {
+		if sa.byOut == nil {
+			sa.byOut = map[uint32]*childSA{}
+		}
+		sa.byOut[ch.outSPI] = ch
+	}
+}
+
 func (sa *ikeSA) dropChild(ch *childSA) {
+	if sa.byOut[ch.outSPI] == ch {
+		delete(sa.byOut, ch.outSPI)
+	}
+	if !ch.listed {
+		return
+	}
 	for i, x := range sa.children {
 		if x == ch {
+			ch.listed = false
 			sa.children = append(sa.children[:i], sa.children[i+1:]...)
 			sa.armLiveness() // the last watched child gone: timed checks
 			return
@@ -180,13 +232,8 @@ func (sa *ikeSA) dropChild(ch *childSA) {
 	}
 }
 
-// childByInSPI finds a child of sa by our inbound SPI, or by the peer's
-// (outbound) one when out is set.
-func (sa *ikeSA) childBySPI(spi uint32, out bool) *childSA {
-	for _, ch := range sa.children {
-		if (!out && ch.inSPI == spi) || (out && ch.outSPI == spi) {
-			return ch
-		}
-	}
-	return nil
-}
+// childByOutSPI finds an installed (or deleting) child of sa by the
+// peer's SPI, its outbound one.
+func (sa *ikeSA) childByOutSPI(spi uint32) *childSA { return sa.byOut[spi] }
+
+func spiHex(spi uint32) string { return fmt.Sprintf("%08x", spi) }

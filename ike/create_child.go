@@ -1,7 +1,8 @@
 package ike
 
 import (
-	"crypto/rand"
+	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -11,15 +12,35 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-// rekeyJitter spreads the rekeys of both ends of a child, whose soft
-// lifetimes fire at about the same time, to make collisions rare.
-const rekeyJitter = 2 * time.Second
+// CREATE_CHILD_SA for children (RFC 7296 §1.3.1, §1.3.3): an additional
+// child, or the replacement of one (REKEY_SA), in both roles. PFS as
+// configured: a key exchange when an ESP proposal names one, retried once
+// with the group the peer asks for (INVALID_KE_PAYLOAD); a peer's
+// TEMPORARY_FAILURE is retried after a wait (§2.25); collisions of two
+// rekeys of one child are settled in collision.go.
 
-// scheduleRekey rekeys the child after a random part of rekeyJitter, on
-// the IKE SA that holds it then (an IKE rekey may have moved it).
-func (e *Engine) scheduleRekey(ch *childSA) {
-	e.after(randUpTo(rekeyJitter), func() { ch.ike.rekeyChild(ch) })
+// tempFailureWait is the least wait before trying again an exchange the
+// peer answered TEMPORARY_FAILURE (RFC 7296 §2.25: it MUST wait); up to
+// twice as much again is added at random. (A variable for tests.)
+var tempFailureWait = 5 * time.Second
+
+// tempFailureTries bounds the attempts of one child create or rekey that
+// keeps getting TEMPORARY_FAILURE.
+const tempFailureTries = 5
+
+// childExchange is our CREATE_CHILD_SA for nc: a new child, or (old set)
+// old's replacement.
+type childExchange struct {
+	nc, old   *childSA
+	group     message.DHGroup // the key exchange to send; 0: no PFS
+	keRetried bool            // the one INVALID_KE_PAYLOAD retry is used
+	attempts  int             // TEMPORARY_FAILURE answers so far
 }
+
+// scheduleRekey rekeys the child now, on the IKE SA that holds it (an
+// IKE rekey may have moved it). The randomness that keeps both ends from
+// rekeying together is in its soft lifetime (lifetime.go).
+func (e *Engine) scheduleRekey(ch *childSA) { ch.ike.rekeyChild(ch) }
 
 // createChild negotiates an additional child on an established IKE SA
 // (CREATE_CHILD_SA without REKEY_SA).
@@ -35,92 +56,13 @@ func (sa *ikeSA) createChild(ch *childSA) {
 		ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort)}, ch.localTS...)
 		ch.remoteTS = append([]tsRange{hostRange(a.Packet.Dst.Addr(), a.Packet.Proto, a.Packet.DstPort)}, ch.remoteTS...)
 	}
-	sa.negotiateChild(ch, nil)
-}
-
-// negotiateChild sends the CREATE_CHILD_SA request for ch, a new child or
-// (old set) the replacement of old.
-func (sa *ikeSA) negotiateChild(nc *childSA, old *childSA) {
-	if err := sa.e.allocSPI(nc); err != nil {
-		nc.fail("cannot allocate an SPI: " + err.Error())
-		if old != nil {
-			old.rekeying = false
-		}
-		return
-	}
-	ni := make([]byte, 32)
-	rand.Read(ni)
-	var dh *ikecrypto.DH
-	pfs := len(nc.cfg.ESPProposals[0].DH) > 0
-	if pfs {
-		var err error
-		if dh, err = ikecrypto.NewDH(nc.cfg.ESPProposals[0].DH[0]); err != nil {
-			nc.fail(err.Error())
-			if old != nil {
-				old.rekeying = false
-			}
-			return
-		}
-	}
-	var ps []message.Payload
-	if old != nil {
-		ps = append(ps, &message.Notify{Protocol: message.ProtocolESP, SPI: spiBytes(old.inSPI), NotifyType: message.REKEY_SA})
-	}
-	if nc.mode == kernelops.ModeTransport {
-		ps = append(ps, &message.Notify{NotifyType: message.USE_TRANSPORT_MODE})
-	}
-	ps = append(ps, espProposals(nc.cfg.ESPProposals, nc.inSPI, pfs), &message.Nonce{Data: ni})
-	if dh != nil {
-		ps = append(ps, &message.KE{Group: dh.Group(), Data: dh.PublicValue()})
-	}
-	ps = append(ps, messageTS(nc.localTS, false), messageTS(nc.remoteTS, true))
-	sa.children = append(sa.children, nc)
-	sa.send(&request{exch: message.CREATE_CHILD_SA, payloads: ps,
-		onResponse: func(m *message.Message) {
-			sa.dropChild(nc)
-			if old != nil {
-				old.rekeying = false
-			}
-			nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
-			var gir ikecrypto.Key
-			if dh != nil {
-				ke, _ := m.Find(message.PayloadKE).(*message.KE)
-				if ke != nil && nonce != nil {
-					var err error
-					if gir, err = dh.SharedSecret(ke.Data); err != nil {
-						nc.fail("peer's KE: " + err.Error())
-						return
-					}
-					defer gir.Zero()
-				}
-			}
-			if nonce == nil && m.Find(message.PayloadSA) != nil {
-				nc.fail("CREATE_CHILD_SA answer without a nonce")
-				return
-			}
-			var nr []byte
-			if nonce != nil {
-				nr = nonce.Data
-			}
-			sa.completeChild(nc, m, ni, nr, gir)
-			if nc.state == childInstalled && old != nil {
-				sa.deleteChild(old, "rekeyed")
-			}
-		},
-		onTimeout: func() { sa.destroy("peer not responding to CREATE_CHILD_SA") },
-		onDrop: func(why string) {
-			sa.dropChild(nc)
-			nc.fail("link down: " + why)
-			if old != nil {
-				old.rekeying = false
-			}
-		}})
+	sa.negotiateChild(&childExchange{nc: ch, group: pfsGroup(ch.cfg.ESPProposals, 0)})
 }
 
 // rekeyChild replaces an installed child by a new one with fresh keys
 // (CREATE_CHILD_SA with REKEY_SA, RFC 7296 §2.8), then deletes the old.
 func (sa *ikeSA) rekeyChild(old *childSA) {
-	if old.state != childInstalled || old.rekeying || sa.state != ikeEstablished {
+	if old.state != childInstalled || old.ours != nil || old.theirs != nil || sa.state != ikeEstablished {
 		return
 	}
 	if sa.deferIKE(func(n *ikeSA) { n.rekeyChild(old) }) {
@@ -132,11 +74,182 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 		old.logger().Debug("link down: rekey deferred until the link returns")
 		return
 	}
-	old.rekeying = true
 	nc := &childSA{e: sa.e, cfg: old.cfg, ike: sa, state: childNegotiating, reqid: old.reqid, mode: old.mode,
 		localAddr: old.localAddr, remoteAddr: old.remoteAddr, localTS: old.localTS, remoteTS: old.remoteTS}
-	old.logger().Info("rekeying child", "pfs", len(old.cfg.ESPProposals[0].DH) > 0)
-	sa.negotiateChild(nc, old)
+	// The group the child has is the one the peer is known to take.
+	x := &childExchange{nc: nc, old: old, group: pfsGroup(old.cfg.ESPProposals, old.suite.DH)}
+	old.logger().Info("rekeying child", "pfs", x.group.String())
+	sa.negotiateChild(x)
+}
+
+// negotiateChild sends the CREATE_CHILD_SA request of x.
+func (sa *ikeSA) negotiateChild(x *childExchange) {
+	nc, old := x.nc, x.old
+	if nc.inSPI == 0 {
+		if err := sa.e.allocSPI(nc); err != nil {
+			sa.childExchangeFailed(x, fmt.Errorf("cannot allocate an SPI: %w", err))
+			return
+		}
+	}
+	ni := sa.e.newNonce(true)
+	var dh *ikecrypto.DH
+	if x.group != 0 {
+		var err error
+		if dh, err = ikecrypto.NewDH(x.group); err != nil {
+			sa.childExchangeFailed(x, err)
+			return
+		}
+	}
+	var ps []message.Payload
+	if old != nil {
+		old.ours = &childRekey{nc: nc, ni: ni}
+		ps = append(ps, &message.Notify{Protocol: message.ProtocolESP, SPI: spiBytes(old.inSPI), NotifyType: message.REKEY_SA})
+	}
+	if nc.mode == kernelops.ModeTransport {
+		ps = append(ps, &message.Notify{NotifyType: message.USE_TRANSPORT_MODE})
+	}
+	ps = append(ps, espProposals(nc.cfg.ESPProposals, nc.inSPI, true), &message.Nonce{Data: ni})
+	if dh != nil {
+		ps = append(ps, &message.KE{Group: dh.Group(), Data: dh.PublicValue()})
+	}
+	ps = append(ps, messageTS(nc.localTS, false), messageTS(nc.remoteTS, true))
+	sa.addChild(nc) // listed while negotiating
+	sa.send(&request{exch: message.CREATE_CHILD_SA, payloads: ps,
+		onResponse: func(m *message.Message) { sa.childAnswered(x, m, ni, dh) },
+		onTimeout:  func() { sa.destroyErr(errPeerGone("peer not responding to CREATE_CHILD_SA")) },
+		onDrop: func(why string) {
+			sa.childExchangeFailed(x, fmt.Errorf("link down: %s", why))
+		}})
+}
+
+// childAnswered handles the answer to our CREATE_CHILD_SA.
+func (sa *ikeSA) childAnswered(x *childExchange, m *message.Message, ni []byte, dh *ikecrypto.DH) {
+	nc, old := x.nc, x.old
+	sa.dropChild(nc)
+	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
+	var err error
+	if nonce == nil && m.Find(message.PayloadSA) != nil {
+		err = ourNotify(message.INVALID_SYNTAX, "CREATE_CHILD_SA answer without a nonce")
+	} else {
+		var nr []byte
+		if nonce != nil {
+			nr = nonce.Data
+		}
+		if err = sa.completeChild(nc, m, ni, nr, dh, true); err == nil {
+			if old != nil {
+				old.ours.nr, old.ours.done = append([]byte(nil), nr...), true
+				sa.settleChildRekey(old)
+			}
+			sa.e.handshakeDone(sa)
+			nc.notify(nil)
+			return
+		}
+	}
+	var ne *NotifyError
+	if errors.As(err, &ne) && ne.FromPeer {
+		switch ne.Type {
+		case message.INVALID_KE_PAYLOAD:
+			if g, ok := askedGroup(m); ok && !x.keRetried && g != x.group && offersGroup(nc.cfg.ESPProposals, g) {
+				sa.log.Info("peer asks for another key exchange method for the child (INVALID_KE_PAYLOAD); retrying",
+					"child", nc.cfg.Name, "group", g.String())
+				x.keRetried, x.group = true, g
+				sa.negotiateChild(x)
+				return
+			}
+		case message.TEMPORARY_FAILURE:
+			if sa.retryLater(x) {
+				return
+			}
+		case message.CHILD_SA_NOT_FOUND:
+			if old != nil && old.theirs == nil && old.state == childInstalled {
+				// RFC 7296 §2.25: the peer has no such child. Ours goes
+				// silently and a new one is created from scratch.
+				sa.childExchangeFailed(x, err)
+				old.logger().Warn("peer does not know the child it was asked to rekey (CHILD_SA_NOT_FOUND): replacing it by a new one")
+				old.remove("the peer does not know it (CHILD_SA_NOT_FOUND)")
+				sa.dropChild(old)
+				sa.createChild(&childSA{e: sa.e, cfg: old.cfg, state: childNegotiating, reqid: old.reqid, mode: old.mode})
+				return
+			}
+		}
+	}
+	sa.childExchangeFailed(x, err)
+}
+
+// askedGroup is the group an INVALID_KE_PAYLOAD notify asks for.
+func askedGroup(m *message.Message) (message.DHGroup, bool) {
+	n := m.Notify(message.INVALID_KE_PAYLOAD)
+	if n == nil || len(n.Data) != 2 {
+		return 0, false
+	}
+	return message.DHGroup(uint16(n.Data[0])<<8 | uint16(n.Data[1])), true
+}
+
+// retryLater sends x again after a wait, unless it was tried too often
+// or (a rekey) the peer has replaced the child meanwhile. It reports
+// whether it will.
+func (sa *ikeSA) retryLater(x *childExchange) bool {
+	x.attempts++
+	if x.attempts >= tempFailureTries || (x.old != nil && x.old.theirs != nil) {
+		return false
+	}
+	wait := tempFailureWait + randUpTo(2*tempFailureWait)
+	sa.log.Info("peer answered TEMPORARY_FAILURE; trying again later", "child", x.nc.cfg.Name, "rekey", x.old != nil,
+		"retry-in", wait.String())
+	sa.addChild(x.nc) // still negotiating meanwhile; old.ours stays, so no
+	// second rekey of old starts while this one waits
+	sa.e.after(wait, func() {
+		holder := x.nc.ike
+		if x.nc.state != childNegotiating {
+			return
+		}
+		if x.old != nil {
+			holder = x.old.ike
+			if x.old.state != childInstalled || x.old.ours == nil || x.old.ours.nc != x.nc || x.old.theirs != nil {
+				// Replaced or gone meanwhile: the retry is moot.
+				holder.childExchangeFailed(x, errors.New("the child was replaced or deleted meanwhile"))
+				return
+			}
+		}
+		if holder.state != ikeEstablished {
+			holder.childExchangeFailed(x, fmt.Errorf("IKE SA %s", holder.state))
+			return
+		}
+		holder.dropChild(x.nc)
+		if x.old != nil {
+			holder.rekeyAgain(x)
+			return
+		}
+		x.nc.ike = holder
+		holder.negotiateChild(x)
+	})
+	return true
+}
+
+// rekeyAgain retries a rekey exchange on the SA that holds the child now.
+func (sa *ikeSA) rekeyAgain(x *childExchange) {
+	if sa.deferIKE(func(n *ikeSA) { n.rekeyAgain(x) }) {
+		return
+	}
+	x.nc.ike = sa
+	sa.negotiateChild(x)
+}
+
+// childExchangeFailed ends x unsuccessfully: the new child fails; a
+// replaced child stays as it is (settled by the peer's rekey if there
+// was one, else rekeyed again at its next soft expire or removed at its
+// hard one).
+func (sa *ikeSA) childExchangeFailed(x *childExchange, why error) {
+	x.nc.ike.dropChild(x.nc)
+	x.nc.fail(why)
+	if old := x.old; old != nil && old.ours != nil && old.ours.nc == x.nc {
+		old.ours = nil
+		if old.theirs != nil {
+			old.logger().Info("our rekey failed; the peer's replaces the child", "reason", why.Error())
+		} else if old.state == childInstalled {
+			old.logger().Warn("child rekey failed; the child stays until its hard lifetime or the next soft expire", "reason", why.Error())
+		}
+	}
 }
 
 // handleCreateChild answers CREATE_CHILD_SA: a rekey of the IKE SA (an
@@ -147,15 +260,29 @@ func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote ne
 		sa.handleIKERekey(m, sap, answer)
 		return
 	}
+	if sa.rekeyIKEOut != nil {
+		// RFC 7296 §2.25.2: no child is created or rekeyed while we rekey
+		// the IKE SA.
+		sa.log.Info("peer creates or rekeys a child while our IKE SA rekey is out: answering TEMPORARY_FAILURE")
+		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
+		return
+	}
 	var old *childSA
 	for _, n := range m.Notifies() {
-		if n.NotifyType == message.REKEY_SA && n.Protocol == message.ProtocolESP {
-			old = sa.childBySPI(spiFrom(n.SPI), true)
-			if old == nil || old.state != childInstalled {
-				sa.log.Info("peer rekeys a child we do not have", "spi", fmt.Sprintf("%x", n.SPI))
-				answer(&message.Notify{Protocol: message.ProtocolESP, SPI: n.SPI, NotifyType: message.CHILD_SA_NOT_FOUND})
-				return
-			}
+		if n.NotifyType != message.REKEY_SA || n.Protocol != message.ProtocolESP {
+			continue
+		}
+		old = sa.childByOutSPI(spiFrom(n.SPI))
+		switch {
+		case old == nil || (old.state != childInstalled && old.state != childDeleting):
+			sa.log.Info("peer rekeys a child we do not have", "spi", fmt.Sprintf("%x", n.SPI))
+			answer(&message.Notify{Protocol: message.ProtocolESP, SPI: n.SPI, NotifyType: message.CHILD_SA_NOT_FOUND})
+			return
+		case old.state == childDeleting || old.theirs != nil || (old.ours != nil && old.ours.done):
+			// RFC 7296 §2.25.1: it is being deleted (or already replaced).
+			old.logger().Info("peer rekeys a child we are deleting or have replaced: answering TEMPORARY_FAILURE")
+			answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
+			return
 		}
 	}
 	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
@@ -163,14 +290,21 @@ func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote ne
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
-	nr := make([]byte, 32)
-	rand.Read(nr)
+	nr := sa.e.newNonce(false)
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	children := sa.conn.Children
 	if old != nil {
 		children = children[:0:0]
 		children = append(children, old.cfg)
-		old.logger().Info("peer rekeys the child")
+		if old.rekeying() {
+			old.logger().Info("peer rekeys the child while our rekey of it is out: a collision, settled by the nonces (RFC 7296 §2.8.1)")
+		} else {
+			old.logger().Info("peer rekeys the child")
+		}
 	}
-	answer(sa.acceptChild(m, children, nonce.Data, nr, ke, old)...)
+	ps, nc := sa.acceptChild(m, children, nonce.Data, nr, ke, old)
+	if nc != nil && old != nil {
+		old.theirs = &childRekey{nc: nc, ni: bytes.Clone(nonce.Data), nr: nr, done: true}
+	}
+	answer(ps...)
 }

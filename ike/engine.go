@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/message"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
@@ -73,6 +74,17 @@ type Engine struct {
 	handshakes []time.Duration // IKE_SA_INIT sent -> first child installed, initiator side
 
 	byIn map[kernelops.SAID]*childSA // watched children by inbound SA (idleKey)
+	bySA map[kernelops.SAID]*childSA // installed children by each of their SAs (idleKey)
+	// Test seams, nil in production: nonceHook makes the nonces of
+	// CREATE_CHILD_SA exchanges (forRequest: our Ni, else our Nr), so a
+	// test decides who wins a rekey collision; rewriteResponse edits our
+	// answers before they are encrypted, so a test plays a peer that
+	// misbehaves.
+	nonceHook       func(forRequest bool) []byte
+	rewriteResponse func(req *message.Message, ps []message.Payload) []message.Payload
+	// invalidSPI limits INVALID_IKE_SPI answers (invalidspi.go).
+	invalidSPI                        tokenBucket
+	invalidSPISent, invalidSPIDropped int
 	// Link awareness (links.go): the interfaces (nil: off), the IKE SAs
 	// waiting to be revived and the token bucket that paces them.
 	ifs         map[int]*ifState
@@ -80,8 +92,7 @@ type Engine struct {
 	reviveTimer *timer
 	reviveStart time.Time
 	revived     int
-	tokens      float64
-	tokensAt    time.Time
+	revive      tokenBucket
 }
 
 // initKey finds a responder's half-open SA from a retransmitted request.
@@ -100,16 +111,18 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e := &Engine{
 		b: o.Backend, clk: o.Clock, log: o.Logger,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
-		bus:       newBus(),
-		sockets:   map[netip.AddrPort]*sock{},
-		sas:       map[uint64]*ikeSA{},
-		reserved:  map[uint64]bool{},
-		initIndex: map[initKey]*ikeSA{},
-		reqids:    map[string]uint32{},
-		nextReqID: kernelops.DefaultReqIDMin + 1,
-		policies:  map[kernelops.PolicyID]*polRef{},
-		traps:     map[string][]kernelops.PolicyID{},
-		byIn:      map[kernelops.SAID]*childSA{},
+		bus:        newBus(),
+		sockets:    map[netip.AddrPort]*sock{},
+		sas:        map[uint64]*ikeSA{},
+		reserved:   map[uint64]bool{},
+		initIndex:  map[initKey]*ikeSA{},
+		reqids:     map[string]uint32{},
+		nextReqID:  kernelops.DefaultReqIDMin + 1,
+		policies:   map[kernelops.PolicyID]*polRef{},
+		traps:      map[string][]kernelops.PolicyID{},
+		byIn:       map[kernelops.SAID]*childSA{},
+		bySA:       map[kernelops.SAID]*childSA{},
+		invalidSPI: tokenBucket{rate: invalidSPIRate, burst: invalidSPIBurst},
 	}
 	if e.clk == nil {
 		e.clk = clock.Real()
@@ -330,4 +343,15 @@ func (e *Engine) Close() error {
 	e.wg.Wait()
 	e.bus.close()
 	return nil
+}
+
+// newNonce returns a fresh nonce for a CREATE_CHILD_SA exchange: 32
+// random octets (RFC 7296 §2.10).
+func (e *Engine) newNonce(forRequest bool) []byte {
+	if e.nonceHook != nil {
+		return e.nonceHook(forRequest)
+	}
+	n := make([]byte, 32)
+	rand.Read(n)
+	return n
 }

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -50,7 +51,7 @@ func (sa *ikeSA) sendAuth() {
 	idi := idPayload(c.LocalID, false)
 	auth, err := sa.pskAuth(c.PSK, idi)
 	if err != nil {
-		sa.destroy("AUTH: " + err.Error())
+		sa.destroyErr(fmt.Errorf("AUTH: %w", err))
 		return
 	}
 	ps := []message.Payload{idi}
@@ -61,7 +62,7 @@ func (sa *ikeSA) sendAuth() {
 	if ch := sa.first; ch != nil {
 		ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
 		if err := sa.e.allocSPI(ch); err != nil {
-			ch.fail(err.Error())
+			ch.fail(err)
 			sa.destroy("cannot start the first child: " + err.Error())
 			return
 		}
@@ -80,7 +81,7 @@ func (sa *ikeSA) sendAuth() {
 	}
 	sa.setState(ikeAuthSent, "")
 	sa.send(&request{exch: message.IKE_AUTH, payloads: ps, onResponse: sa.handleAuthResponse,
-		onTimeout: func() { sa.destroy("peer not responding to IKE_AUTH") }})
+		onTimeout: func() { sa.destroyErr(errPeerGone("peer not responding to IKE_AUTH")) }})
 }
 
 // handleAuthResponse is the initiator's end of IKE_AUTH.
@@ -88,16 +89,16 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	idr, _ := m.Find(message.PayloadIDr).(*message.ID)
 	auth, _ := m.Find(message.PayloadAUTH).(*message.Auth)
 	if idr == nil || auth == nil {
-		why := "IKE_AUTH response without IDr and AUTH"
+		var why error = ourNotify(message.INVALID_SYNTAX, "IKE_AUTH response without IDr and AUTH")
 		for _, n := range m.Notifies() {
 			if n.NotifyType.IsError() {
-				why = fmt.Sprintf("peer answered IKE_AUTH with %v", n.NotifyType)
+				why = peerNotify(n.NotifyType, "IKE_AUTH refused")
 				if n.NotifyType == message.AUTHENTICATION_FAILED {
-					why = "peer refused our authentication (AUTHENTICATION_FAILED): pre-shared key or identities differ (we are " + sa.conn.LocalID.String() + ")"
+					why = peerNotify(n.NotifyType, "pre-shared key, identities or IKE proposals differ (we are %s)", sa.conn.LocalID)
 				}
 			}
 		}
-		sa.destroy(why)
+		sa.destroyErr(why)
 		return
 	}
 	if !sa.conn.RemoteID.Matches(idr.IDType, idr.Data) {
@@ -114,7 +115,12 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	sa.armIKERekey()
 	if ch := sa.first; ch != nil {
 		sa.first = nil
-		sa.completeChild(ch, m, sa.ni, sa.nr, nil)
+		if err := sa.completeChild(ch, m, sa.ni, sa.nr, nil, false); err != nil {
+			ch.fail(err)
+			return
+		}
+		sa.e.handshakeDone(sa)
+		ch.notify(nil)
 	}
 }
 
@@ -122,75 +128,92 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 // separate INFORMATIONAL) and drops the SA.
 func (sa *ikeSA) authFailed(why string) {
 	m := &message.Message{Header: message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: message.INFORMATIONAL,
-		Initiator: sa.initiator, MessageID: sa.nextMsgID},
+		Initiator: sa.initiator, MessageID: sa.w.nextID},
 		Payloads: []message.Payload{&message.Notify{NotifyType: message.AUTHENTICATION_FAILED}}}
 	if b, err := m.EncodeEncrypted(sa.out); err == nil {
 		sa.e.sendTo(sa.sock, sa.local, sa.remote, b)
 	}
-	sa.destroy("authentication failed: " + why)
+	sa.destroyErr(ourNotify(message.AUTHENTICATION_FAILED, "%s", why))
 }
 
 // completeChild is the initiator's end of a child negotiation: check the
-// responder's choice, derive keys, install; on any problem the child
-// fails and, if the peer installed its half, the peer is told.
-func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte, gir ikecrypto.Key) {
+// responder's choice, derive keys (with the key exchange of dh, which a
+// CREATE_CHILD_SA — create — with PFS sent), install. On any problem it
+// returns why — a *NotifyError for the peer's error notify or for our
+// refusal of its answer — and, if the peer installed its half, tells
+// the peer; the caller fails the child.
+func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte, dh *ikecrypto.DH, create bool) error {
 	for _, n := range m.Notifies() {
 		if !n.NotifyType.IsError() {
 			continue
 		}
-		why := fmt.Sprintf("peer refused the child with %v", n.NotifyType)
+		why := "peer refused the child"
 		switch n.NotifyType {
 		case message.TS_UNACCEPTABLE:
-			why += fmt.Sprintf(": it accepts none of TSi %s TSr %s", rangesString(ch.localTS), rangesString(ch.remoteTS))
+			why = fmt.Sprintf("it accepts none of TSi %s TSr %s", rangesString(ch.localTS), rangesString(ch.remoteTS))
 		case message.NO_PROPOSAL_CHOSEN:
-			why += ": it accepts none of our ESP proposals " + proposalsText(ch.cfg.ESPProposals)
+			why = "it accepts none of our ESP proposals " + proposalsText(ch.cfg.ESPProposals)
 		}
-		ch.fail(why)
-		return
+		ne := peerNotify(n.NotifyType, "%s", why)
+		if n.NotifyType == message.INVALID_KE_PAYLOAD && len(n.Data) == 2 {
+			ne.Reason = fmt.Sprintf("it asks for key exchange %v", message.DHGroup(binary.BigEndian.Uint16(n.Data)))
+		}
+		return ne
 	}
 	sap, _ := m.Find(message.PayloadSA).(*message.SA)
 	tsi, _ := m.Find(message.PayloadTSi).(*message.TS)
 	tsr, _ := m.Find(message.PayloadTSr).(*message.TS)
 	if sap == nil || tsi == nil || tsr == nil || len(sap.Proposals) != 1 {
-		ch.fail("the answer carries no child (SA, TSi, TSr)")
-		return
+		return ourNotify(message.INVALID_SYNTAX, "the answer carries no child (SA, TSi, TSr)")
 	}
 	chosen := &sap.Proposals[0]
 	peerInstalled := len(chosen.SPI) == 4
-	reject := func(why string) {
-		ch.fail(why)
+	reject := func(err error) error {
 		if peerInstalled {
 			sa.send(&request{exch: message.INFORMATIONAL, payloads: []message.Payload{
 				&message.Delete{Protocol: message.ProtocolESP, SPIs: []uint32{ch.inSPI}}}})
 		}
+		return err
 	}
-	if err := acceptable(chosen, ch.cfg.ESPProposals, message.ProtocolESP); err != nil {
-		reject("responder's ESP proposal: " + err.Error())
-		return
+	if err := acceptable(chosen, ch.cfg.ESPProposals, message.ProtocolESP, create); err != nil {
+		return reject(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder's ESP proposal: %v", err))
 	}
 	suite, err := ikecrypto.ChildSuiteFromProposal(chosen)
 	if err != nil {
-		reject("responder's ESP proposal: " + err.Error())
-		return
+		return reject(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder's ESP proposal: %v", err))
+	}
+	// PFS: a chosen key exchange must be the one we sent, and its KE
+	// payload must be there; no keys without g^ir then.
+	var gir ikecrypto.Key
+	if g := keGroup(chosen); g != 0 {
+		ke, _ := m.Find(message.PayloadKE).(*message.KE)
+		switch {
+		case dh == nil || dh.Group() != g:
+			return reject(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder chose key exchange %v, which we did not send", g))
+		case ke == nil:
+			return reject(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder chose key exchange %v but sent no KE payload (no PFS without it)", g))
+		case ke.Group != g:
+			return reject(ourNotify(message.INVALID_SYNTAX, "responder chose key exchange %v but its KE payload is %v", g, ke.Group))
+		}
+		if gir, err = dh.SharedSecret(ke.Data); err != nil {
+			return reject(ourNotify(message.INVALID_SYNTAX, "responder's KE: %v", err))
+		}
+		defer gir.Zero()
 	}
 	ch.outSPI = spiFrom(chosen.SPI)
 	lts, rts := rangesOf(tsi), rangesOf(tsr)
 	if !allWithin(lts, ch.localTS) || !allWithin(rts, ch.remoteTS) || len(lts) == 0 || len(rts) == 0 {
-		reject(fmt.Sprintf("responder's traffic selectors TSi %s TSr %s are not within ours (TSi %s TSr %s)",
+		return reject(ourNotify(message.TS_UNACCEPTABLE, "responder's traffic selectors TSi %s TSr %s are not within ours (TSi %s TSr %s)",
 			rangesString(lts), rangesString(rts), rangesString(ch.localTS), rangesString(ch.remoteTS)))
-		return
 	}
 	if ch.mode == kernelops.ModeTransport && m.Notify(message.USE_TRANSPORT_MODE) == nil {
-		reject("responder did not accept transport mode")
-		return
+		return reject(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder did not accept transport mode"))
 	}
 	ch.localTS, ch.remoteTS, ch.suite = lts, rts, suite
 	if err := sa.finishChild(ch, ni, nr, gir); err != nil {
-		reject(err.Error())
-		return
+		return reject(err)
 	}
-	sa.e.handshakeDone(sa)
-	ch.notify(nil)
+	return nil
 }
 
 func allWithin(got, proposed []tsRange) bool {
@@ -216,13 +239,16 @@ func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) erro
 	if sa.natAny() {
 		ch.encap = &kernelops.Encap{SrcPort: sa.local.Port(), DstPort: sa.remote.Port()}
 	}
+	ch.lifetime = childLifetime(ch.cfg, randN)
 	if err := sa.e.install(ch); err != nil {
 		keys.Zero()
 		return fmt.Errorf("dataplane install failed, rolled back: %w", err)
 	}
 	keys.Zero()
 	ch.estAt = sa.e.clk.Now()
-	sa.children = append(sa.children, ch)
+	sa.e.bySA[idleKey(ch.inID())] = ch
+	sa.e.bySA[idleKey(ch.outID())] = ch
+	sa.addChild(ch)
 	ch.setState(childInstalled, "")
 	sa.e.watchIdle(ch)
 	sa.armLiveness()
@@ -231,28 +257,40 @@ func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) erro
 
 // pickConn chooses the connection an IKE_AUTH request authenticates
 // against: the peer's identity must match its remote id, and IDr, when
-// sent, its local id.
-func pickConn(cands []*config.Connection, idi, idr *message.ID) *config.Connection {
-	var loose *config.Connection
+// sent, its local id; and its IKE proposals must hold the suite chosen
+// at IKE_SA_INIT (fits), which was chosen from the first candidate's.
+// When identities match but no such connection fits the suite, it
+// returns the identity match with fitErr set.
+func pickConn(cands []*config.Connection, idi, idr *message.ID, fits func(*config.Connection) error) (c *config.Connection, fitErr error) {
+	var loose, misfit *config.Connection
 	for _, c := range cands {
 		if !c.RemoteID.Matches(idi.IDType, idi.Data) {
 			continue
 		}
+		if err := fits(c); err != nil {
+			if misfit == nil {
+				misfit, fitErr = c, err
+			}
+			continue
+		}
 		if idr == nil || c.LocalID.Matches(idr.IDType, idr.Data) {
-			return c
+			return c, nil
 		}
 		if loose == nil {
 			loose = c
 		}
 	}
-	return loose
+	if loose != nil {
+		return loose, nil
+	}
+	return misfit, fitErr
 }
 
 // handleAuthRequest is the responder's side of IKE_AUTH.
 func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote netip.AddrPort) {
 	fail := func(why string) {
 		sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.AUTHENTICATION_FAILED}}, s, local, remote)
-		sa.destroy("authentication failed: " + why)
+		sa.destroyErr(ourNotify(message.AUTHENTICATION_FAILED, "%s", why))
 	}
 	idi, _ := m.Find(message.PayloadIDi).(*message.ID)
 	idr, _ := m.Find(message.PayloadIDr).(*message.ID)
@@ -261,9 +299,18 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		fail("IKE_AUTH request without IDi or AUTH (EAP is not supported)")
 		return
 	}
-	conn := pickConn(sa.cands, idi, idr)
+	conn, misfit := pickConn(sa.cands, idi, idr, func(c *config.Connection) error {
+		return acceptable(&sa.ikeChosen, c.Proposals, message.ProtocolIKE, true)
+	})
 	if conn == nil {
 		fail(fmt.Sprintf("no connection accepts peer identity %s", idi))
+		return
+	}
+	if misfit != nil {
+		// The suite came from another connection's proposals at
+		// IKE_SA_INIT; this one does not allow it.
+		fail(fmt.Sprintf("connection %s accepts peer %s but not the IKE suite %s negotiated in IKE_SA_INIT (%v)",
+			conn.Name, idi, sa.suite, misfit))
 		return
 	}
 	sa.conn = conn
@@ -287,111 +334,90 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idi.String())
 	ps := []message.Payload{myID, &message.Auth{Method: message.AuthSharedKeyMIC, Data: mine}}
-	ps = append(ps, sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)...)
+	cps, _ := sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)
+	ps = append(ps, cps...)
 	sa.respond(m, ps, s, local, remote)
 	sa.armLiveness()
 	sa.armIKERekey()
 }
 
 // acceptChild is the responder's child negotiation (IKE_AUTH and
-// CREATE_CHILD_SA): choose a child configuration whose selectors and ESP
-// proposals fit, narrow, allocate, install; it returns the payloads of
-// the answer, or an error notify that says why not.
+// CREATE_CHILD_SA): choose a child configuration that fits
+// (selectChild), allocate, derive, install; it returns the payloads of
+// the answer, or an error notify that says why not, and the installed
+// child (nil when refused).
 //
-// ke is the initiator's KE payload of a CREATE_CHILD_SA with PFS (nil
-// otherwise); the answer then carries ours. old, for a rekey, is the
-// child being replaced: the new one keeps its selectors.
-func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, nr []byte, ke *message.KE, old *childSA) []message.Payload {
+// ke is the initiator's KE payload of a CREATE_CHILD_SA (nil without
+// one; the answer then carries ours when PFS applies). old, for a rekey,
+// is the child being replaced: the new one keeps its selectors.
+func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, nr []byte, ke *message.KE, old *childSA) ([]message.Payload, *childSA) {
 	sap, _ := m.Find(message.PayloadSA).(*message.SA)
 	tsi, _ := m.Find(message.PayloadTSi).(*message.TS)
 	tsr, _ := m.Find(message.PayloadTSr).(*message.TS)
 	if sap == nil && tsi == nil && tsr == nil {
-		return nil // childless
+		return nil, nil // childless
 	}
-	refuse := func(n message.NotifyType, why string) []message.Payload {
+	refuse := func(n message.NotifyType, why string, data []byte) ([]message.Payload, *childSA) {
 		sa.log.Warn("refusing the peer's child", "notify", n.String(), "reason", why)
 		sa.e.publish(Event{Kind: "child", State: "refused", Reason: n.String() + ": " + why, SPIs: sa.spis(), Name: sa.name()})
-		return []message.Payload{&message.Notify{NotifyType: n}}
+		return []message.Payload{&message.Notify{NotifyType: n, Data: data}}, nil
 	}
 	if sap == nil || tsi == nil || tsr == nil {
-		return refuse(message.INVALID_SYNTAX, "SA, TSi and TSr must come together")
+		return refuse(message.INVALID_SYNTAX, "SA, TSi and TSr must come together", nil)
 	}
-	transport := m.Notify(message.USE_TRANSPORT_MODE) != nil
-	theirI, theirR := rangesOf(tsi), rangesOf(tsr)
+	create := m.Exchange == message.CREATE_CHILD_SA
+	o := childOffer{proposals: sap.Proposals, sap: sap, tsi: rangesOf(tsi), tsr: rangesOf(tsr),
+		transport: m.Notify(message.USE_TRANSPORT_MODE) != nil, create: create}
+	if ke != nil {
+		o.ke = ke.Group
+	}
 	localAddr, remoteAddr := sa.local.Addr(), sa.remote.Addr()
-	var (
-		cc             *config.Child
-		chosen         message.Proposal
-		lts, rts       []tsRange
-		propWhy, tsWhy string
-	)
-	for _, c := range children {
-		ourL, ourR := configRanges(c.LocalTS, localAddr), configRanges(c.RemoteTS, remoteAddr)
-		if old != nil {
-			ourL, ourR = old.localTS, old.remoteTS
-		}
-		l := narrow(theirR, ourL)
-		r := narrow(theirI, ourR)
-		if len(l) == 0 || len(r) == 0 {
-			tsWhy += fmt.Sprintf("; child %s has local %s remote %s", c.Name,
-				rangesString(configRanges(c.LocalTS, localAddr)), rangesString(configRanges(c.RemoteTS, remoteAddr)))
-			continue
-		}
-		if c.Mode == kernelops.ModeTransport && !transport {
-			tsWhy += fmt.Sprintf("; child %s is transport mode, the peer asked for tunnel", c.Name)
-			continue
-		}
-		p, ok, why := chooseESP(c.ESPProposals, sap.Proposals, ke != nil)
-		if !ok {
-			propWhy += fmt.Sprintf("; child %s: %s", c.Name, why)
-			continue
-		}
-		cc, chosen, lts, rts = c, p, l, r
-		break
+	var keep *[2][]tsRange
+	if old != nil {
+		keep = &[2][]tsRange{old.localTS, old.remoteTS}
 	}
-	if cc == nil {
-		if propWhy != "" {
-			return refuse(message.NO_PROPOSAL_CHOSEN, propWhy[2:])
+	choice, no := selectChild(children, o, localAddr, remoteAddr, keep)
+	if no != nil {
+		if no.notify == message.INVALID_KE_PAYLOAD {
+			sa.log.Info("CREATE_CHILD_SA: asking for another key exchange method (INVALID_KE_PAYLOAD)", "reason", no.why)
+			return []message.Payload{&message.Notify{NotifyType: no.notify, Data: no.data}}, nil
 		}
-		return refuse(message.TS_UNACCEPTABLE, fmt.Sprintf("peer proposed TSi %s TSr %s%s", rangesString(theirI), rangesString(theirR), tsWhy))
+		return refuse(no.notify, no.why, no.data)
 	}
 	var peerSPI []byte
 	for _, p := range sap.Proposals {
-		if p.Num == chosen.Num && p.Protocol == message.ProtocolESP {
+		if p.Num == choice.proposal.Num && p.Protocol == message.ProtocolESP {
 			peerSPI = p.SPI
 		}
 	}
+	cc, chosen := choice.cfg, choice.proposal
 	ch := &childSA{e: sa.e, cfg: cc, ike: sa, state: childNegotiating, reqid: sa.e.reqidOf(cc), mode: cc.Mode,
-		localAddr: localAddr, remoteAddr: remoteAddr, localTS: lts, remoteTS: rts, outSPI: spiFrom(peerSPI)}
+		localAddr: localAddr, remoteAddr: remoteAddr, localTS: choice.local, remoteTS: choice.remote, outSPI: spiFrom(peerSPI)}
 	suite, err := ikecrypto.ChildSuiteFromProposal(&chosen)
 	if err != nil || ch.outSPI == 0 {
-		return refuse(message.NO_PROPOSAL_CHOSEN, fmt.Sprintf("chosen proposal unusable (SPI %x): %v", peerSPI, err))
+		return refuse(message.NO_PROPOSAL_CHOSEN, fmt.Sprintf("chosen proposal unusable (SPI %x): %v", peerSPI, err), nil)
 	}
 	ch.suite = suite
 	var gir ikecrypto.Key
 	var ourKE *message.KE
-	if ke != nil {
-		if ke.Group != suite.DH {
-			sa.log.Info("CREATE_CHILD_SA: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", suite.DH.String())
-			return []message.Payload{&message.Notify{NotifyType: message.INVALID_KE_PAYLOAD, Data: []byte{byte(suite.DH >> 8), byte(suite.DH)}}}
-		}
-		dh, err := ikecrypto.NewDH(suite.DH)
+	if choice.group != 0 {
+		dh, err := ikecrypto.NewDH(choice.group)
 		if err != nil {
-			return refuse(message.NO_PROPOSAL_CHOSEN, err.Error())
+			return refuse(message.NO_PROPOSAL_CHOSEN, err.Error(), nil)
 		}
 		if gir, err = dh.SharedSecret(ke.Data); err != nil {
-			return refuse(message.INVALID_SYNTAX, "KE: "+err.Error())
+			return refuse(message.INVALID_SYNTAX, "KE: "+err.Error(), nil)
 		}
 		defer gir.Zero()
-		ourKE = &message.KE{Group: suite.DH, Data: dh.PublicValue()}
+		ourKE = &message.KE{Group: choice.group, Data: dh.PublicValue()}
 	}
 	if err := sa.e.allocSPI(ch); err != nil {
-		ch.fail(err.Error())
-		return refuse(message.TEMPORARY_FAILURE, err.Error())
+		ch.fail(err)
+		return refuse(message.TEMPORARY_FAILURE, err.Error(), nil)
 	}
 	if err := sa.finishChild(ch, ni, nr, gir); err != nil {
-		ch.fail(err.Error())
-		return refuse(message.TEMPORARY_FAILURE, err.Error())
+		ch.fail(err)
+		return refuse(message.TEMPORARY_FAILURE, err.Error(), nil)
 	}
 	chosen.SPI = spiBytes(ch.inSPI)
 	var ps []message.Payload
@@ -399,11 +425,11 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 		ps = append(ps, &message.Notify{NotifyType: message.USE_TRANSPORT_MODE})
 	}
 	ps = append(ps, &message.SA{Proposals: []message.Proposal{chosen}})
-	if m.Exchange == message.CREATE_CHILD_SA {
+	if create {
 		ps = append(ps, &message.Nonce{Data: nr})
 		if ourKE != nil {
 			ps = append(ps, ourKE)
 		}
 	}
-	return append(ps, messageTS(rts, false), messageTS(lts, true))
+	return append(ps, messageTS(choice.remote, false), messageTS(choice.local, true)), ch
 }

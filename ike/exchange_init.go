@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -27,6 +28,7 @@ func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 	sa.ni = make([]byte, 32)
 	rand.Read(sa.ni)
 	sa.setLogger()
+	sa.setupWindow()
 	e.sas[sa.spii] = sa
 	if first != nil {
 		first.ike = sa
@@ -44,7 +46,7 @@ func (sa *ikeSA) sendInit(group message.DHGroup) {
 	if sa.dh == nil || sa.dh.Group() != group {
 		dh, err := ikecrypto.NewDH(group)
 		if err != nil {
-			sa.destroy(fmt.Sprintf("key exchange %v: %v", group, err))
+			sa.destroyErr(fmt.Errorf("key exchange %v: %w", group, err))
 			return
 		}
 		sa.dh = dh
@@ -57,22 +59,19 @@ func (sa *ikeSA) sendInit(group message.DHGroup) {
 	ps = append(ps, ikeProposals(sa.conn.Proposals), &message.KE{Group: group, Data: dh.PublicValue()},
 		&message.Nonce{Data: sa.ni})
 	ps = append(ps, natNotifies(sa.spii, 0, sa.local, sa.remote, sa.conn.Encap)...)
-	r := &request{exch: message.IKE_SA_INIT, payloads: ps,
-		onTimeout: func() { sa.destroy("peer not responding to IKE_SA_INIT") }}
-	sa.pending = nil
-	sa.send(r)
+	sa.send(&request{exch: message.IKE_SA_INIT, payloads: ps,
+		onTimeout: func() { sa.destroyErr(errPeerGone("peer not responding to IKE_SA_INIT")) }})
 }
 
 // handleInitResponse is the initiator's side of IKE_SA_INIT.
 func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.AddrPort) {
-	r := sa.pending
+	// retry sends IKE_SA_INIT again (message ID 0 again), a bounded
+	// number of times.
 	retry := func() bool {
-		r.tries = 0
-		r.stopTimer()
-		sa.pending = nil
+		sa.w.abandon()
 		sa.initRetries++
 		if sa.initRetries > maxInitRetries {
-			sa.destroy("IKE_SA_INIT did not converge (too many COOKIE/INVALID_KE_PAYLOAD rounds)")
+			sa.destroyErr(errors.New("IKE_SA_INIT did not converge (too many COOKIE/INVALID_KE_PAYLOAD rounds)"))
 			return false
 		}
 		return true
@@ -87,13 +86,14 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		return
 	}
 	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil {
+		sa.w.abandon()
 		if len(n.Data) != 2 {
-			sa.destroy("INVALID_KE_PAYLOAD without a group")
+			sa.destroyErr(peerNotify(message.INVALID_KE_PAYLOAD, "without a group"))
 			return
 		}
 		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
-		if !sa.offers(g) || g == sa.dh.Group() {
-			sa.destroy(fmt.Sprintf("responder asks for key exchange %v, which we did not propose", g))
+		if !offersGroup(sa.conn.Proposals, g) || g == sa.dh.Group() {
+			sa.destroyErr(peerNotify(message.INVALID_KE_PAYLOAD, "responder asks for key exchange %v, which we did not propose", g))
 			return
 		}
 		if !retry() {
@@ -105,13 +105,12 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 	}
 	for _, n := range m.Notifies() {
 		if n.NotifyType.IsError() {
-			why := n.NotifyType.String()
+			why := ""
 			if n.NotifyType == message.NO_PROPOSAL_CHOSEN {
-				why = "peer chose none of our IKE proposals (NO_PROPOSAL_CHOSEN): we offered " + proposalsText(sa.conn.Proposals)
+				why = "peer chose none of our IKE proposals: we offered " + proposalsText(sa.conn.Proposals)
 			}
-			r.stopTimer()
-			sa.pending = nil
-			sa.destroy(why)
+			sa.w.abandon()
+			sa.destroyErr(peerNotify(n.NotifyType, "%s", why))
 			return
 		}
 	}
@@ -122,37 +121,36 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		sa.log.Debug("dropping incomplete IKE_SA_INIT response", "msg", m.String())
 		return
 	}
-	r.stopTimer()
-	sa.pending = nil
+	sa.w.complete()
 	chosen := &sap.Proposals[0]
-	if err := acceptable(chosen, sa.conn.Proposals, message.ProtocolIKE); err != nil {
-		sa.destroy("responder's IKE proposal: " + err.Error())
+	if err := acceptable(chosen, sa.conn.Proposals, message.ProtocolIKE, true); err != nil {
+		sa.destroyErr(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder's IKE proposal: %v", err))
 		return
 	}
 	suite, err := ikecrypto.IKESuiteFromProposal(chosen)
 	if err != nil {
-		sa.destroy("responder's IKE proposal: " + err.Error())
+		sa.destroyErr(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder's IKE proposal: %v", err))
 		return
 	}
 	if suite.DH != sa.dh.Group() || ke.Group != suite.DH {
-		sa.destroy(fmt.Sprintf("responder chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, sa.dh.Group()))
+		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, sa.dh.Group()))
 		return
 	}
 	gir, err := sa.dh.SharedSecret(ke.Data)
 	if err != nil {
-		sa.destroy("responder's KE: " + err.Error())
+		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder's KE: %v", err))
 		return
 	}
 	sa.spir = m.SPIr
 	sa.nr = append([]byte(nil), nonce.Data...)
 	sa.initResp = append([]byte(nil), m.Raw()...)
+	sa.ikeChosen = *chosen
 	if err := sa.deriveKeys(suite, gir); err != nil {
-		sa.destroy(err.Error())
+		sa.destroyErr(err)
 		return
 	}
 	gir.Zero()
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
-	sa.nextMsgID = 1
 	sa.setLogger()
 	sa.log.Info("IKE_SA_INIT done", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	if sa.natAny() {
@@ -189,17 +187,6 @@ func (sa *ikeSA) floatToNATT() {
 	sa.local = netip.AddrPortFrom(sa.local.Addr(), ns.bound.Port())
 	sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.RemoteNATPort)
 	sa.log.Info("NAT detected: floating to the NAT-T ports", "local", sa.local, "remote", sa.remote)
-}
-
-func proposalsText(ps []config.Proposal) string {
-	s := ""
-	for i, p := range ps {
-		if i > 0 {
-			s += ", "
-		}
-		s += p.Text
-	}
-	return s
 }
 
 // candidates are the connections that may answer an IKE_SA_INIT from
@@ -269,7 +256,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		}
 	}
 	conn := cands[0]
-	chosen, ok, why := choose(conn.Proposals, sap.Proposals, message.ProtocolIKE)
+	chosen, ok, why := choose(conn.Proposals, sap.Proposals)
 	if !ok {
 		log.Warn("IKE_SA_INIT: answering NO_PROPOSAL_CHOSEN", "connection", conn.Name, "reason", why)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
@@ -300,7 +287,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		return
 	}
 	sa := &ikeSA{e: e, conn: conn, cands: cands, created: e.clk.Now(), sock: s, local: local, remote: remote,
-		spii: m.SPIi, ni: append([]byte(nil), nonce.Data...)}
+		spii: m.SPIi, ni: append([]byte(nil), nonce.Data...), ikeChosen: chosen}
 	sa.spir = e.newSPI()
 	sa.nr = make([]byte, 32)
 	rand.Read(sa.nr)
@@ -317,8 +304,9 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		ps = append(ps, natNotifies(sa.spii, sa.spir, local, remote, conn.Encap)...)
 	}
 	sa.setLogger()
+	sa.setupWindow()
 	sa.initResp = e.answerPlain(s, m, sa.spir, local, remote, ps...)
-	sa.peerMsgID = 1
+	sa.w.peerNext = 1
 	e.sas[sa.spir] = sa
 	e.initIndex[initKey{sa.spii, remote}] = sa
 	sa.setState(ikeHalfOpen, "")
@@ -329,59 +317,4 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 			sa.destroy("half-open: no IKE_AUTH within the timeout")
 		}
 	})
-}
-
-// adoptKEGroup returns the key exchange group of an IKE proposal we chose
-// (IKE_SA_INIT or an IKE SA rekey): the initiator's, sent, when both its
-// proposal and ours allow it, sparing an INVALID_KE_PAYLOAD round; chosen
-// is changed to name it. Otherwise the chosen one, which then differs
-// from sent.
-func adoptKEGroup(chosen *message.Proposal, sap *message.SA, ours []config.Proposal, sent message.DHGroup) message.DHGroup {
-	group := message.DHGroup(chosen.Of(message.TransformKE)[0].ID)
-	if sent == group || !theirProposalHas(sap, chosen.Num, sent) || !ourGroupWith(ours, chosen, sent) {
-		return group
-	}
-	for i, t := range chosen.Transforms {
-		if t.Type == message.TransformKE {
-			chosen.Transforms[i] = message.KETransform(sent)
-		}
-	}
-	return sent
-}
-
-func theirProposalHas(sap *message.SA, num uint8, g message.DHGroup) bool {
-	for i := range sap.Proposals {
-		if sap.Proposals[i].Num == num && hasGroup(&sap.Proposals[i], g) {
-			return true
-		}
-	}
-	return false
-}
-
-// ourGroupWith reports whether one of our proposals holds every non-KE
-// transform of chosen and the group g.
-func ourGroupWith(ours []config.Proposal, chosen *message.Proposal, g message.DHGroup) bool {
-	for _, o := range ours {
-		ot := o.Transforms(true)
-		ok := false
-		for _, t := range ot {
-			if t.Type == message.TransformKE && message.DHGroup(t.ID) == g {
-				ok = true
-			}
-		}
-		for _, x := range chosen.Transforms {
-			if x.Type == message.TransformKE {
-				continue
-			}
-			in := false
-			for _, t := range ot {
-				in = in || t.Equal(x)
-			}
-			ok = ok && in
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package ike
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -25,6 +26,7 @@ const (
 	ikeDeleting                        // our delete is out
 	ikeDead                            // gone
 	ikeRekeyed                         // replaced by a rekey; waiting for its delete
+	ikeRedundant                       // the peer's redundant SA after a rekey collision; waiting for its delete
 )
 
 func (s ikeState) String() string {
@@ -43,6 +45,8 @@ func (s ikeState) String() string {
 		return "dead"
 	case ikeRekeyed:
 		return "rekeyed"
+	case ikeRedundant:
+		return "redundant"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
@@ -65,27 +69,25 @@ type ikeSA struct {
 	natLocal      bool // we are behind a NAT
 	natRemote     bool // the peer is behind a NAT (or fakes it to force encapsulation)
 
-	suite  ikecrypto.IKESuite
-	keys   *ikecrypto.IKEKeys
-	out    message.Cipher
-	in     message.Cipher
-	ni, nr []byte
-	dh     *ikecrypto.DH
-	cookie []byte
+	suite ikecrypto.IKESuite
+	// ikeChosen is the IKE proposal chosen for the SA (the responder
+	// re-checks it against the connection IKE_AUTH picks).
+	ikeChosen message.Proposal
+	keys      *ikecrypto.IKEKeys
+	out       message.Cipher
+	in        message.Cipher
+	ni, nr    []byte
+	dh        *ikecrypto.DH
+	cookie    []byte
 	// initReq and initResp are the IKE_SA_INIT messages as sent and
 	// received (RealMessage1/2 of the AUTH computation).
 	initReq, initResp []byte
 
-	// Requests we send: one outstanding (window 1), the rest queued.
-	nextMsgID uint32
-	pending   *request
-	queue     []*request
-	// Requests we answer.
-	peerMsgID  uint32 // the next request ID we expect
-	lastResp   []byte // the answer to peerMsgID-1, for retransmits
-	lastRespOK bool
+	// w is the message window: our requests and the peer's.
+	w window
 
 	children []*childSA
+	byOut    map[uint32]*childSA // installed children by the peer's SPI
 	// first is the child negotiated in IKE_AUTH (initiator).
 	first *childSA
 
@@ -95,7 +97,13 @@ type ikeSA struct {
 	// by the peer, when to stop waiting for its delete.
 	rekeyTimer  *timer
 	rekeyIKEOut *ikeRekey // our IKE rekey in flight
-	dpdKind     dpdKind
+	// rekeyIKEIn is the peer's rekey of this SA, answered while ours was
+	// out: a collision, settled when ours is answered (collision.go).
+	rekeyIKEIn *peerIKERekey
+	// pendingOf: this SA came from the peer's rekey of pendingOf during a
+	// collision not settled yet; it holds no children meanwhile.
+	pendingOf *ikeSA
+	dpdKind   dpdKind
 	// lastHeard is when an authenticated message last came from the peer.
 	lastHeard time.Time
 	// idleSeen: idle reports were acted on; once the peer has answered,
@@ -110,6 +118,17 @@ type ikeSA struct {
 	// startedAt is when our first IKE_SA_INIT went out (handshake timing).
 	startedAt   time.Time
 	initRetries int
+	// invalidSPISeen: the peer's INVALID_IKE_SPI was logged.
+	invalidSPISeen bool
+}
+
+// stateText is the state, and whether it is a replacement not settled
+// yet.
+func (sa *ikeSA) stateText() string {
+	if sa.pendingOf != nil {
+		return sa.state.String() + " (rekey collision pending)"
+	}
+	return sa.state.String()
 }
 
 func randomSPI(taken func(uint64) bool) uint64 {
@@ -175,22 +194,23 @@ func (sa *ikeSA) natAny() bool {
 
 // destroy removes the SA and its children's dataplane state without
 // telling the peer.
-func (sa *ikeSA) destroy(reason string) {
+func (sa *ikeSA) destroy(reason string) { sa.destroyErr(errors.New(reason)) }
+
+// destroyErr is destroy with the error that ends the SA: a first child
+// still negotiating fails with it.
+func (sa *ikeSA) destroyErr(why error) {
 	if sa.state == ikeDead {
 		return
 	}
+	reason := why.Error()
 	for _, ch := range sa.children {
 		ch.remove(reason)
 	}
 	sa.children = nil
 	if sa.first != nil && sa.first.state != childInstalled {
-		sa.first.fail(reason)
+		sa.first.fail(why)
 	}
-	if sa.pending != nil {
-		sa.pending.stopTimer()
-		sa.pending = nil
-	}
-	sa.queue = nil
+	sa.w.clear()
 	sa.halfOpenTimer.Stop()
 	sa.stopLiveness()
 	sa.rekeyTimer.Stop()
@@ -216,7 +236,7 @@ func (sa *ikeSA) startDelete(reason string) {
 	switch sa.state {
 	case ikeDead, ikeDeleting:
 		return
-	case ikeEstablished, ikeRekeyed:
+	case ikeEstablished, ikeRekeyed, ikeRedundant:
 		if sa.deferIKE(func(n *ikeSA) { n.startDelete(reason) }) {
 			return
 		}
@@ -233,23 +253,18 @@ func (sa *ikeSA) startDelete(reason string) {
 	}
 	sa.deleteReason = reason
 	sa.setState(ikeDeleting, reason)
-	// Pending requests are moot; the delete goes next.
-	sa.queue = nil
-	req := &request{exch: message.INFORMATIONAL, payloads: []message.Payload{&message.Delete{Protocol: message.ProtocolIKE}},
+	// Queued requests are moot; the delete goes next (after the one in
+	// flight: window of 1).
+	sa.w.queue = nil
+	sa.send(&request{exch: message.INFORMATIONAL, payloads: []message.Payload{&message.Delete{Protocol: message.ProtocolIKE}},
 		onResponse: func(*message.Message) { sa.destroy(reason) },
-		onTimeout:  func() { sa.destroy(reason + "; the peer did not answer our delete") }}
-	if sa.pending != nil {
-		// Window of 1: wait for the outstanding exchange, but not for long.
-		sa.queue = append(sa.queue, req)
-		return
-	}
-	sa.send(req)
+		onTimeout:  func() { sa.destroy(reason + "; the peer did not answer our delete") }})
 }
 
 // normalEnd tells an orderly end of an IKE SA from a failure, for the log
 // level.
 func normalEnd(reason string) bool {
-	for _, p := range []string{"deleted by peer", "terminated by command", "shutdown", "engine closed", "connection removed", "rekeyed"} {
+	for _, p := range []string{"deleted by peer", "terminated by command", "shutdown", "engine closed", "connection removed", "rekeyed", "redundant"} {
 		if strings.HasPrefix(reason, p) {
 			return true
 		}

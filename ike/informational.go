@@ -21,7 +21,12 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 				ikeDelete = true
 			case message.ProtocolESP:
 				for _, spi := range x.SPIs {
-					ch := sa.childBySPI(spi, true)
+					ch := sa.childByOutSPI(spi)
+					if ch == nil && sa.pendingOf != nil {
+						// The children are still on the SA this one
+						// replaces (an unsettled rekey collision).
+						ch = sa.pendingOf.childByOutSPI(spi)
+					}
 					if ch == nil {
 						sa.log.Debug("peer deletes an unknown child", "spi", spi)
 						continue
@@ -33,7 +38,7 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 					}
 					ch.deleteBy = "peer"
 					ch.remove("deleted by peer")
-					sa.dropChild(ch)
+					ch.ike.dropChild(ch)
 				}
 			}
 		case *message.Notify:
@@ -48,6 +53,7 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 	}
 	if ikeDelete {
 		sa.respond(m, nil, s, local, remote)
+		sa.settleOnPeerDelete()
 		reason := "deleted by peer"
 		if sa.state == ikeRekeyed {
 			reason = "deleted by peer after the rekey"

@@ -53,7 +53,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 			Encryption: kernelops.Encryption{ID: kernelops.EncrID(ch.suite.Encr), KeyBits: ch.suite.EncrKeyBits,
 				Key: append(kernelops.Key(nil), encr...)},
 			Integrity:    kernelops.Integrity{ID: kernelops.IntegID(ch.suite.Integ), Key: append(kernelops.Key(nil), integ...)},
-			ReplayWindow: ch.cfg.ReplayWindow, ESN: ch.suite.ESN, Encap: encap, Lifetime: ch.cfg.Lifetime}
+			ReplayWindow: ch.cfg.ReplayWindow, ESN: ch.suite.ESN, Encap: encap, Lifetime: ch.lifetime}
 		if ch.suite.Encr.AEAD() {
 			sa.Integrity = kernelops.Integrity{}
 		}

@@ -65,16 +65,7 @@ func (e *Engine) acquire(a *kernelops.AcquireEvent) {
 }
 
 // findChild finds an installed child by one of its SA ids.
-func (e *Engine) findChild(id kernelops.SAID) *childSA {
-	for _, sa := range e.sas {
-		for _, ch := range sa.children {
-			if (ch.inSPI == id.SPI && ch.localAddr == id.Dst) || (ch.outSPI == id.SPI && ch.remoteAddr == id.Dst) {
-				return ch
-			}
-		}
-	}
-	return nil
-}
+func (e *Engine) findChild(id kernelops.SAID) *childSA { return e.bySA[idleKey(id)] }
 
 // expire: a hard expire deletes the child and tells the peer; a soft one
 // marks the child for rekeying.

@@ -241,9 +241,7 @@ func (e *Engine) placeSA(sa *ikeSA) {
 // retransmitted, and no liveness timer runs.
 func (sa *ikeSA) suspend() {
 	sa.link = linkDown
-	if sa.pending != nil {
-		sa.pending.stopTimer()
-	}
+	sa.w.pause()
 	sa.stopLiveness()
 }
 
@@ -261,21 +259,17 @@ func (sa *ikeSA) revive() {
 	// detector does not repeat them: ask afresh once the peer answers.
 	sa.idleSeen = true
 	switch {
-	case sa.pending != nil:
-		// The exchange in flight when the link died: send it again, with
-		// all its retransmissions ahead of it.
-		r := sa.pending
-		r.tries = 0
-		sa.e.sendTo(sa.sock, sa.local, sa.remote, r.data)
-		sa.arm(r)
-	case len(sa.queue) > 0:
+	case sa.w.resume():
+		// The exchange in flight when the link died went again, with all
+		// its retransmissions ahead of it.
+	case len(sa.w.queue) > 0:
 		sa.next()
 	case sa.state == ikeEstablished:
 		sa.sendLiveness()
 	}
 	// Rekeys that fell due while the link was down queue behind it.
 	for _, ch := range sa.children {
-		if ch.rekey && ch.state == childInstalled && !ch.rekeying {
+		if ch.rekey && ch.state == childInstalled && ch.ours == nil {
 			sa.e.scheduleRekey(ch)
 		}
 	}
@@ -286,21 +280,21 @@ func (sa *ikeSA) revive() {
 // down_queue_limit: past it the oldest held request is dropped.
 func (sa *ikeSA) hold(r *request) {
 	r.held = sa.e.clk.Now()
-	sa.queue = append(sa.queue, r)
+	sa.w.queue = append(sa.w.queue, r)
 	limit := sa.e.cfg.Daemon.DownQueueLimit
 	n := 0
-	for _, q := range sa.queue {
+	for _, q := range sa.w.queue {
 		if !q.held.IsZero() {
 			n++
 		}
 	}
-	for i := 0; n > limit && i < len(sa.queue); {
-		q := sa.queue[i]
+	for i := 0; n > limit && i < len(sa.w.queue); {
+		q := sa.w.queue[i]
 		if q.held.IsZero() {
 			i++
 			continue
 		}
-		sa.queue = append(sa.queue[:i:i], sa.queue[i+1:]...)
+		sa.w.queue = append(sa.w.queue[:i:i], sa.w.queue[i+1:]...)
 		n--
 		sa.dropHeld(q, fmt.Sprintf("more than %d requests held while the link is down", limit))
 	}
@@ -310,15 +304,15 @@ func (sa *ikeSA) hold(r *request) {
 func (sa *ikeSA) dropStaleHeld() {
 	maxAge := sa.e.cfg.Daemon.DownQueueMaxAge
 	now := sa.e.clk.Now()
-	keep := sa.queue[:0:0]
-	for _, q := range sa.queue {
+	keep := sa.w.queue[:0:0]
+	for _, q := range sa.w.queue {
 		if !q.held.IsZero() && now.Sub(q.held) > maxAge {
 			sa.dropHeld(q, fmt.Sprintf("held longer than %s while the link was down", maxAge))
 			continue
 		}
 		keep = append(keep, q)
 	}
-	sa.queue = keep
+	sa.w.queue = keep
 }
 
 // dropHeld gives up a held request: its onDrop says what that means; a
@@ -345,22 +339,19 @@ func (e *Engine) pump() {
 		burst = config.DefaultReviveBurst
 	}
 	now := e.clk.Now()
-	if e.tokensAt.IsZero() {
-		e.tokens = burst
-	} else {
-		e.tokens = min(burst, e.tokens+rate*now.Sub(e.tokensAt).Seconds())
-	}
-	e.tokensAt = now
+	// Settings may change on reload: the bucket follows them.
+	e.revive.rate, e.revive.burst = rate, burst
+	e.revive.refill(now)
 	for len(e.reviveQ) > 0 {
 		sa := e.reviveQ[0]
 		live := sa.link == linkReviving && sa.state != ikeDead
-		if live && e.tokens < 1 {
+		if live && e.revive.tokens < 1 {
 			break
 		}
 		e.reviveQ = e.reviveQ[1:]
 		sa.reviveQueued = false
 		if live {
-			e.tokens--
+			e.revive.tokens--
 			e.revived++
 			sa.revive()
 		}
@@ -378,7 +369,7 @@ func (e *Engine) pump() {
 		return
 	}
 	if e.reviveTimer == nil {
-		wait := time.Duration((1 - e.tokens) / rate * float64(time.Second))
+		wait := e.revive.wait()
 		e.reviveTimer = e.after(max(wait, time.Millisecond), func() {
 			e.reviveTimer = nil
 			e.pump()

@@ -286,7 +286,7 @@ func TestLinkDownManySAs(t *testing.T) {
 	inFlight := 0
 	a.e.call(t.Context(), func() {
 		for _, s := range a.e.sas {
-			if s.pending != nil && s.remote.Port() == pc[0] {
+			if s.w.inflight != nil && s.remote.Port() == pc[0] {
 				inFlight++
 			}
 		}
@@ -561,7 +561,7 @@ func TestDownQueueLimit(t *testing.T) {
 				s.send(&request{exch: message.INFORMATIONAL, onDrop: func(string) { dropped = append(dropped, name) }})
 				clk.Advance(time.Second)
 			}
-			queued = len(s.queue)
+			queued = len(s.w.queue)
 		}
 	})
 	if queued != 2 || len(dropped) != 1 || dropped[0] != "r0" {

@@ -138,7 +138,7 @@ func (sa *ikeSA) scheduleDPD() {
 		if sa.state != ikeEstablished || sa.quiet() {
 			return
 		}
-		if sa.pending == nil {
+		if sa.w.inflight == nil {
 			sa.sendLiveness()
 		}
 		sa.armLiveness()
@@ -241,7 +241,7 @@ func (sa *ikeSA) idleCheck() {
 	case !sa.lastHeard.IsZero() && now.Sub(sa.lastHeard) < dpd:
 		// The peer spoke recently (its own check, a rekey): that is proof enough.
 		sa.recheckIn(sa.lastHeard.Add(dpd).Sub(now))
-	case sa.pending != nil:
+	case sa.w.inflight != nil:
 		// An exchange is out: its answer proves liveness, its loss ends the SA.
 		sa.recheckIn(dpd)
 	default:

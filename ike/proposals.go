@@ -2,11 +2,16 @@ package ike
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/message"
 )
+
+// Proposal selection (RFC 7296 §2.7, §3.3): pure functions of our
+// configured proposals and the peer's, table-tested in
+// proposals_test.go.
 
 // ikeProposals builds the SA payload of an IKE_SA_INIT request.
 func ikeProposals(ps []config.Proposal) *message.SA {
@@ -18,12 +23,12 @@ func ikeProposals(ps []config.Proposal) *message.SA {
 }
 
 // espProposals builds the SA payload of a child request with our inbound
-// SPI; pfs adds the key exchange transforms (CREATE_CHILD_SA only).
-func espProposals(ps []config.Proposal, spi uint32, pfs bool) *message.SA {
+// SPI; withKE adds the key exchange transforms (CREATE_CHILD_SA only).
+func espProposals(ps []config.Proposal, spi uint32, withKE bool) *message.SA {
 	sa := &message.SA{}
 	for i, p := range ps {
 		sa.Proposals = append(sa.Proposals, message.Proposal{Num: uint8(i + 1), Protocol: message.ProtocolESP,
-			SPI: spiBytes(spi), Transforms: p.Transforms(pfs)})
+			SPI: spiBytes(spi), Transforms: p.Transforms(withKE)})
 	}
 	return sa
 }
@@ -39,36 +44,39 @@ func spiFrom(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
-// transformTypes are the types a chosen proposal carries, by protocol.
+// The transform types a chosen proposal carries, by protocol and by
+// whether the exchange negotiates a key exchange.
 var (
-	ikeTypes = []message.TransformType{message.TransformENCR, message.TransformPRF, message.TransformINTEG, message.TransformKE}
-	espTypes = []message.TransformType{message.TransformENCR, message.TransformINTEG, message.TransformESN}
+	ikeTypes       = []message.TransformType{message.TransformENCR, message.TransformPRF, message.TransformINTEG, message.TransformKE}
+	espTypes       = []message.TransformType{message.TransformENCR, message.TransformINTEG, message.TransformESN}
+	espTypesWithKE = []message.TransformType{message.TransformENCR, message.TransformINTEG, message.TransformKE, message.TransformESN}
 )
 
-// choose picks, in our order of preference, the first of our proposals
-// that has a transform of every needed type in common with one of the
-// peer's, and returns the peer's proposal number with one transform per
-// type. For ESP, KE transforms are ignored (no PFS in IKE_AUTH) and a
-// peer proposal without ESN means no ESN. The string explains a failure.
-func choose(ours []config.Proposal, theirs []message.Proposal, proto message.ProtocolID) (message.Proposal, bool, string) {
-	types := ikeTypes
-	withKE := true
-	if proto == message.ProtocolESP {
-		types, withKE = espTypes, false
-	}
-	return chooseTypes(ours, theirs, proto, types, withKE)
+// choose chooses an IKE proposal (IKE_SA_INIT, an IKE SA rekey).
+func choose(ours []config.Proposal, theirs []message.Proposal) (message.Proposal, bool, string) {
+	return chooseTypes(ours, theirs, message.ProtocolIKE, ikeTypes, true)
 }
 
-// chooseESP chooses an ESP proposal; with pfs (a CREATE_CHILD_SA with a
-// KE payload) a common key exchange method is needed too.
-func chooseESP(ours []config.Proposal, theirs []message.Proposal, pfs bool) (message.Proposal, bool, string) {
-	if !pfs {
-		return choose(ours, theirs, message.ProtocolESP)
+// chooseESP chooses an ESP proposal. withKE is false in IKE_AUTH, where
+// key exchange transforms are left out on both sides (RFC 7296 §1.2),
+// and true in CREATE_CHILD_SA: then a proposal of ours that names key
+// exchanges matches only a peer proposal that names one of them (PFS as
+// configured, never less), and one of ours without matches only one
+// without.
+func chooseESP(ours []config.Proposal, theirs []message.Proposal, withKE bool) (message.Proposal, bool, string) {
+	if withKE {
+		return chooseTypes(ours, theirs, message.ProtocolESP, espTypesWithKE, true)
 	}
-	return chooseTypes(ours, theirs, message.ProtocolESP,
-		[]message.TransformType{message.TransformENCR, message.TransformINTEG, message.TransformKE, message.TransformESN}, true)
+	return chooseTypes(ours, theirs, message.ProtocolESP, espTypes, false)
 }
 
+// chooseTypes picks, in our order of preference, the first of our
+// proposals that has a transform of every type in types in common with
+// one of the peer's, and returns the peer's proposal number with one
+// transform per type (ours, in our order). A type we name none of (INTEG
+// with an AEAD cipher, KE without PFS) must be absent from the peer's
+// proposal too. A peer ESP proposal without ESN means no ESN. The string
+// explains a failure.
 func chooseTypes(ours []config.Proposal, theirs []message.Proposal, proto message.ProtocolID, types []message.TransformType, withKE bool) (message.Proposal, bool, string) {
 	for _, o := range ours {
 		ot := o.Transforms(withKE)
@@ -80,43 +88,8 @@ func chooseTypes(ours []config.Proposal, theirs []message.Proposal, proto messag
 			if proto == message.ProtocolESP && len(t.Of(message.TransformESN)) == 0 {
 				tt = append(append([]message.Transform(nil), tt...), message.ESNTransform(message.ESNNo))
 			}
-			chosen := message.Proposal{Num: t.Num, Protocol: proto}
-			ok := true
-			for _, typ := range types {
-				var mine []message.Transform
-				for _, x := range ot {
-					if x.Type == typ {
-						mine = append(mine, x)
-					}
-				}
-				if len(mine) == 0 {
-					// We name none of this type (INTEG with an AEAD): the
-					// peer must not insist on one either.
-					for _, x := range tt {
-						if x.Type == typ && !(typ == message.TransformINTEG && message.IntegID(x.ID) == message.IntegNone) {
-							ok = false
-						}
-					}
-					continue
-				}
-				found := false
-				for _, m := range mine {
-					for _, x := range tt {
-						if x.Type == m.Type && x.ID == m.ID && x.KeyLength == m.KeyLength && len(x.Attributes) == 0 {
-							chosen.Transforms = append(chosen.Transforms, m)
-							found = true
-							break
-						}
-					}
-					if found {
-						break
-					}
-				}
-				if !found {
-					ok = false
-				}
-			}
-			if ok {
+			if chosen, ok := common(ot, tt, types); ok {
+				chosen.Num, chosen.Protocol = t.Num, proto
 				return chosen, true, ""
 			}
 		}
@@ -132,51 +105,155 @@ func chooseTypes(ours []config.Proposal, theirs []message.Proposal, proto messag
 	return message.Proposal{}, false, fmt.Sprintf("no common proposal: ours %s; theirs %s", strings.Join(ou, ", "), strings.Join(th, "; "))
 }
 
-// acceptable checks a responder's chosen proposal against ours: one
-// transform per type, every one of them in the same one of our proposals.
-func acceptable(chosen *message.Proposal, ours []config.Proposal, proto message.ProtocolID) error {
-	types := ikeTypes
-	withKE := true
-	if proto == message.ProtocolESP {
-		types, withKE = espTypes, false
+// common picks one transform of each type from mine that theirs has too.
+func common(mine, theirs []message.Transform, types []message.TransformType) (message.Proposal, bool) {
+	var chosen message.Proposal
+	for _, typ := range types {
+		var want []message.Transform
+		for _, x := range mine {
+			if x.Type == typ {
+				want = append(want, x)
+			}
+		}
+		if len(want) == 0 {
+			// We name none of this type: the peer must not insist on one.
+			for _, x := range theirs {
+				if x.Type == typ && !noneTransform(x) {
+					return message.Proposal{}, false
+				}
+			}
+			continue
+		}
+		found := false
+		for _, m := range want {
+			if slices.ContainsFunc(theirs, func(x message.Transform) bool {
+				return x.Type == m.Type && x.ID == m.ID && x.KeyLength == m.KeyLength && len(x.Attributes) == 0
+			}) {
+				chosen.Transforms = append(chosen.Transforms, m)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return message.Proposal{}, false
+		}
 	}
+	return chosen, true
+}
+
+// noneTransform is a transform that stands for "none of this type":
+// INTEG NONE with an AEAD cipher, KE NONE (RFC 7296 §3.3.2).
+func noneTransform(x message.Transform) bool {
+	return (x.Type == message.TransformINTEG || x.Type == message.TransformKE) && x.ID == 0
+}
+
+// acceptable checks the responder's chosen proposal against the one of
+// ours it answers: the same number (RFC 7296 §3.3.1), exactly one
+// transform of each type that proposal of ours has, each one of ours, and
+// no other type. withKE is false for a child in IKE_AUTH (key exchange
+// transforms left out) and true everywhere else, so a proposal of ours
+// that names key exchanges cannot come back without one: the peer cannot
+// drop the PFS we asked for.
+func acceptable(chosen *message.Proposal, ours []config.Proposal, proto message.ProtocolID, withKE bool) error {
 	if chosen.Protocol != proto {
 		return fmt.Errorf("chosen proposal is for %v, not %v", chosen.Protocol, proto)
 	}
-	for _, o := range ours {
-		ot := o.Transforms(withKE || len(chosen.Of(message.TransformKE)) > 0)
-		ok := true
-		for _, x := range chosen.Transforms {
-			if proto == message.ProtocolESP && x.Type == message.TransformKE && !pfsAllowed(ot) {
-				ok = false
-				break
-			}
-			in := false
-			for _, m := range ot {
-				if m.Equal(x) {
-					in = true
-					break
-				}
-			}
-			if !in {
-				ok = false
-				break
+	n := int(chosen.Num)
+	if n < 1 || n > len(ours) {
+		return fmt.Errorf("chosen proposal number %d is none we sent (1-%d)", n, len(ours))
+	}
+	o := ours[n-1]
+	ot := o.Transforms(withKE)
+	seen := map[message.TransformType]bool{}
+	for _, x := range append(append([]message.Transform(nil), ot...), chosen.Transforms...) {
+		typ := x.Type
+		if seen[typ] {
+			continue
+		}
+		seen[typ] = true
+		var mine []message.Transform
+		for _, m := range ot {
+			if m.Type == typ {
+				mine = append(mine, m)
 			}
 		}
-		for _, typ := range types {
-			if len(chosen.Of(typ)) > 1 {
-				return fmt.Errorf("chosen proposal has %d %v transforms", len(chosen.Of(typ)), typ)
+		got := chosen.Of(typ)
+		switch {
+		case len(mine) == 0:
+			for _, g := range got {
+				if !noneTransform(g) {
+					return fmt.Errorf("chosen proposal has %v %s, our proposal %d (%s) has none", typ, g, n, o.Text)
+				}
+			}
+		case len(got) == 0 && typ == message.TransformKE:
+			return fmt.Errorf("chosen proposal drops the key exchange (PFS) of our proposal %d (%s)", n, o.Text)
+		case len(got) != 1:
+			return fmt.Errorf("chosen proposal has %d %v transforms, want one of proposal %d (%s)", len(got), typ, n, o.Text)
+		case !slices.ContainsFunc(mine, func(m message.Transform) bool { return m.Equal(got[0]) }):
+			return fmt.Errorf("chosen %v %s is not in our proposal %d (%s)", typ, got[0], n, o.Text)
+		}
+	}
+	return nil
+}
+
+// keGroup is the key exchange method a chosen proposal names (0: none).
+func keGroup(p *message.Proposal) message.DHGroup {
+	for _, t := range p.Of(message.TransformKE) {
+		if t.ID != 0 {
+			return message.DHGroup(t.ID)
+		}
+	}
+	return 0
+}
+
+// adoptKEGroup returns the key exchange group of a proposal we chose
+// (IKE_SA_INIT, an IKE SA rekey, a CREATE_CHILD_SA with PFS): the
+// initiator's, sent, when both its proposal and ours allow it, sparing an
+// INVALID_KE_PAYLOAD round; chosen is changed to name it. Otherwise the
+// chosen one, which then differs from sent (0: the proposal has none).
+func adoptKEGroup(chosen *message.Proposal, sap *message.SA, ours []config.Proposal, sent message.DHGroup) message.DHGroup {
+	group := keGroup(chosen)
+	if group == 0 || sent == 0 || sent == group || !theirProposalHas(sap, chosen.Num, sent) || !ourGroupWith(ours, chosen, sent) {
+		return group
+	}
+	for i, t := range chosen.Transforms {
+		if t.Type == message.TransformKE {
+			chosen.Transforms[i] = message.KETransform(sent)
+		}
+	}
+	return sent
+}
+
+func theirProposalHas(sap *message.SA, num uint8, g message.DHGroup) bool {
+	for i := range sap.Proposals {
+		if sap.Proposals[i].Num == num && hasGroup(&sap.Proposals[i], g) {
+			return true
+		}
+	}
+	return false
+}
+
+// ourGroupWith reports whether one of our proposals holds every non-KE
+// transform of chosen and the group g.
+func ourGroupWith(ours []config.Proposal, chosen *message.Proposal, g message.DHGroup) bool {
+	for _, o := range ours {
+		ot := o.Transforms(true)
+		ok := slices.ContainsFunc(ot, func(t message.Transform) bool {
+			return t.Type == message.TransformKE && message.DHGroup(t.ID) == g
+		})
+		for _, x := range chosen.Transforms {
+			if x.Type != message.TransformKE && !slices.ContainsFunc(ot, func(t message.Transform) bool { return t.Equal(x) }) {
+				ok = false
 			}
 		}
 		if ok {
-			return nil
+			return true
 		}
 	}
-	return fmt.Errorf("chosen proposal %v is not one we offered", chosen)
+	return false
 }
 
-// proposalGroups lists the key exchange methods of a chosen proposal's
-// peer proposal (for accepting the KE the initiator sent).
+// hasGroup reports whether proposal p names key exchange g.
 func hasGroup(p *message.Proposal, g message.DHGroup) bool {
 	for _, t := range p.Of(message.TransformKE) {
 		if message.DHGroup(t.ID) == g {
@@ -186,11 +263,37 @@ func hasGroup(p *message.Proposal, g message.DHGroup) bool {
 	return false
 }
 
-func pfsAllowed(ts []message.Transform) bool {
-	for _, t := range ts {
-		if t.Type == message.TransformKE {
+// offersGroup reports whether one of the proposals names group g.
+func offersGroup(ps []config.Proposal, g message.DHGroup) bool {
+	for _, p := range ps {
+		if slices.Contains(p.DH, g) {
 			return true
 		}
 	}
 	return false
+}
+
+// pfsGroup is the key exchange a CREATE_CHILD_SA for a child with these
+// ESP proposals sends: prefer (the group the replaced child used, or the
+// one the peer asked for with INVALID_KE_PAYLOAD) when a proposal names
+// it, else the first group of the first proposal that names one. 0: no
+// proposal names one, no PFS.
+func pfsGroup(ps []config.Proposal, prefer message.DHGroup) message.DHGroup {
+	if prefer != 0 && offersGroup(ps, prefer) {
+		return prefer
+	}
+	for _, p := range ps {
+		if len(p.DH) > 0 {
+			return p.DH[0]
+		}
+	}
+	return 0
+}
+
+func proposalsText(ps []config.Proposal) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.Text
+	}
+	return strings.Join(s, ", ")
 }

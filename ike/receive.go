@@ -32,7 +32,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	}
 	sa := e.sas[spi]
 	if sa == nil || sa.state == ikeDead || sa.spii != h.SPIi || (sa.spir != h.SPIr && !(sa.state == ikeInitSent && h.Exchange == message.IKE_SA_INIT)) {
-		e.log.Debug("dropping message for an unknown IKE SA", "from", remote, "msg", m.String())
+		e.unknownSPI(s, m, local, remote)
 		return
 	}
 	if h.Initiator == sa.initiator {
@@ -40,7 +40,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		return
 	}
 	if h.Exchange == message.IKE_SA_INIT {
-		if sa.state == ikeInitSent && sa.pending != nil && sa.pending.exch == message.IKE_SA_INIT {
+		if sa.state == ikeInitSent && sa.w.expects(0, message.IKE_SA_INIT) {
 			sa.handleInitResponse(m, local, remote)
 		}
 		return
@@ -49,8 +49,12 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		return
 	}
 	if h.Response {
-		if sa.pending == nil || sa.pending.msgID != h.MessageID || sa.pending.exch != h.Exchange {
+		if !sa.w.expects(h.MessageID, h.Exchange) {
 			sa.log.Debug("dropping unexpected response", "msg", m.String())
+			return
+		}
+		if m.Find(message.PayloadSK) == nil && m.Notify(message.INVALID_IKE_SPI) != nil {
+			sa.peerForgotSA(remote)
 			return
 		}
 		if err := m.Decrypt(sa.in); err != nil {
@@ -63,18 +67,18 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		return
 	}
 	// A request from the peer.
-	switch {
-	case h.MessageID == sa.peerMsgID:
-	case sa.lastRespOK && h.MessageID+1 == sa.peerMsgID:
+	switch sa.w.classify(h.MessageID) {
+	case reqNew:
+	case reqRetransmit:
 		// A retransmission: answer again, unchanged (RFC 7296 §2.1), once
 		// it proves to be the peer's (it decrypts).
 		if err := m.Decrypt(sa.in); err == nil {
 			sa.log.Debug("answering retransmitted request", "msgid", h.MessageID)
-			e.sendTo(s, local, remote, sa.lastResp)
+			e.sendTo(s, local, remote, sa.w.lastResp)
 		}
 		return
 	default:
-		sa.log.Debug("dropping request outside the window", "msgid", h.MessageID, "expected", sa.peerMsgID)
+		sa.log.Debug("dropping request outside the window", "msgid", h.MessageID, "expected", sa.w.peerNext)
 		return
 	}
 	if err := m.Decrypt(sa.in); err != nil {
@@ -105,13 +109,21 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 			return
 		}
 	case message.INFORMATIONAL:
-		if sa.state == ikeEstablished || sa.state == ikeDeleting || sa.state == ikeRekeyed {
+		if sa.state == ikeEstablished || sa.state == ikeDeleting || sa.state == ikeRekeyed || sa.state == ikeRedundant {
 			sa.handleInformational(m, s, local, remote)
 			return
 		}
 	case message.CREATE_CHILD_SA:
-		if sa.state == ikeEstablished {
+		switch {
+		case sa.state == ikeEstablished && sa.pendingOf == nil:
 			sa.handleCreateChild(m, s, local, remote)
+			return
+		case sa.state == ikeEstablished, sa.state == ikeDeleting, sa.state == ikeRekeyed, sa.state == ikeRedundant:
+			// RFC 7296 §2.25: the SA is being deleted or replaced (or,
+			// pendingOf, not yet settled as the replacement): the peer
+			// tries again later, on the SA that survives.
+			sa.log.Info("CREATE_CHILD_SA while the IKE SA is "+sa.stateText()+": answering TEMPORARY_FAILURE", "msgid", h.MessageID)
+			sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.TEMPORARY_FAILURE}}, s, local, remote)
 			return
 		}
 	}

@@ -1,7 +1,7 @@
 package ike
 
 import (
-	"crypto/rand"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -18,19 +18,24 @@ import (
 // keys came from the old SK_d but stay valid). The rekey's initiator then
 // deletes the old SA.
 //
-// Collisions: while our own IKE rekey is out, or a child exchange of ours
-// is, a peer's IKE rekey gets TEMPORARY_FAILURE (RFC 7296 §2.25) and the
-// peer tries again later. While ours is out, our other work on the SA
-// (child create, rekey, delete, the IKE delete) waits and is carried out
-// on the SA that survives.
+// Collisions (§2.8.2, §2.25.2): a peer's rekey that meets ours is
+// answered as usual; once ours is answered too, the new SA made by the
+// exchange with the lowest of the four nonces is redundant and its
+// initiator deletes it, the children move to the other, and that one's
+// initiator deletes the old SA (collision.go). While our rekey is out,
+// the peer's child creates and rekeys get TEMPORARY_FAILURE, and our own
+// other work on the SA (child create, rekey, delete, the IKE delete)
+// waits and is carried out on the SA that survives. A peer's rekey while
+// a child exchange of ours is out gets TEMPORARY_FAILURE (§2.25.1).
 
 // ikeRekeyRetry is the wait, plus up to as much again at random, before
 // retrying a rekey the peer declined. (A variable for tests.)
 var ikeRekeyRetry = 10 * time.Second
 
-// oldSAGrace is how long an SA rekeyed by the peer waits for the peer's
-// delete of it before deleting it itself.
-const oldSAGrace = 30 * time.Second
+// oldSAGrace is how long an SA waits for the peer's delete of it — an
+// old SA the peer rekeyed, a redundant SA of the peer's after a
+// collision — before deleting it itself. (A variable for tests.)
+var oldSAGrace = 30 * time.Second
 
 // ikeRekey is our IKE rekey in flight.
 type ikeRekey struct {
@@ -42,24 +47,21 @@ type ikeRekey struct {
 	later []func(*ikeSA)
 }
 
-// randUpTo returns a random duration in [0, d).
-func randUpTo(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	var b [8]byte
-	rand.Read(b[:])
-	return time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(d))
+// peerIKERekey is the peer's rekey of the SA, answered while ours was
+// out: the new SA it made, not yet holding the children, and the
+// exchange's nonces.
+type peerIKERekey struct {
+	nsa    *ikeSA
+	ni, nr []byte
 }
 
-// armIKERekey schedules the SA's rekey: rekey_time, up to a tenth early
-// at random so both ends rarely start together.
+// armIKERekey schedules the SA's rekey: rekey_time less a random part
+// of rand_time, so both ends rarely start together.
 func (sa *ikeSA) armIKERekey() {
 	if sa.conn == nil || sa.conn.RekeyTime <= 0 {
 		return
 	}
-	rt := sa.conn.RekeyTime
-	sa.armIKERekeyIn(rt - randUpTo(rt/10))
+	sa.armIKERekeyIn(ikeRekeyIn(sa.conn, randN))
 }
 
 func (sa *ikeSA) armIKERekeyIn(d time.Duration) {
@@ -83,10 +85,10 @@ func (sa *ikeSA) deferIKE(f func(*ikeSA)) bool {
 // childExchangeOut reports whether a child exchange of ours is in flight
 // or queued on the SA.
 func (sa *ikeSA) childExchangeOut() bool {
-	if sa.pending != nil && sa.pending.exch == message.CREATE_CHILD_SA {
+	if r := sa.w.inflight; r != nil && r.exch == message.CREATE_CHILD_SA {
 		return true
 	}
-	for _, r := range sa.queue {
+	for _, r := range sa.w.queue {
 		if r.exch == message.CREATE_CHILD_SA || len(r.payloads) > 0 {
 			return true
 		}
@@ -96,10 +98,10 @@ func (sa *ikeSA) childExchangeOut() bool {
 
 // rekeyIKE starts our rekey of the IKE SA.
 func (sa *ikeSA) rekeyIKE() {
-	if sa.state != ikeEstablished || sa.rekeyIKEOut != nil {
+	if sa.state != ikeEstablished || sa.rekeyIKEOut != nil || sa.rekeyIKEIn != nil {
 		return
 	}
-	if sa.quiet() || sa.pending != nil || len(sa.queue) > 0 {
+	if sa.quiet() || sa.w.busy() {
 		// Not into a dead link, and not across our own exchanges: they
 		// must finish on the SA that made them.
 		sa.armIKERekeyIn(time.Second + randUpTo(time.Second))
@@ -107,22 +109,10 @@ func (sa *ikeSA) rekeyIKE() {
 	}
 	// The group the SA has is the one the peer is known to take.
 	group := sa.conn.Proposals[0].DH[0]
-	if sa.offers(sa.suite.DH) {
+	if offersGroup(sa.conn.Proposals, sa.suite.DH) {
 		group = sa.suite.DH
 	}
 	sa.rekeyIKEWith(group)
-}
-
-// offers reports whether our IKE proposals name group g.
-func (sa *ikeSA) offers(g message.DHGroup) bool {
-	for _, p := range sa.conn.Proposals {
-		for _, x := range p.DH {
-			if x == g {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // rekeyIKEWith sends our IKE rekey with a key exchange of group.
@@ -132,8 +122,7 @@ func (sa *ikeSA) rekeyIKEWith(group message.DHGroup) {
 		sa.log.Error("cannot rekey the IKE SA", "err", err)
 		return
 	}
-	rk := &ikeRekey{spi: sa.e.reserveSPI(), dh: dh, ni: make([]byte, 32)}
-	rand.Read(rk.ni)
+	rk := &ikeRekey{spi: sa.e.reserveSPI(), dh: dh, ni: sa.e.newNonce(true)}
 	sa.rekeyIKEOut = rk
 	sa.log.Info("rekeying the IKE SA", "new-spi", fmt.Sprintf("%016x", rk.spi), "group", group.String())
 	sp := ikeProposals(sa.conn.Proposals)
@@ -145,7 +134,7 @@ func (sa *ikeSA) rekeyIKEWith(group message.DHGroup) {
 		onResponse: func(m *message.Message) { sa.rekeyIKEAnswered(rk, m) },
 		onTimeout: func() {
 			sa.endIKERekey(rk, nil)
-			sa.destroy("peer not responding to our IKE SA rekey")
+			sa.destroyErr(errPeerGone("peer not responding to our IKE SA rekey"))
 		},
 		onDrop: func(why string) {
 			sa.endIKERekey(rk, sa)
@@ -172,17 +161,36 @@ func (sa *ikeSA) endIKERekey(rk *ikeRekey, survivor *ikeSA) {
 // rekeyIKEAnswered completes our IKE rekey with the peer's answer.
 func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 	declined := func(why string) {
+		if in := sa.rekeyIKEIn; in != nil {
+			// A collision whose other exchange succeeded: that one
+			// replaces the SA (the peer deletes this one).
+			sa.log.Info("our IKE SA rekey failed during a collision; the peer's replaces the SA", "reason", why)
+			sa.handOver(in.nsa, "rekeyed by peer (collision; ours failed)")
+			sa.endIKERekey(rk, in.nsa)
+			sa.awaitPeerDelete()
+			return
+		}
 		retry := ikeRekeyRetry + randUpTo(ikeRekeyRetry)
 		sa.log.Warn("IKE SA rekey declined; trying again later", "reason", why, "retry-in", retry.String())
 		sa.endIKERekey(rk, sa)
 		sa.armIKERekeyIn(retry)
 	}
-	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil && len(n.Data) == 2 {
+	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil && len(n.Data) == 2 && sa.rekeyIKEIn == nil {
 		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
-		if g != rk.dh.Group() && sa.offers(g) {
+		if g != rk.dh.Group() && offersGroup(sa.conn.Proposals, g) {
 			sa.log.Info("peer asks for another key exchange method for the IKE SA rekey (INVALID_KE_PAYLOAD); retrying", "group", g.String())
+			// The work waiting for this rekey waits for the next.
+			later := rk.later
+			rk.later = nil
 			sa.endIKERekey(rk, sa)
 			sa.rekeyIKEWith(g)
+			if sa.rekeyIKEOut != nil {
+				sa.rekeyIKEOut.later = later
+			} else {
+				for _, f := range later {
+					f(sa)
+				}
+			}
 			return
 		}
 	}
@@ -204,7 +212,7 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 		declined(fmt.Sprintf("answer's IKE proposal has a %d-octet SPI, want 8 nonzero", len(chosen.SPI)))
 		return
 	}
-	if err := acceptable(chosen, sa.conn.Proposals, message.ProtocolIKE); err != nil {
+	if err := acceptable(chosen, sa.conn.Proposals, message.ProtocolIKE, true); err != nil {
 		declined("peer's IKE proposal: " + err.Error())
 		return
 	}
@@ -234,6 +242,11 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 		declined(err.Error())
 		return
 	}
+	nsa.ikeChosen = *chosen
+	if sa.rekeyIKEIn != nil {
+		sa.settleIKERekey(rk, nsa, nonce.Data)
+		return
+	}
 	sa.handOver(nsa, "rekeyed by us")
 	sa.endIKERekey(rk, nsa)
 	// We started it: we delete the old SA (RFC 7296 §2.8).
@@ -243,12 +256,12 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 // handleIKERekey answers the peer's rekey of this IKE SA.
 func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func(...message.Payload)) {
 	switch {
-	case sa.rekeyIKEOut != nil:
-		sa.log.Info("peer rekeys the IKE SA while our rekey is out: answering TEMPORARY_FAILURE")
+	case sa.rekeyIKEOut == nil && sa.childExchangeOut():
+		sa.log.Info("peer rekeys the IKE SA while a child exchange of ours is out: answering TEMPORARY_FAILURE")
 		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 		return
-	case sa.childExchangeOut():
-		sa.log.Info("peer rekeys the IKE SA while a child exchange of ours is out: answering TEMPORARY_FAILURE")
+	case sa.rekeyIKEIn != nil:
+		sa.log.Info("peer rekeys the IKE SA a second time: answering TEMPORARY_FAILURE")
 		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 		return
 	}
@@ -259,7 +272,7 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
-	chosen, ok, why := choose(sa.conn.Proposals, sap.Proposals, message.ProtocolIKE)
+	chosen, ok, why := choose(sa.conn.Proposals, sap.Proposals)
 	if !ok {
 		sa.log.Warn("peer's IKE SA rekey: answering NO_PROPOSAL_CHOSEN", "reason", why)
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
@@ -301,8 +314,7 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		return
 	}
 	defer gir.Zero()
-	nr := make([]byte, 32)
-	rand.Read(nr)
+	nr := sa.e.newNonce(false)
 	spir := sa.e.newSPI()
 	keys, err := ikecrypto.DeriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd, gir, nonce.Data, nr, spii, spir)
 	if err != nil {
@@ -316,11 +328,29 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
+	nsa.ikeChosen = chosen
 	chosen.SPI = binary.BigEndian.AppendUint64(nil, spir)
+	if sa.rekeyIKEOut != nil {
+		// Both ends rekey at once: answered as usual, settled by the
+		// nonces when ours is answered too (RFC 7296 §2.8.2). Until then
+		// the new SA holds no children and defers the peer's requests.
+		sa.log.Info("peer rekeys the IKE SA while our rekey is out: a collision, settled by the nonces (RFC 7296 §2.8.2)")
+		sa.rekeyIKEIn = &peerIKERekey{nsa: nsa, ni: bytes.Clone(nonce.Data), nr: nr}
+		nsa.pendingOf = sa
+		sa.adopt(nsa, "rekeyed by peer during our own rekey (collision pending)")
+		answer(&message.SA{Proposals: []message.Proposal{chosen}}, &message.Nonce{Data: nr},
+			&message.KE{Group: group, Data: dh.PublicValue()})
+		return
+	}
 	answer(&message.SA{Proposals: []message.Proposal{chosen}}, &message.Nonce{Data: nr},
 		&message.KE{Group: group, Data: dh.PublicValue()})
 	sa.handOver(nsa, "rekeyed by peer")
-	// The peer deletes the old SA; if it does not, we do.
+	sa.awaitPeerDelete()
+}
+
+// awaitPeerDelete: the peer made the SA that replaced sa and deletes sa;
+// if it does not, we do.
+func (sa *ikeSA) awaitPeerDelete() {
 	sa.rekeyTimer.Stop()
 	sa.rekeyTimer = sa.e.after(oldSAGrace, func() {
 		sa.rekeyTimer = nil
@@ -342,26 +372,46 @@ func (sa *ikeSA) successor(initiator bool, spii, spir uint64, suite ikecrypto.IK
 		sock: sa.sock, local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
 		suite: suite, keys: keys, out: out, in: in, lastHeard: sa.lastHeard,
 		link: sa.link, ifIndex: sa.ifIndex, startedAt: now}
+	n.setLogger()
+	n.setupWindow()
+	if n.quiet() {
+		n.w.paused = true
+	}
 	return n, nil
+}
+
+// adopt registers nsa, a new SA of a rekey, as established.
+func (sa *ikeSA) adopt(nsa *ikeSA, how string) {
+	e := sa.e
+	if e.sas[nsa.localSPI()] == nsa {
+		return
+	}
+	e.sas[nsa.localSPI()] = nsa
+	nsa.estAt = e.clk.Now()
+	nsa.setState(ikeEstablished, fmt.Sprintf("%s, replaces %s", how, sa.spis()))
+	e.placeSA(nsa)
 }
 
 // handOver makes nsa the established successor of sa: the children move
 // to it, sa stops its timers and waits for its delete.
 func (sa *ikeSA) handOver(nsa *ikeSA, how string) {
-	e := sa.e
-	e.sas[nsa.localSPI()] = nsa
-	nsa.children, sa.children = sa.children, nil
-	for _, ch := range nsa.children {
+	sa.adopt(nsa, how)
+	nsa.pendingOf = nil
+	for _, ch := range sa.children {
 		ch.ike = nsa
+		nsa.children = append(nsa.children, ch)
+		if ch.outSPI != 0 && sa.byOut[ch.outSPI] == ch {
+			if nsa.byOut == nil {
+				nsa.byOut = map[uint32]*childSA{}
+			}
+			nsa.byOut[ch.outSPI] = ch
+		}
 	}
+	sa.children, sa.byOut = nil, nil
 	sa.stopLiveness()
 	sa.rekeyTimer.Stop()
 	sa.rekeyTimer = nil
-	nsa.estAt = e.clk.Now()
-	nsa.setLogger()
-	nsa.setState(ikeEstablished, fmt.Sprintf("%s, replaces %s", how, sa.spis()))
 	sa.setState(ikeRekeyed, fmt.Sprintf("%s, replaced by %s", how, nsa.spis()))
-	e.placeSA(nsa)
 	nsa.armLiveness()
 	nsa.armIKERekey()
 }

@@ -125,7 +125,11 @@ type Connection struct {
 	// RekeyTime is how long an IKE SA lives before it is rekeyed
 	// (CREATE_CHILD_SA, RFC 7296 §2.18); 0 never.
 	RekeyTime time.Duration
-	Children  []*Child
+	// RandTime is the range of a random time subtracted from RekeyTime
+	// (swanctl's rand_time; its default is swanctl's over_time default,
+	// a tenth of rekey_time), so both ends rarely rekey at once.
+	RandTime time.Duration
+	Children []*Child
 }
 
 // StartAction says what the daemon does with a child at start.
@@ -159,7 +163,14 @@ type Child struct {
 	ESPProposals []Proposal
 	StartAction  StartAction
 	Mode         kernelops.Mode
+	// Lifetime is the configured soft (rekey_*) and hard (life_*)
+	// limits; each child subtracts a random part of RandTime, RandBytes
+	// and RandPackets from the soft ones (swanctl's rand_time, rand_bytes,
+	// rand_packets; by default the life limit minus the rekey limit).
 	Lifetime     kernelops.Lifetimes
+	RandTime     time.Duration
+	RandBytes    uint64
+	RandPackets  uint64
 	ReplayWindow uint32
 	// ReqID ties the child's SAs and policies together in the dataplane;
 	// 0 lets the engine assign one.
@@ -481,7 +492,7 @@ func (b *builder) addr(kv setting, field string) netip.Addr {
 }
 
 var connKeys = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "local_port_nat",
-	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time"}
+	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time", "rand_time"}
 
 // DefaultIKERekeyTime is an IKE SA's rekey_time when none is set:
 // strongSwan's default, so both ends of a default pair agree.
@@ -495,6 +506,7 @@ func (b *builder) connection(s *section) *Connection {
 	proposals := "aes128gcm16-prfsha256-x25519, aes256-sha256-ecp256"
 	propLine := s.line
 	natSet := map[string]bool{}
+	randSet := false
 	for _, kv := range s.settings {
 		switch kv.key {
 		case "local_addrs":
@@ -519,7 +531,15 @@ func (b *builder) connection(s *section) *Connection {
 			c.DPDDelay = b.duration(kv, kv.key, false)
 		case "rekey_time":
 			c.RekeyTime = b.duration(kv, kv.key, false)
+		case "rand_time":
+			c.RandTime = b.duration(kv, kv.key, false)
+			randSet = true
 		}
+	}
+	if !randSet {
+		// swanctl: rand_time defaults to over_time, which defaults to a
+		// tenth of rekey_time.
+		c.RandTime = c.RekeyTime / 10
 	}
 	if c.LocalPort == c.LocalNATPort {
 		b.fail(s.line, "local_port_nat", "%d is also local_port; set local_port_nat to another port", c.LocalNATPort)
@@ -639,7 +659,7 @@ func (b *builder) ends(s *section, c *Connection) {
 }
 
 var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "mode", "rekey_time",
-	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "replay_window", "reqid"}
+	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid"}
 
 func (b *builder) childConf(s *section, c *Connection) *Child {
 	b.child = s.name
@@ -651,7 +671,8 @@ func (b *builder) childConf(s *section, c *Connection) *Child {
 	espLine := s.line
 	life := &ch.Lifetime
 	life.Soft.AddTime = time.Hour
-	lifeSet := false
+	lifeSet := map[string]bool{}
+	randSet := map[string]bool{}
 	for _, kv := range s.settings {
 		var err error
 		switch kv.key {
@@ -689,23 +710,51 @@ func (b *builder) childConf(s *section, c *Connection) *Child {
 			life.Soft.AddTime = b.duration(kv, kv.key, false)
 		case "life_time":
 			life.Hard.AddTime = b.duration(kv, kv.key, false)
-			lifeSet = true
+			lifeSet[kv.key] = true
 		case "rekey_bytes":
 			life.Soft.Bytes = b.count(kv, kv.key)
 		case "life_bytes":
 			life.Hard.Bytes = b.count(kv, kv.key)
+			lifeSet[kv.key] = true
 		case "rekey_packets":
 			life.Soft.Packets = b.count(kv, kv.key)
 		case "life_packets":
 			life.Hard.Packets = b.count(kv, kv.key)
+			lifeSet[kv.key] = true
+		case "rand_time":
+			ch.RandTime = b.duration(kv, kv.key, false)
+			randSet[kv.key] = true
+		case "rand_bytes":
+			ch.RandBytes = b.count(kv, kv.key)
+			randSet[kv.key] = true
+		case "rand_packets":
+			ch.RandPackets = b.count(kv, kv.key)
+			randSet[kv.key] = true
 		case "replay_window":
 			ch.ReplayWindow = uint32(b.uint(kv, kv.key, 0, 4096))
 		case "reqid":
 			ch.ReqID = uint32(b.uint(kv, kv.key, 1, 0xffffffff))
 		}
 	}
-	if !lifeSet {
-		life.Hard.AddTime = life.Soft.AddTime + life.Soft.AddTime/10 // strongSwan: 110% of rekey_time
+	// swanctl's defaults: each life limit is 110% of its rekey limit, and
+	// each rand range is the life limit minus the rekey limit.
+	if !lifeSet["life_time"] {
+		life.Hard.AddTime = life.Soft.AddTime + life.Soft.AddTime/10
+	}
+	if !lifeSet["life_bytes"] {
+		life.Hard.Bytes = life.Soft.Bytes + life.Soft.Bytes/10
+	}
+	if !lifeSet["life_packets"] {
+		life.Hard.Packets = life.Soft.Packets + life.Soft.Packets/10
+	}
+	if !randSet["rand_time"] && life.Hard.AddTime > life.Soft.AddTime {
+		ch.RandTime = life.Hard.AddTime - life.Soft.AddTime
+	}
+	if !randSet["rand_bytes"] && life.Hard.Bytes > life.Soft.Bytes {
+		ch.RandBytes = life.Hard.Bytes - life.Soft.Bytes
+	}
+	if !randSet["rand_packets"] && life.Hard.Packets > life.Soft.Packets {
+		ch.RandPackets = life.Hard.Packets - life.Soft.Packets
 	}
 	check := func(field string, soft, hard uint64) {
 		if soft != 0 && hard != 0 && soft >= hard {

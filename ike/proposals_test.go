@@ -1,0 +1,166 @@
+package ike
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+func props(t *testing.T, s string, ike bool) []config.Proposal {
+	t.Helper()
+	ps, err := config.ParseProposals(s, ike)
+	require.NoError(t, err)
+	return ps
+}
+
+// peerESP builds the peer's ESP proposals as it would send them in a
+// CREATE_CHILD_SA (withKE) or IKE_AUTH.
+func peerESP(t *testing.T, s string, withKE bool) []message.Proposal {
+	return espProposals(props(t, s, false), 0x1234, withKE).Proposals
+}
+
+func TestChooseESP(t *testing.T) {
+	for _, tc := range []struct {
+		name, ours, theirs string
+		withKE             bool
+		want               string // the chosen proposal, "" none
+		num                uint8
+	}{
+		{"aead", "aes128gcm16", "aes128gcm16", false, "ENCR_AES_GCM_16/128 NO_ESN", 1},
+		{"our order wins", "aes256gcm16, aes128gcm16", "aes128gcm16, aes256gcm16", false, "ENCR_AES_GCM_16/256 NO_ESN", 2},
+		{"non-aead", "aes256-sha256", "aes128-sha384, aes256-sha256", false, "ENCR_AES_CBC/256 AUTH_HMAC_SHA2_256_128 NO_ESN", 2},
+		{"esn both", "aes128gcm16-esn-noesn", "aes128gcm16-esn", false, "ENCR_AES_GCM_16/128 ESN", 1},
+		{"no common", "aes256-sha512", "aes128gcm16", false, "", 0},
+		// IKE_AUTH: key exchanges are left out on both sides.
+		{"auth ignores KE", "aes128gcm16-x25519", "aes128gcm16-ecp256", false, "ENCR_AES_GCM_16/128 NO_ESN", 1},
+		// CREATE_CHILD_SA: PFS as configured.
+		{"pfs common group", "aes128gcm16-x25519-ecp256", "aes128gcm16-ecp256", true, "ENCR_AES_GCM_16/128 ECP_256 NO_ESN", 1},
+		{"pfs our group order", "aes128gcm16-x25519-ecp256", "aes128gcm16-ecp256-x25519", true, "ENCR_AES_GCM_16/128 CURVE_25519 NO_ESN", 1},
+		{"pfs refused without KE", "aes128gcm16-x25519", "aes128gcm16", true, "", 0},
+		{"pfs refused other group", "aes128gcm16-x25519", "aes128gcm16-modp2048", true, "", 0},
+		{"no pfs refuses a KE", "aes128gcm16", "aes128gcm16-x25519", true, "", 0},
+		{"no pfs both", "aes128gcm16", "aes128gcm16", true, "ENCR_AES_GCM_16/128 NO_ESN", 1},
+		{"pfs optional: second proposal", "aes128gcm16-x25519, aes128gcm16", "aes128gcm16", true, "ENCR_AES_GCM_16/128 NO_ESN", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok, why := chooseESP(props(t, tc.ours, false), peerESP(t, tc.theirs, tc.withKE), tc.withKE)
+			if tc.want == "" {
+				assert.False(t, ok, "chose %v", got)
+				assert.Contains(t, why, "no common proposal")
+				return
+			}
+			require.True(t, ok, why)
+			assert.Equal(t, tc.want, transformsText(got))
+			assert.Equal(t, tc.num, got.Num)
+			assert.Equal(t, message.ProtocolESP, got.Protocol)
+		})
+	}
+}
+
+func transformsText(p message.Proposal) string {
+	s := ""
+	for i, t := range p.Transforms {
+		if i > 0 {
+			s += " "
+		}
+		s += t.String()
+	}
+	return s
+}
+
+func TestChooseIKE(t *testing.T) {
+	ours := props(t, "aes128gcm16-prfsha256-x25519, aes256-sha256-ecp256", true)
+	theirs := ikeProposals(props(t, "aes256-sha256-ecp256-modp2048", true)).Proposals
+	got, ok, why := choose(ours, theirs)
+	require.True(t, ok, why)
+	assert.Equal(t, "ENCR_AES_CBC/256 PRF_HMAC_SHA2_256 AUTH_HMAC_SHA2_256_128 ECP_256", transformsText(got))
+	_, ok, _ = choose(ours, ikeProposals(props(t, "aes128gcm16-prfsha384-x25519", true)).Proposals)
+	assert.False(t, ok)
+}
+
+// TestAcceptable: the responder's choice against what we proposed — same
+// number, one of ours per type, nothing dropped (PFS kept), nothing added.
+func TestAcceptable(t *testing.T) {
+	ours := props(t, "aes128gcm16-x25519-ecp256, aes256-sha256", false)
+	mk := func(num uint8, ts ...message.Transform) *message.Proposal {
+		return &message.Proposal{Num: num, Protocol: message.ProtocolESP, Transforms: ts}
+	}
+	gcm := message.EncrTransform(message.EncrAESGCM16, 128)
+	cbc := message.EncrTransform(message.EncrAESCBC, 256)
+	sha := message.IntegTransform(message.IntegHMACSHA2256128)
+	noESN := message.ESNTransform(message.ESNNo)
+	x25519 := message.KETransform(message.DHCurve25519)
+	for _, tc := range []struct {
+		name   string
+		chosen *message.Proposal
+		withKE bool
+		err    string // "" accepted
+	}{
+		{"pfs kept", mk(1, gcm, x25519, noESN), true, ""},
+		{"pfs dropped", mk(1, gcm, noESN), true, "drops the key exchange (PFS)"},
+		{"pfs group not ours", mk(1, gcm, message.KETransform(message.DHModp2048), noESN), true, "not in our proposal 1"},
+		{"two groups", mk(1, gcm, x25519, message.KETransform(message.DHECP256), noESN), true, "2 KE transforms"},
+		{"ike_auth: no KE", mk(1, gcm, noESN), false, ""},
+		{"ike_auth: KE added", mk(1, gcm, x25519, noESN), false, "has none"},
+		{"second proposal without pfs", mk(2, cbc, sha, noESN), true, ""},
+		{"KE added to a proposal without", mk(2, cbc, sha, x25519, noESN), true, "has none"},
+		{"wrong number", mk(2, gcm, x25519, noESN), true, "not in our proposal 2"},
+		{"number not sent", mk(3, gcm, noESN), true, "none we sent"},
+		{"integ missing", mk(2, cbc, noESN), true, "0 INTEG transforms"},
+		{"integ none with aead", mk(1, gcm, message.IntegTransform(message.IntegNone), x25519, noESN), true, ""},
+		{"esn missing", mk(1, gcm, x25519), true, "0 ESN transforms"},
+		{"wrong protocol", &message.Proposal{Num: 1, Protocol: message.ProtocolIKE}, true, "not ESP"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := acceptable(tc.chosen, ours, message.ProtocolESP, tc.withKE)
+			if tc.err == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.err)
+		})
+	}
+}
+
+func TestPFSGroup(t *testing.T) {
+	for _, tc := range []struct {
+		ps     string
+		prefer message.DHGroup
+		want   message.DHGroup
+	}{
+		{"aes128gcm16", 0, 0},
+		{"aes128gcm16", message.DHCurve25519, 0},
+		{"aes128gcm16-x25519-ecp256", 0, message.DHCurve25519},
+		{"aes128gcm16-x25519-ecp256", message.DHECP256, message.DHECP256},
+		{"aes128gcm16-x25519", message.DHModp2048, message.DHCurve25519},
+		// Not always the first of the first proposal.
+		{"aes128gcm16, aes256-sha256-modp2048", 0, message.DHModp2048},
+		{"aes128gcm16-x25519, aes256-sha256-modp2048", message.DHModp2048, message.DHModp2048},
+	} {
+		assert.Equal(t, tc.want, pfsGroup(props(t, tc.ps, false), tc.prefer), "%s prefer %v", tc.ps, tc.prefer)
+	}
+}
+
+func TestAdoptKEGroup(t *testing.T) {
+	ours := props(t, "aes128gcm16-x25519-ecp256", false)
+	sap := espProposals(props(t, "aes128gcm16-ecp256-x25519", false), 1, true)
+	chosen, ok, _ := chooseESP(ours, sap.Proposals, true)
+	require.True(t, ok)
+	assert.Equal(t, message.DHCurve25519, keGroup(&chosen))
+	// The initiator sent ecp256, which both allow: adopted, no extra round.
+	assert.Equal(t, message.DHECP256, adoptKEGroup(&chosen, sap, ours, message.DHECP256))
+	assert.Equal(t, message.DHECP256, keGroup(&chosen))
+	// A group the peer's proposal does not name is not adopted.
+	chosen, _, _ = chooseESP(ours, sap.Proposals, true)
+	assert.Equal(t, message.DHCurve25519, adoptKEGroup(&chosen, sap, ours, message.DHModp2048))
+	// No KE sent: the chosen group stays (the caller asks for it).
+	assert.Equal(t, message.DHCurve25519, adoptKEGroup(&chosen, sap, ours, 0))
+	// A proposal without key exchange: none.
+	plain := message.Proposal{Num: 1, Protocol: message.ProtocolESP, Transforms: []message.Transform{message.EncrTransform(message.EncrAESGCM16, 128)}}
+	assert.Equal(t, message.DHGroup(0), adoptKEGroup(&plain, sap, ours, message.DHECP256))
+}
