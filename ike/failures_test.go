@@ -18,11 +18,18 @@ import (
 
 func (p *peer) logText() string { return p.logs.String() }
 
-func wantErr(t *testing.T, err error, substr string) {
+// wantNotify fails unless err carries notify n, sent by the peer
+// (fromPeer) or by us.
+func wantNotify(t *testing.T, err error, n message.NotifyType, fromPeer bool) *NotifyError {
 	t.Helper()
-	if err == nil || !strings.Contains(err.Error(), substr) {
-		t.Fatalf("error %v, want one containing %q", err, substr)
+	var ne *NotifyError
+	if !errors.As(err, &ne) {
+		t.Fatalf("error %v (%T), want a *NotifyError %v", err, err, n)
 	}
+	if ne.Type != n || ne.FromPeer != fromPeer {
+		t.Fatalf("error %v: notify %v from peer %v, want %v from peer %v", err, ne.Type, ne.FromPeer, n, fromPeer)
+	}
+	return ne
 }
 
 func TestWrongPSK(t *testing.T) {
@@ -32,7 +39,7 @@ func TestWrongPSK(t *testing.T) {
 	a := newPeer(t, "a", sa.config(t, "a"))
 	b := newPeer(t, "b", sb.config(t, "b"))
 	err := a.e.Initiate(ctxT(t, 5*time.Second), "a-net")
-	wantErr(t, err, "AUTHENTICATION_FAILED")
+	wantNotify(t, err, message.AUTHENTICATION_FAILED, true)
 	// b answers before it logs why: wait for the line.
 	waitFor(t, "b's log to say why", 2*time.Second, func() bool {
 		return strings.Contains(b.logText(), "does not verify with the pre-shared key of connection b")
@@ -50,7 +57,7 @@ func TestNoProposalChosen(t *testing.T) {
 		a := newPeer(t, "a", sa.config(t, "a"))
 		b := newPeer(t, "b", sb.config(t, "b"))
 		err := a.e.Initiate(ctxT(t, 5*time.Second), "a-net")
-		wantErr(t, err, "NO_PROPOSAL_CHOSEN")
+		wantNotify(t, err, message.NO_PROPOSAL_CHOSEN, true)
 		if !strings.Contains(b.logText(), "no common proposal: ours aes256-sha256-ecp256") {
 			t.Errorf("b's log does not say why:\n%s", b.logText())
 		}
@@ -63,7 +70,7 @@ func TestNoProposalChosen(t *testing.T) {
 		a := newPeer(t, "a", sa.config(t, "a"))
 		b := newPeer(t, "b", sb.config(t, "b"))
 		err := a.e.Initiate(ctxT(t, 5*time.Second), "a-net")
-		wantErr(t, err, "NO_PROPOSAL_CHOSEN")
+		wantNotify(t, err, message.NO_PROPOSAL_CHOSEN, true)
 		// The IKE SA stays up without the child (RFC 7296 §1.2).
 		if s := a.sas(t); len(s) != 1 || s[0].State != "established" || len(s[0].Children) != 0 {
 			t.Errorf("a: %+v", s)
@@ -80,7 +87,7 @@ func TestTSUnacceptable(t *testing.T) {
 	a := newPeer(t, "a", sa.config(t, "a"))
 	b := newPeer(t, "b", sb.config(t, "b"))
 	err := a.e.Initiate(ctxT(t, 5*time.Second), "a-net")
-	wantErr(t, err, "TS_UNACCEPTABLE")
+	wantNotify(t, err, message.TS_UNACCEPTABLE, true)
 	if !strings.Contains(b.logText(), "TS_UNACCEPTABLE") || !strings.Contains(b.logText(), "10.9.0.0/16") {
 		t.Errorf("b's log does not say why:\n%s", b.logText())
 	}
@@ -323,7 +330,9 @@ func TestRetransmitAndGiveUp(t *testing.T) {
 			b := newPeer(t, "b", sb.config(t, "b"))
 			start := time.Now()
 			err := a.e.Initiate(ctxT(t, 10*time.Second), "a-net")
-			wantErr(t, err, "not responding")
+			if !errors.Is(err, ErrPeerNotResponding) {
+				t.Fatalf("error %v, want ErrPeerNotResponding", err)
+			}
 			px.mu.Lock()
 			times := append([]time.Time(nil), px.dropped...)
 			px.mu.Unlock()
@@ -433,7 +442,7 @@ func TestRollback(t *testing.T) {
 					t.Fatalf("initiate succeeded with step %d failing", n)
 				}
 				if role == "responder" {
-					wantErr(t, err, "TEMPORARY_FAILURE")
+					wantNotify(t, err, message.TEMPORARY_FAILURE, true)
 				}
 				f.mu.Lock()
 				t.Logf("failed %q: %v", f.failed, err)

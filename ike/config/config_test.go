@@ -289,3 +289,47 @@ func TestLinkSettingsDefaults(t *testing.T) {
 		t.Errorf("defaults %+v", d)
 	}
 }
+
+// TestRandDefaults: rand_time (IKE SA and child), rand_bytes and
+// rand_packets with swanctl's defaults — a child's range is its life
+// limit minus its rekey limit, each life limit defaulting to 110% of the
+// rekey limit; an IKE SA's is over_time's default, a tenth of
+// rekey_time — and as set.
+func TestRandDefaults(t *testing.T) {
+	parse := func(conn, child string) (*Connection, *Child) {
+		t.Helper()
+		src := "connections {\n c1 {\n  remote_addrs = 127.0.0.2\n  local_addrs = 127.0.0.1\n  psk_env = SITE_PSK\n" + conn +
+			"\n  children {\n   ch1 {\n" + child + "\n   }\n  }\n }\n}\n"
+		cfg, err := Parse("t.conf", []byte(src), Options{Getenv: func(string) (string, bool) { return "x", true }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Connections[0], cfg.Connections[0].Children[0]
+	}
+	for _, tc := range []struct {
+		conn, child  string
+		ikeRand      time.Duration
+		rand         time.Duration
+		hard         time.Duration
+		randB, hardB uint64
+		randP, hardP uint64
+	}{
+		{"", "", 24 * time.Minute, 6 * time.Minute, 66 * time.Minute, 0, 0, 0, 0},
+		{"rekey_time = 1h", "rekey_time = 10m", 6 * time.Minute, time.Minute, 11 * time.Minute, 0, 0, 0, 0},
+		{"rand_time = 5m", "rand_time = 30s", 5 * time.Minute, 30 * time.Second, 66 * time.Minute, 0, 0, 0, 0},
+		{"rekey_time = 0", "life_time = 2h", 0, time.Hour, 2 * time.Hour, 0, 0, 0, 0},
+		{"", "rand_time = 0\n rekey_bytes = 1000\n rekey_packets = 200", 24 * time.Minute, 0, 66 * time.Minute, 100, 1100, 20, 220},
+		{"", "rekey_bytes = 1M\n life_bytes = 2M\n rand_bytes = 10k", 24 * time.Minute, 6 * time.Minute, 66 * time.Minute, 10 << 10, 2 << 20, 0, 0},
+	} {
+		c, ch := parse(tc.conn, tc.child)
+		if c.RandTime != tc.ikeRand {
+			t.Errorf("%q: IKE rand_time %v, want %v", tc.conn, c.RandTime, tc.ikeRand)
+		}
+		lt := ch.Lifetime
+		if ch.RandTime != tc.rand || lt.Hard.AddTime != tc.hard || ch.RandBytes != tc.randB || lt.Hard.Bytes != tc.hardB ||
+			ch.RandPackets != tc.randP || lt.Hard.Packets != tc.hardP {
+			t.Errorf("%q: rand %v/%d/%d life %v/%d/%d; want %v/%d/%d life %v/%d/%d", tc.child, ch.RandTime, ch.RandBytes, ch.RandPackets,
+				lt.Hard.AddTime, lt.Hard.Bytes, lt.Hard.Packets, tc.rand, tc.randB, tc.randP, tc.hard, tc.hardB, tc.hardP)
+		}
+	}
+}
