@@ -1,7 +1,7 @@
 package clock
 
 import (
-	"slices"
+	"container/heap"
 	"sync"
 	"time"
 )
@@ -9,11 +9,14 @@ import (
 // Fake is a test double: a clock that moves only when Advance is called.
 // Timers due by the new time fire in time order, synchronously, from
 // Advance, so a test observes their effects as soon as Advance returns.
+// Timers are kept in a heap, so tests with many thousands of them (an SA
+// lifetime each) stay cheap.
 type Fake struct {
-	mu     sync.Mutex
-	now    time.Time
-	seq    uint64
-	timers []*fakeTimer
+	mu      sync.Mutex
+	now     time.Time
+	seq     uint64
+	timers  timerHeap // pending timers, and stopped ones not yet popped
+	pending int       // timers not fired or stopped
 }
 
 // NewFake returns a fake clock reading t.
@@ -27,6 +30,26 @@ type fakeTimer struct {
 	done bool
 }
 
+// timerHeap orders timers by when, then by the order they were set.
+type timerHeap []*fakeTimer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if !h[i].when.Equal(h[j].when) {
+		return h[i].when.Before(h[j].when)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(*fakeTimer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return t
+}
+
 func (c *Fake) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -38,10 +61,12 @@ func (c *Fake) AfterFunc(d time.Duration, f func()) Timer {
 	defer c.mu.Unlock()
 	c.seq++
 	t := &fakeTimer{c: c, when: c.now.Add(d), seq: c.seq, f: f}
-	c.timers = append(c.timers, t)
+	heap.Push(&c.timers, t)
+	c.pending++
 	return t
 }
 
+// Stop marks the timer done; the heap drops it when it comes up.
 func (t *fakeTimer) Stop() bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
@@ -49,8 +74,20 @@ func (t *fakeTimer) Stop() bool {
 		return false
 	}
 	t.done = true
-	t.c.timers = slices.DeleteFunc(t.c.timers, func(x *fakeTimer) bool { return x == t })
+	t.c.pending--
 	return true
+}
+
+// top returns the earliest pending timer, dropping stopped ones. The
+// caller holds c.mu.
+func (c *Fake) top() *fakeTimer {
+	for len(c.timers) > 0 {
+		if t := c.timers[0]; !t.done {
+			return t
+		}
+		heap.Pop(&c.timers)
+	}
+	return nil
 }
 
 // Advance moves the clock forward by d, firing every timer due on the way
@@ -61,14 +98,8 @@ func (c *Fake) Advance(d time.Duration) {
 	c.mu.Unlock()
 	for {
 		c.mu.Lock()
-		var next *fakeTimer
-		for _, t := range c.timers {
-			if !t.when.After(end) && (next == nil || t.when.Before(next.when) ||
-				(t.when.Equal(next.when) && t.seq < next.seq)) {
-				next = t
-			}
-		}
-		if next == nil {
+		next := c.top()
+		if next == nil || next.when.After(end) {
 			c.now = end
 			c.mu.Unlock()
 			return
@@ -76,16 +107,27 @@ func (c *Fake) Advance(d time.Duration) {
 		if next.when.After(c.now) {
 			c.now = next.when
 		}
+		heap.Pop(&c.timers)
 		next.done = true
-		c.timers = slices.DeleteFunc(c.timers, func(x *fakeTimer) bool { return x == next })
+		c.pending--
 		c.mu.Unlock()
 		next.f()
 	}
+}
+
+// Next reports when the earliest pending timer is due (false: none is).
+func (c *Fake) Next() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.top(); t != nil {
+		return t.when, true
+	}
+	return time.Time{}, false
 }
 
 // Pending reports how many timers wait to fire.
 func (c *Fake) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.timers)
+	return c.pending
 }

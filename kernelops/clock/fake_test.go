@@ -54,3 +54,45 @@ func join(s []string) string {
 	}
 	return out
 }
+
+// TestFakeManyTimers: thousands of timers, half stopped, fire in time
+// order (ties in the order set); Next names the earliest pending one.
+func TestFakeManyTimers(t *testing.T) {
+	c := NewFake(time.Unix(0, 0))
+	var fired []int
+	var timers []Timer
+	for i := 0; i < 5000; i++ {
+		d := time.Duration((i*7919)%1000) * time.Millisecond
+		timers = append(timers, c.AfterFunc(d, func() { fired = append(fired, i) }))
+	}
+	for i := 0; i < 5000; i += 2 {
+		if !timers[i].Stop() {
+			t.Fatalf("timer %d not pending", i)
+		}
+	}
+	if c.Pending() != 2500 {
+		t.Fatalf("pending %d", c.Pending())
+	}
+	when := func(i int) int { return (i * 7919) % 1000 }
+	earliest := 1000
+	for i := 1; i < 5000; i += 2 {
+		earliest = min(earliest, when(i))
+	}
+	next, ok := c.Next()
+	if want := time.Unix(0, 0).Add(time.Duration(earliest) * time.Millisecond); !ok || !next.Equal(want) {
+		t.Fatalf("next %v %v, want %v", next, ok, want)
+	}
+	c.Advance(time.Second)
+	if len(fired) != 2500 {
+		t.Fatalf("fired %d", len(fired))
+	}
+	for k := 1; k < len(fired); k++ {
+		a, b := fired[k-1], fired[k]
+		if a%2 == 0 || when(a) > when(b) || (when(a) == when(b) && a > b) {
+			t.Fatalf("order: %d (at %d) before %d (at %d)", a, when(a), b, when(b))
+		}
+	}
+	if _, ok := c.Next(); ok || c.Pending() != 0 {
+		t.Fatalf("timers left: %d", c.Pending())
+	}
+}
