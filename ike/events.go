@@ -39,8 +39,11 @@ type bus struct {
 func newBus() *bus { return &bus{subs: map[*Subscription]bool{}} }
 
 // Subscribe opens a subscription to the engine's events.
-func (e *Engine) Subscribe() *Subscription {
-	ch := make(chan Event, 256)
+func (e *Engine) Subscribe() *Subscription { return e.subscribe(256) }
+
+// subscribe opens a subscription with room for n events.
+func (e *Engine) subscribe(n int) *Subscription {
+	ch := make(chan Event, n)
 	s := &Subscription{C: ch, b: e.bus, ch: ch}
 	e.bus.mu.Lock()
 	defer e.bus.mu.Unlock()

@@ -142,9 +142,16 @@ type peer struct {
 type peerOpt func(*peerSetup)
 
 type peerSetup struct {
-	wrap  func(*nokernel.Backend) kernelops.Backend
-	opts  kernelops.Options
-	clock clock.Clock
+	wrap     func(*nokernel.Backend) kernelops.Backend
+	opts     kernelops.Options
+	clock    clock.Clock
+	logLevel slog.Level
+}
+
+// withLogLevel keeps only log lines from level up (tests that run long
+// keep their logs small).
+func withLogLevel(l slog.Level) peerOpt {
+	return func(s *peerSetup) { s.logLevel = l }
 }
 
 func withBackend(w func(*nokernel.Backend) kernelops.Backend) peerOpt {
@@ -185,7 +192,7 @@ func (s *syncWriter) String() string {
 
 func newPeer(t testing.TB, name string, cfg *config.Config, opts ...peerOpt) *peer {
 	t.Helper()
-	var st peerSetup
+	st := peerSetup{logLevel: slog.LevelDebug}
 	for _, o := range opts {
 		o(&st)
 	}
@@ -206,7 +213,7 @@ func newPeer(t testing.TB, name string, cfg *config.Config, opts ...peerOpt) *pe
 	if os.Getenv("KEYPLANE_TEST_LOG") != "" {
 		sw.w = os.Stderr
 	}
-	log := slog.New(slog.NewTextHandler(sw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("peer", name)
+	log := slog.New(slog.NewTextHandler(sw, &slog.HandlerOptions{Level: st.logLevel})).With("peer", name)
 	e, err := New(t.Context(), Options{Backend: kb, Config: cfg, Logger: log, Clock: st.clock})
 	if err != nil {
 		t.Fatalf("engine %s: %v", name, err)

@@ -394,3 +394,93 @@ connections {
 		})
 	}
 }
+
+// TestRekeyAPI: Engine.Rekey rekeys a child by its name and a
+// connection's IKE SA by the connection's name, at once; an unknown name
+// is ErrNotFound.
+func TestRekeyAPI(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	before, _, _ := steady(t, a, b)
+	require.NoError(t, b.e.Rekey(ctxT(t, 5*time.Second), "b-net"))
+	var mid IKESAInfo
+	waitFor(t, "the child rekeyed", 5*time.Second, func() bool {
+		var ok bool
+		mid, _, ok = steady(t, a, b)
+		return ok && mid.Children[0].SPIIn != before.Children[0].SPIIn
+	})
+	require.NoError(t, a.e.Rekey(ctxT(t, 5*time.Second), "a"))
+	waitFor(t, "the IKE SA rekeyed", 5*time.Second, func() bool {
+		x, _, ok := steady(t, a, b)
+		return ok && x.SPIi != mid.SPIi && x.Children[0].SPIIn == mid.Children[0].SPIIn && x.Role == "initiator"
+	})
+	assert.ErrorIs(t, a.e.Rekey(t.Context(), "nope"), ErrNotFound)
+	require.NoError(t, a.e.Terminate(ctxT(t, 5*time.Second), "a-net"))
+	assert.Error(t, a.e.Rekey(t.Context(), "a-net"), "not up")
+}
+
+// TestChildSANotFound: a rekey of a child the peer does not have (it
+// lost it without a word) is answered CHILD_SA_NOT_FOUND (RFC 7296
+// §2.25); the initiator then removes the child and creates it anew.
+func TestChildSANotFound(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	before, _, _ := steady(t, a, b)
+	require.NoError(t, b.e.call(t.Context(), func() {
+		for _, sa := range b.e.sas {
+			for _, ch := range append([]*childSA(nil), sa.children...) {
+				ch.remove("forgotten by the test")
+				sa.dropChild(ch)
+			}
+		}
+	}))
+	require.NoError(t, a.e.Rekey(ctxT(t, 5*time.Second), "a-net"))
+	waitFor(t, "a new child on both sides", 5*time.Second, func() bool {
+		x, _, ok := steady(t, a, b)
+		return ok && x.Children[0].SPIIn != before.Children[0].SPIIn
+	})
+	assert.Contains(t, b.logText(), "peer rekeys a child we do not have")
+	assert.Contains(t, a.logText(), "CHILD_SA_NOT_FOUND): replacing it by a new one")
+	for _, p := range []*peer{a, b} {
+		s, pol := p.counts(t)
+		assert.Equal(t, 2, s, "%s SAs", p.name)
+		assert.Equal(t, 3, pol, "%s policies", p.name)
+	}
+}
+
+// TestOldSAGrace: after the peer rekeyed the IKE SA, its delete of the
+// old SA never arrives (dropped on the way); after oldSAGrace keyplane
+// deletes the old SA itself, and the new one carries on.
+func TestOldSAGrace(t *testing.T) {
+	noLeaks(t)
+	defer func(d time.Duration) { oldSAGrace = d }(oldSAGrace)
+	oldSAGrace = 300 * time.Millisecond
+	sa, sb := pairSides(t)
+	sa.extraConn, sb.extraConn = "rekey_time = 0", "rekey_time = 0"
+	px := newProxy(t, sb.port, sb.natPort)
+	sa.remotePort, sa.remoteNATPort = px.ports()
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	before := a.sas(t)[0]
+	var oldSPIi uint64
+	fmt.Sscanf(before.SPIi, "%x", &oldSPIi)
+	px.setDrop(func(m *message.Message, fromInitiator bool) bool {
+		// b's requests on the old SA (its delete of it) never reach a.
+		return !fromInitiator && !m.Response && m.SPIi == oldSPIi && m.Exchange == message.INFORMATIONAL
+	})
+	require.NoError(t, b.e.Rekey(ctxT(t, 5*time.Second), "b"))
+	waitFor(t, "a deletes the old SA itself", 5*time.Second, func() bool {
+		return strings.Contains(a.logText(), "the peer did not delete the old IKE SA")
+	})
+	waitFor(t, "one IKE SA each side", 5*time.Second, func() bool {
+		x, _, ok := steady(t, a, b)
+		return ok && x.SPIi != before.SPIi
+	})
+}
