@@ -154,7 +154,8 @@ func (sa *ikeSA) childAnswered(x *childExchange, m *message.Message, ni []byte, 
 				sa.log.Info("peer asks for another key exchange method for the child (INVALID_KE_PAYLOAD); retrying",
 					"child", nc.cfg.Name, "group", g.String())
 				x.keRetried, x.group = true, g
-				sa.negotiateChild(x)
+				sa.addChild(nc)
+				sa.resend(x)
 				return
 			}
 		case message.TEMPORARY_FAILURE:
@@ -201,37 +202,33 @@ func (sa *ikeSA) retryLater(x *childExchange) bool {
 	// second rekey of old starts while this one waits
 	sa.e.after(wait, func() {
 		holder := x.nc.ike
-		if x.nc.state != childNegotiating {
-			return
-		}
 		if x.old != nil {
 			holder = x.old.ike
-			if x.old.state != childInstalled || x.old.ours == nil || x.old.ours.nc != x.nc || x.old.theirs != nil {
-				// Replaced or gone meanwhile: the retry is moot.
-				holder.childExchangeFailed(x, errors.New("the child was replaced or deleted meanwhile"))
-				return
-			}
 		}
-		if holder.state != ikeEstablished {
-			holder.childExchangeFailed(x, fmt.Errorf("IKE SA %s", holder.state))
-			return
-		}
-		holder.dropChild(x.nc)
-		if x.old != nil {
-			holder.rekeyAgain(x)
-			return
-		}
-		x.nc.ike = holder
-		holder.negotiateChild(x)
+		holder.resend(x)
 	})
 	return true
 }
 
-// rekeyAgain retries a rekey exchange on the SA that holds the child now.
-func (sa *ikeSA) rekeyAgain(x *childExchange) {
-	if sa.deferIKE(func(n *ikeSA) { n.rekeyAgain(x) }) {
+// resend sends x again, on sa (the SA that holds its child now) or,
+// while sa's own rekey is out, on the SA that survives it; unless the
+// exchange became moot meanwhile.
+func (sa *ikeSA) resend(x *childExchange) {
+	if x.nc.state != childNegotiating {
+		return // failed meanwhile (its IKE SA went)
+	}
+	if old := x.old; old != nil && (old.state != childInstalled || old.ours == nil || old.ours.nc != x.nc || old.theirs != nil) {
+		sa.childExchangeFailed(x, errors.New("the child was replaced or deleted meanwhile"))
 		return
 	}
+	if sa.state != ikeEstablished {
+		sa.childExchangeFailed(x, fmt.Errorf("IKE SA %s", sa.state))
+		return
+	}
+	if sa.deferIKE(func(n *ikeSA) { n.resend(x) }) {
+		return
+	}
+	x.nc.ike.dropChild(x.nc)
 	x.nc.ike = sa
 	sa.negotiateChild(x)
 }

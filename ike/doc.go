@@ -1,8 +1,17 @@
 // Package ike is keyplane's IKEv2 engine (RFC 7296): IKE_SA_INIT with
 // COOKIE and INVALID_KE_PAYLOAD, IKE_AUTH with pre-shared keys and the
-// first CHILD_SA with traffic-selector narrowing, INFORMATIONAL delete and
-// liveness, retransmission with exponential backoff, NAT detection with
-// the float to the NAT-T port and UDP-encapsulated ESP, in both roles.
+// first CHILD_SA with traffic-selector narrowing, CREATE_CHILD_SA for
+// children and child rekeys (PFS enforced both ways, INVALID_KE_PAYLOAD
+// retried) and IKE SA rekeys, simultaneous rekeys settled by nonces
+// (§2.8.1, §2.8.2), INFORMATIONAL delete and liveness, retransmission
+// with exponential backoff, TEMPORARY_FAILURE and INVALID_IKE_SPI
+// answers (§2.25, §2.21.4), NAT detection with the float to the NAT-T
+// port and UDP-encapsulated ESP, in both roles.
+//
+// Its parts: the message window of each IKE SA (window.go), proposal and
+// child selection as pure functions (proposals.go, childselect.go),
+// errors that carry the notify (*NotifyError), rekey collisions
+// (collision.go), randomized lifetimes (lifetime.go).
 //
 // It drives the dataplane only through kernelops, found by facet on the
 // kernelops.Backend it is given, and never imports a backend: inbound SPIs
