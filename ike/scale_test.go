@@ -133,13 +133,17 @@ func (r *rig) settle() {
 	}
 }
 
-// step moves the clock by at least a second, or to the next timer due,
-// and settles.
+// step moves the clock by one second, or by whole seconds up to the
+// second holding the next timer due, and settles. The clock stays on
+// whole seconds from the start, so the work of one step is what fell due
+// in one second.
 func (r *rig) step(until time.Time) {
 	now := r.clk.Now()
 	d := time.Second
-	if next, ok := r.clk.Next(); ok && next.Sub(now) > d {
-		d = next.Sub(now)
+	if next, ok := r.clk.Next(); ok && next.Sub(now) > 2*time.Second {
+		d = (next.Sub(now) - time.Nanosecond).Truncate(time.Second)
+	} else if !ok {
+		d = until.Sub(now)
 	}
 	d = min(d, until.Sub(now))
 	r.clk.Advance(d)
