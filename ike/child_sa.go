@@ -47,6 +47,9 @@ type childSA struct {
 	reqid uint32
 	mode  kernelops.Mode
 
+	// initiator: we initiated the exchange that made the child (IKE_AUTH
+	// or CREATE_CHILD_SA); it decides which KEYMAT keys go which way.
+	initiator     bool
 	inSPI, outSPI uint32
 	// larval: inSPI came from AllocSPI and no SA fills it yet.
 	larval bool

@@ -9,6 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/kernelops"
 )
 
 func TestOurExchangeLoses(t *testing.T) {
@@ -226,4 +229,55 @@ func TestIKERekeyCollision(t *testing.T) {
 			b.expectEmpty(t)
 		})
 	}
+}
+
+// TestChildKeysFollowTheExchange: KEYMAT's first keys protect the
+// traffic from the initiator of the exchange that made the child (RFC
+// 7296 §2.17), which is not the IKE SA's initiator when the IKE
+// responder creates or rekeys a child. Two keyplanes would agree on
+// either rule; this checks the installed keys against KEYMAT itself.
+func TestChildKeysFollowTheExchange(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	fixed := func(p *peer, v byte) []byte {
+		n := make([]byte, 32)
+		for i := range n {
+			n[i] = v
+		}
+		require.NoError(t, p.e.call(t.Context(), func() { p.e.nonceHook = func(bool) []byte { return n } }))
+		return n
+	}
+	ni, nr := fixed(b, 0x11), fixed(a, 0x22)
+	before, _, _ := steady(t, a, b)
+	// b, the IKE SA's responder, rekeys: it initiates this exchange.
+	require.NoError(t, b.e.Rekey(ctxT(t, 5*time.Second), "b-net"))
+	waitFor(t, "the rekey through", 5*time.Second, func() bool {
+		x, _, ok := steady(t, a, b)
+		return ok && x.Children[0].SPIIn != before.Children[0].SPIIn
+	})
+	var want *ikecrypto.ChildKeys
+	var bOut, aOut kernelops.SAID
+	require.NoError(t, b.e.call(t.Context(), func() {
+		for _, sa := range b.e.sas {
+			ch := firstChild(sa)
+			var err error
+			want, err = ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd, ch.suite, nil, ni, nr)
+			require.NoError(t, err)
+			bOut = ch.outID()
+			aOut = ch.inID()
+		}
+	}))
+	got := func(p *peer, id kernelops.SAID) []byte {
+		e, err := p.b.GetSA(t.Context(), id)
+		require.NoError(t, err)
+		return e.Encryption.Key
+	}
+	// b's outbound (the exchange initiator's) carries EncrI, at b and at a.
+	assert.Equal(t, []byte(want.EncrI), got(b, bOut), "b's outbound key")
+	assert.Equal(t, []byte(want.EncrI), got(a, bOut), "a's inbound key from b")
+	assert.Equal(t, []byte(want.EncrR), got(a, aOut), "a's outbound key")
+	assert.Equal(t, []byte(want.EncrR), got(b, aOut), "b's inbound key from a")
 }

@@ -86,6 +86,7 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 // negotiateChild sends the CREATE_CHILD_SA request of x.
 func (sa *ikeSA) negotiateChild(x *childExchange) {
 	nc, old := x.nc, x.old
+	nc.initiator = true
 	if nc.inSPI == 0 {
 		if err := sa.e.allocSPI(nc); err != nil {
 			sa.childExchangeFailed(x, fmt.Errorf("cannot allocate an SPI: %w", err))

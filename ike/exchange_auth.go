@@ -60,6 +60,7 @@ func (sa *ikeSA) sendAuth() {
 	}
 	ps = append(ps, &message.Auth{Method: message.AuthSharedKeyMIC, Data: auth})
 	if ch := sa.first; ch != nil {
+		ch.initiator = true
 		ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
 		if err := sa.e.allocSPI(ch); err != nil {
 			ch.fail(err)

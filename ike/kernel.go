@@ -43,9 +43,12 @@ func (e *Engine) install(ch *childSA) (err error) {
 			ch.sas, ch.polRefs = nil, nil
 		}
 	}()
+	// KEYMAT's first keys protect the traffic from the initiator of the
+	// exchange that made the child (RFC 7296 §2.17) — not necessarily the
+	// IKE SA's initiator: either end may create or rekey a child.
 	k := ch.keys
 	inEncr, inInteg, outEncr, outInteg := k.EncrI, k.IntegI, k.EncrR, k.IntegR
-	if ch.ike.initiator {
+	if ch.initiator {
 		inEncr, inInteg, outEncr, outInteg = k.EncrR, k.IntegR, k.EncrI, k.IntegI
 	}
 	mk := func(id kernelops.SAID, encr, integ ikecrypto.Key, dir kernelops.Direction, encap *kernelops.Encap) *kernelops.SA {

@@ -224,8 +224,22 @@ func collide(t *testing.T, role string, ikeSA bool) {
 		t.Errorf("child not rekeyed: %s", kc.SPIIn)
 	}
 	checkCrosswise(t, ksa, kc, csa, s)
-	ping(t, p.A, innerK.String(), innerS.String(), 3)
-	ping(t, p.B, innerS.String(), innerK.String(), 3)
+	for _, x := range []struct {
+		ns       *lab.NS
+		from, to string
+	}{{p.A, innerK.String(), innerS.String()}, {p.B, innerS.String(), innerK.String()}} {
+		if out, err := x.ns.Run("ping", "-c", "3", "-i", "0.2", "-W", "3", "-I", x.from, x.to); err != nil {
+			for _, l := range collisionLines(c.Log()) {
+				t.Logf("charon: %s", l)
+			}
+			for _, ns := range []*lab.NS{p.A, p.B} {
+				st, _ := ns.Run("ip", "-s", "xfrm", "state")
+				pol, _ := ns.Run("ip", "xfrm", "policy")
+				t.Logf("%s xfrm state:\n%s\npolicy:\n%s", ns.Name, st, pol)
+			}
+			t.Fatalf("ping %s -> %s after the collision: %v\n%s", x.from, x.to, err, out)
+		}
+	}
 
 	// What happened, from both ends.
 	what := "child"
