@@ -26,12 +26,17 @@ type conn struct {
 	encap    bool           // the NAT-T socket: non-ESP marker framing
 	group    *Group
 
-	rmu  sync.Mutex // one reader at a time owns roob
+	rmu  sync.Mutex // one reader at a time owns roob and dst
 	roob [oobCap]byte
+	dst  dstReader
 
-	wmu  sync.Mutex // one writer at a time owns wbuf and woob
+	wmu  sync.Mutex // one writer at a time owns wbuf, wsrc and woob
 	wbuf []byte
-	woob [oobCap]byte
+	// The control message for the last source address written from: a
+	// socket mostly answers from one address, so the message is built
+	// (and allocated) only when the source changes.
+	wsrc netip.Addr
+	woob []byte
 
 	closeOnce sync.Once
 	closeErr  error
@@ -72,7 +77,7 @@ func (c *conn) ReadFrom(p []byte) (n int, local, remote netip.AddrPort, err erro
 		}
 		local = c.local
 		if c.wildcard {
-			if a, ok := dstAddr(c.roob[:oobn]); ok {
+			if a, ok := c.dst.dst(c.roob[:oobn], c.v6); ok {
 				local = netip.AddrPortFrom(a.Unmap(), c.local.Port())
 			}
 		}
@@ -119,7 +124,10 @@ func (c *conn) WriteTo(p []byte, local, remote netip.AddrPort) (int, error) {
 	}
 	var oob []byte
 	if withSrc {
-		oob = appendSrcInfo(c.woob[:0], src)
+		if src != c.wsrc {
+			c.wsrc, c.woob = src, marshalSrc(src)
+		}
+		oob = c.woob
 	}
 	if _, _, err := c.uc.WriteMsgUDPAddrPort(msg, oob, dst); err != nil {
 		return 0, wrap(c.backend, op, dst.String(), err)

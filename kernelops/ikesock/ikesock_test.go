@@ -333,23 +333,31 @@ func TestGroup(t *testing.T) {
 	}
 }
 
-// TestNoAllocs: reading and writing IKE on a wildcard NAT-T socket — the
-// path with packet info and marker both ways — allocates nothing.
+// TestNoAllocs: reading and writing IKE on a NAT-T socket — the path with
+// the marker both ways, and on a wildcard socket with packet info both
+// ways — allocates nothing, but for the list of control messages x/net's
+// ControlMessage.Parse builds for each read on a wildcard socket. The
+// source's control message is built once, not per write.
 func TestNoAllocs(t *testing.T) {
-	c := listen(t, ikesock.Config{Listen: kernelops.IKEListen{Addr: netip.MustParseAddrPort("0.0.0.0:0"), Encap: true}})
-	self := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), c.LocalAddr().Port())
-	msg := make([]byte, 300)
-	buf := make([]byte, 2048)
-	allocs := testing.AllocsPerRun(200, func() {
-		if _, err := c.WriteTo(msg, self, self); err != nil {
-			t.Fatal(err)
+	for _, tc := range []struct {
+		addr string
+		max  float64
+	}{{"0.0.0.0:0", 1}, {"127.0.0.1:0", 0}} {
+		c := listen(t, ikesock.Config{Listen: kernelops.IKEListen{Addr: netip.MustParseAddrPort(tc.addr), Encap: true}})
+		self := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), c.LocalAddr().Port())
+		msg := make([]byte, 300)
+		buf := make([]byte, 2048)
+		allocs := testing.AllocsPerRun(200, func() {
+			if _, err := c.WriteTo(msg, self, self); err != nil {
+				t.Fatal(err)
+			}
+			n, local, _, err := c.ReadFrom(buf)
+			if err != nil || n != len(msg) || local != self {
+				t.Fatalf("read %d bytes to %s: %v", n, local, err)
+			}
+		})
+		if allocs > tc.max {
+			t.Errorf("%s: %.1f allocations per write and read, want at most %.0f", tc.addr, allocs, tc.max)
 		}
-		n, local, _, err := c.ReadFrom(buf)
-		if err != nil || n != len(msg) || local != self {
-			t.Fatalf("read %d bytes to %s: %v", n, local, err)
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("%.1f allocations per write and read, want 0", allocs)
 	}
 }

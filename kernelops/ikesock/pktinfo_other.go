@@ -10,6 +10,8 @@ import "net/netip"
 
 func enableDstInfo(int, bool) error { return nil }
 
-func dstAddr([]byte) (netip.Addr, bool) { return netip.Addr{}, false }
+type dstReader struct{}
 
-func appendSrcInfo(b []byte, _ netip.Addr) []byte { return b }
+func (*dstReader) dst([]byte, bool) (netip.Addr, bool) { return netip.Addr{}, false }
+
+func marshalSrc(netip.Addr) []byte { return nil }
