@@ -22,7 +22,7 @@ func requireSwan(t *testing.T) {
 	switch {
 	case err == nil:
 	case os.Geteuid() == 0:
-		t.Fatalf("interop needs strongSwan when running as root: %v (make lab-prepare installs it)", err)
+		t.Fatalf("interop needs strongSwan when running as root: %v (make deps installs it)", err)
 	default:
 		t.Skipf("interop: %v", err)
 	}

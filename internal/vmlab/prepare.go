@@ -15,16 +15,6 @@ import (
 	"syscall"
 )
 
-// Packages are the Debian packages the lab installs when they are missing:
-// qemu and busybox for the guest, iproute2 and ping that tests run in it
-// (through the host root), and the strongSwan peer of the IKE interop tests.
-// libreswan is not here: it conflicts with strongswan-charon.
-var Packages = []string{
-	"qemu-system-x86", "busybox-static", "iproute2", "iputils-ping",
-	"strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins",
-	"libstrongswan-extra-plugins", "libstrongswan-standard-plugins",
-}
-
 // ErrCannotRun wraps the reasons the lab cannot run on this machine at all
 // (not root and something missing, no qemu to be had). `make test` fails on it
 // unless KEYPLANE_SKIP_VM=1.
@@ -102,7 +92,7 @@ func Prepare(cfg Config) (*Lab, error) {
 	if strings.ContainsAny(cfg.CacheDir, " \t\n") {
 		return nil, fmt.Errorf("cache directory %q: whitespace is not allowed (it goes on the kernel command line)", cfg.CacheDir)
 	}
-	if err := ensurePackages(cfg.Logf); err != nil {
+	if err := InstallPackages(Packages(false), cfg.Logf); err != nil {
 		return nil, err
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
@@ -160,79 +150,6 @@ func findBusybox() (string, error) {
 	return "", fmt.Errorf("%w: busybox not found (apt-get install busybox-static)", ErrCannotRun)
 }
 
-// installed reports which of pkgs dpkg has installed.
-func installed(pkgs []string) map[string]bool {
-	have := map[string]bool{}
-	args := append([]string{"-W", "-f", "${Package} ${db:Status-Status}\n"}, pkgs...)
-	out, _ := exec.Command("dpkg-query", args...).Output() // exits 1 when some are unknown
-	for line := range strings.Lines(string(out)) {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[1] == "installed" {
-			have[f[0]] = true
-		}
-	}
-	return have
-}
-
-func ensurePackages(logf func(string, ...any)) error {
-	have := installed(Packages)
-	var missing []string
-	for _, p := range Packages {
-		if !have[p] {
-			missing = append(missing, p)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%w: packages %s are missing and installing them needs root", ErrCannotRun, strings.Join(missing, " "))
-	}
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		return fmt.Errorf("%w: packages %s are missing and there is no apt-get", ErrCannotRun, strings.Join(missing, " "))
-	}
-	logf("vmlab: installing %s", strings.Join(missing, " "))
-	install := func() error {
-		// Wait for another apt or dpkg run (another engineer, unattended upgrades) instead of failing.
-		cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends"}, missing...)...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("apt-get install %s: %w\n%s", strings.Join(missing, " "), err, tail(string(out), 20))
-		}
-		return nil
-	}
-	if !aptListsPresent() {
-		if err := aptUpdate(logf); err != nil {
-			return err
-		}
-	}
-	if err := install(); err != nil {
-		// The lists may be stale (a package version gone from the mirror).
-		if uerr := aptUpdate(logf); uerr != nil {
-			return fmt.Errorf("%w: %v", ErrCannotRun, errors.Join(err, uerr))
-		}
-		if err := install(); err != nil {
-			return fmt.Errorf("%w: %v", ErrCannotRun, err)
-		}
-	}
-	return nil
-}
-
-func aptListsPresent() bool {
-	m, _ := filepath.Glob("/var/lib/apt/lists/*_Packages*")
-	return len(m) > 0
-}
-
-func aptUpdate(logf func(string, ...any)) error {
-	logf("vmlab: apt-get update")
-	out, err := exec.Command("apt-get", "-o", "DPkg::Lock::Timeout=300", "update").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("apt-get update: %w\n%s", err, tail(string(out), 20))
-	}
-	return nil
-}
-
 // kernel is an unpacked kernel package in the cache.
 type kernel struct {
 	pkg     string // linux-image-6.1.0-56-amd64
@@ -243,16 +160,16 @@ type kernel struct {
 	modDir  string // lib/modules/<release>
 }
 
-// kernelPackage finds the kernel package linux-image-amd64 depends on.
+// kernelPackage finds the kernel package KernelMetaPackage depends on.
 func kernelPackage(logf func(string, ...any)) (string, error) {
 	if !aptListsPresent() && os.Geteuid() == 0 {
 		if err := aptUpdate(logf); err != nil {
 			return "", err
 		}
 	}
-	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
+	out, err := exec.Command("apt-cache", "depends", KernelMetaPackage).Output()
 	if err != nil {
-		return "", fmt.Errorf("apt-cache depends linux-image-amd64: %w", err)
+		return "", fmt.Errorf("apt-cache depends %s: %w", KernelMetaPackage, err)
 	}
 	return parseKernelDepends(string(out))
 }

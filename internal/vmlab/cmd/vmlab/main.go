@@ -1,6 +1,8 @@
 // Command vmlab runs commands and test binaries inside keyplane's VM lab: a
 // qemu guest on Debian's kernel with the host's filesystem as its root.
 //
+//	vmlab deps [-host]                install the Debian packages tests need (-host: only those host tests need)
+//	vmlab packages [-host]            list those packages, one a line
 //	vmlab prepare                     install what is missing, fetch the kernel, build the initramfs
 //	vmlab run [flags] -- CMD [ARG...] run one command in the guest; exit with its status
 //	vmlab test [flags] PKG...         build PKG's test binaries on the host and run them in one boot
@@ -27,6 +29,8 @@ import (
 )
 
 const usage = `usage:
+  vmlab deps [-host]
+  vmlab packages [-host]
   vmlab prepare
   vmlab run [-timeout D] [-e KEY=VALUE]... -- CMD [ARG...]
   vmlab shell [-timeout D]
@@ -39,15 +43,24 @@ type envList []string
 func (e *envList) String() string     { return strings.Join(*e, " ") }
 func (e *envList) Set(s string) error { *e = append(*e, s); return nil }
 
-// forwardedEnv is the part of the caller's environment the guest gets.
-func forwardedEnv() []string {
+// forwardedEnv is the part of environ (the caller's environment) the
+// guest gets: keyplane's settings, the Go runtime's, and the go command's
+// caches and settings, so that a go command in the guest (lab-shell) uses
+// the modules and builds the host has, wherever they live (.ci/fresh-check
+// points them at new directories).
+func forwardedEnv(environ []string) []string {
 	var env []string
-	for _, kv := range os.Environ() {
+	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case k == "KEYPLANE_VM", strings.HasPrefix(k, "KEYPLANE_LAB_"): // the lab's own settings stay on the host
-		case strings.HasPrefix(k, "KEYPLANE_"), k == "GOTRACEBACK", k == "GODEBUG", k == "GORACE", k == "TERM":
+		switch k {
+		case "KEYPLANE_VM": // the guest sets its own
+		case "GOTRACEBACK", "GODEBUG", "GORACE", "TERM",
+			"GOPATH", "GOMODCACHE", "GOCACHE", "GOFLAGS", "GOTOOLCHAIN", "GOPROXY", "GONOSUMDB", "GOPRIVATE":
 			env = append(env, kv)
+		default:
+			if strings.HasPrefix(k, "KEYPLANE_") && !strings.HasPrefix(k, "KEYPLANE_LAB_") { // the lab's own settings stay on the host
+				env = append(env, kv)
+			}
 		}
 	}
 	return env
@@ -63,6 +76,10 @@ func main() {
 	cmd, args := os.Args[1], os.Args[2:]
 	var code int
 	switch cmd {
+	case "deps":
+		code = deps(args)
+	case "packages":
+		code = packages(args)
 	case "prepare":
 		code = prepare()
 	case "run":
@@ -105,6 +122,36 @@ const cannotRunBanner = `
 ########################################################################
 `
 
+// deps installs the Debian packages tests need. Not as root, missing
+// packages are reported but do not fail: the tests that need them skip
+// when not root, and say so.
+func deps(args []string) int {
+	fs := flag.NewFlagSet("deps", flag.ExitOnError)
+	host := fs.Bool("host", false, "only the packages host tests need (KEYPLANE_SKIP_VM=1)")
+	fs.Parse(args)
+	pkgs := vmlab.Packages(*host)
+	if missing := vmlab.MissingPackages(pkgs); len(missing) > 0 && os.Geteuid() != 0 {
+		fmt.Fprintf(os.Stderr, "vmlab: not root, so not installing %s; tests that need them skip\n", strings.Join(missing, " "))
+		return 0
+	}
+	if err := vmlab.InstallPackages(pkgs, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }); err != nil {
+		fmt.Fprintf(os.Stderr, "vmlab: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// packages lists the packages deps installs (for .ci/fresh-check).
+func packages(args []string) int {
+	fs := flag.NewFlagSet("packages", flag.ExitOnError)
+	host := fs.Bool("host", false, "only the packages host tests need")
+	fs.Parse(args)
+	for _, p := range vmlab.Packages(*host) {
+		fmt.Println(p)
+	}
+	return 0
+}
+
 func prepare() int {
 	if _, ok := prepareLab(); !ok {
 		return 1
@@ -128,7 +175,7 @@ func run(ctx context.Context, args []string) int {
 	}
 	res, err := lab.Run(ctx, vmlab.RunOptions{
 		Script:  vmlab.ShellJoin(fs.Args()),
-		Env:     append(forwardedEnv(), env...),
+		Env:     append(forwardedEnv(os.Environ()), env...),
 		Timeout: *timeout,
 	})
 	if err != nil {
@@ -154,7 +201,7 @@ func shell(ctx context.Context, args []string) int {
 		// setsid -c makes the serial line the shell's controlling terminal,
 		// so ^C reaches the foreground command in the guest.
 		Script:      "exec setsid -c -w bash -i </dev/ttyS0 >/dev/ttyS0 2>&1",
-		Env:         forwardedEnv(),
+		Env:         forwardedEnv(os.Environ()),
 		Timeout:     *timeout,
 		Interactive: true,
 	})
@@ -229,7 +276,7 @@ func test(ctx context.Context, args []string) int {
 		TestFlags:   strings.Fields(*testflags),
 		TestTimeout: *testTimeout,
 		Timeout:     *timeout,
-		Env:         append(forwardedEnv(), env...),
+		Env:         append(forwardedEnv(os.Environ()), env...),
 	})
 	rep.Print(os.Stdout, skipped, lab.KernelVersion())
 	if rep.Failed() > 0 || rep.BootErr != nil {
