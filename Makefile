@@ -34,7 +34,7 @@ CROSS_OS ?= freebsd netbsd openbsd darwin
 BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260112171951-5abaabe9f1bd
 BENCH_COUNT ?= 8
 
-.PHONY: bench bench-vm run test vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare $(VMLAB)
+.PHONY: bench bench-vm run test test-steps deps vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare fresh-check $(VMLAB)
 
 ## run: two keyplane daemons on loopback (nokernel dataplane, no root) build a tunnel
 run:
@@ -55,15 +55,26 @@ bench-vm: lab-prepare
 	$(BENCHSTAT) -filter '.name:InstallSAs' -col '/impl@(netlink-handle ip-batch keyplane-batch)' out/bench-vm.txt
 	$(BENCHSTAT) -filter '.name:UsageScan' -col '/impl@(netlink-XfrmStateGet-per-sa keyplane-getsa-per-sa keyplane-bulk-dump)' out/bench-vm.txt
 
-## test: everything — vet, host tests, cross-builds, then the VM lab
-test: vet host-test crossbuild test-vm
+## test: everything — packages, vet, host tests, cross-builds, then the VM lab
+# TEST_STEPS are make test's steps in order; .ci/run runs and times each.
+TEST_STEPS = deps vet host-test crossbuild test-vm
+test: $(TEST_STEPS)
+
+test-steps:
+	@echo $(TEST_STEPS)
+
+## deps: install the Debian packages the tests need (internal/vmlab/packages.go; README "What make test installs")
+# With KEYPLANE_SKIP_VM=1 only those the host tests need. Not as root, it
+# reports what is missing and goes on: those tests then skip, and say why.
+deps: $(VMLAB)
+	$(VMLAB) deps$(if $(filter 1,$(KEYPLANE_SKIP_VM)), -host)
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags vpp ./...
 
-host-test:
+host-test: deps
 	$(GO) test -race ./...
 	$(GO) test -race -tags vpp ./backends/vpp/... ./cmd/keyplane
 
@@ -115,3 +126,7 @@ lab-run: lab-prepare
 ## lab-shell: an interactive shell in the guest
 lab-shell: lab-prepare
 	$(VMLAB) shell
+
+## fresh-check: purge what the project installs, then .ci/run from a fresh clone of HEAD with empty Go caches (needs root; see .ci/fresh-check)
+fresh-check:
+	bash .ci/fresh-check
