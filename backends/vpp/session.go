@@ -88,7 +88,11 @@ func (s *session) close() {
 	s.cancel()
 	s.conn.Disconnect()
 	if s.stats != nil {
+		// Unmap the segment only once a read in it is done; reads that
+		// come after find the session dead (readCounters).
+		s.statsMu.Lock()
 		s.stats.Close()
+		s.statsMu.Unlock()
 	}
 	s.wg.Wait()
 }

@@ -23,6 +23,9 @@ func (b *Backend) readCounters() ([]Counter, error) {
 	}
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
+	if s.isDead() { // closed, or closing: its segment is (about to be) unmapped
+		return nil, errConnLost
+	}
 	return s.stats.SACounters()
 }
 
