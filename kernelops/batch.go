@@ -59,14 +59,14 @@ func (e *BatchError) Error() string {
 
 func (e *BatchError) Unwrap() error { return e.First }
 
-// Apply runs ops on b: through its Batcher when it has one, else one call
-// at a time on its SAD and SPD. Each op's Err is set.
+// Apply runs ops on b: through its Batcher when it offers one (As), else
+// one call at a time on its SAD and SPD. Each op's Err is set.
 func Apply(ctx context.Context, b Backend, ops []Op) error {
-	if bt, ok := b.(Batcher); ok {
+	if bt, err := As[Batcher](b); err == nil {
 		return bt.Apply(ctx, ops)
 	}
-	sad, _ := b.(SAD)
-	spd, _ := b.(SPD)
+	sad, _ := As[SAD](b)
+	spd, _ := As[SPD](b)
 	for i := range ops {
 		op := &ops[i]
 		if err := ctx.Err(); err != nil {

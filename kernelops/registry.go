@@ -80,7 +80,9 @@ func (o Options) CheckParams(backend string, known ...string) error {
 	return nil
 }
 
-// Factory opens a backend.
+// Factory opens a backend. What it returns must be a *Handle or embed
+// one (NewHandle): Open refuses anything else, so every backend opened by
+// name is checked by the front end.
 type Factory func(ctx context.Context, opts Options) (Backend, error)
 
 var (
@@ -112,7 +114,8 @@ func Backends() []string {
 	return names
 }
 
-// Open opens the named backend with opts (defaults filled in).
+// Open opens the named backend with opts (defaults filled in) and returns
+// its checked front end (a *Handle, or a backend type embedding one).
 func Open(ctx context.Context, name string, opts Options) (Backend, error) {
 	regMu.RLock()
 	f, ok := registry[name]
@@ -121,5 +124,17 @@ func Open(ctx context.Context, name string, opts Options) (Backend, error) {
 		return nil, &Error{Op: "open", Object: name, Err: ErrUnknownBackend,
 			Detail: fmt.Sprintf("this binary carries %v", Backends())}
 	}
-	return f(ctx, opts.WithDefaults())
+	b, err := f(ctx, opts.WithDefaults())
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := b.(interface{ frontEnd() *Handle }); !ok {
+		b.Close()
+		return nil, &Error{Backend: name, Op: "open", Err: ErrInvalid,
+			Detail: fmt.Sprintf("the factory returned %T, not a *kernelops.Handle: backends open their driver with NewHandle", b)}
+	}
+	return b, nil
 }
+
+// frontEnd marks *Handle, and every type embedding one, as checked.
+func (h *Handle) frontEnd() *Handle { return h }

@@ -10,15 +10,22 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-type dummyBackend struct{ opts kernelops.Options }
+// dummyDriver claims nothing.
+type dummyDriver struct{}
 
-func (dummyBackend) Name() string                         { return "registry-test" }
-func (dummyBackend) Capabilities() kernelops.Capabilities { return kernelops.Capabilities{} }
-func (dummyBackend) Close() error                         { return nil }
+func (dummyDriver) Capabilities() kernelops.Capabilities { return kernelops.Capabilities{} }
+func (dummyDriver) Close() error                         { return nil }
+
+// rawBackend is a Backend that skipped the front end.
+type rawBackend struct{ dummyDriver }
+
+func (rawBackend) Name() string { return "raw" }
 
 func TestRegistry(t *testing.T) {
 	kernelops.Register("registry-test", func(ctx context.Context, o kernelops.Options) (kernelops.Backend, error) {
-		return dummyBackend{opts: o}, nil
+		return kernelops.NewHandle(ctx, "registry-test", o, func(context.Context, *kernelops.Env) (kernelops.Driver, error) {
+			return dummyDriver{}, nil
+		})
 	})
 	if !slices.Contains(kernelops.Backends(), "registry-test") {
 		t.Fatalf("Backends() = %v", kernelops.Backends())
@@ -27,7 +34,7 @@ func TestRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := b.(dummyBackend).opts
+	o := b.(*kernelops.Handle).Options()
 	if o.SPIMin != kernelops.DefaultSPIMin || o.ReqIDMax != kernelops.DefaultReqIDMax || o.Clock == nil || o.Logger == nil {
 		t.Errorf("defaults not applied: %+v", o)
 	}
@@ -37,6 +44,12 @@ func TestRegistry(t *testing.T) {
 	}
 	if _, err := kernelops.As[kernelops.SAD](b); !errors.Is(err, kernelops.ErrNotSupported) {
 		t.Errorf("As[SAD] on a backend without SAD: got %v", err)
+	}
+	kernelops.Register("registry-raw", func(context.Context, kernelops.Options) (kernelops.Backend, error) {
+		return rawBackend{}, nil
+	})
+	if _, err := kernelops.Open(context.Background(), "registry-raw", kernelops.Options{}); !errors.Is(err, kernelops.ErrInvalid) {
+		t.Errorf("a factory returning no Handle: got %v, want ErrInvalid", err)
 	}
 	defer func() {
 		if recover() == nil {

@@ -6,16 +6,14 @@ import (
 )
 
 // ReadUsage streams every SA's usage in one bulk pass: through the
-// backend's UsageReader when it has one, else from its SAD dump.
+// backend's UsageReader when it offers one, else from its SAD dump.
 func ReadUsage(ctx context.Context, b Backend) iter.Seq2[Usage, error] {
-	if ur, ok := b.(UsageReader); ok {
+	if ur, err := As[UsageReader](b); err == nil {
 		return ur.Usage(ctx)
 	}
-	sad, ok := b.(SAD)
-	if !ok {
-		return func(yield func(Usage, error) bool) {
-			yield(Usage{}, NotSupported(b.Name(), "read usage", "backend has no SAD"))
-		}
+	sad, err := As[SAD](b)
+	if err != nil {
+		return func(yield func(Usage, error) bool) { yield(Usage{}, err) }
 	}
 	return func(yield func(Usage, error) bool) {
 		for e, err := range sad.SAs(ctx) {

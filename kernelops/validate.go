@@ -276,5 +276,23 @@ func ValidatePolicy(backend, op string, p *Policy) error {
 			return bad(f+".Mode", "mode %d: want transport or tunnel", t.Mode)
 		}
 	}
+	for _, l := range []struct {
+		name string
+		l    Limits
+	}{{"Soft", p.Lifetime.Soft}, {"Hard", p.Lifetime.Hard}} {
+		if l.l.Bytes != 0 {
+			return bad("Lifetime."+l.name+".Bytes", "policy lifetimes count time only")
+		}
+		if l.l.Packets != 0 {
+			return bad("Lifetime."+l.name+".Packets", "policy lifetimes count time only")
+		}
+	}
 	return validateLifetimes(p.Lifetime, "Lifetime", bad)
+}
+
+// ValidatePolicyID checks a policy id (delete/get paths): its selector and
+// direction.
+func ValidatePolicyID(backend, op string, id PolicyID) error {
+	p := Policy{Selector: id.Selector, Dir: id.Dir, Action: ActionPass, Mark: id.Mark, IfID: id.IfID}
+	return ValidatePolicy(backend, op, &p)
 }

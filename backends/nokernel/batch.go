@@ -9,12 +9,12 @@ import (
 // Apply runs a batch (Batcher): each op on its own, in order, its result
 // in Err; one failing op does not stop the others. The model has no
 // requests in flight to overlap; the facet exists so callers batch the
-// same way on every dataplane.
-func (b *Backend) Apply(ctx context.Context, ops []kernelops.Op) error {
+// same way on every dataplane. The front end has checked every op.
+func (b *model) Apply(ctx context.Context, ops []kernelops.Op) error {
 	for i := range ops {
 		op := &ops[i]
 		if err := ctx.Err(); err != nil {
-			op.Err = &kernelops.Error{Backend: Name, Op: op.Kind.String(), Err: err}
+			op.Err = err
 			continue
 		}
 		switch op.Kind {
@@ -31,7 +31,7 @@ func (b *Backend) Apply(ctx context.Context, ops []kernelops.Op) error {
 		case kernelops.OpDeletePolicy:
 			op.Err = b.DeletePolicy(ctx, op.PolicyID)
 		default:
-			op.Err = kernelops.Invalid(Name, "batch", "", "Kind", "unknown operation %d", op.Kind)
+			op.Err = kernelops.Invalid("", "", "", "Kind", "unknown operation %d", op.Kind)
 		}
 	}
 	return kernelops.BatchResult(ops)

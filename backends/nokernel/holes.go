@@ -39,17 +39,11 @@ func holePolicies(h kernelops.HoleSet) []*kernelops.Policy {
 // OpenHoles installs the hole set as pass policies in the SPD (visible in
 // Policies), replacing an earlier set. A hole whose PolicyID is taken by
 // a policy of keyplane's own is ErrExists, and nothing changes.
-func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
-	const op = "open holes"
-	for i, p := range h.IKEPorts {
-		if p == 0 {
-			return kernelops.Invalid(Name, op, "", "IKEPorts", "port 0 at index %d", i)
-		}
-	}
+func (b *model) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 	pols := holePolicies(h)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
 	mine := map[kernelops.PolicyID]bool{}
@@ -60,12 +54,12 @@ func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 	}
 	for _, p := range pols {
 		if e := b.spd.m[p.ID()]; e != nil && !mine[p.ID()] {
-			return errno(op, p.ID().String(), syscall.EEXIST, "a policy that is not a hole holds this selector")
+			return errno(syscall.EEXIST, "a policy that is not a hole holds this selector")
 		}
 	}
 	b.closeHolesLocked()
 	for _, p := range pols {
-		if err := b.insertPolicyLocked(op, p, true, true); err != nil {
+		if err := b.insertPolicyLocked(p, true, true); err != nil {
 			b.closeHolesLocked()
 			return err
 		}
@@ -75,17 +69,17 @@ func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 }
 
 // CloseHoles removes the hole policies; with none open it does nothing.
-func (b *Backend) CloseHoles(ctx context.Context) error {
+func (b *model) CloseHoles(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, "close holes"); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
 	b.closeHolesLocked()
 	return nil
 }
 
-func (b *Backend) closeHolesLocked() {
+func (b *model) closeHolesLocked() {
 	for _, id := range b.holes {
 		if e := b.spd.m[id]; e != nil && e.hole {
 			b.removePolicyLocked(e)

@@ -6,7 +6,7 @@ import "github.com/keyplane/keyplane/kernelops"
 // hard one removes it; either is published, as XFRM sends
 // XFRM_MSG_EXPIRE. An expiry decided for an SA deleted meanwhile is
 // dropped.
-func (b *Backend) onExpire(ev *kernelops.ExpireEvent) {
+func (b *model) onExpire(ev *kernelops.ExpireEvent) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -22,5 +22,5 @@ func (b *Backend) onExpire(ev *kernelops.ExpireEvent) {
 	} else if e.state == kernelops.SAValid {
 		e.state = kernelops.SADying
 	}
-	b.bus.Publish(ev)
+	b.env.Publish(ev)
 }

@@ -20,28 +20,13 @@ import (
 // Encap replaces the SAs' UDP encapsulation: as given on the outbound SA
 // (Local -> Remote), with the ports swapped on the inbound one; nil
 // removes it.
-func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
-	const op = "migrate"
-	obj := fmt.Sprintf("reqid %d %s->%s => %s->%s", m.ReqID, addrOrAny(m.Old.Local), addrOrAny(m.Old.Remote),
-		addrOrAny(m.New.Local), addrOrAny(m.New.Remote))
-	bad := func(field, f string, a ...any) error { return kernelops.Invalid(Name, op, obj, field, f, a...) }
-	for _, c := range []struct {
-		field string
-		a, b  kernelops.Endpoints
-	}{{"Old", m.Old, m.Old}, {"New", m.New, m.New}} {
-		if !c.a.Local.IsValid() || !c.a.Remote.IsValid() || c.a.Local.Is4() != c.a.Remote.Is4() {
-			return bad(c.field, "want a local and a remote address of one family")
-		}
-	}
-	if m.Encap != nil && (m.Encap.SrcPort == 0 || m.Encap.DstPort == 0) {
-		return bad("Encap", "ports must be non-zero")
-	}
-
+func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
+	bad := func(field, f string, a ...any) error { return kernelops.Invalid("", "", "", field, f, a...) }
 	b.lifeMu.Lock()
 	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
 
@@ -56,7 +41,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 		field := fmt.Sprintf("SAs[%d]", i)
 		e := b.sad.find(id)
 		if e == nil || e.state == kernelops.SALarval {
-			return errno(op, id.String(), syscall.ESRCH, "no such SA")
+			return errno(syscall.ESRCH, "no such SA")
 		}
 		nid := id
 		var out bool
@@ -73,7 +58,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 		}
 		k := keyOf(nid)
 		if (keyOf(id) != k && b.sad.find(nid) != nil) || taken[k] {
-			return errno(op, nid.String(), syscall.EEXIST, "an SA holds the new id")
+			return errno(syscall.EEXIST, "an SA holds the new id")
 		}
 		taken[k] = true
 		moves = append(moves, saMove{e, nid, out})
@@ -82,7 +67,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 	for _, pid := range m.Policies {
 		e := b.spd.m[pid]
 		if e == nil {
-			return errno(op, pid.String(), syscall.ENOENT, "no such policy")
+			return errno(syscall.ENOENT, "no such policy")
 		}
 		pols = append(pols, e)
 	}
@@ -104,7 +89,6 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 		mv.e.mapping = netip.AddrPort{}
 		b.sad.insert(mv.e, false)
 		b.life.Move(old, mv.new)
-		b.idle.Move(old, mv.new)
 	}
 	var events []*kernelops.MigrateEvent
 	for _, e := range pols {
@@ -138,7 +122,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 		events = append(events, ev)
 	}
 	for _, ev := range events {
-		b.bus.Publish(ev)
+		b.env.Publish(ev)
 	}
 	return nil
 }

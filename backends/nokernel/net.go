@@ -21,7 +21,7 @@ import (
 // kernel would. A fresh model has "lo" (index 1, up) with 127.0.0.1/8 and
 // ::1/128.
 type Net struct {
-	b       *Backend
+	b       *model
 	mu      sync.Mutex
 	ifs     map[string]*iface
 	nextIdx int
@@ -49,7 +49,7 @@ type Route struct {
 // mainTable is the routing table number routes are reported in.
 const mainTable = 254
 
-func newNet(b *Backend) *Net {
+func newNet(b *model) *Net {
 	n := &Net{b: b, ifs: map[string]*iface{}, nextIdx: 1}
 	n.ifs["lo"] = &iface{index: 1, name: "lo", up: true,
 		addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")}}
@@ -58,13 +58,13 @@ func newNet(b *Backend) *Net {
 }
 
 // Net returns the model's simulated network.
-func (b *Backend) Net() *Net { return b.net }
+func (b *model) Net() *Net { return b.net }
 
 func netErr(op, obj string, sentinel error, errno syscall.Errno, format string, args ...any) error {
 	return &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: sentinel, Errno: errno, Detail: fmt.Sprintf(format, args...)}
 }
 
-func (n *Net) publish(ev kernelops.Event) { n.b.bus.Publish(ev) }
+func (n *Net) publish(ev kernelops.Event) { n.b.env.Publish(ev) }
 
 // AddInterface adds an interface, up, with addrs, and returns its index.
 func (n *Net) AddInterface(name string, addrs ...netip.Prefix) (int, error) {
@@ -369,98 +369,52 @@ func (i *iface) sourceFor(gw, dst netip.Addr) netip.Addr {
 
 // RouteTo returns the source address and interface for dst
 // (AddrSelector); no route is ErrNotFound (ENETUNREACH).
-func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
-	if !dst.IsValid() {
-		return kernelops.Route{}, kernelops.Invalid(Name, "route to", "", "dst", "missing destination address")
-	}
-	if err := b.checkOpen(ctx, "route to"); err != nil {
+func (b *model) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
+	if err := b.checkOpen(); err != nil {
 		return kernelops.Route{}, err
 	}
 	return b.net.routeTo(dst.Unmap())
 }
 
 // Interfaces lists the simulated interfaces by index (AddrSelector).
-func (b *Backend) Interfaces(ctx context.Context) ([]kernelops.Interface, error) {
-	if err := b.checkOpen(ctx, "interfaces"); err != nil {
+func (b *model) Interfaces(ctx context.Context) ([]kernelops.Interface, error) {
+	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
 	return b.net.list(), nil
 }
 
-func (b *Backend) checkOpen(ctx context.Context, op string) error {
+func (b *model) checkOpen() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.checkLocked(ctx, op)
+	return b.checkLocked()
 }
 
-// netDataplane is the addrref.Dataplane over the simulated interfaces.
-type netDataplane struct{ n *Net }
-
-func (d netDataplane) HasAddress(_ context.Context, ifname string, p netip.Prefix) (bool, error) {
-	return d.n.HasAddress(ifname, p.Addr())
+// HasAddress, AssignAddress and UnassignAddress are the driver side of
+// AddrManager over the simulated interfaces; the front end counts the
+// references.
+func (b *model) HasAddress(_ context.Context, ifname string, p netip.Prefix) (bool, error) {
+	return b.net.HasAddress(ifname, p.Addr())
 }
 
-func (d netDataplane) AddAddress(_ context.Context, ifname string, p netip.Prefix) error {
-	return d.n.AddAddress(ifname, p)
+func (b *model) AssignAddress(_ context.Context, ifname string, p netip.Prefix) error {
+	return b.net.AddAddress(ifname, p)
 }
 
-func (d netDataplane) DeleteAddress(_ context.Context, ifname string, p netip.Prefix) error {
-	return d.n.RemoveAddress(ifname, p)
-}
-
-// AddAddress takes a reference on an address, adding it to the interface
-// at the first (AddrManager, through kernelops/addrref).
-func (b *Backend) AddAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	const op = "add address"
-	if err := b.checkOpen(ctx, op); err != nil {
-		return err
-	}
-	return wrapErr(op, p.String()+" on "+ifname, b.addrs.Add(ctx, ifname, p))
-}
-
-// RemoveAddress drops a reference, removing the address at the last one
-// unless it was there before keyplane's first add.
-func (b *Backend) RemoveAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	const op = "remove address"
-	if err := b.checkOpen(ctx, op); err != nil {
-		return err
-	}
-	return wrapErr(op, p.String()+" on "+ifname, b.addrs.Remove(ctx, ifname, p))
-}
-
-// wrapErr makes a helper's plain error a *kernelops.Error with the
-// sentinel it wraps.
-func wrapErr(op, obj string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var ke *kernelops.Error
-	if errors.As(err, &ke) {
-		return err
-	}
-	for _, s := range []error{kernelops.ErrInvalid, kernelops.ErrNotFound, kernelops.ErrExists,
-		kernelops.ErrNoSpace, kernelops.ErrNotSupported, kernelops.ErrClosed} {
-		if errors.Is(err, s) {
-			return &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: s, Detail: err.Error()}
-		}
-	}
-	return &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: err}
+func (b *model) UnassignAddress(_ context.Context, ifname string, p netip.Prefix) error {
+	return b.net.RemoveAddress(ifname, p)
 }
 
 // AddXfrmInterface creates a simulated xfrm interface, up (as IKE daemons
 // set it right after creating it). A taken name or if_id is ErrExists; a
 // missing underlay is ErrNotFound.
-func (b *Backend) AddXfrmInterface(ctx context.Context, x kernelops.XfrmInterface) error {
-	const op = "add xfrm interface"
-	if x.IfID == 0 {
-		return kernelops.Invalid(Name, op, x.Name, "IfID", "if_id 0 is reserved")
-	}
-	if err := b.checkOpen(ctx, op); err != nil {
+func (b *model) AddXfrmInterface(ctx context.Context, x kernelops.XfrmInterface) error {
+	if err := b.checkOpen(); err != nil {
 		return err
 	}
 	if x.Underlay != "" {
 		b.net.mu.Lock()
-		_, err := b.net.get(op, x.Underlay)
+		_, err := b.net.get("", x.Underlay)
 		b.net.mu.Unlock()
 		if err != nil {
 			return err
@@ -469,16 +423,15 @@ func (b *Backend) AddXfrmInterface(ctx context.Context, x kernelops.XfrmInterfac
 	xc := x
 	_, err := b.net.addInterface(x.Name, &xc)
 	if ke := (*kernelops.Error)(nil); errors.As(err, &ke) && ke.Op == "add interface" {
-		ke.Op = op
+		ke.Op = ""
 	}
 	return err
 }
 
 // DeleteXfrmInterface removes a simulated xfrm interface; a missing one,
 // or an interface that is not an xfrm interface, is ErrNotFound.
-func (b *Backend) DeleteXfrmInterface(ctx context.Context, name string) error {
-	const op = "delete xfrm interface"
-	if err := b.checkOpen(ctx, op); err != nil {
+func (b *model) DeleteXfrmInterface(ctx context.Context, name string) error {
+	if err := b.checkOpen(); err != nil {
 		return err
 	}
 	n := b.net
@@ -486,21 +439,20 @@ func (b *Backend) DeleteXfrmInterface(ctx context.Context, name string) error {
 	defer n.mu.Unlock()
 	i := n.ifs[name]
 	if i == nil || i.xfrm == nil {
-		return netErr(op, name, kernelops.ErrNotFound, syscall.ENODEV, "no such xfrm interface")
+		return netErr("", name, kernelops.ErrNotFound, syscall.ENODEV, "no such xfrm interface")
 	}
 	n.deleteLocked(i)
 	return nil
 }
 
 // OffloadSupport reports what a simulated device can offload.
-func (b *Backend) OffloadSupport(ctx context.Context, ifname string) (kernelops.OffloadSupport, error) {
-	const op = "offload support"
-	if err := b.checkOpen(ctx, op); err != nil {
+func (b *model) OffloadSupport(ctx context.Context, ifname string) (kernelops.OffloadSupport, error) {
+	if err := b.checkOpen(); err != nil {
 		return kernelops.OffloadSupport{}, err
 	}
 	b.net.mu.Lock()
 	defer b.net.mu.Unlock()
-	i, err := b.net.get(op, ifname)
+	i, err := b.net.get("", ifname)
 	if err != nil {
 		return kernelops.OffloadSupport{}, err
 	}
@@ -512,7 +464,7 @@ func (b *Backend) OffloadSupport(ctx context.Context, ifname string) (kernelops.
 // resolveOffload decides the offload an SA gets: an explicit mode the
 // device lacks is refused with an *OffloadError; auto falls back from
 // packet to crypto to none.
-func (n *Net) resolveOffload(op, obj string, o kernelops.Offload) (kernelops.OffloadMode, error) {
+func (n *Net) resolveOffload(o kernelops.Offload) (kernelops.OffloadMode, error) {
 	if o.Mode == kernelops.OffloadNone {
 		return kernelops.OffloadNone, nil
 	}
@@ -524,7 +476,7 @@ func (n *Net) resolveOffload(op, obj string, o kernelops.Offload) (kernelops.Off
 	}
 	n.mu.Unlock()
 	refuse := func(mode kernelops.OffloadMode, reason string) error {
-		return &kernelops.Error{Backend: Name, Op: op, Object: obj, Field: "Offload.Mode",
+		return &kernelops.Error{Field: "Offload.Mode",
 			Err: &kernelops.OffloadError{Device: o.Device, Mode: mode, Reason: reason}, Errno: syscall.EINVAL}
 	}
 	if i == nil {

@@ -50,10 +50,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/kernelops"
-	"github.com/keyplane/keyplane/kernelops/addrref"
 	"github.com/keyplane/keyplane/kernelops/clock"
-	"github.com/keyplane/keyplane/kernelops/eventbus"
-	"github.com/keyplane/keyplane/kernelops/idle"
 	"github.com/keyplane/keyplane/kernelops/ikesock"
 	"github.com/keyplane/keyplane/kernelops/swlifetime"
 )
@@ -75,21 +72,25 @@ func init() {
 	})
 }
 
-// Backend is an open model. It implements every kernelops facet; it is
-// safe for concurrent use.
+// Backend is an open model behind the kernelops front end, which checks
+// every call; Inject, Net and Clock reach the model itself. It is safe for
+// concurrent use.
 type Backend struct {
+	*kernelops.Handle
+	m *model
+}
+
+// model is the driver: the SAD, SPD, acquires and simulated network.
+type model struct {
+	env        *kernelops.Env
 	opts       kernelops.Options
 	clk        clock.Clock
 	log        *slog.Logger
 	caps       kernelops.Capabilities
 	acqExpires time.Duration
 
-	bus      *eventbus.Bus
-	life     *swlifetime.Manager
-	idle     *idle.Detector
-	stopIdle func()
-	addrs    *addrref.Table
-	net      *Net
+	life *swlifetime.Manager
+	net  *Net
 
 	// lifeMu is held across an SAD change and the swlifetime call that
 	// matches it, so the two stay in step; swlifetime calls are made
@@ -106,46 +107,59 @@ type Backend struct {
 	holes    []kernelops.PolicyID
 
 	sockets ikesock.Group // the IKE sockets, closed by Close
-
-	closeOnce sync.Once
 }
 
 // Open opens a fresh model with opts (zero fields take their defaults).
 func Open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
-	opts = opts.WithDefaults()
+	var m *model
+	h, err := kernelops.NewHandle(ctx, Name, opts, func(ctx context.Context, env *kernelops.Env) (kernelops.Driver, error) {
+		var err error
+		m, err = open(env)
+		return m, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{Handle: h, m: m}, nil
+}
+
+func open(env *kernelops.Env) (*model, error) {
+	opts := env.Options
 	if err := opts.CheckParams(Name, "acquire-expires", "interfaces", "routes", "offload"); err != nil {
 		return nil, err
 	}
-	b := &Backend{
+	b := &model{
+		env:        env,
 		opts:       opts,
 		clk:        opts.Clock,
-		log:        opts.Logger.With("backend", Name),
+		log:        env.Log,
 		acqExpires: DefaultAcquireExpires,
-		bus:        eventbus.New(),
 		acquires:   map[acqKey]*acquire{},
 	}
 	b.sad.init()
 	b.spd.init()
 	b.caps = capabilities(opts)
 	b.net = newNet(b)
-	b.addrs = addrref.New(netDataplane{b.net})
 	if err := b.applyParams(opts.Params); err != nil {
 		return nil, err
 	}
 	b.life = swlifetime.New(b.clk, b.onExpire)
-	b.idle = idle.New(idle.Config{
-		Clock: b.clk,
-		Read:  b.Usage,
-		Emit:  func(ev *kernelops.IdleEvent) { b.bus.Publish(ev) },
-		OnError: func(err error) {
-			b.log.Warn("idle scan failed", "err", err)
-		},
-	})
-	b.stopIdle = b.idle.Start(opts.IdleScanInterval)
 	return b, nil
 }
 
-func (b *Backend) applyParams(p map[string]string) error {
+// Inject pushes one simulated packet through the model (see Packet).
+func (b *Backend) Inject(ctx context.Context, p Packet) (Result, error) { return b.m.Inject(ctx, p) }
+
+// Net returns the simulated network: interfaces, addresses, routes.
+func (b *Backend) Net() *Net { return b.m.net }
+
+// Clock returns the clock the model runs on.
+func (b *Backend) Clock() clock.Clock { return b.m.clk }
+
+// PendingAcquires reports how many acquires wait for an SA or a timeout.
+func (b *Backend) PendingAcquires() int { return b.m.PendingAcquires() }
+
+func (b *model) applyParams(p map[string]string) error {
 	if v, ok := p["acquire-expires"]; ok {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -205,19 +219,12 @@ func capabilities(opts kernelops.Options) kernelops.Capabilities {
 	}
 }
 
-// Name returns "nokernel".
-func (b *Backend) Name() string { return Name }
-
 // Capabilities reports everything: the model implements every facet.
-func (b *Backend) Capabilities() kernelops.Capabilities { return b.caps }
+func (b *model) Capabilities() kernelops.Capabilities { return b.caps }
 
-// Clock returns the clock the model runs on.
-func (b *Backend) Clock() clock.Clock { return b.clk }
-
-// Close stops every timer, closes the IKE sockets still open and ends
-// every subscription. Later calls fail with ErrClosed.
-func (b *Backend) Close() error {
-	b.closeOnce.Do(b.stopIdle) // first, so no scan runs into a closed model
+// Close stops every timer and closes the IKE sockets still open. Later
+// calls fail with ErrClosed.
+func (b *model) Close() error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -233,43 +240,24 @@ func (b *Backend) Close() error {
 	b.mu.Unlock()
 	b.life.Close()
 	b.sockets.Close()
-	b.bus.Close()
 	return nil
 }
 
-func (b *Backend) errClosed(op string) error {
-	return &kernelops.Error{Backend: Name, Op: op, Err: kernelops.ErrClosed}
-}
+var errClosed = &kernelops.Error{Err: kernelops.ErrClosed}
 
-// check returns ErrClosed after Close, else ctx's error. Called with mu
-// held or not; closed is only read.
-func (b *Backend) checkLocked(ctx context.Context, op string) error {
+// checkLocked returns ErrClosed after Close. Called with mu held or not;
+// closed is only read.
+func (b *model) checkLocked() error {
 	if b.closed {
-		return b.errClosed(op)
-	}
-	if err := ctx.Err(); err != nil {
-		return &kernelops.Error{Backend: Name, Op: op, Err: err}
+		return errClosed
 	}
 	return nil
 }
 
-func errno(op, obj string, e syscall.Errno, detail string) error {
-	return kernelops.FromErrno(Name, op, obj, e, detail)
-}
-
-// Subscribe opens an event subscription (EventSource).
-func (b *Backend) Subscribe(ctx context.Context, opts kernelops.SubscribeOptions) (kernelops.Subscription, error) {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
-		return nil, b.errClosed("subscribe")
-	}
-	sub, err := b.bus.Subscribe(ctx, opts)
-	if err != nil {
-		return nil, &kernelops.Error{Backend: Name, Op: "subscribe", Err: kernelops.ErrClosed, Detail: err.Error()}
-	}
-	return sub, nil
+// errno is the model's answer with XFRM's errno; the front end names
+// the backend, operation and object.
+func errno(e syscall.Errno, detail string) error {
+	return &kernelops.Error{Err: kernelops.ErrnoSentinel(e), Errno: e, Detail: detail}
 }
 
 // addrOrAny prints an address, or "any" when unset.
@@ -281,18 +269,17 @@ func addrOrAny(a netip.Addr) string {
 }
 
 var (
-	_ kernelops.SAD            = (*Backend)(nil)
-	_ kernelops.SPD            = (*Backend)(nil)
-	_ kernelops.UsageReader    = (*Backend)(nil)
-	_ kernelops.Batcher        = (*Backend)(nil)
-	_ kernelops.EventSource    = (*Backend)(nil)
-	_ kernelops.Sockets        = (*Backend)(nil)
-	_ kernelops.AddrSelector   = (*Backend)(nil)
-	_ kernelops.AddrManager    = (*Backend)(nil)
-	_ kernelops.XfrmInterfaces = (*Backend)(nil)
-	_ kernelops.Holes          = (*Backend)(nil)
-	_ kernelops.Offloader      = (*Backend)(nil)
-	_ kernelops.Syncer         = (*Backend)(nil)
-	_ kernelops.IdleWatcher    = (*Backend)(nil)
-	_ kernelops.Migrator       = (*Backend)(nil)
+	_ kernelops.Driver         = (*model)(nil)
+	_ kernelops.SAD            = (*model)(nil)
+	_ kernelops.SPD            = (*model)(nil)
+	_ kernelops.UsageReader    = (*model)(nil)
+	_ kernelops.Batcher        = (*model)(nil)
+	_ kernelops.Sockets        = (*model)(nil)
+	_ kernelops.AddrSelector   = (*model)(nil)
+	_ kernelops.InterfaceAddrs = (*model)(nil)
+	_ kernelops.XfrmInterfaces = (*model)(nil)
+	_ kernelops.Holes          = (*model)(nil)
+	_ kernelops.Offloader      = (*model)(nil)
+	_ kernelops.Syncer         = (*model)(nil)
+	_ kernelops.Migrator       = (*model)(nil)
 )

@@ -162,68 +162,31 @@ func (e *saEntry) stopTimers() {
 
 // removeLocked deletes e from the model: indexes, timers, lifetime
 // tracking, idle watch. Called with b.mu held.
-func (b *Backend) removeLocked(e *saEntry) {
+func (b *model) removeLocked(e *saEntry) {
 	e.dead = true
 	e.stopTimers()
 	b.sad.unlink(e)
 	b.life.Remove(e.sa.ID) // never delivers, so safe under mu
-	b.idle.Watch(e.sa.ID, 0)
 }
 
 // AllocSPI reserves an inbound SPI as a larval SA, in the request's range
 // or the configured one. Like XFRM's, the reservation lives for
 // acquire-expires (30s) unless an AddSA or UpdateSA fills it; then it is
 // removed with a hard expire.
-func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
-	const op = "alloc SPI"
-	obj := req.Proto.String() + " " + addrOrAny(req.Src) + "->" + addrOrAny(req.Dst)
-	bad := func(field, f string, a ...any) error { return kernelops.Invalid(Name, op, obj, field, f, a...) }
-	if !req.Dst.IsValid() {
-		return 0, bad("Dst", "missing destination address")
-	}
-	src := req.Src
-	if !src.IsValid() {
-		src = netip.IPv4Unspecified()
-		if req.Dst.Is6() {
-			src = netip.IPv6Unspecified()
-		}
-	}
-	if src.Is4() != req.Dst.Is4() || src.Is4In6() || req.Dst.Is4In6() {
-		return 0, bad("Src", "mixed address families (%s, %s)", src, req.Dst)
-	}
+func (b *model) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
 	lo, hi := req.Min, req.Max
-	switch req.Proto {
-	case kernelops.ProtoESP, kernelops.ProtoAH:
-		if lo == 0 && hi == 0 {
-			lo, hi = b.opts.SPIMin, b.opts.SPIMax
-		}
-	case kernelops.ProtoIPComp:
-		if lo == 0 && hi == 0 {
-			lo, hi = 0x100, 0xffff
-		}
-		if hi > 0xffff {
-			return 0, bad("Max", "IPComp CPIs are 16-bit, got max %#x", hi)
-		}
-	default:
-		return 0, bad("Proto", "protocol %d: want esp, ah or comp", uint8(req.Proto))
-	}
-	if lo < 256 || lo > hi {
-		return 0, bad("Min", "SPI range %#x..%#x: want 256 <= Min <= Max", lo, hi)
-	}
-
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return 0, err
 	}
 	spi, err := b.sad.allocator(req.Dst, req.Proto).Alloc(lo, hi)
 	if err != nil {
-		return 0, &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: kernelops.ErrNoSpace,
-			Errno: syscall.ENOENT, Detail: err.Error()}
+		return 0, &kernelops.Error{Err: kernelops.ErrNoSpace, Errno: syscall.ENOENT, Detail: err.Error()}
 	}
 	now := b.clk.Now()
 	e := &saEntry{
-		sa:    kernelops.SA{ID: kernelops.SAID{Src: src, Dst: req.Dst, SPI: spi, Proto: req.Proto}, ReqID: req.ReqID},
+		sa:    kernelops.SA{ID: kernelops.SAID{Src: req.Src, Dst: req.Dst, SPI: spi, Proto: req.Proto}, ReqID: req.ReqID},
 		state: kernelops.SALarval,
 		c:     kernelops.Counters{AddTime: now},
 	}
@@ -232,7 +195,7 @@ func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint3
 	return spi, nil
 }
 
-func (b *Backend) expireLarval(e *saEntry) {
+func (b *model) expireLarval(e *saEntry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if e.dead || e.state != kernelops.SALarval || b.closed {
@@ -240,12 +203,12 @@ func (b *Backend) expireLarval(e *saEntry) {
 	}
 	e.larval = nil
 	b.removeLocked(e)
-	b.bus.Publish(&kernelops.ExpireEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Hard: true, Limit: kernelops.LimitAddTime})
+	b.env.Publish(&kernelops.ExpireEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Hard: true, Limit: kernelops.LimitAddTime})
 }
 
 // AddSA installs an SA, or fills the larval SA AllocSPI left on its SPI.
 // A taken id is ErrExists (EEXIST).
-func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
+func (b *model) AddSA(ctx context.Context, sa *kernelops.SA) error {
 	return b.putSA(ctx, sa, false)
 }
 
@@ -257,23 +220,12 @@ func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
 // adding or removing UDP encapsulation (XFRM: EINVAL). Counters and
 // replay state carry over; a soft expire already raised is not raised
 // again.
-func (b *Backend) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
+func (b *model) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
 	return b.putSA(ctx, sa, true)
 }
 
-func (b *Backend) putSA(ctx context.Context, sa *kernelops.SA, update bool) error {
-	op := "add SA"
-	if update {
-		op = "update SA"
-	}
-	if err := kernelops.ValidateSA(Name, op, sa, &b.caps.Algorithms); err != nil {
-		return err
-	}
-	obj := sa.ID.String()
-	if sa.ReplayWindow > MaxReplayWindow {
-		return kernelops.Invalid(Name, op, obj, "ReplayWindow", "%d packets: the largest window is %d", sa.ReplayWindow, MaxReplayWindow)
-	}
-	active, err := b.net.resolveOffload(op, obj, sa.Offload)
+func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error {
+	active, err := b.net.resolveOffload(sa.Offload)
 	if err != nil {
 		return err
 	}
@@ -281,7 +233,7 @@ func (b *Backend) putSA(ctx context.Context, sa *kernelops.SA, update bool) erro
 	b.lifeMu.Lock()
 	defer b.lifeMu.Unlock()
 	b.mu.Lock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		b.mu.Unlock()
 		return err
 	}
@@ -291,7 +243,7 @@ func (b *Backend) putSA(ctx context.Context, sa *kernelops.SA, update bool) erro
 	switch {
 	case e == nil && update:
 		b.mu.Unlock()
-		return errno(op, obj, syscall.ESRCH, "no such SA")
+		return errno(syscall.ESRCH, "no such SA")
 	case e == nil:
 		e = &saEntry{}
 		b.fill(e, sa, active, now)
@@ -309,9 +261,9 @@ func (b *Backend) putSA(ctx context.Context, sa *kernelops.SA, update bool) erro
 		b.sad.insert(e, false)
 	case !update:
 		b.mu.Unlock()
-		return errno(op, obj, syscall.EEXIST, "SA exists")
+		return errno(syscall.EEXIST, "SA exists")
 	default:
-		if err := immutable(op, obj, &e.sa, sa); err != nil {
+		if err := immutable(&e.sa, sa); err != nil {
 			b.mu.Unlock()
 			return err
 		}
@@ -338,7 +290,7 @@ func (b *Backend) putSA(ctx context.Context, sa *kernelops.SA, update bool) erro
 	return nil
 }
 
-func (b *Backend) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMode, now time.Time) {
+func (b *model) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMode, now time.Time) {
 	e.sa = *sa.Clone()
 	e.sa.Offload.Active = active
 	e.state = kernelops.SAValid
@@ -348,9 +300,9 @@ func (b *Backend) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMod
 }
 
 // immutable rejects an update that would change what XFRM keeps.
-func immutable(op, obj string, old, nu *kernelops.SA) error {
+func immutable(old, nu *kernelops.SA) error {
 	bad := func(field string) error {
-		return kernelops.Invalid(Name, op, obj, field, "cannot change on update (delete and add the SA instead)")
+		return kernelops.Invalid("", "", "", field, "cannot change on update (delete and add the SA instead)")
 	}
 	switch {
 	case old.Mode != nu.Mode:
@@ -374,47 +326,39 @@ func immutable(op, obj string, old, nu *kernelops.SA) error {
 	case old.Dir != nu.Dir:
 		return bad("Dir")
 	case (old.Encap == nil) != (nu.Encap == nil):
-		return kernelops.Invalid(Name, op, obj, "Encap", "update cannot add or remove UDP encapsulation (use Migrate)")
+		return kernelops.Invalid("", "", "", "Encap", "update cannot add or remove UDP encapsulation (use Migrate)")
 	}
 	return nil
 }
 
 // DeleteSA removes an SA (larval ones too); a missing one is ErrNotFound
 // (ESRCH). A delete raises no event, as on XFRM.
-func (b *Backend) DeleteSA(ctx context.Context, id kernelops.SAID) error {
-	const op = "delete SA"
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return err
-	}
+func (b *model) DeleteSA(ctx context.Context, id kernelops.SAID) error {
 	b.lifeMu.Lock()
 	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
 	e := b.sad.find(id)
 	if e == nil {
-		return errno(op, id.String(), syscall.ESRCH, "no such SA")
+		return errno(syscall.ESRCH, "no such SA")
 	}
 	b.removeLocked(e)
 	return nil
 }
 
 // GetSA returns a copy of an SA with its keys and counters.
-func (b *Backend) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
-	const op = "get SA"
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return nil, err
-	}
+func (b *model) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return nil, err
 	}
 	e := b.sad.find(id)
 	if e == nil {
-		return nil, errno(op, id.String(), syscall.ESRCH, "no such SA")
+		return nil, errno(syscall.ESRCH, "no such SA")
 	}
 	out := &kernelops.SAEntry{}
 	copyEntry(out, e)
@@ -444,8 +388,8 @@ const dumpBatch = 256
 
 // SAs streams every SA, larval ones included, with the snapshot rules of
 // dumpSnapshot; the yielded entry is reused.
-func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
-	return dumpSnapshot(b, ctx, "dump SAs", b.sad.all, func(e *saEntry) bool { return e.dead }, copyEntry)
+func (b *model) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
+	return dumpSnapshot(b, ctx, b.sad.all, func(e *saEntry) bool { return e.dead }, copyEntry)
 }
 
 // dumpSnapshot streams a table the way a netlink dump does: it walks a
@@ -453,11 +397,11 @@ func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] 
 // entries deleted meanwhile are skipped, entries added meanwhile are not
 // seen. One Out is reused for every yield, and the lock is held only to
 // copy an entry, never across a yield.
-func dumpSnapshot[E any, Out any](b *Backend, ctx context.Context, op string, all func() []*E,
+func dumpSnapshot[E any, Out any](b *model, ctx context.Context, all func() []*E,
 	dead func(*E) bool, fill func(*Out, *E)) iter.Seq2[*Out, error] {
 	return func(yield func(*Out, error) bool) {
 		b.mu.Lock()
-		if err := b.checkLocked(ctx, op); err != nil {
+		if err := b.checkLocked(); err != nil {
 			b.mu.Unlock()
 			yield(nil, err)
 			return
@@ -468,7 +412,7 @@ func dumpSnapshot[E any, Out any](b *Backend, ctx context.Context, op string, al
 		for i, e := range snap {
 			if i%dumpBatch == 0 {
 				if err := ctx.Err(); err != nil {
-					yield(nil, &kernelops.Error{Backend: Name, Op: op, Err: err})
+					yield(nil, err)
 					return
 				}
 			}
@@ -488,10 +432,10 @@ func dumpSnapshot[E any, Out any](b *Backend, ctx context.Context, op string, al
 
 // Usage streams every non-larval SA's counters (UsageReader): a snapshot
 // copied a batch at a time, far cheaper than a GetSA per SA.
-func (b *Backend) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
+func (b *model) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 	return func(yield func(kernelops.Usage, error) bool) {
 		b.mu.Lock()
-		if err := b.checkLocked(ctx, "read usage"); err != nil {
+		if err := b.checkLocked(); err != nil {
 			b.mu.Unlock()
 			yield(kernelops.Usage{}, err)
 			return
@@ -501,7 +445,7 @@ func (b *Backend) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 		buf := make([]kernelops.Usage, 0, dumpBatch)
 		for len(snap) > 0 {
 			if err := ctx.Err(); err != nil {
-				yield(kernelops.Usage{}, &kernelops.Error{Backend: Name, Op: "read usage", Err: err})
+				yield(kernelops.Usage{}, err)
 				return
 			}
 			n := min(len(snap), dumpBatch)
@@ -527,13 +471,12 @@ func (b *Backend) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 
 // FlushSAs removes every SA whose reqid keyplane owns (larval ones too)
 // and the pending acquires of owned reqids; other SAs stay.
-func (b *Backend) FlushSAs(ctx context.Context) error {
-	const op = "flush SAs"
+func (b *model) FlushSAs(ctx context.Context) error {
 	b.lifeMu.Lock()
 	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
 	for _, e := range b.sad.all() {

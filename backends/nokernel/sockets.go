@@ -14,8 +14,8 @@ import (
 // are consumed — the model has no ESP to decrypt them into — and IKE is
 // delivered without its non-ESP marker, which the writer prepends, as on
 // XFRM. Close closes the sockets still open.
-func (b *Backend) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
-	if err := b.checkOpen(ctx, "listen IKE"); err != nil {
+func (b *model) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
+	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
 	return ikesock.Listen(ctx, ikesock.Config{Backend: Name, Listen: l, Group: &b.sockets})

@@ -87,7 +87,7 @@ func sameFamily(s kernelops.Selector, a netip.Addr) bool {
 // owned says whether a policy is keyplane's: one of its templates carries
 // an owned reqid. Pass and block policies carry no reqid and are never
 // flushed (CloseHoles removes the hole policies).
-func (b *Backend) owned(p *kernelops.Policy) bool {
+func (b *model) owned(p *kernelops.Policy) bool {
 	for _, t := range p.Templates {
 		if b.opts.Owns(t.ReqID) {
 			return true
@@ -96,51 +96,30 @@ func (b *Backend) owned(p *kernelops.Policy) bool {
 	return false
 }
 
-func validatePolicyLifetime(op string, p *kernelops.Policy) error {
-	for _, l := range []struct {
-		name string
-		l    kernelops.Limits
-	}{{"Soft", p.Lifetime.Soft}, {"Hard", p.Lifetime.Hard}} {
-		if l.l.Bytes != 0 {
-			return kernelops.Invalid(Name, op, p.ID().String(), "Lifetime."+l.name+".Bytes", "policy lifetimes count time only")
-		}
-		if l.l.Packets != 0 {
-			return kernelops.Invalid(Name, op, p.ID().String(), "Lifetime."+l.name+".Packets", "policy lifetimes count time only")
-		}
-	}
-	return nil
-}
-
 // AddPolicy installs a policy; a taken PolicyID is ErrExists (EEXIST).
-func (b *Backend) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
-	return b.putPolicy(ctx, "add policy", p, false)
+func (b *model) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, p, false)
 }
 
 // ReplacePolicy installs a policy, replacing one with the same PolicyID.
-func (b *Backend) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
-	return b.putPolicy(ctx, "replace policy", p, true)
+func (b *model) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, p, true)
 }
 
-func (b *Backend) putPolicy(ctx context.Context, op string, p *kernelops.Policy, replace bool) error {
-	if err := kernelops.ValidatePolicy(Name, op, p); err != nil {
-		return err
-	}
-	if err := validatePolicyLifetime(op, p); err != nil {
-		return err
-	}
+func (b *model) putPolicy(ctx context.Context, p *kernelops.Policy, replace bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
-	return b.insertPolicyLocked(op, p, replace, false)
+	return b.insertPolicyLocked(p, replace, false)
 }
 
-func (b *Backend) insertPolicyLocked(op string, p *kernelops.Policy, replace, hole bool) error {
+func (b *model) insertPolicyLocked(p *kernelops.Policy, replace, hole bool) error {
 	id := p.ID()
 	if old := b.spd.m[id]; old != nil {
 		if !replace {
-			return errno(op, id.String(), syscall.EEXIST, "policy exists")
+			return errno(syscall.EEXIST, "policy exists")
 		}
 		b.removePolicyLocked(old)
 	}
@@ -153,39 +132,37 @@ func (b *Backend) insertPolicyLocked(op string, p *kernelops.Policy, replace, ho
 	return nil
 }
 
-func (b *Backend) removePolicyLocked(e *polEntry) {
+func (b *model) removePolicyLocked(e *polEntry) {
 	e.dead = true
 	e.stop()
 	delete(b.spd.m, e.p.ID())
 }
 
 // DeletePolicy removes a policy; a missing one is ErrNotFound (ENOENT).
-func (b *Backend) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
-	const op = "delete policy"
+func (b *model) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
 	e := b.spd.m[id]
 	if e == nil {
-		return errno(op, id.String(), syscall.ENOENT, "no such policy")
+		return errno(syscall.ENOENT, "no such policy")
 	}
 	b.removePolicyLocked(e)
 	return nil
 }
 
 // GetPolicy returns a copy of a policy with its add and last-use times.
-func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
-	const op = "get policy"
+func (b *model) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return nil, err
 	}
 	e := b.spd.m[id]
 	if e == nil {
-		return nil, errno(op, id.String(), syscall.ENOENT, "no such policy")
+		return nil, errno(syscall.ENOENT, "no such policy")
 	}
 	out := &kernelops.PolicyEntry{}
 	copyPolicy(out, e)
@@ -202,16 +179,15 @@ func copyPolicy(dst *kernelops.PolicyEntry, e *polEntry) {
 
 // Policies streams every policy with the same snapshot rules as SAs; the
 // yielded entry is reused.
-func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
-	return dumpSnapshot(b, ctx, "dump policies", b.spd.all, func(e *polEntry) bool { return e.dead }, copyPolicy)
+func (b *model) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
+	return dumpSnapshot(b, ctx, b.spd.all, func(e *polEntry) bool { return e.dead }, copyPolicy)
 }
 
 // FlushPolicies removes the policies keyplane owns (see owned).
-func (b *Backend) FlushPolicies(ctx context.Context) error {
-	const op = "flush policies"
+func (b *model) FlushPolicies(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
 	for _, e := range b.spd.all() {
@@ -224,7 +200,7 @@ func (b *Backend) FlushPolicies(ctx context.Context) error {
 
 // armPolicy sets the policy's lifetime timer for its next deadline. XFRM
 // counts a policy's use-time from its last use (add time if unused).
-func (b *Backend) armPolicy(e *polEntry) {
+func (b *model) armPolicy(e *polEntry) {
 	e.stop()
 	if e.p.Lifetime == (kernelops.Lifetimes{}) {
 		return
@@ -260,7 +236,7 @@ func policyDeadline(e *polEntry, l kernelops.Limits) time.Time {
 	return d
 }
 
-func (b *Backend) policyTimer(e *polEntry, seq uint64) {
+func (b *model) policyTimer(e *polEntry, seq uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if e.dead || b.closed || e.timerSeq != seq {
@@ -275,15 +251,15 @@ func (b *Backend) policyTimer(e *polEntry, seq uint64) {
 	id := e.p.ID()
 	if due(e.p.Lifetime.Hard) {
 		if !e.softDone && due(e.p.Lifetime.Soft) {
-			b.bus.Publish(&kernelops.PolicyExpireEvent{Policy: id})
+			b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id})
 		}
 		b.removePolicyLocked(e)
-		b.bus.Publish(&kernelops.PolicyExpireEvent{Policy: id, Hard: true})
+		b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id, Hard: true})
 		return
 	}
 	if !e.softDone && due(e.p.Lifetime.Soft) {
 		e.softDone = true
-		b.bus.Publish(&kernelops.PolicyExpireEvent{Policy: id})
+		b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id})
 	}
 	b.armPolicy(e)
 }

@@ -35,22 +35,15 @@ func (e *saEntry) syncState() kernelops.SyncState {
 // ReplayDiff packets of sequence-number advance (either direction), or
 // Timer after the first change since the last event, as XFRM's
 // replay_maxdiff and replay_maxage do. Zero thresholds stop them.
-func (b *Backend) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th kernelops.SyncThresholds) error {
-	const op = "set sync thresholds"
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return err
-	}
-	if th.Timer < 0 {
-		return kernelops.Invalid(Name, op, id.String(), "Timer", "negative timer %v", th.Timer)
-	}
+func (b *model) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th kernelops.SyncThresholds) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return err
 	}
 	e := b.sad.find(id)
 	if e == nil || e.state == kernelops.SALarval {
-		return errno(op, id.String(), syscall.ESRCH, "no such SA")
+		return errno(syscall.ESRCH, "no such SA")
 	}
 	e.sync.stop()
 	e.sync.th = th
@@ -59,19 +52,15 @@ func (b *Backend) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th k
 }
 
 // GetSyncState returns the SA's replay state and lifetime usage.
-func (b *Backend) GetSyncState(ctx context.Context, id kernelops.SAID) (kernelops.SyncState, error) {
-	const op = "get sync state"
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return kernelops.SyncState{}, err
-	}
+func (b *model) GetSyncState(ctx context.Context, id kernelops.SAID) (kernelops.SyncState, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		return kernelops.SyncState{}, err
 	}
 	e := b.sad.find(id)
 	if e == nil || e.state == kernelops.SALarval {
-		return kernelops.SyncState{}, errno(op, id.String(), syscall.ESRCH, "no such SA")
+		return kernelops.SyncState{}, errno(syscall.ESRCH, "no such SA")
 	}
 	return e.syncState(), nil
 }
@@ -80,26 +69,22 @@ func (b *Backend) GetSyncState(ctx context.Context, id kernelops.SAID) (kernelop
 // HA standby does before taking it over (XFRM_MSG_NEWAE). Lifetimes then
 // count from the written add/use times and counters. The window size
 // stays the SA's own; a bitmap longer than it is cut.
-func (b *Backend) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelops.SyncState) error {
-	const op = "set sync state"
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return err
-	}
+func (b *model) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelops.SyncState) error {
 	b.lifeMu.Lock()
 	defer b.lifeMu.Unlock()
 	b.mu.Lock()
-	if err := b.checkLocked(ctx, op); err != nil {
+	if err := b.checkLocked(); err != nil {
 		b.mu.Unlock()
 		return err
 	}
 	e := b.sad.find(id)
 	if e == nil || e.state == kernelops.SALarval {
 		b.mu.Unlock()
-		return errno(op, id.String(), syscall.ESRCH, "no such SA")
+		return errno(syscall.ESRCH, "no such SA")
 	}
 	if !e.sa.ESN && (st.Replay.OSeq > 0xffffffff || st.Replay.Seq > 0xffffffff) {
 		b.mu.Unlock()
-		return kernelops.Invalid(Name, op, id.String(), "Replay.OSeq", "sequence numbers beyond 32 bits on an SA without ESN")
+		return kernelops.Invalid("", "", "", "Replay.OSeq", "sequence numbers beyond 32 bits on an SA without ESN")
 	}
 	r := &e.c.Replay
 	r.OSeq, r.Seq = st.Replay.OSeq, st.Replay.Seq
@@ -125,7 +110,7 @@ func (b *Backend) SetSyncState(ctx context.Context, id kernelops.SAID, st kernel
 
 // syncTouched raises the SyncEvents an SA's replay advance calls for.
 // Called with b.mu held after the counters moved.
-func (b *Backend) syncTouched(e *saEntry) {
+func (b *model) syncTouched(e *saEntry) {
 	s := &e.sync
 	if s.th == (kernelops.SyncThresholds{}) {
 		return
@@ -152,8 +137,8 @@ func (b *Backend) syncTouched(e *saEntry) {
 	}
 }
 
-func (b *Backend) sendSync(e *saEntry, why kernelops.SyncReason) {
+func (b *model) sendSync(e *saEntry, why kernelops.SyncReason) {
 	e.sync.stop()
 	e.sync.baseO, e.sync.baseI = e.c.Replay.OSeq, e.c.Replay.Seq
-	b.bus.Publish(&kernelops.SyncEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, State: e.syncState(), Reason: why})
+	b.env.Publish(&kernelops.SyncEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, State: e.syncState(), Reason: why})
 }

@@ -73,7 +73,7 @@ type Result struct {
 // Inject pushes one simulated packet through the model and returns what
 // happened to it. It fails only for a bad packet, a done ctx or a closed
 // backend; a dropped packet is a Result, not an error.
-func (b *Backend) Inject(ctx context.Context, p Packet) (Result, error) {
+func (b *model) Inject(ctx context.Context, p Packet) (Result, error) {
 	if p.Len < 0 {
 		return Result{}, kernelops.Invalid(Name, "inject", "", "Len", "negative length %d", p.Len)
 	}
@@ -99,7 +99,7 @@ type observed struct {
 	firstUse       time.Time
 }
 
-func (b *Backend) report(obs []observed) {
+func (b *model) report(obs []observed) {
 	for _, o := range obs {
 		b.life.Observe(o.id, o.bytes, o.packets, o.firstUse)
 	}
@@ -116,11 +116,11 @@ func (e *saEntry) count(n int, now time.Time) observed {
 	return observed{e.sa.ID, e.c.Bytes, e.c.Packets, e.c.FirstUse}
 }
 
-func (b *Backend) outbound(ctx context.Context, p Packet) (Result, error) {
+func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
 	b.lifeMu.Lock()
 	defer b.lifeMu.Unlock()
 	b.mu.Lock()
-	if err := b.checkLocked(ctx, "inject"); err != nil {
+	if err := b.checkLocked(); err != nil {
 		b.mu.Unlock()
 		return Result{}, err
 	}
@@ -190,7 +190,7 @@ func (b *Backend) outbound(ctx context.Context, p Packet) (Result, error) {
 // policy's mark and if_id, whose selector (if any) covers the packet,
 // not recorded as inbound. A fresh SA beats a dying one, a newer one an
 // older one.
-func (b *Backend) findOutSA(pol *polEntry, t kernelops.Template, src, dst netip.Addr, p Packet) *saEntry {
+func (b *model) findOutSA(pol *polEntry, t kernelops.Template, src, dst netip.Addr, p Packet) *saEntry {
 	mark := pol.p.Mark.Value & pol.p.Mark.Mask
 	var best *saEntry
 	for _, e := range b.sad.byReqID[t.ReqID] {
@@ -231,7 +231,7 @@ type acquire struct {
 
 // acquireLocked raises an acquire for a template without an SA, unless one
 // is pending for the same key; it reports whether it raised one.
-func (b *Backend) acquireLocked(pol *polEntry, t kernelops.Template, src, dst netip.Addr, p Packet) bool {
+func (b *model) acquireLocked(pol *polEntry, t kernelops.Template, src, dst netip.Addr, p Packet) bool {
 	k := acqKey{src: src, dst: dst, proto: t.Proto, mode: t.Mode, reqid: t.ReqID,
 		mark: pol.p.Mark.Value & pol.p.Mark.Mask, ifid: pol.p.IfID}
 	if _, pending := b.acquires[k]; pending {
@@ -248,7 +248,7 @@ func (b *Backend) acquireLocked(pol *polEntry, t kernelops.Template, src, dst ne
 	b.acquires[k] = a
 	b.acqSeq++
 	host := func(x netip.Addr) netip.Prefix { return netip.PrefixFrom(x, x.BitLen()) }
-	b.bus.Publish(&kernelops.AcquireEvent{
+	b.env.Publish(&kernelops.AcquireEvent{
 		Seq: b.acqSeq, Src: src, Dst: dst, Proto: t.Proto, ReqID: t.ReqID, Policy: pol.p.ID(),
 		Packet: kernelops.Selector{Src: host(p.Src), Dst: host(p.Dst), Proto: p.Proto, SrcPort: p.SrcPort, DstPort: p.DstPort},
 	})
@@ -257,7 +257,7 @@ func (b *Backend) acquireLocked(pol *polEntry, t kernelops.Template, src, dst ne
 
 // clearAcquires drops the pending acquire an SA answers, as XFRM deletes
 // the larval acquire state when the SA is added.
-func (b *Backend) clearAcquires(sa *kernelops.SA) {
+func (b *model) clearAcquires(sa *kernelops.SA) {
 	k := acqKey{src: sa.ID.Src, dst: sa.ID.Dst, proto: sa.ID.Proto, mode: sa.Mode, reqid: sa.ReqID,
 		mark: sa.ID.Mark.Value, ifid: sa.IfID}
 	if a := b.acquires[k]; a != nil {
@@ -267,17 +267,17 @@ func (b *Backend) clearAcquires(sa *kernelops.SA) {
 }
 
 // PendingAcquires reports how many acquires wait for an SA or a timeout.
-func (b *Backend) PendingAcquires() int {
+func (b *model) PendingAcquires() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.acquires)
 }
 
-func (b *Backend) inbound(ctx context.Context, p Packet) (Result, error) {
+func (b *model) inbound(ctx context.Context, p Packet) (Result, error) {
 	b.lifeMu.Lock()
 	defer b.lifeMu.Unlock()
 	b.mu.Lock()
-	if err := b.checkLocked(ctx, "inject"); err != nil {
+	if err := b.checkLocked(); err != nil {
 		b.mu.Unlock()
 		return Result{}, err
 	}
@@ -299,7 +299,7 @@ func (b *Backend) inbound(ctx context.Context, p Packet) (Result, error) {
 		peer := netip.AddrPortFrom(e.sa.ID.Src, e.sa.Encap.SrcPort)
 		if p.From != peer && p.From != e.mapping {
 			e.mapping = p.From
-			b.bus.Publish(&kernelops.MappingEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Old: peer, New: p.From})
+			b.env.Publish(&kernelops.MappingEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Old: peer, New: p.From})
 		}
 	}
 	seq := p.Seq
@@ -326,7 +326,7 @@ func (b *Backend) inbound(ctx context.Context, p Packet) (Result, error) {
 
 // inboundPolicyLocked is XFRM's inbound policy check of a decapsulated
 // packet: the inbound policy must expect the SA it came through.
-func (b *Backend) inboundPolicyLocked(e *saEntry, p Packet, res *Result) string {
+func (b *model) inboundPolicyLocked(e *saEntry, p Packet, res *Result) string {
 	if !p.Src.IsValid() || !p.Dst.IsValid() {
 		return ""
 	}

@@ -18,13 +18,9 @@ import (
 // Route.Gateway stays unset.
 
 // RouteTo implements kernelops.AddrSelector.
-func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
-	const op = "route to"
-	if err := b.require(op, kernelops.CapAddrSelect); err != nil {
-		return kernelops.Route{}, err
-	}
+func (b *driver) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
 	if !dst.IsValid() || dst.IsUnspecified() {
-		return kernelops.Route{}, kernelops.Invalid(Name, op, dst.String(), "dst", "want a unicast address")
+		return kernelops.Route{}, kernelops.Invalid("", "", dst.String(), "dst", "want a unicast address")
 	}
 	dst = dst.Unmap()
 	var r kernelops.Route
@@ -52,19 +48,15 @@ func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route,
 	if err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
-			return kernelops.Route{}, kernelops.FromErrno(Name, op, dst.String(), errno, err.Error())
+			return kernelops.Route{}, kernelops.FromErrno("", "", dst.String(), errno, err.Error())
 		}
-		return kernelops.Route{}, &kernelops.Error{Backend: Name, Op: op, Object: dst.String(), Err: err}
+		return kernelops.Route{}, &kernelops.Error{Object: dst.String(), Err: err}
 	}
 	return r, nil
 }
 
 // Interfaces implements kernelops.AddrSelector.
-func (b *Backend) Interfaces(ctx context.Context) ([]kernelops.Interface, error) {
-	const op = "list interfaces"
-	if err := b.require(op, kernelops.CapAddrSelect); err != nil {
-		return nil, err
-	}
+func (b *driver) Interfaces(ctx context.Context) ([]kernelops.Interface, error) {
 	var out []kernelops.Interface
 	err := b.ns.do(func() error {
 		var err error
@@ -72,7 +64,7 @@ func (b *Backend) Interfaces(ctx context.Context) ([]kernelops.Interface, error)
 		return err
 	})
 	if err != nil {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Err: err}
+		return nil, &kernelops.Error{Err: err}
 	}
 	return out, nil
 }

@@ -15,14 +15,14 @@ import (
 
 	"github.com/keyplane/keyplane/backends/pfkey/sadb"
 	"github.com/keyplane/keyplane/kernelops"
-	"github.com/keyplane/keyplane/kernelops/eventbus"
-	"github.com/keyplane/keyplane/kernelops/idle"
 	"github.com/keyplane/keyplane/kernelops/ikesock"
 	"golang.org/x/sys/unix"
 )
 
-// Backend is an open PF_KEY dataplane.
-type Backend struct {
+// driver translates kernelops calls into PF_KEY v2 messages; Open puts
+// the kernelops front end in front of it.
+type driver struct {
+	env  *kernelops.Env
 	opts kernelops.Options
 	log  *slog.Logger
 	os   *osInfo
@@ -31,7 +31,6 @@ type Backend struct {
 	pid  uint32
 	caps kernelops.Capabilities
 	pool *pool
-	bus  *eventbus.Bus
 
 	mu     sync.Mutex
 	closed bool
@@ -42,9 +41,6 @@ type Backend struct {
 	holes  []kernelops.PolicyID          // pass policies OpenHoles installed
 	ev     *eventLoop
 	socks  ikesock.Group // the IKE sockets, closed by Close
-
-	idle     *idle.Detector
-	stopIdle func()
 }
 
 type larvalKey struct {
@@ -74,10 +70,17 @@ const (
 	ParamReqIDBase = "reqid-base"
 )
 
-// Open opens the PF_KEY dataplane of the running kernel.
+// Open opens the PF_KEY dataplane of the running kernel, behind the
+// kernelops front end.
 func Open(ctx context.Context, opts kernelops.Options) (kernelops.Backend, error) {
+	return kernelops.NewHandle(ctx, Name, opts, func(ctx context.Context, env *kernelops.Env) (kernelops.Driver, error) {
+		return open(ctx, env)
+	})
+}
+
+func open(ctx context.Context, env *kernelops.Env) (*driver, error) {
 	const op = "open"
-	opts = opts.WithDefaults()
+	opts := env.Options
 	if err := opts.CheckParams(Name, ParamNetns, ParamReqIDBase); err != nil {
 		return nil, err
 	}
@@ -85,27 +88,27 @@ func Open(ctx context.Context, opts kernelops.Options) (kernelops.Backend, error
 	if s, ok := opts.Params[ParamReqIDBase]; ok {
 		v, err := strconv.ParseUint(s, 0, 32)
 		if err != nil {
-			return nil, kernelops.Invalid(Name, op, "", "Params."+ParamReqIDBase, "%q: %v", s, err)
+			return nil, kernelops.Invalid("", "", "", "Params."+ParamReqIDBase, "%q: %v", s, err)
 		}
 		base = v
 	}
 	rq, err := newReqIDMap(opts.ReqIDMin, opts.ReqIDMax, uint32(base), host.saReqIDMax)
 	if err != nil {
-		return nil, kernelops.Invalid(Name, op, "", "Params."+ParamReqIDBase, "%v", err)
+		return nil, kernelops.Invalid("", "", "", "Params."+ParamReqIDBase, "%v", err)
 	}
 	ns, err := newNetns(opts.Params[ParamNetns])
 	if err != nil {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Object: opts.Params[ParamNetns], Err: kernelops.ErrInvalid,
+		return nil, &kernelops.Error{Object: opts.Params[ParamNetns], Err: kernelops.ErrInvalid,
 			Detail: err.Error()}
 	}
-	b := &Backend{
+	b := &driver{
+		env:    env,
 		opts:   opts,
-		log:    opts.Logger.With("backend", Name),
+		log:    env.Log,
 		os:     host,
 		x:      &xlate{os: host, d: host.dialect, rq: rq},
 		ns:     ns,
 		pid:    uint32(os.Getpid()),
-		bus:    eventbus.New(),
 		larval: map[larvalKey]time.Time{},
 		known:  map[spiKey]knownSA{},
 		traps:  map[kernelops.PolicyID]bool{},
@@ -115,7 +118,7 @@ func Open(ctx context.Context, opts kernelops.Options) (kernelops.Backend, error
 	// SADB_REGISTER with SA type UNSPEC lists the algorithms without
 	// registering the socket for acquires (RFC 2367 §3.1.7; af_key's
 	// pfkey_register, KAME's key_register).
-	reply, err := b.request(ctx, "query algorithms", "", &sadb.Msg{Header: sadb.Header{Type: sadb.MsgRegister}})
+	reply, err := b.request(ctx, "", &sadb.Msg{Header: sadb.Header{Type: sadb.MsgRegister}})
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -132,12 +135,11 @@ func Open(ctx context.Context, opts kernelops.Options) (kernelops.Backend, error
 		}
 	}
 	b.caps = host.capabilities(supportedAlgorithms(host.dialect, reply), opts, extra, extraNotes)
-	b.startIdle()
 	return b, nil
 }
 
 // openSock opens a PF_KEY socket in the backend's namespace.
-func (b *Backend) openSock() (*sock, error) {
+func (b *driver) openSock() (*sock, error) {
 	var fd int
 	err := b.ns.do(func() error {
 		var err error
@@ -156,13 +158,11 @@ func (b *Backend) openSock() (*sock, error) {
 	return newSock(fd)
 }
 
-func (b *Backend) Name() string { return Name }
-
-func (b *Backend) Capabilities() kernelops.Capabilities { return b.caps }
+func (b *driver) Capabilities() kernelops.Capabilities { return b.caps }
 
 // Close releases the sockets and ends every subscription. It leaves the
 // kernel's SAs and policies in place.
-func (b *Backend) Close() error {
+func (b *driver) Close() error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -172,10 +172,6 @@ func (b *Backend) Close() error {
 	ev := b.ev
 	b.ev = nil
 	b.mu.Unlock()
-	if b.stopIdle != nil {
-		b.stopIdle()
-	}
-	b.bus.Close()
 	if ev != nil {
 		ev.stop()
 	}
@@ -184,20 +180,16 @@ func (b *Backend) Close() error {
 	return b.ns.close()
 }
 
-func (b *Backend) checkOpen(op string) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return &kernelops.Error{Backend: Name, Op: op, Err: kernelops.ErrClosed}
-	}
-	return nil
-}
+func (b *driver) String() string { return fmt.Sprintf("pfkey(%s)", b.os.name) }
 
-func (b *Backend) require(op string, c kernelops.Cap) error {
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
-	return b.caps.Require(Name, op, c)
-}
-
-func (b *Backend) String() string { return fmt.Sprintf("pfkey(%s)", b.os.name) }
+var (
+	_ kernelops.Driver       = (*driver)(nil)
+	_ kernelops.SAD          = (*driver)(nil)
+	_ kernelops.SPD          = (*driver)(nil)
+	_ kernelops.Batcher      = (*driver)(nil)
+	_ kernelops.EventStarter = (*driver)(nil)
+	_ kernelops.Sockets      = (*driver)(nil)
+	_ kernelops.AddrSelector = (*driver)(nil)
+	_ kernelops.Holes        = (*driver)(nil)
+	_ kernelops.Migrator     = (*driver)(nil)
+)

@@ -39,7 +39,7 @@ var commonNotes = map[kernelops.Cap]string{
 	kernelops.CapChangeEvents:       "PF_KEY carries no address, link or route events (they come from the routing socket or rtnetlink, not from this backend)",
 	kernelops.CapAddrManage:         "PF_KEY does not configure interface addresses",
 	kernelops.CapOffload:            "PF_KEY v2 has no way to request hardware offload",
-	kernelops.CapIdle:               "not implemented by the PF_KEY backend; kernelops.ReadUsage over its dump feeds kernelops/idle",
+	kernelops.CapIdle:               "the front end scans one SADB_DUMP per interval; PF_KEY keeps no last-used time, so idleness comes from byte and packet counts",
 	kernelops.CapXfrmInterfaces:     "PF_KEY cannot create or bind route-based IPsec interfaces (no if_id)",
 	kernelops.CapMarks:              "PF_KEY messages carry no mark",
 	kernelops.CapIfID:               "PF_KEY messages carry no interface id",

@@ -123,13 +123,13 @@ func (p *pool) close() {
 
 // request sends m and returns the kernel's reply; a reply with an errno
 // becomes the kernelops error for op.
-func (b *Backend) request(ctx context.Context, op, obj string, m *sadb.Msg) (*sadb.Msg, error) {
-	reply, err := b.exchange(ctx, op, obj, m, true)
+func (b *driver) request(ctx context.Context, obj string, m *sadb.Msg) (*sadb.Msg, error) {
+	reply, err := b.exchange(ctx, obj, m, true)
 	if err != nil {
 		return nil, err
 	}
 	if reply.Errno != 0 {
-		return reply, kerr(op, obj, m.Type, syscall.Errno(reply.Errno))
+		return reply, kerr(obj, m.Type, syscall.Errno(reply.Errno))
 	}
 	return reply, nil
 }
@@ -138,15 +138,15 @@ func (b *Backend) request(ctx context.Context, op, obj string, m *sadb.Msg) (*sa
 // matching reply; without, it only collects an error the kernel queued
 // while processing (Linux answers a successful SADB_X_MIGRATE with
 // nothing, and handles every message synchronously inside write).
-func (b *Backend) exchange(ctx context.Context, op, obj string, m *sadb.Msg, waitReply bool) (*sadb.Msg, error) {
+func (b *driver) exchange(ctx context.Context, obj string, m *sadb.Msg, waitReply bool) (*sadb.Msg, error) {
 	m.Seq, m.PID = nextSeq(), b.pid
 	wire, err := m.Marshal(b.x.d)
 	if err != nil {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: kernelops.ErrInvalid, Detail: err.Error()}
+		return nil, &kernelops.Error{Object: obj, Err: kernelops.ErrInvalid, Detail: err.Error()}
 	}
 	s, err := b.pool.get(ctx)
 	if err != nil {
-		return nil, b.sockErr(op, obj, err)
+		return nil, b.sockErr(obj, err)
 	}
 	reuse := false
 	defer func() { b.pool.put(s, reuse) }()
@@ -156,9 +156,9 @@ func (b *Backend) exchange(ctx context.Context, op, obj string, m *sadb.Msg, wai
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
 			reuse = true
-			return nil, kerr(op, obj, m.Type, errno)
+			return nil, kerr(obj, m.Type, errno)
 		}
-		return nil, b.sockErr(op, obj, err)
+		return nil, b.sockErr(obj, err)
 	}
 	skipped := 0
 	for {
@@ -174,7 +174,7 @@ func (b *Backend) exchange(ctx context.Context, op, obj string, m *sadb.Msg, wai
 			if errors.Is(err, context.DeadlineExceeded) {
 				err = fmt.Errorf("%w (after %d other messages; receive queue overflowed: %v)", err, skipped, mayHaveLost(s.fd()))
 			}
-			return nil, b.sockErr(op, obj, err)
+			return nil, b.sockErr(obj, err)
 		}
 		t, _, seq, pid, ok := header(raw)
 		if !ok || t != m.Type || seq != m.Seq || pid != m.PID {
@@ -183,7 +183,7 @@ func (b *Backend) exchange(ctx context.Context, op, obj string, m *sadb.Msg, wai
 		}
 		reply, err := sadb.Parse(b.x.d, raw)
 		if err != nil {
-			return nil, &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: err, Detail: "unparsable reply"}
+			return nil, &kernelops.Error{Object: obj, Err: err, Detail: "unparsable reply"}
 		}
 		reuse = true
 		return reply, nil
@@ -196,7 +196,7 @@ func (b *Backend) exchange(ctx context.Context, op, obj string, m *sadb.Msg, wai
 // The kernel numbers dump replies (not by the request's sequence
 // number); the last one has sequence number 0. An empty table is an
 // ENOENT reply.
-func (b *Backend) dump(ctx context.Context, op string, t sadb.MsgType, yield func(*sadb.Msg) bool) error {
+func (b *driver) dump(ctx context.Context, t sadb.MsgType, yield func(*sadb.Msg) bool) error {
 	m := &sadb.Msg{Header: sadb.Header{Type: t, SAType: sadb.SATypeUnspec, Seq: nextSeq(), PID: b.pid}}
 	wire, err := m.Marshal(b.x.d)
 	if err != nil {
@@ -204,19 +204,19 @@ func (b *Backend) dump(ctx context.Context, op string, t sadb.MsgType, yield fun
 	}
 	s, err := b.pool.get(ctx)
 	if err != nil {
-		return b.sockErr(op, "", err)
+		return b.sockErr("", err)
 	}
 	reuse := false
 	defer func() { b.pool.put(s, reuse) }()
 	if err := s.send(wire); err != nil {
-		return b.sockErr(op, "", err)
+		return b.sockErr("", err)
 	}
 	for {
 		stop := s.deadlineFor(ctx) // per message: a long dump may take long in all
 		raw, err := s.read()
 		stop()
 		if err != nil {
-			return b.sockErr(op, "", timeoutErr(ctx, err))
+			return b.sockErr("", timeoutErr(ctx, err))
 		}
 		rt, errno, seq, pid, ok := header(raw)
 		if !ok || rt != t || pid != b.pid {
@@ -227,11 +227,11 @@ func (b *Backend) dump(ctx context.Context, op string, t sadb.MsgType, yield fun
 			if syscall.Errno(errno) == syscall.ENOENT {
 				return nil
 			}
-			return kerr(op, "", t, syscall.Errno(errno))
+			return kerr("", t, syscall.Errno(errno))
 		}
 		r, err := sadb.Parse(b.x.d, raw)
 		if err != nil {
-			return &kernelops.Error{Backend: Name, Op: op, Err: err, Detail: "unparsable dump entry"}
+			return &kernelops.Error{Err: err, Detail: "unparsable dump entry"}
 		}
 		if !yield(r) {
 			// Closing the socket ends the kernel's dump; draining
@@ -245,19 +245,19 @@ func (b *Backend) dump(ctx context.Context, op string, t sadb.MsgType, yield fun
 	}
 }
 
-func (b *Backend) sockErr(op, obj string, err error) error {
+func (b *driver) sockErr(obj string, err error) error {
 	var ke *kernelops.Error
 	switch {
 	case errors.As(err, &ke):
 		return err
 	case errors.Is(err, kernelops.ErrClosed):
-		return &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: kernelops.ErrClosed}
+		return &kernelops.Error{Object: obj, Err: kernelops.ErrClosed}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: err}
+		return &kernelops.Error{Object: obj, Err: err}
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		return kernelops.FromErrno(Name, op, obj, errno, "PF_KEY socket: "+err.Error())
+		return kernelops.FromErrno("", "", obj, errno, "PF_KEY socket: "+err.Error())
 	}
-	return &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: err}
+	return &kernelops.Error{Object: obj, Err: err}
 }

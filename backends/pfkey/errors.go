@@ -14,8 +14,8 @@ const Name = "pfkey"
 // kerr turns a kernel's sadb_msg_errno into the kernelops error for op:
 // the errno's sentinel, with what that errno means for that message
 // (PF_KEY replies carry no text of their own).
-func kerr(op, object string, t sadb.MsgType, errno syscall.Errno) *kernelops.Error {
-	e := kernelops.FromErrno(Name, op, object, errno, errnoDetail(t, errno))
+func kerr(object string, t sadb.MsgType, errno syscall.Errno) *kernelops.Error {
+	e := kernelops.FromErrno("", "", object, errno, errnoDetail(t, errno))
 	switch {
 	case t == sadb.MsgGetSPI && errno == syscall.ENOENT:
 		// xfrm_alloc_spi (and KAME key_do_getnewspi) found no free SPI.
@@ -63,8 +63,8 @@ func errnoDetail(t sadb.MsgType, errno syscall.Errno) string {
 }
 
 // unsupported is the ErrNotSupported error naming the field.
-func unsupported(op, object, field, format string, args ...any) *kernelops.Error {
-	return &kernelops.Error{Backend: Name, Op: op, Object: object, Field: field, Err: kernelops.ErrNotSupported,
+func unsupported(object, field, format string, args ...any) *kernelops.Error {
+	return &kernelops.Error{Object: object, Field: field, Err: kernelops.ErrNotSupported,
 		Detail: fmt.Sprintf(format, args...)}
 }
 

@@ -34,36 +34,20 @@ var eventRcvBuf = 4 << 20
 // the event socket, so a test can stall the reader.
 var testHookBeforeRead func()
 
-// Subscribe implements kernelops.EventSource. The first subscription
+// StartEvents implements kernelops.EventStarter: the first subscription
 // opens and registers the event socket.
-func (b *Backend) Subscribe(ctx context.Context, opts kernelops.SubscribeOptions) (kernelops.Subscription, error) {
-	const op = "subscribe"
-	if err := b.require(op, kernelops.CapEvents); err != nil {
-		return nil, err
-	}
-	if err := b.startEvents(ctx); err != nil {
-		return nil, err
-	}
-	sub, err := b.bus.Subscribe(ctx, opts)
-	if err != nil {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Err: kernelops.ErrClosed}
-	}
-	return sub, nil
-}
-
-func (b *Backend) startEvents(ctx context.Context) error {
-	const op = "register for events"
+func (b *driver) StartEvents(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return &kernelops.Error{Backend: Name, Op: op, Err: kernelops.ErrClosed}
+		return &kernelops.Error{Err: kernelops.ErrClosed}
 	}
 	if b.ev != nil {
 		return nil
 	}
 	s, err := b.openSock()
 	if err != nil {
-		return b.sockErr(op, "", err)
+		return b.sockErr("", err)
 	}
 	tuneEventSocket(s.fd(), eventRcvBuf)
 	for _, t := range []sadb.SAType{sadb.SATypeESP, sadb.SATypeAH, sadb.SATypeIPComp} {
@@ -80,8 +64,7 @@ func (b *Backend) startEvents(ctx context.Context) error {
 }
 
 // register sends SADB_REGISTER for t on s and waits for its answer there.
-func (b *Backend) register(ctx context.Context, s *sock, t sadb.SAType) error {
-	const op = "register for events"
+func (b *driver) register(ctx context.Context, s *sock, t sadb.SAType) error {
 	m := &sadb.Msg{Header: sadb.Header{Type: sadb.MsgRegister, SAType: t, Seq: nextSeq(), PID: b.pid}}
 	wire, err := m.Marshal(b.x.d)
 	if err != nil {
@@ -90,19 +73,19 @@ func (b *Backend) register(ctx context.Context, s *sock, t sadb.SAType) error {
 	stop := s.deadlineFor(ctx)
 	defer stop()
 	if err := s.send(wire); err != nil {
-		return b.sockErr(op, t.String(), err)
+		return b.sockErr(t.String(), err)
 	}
 	for {
 		raw, err := s.read()
 		if err != nil {
-			return b.sockErr(op, t.String(), timeoutErr(ctx, err))
+			return b.sockErr(t.String(), timeoutErr(ctx, err))
 		}
 		rt, errno, seq, pid, ok := header(raw)
 		if !ok || rt != sadb.MsgRegister || seq != m.Seq || pid != b.pid {
 			continue
 		}
 		if errno != 0 && syscall.Errno(errno) != syscall.EEXIST {
-			return kerr(op, t.String(), sadb.MsgRegister, syscall.Errno(errno))
+			return kerr(t.String(), sadb.MsgRegister, syscall.Errno(errno))
 		}
 		return nil
 	}
@@ -114,7 +97,7 @@ func (ev *eventLoop) stop() {
 	ev.wg.Wait()
 }
 
-func (b *Backend) readEvents(ev *eventLoop) {
+func (b *driver) readEvents(ev *eventLoop) {
 	defer ev.wg.Done()
 	fd := ev.s.fd()
 	d := b.x.d
@@ -123,7 +106,7 @@ func (b *Backend) readEvents(ev *eventLoop) {
 			testHookBeforeRead()
 		}
 		if mayHaveLost(fd) {
-			b.bus.Overrun(-1, "kernel socket: the PF_KEY receive queue reached its limit, where the kernel drops messages silently")
+			b.env.Overrun(-1, "kernel socket: the PF_KEY receive queue reached its limit, where the kernel drops messages silently")
 		}
 		raw, err := ev.s.read()
 		if err != nil {
@@ -133,7 +116,7 @@ func (b *Backend) readEvents(ev *eventLoop) {
 			default:
 			}
 			if errors.Is(err, syscall.ENOBUFS) {
-				b.bus.Overrun(-1, "kernel socket (ENOBUFS)")
+				b.env.Overrun(-1, "kernel socket (ENOBUFS)")
 				continue
 			}
 			if errors.Is(err, os.ErrClosed) {
@@ -163,13 +146,13 @@ func (b *Backend) readEvents(ev *eventLoop) {
 			continue
 		}
 		if e := b.event(m); e != nil {
-			b.bus.Publish(e)
+			b.env.Publish(e)
 		}
 	}
 }
 
 // event translates one kernel message; nil for one it cannot read.
-func (b *Backend) event(m *sadb.Msg) kernelops.Event {
+func (b *driver) event(m *sadb.Msg) kernelops.Event {
 	var (
 		e   kernelops.Event
 		err error
@@ -186,7 +169,7 @@ func (b *Backend) event(m *sadb.Msg) kernelops.Event {
 		e, err = b.x.acquireEvent(m, func(idx uint32) (*kernelops.PolicyEntry, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			return b.policyByIndex(ctx, "resolve acquire", idx)
+			return b.policyByIndex(ctx, idx)
 		})
 	case sadb.MsgSPDExpire:
 		e, err = b.x.policyExpireEvent(m)
@@ -206,7 +189,7 @@ func (b *Backend) event(m *sadb.Msg) kernelops.Event {
 	return e
 }
 
-func (b *Backend) knownSA(spi uint32, proto kernelops.Proto) (kernelops.SAID, uint32, bool) {
+func (b *driver) knownSA(spi uint32, proto kernelops.Proto) (kernelops.SAID, uint32, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k, ok := b.known[spiKey{spi, proto}]

@@ -25,14 +25,10 @@ import (
 //
 // PF_KEY passes no encapsulation to xfrm_migrate: SAs keep their NAT-T
 // ports, so a migration that would change them is refused.
-func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
-	const op = "migrate"
-	if err := b.require(op, kernelops.CapMigrate); err != nil {
-		return err
-	}
+func (b *driver) Migrate(ctx context.Context, m kernelops.Migration) error {
 	obj := fmt.Sprintf("reqid %#x %s->%s", m.ReqID, m.Old.Local, m.New.Local)
 	bad := func(field, format string, args ...any) error {
-		return kernelops.Invalid(Name, op, obj, field, format, args...)
+		return kernelops.Invalid("", "", obj, field, format, args...)
 	}
 	for _, e := range []struct {
 		name string
@@ -52,15 +48,12 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 	// Refuse what the kernel would do differently before touching anything.
 	sas := make(map[kernelops.SAID]*kernelops.SAEntry, len(m.SAs))
 	for i, id := range m.SAs {
-		if err := b.checkSAID(op, id); err != nil {
-			return err
-		}
-		e, err := b.getSA(ctx, op, id)
+		e, err := b.getSA(ctx, id)
 		if err != nil {
 			return err
 		}
 		if !sameEncap(e.Encap, m.Encap) {
-			return unsupported(op, id.String(), fmt.Sprintf("SAs[%d]", i),
+			return unsupported(id.String(), fmt.Sprintf("SAs[%d]", i),
 				"SADB_X_MIGRATE cannot change NAT-T encapsulation (%v -> %v): af_key passes none to xfrm_migrate",
 				e.Encap, m.Encap)
 		}
@@ -80,7 +73,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 		if len(pairs) == 0 {
 			return bad(fmt.Sprintf("Policies[%d]", i), "%s has no template with reqid %#x between the old endpoints", pid, m.ReqID)
 		}
-		if err := b.sendMigrate(ctx, op, pe.ID(), pairs, km); err != nil {
+		if err := b.sendMigrate(ctx, pe.ID(), pairs, km); err != nil {
 			return err
 		}
 		for _, p := range pairs {
@@ -95,18 +88,17 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 		if covered[id] {
 			continue
 		}
-		if err := b.migrateAlone(ctx, op, id, e, m, kreqid, km); err != nil {
+		if err := b.migrateAlone(ctx, id, e, m, kreqid, km); err != nil {
 			return err
 		}
 	}
 	for id := range sas {
 		nid := id
 		nid.Src, nid.Dst = moved(id.Src, m), moved(id.Dst, m)
-		if _, err := b.getSA(ctx, op, nid); err != nil {
+		if _, err := b.getSA(ctx, nid); err != nil {
 			return fmt.Errorf("SA %s was not moved to %s: %w", id, nid, err)
 		}
 		b.forget(id)
-		b.idle.Move(id, nid)
 	}
 	return nil
 }
@@ -136,7 +128,7 @@ func moved(a netip.Addr, m kernelops.Migration) netip.Addr {
 // pairs builds the old/new ipsecrequest pairs for a policy's templates
 // with the migration's reqid between the old endpoints. Transport-mode
 // templates name no addresses; their SAs run between the endpoints.
-func (b *Backend) pairs(pe *kernelops.PolicyEntry, m kernelops.Migration, kreqid uint32) [][2]sadb.Request {
+func (b *driver) pairs(pe *kernelops.PolicyEntry, m kernelops.Migration, kreqid uint32) [][2]sadb.Request {
 	var out [][2]sadb.Request
 	for _, tm := range pe.Templates {
 		if tm.ReqID != m.ReqID {
@@ -163,20 +155,20 @@ func (b *Backend) pairs(pe *kernelops.PolicyEntry, m kernelops.Migration, kreqid
 
 // sendMigrate sends one SADB_X_MIGRATE. Linux answers success with
 // silence and failure with an error reply, both before write returns.
-func (b *Backend) sendMigrate(ctx context.Context, op string, id kernelops.PolicyID, pairs [][2]sadb.Request, km *sadb.KMAddress) error {
-	reply, err := b.exchange(ctx, op, id.String(), b.x.migrateMsg(id, pairs, km), false)
+func (b *driver) sendMigrate(ctx context.Context, id kernelops.PolicyID, pairs [][2]sadb.Request, km *sadb.KMAddress) error {
+	reply, err := b.exchange(ctx, id.String(), b.x.migrateMsg(id, pairs, km), false)
 	if err != nil {
 		return err
 	}
 	if reply.Errno != 0 {
-		return kerr(op, id.String(), reply.Type, errnoOf(reply.Errno))
+		return kerr(id.String(), reply.Type, errnoOf(reply.Errno))
 	}
 	return nil
 }
 
 // migrateAlone moves an SA no listed policy covers, through a temporary
 // inbound policy that selects nothing real.
-func (b *Backend) migrateAlone(ctx context.Context, op string, id kernelops.SAID, e *kernelops.SAEntry,
+func (b *driver) migrateAlone(ctx context.Context, id kernelops.SAID, e *kernelops.SAEntry,
 	m kernelops.Migration, kreqid uint32, km *sadb.KMAddress) error {
 	host := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 	tmp := &kernelops.Policy{
@@ -197,5 +189,5 @@ func (b *Backend) migrateAlone(ctx context.Context, op string, id kernelops.SAID
 		Src: netip.AddrPortFrom(id.Src, 0), Dst: netip.AddrPortFrom(id.Dst, 0)}
 	n := r
 	n.Src, n.Dst = netip.AddrPortFrom(moved(id.Src, m), 0), netip.AddrPortFrom(moved(id.Dst, m), 0)
-	return b.sendMigrate(ctx, op, tmp.ID(), [][2]sadb.Request{{r, n}}, km)
+	return b.sendMigrate(ctx, tmp.ID(), [][2]sadb.Request{{r, n}}, km)
 }

@@ -26,14 +26,10 @@ const larvalTTL = 10 * time.Minute
 // Linux keeps one larval SA per (source, destination, protocol, reqid):
 // a second GETSPI for the same four returns the first one's SPI. The
 // backend notices and refuses rather than hand out one SPI twice.
-func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
-	const op = "alloc SPI"
-	if err := b.require(op, kernelops.CapSAD); err != nil {
-		return 0, err
-	}
+func (b *driver) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
 	obj := fmt.Sprintf("%s %s->%s", req.Proto, req.Src, req.Dst)
 	bad := func(field, format string, args ...any) error {
-		return kernelops.Invalid(Name, op, obj, field, format, args...)
+		return kernelops.Invalid("", "", obj, field, format, args...)
 	}
 	switch {
 	case !req.Src.IsValid():
@@ -66,13 +62,13 @@ func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint3
 		b.x.endpoint(sadb.ExtAddressDst, req.Dst),
 		&sadb.SPIRange{Min: lo, Max: hi},
 	}}
-	reply, err := b.request(ctx, op, obj, m)
+	reply, err := b.request(ctx, obj, m)
 	if err != nil {
 		return 0, err
 	}
 	s := reply.SA()
 	if s == nil {
-		return 0, &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: errors.New("GETSPI reply without SA")}
+		return 0, &kernelops.Error{Object: obj, Err: errors.New("GETSPI reply without SA")}
 	}
 	k := larvalKey{req.Dst.String(), req.Proto, s.SPI}
 	now := time.Now()
@@ -89,31 +85,31 @@ func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint3
 	b.mu.Unlock()
 	if reused || s.SPI < lo || s.SPI > hi {
 		if lo == hi {
-			return 0, &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: kernelops.ErrNoSpace,
+			return 0, &kernelops.Error{Object: obj, Err: kernelops.ErrNoSpace,
 				Detail: fmt.Sprintf("the only SPI of the range, %#x, is taken", lo)}
 		}
-		return 0, &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: kernelops.ErrBusy,
+		return 0, &kernelops.Error{Object: obj, Err: kernelops.ErrBusy,
 			Detail: fmt.Sprintf("the kernel returned the larval SA %#x of an earlier allocation for the same addresses, "+
 				"protocol and reqid: fill or delete it first", s.SPI)}
 	}
 	return s.SPI, nil
 }
 
-func (b *Backend) isLarval(id kernelops.SAID) bool {
+func (b *driver) isLarval(id kernelops.SAID) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	_, ok := b.larval[larvalKey{id.Dst.String(), id.Proto, id.SPI}]
 	return ok
 }
 
-func (b *Backend) forget(id kernelops.SAID) {
+func (b *driver) forget(id kernelops.SAID) {
 	b.mu.Lock()
 	delete(b.larval, larvalKey{id.Dst.String(), id.Proto, id.SPI})
 	delete(b.known, spiKey{id.SPI, id.Proto})
 	b.mu.Unlock()
 }
 
-func (b *Backend) remember(sa *kernelops.SA) {
+func (b *driver) remember(sa *kernelops.SA) {
 	b.mu.Lock()
 	delete(b.larval, larvalKey{sa.ID.Dst.String(), sa.ID.Proto, sa.ID.SPI})
 	if sa.Encap != nil {
@@ -124,29 +120,22 @@ func (b *Backend) remember(sa *kernelops.SA) {
 
 // AddSA implements kernelops.SAD: SADB_ADD, or SADB_UPDATE to fill a
 // larval SA that SADB_GETSPI left.
-func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
-	const op = "add SA"
-	if err := b.require(op, kernelops.CapSAD); err != nil {
-		return err
-	}
-	if err := kernelops.ValidateSA(Name, op, sa, &b.caps.Algorithms); err != nil {
-		return err
-	}
+func (b *driver) AddSA(ctx context.Context, sa *kernelops.SA) error {
 	t := sadb.MsgAdd
 	if b.isLarval(sa.ID) {
 		t = sadb.MsgUpdate
 	}
-	m, kerr := b.x.saMsg(op, t, sa)
+	m, kerr := b.x.saMsg(t, sa)
 	if kerr != nil {
 		return kerr
 	}
-	_, err := b.request(ctx, op, sa.ID.String(), m)
+	_, err := b.request(ctx, sa.ID.String(), m)
 	if t == sadb.MsgAdd && errors.Is(err, kernelops.ErrExists) {
 		// A larval SA we did not allocate in this process (before a
 		// restart, say) is filled the same way.
-		if e, gerr := b.getSA(ctx, op, sa.ID); gerr == nil && e.State == kernelops.SALarval {
+		if e, gerr := b.getSA(ctx, sa.ID); gerr == nil && e.State == kernelops.SALarval {
 			m.Type = sadb.MsgUpdate
-			_, err = b.request(ctx, op, sa.ID.String(), m)
+			_, err = b.request(ctx, sa.ID.String(), m)
 		}
 	}
 	if err != nil {
@@ -160,29 +149,22 @@ func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
 // UpdateSA implements kernelops.SAD with SADB_UPDATE. On a mature SA the
 // kernels change only its lifetimes (and NAT-T ports), so an update that
 // changes anything else is refused rather than half applied.
-func (b *Backend) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
-	const op = "update SA"
-	if err := b.require(op, kernelops.CapSAD); err != nil {
-		return err
-	}
-	if err := kernelops.ValidateSA(Name, op, sa, &b.caps.Algorithms); err != nil {
-		return err
-	}
-	m, kerr := b.x.saMsg(op, sadb.MsgUpdate, sa)
+func (b *driver) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
+	m, kerr := b.x.saMsg(sadb.MsgUpdate, sa)
 	if kerr != nil {
 		return kerr
 	}
-	cur, err := b.getSA(ctx, op, sa.ID)
+	cur, err := b.getSA(ctx, sa.ID)
 	if err != nil {
 		return err
 	}
 	if cur.State != kernelops.SALarval {
 		if field := immutableChange(cur, sa); field != "" {
-			return unsupported(op, sa.ID.String(), field,
+			return unsupported(sa.ID.String(), field,
 				"SADB_UPDATE of a mature SA changes only its lifetimes and NAT-T ports; install a new SA instead")
 		}
 	}
-	if _, err := b.request(ctx, op, sa.ID.String(), m); err != nil {
+	if _, err := b.request(ctx, sa.ID.String(), m); err != nil {
 		return err
 	}
 	b.remember(sa)
@@ -219,61 +201,40 @@ func immutableChange(cur *kernelops.SAEntry, sa *kernelops.SA) string {
 // the SA by destination, SPI and protocol alone, so the source is checked
 // first: after a migration that kept the destination, the old ID must not
 // delete the moved SA.
-func (b *Backend) DeleteSA(ctx context.Context, id kernelops.SAID) error {
-	const op = "delete SA"
-	if err := b.checkSAID(op, id); err != nil {
+func (b *driver) DeleteSA(ctx context.Context, id kernelops.SAID) error {
+	if _, err := b.getSA(ctx, id); err != nil {
 		return err
 	}
-	if _, err := b.getSA(ctx, op, id); err != nil {
-		return err
-	}
-	return b.deleteSA(ctx, op, id)
+	return b.deleteSA(ctx, id)
 }
 
-func (b *Backend) deleteSA(ctx context.Context, op string, id kernelops.SAID) error {
-	if _, err := b.request(ctx, op, id.String(), b.x.saIDMsg(sadb.MsgDelete, id)); err != nil {
+func (b *driver) deleteSA(ctx context.Context, id kernelops.SAID) error {
+	if _, err := b.request(ctx, id.String(), b.x.saIDMsg(sadb.MsgDelete, id)); err != nil {
 		return err
 	}
 	b.forget(id)
 	return nil
 }
 
-func (b *Backend) checkSAID(op string, id kernelops.SAID) error {
-	if err := b.require(op, kernelops.CapSAD); err != nil {
-		return err
-	}
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return err
-	}
-	if !id.Mark.IsZero() {
-		return unsupported(op, id.String(), "ID.Mark", "%s", commonNotes[kernelops.CapMarks])
-	}
-	return nil
-}
-
 // GetSA implements kernelops.SAD with SADB_GET, which returns the current
 // lifetime (counters) and the keys.
-func (b *Backend) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
-	const op = "get SA"
-	if err := b.checkSAID(op, id); err != nil {
-		return nil, err
-	}
-	return b.getSA(ctx, op, id)
+func (b *driver) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
+	return b.getSA(ctx, id)
 }
 
-func (b *Backend) getSA(ctx context.Context, op string, id kernelops.SAID) (*kernelops.SAEntry, error) {
-	reply, err := b.request(ctx, op, id.String(), b.x.saIDMsg(sadb.MsgGet, id))
+func (b *driver) getSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
+	reply, err := b.request(ctx, id.String(), b.x.saIDMsg(sadb.MsgGet, id))
 	if err != nil {
 		return nil, err
 	}
 	e := &kernelops.SAEntry{}
 	if err := b.x.saEntry(reply, e); err != nil {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: err}
+		return nil, &kernelops.Error{Object: id.String(), Err: err}
 	}
 	// The kernels look SAs up by destination, SPI and protocol only; one
 	// found with another source is not the SA asked for.
 	if e.ID.Src != id.Src {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound,
+		return nil, &kernelops.Error{Object: id.String(), Err: kernelops.ErrNotFound,
 			Detail: fmt.Sprintf("the SA with this SPI and destination has source %s", e.ID.Src)}
 	}
 	return e, nil
@@ -282,16 +243,11 @@ func (b *Backend) getSA(ctx context.Context, op string, id kernelops.SAID) (*ker
 // SAs implements kernelops.SAD with SADB_DUMP, streamed: one entry per
 // kernel message, the same *SAEntry reused. SAs of types keyplane does
 // not model are skipped.
-func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
+func (b *driver) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
 	return func(yield func(*kernelops.SAEntry, error) bool) {
-		const op = "dump SAs"
-		if err := b.require(op, kernelops.CapSAD); err != nil {
-			yield(nil, err)
-			return
-		}
 		var e kernelops.SAEntry
 		stopped := false
-		err := b.dump(ctx, op, sadb.MsgDump, func(m *sadb.Msg) bool {
+		err := b.dump(ctx, sadb.MsgDump, func(m *sadb.Msg) bool {
 			if b.x.saEntry(m, &e) != nil {
 				return true
 			}
@@ -310,14 +266,10 @@ func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] 
 // FlushSAs implements kernelops.SAD. SADB_FLUSH would empty the whole
 // SAD, everyone's; this dumps and deletes only SAs whose kernel reqid is
 // in the owned window (larval ones included), several at a time.
-func (b *Backend) FlushSAs(ctx context.Context) error {
-	const op = "flush SAs"
-	if err := b.require(op, kernelops.CapSAD); err != nil {
-		return err
-	}
+func (b *driver) FlushSAs(ctx context.Context) error {
 	var ids []kernelops.SAID
 	var e kernelops.SAEntry
-	err := b.dump(ctx, op, sadb.MsgDump, func(m *sadb.Msg) bool {
+	err := b.dump(ctx, sadb.MsgDump, func(m *sadb.Msg) bool {
 		if sa2 := m.SA2(); sa2 != nil && b.x.rq.inWindow(sa2.ReqID) && b.x.saEntry(m, &e) == nil {
 			ids = append(ids, e.ID)
 		}
@@ -327,7 +279,7 @@ func (b *Backend) FlushSAs(ctx context.Context) error {
 		return err
 	}
 	return b.parallel(ctx, len(ids), func(i int) error {
-		err := b.deleteSA(ctx, op, ids[i])         // ids come from the dump: sources are right
+		err := b.deleteSA(ctx, ids[i])             // ids come from the dump: sources are right
 		if errors.Is(err, kernelops.ErrNotFound) { // expired meanwhile
 			return nil
 		}
@@ -337,7 +289,7 @@ func (b *Backend) FlushSAs(ctx context.Context) error {
 
 // parallel runs f(0..n-1) on up to 8 goroutines and returns the first
 // error.
-func (b *Backend) parallel(ctx context.Context, n int, f func(i int) error) error {
+func (b *driver) parallel(ctx context.Context, n int, f func(i int) error) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex

@@ -24,20 +24,16 @@ import (
 const udpEncapESPInUDP = 2 // UDP_ENCAP_ESPINUDP, the same on Linux, FreeBSD and NetBSD
 
 // ListenIKE implements kernelops.Sockets.
-func (b *Backend) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
-	const op = "listen IKE"
-	if err := b.require(op, kernelops.CapSockets); err != nil {
-		return nil, err
-	}
+func (b *driver) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
 	if l.Encap && b.os.udpEncapOpt == 0 {
-		return nil, unsupported(op, l.Addr.String(), "Encap", "%s", b.os.notes[kernelops.CapUDPEncap])
+		return nil, unsupported(l.Addr.String(), "Encap", "%s", b.os.notes[kernelops.CapUDPEncap])
 	}
 	return ikesock.Listen(ctx, ikesock.Config{Backend: Name, Listen: l, Control: b.ikeSockopts, Do: b.ns.do, Group: &b.socks})
 }
 
 // ikeSockopts sets the bypass policies and, on the NAT-T socket, the
 // decapsulation.
-func (b *Backend) ikeSockopts(fd uintptr, v6, encap bool) error {
+func (b *driver) ikeSockopts(fd uintptr, v6, encap bool) error {
 	level, opt, name := unix.IPPROTO_IP, b.os.ipsecPolicy4, "setsockopt IP_IPSEC_POLICY"
 	if v6 {
 		level, opt, name = unix.IPPROTO_IPV6, b.os.ipsecPolicy6, "setsockopt IPV6_IPSEC_POLICY"

@@ -15,28 +15,22 @@ import (
 )
 
 // AddPolicy implements kernelops.SPD with SADB_X_SPDADD.
-func (b *Backend) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
-	return b.putPolicy(ctx, "add policy", sadb.MsgSPDAdd, p)
+func (b *driver) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, sadb.MsgSPDAdd, p)
 }
 
 // ReplacePolicy implements kernelops.SPD with SADB_X_SPDUPDATE, which adds
 // a missing policy.
-func (b *Backend) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
-	return b.putPolicy(ctx, "replace policy", sadb.MsgSPDUpdate, p)
+func (b *driver) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, sadb.MsgSPDUpdate, p)
 }
 
-func (b *Backend) putPolicy(ctx context.Context, op string, t sadb.MsgType, p *kernelops.Policy) error {
-	if err := b.require(op, kernelops.CapSPD); err != nil {
-		return err
-	}
-	if err := kernelops.ValidatePolicy(Name, op, p); err != nil {
-		return err
-	}
-	m, kerr := b.x.policyMsg(op, t, p)
+func (b *driver) putPolicy(ctx context.Context, t sadb.MsgType, p *kernelops.Policy) error {
+	m, kerr := b.x.policyMsg(t, p)
 	if kerr != nil {
 		return kerr
 	}
-	reply, err := b.request(ctx, op, p.ID().String(), m)
+	reply, err := b.request(ctx, p.ID().String(), m)
 	if err != nil {
 		return err
 	}
@@ -58,30 +52,26 @@ func (b *Backend) putPolicy(ctx context.Context, op string, t sadb.MsgType, p *k
 
 // DeletePolicy implements kernelops.SPD with SADB_X_SPDDELETE (by
 // selector and direction).
-func (b *Backend) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
-	const op = "delete policy"
-	if err := b.checkPolicyID(op, id); err != nil {
+func (b *driver) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
+	if err := b.checkPolicyID(id); err != nil {
 		return err
 	}
-	if _, err := b.request(ctx, op, id.String(), b.x.policySelectorMsg(sadb.MsgSPDDelete, id)); err != nil {
+	if _, err := b.request(ctx, id.String(), b.x.policySelectorMsg(sadb.MsgSPDDelete, id)); err != nil {
 		return err
 	}
 	b.dropPolicy(normPolicyID(id))
 	return nil
 }
 
-func (b *Backend) dropPolicy(id kernelops.PolicyID) {
+func (b *driver) dropPolicy(id kernelops.PolicyID) {
 	b.mu.Lock()
 	delete(b.index, id)
 	delete(b.traps, id)
 	b.mu.Unlock()
 }
 
-func (b *Backend) checkPolicyID(op string, id kernelops.PolicyID) error {
-	if err := b.require(op, kernelops.CapSPD); err != nil {
-		return err
-	}
-	if e := b.x.checkPolicyID(op, id); e != nil {
+func (b *driver) checkPolicyID(id kernelops.PolicyID) error {
+	if e := b.x.checkPolicyID(id); e != nil {
 		return e
 	}
 	return nil
@@ -90,9 +80,8 @@ func (b *Backend) checkPolicyID(op string, id kernelops.PolicyID) error {
 // GetPolicy implements kernelops.SPD. SADB_X_SPDGET looks policies up by
 // kernel index only: the index the add returned is tried first, a dump
 // is the fallback (policies added before this backend opened).
-func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
-	const op = "get policy"
-	if err := b.checkPolicyID(op, id); err != nil {
+func (b *driver) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
+	if err := b.checkPolicyID(id); err != nil {
 		return nil, err
 	}
 	id = normPolicyID(id)
@@ -100,7 +89,7 @@ func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernel
 	idx, ok := b.index[id]
 	b.mu.Unlock()
 	if ok {
-		e, err := b.policyByIndex(ctx, op, idx)
+		e, err := b.policyByIndex(ctx, idx)
 		if err == nil && e.ID() == id {
 			return e, nil
 		}
@@ -118,17 +107,17 @@ func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernel
 			return &c, nil
 		}
 	}
-	return nil, &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound, Detail: "no such policy"}
+	return nil, &kernelops.Error{Object: id.String(), Err: kernelops.ErrNotFound, Detail: "no such policy"}
 }
 
-func (b *Backend) policyByIndex(ctx context.Context, op string, idx uint32) (*kernelops.PolicyEntry, error) {
-	reply, err := b.request(ctx, op, "", policyIndexMsg(sadb.MsgSPDGet, idx))
+func (b *driver) policyByIndex(ctx context.Context, idx uint32) (*kernelops.PolicyEntry, error) {
+	reply, err := b.request(ctx, "", policyIndexMsg(sadb.MsgSPDGet, idx))
 	if err != nil {
 		return nil, err
 	}
 	e := &kernelops.PolicyEntry{}
 	if _, err := b.x.policyEntry(reply, e); err != nil {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Err: err}
+		return nil, &kernelops.Error{Err: err}
 	}
 	b.markTrap(e)
 	return e, nil
@@ -136,7 +125,7 @@ func (b *Backend) policyByIndex(ctx context.Context, op string, idx uint32) (*ke
 
 // markTrap restores ActionTrap: the kernel stores a trap as an ipsec
 // policy (it raises an acquire whenever no SA matches).
-func (b *Backend) markTrap(e *kernelops.PolicyEntry) {
+func (b *driver) markTrap(e *kernelops.PolicyEntry) {
 	if e.Action != kernelops.ActionIPsec {
 		return
 	}
@@ -149,16 +138,11 @@ func (b *Backend) markTrap(e *kernelops.PolicyEntry) {
 
 // Policies implements kernelops.SPD with SADB_X_SPDDUMP, streamed.
 // Per-socket policies (IKE bypass) are not in it.
-func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
+func (b *driver) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
 	return func(yield func(*kernelops.PolicyEntry, error) bool) {
-		const op = "dump policies"
-		if err := b.require(op, kernelops.CapSPD); err != nil {
-			yield(nil, err)
-			return
-		}
 		var e kernelops.PolicyEntry
 		stopped := false
-		err := b.dump(ctx, op, sadb.MsgSPDDump, func(m *sadb.Msg) bool {
+		err := b.dump(ctx, sadb.MsgSPDDump, func(m *sadb.Msg) bool {
 			idx, err := b.x.policyEntry(m, &e)
 			if err != nil {
 				return true
@@ -184,18 +168,14 @@ func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry
 // FlushPolicies implements kernelops.SPD. SADB_X_SPDFLUSH would empty the
 // whole SPD; this deletes, by index, only policies with a template whose
 // kernel reqid is in the owned window.
-func (b *Backend) FlushPolicies(ctx context.Context) error {
-	const op = "flush policies"
-	if err := b.require(op, kernelops.CapSPD); err != nil {
-		return err
-	}
+func (b *driver) FlushPolicies(ctx context.Context) error {
 	type victim struct {
 		idx uint32
 		id  kernelops.PolicyID
 	}
 	var vs []victim
 	var e kernelops.PolicyEntry
-	err := b.dump(ctx, op, sadb.MsgSPDDump, func(m *sadb.Msg) bool {
+	err := b.dump(ctx, sadb.MsgSPDDump, func(m *sadb.Msg) bool {
 		pol := m.Policy()
 		if pol == nil {
 			return true
@@ -214,7 +194,7 @@ func (b *Backend) FlushPolicies(ctx context.Context) error {
 		return err
 	}
 	return b.parallel(ctx, len(vs), func(i int) error {
-		_, err := b.request(ctx, op, vs[i].id.String(), policyIndexMsg(sadb.MsgSPDDelete2, vs[i].idx))
+		_, err := b.request(ctx, vs[i].id.String(), policyIndexMsg(sadb.MsgSPDDelete2, vs[i].idx))
 		b.dropPolicy(vs[i].id)
 		if errors.Is(err, kernelops.ErrNotFound) {
 			return nil
@@ -232,11 +212,7 @@ var ndTypes = []uint16{133, 134, 135, 136, 137}
 // OpenHoles implements kernelops.Holes with pass policies (type NONE) in
 // the SPD: UDP to and from each IKE port in both families, and ICMPv6
 // neighbour discovery. It replaces the set an earlier call opened.
-func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
-	const op = "open holes"
-	if err := b.require(op, kernelops.CapHoles); err != nil {
-		return err
-	}
+func (b *driver) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 	if err := b.CloseHoles(ctx); err != nil {
 		return err
 	}
@@ -257,7 +233,7 @@ func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 		}
 	}
 	for _, p := range ps {
-		if err := b.putPolicy(ctx, op, sadb.MsgSPDUpdate, p); err != nil {
+		if err := b.putPolicy(ctx, sadb.MsgSPDUpdate, p); err != nil {
 			b.CloseHoles(ctx) // roll back what this call added
 			return err
 		}
@@ -270,11 +246,7 @@ func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 
 // CloseHoles implements kernelops.Holes: it removes the pass policies
 // OpenHoles installed.
-func (b *Backend) CloseHoles(ctx context.Context) error {
-	const op = "close holes"
-	if err := b.require(op, kernelops.CapHoles); err != nil {
-		return err
-	}
+func (b *driver) CloseHoles(ctx context.Context) error {
 	b.mu.Lock()
 	holes := b.holes
 	b.holes = nil
@@ -291,7 +263,7 @@ func (b *Backend) CloseHoles(ctx context.Context) error {
 // Apply implements kernelops.Batcher: operations run on up to eight
 // sockets at once; operations on the same SA or policy run in order on
 // one of them, so a batch means what it would mean applied in sequence.
-func (b *Backend) Apply(ctx context.Context, ops []kernelops.Op) error {
+func (b *driver) Apply(ctx context.Context, ops []kernelops.Op) error {
 	const workers = 8
 	var lanes [workers][]int
 	seed := maphash.MakeSeed()
@@ -326,7 +298,7 @@ func (b *Backend) Apply(ctx context.Context, ops []kernelops.Op) error {
 	return kernelops.BatchResult(ops)
 }
 
-func (b *Backend) applyOne(ctx context.Context, op *kernelops.Op) error {
+func (b *driver) applyOne(ctx context.Context, op *kernelops.Op) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

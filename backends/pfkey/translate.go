@@ -89,22 +89,17 @@ func (x *xlate) endpoint(t sadb.ExtType, a netip.Addr) *sadb.Address {
 	return &sadb.Address{T: t, Proto: x.saAddrProto(), PrefixLen: uint8(a.BitLen()), Addr: netip.AddrPortFrom(a, 0)}
 }
 
-// checkSA refuses what this kernel cannot install, naming the field,
-// before anything reaches it. ValidateSA has already run.
-func (x *xlate) checkSA(op string, sa *kernelops.SA) *kernelops.Error {
+// checkSA refuses what this kernel's PF_KEY dialect cannot express,
+// naming the field, before anything reaches it. The front end has run
+// ValidateSA and refused every unclaimed capability.
+func (x *xlate) checkSA(sa *kernelops.SA) *kernelops.Error {
 	obj := sa.ID.String()
 	ns := func(field, format string, args ...any) *kernelops.Error {
-		return unsupported(op, obj, field, format, args...)
+		return unsupported(obj, field, format, args...)
 	}
+	// Marks, if_id, direction and offload are never claimed: the front
+	// end refuses them before translation.
 	switch {
-	case !sa.ID.Mark.IsZero():
-		return ns("ID.Mark", "%s", commonNotes[kernelops.CapMarks])
-	case sa.IfID != 0:
-		return ns("IfID", "%s", commonNotes[kernelops.CapIfID])
-	case sa.Dir != kernelops.DirAny:
-		return ns("Dir", "%s", commonNotes[kernelops.CapSADir])
-	case sa.Offload.Mode == kernelops.OffloadCrypto || sa.Offload.Mode == kernelops.OffloadPacket:
-		return ns("Offload.Mode", "%s", commonNotes[kernelops.CapOffload])
 	case sa.ESN && x.d.FlagESN == 0:
 		return ns("ESN", "%s", x.os.notes[kernelops.CapESN])
 	case sa.Encap != nil && x.d.ExtNATTType == 0:
@@ -146,14 +141,14 @@ func (x *xlate) checkSA(op string, sa *kernelops.SA) *kernelops.Error {
 }
 
 // saMsg builds SADB_ADD or SADB_UPDATE for sa.
-func (x *xlate) saMsg(op string, t sadb.MsgType, sa *kernelops.SA) (*sadb.Msg, *kernelops.Error) {
-	if e := x.checkSA(op, sa); e != nil {
+func (x *xlate) saMsg(t sadb.MsgType, sa *kernelops.SA) (*sadb.Msg, *kernelops.Error) {
+	if e := x.checkSA(sa); e != nil {
 		return nil, e
 	}
 	obj := sa.ID.String()
 	reqid, err := x.rq.toKernel(sa.ReqID, false)
 	if err != nil {
-		return nil, kernelops.Invalid(Name, op, obj, "ReqID", "%v", err)
+		return nil, kernelops.Invalid("", "", obj, "ReqID", "%v", err)
 	}
 	s := &sadb.SA{SPI: sa.ID.SPI, State: sadb.StateMature}
 	m := &sadb.Msg{Header: sadb.Header{Type: t, SAType: satypeOf(sa.ID.Proto)}}
@@ -385,30 +380,25 @@ func dirFromSADB(d uint8) kernelops.Direction {
 }
 
 // checkPolicyID refuses what no PF_KEY policy can say.
-func (x *xlate) checkPolicyID(op string, id kernelops.PolicyID) *kernelops.Error {
+func (x *xlate) checkPolicyID(id kernelops.PolicyID) *kernelops.Error {
 	obj := id.String()
-	switch {
-	case !id.Mark.IsZero():
-		return unsupported(op, obj, "Mark", "%s", commonNotes[kernelops.CapMarks])
-	case id.IfID != 0:
-		return unsupported(op, obj, "IfID", "%s", commonNotes[kernelops.CapIfID])
-	case id.Dir == kernelops.DirFwd && !x.os.forwardDir:
-		return unsupported(op, obj, "Dir", "%s has no forward policies: forwarded traffic meets the outbound SPD", x.os.name)
+	if id.Dir == kernelops.DirFwd && !x.os.forwardDir {
+		return unsupported(obj, "Dir", "%s has no forward policies: forwarded traffic meets the outbound SPD", x.os.name)
 	}
 	return nil
 }
 
 // policyMsg builds SADB_X_SPDADD or SADB_X_SPDUPDATE for p.
-func (x *xlate) policyMsg(op string, t sadb.MsgType, p *kernelops.Policy) (*sadb.Msg, *kernelops.Error) {
+func (x *xlate) policyMsg(t sadb.MsgType, p *kernelops.Policy) (*sadb.Msg, *kernelops.Error) {
 	obj := p.ID().String()
-	if e := x.checkPolicyID(op, p.ID()); e != nil {
+	if e := x.checkPolicyID(p.ID()); e != nil {
 		return nil, e
 	}
 	if p.Lifetime != (kernelops.Lifetimes{}) && x.os.caps&kernelops.CapPolicyLifetime == 0 {
-		return nil, unsupported(op, obj, "Lifetime", "%s", x.os.notes[kernelops.CapPolicyLifetime])
+		return nil, unsupported(obj, "Lifetime", "%s", x.os.notes[kernelops.CapPolicyLifetime])
 	}
 	if p.Priority != 0 && x.os.caps&kernelops.CapPolicyPriority == 0 {
-		return nil, unsupported(op, obj, "Priority", "%s", x.os.notes[kernelops.CapPolicyPriority])
+		return nil, unsupported(obj, "Priority", "%s", x.os.notes[kernelops.CapPolicyPriority])
 	}
 	pol := &sadb.Policy{Dir: dirToSADB(p.Dir)}
 	if x.os.caps&kernelops.CapPolicyPriority != 0 {
@@ -425,11 +415,11 @@ func (x *xlate) policyMsg(op string, t sadb.MsgType, p *kernelops.Policy) (*sadb
 	for i, tm := range p.Templates {
 		field := fmt.Sprintf("Templates[%d]", i)
 		if tm.SPI != 0 {
-			return nil, unsupported(op, obj, field+".SPI", "an ipsecrequest cannot name an SPI")
+			return nil, unsupported(obj, field+".SPI", "an ipsecrequest cannot name an SPI")
 		}
 		reqid, err := x.rq.toKernel(tm.ReqID, true)
 		if err != nil {
-			return nil, kernelops.Invalid(Name, op, obj, field+".ReqID", "%v", err)
+			return nil, kernelops.Invalid("", "", obj, field+".ReqID", "%v", err)
 		}
 		r := sadb.Request{Proto: uint16(tm.Proto), Mode: modeToSADB(tm.Mode), Level: sadb.LevelRequire, ReqID: reqid}
 		switch {

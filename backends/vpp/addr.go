@@ -4,7 +4,6 @@ package vpp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -41,7 +40,7 @@ func ifUp(f interface_types.IfStatusFlags) bool {
 
 // dumpInterfaces lists VPP's interfaces (sw_if_index ~0 means all; the
 // zero value would ask for local0 alone).
-func (b *Backend) dumpInterfaces(ctx context.Context, s *session) (ifList, error) {
+func (b *driver) dumpInterfaces(ctx context.Context, s *session) (ifList, error) {
 	ds, err := dump[*interfaces.SwInterfaceDetails](ctx, s, &interfaces.SwInterfaceDump{SwIfIndex: ^interface_types.InterfaceIndex(0)})
 	if err != nil {
 		return nil, err
@@ -53,7 +52,7 @@ func (b *Backend) dumpInterfaces(ctx context.Context, s *session) (ifList, error
 	return out, nil
 }
 
-func (b *Backend) dumpAddrs(ctx context.Context, s *session, idx uint32) ([]netip.Prefix, error) {
+func (b *driver) dumpAddrs(ctx context.Context, s *session, idx uint32) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, v6 := range []bool{false, true} {
 		ds, err := dump[*ip.IPAddressDetails](ctx, s, &ip.IPAddressDump{SwIfIndex: interface_types.InterfaceIndex(idx), IsIPv6: v6})
@@ -70,7 +69,7 @@ func (b *Backend) dumpAddrs(ctx context.Context, s *session, idx uint32) ([]neti
 }
 
 // readSession returns the live session for requests that change nothing.
-func (b *Backend) readSession(ctx context.Context) (*session, error) {
+func (b *driver) readSession(ctx context.Context) (*session, error) {
 	s, err := b.lockSession(ctx)
 	if err != nil {
 		return nil, err
@@ -80,21 +79,20 @@ func (b *Backend) readSession(ctx context.Context) (*session, error) {
 }
 
 // Interfaces lists VPP's interfaces and their addresses.
-func (b *Backend) Interfaces(ctx context.Context) ([]kernelops.Interface, error) {
-	const op = "list interfaces"
+func (b *driver) Interfaces(ctx context.Context) ([]kernelops.Interface, error) {
 	s, err := b.readSession(ctx)
 	if err != nil {
-		return nil, wrap(op, "", err, nil)
+		return nil, wrap("", err, nil)
 	}
 	ifs, err := b.dumpInterfaces(ctx, s)
 	if err != nil {
-		return nil, wrap(op, "", b.checkRead(s, err), nil)
+		return nil, wrap("", b.checkRead(s, err), nil)
 	}
 	out := make([]kernelops.Interface, 0, len(ifs))
 	for _, i := range ifs {
 		addrs, err := b.dumpAddrs(ctx, s, i.index)
 		if err != nil {
-			return nil, wrap(op, i.name, b.checkRead(s, err), nil)
+			return nil, wrap(i.name, b.checkRead(s, err), nil)
 		}
 		out = append(out, kernelops.Interface{Index: int(i.index), Name: i.name, Up: i.up, Addrs: addrs})
 	}
@@ -106,7 +104,7 @@ func (b *Backend) Interfaces(ctx context.Context) ([]kernelops.Interface, error)
 	return out, nil
 }
 
-func (b *Backend) checkRead(s *session, err error) error {
+func (b *driver) checkRead(s *session, err error) error {
 	if isTransport(err) && !s.isDead() {
 		go b.lost(s, err)
 	}
@@ -116,20 +114,19 @@ func (b *Backend) checkRead(s *session, err error) error {
 // RouteTo looks dst up in VPP's default FIB (table 0) and picks a source
 // address on the outgoing interface: one whose prefix holds the next hop
 // (or dst), else the interface's first of the family.
-func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
-	const op = "route to"
+func (b *driver) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
 	if !dst.IsValid() {
-		return kernelops.Route{}, kernelops.Invalid(Name, op, "", "dst", "invalid address")
+		return kernelops.Route{}, kernelops.Invalid("", "", "", "dst", "invalid address")
 	}
 	dst = dst.Unmap()
 	s, err := b.readSession(ctx)
 	if err != nil {
-		return kernelops.Route{}, wrap(op, dst.String(), err, nil)
+		return kernelops.Route{}, wrap(dst.String(), err, nil)
 	}
 	reply := &ip.IPRouteLookupReply{}
 	err = s.invoke(ctx, &ip.IPRouteLookup{Prefix: toPrefix(netip.PrefixFrom(dst, dst.BitLen()))}, reply)
 	if err != nil {
-		return kernelops.Route{}, wrap(op, dst.String(), b.checkRead(s, err), nil)
+		return kernelops.Route{}, wrap(dst.String(), b.checkRead(s, err), nil)
 	}
 	var path *fib_types.FibPath
 	for i := range reply.Route.Paths {
@@ -140,7 +137,7 @@ func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route,
 		}
 	}
 	if path == nil {
-		return kernelops.Route{}, &kernelops.Error{Backend: Name, Op: op, Object: dst.String(), Err: kernelops.ErrNotFound,
+		return kernelops.Route{}, &kernelops.Error{Object: dst.String(), Err: kernelops.ErrNotFound,
 			Detail: "no route in VPP's table 0"}
 	}
 	rt := kernelops.Route{IfIndex: int(path.SwIfIndex)}
@@ -155,7 +152,7 @@ func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route,
 	}
 	addrs, err := b.dumpAddrs(ctx, s, path.SwIfIndex)
 	if err != nil {
-		return kernelops.Route{}, wrap(op, dst.String(), b.checkRead(s, err), nil)
+		return kernelops.Route{}, wrap(dst.String(), b.checkRead(s, err), nil)
 	}
 	target := dst
 	if rt.Gateway.IsValid() {
@@ -173,7 +170,7 @@ func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route,
 		}
 	}
 	if !rt.Src.IsValid() {
-		return kernelops.Route{}, &kernelops.Error{Backend: Name, Op: op, Object: dst.String(), Err: kernelops.ErrNotFound,
+		return kernelops.Route{}, &kernelops.Error{Object: dst.String(), Err: kernelops.ErrNotFound,
 			Detail: fmt.Sprintf("interface %d has no address of the family", path.SwIfIndex)}
 	}
 	ifs, err := b.dumpInterfaces(ctx, s)
@@ -187,64 +184,31 @@ func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route,
 	return rt, nil
 }
 
-// AddAddress adds an address to a VPP interface, with reference counts.
-func (b *Backend) AddAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	if !p.IsValid() {
-		return kernelops.Invalid(Name, "add address", ifname, "Prefix", "invalid prefix %s", p)
-	}
-	if err := b.addrs.Add(ctx, ifname, p); err != nil {
-		return wrap("add address", ifname+" "+p.String(), asKErr("add address", ifname, p, err), nil)
-	}
-	return nil
-}
-
-// RemoveAddress drops a reference; the last one removes the address.
-func (b *Backend) RemoveAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	if err := b.addrs.Remove(ctx, ifname, p); err != nil {
-		return asKErr("remove address", ifname, p, err)
-	}
-	return nil
-}
-
-func asKErr(op, ifname string, p netip.Prefix, err error) error {
-	var ke *kernelops.Error
-	if errors.As(err, &ke) {
-		return err
-	}
-	for _, s := range []error{kernelops.ErrNotFound, kernelops.ErrInvalid, kernelops.ErrExists} {
-		if errors.Is(err, s) {
-			return &kernelops.Error{Backend: Name, Op: op, Object: ifname + " " + p.String(), Err: s, Detail: err.Error()}
-		}
-	}
-	return wrap(op, ifname+" "+p.String(), err, nil)
-}
-
-// addrPlane is what kernelops/addrref drives.
-type addrPlane struct{ b *Backend }
-
-func (a addrPlane) index(ctx context.Context, s *session, ifname string) (uint32, error) {
-	ifs, err := a.b.dumpInterfaces(ctx, s)
+// ifIndex finds a VPP interface by name.
+func (b *driver) ifIndex(ctx context.Context, s *session, ifname string) (uint32, error) {
+	ifs, err := b.dumpInterfaces(ctx, s)
 	if err != nil {
 		return 0, err
 	}
 	idx, ok := ifs.byName(ifname)
 	if !ok {
-		return 0, &kernelops.Error{Backend: Name, Op: "address", Object: ifname, Err: kernelops.ErrNotFound,
-			Detail: "VPP has no interface of that name"}
+		return 0, &kernelops.Error{Object: ifname, Err: kernelops.ErrNotFound, Detail: "VPP has no interface of that name"}
 	}
 	return idx, nil
 }
 
-func (a addrPlane) HasAddress(ctx context.Context, ifname string, p netip.Prefix) (bool, error) {
-	s, err := a.b.readSession(ctx)
+// HasAddress, AssignAddress and UnassignAddress are the driver side of
+// AddrManager; the front end counts references.
+func (b *driver) HasAddress(ctx context.Context, ifname string, p netip.Prefix) (bool, error) {
+	s, err := b.readSession(ctx)
 	if err != nil {
 		return false, err
 	}
-	idx, err := a.index(ctx, s, ifname)
+	idx, err := b.ifIndex(ctx, s, ifname)
 	if err != nil {
 		return false, err
 	}
-	addrs, err := a.b.dumpAddrs(ctx, s, idx)
+	addrs, err := b.dumpAddrs(ctx, s, idx)
 	if err != nil {
 		return false, err
 	}
@@ -256,31 +220,27 @@ func (a addrPlane) HasAddress(ctx context.Context, ifname string, p netip.Prefix
 	return false, nil
 }
 
-func (a addrPlane) AddAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	return a.b.addDelAddress(ctx, ifname, p, true)
+func (b *driver) AssignAddress(ctx context.Context, ifname string, p netip.Prefix) error {
+	return b.addDelAddress(ctx, ifname, p, true)
 }
 
-func (a addrPlane) DeleteAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	return a.b.addDelAddress(ctx, ifname, p, false)
+func (b *driver) UnassignAddress(ctx context.Context, ifname string, p netip.Prefix) error {
+	return b.addDelAddress(ctx, ifname, p, false)
 }
 
-func (b *Backend) addDelAddress(ctx context.Context, ifname string, p netip.Prefix, add bool) error {
-	op := "delete address"
-	if add {
-		op = "add address"
-	}
+func (b *driver) addDelAddress(ctx context.Context, ifname string, p netip.Prefix, add bool) error {
 	s, err := b.readSession(ctx)
 	if err != nil {
-		return wrap(op, ifname, err, nil)
+		return wrap(ifname, err, nil)
 	}
-	idx, err := addrPlane{b}.index(ctx, s, ifname)
+	idx, err := b.ifIndex(ctx, s, ifname)
 	if err != nil {
-		return wrap(op, ifname, b.checkRead(s, err), nil)
+		return wrap(ifname, b.checkRead(s, err), nil)
 	}
 	req := &interfaces.SwInterfaceAddDelAddress{SwIfIndex: interface_types.InterfaceIndex(idx), IsAdd: add,
 		Prefix: ip_types.AddressWithPrefix(toPrefix(p))}
 	if err := s.invoke(ctx, req, &interfaces.SwInterfaceAddDelAddressReply{}); err != nil {
-		return wrap(op, ifname+" "+p.String(), b.checkRead(s, err), map[api.VPPApiError]error{})
+		return wrap(ifname+" "+p.String(), b.checkRead(s, err), map[api.VPPApiError]error{})
 	}
 	b.mu.Lock()
 	k := addrKey{idx, p}
@@ -291,13 +251,13 @@ func (b *Backend) addDelAddress(ctx context.Context, ifname string, p netip.Pref
 		}
 	}
 	b.mu.Unlock()
-	b.bus.Publish(&kernelops.AddrEvent{Added: add, IfIndex: int(idx), IfName: ifname, Prefix: p})
+	b.env.Publish(&kernelops.AddrEvent{Added: add, IfIndex: int(idx), IfName: ifname, Prefix: p})
 	return nil
 }
 
 // isLocal reports whether a is an address of one of VPP's interfaces, as
 // last seen by the address poll. b.mu is held.
-func (b *Backend) isLocal(a netip.Addr) bool {
+func (b *driver) isLocal(a netip.Addr) bool {
 	for k := range b.addrSeen {
 		if k.p.Addr() == a {
 			return true

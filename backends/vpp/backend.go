@@ -12,31 +12,26 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/kernelops"
-	"github.com/keyplane/keyplane/kernelops/addrref"
 	"github.com/keyplane/keyplane/kernelops/clock"
-	"github.com/keyplane/keyplane/kernelops/eventbus"
-	"github.com/keyplane/keyplane/kernelops/idle"
 	"github.com/keyplane/keyplane/kernelops/spialloc"
 	"github.com/keyplane/keyplane/kernelops/swlifetime"
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/ipsec_types"
 )
 
-// Backend is an open VPP dataplane.
-type Backend struct {
+// driver translates kernelops calls into VPP binary API requests; Open
+// puts the kernelops front end in front of it.
+type driver struct {
+	env   *kernelops.Env
 	opts  kernelops.Options
 	p     params
 	log   *slog.Logger
 	clock clock.Clock
 	caps  kernelops.Capabilities
 
-	bus      *eventbus.Bus
 	spis     *spialloc.Allocator
-	addrs    *addrref.Table
 	life     *swlifetime.Manager
 	expiries *expiryQueue
-	idle     *idle.Detector
-	idleStop func()
 
 	closeOnce sync.Once
 	closeCh   chan struct{}
@@ -113,21 +108,23 @@ const MaxReplayWindow = 1 << 16
 // reachable or not API-compatible; later losses of the connection are
 // repaired in the background.
 func Open(ctx context.Context, opts kernelops.Options) (kernelops.Backend, error) {
-	return open(ctx, opts)
+	return kernelops.NewHandle(ctx, Name, opts, func(ctx context.Context, env *kernelops.Env) (kernelops.Driver, error) {
+		return open(ctx, env)
+	})
 }
 
-func open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
-	opts = opts.WithDefaults()
+func open(ctx context.Context, env *kernelops.Env) (*driver, error) {
+	opts := env.Options
 	p, err := parseParams(opts)
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{
+	b := &driver{
+		env:       env,
 		opts:      opts,
 		p:         p,
-		log:       opts.Logger.With("backend", Name),
+		log:       env.Log,
 		clock:     opts.Clock,
-		bus:       eventbus.New(),
 		spis:      spialloc.New(),
 		closeCh:   make(chan struct{}),
 		ready:     make(chan struct{}),
@@ -139,12 +136,8 @@ func open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
 		pols:      map[kernelops.PolicyID]*polRec{},
 		ifNames:   map[uint32]string{},
 	}
-	b.addrs = addrref.New(addrPlane{b})
 	b.expiries = newExpiryQueue()
 	b.life = swlifetime.New(b.clock, b.expiries.push)
-	b.idle = idle.New(idle.Config{Clock: b.clock, Read: idle.FromBackend(b),
-		Emit:    func(ev *kernelops.IdleEvent) { b.bus.Publish(ev) },
-		OnError: func(err error) { b.log.Debug("idle scan failed", "err", err) }})
 	b.caps = b.capabilities()
 	s, err := dialSession(p)
 	if err != nil {
@@ -157,7 +150,7 @@ func open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
 	}
 	if err := b.prepare(ctx, s); err != nil {
 		s.close()
-		return nil, wrap("open", p.socket, err, nil)
+		return nil, wrap(p.socket, err, nil)
 	}
 	b.mu.Lock()
 	b.sess = s
@@ -173,16 +166,13 @@ func open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
 	if p.addrPoll > 0 {
 		b.loop(p.addrPoll, b.pollAddresses)
 	}
-	b.idleStop = b.idle.Start(opts.IdleScanInterval)
 	if len(p.interfaces) == 0 {
 		b.log.Warn("SPD is bound to no interface: policies take effect only once bound (set the interfaces parameter)", "spd", p.spdID)
 	}
 	return b, nil
 }
 
-func (b *Backend) Name() string { return Name }
-
-func (b *Backend) Capabilities() kernelops.Capabilities {
+func (b *driver) Capabilities() kernelops.Capabilities {
 	c := b.caps
 	c.Notes = make(map[kernelops.Cap]string, len(b.caps.Notes))
 	for k, v := range b.caps.Notes {
@@ -195,7 +185,7 @@ func (b *Backend) Capabilities() kernelops.Capabilities {
 
 // Close disconnects from VPP. Like a kernel's, VPP's SAs and policies
 // stay installed after keyplane closes.
-func (b *Backend) Close() error {
+func (b *driver) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.closeCh)
 		b.mu.Lock()
@@ -206,21 +196,17 @@ func (b *Backend) Close() error {
 			l.timer.Stop()
 		}
 		b.mu.Unlock()
-		if b.idleStop != nil {
-			b.idleStop()
-		}
 		b.life.Close()
 		b.wg.Wait()
 		if s != nil {
 			s.close()
 		}
-		b.bus.Close()
 	})
 	return nil
 }
 
 // loop runs f every d (real time) until Close.
-func (b *Backend) loop(d time.Duration, f func()) {
+func (b *driver) loop(d time.Duration, f func()) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -239,7 +225,7 @@ func (b *Backend) loop(d time.Duration, f func()) {
 
 // lockSession waits (at most the request timeout, and ctx) for a live
 // session and returns it with b.mu held.
-func (b *Backend) lockSession(ctx context.Context) (*session, error) {
+func (b *driver) lockSession(ctx context.Context) (*session, error) {
 	deadline := time.NewTimer(b.p.timeout)
 	defer deadline.Stop()
 	for {
@@ -266,7 +252,7 @@ func (b *Backend) lockSession(ctx context.Context) (*session, error) {
 }
 
 // lost is called when a request or the keepalive finds the session dead.
-func (b *Backend) lost(s *session, why error) {
+func (b *driver) lost(s *session, why error) {
 	if !s.markDead() {
 		return
 	}
@@ -289,7 +275,7 @@ func (b *Backend) lost(s *session, why error) {
 
 // reconnect dials VPP with backoff until it answers, puts back what
 // keyplane owns, and tells subscribers to re-read state.
-func (b *Backend) reconnect(old *session) {
+func (b *driver) reconnect(old *session) {
 	defer b.wg.Done()
 	old.close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -337,13 +323,13 @@ func (b *Backend) reconnect(old *session) {
 		b.mu.Unlock()
 		b.startSession(s)
 		b.log.Info("VPP API connection restored", "attempt", attempt, "reinstalled", restored)
-		b.bus.Overrun(-1, "vpp reconnect")
+		b.env.Overrun(-1, "vpp reconnect")
 		return
 	}
 }
 
 // startSession runs the session's keepalive and interface-event watcher.
-func (b *Backend) startSession(s *session) {
+func (b *driver) startSession(s *session) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -369,7 +355,7 @@ func (b *Backend) startSession(s *session) {
 // check passes err through; a transport failure (not a VPP retval, not
 // a context error) marks the session dead so the reconnect starts at once.
 // Callers hold b.mu, which lost takes: it runs in its own goroutine.
-func (b *Backend) check(s *session, err error) error {
+func (b *driver) check(s *session, err error) error {
 	if isTransport(err) && !s.isDead() {
 		go b.lost(s, err)
 	}
@@ -391,3 +377,14 @@ func isTransport(err error) bool {
 }
 
 var pid = uint32(os.Getpid())
+
+var (
+	_ kernelops.Driver         = (*driver)(nil)
+	_ kernelops.SAD            = (*driver)(nil)
+	_ kernelops.SPD            = (*driver)(nil)
+	_ kernelops.UsageReader    = (*driver)(nil)
+	_ kernelops.AddrSelector   = (*driver)(nil)
+	_ kernelops.InterfaceAddrs = (*driver)(nil)
+	_ kernelops.Holes          = (*driver)(nil)
+	_ kernelops.Migrator       = (*driver)(nil)
+)

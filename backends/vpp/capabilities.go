@@ -5,7 +5,7 @@ package vpp
 import "github.com/keyplane/keyplane/kernelops"
 
 // capabilities states what this backend does against VPP 25.10.
-func (b *Backend) capabilities() kernelops.Capabilities {
+func (b *driver) capabilities() kernelops.Capabilities {
 	c := kernelops.Capabilities{
 		Caps: kernelops.CapSAD | kernelops.CapSPD | kernelops.CapEvents | kernelops.CapAddrSelect |
 			kernelops.CapChangeEvents | kernelops.CapAddrManage | kernelops.CapHoles | kernelops.CapMigrate |
@@ -53,7 +53,7 @@ func (b *Backend) capabilities() kernelops.Capabilities {
 		"overshot by one interval's traffic"
 	if b.p.statsSocket != "" {
 		c.Caps |= kernelops.CapLifetimeBytes | kernelops.CapLifetimePackets | kernelops.CapIdle
-		c.Notes[kernelops.CapIdle] = "kernelops/idle over one stats-segment read per scan"
+		c.Notes[kernelops.CapIdle] = "the front end's idle detection over one stats-segment read per scan"
 	} else {
 		why := "stats-socket=none: no counters to check byte/packet limits or idleness against"
 		c.Notes[kernelops.CapLifetimeBytes], c.Notes[kernelops.CapLifetimePackets], c.Notes[kernelops.CapIdle] = why, why, why

@@ -39,7 +39,7 @@ var errConnLost = errors.New("VPP API connection lost; keyplane reconnects and r
 
 // wrap turns an error of a VPP request into a *kernelops.Error naming the
 // operation and object, with VPP's own words as Detail.
-func wrap(op, object string, err error, override map[api.VPPApiError]error) error {
+func wrap(object string, err error, override map[api.VPPApiError]error) error {
 	if err == nil {
 		return nil
 	}
@@ -55,22 +55,22 @@ func wrap(op, object string, err error, override map[api.VPPApiError]error) erro
 		}
 		detail := strings.TrimPrefix(rv.Error(), "VPPApiError: ")
 		if s == nil {
-			return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: fmt.Errorf("VPP retval %d", int32(rv)), Detail: detail}
+			return &kernelops.Error{Object: object, Err: fmt.Errorf("VPP retval %d", int32(rv)), Detail: detail}
 		}
-		return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: s, Detail: detail}
+		return &kernelops.Error{Object: object, Err: s, Detail: detail}
 	}
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: err}
+		return &kernelops.Error{Object: object, Err: err}
 	case errors.Is(err, kernelops.ErrClosed):
-		return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: kernelops.ErrClosed}
+		return &kernelops.Error{Object: object, Err: kernelops.ErrClosed}
 	case errors.Is(err, errConnLost):
-		return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: kernelops.ErrBusy, Detail: err.Error()}
+		return &kernelops.Error{Object: object, Err: kernelops.ErrBusy, Detail: err.Error()}
 	}
-	return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: kernelops.ErrBusy,
+	return &kernelops.Error{Object: object, Err: kernelops.ErrBusy,
 		Detail: "VPP API request failed: " + err.Error()}
 }
 
-func notSupported(op, object, field, detail string) error {
-	return &kernelops.Error{Backend: Name, Op: op, Object: object, Field: field, Err: kernelops.ErrNotSupported, Detail: detail}
+func notSupported(object, field, detail string) error {
+	return &kernelops.Error{Object: object, Field: field, Err: kernelops.ErrNotSupported, Detail: detail}
 }

@@ -3,28 +3,15 @@
 package vpp
 
 import (
-	"context"
 	"net/netip"
 
 	"github.com/keyplane/keyplane/kernelops"
 	"go.fd.io/govpp/binapi/interface"
 )
 
-// Subscribe delivers the backend's events: link changes from VPP's
-// interface events, address changes from keyplane's own adds and removes
-// and from polling (VPP sends no address events), expiries once software
-// lifetimes are wired, and an overrun after every reconnect.
-func (b *Backend) Subscribe(ctx context.Context, opts kernelops.SubscribeOptions) (kernelops.Subscription, error) {
-	sub, err := b.bus.Subscribe(ctx, opts)
-	if err != nil {
-		return nil, &kernelops.Error{Backend: Name, Op: "subscribe", Err: kernelops.ErrClosed}
-	}
-	return sub, nil
-}
-
 // watchInterfaces registers for sw_interface_event on s and turns them
 // into LinkEvents until the session ends.
-func (b *Backend) watchInterfaces(s *session) {
+func (b *driver) watchInterfaces(s *session) {
 	w, err := s.conn.WatchEvent(s.evCtx, &interfaces.SwInterfaceEvent{})
 	if err != nil {
 		b.log.Warn("cannot watch VPP interface events", "err", err)
@@ -52,7 +39,7 @@ func (b *Backend) watchInterfaces(s *session) {
 					b.mu.Unlock()
 				}
 			}
-			b.bus.Publish(&kernelops.LinkEvent{IfIndex: int(idx), IfName: name, Up: ifUp(ev.Flags), Deleted: ev.Deleted})
+			b.env.Publish(&kernelops.LinkEvent{IfIndex: int(idx), IfName: name, Up: ifUp(ev.Flags), Deleted: ev.Deleted})
 		}
 	}()
 	reply := &interfaces.WantInterfaceEventsReply{}
@@ -68,7 +55,7 @@ type addrKey struct {
 
 // pollAddresses reads every interface's addresses and publishes what
 // changed since the previous poll (the first poll sets the baseline).
-func (b *Backend) pollAddresses() {
+func (b *driver) pollAddresses() {
 	b.mu.Lock()
 	s := b.sess
 	b.mu.Unlock()
@@ -104,12 +91,12 @@ func (b *Backend) pollAddresses() {
 	}
 	for k := range now {
 		if !old[k] {
-			b.bus.Publish(&kernelops.AddrEvent{Added: true, IfIndex: int(k.ifIndex), IfName: names[k.ifIndex], Prefix: k.p})
+			b.env.Publish(&kernelops.AddrEvent{Added: true, IfIndex: int(k.ifIndex), IfName: names[k.ifIndex], Prefix: k.p})
 		}
 	}
 	for k := range old {
 		if !now[k] {
-			b.bus.Publish(&kernelops.AddrEvent{Added: false, IfIndex: int(k.ifIndex), IfName: names[k.ifIndex], Prefix: k.p})
+			b.env.Publish(&kernelops.AddrEvent{Added: false, IfIndex: int(k.ifIndex), IfName: names[k.ifIndex], Prefix: k.p})
 		}
 	}
 }

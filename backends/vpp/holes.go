@@ -23,42 +23,40 @@ import (
 // is narrower than "all ICMPv6" and wider than ND's five types (it also
 // passes MLD and link-local pings). Inbound needs none: VPP's inbound SPD
 // never sees ICMPv6.
-func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
-	const op = "open holes"
+func (b *driver) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 	for _, p := range h.IKEPorts {
 		if p == 0 {
-			return kernelops.Invalid(Name, op, "", "IKEPorts", "port 0")
+			return kernelops.Invalid("", "", "", "IKEPorts", "port 0")
 		}
 	}
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, "", err, nil)
+		return wrap("", err, nil)
 	}
 	defer b.mu.Unlock()
 	want := b.holeEntries(h)
 	if err := b.applyEntries(ctx, s, b.holes, want); err != nil {
-		return wrap(op, "", err, spdOverride)
+		return wrap("", err, spdOverride)
 	}
 	b.holes, b.holeSet = want, h
 	return nil
 }
 
 // CloseHoles removes the holes.
-func (b *Backend) CloseHoles(ctx context.Context) error {
-	const op = "close holes"
+func (b *driver) CloseHoles(ctx context.Context) error {
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, "", err, nil)
+		return wrap("", err, nil)
 	}
 	defer b.mu.Unlock()
 	if err := b.applyEntries(ctx, s, b.holes, nil); err != nil {
-		return wrap(op, "", err, spdOverride)
+		return wrap("", err, spdOverride)
 	}
 	b.holes, b.holeSet = nil, kernelops.HoleSet{}
 	return nil
 }
 
-func (b *Backend) holeEntries(h kernelops.HoleSet) []ipsec_types.IpsecSpdEntryV2 {
+func (b *driver) holeEntries(h kernelops.HoleSet) []ipsec_types.IpsecSpdEntryV2 {
 	var out []ipsec_types.IpsecSpdEntryV2
 	for _, port := range h.IKEPorts {
 		for _, dir := range []kernelops.Direction{kernelops.DirOut, kernelops.DirIn} {

@@ -19,24 +19,24 @@ import (
 // called there), so it only queues; the expirer goroutine does the work.
 
 // lifetimeAdded starts tracking an SA. b.mu is held.
-func (b *Backend) lifetimeAdded(r *saRec) {
+func (b *driver) lifetimeAdded(r *saRec) {
 	if r.sa.Lifetime != (kernelops.Lifetimes{}) {
 		b.life.Add(r.sa.ID, r.sa.ReqID, r.sa.Lifetime, r.addTime)
 	}
 }
 
 // lifetimeUpdated applies an SA's new limits, keeping what has fired.
-func (b *Backend) lifetimeUpdated(r *saRec) {
+func (b *driver) lifetimeUpdated(r *saRec) {
 	if !b.life.Update(r.sa.ID, r.sa.Lifetime) {
 		b.lifetimeAdded(r)
 	}
 }
 
-func (b *Backend) lifetimeRemoved(r *saRec) { b.life.Remove(r.sa.ID) }
+func (b *driver) lifetimeRemoved(r *saRec) { b.life.Remove(r.sa.ID) }
 
 // lifetimeObserved hands the counters of every owned SA to the Manager.
 // b.mu is held.
-func (b *Backend) lifetimeObserved() {
+func (b *driver) lifetimeObserved() {
 	for _, r := range b.sas {
 		t := r.total()
 		if t.Packets > 0 || t.Bytes > 0 {
@@ -74,7 +74,7 @@ func (e *expiryQueue) take() []*kernelops.ExpireEvent {
 }
 
 // expirer applies expiries in the order the Manager decided them.
-func (b *Backend) expirer() {
+func (b *driver) expirer() {
 	defer b.wg.Done()
 	for {
 		select {
@@ -88,7 +88,7 @@ func (b *Backend) expirer() {
 	}
 }
 
-func (b *Backend) expire(ev *kernelops.ExpireEvent) {
+func (b *driver) expire(ev *kernelops.ExpireEvent) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if !ev.Hard {
@@ -99,7 +99,7 @@ func (b *Backend) expire(ev *kernelops.ExpireEvent) {
 		}
 		b.mu.Unlock()
 		if r != nil {
-			b.bus.Publish(ev)
+			b.env.Publish(ev)
 		}
 		return
 	}
@@ -119,7 +119,7 @@ func (b *Backend) expire(ev *kernelops.ExpireEvent) {
 		}
 		b.mu.Unlock()
 		if r != nil {
-			b.bus.Publish(ev)
+			b.env.Publish(ev)
 		}
 		return
 	}
@@ -137,5 +137,5 @@ func (b *Backend) expire(ev *kernelops.ExpireEvent) {
 		b.issued[r.sadID] = true
 	}
 	b.mu.Unlock()
-	b.bus.Publish(ev)
+	b.env.Publish(ev)
 }

@@ -16,30 +16,29 @@ import (
 // ipsec_sad_entry_update: tunnel endpoints and UDP ports change in place,
 // keys, counters and sequence numbers stay. VPP cannot switch UDP
 // encapsulation on or off for an installed SA.
-func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
-	const op = "migrate"
+func (b *driver) Migrate(ctx context.Context, m kernelops.Migration) error {
 	for _, ep := range []kernelops.Endpoints{m.Old, m.New} {
 		if !ep.Local.IsValid() || !ep.Remote.IsValid() || ep.Local.Is4() != ep.Remote.Is4() {
-			return kernelops.Invalid(Name, op, "", "New", "endpoints %s -> %s", ep.Local, ep.Remote)
+			return kernelops.Invalid("", "", "", "New", "endpoints %s -> %s", ep.Local, ep.Remote)
 		}
 	}
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, "", err, nil)
+		return wrap("", err, nil)
 	}
 	defer b.mu.Unlock()
 	recs := make([]*saRec, 0, len(m.SAs))
 	for _, id := range m.SAs {
 		r := b.sas[id]
 		if r == nil {
-			return &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound}
+			return &kernelops.Error{Object: id.String(), Err: kernelops.ErrNotFound}
 		}
 		if (r.sa.Encap == nil) != (m.Encap == nil) {
-			return notSupported(op, id.String(), "Encap", "VPP cannot switch UDP encapsulation of an installed SA on or off")
+			return notSupported(id.String(), "Encap", "VPP cannot switch UDP encapsulation of an installed SA on or off")
 		}
 		newID := moved(r.sa.ID, m)
 		if x := b.sas[newID]; x != nil && x != r {
-			return &kernelops.Error{Backend: Name, Op: op, Object: newID.String(), Err: kernelops.ErrExists}
+			return &kernelops.Error{Object: newID.String(), Err: kernelops.ErrExists}
 		}
 		recs = append(recs, r)
 	}
@@ -58,11 +57,10 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 			}
 		}
 		if err := b.check(s, s.invoke(ctx, upd, &ipsec.IpsecSadEntryUpdateReply{})); err != nil {
-			return wrap(op, r.sa.ID.String(), err, nil)
+			return wrap(r.sa.ID.String(), err, nil)
 		}
 		delete(b.sas, r.sa.ID)
 		b.life.Move(r.sa.ID, newID)
-		b.idle.Move(r.sa.ID, newID)
 		r.sa.ID = newID
 		if m.Encap != nil {
 			e := *m.Encap
@@ -76,7 +74,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 	for _, pid := range m.Policies {
 		pr := b.pols[pid]
 		if pr == nil {
-			return &kernelops.Error{Backend: Name, Op: op, Object: pid.String(), Err: kernelops.ErrNotFound}
+			return &kernelops.Error{Object: pid.String(), Err: kernelops.ErrNotFound}
 		}
 		n := pr.p.Clone()
 		for i := range n.Templates {
@@ -85,7 +83,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 		}
 		want := b.wantEntries(n)
 		if err := b.applyEntries(ctx, s, pr.entries, want); err != nil {
-			return wrap(op, pid.String(), err, spdOverride)
+			return wrap(pid.String(), err, spdOverride)
 		}
 		pr.p, pr.entries = n, want
 	}

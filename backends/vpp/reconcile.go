@@ -16,7 +16,7 @@ import (
 
 // prepare makes sure keyplane's SPD exists and is bound to the configured
 // interfaces. It runs at Open and after every reconnect.
-func (b *Backend) prepare(ctx context.Context, s *session) error {
+func (b *driver) prepare(ctx context.Context, s *session) error {
 	err := s.invoke(ctx, &ipsec.IpsecSpdAddDel{IsAdd: true, SpdID: b.p.spdID}, &ipsec.IpsecSpdAddDelReply{})
 	if err != nil && !errors.Is(err, api.ENTRY_ALREADY_EXISTS) {
 		return fmt.Errorf("create SPD %d: %w", b.p.spdID, err)
@@ -54,7 +54,7 @@ func (b *Backend) prepare(ctx context.Context, s *session) error {
 // owns: after a VPP restart all are gone; after a mere reconnect most are
 // still there and only what a lost reply left half-done differs. It
 // returns how many SAs and SPD entries it installed. b.mu is held.
-func (b *Backend) reconcileLocked(ctx context.Context, s *session) (int, error) {
+func (b *driver) reconcileLocked(ctx context.Context, s *session) (int, error) {
 	present, err := dump[*ipsec.IpsecSaV5Details](ctx, s, &ipsec.IpsecSaV5Dump{SaID: ^uint32(0)})
 	if err != nil {
 		return 0, fmt.Errorf("dump SAs: %w", err)
@@ -118,7 +118,7 @@ func (b *Backend) reconcileLocked(ctx context.Context, s *session) (int, error) 
 
 // allocSadID picks the next unused VPP sad_id in keyplane's range. b.mu
 // is held.
-func (b *Backend) allocSadID() (uint32, error) {
+func (b *driver) allocSadID() (uint32, error) {
 	span := uint64(b.p.saIDMax) - uint64(b.p.saIDMin) + 1
 	for range span {
 		id := b.nextSadID

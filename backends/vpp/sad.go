@@ -21,17 +21,16 @@ import (
 // AllocSPI reserves an inbound SPI. VPP does not allocate SPIs, so
 // keyplane does (kernelops/spialloc); the reservation lasts LarvalTimeout
 // unless AddSA fills it or DeleteSA releases it.
-func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
-	const op = "alloc SPI"
+func (b *driver) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
 	lo, hi := req.Min, req.Max
 	if lo == 0 && hi == 0 {
 		lo, hi = b.opts.SPIMin, b.opts.SPIMax
 	}
 	if req.Proto != kernelops.ProtoESP && req.Proto != kernelops.ProtoAH {
-		return 0, notSupported(op, "", "Proto", fmt.Sprintf("VPP has no %s SAs", req.Proto))
+		return 0, notSupported("", "Proto", fmt.Sprintf("VPP has no %s SAs", req.Proto))
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, &kernelops.Error{Backend: Name, Op: op, Err: err}
+		return 0, &kernelops.Error{Err: err}
 	}
 	spi, err := b.spis.Alloc(lo, hi)
 	if err != nil {
@@ -39,13 +38,13 @@ func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint3
 		if errors.Is(err, kernelops.ErrInvalid) {
 			sentinel = kernelops.ErrInvalid
 		}
-		return 0, &kernelops.Error{Backend: Name, Op: op, Field: "Min", Err: sentinel, Detail: err.Error()}
+		return 0, &kernelops.Error{Field: "Min", Err: sentinel, Detail: err.Error()}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		b.spis.Release(spi)
-		return 0, &kernelops.Error{Backend: Name, Op: op, Err: kernelops.ErrClosed}
+		return 0, &kernelops.Error{Err: kernelops.ErrClosed}
 	}
 	l := &larval{req: req}
 	l.timer = b.clock.AfterFunc(LarvalTimeout, func() {
@@ -61,22 +60,19 @@ func (b *Backend) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint3
 }
 
 // checkSA refuses what VPP cannot install, after the shared validation.
-func (b *Backend) checkSA(op string, sa *kernelops.SA) error {
-	if err := kernelops.ValidateSA(Name, op, sa, &b.caps.Algorithms); err != nil {
-		return err
-	}
+func (b *driver) checkSA(sa *kernelops.SA) error {
 	obj := sa.ID.String()
 	switch {
 	case sa.ID.Proto == kernelops.ProtoIPComp:
-		return notSupported(op, obj, "ID.Proto", "VPP has no IPComp")
+		return notSupported(obj, "ID.Proto", "VPP has no IPComp")
 	case !sa.ID.Mark.IsZero() || !sa.Mark.IsZero():
-		return notSupported(op, obj, "Mark", "VPP SAs have no marks")
+		return notSupported(obj, "Mark", "VPP SAs have no marks")
 	case sa.IfID != 0:
-		return notSupported(op, obj, "IfID", "VPP SAs have no XFRM interface id (route-based VPP tunnels use ipsec_itf)")
+		return notSupported(obj, "IfID", "VPP SAs have no XFRM interface id (route-based VPP tunnels use ipsec_itf)")
 	case sa.ReplayWindow > MaxReplayWindow:
-		return kernelops.Invalid(Name, op, obj, "ReplayWindow", "%d packets: at most %d", sa.ReplayWindow, MaxReplayWindow)
+		return kernelops.Invalid("", "", obj, "ReplayWindow", "%d packets: at most %d", sa.ReplayWindow, MaxReplayWindow)
 	case sa.Encap != nil && sa.Encap.OrigAddr.IsValid():
-		return notSupported(op, obj, "Encap.OrigAddr", "VPP takes no NAT original address")
+		return notSupported(obj, "Encap.OrigAddr", "VPP takes no NAT original address")
 	case sa.Mode == kernelops.ModeTransport && !sa.Selector.IsZero():
 		// VPP SAs carry no selector; policies do. Accept and keep it.
 	}
@@ -86,7 +82,7 @@ func (b *Backend) checkSA(op string, sa *kernelops.SA) error {
 		// offload (*OffloadError, ErrOffload) hold for errors.Is/As.
 		oe := &kernelops.OffloadError{Device: sa.Offload.Device, Mode: sa.Offload.Mode,
 			Reason: "VPP's IPsec API has no per-SA device offload; VPP picks its crypto engine itself"}
-		return &kernelops.Error{Backend: Name, Op: op, Object: obj, Field: "Offload.Mode",
+		return &kernelops.Error{Object: obj, Field: "Offload.Mode",
 			Err: fmt.Errorf("%w: %w", kernelops.ErrNotSupported, oe)}
 	}
 	return nil
@@ -133,7 +129,7 @@ func sadEntry(r *saRec) ipsec_types.IpsecSadEntryV4 {
 }
 
 // addToVPP installs r under its sad_id and returns VPP's stat_index.
-func (b *Backend) addToVPP(ctx context.Context, s *session, r *saRec) (uint32, error) {
+func (b *driver) addToVPP(ctx context.Context, s *session, r *saRec) (uint32, error) {
 	b.issued[r.sadID] = true
 	reply := &ipsec.IpsecSadEntryAddV2Reply{}
 	if err := b.check(s, s.invoke(ctx, &ipsec.IpsecSadEntryAddV2{Entry: sadEntry(r)}, reply)); err != nil {
@@ -147,18 +143,17 @@ func (b *Backend) addToVPP(ctx context.Context, s *session, r *saRec) (uint32, e
 }
 
 // AddSA installs an SA.
-func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
-	const op = "add SA"
-	if err := b.checkSA(op, sa); err != nil {
+func (b *driver) AddSA(ctx context.Context, sa *kernelops.SA) error {
+	if err := b.checkSA(sa); err != nil {
 		return err
 	}
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, sa.ID.String(), err, nil)
+		return wrap(sa.ID.String(), err, nil)
 	}
 	defer b.mu.Unlock()
 	if b.sas[sa.ID] != nil {
-		return &kernelops.Error{Backend: Name, Op: op, Object: sa.ID.String(), Err: kernelops.ErrExists}
+		return &kernelops.Error{Object: sa.ID.String(), Err: kernelops.ErrExists}
 	}
 	r := &saRec{sa: sa.Clone(), addTime: b.clock.Now()}
 	r.sa.Offload.Active = kernelops.OffloadNone
@@ -178,7 +173,7 @@ func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
 		b.issued[r.sadID] = true // not ours, but not free either
 	}
 	if err != nil {
-		return wrap(op, sa.ID.String(), err, nil)
+		return wrap(sa.ID.String(), err, nil)
 	}
 	b.seq++
 	r.seq = b.seq
@@ -195,7 +190,7 @@ func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
 	// Policies waiting for this SA now protect with it.
 	if err := b.rebind(ctx, s, r); err != nil {
 		b.removeLocked(ctx, s, r)
-		return wrap(op, sa.ID.String(), err, nil)
+		return wrap(sa.ID.String(), err, nil)
 	}
 	b.lifetimeAdded(r)
 	return nil
@@ -204,28 +199,27 @@ func (b *Backend) AddSA(ctx context.Context, sa *kernelops.SA) error {
 // UpdateSA changes what VPP can change in place: UDP encapsulation ports,
 // and keyplane's own bookkeeping (reqid, selector, lifetimes). Keys,
 // algorithms, mode and flags of a VPP SA are fixed at add.
-func (b *Backend) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
-	const op = "update SA"
-	if err := b.checkSA(op, sa); err != nil {
+func (b *driver) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
+	if err := b.checkSA(sa); err != nil {
 		return err
 	}
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, sa.ID.String(), err, nil)
+		return wrap(sa.ID.String(), err, nil)
 	}
 	defer b.mu.Unlock()
 	r := b.sas[sa.ID]
 	if r == nil {
-		return &kernelops.Error{Backend: Name, Op: op, Object: sa.ID.String(), Err: kernelops.ErrNotFound}
+		return &kernelops.Error{Object: sa.ID.String(), Err: kernelops.ErrNotFound}
 	}
 	old := r.sa
 	if f := immutableChange(old, sa); f != "" {
-		return notSupported(op, sa.ID.String(), f, "VPP cannot change this of an installed SA; add a new SA instead")
+		return notSupported(sa.ID.String(), f, "VPP cannot change this of an installed SA; add a new SA instead")
 	}
 	if sa.Encap != nil && (sa.Encap.SrcPort != old.Encap.SrcPort || sa.Encap.DstPort != old.Encap.DstPort) {
 		upd := &ipsec.IpsecSadEntryUpdate{SadID: r.sadID, UDPSrcPort: sa.Encap.SrcPort, UDPDstPort: sa.Encap.DstPort}
 		if err := b.check(s, s.invoke(ctx, upd, &ipsec.IpsecSadEntryUpdateReply{})); err != nil {
-			return wrap(op, sa.ID.String(), err, nil)
+			return wrap(sa.ID.String(), err, nil)
 		}
 	}
 	n := sa.Clone()
@@ -234,7 +228,7 @@ func (b *Backend) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
 	r.sa = n
 	if reqidChanged {
 		if err := b.rebindAll(ctx, s); err != nil {
-			return wrap(op, sa.ID.String(), err, nil)
+			return wrap(sa.ID.String(), err, nil)
 		}
 	}
 	b.lifetimeUpdated(r)
@@ -264,14 +258,10 @@ func immutableChange(a, b *kernelops.SA) string {
 }
 
 // DeleteSA removes an SA, or releases an SPI that AllocSPI reserved.
-func (b *Backend) DeleteSA(ctx context.Context, id kernelops.SAID) error {
-	const op = "delete SA"
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return err
-	}
+func (b *driver) DeleteSA(ctx context.Context, id kernelops.SAID) error {
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, id.String(), err, nil)
+		return wrap(id.String(), err, nil)
 	}
 	defer b.mu.Unlock()
 	r := b.sas[id]
@@ -285,23 +275,23 @@ func (b *Backend) DeleteSA(ctx context.Context, id kernelops.SAID) error {
 		// Not keyplane's: delete it in VPP if a tunnel SA matches.
 		d, err := b.findForeign(ctx, s, id)
 		if err != nil {
-			return wrap(op, id.String(), err, nil)
+			return wrap(id.String(), err, nil)
 		}
 		if d == nil {
-			return &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound}
+			return &kernelops.Error{Object: id.String(), Err: kernelops.ErrNotFound}
 		}
 		err = b.check(s, s.invoke(ctx, &ipsec.IpsecSadEntryDel{ID: d.Entry.SadID}, &ipsec.IpsecSadEntryDelReply{}))
-		return wrap(op, id.String(), err, nil)
+		return wrap(id.String(), err, nil)
 	}
 	if err := b.removeLocked(ctx, s, r); err != nil {
-		return wrap(op, id.String(), err, nil)
+		return wrap(id.String(), err, nil)
 	}
 	return nil
 }
 
 // removeLocked unbinds r from policies (VPP keeps an SA alive while a
 // policy references it) and deletes it.
-func (b *Backend) removeLocked(ctx context.Context, s *session, r *saRec) error {
+func (b *driver) removeLocked(ctx context.Context, s *session, r *saRec) error {
 	delete(b.sas, r.sa.ID)
 	delete(b.bySadID, r.sadID)
 	if err := b.rebind(ctx, s, r); err != nil {
@@ -328,7 +318,7 @@ func (b *Backend) removeLocked(ctx context.Context, s *session, r *saRec) error 
 
 // findForeign looks an SA keyplane did not install up in VPP's SAD: only
 // tunnel SAs can be matched, since VPP records no addresses for others.
-func (b *Backend) findForeign(ctx context.Context, s *session, id kernelops.SAID) (*ipsec.IpsecSaV5Details, error) {
+func (b *driver) findForeign(ctx context.Context, s *session, id kernelops.SAID) (*ipsec.IpsecSaV5Details, error) {
 	all, err := dump[*ipsec.IpsecSaV5Details](ctx, s, &ipsec.IpsecSaV5Dump{SaID: ^uint32(0)})
 	if err := b.check(s, err); err != nil {
 		return nil, err
@@ -346,15 +336,11 @@ func (b *Backend) findForeign(ctx context.Context, s *session, id kernelops.SAID
 
 // GetSA reads one SA: keyplane's from its table and one stats read,
 // anyone else's from a dump of VPP's SAD.
-func (b *Backend) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
-	const op = "get SA"
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return nil, err
-	}
+func (b *driver) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
 	counters, cerr := b.readCounters()
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return nil, wrap(op, id.String(), err, nil)
+		return nil, wrap(id.String(), err, nil)
 	}
 	defer b.mu.Unlock()
 	if cerr == nil {
@@ -367,10 +353,10 @@ func (b *Backend) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEn
 	}
 	d, err := b.findForeign(ctx, s, id)
 	if err != nil {
-		return nil, wrap(op, id.String(), err, nil)
+		return nil, wrap(id.String(), err, nil)
 	}
 	if d == nil {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound}
+		return nil, &kernelops.Error{Object: id.String(), Err: kernelops.ErrNotFound}
 	}
 	e := &kernelops.SAEntry{}
 	entryFromVPP(e, d)
@@ -381,7 +367,7 @@ func (b *Backend) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEn
 }
 
 // fillEntry describes an owned SA. b.mu is held.
-func (b *Backend) fillEntry(e *kernelops.SAEntry, r *saRec) {
+func (b *driver) fillEntry(e *kernelops.SAEntry, r *saRec) {
 	e.SA = *r.sa.Clone()
 	e.State = r.state
 	t := r.total()
@@ -437,12 +423,11 @@ func entryFromVPP(e *kernelops.SAEntry, d *ipsec.IpsecSaV5Details) {
 }
 
 // SAs streams every SA in VPP, keyplane's with their bookkeeping.
-func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
+func (b *driver) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
 	return func(yield func(*kernelops.SAEntry, error) bool) {
-		const op = "dump SAs"
 		s, err := b.lockSession(ctx)
 		if err != nil {
-			yield(nil, wrap(op, "", err, nil))
+			yield(nil, wrap("", err, nil))
 			return
 		}
 		b.mu.Unlock()
@@ -451,7 +436,7 @@ func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] 
 			b.mu.Lock()
 			err = b.check(s, err)
 			b.mu.Unlock()
-			yield(nil, wrap(op, "", err, nil))
+			yield(nil, wrap("", err, nil))
 			return
 		}
 		counters, cerr := b.readCounters()
@@ -484,11 +469,10 @@ func (b *Backend) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] 
 // FlushSAs removes every SA keyplane owns (reqid in the owned range):
 // those in its table, and those an earlier keyplane left in its sad_id
 // range. Reserved SPIs of owned reqids are released too.
-func (b *Backend) FlushSAs(ctx context.Context) error {
-	const op = "flush SAs"
+func (b *driver) FlushSAs(ctx context.Context) error {
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, "", err, nil)
+		return wrap("", err, nil)
 	}
 	defer b.mu.Unlock()
 	owned := make([]*saRec, 0, len(b.sas))
@@ -500,7 +484,7 @@ func (b *Backend) FlushSAs(ctx context.Context) error {
 	slices.SortFunc(owned, func(x, y *saRec) int { return cmp.Compare(x.seq, y.seq) })
 	for _, r := range owned {
 		if err := b.removeLocked(ctx, s, r); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
-			return wrap(op, r.sa.ID.String(), err, nil)
+			return wrap(r.sa.ID.String(), err, nil)
 		}
 	}
 	for spi, l := range b.larval {
@@ -513,7 +497,7 @@ func (b *Backend) FlushSAs(ctx context.Context) error {
 	// Leftovers of an earlier keyplane in the sad_id range.
 	all, err := dump[*ipsec.IpsecSaV5Details](ctx, s, &ipsec.IpsecSaV5Dump{SaID: ^uint32(0)})
 	if err := b.check(s, err); err != nil {
-		return wrap(op, "", err, nil)
+		return wrap("", err, nil)
 	}
 	for _, d := range all {
 		id := d.Entry.SadID
@@ -522,7 +506,7 @@ func (b *Backend) FlushSAs(ctx context.Context) error {
 		}
 		err := b.check(s, s.invoke(ctx, &ipsec.IpsecSadEntryDel{ID: id}, &ipsec.IpsecSadEntryDelReply{}))
 		if err != nil && !errors.Is(err, api.NO_SUCH_ENTRY) {
-			return wrap(op, fmt.Sprintf("sad_id %d", id), err, nil)
+			return wrap(fmt.Sprintf("sad_id %d", id), err, nil)
 		}
 		delete(b.issued, id)
 	}

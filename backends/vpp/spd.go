@@ -31,33 +31,30 @@ func keyplanePriority(v int32) uint32 { return uint32(math.MaxInt32 - int64(v)) 
 const holePriority = math.MaxInt32
 
 // checkPolicy refuses what VPP's SPD cannot express.
-func (b *Backend) checkPolicy(op string, p *kernelops.Policy) error {
-	if err := kernelops.ValidatePolicy(Name, op, p); err != nil {
-		return err
-	}
+func (b *driver) checkPolicy(p *kernelops.Policy) error {
 	obj := p.ID().String()
 	switch {
 	case p.Action == kernelops.ActionTrap:
-		return notSupported(op, obj, "Action", b.caps.Why(kernelops.CapTrap))
+		return notSupported(obj, "Action", b.caps.Why(kernelops.CapTrap))
 	case !p.Mark.IsZero():
-		return notSupported(op, obj, "Mark", "VPP policies have no marks")
+		return notSupported(obj, "Mark", "VPP policies have no marks")
 	case p.IfID != 0:
-		return notSupported(op, obj, "IfID", "VPP policies have no XFRM interface id")
+		return notSupported(obj, "IfID", "VPP policies have no XFRM interface id")
 	case !p.Lifetime.Soft.IsZero() || !p.Lifetime.Hard.IsZero():
-		return notSupported(op, obj, "Lifetime", b.caps.Why(kernelops.CapPolicyLifetime))
+		return notSupported(obj, "Lifetime", b.caps.Why(kernelops.CapPolicyLifetime))
 	case len(p.Templates) > 1:
-		return notSupported(op, obj, "Templates", "a VPP SPD entry protects with one SA: no SA bundles")
+		return notSupported(obj, "Templates", "a VPP SPD entry protects with one SA: no SA bundles")
 	}
 	if pr := p.Selector.Proto; (p.Selector.SrcPort != 0 || p.Selector.DstPort != 0) && pr != 6 && pr != 17 && pr != 132 {
-		return notSupported(op, obj, "Selector.Proto", fmt.Sprintf("VPP's SPD matches ports only for TCP, UDP and SCTP, not protocol %d", pr))
+		return notSupported(obj, "Selector.Proto", fmt.Sprintf("VPP's SPD matches ports only for TCP, UDP and SCTP, not protocol %d", pr))
 	}
 	for i, t := range p.Templates {
 		f := fmt.Sprintf("Templates[%d]", i)
 		switch {
 		case t.Proto == kernelops.ProtoIPComp:
-			return notSupported(op, obj, f+".Proto", "VPP has no IPComp")
+			return notSupported(obj, f+".Proto", "VPP has no IPComp")
 		case t.Optional:
-			return notSupported(op, obj, f+".Optional", "VPP has no optional (level use) templates")
+			return notSupported(obj, f+".Optional", "VPP has no optional (level use) templates")
 		}
 	}
 	return nil
@@ -142,7 +139,7 @@ func templateMatches(p *kernelops.Policy, r *saRec) bool {
 // XFRM picks the newest state), or discards while it has none, so nothing
 // leaks past it; VPP matches inbound ESP to a policy by the SA's SPI, so
 // an inbound ipsec policy becomes one entry per matching SA. b.mu is held.
-func (b *Backend) wantEntries(p *kernelops.Policy) []ipsec_types.IpsecSpdEntryV2 {
+func (b *driver) wantEntries(p *kernelops.Policy) []ipsec_types.IpsecSpdEntryV2 {
 	base := baseEntries(b.p.spdID, p, vppPriority(kernelops.EffectivePriority(p)))
 	switch p.Action {
 	case kernelops.ActionPass:
@@ -195,14 +192,14 @@ func (b *Backend) wantEntries(p *kernelops.Policy) []ipsec_types.IpsecSpdEntryV2
 }
 
 // spdEntry adds or deletes one VPP SPD entry.
-func (b *Backend) spdEntry(ctx context.Context, s *session, add bool, e ipsec_types.IpsecSpdEntryV2) error {
+func (b *driver) spdEntry(ctx context.Context, s *session, add bool, e ipsec_types.IpsecSpdEntryV2) error {
 	return b.check(s, s.invoke(ctx, &ipsec.IpsecSpdEntryAddDelV2{IsAdd: add, Entry: e}, &ipsec.IpsecSpdEntryAddDelV2Reply{}))
 }
 
 // applyEntries moves VPP from old to new: additions first, so traffic is
 // never without its policy, then removals. On failure it undoes what it
 // added and returns the error. b.mu is held.
-func (b *Backend) applyEntries(ctx context.Context, s *session, old, new []ipsec_types.IpsecSpdEntryV2) error {
+func (b *driver) applyEntries(ctx context.Context, s *session, old, new []ipsec_types.IpsecSpdEntryV2) error {
 	add, del := multisetDiff(new, old)
 	for i, e := range add {
 		if err := b.spdEntry(ctx, s, true, e); err != nil {
@@ -251,7 +248,7 @@ func multisetDiff(a, b []ipsec_types.IpsecSpdEntryV2) (onlyA, onlyB []ipsec_type
 
 // rebind re-points the policies an SA can carry after the SA came or
 // went. b.mu is held.
-func (b *Backend) rebind(ctx context.Context, s *session, r *saRec) error {
+func (b *driver) rebind(ctx context.Context, s *session, r *saRec) error {
 	for _, pr := range b.pols {
 		if pr.p.Action != kernelops.ActionIPsec || !templateMatches(pr.p, r) {
 			continue
@@ -266,7 +263,7 @@ func (b *Backend) rebind(ctx context.Context, s *session, r *saRec) error {
 }
 
 // rebindAll recomputes every ipsec policy (after a reqid change).
-func (b *Backend) rebindAll(ctx context.Context, s *session) error {
+func (b *driver) rebindAll(ctx context.Context, s *session) error {
 	for _, pr := range b.pols {
 		if pr.p.Action != kernelops.ActionIPsec {
 			continue
@@ -283,29 +280,29 @@ func (b *Backend) rebindAll(ctx context.Context, s *session) error {
 var spdOverride = map[api.VPPApiError]error{api.SYSCALL_ERROR_1: kernelops.ErrNotFound}
 
 // AddPolicy installs a policy.
-func (b *Backend) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
-	return b.putPolicy(ctx, "add policy", p, false)
+func (b *driver) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, p, false)
 }
 
 // ReplacePolicy adds or replaces a policy; the new entries go in before
 // the old ones leave.
-func (b *Backend) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
-	return b.putPolicy(ctx, "replace policy", p, true)
+func (b *driver) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, p, true)
 }
 
-func (b *Backend) putPolicy(ctx context.Context, op string, p *kernelops.Policy, replace bool) error {
-	if err := b.checkPolicy(op, p); err != nil {
+func (b *driver) putPolicy(ctx context.Context, p *kernelops.Policy, replace bool) error {
+	if err := b.checkPolicy(p); err != nil {
 		return err
 	}
 	id := p.ID()
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, id.String(), err, nil)
+		return wrap(id.String(), err, nil)
 	}
 	defer b.mu.Unlock()
 	pr := b.pols[id]
 	if pr != nil && !replace {
-		return &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrExists}
+		return &kernelops.Error{Object: id.String(), Err: kernelops.ErrExists}
 	}
 	n := &polRec{p: p.Clone(), addTime: b.clock.Now()}
 	n.p.Priority = kernelops.EffectivePriority(p) // what reads back, as kernels report it
@@ -316,33 +313,32 @@ func (b *Backend) putPolicy(ctx context.Context, op string, p *kernelops.Policy,
 	}
 	n.entries = b.wantEntries(n.p)
 	if err := b.applyEntries(ctx, s, old, n.entries); err != nil {
-		return wrap(op, id.String(), err, spdOverride)
+		return wrap(id.String(), err, spdOverride)
 	}
 	b.pols[id] = n
 	return nil
 }
 
 // DeletePolicy removes a policy.
-func (b *Backend) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
-	const op = "delete policy"
+func (b *driver) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, id.String(), err, nil)
+		return wrap(id.String(), err, nil)
 	}
 	defer b.mu.Unlock()
 	pr := b.pols[id]
 	if pr == nil {
-		return &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound}
+		return &kernelops.Error{Object: id.String(), Err: kernelops.ErrNotFound}
 	}
 	if err := b.applyEntries(ctx, s, pr.entries, nil); err != nil {
-		return wrap(op, id.String(), err, spdOverride)
+		return wrap(id.String(), err, spdOverride)
 	}
 	delete(b.pols, id)
 	return nil
 }
 
 // GetPolicy reads a policy keyplane installed.
-func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
+func (b *driver) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &kernelops.Error{Backend: Name, Op: "get policy", Object: id.String(), Err: err}
 	}
@@ -357,12 +353,11 @@ func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernel
 
 // Policies streams keyplane's policies, then every other entry in VPP's
 // SPDs, the holes among them (described as well as an SPD entry allows).
-func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
+func (b *driver) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
 	return func(yield func(*kernelops.PolicyEntry, error) bool) {
-		const op = "dump policies"
 		s, err := b.lockSession(ctx)
 		if err != nil {
-			yield(nil, wrap(op, "", err, nil))
+			yield(nil, wrap("", err, nil))
 			return
 		}
 		owned := make([]*kernelops.PolicyEntry, 0, len(b.pols))
@@ -378,14 +373,14 @@ func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry
 		b.mu.Unlock()
 		spds, err := dump[*ipsec.IpsecSpdsDetails](ctx, s, &ipsec.IpsecSpdsDump{})
 		if err != nil {
-			yield(nil, wrap(op, "", err, nil))
+			yield(nil, wrap("", err, nil))
 			return
 		}
 		var foreign []ipsec_types.IpsecSpdEntryV2
 		for _, spd := range spds {
 			ds, err := dump[*ipsec.IpsecSpdDetails](ctx, s, &ipsec.IpsecSpdDump{SpdID: spd.SpdID, SaID: ^uint32(0)})
 			if err != nil {
-				yield(nil, wrap(op, "", err, nil))
+				yield(nil, wrap("", err, nil))
 				return
 			}
 			for _, d := range ds {
@@ -471,17 +466,16 @@ func singlePort(lo, hi uint16) uint16 {
 }
 
 // FlushPolicies removes every policy keyplane installed.
-func (b *Backend) FlushPolicies(ctx context.Context) error {
-	const op = "flush policies"
+func (b *driver) FlushPolicies(ctx context.Context) error {
 	s, err := b.lockSession(ctx)
 	if err != nil {
-		return wrap(op, "", err, nil)
+		return wrap("", err, nil)
 	}
 	defer b.mu.Unlock()
 	var errs []error
 	for id, pr := range b.pols {
 		if err := b.applyEntries(ctx, s, pr.entries, nil); err != nil {
-			errs = append(errs, wrap(op, id.String(), err, spdOverride))
+			errs = append(errs, wrap(id.String(), err, spdOverride))
 			continue
 		}
 		delete(b.pols, id)

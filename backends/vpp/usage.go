@@ -11,7 +11,7 @@ import (
 
 // readCounters reads every SA counter from the stats segment in one pass.
 // It does not hold b.mu: the segment is shared memory, not the API.
-func (b *Backend) readCounters() ([]Counter, error) {
+func (b *driver) readCounters() ([]Counter, error) {
 	b.mu.Lock()
 	s := b.sess
 	b.mu.Unlock()
@@ -33,7 +33,7 @@ func (b *Backend) readCounters() ([]Counter, error) {
 // moved since the previous read means the SA carried traffic between the
 // two reads, so last-used becomes the time of this read (and first-use,
 // the first time it moves). VPP keeps no such times itself. b.mu is held.
-func (b *Backend) observeLocked(counters []Counter) {
+func (b *driver) observeLocked(counters []Counter) {
 	now := b.clock.Now()
 	b.usageAt = now
 	for _, r := range b.sas {
@@ -62,7 +62,7 @@ func (b *Backend) observeLocked(counters []Counter) {
 
 // scanUsage is the periodic bulk read (every Options.IdleScanInterval)
 // that keeps last-used current and drives byte/packet lifetimes.
-func (b *Backend) scanUsage() {
+func (b *driver) scanUsage() {
 	counters, err := b.readCounters()
 	if err != nil {
 		return
@@ -76,7 +76,7 @@ func (b *Backend) scanUsage() {
 
 // Usage streams the usage of every SA keyplane owns from one read of the
 // stats segment: the cheap bulk read idle detection scans with.
-func (b *Backend) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
+func (b *driver) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 	return func(yield func(kernelops.Usage, error) bool) {
 		if err := ctx.Err(); err != nil {
 			yield(kernelops.Usage{}, &kernelops.Error{Backend: Name, Op: "read usage", Err: err})
@@ -84,7 +84,7 @@ func (b *Backend) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 		}
 		counters, err := b.readCounters()
 		if err != nil {
-			yield(kernelops.Usage{}, wrap("read usage", "", err, nil))
+			yield(kernelops.Usage{}, wrap("", err, nil))
 			return
 		}
 		b.mu.Lock()

@@ -3,7 +3,6 @@ package xfrm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -17,7 +16,7 @@ import (
 // interfaces, through vishvananda/netlink on a handle in the backend's
 // namespace.
 
-func (b *Backend) setLinkName(idx int, name string) {
+func (b *driver) setLinkName(idx int, name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if name == "" {
@@ -29,7 +28,7 @@ func (b *Backend) setLinkName(idx int, name string) {
 
 // linkName resolves an interface index in the backend's namespace; ""
 // when it is gone.
-func (b *Backend) linkName(idx int) string {
+func (b *driver) linkName(idx int) string {
 	if idx <= 0 {
 		return ""
 	}
@@ -47,7 +46,7 @@ func (b *Backend) linkName(idx int) string {
 	return l.Attrs().Name
 }
 
-func (b *Backend) linkIndex(name string) (int, error) {
+func (b *driver) linkIndex(name string) (int, error) {
 	l, err := b.rt.LinkByName(name)
 	if err != nil {
 		return 0, err
@@ -55,31 +54,24 @@ func (b *Backend) linkIndex(name string) (int, error) {
 	return l.Attrs().Index, nil
 }
 
-// notFoundLink wraps netlink's LinkNotFoundError into ErrNotFound.
-func (b *Backend) linkErr(op, name string, err error) error {
+// linkErr wraps netlink's LinkNotFoundError into ErrNotFound.
+func (b *driver) linkErr(name string, err error) error {
 	var lnf netlink.LinkNotFoundError
 	if errors.As(err, &lnf) {
-		return &kernelops.Error{Backend: Name, Op: op, Object: name, Err: kernelops.ErrNotFound, Errno: syscall.ENODEV, Detail: "no such interface"}
+		return &kernelops.Error{Object: name, Err: kernelops.ErrNotFound, Errno: syscall.ENODEV, Detail: "no such interface"}
 	}
-	return b.kerr(op, name, err)
+	return b.kerr(name, err)
 }
 
 // RouteTo implements kernelops.AddrSelector with RTM_GETROUTE.
-func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
-	const op = "route to"
-	if err := b.checkOpen(op); err != nil {
-		return kernelops.Route{}, err
-	}
-	if !dst.IsValid() {
-		return kernelops.Route{}, kernelops.Invalid(Name, op, "", "dst", "invalid address")
-	}
+func (b *driver) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
 	dst = dst.Unmap()
 	routes, err := b.rt.RouteGet(net.IP(dst.AsSlice()))
 	if err != nil {
-		return kernelops.Route{}, b.kerr(op, dst.String(), err)
+		return kernelops.Route{}, b.kerr(dst.String(), err)
 	}
 	if len(routes) == 0 {
-		return kernelops.Route{}, &kernelops.Error{Backend: Name, Op: op, Object: dst.String(), Err: kernelops.ErrNotFound, Errno: syscall.ENETUNREACH}
+		return kernelops.Route{}, &kernelops.Error{Object: dst.String(), Err: kernelops.ErrNotFound, Errno: syscall.ENETUNREACH}
 	}
 	r := routes[0]
 	out := kernelops.Route{IfIndex: r.LinkIndex, IfName: b.linkName(r.LinkIndex)}
@@ -93,14 +85,10 @@ func (b *Backend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route,
 }
 
 // Interfaces implements kernelops.AddrSelector.
-func (b *Backend) Interfaces(ctx context.Context) ([]kernelops.Interface, error) {
-	const op = "interfaces"
-	if err := b.checkOpen(op); err != nil {
-		return nil, err
-	}
+func (b *driver) Interfaces(ctx context.Context) ([]kernelops.Interface, error) {
 	links, err := b.rt.LinkList()
 	if err != nil {
-		return nil, b.kerr(op, "", err)
+		return nil, b.kerr("", err)
 	}
 	out := make([]kernelops.Interface, 0, len(links))
 	for _, l := range links {
@@ -109,7 +97,7 @@ func (b *Backend) Interfaces(ctx context.Context) ([]kernelops.Interface, error)
 			Up: linkInfo{Flags: uint32(a.RawFlags)}.up()}
 		addrs, err := b.rt.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
-			return nil, b.kerr(op, a.Name, err)
+			return nil, b.kerr(a.Name, err)
 		}
 		for _, ad := range addrs {
 			if p, ok := prefixOf(ad.IPNet); ok {
@@ -134,63 +122,10 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, ones), true
 }
 
-// AddAddress implements kernelops.AddrManager with reference counts
-// (kernelops/addrref).
-func (b *Backend) AddAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	const op = "add address"
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
-	if !p.IsValid() || p.Addr().Is4In6() {
-		return kernelops.Invalid(Name, op, ifname, "Prefix", "invalid address %s", p)
-	}
-	if err := b.addrs.Add(ctx, ifname, p); err != nil {
-		return b.addrErr(op, ifname, p, err)
-	}
-	return nil
-}
-
-// RemoveAddress implements kernelops.AddrManager.
-func (b *Backend) RemoveAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	const op = "remove address"
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
-	if err := b.addrs.Remove(ctx, ifname, p); err != nil {
-		return b.addrErr(op, ifname, p, err)
-	}
-	return nil
-}
-
-func (b *Backend) addrErr(op, ifname string, p netip.Prefix, err error) error {
-	var ke *kernelops.Error
-	if errors.As(err, &ke) {
-		return err
-	}
-	obj := fmt.Sprintf("%s on %s", p, ifname)
-	if errors.Is(err, kernelops.ErrNotFound) || errors.Is(err, kernelops.ErrInvalid) {
-		e := &kernelops.Error{Backend: Name, Op: op, Object: obj, Err: kernelops.ErrNotFound, Detail: err.Error()}
-		if errors.Is(err, kernelops.ErrInvalid) {
-			e.Err = kernelops.ErrInvalid
-		}
-		return e
-	}
-	return b.kerr(op, obj, err)
-}
-
-// addrDataplane adds and removes addresses for addrref.
-type addrDataplane struct{ b *Backend }
-
-func (d addrDataplane) link(op, ifname string) (netlink.Link, error) {
-	l, err := d.b.rt.LinkByName(ifname)
-	if err != nil {
-		return nil, d.b.linkErr(op, ifname, err)
-	}
-	return l, nil
-}
-
-func (d addrDataplane) HasAddress(ctx context.Context, ifname string, p netip.Prefix) (bool, error) {
-	l, err := d.link("add address", ifname)
+// HasAddress, AssignAddress and UnassignAddress are the driver side of
+// AddrManager (RTM_NEWADDR, RTM_DELADDR); the front end counts references.
+func (b *driver) HasAddress(ctx context.Context, ifname string, p netip.Prefix) (bool, error) {
+	l, err := b.link(ifname)
 	if err != nil {
 		return false, err
 	}
@@ -198,9 +133,9 @@ func (d addrDataplane) HasAddress(ctx context.Context, ifname string, p netip.Pr
 	if p.Addr().Is6() {
 		fam = netlink.FAMILY_V6
 	}
-	addrs, err := d.b.rt.AddrList(l, fam)
+	addrs, err := b.rt.AddrList(l, fam)
 	if err != nil {
-		return false, d.b.kerr("add address", ifname, err)
+		return false, b.kerr(ifname, err)
 	}
 	for _, a := range addrs {
 		if q, ok := prefixOf(a.IPNet); ok && q == p {
@@ -208,6 +143,14 @@ func (d addrDataplane) HasAddress(ctx context.Context, ifname string, p netip.Pr
 		}
 	}
 	return false, nil
+}
+
+func (b *driver) link(ifname string) (netlink.Link, error) {
+	l, err := b.rt.LinkByName(ifname)
+	if err != nil {
+		return nil, b.linkErr(ifname, err)
+	}
+	return l, nil
 }
 
 func netlinkAddr(p netip.Prefix) *netlink.Addr {
@@ -219,77 +162,60 @@ func netlinkAddr(p netip.Prefix) *netlink.Addr {
 	return a
 }
 
-func (d addrDataplane) AddAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	l, err := d.link("add address", ifname)
+func (b *driver) AssignAddress(ctx context.Context, ifname string, p netip.Prefix) error {
+	l, err := b.link(ifname)
 	if err != nil {
 		return err
 	}
-	if err := d.b.rt.AddrAdd(l, netlinkAddr(p)); err != nil {
-		return d.b.kerr("add address", p.String()+" on "+ifname, err)
-	}
-	return nil
+	return b.kerr(p.String()+" on "+ifname, b.rt.AddrAdd(l, netlinkAddr(p)))
 }
 
-func (d addrDataplane) DeleteAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	l, err := d.link("remove address", ifname)
+func (b *driver) UnassignAddress(ctx context.Context, ifname string, p netip.Prefix) error {
+	l, err := b.link(ifname)
 	if err != nil {
 		return err
 	}
-	if err := d.b.rt.AddrDel(l, netlinkAddr(p)); err != nil {
-		return d.b.kerr("remove address", p.String()+" on "+ifname, err)
-	}
-	return nil
+	return b.kerr(p.String()+" on "+ifname, b.rt.AddrDel(l, netlinkAddr(p)))
 }
 
 // AddXfrmInterface implements kernelops.XfrmInterfaces.
-func (b *Backend) AddXfrmInterface(ctx context.Context, x kernelops.XfrmInterface) error {
-	const op = "add xfrm interface"
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
+func (b *driver) AddXfrmInterface(ctx context.Context, x kernelops.XfrmInterface) error {
 	switch {
 	case x.Name == "" || len(x.Name) >= unix.IFNAMSIZ:
-		return kernelops.Invalid(Name, op, x.Name, "Name", "interface name must be 1..%d bytes", unix.IFNAMSIZ-1)
+		return kernelops.Invalid("", "", x.Name, "Name", "interface name must be 1..%d bytes", unix.IFNAMSIZ-1)
 	case x.IfID == 0:
-		return kernelops.Invalid(Name, op, x.Name, "IfID", "if_id 0 is reserved (no interface)")
-	}
-	if err := b.caps.Require(Name, op, kernelops.CapXfrmInterfaces); err != nil {
-		return err
+		return kernelops.Invalid("", "", x.Name, "IfID", "if_id 0 is reserved (no interface)")
 	}
 	xi := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: x.Name}, Ifid: x.IfID}
 	if x.Underlay != "" {
 		idx, err := b.linkIndex(x.Underlay)
 		if err != nil {
-			return b.linkErr(op, x.Underlay, err)
+			return b.linkErr(x.Underlay, err)
 		}
 		xi.ParentIndex = idx
 	}
 	if err := b.rt.LinkAdd(xi); err != nil {
-		return b.kerr(op, x.Name, err)
+		return b.kerr(x.Name, err)
 	}
 	if err := b.rt.LinkSetUp(xi); err != nil {
 		_ = b.rt.LinkDel(xi)
-		return b.kerr(op, x.Name, err)
+		return b.kerr(x.Name, err)
 	}
 	return nil
 }
 
 // DeleteXfrmInterface implements kernelops.XfrmInterfaces; it refuses to
 // delete an interface that is not an xfrm interface.
-func (b *Backend) DeleteXfrmInterface(ctx context.Context, name string) error {
-	const op = "delete xfrm interface"
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
+func (b *driver) DeleteXfrmInterface(ctx context.Context, name string) error {
 	l, err := b.rt.LinkByName(name)
 	if err != nil {
-		return b.linkErr(op, name, err)
+		return b.linkErr(name, err)
 	}
 	if l.Type() != "xfrm" {
-		return kernelops.Invalid(Name, op, name, "name", "%s is a %s interface, not an xfrm interface", name, l.Type())
+		return kernelops.Invalid("", "", name, "name", "%s is a %s interface, not an xfrm interface", name, l.Type())
 	}
 	if err := b.rt.LinkDel(l); err != nil {
-		return b.kerr(op, name, err)
+		return b.kerr(name, err)
 	}
 	return nil
 }

@@ -12,9 +12,6 @@ import (
 	"sync/atomic"
 
 	"github.com/keyplane/keyplane/kernelops"
-	"github.com/keyplane/keyplane/kernelops/addrref"
-	"github.com/keyplane/keyplane/kernelops/eventbus"
-	"github.com/keyplane/keyplane/kernelops/idle"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -40,9 +37,17 @@ const (
 // does not overrun the socket before the reader drains it.
 const defaultEventRcvbuf = 8 << 20
 
-// Backend is an open XFRM dataplane. It implements every kernelops facet;
-// Capabilities says which ones the running kernel supports.
+// Backend is an open XFRM dataplane behind the kernelops front end, which
+// checks every call; Capabilities says which facets the running kernel
+// supports.
 type Backend struct {
+	*kernelops.Handle
+	d *driver
+}
+
+// driver translates kernelops calls into XFRM netlink.
+type driver struct {
+	env    *kernelops.Env
 	opts   kernelops.Options
 	log    *slog.Logger
 	ns     *nsRef
@@ -61,12 +66,8 @@ type Backend struct {
 	polTag    uint32
 	polSerial atomic.Uint32
 
-	bus      *eventbus.Bus
-	evMu     sync.Mutex
-	ev       *eventReaders
-	addrs    *addrref.Table
-	idle     *idle.Detector
-	stopIdle func()
+	evMu sync.Mutex
+	ev   *eventReaders
 
 	closed atomic.Bool
 }
@@ -78,27 +79,39 @@ type larvalKey struct {
 }
 
 var (
-	_ kernelops.Backend        = (*Backend)(nil)
-	_ kernelops.SAD            = (*Backend)(nil)
-	_ kernelops.SPD            = (*Backend)(nil)
-	_ kernelops.UsageReader    = (*Backend)(nil)
-	_ kernelops.Batcher        = (*Backend)(nil)
-	_ kernelops.EventSource    = (*Backend)(nil)
-	_ kernelops.Sockets        = (*Backend)(nil)
-	_ kernelops.AddrSelector   = (*Backend)(nil)
-	_ kernelops.AddrManager    = (*Backend)(nil)
-	_ kernelops.XfrmInterfaces = (*Backend)(nil)
-	_ kernelops.Holes          = (*Backend)(nil)
-	_ kernelops.Offloader      = (*Backend)(nil)
-	_ kernelops.Syncer         = (*Backend)(nil)
-	_ kernelops.Migrator       = (*Backend)(nil)
-	_ kernelops.IdleWatcher    = (*Backend)(nil)
+	_ kernelops.Driver         = (*driver)(nil)
+	_ kernelops.SAD            = (*driver)(nil)
+	_ kernelops.SPD            = (*driver)(nil)
+	_ kernelops.UsageReader    = (*driver)(nil)
+	_ kernelops.Batcher        = (*driver)(nil)
+	_ kernelops.EventStarter   = (*driver)(nil)
+	_ kernelops.Sockets        = (*driver)(nil)
+	_ kernelops.AddrSelector   = (*driver)(nil)
+	_ kernelops.InterfaceAddrs = (*driver)(nil)
+	_ kernelops.XfrmInterfaces = (*driver)(nil)
+	_ kernelops.Holes          = (*driver)(nil)
+	_ kernelops.Offloader      = (*driver)(nil)
+	_ kernelops.Syncer         = (*driver)(nil)
+	_ kernelops.Migrator       = (*driver)(nil)
 )
 
 // Open opens the XFRM dataplane of the namespace named by
 // opts.Params["netns"] (the caller's by default).
 func Open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
-	opts = opts.WithDefaults()
+	var d *driver
+	h, err := kernelops.NewHandle(ctx, Name, opts, func(ctx context.Context, env *kernelops.Env) (kernelops.Driver, error) {
+		var err error
+		d, err = open(ctx, env)
+		return d, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{Handle: h, d: d}, nil
+}
+
+func open(ctx context.Context, env *kernelops.Env) (*driver, error) {
+	opts := env.Options
 	if err := opts.CheckParams(Name, ParamNetns, ParamEventRcvbuf, ParamCleanup); err != nil {
 		return nil, err
 	}
@@ -126,43 +139,43 @@ func Open(ctx context.Context, opts kernelops.Options) (*Backend, error) {
 	if err != nil {
 		return nil, &kernelops.Error{Backend: Name, Op: "open", Field: "Params." + ParamNetns, Err: kernelops.ErrNotFound, Detail: err.Error()}
 	}
-	b := &Backend{
-		opts: opts, log: opts.Logger.With("backend", Name), ns: ns,
+	b := &driver{
+		env: env, opts: opts, log: env.Log, ns: ns,
 		pool:   &sockPool{ns: ns, proto: unix.NETLINK_XFRM},
 		rcvbuf: rcvbuf,
 		larval: map[larvalKey]struct{}{},
 		traps:  map[kernelops.PolicyID]struct{}{},
 		holes:  map[kernelops.PolicyID]struct{}{},
 		ifname: map[int]string{},
-		bus:    eventbus.New(),
 		polTag: policyTag(opts.ReqIDMin, opts.ReqIDMax),
 	}
 	b.polSerial.Store(rand.Uint32())
-	fail := func(err error) (*Backend, error) {
+	fail := func(err error) (*driver, error) {
 		b.Close()
 		return nil, err
 	}
 	// The XFRM socket proves the namespace has XFRM netlink at all.
 	s, err := b.pool.get()
 	if err != nil {
-		return fail(b.kerr("open", ns.String(), err))
+		return fail(b.kerr(ns.String(), err))
 	}
 	b.pool.put(s, true)
 	h, release, err := ns.handle()
 	if err != nil {
-		return fail(b.kerr("open", ns.String(), err))
+		return fail(b.kerr(ns.String(), err))
 	}
 	b.rt, err = netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
 	release()
 	if err != nil {
-		return fail(b.kerr("open", "rtnetlink", err))
+		return fail(b.kerr("rtnetlink", err))
 	}
 	b.k = probeKernel()
 	b.caps = capabilities(b.k, opts)
-	b.addrs = addrref.New(addrDataplane{b})
-	b.startIdle()
 	if cleanup == "owned" {
-		if err := b.CleanupOwned(ctx); err != nil {
+		if err := b.FlushPolicies(ctx); err != nil {
+			return fail(err)
+		}
+		if err := b.FlushSAs(ctx); err != nil {
 			return fail(err)
 		}
 	}
@@ -187,24 +200,21 @@ const (
 	indexSerMask  = 0x3ffff
 )
 
-func (b *Backend) newIndex(dir kernelops.Direction) uint32 {
+func (b *driver) newIndex(dir kernelops.Direction) uint32 {
 	ser := b.polSerial.Add(1) & indexSerMask
 	return indexMark | b.polTag<<indexTagShift | ser<<3 | uint32(dirToKernel(dir))
 }
 
-func (b *Backend) ownsIndex(index uint32) bool {
+func (b *driver) ownsIndex(index uint32) bool {
 	return index&indexMark != 0 && (index&indexTagMask)>>indexTagShift == b.polTag
 }
 
-// Name implements kernelops.Backend.
-func (b *Backend) Name() string { return Name }
-
-// Capabilities implements kernelops.Backend.
-func (b *Backend) Capabilities() kernelops.Capabilities { return b.caps }
+// Capabilities implements kernelops.Driver.
+func (b *driver) Capabilities() kernelops.Capabilities { return b.caps }
 
 // Kernel describes the running kernel as probed, for reports and the CLI.
 func (b *Backend) Kernel() string {
-	k := b.k
+	k := b.d.k
 	s := fmt.Sprintf("Linux %s: esp=%v ah=%v ipcomp=%v migrate=%v xfrm-interfaces=%v hz=%d (%s)",
 		k.Release, k.ESP, k.AH, k.IPComp, k.Migrate, k.XfrmIfaces, k.HZ, k.HZSource)
 	if !k.Probed {
@@ -215,7 +225,7 @@ func (b *Backend) Kernel() string {
 
 // Close releases the sockets and ends every subscription. It removes
 // nothing from the kernel.
-func (b *Backend) Close() error {
+func (b *driver) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
@@ -226,10 +236,6 @@ func (b *Backend) Close() error {
 	if ev != nil {
 		ev.close()
 	}
-	if b.stopIdle != nil {
-		b.stopIdle()
-	}
-	b.bus.Close()
 	b.pool.close()
 	if b.rt != nil {
 		b.rt.Close()
@@ -238,9 +244,9 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-func (b *Backend) checkOpen(op string) error {
+func (b *driver) checkOpen() error {
 	if b.closed.Load() {
-		return &kernelops.Error{Backend: Name, Op: op, Err: kernelops.ErrClosed}
+		return &kernelops.Error{Err: kernelops.ErrClosed}
 	}
 	return nil
 }

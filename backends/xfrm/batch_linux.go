@@ -30,14 +30,14 @@ const (
 
 // batchReq is one request of a batch.
 type batchReq struct {
-	op, object string
-	build      func(mb *msgBuilder, seq uint32) error
-	err        error
-	sent       bool
+	object string
+	build  func(mb *msgBuilder, seq uint32) error
+	err    error
+	sent   bool
 }
 
 // runBatch sends reqs in chunks on one socket and sets each req's err.
-func (b *Backend) runBatch(ctx context.Context, reqs []batchReq) {
+func (b *driver) runBatch(ctx context.Context, reqs []batchReq) {
 	if len(reqs) == 0 {
 		return
 	}
@@ -48,13 +48,13 @@ func (b *Backend) runBatch(ctx context.Context, reqs []batchReq) {
 			}
 		}
 	}
-	if err := b.checkOpen("batch"); err != nil {
+	if err := b.checkOpen(); err != nil {
 		fail(0, err)
 		return
 	}
 	s, err := b.pool.get()
 	if err != nil {
-		fail(0, b.kerr("batch", "", err))
+		fail(0, b.kerr("", err))
 		return
 	}
 	clean := true
@@ -69,7 +69,7 @@ func (b *Backend) runBatch(ctx context.Context, reqs []batchReq) {
 	idx := make([]int, 0, batchMaxMsgs) // chunk position -> reqs index
 	for next := 0; next < len(reqs); {
 		if err := ctx.Err(); err != nil {
-			fail(next, &kernelops.Error{Backend: Name, Op: "batch", Err: err})
+			fail(next, &kernelops.Error{Err: err})
 			return
 		}
 		if s.seq > batchSeqBudget {
@@ -88,7 +88,7 @@ func (b *Backend) runBatch(ctx context.Context, reqs []batchReq) {
 			seq := first + uint32(len(idx))
 			if err := r.build(&mb, seq); err != nil {
 				mb.buf = mb.buf[:mark]
-				r.err = b.kerr(r.op, r.object, err)
+				r.err = b.kerr(r.object, err)
 				continue
 			}
 			setAck(mb.buf[mark:], false)
@@ -103,9 +103,9 @@ func (b *Backend) runBatch(ctx context.Context, reqs []batchReq) {
 		if err := s.send(mb.buf); err != nil {
 			clean = false
 			for _, i := range idx {
-				reqs[i].err = b.kerr(reqs[i].op, reqs[i].object, err)
+				reqs[i].err = b.kerr(reqs[i].object, err)
 			}
-			fail(next, b.kerr("batch", "", err))
+			fail(next, b.kerr("", err))
 			return
 		}
 		for _, i := range idx {
@@ -132,14 +132,14 @@ func setAck(m []byte, on bool) {
 
 // collectAcks reads the chunk's answers until the ack of its last request:
 // error answers of the others come before it.
-func (b *Backend) collectAcks(s *nlSock, reqs []batchReq, idx []int, first uint32) error {
+func (b *driver) collectAcks(s *nlSock, reqs []batchReq, idx []int, first uint32) error {
 	lastSeq := first + uint32(len(idx)) - 1
 	for {
 		buf, err := s.recv()
 		if err != nil {
 			// Lost answers (ENOBUFS) or a cancelled context: requests of
 			// this chunk without an answer may or may not have happened.
-			lost := b.kerr("batch", "", err)
+			lost := b.kerr("", err)
 			if errors.Is(err, syscall.ENOBUFS) {
 				lost = &kernelops.Error{Backend: Name, Op: "batch", Err: kernelops.ErrBusy, Errno: syscall.ENOBUFS,
 					Detail: "answer lost: the request may or may not have been applied; re-read the state"}
@@ -155,18 +155,18 @@ func (b *Backend) collectAcks(s *nlSock, reqs []batchReq, idx []int, first uint3
 			var m nlMsg
 			m, buf, err = nextMsg(buf)
 			if err != nil {
-				return b.kerr("batch", "", err)
+				return b.kerr("", err)
 			}
 			if m.Type != unix.NLMSG_ERROR || m.Seq < first || m.Seq > lastSeq {
 				continue
 			}
 			e, err := parseNlError(m)
 			if err != nil {
-				return b.kerr("batch", "", err)
+				return b.kerr("", err)
 			}
 			if e.Errno != 0 {
 				r := &reqs[idx[m.Seq-first]]
-				r.err = b.kerr(r.op, r.object, &netlinkError{e})
+				r.err = b.kerr(r.object, &netlinkError{e})
 			}
 			if m.Seq == lastSeq {
 				return nil
@@ -178,12 +178,12 @@ func (b *Backend) collectAcks(s *nlSock, reqs []batchReq, idx []int, first uint3
 // Apply implements kernelops.Batcher. SA installs with an offload request
 // need several steps each and go one at a time after the batch; all other
 // operations go out in chunks of many requests per syscall.
-func (b *Backend) Apply(ctx context.Context, ops []kernelops.Op) error {
+func (b *driver) Apply(ctx context.Context, ops []kernelops.Op) error {
 	b.applyBatch(ctx, ops)
 	return kernelops.BatchResult(ops)
 }
 
-func (b *Backend) applyBatch(ctx context.Context, ops []kernelops.Op) {
+func (b *driver) applyBatch(ctx context.Context, ops []kernelops.Op) {
 	reqs := make([]batchReq, 0, len(ops))
 	pos := make([]int, 0, len(ops)) // reqs index -> ops index
 	var single []int
@@ -191,11 +191,10 @@ func (b *Backend) applyBatch(ctx context.Context, ops []kernelops.Op) {
 	for i := range ops {
 		op := &ops[i]
 		op.Err = nil
-		name := op.Kind.String()
 		var r batchReq
 		switch op.Kind {
 		case kernelops.OpAddSA, kernelops.OpUpdateSA:
-			if err := b.validateSA(name, op.SA); err != nil {
+			if err := b.validateSA(op.SA); err != nil {
 				op.Err = err
 				continue
 			}
@@ -208,51 +207,39 @@ func (b *Backend) applyBatch(ctx context.Context, ops []kernelops.Op) {
 				typ = nl.XFRM_MSG_UPDSA
 			}
 			sa := op.SA
-			r = batchReq{op: name, object: sa.ID.String(), build: func(mb *msgBuilder, seq uint32) error {
+			r = batchReq{object: sa.ID.String(), build: func(mb *msgBuilder, seq uint32) error {
 				return appendSA(mb, typ, reqFlags, seq, sa, saOpts{SADir: sadir})
 			}}
 		case kernelops.OpDeleteSA:
-			if err := kernelops.ValidateSAID(Name, name, op.SAID); err != nil {
-				op.Err = err
-				continue
-			}
 			id := op.SAID
-			r = batchReq{op: name, object: id.String(), build: func(mb *msgBuilder, seq uint32) error {
+			r = batchReq{object: id.String(), build: func(mb *msgBuilder, seq uint32) error {
 				appendSAID(mb, nl.XFRM_MSG_DELSA, reqFlags, seq, id)
 				return nil
 			}}
 		case kernelops.OpAddPolicy, kernelops.OpReplacePolicy:
-			if err := kernelops.ValidatePolicy(Name, name, op.Policy); err != nil {
-				op.Err = err
-				continue
-			}
 			typ := uint16(nl.XFRM_MSG_NEWPOLICY)
 			if op.Kind == kernelops.OpReplacePolicy {
 				typ = nl.XFRM_MSG_UPDPOLICY
 			}
 			p := op.Policy
 			index := b.newIndex(p.Dir)
-			r = batchReq{op: name, object: p.ID().String(), build: func(mb *msgBuilder, seq uint32) error {
+			r = batchReq{object: p.ID().String(), build: func(mb *msgBuilder, seq uint32) error {
 				appendPolicy(mb, typ, reqFlags, seq, p, index)
 				return nil
 			}}
 		case kernelops.OpDeletePolicy:
-			if err := validatePolicyID(name, op.PolicyID); err != nil {
-				op.Err = err
-				continue
-			}
 			fams := familiesOf(op.PolicyID)
 			if len(fams) != 1 {
 				single = append(single, i) // family found by trying
 				continue
 			}
 			id := op.PolicyID
-			r = batchReq{op: name, object: id.String(), build: func(mb *msgBuilder, seq uint32) error {
+			r = batchReq{object: id.String(), build: func(mb *msgBuilder, seq uint32) error {
 				appendPolicyID(mb, nl.XFRM_MSG_DELPOLICY, reqFlags, seq, id, fams[0])
 				return nil
 			}}
 		default:
-			op.Err = kernelops.Invalid(Name, "batch", "", "Kind", "unknown operation %d", op.Kind)
+			op.Err = kernelops.Invalid("", "", "", "Kind", "unknown operation %d", op.Kind)
 			continue
 		}
 		reqs = append(reqs, r)
@@ -271,7 +258,6 @@ func (b *Backend) applyBatch(ctx context.Context, ops []kernelops.Op) {
 			op.SA.Offload.Active = kernelops.OffloadNone
 		case kernelops.OpDeleteSA:
 			b.setLarval(op.SAID, false)
-			b.idle.Watch(op.SAID, 0)
 		case kernelops.OpAddPolicy, kernelops.OpReplacePolicy:
 			b.rememberAction(op.Policy)
 		case kernelops.OpDeletePolicy:
@@ -281,14 +267,14 @@ func (b *Backend) applyBatch(ctx context.Context, ops []kernelops.Op) {
 	for _, i := range single {
 		op := &ops[i]
 		if err := ctx.Err(); err != nil {
-			op.Err = &kernelops.Error{Backend: Name, Op: op.Kind.String(), Err: err}
+			op.Err = err
 			continue
 		}
 		switch op.Kind {
 		case kernelops.OpAddSA:
-			op.Err = b.installSA(ctx, "add SA", op.SA, false)
+			op.Err = b.installSA(ctx, op.SA, false)
 		case kernelops.OpUpdateSA:
-			op.Err = b.installSA(ctx, "update SA", op.SA, true)
+			op.Err = b.installSA(ctx, op.SA, true)
 		case kernelops.OpDeletePolicy:
 			op.Err = b.DeletePolicy(ctx, op.PolicyID)
 		default:

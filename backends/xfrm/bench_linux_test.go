@@ -111,7 +111,7 @@ func BenchmarkInstallPolicies(b *testing.B) {
 	kp, ns := fresh(b, kernelops.Options{})
 	ps := make([]*kernelops.Policy, benchPolicies)
 	for i := range ps {
-		ps[i] = benchPolicy(i, kp.opts.ReqIDMin)
+		ps[i] = benchPolicy(i, kp.Options().ReqIDMin)
 	}
 	b.Run("impl=keyplane-batch", func(b *testing.B) {
 		ops := make([]kernelops.Op, len(ps))
@@ -161,7 +161,7 @@ func BenchmarkDumpPolicies(b *testing.B) {
 	kp, ns := fresh(b, kernelops.Options{})
 	ops := make([]kernelops.Op, benchDump)
 	for i := range ops {
-		ops[i] = kernelops.Op{Kind: kernelops.OpAddPolicy, Policy: benchPolicy(i, kp.opts.ReqIDMin)}
+		ops[i] = kernelops.Op{Kind: kernelops.OpAddPolicy, Policy: benchPolicy(i, kp.Options().ReqIDMin)}
 	}
 	if err := kp.Apply(context.Background(), ops); err != nil {
 		b.Fatal(err)
@@ -214,7 +214,7 @@ func BenchmarkInstallSAs(b *testing.B) {
 	key := make([]byte, 20)
 	sas := make([]*kernelops.SA, benchSAs)
 	for i := range sas {
-		sas[i] = benchSA(i, kp.opts.ReqIDMin, key)
+		sas[i] = benchSA(i, kp.Options().ReqIDMin, key)
 	}
 	b.Run("impl=keyplane-batch", func(b *testing.B) {
 		ops := make([]kernelops.Op, len(sas))
@@ -270,7 +270,7 @@ func BenchmarkUsageScan(b *testing.B) {
 	ops := make([]kernelops.Op, benchSAs)
 	ids := make([]kernelops.SAID, benchSAs)
 	for i := range ops {
-		sa := benchSA(i, kp.opts.ReqIDMin, key)
+		sa := benchSA(i, kp.Options().ReqIDMin, key)
 		ops[i] = kernelops.Op{Kind: kernelops.OpAddSA, SA: sa}
 		ids[i] = sa.ID
 	}

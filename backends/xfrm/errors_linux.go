@@ -11,8 +11,9 @@ import (
 
 // kerr turns whatever a kernel call returned into a *kernelops.Error:
 // netlink errors keep their errno and extack text, errnos map to the
-// sentinels every backend shares, context errors stay matchable.
-func (b *Backend) kerr(op, object string, err error) error {
+// sentinels every backend shares, context errors stay matchable. The
+// front end names the backend and the operation.
+func (b *driver) kerr(object string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -22,7 +23,7 @@ func (b *Backend) kerr(op, object string, err error) error {
 	}
 	var nle *netlinkError
 	if errors.As(err, &nle) {
-		e := kernelops.FromErrno(Name, op, object, nle.Errno, nle.ExtMsg)
+		e := kernelops.FromErrno("", "", object, nle.Errno, nle.ExtMsg)
 		b.explain(e)
 		return e
 	}
@@ -30,26 +31,26 @@ func (b *Backend) kerr(op, object string, err error) error {
 		err = context.DeadlineExceeded
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: err}
+		return &kernelops.Error{Object: object, Err: err}
 	}
 	if errors.Is(err, errPoolClosed) || errors.Is(err, os.ErrClosed) {
-		return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: kernelops.ErrClosed}
+		return &kernelops.Error{Object: object, Err: kernelops.ErrClosed}
 	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		e := kernelops.FromErrno(Name, op, object, errno, "")
+		e := kernelops.FromErrno("", "", object, errno, "")
 		if e.Detail == "" && err.Error() != errno.Error() {
 			e.Detail = err.Error()
 		}
 		b.explain(e)
 		return e
 	}
-	return &kernelops.Error{Backend: Name, Op: op, Object: object, Err: err}
+	return &kernelops.Error{Object: object, Err: err}
 }
 
 // explain adds the reason an errno has in XFRM where the kernel gave no
 // text of its own.
-func (b *Backend) explain(e *kernelops.Error) {
+func (b *driver) explain(e *kernelops.Error) {
 	if e.Detail != "" {
 		return
 	}
@@ -78,21 +79,18 @@ func sockOK(err error) bool {
 
 // do runs one request on a pooled socket: build fills the message with
 // the sequence number it is given; onReply sees the replies.
-func (b *Backend) do(ctx context.Context, op, object string, build func(mb *msgBuilder, seq uint32) error, onReply func(nlMsg) error) error {
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
+func (b *driver) do(ctx context.Context, object string, build func(mb *msgBuilder, seq uint32) error, onReply func(nlMsg) error) error {
 	s, err := b.pool.get()
 	if err != nil {
-		return b.kerr(op, object, err)
+		return b.kerr(object, err)
 	}
 	var mb msgBuilder
 	seq := s.nextSeq()
 	if err := build(&mb, seq); err != nil {
 		b.pool.put(s, true)
-		return b.kerr(op, object, err)
+		return b.kerr(object, err)
 	}
 	err = s.request(ctx, mb.buf, seq, onReply)
 	b.pool.put(s, sockOK(err))
-	return b.kerr(op, object, err)
+	return b.kerr(object, err)
 }

@@ -45,7 +45,7 @@ const (
 )
 
 type eventReaders struct {
-	b      *Backend
+	b      *driver
 	xs, rs *nlSock
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -53,38 +53,25 @@ type eventReaders struct {
 	links  map[int]linkInfo              // last state per link; rtnetlink reader only
 }
 
-// Subscribe implements kernelops.EventSource.
-func (b *Backend) Subscribe(ctx context.Context, opts kernelops.SubscribeOptions) (kernelops.Subscription, error) {
-	if err := b.checkOpen("subscribe"); err != nil {
-		return nil, err
-	}
-	if err := b.startEvents(); err != nil {
-		return nil, err
-	}
-	sub, err := b.bus.Subscribe(ctx, opts)
-	if err != nil {
-		return nil, b.kerr("subscribe", "", err)
-	}
-	return sub, nil
-}
-
-func (b *Backend) startEvents() error {
+// StartEvents implements kernelops.EventStarter: the XFRM and rtnetlink
+// event sockets open with the first subscriber.
+func (b *driver) StartEvents(ctx context.Context) error {
 	b.evMu.Lock()
 	defer b.evMu.Unlock()
 	if b.ev != nil {
 		return nil
 	}
 	if b.closed.Load() {
-		return &kernelops.Error{Backend: Name, Op: "subscribe", Err: kernelops.ErrClosed}
+		return &kernelops.Error{Err: kernelops.ErrClosed}
 	}
 	xs, err := openNLSock(b.ns, unix.NETLINK_XFRM, xfrmGroups, b.rcvbuf)
 	if err != nil {
-		return b.kerr("subscribe", "xfrm events", err)
+		return b.kerr("xfrm events", err)
 	}
 	rs, err := openNLSock(b.ns, unix.NETLINK_ROUTE, rtGroups, b.rcvbuf)
 	if err != nil {
 		xs.close()
-		return b.kerr("subscribe", "rtnetlink events", err)
+		return b.kerr("rtnetlink events", err)
 	}
 	r := &eventReaders{b: b, xs: xs, rs: rs, links: map[int]linkInfo{}}
 	// Seed link states so only changes are reported.
@@ -141,7 +128,7 @@ func (r *eventReaders) readLoop(s *nlSock, source string, handle func(nlMsg)) {
 			case errors.Is(err, syscall.ENOBUFS):
 				// The kernel dropped notifications: say so, keep reading.
 				log.Warn("event socket overrun: notifications lost")
-				r.b.bus.Overrun(-1, source)
+				r.b.env.Overrun(-1, source)
 			case errors.Is(err, os.ErrClosed):
 				return
 			default:
@@ -198,7 +185,7 @@ func (r *eventReaders) handleXFRM(m nlMsg) {
 		return
 	}
 	if ev != nil {
-		r.b.bus.Publish(ev)
+		r.b.env.Publish(ev)
 	}
 }
 
@@ -214,7 +201,7 @@ func (r *eventReaders) handleRT(m nlMsg) {
 		if ev.IfName == "" {
 			ev.IfName = b.linkName(ev.IfIndex)
 		}
-		b.bus.Publish(ev)
+		b.env.Publish(ev)
 	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
 		li, err := decodeLinkMsg(m.Data)
 		if err != nil {
@@ -228,7 +215,7 @@ func (r *eventReaders) handleRT(m nlMsg) {
 			if li.Name == "" {
 				li.Name = old.Name
 			}
-			b.bus.Publish(&kernelops.LinkEvent{IfIndex: li.Index, IfName: li.Name, Deleted: true})
+			b.env.Publish(&kernelops.LinkEvent{IfIndex: li.Index, IfName: li.Name, Deleted: true})
 			return
 		}
 		if li.Name == "" {
@@ -239,7 +226,7 @@ func (r *eventReaders) handleRT(m nlMsg) {
 		if known && old.up() == li.up() && old.Name == li.Name {
 			return // a change kernelops does not report (MTU, stats, ...)
 		}
-		b.bus.Publish(&kernelops.LinkEvent{IfIndex: li.Index, IfName: li.Name, Up: li.up()})
+		b.env.Publish(&kernelops.LinkEvent{IfIndex: li.Index, IfName: li.Name, Up: li.up()})
 	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
 		ev, err := decodeRouteMsg(m.Type, m.Data)
 		if err != nil {
@@ -247,7 +234,7 @@ func (r *eventReaders) handleRT(m nlMsg) {
 			return
 		}
 		if ev != nil {
-			b.bus.Publish(ev)
+			b.env.Publish(ev)
 		}
 	}
 }

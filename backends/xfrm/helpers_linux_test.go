@@ -38,9 +38,9 @@ func fresh(t testing.TB, opts kernelops.Options) (*Backend, *lab.NS) {
 
 func needESP(t testing.TB, b *Backend) {
 	t.Helper()
-	if !b.k.ESP {
+	if !b.d.k.ESP {
 		lab.RequireVM(t, "host kernel lacks ESP")
-		t.Fatalf("the VM kernel has no ESP: %s", b.k.ESPErr)
+		t.Fatalf("the VM kernel has no ESP: %s", b.d.k.ESPErr)
 	}
 }
 

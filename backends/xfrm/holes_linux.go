@@ -62,14 +62,10 @@ func holePolicies(h kernelops.HoleSet) []kernelops.Policy {
 // OpenHoles implements kernelops.Holes: it installs h's pass policies and
 // removes holes of an earlier set that h no longer has. On failure the
 // policies this call added are removed again.
-func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
-	const op = "open holes"
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
+func (b *driver) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 	for _, p := range h.IKEPorts {
 		if p == 0 {
-			return kernelops.Invalid(Name, op, "", "IKEPorts", "port 0")
+			return kernelops.Invalid("", "", "", "IKEPorts", "port 0")
 		}
 	}
 	want := holePolicies(h)
@@ -118,11 +114,7 @@ func (b *Backend) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 }
 
 // CloseHoles implements kernelops.Holes.
-func (b *Backend) CloseHoles(ctx context.Context) error {
-	const op = "close holes"
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
+func (b *driver) CloseHoles(ctx context.Context) error {
 	b.mu.Lock()
 	ids := make([]kernelops.PolicyID, 0, len(b.holes))
 	for id := range b.holes {

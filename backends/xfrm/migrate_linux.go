@@ -3,7 +3,6 @@ package xfrm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 
 	"github.com/keyplane/keyplane/kernelops"
@@ -50,53 +49,25 @@ func outer(m kernelops.Migration, dir kernelops.Direction) (oldSrc, oldDst, newS
 	return m.Old.Remote, m.Old.Local, m.New.Remote, m.New.Local
 }
 
-func validEndpoints(e kernelops.Endpoints) bool {
-	return e.Local.IsValid() && e.Remote.IsValid() && e.Local.Is4() == e.Remote.Is4()
-}
-
 // Migrate implements kernelops.Migrator.
-func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
-	const op = "migrate"
-	obj := fmt.Sprintf("reqid %d %s->%s to %s->%s", m.ReqID, m.Old.Local, m.Old.Remote, m.New.Local, m.New.Remote)
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
-	if err := b.caps.Require(Name, op, kernelops.CapMigrate); err != nil {
-		return err
-	}
-	switch {
-	case !validEndpoints(m.Old):
-		return kernelops.Invalid(Name, op, obj, "Old", "want two addresses of one family")
-	case !validEndpoints(m.New):
-		return kernelops.Invalid(Name, op, obj, "New", "want two addresses of one family")
-	case m.Encap != nil && (m.Encap.SrcPort == 0 || m.Encap.DstPort == 0):
-		return kernelops.Invalid(Name, op, obj, "Encap", "ports must be non-zero")
-	}
-	for i, id := range m.SAs {
-		if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-			return err
-		}
-		if id.Src != m.Old.Local && id.Src != m.Old.Remote {
-			return kernelops.Invalid(Name, op, obj, fmt.Sprintf("SAs[%d]", i), "SA %s does not use the old addresses", id)
-		}
-	}
-	if err := b.requireProto(op, obj, kernelops.ProtoESP); err != nil {
+func (b *driver) Migrate(ctx context.Context, m kernelops.Migration) error {
+	obj := kernelops.MigrationObject(m)
+	if err := b.requireProto(obj, kernelops.ProtoESP); err != nil {
 		return err
 	}
 	for _, pid := range m.Policies {
-		if err := b.migratePolicy(ctx, op, m, pid); err != nil {
+		if err := b.migratePolicy(ctx, m, pid); err != nil {
 			return err
 		}
 	}
 	// SAs the policies did not carry along.
 	for _, id := range m.SAs {
 		if _, err := b.GetSA(ctx, id); errors.Is(err, kernelops.ErrNotFound) {
-			b.idle.Move(id, movedID(m, id)) // moved by MIGRATE
-			continue
+			continue // moved by MIGRATE
 		} else if err != nil {
 			return err
 		}
-		if err := b.moveSA(ctx, op, m, id); err != nil {
+		if err := b.moveSA(ctx, m, id); err != nil {
 			return err
 		}
 	}
@@ -105,7 +76,7 @@ func (b *Backend) Migrate(ctx context.Context, m kernelops.Migration) error {
 
 // migratePolicy moves the templates of one policy that carry m.ReqID and
 // the old addresses, and, through the kernel, their SAs.
-func (b *Backend) migratePolicy(ctx context.Context, op string, m kernelops.Migration, pid kernelops.PolicyID) error {
+func (b *driver) migratePolicy(ctx context.Context, m kernelops.Migration, pid kernelops.PolicyID) error {
 	pe, err := b.GetPolicy(ctx, pid)
 	if err != nil {
 		return err
@@ -120,16 +91,16 @@ func (b *Backend) migratePolicy(ctx context.Context, op string, m kernelops.Migr
 			Proto: uint8(t.Proto), Mode: modeToKernel(t.Mode), ReqID: t.ReqID})
 	}
 	if len(entries) == 0 {
-		return kernelops.Invalid(Name, op, pid.String(), "Policies", "no template with reqid %d from %s to %s", m.ReqID, oldSrc, oldDst)
+		return kernelops.Invalid("", "", pid.String(), "Policies", "no template with reqid %d from %s to %s", m.ReqID, oldSrc, oldDst)
 	}
 	if b.k.Migrate {
-		return b.do(ctx, op, pid.String(), func(mb *msgBuilder, seq uint32) error {
+		return b.do(ctx, pid.String(), func(mb *msgBuilder, seq uint32) error {
 			appendMigrate(mb, seq, pe.ID(), entries, m.Encap)
 			return nil
 		}, nil)
 	}
 	// No MIGRATE in this kernel: move the SAs, then point the templates.
-	if err := b.moveMatching(ctx, op, m, oldSrc, oldDst); err != nil {
+	if err := b.moveMatching(ctx, m, oldSrc, oldDst); err != nil {
 		return err
 	}
 	np := pe.Policy.Clone()
@@ -142,7 +113,7 @@ func (b *Backend) migratePolicy(ctx context.Context, op string, m kernelops.Migr
 }
 
 // moveMatching software-moves every SA with m.ReqID from src to dst.
-func (b *Backend) moveMatching(ctx context.Context, op string, m kernelops.Migration, src, dst netip.Addr) error {
+func (b *driver) moveMatching(ctx context.Context, m kernelops.Migration, src, dst netip.Addr) error {
 	var ids []kernelops.SAID
 	for e, err := range b.SAs(ctx) {
 		if err != nil {
@@ -153,7 +124,7 @@ func (b *Backend) moveMatching(ctx context.Context, op string, m kernelops.Migra
 		}
 	}
 	for _, id := range ids {
-		if err := b.moveSA(ctx, op, m, id); err != nil {
+		if err := b.moveSA(ctx, m, id); err != nil {
 			return err
 		}
 	}
@@ -162,17 +133,17 @@ func (b *Backend) moveMatching(ctx context.Context, op string, m kernelops.Migra
 
 // moveSA re-installs one SA at the new addresses with its state, then
 // deletes the old one. A failed install leaves the old SA in place.
-func (b *Backend) moveSA(ctx context.Context, op string, m kernelops.Migration, id kernelops.SAID) error {
+func (b *driver) moveSA(ctx context.Context, m kernelops.Migration, id kernelops.SAID) error {
 	e, err := b.GetSA(ctx, id)
 	if err != nil {
 		return err
 	}
-	ae, err := b.getAE(ctx, op, id)
+	ae, err := b.getAE(ctx, id)
 	if err != nil {
 		return err
 	}
 	sa := e.SA.Clone()
-	sa.ID = movedID(m, id)
+	sa.ID = kernelops.MovedID(m, id)
 	sa.Encap = m.Encap
 	if m.Encap != nil {
 		enc := *m.Encap
@@ -182,27 +153,13 @@ func (b *Backend) moveSA(ctx context.Context, op string, m kernelops.Migration, 
 	replay := ae.State.Replay
 	cur := lftCur{Bytes: ae.State.Bytes, Packets: ae.State.Packets,
 		AddTime: unixSecs(ae.State.AddTime), UseTime: unixSecs(ae.State.UseTime)}
-	if err := b.do(ctx, op, sa.ID.String(), func(mb *msgBuilder, seq uint32) error {
+	if err := b.do(ctx, sa.ID.String(), func(mb *msgBuilder, seq uint32) error {
 		return appendSA(mb, nl.XFRM_MSG_NEWSA, reqFlags, seq, sa, saOpts{SADir: b.k.saDir(), Replay: &replay, Cur: &cur})
 	}, nil); err != nil {
 		return err
 	}
-	thr := b.idle.Threshold(id)
 	if err := b.DeleteSA(ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
 		return err
 	}
-	if thr > 0 {
-		b.idle.Watch(sa.ID, thr)
-	}
 	return nil
-}
-
-// movedID is id at the migration's new addresses.
-func movedID(m kernelops.Migration, id kernelops.SAID) kernelops.SAID {
-	if id.Src == m.Old.Local {
-		id.Src, id.Dst = m.New.Local, m.New.Remote
-	} else {
-		id.Src, id.Dst = m.New.Remote, m.New.Local
-	}
-	return id
 }

@@ -21,16 +21,9 @@ const (
 
 // OffloadSupport implements kernelops.Offloader from the device's ethtool
 // features, read inside the backend's namespace.
-func (b *Backend) OffloadSupport(ctx context.Context, ifname string) (kernelops.OffloadSupport, error) {
-	const op = "offload support"
-	if err := b.checkOpen(op); err != nil {
-		return kernelops.OffloadSupport{}, err
-	}
-	if err := b.caps.Require(Name, op, kernelops.CapOffload); err != nil {
-		return kernelops.OffloadSupport{}, err
-	}
+func (b *driver) OffloadSupport(ctx context.Context, ifname string) (kernelops.OffloadSupport, error) {
 	if ifname == "" {
-		return kernelops.OffloadSupport{}, kernelops.Invalid(Name, op, "", "ifname", "empty interface name")
+		return kernelops.OffloadSupport{}, kernelops.Invalid("", "", "", "ifname", "empty interface name")
 	}
 	var feats map[string]bool
 	err := b.ns.do(func() error {
@@ -44,9 +37,9 @@ func (b *Backend) OffloadSupport(ctx context.Context, ifname string) (kernelops.
 	})
 	if err != nil {
 		if errors.Is(err, syscall.ENODEV) {
-			return kernelops.OffloadSupport{}, &kernelops.Error{Backend: Name, Op: op, Object: ifname, Err: kernelops.ErrNotFound, Errno: syscall.ENODEV}
+			return kernelops.OffloadSupport{}, &kernelops.Error{Object: ifname, Err: kernelops.ErrNotFound, Errno: syscall.ENODEV}
 		}
-		return kernelops.OffloadSupport{}, b.kerr(op, ifname, err)
+		return kernelops.OffloadSupport{}, b.kerr(ifname, err)
 	}
 	s := kernelops.OffloadSupport{Crypto: feats[featESP]}
 	s.Detail = fmt.Sprintf("%s=%s %s=%s; packet offload has no ethtool feature and is found by trying",
@@ -66,16 +59,16 @@ func onOff(v bool) string {
 }
 
 // installSA adds or updates sa according to its offload request.
-func (b *Backend) installSA(ctx context.Context, op string, sa *kernelops.SA, update bool) error {
+func (b *driver) installSA(ctx context.Context, sa *kernelops.SA, update bool) error {
 	switch sa.Offload.Mode {
 	case kernelops.OffloadNone:
-		err := b.addOrFill(ctx, op, sa, update, nil)
+		err := b.addOrFill(ctx, sa, update, nil)
 		if err == nil {
 			sa.Offload.Active = kernelops.OffloadNone
 		}
 		return err
 	case kernelops.OffloadCrypto, kernelops.OffloadPacket:
-		return b.installOffloaded(ctx, op, sa, update, sa.Offload.Mode, false)
+		return b.installOffloaded(ctx, sa, update, sa.Offload.Mode, false)
 	case kernelops.OffloadAuto:
 		// Packet, then crypto, then software; only a refusal of the
 		// offload moves on, any other error (the SA exists, ...) is final.
@@ -85,7 +78,7 @@ func (b *Backend) installSA(ctx context.Context, op string, sa *kernelops.SA, up
 			}
 			// A crypto request the kernel quietly installs in software is
 			// exactly auto's last step, so that SA is kept.
-			err := b.installOffloaded(ctx, op, sa, update, mode, mode == kernelops.OffloadCrypto)
+			err := b.installOffloaded(ctx, sa, update, mode, mode == kernelops.OffloadCrypto)
 			if err == nil {
 				return nil
 			}
@@ -94,13 +87,13 @@ func (b *Backend) installSA(ctx context.Context, op string, sa *kernelops.SA, up
 			}
 			b.log.Debug("offload refused, trying the next mode", "sa", sa.ID, "device", sa.Offload.Device, "mode", mode, "err", err)
 		}
-		err := b.addOrFill(ctx, op, sa, update, nil)
+		err := b.addOrFill(ctx, sa, update, nil)
 		if err == nil {
 			sa.Offload.Active = kernelops.OffloadNone
 		}
 		return err
 	}
-	return kernelops.Invalid(Name, op, sa.ID.String(), "Offload.Mode", "unknown offload mode %d", sa.Offload.Mode)
+	return kernelops.Invalid("", "", sa.ID.String(), "Offload.Mode", "unknown offload mode %d", sa.Offload.Mode)
 }
 
 // installOffloaded installs sa with XFRMA_OFFLOAD_DEV in mode. The kernel
@@ -109,10 +102,10 @@ func (b *Backend) installSA(ctx context.Context, op string, sa *kernelops.SA, up
 // treated as the refusal it is: the SA is removed again and the error
 // names the device and mode — unless keepSoftware, when the SA stays as
 // the software fallback.
-func (b *Backend) installOffloaded(ctx context.Context, op string, sa *kernelops.SA, update bool, mode kernelops.OffloadMode, keepSoftware bool) error {
+func (b *driver) installOffloaded(ctx context.Context, sa *kernelops.SA, update bool, mode kernelops.OffloadMode, keepSoftware bool) error {
 	dev := sa.Offload.Device
 	refused := func(reason string, errno syscall.Errno) error {
-		return &kernelops.Error{Backend: Name, Op: op, Object: sa.ID.String(),
+		return &kernelops.Error{Object: sa.ID.String(),
 			Err:   &kernelops.OffloadError{Device: dev, Mode: mode, Reason: reason},
 			Errno: errno, Detail: reason}
 	}
@@ -130,7 +123,7 @@ func (b *Backend) installOffloaded(ctx context.Context, op string, sa *kernelops
 	if mode == kernelops.OffloadPacket {
 		req.Flags |= xfrmOffloadPacket
 	}
-	err = b.addOrFill(ctx, op, sa, update, req)
+	err = b.addOrFill(ctx, sa, update, req)
 	if err != nil {
 		var ke *kernelops.Error
 		if errors.As(err, &ke) && offloadRefusal(ke) {
@@ -177,7 +170,7 @@ func offloadRefusal(e *kernelops.Error) bool {
 
 // inbound reports whether sa receives: its recorded direction, else
 // whether its SPI came from AllocSPI (only inbound SPIs are allocated).
-func (b *Backend) inbound(sa *kernelops.SA) bool {
+func (b *driver) inbound(sa *kernelops.SA) bool {
 	switch sa.Dir {
 	case kernelops.DirIn:
 		return true

@@ -27,9 +27,9 @@ func installOwned(t *testing.T, b *Backend) []kernelops.PolicyID {
 		{Selector: kernelops.Selector{Src: mp("10.1.0.0/16"), Dst: mp("10.2.0.0/16")}, Dir: kernelops.DirOut, Action: kernelops.ActionPass},
 		{Selector: kernelops.Selector{Src: mp("10.1.0.0/16"), Dst: mp("10.3.0.0/16")}, Dir: kernelops.DirOut, Action: kernelops.ActionBlock},
 		{Selector: kernelops.Selector{Src: mp("10.1.0.0/16"), Dst: mp("10.4.0.0/16")}, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec,
-			Templates: []kernelops.Template{{Src: ma("192.0.2.1"), Dst: ma("192.0.2.2"), Proto: kernelops.ProtoESP, Mode: kernelops.ModeTunnel, ReqID: b.opts.ReqIDMin + 1}}},
+			Templates: []kernelops.Template{{Src: ma("192.0.2.1"), Dst: ma("192.0.2.2"), Proto: kernelops.ProtoESP, Mode: kernelops.ModeTunnel, ReqID: b.Options().ReqIDMin + 1}}},
 		{Selector: kernelops.Selector{Src: mp("10.1.0.0/16"), Dst: mp("10.5.0.0/16")}, Dir: kernelops.DirOut, Action: kernelops.ActionTrap,
-			Templates: []kernelops.Template{{Src: ma("192.0.2.1"), Dst: ma("192.0.2.2"), Proto: kernelops.ProtoESP, Mode: kernelops.ModeTunnel, ReqID: b.opts.ReqIDMin + 2}}},
+			Templates: []kernelops.Template{{Src: ma("192.0.2.1"), Dst: ma("192.0.2.2"), Proto: kernelops.ProtoESP, Mode: kernelops.ModeTunnel, ReqID: b.Options().ReqIDMin + 2}}},
 	}
 	var ids []kernelops.PolicyID
 	for _, p := range ps {
@@ -59,7 +59,7 @@ func TestFlushPoliciesLeavesForeign(t *testing.T) {
 	}
 	// Another keyplane with another reqid range, in the same namespace.
 	other := openIn(t, ns, kernelops.Options{ReqIDMin: 0x1000, ReqIDMax: 0x1fff})
-	if other.polTag == b.polTag {
+	if other.d.polTag == b.d.polTag {
 		t.Fatalf("test ranges collide in the index tag: pick other ranges")
 	}
 	otherPass := &kernelops.Policy{Selector: kernelops.Selector{Src: mp("10.6.0.0/16")}, Dir: kernelops.DirIn, Action: kernelops.ActionPass}

@@ -17,8 +17,8 @@ import (
 // which ikesock strips on read and adds on write.
 
 // ListenIKE implements kernelops.Sockets.
-func (b *Backend) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
-	if err := b.checkOpen("listen IKE"); err != nil {
+func (b *driver) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
+	if err := b.checkOpen(); err != nil {
 		return nil, err
 	}
 	return ikesock.Listen(ctx, ikesock.Config{Backend: Name, Listen: l, Control: ikeSockopts, Do: b.ns.do})

@@ -17,7 +17,7 @@ import (
 // priority lies in the trap band (kernelops.PriorityBandTrap), which is
 // where AutoPriority puts traps, so traps survive a restart.
 
-func (b *Backend) rememberAction(p *kernelops.Policy) {
+func (b *driver) rememberAction(p *kernelops.Policy) {
 	id := canonID(p.ID())
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -28,14 +28,14 @@ func (b *Backend) rememberAction(p *kernelops.Policy) {
 	}
 }
 
-func (b *Backend) forgetAction(id kernelops.PolicyID) {
+func (b *driver) forgetAction(id kernelops.PolicyID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.traps, canonID(id))
 }
 
 // resolveAction turns a read-back ipsec policy into a trap where it is one.
-func (b *Backend) resolveAction(e *kernelops.PolicyEntry) {
+func (b *driver) resolveAction(e *kernelops.PolicyEntry) {
 	if e.Action != kernelops.ActionIPsec {
 		return
 	}
@@ -47,26 +47,18 @@ func (b *Backend) resolveAction(e *kernelops.PolicyEntry) {
 	}
 }
 
-func validatePolicyID(op string, id kernelops.PolicyID) error {
-	p := kernelops.Policy{Selector: id.Selector, Dir: id.Dir, Action: kernelops.ActionPass, Mark: id.Mark, IfID: id.IfID}
-	return kernelops.ValidatePolicy(Name, op, &p)
-}
-
 // AddPolicy implements kernelops.SPD with XFRM_MSG_NEWPOLICY.
-func (b *Backend) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
-	return b.putPolicy(ctx, "add policy", nl.XFRM_MSG_NEWPOLICY, p)
+func (b *driver) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, nl.XFRM_MSG_NEWPOLICY, p)
 }
 
 // ReplacePolicy implements kernelops.SPD with XFRM_MSG_UPDPOLICY.
-func (b *Backend) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
-	return b.putPolicy(ctx, "replace policy", nl.XFRM_MSG_UPDPOLICY, p)
+func (b *driver) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
+	return b.putPolicy(ctx, nl.XFRM_MSG_UPDPOLICY, p)
 }
 
-func (b *Backend) putPolicy(ctx context.Context, op string, typ uint16, p *kernelops.Policy) error {
-	if err := kernelops.ValidatePolicy(Name, op, p); err != nil {
-		return err
-	}
-	err := b.do(ctx, op, p.ID().String(), func(mb *msgBuilder, seq uint32) error {
+func (b *driver) putPolicy(ctx context.Context, typ uint16, p *kernelops.Policy) error {
+	err := b.do(ctx, p.ID().String(), func(mb *msgBuilder, seq uint32) error {
 		appendPolicy(mb, typ, reqFlags, seq, p, b.newIndex(p.Dir))
 		return nil
 	}, nil)
@@ -88,14 +80,10 @@ func familiesOf(id kernelops.PolicyID) []uint16 {
 }
 
 // DeletePolicy implements kernelops.SPD.
-func (b *Backend) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
-	const op = "delete policy"
-	if err := validatePolicyID(op, id); err != nil {
-		return err
-	}
+func (b *driver) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
 	var err error
 	for _, fam := range familiesOf(id) {
-		err = b.do(ctx, op, id.String(), func(mb *msgBuilder, seq uint32) error {
+		err = b.do(ctx, id.String(), func(mb *msgBuilder, seq uint32) error {
 			appendPolicyID(mb, nl.XFRM_MSG_DELPOLICY, reqFlags, seq, id, fam)
 			return nil
 		}, nil)
@@ -110,16 +98,12 @@ func (b *Backend) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error
 }
 
 // GetPolicy implements kernelops.SPD.
-func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
-	const op = "get policy"
-	if err := validatePolicyID(op, id); err != nil {
-		return nil, err
-	}
+func (b *driver) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelops.PolicyEntry, error) {
 	var e *kernelops.PolicyEntry
 	var meta polMeta
 	var err error
 	for _, fam := range familiesOf(id) {
-		err = b.do(ctx, op, id.String(), func(mb *msgBuilder, seq uint32) error {
+		err = b.do(ctx, id.String(), func(mb *msgBuilder, seq uint32) error {
 			appendPolicyID(mb, nl.XFRM_MSG_GETPOLICY, reqFlags, seq, id, fam)
 			return nil
 		}, func(m nlMsg) error {
@@ -137,7 +121,7 @@ func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernel
 		return nil, err
 	}
 	if e == nil {
-		return nil, &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound}
+		return nil, &kernelops.Error{Object: id.String(), Err: kernelops.ErrNotFound}
 	}
 	b.resolveAction(e)
 	return e, nil
@@ -146,12 +130,12 @@ func (b *Backend) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernel
 // Policies implements kernelops.SPD: one streaming dump. Per-socket
 // policies (the IKE sockets' bypass) and sub-policies are not SPD
 // entries and are left out.
-func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
+func (b *driver) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
 	return func(yield func(*kernelops.PolicyEntry, error) bool) {
 		var e kernelops.PolicyEntry
 		var meta polMeta
 		stopped := false
-		err := b.dumpXFRM(ctx, "dump policies", nl.XFRM_MSG_GETPOLICY, func(m nlMsg) (bool, error) {
+		err := b.dumpXFRM(ctx, nl.XFRM_MSG_GETPOLICY, func(m nlMsg) (bool, error) {
 			if m.Type != nl.XFRM_MSG_NEWPOLICY {
 				return true, nil
 			}
@@ -175,7 +159,7 @@ func (b *Backend) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry
 }
 
 // ownsPolicy applies the ownership rule of doc.go.
-func (b *Backend) ownsPolicy(e *kernelops.PolicyEntry, m *polMeta) bool {
+func (b *driver) ownsPolicy(e *kernelops.PolicyEntry, m *polMeta) bool {
 	if b.ownsIndex(m.Index) {
 		return true
 	}
@@ -198,12 +182,11 @@ type policyRef struct {
 
 // FlushPolicies implements kernelops.SPD: it deletes keyplane's own
 // policies by index and leaves everyone else's.
-func (b *Backend) FlushPolicies(ctx context.Context) error {
-	const op = "flush policies"
+func (b *driver) FlushPolicies(ctx context.Context) error {
 	var refs []policyRef
 	var e kernelops.PolicyEntry
 	var meta polMeta
-	err := b.dumpXFRM(ctx, op, nl.XFRM_MSG_GETPOLICY, func(m nlMsg) (bool, error) {
+	err := b.dumpXFRM(ctx, nl.XFRM_MSG_GETPOLICY, func(m nlMsg) (bool, error) {
 		if m.Type != nl.XFRM_MSG_NEWPOLICY {
 			return true, nil
 		}
@@ -220,7 +203,7 @@ func (b *Backend) FlushPolicies(ctx context.Context) error {
 	}
 	reqs := make([]batchReq, len(refs))
 	for i, r := range refs {
-		reqs[i] = batchReq{op: "delete policy", object: r.id.String(), build: func(mb *msgBuilder, seq uint32) error {
+		reqs[i] = batchReq{object: r.id.String(), build: func(mb *msgBuilder, seq uint32) error {
 			appendPolicyIndex(mb, nl.XFRM_MSG_DELPOLICY, reqFlags, seq, r.index, r.dir, r.mark, r.ifID)
 			return nil
 		}}

@@ -19,13 +19,9 @@ import (
 // would send one every two packets once anyone listens).
 
 // SetSyncThresholds implements kernelops.Syncer.
-func (b *Backend) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th kernelops.SyncThresholds) error {
-	const op = "set sync thresholds"
-	if err := b.syncCheck(op, id); err != nil {
+func (b *driver) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th kernelops.SyncThresholds) error {
+	if err := b.syncCheck(id); err != nil {
 		return err
-	}
-	if th.Timer < 0 {
-		return kernelops.Invalid(Name, op, id.String(), "Timer", "negative timer")
 	}
 	// XFRMA_ETIMER_THRESH is read as jiffies on input (and reported in
 	// 100 ms units); HZ comes from the probe's calibration.
@@ -34,9 +30,9 @@ func (b *Backend) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th k
 		jiffies = max(1, (uint64(th.Timer)*uint64(b.k.HZ)+uint64(time.Second)-1)/uint64(time.Second))
 	}
 	if jiffies > 1<<32-1 {
-		return kernelops.Invalid(Name, op, id.String(), "Timer", "%v is too long", th.Timer)
+		return kernelops.Invalid("", "", id.String(), "Timer", "%v is too long", th.Timer)
 	}
-	return b.do(ctx, op, id.String(), func(mb *msgBuilder, seq uint32) error {
+	return b.do(ctx, id.String(), func(mb *msgBuilder, seq uint32) error {
 		appendAevent(mb, nl.XFRM_MSG_NEWAE, reqFlags|unix.NLM_F_REPLACE, seq, id, 0, xfrmAERthr|xfrmAEEthr)
 		mb.attrU32(nl.XFRMA_REPLAY_THRESH, th.ReplayDiff)
 		mb.attrU32(nl.XFRMA_ETIMER_THRESH, uint32(jiffies))
@@ -45,21 +41,15 @@ func (b *Backend) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th k
 	}, nil)
 }
 
-func (b *Backend) syncCheck(op string, id kernelops.SAID) error {
-	if err := kernelops.ValidateSAID(Name, op, id); err != nil {
-		return err
-	}
-	if err := b.checkOpen(op); err != nil {
-		return err
-	}
-	return b.requireProto(op, id.String(), id.Proto)
+func (b *driver) syncCheck(id kernelops.SAID) error {
+	return b.requireProto(id.String(), id.Proto)
 }
 
 // getAE reads an SA's aevent state.
-func (b *Backend) getAE(ctx context.Context, op string, id kernelops.SAID) (aevent, error) {
+func (b *driver) getAE(ctx context.Context, id kernelops.SAID) (aevent, error) {
 	var ae aevent
 	got := false
-	err := b.do(ctx, op, id.String(), func(mb *msgBuilder, seq uint32) error {
+	err := b.do(ctx, id.String(), func(mb *msgBuilder, seq uint32) error {
 		appendAevent(mb, nl.XFRM_MSG_GETAE, reqFlags, seq, id, 0, xfrmAERthr|xfrmAEEthr)
 		mb.end()
 		return nil
@@ -71,18 +61,17 @@ func (b *Backend) getAE(ctx context.Context, op string, id kernelops.SAID) (aeve
 		return decodeAevent(m.Data, &ae)
 	})
 	if err == nil && !got {
-		err = &kernelops.Error{Backend: Name, Op: op, Object: id.String(), Err: kernelops.ErrNotFound}
+		err = &kernelops.Error{Object: id.String(), Err: kernelops.ErrNotFound}
 	}
 	return ae, err
 }
 
 // GetSyncState implements kernelops.Syncer with XFRM_MSG_GETAE.
-func (b *Backend) GetSyncState(ctx context.Context, id kernelops.SAID) (kernelops.SyncState, error) {
-	const op = "get sync state"
-	if err := b.syncCheck(op, id); err != nil {
+func (b *driver) GetSyncState(ctx context.Context, id kernelops.SAID) (kernelops.SyncState, error) {
+	if err := b.syncCheck(id); err != nil {
 		return kernelops.SyncState{}, err
 	}
-	ae, err := b.getAE(ctx, op, id)
+	ae, err := b.getAE(ctx, id)
 	if err != nil {
 		return kernelops.SyncState{}, err
 	}
@@ -92,22 +81,21 @@ func (b *Backend) GetSyncState(ctx context.Context, id kernelops.SAID) (kernelop
 // SetSyncState implements kernelops.Syncer with XFRM_MSG_NEWAE: replay
 // state (in the SA's own form, legacy or ESN bitmap of its length) and
 // lifetime counters.
-func (b *Backend) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelops.SyncState) error {
-	const op = "set sync state"
-	if err := b.syncCheck(op, id); err != nil {
+func (b *driver) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelops.SyncState) error {
+	if err := b.syncCheck(id); err != nil {
 		return err
 	}
-	cur, err := b.getAE(ctx, op, id)
+	cur, err := b.getAE(ctx, id)
 	if err != nil {
 		return err
 	}
 	if !cur.ESN && (st.Replay.OSeq > 1<<32-1 || st.Replay.Seq > 1<<32-1) {
-		return kernelops.Invalid(Name, op, id.String(), "Replay", "64-bit sequence numbers on an SA without ESN")
+		return kernelops.Invalid("", "", id.String(), "Replay", "64-bit sequence numbers on an SA without ESN")
 	}
 	if cur.ESN && len(st.Replay.Bitmap) > cur.BmpLen {
-		return kernelops.Invalid(Name, op, id.String(), "Replay.Bitmap", "%d words: the SA's bitmap has %d", len(st.Replay.Bitmap), cur.BmpLen)
+		return kernelops.Invalid("", "", id.String(), "Replay.Bitmap", "%d words: the SA's bitmap has %d", len(st.Replay.Bitmap), cur.BmpLen)
 	}
-	return b.do(ctx, op, id.String(), func(mb *msgBuilder, seq uint32) error {
+	return b.do(ctx, id.String(), func(mb *msgBuilder, seq uint32) error {
 		appendAevent(mb, nl.XFRM_MSG_NEWAE, reqFlags|unix.NLM_F_REPLACE, seq, id, 0, xfrmAERval|xfrmAELval)
 		if cur.ESN {
 			r := st.Replay

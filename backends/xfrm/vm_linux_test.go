@@ -127,13 +127,13 @@ func TestSAKernelRoundTrip(t *testing.T) {
 	esn.Lifetime = kernelops.Lifetimes{Soft: kernelops.Limits{Bytes: 1 << 30, Packets: 1 << 20, AddTime: time.Hour, UseTime: time.Minute},
 		Hard: kernelops.Limits{Bytes: 1 << 31, Packets: 1 << 21, AddTime: 2 * time.Hour, UseTime: 2 * time.Minute}}
 	add(esn)
-	if b.k.AH {
+	if b.d.k.AH {
 		add(&kernelops.SA{ID: kernelops.SAID{Src: v4a, Dst: v4b, SPI: nextTestSPI(), Proto: kernelops.ProtoAH},
 			Mode: kernelops.ModeTransport, ReplayWindow: 64, Integrity: kernelops.Integrity{ID: kernelops.IntegHMACSHA1_96, Key: rnd(20)}})
 	} else {
 		t.Errorf("the VM kernel has no AH")
 	}
-	if b.k.IPComp {
+	if b.d.k.IPComp {
 		add(&kernelops.SA{ID: kernelops.SAID{Src: v4a, Dst: v4b, SPI: 0x4242, Proto: kernelops.ProtoIPComp}, Mode: kernelops.ModeTunnel})
 	} else {
 		t.Errorf("the VM kernel has no IPComp")
@@ -188,7 +188,7 @@ func TestAllocSPIFill(t *testing.T) {
 	needESP(t, b)
 	ctx := context.Background()
 	src, dst := ma("192.0.2.2"), ma("192.0.2.1")
-	spi, err := b.AllocSPI(ctx, kernelops.SPIRequest{Src: src, Dst: dst, Proto: kernelops.ProtoESP, ReqID: b.opts.ReqIDMin})
+	spi, err := b.AllocSPI(ctx, kernelops.SPIRequest{Src: src, Dst: dst, Proto: kernelops.ProtoESP, ReqID: b.Options().ReqIDMin})
 	must(t, "alloc", err)
 	id := kernelops.SAID{Src: src, Dst: dst, SPI: spi, Proto: kernelops.ProtoESP}
 	e, err := b.GetSA(ctx, id)
@@ -197,9 +197,9 @@ func TestAllocSPIFill(t *testing.T) {
 		t.Errorf("allocated SPI reads back as %v, want larval", e.State)
 	}
 	// A restarted daemon (no memory of the reservation) still fills it.
-	sa := gcmSA(src, dst, b.opts.ReqIDMin)
+	sa := gcmSA(src, dst, b.Options().ReqIDMin)
 	sa.ID.SPI = spi
-	b.setLarval(id, false) // forget, as a restarted daemon would
+	b.d.setLarval(id, false) // forget, as a restarted daemon would
 	must(t, "add on the reservation", b.AddSA(ctx, sa))
 	e, err = b.GetSA(ctx, id)
 	must(t, "get", err)
@@ -384,8 +384,8 @@ func TestSyncStateAndEvents(t *testing.T) {
 	p := newVMPair(t)
 	ctx := context.Background()
 	tp := p.tp
-	if p.a.k.HZSource != "measured through XFRMA_ETIMER_THRESH" {
-		t.Errorf("HZ %d from %s, want it measured", p.a.k.HZ, p.a.k.HZSource)
+	if p.a.d.k.HZSource != "measured through XFRMA_ETIMER_THRESH" {
+		t.Errorf("HZ %d from %s, want it measured", p.a.d.k.HZ, p.a.d.k.HZSource)
 	}
 	// ESN state round trip, 64-bit sequence numbers and a bitmap.
 	esn := gcmSA(tp.Remote, tp.Local, 0x4b500040)
@@ -419,7 +419,7 @@ func TestSyncStateAndEvents(t *testing.T) {
 		t.Errorf("timer sync event %+v", ev)
 	}
 	// Thresholds read back through GETAE, the timer in the kernel's 100 ms.
-	ae, err := p.a.getAE(ctx, "test", out.ID)
+	ae, err := p.a.d.getAE(ctx, out.ID)
 	must(t, "GETAE", err)
 	if ae.ReplayDiff != 3 || ae.ETimer != 5 {
 		t.Errorf("thresholds read back as diff %d timer %d x 100 ms", ae.ReplayDiff, ae.ETimer)
@@ -434,9 +434,9 @@ func TestFlushSAsLeavesForeign(t *testing.T) {
 		"mode", "tunnel", "aead", "rfc4106(gcm(aes))", hexKey(20), "128")
 	ipOut(t, ns, "xfrm", "state", "add", "src", "192.0.2.8", "dst", "192.0.2.9", "proto", "esp", "spi", "0x101",
 		"mode", "transport", "enc", "cbc(aes)", hexKey(16), "auth-trunc", "hmac(sha256)", hexKey(32), "128")
-	own := gcmSA(ma("192.0.2.1"), ma("192.0.2.2"), b.opts.ReqIDMin+9)
+	own := gcmSA(ma("192.0.2.1"), ma("192.0.2.2"), b.Options().ReqIDMin+9)
 	must(t, "own SA", b.AddSA(ctx, own))
-	spi, err := b.AllocSPI(ctx, kernelops.SPIRequest{Src: ma("192.0.2.2"), Dst: ma("192.0.2.1"), Proto: kernelops.ProtoESP, ReqID: b.opts.ReqIDMax})
+	spi, err := b.AllocSPI(ctx, kernelops.SPIRequest{Src: ma("192.0.2.2"), Dst: ma("192.0.2.1"), Proto: kernelops.ProtoESP, ReqID: b.Options().ReqIDMax})
 	must(t, "own reservation", err)
 	must(t, "flush", b.FlushSAs(ctx))
 	var left []string

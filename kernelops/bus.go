@@ -1,48 +1,47 @@
-// Package eventbus fans dataplane events out to subscribers without ever
-// blocking the dataplane's reader and without losing events silently: a
-// subscriber that falls behind gets an *kernelops.OverrunEvent in the
-// place of what it missed, and a dataplane that lost events itself (a
-// netlink ENOBUFS) announces it to every subscriber with Overrun.
-package eventbus
+// bus fans dataplane events out to subscribers without ever blocking the
+// dataplane's reader and without losing events silently: a subscriber
+// that falls behind gets an *OverrunEvent in the place of what it missed,
+// and a dataplane that lost events itself (a netlink ENOBUFS) announces it
+// to every subscriber with Overrun. The front end owns one per Handle.
+
+package kernelops
 
 import (
 	"context"
 	"sync"
-
-	"github.com/keyplane/keyplane/kernelops"
 )
 
-// Bus is a set of subscriptions. The zero value is not usable; call New.
-type Bus struct {
+// bus is a set of subscriptions. The zero value is not usable; call New.
+type bus struct {
 	mu     sync.Mutex
-	subs   map[*sub]struct{}
+	subs   map[*busSub]struct{}
 	closed bool
 }
 
 // New returns an empty bus.
-func New() *Bus { return &Bus{subs: map[*sub]struct{}{}} }
+func newBus() *bus { return &bus{subs: map[*busSub]struct{}{}} }
 
 // Subscribe adds a subscriber; it ends when ctx is done, Close is called on
 // it, or the bus closes.
-func (b *Bus) Subscribe(ctx context.Context, opts kernelops.SubscribeOptions) (kernelops.Subscription, error) {
+func (b *bus) Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error) {
 	n := opts.Buffer
 	if n <= 0 {
-		n = kernelops.DefaultEventBuffer
+		n = DefaultEventBuffer
 	}
 	if n < 2 {
 		n = 2 // room for an overrun marker and one event
 	}
 	kinds := opts.Kinds
 	if kinds == 0 {
-		kinds = kernelops.AllKinds
+		kinds = AllKinds
 	}
-	s := &sub{bus: b, kinds: kinds | kernelops.KindOverrun, ring: make([]kernelops.Event, n),
-		out: make(chan kernelops.Event), done: make(chan struct{})}
+	s := &busSub{bus: b, kinds: kinds | KindOverrun, ring: make([]Event, n),
+		out: make(chan Event), done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return nil, &kernelops.Error{Op: "subscribe", Err: kernelops.ErrClosed}
+		return nil, &Error{Op: "subscribe", Err: ErrClosed}
 	}
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
@@ -53,7 +52,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts kernelops.SubscribeOptions) (k
 
 // Publish queues ev for every subscriber that wants its kind. It never
 // blocks.
-func (b *Bus) Publish(ev kernelops.Event) {
+func (b *bus) Publish(ev Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {
@@ -65,22 +64,22 @@ func (b *Bus) Publish(ev kernelops.Event) {
 
 // Overrun tells every subscriber that the dataplane itself lost events
 // (lost = -1 when it cannot count them).
-func (b *Bus) Overrun(lost int, source string) {
-	b.Publish(&kernelops.OverrunEvent{Lost: lost, Source: source})
+func (b *bus) Overrun(lost int, source string) {
+	b.Publish(&OverrunEvent{Lost: lost, Source: source})
 }
 
 // Subscribers reports how many subscriptions are open.
-func (b *Bus) Subscribers() int {
+func (b *bus) Subscribers() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.subs)
 }
 
 // Close ends every subscription; later Subscribe calls fail with ErrClosed.
-func (b *Bus) Close() {
+func (b *bus) Close() {
 	b.mu.Lock()
 	b.closed = true
-	subs := make([]*sub, 0, len(b.subs))
+	subs := make([]*busSub, 0, len(b.subs))
 	for s := range b.subs {
 		subs = append(subs, s)
 	}
@@ -90,29 +89,29 @@ func (b *Bus) Close() {
 	}
 }
 
-// sub queues events in a fixed ring; a pump goroutine hands them to the
+// busSub queues events in a fixed ring; a pump goroutine hands them to the
 // unbuffered out channel, so the publisher never waits on a reader.
-type sub struct {
-	bus     *Bus
-	kinds   kernelops.EventKind
+type busSub struct {
+	bus     *bus
+	kinds   EventKind
 	stopCtx func() bool
 
 	mu     sync.Mutex
 	cond   *sync.Cond
-	ring   []kernelops.Event
+	ring   []Event
 	head   int // index of the oldest queued event
 	n      int // queued events
 	lost   int // dropped since the last overrun marker was queued
 	closed bool
 
-	out       chan kernelops.Event
+	out       chan Event
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
-func (s *sub) Events() <-chan kernelops.Event { return s.out }
+func (s *busSub) Events() <-chan Event { return s.out }
 
-func (s *sub) Close() error {
+func (s *busSub) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopCtx()
 		s.bus.mu.Lock()
@@ -127,20 +126,20 @@ func (s *sub) Close() error {
 	return nil
 }
 
-func (s *sub) push(ev kernelops.Event) {
+func (s *busSub) push(ev Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	if o, ok := ev.(*kernelops.OverrunEvent); ok && s.n == len(s.ring) {
+	if o, ok := ev.(*OverrunEvent); ok && s.n == len(s.ring) {
 		// No room even for the marker: fold the dataplane's loss into ours.
 		s.lost += max(o.Lost, 1)
 		return
 	}
 	// Events were dropped earlier: queue the marker where they went missing.
 	if s.lost > 0 && s.n < len(s.ring)-1 {
-		s.put(&kernelops.OverrunEvent{Lost: s.lost, Source: "subscriber queue"})
+		s.put(&OverrunEvent{Lost: s.lost, Source: "subscriber queue"})
 		s.lost = 0
 	}
 	if s.lost > 0 || s.n == len(s.ring) {
@@ -151,12 +150,12 @@ func (s *sub) push(ev kernelops.Event) {
 	s.cond.Signal()
 }
 
-func (s *sub) put(ev kernelops.Event) {
+func (s *busSub) put(ev Event) {
 	s.ring[(s.head+s.n)%len(s.ring)] = ev
 	s.n++
 }
 
-func (s *sub) next() (kernelops.Event, bool) {
+func (s *busSub) next() (Event, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.n == 0 && s.lost == 0 && !s.closed {
@@ -172,12 +171,12 @@ func (s *sub) next() (kernelops.Event, bool) {
 		s.n--
 		return ev, true
 	}
-	ev := &kernelops.OverrunEvent{Lost: s.lost, Source: "subscriber queue"}
+	ev := &OverrunEvent{Lost: s.lost, Source: "subscriber queue"}
 	s.lost = 0
 	return ev, true
 }
 
-func (s *sub) pump() {
+func (s *busSub) pump() {
 	defer close(s.out)
 	for {
 		ev, ok := s.next()

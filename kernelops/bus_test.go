@@ -1,4 +1,4 @@
-package eventbus
+package kernelops
 
 import (
 	"context"
@@ -6,11 +6,9 @@ import (
 	"runtime"
 	"testing"
 	"time"
-
-	"github.com/keyplane/keyplane/kernelops"
 )
 
-func recv(t *testing.T, s kernelops.Subscription) kernelops.Event {
+func recv(t *testing.T, s Subscription) Event {
 	t.Helper()
 	select {
 	case ev, ok := <-s.Events():
@@ -25,18 +23,18 @@ func recv(t *testing.T, s kernelops.Subscription) kernelops.Event {
 }
 
 func TestOrderAndFilter(t *testing.T) {
-	b := New()
+	b := newBus()
 	defer b.Close()
-	s, err := b.Subscribe(context.Background(), kernelops.SubscribeOptions{Kinds: kernelops.KindExpire})
+	s, err := b.Subscribe(context.Background(), SubscribeOptions{Kinds: KindExpire})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Publish(&kernelops.AcquireEvent{Seq: 1}) // filtered out
+	b.Publish(&AcquireEvent{Seq: 1}) // filtered out
 	for i := range 3 {
-		b.Publish(&kernelops.ExpireEvent{ReqID: uint32(i)})
+		b.Publish(&ExpireEvent{ReqID: uint32(i)})
 	}
 	for i := range 3 {
-		ev := recv(t, s).(*kernelops.ExpireEvent)
+		ev := recv(t, s).(*ExpireEvent)
 		if ev.ReqID != uint32(i) {
 			t.Fatalf("got reqid %d, want %d", ev.ReqID, i)
 		}
@@ -47,24 +45,24 @@ func TestOrderAndFilter(t *testing.T) {
 // the reader then sees every queued event, an OverrunEvent counting the
 // lost ones, and after that new events again.
 func TestOverrunOnFullQueue(t *testing.T) {
-	b := New()
+	b := newBus()
 	defer b.Close()
-	s, _ := b.Subscribe(context.Background(), kernelops.SubscribeOptions{Buffer: 8})
+	s, _ := b.Subscribe(context.Background(), SubscribeOptions{Buffer: 8})
 	const flood = 100
 	for i := range flood {
-		b.Publish(&kernelops.ExpireEvent{ReqID: uint32(i)})
+		b.Publish(&ExpireEvent{ReqID: uint32(i)})
 	}
 	// The pump may hold one event outside the ring, so 8 or 9 arrive.
 	var delivered, lost int
 	var sawOverrun bool
 	for !sawOverrun {
 		switch ev := recv(t, s).(type) {
-		case *kernelops.ExpireEvent:
+		case *ExpireEvent:
 			if ev.ReqID != uint32(delivered) {
 				t.Fatalf("out of order: got %d, want %d", ev.ReqID, delivered)
 			}
 			delivered++
-		case *kernelops.OverrunEvent:
+		case *OverrunEvent:
 			sawOverrun = true
 			lost = ev.Lost
 		}
@@ -75,18 +73,18 @@ func TestOverrunOnFullQueue(t *testing.T) {
 	if delivered > 9 {
 		t.Fatalf("queue of 8 delivered %d", delivered)
 	}
-	b.Publish(&kernelops.ExpireEvent{ReqID: 999})
-	if ev := recv(t, s).(*kernelops.ExpireEvent); ev.ReqID != 999 {
+	b.Publish(&ExpireEvent{ReqID: 999})
+	if ev := recv(t, s).(*ExpireEvent); ev.ReqID != 999 {
 		t.Fatalf("after overrun got %+v", ev)
 	}
 }
 
 func TestDataplaneOverrunAlwaysDelivered(t *testing.T) {
-	b := New()
+	b := newBus()
 	defer b.Close()
-	s, _ := b.Subscribe(context.Background(), kernelops.SubscribeOptions{Kinds: kernelops.KindAcquire})
+	s, _ := b.Subscribe(context.Background(), SubscribeOptions{Kinds: KindAcquire})
 	b.Overrun(-1, "kernel socket")
-	ev, ok := recv(t, s).(*kernelops.OverrunEvent)
+	ev, ok := recv(t, s).(*OverrunEvent)
 	if !ok || ev.Source != "kernel socket" {
 		t.Fatalf("got %#v", ev)
 	}
@@ -94,20 +92,20 @@ func TestDataplaneOverrunAlwaysDelivered(t *testing.T) {
 
 func TestCloseAndCancelLeaveNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
-	b := New()
+	b := newBus()
 	ctx, cancel := context.WithCancel(context.Background())
-	s1, _ := b.Subscribe(ctx, kernelops.SubscribeOptions{})
-	s2, _ := b.Subscribe(context.Background(), kernelops.SubscribeOptions{})
-	s3, _ := b.Subscribe(context.Background(), kernelops.SubscribeOptions{})
-	b.Publish(&kernelops.LinkEvent{IfName: "x"}) // leave it unread in s1..s3
+	s1, _ := b.Subscribe(ctx, SubscribeOptions{})
+	s2, _ := b.Subscribe(context.Background(), SubscribeOptions{})
+	s3, _ := b.Subscribe(context.Background(), SubscribeOptions{})
+	b.Publish(&LinkEvent{IfName: "x"}) // leave it unread in s1..s3
 	cancel()
 	s2.Close()
 	b.Close()
-	for _, s := range []kernelops.Subscription{s1, s2, s3} {
+	for _, s := range []Subscription{s1, s2, s3} {
 		for range s.Events() { // drains to close
 		}
 	}
-	if _, err := b.Subscribe(context.Background(), kernelops.SubscribeOptions{}); !errors.Is(err, kernelops.ErrClosed) {
+	if _, err := b.Subscribe(context.Background(), SubscribeOptions{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("subscribe after close: %v", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -120,14 +118,14 @@ func TestCloseAndCancelLeaveNoGoroutines(t *testing.T) {
 }
 
 func BenchmarkPublish(b *testing.B) {
-	bus := New()
+	bus := newBus()
 	defer bus.Close()
-	s, _ := bus.Subscribe(context.Background(), kernelops.SubscribeOptions{})
+	s, _ := bus.Subscribe(context.Background(), SubscribeOptions{})
 	go func() {
 		for range s.Events() {
 		}
 	}()
-	ev := &kernelops.ExpireEvent{}
+	ev := &ExpireEvent{}
 	for b.Loop() {
 		bus.Publish(ev)
 	}

@@ -1,17 +1,18 @@
-// Package idle detects SAs that carry no traffic, for dataplanes that have
-// no idle callback (all of them). One scan reads the usage of every SA in
-// a single bulk pass (kernelops.ReadUsage: one dump, never a read per SA)
-// and raises a *kernelops.IdleEvent for each watched SA idle for at least
-// its threshold — once per idle period: the SA is reported again only
-// after its traffic resumed and stopped again.
+package kernelops
+
+// Idle detection, for dataplanes that have no idle callback (all of them).
+// One scan reads the usage of every SA in a single bulk pass (ReadUsage:
+// one dump, never a read per SA) and raises an *IdleEvent for each watched
+// SA idle for at least its threshold — once per idle period: the SA is
+// reported again only after its traffic resumed and stopped again.
 //
 // When the dataplane fills Usage.LastUsed on every packet (Linux >= 6.2,
 // VPP, nokernel) idleness is measured from it, to the precision of the
 // dataplane's clock. Otherwise it is measured from byte and packet count
 // deltas between scans: traffic seen between two scans counts as activity
 // at the later scan, so the resolution is one scan interval (an SA is
-// reported up to one interval late, never early).
-package idle
+// reported up to one interval late, never early). The front end runs one
+// detector per Handle whose driver claims CapIdle.
 
 import (
 	"context"
@@ -19,42 +20,35 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
-// ReadFunc reads the usage of every SA in one bulk pass.
-type ReadFunc func(ctx context.Context) iter.Seq2[kernelops.Usage, error]
+// usageFunc reads the usage of every SA in one bulk pass.
+type usageFunc func(ctx context.Context) iter.Seq2[Usage, error]
 
-// FromBackend reads usage through kernelops.ReadUsage: the backend's
-// UsageReader, else its SAD dump.
-func FromBackend(b kernelops.Backend) ReadFunc {
-	return func(ctx context.Context) iter.Seq2[kernelops.Usage, error] { return kernelops.ReadUsage(ctx, b) }
-}
-
-// Config sets up a Detector.
-type Config struct {
+// idleConfig sets up an idleDetector.
+type idleConfig struct {
 	Clock clock.Clock // nil: the real clock
-	Read  ReadFunc
-	// Emit receives each IdleEvent, outside the Detector's lock, after the
+	Read  usageFunc
+	// Emit receives each IdleEvent, outside the idleDetector's lock, after the
 	// scan that found it has finished reading.
-	Emit func(*kernelops.IdleEvent)
+	Emit func(*IdleEvent)
 	// OnError receives the error of a failed scan run by Start or Run;
 	// nil drops it (the next scan tries again).
 	OnError func(error)
 }
 
-// Detector watches SAs for idleness. It is safe for concurrent use.
-type Detector struct {
-	cfg Config
+// idleDetector watches SAs for idleness. It is safe for concurrent use.
+type idleDetector struct {
+	cfg idleConfig
 
 	scanMu sync.Mutex // one scan at a time
 
 	mu       sync.Mutex
-	watch    map[kernelops.SAID]*watched
+	watch    map[SAID]*idleWatched
 	gen      uint64    // scan generation, bumped at each scan's start
 	lastScan time.Time // start of the last complete scan
-	// Periodic scanning (Start): armed only while something is watched.
+	// Periodic scanning (Start): armed only while something is idleWatched.
 	running  bool
 	interval time.Duration
 	timer    clock.Timer
@@ -63,7 +57,7 @@ type Detector struct {
 	inflight sync.WaitGroup
 }
 
-type watched struct {
+type idleWatched struct {
 	threshold time.Duration
 	created   uint64 // gen when watching began
 	seen      uint64 // gen of the last scan that saw the SA
@@ -75,18 +69,18 @@ type watched struct {
 	reported       bool      // an IdleEvent went out for the current idle period
 }
 
-// New returns a Detector.
-func New(cfg Config) *Detector {
+// New returns a idleDetector.
+func newIdleDetector(cfg idleConfig) *idleDetector {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
-	return &Detector{cfg: cfg, watch: map[kernelops.SAID]*watched{}}
+	return &idleDetector{cfg: cfg, watch: map[SAID]*idleWatched{}}
 }
 
 // Watch sets the idle threshold of an SA; 0 stops watching it. Changing
-// the threshold of a watched SA keeps what is known of its traffic and
+// the threshold of a idleWatched SA keeps what is known of its traffic and
 // allows a new report for the current idle period.
-func (d *Detector) Watch(id kernelops.SAID, threshold time.Duration) {
+func (d *idleDetector) Watch(id SAID, threshold time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if threshold <= 0 {
@@ -100,13 +94,13 @@ func (d *Detector) Watch(id kernelops.SAID, threshold time.Duration) {
 		}
 		return
 	}
-	d.watch[id] = &watched{threshold: threshold, created: d.gen}
+	d.watch[id] = &idleWatched{threshold: threshold, created: d.gen}
 	d.arm()
 }
 
-// Move re-keys a watched SA whose id changed (migration), keeping its
-// state. It reports whether old was watched.
-func (d *Detector) Move(old, new kernelops.SAID) bool {
+// Move re-keys a idleWatched SA whose id changed (migration), keeping its
+// state. It reports whether old was idleWatched.
+func (d *idleDetector) Move(old, new SAID) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w := d.watch[old]
@@ -118,8 +112,8 @@ func (d *Detector) Move(old, new kernelops.SAID) bool {
 	return true
 }
 
-// Threshold returns an SA's threshold, 0 if it is not watched.
-func (d *Detector) Threshold(id kernelops.SAID) time.Duration {
+// Threshold returns an SA's threshold, 0 if it is not idleWatched.
+func (d *idleDetector) Threshold(id SAID) time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if w := d.watch[id]; w != nil {
@@ -128,21 +122,21 @@ func (d *Detector) Threshold(id kernelops.SAID) time.Duration {
 	return 0
 }
 
-// Len reports how many SAs are watched.
-func (d *Detector) Len() int {
+// Len reports how many SAs are idleWatched.
+func (d *idleDetector) Len() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.watch)
 }
 
-// scanBatch is how many usage records a scan folds per lock hold.
-const scanBatch = 256
+// idleScanBatch is how many usage records a scan folds per lock hold.
+const idleScanBatch = 256
 
-// Scan reads every SA's usage once and emits IdleEvents for the watched
-// ones idle for their threshold. A watched SA missing from a complete read
-// is gone from the dataplane and is no longer watched. With nothing
-// watched it reads nothing.
-func (d *Detector) Scan(ctx context.Context) error {
+// Scan reads every SA's usage once and emits IdleEvents for the idleWatched
+// ones idle for their threshold. A idleWatched SA missing from a complete read
+// is gone from the dataplane and is no longer idleWatched. With nothing
+// idleWatched it reads nothing.
+func (d *idleDetector) Scan(ctx context.Context) error {
 	d.scanMu.Lock()
 	defer d.scanMu.Unlock()
 
@@ -156,9 +150,9 @@ func (d *Detector) Scan(ctx context.Context) error {
 	d.mu.Unlock()
 
 	now := d.cfg.Clock.Now()
-	var events []*kernelops.IdleEvent
+	var events []*IdleEvent
 	// Fold usage in batches: one lock hold per batch, not per SA.
-	batch := make([]kernelops.Usage, 0, scanBatch)
+	batch := make([]Usage, 0, idleScanBatch)
 	flush := func() {
 		d.mu.Lock()
 		for _, u := range batch {
@@ -176,7 +170,7 @@ func (d *Detector) Scan(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if batch = append(batch, u); len(batch) == scanBatch {
+		if batch = append(batch, u); len(batch) == idleScanBatch {
 			flush()
 		}
 	}
@@ -204,7 +198,7 @@ func (d *Detector) Scan(ctx context.Context) error {
 
 // update folds one usage record into the SA's state and returns the event
 // to emit, if any. prev is the start of the previous scan.
-func (w *watched) update(u kernelops.Usage, now, prev time.Time) *kernelops.IdleEvent {
+func (w *idleWatched) update(u Usage, now, prev time.Time) *IdleEvent {
 	if !w.init {
 		w.init = true
 		w.bytes, w.packets = u.Bytes, u.Packets
@@ -247,19 +241,19 @@ func (w *watched) update(u kernelops.Usage, now, prev time.Time) *kernelops.Idle
 		return nil
 	}
 	w.reported = true
-	ev := &kernelops.IdleEvent{SA: u.ID, ReqID: u.ReqID, IdleFor: idleFor, Threshold: w.threshold}
+	ev := &IdleEvent{SA: u.ID, ReqID: u.ReqID, IdleFor: idleFor, Threshold: w.threshold}
 	if !w.never {
 		ev.LastUsed = w.active
 	}
 	return ev
 }
 
-// Start scans every interval on the Detector's clock until the returned
+// Start scans every interval on the idleDetector's clock until the returned
 // stop is called. Scans run from clock timers (synchronously inside a fake
-// clock's Advance), and the timer is armed only while some SA is watched,
+// clock's Advance), and the timer is armed only while some SA is idleWatched,
 // so an idle daemon wakes for nothing. stop waits for a scan in progress;
 // do not call it from Emit.
-func (d *Detector) Start(interval time.Duration) (stop func()) {
+func (d *idleDetector) Start(interval time.Duration) (stop func()) {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
@@ -290,7 +284,7 @@ func (d *Detector) Start(interval time.Duration) (stop func()) {
 }
 
 // Run scans every interval until ctx is done, then returns ctx.Err().
-func (d *Detector) Run(ctx context.Context, interval time.Duration) error {
+func (d *idleDetector) Run(ctx context.Context, interval time.Duration) error {
 	stop := d.Start(interval)
 	defer stop()
 	<-ctx.Done()
@@ -298,14 +292,14 @@ func (d *Detector) Run(ctx context.Context, interval time.Duration) error {
 }
 
 // arm schedules the next periodic scan if one is due. Called with d.mu held.
-func (d *Detector) arm() {
+func (d *idleDetector) arm() {
 	if !d.running || d.timer != nil || len(d.watch) == 0 {
 		return
 	}
 	d.timer = d.cfg.Clock.AfterFunc(d.interval, d.tick)
 }
 
-func (d *Detector) tick() {
+func (d *idleDetector) tick() {
 	d.mu.Lock()
 	d.timer = nil
 	if !d.running {

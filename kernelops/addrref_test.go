@@ -1,29 +1,27 @@
-package addrref
+package kernelops
 
 import (
 	"context"
 	"errors"
 	"net/netip"
 	"testing"
-
-	"github.com/keyplane/keyplane/kernelops"
 )
 
-// memDP is a test double recording the adds and deletes a table makes.
-type memDP struct {
+// memAddrs is a test double recording the adds and deletes a table makes.
+type memAddrs struct {
 	have          map[string]bool
 	adds, deletes int
 }
 
-func (m *memDP) HasAddress(_ context.Context, ifn string, p netip.Prefix) (bool, error) {
+func (m *memAddrs) HasAddress(_ context.Context, ifn string, p netip.Prefix) (bool, error) {
 	return m.have[ifn+p.String()], nil
 }
-func (m *memDP) AddAddress(_ context.Context, ifn string, p netip.Prefix) error {
+func (m *memAddrs) AssignAddress(_ context.Context, ifn string, p netip.Prefix) error {
 	m.have[ifn+p.String()] = true
 	m.adds++
 	return nil
 }
-func (m *memDP) DeleteAddress(_ context.Context, ifn string, p netip.Prefix) error {
+func (m *memAddrs) UnassignAddress(_ context.Context, ifn string, p netip.Prefix) error {
 	delete(m.have, ifn+p.String())
 	m.deletes++
 	return nil
@@ -31,8 +29,8 @@ func (m *memDP) DeleteAddress(_ context.Context, ifn string, p netip.Prefix) err
 
 func TestRefcounts(t *testing.T) {
 	ctx := context.Background()
-	dp := &memDP{have: map[string]bool{"eth0192.0.2.9/32": true}}
-	tb := New(dp)
+	dp := &memAddrs{have: map[string]bool{"eth0192.0.2.9/32": true}}
+	tb := newAddrTable(dp)
 	p := netip.MustParsePrefix("10.9.0.1/32")
 	for range 2 {
 		if err := tb.Add(ctx, "eth0", p); err != nil {
@@ -50,7 +48,7 @@ func TestRefcounts(t *testing.T) {
 	if dp.have["eth010.9.0.1/32"] || dp.deletes != 1 {
 		t.Fatal("not removed at last reference")
 	}
-	if err := tb.Remove(ctx, "eth0", p); !errors.Is(err, kernelops.ErrNotFound) {
+	if err := tb.Remove(ctx, "eth0", p); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("remove without reference: %v", err)
 	}
 	// An address that was there first is never keyplane's to delete.

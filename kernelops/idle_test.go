@@ -1,4 +1,4 @@
-package idle
+package kernelops
 
 import (
 	"context"
@@ -9,45 +9,44 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func said(spi uint32) kernelops.SAID {
-	return kernelops.SAID{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.1"),
-		SPI: spi, Proto: kernelops.ProtoESP}
+func testSAID(spi uint32) SAID {
+	return SAID{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.1"),
+		SPI: spi, Proto: ProtoESP}
 }
 
-// table is a test double of a dataplane's usage counters. lastUsed says
+// usageTable is a test double of a dataplane's usage counters. lastUsed says
 // whether it fills Usage.LastUsed (on every packet) or leaves it zero.
-type table struct {
+type usageTable struct {
 	mu       sync.Mutex
 	clk      *clock.Fake
 	lastUsed bool
-	sas      map[kernelops.SAID]*kernelops.Usage
+	sas      map[SAID]*Usage
 	reads    int
 	fail     error
 }
 
-func newTable(clk *clock.Fake, lastUsed bool) *table {
-	return &table{clk: clk, lastUsed: lastUsed, sas: map[kernelops.SAID]*kernelops.Usage{}}
+func newTable(clk *clock.Fake, lastUsed bool) *usageTable {
+	return &usageTable{clk: clk, lastUsed: lastUsed, sas: map[SAID]*Usage{}}
 }
 
-func (tb *table) add(id kernelops.SAID) {
+func (tb *usageTable) add(id SAID) {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	tb.sas[id] = &kernelops.Usage{ID: id, ReqID: 9, AddTime: tb.clk.Now()}
+	tb.sas[id] = &Usage{ID: id, ReqID: 9, AddTime: tb.clk.Now()}
 }
 
-func (tb *table) del(id kernelops.SAID) {
+func (tb *usageTable) del(id SAID) {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	delete(tb.sas, id)
 }
 
-func (tb *table) send(id kernelops.SAID) {
+func (tb *usageTable) send(id SAID) {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	u := tb.sas[id]
@@ -58,16 +57,16 @@ func (tb *table) send(id kernelops.SAID) {
 	}
 }
 
-func (tb *table) read(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
-	return func(yield func(kernelops.Usage, error) bool) {
+func (tb *usageTable) read(ctx context.Context) iter.Seq2[Usage, error] {
+	return func(yield func(Usage, error) bool) {
 		tb.mu.Lock()
 		tb.reads++
 		if tb.fail != nil {
 			tb.mu.Unlock()
-			yield(kernelops.Usage{}, tb.fail)
+			yield(Usage{}, tb.fail)
 			return
 		}
-		snap := make([]kernelops.Usage, 0, len(tb.sas))
+		snap := make([]Usage, 0, len(tb.sas))
 		for _, u := range tb.sas {
 			snap = append(snap, *u)
 		}
@@ -82,16 +81,16 @@ func (tb *table) read(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 
 type sink struct {
 	mu  sync.Mutex
-	evs []kernelops.IdleEvent
+	evs []IdleEvent
 }
 
-func (s *sink) emit(ev *kernelops.IdleEvent) {
+func (s *sink) emit(ev *IdleEvent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.evs = append(s.evs, *ev)
 }
 
-func (s *sink) take() []kernelops.IdleEvent {
+func (s *sink) take() []IdleEvent {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.evs
@@ -109,15 +108,15 @@ func TestIdle(t *testing.T) {
 			clk := clock.NewFake(t0)
 			tb := newTable(clk, lastUsed)
 			var s sink
-			d := New(Config{Clock: clk, Read: tb.read, Emit: s.emit})
+			d := newIdleDetector(idleConfig{Clock: clk, Read: tb.read, Emit: s.emit})
 			ctx := t.Context()
-			a, b := said(0x100), said(0x200)
+			a, b := testSAID(0x100), testSAID(0x200)
 			tb.add(a)
 			tb.add(b)
 			d.Watch(a, 30*time.Second)
 			d.Watch(b, 30*time.Second)
 
-			scan := func(after time.Duration) []kernelops.IdleEvent {
+			scan := func(after time.Duration) []IdleEvent {
 				t.Helper()
 				clk.Advance(after)
 				if err := d.Scan(ctx); err != nil {
@@ -179,8 +178,8 @@ func TestIdle(t *testing.T) {
 func TestFirstUseLastUsed(t *testing.T) {
 	clk := clock.NewFake(t0)
 	tb := newTable(clk, true)
-	d := New(Config{Clock: clk, Read: tb.read, Emit: func(ev *kernelops.IdleEvent) { t.Errorf("busy SA reported idle: %+v", ev) }})
-	a := said(0x100)
+	d := newIdleDetector(idleConfig{Clock: clk, Read: tb.read, Emit: func(ev *IdleEvent) { t.Errorf("busy SA reported idle: %+v", ev) }})
+	a := testSAID(0x100)
 	tb.add(a)
 	tb.send(a) // LastUsed = t0 and then frozen
 	tb.lastUsed = false
@@ -198,8 +197,8 @@ func TestThresholdChangeAndUnwatch(t *testing.T) {
 	clk := clock.NewFake(t0)
 	tb := newTable(clk, true)
 	var s sink
-	d := New(Config{Clock: clk, Read: tb.read, Emit: s.emit})
-	a := said(0x100)
+	d := newIdleDetector(idleConfig{Clock: clk, Read: tb.read, Emit: s.emit})
+	a := testSAID(0x100)
 	tb.add(a)
 	d.Watch(a, time.Minute)
 	clk.Advance(time.Minute)
@@ -227,15 +226,15 @@ func TestThresholdChangeAndUnwatch(t *testing.T) {
 	reads := tb.reads
 	d.Scan(t.Context())
 	if tb.reads != reads {
-		t.Error("a scan with nothing watched read usage")
+		t.Error("a scan with nothing idleWatched read usage")
 	}
 }
 
 func TestGoneSAForgotten(t *testing.T) {
 	clk := clock.NewFake(t0)
 	tb := newTable(clk, true)
-	d := New(Config{Clock: clk, Read: tb.read})
-	a, b := said(0x100), said(0x200)
+	d := newIdleDetector(idleConfig{Clock: clk, Read: tb.read})
+	a, b := testSAID(0x100), testSAID(0x200)
 	tb.add(a)
 	tb.add(b)
 	d.Watch(a, time.Minute)
@@ -262,12 +261,12 @@ func TestMove(t *testing.T) {
 	clk := clock.NewFake(t0)
 	tb := newTable(clk, true)
 	var s sink
-	d := New(Config{Clock: clk, Read: tb.read, Emit: s.emit})
-	a, moved := said(0x100), said(0x100)
+	d := newIdleDetector(idleConfig{Clock: clk, Read: tb.read, Emit: s.emit})
+	a, moved := testSAID(0x100), testSAID(0x100)
 	moved.Src = netip.MustParseAddr("203.0.113.5")
 	d.Watch(a, time.Minute)
 	if !d.Move(a, moved) || d.Move(a, moved) {
-		t.Fatal("Move: want true for a watched id, then false")
+		t.Fatal("Move: want true for a idleWatched id, then false")
 	}
 	tb.add(moved)
 	clk.Advance(time.Minute)
@@ -282,12 +281,12 @@ func TestStartOnClock(t *testing.T) {
 	tb := newTable(clk, true)
 	var s sink
 	var errs []error
-	d := New(Config{Clock: clk, Read: tb.read, Emit: s.emit, OnError: func(err error) { errs = append(errs, err) }})
+	d := newIdleDetector(idleConfig{Clock: clk, Read: tb.read, Emit: s.emit, OnError: func(err error) { errs = append(errs, err) }})
 	stop := d.Start(10 * time.Second)
 	if clk.Pending() != 0 {
-		t.Fatal("timer armed with nothing watched")
+		t.Fatal("timer armed with nothing idleWatched")
 	}
-	a := said(0x100)
+	a := testSAID(0x100)
 	tb.add(a)
 	d.Watch(a, 25*time.Second)
 	if clk.Pending() != 1 {
@@ -308,9 +307,9 @@ func TestStartOnClock(t *testing.T) {
 	}
 	tb.fail = nil
 	d.Watch(a, 0)
-	clk.Advance(10 * time.Second) // last tick finds nothing watched
+	clk.Advance(10 * time.Second) // last tick finds nothing idleWatched
 	if clk.Pending() != 0 {
-		t.Fatalf("timer still armed with nothing watched (%d)", clk.Pending())
+		t.Fatalf("timer still armed with nothing idleWatched (%d)", clk.Pending())
 	}
 	d.Watch(a, time.Second)
 	stop()
@@ -321,12 +320,12 @@ func TestStartOnClock(t *testing.T) {
 }
 
 func TestRunRealClock(t *testing.T) {
-	tbClk := clock.NewFake(t0) // the table's own times do not matter here
+	tbClk := clock.NewFake(t0) // the usageTable's own times do not matter here
 	tb := newTable(tbClk, false)
-	a := said(0x100)
+	a := testSAID(0x100)
 	tb.add(a)
-	got := make(chan *kernelops.IdleEvent, 1)
-	d := New(Config{Read: tb.read, Emit: func(ev *kernelops.IdleEvent) {
+	got := make(chan *IdleEvent, 1)
+	d := newIdleDetector(idleConfig{Read: tb.read, Emit: func(ev *IdleEvent) {
 		select {
 		case got <- ev:
 		default:

@@ -1,4 +1,4 @@
-package idle_test
+package kernelops_test
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"github.com/keyplane/keyplane/backends/nokernel"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
-	"github.com/keyplane/keyplane/kernelops/idle"
 )
 
 const benchSAs = 10000
@@ -43,7 +42,7 @@ func benchModel(b *testing.B, n int) (*nokernel.Backend, []kernelops.SAID) {
 }
 
 // perSA reads usage the way to beat: one GetSA per watched SA.
-func perSA(m *nokernel.Backend, ids []kernelops.SAID) idle.ReadFunc {
+func perSA(m *nokernel.Backend, ids []kernelops.SAID) func(context.Context) iter.Seq2[kernelops.Usage, error] {
 	return func(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 		return func(yield func(kernelops.Usage, error) bool) {
 			for _, id := range ids {
@@ -60,10 +59,10 @@ func perSA(m *nokernel.Backend, ids []kernelops.SAID) idle.ReadFunc {
 	}
 }
 
-func benchScan(b *testing.B, read func(*nokernel.Backend, []kernelops.SAID) idle.ReadFunc) {
+func benchScan(b *testing.B, read func(*nokernel.Backend, []kernelops.SAID) func(context.Context) iter.Seq2[kernelops.Usage, error]) {
 	m, ids := benchModel(b, benchSAs)
 	events := 0
-	d := idle.New(idle.Config{Clock: m.Clock(), Read: read(m, ids), Emit: func(*kernelops.IdleEvent) { events++ }})
+	d := kernelops.NewIdleScanner(m.Clock(), read(m, ids), func(*kernelops.IdleEvent) { events++ })
 	for _, id := range ids {
 		d.Watch(id, time.Minute)
 	}
@@ -87,6 +86,8 @@ func benchScan(b *testing.B, read func(*nokernel.Backend, []kernelops.SAID) idle
 func BenchmarkScan(b *testing.B) {
 	b.Run("read=getsa-per-sa", func(b *testing.B) { benchScan(b, perSA) })
 	b.Run("read=bulk", func(b *testing.B) {
-		benchScan(b, func(m *nokernel.Backend, _ []kernelops.SAID) idle.ReadFunc { return idle.FromBackend(m) })
+		benchScan(b, func(m *nokernel.Backend, _ []kernelops.SAID) func(context.Context) iter.Seq2[kernelops.Usage, error] {
+			return func(ctx context.Context) iter.Seq2[kernelops.Usage, error] { return kernelops.ReadUsage(ctx, m) }
+		})
 	})
 }

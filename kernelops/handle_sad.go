@@ -1,0 +1,285 @@
+package kernelops
+
+import (
+	"context"
+	"errors"
+	"iter"
+)
+
+// The SAD, SPD and batch through the front end.
+
+// AllocSPI implements SAD; the driver sees the request with its range
+// resolved (ValidateSPIRequest).
+func (h *Handle) AllocSPI(ctx context.Context, req SPIRequest) (uint32, error) {
+	const op = "alloc SPI"
+	if err := h.enter(ctx, op, CapSAD, h.sad != nil); err != nil {
+		return 0, err
+	}
+	req, err := ValidateSPIRequest(h.name, op, req, h.opts)
+	if err != nil {
+		return 0, err
+	}
+	spi, err := h.sad.AllocSPI(ctx, req)
+	if err == nil && (spi < req.Min || spi > req.Max) {
+		err = &Error{Err: ErrNoSpace, Detail: "the dataplane returned an SPI outside the requested range"}
+	}
+	return spi, h.wrap(op, req.Proto.String()+" "+addrText(req.Src)+"->"+addrText(req.Dst), err)
+}
+
+// AddSA implements SAD.
+func (h *Handle) AddSA(ctx context.Context, sa *SA) error {
+	return h.putSA(ctx, OpAddSA.String(), sa, SAD.AddSA)
+}
+
+// UpdateSA implements SAD.
+func (h *Handle) UpdateSA(ctx context.Context, sa *SA) error {
+	return h.putSA(ctx, OpUpdateSA.String(), sa, SAD.UpdateSA)
+}
+
+func (h *Handle) putSA(ctx context.Context, op string, sa *SA, put func(SAD, context.Context, *SA) error) error {
+	if err := h.enter(ctx, op, CapSAD, h.sad != nil); err != nil {
+		return err
+	}
+	if err := h.caps.CheckSA(h.name, op, sa); err != nil {
+		return err
+	}
+	return h.wrap(op, sa.ID.String(), put(h.sad, ctx, sa))
+}
+
+// DeleteSA implements SAD.
+func (h *Handle) DeleteSA(ctx context.Context, id SAID) error {
+	op := OpDeleteSA.String()
+	if err := h.enter(ctx, op, CapSAD, h.sad != nil); err != nil {
+		return err
+	}
+	if err := h.caps.CheckSAID(h.name, op, id); err != nil {
+		return err
+	}
+	err := h.sad.DeleteSA(ctx, id)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		h.unwatch(id)
+	}
+	return h.wrap(op, id.String(), err)
+}
+
+// GetSA implements SAD.
+func (h *Handle) GetSA(ctx context.Context, id SAID) (*SAEntry, error) {
+	const op = "get SA"
+	if err := h.enter(ctx, op, CapSAD, h.sad != nil); err != nil {
+		return nil, err
+	}
+	if err := h.caps.CheckSAID(h.name, op, id); err != nil {
+		return nil, err
+	}
+	e, err := h.sad.GetSA(ctx, id)
+	if err == nil && e == nil {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, h.wrap(op, id.String(), err)
+	}
+	return e, nil
+}
+
+// SAs implements SAD; the entry is the driver's, reused between yields.
+func (h *Handle) SAs(ctx context.Context) iter.Seq2[*SAEntry, error] {
+	return dump(h, ctx, "dump SAs", CapSAD, h.sad != nil, func() iter.Seq2[*SAEntry, error] { return h.sad.SAs(ctx) })
+}
+
+// Usage implements UsageReader: the driver's bulk read, else its SAD
+// dump.
+func (h *Handle) Usage(ctx context.Context) iter.Seq2[Usage, error] {
+	return func(yield func(Usage, error) bool) {
+		if err := h.enter(ctx, "read usage", CapSAD, h.sad != nil); err != nil {
+			yield(Usage{}, err)
+			return
+		}
+		for u, err := range h.readUsage(ctx) {
+			if !yield(u, h.wrap("read usage", "", err)) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// readUsage is the driver's usage, unchecked: what idle scans read.
+func (h *Handle) readUsage(ctx context.Context) iter.Seq2[Usage, error] {
+	if h.usage != nil {
+		return h.usage.Usage(ctx)
+	}
+	return func(yield func(Usage, error) bool) {
+		for e, err := range h.sad.SAs(ctx) {
+			if err != nil {
+				yield(Usage{}, err)
+				return
+			}
+			if !yield(UsageOf(e), nil) {
+				return
+			}
+		}
+	}
+}
+
+// FlushSAs implements SAD.
+func (h *Handle) FlushSAs(ctx context.Context) error {
+	const op = "flush SAs"
+	if err := h.enter(ctx, op, CapSAD, h.sad != nil); err != nil {
+		return err
+	}
+	return h.wrap(op, "", h.sad.FlushSAs(ctx))
+}
+
+// AddPolicy implements SPD.
+func (h *Handle) AddPolicy(ctx context.Context, p *Policy) error {
+	return h.putPolicy(ctx, OpAddPolicy.String(), p, SPD.AddPolicy)
+}
+
+// ReplacePolicy implements SPD.
+func (h *Handle) ReplacePolicy(ctx context.Context, p *Policy) error {
+	return h.putPolicy(ctx, OpReplacePolicy.String(), p, SPD.ReplacePolicy)
+}
+
+func (h *Handle) putPolicy(ctx context.Context, op string, p *Policy, put func(SPD, context.Context, *Policy) error) error {
+	if err := h.enter(ctx, op, CapSPD, h.spd != nil); err != nil {
+		return err
+	}
+	if err := h.caps.CheckPolicy(h.name, op, p); err != nil {
+		return err
+	}
+	return h.wrap(op, p.ID().String(), put(h.spd, ctx, p))
+}
+
+// DeletePolicy implements SPD.
+func (h *Handle) DeletePolicy(ctx context.Context, id PolicyID) error {
+	op := OpDeletePolicy.String()
+	if err := h.enter(ctx, op, CapSPD, h.spd != nil); err != nil {
+		return err
+	}
+	if err := h.caps.CheckPolicyID(h.name, op, id); err != nil {
+		return err
+	}
+	return h.wrap(op, id.String(), h.spd.DeletePolicy(ctx, id))
+}
+
+// GetPolicy implements SPD.
+func (h *Handle) GetPolicy(ctx context.Context, id PolicyID) (*PolicyEntry, error) {
+	const op = "get policy"
+	if err := h.enter(ctx, op, CapSPD, h.spd != nil); err != nil {
+		return nil, err
+	}
+	if err := h.caps.CheckPolicyID(h.name, op, id); err != nil {
+		return nil, err
+	}
+	e, err := h.spd.GetPolicy(ctx, id)
+	if err == nil && e == nil {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, h.wrap(op, id.String(), err)
+	}
+	return e, nil
+}
+
+// Policies implements SPD; the entry is the driver's, reused between
+// yields.
+func (h *Handle) Policies(ctx context.Context) iter.Seq2[*PolicyEntry, error] {
+	return dump(h, ctx, "dump policies", CapSPD, h.spd != nil, func() iter.Seq2[*PolicyEntry, error] { return h.spd.Policies(ctx) })
+}
+
+// FlushPolicies implements SPD.
+func (h *Handle) FlushPolicies(ctx context.Context) error {
+	const op = "flush policies"
+	if err := h.enter(ctx, op, CapSPD, h.spd != nil); err != nil {
+		return err
+	}
+	return h.wrap(op, "", h.spd.FlushPolicies(ctx))
+}
+
+func dump[E any](h *Handle, ctx context.Context, op string, c Cap, have bool, seq func() iter.Seq2[*E, error]) iter.Seq2[*E, error] {
+	return func(yield func(*E, error) bool) {
+		if err := h.enter(ctx, op, c, have); err != nil {
+			yield(nil, err)
+			return
+		}
+		for e, err := range seq() {
+			if err != nil {
+				yield(nil, h.wrap(op, "", err))
+				return
+			}
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Apply implements Batcher: each op is checked as its single call would
+// be (a bad one fails alone), the rest go to the driver's Batcher in one
+// batch, and every op's error is wrapped.
+func (h *Handle) Apply(ctx context.Context, ops []Op) error {
+	if err := h.enter(ctx, "batch", CapBatch, h.batch != nil); err != nil {
+		return err
+	}
+	pass := make([]Op, 0, len(ops))
+	idx := make([]int, 0, len(ops))
+	for i := range ops {
+		ops[i].Err = h.checkOp(ctx, &ops[i])
+		if ops[i].Err == nil {
+			pass = append(pass, ops[i])
+			idx = append(idx, i)
+		}
+	}
+	if len(pass) > 0 {
+		h.batch.Apply(ctx, pass)
+	}
+	for j, i := range idx {
+		op := &ops[i]
+		op.Err = h.wrap(op.Kind.String(), opObject(op), pass[j].Err)
+		if op.Kind == OpDeleteSA && (op.Err == nil || errors.Is(op.Err, ErrNotFound)) {
+			h.unwatch(op.SAID)
+		}
+	}
+	return BatchResult(ops)
+}
+
+// checkOp checks one batched op as its single call would be checked.
+func (h *Handle) checkOp(ctx context.Context, op *Op) error {
+	name := op.Kind.String()
+	switch op.Kind {
+	case OpAddSA, OpUpdateSA:
+		if err := h.enter(ctx, name, CapSAD, h.sad != nil); err != nil {
+			return err
+		}
+		return h.caps.CheckSA(h.name, name, op.SA)
+	case OpDeleteSA:
+		if err := h.enter(ctx, name, CapSAD, h.sad != nil); err != nil {
+			return err
+		}
+		return h.caps.CheckSAID(h.name, name, op.SAID)
+	case OpAddPolicy, OpReplacePolicy:
+		if err := h.enter(ctx, name, CapSPD, h.spd != nil); err != nil {
+			return err
+		}
+		return h.caps.CheckPolicy(h.name, name, op.Policy)
+	case OpDeletePolicy:
+		if err := h.enter(ctx, name, CapSPD, h.spd != nil); err != nil {
+			return err
+		}
+		return h.caps.CheckPolicyID(h.name, name, op.PolicyID)
+	}
+	return Invalid(h.name, "batch", "", "Kind", "unknown operation %d", op.Kind)
+}
+
+func opObject(op *Op) string {
+	switch op.Kind {
+	case OpAddSA, OpUpdateSA:
+		return op.SA.ID.String()
+	case OpDeleteSA:
+		return op.SAID.String()
+	case OpAddPolicy, OpReplacePolicy:
+		return op.Policy.ID().String()
+	case OpDeletePolicy:
+		return op.PolicyID.String()
+	}
+	return ""
+}
