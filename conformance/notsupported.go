@@ -1,48 +1,28 @@
 package conformance
 
 import (
+	"context"
 	"net/netip"
+	"reflect"
 	"time"
 
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-// testFacetsMatchCapabilities: a claimed facet capability is backed by the
-// interface.
+// testFacetsMatchCapabilities: for every row of kernelops' facet table,
+// a facet is usable (kernelops.As) exactly when its capability is
+// claimed: the same table the engine's As consults.
 func testFacetsMatchCaps(t TB, h *Harness) {
 	c := h.caps()
-	b := h.Backend
-	has := func(x kernelops.Cap, ok bool) {
-		if c.Has(x) && !ok {
-			t.Errorf("claims %s but does not implement its interface", x)
+	for _, f := range kernelops.Facets() {
+		err := f.Usable(h.Backend)
+		if c.Has(f.Cap) && err != nil {
+			t.Errorf("claims %s but %s is not usable: %v", f.Cap, f.Type, err)
+		}
+		if !c.Has(f.Cap) && err == nil {
+			t.Errorf("%s usable without its capability %s", f.Type, f.Cap)
 		}
 	}
-	_, ok := b.(kernelops.SAD)
-	has(kernelops.CapSAD, ok)
-	_, ok = b.(kernelops.SPD)
-	has(kernelops.CapSPD, ok)
-	_, ok = b.(kernelops.EventSource)
-	has(kernelops.CapEvents, ok)
-	_, ok = b.(kernelops.Sockets)
-	has(kernelops.CapSockets, ok)
-	_, ok = b.(kernelops.AddrSelector)
-	has(kernelops.CapAddrSelect, ok)
-	_, ok = b.(kernelops.AddrManager)
-	has(kernelops.CapAddrManage, ok)
-	_, ok = b.(kernelops.Holes)
-	has(kernelops.CapHoles, ok)
-	_, ok = b.(kernelops.Offloader)
-	has(kernelops.CapOffload, ok)
-	_, ok = b.(kernelops.Syncer)
-	has(kernelops.CapSync, ok)
-	_, ok = b.(kernelops.IdleWatcher)
-	has(kernelops.CapIdle, ok)
-	_, ok = b.(kernelops.Migrator)
-	has(kernelops.CapMigrate, ok)
-	_, ok = b.(kernelops.XfrmInterfaces)
-	has(kernelops.CapXfrmInterfaces, ok)
-	_, ok = b.(kernelops.Batcher)
-	has(kernelops.CapBatch, ok)
 	if c.Has(kernelops.CapLastUsedAllTraffic) && !c.Has(kernelops.CapLastUsed) {
 		t.Errorf("claims last-used-all-traffic without last-used")
 	}
@@ -143,44 +123,85 @@ func testUnsupported(t TB, h *Harness) {
 		}
 	}
 
-	// Facets implemented but not claimed.
-	id := h.outSA(1).ID
-	lo := netip.MustParseAddr("127.0.0.1")
-	if x, ok := b.(kernelops.Sockets); ok && !c.Has(kernelops.CapSockets) {
-		_, err := x.ListenIKE(ctx, kernelops.IKEListen{Addr: netip.AddrPortFrom(lo, 0)})
-		expect("listen IKE", err)
-	}
-	if x, ok := b.(kernelops.AddrSelector); ok && !c.Has(kernelops.CapAddrSelect) {
-		_, err := x.RouteTo(ctx, lo)
-		expect("route to", err)
-	}
-	if x, ok := b.(kernelops.AddrManager); ok && !c.Has(kernelops.CapAddrManage) {
-		expect("add address", x.AddAddress(ctx, "lo", netip.MustParsePrefix("198.18.9.9/32")))
-	}
-	if x, ok := b.(kernelops.Holes); ok && !c.Has(kernelops.CapHoles) {
-		expect("open holes", x.OpenHoles(ctx, kernelops.HoleSet{IKEPorts: []uint16{500}}))
-	}
-	if x, ok := b.(kernelops.Offloader); ok && !c.Has(kernelops.CapOffload) {
-		_, err := x.OffloadSupport(ctx, "lo")
-		expect("offload support", err)
-	}
-	if x, ok := b.(kernelops.Syncer); ok && !c.Has(kernelops.CapSync) {
-		expect("sync thresholds", x.SetSyncThresholds(ctx, id, kernelops.SyncThresholds{ReplayDiff: 1}))
-	}
-	if x, ok := b.(kernelops.IdleWatcher); ok && !c.Has(kernelops.CapIdle) {
-		expect("watch idle", x.WatchIdle(ctx, id, time.Minute))
-	}
-	if x, ok := b.(kernelops.Migrator); ok && !c.Has(kernelops.CapMigrate) {
-		expect("migrate", x.Migrate(ctx, kernelops.Migration{ReqID: 1}))
-	}
-	if x, ok := b.(kernelops.XfrmInterfaces); ok && !c.Has(kernelops.CapXfrmInterfaces) {
-		expect("add xfrm interface", x.AddXfrmInterface(ctx, kernelops.XfrmInterface{Name: "kpx9", IfID: 9}))
-	}
-	if x, ok := b.(kernelops.EventSource); ok && !c.Has(kernelops.CapEvents) {
-		_, err := x.Subscribe(ctx, kernelops.SubscribeOptions{})
-		expect("subscribe", err)
+	// Facets the backend implements (a Handle implements all) but does
+	// not claim: one call into each, derived from the facet table.
+	for _, f := range kernelops.Facets() {
+		if c.Has(f.Cap) || !reflect.TypeOf(b).Implements(f.Type) {
+			continue
+		}
+		probe, ok := facetProbes[f.Type]
+		if !ok {
+			t.Errorf("the suite has no probe for facet %s", f.Type)
+			continue
+		}
+		expect(f.Type.String(), probe(ctx, h))
 	}
 	if checked == 0 {
 		t.Logf("the backend claims every capability this case can probe")
 	}
 }
+
+// facetProbes calls each facet once with plausible arguments; behind an
+// unclaimed capability the call must fail with ErrNotSupported.
+var facetProbes = map[reflect.Type]func(ctx context.Context, h *Harness) error{
+	rt[kernelops.SAD](): func(ctx context.Context, h *Harness) error {
+		_, err := h.Backend.(kernelops.SAD).GetSA(ctx, h.outSA(1).ID)
+		return err
+	},
+	rt[kernelops.UsageReader](): func(ctx context.Context, h *Harness) error {
+		for _, err := range h.Backend.(kernelops.UsageReader).Usage(ctx) {
+			return err
+		}
+		return nil
+	},
+	rt[kernelops.SPD](): func(ctx context.Context, h *Harness) error {
+		return h.Backend.(kernelops.SPD).AddPolicy(ctx, h.outPolicy(kernelops.ActionIPsec, nextReqID()))
+	},
+	rt[kernelops.Batcher](): func(ctx context.Context, h *Harness) error {
+		return h.Backend.(kernelops.Batcher).Apply(ctx, []kernelops.Op{{Kind: kernelops.OpDeleteSA, SAID: h.outSA(1).ID}})
+	},
+	rt[kernelops.EventSource](): func(ctx context.Context, h *Harness) error {
+		sub, err := h.Backend.(kernelops.EventSource).Subscribe(ctx, kernelops.SubscribeOptions{})
+		if err == nil {
+			sub.Close()
+		}
+		return err
+	},
+	rt[kernelops.Sockets](): func(ctx context.Context, h *Harness) error {
+		c, err := h.Backend.(kernelops.Sockets).ListenIKE(ctx, kernelops.IKEListen{Addr: netip.AddrPortFrom(loopback, 0)})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	},
+	rt[kernelops.AddrSelector](): func(ctx context.Context, h *Harness) error {
+		_, err := h.Backend.(kernelops.AddrSelector).RouteTo(ctx, loopback)
+		return err
+	},
+	rt[kernelops.AddrManager](): func(ctx context.Context, h *Harness) error {
+		return h.Backend.(kernelops.AddrManager).AddAddress(ctx, "lo", netip.MustParsePrefix("198.18.9.9/32"))
+	},
+	rt[kernelops.XfrmInterfaces](): func(ctx context.Context, h *Harness) error {
+		return h.Backend.(kernelops.XfrmInterfaces).AddXfrmInterface(ctx, kernelops.XfrmInterface{Name: "kpx9", IfID: 9})
+	},
+	rt[kernelops.Holes](): func(ctx context.Context, h *Harness) error {
+		return h.Backend.(kernelops.Holes).OpenHoles(ctx, kernelops.HoleSet{IKEPorts: []uint16{500}})
+	},
+	rt[kernelops.Offloader](): func(ctx context.Context, h *Harness) error {
+		_, err := h.Backend.(kernelops.Offloader).OffloadSupport(ctx, "lo")
+		return err
+	},
+	rt[kernelops.Syncer](): func(ctx context.Context, h *Harness) error {
+		return h.Backend.(kernelops.Syncer).SetSyncThresholds(ctx, h.outSA(1).ID, kernelops.SyncThresholds{ReplayDiff: 1})
+	},
+	rt[kernelops.IdleWatcher](): func(ctx context.Context, h *Harness) error {
+		return h.Backend.(kernelops.IdleWatcher).WatchIdle(ctx, h.outSA(1).ID, time.Minute)
+	},
+	rt[kernelops.Migrator](): func(ctx context.Context, h *Harness) error {
+		return h.Backend.(kernelops.Migrator).Migrate(ctx, kernelops.Migration{ReqID: 1})
+	},
+}
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+func rt[T any]() reflect.Type { return reflect.TypeFor[T]() }

@@ -48,3 +48,17 @@ func TestRunCasesReportsFailure(t *testing.T) {
 		t.Fatalf("got %+v", res)
 	}
 }
+
+// TestEveryFacetHasAProbe: the suite's refusal check is derived from
+// kernelops' facet table, so a facet added there without a probe here
+// fails the suite's own test rather than going unchecked.
+func TestEveryFacetHasAProbe(t *testing.T) {
+	for _, f := range kernelops.Facets() {
+		if _, ok := facetProbes[f.Type]; !ok {
+			t.Errorf("facet %s (capability %s) has no probe in facetProbes", f.Type, f.Cap)
+		}
+	}
+	if len(facetProbes) != len(kernelops.Facets()) {
+		t.Errorf("%d probes for %d facets", len(facetProbes), len(kernelops.Facets()))
+	}
+}

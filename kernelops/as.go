@@ -20,8 +20,8 @@ func rt[T any]() reflect.Type { return reflect.TypeFor[T]() }
 // facets is the one table behind As, the Handle's refusals, the check a
 // driver's claims get at open, and the conformance suite's agreement case.
 var facets = []Facet{
-	{rt[SAD](), CapSAD, rt[SAD]()},
-	{rt[UsageReader](), CapSAD, nil}, // the Handle reads the SAD dump when the driver has no cheaper path
+	{rt[SAD](), CapSAD, rt[SADriver]()}, // AllocSPI only where the dataplane allocates (SPIAllocator)
+	{rt[UsageReader](), CapSAD, nil},    // the Handle reads the SAD dump when the driver has no cheaper path
 	{rt[SPD](), CapSPD, rt[SPD]()},
 	{rt[Batcher](), CapBatch, rt[Batcher]()},
 	{rt[EventSource](), CapEvents, nil}, // the driver publishes through Env

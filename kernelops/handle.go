@@ -32,7 +32,9 @@ import (
 // shared sentinels), and keeps its own helpers in step: the event bus
 // (EventSource), idle detection from bulk usage reads (IdleWatcher) and
 // address reference counts (AddrManager) are the Handle's, built from what
-// the driver claims, so no driver carries a copy.
+// the driver claims, and so are SPI allocation (for a driver without an
+// SPIAllocator) and software lifetimes (for one that claims
+// CapSoftwareLifetimes): no driver carries a copy.
 type Handle struct {
 	name string
 	d    Driver
@@ -44,10 +46,16 @@ type Handle struct {
 	idle     *idleDetector
 	stopIdle func()
 	addrs    *addrTable
+	spis     *spiTable // nil when the driver allocates SPIs
+	life     *lifeManager
+	swLife   bool // the driver claims software lifetimes: life is in use
+	expirer  Expirer
+	lifeMu   sync.Mutex // held across an SA change and the life call matching it
 
 	// The driver's facets, nil where the driver lacks one or does not
 	// claim its capability.
-	sad     SAD
+	sad     SADriver
+	alloc   SPIAllocator
 	usage   UsageReader
 	spd     SPD
 	batch   Batcher
@@ -77,24 +85,25 @@ type OpenFunc func(ctx context.Context, env *Env) (Driver, error)
 func NewHandle(ctx context.Context, name string, opts Options, open OpenFunc) (*Handle, error) {
 	opts = opts.WithDefaults()
 	h := &Handle{name: name, opts: opts, log: opts.Logger.With("backend", name), bus: newBus()}
-	env := &Env{Name: name, Options: opts, Log: h.log, bus: h.bus}
+	h.life = newLifeManager(opts.Clock, h.expire)
+	env := &Env{Name: name, Options: opts, Log: h.log, h: h}
 	d, err := open(ctx, env)
 	if err != nil {
+		h.life.Close()
 		h.bus.Close()
 		return nil, h.wrap("open", "", err)
 	}
 	h.d = d
 	h.caps = d.Capabilities()
-	if err := h.bind(); err != nil {
-		d.Close()
-		h.bus.Close()
+	if err := h.bind(ctx); err != nil {
+		h.Close()
 		return nil, err
 	}
 	return h, nil
 }
 
 // bind checks the driver's claims and picks up its facets.
-func (h *Handle) bind() error {
+func (h *Handle) bind(ctx context.Context) error {
 	dt := reflect.TypeOf(h.d)
 	for _, f := range facets {
 		if f.Driver != nil && h.caps.Has(f.Cap) && !dt.Implements(f.Driver) {
@@ -104,8 +113,24 @@ func (h *Handle) bind() error {
 	}
 	pick := func(c Cap) bool { return h.caps.Has(c) }
 	if pick(CapSAD) {
-		h.sad = h.d.(SAD)
+		h.sad = h.d.(SADriver)
 		h.usage, _ = h.d.(UsageReader)
+		h.alloc, _ = h.d.(SPIAllocator)
+		if h.alloc == nil {
+			// SPIs held by SAs already in the dataplane are never handed out.
+			h.spis = newSPITable(h.opts.Clock)
+			if err := h.spis.resync(ctx, h.sad, nil); err != nil {
+				return h.wrap("open", "", err)
+			}
+		}
+	}
+	if pick(CapSoftwareLifetimes) {
+		x, ok := h.d.(Expirer)
+		if !ok {
+			return &Error{Backend: h.name, Op: "open", Err: ErrInvalid,
+				Detail: fmt.Sprintf("driver %s claims %s but does not implement kernelops.Expirer", dt, CapSoftwareLifetimes)}
+		}
+		h.expirer, h.swLife = x, true
 	}
 	if pick(CapSPD) {
 		h.spd = h.d.(SPD)
@@ -192,9 +217,46 @@ func (h *Handle) Close() error {
 	if h.stopIdle != nil {
 		h.stopIdle()
 	}
+	h.life.Close()
+	if h.spis != nil {
+		h.spis.close()
+	}
 	err := h.d.Close()
 	h.bus.Close()
 	return h.wrap("close", "", err)
+}
+
+// publish hands a driver's event to the subscribers, after the Handle's
+// own state follows a hard expiry.
+func (h *Handle) publish(ev Event) {
+	if x, ok := ev.(*ExpireEvent); ok && x.Hard {
+		h.gone(x.SA)
+	}
+	h.bus.Publish(ev)
+}
+
+// expire is the software lifetimes' callback: the driver applies the
+// expiry, and it is published if the driver still held the SA.
+func (h *Handle) expire(ev *ExpireEvent) {
+	if !h.swLife || h.closed.Load() {
+		return
+	}
+	if h.expirer.Expire(context.Background(), ev) {
+		h.publish(ev)
+	}
+}
+
+// gone forgets an SA that left the dataplane.
+func (h *Handle) gone(id SAID) {
+	if h.spis != nil {
+		h.spis.gone(id)
+	}
+	if h.swLife {
+		h.life.Remove(id)
+	}
+	if h.idle != nil {
+		h.idle.Watch(id, 0)
+	}
 }
 
 // enter is every call's first step: closed, context, capability, driver.
@@ -246,9 +308,23 @@ func (h *Handle) wrap(op, obj string, err error) error {
 	return e
 }
 
-// unwatch stops idle detection of an SA that is gone.
-func (h *Handle) unwatch(id SAID) {
-	if h.idle != nil {
-		h.idle.Watch(id, 0)
+// installed keeps the Handle's state in step with an SA the driver
+// added or updated.
+func (h *Handle) installed(sa *SA, update bool) {
+	if h.spis != nil {
+		h.spis.installed(sa.ID)
 	}
+	if h.swLife && (!update || !h.life.Update(sa.ID, sa.Lifetime)) {
+		h.life.Add(sa.ID, sa.ReqID, sa.Lifetime, h.opts.Clock.Now())
+	}
+}
+
+// lockLife serialises SA changes with their lifetime bookkeeping when the
+// Handle enforces lifetimes; the unlock func is a no-op otherwise.
+func (h *Handle) lockLife() func() {
+	if !h.swLife {
+		return func() {}
+	}
+	h.lifeMu.Lock()
+	return h.lifeMu.Unlock
 }

@@ -249,10 +249,20 @@ func (h *Handle) Migrate(ctx context.Context, m Migration) error {
 	if err := ValidateMigration(h.name, op, m); err != nil {
 		return err
 	}
+	defer h.lockLife()()
 	err := h.mig.Migrate(ctx, m)
-	if err == nil && h.idle != nil {
+	if err == nil {
 		for _, id := range m.SAs {
-			h.idle.Move(id, MovedID(m, id))
+			nid := MovedID(m, id)
+			if h.idle != nil {
+				h.idle.Move(id, nid)
+			}
+			if h.swLife {
+				h.life.Move(id, nid)
+			}
+			if h.spis != nil {
+				h.spis.moved(id, nid)
+			}
 		}
 	}
 	return h.wrap(op, MigrationObject(m), err)

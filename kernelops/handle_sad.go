@@ -19,7 +19,12 @@ func (h *Handle) AllocSPI(ctx context.Context, req SPIRequest) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	spi, err := h.sad.AllocSPI(ctx, req)
+	var spi uint32
+	if h.alloc != nil {
+		spi, err = h.alloc.AllocSPI(ctx, req)
+	} else {
+		spi, err = h.spis.allocate(req)
+	}
 	if err == nil && (spi < req.Min || spi > req.Max) {
 		err = &Error{Err: ErrNoSpace, Detail: "the dataplane returned an SPI outside the requested range"}
 	}
@@ -28,22 +33,32 @@ func (h *Handle) AllocSPI(ctx context.Context, req SPIRequest) (uint32, error) {
 
 // AddSA implements SAD.
 func (h *Handle) AddSA(ctx context.Context, sa *SA) error {
-	return h.putSA(ctx, OpAddSA.String(), sa, SAD.AddSA)
+	return h.putSA(ctx, OpAddSA.String(), sa, false)
 }
 
 // UpdateSA implements SAD.
 func (h *Handle) UpdateSA(ctx context.Context, sa *SA) error {
-	return h.putSA(ctx, OpUpdateSA.String(), sa, SAD.UpdateSA)
+	return h.putSA(ctx, OpUpdateSA.String(), sa, true)
 }
 
-func (h *Handle) putSA(ctx context.Context, op string, sa *SA, put func(SAD, context.Context, *SA) error) error {
+func (h *Handle) putSA(ctx context.Context, op string, sa *SA, update bool) error {
 	if err := h.enter(ctx, op, CapSAD, h.sad != nil); err != nil {
 		return err
 	}
 	if err := h.caps.CheckSA(h.name, op, sa); err != nil {
 		return err
 	}
-	return h.wrap(op, sa.ID.String(), put(h.sad, ctx, sa))
+	defer h.lockLife()()
+	var err error
+	if update {
+		err = h.sad.UpdateSA(ctx, sa)
+	} else {
+		err = h.sad.AddSA(ctx, sa)
+	}
+	if err == nil {
+		h.installed(sa, update)
+	}
+	return h.wrap(op, sa.ID.String(), err)
 }
 
 // DeleteSA implements SAD.
@@ -55,11 +70,20 @@ func (h *Handle) DeleteSA(ctx context.Context, id SAID) error {
 	if err := h.caps.CheckSAID(h.name, op, id); err != nil {
 		return err
 	}
-	err := h.sad.DeleteSA(ctx, id)
+	defer h.lockLife()()
+	return h.wrap(op, id.String(), h.deleted(id, h.sad.DeleteSA(ctx, id)))
+}
+
+// deleted follows a driver's DeleteSA: the SA is gone either way, and a
+// delete of an SPI only reserved by AllocSPI ends the reservation.
+func (h *Handle) deleted(id SAID, err error) error {
 	if err == nil || errors.Is(err, ErrNotFound) {
-		h.unwatch(id)
+		h.gone(id)
 	}
-	return h.wrap(op, id.String(), err)
+	if errors.Is(err, ErrNotFound) && h.spis != nil && h.spis.dropLarval(id) {
+		return nil
+	}
+	return err
 }
 
 // GetSA implements SAD.
@@ -126,7 +150,17 @@ func (h *Handle) FlushSAs(ctx context.Context) error {
 	if err := h.enter(ctx, op, CapSAD, h.sad != nil); err != nil {
 		return err
 	}
-	return h.wrap(op, "", h.sad.FlushSAs(ctx))
+	defer h.lockLife()()
+	err := h.sad.FlushSAs(ctx)
+	if h.swLife {
+		h.life.RemoveIf(func(_ SAID, reqid uint32) bool { return h.opts.Owns(reqid) })
+	}
+	if h.spis != nil {
+		if rerr := h.spis.resync(ctx, h.sad, h.opts.Owns); err == nil {
+			err = rerr
+		}
+	}
+	return h.wrap(op, "", err)
 }
 
 // AddPolicy implements SPD.
@@ -229,16 +263,24 @@ func (h *Handle) Apply(ctx context.Context, ops []Op) error {
 			idx = append(idx, i)
 		}
 	}
+	unlock := h.lockLife()
 	if len(pass) > 0 {
 		h.batch.Apply(ctx, pass)
 	}
 	for j, i := range idx {
 		op := &ops[i]
-		op.Err = h.wrap(op.Kind.String(), opObject(op), pass[j].Err)
-		if op.Kind == OpDeleteSA && (op.Err == nil || errors.Is(op.Err, ErrNotFound)) {
-			h.unwatch(op.SAID)
+		err := pass[j].Err
+		switch op.Kind {
+		case OpAddSA, OpUpdateSA:
+			if err == nil {
+				h.installed(op.SA, op.Kind == OpUpdateSA)
+			}
+		case OpDeleteSA:
+			err = h.deleted(op.SAID, err)
 		}
+		op.Err = h.wrap(op.Kind.String(), opObject(op), err)
 	}
+	unlock()
 	return BatchResult(ops)
 }
 

@@ -22,8 +22,6 @@ import (
 // removes it.
 func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 	bad := func(field, f string, a ...any) error { return kernelops.Invalid("", "", "", field, f, a...) }
-	b.lifeMu.Lock()
-	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.checkLocked(); err != nil {
@@ -74,7 +72,6 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 
 	// Apply: nothing below fails.
 	for _, mv := range moves {
-		old := mv.e.sa.ID
 		b.sad.unlink(mv.e)
 		mv.e.sa.ID = mv.new
 		if m.Encap == nil {
@@ -88,7 +85,6 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 		}
 		mv.e.mapping = netip.AddrPort{}
 		b.sad.insert(mv.e, false)
-		b.life.Move(old, mv.new)
 	}
 	var events []*kernelops.MigrateEvent
 	for _, e := range pols {

@@ -52,7 +52,6 @@ import (
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 	"github.com/keyplane/keyplane/kernelops/ikesock"
-	"github.com/keyplane/keyplane/kernelops/swlifetime"
 )
 
 // Name is the backend's registry name.
@@ -89,14 +88,7 @@ type model struct {
 	caps       kernelops.Capabilities
 	acqExpires time.Duration
 
-	life *swlifetime.Manager
-	net  *Net
-
-	// lifeMu is held across an SAD change and the swlifetime call that
-	// matches it, so the two stay in step; swlifetime calls are made
-	// without mu because an expiry they deliver takes mu. Expiry
-	// callbacks never take lifeMu.
-	lifeMu sync.Mutex
+	net *Net
 
 	mu       sync.Mutex
 	closed   bool
@@ -143,7 +135,6 @@ func open(env *kernelops.Env) (*model, error) {
 	if err := b.applyParams(opts.Params); err != nil {
 		return nil, err
 	}
-	b.life = swlifetime.New(b.clk, b.onExpire)
 	return b, nil
 }
 
@@ -238,7 +229,6 @@ func (b *model) Close() error {
 		delete(b.acquires, k)
 	}
 	b.mu.Unlock()
-	b.life.Close()
 	b.sockets.Close()
 	return nil
 }
@@ -282,4 +272,5 @@ var (
 	_ kernelops.Offloader      = (*model)(nil)
 	_ kernelops.Syncer         = (*model)(nil)
 	_ kernelops.Migrator       = (*model)(nil)
+	_ kernelops.Expirer        = (*model)(nil)
 )

@@ -166,7 +166,6 @@ func (b *model) removeLocked(e *saEntry) {
 	e.dead = true
 	e.stopTimers()
 	b.sad.unlink(e)
-	b.life.Remove(e.sa.ID) // never delivers, so safe under mu
 }
 
 // AllocSPI reserves an inbound SPI as a larval SA, in the request's range
@@ -230,8 +229,6 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 		return err
 	}
 
-	b.lifeMu.Lock()
-	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	if err := b.checkLocked(); err != nil {
 		b.mu.Unlock()
@@ -239,7 +236,6 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 	}
 	now := b.clk.Now()
 	e := b.sad.find(sa.ID)
-	fresh := true // swlifetime: start tracking (else update limits)
 	switch {
 	case e == nil && update:
 		b.mu.Unlock()
@@ -275,18 +271,11 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 		}
 		e.sa.Offload = sa.Offload
 		e.sa.Offload.Active = active
-		fresh = false
 	}
 	b.clearAcquires(&e.sa)
-	added := e.c.AddTime
 	b.mu.Unlock()
 
 	sa.Offload.Active = active
-	if fresh {
-		b.life.Add(sa.ID, sa.ReqID, sa.Lifetime, added)
-	} else {
-		b.life.Update(sa.ID, sa.Lifetime)
-	}
 	return nil
 }
 
@@ -334,8 +323,6 @@ func immutable(old, nu *kernelops.SA) error {
 // DeleteSA removes an SA (larval ones too); a missing one is ErrNotFound
 // (ESRCH). A delete raises no event, as on XFRM.
 func (b *model) DeleteSA(ctx context.Context, id kernelops.SAID) error {
-	b.lifeMu.Lock()
-	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.checkLocked(); err != nil {
@@ -472,8 +459,6 @@ func (b *model) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 // FlushSAs removes every SA whose reqid keyplane owns (larval ones too)
 // and the pending acquires of owned reqids; other SAs stay.
 func (b *model) FlushSAs(ctx context.Context) error {
-	b.lifeMu.Lock()
-	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.checkLocked(); err != nil {

@@ -70,8 +70,6 @@ func (b *model) GetSyncState(ctx context.Context, id kernelops.SAID) (kernelops.
 // count from the written add/use times and counters. The window size
 // stays the SA's own; a bitmap longer than it is cut.
 func (b *model) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelops.SyncState) error {
-	b.lifeMu.Lock()
-	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	if err := b.checkLocked(); err != nil {
 		b.mu.Unlock()
@@ -103,8 +101,8 @@ func (b *model) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelop
 	obs := observed{id: e.sa.ID, bytes: e.c.Bytes, packets: e.c.Packets, firstUse: e.c.FirstUse}
 	added := e.c.AddTime
 	b.mu.Unlock()
-	b.life.SetTimes(obs.id, added, obs.firstUse)
-	b.life.Observe(obs.id, obs.bytes, obs.packets, obs.firstUse)
+	b.env.SetTimes(obs.id, added, obs.firstUse)
+	b.env.Observe(obs.id, obs.bytes, obs.packets, obs.firstUse)
 	return nil
 }
 

@@ -101,7 +101,7 @@ type observed struct {
 
 func (b *model) report(obs []observed) {
 	for _, o := range obs {
-		b.life.Observe(o.id, o.bytes, o.packets, o.firstUse)
+		b.env.Observe(o.id, o.bytes, o.packets, o.firstUse)
 	}
 }
 
@@ -117,8 +117,6 @@ func (e *saEntry) count(n int, now time.Time) observed {
 }
 
 func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
-	b.lifeMu.Lock()
-	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	if err := b.checkLocked(); err != nil {
 		b.mu.Unlock()
@@ -274,8 +272,6 @@ func (b *model) PendingAcquires() int {
 }
 
 func (b *model) inbound(ctx context.Context, p Packet) (Result, error) {
-	b.lifeMu.Lock()
-	defer b.lifeMu.Unlock()
 	b.mu.Lock()
 	if err := b.checkLocked(); err != nil {
 		b.mu.Unlock()

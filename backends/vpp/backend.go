@@ -13,8 +13,6 @@ import (
 
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
-	"github.com/keyplane/keyplane/kernelops/spialloc"
-	"github.com/keyplane/keyplane/kernelops/swlifetime"
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/ipsec_types"
 )
@@ -29,10 +27,6 @@ type driver struct {
 	clock clock.Clock
 	caps  kernelops.Capabilities
 
-	spis     *spialloc.Allocator
-	life     *swlifetime.Manager
-	expiries *expiryQueue
-
 	closeOnce sync.Once
 	closeCh   chan struct{}
 	wg        sync.WaitGroup // reconnect goroutines
@@ -45,18 +39,18 @@ type driver struct {
 	ready  chan struct{} // closed when sess is set
 	closed bool
 
-	sas       map[kernelops.SAID]*saRec
-	bySadID   map[uint32]*saRec
-	issued    map[uint32]bool // sad_ids this process added, for cleanup after a lost reply
-	nextSadID uint32
-	seq       uint64
-	larval    map[uint32]*larval
-	pols      map[kernelops.PolicyID]*polRec
-	holes     []ipsec_types.IpsecSpdEntryV2
-	holeSet   kernelops.HoleSet
-	ifNames   map[uint32]string
-	addrSeen  map[addrKey]bool // baseline of the address poll
-	usageAt   time.Time        // time of the last stats read
+	sas        map[kernelops.SAID]*saRec
+	bySadID    map[uint32]*saRec
+	issued     map[uint32]bool // sad_ids this process added, for cleanup after a lost reply
+	nextSadID  uint32
+	seq        uint64
+	pols       map[kernelops.PolicyID]*polRec
+	holes      []ipsec_types.IpsecSpdEntryV2
+	holeSet    kernelops.HoleSet
+	ifNames    map[uint32]string
+	addrSeen   map[addrKey]bool // baseline of the address poll
+	pendingObs []observation    // counters for the front end's lifetimes (flushObs)
+	usageAt    time.Time        // time of the last stats read
 }
 
 // saRec is an SA keyplane installed: what was asked (with keys, for
@@ -69,7 +63,6 @@ type saRec struct {
 	addTime   time.Time
 	seq       uint64 // install order: the newest outbound SA carries a policy
 	state     kernelops.SAState
-	spiHeld   bool
 
 	// Usage, cumulative across re-installs after VPP restarts: base is
 	// what earlier installs counted, last the current install's counter.
@@ -89,16 +82,6 @@ type polRec struct {
 	entries []ipsec_types.IpsecSpdEntryV2
 	addTime time.Time
 }
-
-// larval is an SPI reserved by AllocSPI and not yet filled by AddSA.
-type larval struct {
-	req   kernelops.SPIRequest
-	timer clock.Timer
-}
-
-// LarvalTimeout is how long an SPI from AllocSPI stays reserved without
-// an AddSA, as the Linux kernel keeps a larval SA (XFRM_ACQ_EXPIRES).
-const LarvalTimeout = 30 * time.Second
 
 // MaxReplayWindow is the largest anti-replay window accepted. VPP rounds
 // windows up to a power of two, and to at least 64.
@@ -125,19 +108,15 @@ func open(ctx context.Context, env *kernelops.Env) (*driver, error) {
 		p:         p,
 		log:       env.Log,
 		clock:     opts.Clock,
-		spis:      spialloc.New(),
 		closeCh:   make(chan struct{}),
 		ready:     make(chan struct{}),
 		sas:       map[kernelops.SAID]*saRec{},
 		bySadID:   map[uint32]*saRec{},
 		issued:    map[uint32]bool{},
 		nextSadID: p.saIDMin,
-		larval:    map[uint32]*larval{},
 		pols:      map[kernelops.PolicyID]*polRec{},
 		ifNames:   map[uint32]string{},
 	}
-	b.expiries = newExpiryQueue()
-	b.life = swlifetime.New(b.clock, b.expiries.push)
 	b.caps = b.capabilities()
 	s, err := dialSession(p)
 	if err != nil {
@@ -158,8 +137,6 @@ func open(ctx context.Context, env *kernelops.Env) (*driver, error) {
 	b.mu.Unlock()
 	b.startSession(s)
 	b.pollAddresses() // the baseline isLocal and address events start from
-	b.wg.Add(1)
-	go b.expirer()
 	// Stats and address polls run on real time: they pace I/O, while
 	// lifetimes and idle thresholds run on the backend's clock.
 	b.loop(p.scanInterval, b.scanUsage)
@@ -192,11 +169,7 @@ func (b *driver) Close() error {
 		b.closed = true
 		s := b.sess
 		b.sess = nil
-		for _, l := range b.larval {
-			l.timer.Stop()
-		}
 		b.mu.Unlock()
-		b.life.Close()
 		b.wg.Wait()
 		if s != nil {
 			s.close()
@@ -380,11 +353,12 @@ var pid = uint32(os.Getpid())
 
 var (
 	_ kernelops.Driver         = (*driver)(nil)
-	_ kernelops.SAD            = (*driver)(nil)
+	_ kernelops.SADriver       = (*driver)(nil)
 	_ kernelops.SPD            = (*driver)(nil)
 	_ kernelops.UsageReader    = (*driver)(nil)
 	_ kernelops.AddrSelector   = (*driver)(nil)
 	_ kernelops.InterfaceAddrs = (*driver)(nil)
 	_ kernelops.Holes          = (*driver)(nil)
 	_ kernelops.Migrator       = (*driver)(nil)
+	_ kernelops.Expirer        = (*driver)(nil)
 )

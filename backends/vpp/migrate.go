@@ -60,7 +60,6 @@ func (b *driver) Migrate(ctx context.Context, m kernelops.Migration) error {
 			return wrap(r.sa.ID.String(), err, nil)
 		}
 		delete(b.sas, r.sa.ID)
-		b.life.Move(r.sa.ID, newID)
 		r.sa.ID = newID
 		if m.Encap != nil {
 			e := *m.Encap

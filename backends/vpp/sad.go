@@ -18,47 +18,6 @@ import (
 	"go.fd.io/govpp/binapi/tunnel_types"
 )
 
-// AllocSPI reserves an inbound SPI. VPP does not allocate SPIs, so
-// keyplane does (kernelops/spialloc); the reservation lasts LarvalTimeout
-// unless AddSA fills it or DeleteSA releases it.
-func (b *driver) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
-	lo, hi := req.Min, req.Max
-	if lo == 0 && hi == 0 {
-		lo, hi = b.opts.SPIMin, b.opts.SPIMax
-	}
-	if req.Proto != kernelops.ProtoESP && req.Proto != kernelops.ProtoAH {
-		return 0, notSupported("", "Proto", fmt.Sprintf("VPP has no %s SAs", req.Proto))
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, &kernelops.Error{Err: err}
-	}
-	spi, err := b.spis.Alloc(lo, hi)
-	if err != nil {
-		sentinel := kernelops.ErrNoSpace
-		if errors.Is(err, kernelops.ErrInvalid) {
-			sentinel = kernelops.ErrInvalid
-		}
-		return 0, &kernelops.Error{Field: "Min", Err: sentinel, Detail: err.Error()}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		b.spis.Release(spi)
-		return 0, &kernelops.Error{Err: kernelops.ErrClosed}
-	}
-	l := &larval{req: req}
-	l.timer = b.clock.AfterFunc(LarvalTimeout, func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.larval[spi] == l {
-			delete(b.larval, spi)
-			b.spis.Release(spi)
-		}
-	})
-	b.larval[spi] = l
-	return spi, nil
-}
-
 // checkSA refuses what VPP cannot install, after the shared validation.
 func (b *driver) checkSA(sa *kernelops.SA) error {
 	obj := sa.ID.String()
@@ -157,8 +116,8 @@ func (b *driver) AddSA(ctx context.Context, sa *kernelops.SA) error {
 	}
 	r := &saRec{sa: sa.Clone(), addTime: b.clock.Now()}
 	r.sa.Offload.Active = kernelops.OffloadNone
-	lv := b.larval[sa.ID.SPI]
-	r.inbound = sa.Dir == kernelops.DirIn || (sa.Dir == kernelops.DirAny && (lv != nil || b.isLocal(sa.ID.Dst)))
+	// An SA on an SPI from AllocSPI is inbound (the front end allocates).
+	r.inbound = sa.Dir == kernelops.DirIn || (sa.Dir == kernelops.DirAny && (b.env.Reserved(sa.ID) || b.isLocal(sa.ID.Dst)))
 	// A sad_id left behind by an earlier keyplane makes VPP answer
 	// ENTRY_ALREADY_EXISTS: take the next id and try again.
 	for attempt := 0; ; attempt++ {
@@ -179,20 +138,12 @@ func (b *driver) AddSA(ctx context.Context, sa *kernelops.SA) error {
 	r.seq = b.seq
 	b.sas[sa.ID] = r
 	b.bySadID[r.sadID] = r
-	if lv != nil {
-		lv.timer.Stop()
-		delete(b.larval, sa.ID.SPI)
-		r.spiHeld = true // the reservation's SPI now belongs to the SA
-	} else if r.inbound {
-		r.spiHeld = b.spis.Reserve(sa.ID.SPI)
-	}
 	sa.Offload.Active = kernelops.OffloadNone
 	// Policies waiting for this SA now protect with it.
 	if err := b.rebind(ctx, s, r); err != nil {
 		b.removeLocked(ctx, s, r)
 		return wrap(sa.ID.String(), err, nil)
 	}
-	b.lifetimeAdded(r)
 	return nil
 }
 
@@ -231,7 +182,6 @@ func (b *driver) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
 			return wrap(sa.ID.String(), err, nil)
 		}
 	}
-	b.lifetimeUpdated(r)
 	return nil
 }
 
@@ -257,7 +207,7 @@ func immutableChange(a, b *kernelops.SA) string {
 	return ""
 }
 
-// DeleteSA removes an SA, or releases an SPI that AllocSPI reserved.
+// DeleteSA removes an SA.
 func (b *driver) DeleteSA(ctx context.Context, id kernelops.SAID) error {
 	s, err := b.lockSession(ctx)
 	if err != nil {
@@ -266,12 +216,6 @@ func (b *driver) DeleteSA(ctx context.Context, id kernelops.SAID) error {
 	defer b.mu.Unlock()
 	r := b.sas[id]
 	if r == nil {
-		if l := b.larval[id.SPI]; l != nil && l.req.Dst == id.Dst && l.req.Proto == id.Proto {
-			l.timer.Stop()
-			delete(b.larval, id.SPI)
-			b.spis.Release(id.SPI)
-			return nil
-		}
 		// Not keyplane's: delete it in VPP if a tunnel SA matches.
 		d, err := b.findForeign(ctx, s, id)
 		if err != nil {
@@ -305,10 +249,6 @@ func (b *driver) removeLocked(ctx context.Context, s *session, r *saRec) error {
 		return err
 	}
 	delete(b.issued, r.sadID)
-	if r.spiHeld {
-		b.spis.Release(r.sa.ID.SPI)
-	}
-	b.lifetimeRemoved(r)
 	if err != nil {
 		return &kernelops.Error{Backend: Name, Op: "delete SA", Object: r.sa.ID.String(), Err: kernelops.ErrNotFound,
 			Detail: "VPP no longer had it"}
@@ -337,6 +277,7 @@ func (b *driver) findForeign(ctx context.Context, s *session, id kernelops.SAID)
 // GetSA reads one SA: keyplane's from its table and one stats read,
 // anyone else's from a dump of VPP's SAD.
 func (b *driver) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
+	defer b.flushObs() // after b.mu is released
 	counters, cerr := b.readCounters()
 	s, err := b.lockSession(ctx)
 	if err != nil {
@@ -425,6 +366,7 @@ func entryFromVPP(e *kernelops.SAEntry, d *ipsec.IpsecSaV5Details) {
 // SAs streams every SA in VPP, keyplane's with their bookkeeping.
 func (b *driver) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
 	return func(yield func(*kernelops.SAEntry, error) bool) {
+		defer b.flushObs()
 		s, err := b.lockSession(ctx)
 		if err != nil {
 			yield(nil, wrap("", err, nil))
@@ -485,13 +427,6 @@ func (b *driver) FlushSAs(ctx context.Context) error {
 	for _, r := range owned {
 		if err := b.removeLocked(ctx, s, r); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
 			return wrap(r.sa.ID.String(), err, nil)
-		}
-	}
-	for spi, l := range b.larval {
-		if l.req.ReqID == 0 || b.opts.Owns(l.req.ReqID) {
-			l.timer.Stop()
-			delete(b.larval, spi)
-			b.spis.Release(spi)
 		}
 	}
 	// Leftovers of an earlier keyplane in the sad_id range.

@@ -57,7 +57,7 @@ func (b *driver) observeLocked(counters []Counter) {
 			r.lastUsed = now
 		}
 	}
-	b.lifetimeObserved()
+	b.queueObs()
 }
 
 // scanUsage is the periodic bulk read (every Options.IdleScanInterval)
@@ -68,10 +68,11 @@ func (b *driver) scanUsage() {
 		return
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if !b.closed {
 		b.observeLocked(counters)
 	}
+	b.mu.Unlock()
+	b.flushObs()
 }
 
 // Usage streams the usage of every SA keyplane owns from one read of the
@@ -79,7 +80,7 @@ func (b *driver) scanUsage() {
 func (b *driver) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 	return func(yield func(kernelops.Usage, error) bool) {
 		if err := ctx.Err(); err != nil {
-			yield(kernelops.Usage{}, &kernelops.Error{Backend: Name, Op: "read usage", Err: err})
+			yield(kernelops.Usage{}, err)
 			return
 		}
 		counters, err := b.readCounters()
@@ -96,6 +97,7 @@ func (b *driver) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 				AddTime: r.addTime, LastUsed: r.lastUsed})
 		}
 		b.mu.Unlock()
+		b.flushObs()
 		for _, u := range out {
 			if !yield(u, nil) {
 				return

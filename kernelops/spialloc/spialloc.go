@@ -5,11 +5,18 @@
 package spialloc
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
+)
 
-	"github.com/keyplane/keyplane/kernelops"
+// Errors of Alloc. The package imports nothing of keyplane's, so the
+// kernelops front end can use it; the front end maps them onto
+// kernelops.ErrNoSpace and kernelops.ErrInvalid.
+var (
+	ErrExhausted = errors.New("SPI range exhausted")
+	ErrRange     = errors.New("invalid SPI range")
 )
 
 // Allocator tracks which SPIs are taken. It is safe for concurrent use.
@@ -22,11 +29,12 @@ type Allocator struct {
 func New() *Allocator { return &Allocator{used: map[uint32]struct{}{}} }
 
 // Alloc returns a random SPI in [min, max] not yet taken, and takes it. It
-// fails with kernelops.ErrNoSpace when the range is full and ErrInvalid
-// for an empty or reserved range (SPIs below 256 are reserved by IANA).
+// fails with ErrExhausted when the range is full and ErrRange for an
+// empty one or one starting at 0. (SPIs below 256 are reserved by IANA;
+// IPComp CPIs are not SPIs: callers check the range for the protocol.)
 func (a *Allocator) Alloc(min, max uint32) (uint32, error) {
-	if min < 256 || min > max {
-		return 0, fmt.Errorf("SPI range %#x..%#x: %w (want 256 <= min <= max)", min, max, kernelops.ErrInvalid)
+	if min == 0 || min > max {
+		return 0, fmt.Errorf("%w %#x..%#x (want 0 < min <= max)", ErrRange, min, max)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -48,7 +56,7 @@ func (a *Allocator) Alloc(min, max uint32) (uint32, error) {
 			return spi, nil
 		}
 	}
-	return 0, fmt.Errorf("SPI range %#x..%#x exhausted: %w", min, max, kernelops.ErrNoSpace)
+	return 0, fmt.Errorf("%w: %#x..%#x", ErrExhausted, min, max)
 }
 
 // Reserve takes a specific SPI; it reports false if it was taken.

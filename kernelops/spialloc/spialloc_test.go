@@ -4,8 +4,6 @@ import (
 	"errors"
 	"sync"
 	"testing"
-
-	"github.com/keyplane/keyplane/kernelops"
 )
 
 func TestRangeUniqueExhaust(t *testing.T) {
@@ -22,7 +20,7 @@ func TestRangeUniqueExhaust(t *testing.T) {
 		}
 		seen[spi] = true
 	}
-	if _, err := a.Alloc(min, max); !errors.Is(err, kernelops.ErrNoSpace) {
+	if _, err := a.Alloc(min, max); !errors.Is(err, ErrExhausted) {
 		t.Fatalf("full range: %v", err)
 	}
 	a.Release(0x1000 + 5)
@@ -30,7 +28,7 @@ func TestRangeUniqueExhaust(t *testing.T) {
 		t.Fatalf("after release got %#x, %v", spi, err)
 	}
 	for _, r := range [][2]uint32{{0, 10}, {300, 299}} {
-		if _, err := a.Alloc(r[0], r[1]); !errors.Is(err, kernelops.ErrInvalid) {
+		if _, err := a.Alloc(r[0], r[1]); !errors.Is(err, ErrRange) {
 			t.Errorf("range %v: %v", r, err)
 		}
 	}
@@ -44,7 +42,7 @@ func TestConcurrentUnique(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 500 {
-				spi, err := a.Alloc(kernelops.DefaultSPIMin, kernelops.DefaultSPIMax)
+				spi, err := a.Alloc(0xc0000000, 0xcfffffff)
 				if err != nil {
 					t.Error(err)
 					return

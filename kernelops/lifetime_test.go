@@ -1,4 +1,4 @@
-package swlifetime
+package kernelops
 
 import (
 	"fmt"
@@ -7,30 +7,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
-var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-
-func said(spi uint32) kernelops.SAID {
-	return kernelops.SAID{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.1"),
-		SPI: spi, Proto: kernelops.ProtoESP}
-}
-
-// recorder collects fired expiries.
-type recorder struct {
+// expiryRecorder collects fired expiries.
+type expiryRecorder struct {
 	mu  sync.Mutex
-	evs []kernelops.ExpireEvent
+	evs []ExpireEvent
 }
 
-func (r *recorder) fire(ev *kernelops.ExpireEvent) {
+func (r *expiryRecorder) fire(ev *ExpireEvent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.evs = append(r.evs, *ev)
 }
 
-func (r *recorder) got() []string {
+func (r *expiryRecorder) got() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]string, len(r.evs))
@@ -64,12 +56,12 @@ func TestLifetimes(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		lt    kernelops.Lifetimes
+		lt    Lifetimes
 		steps []step
 	}{
 		{
 			name: "add-time soft then hard",
-			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: 10 * time.Second}, Hard: kernelops.Limits{AddTime: 20 * time.Second}},
+			lt:   Lifetimes{Soft: Limits{AddTime: 10 * time.Second}, Hard: Limits{AddTime: 20 * time.Second}},
 			steps: []step{
 				{advance: 9 * time.Second},
 				{advance: time.Second, want: []string{"0x100 soft add-time"}},
@@ -80,7 +72,7 @@ func TestLifetimes(t *testing.T) {
 		},
 		{
 			name: "use-time starts at first use",
-			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{UseTime: 5 * time.Second}, Hard: kernelops.Limits{UseTime: 8 * time.Second}},
+			lt:   Lifetimes{Soft: Limits{UseTime: 5 * time.Second}, Hard: Limits{UseTime: 8 * time.Second}},
 			steps: []step{
 				{advance: time.Hour},
 				{bytes: 100, packets: 1},
@@ -91,7 +83,7 @@ func TestLifetimes(t *testing.T) {
 		},
 		{
 			name: "bytes soft then hard",
-			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{Bytes: 1000}, Hard: kernelops.Limits{Bytes: 2000}},
+			lt:   Lifetimes{Soft: Limits{Bytes: 1000}, Hard: Limits{Bytes: 2000}},
 			steps: []step{
 				{bytes: 999, packets: 1},
 				{bytes: 1000, packets: 2, want: []string{"0x100 soft bytes"}},
@@ -102,21 +94,21 @@ func TestLifetimes(t *testing.T) {
 		},
 		{
 			name: "packets: one jump over both fires soft then hard",
-			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{Packets: 10}, Hard: kernelops.Limits{Packets: 20}},
+			lt:   Lifetimes{Soft: Limits{Packets: 10}, Hard: Limits{Packets: 20}},
 			steps: []step{
 				{bytes: 5000, packets: 50, want: []string{"0x100 soft packets", "0x100 hard packets"}},
 			},
 		},
 		{
 			name: "hard only",
-			lt:   kernelops.Lifetimes{Hard: kernelops.Limits{Packets: 3}},
+			lt:   Lifetimes{Hard: Limits{Packets: 3}},
 			steps: []step{
 				{bytes: 1, packets: 3, want: []string{"0x100 hard packets"}},
 			},
 		},
 		{
 			name: "soft time, hard bytes",
-			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Minute}, Hard: kernelops.Limits{Bytes: 100}},
+			lt:   Lifetimes{Soft: Limits{AddTime: time.Minute}, Hard: Limits{Bytes: 100}},
 			steps: []step{
 				{advance: time.Minute, want: []string{"0x100 soft add-time"}},
 				{bytes: 100, packets: 1, want: []string{"0x100 soft add-time", "0x100 hard bytes"}},
@@ -124,7 +116,7 @@ func TestLifetimes(t *testing.T) {
 		},
 		{
 			name: "hard bytes before a soft time limit: no soft",
-			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Minute}, Hard: kernelops.Limits{Bytes: 100}},
+			lt:   Lifetimes{Soft: Limits{AddTime: time.Minute}, Hard: Limits{Bytes: 100}},
 			steps: []step{
 				{bytes: 100, packets: 1, want: []string{"0x100 hard bytes"}},
 				{advance: time.Hour, want: []string{"0x100 hard bytes"}},
@@ -132,7 +124,7 @@ func TestLifetimes(t *testing.T) {
 		},
 		{
 			name: "equal soft and hard time: soft first",
-			lt:   kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Minute}, Hard: kernelops.Limits{AddTime: time.Minute}},
+			lt:   Lifetimes{Soft: Limits{AddTime: time.Minute}, Hard: Limits{AddTime: time.Minute}},
 			steps: []step{
 				{advance: time.Minute, want: []string{"0x100 soft add-time", "0x100 hard add-time"}},
 			},
@@ -148,13 +140,13 @@ func TestLifetimes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := clock.NewFake(t0)
-			var r recorder
-			m := New(clk, r.fire)
-			m.Add(said(0x100), 7, tt.lt, time.Time{})
+			var r expiryRecorder
+			m := newLifeManager(clk, r.fire)
+			m.Add(testSAID(0x100), 7, tt.lt, time.Time{})
 			for i, s := range tt.steps {
 				clk.Advance(s.advance)
 				if s.bytes != 0 || s.packets != 0 {
-					m.Observe(said(0x100), s.bytes, s.packets, time.Time{})
+					m.Observe(testSAID(0x100), s.bytes, s.packets, time.Time{})
 				}
 				if got := r.got(); !equal(got, s.want) {
 					t.Fatalf("step %d: fired %q, want %q", i, got, s.want)
@@ -162,7 +154,7 @@ func TestLifetimes(t *testing.T) {
 			}
 			hardFired := len(r.got()) > 0 && r.evs[len(r.evs)-1].Hard
 			if hardFired && (m.Len() != 0 || clk.Pending() != 0) {
-				t.Errorf("after hard: %d SAs tracked, %d timers pending; want 0, 0", m.Len(), clk.Pending())
+				t.Errorf("after hard: %d SAs lifeTracked, %d timers pending; want 0, 0", m.Len(), clk.Pending())
 			}
 			for _, e := range r.evs {
 				if e.ReqID != 7 {
@@ -175,17 +167,17 @@ func TestLifetimes(t *testing.T) {
 
 func TestRemoveCancels(t *testing.T) {
 	clk := clock.NewFake(t0)
-	var r recorder
-	m := New(clk, r.fire)
-	lt := kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Second}, Hard: kernelops.Limits{AddTime: 2 * time.Second}}
-	m.Add(said(0x100), 1, lt, time.Time{})
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
+	lt := Lifetimes{Soft: Limits{AddTime: time.Second}, Hard: Limits{AddTime: 2 * time.Second}}
+	m.Add(testSAID(0x100), 1, lt, time.Time{})
 	if clk.Pending() != 1 {
 		t.Fatalf("pending timers %d, want 1 (one per SA)", clk.Pending())
 	}
-	if !m.Remove(said(0x100)) {
-		t.Fatal("Remove of a tracked SA reported false")
+	if !m.Remove(testSAID(0x100)) {
+		t.Fatal("Remove of a lifeTracked SA reported false")
 	}
-	if m.Remove(said(0x100)) {
+	if m.Remove(testSAID(0x100)) {
 		t.Fatal("second Remove reported true")
 	}
 	if clk.Pending() != 0 {
@@ -199,33 +191,33 @@ func TestRemoveCancels(t *testing.T) {
 
 func TestUpdateKeepsFired(t *testing.T) {
 	clk := clock.NewFake(t0)
-	var r recorder
-	m := New(clk, r.fire)
-	id := said(0x100)
-	m.Add(id, 1, kernelops.Lifetimes{Soft: kernelops.Limits{Bytes: 10}}, time.Time{})
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
+	id := testSAID(0x100)
+	m.Add(id, 1, Lifetimes{Soft: Limits{Bytes: 10}}, time.Time{})
 	m.Observe(id, 10, 1, time.Time{})
 	// New limits: a lower soft limit must not fire again; the new hard one must.
-	if !m.Update(id, kernelops.Lifetimes{Soft: kernelops.Limits{Bytes: 5}, Hard: kernelops.Limits{AddTime: time.Minute}}) {
-		t.Fatal("Update of a tracked SA reported false")
+	if !m.Update(id, Lifetimes{Soft: Limits{Bytes: 5}, Hard: Limits{AddTime: time.Minute}}) {
+		t.Fatal("Update of a lifeTracked SA reported false")
 	}
 	clk.Advance(time.Minute)
 	want := []string{"0x100 soft bytes", "0x100 hard add-time"}
 	if got := r.got(); !equal(got, want) {
 		t.Fatalf("fired %q, want %q", got, want)
 	}
-	if m.Update(id, kernelops.Lifetimes{}) {
-		t.Fatal("Update after hard expiry reported the SA tracked")
+	if m.Update(id, Lifetimes{}) {
+		t.Fatal("Update after hard expiry reported the SA lifeTracked")
 	}
 }
 
 func TestUpdateRearms(t *testing.T) {
 	clk := clock.NewFake(t0)
-	var r recorder
-	m := New(clk, r.fire)
-	id := said(0x100)
-	m.Add(id, 1, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: time.Hour}}, time.Time{})
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
+	id := testSAID(0x100)
+	m.Add(id, 1, Lifetimes{Hard: Limits{AddTime: time.Hour}}, time.Time{})
 	clk.Advance(time.Minute)
-	m.Update(id, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: 2 * time.Minute}})
+	m.Update(id, Lifetimes{Hard: Limits{AddTime: 2 * time.Minute}})
 	if clk.Pending() != 1 {
 		t.Fatalf("pending timers %d, want 1 after re-arm", clk.Pending())
 	}
@@ -237,11 +229,11 @@ func TestUpdateRearms(t *testing.T) {
 
 func TestSetTimesAndMove(t *testing.T) {
 	clk := clock.NewFake(t0)
-	var r recorder
-	m := New(clk, r.fire)
-	old, moved := said(0x100), said(0x100)
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
+	old, moved := testSAID(0x100), testSAID(0x100)
 	moved.Dst = netip.MustParseAddr("203.0.113.9")
-	m.Add(old, 1, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: time.Hour}}, time.Time{})
+	m.Add(old, 1, Lifetimes{Hard: Limits{AddTime: time.Hour}}, time.Time{})
 	// An HA standby's SA was added 59 minutes before ours.
 	m.SetTimes(old, t0.Add(-59*time.Minute), time.Time{})
 	if !m.Move(old, moved) {
@@ -258,13 +250,13 @@ func TestSetTimesAndMove(t *testing.T) {
 
 func TestObserveUsageFirstUse(t *testing.T) {
 	clk := clock.NewFake(t0)
-	var r recorder
-	m := New(clk, r.fire)
-	id := said(0x100)
-	m.Add(id, 1, kernelops.Lifetimes{Hard: kernelops.Limits{UseTime: 10 * time.Second}}, time.Time{})
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
+	id := testSAID(0x100)
+	m.Add(id, 1, Lifetimes{Hard: Limits{UseTime: 10 * time.Second}}, time.Time{})
 	clk.Advance(time.Minute)
 	// The bulk read says the SA was last used 8s ago: first use no later.
-	m.ObserveUsage(kernelops.Usage{ID: id, Bytes: 1, Packets: 1, LastUsed: clk.Now().Add(-8 * time.Second)})
+	m.ObserveUsage(Usage{ID: id, Bytes: 1, Packets: 1, LastUsed: clk.Now().Add(-8 * time.Second)})
 	clk.Advance(time.Second)
 	if len(r.evs) != 0 {
 		t.Fatalf("fired early: %q", r.got())
@@ -279,16 +271,16 @@ func TestObserveUsageFirstUse(t *testing.T) {
 // Remove) and report more counters without deadlocking, as owners do.
 func TestFireReenters(t *testing.T) {
 	clk := clock.NewFake(t0)
-	var m *Manager
+	var m *lifeManager
 	var got []string
-	m = New(clk, func(ev *kernelops.ExpireEvent) {
+	m = newLifeManager(clk, func(ev *ExpireEvent) {
 		got = append(got, fmt.Sprintf("%v/%s", ev.Hard, ev.Limit))
 		m.Remove(ev.SA)
-		m.Observe(said(0x200), 100, 100, time.Time{})
+		m.Observe(testSAID(0x200), 100, 100, time.Time{})
 	})
-	m.Add(said(0x100), 1, kernelops.Lifetimes{Soft: kernelops.Limits{Packets: 1}}, time.Time{})
-	m.Add(said(0x200), 1, kernelops.Lifetimes{Hard: kernelops.Limits{Packets: 2}}, time.Time{})
-	m.Observe(said(0x100), 1, 1, time.Time{})
+	m.Add(testSAID(0x100), 1, Lifetimes{Soft: Limits{Packets: 1}}, time.Time{})
+	m.Add(testSAID(0x200), 1, Lifetimes{Hard: Limits{Packets: 2}}, time.Time{})
+	m.Observe(testSAID(0x100), 1, 1, time.Time{})
 	if want := []string{"false/packets", "true/packets"}; !equal(got, want) {
 		t.Fatalf("fired %q, want %q", got, want)
 	}
@@ -296,16 +288,16 @@ func TestFireReenters(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	clk := clock.NewFake(t0)
-	var r recorder
-	m := New(clk, r.fire)
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
 	for i := range 100 {
-		m.Add(said(uint32(0x100+i)), 1, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: time.Second}}, time.Time{})
+		m.Add(testSAID(uint32(0x100+i)), 1, Lifetimes{Hard: Limits{AddTime: time.Second}}, time.Time{})
 	}
 	m.Close()
 	if clk.Pending() != 0 || m.Len() != 0 {
 		t.Fatalf("after Close: %d timers, %d SAs; want 0, 0", clk.Pending(), m.Len())
 	}
-	m.Add(said(1000), 1, kernelops.Lifetimes{Hard: kernelops.Limits{AddTime: time.Second}}, time.Time{})
+	m.Add(testSAID(1000), 1, Lifetimes{Hard: Limits{AddTime: time.Second}}, time.Time{})
 	clk.Advance(time.Hour)
 	if len(r.evs) != 0 {
 		t.Fatalf("fired after Close: %q", r.got())
@@ -318,10 +310,10 @@ func TestClose(t *testing.T) {
 func TestConcurrentRealClock(t *testing.T) {
 	const workers, per = 8, 50
 	var mu sync.Mutex
-	seen := map[kernelops.SAID][]bool{}
+	seen := map[SAID][]bool{}
 	done := make(chan struct{})
 	var hards int
-	m := New(clock.Real(), func(ev *kernelops.ExpireEvent) {
+	m := newLifeManager(clock.Real(), func(ev *ExpireEvent) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen[ev.SA] = append(seen[ev.SA], ev.Hard)
@@ -336,12 +328,12 @@ func TestConcurrentRealClock(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := range per {
-				id := said(uint32(0x1000 + w*per + i))
-				var lt kernelops.Lifetimes
+				id := testSAID(uint32(0x1000 + w*per + i))
+				var lt Lifetimes
 				if i%2 == 0 {
-					lt = kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: 5 * time.Millisecond}, Hard: kernelops.Limits{AddTime: 10 * time.Millisecond}}
+					lt = Lifetimes{Soft: Limits{AddTime: 5 * time.Millisecond}, Hard: Limits{AddTime: 10 * time.Millisecond}}
 				} else {
-					lt = kernelops.Lifetimes{Soft: kernelops.Limits{Packets: 5}, Hard: kernelops.Limits{Packets: 10, AddTime: time.Hour}}
+					lt = Lifetimes{Soft: Limits{Packets: 5}, Hard: Limits{Packets: 10, AddTime: time.Hour}}
 				}
 				m.Add(id, 1, lt, time.Time{})
 				if i%2 == 1 {
@@ -366,6 +358,6 @@ func TestConcurrentRealClock(t *testing.T) {
 		}
 	}
 	if m.Len() != 0 || m.Pending() != 0 {
-		t.Errorf("after every hard expiry: %d tracked, %d armed; want 0, 0", m.Len(), m.Pending())
+		t.Errorf("after every hard expiry: %d lifeTracked, %d armed; want 0, 0", m.Len(), m.Pending())
 	}
 }
