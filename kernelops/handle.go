@@ -95,7 +95,7 @@ func NewHandle(ctx context.Context, name string, opts Options, open OpenFunc) (*
 	}
 	h.d = d
 	h.caps = d.Capabilities()
-	if err := h.bind(ctx); err != nil {
+	if err := h.bind(); err != nil {
 		h.Close()
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func NewHandle(ctx context.Context, name string, opts Options, open OpenFunc) (*
 }
 
 // bind checks the driver's claims and picks up its facets.
-func (h *Handle) bind(ctx context.Context) error {
+func (h *Handle) bind() error {
 	dt := reflect.TypeOf(h.d)
 	for _, f := range facets {
 		if f.Driver != nil && h.caps.Has(f.Cap) && !dt.Implements(f.Driver) {
@@ -117,11 +117,7 @@ func (h *Handle) bind(ctx context.Context) error {
 		h.usage, _ = h.d.(UsageReader)
 		h.alloc, _ = h.d.(SPIAllocator)
 		if h.alloc == nil {
-			// SPIs held by SAs already in the dataplane are never handed out.
 			h.spis = newSPITable(h.opts.Clock)
-			if err := h.spis.resync(ctx, h.sad, nil); err != nil {
-				return h.wrap("open", "", err)
-			}
 		}
 	}
 	if pick(CapSoftwareLifetimes) {

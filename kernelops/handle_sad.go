@@ -23,7 +23,7 @@ func (h *Handle) AllocSPI(ctx context.Context, req SPIRequest) (uint32, error) {
 	if h.alloc != nil {
 		spi, err = h.alloc.AllocSPI(ctx, req)
 	} else {
-		spi, err = h.spis.allocate(req)
+		spi, err = h.spis.allocate(ctx, h.sad, req)
 	}
 	if err == nil && (spi < req.Min || spi > req.Max) {
 		err = &Error{Err: ErrNoSpace, Detail: "the dataplane returned an SPI outside the requested range"}

@@ -19,6 +19,7 @@ type spiTable struct {
 	clk clock.Clock
 
 	mu     sync.Mutex
+	seeded bool // the SPIs of SAs already in the dataplane are held
 	alloc  map[Proto]*spialloc.Allocator
 	larval map[spiKey]*larvalSPI
 	held   map[SAID]bool // SAs whose SPI this table holds
@@ -50,8 +51,18 @@ func (t *spiTable) allocator(p Proto) *spialloc.Allocator {
 	return a
 }
 
-// allocate reserves an SPI in req's (resolved) range.
-func (t *spiTable) allocate(req SPIRequest) (uint32, error) {
+// allocate reserves an SPI in req's (resolved) range. The first one
+// holds the SPIs of the SAs the dataplane has (one dump), so an SPI an
+// earlier life of the daemon left installed is never handed out.
+func (t *spiTable) allocate(ctx context.Context, sad SADriver, req SPIRequest) (uint32, error) {
+	t.mu.Lock()
+	seeded := t.seeded
+	t.mu.Unlock()
+	if !seeded {
+		if err := t.resync(ctx, sad, nil); err != nil {
+			return 0, err
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a := t.allocator(req.Proto)
@@ -135,7 +146,8 @@ func (t *spiTable) moved(old, nu SAID) {
 }
 
 // resync makes the held set what the dataplane holds (after an owned
-// flush, or at open), and drops the reservations for owned reqids.
+// flush, or before the first allocation) and, given owns, drops the
+// reservations for owned reqids.
 func (t *spiTable) resync(ctx context.Context, sad SADriver, owns func(uint32) bool) error {
 	present := map[SAID]bool{}
 	for e, err := range sad.SAs(ctx) {
@@ -146,6 +158,7 @@ func (t *spiTable) resync(ctx context.Context, sad SADriver, owns func(uint32) b
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.seeded = true
 	for id := range t.held {
 		if !present[id] {
 			delete(t.held, id)
