@@ -79,7 +79,9 @@ func testSALifecycle(t TB, h *Harness) {
 	sad := sadOf(t, h)
 	ctx := t.Context()
 	sa := h.outSA(nextReqID())
-	sa.Lifetime.Soft.AddTime, sa.Lifetime.Hard.AddTime = 3600*h.timeUnit(), 7200*h.timeUnit()
+	if h.caps().Has(kernelops.CapLifetimeTime) {
+		sa.Lifetime.Soft.AddTime, sa.Lifetime.Hard.AddTime = 3600*h.timeUnit(), 7200*h.timeUnit()
+	}
 	if h.caps().Has(kernelops.CapLifetimeBytes) {
 		sa.Lifetime.Soft.Bytes, sa.Lifetime.Hard.Bytes = 1<<30, 1<<31
 	}
@@ -103,7 +105,9 @@ func testSALifecycle(t TB, h *Harness) {
 	}
 
 	up := sa.Clone()
-	up.Lifetime.Soft.AddTime, up.Lifetime.Hard.AddTime = 3*3600*h.timeUnit(), 4*3600*h.timeUnit()
+	if h.caps().Has(kernelops.CapLifetimeTime) {
+		up.Lifetime.Soft.AddTime, up.Lifetime.Hard.AddTime = 3*3600*h.timeUnit(), 4*3600*h.timeUnit()
+	}
 	noErr(t, "update", sad.UpdateSA(ctx, up))
 	got, err = sad.GetSA(ctx, sa.ID)
 	noErr(t, "get after update", err)
