@@ -140,8 +140,8 @@ func testAddressRefcounts(t TB, h *Harness) {
 		})
 	}
 	present := func() bool {
-		as, ok := h.Backend.(kernelops.AddrSelector)
-		if !ok || !h.caps().Has(kernelops.CapAddrSelect) {
+		as, err := kernelops.As[kernelops.AddrSelector](h.Backend)
+		if err != nil {
 			return true // cannot look; trust the refcount errors below
 		}
 		ifs, err := as.Interfaces(ctx)
@@ -161,7 +161,7 @@ func testAddressRefcounts(t TB, h *Harness) {
 		t.Fatalf("address %s removed while a reference remains", p)
 	}
 	noErr(t, "remove #2", am.RemoveAddress(ctx, h.IfName, p))
-	if _, canLook := h.Backend.(kernelops.AddrSelector); canLook && h.caps().Has(kernelops.CapAddrSelect) && present() {
+	if kernelops.Has[kernelops.AddrSelector](h.Backend) && present() {
 		t.Fatalf("address %s still there after the last remove", p)
 	}
 	if ev != nil {
@@ -264,7 +264,7 @@ func testHoles(t TB, h *Harness) {
 	set := kernelops.HoleSet{IKEPorts: []uint16{500, 4500}, IPv6ND: true}
 	noErr(t, "open", hs.OpenHoles(ctx, set))
 	noErr(t, "reopen", hs.OpenHoles(ctx, set))
-	if spd, ok := h.Backend.(kernelops.SPD); ok && h.caps().Has(kernelops.CapSPD) {
+	if spd, err := kernelops.As[kernelops.SPD](h.Backend); err == nil {
 		pass := 0
 		for e, err := range spd.Policies(ctx) {
 			noErr(t, "dump", err)
@@ -400,8 +400,8 @@ func testXfrmInterfaces(t TB, h *Harness) {
 	noErr(t, "add", xi.AddXfrmInterface(ctx, x))
 	wantErr(t, "add twice", xi.AddXfrmInterface(ctx, x), kernelops.ErrExists)
 	listed := func() bool {
-		as, ok := h.Backend.(kernelops.AddrSelector)
-		if !ok || !h.caps().Has(kernelops.CapAddrSelect) {
+		as, err := kernelops.As[kernelops.AddrSelector](h.Backend)
+		if err != nil {
 			return true
 		}
 		ifs, err := as.Interfaces(ctx)

@@ -26,15 +26,15 @@ func need(t TB, h *Harness, cs ...kernelops.Cap) {
 	}
 }
 
-// facet returns facet F, failing the case when the backend claims the
-// capability but does not implement the interface behind it.
+// facet returns facet F (kernelops.As), skipping with the backend's own
+// reason when it does not claim c, and failing the case when it claims c
+// but As refuses the facet.
 func facet[F any](t TB, h *Harness, c kernelops.Cap) F {
 	t.Helper()
 	need(t, h, c)
-	f, ok := h.Backend.(F)
-	if !ok {
-		var p *F
-		t.Fatalf("backend claims %s but does not implement %T", c, p)
+	f, err := kernelops.As[F](h.Backend)
+	if err != nil {
+		t.Fatalf("backend claims %s but the facet is not usable: %v", c, err)
 	}
 	return f
 }

@@ -145,13 +145,13 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	go e.loop()
 
-	if src, ok := o.Backend.(kernelops.EventSource); ok && e.caps.Has(kernelops.CapEvents) {
+	if src, err := kernelops.As[kernelops.EventSource](o.Backend); err == nil {
 		kinds := kernelops.KindAcquire | kernelops.KindExpire | kernelops.KindOverrun
-		if w, ok := o.Backend.(kernelops.IdleWatcher); ok && e.caps.Has(kernelops.CapIdle) {
+		if w, err := kernelops.As[kernelops.IdleWatcher](o.Backend); err == nil {
 			e.idleW = w
 			kinds |= kernelops.KindIdle
 		}
-		if as, ok := o.Backend.(kernelops.AddrSelector); ok && e.caps.Has(kernelops.CapAddrSelect) && e.caps.Has(kernelops.CapChangeEvents) {
+		if as, err := kernelops.As[kernelops.AddrSelector](o.Backend); err == nil && e.caps.Has(kernelops.CapChangeEvents) {
 			e.addrSel = as
 			kinds |= kernelops.KindLink | kernelops.KindAddr
 		}

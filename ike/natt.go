@@ -62,7 +62,7 @@ func (e *Engine) sourceFor(configured, remote netip.Addr) netip.Addr {
 	if configured.IsValid() {
 		return configured
 	}
-	if as, ok := e.b.(kernelops.AddrSelector); ok && e.caps.Has(kernelops.CapAddrSelect) {
+	if as, err := kernelops.As[kernelops.AddrSelector](e.b); err == nil {
 		if r, err := as.RouteTo(context.Background(), remote); err == nil && r.Src.IsValid() {
 			return r.Src
 		}

@@ -23,7 +23,7 @@ func (s *Server) streamEvents(ctx context.Context, c net.Conn, enc *json.Encoder
 	sub := s.Engine.Subscribe()
 	defer sub.Close()
 	var dp <-chan kernelops.Event
-	if src, ok := s.Engine.Backend().(kernelops.EventSource); ok && s.Engine.Backend().Capabilities().Has(kernelops.CapEvents) {
+	if src, err := kernelops.As[kernelops.EventSource](s.Engine.Backend()); err == nil {
 		if ds, err := src.Subscribe(ctx, kernelops.SubscribeOptions{}); err == nil {
 			defer ds.Close()
 			dp = ds.Events()
