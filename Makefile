@@ -43,7 +43,7 @@ run:
 ## bench: the host benchmarks, each implementation beside its baseline, ratios by benchstat
 bench:
 	@mkdir -p out
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./backends/xfrm ./kernelops/idle | tee out/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./backends/xfrm ./kernelops | tee out/bench.txt
 	$(BENCHSTAT) -filter '.name:InstallPolicies' -col '/impl@(netlink-handle ip-batch keyplane-batch)' out/bench.txt
 	$(BENCHSTAT) -filter '.name:DumpPolicies' -col '/impl@(netlink-XfrmPolicyList keyplane-stream)' out/bench.txt
 	$(BENCHSTAT) -filter '.name:Scan' -col '/read@(getsa-per-sa bulk)' out/bench.txt

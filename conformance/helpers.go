@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -96,11 +97,11 @@ func (h *Harness) outSA(reqid uint32) *kernelops.SA {
 		ID:           kernelops.SAID{Src: h.Local, Dst: h.Remote, SPI: nextSPI(), Proto: kernelops.ProtoESP},
 		Mode:         kernelops.ModeTunnel,
 		ReqID:        reqid,
-		Encryption:   kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: key(20)},
+		Encryption:   kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: key(20)},
 		ReplayWindow: 32,
 	}
-	if !h.caps().Algorithms.HasEncr(kernelops.EncrAESGCM16) {
-		sa.Encryption = kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: key(16)}
+	if !h.caps().Algorithms.HasEncr(iana.EncrAESGCM16) {
+		sa.Encryption = kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: key(16)}
 		sa.Integrity = h.integrity()
 	}
 	return sa
@@ -110,14 +111,14 @@ func (h *Harness) outSA(reqid uint32) *kernelops.SA {
 // from the common ones; a dataplane claiming none gets SHA2-256-128 and
 // the case shows the refusal.
 func (h *Harness) integrity() kernelops.Integrity {
-	for _, id := range []kernelops.IntegID{kernelops.IntegHMACSHA256_128, kernelops.IntegHMACSHA512_256,
-		kernelops.IntegHMACSHA384_192, kernelops.IntegHMACSHA1_96} {
+	for _, id := range []kernelops.IntegID{iana.IntegHMACSHA256_128, iana.IntegHMACSHA512_256,
+		iana.IntegHMACSHA384_192, iana.IntegHMACSHA1_96} {
 		if h.caps().Algorithms.HasInteg(id) {
 			info, _ := id.Info()
 			return kernelops.Integrity{ID: id, Key: key(info.KeyLen)}
 		}
 	}
-	return kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}
+	return kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: key(32)}
 }
 
 // inSA is the matching inbound SA Remote -> Local.

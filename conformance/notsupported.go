@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -78,8 +79,8 @@ func testUnsupported(t TB, h *Harness) {
 			sc.mod(sa)
 			expect("SA with "+sc.cap.String(), sad.AddSA(ctx, sa))
 		}
-		for _, alg := range []kernelops.EncrID{kernelops.EncrAESGCM16, kernelops.EncrAESCBC,
-			kernelops.EncrChaCha20Poly1305, kernelops.EncrAESCTR, kernelops.EncrAESCCM16, kernelops.EncrAESGCM8} {
+		for _, alg := range []kernelops.EncrID{iana.EncrAESGCM16, iana.EncrAESCBC,
+			iana.EncrChaCha20Poly1305, iana.EncrAESCTR, iana.EncrAESCCM16, iana.EncrAESGCM8} {
 			if c.Algorithms.HasEncr(alg) {
 				continue
 			}

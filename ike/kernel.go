@@ -53,9 +53,9 @@ func (e *Engine) install(ch *childSA) (err error) {
 	}
 	mk := func(id kernelops.SAID, encr, integ ikecrypto.Key, dir kernelops.Direction, encap *kernelops.Encap) *kernelops.SA {
 		sa := &kernelops.SA{ID: id, Mode: ch.mode, ReqID: ch.reqid,
-			Encryption: kernelops.Encryption{ID: kernelops.EncrID(ch.suite.Encr), KeyBits: ch.suite.EncrKeyBits,
+			Encryption: kernelops.Encryption{ID: ch.suite.Encr, KeyBits: ch.suite.EncrKeyBits,
 				Key: append(kernelops.Key(nil), encr...)},
-			Integrity:    kernelops.Integrity{ID: kernelops.IntegID(ch.suite.Integ), Key: append(kernelops.Key(nil), integ...)},
+			Integrity:    kernelops.Integrity{ID: ch.suite.Integ, Key: append(kernelops.Key(nil), integ...)},
 			ReplayWindow: ch.cfg.ReplayWindow, ESN: ch.suite.ESN, Encap: encap, Lifetime: ch.lifetime}
 		if ch.suite.Encr.AEAD() {
 			sa.Integrity = kernelops.Integrity{}

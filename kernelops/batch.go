@@ -9,31 +9,13 @@ import (
 type OpKind uint8
 
 const (
-	OpAddSA OpKind = iota + 1
-	OpUpdateSA
-	OpDeleteSA
-	OpAddPolicy
-	OpReplacePolicy
-	OpDeletePolicy
+	OpAddSA         OpKind = iota + 1 // add SA
+	OpUpdateSA                        // update SA
+	OpDeleteSA                        // delete SA
+	OpAddPolicy                       // add policy
+	OpReplacePolicy                   // replace policy
+	OpDeletePolicy                    // delete policy
 )
-
-func (k OpKind) String() string {
-	switch k {
-	case OpAddSA:
-		return "add SA"
-	case OpUpdateSA:
-		return "update SA"
-	case OpDeleteSA:
-		return "delete SA"
-	case OpAddPolicy:
-		return "add policy"
-	case OpReplacePolicy:
-		return "replace policy"
-	case OpDeletePolicy:
-		return "delete policy"
-	}
-	return fmt.Sprintf("op(%d)", uint8(k))
-}
 
 // Op is one operation of a batch. Set the field its Kind uses; Err holds
 // the result after Apply.

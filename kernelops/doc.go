@@ -20,3 +20,5 @@
 // numbers the IKE engine negotiates; each backend maps them onto its own names
 // and rejects the ones it lacks with ErrNotSupported.
 package kernelops
+
+//go:generate go run golang.org/x/tools/cmd/stringer@v0.52.0 -type=Proto,Mode,Direction,LimitKind,OffloadMode,SAState,Action,OpKind,SyncReason -linecomment -output=enums_string.go

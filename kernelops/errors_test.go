@@ -3,6 +3,7 @@ package kernelops
 import (
 	"errors"
 	"fmt"
+	"github.com/keyplane/keyplane/iana"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,7 +68,7 @@ func TestOffloadErrorIsAndAs(t *testing.T) {
 }
 
 func TestKeyNeverPrints(t *testing.T) {
-	sa := SA{Encryption: Encryption{ID: EncrAESGCM16, KeyBits: 128, Key: Key("0123456789abcdefSALT")}}
+	sa := SA{Encryption: Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: Key("0123456789abcdefSALT")}}
 	for _, verb := range []string{"%v", "%+v", "%s", "%x", "%X", "%q", "%#v"} {
 		out := fmt.Sprintf(verb, sa)
 		if strings.Contains(out, "0123456789") || strings.Contains(out, "30313233") {

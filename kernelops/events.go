@@ -110,11 +110,13 @@ type SyncEvent struct {
 // SyncReason says what made the dataplane send a SyncEvent.
 type SyncReason uint8
 
+// SyncReplay: sequence numbers advanced past the threshold; SyncTimer:
+// the timer threshold elapsed; SyncQuery: the answer to an explicit read.
 const (
-	SyncOther  SyncReason = iota
-	SyncReplay            // sequence numbers advanced past the threshold
-	SyncTimer             // the timer threshold elapsed
-	SyncQuery             // answer to an explicit read
+	SyncOther  SyncReason = iota // other
+	SyncReplay                   // replay
+	SyncTimer                    // timer
+	SyncQuery                    // query
 )
 
 // AddrEvent: an address appeared on or left an interface.

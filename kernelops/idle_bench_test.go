@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
@@ -30,7 +31,7 @@ func benchModel(b *testing.B, n int) (*nokernel.Backend, []kernelops.SAID) {
 			ID:         kernelops.SAID{Src: local, Dst: remote, SPI: 0x10000 + uint32(i), Proto: kernelops.ProtoESP},
 			Mode:       kernelops.ModeTunnel,
 			ReqID:      1,
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make(kernelops.Key, 20)},
+			Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make(kernelops.Key, 20)},
 		}
 		ops[i] = kernelops.Op{Kind: kernelops.OpAddSA, SA: sa}
 		ids[i] = sa.ID

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"github.com/keyplane/keyplane/iana"
 	"log/slog"
 	"strings"
 	"testing"
@@ -46,7 +47,7 @@ func TestKeyIsLogValuer(t *testing.T) {
 // group, inside an SA logged as a whole and behind a pointer.
 func TestKeyNeverLogged(t *testing.T) {
 	k := Key(append([]byte(nil), secret...))
-	sa := &SA{Encryption: Encryption{ID: EncrAESGCM16, KeyBits: 128, Key: k}, Integrity: Integrity{Key: k}}
+	sa := &SA{Encryption: Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: k}, Integrity: Integrity{Key: k}}
 	handlers := map[string]func(*bytes.Buffer) slog.Handler{
 		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
 		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },

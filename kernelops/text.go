@@ -56,16 +56,6 @@ func (k *LimitKind) UnmarshalText(b []byte) (err error) {
 	*k, err = parseEnum[LimitKind]("limit", b, 4)
 	return
 }
-func (e EncrID) MarshalText() ([]byte, error) { return []byte(e.String()), nil }
-func (e *EncrID) UnmarshalText(b []byte) (err error) {
-	*e, err = parseEnum[EncrID]("encryption transform", b, 1024)
-	return
-}
-func (i IntegID) MarshalText() ([]byte, error) { return []byte(i.String()), nil }
-func (i *IntegID) UnmarshalText(b []byte) (err error) {
-	*i, err = parseEnum[IntegID]("integrity transform", b, 1024)
-	return
-}
 
 // MarshalJSON redacts key material: JSON output never carries keys.
 func (k Key) MarshalJSON() ([]byte, error) { return json.Marshal(k.String()) }

@@ -12,64 +12,29 @@ import (
 type Proto uint8
 
 const (
-	ProtoESP    Proto = 50
-	ProtoAH     Proto = 51
-	ProtoIPComp Proto = 108
+	ProtoESP    Proto = 50  // esp
+	ProtoAH     Proto = 51  // ah
+	ProtoIPComp Proto = 108 // comp
 )
-
-func (p Proto) String() string {
-	switch p {
-	case ProtoESP:
-		return "esp"
-	case ProtoAH:
-		return "ah"
-	case ProtoIPComp:
-		return "comp"
-	}
-	return fmt.Sprintf("proto(%d)", uint8(p))
-}
 
 // Mode is the IPsec encapsulation mode.
 type Mode uint8
 
 const (
-	ModeTransport Mode = iota + 1
-	ModeTunnel
+	ModeTransport Mode = iota + 1 // transport
+	ModeTunnel                    // tunnel
 )
 
-func (m Mode) String() string {
-	switch m {
-	case ModeTransport:
-		return "transport"
-	case ModeTunnel:
-		return "tunnel"
-	}
-	return fmt.Sprintf("mode(%d)", uint8(m))
-}
-
 // Direction of a policy, or of an SA where the dataplane records it.
+// DirAny is for SAs only: direction not recorded.
 type Direction uint8
 
 const (
-	DirAny Direction = iota // SAs only: direction not recorded
-	DirIn
-	DirOut
-	DirFwd
+	DirAny Direction = iota // any
+	DirIn                   // in
+	DirOut                  // out
+	DirFwd                  // fwd
 )
-
-func (d Direction) String() string {
-	switch d {
-	case DirAny:
-		return "any"
-	case DirIn:
-		return "in"
-	case DirOut:
-		return "out"
-	case DirFwd:
-		return "fwd"
-	}
-	return fmt.Sprintf("dir(%d)", uint8(d))
-}
 
 // Mark is a firewall mark match (XFRM marks); the zero value matches all.
 type Mark struct {
@@ -167,30 +132,17 @@ type Lifetimes struct {
 	Soft, Hard Limits
 }
 
-// LimitKind says which limit tripped an expire.
+// LimitKind says which limit tripped an expire; LimitUnknown: the
+// dataplane does not say.
 type LimitKind uint8
 
 const (
-	LimitUnknown LimitKind = iota // the dataplane does not say
-	LimitBytes
-	LimitPackets
-	LimitAddTime
-	LimitUseTime
+	LimitUnknown LimitKind = iota // unknown
+	LimitBytes                    // bytes
+	LimitPackets                  // packets
+	LimitAddTime                  // add-time
+	LimitUseTime                  // use-time
 )
-
-func (k LimitKind) String() string {
-	switch k {
-	case LimitBytes:
-		return "bytes"
-	case LimitPackets:
-		return "packets"
-	case LimitAddTime:
-		return "add-time"
-	case LimitUseTime:
-		return "use-time"
-	}
-	return "unknown"
-}
 
 // Encap is UDP encapsulation of ESP (RFC 3948, NAT traversal).
 type Encap struct {
@@ -200,29 +152,19 @@ type Encap struct {
 	OrigAddr netip.Addr
 }
 
-// OffloadMode is a child's hardware offload request or result.
+// OffloadMode is a child's hardware offload request or result:
+// OffloadNone is software only; OffloadCrypto lets the NIC do the cipher
+// and the kernel the rest; OffloadPacket lets the NIC do the whole ESP
+// processing; OffloadAuto (a request only) means packet, else crypto,
+// else software.
 type OffloadMode uint8
 
 const (
-	OffloadNone   OffloadMode = iota // software only
-	OffloadCrypto                    // crypto offload: the NIC does the cipher, the kernel the rest
-	OffloadPacket                    // packet offload: the NIC does the whole ESP processing
-	OffloadAuto                      // request only: packet, else crypto, else software
+	OffloadNone   OffloadMode = iota // no
+	OffloadCrypto                    // crypto
+	OffloadPacket                    // packet
+	OffloadAuto                      // auto
 )
-
-func (m OffloadMode) String() string {
-	switch m {
-	case OffloadNone:
-		return "no"
-	case OffloadCrypto:
-		return "crypto"
-	case OffloadPacket:
-		return "packet"
-	case OffloadAuto:
-		return "auto"
-	}
-	return fmt.Sprintf("offload(%d)", uint8(m))
-}
 
 // ParseOffloadMode reads the configuration words no|crypto|packet|auto.
 func ParseOffloadMode(s string) (OffloadMode, error) {
@@ -341,29 +283,17 @@ type Counters struct {
 	Replay          ReplayState
 }
 
-// SAState is where an SA is in its life.
+// SAState is where an SA is in its life: larval is allocated by AllocSPI
+// and not yet filled, dying is soft-expired and still usable, dead is
+// hard-expired and going away.
 type SAState uint8
 
 const (
-	SAValid  SAState = iota
-	SALarval         // allocated by AllocSPI, not yet filled
-	SADying          // soft-expired, still usable
-	SADead           // hard-expired, going away
+	SAValid  SAState = iota // valid
+	SALarval                // larval
+	SADying                 // dying
+	SADead                  // dead
 )
-
-func (s SAState) String() string {
-	switch s {
-	case SAValid:
-		return "valid"
-	case SALarval:
-		return "larval"
-	case SADying:
-		return "dying"
-	case SADead:
-		return "dead"
-	}
-	return fmt.Sprintf("state(%d)", uint8(s))
-}
 
 // SAEntry is an SA as read back from the dataplane. Key fields are filled
 // only where the dataplane returns keys.
@@ -382,32 +312,19 @@ type SPIRequest struct {
 	Min, Max uint32
 }
 
-// Action is what a policy does with matching traffic.
+// Action is what a policy does with matching traffic: ipsec protects with
+// the templates' SAs, pass lets it through unprotected (bypass), block
+// drops it. Trap protects like ipsec but exists to raise an acquire when
+// no SA matches (on-demand tunnels); dataplanes that cannot raise
+// acquires refuse it with ErrNotSupported (see CapTrap).
 type Action uint8
 
 const (
-	ActionIPsec Action = iota + 1 // protect with the templates' SAs
-	ActionPass                    // let through unprotected (bypass)
-	ActionBlock                   // drop
-	// ActionTrap protects like ActionIPsec but exists to raise an acquire
-	// when no SA matches (on-demand tunnels). Dataplanes that cannot raise
-	// acquires refuse it with ErrNotSupported (see CapTrap).
-	ActionTrap
+	ActionIPsec Action = iota + 1 // ipsec
+	ActionPass                    // pass
+	ActionBlock                   // block
+	ActionTrap                    // trap
 )
-
-func (a Action) String() string {
-	switch a {
-	case ActionIPsec:
-		return "ipsec"
-	case ActionPass:
-		return "pass"
-	case ActionBlock:
-		return "block"
-	case ActionTrap:
-		return "trap"
-	}
-	return fmt.Sprintf("action(%d)", uint8(a))
-}
 
 // Template says which SA protects traffic of an ipsec or trap policy.
 type Template struct {

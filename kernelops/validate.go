@@ -3,6 +3,8 @@ package kernelops
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/keyplane/keyplane/iana"
 )
 
 // ValidateSA checks an SA before any dataplane sees it, so every backend
@@ -41,7 +43,7 @@ func ValidateSA(backend, op string, sa *SA, algs *AlgorithmSet) error {
 		if sa.Encryption.ID != 0 || len(sa.Encryption.Key) != 0 {
 			return bad("Encryption", "AH SAs carry no cipher")
 		}
-		if sa.Integrity.ID == IntegNone {
+		if sa.Integrity.ID == iana.IntegNone {
 			return bad("Integrity.ID", "AH needs an integrity algorithm")
 		}
 	}
@@ -148,13 +150,13 @@ func validateIntegrity(sa *SA, algs *AlgorithmSet, bad badFunc, backend, op, obj
 	if !ok {
 		return bad("Integrity.ID", "unknown integrity transform %d", uint16(in.ID))
 	}
-	aead := sa.ID.Proto == ProtoESP && sa.Encryption.ID.IsAEAD()
+	aead := sa.ID.Proto == ProtoESP && sa.Encryption.ID.AEAD()
 	switch {
-	case aead && in.ID != IntegNone:
+	case aead && in.ID != iana.IntegNone:
 		return bad("Integrity.ID", "%s is an AEAD cipher; integrity must be NONE, not %s", sa.Encryption.ID, in.ID)
-	case !aead && in.ID == IntegNone && sa.ID.Proto == ProtoESP && sa.Encryption.ID != EncrNull:
+	case !aead && in.ID == iana.IntegNone && sa.ID.Proto == ProtoESP && sa.Encryption.ID != iana.EncrNull:
 		return bad("Integrity.ID", "%s needs an integrity algorithm", sa.Encryption.ID)
-	case sa.ID.Proto == ProtoESP && sa.Encryption.ID == EncrNull && in.ID == IntegNone:
+	case sa.ID.Proto == ProtoESP && sa.Encryption.ID == iana.EncrNull && in.ID == iana.IntegNone:
 		return bad("Integrity.ID", "ENCR_NULL without integrity protects nothing")
 	}
 	if len(in.Key) != info.KeyLen {

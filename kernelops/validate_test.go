@@ -2,6 +2,7 @@ package kernelops
 
 import (
 	"errors"
+	"github.com/keyplane/keyplane/iana"
 	"net/netip"
 	"testing"
 	"time"
@@ -12,14 +13,14 @@ func goodSA() *SA {
 		ID:         SAID{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.1"), SPI: 0xc0001000, Proto: ProtoESP},
 		Mode:       ModeTunnel,
 		ReqID:      DefaultReqIDMin,
-		Encryption: Encryption{ID: EncrAESGCM16, KeyBits: 128, Key: make(Key, 20)},
+		Encryption: Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make(Key, 20)},
 	}
 }
 
 func TestValidateSA(t *testing.T) {
 	cbc := func(sa *SA) {
-		sa.Encryption = Encryption{ID: EncrAESCBC, KeyBits: 256, Key: make(Key, 32)}
-		sa.Integrity = Integrity{ID: IntegHMACSHA256_128, Key: make(Key, 32)}
+		sa.Encryption = Encryption{ID: iana.EncrAESCBC, KeyBits: 256, Key: make(Key, 32)}
+		sa.Integrity = Integrity{ID: iana.IntegHMACSHA256_128, Key: make(Key, 32)}
 	}
 	tests := []struct {
 		name  string
@@ -29,7 +30,7 @@ func TestValidateSA(t *testing.T) {
 	}{
 		{"gcm ok", func(*SA) {}, "", nil},
 		{"cbc+sha256 ok", cbc, "", nil},
-		{"chacha ok", func(sa *SA) { sa.Encryption = Encryption{ID: EncrChaCha20Poly1305, Key: make(Key, 36)} }, "", nil},
+		{"chacha ok", func(sa *SA) { sa.Encryption = Encryption{ID: iana.EncrChaCha20Poly1305, Key: make(Key, 36)} }, "", nil},
 		{"ipv6 ok", func(sa *SA) {
 			sa.ID.Src, sa.ID.Dst = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
 		}, "", nil},
@@ -41,7 +42,7 @@ func TestValidateSA(t *testing.T) {
 		{"gcm key short", func(sa *SA) { sa.Encryption.Key = make(Key, 16) }, "Encryption.Key", ErrInvalid},
 		{"gcm bad keybits", func(sa *SA) { sa.Encryption.KeyBits = 100 }, "Encryption.KeyBits", ErrInvalid},
 		{"unknown cipher", func(sa *SA) { sa.Encryption.ID = 999 }, "Encryption.ID", ErrInvalid},
-		{"aead with integ", func(sa *SA) { sa.Integrity = Integrity{ID: IntegHMACSHA256_128, Key: make(Key, 32)} }, "Integrity.ID", ErrInvalid},
+		{"aead with integ", func(sa *SA) { sa.Integrity = Integrity{ID: iana.IntegHMACSHA256_128, Key: make(Key, 32)} }, "Integrity.ID", ErrInvalid},
 		{"cbc without integ", func(sa *SA) { cbc(sa); sa.Integrity = Integrity{} }, "Integrity.ID", ErrInvalid},
 		{"integ key short", func(sa *SA) { cbc(sa); sa.Integrity.Key = make(Key, 20) }, "Integrity.Key", ErrInvalid},
 		{"unknown integ", func(sa *SA) { cbc(sa); sa.Integrity.ID = 77 }, "Integrity.ID", ErrInvalid},
@@ -80,7 +81,7 @@ func TestValidateSA(t *testing.T) {
 }
 
 func TestValidateSAAlgorithmSet(t *testing.T) {
-	algs := &AlgorithmSet{Encryption: []EncrID{EncrAESCBC}, Integrity: []IntegID{IntegHMACSHA256_128}}
+	algs := &AlgorithmSet{Encryption: []EncrID{iana.EncrAESCBC}, Integrity: []IntegID{iana.IntegHMACSHA256_128}}
 	err := ValidateSA("vpp", "add SA", goodSA(), algs)
 	if !errors.Is(err, ErrNotSupported) {
 		t.Fatalf("known cipher missing from the dataplane: got %v, want ErrNotSupported", err)
@@ -161,15 +162,15 @@ func TestEncrKeyLen(t *testing.T) {
 		bits int
 		want int
 	}{
-		{EncrAESGCM16, 128, 20}, {EncrAESGCM16, 256, 36}, {EncrAESCBC, 128, 16},
-		{EncrChaCha20Poly1305, 0, 36}, {EncrAESCCM16, 192, 27}, {EncrAESCTR, 256, 36},
+		{iana.EncrAESGCM16, 128, 20}, {iana.EncrAESGCM16, 256, 36}, {iana.EncrAESCBC, 128, 16},
+		{iana.EncrChaCha20Poly1305, 0, 36}, {iana.EncrAESCCM16, 192, 27}, {iana.EncrAESCTR, 256, 36},
 	} {
 		got, err := tc.id.KeyLen(tc.bits)
 		if err != nil || got != tc.want {
 			t.Errorf("%s/%d: got %d, %v; want %d", tc.id, tc.bits, got, err, tc.want)
 		}
 	}
-	if _, err := EncrAESCBC.KeyLen(0); err == nil {
+	if _, err := iana.EncrAESCBC.KeyLen(0); err == nil {
 		t.Error("AES without key length accepted")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -77,8 +78,8 @@ func (d *driver) Capabilities() kernelops.Capabilities {
 			kernelops.CapMarks | kernelops.CapIfID | kernelops.CapSADir | kernelops.CapKeysReadable |
 			kernelops.CapPolicyPriority | kernelops.CapLifetimeTime | kernelops.CapSoftwareLifetimes,
 		Algorithms: kernelops.AlgorithmSet{
-			Encryption: []kernelops.EncrID{kernelops.EncrAESCBC, kernelops.EncrAESGCM16, kernelops.EncrChaCha20Poly1305},
-			Integrity:  []kernelops.IntegID{kernelops.IntegHMACSHA256_128, kernelops.IntegHMACSHA512_256},
+			Encryption: []kernelops.EncrID{iana.EncrAESCBC, iana.EncrAESGCM16, iana.EncrChaCha20Poly1305},
+			Integrity:  []kernelops.IntegID{iana.IntegHMACSHA256_128, iana.IntegHMACSHA512_256},
 		},
 		SPIMin: o.SPIMin, SPIMax: o.SPIMax,
 		Notes: map[kernelops.Cap]string{

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyplane/keyplane/backends/example"
 	"github.com/keyplane/keyplane/conformance"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
@@ -86,8 +87,8 @@ func TestFrontEndChecks(t *testing.T) {
 	}
 	local, remote := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")
 	sa := &kernelops.SA{ID: kernelops.SAID{Src: local, Dst: remote, SPI: 0x1234, Proto: kernelops.ProtoESP},
-		Mode: kernelops.ModeTunnel, Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: make([]byte, 15)},
-		Integrity: kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: make([]byte, 32)}}
+		Mode: kernelops.ModeTunnel, Encryption: kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: make([]byte, 15)},
+		Integrity: kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: make([]byte, 32)}}
 	err = sad.AddSA(t.Context(), sa)
 	var ke *kernelops.Error
 	if !errors.As(err, &ke) || ke.Backend != example.Name || ke.Op != "add SA" || ke.Field != "Encryption.Key" {

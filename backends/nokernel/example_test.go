@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
@@ -26,7 +27,7 @@ func Example() {
 		ID:         kernelops.SAID{Src: local, Dst: remote, SPI: 0xc0de0001, Proto: kernelops.ProtoESP},
 		Mode:       kernelops.ModeTunnel,
 		ReqID:      1,
-		Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make(kernelops.Key, 20)},
+		Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make(kernelops.Key, 20)},
 		Lifetime:   kernelops.Lifetimes{Soft: kernelops.Limits{Packets: 3}, Hard: kernelops.Limits{Packets: 5}},
 	}
 	b.AddSA(ctx, sa)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
@@ -41,7 +42,7 @@ func gcmSA(src, dst netip.Addr, reqid uint32) *kernelops.SA {
 		ID:           kernelops.SAID{Src: src, Dst: dst, SPI: 0x1000 + spis.Add(1), Proto: kernelops.ProtoESP},
 		Mode:         kernelops.ModeTunnel,
 		ReqID:        reqid,
-		Encryption:   kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make(kernelops.Key, 20)},
+		Encryption:   kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make(kernelops.Key, 20)},
 		ReplayWindow: 32,
 	}
 }

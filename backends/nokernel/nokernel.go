@@ -2,8 +2,8 @@
 // like the Linux XFRM kernel without needing one. It keeps an SAD and an
 // SPD with XFRM's semantics (the same lookup keys, errors and errnos,
 // larval SAs from AllocSPI, policy priorities, acquires from policies
-// without SAs), enforces lifetimes (kernelops/swlifetime), detects idle
-// SAs (kernelops/idle), simulates interfaces, addresses, links and routes
+// without SAs), has the kernelops front end enforce its lifetimes and
+// detect idle SAs, simulates interfaces, addresses, links and routes
 // with their change events, and moves counters from simulated traffic
 // (Backend.Inject). IKE sockets are real UDP sockets, so two daemons on
 // one host talk IKE over loopback through it.
@@ -49,6 +49,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 	"github.com/keyplane/keyplane/kernelops/ikesock"
@@ -184,13 +185,13 @@ func capabilities(opts kernelops.Options) kernelops.Capabilities {
 	return kernelops.Capabilities{
 		Caps: all,
 		Algorithms: kernelops.AlgorithmSet{
-			Encryption: []kernelops.EncrID{kernelops.EncrDES3, kernelops.EncrNull, kernelops.EncrAESCBC,
-				kernelops.EncrAESCTR, kernelops.EncrAESCCM8, kernelops.EncrAESCCM12, kernelops.EncrAESCCM16,
-				kernelops.EncrAESGCM8, kernelops.EncrAESGCM12, kernelops.EncrAESGCM16,
-				kernelops.EncrNullAuthAESGMAC, kernelops.EncrChaCha20Poly1305},
-			Integrity: []kernelops.IntegID{kernelops.IntegHMACMD5_96, kernelops.IntegHMACSHA1_96,
-				kernelops.IntegAESXCBC96, kernelops.IntegAESCMAC96, kernelops.IntegHMACSHA256_128,
-				kernelops.IntegHMACSHA384_192, kernelops.IntegHMACSHA512_256},
+			Encryption: []kernelops.EncrID{iana.EncrDES3, iana.EncrNull, iana.EncrAESCBC,
+				iana.EncrAESCTR, iana.EncrAESCCM8, iana.EncrAESCCM12, iana.EncrAESCCM16,
+				iana.EncrAESGCM8, iana.EncrAESGCM12, iana.EncrAESGCM16,
+				iana.EncrNullAuthAESGMAC, iana.EncrChaCha20Poly1305},
+			Integrity: []kernelops.IntegID{iana.IntegHMACMD5_96, iana.IntegHMACSHA1_96,
+				iana.IntegAESXCBC96, iana.IntegAESCMAC96, iana.IntegHMACSHA256_128,
+				iana.IntegHMACSHA384_192, iana.IntegHMACSHA512_256},
 		},
 		MaxReplayWindow: MaxReplayWindow,
 		SPIMin:          opts.SPIMin,
@@ -199,7 +200,7 @@ func capabilities(opts kernelops.Options) kernelops.Capabilities {
 			kernelops.CapSockets: "real UDP sockets; the model never applies IPsec to real traffic, so no bypass policy is needed; " +
 				"on the NAT-T socket ESP and keepalives are consumed and IKE arrives without its non-ESP marker (kernelops/ikesock)",
 			kernelops.CapOffload:            "simulated device table (Params offload, Net.SetOffload); nothing is really offloaded",
-			kernelops.CapSoftwareLifetimes:  "lifetimes are enforced by kernelops/swlifetime on the backend's clock",
+			kernelops.CapSoftwareLifetimes:  "lifetimes are enforced by the kernelops front end on the backend's clock",
 			kernelops.CapCounters:           "counters move with simulated traffic (Backend.Inject), never with real packets",
 			kernelops.CapLastUsedAllTraffic: "every simulated packet sets LastUsed",
 			kernelops.CapBatch:              "operations apply one after another under the model's lock; nothing is in flight",

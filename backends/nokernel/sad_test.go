@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -70,7 +71,7 @@ func TestLarvalSA(t *testing.T) {
 	}
 	e, err = b.GetSA(ctx(t), sa.ID)
 	noErr(t, "get filled", err)
-	if e.State != kernelops.SAValid || e.Encryption.ID != kernelops.EncrAESGCM16 {
+	if e.State != kernelops.SAValid || e.Encryption.ID != iana.EncrAESGCM16 {
 		t.Fatalf("filled entry %+v", e)
 	}
 }

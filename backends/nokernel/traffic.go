@@ -92,7 +92,8 @@ func (b *model) Inject(ctx context.Context, p Packet) (Result, error) {
 	return Result{}, kernelops.Invalid(Name, "inject", "", "Dir", "direction %s: want out or in", p.Dir)
 }
 
-// observed is a counter report for swlifetime, made after mu is released.
+// observed is a counter report for the front end's lifetimes
+// (Env.Observe), made after mu is released.
 type observed struct {
 	id             kernelops.SAID
 	bytes, packets uint64

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/keyplane/keyplane/backends/pfkey/sadb"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -13,8 +14,8 @@ func TestCapabilitiesNotes(t *testing.T) {
 		&sadb.Supported{T: sadb.ExtSupportedEncrypt, Algs: []sadb.Alg{{ID: 12}, {ID: 20}}},
 	}}
 	algs := supportedAlgorithms(linuxLE, reply)
-	if len(algs.Encryption) != 1 || algs.Encryption[0] != kernelops.EncrAESCBC ||
-		len(algs.Integrity) != 1 || algs.Integrity[0] != kernelops.IntegHMACSHA1_96 {
+	if len(algs.Encryption) != 1 || algs.Encryption[0] != iana.EncrAESCBC ||
+		len(algs.Integrity) != 1 || algs.Integrity[0] != iana.IntegHMACSHA1_96 {
 		t.Fatalf("algorithms %+v: want only what both the table and the kernel have", algs)
 	}
 	// The real Linux description: every capability it lacks says why.

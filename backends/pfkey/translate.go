@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/backends/pfkey/sadb"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -132,7 +133,7 @@ func (x *xlate) checkSA(sa *kernelops.SA) *kernelops.Error {
 			return ns("Encryption.ID", "%s has no SADB id in %s's PF_KEY", sa.Encryption.ID, x.d.Name)
 		}
 	}
-	if sa.Integrity.ID != kernelops.IntegNone {
+	if sa.Integrity.ID != iana.IntegNone {
 		if _, ok := x.d.AuthToSADB(sa.Integrity.ID); !ok {
 			return ns("Integrity.ID", "%s has no SADB id in %s's PF_KEY", sa.Integrity.ID, x.d.Name)
 		}
@@ -177,7 +178,7 @@ func (x *xlate) saMsg(t sadb.MsgType, sa *kernelops.SA) (*sadb.Msg, *kernelops.E
 	case kernelops.ProtoIPComp:
 		s.Encrypt = calgDeflate
 	}
-	if sa.Integrity.ID != kernelops.IntegNone {
+	if sa.Integrity.ID != iana.IntegNone {
 		s.Auth, _ = x.d.AuthToSADB(sa.Integrity.ID)
 		auth = &sadb.Key{T: sadb.ExtKeyAuth, Bits: uint16(len(sa.Integrity.Key) * 8), Data: sa.Integrity.Key}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/backends/pfkey/sadb"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -68,8 +69,8 @@ func cbcSA() *kernelops.SA {
 		ID:           kernelops.SAID{Src: local, Dst: remote, SPI: 0xc0000001, Proto: kernelops.ProtoESP},
 		Mode:         kernelops.ModeTunnel,
 		ReqID:        kernelops.DefaultReqIDMin + 5,
-		Encryption:   kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: bytes.Repeat([]byte{0xaa}, 16)},
-		Integrity:    kernelops.Integrity{ID: kernelops.IntegHMACSHA1_96, Key: bytes.Repeat([]byte{0xbb}, 20)},
+		Encryption:   kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: bytes.Repeat([]byte{0xaa}, 16)},
+		Integrity:    kernelops.Integrity{ID: iana.IntegHMACSHA1_96, Key: bytes.Repeat([]byte{0xbb}, 20)},
 		ReplayWindow: 32,
 		Encap:        &kernelops.Encap{SrcPort: 4500, DstPort: 4500},
 		Lifetime: kernelops.Lifetimes{
@@ -118,7 +119,7 @@ func TestADDFreeBSD(t *testing.T) {
 	x := testXlate(t, freebsdInfo)
 	sa := cbcSA()
 	sa.Lifetime.Soft.Packets, sa.Lifetime.Hard.Packets = 0, 0
-	sa.Encryption = kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}
+	sa.Encryption = kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}
 	sa.Integrity = kernelops.Integrity{}
 	sa.ESN, sa.ReplayWindow = true, 4096
 	m, kerr := x.saMsg(sadb.MsgAdd, sa)
@@ -149,7 +150,7 @@ func TestADDFreeBSD(t *testing.T) {
 	if err := x.saEntry(&reply, &e); err != nil {
 		t.Fatal(err)
 	}
-	if e.ReplayWindow != 4096 || !e.ESN || e.Encryption.ID != kernelops.EncrAESGCM16 || e.Encryption.KeyBits != 128 ||
+	if e.ReplayWindow != 4096 || !e.ESN || e.Encryption.ID != iana.EncrAESGCM16 || e.Encryption.KeyBits != 128 ||
 		e.ReqID != sa.ReqID || e.Counters.Bytes != 77 || e.Counters.Packets != 0 {
 		t.Fatalf("read back %+v", e)
 	}
@@ -206,11 +207,11 @@ func TestCheckSARefuses(t *testing.T) {
 		{"NAT-OA", lx, func(sa *kernelops.SA) { sa.Encap.OrigAddr = local }, "Encap.OrigAddr"},
 		{"selector", lx, func(sa *kernelops.SA) { sa.Selector.Proto = 6 }, "Selector"},
 		{"GCM on Linux af_key", lx, func(sa *kernelops.SA) {
-			sa.Encryption = kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}
+			sa.Encryption = kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}
 			sa.Integrity = kernelops.Integrity{}
 		}, "Encryption.ID"},
 		{"SHA2-256 on Linux af_key", lx, func(sa *kernelops.SA) {
-			sa.Integrity = kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: make([]byte, 32)}
+			sa.Integrity = kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: make([]byte, 32)}
 		}, "Integrity.ID"},
 	}
 	for _, tc := range tests {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyplane/keyplane/backends/pfkey"
 	"github.com/keyplane/keyplane/conformance"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/kernelops"
 	"golang.org/x/sys/unix"
@@ -156,19 +157,19 @@ func TestEveryClaimedAlgorithmCarriesTraffic(t *testing.T) {
 	probe := newSite(t, kernelops.Options{})
 	algs := probe.a.Capabilities().Algorithms
 	t.Logf("af_key algorithms: encryption %v, integrity %v", algs.Encryption, algs.Integrity)
-	if !algs.HasEncr(kernelops.EncrAESCBC) || !algs.HasInteg(kernelops.IntegHMACSHA1_96) {
+	if !algs.HasEncr(iana.EncrAESCBC) || !algs.HasInteg(iana.IntegHMACSHA1_96) {
 		t.Fatalf("the guest kernel lacks cbc(aes) or hmac(sha1) over PF_KEY: %+v", algs)
 	}
 	var suites []suite
 	for _, e := range algs.Encryption {
-		i := kernelops.IntegHMACSHA1_96
-		if e == kernelops.EncrNull {
-			i = kernelops.IntegHMACSHA512_256
+		i := iana.IntegHMACSHA1_96
+		if e == iana.EncrNull {
+			i = iana.IntegHMACSHA512_256
 		}
 		suites = append(suites, mkSuite(t, e, i))
 	}
 	for _, i := range algs.Integrity {
-		suites = append(suites, mkSuite(t, kernelops.EncrAESCBC, i))
+		suites = append(suites, mkSuite(t, iana.EncrAESCBC, i))
 	}
 	for _, su := range suites {
 		t.Run(fmt.Sprintf("%s+%s", su.enc.ID, su.integ.ID), func(t *testing.T) {
@@ -209,7 +210,7 @@ func TestLifetimesAndAcquire(t *testing.T) {
 	must(t, "subscribe", err)
 	defer sub.Close()
 	reqid := nextReqID()
-	tn := s.install(t, mkSuite(t, kernelops.EncrAESCBC, kernelops.IntegHMACSHA1_96), reqid, func(sa *kernelops.SA) {
+	tn := s.install(t, mkSuite(t, iana.EncrAESCBC, iana.IntegHMACSHA1_96), reqid, func(sa *kernelops.SA) {
 		sa.Lifetime.Soft.Packets, sa.Lifetime.Hard.Packets = 5, 10
 	})
 	wait := func(what string, pred func(kernelops.Event) bool) kernelops.Event {
@@ -286,7 +287,7 @@ func TestOverrunWhenTheKernelDrops(t *testing.T) {
 	// Every SADB_ADD is broadcast to every PF_KEY socket, the event
 	// socket included: 200 of them overflow 8 KiB.
 	sad := sadOf(t, b)
-	su := mkSuite(t, kernelops.EncrAESCBC, kernelops.IntegHMACSHA1_96)
+	su := mkSuite(t, iana.EncrAESCBC, iana.IntegHMACSHA1_96)
 	for range 200 {
 		must(t, "add", sad.AddSA(t.Context(), &kernelops.SA{
 			ID:   kernelops.SAID{Src: netip.MustParseAddr("127.0.0.2"), Dst: netip.MustParseAddr("127.0.0.3"), SPI: nextSPI(), Proto: kernelops.ProtoESP},
@@ -326,7 +327,7 @@ func TestLossCheck(t *testing.T) {
 	}
 	b := openIn(t, ns, kernelops.Options{})
 	sad := sadOf(t, b)
-	su := mkSuite(t, kernelops.EncrAESCBC, kernelops.IntegHMACSHA1_96)
+	su := mkSuite(t, iana.EncrAESCBC, iana.IntegHMACSHA1_96)
 	for range 50 {
 		must(t, "add", sad.AddSA(t.Context(), &kernelops.SA{
 			ID:   kernelops.SAID{Src: netip.MustParseAddr("127.0.0.2"), Dst: netip.MustParseAddr("127.0.0.3"), SPI: nextSPI(), Proto: kernelops.ProtoESP},
@@ -429,7 +430,7 @@ func TestNATMappingEvent(t *testing.T) {
 	must(t, "subscribe", err)
 	defer sub.Close()
 	reqid := nextReqID()
-	su := mkSuite(t, kernelops.EncrAESCBC, kernelops.IntegHMACSHA1_96)
+	su := mkSuite(t, iana.EncrAESCBC, iana.IntegHMACSHA1_96)
 	id := kernelops.SAID{Src: p.A4, Dst: p.B4, SPI: nextSPI(), Proto: kernelops.ProtoESP}
 	out := &kernelops.SA{ID: id, Mode: kernelops.ModeTunnel, ReqID: reqid, Encryption: su.enc, Integrity: su.integ,
 		Encap: &kernelops.Encap{SrcPort: 4500, DstPort: 4500}}
@@ -474,7 +475,7 @@ func TestMigrateInInitialNamespace(t *testing.T) {
 	defer sub.Close()
 	l, r, nl := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.4")
 	reqid := nextReqID()
-	su := mkSuite(t, kernelops.EncrAESCBC, kernelops.IntegHMACSHA1_96)
+	su := mkSuite(t, iana.EncrAESCBC, iana.IntegHMACSHA1_96)
 	out := &kernelops.SA{ID: kernelops.SAID{Src: l, Dst: r, SPI: nextSPI(), Proto: kernelops.ProtoESP}, Mode: kernelops.ModeTunnel,
 		ReqID: reqid, Encryption: su.enc, Integrity: su.integ, ReplayWindow: 32}
 	in := out.Clone()
@@ -539,7 +540,7 @@ func TestFlushSparesForeign(t *testing.T) {
 	b := openIn(t, ns, kernelops.Options{})
 	ctx := t.Context()
 	sad, spd := sadOf(t, b), spdOf(t, b)
-	su := mkSuite(t, kernelops.EncrAESCBC, kernelops.IntegHMACSHA1_96)
+	su := mkSuite(t, iana.EncrAESCBC, iana.IntegHMACSHA1_96)
 	mk := func(reqid uint32) *kernelops.SA {
 		return &kernelops.SA{ID: kernelops.SAID{Src: netip.MustParseAddr("127.0.0.2"), Dst: netip.MustParseAddr("127.0.0.3"),
 			SPI: nextSPI(), Proto: kernelops.ProtoESP}, Mode: kernelops.ModeTunnel, ReqID: reqid, Encryption: su.enc, Integrity: su.integ}
@@ -587,7 +588,7 @@ func TestDumpStopAndConcurrency(t *testing.T) {
 	b := openIn(t, ns, kernelops.Options{})
 	ctx := t.Context()
 	sad := sadOf(t, b)
-	su := mkSuite(t, kernelops.EncrAESCBC, kernelops.IntegHMACSHA1_96)
+	su := mkSuite(t, iana.EncrAESCBC, iana.IntegHMACSHA1_96)
 	const n = 300
 	ops := make([]kernelops.Op, n)
 	for i := range ops {
@@ -636,7 +637,7 @@ func TestUpdateChangesLifetimesOnly(t *testing.T) {
 	b := openIn(t, ns, kernelops.Options{})
 	ctx := t.Context()
 	sad := sadOf(t, b)
-	su := mkSuite(t, kernelops.EncrAESCBC, kernelops.IntegHMACSHA1_96)
+	su := mkSuite(t, iana.EncrAESCBC, iana.IntegHMACSHA1_96)
 	sa := &kernelops.SA{ID: kernelops.SAID{Src: netip.MustParseAddr("127.0.0.2"), Dst: netip.MustParseAddr("127.0.0.3"),
 		SPI: nextSPI(), Proto: kernelops.ProtoESP}, Mode: kernelops.ModeTunnel, ReqID: nextReqID(), Encryption: su.enc, Integrity: su.integ}
 	must(t, "add", sad.AddSA(ctx, sa))

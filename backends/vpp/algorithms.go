@@ -5,6 +5,7 @@ package vpp
 import (
 	"encoding/binary"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"go.fd.io/govpp/binapi/ipsec_types"
 )
@@ -13,38 +14,38 @@ import (
 // salt of counter-mode ciphers in a separate field. GCM is always the
 // 16-byte-ICV variant, and there is no CCM, AES-XCBC or AES-CMAC.
 var cryptoByKeyBits = map[kernelops.EncrID]map[int]ipsec_types.IpsecCryptoAlg{
-	kernelops.EncrAESCBC: {
+	iana.EncrAESCBC: {
 		128: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_CBC_128,
 		192: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_CBC_192,
 		256: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_CBC_256,
 	},
-	kernelops.EncrAESCTR: {
+	iana.EncrAESCTR: {
 		128: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_CTR_128,
 		192: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_CTR_192,
 		256: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_CTR_256,
 	},
-	kernelops.EncrAESGCM16: {
+	iana.EncrAESGCM16: {
 		128: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_GCM_128,
 		192: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_GCM_192,
 		256: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_GCM_256,
 	},
-	kernelops.EncrNullAuthAESGMAC: {
+	iana.EncrNullAuthAESGMAC: {
 		128: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_NULL_GMAC_128,
 		192: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_NULL_GMAC_192,
 		256: ipsec_types.IPSEC_API_CRYPTO_ALG_AES_NULL_GMAC_256,
 	},
-	kernelops.EncrDES3:             {0: ipsec_types.IPSEC_API_CRYPTO_ALG_3DES_CBC, 192: ipsec_types.IPSEC_API_CRYPTO_ALG_3DES_CBC},
-	kernelops.EncrNull:             {0: ipsec_types.IPSEC_API_CRYPTO_ALG_NONE},
-	kernelops.EncrChaCha20Poly1305: {0: ipsec_types.IPSEC_API_CRYPTO_ALG_CHACHA20_POLY1305, 256: ipsec_types.IPSEC_API_CRYPTO_ALG_CHACHA20_POLY1305},
+	iana.EncrDES3:             {0: ipsec_types.IPSEC_API_CRYPTO_ALG_3DES_CBC, 192: ipsec_types.IPSEC_API_CRYPTO_ALG_3DES_CBC},
+	iana.EncrNull:             {0: ipsec_types.IPSEC_API_CRYPTO_ALG_NONE},
+	iana.EncrChaCha20Poly1305: {0: ipsec_types.IPSEC_API_CRYPTO_ALG_CHACHA20_POLY1305, 256: ipsec_types.IPSEC_API_CRYPTO_ALG_CHACHA20_POLY1305},
 }
 
 var integByID = map[kernelops.IntegID]ipsec_types.IpsecIntegAlg{
-	kernelops.IntegNone:           ipsec_types.IPSEC_API_INTEG_ALG_NONE,
-	kernelops.IntegHMACMD5_96:     ipsec_types.IPSEC_API_INTEG_ALG_MD5_96,
-	kernelops.IntegHMACSHA1_96:    ipsec_types.IPSEC_API_INTEG_ALG_SHA1_96,
-	kernelops.IntegHMACSHA256_128: ipsec_types.IPSEC_API_INTEG_ALG_SHA_256_128,
-	kernelops.IntegHMACSHA384_192: ipsec_types.IPSEC_API_INTEG_ALG_SHA_384_192,
-	kernelops.IntegHMACSHA512_256: ipsec_types.IPSEC_API_INTEG_ALG_SHA_512_256,
+	iana.IntegNone:           ipsec_types.IPSEC_API_INTEG_ALG_NONE,
+	iana.IntegHMACMD5_96:     ipsec_types.IPSEC_API_INTEG_ALG_MD5_96,
+	iana.IntegHMACSHA1_96:    ipsec_types.IPSEC_API_INTEG_ALG_SHA1_96,
+	iana.IntegHMACSHA256_128: ipsec_types.IPSEC_API_INTEG_ALG_SHA_256_128,
+	iana.IntegHMACSHA384_192: ipsec_types.IPSEC_API_INTEG_ALG_SHA_384_192,
+	iana.IntegHMACSHA512_256: ipsec_types.IPSEC_API_INTEG_ALG_SHA_512_256,
 }
 
 // algorithms is what VPP 25.10's IPsec API can install. Whether a given
@@ -52,10 +53,10 @@ var integByID = map[kernelops.IntegID]ipsec_types.IpsecIntegAlg{
 // UNIMPLEMENTED, which AddSA reports as ErrNotSupported).
 func algorithms() kernelops.AlgorithmSet {
 	return kernelops.AlgorithmSet{
-		Encryption: []kernelops.EncrID{kernelops.EncrAESGCM16, kernelops.EncrAESCBC, kernelops.EncrAESCTR,
-			kernelops.EncrChaCha20Poly1305, kernelops.EncrNullAuthAESGMAC, kernelops.EncrDES3, kernelops.EncrNull},
-		Integrity: []kernelops.IntegID{kernelops.IntegHMACSHA256_128, kernelops.IntegHMACSHA384_192,
-			kernelops.IntegHMACSHA512_256, kernelops.IntegHMACSHA1_96, kernelops.IntegHMACMD5_96},
+		Encryption: []kernelops.EncrID{iana.EncrAESGCM16, iana.EncrAESCBC, iana.EncrAESCTR,
+			iana.EncrChaCha20Poly1305, iana.EncrNullAuthAESGMAC, iana.EncrDES3, iana.EncrNull},
+		Integrity: []kernelops.IntegID{iana.IntegHMACSHA256_128, iana.IntegHMACSHA384_192,
+			iana.IntegHMACSHA512_256, iana.IntegHMACSHA1_96, iana.IntegHMACMD5_96},
 	}
 }
 
@@ -99,7 +100,7 @@ func fromVPPCrypto(alg ipsec_types.IpsecCryptoAlg, key ipsec_types.Key, dumpedSa
 			if a != alg {
 				continue
 			}
-			if id == kernelops.EncrDES3 || id == kernelops.EncrChaCha20Poly1305 {
+			if id == iana.EncrDES3 || id == iana.EncrChaCha20Poly1305 {
 				bits = 0
 			}
 			info, _ := id.Info()

@@ -46,7 +46,7 @@ func (b *driver) capabilities() kernelops.Capabilities {
 		c.Notes[kernelops.CapCounters], c.Notes[kernelops.CapLastUsed] = why, why
 		c.Notes[kernelops.CapLastUsedAllTraffic] = why
 	}
-	// VPP has no lifetimes: keyplane enforces them (kernelops/swlifetime).
+	// VPP has no lifetimes: the kernelops front end enforces them.
 	c.Caps |= kernelops.CapLifetimeTime | kernelops.CapSoftwareLifetimes
 	c.Notes[kernelops.CapSoftwareLifetimes] = "VPP has no SA lifetimes: keyplane enforces them, time limits on its " +
 		"clock, byte and packet limits at each stats read (scan-interval), so a byte/packet limit can be " +

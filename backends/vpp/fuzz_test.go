@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"go.fd.io/govpp/binapi/ipsec"
 	"go.fd.io/govpp/binapi/ipsec_types"
@@ -41,7 +42,7 @@ func FuzzMessageTable(f *testing.F) {
 func FuzzSADetails(f *testing.F) {
 	r := &saRec{sadID: 7, sa: &kernelops.SA{
 		ID:   kernelops.SAID{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.1"), SPI: 0x1000, Proto: kernelops.ProtoESP},
-		Mode: kernelops.ModeTunnel, Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 256, Key: make(kernelops.Key, 36)},
+		Mode: kernelops.ModeTunnel, Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 256, Key: make(kernelops.Key, 36)},
 		ReplayWindow: 64, Encap: &kernelops.Encap{SrcPort: 4500, DstPort: 4500}}}
 	d := &ipsec.IpsecSaV5Details{Entry: sadEntry(r), StatIndex: 3}
 	good, _ := codec.DefaultCodec.EncodeMsg(d, 42)
@@ -95,13 +96,13 @@ func TestRangePrefix(t *testing.T) {
 // back from VPP's byte-swapped dump as the same bytes.
 func TestSaltRoundTrip(t *testing.T) {
 	key := kernelops.Key{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0xa1, 0xb2, 0xc3, 0xd4}
-	alg, k, salt, ok := vppCrypto(kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: key})
+	alg, k, salt, ok := vppCrypto(kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: key})
 	if !ok || salt != 0xa1b2c3d4 || k.Length != 16 {
 		t.Fatalf("vppCrypto: alg %v len %d salt %#x ok %v", alg, k.Length, salt, ok)
 	}
 	dumped := salt>>24 | salt>>8&0xff00 | salt<<8&0xff0000 | salt<<24 // htonl of the stored bytes, on little endian
 	back := fromVPPCrypto(alg, k, dumped)
-	if back.ID != kernelops.EncrAESGCM16 || back.KeyBits != 128 || string(back.Key) != string(key) {
+	if back.ID != iana.EncrAESGCM16 || back.KeyBits != 128 || string(back.Key) != string(key) {
 		t.Errorf("round trip: %v %d %x", back.ID, back.KeyBits, []byte(back.Key))
 	}
 }

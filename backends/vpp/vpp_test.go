@@ -18,6 +18,7 @@ import (
 	"github.com/keyplane/keyplane/backends/vpp"
 	"github.com/keyplane/keyplane/backends/vpp/vppharness"
 	"github.com/keyplane/keyplane/backends/vpp/vpptest"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/ipsec_types"
@@ -48,7 +49,7 @@ func gcmSA(spi uint32, src, dst netip.Addr, reqid uint32) *kernelops.SA {
 		ID:           kernelops.SAID{Src: src, Dst: dst, SPI: spi, Proto: kernelops.ProtoESP},
 		Mode:         kernelops.ModeTunnel,
 		ReqID:        reqid,
-		Encryption:   kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: key},
+		Encryption:   kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: key},
 		ReplayWindow: 128,
 	}
 }

@@ -1,6 +1,7 @@
 package xfrm
 
 import (
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -23,29 +24,29 @@ type kernelAlg struct {
 // encrAlgs maps IANA encryption transforms to the kernel's crypto API
 // names as XFRM expects them (net/xfrm/xfrm_algo.c).
 var encrAlgs = map[kernelops.EncrID]kernelAlg{
-	kernelops.EncrDES3:             {"cbc(des3_ede)", algCrypt, 0},
-	kernelops.EncrNull:             {"ecb(cipher_null)", algCrypt, 0},
-	kernelops.EncrAESCBC:           {"cbc(aes)", algCrypt, 0},
-	kernelops.EncrAESCTR:           {"rfc3686(ctr(aes))", algCrypt, 0},
-	kernelops.EncrAESCCM8:          {"rfc4309(ccm(aes))", algAEAD, 64},
-	kernelops.EncrAESCCM12:         {"rfc4309(ccm(aes))", algAEAD, 96},
-	kernelops.EncrAESCCM16:         {"rfc4309(ccm(aes))", algAEAD, 128},
-	kernelops.EncrAESGCM8:          {"rfc4106(gcm(aes))", algAEAD, 64},
-	kernelops.EncrAESGCM12:         {"rfc4106(gcm(aes))", algAEAD, 96},
-	kernelops.EncrAESGCM16:         {"rfc4106(gcm(aes))", algAEAD, 128},
-	kernelops.EncrNullAuthAESGMAC:  {"rfc4543(gcm(aes))", algAEAD, 128},
-	kernelops.EncrChaCha20Poly1305: {"rfc7539esp(chacha20,poly1305)", algAEAD, 128},
+	iana.EncrDES3:             {"cbc(des3_ede)", algCrypt, 0},
+	iana.EncrNull:             {"ecb(cipher_null)", algCrypt, 0},
+	iana.EncrAESCBC:           {"cbc(aes)", algCrypt, 0},
+	iana.EncrAESCTR:           {"rfc3686(ctr(aes))", algCrypt, 0},
+	iana.EncrAESCCM8:          {"rfc4309(ccm(aes))", algAEAD, 64},
+	iana.EncrAESCCM12:         {"rfc4309(ccm(aes))", algAEAD, 96},
+	iana.EncrAESCCM16:         {"rfc4309(ccm(aes))", algAEAD, 128},
+	iana.EncrAESGCM8:          {"rfc4106(gcm(aes))", algAEAD, 64},
+	iana.EncrAESGCM12:         {"rfc4106(gcm(aes))", algAEAD, 96},
+	iana.EncrAESGCM16:         {"rfc4106(gcm(aes))", algAEAD, 128},
+	iana.EncrNullAuthAESGMAC:  {"rfc4543(gcm(aes))", algAEAD, 128},
+	iana.EncrChaCha20Poly1305: {"rfc7539esp(chacha20,poly1305)", algAEAD, 128},
 }
 
 // integAlgs maps IANA integrity transforms; ICV is the truncation length.
 var integAlgs = map[kernelops.IntegID]kernelAlg{
-	kernelops.IntegHMACMD5_96:     {"hmac(md5)", algAuth, 96},
-	kernelops.IntegHMACSHA1_96:    {"hmac(sha1)", algAuth, 96},
-	kernelops.IntegAESXCBC96:      {"xcbc(aes)", algAuth, 96},
-	kernelops.IntegAESCMAC96:      {"cmac(aes)", algAuth, 96},
-	kernelops.IntegHMACSHA256_128: {"hmac(sha256)", algAuth, 128},
-	kernelops.IntegHMACSHA384_192: {"hmac(sha384)", algAuth, 192},
-	kernelops.IntegHMACSHA512_256: {"hmac(sha512)", algAuth, 256},
+	iana.IntegHMACMD5_96:     {"hmac(md5)", algAuth, 96},
+	iana.IntegHMACSHA1_96:    {"hmac(sha1)", algAuth, 96},
+	iana.IntegAESXCBC96:      {"xcbc(aes)", algAuth, 96},
+	iana.IntegAESCMAC96:      {"cmac(aes)", algAuth, 96},
+	iana.IntegHMACSHA256_128: {"hmac(sha256)", algAuth, 128},
+	iana.IntegHMACSHA384_192: {"hmac(sha384)", algAuth, 192},
+	iana.IntegHMACSHA512_256: {"hmac(sha512)", algAuth, 256},
 }
 
 // Kernel aliases the kernel may report back for the same algorithm
@@ -90,18 +91,18 @@ func integByKernel(name string, trunc int) (kernelops.IntegID, bool) {
 // allEncr and allInteg list what keyplane can map, in a stable order.
 func allEncr() []kernelops.EncrID {
 	return []kernelops.EncrID{
-		kernelops.EncrAESGCM16, kernelops.EncrAESGCM12, kernelops.EncrAESGCM8,
-		kernelops.EncrAESCBC, kernelops.EncrAESCTR,
-		kernelops.EncrAESCCM16, kernelops.EncrAESCCM12, kernelops.EncrAESCCM8,
-		kernelops.EncrChaCha20Poly1305, kernelops.EncrNullAuthAESGMAC,
-		kernelops.EncrDES3, kernelops.EncrNull,
+		iana.EncrAESGCM16, iana.EncrAESGCM12, iana.EncrAESGCM8,
+		iana.EncrAESCBC, iana.EncrAESCTR,
+		iana.EncrAESCCM16, iana.EncrAESCCM12, iana.EncrAESCCM8,
+		iana.EncrChaCha20Poly1305, iana.EncrNullAuthAESGMAC,
+		iana.EncrDES3, iana.EncrNull,
 	}
 }
 
 func allInteg() []kernelops.IntegID {
 	return []kernelops.IntegID{
-		kernelops.IntegHMACSHA256_128, kernelops.IntegHMACSHA384_192, kernelops.IntegHMACSHA512_256,
-		kernelops.IntegHMACSHA1_96, kernelops.IntegHMACMD5_96,
-		kernelops.IntegAESXCBC96, kernelops.IntegAESCMAC96,
+		iana.IntegHMACSHA256_128, iana.IntegHMACSHA384_192, iana.IntegHMACSHA512_256,
+		iana.IntegHMACSHA1_96, iana.IntegHMACMD5_96,
+		iana.IntegAESXCBC96, iana.IntegAESCMAC96,
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink/nl"
@@ -50,8 +51,8 @@ func TestHostSAIsNotSupported(t *testing.T) {
 	}
 	ctx := context.Background()
 	sa := &kernelops.SA{ID: kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x1000, Proto: kernelops.ProtoESP},
-		Mode: kernelops.ModeTunnel, Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: make([]byte, 16)},
-		Integrity: kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: make([]byte, 32)}}
+		Mode: kernelops.ModeTunnel, Encryption: kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: make([]byte, 16)},
+		Integrity: kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: make([]byte, 32)}}
 	// Without ESP the SAD is not claimed: the front end refuses every
 	// SAD call, quoting the probe's reason.
 	err := b.AddSA(ctx, sa)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink"
@@ -203,7 +204,7 @@ func benchSA(i int, reqid uint32, key []byte) *kernelops.SA {
 	return &kernelops.SA{
 		ID:   kernelops.SAID{Src: benchLocal, Dst: benchRemote, SPI: 0x10000 + uint32(i), Proto: kernelops.ProtoESP},
 		Mode: kernelops.ModeTunnel, ReqID: reqid, ReplayWindow: 32,
-		Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: key},
+		Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: key},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -41,7 +42,7 @@ func TestSARoundTrip(t *testing.T) {
 		{"gcm tunnel v4", kernelops.SA{
 			ID:   kernelops.SAID{Src: ma("192.0.2.1"), Dst: ma("198.51.100.1"), SPI: 0xc0001234, Proto: kernelops.ProtoESP, Mark: kernelops.Mark{Value: 7, Mask: 0xff}},
 			Mode: kernelops.ModeTunnel, ReqID: 0x4b500001, ReplayWindow: 32,
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 256, Key: bytes.Repeat([]byte{1}, 36)},
+			Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 256, Key: bytes.Repeat([]byte{1}, 36)},
 			Lifetime: kernelops.Lifetimes{Soft: kernelops.Limits{Bytes: 1000, Packets: 10, AddTime: time.Hour},
 				Hard: kernelops.Limits{Bytes: 2000, Packets: 20, AddTime: 2 * time.Hour, UseTime: time.Minute}},
 			Encap: &kernelops.Encap{SrcPort: 4500, DstPort: 4501}, IfID: 9,
@@ -50,24 +51,24 @@ func TestSARoundTrip(t *testing.T) {
 			ID:   kernelops.SAID{Src: ma("2001:db8::1"), Dst: ma("2001:db8::2"), SPI: 0x1000, Proto: kernelops.ProtoESP},
 			Mode: kernelops.ModeTransport, ReqID: 5,
 			Selector:   kernelops.Selector{Src: mp("2001:db8::1/128"), Dst: mp("2001:db8::2/128"), Proto: 17, SrcPort: 500, DstPort: 500},
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: bytes.Repeat([]byte{2}, 16)},
-			Integrity:  kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: bytes.Repeat([]byte{3}, 32)},
+			Encryption: kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: bytes.Repeat([]byte{2}, 16)},
+			Integrity:  kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: bytes.Repeat([]byte{3}, 32)},
 		}},
 		{"esn big window ctr", kernelops.SA{
 			ID:   kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x2000, Proto: kernelops.ProtoESP},
 			Mode: kernelops.ModeTunnel, ESN: true, ReplayWindow: 1024,
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESCTR, KeyBits: 192, Key: bytes.Repeat([]byte{4}, 28)},
-			Integrity:  kernelops.Integrity{ID: kernelops.IntegHMACSHA512_256, Key: bytes.Repeat([]byte{5}, 64)},
+			Encryption: kernelops.Encryption{ID: iana.EncrAESCTR, KeyBits: 192, Key: bytes.Repeat([]byte{4}, 28)},
+			Integrity:  kernelops.Integrity{ID: iana.IntegHMACSHA512_256, Key: bytes.Repeat([]byte{5}, 64)},
 		}},
 		{"ccm12 and chacha ids", kernelops.SA{
 			ID:   kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x2001, Proto: kernelops.ProtoESP},
 			Mode: kernelops.ModeTunnel, ReplayWindow: 64,
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESCCM12, KeyBits: 128, Key: bytes.Repeat([]byte{6}, 19)},
+			Encryption: kernelops.Encryption{ID: iana.EncrAESCCM12, KeyBits: 128, Key: bytes.Repeat([]byte{6}, 19)},
 		}},
 		{"ah", kernelops.SA{
 			ID:   kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x3000, Proto: kernelops.ProtoAH},
 			Mode: kernelops.ModeTransport, ReplayWindow: 16,
-			Integrity: kernelops.Integrity{ID: kernelops.IntegHMACSHA1_96, Key: bytes.Repeat([]byte{7}, 20)},
+			Integrity: kernelops.Integrity{ID: iana.IntegHMACSHA1_96, Key: bytes.Repeat([]byte{7}, 20)},
 		}},
 	}
 	for _, tc := range tests {
@@ -111,7 +112,7 @@ func TestSAWireDetails(t *testing.T) {
 	sa := &kernelops.SA{
 		ID:   kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x01020304, Proto: kernelops.ProtoESP},
 		Mode: kernelops.ModeTunnel, ReplayWindow: 32,
-		Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM8, KeyBits: 128, Key: make([]byte, 20)},
+		Encryption: kernelops.Encryption{ID: iana.EncrAESGCM8, KeyBits: 128, Key: make([]byte, 20)},
 	}
 	var mb msgBuilder
 	if err := appendSA(&mb, nl.XFRM_MSG_NEWSA, reqFlags, 1, sa, saOpts{Offload: &offloadReq{IfIndex: 3, Flags: xfrmOffloadPacket}, SADir: true}); err != nil {
@@ -519,7 +520,7 @@ func TestTruncatedInputs(t *testing.T) {
 	var mb msgBuilder
 	sa := &kernelops.SA{ID: kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x1000, Proto: kernelops.ProtoESP},
 		Mode: kernelops.ModeTunnel, ESN: true, ReplayWindow: 64,
-		Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}}
+		Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}}
 	_ = appendSA(&mb, nl.XFRM_MSG_NEWSA, 0, 0, sa, saOpts{})
 	full := mb.buf[nlmsgHdrLen:]
 	var e kernelops.SAEntry
@@ -540,7 +541,7 @@ func TestSADirOutEncoding(t *testing.T) {
 	for _, dir := range []kernelops.Direction{kernelops.DirOut, kernelops.DirIn} {
 		sa := &kernelops.SA{ID: kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x1000, Proto: kernelops.ProtoESP},
 			Mode: kernelops.ModeTunnel, ESN: true, ReplayWindow: 64, Dir: dir,
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}}
+			Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}}
 		var mb msgBuilder
 		if err := appendSA(&mb, nl.XFRM_MSG_NEWSA, reqFlags, 1, sa, saOpts{SADir: true}); err != nil {
 			t.Fatal(err)

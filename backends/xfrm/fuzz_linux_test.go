@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -18,8 +19,8 @@ func seedSA() []byte {
 	var mb msgBuilder
 	sa := &kernelops.SA{ID: kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x1000, Proto: kernelops.ProtoESP,
 		Mark: kernelops.Mark{Value: 1, Mask: 1}}, Mode: kernelops.ModeTunnel, ESN: true, ReplayWindow: 128,
-		Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: make([]byte, 16)},
-		Integrity:  kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: make([]byte, 32)},
+		Encryption: kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: make([]byte, 16)},
+		Integrity:  kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: make([]byte, 32)},
 		Encap:      &kernelops.Encap{SrcPort: 4500, DstPort: 4500}}
 	_ = appendSA(&mb, nl.XFRM_MSG_NEWSA, 0, 1, sa, saOpts{Offload: &offloadReq{IfIndex: 2, Flags: 1}})
 	return mb.buf

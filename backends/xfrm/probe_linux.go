@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -172,12 +173,12 @@ func probeInNS(k *kernelInfo) {
 	// candidate whose algorithms exist gives the answer.
 	var nerr *netlinkError
 	for _, c := range []*kernelops.SA{
-		{ID: kernelops.SAID{Proto: kernelops.ProtoESP}, Encryption: kernelops.Encryption{ID: kernelops.EncrNull}},
+		{ID: kernelops.SAID{Proto: kernelops.ProtoESP}, Encryption: kernelops.Encryption{ID: iana.EncrNull}},
 		{ID: kernelops.SAID{Proto: kernelops.ProtoESP},
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: key(16)},
-			Integrity:  kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}},
+			Encryption: kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: key(16)},
+			Integrity:  kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: key(32)}},
 		{ID: kernelops.SAID{Proto: kernelops.ProtoESP},
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: key(20)}},
+			Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: key(20)}},
 	} {
 		err := try(c)
 		if err == nil {
@@ -201,7 +202,7 @@ func probeInNS(k *kernelInfo) {
 			sa := &kernelops.SA{ID: kernelops.SAID{Proto: kernelops.ProtoESP},
 				Encryption: kernelops.Encryption{ID: e, KeyBits: bits, Key: key(n)}}
 			if !info.AEAD {
-				sa.Integrity = kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}
+				sa.Integrity = kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: key(32)}
 			}
 			if try(sa) == nil {
 				k.Algorithms.Encryption = append(k.Algorithms.Encryption, e)
@@ -210,22 +211,22 @@ func probeInNS(k *kernelInfo) {
 		for _, i := range allInteg() {
 			info, _ := i.Info()
 			sa := &kernelops.SA{ID: kernelops.SAID{Proto: kernelops.ProtoESP},
-				Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: key(16)},
+				Encryption: kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: key(16)},
 				Integrity:  kernelops.Integrity{ID: i, Key: key(info.KeyLen)}}
 			if try(sa) == nil {
 				k.Algorithms.Integrity = append(k.Algorithms.Integrity, i)
 			}
 		}
 		cbc := &kernelops.SA{ID: kernelops.SAID{Proto: kernelops.ProtoESP},
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: key(16)},
-			Integrity:  kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}}
+			Encryption: kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: key(16)},
+			Integrity:  kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: key(32)}}
 		if try(cbc) == nil {
 			k.calibrateHZ(s, src, dst, spi) // try left spi at cbc's
 		}
 		k.probeLastUsed(s)
 	}
 	ah := &kernelops.SA{ID: kernelops.SAID{Proto: kernelops.ProtoAH},
-		Integrity: kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: key(32)}}
+		Integrity: kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: key(32)}}
 	k.AH = try(ah) == nil
 	k.IPComp = try(&kernelops.SA{ID: kernelops.SAID{Proto: kernelops.ProtoIPComp}}) == nil
 
@@ -321,8 +322,8 @@ func (k *kernelInfo) probeLastUsed(s *nlSock) {
 	sa := &kernelops.SA{
 		ID:         kernelops.SAID{Src: src, Dst: dst, SPI: 0x2000, Proto: kernelops.ProtoESP},
 		Mode:       kernelops.ModeTransport,
-		Encryption: kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 128, Key: make([]byte, 16)},
-		Integrity:  kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: make([]byte, 32)},
+		Encryption: kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 128, Key: make([]byte, 16)},
+		Integrity:  kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: make([]byte, 32)},
 	}
 	pol := &kernelops.Policy{
 		Selector: kernelops.Selector{Src: netip.PrefixFrom(src, 32), Dst: netip.PrefixFrom(dst, 32), Proto: 17},

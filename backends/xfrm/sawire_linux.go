@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -90,7 +91,7 @@ func appendSA(mb *msgBuilder, typ uint16, flags uint16, seq uint32, sa *kernelop
 		}
 		fallthrough
 	case kernelops.ProtoAH:
-		if sa.Integrity.ID != kernelops.IntegNone {
+		if sa.Integrity.ID != iana.IntegNone {
 			ia, ok := integAlgs[sa.Integrity.ID]
 			if !ok {
 				return fmt.Errorf("integrity %s: %w", sa.Integrity.ID, kernelops.ErrNotSupported)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/conformance"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/internal/kerneltest"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/kernelops"
@@ -36,7 +37,7 @@ func gcmSA(src, dst netip.Addr, reqid uint32) *kernelops.SA {
 	return &kernelops.SA{
 		ID:   kernelops.SAID{Src: src, Dst: dst, SPI: nextTestSPI(), Proto: kernelops.ProtoESP},
 		Mode: kernelops.ModeTunnel, ReqID: reqid, ReplayWindow: 32,
-		Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: rnd(20)},
+		Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: rnd(20)},
 	}
 }
 
@@ -104,14 +105,14 @@ func TestSAKernelRoundTrip(t *testing.T) {
 			sa.Encryption.Key = rnd(n)
 		}
 		if !info.AEAD {
-			sa.Integrity = kernelops.Integrity{ID: kernelops.IntegHMACSHA256_128, Key: rnd(32)}
+			sa.Integrity = kernelops.Integrity{ID: iana.IntegHMACSHA256_128, Key: rnd(32)}
 		}
 		add(sa)
 	}
 	for _, i := range c.Algorithms.Integrity {
 		sa := gcmSA(v4a, v4b, 2)
 		info, _ := i.Info()
-		sa.Encryption = kernelops.Encryption{ID: kernelops.EncrAESCBC, KeyBits: 256, Key: rnd(32)}
+		sa.Encryption = kernelops.Encryption{ID: iana.EncrAESCBC, KeyBits: 256, Key: rnd(32)}
 		sa.Integrity = kernelops.Integrity{ID: i, Key: rnd(info.KeyLen)}
 		add(sa)
 	}
@@ -129,7 +130,7 @@ func TestSAKernelRoundTrip(t *testing.T) {
 	add(esn)
 	if b.d.k.AH {
 		add(&kernelops.SA{ID: kernelops.SAID{Src: v4a, Dst: v4b, SPI: nextTestSPI(), Proto: kernelops.ProtoAH},
-			Mode: kernelops.ModeTransport, ReplayWindow: 64, Integrity: kernelops.Integrity{ID: kernelops.IntegHMACSHA1_96, Key: rnd(20)}})
+			Mode: kernelops.ModeTransport, ReplayWindow: 64, Integrity: kernelops.Integrity{ID: iana.IntegHMACSHA1_96, Key: rnd(20)}})
 	} else {
 		t.Errorf("the VM kernel has no AH")
 	}
@@ -203,7 +204,7 @@ func TestAllocSPIFill(t *testing.T) {
 	must(t, "add on the reservation", b.AddSA(ctx, sa))
 	e, err = b.GetSA(ctx, id)
 	must(t, "get", err)
-	if e.State != kernelops.SAValid || e.Encryption.ID != kernelops.EncrAESGCM16 {
+	if e.State != kernelops.SAValid || e.Encryption.ID != iana.EncrAESGCM16 {
 		t.Errorf("filled SA: state %v %+v", e.State, e.SA)
 	}
 	wantIs(t, "add again", b.AddSA(ctx, sa), kernelops.ErrExists)

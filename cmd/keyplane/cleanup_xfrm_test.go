@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -78,7 +79,7 @@ func leaveOwned(t *testing.T, ns *lab.NS, withSAs bool, offset byte) (policies, 
 		sa := &kernelops.SA{
 			ID:   kernelops.SAID{Src: a("192.0.2.1"), Dst: a("192.0.2.2"), SPI: 0xc1000000 + uint32(offset)<<8 + uint32(i), Proto: kernelops.ProtoESP},
 			Mode: kernelops.ModeTunnel, ReqID: reqid, ReplayWindow: 32,
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: make(kernelops.Key, 20)},
+			Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make(kernelops.Key, 20)},
 		}
 		lab.Need(t, "ESP state (rfc4106(gcm(aes)))", sad.AddSA(ctx, sa))
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -57,7 +58,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		rand.Read(k)
 		return &kernelops.SA{ID: kernelops.SAID{Src: src, Dst: dst, SPI: spi, Proto: kernelops.ProtoESP},
 			Mode: kernelops.ModeTunnel, ReqID: reqid, ReplayWindow: 32, Lifetime: life,
-			Encryption: kernelops.Encryption{ID: kernelops.EncrAESGCM16, KeyBits: 128, Key: k}}
+			Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: k}}
 	}
 	out := mk(local, remote, 0xc1000001)
 	in := mk(remote, local, inSPI)

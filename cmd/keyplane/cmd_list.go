@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -85,7 +86,7 @@ func printSAs(w io.Writer, sas func(func(*kernelops.SAEntry, error) bool), asJSO
 		}
 		n++
 		cipher := sa.Encryption.ID.String()
-		if sa.Integrity.ID != kernelops.IntegNone {
+		if sa.Integrity.ID != iana.IntegNone {
 			cipher += "+" + sa.Integrity.ID.String()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%#x\t%s\t%s\t%d\t%d\t%s\n", sa.ID, sa.Mode, sa.ReqID, cipher, sa.State,

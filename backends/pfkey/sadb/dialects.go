@@ -3,7 +3,7 @@ package sadb
 import (
 	"encoding/binary"
 
-	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/iana"
 )
 
 // The dialects below carry values from the kernels' own headers, read for
@@ -46,21 +46,21 @@ var Linux = Dialect{
 	// (rfc4106(gcm(aes)), rfc4309(ccm(aes)), rfc7539esp(chacha20,poly1305))
 	// live in aead_list and cannot be installed over PF_KEY.
 	Encr: []EncrAlg{
-		{kernelops.EncrDES3, 3},    // SADB_EALG_3DESCBC, cbc(des3_ede)
-		{kernelops.EncrNull, 11},   // SADB_EALG_NULL, ecb(cipher_null)
-		{kernelops.EncrAESCBC, 12}, // SADB_X_EALG_AESCBC, cbc(aes)
-		{kernelops.EncrAESCTR, 13}, // SADB_X_EALG_AESCTR, rfc3686(ctr(aes))
+		{iana.EncrDES3, 3},    // SADB_EALG_3DESCBC, cbc(des3_ede)
+		{iana.EncrNull, 11},   // SADB_EALG_NULL, ecb(cipher_null)
+		{iana.EncrAESCBC, 12}, // SADB_X_EALG_AESCBC, cbc(aes)
+		{iana.EncrAESCTR, 13}, // SADB_X_EALG_AESCTR, rfc3686(ctr(aes))
 	},
 	// SADB_X_AALG_SHA2_256HMAC (5) is left out on purpose: xfrm_algo.c
 	// gives hmac(sha256) icv_truncbits = 96, the pre-RFC 4868 draft, and
 	// af_key has no way to ask for 128; installing it would not
 	// interoperate with AUTH_HMAC_SHA2_256_128.
 	Auth: []AuthAlg{
-		{kernelops.IntegHMACMD5_96, 2},     // SADB_AALG_MD5HMAC, 96-bit ICV
-		{kernelops.IntegHMACSHA1_96, 3},    // SADB_AALG_SHA1HMAC, 96-bit ICV
-		{kernelops.IntegHMACSHA384_192, 6}, // SADB_X_AALG_SHA2_384HMAC, 192-bit ICV
-		{kernelops.IntegHMACSHA512_256, 7}, // SADB_X_AALG_SHA2_512HMAC, 256-bit ICV
-		{kernelops.IntegAESXCBC96, 9},      // SADB_X_AALG_AES_XCBC_MAC, xcbc(aes)
+		{iana.IntegHMACMD5_96, 2},     // SADB_AALG_MD5HMAC, 96-bit ICV
+		{iana.IntegHMACSHA1_96, 3},    // SADB_AALG_SHA1HMAC, 96-bit ICV
+		{iana.IntegHMACSHA384_192, 6}, // SADB_X_AALG_SHA2_384HMAC, 192-bit ICV
+		{iana.IntegHMACSHA512_256, 7}, // SADB_X_AALG_SHA2_512HMAC, 256-bit ICV
+		{iana.IntegAESXCBC96, 9},      // SADB_X_AALG_AES_XCBC_MAC, xcbc(aes)
 	},
 	EncrNull: 11,
 }
@@ -95,23 +95,23 @@ var FreeBSD = Dialect{
 	ExtMax:           28,
 
 	Encr: []EncrAlg{
-		{kernelops.EncrDES3, 3},              // SADB_EALG_3DESCBC (gone from the kernel in 14)
-		{kernelops.EncrNull, 11},             // SADB_EALG_NULL
-		{kernelops.EncrAESCBC, 12},           // SADB_X_EALG_AES
-		{kernelops.EncrAESCTR, 13},           // SADB_X_EALG_AESCTR
-		{kernelops.EncrChaCha20Poly1305, 15}, // SADB_X_EALG_CHACHA20POLY1305
-		{kernelops.EncrAESGCM8, 18},          // SADB_X_EALG_AESGCM8
-		{kernelops.EncrAESGCM12, 19},         // SADB_X_EALG_AESGCM12
-		{kernelops.EncrAESGCM16, 20},         // SADB_X_EALG_AESGCM16
-		{kernelops.EncrNullAuthAESGMAC, 23},  // SADB_X_EALG_AESGMAC
+		{iana.EncrDES3, 3},              // SADB_EALG_3DESCBC (gone from the kernel in 14)
+		{iana.EncrNull, 11},             // SADB_EALG_NULL
+		{iana.EncrAESCBC, 12},           // SADB_X_EALG_AES
+		{iana.EncrAESCTR, 13},           // SADB_X_EALG_AESCTR
+		{iana.EncrChaCha20Poly1305, 15}, // SADB_X_EALG_CHACHA20POLY1305
+		{iana.EncrAESGCM8, 18},          // SADB_X_EALG_AESGCM8
+		{iana.EncrAESGCM12, 19},         // SADB_X_EALG_AESGCM12
+		{iana.EncrAESGCM16, 20},         // SADB_X_EALG_AESGCM16
+		{iana.EncrNullAuthAESGMAC, 23},  // SADB_X_EALG_AESGMAC
 	},
 	Auth: []AuthAlg{
-		{kernelops.IntegHMACMD5_96, 2},
-		{kernelops.IntegHMACSHA1_96, 3},
-		{kernelops.IntegHMACSHA256_128, 5}, // SADB_X_AALG_SHA2_256, RFC 4868 truncation
-		{kernelops.IntegHMACSHA384_192, 6},
-		{kernelops.IntegHMACSHA512_256, 7},
-		{kernelops.IntegAESXCBC96, 9}, // SADB_X_AALG_AES_XCBC_MAC
+		{iana.IntegHMACMD5_96, 2},
+		{iana.IntegHMACSHA1_96, 3},
+		{iana.IntegHMACSHA256_128, 5}, // SADB_X_AALG_SHA2_256, RFC 4868 truncation
+		{iana.IntegHMACSHA384_192, 6},
+		{iana.IntegHMACSHA512_256, 7},
+		{iana.IntegAESXCBC96, 9}, // SADB_X_AALG_AES_XCBC_MAC
 	},
 	EncrNull: 11,
 }
@@ -139,22 +139,22 @@ var NetBSD = Dialect{
 	ExtMax:       25,
 
 	Encr: []EncrAlg{
-		{kernelops.EncrDES3, 3},
-		{kernelops.EncrNull, 11},
-		{kernelops.EncrAESCBC, 12},
-		{kernelops.EncrAESCTR, 13},
-		{kernelops.EncrAESGCM8, 18},
-		{kernelops.EncrAESGCM12, 19},
-		{kernelops.EncrAESGCM16, 20},
-		{kernelops.EncrNullAuthAESGMAC, 23},
+		{iana.EncrDES3, 3},
+		{iana.EncrNull, 11},
+		{iana.EncrAESCBC, 12},
+		{iana.EncrAESCTR, 13},
+		{iana.EncrAESGCM8, 18},
+		{iana.EncrAESGCM12, 19},
+		{iana.EncrAESGCM16, 20},
+		{iana.EncrNullAuthAESGMAC, 23},
 	},
 	Auth: []AuthAlg{
-		{kernelops.IntegHMACMD5_96, 2},
-		{kernelops.IntegHMACSHA1_96, 3},
-		{kernelops.IntegHMACSHA256_128, 5},
-		{kernelops.IntegHMACSHA384_192, 6},
-		{kernelops.IntegHMACSHA512_256, 7},
-		{kernelops.IntegAESXCBC96, 9},
+		{iana.IntegHMACMD5_96, 2},
+		{iana.IntegHMACSHA1_96, 3},
+		{iana.IntegHMACSHA256_128, 5},
+		{iana.IntegHMACSHA384_192, 6},
+		{iana.IntegHMACSHA512_256, 7},
+		{iana.IntegAESXCBC96, 9},
 	},
 	EncrNull: 11,
 }
@@ -178,19 +178,19 @@ var Darwin = Dialect{
 	ExtMax: 29,
 
 	Encr: []EncrAlg{
-		{kernelops.EncrDES3, 2},              // SADB_EALG_3DESCBC
-		{kernelops.EncrNull, 3},              // SADB_EALG_NULL
-		{kernelops.EncrAESCBC, 12},           // SADB_X_EALG_AESCBC
-		{kernelops.EncrAESGCM16, 13},         // SADB_X_EALG_AES_GCM (16-byte ICV)
-		{kernelops.EncrChaCha20Poly1305, 14}, // SADB_X_EALG_CHACHA20POLY1305
-		{kernelops.EncrNullAuthAESGMAC, 15},  // SADB_X_EALG_AES_GMAC
+		{iana.EncrDES3, 2},              // SADB_EALG_3DESCBC
+		{iana.EncrNull, 3},              // SADB_EALG_NULL
+		{iana.EncrAESCBC, 12},           // SADB_X_EALG_AESCBC
+		{iana.EncrAESGCM16, 13},         // SADB_X_EALG_AES_GCM (16-byte ICV)
+		{iana.EncrChaCha20Poly1305, 14}, // SADB_X_EALG_CHACHA20POLY1305
+		{iana.EncrNullAuthAESGMAC, 15},  // SADB_X_EALG_AES_GMAC
 	},
 	Auth: []AuthAlg{
-		{kernelops.IntegHMACMD5_96, 1},     // SADB_AALG_MD5HMAC
-		{kernelops.IntegHMACSHA1_96, 2},    // SADB_AALG_SHA1HMAC
-		{kernelops.IntegHMACSHA256_128, 6}, // SADB_X_AALG_SHA2_256
-		{kernelops.IntegHMACSHA384_192, 7}, // SADB_X_AALG_SHA2_384
-		{kernelops.IntegHMACSHA512_256, 8}, // SADB_X_AALG_SHA2_512
+		{iana.IntegHMACMD5_96, 1},     // SADB_AALG_MD5HMAC
+		{iana.IntegHMACSHA1_96, 2},    // SADB_AALG_SHA1HMAC
+		{iana.IntegHMACSHA256_128, 6}, // SADB_X_AALG_SHA2_256
+		{iana.IntegHMACSHA384_192, 7}, // SADB_X_AALG_SHA2_384
+		{iana.IntegHMACSHA512_256, 8}, // SADB_X_AALG_SHA2_512
 	},
 	EncrNull: 3,
 }
