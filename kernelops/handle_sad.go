@@ -71,11 +71,12 @@ func (h *Handle) DeleteSA(ctx context.Context, id SAID) error {
 		return err
 	}
 	defer h.lockLife()()
-	return h.wrap(op, id.String(), h.deleted(id, h.sad.DeleteSA(ctx, id)))
+	return h.deleted(id, h.wrap(op, id.String(), h.sad.DeleteSA(ctx, id)))
 }
 
-// deleted follows a driver's DeleteSA: the SA is gone either way, and a
-// delete of an SPI only reserved by AllocSPI ends the reservation.
+// deleted follows a driver's DeleteSA (its error wrapped): the SA is gone
+// either way, and a delete of an SPI only reserved by AllocSPI ends the
+// reservation.
 func (h *Handle) deleted(id SAID, err error) error {
 	if err == nil || errors.Is(err, ErrNotFound) {
 		h.gone(id)
@@ -270,6 +271,7 @@ func (h *Handle) Apply(ctx context.Context, ops []Op) error {
 	for j, i := range idx {
 		op := &ops[i]
 		err := pass[j].Err
+		err = h.wrap(op.Kind.String(), opObject(op), err)
 		switch op.Kind {
 		case OpAddSA, OpUpdateSA:
 			if err == nil {
@@ -278,7 +280,7 @@ func (h *Handle) Apply(ctx context.Context, ops []Op) error {
 		case OpDeleteSA:
 			err = h.deleted(op.SAID, err)
 		}
-		op.Err = h.wrap(op.Kind.String(), opObject(op), err)
+		op.Err = err
 	}
 	unlock()
 	return BatchResult(ops)
