@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// Backend is an open dataplane. It implements whichever facet interfaces
-// below its dataplane supports; find them by type assertion (or As).
+// Backend is an open dataplane: a *Handle, or a backend type embedding
+// one. Find its facets with As, which consults the facet table: a facet
+// is usable only when its capability is claimed.
 type Backend interface {
 	Name() string
 	Capabilities() Capabilities

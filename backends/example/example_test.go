@@ -36,23 +36,21 @@ func TestConformance(t *testing.T) { conformance.Run(t, newHarness) }
 // reason fails here.
 func TestSkipsFollowCapabilities(t *testing.T) {
 	skipWhy := map[string]string{
-		"PolicyPriorities":            "",
-		"CountersMoveWithTraffic":     "capability counters absent: an in-memory table with no traffic",
-		"TrapRaisesAcquire":           "capability trap absent: no traffic",
-		"LifetimeUseTime":             "no traffic source",
-		"LifetimeBytes":               "capability lifetime-bytes absent",
-		"LifetimePackets":             "capability lifetime-packets absent",
-		"IdleDetection":               "no traffic source",
-		"BatchPartialFailure":         "capability batch absent",
-		"AddressRefcounts":            "capability addr-manage absent",
-		"AddressSelection":            "capability addr-select absent",
-		"IKESockets":                  "capability sockets absent",
-		"Holes":                       "capability holes absent",
-		"Offload":                     "capability offload absent",
-		"SyncState":                   "capability sync absent",
-		"Migrate":                     "capability migrate absent",
-		"XfrmInterfaces":              "capability xfrm-interfaces absent",
-		"SubscriptionEndsWithContext": "",
+		"CountersMoveWithTraffic": "capability counters absent: an in-memory table with no traffic",
+		"TrapRaisesAcquire":       "capability trap absent: no traffic",
+		"LifetimeUseTime":         "no traffic source",
+		"LifetimeBytes":           "capability lifetime-bytes absent",
+		"LifetimePackets":         "capability lifetime-packets absent",
+		"IdleDetection":           "no traffic source",
+		"BatchPartialFailure":     "capability batch absent",
+		"AddressRefcounts":        "capability addr-manage absent",
+		"AddressSelection":        "capability addr-select absent",
+		"IKESockets":              "capability sockets absent",
+		"Holes":                   "capability holes absent",
+		"Offload":                 "capability offload absent",
+		"SyncState":               "capability sync absent",
+		"Migrate":                 "capability migrate absent",
+		"XfrmInterfaces":          "capability xfrm-interfaces absent",
 	}
 	results := conformance.RunCases(context.Background(), newHarness, "", nil)
 	if len(results) != len(conformance.Cases()) {
