@@ -132,7 +132,14 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	}
 	var err error
 	if e.sad, err = kernelops.As[kernelops.SAD](o.Backend); err != nil {
-		return nil, err
+		// A backend that implements the SAD but claims none (XFRM on a
+		// kernel without ESP) still runs the engine: each child install
+		// then fails with ErrNotSupported and the backend's reason.
+		sad, ok := o.Backend.(kernelops.SAD)
+		if !ok {
+			return nil, err
+		}
+		e.sad = sad
 	}
 	if e.spd, err = kernelops.As[kernelops.SPD](o.Backend); err != nil {
 		return nil, err
