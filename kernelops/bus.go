@@ -45,7 +45,11 @@ func (b *bus) Subscribe(ctx context.Context, opts SubscribeOptions) (Subscriptio
 	}
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
+	// Armed under s.mu: a ctx already done runs Close at once in another
+	// goroutine, and Close must see stopCtx set.
+	s.mu.Lock()
 	s.stopCtx = context.AfterFunc(ctx, func() { s.Close() })
+	s.mu.Unlock()
 	go s.pump()
 	return s, nil
 }
@@ -113,7 +117,10 @@ func (s *busSub) Events() <-chan Event { return s.out }
 
 func (s *busSub) Close() error {
 	s.closeOnce.Do(func() {
-		s.stopCtx()
+		s.mu.Lock()
+		stop := s.stopCtx
+		s.mu.Unlock()
+		stop()
 		s.bus.mu.Lock()
 		delete(s.bus.subs, s)
 		s.bus.mu.Unlock()

@@ -130,3 +130,31 @@ func BenchmarkPublish(b *testing.B) {
 		bus.Publish(ev)
 	}
 }
+
+// TestSubscribeWithDoneContext: a context that is already done closes the
+// subscription at once, in another goroutine, while Subscribe may still be
+// arming it; that Close must not find its stop function unset (it did, and
+// crashed the daemon when a control client left during Subscribe).
+func TestSubscribeWithDoneContext(t *testing.T) {
+	b := newBus()
+	defer b.Close()
+	for range 2000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		s, err := b.Subscribe(ctx, SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case _, ok := <-s.Events():
+			if ok {
+				t.Fatal("an event on a subscription whose context was done")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a subscription with a done context stayed open")
+		}
+	}
+	if n := b.Subscribers(); n != 0 {
+		t.Fatalf("%d subscribers left", n)
+	}
+}
