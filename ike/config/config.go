@@ -11,7 +11,6 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -69,7 +68,30 @@ type Daemon struct {
 	// than DownQueueMaxAge when the link returns are dropped unsent.
 	DownQueueLimit  int
 	DownQueueMaxAge time.Duration
+	// LogFormat is how the daemon writes its log (text or json).
+	LogFormat LogFormat
+	// Metrics is where the daemon serves Prometheus metrics and pprof
+	// over HTTP; the zero value serves nothing.
+	Metrics netip.AddrPort
 }
+
+// LogFormat is daemon.log_format.
+type LogFormat uint8
+
+const (
+	LogText LogFormat = iota // log/slog's key=value lines
+	LogJSON                  // one JSON object per line
+)
+
+func (f LogFormat) String() string {
+	if f == LogJSON {
+		return "json"
+	}
+	return "text"
+}
+
+// MarshalText writes the format's name.
+func (f LogFormat) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
 
 // Defaults of the link-awareness settings (see Daemon).
 const (
@@ -113,7 +135,12 @@ type Connection struct {
 	Line int
 	// LocalAddr and RemoteAddr: an invalid address means %any (listen on
 	// all addresses; accept any peer, never initiate).
-	LocalAddr, RemoteAddr       netip.Addr
+	LocalAddr, RemoteAddr netip.Addr
+	// LocalAddrs and RemoteAddrs are every address of local_addrs and
+	// remote_addrs as written (swanctl takes lists); the engine uses only
+	// the first, LocalAddr and RemoteAddr, and the parser warns about the
+	// rest.
+	LocalAddrs, RemoteAddrs     []netip.Addr
 	LocalPort, RemotePort       uint16
 	LocalNATPort, RemoteNATPort uint16
 	LocalID, RemoteID           Identity
@@ -129,6 +156,10 @@ type Connection struct {
 	// (swanctl's rand_time; its default is swanctl's over_time default,
 	// a tenth of rekey_time), so both ends rarely rekey at once.
 	RandTime time.Duration
+	// LogLevel, when set, is this connection's log level: the daemon logs
+	// the lines of its IKE and child SAs at it instead of
+	// daemon.log_level.
+	LogLevel *slog.Level
 	Children []*Child
 }
 
@@ -192,6 +223,9 @@ func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	var b strings.Builder
+	if e.File == "" {
+		b.WriteString("config") // a Config built in Go
+	}
 	b.WriteString(e.File)
 	if e.Line > 0 {
 		fmt.Fprintf(&b, ":%d", e.Line)
@@ -229,6 +263,9 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse validates a configuration read from file (the name in errors).
+// It reads the whole file and reports every error it finds (at most
+// MaxErrors) as Errors, not only the first; a file with errors yields no
+// Config, and the keys it read are wiped.
 func Parse(file string, src []byte, o Options) (*Config, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.LookupEnv
@@ -242,41 +279,82 @@ func Parse(file string, src []byte, o Options) (*Config, error) {
 			return secretfile.Read(p, secretfile.Options{})
 		}
 	}
-	root, err := parseSyntax(src)
-	if err != nil {
-		var se *syntaxError
-		if errors.As(err, &se) {
-			return nil, &Error{File: file, Line: se.line, Msg: se.msg}
-		}
-		return nil, err
+	b := &builder{file: file, o: o, failed: map[fieldKey]bool{}, lines: map[fieldKey]int{}}
+	root, serrs := parseSyntax(src)
+	for _, se := range serrs {
+		b.errs = append(b.errs, &Error{File: file, Line: se.line, Msg: se.msg})
 	}
-	b := &builder{file: file, o: o}
 	cfg := b.build(root)
-	if b.err != nil {
-		return nil, b.err
+	// What the values mean together (ranges, families, completeness):
+	// the checks a Config built in Go gets from Validate. A setting whose
+	// text was already refused is not reported twice.
+	cfg.validate(func(line int, conn, child, field, msg string) {
+		k := fieldKey{conn, child, field}
+		if b.failed[k] || (field == "psk_file" && b.failed[fieldKey{conn, "", "psk"}]) {
+			return
+		}
+		if l, ok := b.lines[k]; ok {
+			line = l
+		} else if l, ok := b.lines[fieldKey{conn, child, lineOf[field]}]; ok {
+			line = l
+		}
+		b.add(&Error{File: file, Line: line, Conn: conn, Child: child, Field: field, Msg: msg})
+	})
+	if len(b.errs) > 0 {
+		cfg.Wipe()
+		sortErrors(b.errs)
+		if b.dropped > 0 {
+			b.errs = append(b.errs, &Error{File: file, Msg: fmt.Sprintf("and %d more errors", b.dropped)})
+		}
+		return nil, Errors(b.errs)
 	}
 	cfg.Warnings = b.warnings
 	return cfg, nil
 }
 
-// builder turns the section tree into a Config, stopping at the first
-// error.
+// lineOf names, for an error about a setting left at its default, the
+// setting whose line to show instead (the one that was written).
+var lineOf = map[string]string{"local_port_nat": "local_port", "remote_addrs": "local_addrs"}
+
+// fieldKey names a setting: connection, child and field, as in Error.
+type fieldKey struct{ conn, child, field string }
+
+// builder turns the section tree into a Config, collecting every error.
 type builder struct {
-	file        string
-	o           Options
-	err         error
-	warnings    []*Error
+	file     string
+	o        Options
+	errs     []*Error
+	dropped  int // errors beyond MaxErrors
+	warnings []*Error
+	// failed are the settings whose text was refused; lines are where
+	// each setting was written.
+	failed      map[fieldKey]bool
+	lines       map[fieldKey]int
 	conn, child string
+}
+
+func (b *builder) add(e *Error) {
+	if len(b.errs) >= MaxErrors {
+		b.dropped++
+		return
+	}
+	b.errs = append(b.errs, e)
 }
 
 func (b *builder) warn(line int, field, format string, args ...any) {
 	b.warnings = append(b.warnings, &Error{File: b.file, Line: line, Conn: b.conn, Child: b.child, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (b *builder) fail(line int, field, format string, args ...any) {
-	if b.err == nil {
-		b.err = &Error{File: b.file, Line: line, Conn: b.conn, Child: b.child, Field: field, Msg: fmt.Sprintf(format, args...)}
-	}
+func (b *builder) fail(line int, field, format string, args ...any) *Error {
+	b.failed[fieldKey{b.conn, b.child, field}] = true
+	e := &Error{File: b.file, Line: line, Conn: b.conn, Child: b.child, Field: field, Msg: fmt.Sprintf(format, args...)}
+	b.add(e)
+	return e
+}
+
+// at records where a setting is written, for the errors Validate finds.
+func (b *builder) at(kv setting, field string) {
+	b.lines[fieldKey{b.conn, b.child, field}] = kv.line
 }
 
 // known rejects settings and sections a section does not take, so a typo
@@ -299,13 +377,8 @@ func (b *builder) known(s *section, keys []string, subs []string) {
 }
 
 func (b *builder) build(root *section) *Config {
-	cfg := &Config{File: b.file, Daemon: Daemon{
-		Control: DefaultControl, LogLevel: slog.LevelInfo,
-		RetransmitTimeout: 4 * time.Second, RetransmitBase: 1.8, RetransmitTries: 5,
-		CookieThreshold: 10, HalfOpenTimeout: 30 * time.Second,
-		ReviveRate: DefaultReviveRate, ReviveBurst: DefaultReviveBurst,
-		DownQueueLimit: DefaultDownQueueLimit, DownQueueMaxAge: DefaultDownQueueMaxAge,
-	}, Backend: Backend{Name: "nokernel"}}
+	cfg := Defaults()
+	cfg.File = b.file
 	b.known(root, nil, []string{"daemon", "backend", "connections"})
 	if d := root.sub("daemon"); d != nil {
 		b.daemon(d, &cfg.Daemon)
@@ -313,9 +386,7 @@ func (b *builder) build(root *section) *Config {
 	if s := root.sub("backend"); s != nil {
 		b.known(s, []string{"name", "cleanup"}, []string{"params"})
 		if kv, ok := s.get("name"); ok {
-			if kv.value == "" {
-				b.fail(kv.line, "backend.name", "empty")
-			}
+			b.at(kv, "backend.name")
 			cfg.Backend.Name = kv.value
 		}
 		if kv, ok := s.get("cleanup"); ok {
@@ -325,7 +396,7 @@ func (b *builder) build(root *section) *Config {
 			case "none":
 				cfg.Backend.Cleanup = CleanupNone
 			default:
-				b.fail(kv.line, "backend.cleanup", "%q: want owned or none", kv.value)
+				b.fail(kv.line, "backend.cleanup", "%q: %s", kv.value, wantCleanup)
 			}
 		}
 		if p := s.sub("params"); p != nil {
@@ -342,79 +413,92 @@ func (b *builder) build(root *section) *Config {
 		for _, kv := range cs.settings {
 			b.fail(kv.line, kv.key, "connections holds sections (name { ... }), not settings")
 		}
-		children := map[string]string{}
 		for _, s := range cs.sections {
-			c := b.connection(s)
-			if b.err != nil {
-				return nil
-			}
-			for _, ch := range c.Children {
-				if other, dup := children[ch.Name]; dup {
-					b.conn = c.Name
-					b.fail(ch.Line, "children", "child name %q is already used by connection %s (child names are unique)", ch.Name, other)
-					return nil
-				}
-				children[ch.Name] = c.Name
-			}
-			cfg.Connections = append(cfg.Connections, c)
+			cfg.Connections = append(cfg.Connections, b.connection(s))
 		}
-	}
-	if b.err != nil {
-		return nil
+		b.conn, b.child = "", ""
 	}
 	return cfg
 }
 
 func (b *builder) daemon(s *section, d *Daemon) {
-	b.known(s, []string{"control", "log_level", "retransmit_timeout", "retransmit_base",
+	b.known(s, []string{"control", "log_level", "log_format", "metrics", "retransmit_timeout", "retransmit_base",
 		"retransmit_tries", "cookie_threshold", "half_open_timeout", "revive_rate", "revive_burst",
 		"down_queue_limit", "down_queue_max_age"}, nil)
 	for _, kv := range s.settings {
 		field := "daemon." + kv.key
+		b.at(kv, field)
 		switch kv.key {
 		case "control":
-			if kv.value == "" {
-				b.fail(kv.line, field, "empty path")
-			}
 			d.Control = kv.value
 		case "log_level":
 			if err := d.LogLevel.UnmarshalText([]byte(kv.value)); err != nil {
 				b.fail(kv.line, field, "%q: want debug, info, warn or error", kv.value)
 			}
+		case "log_format":
+			switch kv.value {
+			case "text":
+				d.LogFormat = LogText
+			case "json":
+				d.LogFormat = LogJSON
+			default:
+				b.fail(kv.line, field, "%q: %s", kv.value, wantLogFormat)
+			}
+		case "metrics":
+			d.Metrics = b.metrics(kv, field)
 		case "retransmit_timeout":
 			d.RetransmitTimeout = b.duration(kv, field, true)
 		case "half_open_timeout":
 			d.HalfOpenTimeout = b.duration(kv, field, true)
 		case "retransmit_base":
 			f, err := strconv.ParseFloat(kv.value, 64)
-			if err != nil || f < 1 || f > 10 {
-				b.fail(kv.line, field, "%q: want a number from 1 to 10", kv.value)
+			if err != nil || f < minRetransmitBase || f > maxRetransmitBase {
+				b.fail(kv.line, field, "%q: %s", kv.value, wantBase)
 			}
 			d.RetransmitBase = f
 		case "retransmit_tries":
-			d.RetransmitTries = int(b.uint(kv, field, 0, 20))
+			d.RetransmitTries = int(b.uint(kv, field, 0, maxRetransmitTries))
 		case "cookie_threshold":
-			d.CookieThreshold = int(b.uint(kv, field, 0, 1<<20))
+			d.CookieThreshold = int(b.uint(kv, field, 0, maxCookieThreshold))
 		case "revive_rate":
 			f, err := strconv.ParseFloat(kv.value, 64)
-			if err != nil || !(f >= 0.01 && f <= 1e6) {
-				b.fail(kv.line, field, "%q: want liveness checks per second, from 0.01 to 1000000", kv.value)
+			if err != nil || !(f >= minReviveRate && f <= maxReviveRate) {
+				b.fail(kv.line, field, "%q: %s", kv.value, wantReviveRate)
 			}
 			d.ReviveRate = f
 		case "revive_burst":
-			d.ReviveBurst = int(b.uint(kv, field, 1, 1<<20))
+			d.ReviveBurst = int(b.uint(kv, field, 1, maxReviveBurst))
 		case "down_queue_limit":
-			d.DownQueueLimit = int(b.uint(kv, field, 0, 1024))
+			d.DownQueueLimit = int(b.uint(kv, field, 0, maxDownQueueLimit))
 		case "down_queue_max_age":
 			d.DownQueueMaxAge = b.duration(kv, field, true)
 		}
 	}
 }
 
+const wantMetrics = "want ADDRESS:PORT such as 127.0.0.1:9417 or [::1]:9417"
+
+// metrics reads daemon.metrics: an address and port, or "" / "no" for
+// none.
+func (b *builder) metrics(kv setting, field string) netip.AddrPort {
+	if kv.value == "" || kv.value == "no" {
+		return netip.AddrPort{}
+	}
+	ap, err := netip.ParseAddrPort(kv.value)
+	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+		b.fail(kv.line, field, "%q: %s", kv.value, wantMetrics)
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 func (b *builder) duration(kv setting, field string, positive bool) time.Duration {
 	d, err := parseDuration(kv.value)
-	if err != nil || d < 0 || (positive && d == 0) {
-		b.fail(kv.line, field, "%q: want a duration such as 30s, 10m, 1h or 1d", kv.value)
+	switch {
+	case err != nil || d < 0:
+		b.fail(kv.line, field, "%q: %s", kv.value, wantDuration)
+	case positive && d == 0:
+		b.fail(kv.line, field, "%q: %s", kv.value, wantPositiveDur)
 	}
 	return d
 }
@@ -438,7 +522,7 @@ func parseDuration(s string) (time.Duration, error) {
 func (b *builder) uint(kv setting, field string, lo, hi uint64) uint64 {
 	n, err := strconv.ParseUint(kv.value, 10, 64)
 	if err != nil || n < lo || n > hi {
-		b.fail(kv.line, field, "%q: want a whole number from %d to %d", kv.value, lo, hi)
+		b.fail(kv.line, field, "%q: %s", kv.value, wantWhole(lo, hi))
 	}
 	return n
 }
@@ -457,6 +541,7 @@ func (b *builder) count(kv setting, field string) uint64 {
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || n > (1<<63)/mul {
 		b.fail(kv.line, field, "%q: want a count such as 1000, 64k, 512M or 2G", kv.value)
+		return 0
 	}
 	return n * mul
 }
@@ -476,23 +561,40 @@ func (b *builder) bool(kv setting, field string) bool {
 	return false
 }
 
-func (b *builder) addr(kv setting, field string) netip.Addr {
+// addrs reads local_addrs or remote_addrs: %any, or a comma-separated
+// list of addresses (swanctl's form). The engine uses the first; the
+// others are kept in the Connection and warned about.
+func (b *builder) addrs(kv setting, field string) []netip.Addr {
 	if kv.value == "%any" || kv.value == "" {
-		return netip.Addr{}
+		return nil
 	}
-	if strings.Contains(kv.value, ",") {
-		b.fail(kv.line, field, "%q: one address per connection (lists are not supported)", kv.value)
-		return netip.Addr{}
+	var out []netip.Addr
+	for _, part := range strings.Split(kv.value, ",") {
+		part = strings.TrimSpace(part)
+		a, err := netip.ParseAddr(part)
+		if err != nil || a.Zone() != "" || a.IsUnspecified() {
+			what := "want IPv4 or IPv6 addresses, or %%any"
+			switch {
+			case part == "%any" || strings.HasPrefix(part, "%any"):
+				what = "%%any stands alone, not in a list"
+			case strings.ContainsAny(part, "/-"):
+				what = "prefixes and ranges are not supported yet; want IPv4 or IPv6 addresses, or %%any"
+			case part != "" && err != nil && !strings.ContainsAny(part, ":"):
+				what = "host names are not supported; want IPv4 or IPv6 addresses, or %%any"
+			}
+			b.fail(kv.line, field, "%q: "+what, part)
+			return nil
+		}
+		out = append(out, a.Unmap())
 	}
-	a, err := netip.ParseAddr(kv.value)
-	if err != nil || a.Zone() != "" || a.IsUnspecified() {
-		b.fail(kv.line, field, "%q: want an IPv4 or IPv6 address, or %%any", kv.value)
+	if len(out) > 1 {
+		b.warn(kv.line, field, "only the first address, %s, is used; the other %d are ignored (keyplane does not yet try several addresses)", out[0], len(out)-1)
 	}
-	return a.Unmap()
+	return out
 }
 
 var connKeys = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "local_port_nat",
-	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time", "rand_time"}
+	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time", "rand_time", "version", "log_level"}
 
 // DefaultIKERekeyTime is an IKE SA's rekey_time when none is set:
 // strongSwan's default, so both ends of a default pair agree.
@@ -500,31 +602,31 @@ const DefaultIKERekeyTime = 4 * time.Hour
 
 func (b *builder) connection(s *section) *Connection {
 	b.conn, b.child = s.name, ""
-	c := &Connection{Name: s.name, Line: s.line, LocalPort: 500, RemotePort: 500,
-		LocalNATPort: 4500, RemoteNATPort: 4500, RekeyTime: DefaultIKERekeyTime}
+	c := DefaultConnection(s.name)
+	c.Line = s.line
 	b.known(s, connKeys, []string{"local", "remote", "children"})
-	proposals := "aes128gcm16-prfsha256-x25519, aes256-sha256-ecp256"
-	propLine := s.line
-	natSet := map[string]bool{}
 	randSet := false
 	for _, kv := range s.settings {
+		b.at(kv, kv.key)
 		switch kv.key {
 		case "local_addrs":
-			c.LocalAddr = b.addr(kv, kv.key)
+			c.LocalAddrs = b.addrs(kv, kv.key)
 		case "remote_addrs":
-			c.RemoteAddr = b.addr(kv, kv.key)
+			c.RemoteAddrs = b.addrs(kv, kv.key)
 		case "local_port":
 			c.LocalPort = b.port(kv, kv.key)
 		case "remote_port":
 			c.RemotePort = b.port(kv, kv.key)
 		case "local_port_nat":
 			c.LocalNATPort = b.port(kv, kv.key)
-			natSet["local"] = true
 		case "remote_port_nat":
 			c.RemoteNATPort = b.port(kv, kv.key)
-			natSet["remote"] = true
 		case "proposals":
-			proposals, propLine = kv.value, kv.line
+			ps, err := ParseProposals(kv.value, true)
+			if err != nil {
+				b.fail(kv.line, "proposals", "%v", err)
+			}
+			c.Proposals = ps
 		case "encap":
 			c.Encap = b.bool(kv, kv.key)
 		case "dpd_delay":
@@ -534,22 +636,34 @@ func (b *builder) connection(s *section) *Connection {
 		case "rand_time":
 			c.RandTime = b.duration(kv, kv.key, false)
 			randSet = true
+		case "version":
+			// swanctl's IKE version: 2 is the only one keyplane speaks.
+			switch kv.value {
+			case "2":
+			case "1":
+				b.fail(kv.line, kv.key, "1: IKEv1 is not supported; keyplane speaks IKEv2 only (set version = 2 or remove the setting)")
+			case "0":
+				b.fail(kv.line, kv.key, "0 (any IKE version) is not supported; keyplane speaks IKEv2 only (set version = 2 or remove the setting)")
+			default:
+				b.fail(kv.line, kv.key, "%q: want 2 (IKEv2)", kv.value)
+			}
+		case "log_level":
+			var l slog.Level
+			if err := l.UnmarshalText([]byte(kv.value)); err != nil {
+				b.fail(kv.line, kv.key, "%q: want debug, info, warn or error", kv.value)
+			} else {
+				c.LogLevel = &l
+			}
 		}
 	}
 	if !randSet {
-		// swanctl: rand_time defaults to over_time, which defaults to a
-		// tenth of rekey_time.
-		c.RandTime = c.RekeyTime / 10
+		c.RandTime = ikeRandTime(c.RekeyTime)
 	}
-	if c.LocalPort == c.LocalNATPort {
-		b.fail(s.line, "local_port_nat", "%d is also local_port; set local_port_nat to another port", c.LocalNATPort)
+	if len(c.LocalAddrs) > 0 {
+		c.LocalAddr = c.LocalAddrs[0]
 	}
-	if c.LocalAddr.IsValid() && c.RemoteAddr.IsValid() && c.LocalAddr.Is4() != c.RemoteAddr.Is4() {
-		b.fail(s.line, "remote_addrs", "%s and local address %s are of different families", c.RemoteAddr, c.LocalAddr)
-	}
-	var err error
-	if c.Proposals, err = ParseProposals(proposals, true); err != nil {
-		b.fail(propLine, "proposals", "%v", err)
+	if len(c.RemoteAddrs) > 0 {
+		c.RemoteAddr = c.RemoteAddrs[0]
 	}
 	b.psk(s, c)
 	b.ends(s, c)
@@ -558,11 +672,8 @@ func (b *builder) connection(s *section) *Connection {
 			b.fail(kv.line, kv.key, "children holds sections (name { ... }), not settings")
 		}
 		for _, cs := range ch.sections {
-			c.Children = append(c.Children, b.childConf(cs, c))
+			c.Children = append(c.Children, b.childConf(cs))
 		}
-	}
-	if len(c.Children) == 0 {
-		b.fail(s.line, "children", "a connection needs at least one child")
 	}
 	return c
 }
@@ -570,14 +681,16 @@ func (b *builder) connection(s *section) *Connection {
 func (b *builder) psk(s *section, c *Connection) {
 	file, hasFile := s.get("psk_file")
 	env, hasEnv := s.get("psk_env")
+	failed := func() { b.failed[fieldKey{b.conn, "", "psk"}] = true }
 	switch {
 	case hasFile && hasEnv:
 		b.fail(env.line, "psk_env", "give psk_file or psk_env, not both")
+		failed()
 	case hasFile:
 		data, err := b.o.ReadFile(file.value)
 		if err != nil {
-			b.fail(file.line, "psk_file", "%v", err)
-			b.err.(*Error).Err = err
+			b.fail(file.line, "psk_file", "%v", err).Err = err
+			failed()
 			return
 		}
 		// The key keeps the file's buffer: no copy of it is left behind.
@@ -585,19 +698,19 @@ func (b *builder) psk(s *section, c *Connection) {
 		c.PSKSource = "file " + file.value
 		if len(c.PSK) == 0 {
 			b.fail(file.line, "psk_file", "%s is empty", file.value)
+			failed()
 		}
 		b.shortPSK(file.line, "psk_file", c)
 	case hasEnv:
 		v, ok := b.o.Getenv(env.value)
 		if !ok || v == "" {
 			b.fail(env.line, "psk_env", "environment variable %s is unset or empty", env.value)
+			failed()
 			return
 		}
 		c.PSK = ikecrypto.Key(v)
 		c.PSKSource = "env " + env.value
 		b.shortPSK(env.line, "psk_env", c)
-	default:
-		b.fail(s.line, "psk_file", "no pre-shared key: set psk_file = PATH or psk_env = VARIABLE")
 	}
 }
 
@@ -625,7 +738,6 @@ func (c *Config) Wipe() {
 }
 
 func (b *builder) ends(s *section, c *Connection) {
-	c.RemoteID = Identity{Any: true}
 	if c.LocalAddr.IsValid() {
 		c.LocalID = AddrIdentity(c.LocalAddr)
 	}
@@ -639,41 +751,36 @@ func (b *builder) ends(s *section, c *Connection) {
 			b.fail(kv.line, end+".auth", "%q: only psk is supported", kv.value)
 		}
 		if kv, ok := e.get("id"); ok {
+			b.at(kv, end+".id")
 			id, err := ParseIdentity(kv.value)
 			if err != nil {
 				b.fail(kv.line, end+".id", "%v", err)
+				continue
 			}
 			if end == "local" {
-				if id.Any {
-					b.fail(kv.line, end+".id", "the local identity cannot be %%any")
-				}
 				c.LocalID = id
 			} else {
 				c.RemoteID = id
 			}
 		}
 	}
-	if c.LocalID.Type == 0 && !c.LocalID.Any {
-		b.fail(s.line, "local.id", "no local identity: set local.id or local_addrs")
-	}
 }
 
 var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "mode", "rekey_time",
-	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid"}
+	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets",
+	"replay_window", "reqid", "updown"}
 
-func (b *builder) childConf(s *section, c *Connection) *Child {
+func (b *builder) childConf(s *section) *Child {
 	b.child = s.name
 	defer func() { b.child = "" }()
-	ch := &Child{Name: s.name, Line: s.line, Mode: kernelops.ModeTunnel, ReplayWindow: 32,
-		LocalTS: []TS{{Dynamic: true}}, RemoteTS: []TS{{Dynamic: true}}}
+	ch := DefaultChild(s.name)
+	ch.Line = s.line
 	b.known(s, childKeys, nil)
-	esp := "aes128gcm16, aes256-sha256"
-	espLine := s.line
 	life := &ch.Lifetime
-	life.Soft.AddTime = time.Hour
 	lifeSet := map[string]bool{}
 	randSet := map[string]bool{}
 	for _, kv := range s.settings {
+		b.at(kv, kv.key)
 		var err error
 		switch kv.key {
 		case "local_ts":
@@ -685,7 +792,9 @@ func (b *builder) childConf(s *section, c *Connection) *Child {
 				b.fail(kv.line, kv.key, "%v", err)
 			}
 		case "esp_proposals":
-			esp, espLine = kv.value, kv.line
+			if ch.ESPProposals, err = ParseProposals(kv.value, false); err != nil {
+				b.fail(kv.line, "esp_proposals", "%v", err)
+			}
 		case "start_action":
 			switch kv.value {
 			case "none":
@@ -695,7 +804,7 @@ func (b *builder) childConf(s *section, c *Connection) *Child {
 			case "trap":
 				ch.StartAction = StartTrap
 			default:
-				b.fail(kv.line, kv.key, "%q: want none, start or trap", kv.value)
+				b.fail(kv.line, kv.key, "%q: %s", kv.value, wantStartAction)
 			}
 		case "mode":
 			switch kv.value {
@@ -704,7 +813,7 @@ func (b *builder) childConf(s *section, c *Connection) *Child {
 			case "transport":
 				ch.Mode = kernelops.ModeTransport
 			default:
-				b.fail(kv.line, kv.key, "%q: want tunnel or transport", kv.value)
+				b.fail(kv.line, kv.key, "%q: %s", kv.value, wantMode)
 			}
 		case "rekey_time":
 			life.Soft.AddTime = b.duration(kv, kv.key, false)
@@ -731,62 +840,39 @@ func (b *builder) childConf(s *section, c *Connection) *Child {
 			ch.RandPackets = b.count(kv, kv.key)
 			randSet[kv.key] = true
 		case "replay_window":
-			ch.ReplayWindow = uint32(b.uint(kv, kv.key, 0, 4096))
+			ch.ReplayWindow = uint32(b.uint(kv, kv.key, 0, maxReplayWindow))
 		case "reqid":
 			ch.ReqID = uint32(b.uint(kv, kv.key, 1, 0xffffffff))
+		case "updown":
+			// Refused rather than ignored: an updown script usually sets
+			// up routes or firewall rules the tunnel depends on.
+			b.fail(kv.line, kv.key, "updown scripts are not run by keyplane yet; remove the setting and do what the script did another way")
 		}
 	}
-	// swanctl's defaults: each life limit is 110% of its rekey limit, and
-	// each rand range is the life limit minus the rekey limit.
+	// swanctl's defaults, the ones DefaultChild gives: each life limit is
+	// 110% of its rekey limit, and each rand range is the life limit
+	// minus the rekey limit.
 	if !lifeSet["life_time"] {
-		life.Hard.AddTime = life.Soft.AddTime + life.Soft.AddTime/10
+		life.Hard.AddTime = lifeAfter(life.Soft.AddTime)
+		if b.failed[fieldKey{b.conn, b.child, "rekey_time"}] {
+			b.failed[fieldKey{b.conn, b.child, "life_time"}] = true
+		}
 	}
 	if !lifeSet["life_bytes"] {
-		life.Hard.Bytes = life.Soft.Bytes + life.Soft.Bytes/10
+		life.Hard.Bytes = lifeAfter(life.Soft.Bytes)
 	}
 	if !lifeSet["life_packets"] {
-		life.Hard.Packets = life.Soft.Packets + life.Soft.Packets/10
+		life.Hard.Packets = lifeAfter(life.Soft.Packets)
 	}
-	if !randSet["rand_time"] && life.Hard.AddTime > life.Soft.AddTime {
-		ch.RandTime = life.Hard.AddTime - life.Soft.AddTime
+	if !randSet["rand_time"] {
+		ch.RandTime = randRange(life.Soft.AddTime, life.Hard.AddTime)
 	}
-	if !randSet["rand_bytes"] && life.Hard.Bytes > life.Soft.Bytes {
-		ch.RandBytes = life.Hard.Bytes - life.Soft.Bytes
+	if !randSet["rand_bytes"] {
+		ch.RandBytes = randRange(life.Soft.Bytes, life.Hard.Bytes)
 	}
-	if !randSet["rand_packets"] && life.Hard.Packets > life.Soft.Packets {
-		ch.RandPackets = life.Hard.Packets - life.Soft.Packets
+	if !randSet["rand_packets"] {
+		ch.RandPackets = randRange(life.Soft.Packets, life.Hard.Packets)
 	}
-	check := func(field string, soft, hard uint64) {
-		if soft != 0 && hard != 0 && soft >= hard {
-			b.fail(s.line, field, "rekey limit %d must be below the life limit %d", soft, hard)
-		}
-	}
-	check("rekey_time", uint64(life.Soft.AddTime), uint64(life.Hard.AddTime))
-	check("rekey_bytes", life.Soft.Bytes, life.Hard.Bytes)
-	check("rekey_packets", life.Soft.Packets, life.Hard.Packets)
-	var err error
-	if ch.ESPProposals, err = ParseProposals(esp, false); err != nil {
-		b.fail(espLine, "esp_proposals", "%v", err)
-	}
-	if ch.StartAction != StartNone && !c.RemoteAddr.IsValid() {
-		b.fail(s.line, "start_action", "%s needs a remote address (remote_addrs is %%any)", ch.StartAction)
-	}
-	if ch.StartAction == StartTrap {
-		for _, t := range append(append([]TS(nil), ch.LocalTS...), ch.RemoteTS...) {
-			if t.Dynamic && !c.LocalAddr.IsValid() {
-				b.fail(s.line, "local_ts", "trap with dynamic selectors needs local_addrs")
-			}
-		}
-	}
-	fam := func(field string, ts []TS) {
-		for _, t := range ts {
-			if !t.Dynamic && c.RemoteAddr.IsValid() && ch.Mode == kernelops.ModeTransport && t.Prefix.Addr().Is4() != c.RemoteAddr.Is4() {
-				b.fail(s.line, field, "%s: transport mode selectors must be of the IKE addresses' family", t)
-			}
-		}
-	}
-	fam("local_ts", ch.LocalTS)
-	fam("remote_ts", ch.RemoteTS)
 	return ch
 }
 

@@ -175,11 +175,11 @@ func TestErrorsNameWhere(t *testing.T) {
 		{"bad ts", child("    local_ts = 10.1.0.1/16"), 8, "c1", "ch1", "local_ts", "host bits"},
 		{"bad start", child("    start_action = later"), 8, "c1", "ch1", "start_action", "want none"},
 		{"esp prf", child("    esp_proposals = aes128gcm16-prfsha256"), 8, "c1", "ch1", "esp_proposals", "PRF is for IKE"},
-		{"lifetimes", child("    rekey_bytes = 2G\n    life_bytes = 1G"), 7, "c1", "ch1", "rekey_bytes", "below"},
+		{"lifetimes", child("    rekey_bytes = 2G\n    life_bytes = 1G"), 8, "c1", "ch1", "rekey_bytes", "below"},
 		{"no psk", "connections {\n c1 {\n  children {\n   x {\n   }\n  }\n }\n}\n", 2, "c1", "", "psk_file", "no pre-shared key"},
 		{"missing env", "connections {\n c1 {\n  psk_env = NOPE\n  local_addrs = 1.2.3.4\n  children {\n   x {\n   }\n  }\n }\n}\n", 3, "c1", "", "psk_env", "unset"},
 		{"missing file", "connections {\n c1 {\n  psk_file = nope.psk\n  local_addrs = 1.2.3.4\n  children {\n   x {\n   }\n  }\n }\n}\n", 3, "c1", "", "psk_file", "no such file"},
-		{"trap any", "connections {\n c1 {\n  psk_env = SITE_PSK\n  local_addrs = 1.2.3.4\n  children {\n   x {\n    start_action = trap\n   }\n  }\n }\n}\n", 6, "c1", "x", "start_action", "remote address"},
+		{"trap any", "connections {\n c1 {\n  psk_env = SITE_PSK\n  local_addrs = 1.2.3.4\n  children {\n   x {\n    start_action = trap\n   }\n  }\n }\n}\n", 7, "c1", "x", "start_action", "remote address"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,8 +12,9 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src []byte) {
 		cfg, err := Parse("fuzz.conf", src, testOpts())
 		if err != nil {
-			if _, ok := err.(*Error); !ok {
-				t.Fatalf("error of type %T: %v", err, err)
+			es, ok := err.(Errors)
+			if !ok || len(es) == 0 || len(es) > MaxErrors+1 {
+				t.Fatalf("error of type %T (%d errors): %v", err, len(es), err)
 			}
 			return
 		}

@@ -52,10 +52,18 @@ func (e *syntaxError) Error() string { return fmt.Sprintf("line %d: %s", e.line,
 
 // parseSyntax reads the section tree. A key or section name may hold
 // letters, digits and - _ . / ; settings and sections of one name may
-// appear once per section.
-func parseSyntax(src []byte) (*section, error) {
+// appear once per section. It goes on after an error (skipping the rest
+// of the line, or the duplicate section's contents) so that one pass
+// reports every syntax error, at most MaxErrors of them.
+func parseSyntax(src []byte) (*section, []*syntaxError) {
 	root := &section{line: 1}
 	stack := []*section{root}
+	var errs []*syntaxError
+	fail := func(line int, format string, args ...any) {
+		if len(errs) < MaxErrors {
+			errs = append(errs, &syntaxError{line, fmt.Sprintf(format, args...)})
+		}
+	}
 	lines := strings.Split(string(src), "\n")
 	for i, raw := range lines {
 		ln := i + 1
@@ -68,9 +76,10 @@ func parseSyntax(src []byte) (*section, error) {
 				continue
 			case line[0] == '}':
 				if len(stack) == 1 {
-					return nil, &syntaxError{ln, "'}' without an open section"}
+					fail(ln, "'}' without an open section")
+				} else {
+					stack = stack[:len(stack)-1]
 				}
-				stack = stack[:len(stack)-1]
 				line = strings.TrimSpace(line[1:])
 				continue
 			}
@@ -79,42 +88,55 @@ func parseSyntax(src []byte) (*section, error) {
 				n++
 			}
 			if n == 0 {
-				return nil, &syntaxError{ln, fmt.Sprintf("unexpected %q: want a name, '}' or a comment", line[0])}
+				fail(ln, "unexpected %q: want a name, '}' or a comment", line[0])
+				line = ""
+				continue
 			}
 			name := line[:n]
 			rest := strings.TrimSpace(line[n:])
 			switch {
 			case strings.HasPrefix(rest, "{"):
-				if cur.sub(name) != nil {
-					return nil, &syntaxError{ln, fmt.Sprintf("section %q appears twice", name)}
-				}
-				if _, dup := cur.get(name); dup {
-					return nil, &syntaxError{ln, fmt.Sprintf("%q is both a setting and a section", name)}
-				}
 				s := &section{name: name, line: ln}
-				cur.sections = append(cur.sections, s)
+				switch {
+				case cur.sub(name) != nil:
+					fail(ln, "section %q appears twice", name)
+				case hasSetting(cur, name):
+					fail(ln, "%q is both a setting and a section", name)
+				default:
+					cur.sections = append(cur.sections, s)
+				}
+				// A refused section is still read (its braces count),
+				// but belongs to nothing.
 				stack = append(stack, s)
 				line = strings.TrimSpace(rest[1:])
 			case strings.HasPrefix(rest, "="):
 				v, err := parseValue(strings.TrimSpace(rest[1:]))
-				if err != nil {
-					return nil, &syntaxError{ln, fmt.Sprintf("%s: %v", name, err)}
+				switch {
+				case err != nil:
+					fail(ln, "%s: %v", name, err)
+				case hasSetting(cur, name):
+					fail(ln, "setting %q appears twice", name)
+				default:
+					cur.settings = append(cur.settings, setting{key: name, value: v, line: ln})
 				}
-				if _, dup := cur.get(name); dup {
-					return nil, &syntaxError{ln, fmt.Sprintf("setting %q appears twice", name)}
-				}
-				cur.settings = append(cur.settings, setting{key: name, value: v, line: ln})
 				line = ""
 			default:
-				return nil, &syntaxError{ln, fmt.Sprintf("%q must be followed by '=' or '{'", name)}
+				fail(ln, "%q must be followed by '=' or '{'", name)
+				line = ""
 			}
 		}
 	}
-	if len(stack) > 1 {
+	for len(stack) > 1 {
 		open := stack[len(stack)-1]
-		return nil, &syntaxError{open.line, fmt.Sprintf("section %q is never closed", open.name)}
+		fail(open.line, "section %q is never closed", open.name)
+		stack = stack[:len(stack)-1]
 	}
-	return root, nil
+	return root, errs
+}
+
+func hasSetting(s *section, key string) bool {
+	_, ok := s.get(key)
+	return ok
 }
 
 func isNameByte(c byte) bool {

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// The defaults of the file's settings, in one place: the parser starts
+// from these values, and a program that builds a Config in Go starts
+// from Defaults, DefaultConnection and DefaultChild, then calls Validate.
+// They follow strongSwan's where a setting has a swanctl counterpart.
+const (
+	DefaultRetransmitTimeout = 4 * time.Second
+	DefaultRetransmitBase    = 1.8
+	DefaultRetransmitTries   = 5
+	DefaultCookieThreshold   = 10
+	DefaultHalfOpenTimeout   = 30 * time.Second
+	DefaultBackend           = "nokernel"
+	DefaultIKEProposals      = "aes128gcm16-prfsha256-x25519, aes256-sha256-ecp256"
+	DefaultESPProposals      = "aes128gcm16, aes256-sha256"
+	DefaultIKEPort           = 500
+	DefaultNATPort           = 4500
+	DefaultChildRekeyTime    = time.Hour
+	DefaultReplayWindow      = 32
+)
+
+// Defaults returns a configuration with the daemon's and the backend's
+// defaults and no connections.
+func Defaults() *Config {
+	return &Config{
+		Daemon: Daemon{
+			Control: DefaultControl, LogLevel: slog.LevelInfo,
+			RetransmitTimeout: DefaultRetransmitTimeout, RetransmitBase: DefaultRetransmitBase,
+			RetransmitTries: DefaultRetransmitTries, CookieThreshold: DefaultCookieThreshold,
+			HalfOpenTimeout: DefaultHalfOpenTimeout,
+			ReviveRate:      DefaultReviveRate, ReviveBurst: DefaultReviveBurst,
+			DownQueueLimit: DefaultDownQueueLimit, DownQueueMaxAge: DefaultDownQueueMaxAge,
+		},
+		Backend: Backend{Name: DefaultBackend},
+	}
+}
+
+// DefaultConnection returns a connection with the defaults of every
+// setting: %any at both ends, ports 500 and 4500, the default IKE
+// proposals, rekey time and rand_time (a tenth of the rekey time, as
+// swanctl's over_time default). Its caller sets at least a key, an identity
+// (or a local address and LocalID = AddrIdentity of it) and a child.
+func DefaultConnection(name string) *Connection {
+	props, err := ParseProposals(DefaultIKEProposals, true)
+	if err != nil {
+		panic("config: default IKE proposals: " + err.Error())
+	}
+	return &Connection{Name: name, LocalPort: DefaultIKEPort, RemotePort: DefaultIKEPort,
+		LocalNATPort: DefaultNATPort, RemoteNATPort: DefaultNATPort, RekeyTime: DefaultIKERekeyTime,
+		RandTime: ikeRandTime(DefaultIKERekeyTime), RemoteID: Identity{Any: true}, Proposals: props}
+}
+
+// DefaultChild returns a child with the defaults of every setting:
+// dynamic selectors, tunnel mode, the default ESP proposals, rekeyed
+// after an hour less a random part of rand_time and expired 10% after
+// the hour (swanctl's life_time), rand_time the difference (swanctl's),
+// no volume limits, a replay window of 32.
+func DefaultChild(name string) *Child {
+	props, err := ParseProposals(DefaultESPProposals, false)
+	if err != nil {
+		panic("config: default ESP proposals: " + err.Error())
+	}
+	ch := &Child{Name: name, Mode: kernelops.ModeTunnel, ReplayWindow: DefaultReplayWindow,
+		LocalTS: []TS{{Dynamic: true}}, RemoteTS: []TS{{Dynamic: true}}, ESPProposals: props}
+	ch.Lifetime.Soft.AddTime = DefaultChildRekeyTime
+	ch.Lifetime.Hard.AddTime = lifeAfter(ch.Lifetime.Soft.AddTime)
+	ch.RandTime = randRange(ch.Lifetime.Soft.AddTime, ch.Lifetime.Hard.AddTime)
+	return ch
+}
+
+// lifeAfter is swanctl's default life limit of a child (life_time,
+// life_bytes, life_packets): 110% of its rekey limit.
+func lifeAfter[T time.Duration | uint64](rekey T) T { return rekey + rekey/10 }
+
+// randRange is swanctl's default rand range of a child (rand_time,
+// rand_bytes, rand_packets): its life limit minus its rekey limit, none
+// when the life limit is not above it.
+func randRange[T time.Duration | uint64](rekey, life T) T {
+	if life > rekey {
+		return life - rekey
+	}
+	return 0
+}
+
+// ikeRandTime is swanctl's default rand_time of an IKE SA: its over_time
+// default, a tenth of rekey_time (keyplane has no over_time yet).
+func ikeRandTime(rekey time.Duration) time.Duration { return max(rekey/10, 0) }

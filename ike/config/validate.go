@@ -1,0 +1,250 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// Bounds of the numeric settings, shared by the parser and Validate so a
+// file and a Config built in Go get the same errors.
+const (
+	minRetransmitBase  = 1
+	maxRetransmitBase  = 10
+	maxRetransmitTries = 20
+	maxCookieThreshold = 1 << 20
+	minReviveRate      = 0.01
+	maxReviveRate      = 1e6
+	maxReviveBurst     = 1 << 20
+	maxDownQueueLimit  = 1024
+	maxReplayWindow    = 4096
+)
+
+// The wording of the errors both the parser and Validate give; the
+// parser quotes the text as written, Validate prints the value.
+const (
+	wantDuration    = "want a duration such as 30s, 10m, 1h or 1d"
+	wantPositiveDur = "want a duration above zero, such as 30s, 10m, 1h or 1d"
+	wantBase        = "want a number from 1 to 10"
+	wantReviveRate  = "want liveness checks per second, from 0.01 to 1000000"
+	wantPSK         = "no pre-shared key: set psk_file = PATH or psk_env = VARIABLE"
+	wantLocalID     = "no local identity: set local.id or local_addrs"
+	wantStartAction = "want none, start or trap"
+	wantMode        = "want tunnel or transport"
+	wantCleanup     = "want owned or none"
+	wantLogFormat   = "want text or json"
+)
+
+func wantWhole(lo, hi uint64) string { return fmt.Sprintf("want a whole number from %d to %d", lo, hi) }
+
+// Validate checks a configuration built in Go (from Defaults,
+// DefaultConnection and DefaultChild) as the parser checks a file, with
+// the same errors: every setting in range, every connection complete
+// (a key, an identity, proposals, at least one child) and coherent
+// (address families, NAT port, start actions). It returns Errors listing
+// everything wrong, or nil. Parse calls it too.
+func (c *Config) Validate() error {
+	var errs []*Error
+	c.validate(func(line int, conn, child, field, msg string) {
+		if len(errs) < MaxErrors {
+			errs = append(errs, &Error{File: c.File, Line: line, Conn: conn, Child: child, Field: field, Msg: msg})
+		}
+	})
+	if len(errs) == 0 {
+		return nil
+	}
+	sortErrors(errs)
+	return Errors(errs)
+}
+
+// validate reports each problem to add, with the line of the connection
+// or child it belongs to (0 for a Config built in Go).
+func (c *Config) validate(add func(line int, conn, child, field, msg string)) {
+	d := &c.Daemon
+	daemon := func(field, format string, args ...any) { add(0, "", "", "daemon."+field, fmt.Sprintf(format, args...)) }
+	if d.Control == "" {
+		daemon("control", "empty path")
+	}
+	if d.RetransmitTimeout <= 0 {
+		daemon("retransmit_timeout", "%s: %s", d.RetransmitTimeout, wantPositiveDur)
+	}
+	if !(d.RetransmitBase >= minRetransmitBase && d.RetransmitBase <= maxRetransmitBase) {
+		daemon("retransmit_base", "%v: %s", d.RetransmitBase, wantBase)
+	}
+	if d.RetransmitTries < 0 || d.RetransmitTries > maxRetransmitTries {
+		daemon("retransmit_tries", "%d: %s", d.RetransmitTries, wantWhole(0, maxRetransmitTries))
+	}
+	if d.CookieThreshold < 0 || d.CookieThreshold > maxCookieThreshold {
+		daemon("cookie_threshold", "%d: %s", d.CookieThreshold, wantWhole(0, maxCookieThreshold))
+	}
+	if d.HalfOpenTimeout <= 0 {
+		// Zero would remove every half-open IKE SA at once.
+		daemon("half_open_timeout", "%s: %s", d.HalfOpenTimeout, wantPositiveDur)
+	}
+	if !(d.ReviveRate >= minReviveRate && d.ReviveRate <= maxReviveRate) {
+		daemon("revive_rate", "%v: %s", d.ReviveRate, wantReviveRate)
+	}
+	if d.ReviveBurst < 1 || d.ReviveBurst > maxReviveBurst {
+		daemon("revive_burst", "%d: %s", d.ReviveBurst, wantWhole(1, maxReviveBurst))
+	}
+	if d.DownQueueLimit < 0 || d.DownQueueLimit > maxDownQueueLimit {
+		daemon("down_queue_limit", "%d: %s", d.DownQueueLimit, wantWhole(0, maxDownQueueLimit))
+	}
+	if d.DownQueueMaxAge <= 0 {
+		daemon("down_queue_max_age", "%s: %s", d.DownQueueMaxAge, wantPositiveDur)
+	}
+	if d.LogFormat > LogJSON {
+		daemon("log_format", "%d: %s", d.LogFormat, wantLogFormat)
+	}
+	if d.Metrics.IsValid() && d.Metrics.Port() == 0 {
+		daemon("metrics", "%s: %s", d.Metrics, wantMetrics)
+	}
+	if c.Backend.Name == "" {
+		add(0, "", "", "backend.name", "empty")
+	}
+	if c.Backend.Cleanup > CleanupNone {
+		add(0, "", "", "backend.cleanup", fmt.Sprintf("%d: %s", c.Backend.Cleanup, wantCleanup))
+	}
+	conns := map[string]bool{}
+	children := map[string]string{}
+	for _, conn := range c.Connections {
+		if conn == nil {
+			add(0, "", "", "connections", "a nil connection")
+			continue
+		}
+		if conns[conn.Name] {
+			add(conn.Line, conn.Name, "", "", "the connection name is used twice")
+		}
+		conns[conn.Name] = true
+		conn.validate(add)
+		for _, ch := range conn.Children {
+			if ch == nil {
+				continue
+			}
+			if other, dup := children[ch.Name]; dup {
+				add(ch.Line, conn.Name, "", "children", fmt.Sprintf("child name %q is already used by connection %s (child names are unique)", ch.Name, other))
+				continue
+			}
+			children[ch.Name] = conn.Name
+		}
+	}
+}
+
+func (c *Connection) validate(add func(line int, conn, child, field, msg string)) {
+	bad := func(field, format string, args ...any) { add(c.Line, c.Name, "", field, fmt.Sprintf(format, args...)) }
+	if c.Name == "" {
+		bad("", "a connection without a name")
+	}
+	for _, p := range []struct {
+		field string
+		port  uint16
+	}{{"local_port", c.LocalPort}, {"remote_port", c.RemotePort}, {"local_port_nat", c.LocalNATPort}, {"remote_port_nat", c.RemoteNATPort}} {
+		if p.port == 0 {
+			bad(p.field, "0: %s", wantWhole(1, 65535))
+		}
+	}
+	if c.LocalPort != 0 && c.LocalPort == c.LocalNATPort {
+		bad("local_port_nat", "%d is also local_port; set local_port_nat to another port", c.LocalNATPort)
+	}
+	if c.LocalAddr.IsValid() && c.RemoteAddr.IsValid() && c.LocalAddr.Is4() != c.RemoteAddr.Is4() {
+		bad("remote_addrs", "%s and local address %s are of different families", c.RemoteAddr, c.LocalAddr)
+	}
+	if len(c.Proposals) == 0 {
+		bad("proposals", "empty: want at least one proposal")
+	}
+	if len(c.PSK) == 0 {
+		bad("psk_file", wantPSK)
+	}
+	switch {
+	case c.LocalID.Any:
+		bad("local.id", "the local identity cannot be %%any")
+	case c.LocalID.Type == 0:
+		bad("local.id", wantLocalID)
+	}
+	if c.RekeyTime < 0 {
+		bad("rekey_time", "%s: %s", c.RekeyTime, wantDuration)
+	}
+	if c.RandTime < 0 {
+		bad("rand_time", "%s: %s", c.RandTime, wantDuration)
+	}
+	if c.DPDDelay < 0 {
+		bad("dpd_delay", "%s: %s", c.DPDDelay, wantDuration)
+	}
+	if len(c.Children) == 0 {
+		bad("children", "a connection needs at least one child")
+	}
+	for _, ch := range c.Children {
+		if ch == nil {
+			bad("children", "a nil child")
+			continue
+		}
+		ch.validate(c, add)
+	}
+}
+
+func (ch *Child) validate(c *Connection, add func(line int, conn, child, field, msg string)) {
+	bad := func(field, format string, args ...any) {
+		add(ch.Line, c.Name, ch.Name, field, fmt.Sprintf(format, args...))
+	}
+	if ch.Name == "" {
+		bad("", "a child without a name")
+	}
+	if len(ch.LocalTS) == 0 {
+		bad("local_ts", "empty: want at least one traffic selector")
+	}
+	if len(ch.RemoteTS) == 0 {
+		bad("remote_ts", "empty: want at least one traffic selector")
+	}
+	if len(ch.ESPProposals) == 0 {
+		bad("esp_proposals", "empty: want at least one proposal")
+	}
+	if ch.StartAction > StartTrap {
+		bad("start_action", "%d: %s", ch.StartAction, wantStartAction)
+	}
+	if ch.Mode != kernelops.ModeTunnel && ch.Mode != kernelops.ModeTransport {
+		bad("mode", "%s: %s", ch.Mode, wantMode)
+	}
+	if ch.ReplayWindow > maxReplayWindow {
+		bad("replay_window", "%d: %s", ch.ReplayWindow, wantWhole(0, maxReplayWindow))
+	}
+	life := ch.Lifetime
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"rekey_time", life.Soft.AddTime}, {"life_time", life.Hard.AddTime}, {"rand_time", ch.RandTime}} {
+		if d.v < 0 {
+			bad(d.field, "%s: %s", d.v, wantDuration)
+		}
+	}
+	if s, h := life.Soft.AddTime, life.Hard.AddTime; s > 0 && h > 0 && s >= h {
+		bad("rekey_time", "rekey time %s must be below the life time %s", s, h)
+	}
+	check := func(field string, soft, hard uint64) {
+		if soft != 0 && hard != 0 && soft >= hard {
+			bad(field, "rekey limit %d must be below the life limit %d", soft, hard)
+		}
+	}
+	check("rekey_bytes", life.Soft.Bytes, life.Hard.Bytes)
+	check("rekey_packets", life.Soft.Packets, life.Hard.Packets)
+	if ch.StartAction != StartNone && ch.StartAction <= StartTrap && !c.RemoteAddr.IsValid() {
+		bad("start_action", "%s needs a remote address (remote_addrs is %%any)", ch.StartAction)
+	}
+	if ch.StartAction == StartTrap && !c.LocalAddr.IsValid() {
+		for _, t := range append(append([]TS(nil), ch.LocalTS...), ch.RemoteTS...) {
+			if t.Dynamic {
+				bad("local_ts", "trap with dynamic selectors needs local_addrs")
+				break
+			}
+		}
+	}
+	fam := func(field string, ts []TS) {
+		for _, t := range ts {
+			if !t.Dynamic && c.RemoteAddr.IsValid() && ch.Mode == kernelops.ModeTransport && t.Prefix.Addr().Is4() != c.RemoteAddr.Is4() {
+				bad(field, "%s: transport mode selectors must be of the IKE addresses' family", t)
+			}
+		}
+	}
+	fam("local_ts", ch.LocalTS)
+	fam("remote_ts", ch.RemoteTS)
+}
