@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/keyplane/keyplane/kernelops"
@@ -14,13 +13,16 @@ func init() {
 
 func runBackends(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "backends")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	asJSON := fs.Bool("json", false, "print JSON: an array of names")
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	names := kernelops.Backends()
 	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(names)
+		if names == nil {
+			names = []string{}
+		}
+		return writeJSON(e.stdout, names)
 	}
 	for _, n := range names {
 		def := ""

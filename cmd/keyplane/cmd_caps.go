@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -22,7 +21,7 @@ type capJSON struct {
 func runCaps(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "caps")
 	bf := addBackendFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	b, err := bf.open(ctx)
@@ -37,15 +36,13 @@ func runCaps(ctx context.Context, e *env, args []string) error {
 			Caps            []capJSON              `json:"caps"`
 			Algorithms      kernelops.AlgorithmSet `json:"algorithms"`
 			MaxReplayWindow uint32                 `json:"max_replay_window"`
-			SPIMin          uint32                 `json:"spi_min"`
-			SPIMax          uint32                 `json:"spi_max"`
-		}{Backend: b.Name(), Algorithms: c.Algorithms, MaxReplayWindow: c.MaxReplayWindow, SPIMin: c.SPIMin, SPIMax: c.SPIMax}
+			SPIMin          string                 `json:"spi_min"`
+			SPIMax          string                 `json:"spi_max"`
+		}{Backend: b.Name(), Algorithms: c.Algorithms, MaxReplayWindow: c.MaxReplayWindow, SPIMin: spi32(c.SPIMin), SPIMax: spi32(c.SPIMax)}
 		for _, x := range kernelops.AllCaps() {
 			out.Caps = append(out.Caps, capJSON{x.String(), c.Has(x), c.Notes[x]})
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(e.stdout, out)
 	}
 	fmt.Fprintf(e.stdout, "backend %s\n\n", b.Name())
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
@@ -58,7 +55,7 @@ func runCaps(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", x, yes, c.Notes[x])
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stdout, "\nencryption: %v\nintegrity:  %v\nmax replay window: %d\nSPI range: %#x..%#x\n",
-		c.Algorithms.Encryption, c.Algorithms.Integrity, c.MaxReplayWindow, c.SPIMin, c.SPIMax)
+	fmt.Fprintf(e.stdout, "\nencryption: %v\nintegrity:  %v\nmax replay window: %d\nSPI range: %s..%s\n",
+		c.Algorithms.Encryption, c.Algorithms.Integrity, c.MaxReplayWindow, spi32(c.SPIMin), spi32(c.SPIMax))
 	return nil
 }

@@ -6,34 +6,41 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/keyplane/keyplane/ike"
 	"github.com/keyplane/keyplane/ike/control"
 )
 
 func init() {
-	register(&command{name: "child", summary: "list the daemon's child SAs with dataplane counters ('child list')", run: runChild})
+	register(&command{name: "child", summary: "the daemon's child SAs ('child list')", subs: []*command{{
+		name: "list", summary: "list the daemon's child SAs with the dataplane's counters",
+		help: "One line per child SA: name, IKE SA, state, mode, SPIs, suite, selectors, byte and packet counters.\n" +
+			"With -json an array of objects, with --stream one per line.",
+		run: runChildList,
+	}}})
 }
 
-func runChild(ctx context.Context, e *env, args []string) error {
-	return runCtlList(ctx, e, "child", "child-list", args, func(r *control.Response) (any, func(io.Writer)) {
-		if r.Children == nil {
-			r.Children = []ike.ChildInfo{} // JSON [] rather than null
+func runChildList(ctx context.Context, e *env, args []string) error {
+	return runCtlList(ctx, e, "child-list", args, func(r *control.Response, l *jsonList) error {
+		for _, c := range r.Children {
+			if err := l.add(childOf(c)); err != nil {
+				return err
+			}
 		}
-		return r.Children, func(w io.Writer) { printChildren(w, r.Children) }
-	})
+		return nil
+	}, func(r *control.Response, w io.Writer) { printChildren(w, r) })
 }
 
-func printChildren(w io.Writer, chs []ike.ChildInfo) {
+func printChildren(w io.Writer, r *control.Response) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHILD\tIKE\tSTATE\tMODE\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP")
-	for _, c := range chs {
+	fmt.Fprintln(tw, "CHILD\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP")
+	for _, x := range r.Children {
+		c := childOf(x)
 		state := c.State
 		if c.RekeyNeeded {
 			state += " (rekey)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\n", c.Name, c.IKE, state, c.Mode, c.SPIIn, c.SPIOut,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\n", c.Name, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
 			c.Suite, c.LocalTS, c.RemoteTS, c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut, c.Encap)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d child SAs\n", len(chs))
+	fmt.Fprintf(w, "%d child SAs\n", len(r.Children))
 }

@@ -40,7 +40,7 @@ func runConformance(ctx context.Context, e *env, args []string) error {
 	bf := addBackendFlags(fs)
 	run := fs.String("run", "", "run only cases whose name contains this")
 	scale := fs.Int("scale", 0, "cap the bulk cases at this many SAs/policies (default: the suite's 10,000)")
-	if err := fs.Parse(args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	liveMu.Lock()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,11 +13,23 @@ import (
 	"github.com/keyplane/keyplane/ike"
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/control"
+	"github.com/keyplane/keyplane/internal/buildinfo"
+	"github.com/keyplane/keyplane/internal/logging"
+	"github.com/keyplane/keyplane/internal/metrics"
+	"github.com/keyplane/keyplane/internal/sdnotify"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
 func init() {
-	register(&command{name: "daemon", summary: "run the IKE daemon: 'daemon -c FILE'", run: runDaemon})
+	register(&command{name: "daemon", usage: "[-c FILE] [-s SOCKET] [-log-level LEVEL]", run: runDaemon,
+		summary: "run the IKE daemon",
+		help: `Runs the engine on the configured backend (docs/config.md) and serves the control socket.
+SIGHUP reloads the file (as 'keyplane reload' does); SIGTERM and SIGINT delete every IKE SA,
+telling the peers, and exit. Under systemd (Type=notify, $NOTIFY_SOCKET) the daemon reports
+READY=1 once it serves, RELOADING=1 and READY=1 around each reload, STOPPING=1 at shutdown,
+and WATCHDOG=1 when WatchdogSec is set (only while the engine answers).
+With daemon { metrics = ADDRESS:PORT } it serves Prometheus metrics on /metrics and Go's
+profiler on /debug/pprof/ there.`})
 }
 
 // daemonHooks let backend-specific files add control commands (e.g.
@@ -26,10 +39,13 @@ var daemonHooks []func(b kernelops.Backend, e *ike.Engine, s *control.Server)
 func runDaemon(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "daemon")
 	file := fs.String("c", "/etc/keyplane/keyplane.conf", "configuration file")
-	sock := fs.String("s", "", "control socket (overrides daemon.control)")
+	sock := fs.String("s", e.socket, "control socket (overrides daemon.control)")
 	level := fs.String("log-level", "", "log level (overrides daemon.log_level, also at reload): debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{fmt.Sprintf("no arguments, got %q (the configuration file is -c FILE)", fs.Args())}
 	}
 	var override *slog.Level
 	if *level != "" {
@@ -43,10 +59,13 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{file: *file, cfg: cfg, started: cfg, override: override}
+	d := &daemon{file: *file, cfg: cfg, started: cfg, override: override, notify: sdnotify.FromEnv()}
 	defer func() { d.cfg.Wipe() }()
 	d.level.Set(d.logLevel(cfg))
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: &d.level}))
+	d.metrics = metrics.New(engineSource{d}, buildinfo.Read())
+	d.logs = logging.New(e.stderr, logging.Options{Format: cfg.Daemon.LogFormat, Level: &d.level, Hook: d.metrics.LogHook})
+	d.logs.SetConnLevels(logging.ConnLevels(cfg))
+	log := slog.New(d.logs)
 	d.log = log
 	logWarnings(log, cfg)
 	b, err := kernelops.Open(ctx, cfg.Backend.Name, kernelops.Options{Logger: log, Params: cfg.Backend.Params})
@@ -66,7 +85,12 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	d.eng = eng
-	srv := &control.Server{Engine: eng, Reload: d.reload, Describe: eventText, Log: log}
+	dctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d.ctx = dctx
+	go d.metrics.Run(dctx, eng, b)
+	srv := &control.Server{Engine: eng, Reload: d.reload, Config: d.config, Describe: eventText, Log: log}
+	d.handle(srv, b)
 	for _, h := range daemonHooks {
 		h(b, eng, srv)
 	}
@@ -78,7 +102,20 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 		eng.Close()
 		return err
 	}
+	var ms *metrics.Server
+	if a := cfg.Daemon.Metrics; a.IsValid() {
+		if ms, err = metrics.Listen(a, d.metrics.Handler(), log); err != nil {
+			srv.Close()
+			eng.Close()
+			return fmt.Errorf("daemon.metrics: %w", err)
+		}
+		log.Info("serving metrics", "addr", ms.Addr().String(), "paths", "/metrics /debug/pprof/")
+	}
 	log.Info("keyplane daemon running", "config", *file, "backend", b.Name(), "control", path, "pid", os.Getpid())
+	if err := d.notify.Notify(sdnotify.Ready, "STATUS=serving on "+path); err != nil {
+		log.Warn("cannot notify systemd", "err", err)
+	}
+	go d.watchdog(dctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -91,10 +128,16 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 			_, _ = d.reload(ctx)
 		}
 	}
+	_ = d.notify.Notify(sdnotify.Stopping)
 	log.Info("shutting down: deleting IKE SAs")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
 	srv.Close() // removes the socket
+	if ms != nil {
+		_ = ms.Close(sctx)
+	}
+	cancel()
+	d.waitInitiations(sctx)
 	err = eng.Shutdown(sctx)
 	if cfg.Backend.Cleanup == config.CleanupOwned {
 		// The engine removed what it knew of; this catches the rest
@@ -105,6 +148,56 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	}
 	log.Info("keyplane daemon stopped")
 	return err
+}
+
+// watchdog sends WATCHDOG=1 at the interval systemd asks for, as long
+// as the engine's loop answers: a wedged engine gets the daemon
+// restarted.
+func (d *daemon) watchdog(ctx context.Context) {
+	every, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		if !errors.Is(err, sdnotify.ErrNoWatchdog) {
+			d.log.Warn("systemd watchdog: not pinging", "err", err)
+		}
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, every)
+		_, err := d.eng.Handshakes(cctx)
+		cancel()
+		if err != nil {
+			d.log.Error("systemd watchdog: the engine does not answer; not pinging", "err", err)
+			continue
+		}
+		_ = d.notify.Notify(sdnotify.Watchdog)
+	}
+}
+
+// engineSource is the engine's status for the metrics, through d (the
+// metrics exist before the engine does).
+type engineSource struct{ d *daemon }
+
+var errNoEngine = errors.New("the engine is not running yet")
+
+func (s engineSource) IKESAs(ctx context.Context) ([]ike.IKESAInfo, error) {
+	if s.d.eng == nil {
+		return nil, errNoEngine
+	}
+	return s.d.eng.IKESAs(ctx)
+}
+
+func (s engineSource) Handshakes(ctx context.Context) ([]time.Duration, error) {
+	if s.d.eng == nil {
+		return nil, errNoEngine
+	}
+	return s.d.eng.Handshakes(ctx)
 }
 
 func logWarnings(log *slog.Logger, cfg *config.Config) {

@@ -24,7 +24,7 @@ func init() {
 func runDemo(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "demo")
 	soft := fs.Duration("soft", 2*time.Second, "soft lifetime of the demo SAs")
-	if err := fs.Parse(args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	w := e.stdout
@@ -94,11 +94,11 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	fmt.Fprintln(w, "after simulated traffic (100 packets out, 60 in):")
-	if err := printSAs(w, b.SAs(ctx), false); err != nil {
+	if err := printSAs(w, b.SAs(ctx), &backendFlags{}); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
-	if err := printPolicies(w, b.Policies(ctx), false); err != nil {
+	if err := printPolicies(w, b.Policies(ctx), &backendFlags{}); err != nil {
 		return err
 	}
 
@@ -119,7 +119,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	fmt.Fprintln(w, "\nafter the hard expiry the SAs are gone; the policies stay for the next child:")
-	if err := printSAs(w, b.SAs(ctx), false); err != nil {
+	if err := printSAs(w, b.SAs(ctx), &backendFlags{}); err != nil {
 		return err
 	}
 	return nil

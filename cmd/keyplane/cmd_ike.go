@@ -2,59 +2,66 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
-	"github.com/keyplane/keyplane/ike"
 	"github.com/keyplane/keyplane/ike/control"
 )
 
 func init() {
-	register(&command{name: "ike", summary: "list the daemon's IKE SAs with their children ('ike list')", run: runIKE})
+	register(&command{name: "ike", summary: "the daemon's IKE SAs ('ike list')", subs: []*command{{
+		name: "list", summary: "list the daemon's IKE SAs with their children",
+		help: "One line per IKE SA: connection, state, role, SPIs, endpoints, suite, NAT, number of children.\n" +
+			"With -json an array of objects (their children inside), with --stream one per line.",
+		run: runIKEList,
+	}}})
 }
 
-func runIKE(ctx context.Context, e *env, args []string) error {
-	return runCtlList(ctx, e, "ike", "ike-list", args, func(r *control.Response) (any, func(io.Writer)) {
-		return r.IKESAs, func(w io.Writer) { printIKESAs(w, r.IKESAs) }
-	})
+func runIKEList(ctx context.Context, e *env, args []string) error {
+	return runCtlList(ctx, e, "ike-list", args, func(r *control.Response, l *jsonList) error {
+		for _, sa := range r.IKESAs {
+			if err := l.add(ikeOf(sa)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func(r *control.Response, w io.Writer) { printIKESAs(w, r) })
 }
 
-// runCtlList runs 'NAME list': one control request, shown as a table or,
-// with -json, as the JSON of what pick returns.
-func runCtlList(ctx context.Context, e *env, name, cmd string, args []string,
-	pick func(*control.Response) (any, func(io.Writer))) error {
-	if len(args) == 0 || args[0] != "list" {
-		return usageError{fmt.Sprintf("want 'keyplane %s list [-s SOCKET] [-json]'", name)}
-	}
-	fs := newFlags(e, name+" list")
-	cf := addCtlFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+// runCtlList runs a list command: one control request, shown as a table
+// or, with -json, as a list of what each puts.
+func runCtlList(ctx context.Context, e *env, cmd string, args []string,
+	each func(*control.Response, *jsonList) error, table func(*control.Response, io.Writer)) error {
+	fs := newFlags(e, e.path)
+	lf := addListFlags(e, fs)
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	r, err := cf.client().Do(ctx, control.Request{Cmd: cmd})
+	if fs.NArg() != 0 {
+		return usageError{fmt.Sprintf("no arguments, got %q", fs.Args())}
+	}
+	r, err := lf.client().Do(ctx, control.Request{Cmd: cmd})
 	if err != nil {
 		return err
 	}
-	data, table := pick(r)
-	if cf.json {
-		return writeJSON(e.stdout, data)
+	if lf.json {
+		l := &jsonList{w: e.stdout, stream: lf.stream}
+		err := each(r, l)
+		if eerr := l.end(); err == nil {
+			err = eerr
+		}
+		return err
 	}
-	table(e.stdout)
+	table(r, e.stdout)
 	return nil
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func printIKESAs(w io.Writer, sas []ike.IKESAInfo) {
+func printIKESAs(w io.Writer, r *control.Response) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tROLE\tSPI_I\tSPI_R\tLOCAL\tREMOTE\tSUITE\tNAT\tCHILDREN")
-	for _, sa := range sas {
+	for _, x := range r.IKESAs {
+		sa := ikeOf(x)
 		nat := "-"
 		switch {
 		case sa.NATLocal && sa.NATRemote:
@@ -68,5 +75,5 @@ func printIKESAs(w io.Writer, sas []ike.IKESAInfo) {
 			sa.Local, sa.Remote, sa.Suite, nat, len(sa.Children))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d IKE SAs\n", len(sas))
+	fmt.Fprintf(w, "%d IKE SAs\n", len(r.IKESAs))
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -13,36 +12,54 @@ import (
 )
 
 func init() {
-	register(&command{name: "sa", summary: "list the dataplane's SAs with counters ('sa list')", run: runSA})
-	register(&command{name: "policy", summary: "list the dataplane's policies ('policy list')", run: runPolicy})
+	register(&command{name: "sa", summary: "a dataplane's SAs ('sa list')", subs: []*command{{
+		name: "list", summary: "list a dataplane's SAs with counters, read directly (no daemon)",
+		help: processLocalHelp + "\nWith -json an array of objects, with --stream one per line (the dump is streamed either way).",
+		run:  runSAList,
+	}}})
+	register(&command{name: "policy", summary: "a dataplane's policies ('policy list')", subs: []*command{{
+		name: "list", summary: "list a dataplane's policies, read directly (no daemon)",
+		help: processLocalHelp + "\nWith -json an array of objects, with --stream one per line.",
+		run:  runPolicyList,
+	}}})
 }
 
-func listArgs(e *env, name string, args []string) (*backendFlags, error) {
-	if len(args) == 0 || args[0] != "list" {
-		return nil, usageError{fmt.Sprintf("want 'keyplane %s list [flags]'", name)}
-	}
-	fs := newFlags(e, name+" list")
+const processLocalHelp = `Reads the dataplane itself: the kernel's SAD and SPD for xfrm and pfkey, VPP's for vpp.
+The nokernel backend is refused: its state lives only inside the process that opened it
+(the daemon), so a command would see a fresh, empty model. For a daemon's SAs on any
+backend use 'keyplane child list'.`
+
+func runSAList(ctx context.Context, e *env, args []string) error {
+	return runDump(ctx, e, args, func(sad kernelops.SAD, bf *backendFlags) error {
+		return printSAs(e.stdout, sad.SAs(ctx), bf)
+	})
+}
+
+func runPolicyList(ctx context.Context, e *env, args []string) error {
+	return runDump(ctx, e, args, func(spd kernelops.SPD, bf *backendFlags) error {
+		return printPolicies(e.stdout, spd.Policies(ctx), bf)
+	})
+}
+
+// errProcessLocal refuses a backend whose state only its opener sees.
+func errProcessLocal(name, what string) error {
+	return fmt.Errorf("the %s backend keeps its state inside the process that opened it: %s here would read a fresh, empty model, not the daemon's; "+
+		"use 'keyplane child list' (and 'keyplane events') for a running daemon, or --backend xfrm|pfkey|vpp for a real dataplane", name, what)
+}
+
+// runDump opens the dataplane and hands facet F to print.
+func runDump[F any](ctx context.Context, e *env, args []string, print func(F, *backendFlags) error) error {
+	fs := newFlags(e, e.path)
 	bf := addBackendFlags(fs)
-	return bf, fs.Parse(args[1:])
-}
-
-func runSA(ctx context.Context, e *env, args []string) error {
-	return runDump(ctx, e, "sa", args, func(sad kernelops.SAD, asJSON bool) error {
-		return printSAs(e.stdout, sad.SAs(ctx), asJSON)
-	})
-}
-
-func runPolicy(ctx context.Context, e *env, args []string) error {
-	return runDump(ctx, e, "policy", args, func(spd kernelops.SPD, asJSON bool) error {
-		return printPolicies(e.stdout, spd.Policies(ctx), asJSON)
-	})
-}
-
-// runDump opens the dataplane for 'NAME list' and hands facet F to print.
-func runDump[F any](ctx context.Context, e *env, name string, args []string, print func(F, bool) error) error {
-	bf, err := listArgs(e, name, args)
-	if err != nil {
+	fs.BoolVar(&bf.stream, "stream", false, "with -json: one JSON object per line instead of an array")
+	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{fmt.Sprintf("no arguments, got %q", fs.Args())}
+	}
+	if processLocal[bf.name] {
+		return errProcessLocal(bf.name, "'keyplane "+e.path+"'")
 	}
 	b, err := bf.open(ctx)
 	if err != nil {
@@ -53,28 +70,38 @@ func runDump[F any](ctx context.Context, e *env, name string, args []string, pri
 	if err != nil {
 		return err
 	}
-	return print(f, bf.json)
+	return print(f, bf)
 }
 
-// encodeLines streams a dump as JSON lines (one object per entry, so a
-// 100k-entry dump never sits in memory).
-func encodeLines[T any](w io.Writer, seq func(func(*T, error) bool)) error {
-	enc := json.NewEncoder(w)
-	for x, err := range seq {
-		if err != nil {
-			return err
+// encodeList writes a dump as a JSON list, identifiers in the CLI's
+// format; the list is closed even when the dump fails midway.
+func encodeList[T any](w io.Writer, seq func(func(*T, error) bool), stream bool) error {
+	l := &jsonList{w: w, stream: stream}
+	err := func() error {
+		for x, err := range seq {
+			if err != nil {
+				return err
+			}
+			v, err := hexIDs(x)
+			if err != nil {
+				return err
+			}
+			if err := l.add(v); err != nil {
+				return err
+			}
 		}
-		if err := enc.Encode(x); err != nil {
-			return err
-		}
+		return nil
+	}()
+	if eerr := l.end(); err == nil {
+		err = eerr
 	}
-	return nil
+	return err
 }
 
-// printSAs streams a dump as a table or as JSON lines.
-func printSAs(w io.Writer, sas func(func(*kernelops.SAEntry, error) bool), asJSON bool) error {
-	if asJSON {
-		return encodeLines(w, sas)
+// printSAs streams a dump as a table or as JSON.
+func printSAs(w io.Writer, sas func(func(*kernelops.SAEntry, error) bool), bf *backendFlags) error {
+	if bf.json {
+		return encodeList(w, sas, bf.stream)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SA\tMODE\tREQID\tCIPHER\tSTATE\tBYTES\tPACKETS\tLAST USED")
@@ -89,7 +116,7 @@ func printSAs(w io.Writer, sas func(func(*kernelops.SAEntry, error) bool), asJSO
 		if sa.Integrity.ID != iana.IntegNone {
 			cipher += "+" + sa.Integrity.ID.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%#x\t%s\t%s\t%d\t%d\t%s\n", sa.ID, sa.Mode, sa.ReqID, cipher, sa.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", sa.ID, sa.Mode, reqid(sa.ReqID), cipher, sa.State,
 			sa.Counters.Bytes, sa.Counters.Packets, ago(sa.Counters.LastUsed))
 	}
 	tw.Flush()
@@ -104,9 +131,9 @@ func ago(t time.Time) string {
 	return t.Format(time.TimeOnly)
 }
 
-func printPolicies(w io.Writer, ps func(func(*kernelops.PolicyEntry, error) bool), asJSON bool) error {
-	if asJSON {
-		return encodeLines(w, ps)
+func printPolicies(w io.Writer, ps func(func(*kernelops.PolicyEntry, error) bool), bf *backendFlags) error {
+	if bf.json {
+		return encodeList(w, ps, bf.stream)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SELECTOR\tDIR\tACTION\tPRIORITY\tTEMPLATE")
@@ -120,7 +147,7 @@ func printPolicies(w io.Writer, ps func(func(*kernelops.PolicyEntry, error) bool
 		tmpl := "-"
 		if len(p.Templates) > 0 {
 			t := p.Templates[0]
-			tmpl = fmt.Sprintf("%s %s reqid %#x", t.Proto, t.Mode, t.ReqID)
+			tmpl = fmt.Sprintf("%s %s reqid %s", t.Proto, t.Mode, reqid(t.ReqID))
 			if t.Mode == kernelops.ModeTunnel {
 				tmpl += fmt.Sprintf(" %s->%s", t.Src, t.Dst)
 			}

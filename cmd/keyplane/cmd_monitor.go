@@ -11,19 +11,26 @@ import (
 )
 
 func init() {
-	register(&command{name: "monitor", summary: "stream the dataplane's events until interrupted", run: runMonitor})
+	register(&command{name: "monitor", summary: "stream a dataplane's events until interrupted (no daemon)", run: runMonitor,
+		help: processLocalHelp + "\nWith -json one JSON object per line: {\"time\", \"kind\", \"event\"}."})
 }
 
 func runMonitor(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "monitor")
 	bf := addBackendFlags(fs)
 	kinds := fs.String("kinds", "", "comma-separated event kinds to show (default all): "+kernelops.AllKinds.String())
-	if err := fs.Parse(args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{fmt.Sprintf("no arguments, got %q", fs.Args())}
 	}
 	filter, err := parseKinds(*kinds)
 	if err != nil {
 		return usageError{err.Error()}
+	}
+	if processLocal[bf.name] {
+		return errProcessLocal(bf.name, "'keyplane monitor'")
 	}
 	b, err := bf.open(ctx)
 	if err != nil {
@@ -75,11 +82,15 @@ func printEvents(ctx context.Context, e *env, ch <-chan kernelops.Event, asJSON 
 			}
 			now := time.Now()
 			if asJSON {
+				x, err := hexIDs(ev)
+				if err != nil {
+					return err
+				}
 				if err := enc.Encode(struct {
-					Time  time.Time       `json:"time"`
-					Kind  string          `json:"kind"`
-					Event kernelops.Event `json:"event"`
-				}{now, ev.Kind().String(), ev}); err != nil {
+					Time  time.Time `json:"time"`
+					Kind  string    `json:"kind"`
+					Event any       `json:"event"`
+				}{now, ev.Kind().String(), x}); err != nil {
 					return err
 				}
 				continue
@@ -93,13 +104,13 @@ func printEvents(ctx context.Context, e *env, ch <-chan kernelops.Event, asJSON 
 func eventText(ev kernelops.Event) string {
 	switch x := ev.(type) {
 	case *kernelops.AcquireEvent:
-		return fmt.Sprintf("%s %s->%s reqid %#x policy %s seq %d", x.Proto, x.Src, x.Dst, x.ReqID, x.Policy, x.Seq)
+		return fmt.Sprintf("%s %s->%s reqid %s policy %s seq %d", x.Proto, x.Src, x.Dst, reqid(x.ReqID), x.Policy, x.Seq)
 	case *kernelops.ExpireEvent:
 		h := "soft"
 		if x.Hard {
 			h = "hard"
 		}
-		return fmt.Sprintf("%s %s reqid %#x (%s limit)", h, x.SA, x.ReqID, x.Limit)
+		return fmt.Sprintf("%s %s reqid %s (%s limit)", h, x.SA, reqid(x.ReqID), x.Limit)
 	case *kernelops.PolicyExpireEvent:
 		return fmt.Sprintf("policy %s hard=%v", x.Policy, x.Hard)
 	case *kernelops.MappingEvent:

@@ -33,12 +33,12 @@ func init() {
 
 func runTraffic(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "traffic")
-	cf := addCtlFlags(fs)
+	cf := addCtlFlags(e, fs)
 	child := fs.String("child", "", "child SA name")
 	dir := fs.String("dir", "out", "out: packets leave through the child; in: packets arrive on its inbound SA")
 	packets := fs.Int("packets", 10, "number of packets")
 	size := fs.Int("size", 100, "bytes per packet")
-	if err := fs.Parse(args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if *child == "" {

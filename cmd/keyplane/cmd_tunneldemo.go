@@ -77,7 +77,7 @@ func (d *demoDaemon) client() *control.Client { return &control.Client{Path: d.s
 func runTunnelDemo(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tunnel-demo")
 	keep := fs.Bool("keep", false, "keep the temporary directory with configs and logs")
-	if err := fs.Parse(args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	w := e.stdout
@@ -173,7 +173,7 @@ func runTunnelDemo(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(w, "-- %s: keyplane child list (counters read from its dataplane)\n", d.name)
-		printChildren(w, r.Children)
+		printChildren(w, r)
 	}
 
 	fmt.Fprintln(w, "\n$ keyplane terminate east   (on east: deletes the IKE SA and its child, telling west)")
@@ -226,7 +226,7 @@ func demoTables(ctx context.Context, w io.Writer, ds ...*demoDaemon) error {
 			return err
 		}
 		fmt.Fprintf(w, "-- %s: keyplane ike list\n", d.name)
-		printIKESAs(w, r.IKESAs)
+		printIKESAs(w, r)
 		var chs = r.IKESAs
 		var children int
 		for _, sa := range chs {
@@ -237,7 +237,7 @@ func demoTables(ctx context.Context, w io.Writer, ds ...*demoDaemon) error {
 			return err
 		}
 		fmt.Fprintf(w, "-- %s: keyplane child list\n", d.name)
-		printChildren(w, r2.Children)
+		printChildren(w, r2)
 	}
 	return nil
 }

@@ -10,96 +10,141 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
-// TestControlCommands runs two real daemons in this process (nokernel,
-// loopback) and drives them with the CLI's control commands: initiate,
-// child list, reload and terminate, in text and -json, failures included.
-func TestControlCommands(t *testing.T) {
-	dir := t.TempDir()
+// pair is two real daemons in this process (nokernel, loopback), west
+// and east, whose children west-net and east-net make one tunnel.
+type pair struct {
+	dir   string
+	ports []int
+	// extra[n] is appended to daemon n's daemon { } section.
+	extra map[string]string
+}
+
+func (p *pair) sock(n string) string { return filepath.Join(p.dir, n+".sock") }
+func (p *pair) conf(n string) string { return filepath.Join(p.dir, n+".conf") }
+
+// write writes daemon n's configuration; more is appended inside
+// connections { }.
+func (p *pair) write(t *testing.T, n, daemonExtra, more string) {
+	t.Helper()
+	w, e := []int{p.ports[0], p.ports[1]}, []int{p.ports[2], p.ports[3]}
+	peer, lts, rts, mine, theirs := "east", "10.1.0.0/16", "10.2.0.0/16", w, e
+	if n == "east" {
+		peer, lts, rts, mine, theirs = "west", "10.2.0.0/16", "10.1.0.0/16", e, w
+	}
+	text := fmt.Sprintf(demoConf, n, p.sock(n), mine[0], mine[1], theirs[0], theirs[1], peer, lts, rts)
+	text = strings.Replace(text, "\tlog_level = info\n", "\tlog_level = info\n"+daemonExtra, 1)
+	if more != "" {
+		i := strings.LastIndex(text, "}")
+		text = text[:i] + more + "\n}\n"
+	}
+	require.NoError(t, os.WriteFile(p.conf(n), []byte(text), 0o644))
+}
+
+// startPair starts west and east (daemonExtra in both daemon sections)
+// and returns their stderr; they stop at the test's end.
+func startPair(t *testing.T, daemonExtra string) (*pair, map[string]*syncBuffer) {
+	t.Helper()
 	ports, err := freeUDPPorts(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "demo.psk"), []byte("ctl test secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sock := func(n string) string { return filepath.Join(dir, n+".sock") }
-	for _, c := range []struct {
-		name, peer, lts, rts string
-		lp, lnp, rp, rnp     int
-	}{
-		{"west", "east", "10.1.0.0/16", "10.2.0.0/16", ports[0], ports[1], ports[2], ports[3]},
-		{"east", "west", "10.2.0.0/16", "10.1.0.0/16", ports[2], ports[3], ports[0], ports[1]},
-	} {
-		text := fmt.Sprintf(demoConf, c.name, sock(c.name), c.lp, c.lnp, c.rp, c.rnp, c.peer, c.lts, c.rts)
-		if err := os.WriteFile(filepath.Join(dir, c.name+".conf"), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	require.NoError(t, err)
+	p := &pair{dir: t.TempDir(), ports: ports}
+	require.NoError(t, os.WriteFile(filepath.Join(p.dir, "demo.psk"), []byte("ctl test secret, long enough\n"), 0o600))
+	logs := map[string]*syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 2)
 	for _, n := range []string{"west", "east"} {
+		p.write(t, n, daemonExtra, "")
+		logs[n] = &syncBuffer{}
 		go func() {
-			var out, errb bytes.Buffer
-			done <- run(ctx, &env{stdout: &out, stderr: &errb}, []string{"daemon", "-c", filepath.Join(dir, n+".conf")})
+			done <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: logs[n]}, []string{"daemon", "-c", p.conf(n)})
 		}()
 	}
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		for range 2 {
 			if code := <-done; code != 0 {
-				t.Errorf("daemon exited %d", code)
+				t.Errorf("daemon exited %d:\nwest:\n%s\neast:\n%s", code, logs["west"], logs["east"])
 			}
 		}
-	}()
-	// Wait for both control sockets.
+	})
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c1, _, _ := runCLI(t, "child", "list", "-s", sock("west"))
-		c2, _, _ := runCLI(t, "child", "list", "-s", sock("east"))
+		c1, _, _ := runCLI(t, "child", "list", "-s", p.sock("west"))
+		c2, _, _ := runCLI(t, "child", "list", "-s", p.sock("east"))
 		if c1 == 0 && c2 == 0 {
-			break
+			return p, logs
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("daemons' control sockets did not come up")
+			t.Fatalf("daemons' control sockets did not come up:\n%s\n%s", logs["west"], logs["east"])
 		}
 	}
-	jsonOf := func(s string) map[string]any {
-		t.Helper()
-		var m map[string]any
-		if err := json.Unmarshal([]byte(s), &m); err != nil {
-			t.Fatalf("not JSON: %v\n%s", err, s)
-		}
-		return m
-	}
+}
 
-	code, out, errs := runCLI(t, "initiate", "-s", sock("west"), "-json", "west-net")
-	if m := jsonOf(out); code != 0 || m["ok"] != true || m["name"] != "west-net" || m["error"] != nil {
-		t.Fatalf("initiate -json: exit %d, %v, stderr %s", code, m, errs)
+func jsonObject(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal([]byte(s), &m), "not a JSON object: %q", s)
+	return m
+}
+
+func jsonArray(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var a []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(s), &a), "not a JSON array: %q", s)
+	require.NotNil(t, a, "null instead of []: %q", s)
+	return a
+}
+
+// TestControlCommands drives two daemons with the CLI's control
+// commands: initiate, child list, reload and terminate, in text and
+// -json, failures included.
+func TestControlCommands(t *testing.T) {
+	p, _ := startPair(t, "")
+	west, east := p.sock("west"), p.sock("east")
+
+	// Flags after the name.
+	code, out, errs := runCLI(t, "initiate", "west-net", "-s", west, "-json")
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, map[string]any{"name": "west-net", "result": "up"}, jsonObject(t, out))
+	code, out, _ = runCLI(t, "child", "list", "-s", east, "-json")
+	chs := jsonArray(t, out)
+	require.Equal(t, 0, code)
+	require.Len(t, chs, 1)
+	assert.Equal(t, "installed", chs[0]["state"])
+	for _, k := range []string{"spi_in", "spi_out", "reqid"} {
+		assert.Regexp(t, `^0x[0-9a-f]{8}$`, chs[0][k], k)
 	}
-	code, out, _ = runCLI(t, "child", "list", "-s", sock("east"), "-json")
-	var chs []map[string]any
-	if err := json.Unmarshal([]byte(out), &chs); code != 0 || err != nil || len(chs) != 1 || chs[0]["state"] != "installed" {
-		t.Fatalf("child list -json on east: exit %d, %v, %s", code, err, out)
-	}
-	code, out, errs = runCLI(t, "reload", "-s", sock("east"))
-	if code != 0 || strings.TrimSpace(out) == "" {
-		t.Errorf("reload: exit %d, stdout %q, stderr %q", code, out, errs)
-	}
-	code, out, errs = runCLI(t, "terminate", "-s", sock("east"), "-json", "nosuch")
-	if m := jsonOf(out); code == 0 || m["ok"] != false || m["name"] != "nosuch" || !strings.Contains(fmt.Sprint(m["error"]), "nosuch") {
-		t.Errorf("terminate of an unknown name -json: exit %d, %v, stderr %s", code, m, errs)
-	}
-	code, _, errs = runCLI(t, "terminate", "-s", sock("east"), "nosuch")
-	if code == 0 || !strings.Contains(errs, "nosuch") {
-		t.Errorf("terminate of an unknown name: exit %d, stderr %q", code, errs)
-	}
-	code, out, errs = runCLI(t, "terminate", "-s", sock("east"), "east")
-	if code != 0 || strings.TrimSpace(out) == "" {
-		t.Fatalf("terminate east: exit %d, stdout %q, stderr %q", code, out, errs)
-	}
+	// The same SPIs in text.
+	_, out, _ = runCLI(t, "child", "list", "-s", east)
+	assert.Contains(t, out, chs[0]["spi_in"].(string))
+	assert.Contains(t, out, chs[0]["reqid"].(string))
+	// Already up: said, not renegotiated.
+	code, out, _ = runCLI(t, "initiate", "-s", west, "west")
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "west is already up\n", out)
+	code, out, _ = runCLI(t, "-s", west, "initiate", "-json", "west-net")
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "already-up", jsonObject(t, out)["result"])
+
+	code, out, errs = runCLI(t, "terminate", "-s", east, "-json", "nosuch")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out, "a failure under -json writes nothing to stdout")
+	m := jsonObject(t, errs)
+	assert.Equal(t, "not_found", m["code"])
+	assert.Equal(t, "terminate", m["command"])
+	assert.Contains(t, m["error"], "nosuch")
+	code, _, errs = runCLI(t, "terminate", "-s", east, "nosuch")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "keyplane terminate:")
+	assert.Contains(t, errs, "nosuch")
+	code, out, errs = runCLI(t, "terminate", "east", "-s", east, "-json")
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, map[string]any{"name": "east", "result": "terminated"}, jsonObject(t, out))
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		_, out, _ := runCLI(t, "child", "list", "-s", sock("west"), "-json")
+		_, out, _ := runCLI(t, "child", "list", "-s", west, "-json")
 		if strings.TrimSpace(out) == "[]" {
 			break
 		}
@@ -107,4 +152,50 @@ func TestControlCommands(t *testing.T) {
 			t.Fatalf("west still lists children after east's terminate: %s", out)
 		}
 	}
+	// Empty lists: [] in JSON, nothing with --stream, a count in text.
+	_, out, _ = runCLI(t, "ike", "list", "-s", west, "-json")
+	assert.Equal(t, "[]\n", out)
+	_, out, _ = runCLI(t, "ike", "list", "-s", west, "-json", "--stream")
+	assert.Equal(t, "", out)
+	_, out, _ = runCLI(t, "ike", "list", "-s", west)
+	assert.Contains(t, out, "0 IKE SAs")
+
+	// initiate prints one line per state change, then the outcome.
+	code, out, errs = runCLI(t, "initiate", "west-net", "-s", west)
+	require.Equal(t, 0, code, errs)
+	for _, want := range []string{"ike       west       init-sent", "ike       west       established", "child     west-net   installed", "west-net is up"} {
+		assert.Contains(t, out, want)
+	}
+	assert.Regexp(t, `\[0x[0-9a-f]{16}_i 0x[0-9a-f]{16}_r\]`, out)
+
+	// Lists with two entries: an array, or one object per line.
+	_, out, _ = runCLI(t, "ike", "list", "-s", west, "-json")
+	ikes := jsonArray(t, out)
+	require.Len(t, ikes, 1)
+	assert.Regexp(t, `^0x[0-9a-f]{16}$`, ikes[0]["spi_i"])
+	_, out, _ = runCLI(t, "child", "list", "-s", west, "-json", "-stream")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 1)
+	assert.Equal(t, "west-net", jsonObject(t, lines[0])["name"])
+}
+
+// A daemon nobody listens for: the error names the socket, as text or
+// as the JSON error object.
+func TestUnreachableDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	code, out, errs := runCLI(t, "ike", "list", "-s", sock, "-json")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	m := jsonObject(t, errs)
+	assert.Equal(t, "unreachable", m["code"])
+	assert.Equal(t, "ike list", m["command"])
+	assert.Contains(t, m["error"], sock)
+	code, _, errs = runCLI(t, "-s", sock, "reload")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "keyplane reload: control socket "+sock)
+	assert.Contains(t, errs, "is the daemon running?")
+	t.Setenv("KEYPLANE_CONTROL", sock)
+	code, _, errs = runCLI(t, "stats")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, sock)
 }

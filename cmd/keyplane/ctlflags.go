@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"os"
 
 	"github.com/keyplane/keyplane/ike/config"
@@ -15,39 +14,36 @@ type ctlFlags struct {
 	json   bool
 }
 
-func addCtlFlags(fs *flag.FlagSet) *ctlFlags {
-	c := &ctlFlags{}
-	def := os.Getenv("KEYPLANE_CONTROL")
-	if def == "" {
-		def = config.DefaultControl
+// defaultSocket is the control socket without -s: $KEYPLANE_CONTROL, or
+// the daemon's default.
+func defaultSocket() string {
+	if s := os.Getenv("KEYPLANE_CONTROL"); s != "" {
+		return s
 	}
-	fs.StringVar(&c.socket, "s", def, "the daemon's control socket (env KEYPLANE_CONTROL)")
-	fs.BoolVar(&c.json, "json", false, "print JSON")
+	return config.DefaultControl
+}
+
+func addCtlFlags(e *env, fs *flag.FlagSet) *ctlFlags {
+	c := &ctlFlags{}
+	def := e.socket // the global -s
+	if def == "" {
+		def = defaultSocket()
+	}
+	fs.StringVar(&c.socket, "s", def, "the daemon's control socket (also a global flag; env KEYPLANE_CONTROL)")
+	fs.BoolVar(&c.json, "json", false, "print JSON (docs/cli.md)")
 	return c
 }
 
 func (c *ctlFlags) client() *control.Client { return &control.Client{Path: c.socket} }
 
-// report prints the outcome of a control command that returns no data:
-// with -json {"ok": ..., "error": ...} plus fields, else the daemon's text.
-// It returns err, the command's own error.
-func (c *ctlFlags) report(e *env, r *control.Response, err error, fields map[string]any) error {
-	if c.json {
-		out := map[string]any{"ok": err == nil}
-		for k, v := range fields {
-			out[k] = v
-		}
-		if err != nil {
-			out["error"] = err.Error()
-		}
-		if jerr := writeJSON(e.stdout, out); jerr != nil {
-			return jerr
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, r.Text)
-	return nil
+// listFlags are ctlFlags plus --stream, for the commands that list.
+type listFlags struct {
+	*ctlFlags
+	stream bool
+}
+
+func addListFlags(e *env, fs *flag.FlagSet) *listFlags {
+	l := &listFlags{ctlFlags: addCtlFlags(e, fs)}
+	fs.BoolVar(&l.stream, "stream", false, "with -json: one JSON object per line instead of an array")
+	return l
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/ike"
+	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -34,13 +35,42 @@ type Request struct {
 
 // Response is the answer, or one element of a stream.
 type Response struct {
-	OK       bool            `json:"ok"`
-	Error    string          `json:"error,omitempty"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Code classifies Error for programs: see ErrorCode.
+	Code     string          `json:"code,omitempty"`
 	IKESAs   []ike.IKESAInfo `json:"ike_sas,omitempty"`
 	Children []ike.ChildInfo `json:"children,omitempty"`
 	Event    *StreamEvent    `json:"event,omitempty"`
 	Text     string          `json:"text,omitempty"`
+	Reload   *ReloadReport   `json:"reload,omitempty"`
+	// Initiate is the outcome of an initiate that succeeded.
+	Initiate *InitiateResult `json:"initiate,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
+}
+
+// ReloadReport is the answer to a reload that was applied: what changed
+// and what the daemon did about it.
+type ReloadReport struct {
+	config.Diff
+	// Connections is how many the running configuration now has.
+	Connections int `json:"connections"`
+	// Started are the children with start_action = start that the reload
+	// added (or switched to start): their initiation has begun.
+	Started []string `json:"started"`
+	// Warnings are the new file's warnings and the changes that need a
+	// restart to apply.
+	Warnings []string `json:"warnings"`
+	// LogLevel is the level in effect, LogLevelFrom where it comes from
+	// (daemon.log_level or -log-level).
+	LogLevel     string `json:"log_level"`
+	LogLevelFrom string `json:"log_level_from"`
+}
+
+// InitiateResult says whether initiate brought something up or found it
+// up already.
+type InitiateResult struct {
+	AlreadyUp bool `json:"already_up"`
 }
 
 // StreamEvent is one event of the "events" stream: the engine's own, or
@@ -60,9 +90,12 @@ type Handler func(ctx context.Context, req Request) (Response, error)
 // Server serves the control socket of one engine.
 type Server struct {
 	Engine *ike.Engine
-	// Reload re-reads the configuration and applies it; its text is the
-	// reply's (empty: "configuration reloaded").
-	Reload func(ctx context.Context) (string, error)
+	// Reload re-reads the configuration and applies it, and says what
+	// changed.
+	Reload func(ctx context.Context) (*ReloadReport, error)
+	// Config returns the running configuration (nil: initiate cannot
+	// tell whether a connection is already up).
+	Config func() *config.Config
 	// Describe renders a dataplane event as one line.
 	Describe func(kernelops.Event) string
 	Log      *slog.Logger
@@ -229,7 +262,7 @@ func (s *Server) serve(c net.Conn) {
 	req, err := DecodeRequest(c, s.lim.MaxRequest)
 	if err != nil {
 		s.Log.Debug("control socket: bad request", "err", err)
-		_ = s.send(c, enc, Response{Error: err.Error()})
+		_ = s.send(c, enc, Response{Error: err.Error(), Code: ErrorCode(err)})
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
@@ -263,7 +296,7 @@ func (s *Server) serve(c net.Conn) {
 	}
 	resp, err := s.do(ctx, req)
 	if err != nil {
-		resp = Response{Error: err.Error()}
+		resp = Response{Error: err.Error(), Code: ErrorCode(err)}
 	} else {
 		resp.OK = true
 	}
@@ -280,9 +313,7 @@ func (s *Server) do(ctx context.Context, req Request) (Response, error) {
 		ch, err := e.Children(ctx)
 		return Response{Children: ch}, err
 	case "initiate":
-		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		return Response{Text: req.Name + " initiated"}, e.Initiate(ctx, req.Name)
+		return s.initiate(ctx, req)
 	case "terminate":
 		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
@@ -291,11 +322,11 @@ func (s *Server) do(ctx context.Context, req Request) (Response, error) {
 		if s.Reload == nil {
 			return Response{}, errors.New("reload is not available")
 		}
-		text, err := s.Reload(ctx)
-		if text == "" {
-			text = "configuration reloaded"
+		r, err := s.Reload(ctx)
+		if err != nil {
+			return Response{}, err
 		}
-		return Response{Text: text}, err
+		return Response{Text: "configuration reloaded", Reload: r}, nil
 	}
 	s.mu.Lock()
 	h := s.handlers[req.Cmd]

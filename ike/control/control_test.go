@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,7 +56,13 @@ func TestServer(t *testing.T) {
 	}
 	defer e.Close()
 	reloads := 0
-	s := &Server{Engine: e, Reload: func(ctx context.Context) (string, error) { reloads++; return "", nil },
+	s := &Server{Engine: e, Reload: func(ctx context.Context) (*ReloadReport, error) {
+		reloads++
+		if reloads > 1 {
+			return nil, fmt.Errorf("%w: backend changes need a restart", ErrRefused)
+		}
+		return &ReloadReport{Connections: 1, Started: []string{"ch1"}}, nil
+	},
 		Describe: func(ev kernelops.Event) string { return ev.Kind().String() }}
 	s.Handle("echo", func(ctx context.Context, r Request) (Response, error) {
 		if r.Name == "" {
@@ -77,8 +84,16 @@ func TestServer(t *testing.T) {
 	if r, err := c.Do(ctx, Request{Cmd: "ike-list"}); err != nil || len(r.IKESAs) != 0 {
 		t.Fatalf("ike-list: %+v %v", r, err)
 	}
-	if _, err := c.Do(ctx, Request{Cmd: "initiate", Name: "nope"}); err == nil || !strings.Contains(err.Error(), "no such") {
+	_, err = c.Do(ctx, Request{Cmd: "initiate", Name: "nope"})
+	var de *DaemonError
+	if !errors.As(err, &de) || de.Code != CodeNotFound || !errors.Is(err, ike.ErrNotFound) || !strings.Contains(err.Error(), "no such") {
 		t.Errorf("initiate unknown: %v", err)
+	}
+	for _, bad := range []string{"soon", "-1s", "2h"} {
+		_, err = c.Do(ctx, Request{Cmd: "initiate", Name: "ch1", Args: map[string]string{"timeout": bad}})
+		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("initiate with timeout %q: %v", bad, err)
+		}
 	}
 	if _, err := c.Do(ctx, Request{Cmd: "frobnicate"}); err == nil || !strings.Contains(err.Error(), "unknown command") {
 		t.Errorf("unknown command: %v", err)
@@ -86,8 +101,11 @@ func TestServer(t *testing.T) {
 	if r, err := c.Do(ctx, Request{Cmd: "echo", Name: "a", Args: map[string]string{"x": "b"}}); err != nil || r.Text != "ab" {
 		t.Errorf("echo: %+v %v", r, err)
 	}
-	if _, err := c.Do(ctx, Request{Cmd: "reload"}); err != nil || reloads != 1 {
-		t.Errorf("reload: %v (%d)", err, reloads)
+	if r, err := c.Do(ctx, Request{Cmd: "reload"}); err != nil || reloads != 1 || r.Reload == nil || r.Reload.Started[0] != "ch1" {
+		t.Errorf("reload: %+v %v (%d)", r, err, reloads)
+	}
+	if _, err := c.Do(ctx, Request{Cmd: "reload"}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "need a restart") {
+		t.Errorf("refused reload: %v", err)
 	}
 	// Events: an initiation towards a peer that never answers shows up.
 	got := make(chan string, 16)
@@ -117,5 +135,13 @@ func TestServer(t *testing.T) {
 	ecancel()
 	if err := <-done; err != nil {
 		t.Errorf("events: %v", err)
+	}
+	// A peer that never answers (remote port 9 on loopback): the wait
+	// ends with a plain message and the timeout code.
+	start := time.Now()
+	_, err = c.Do(ctx, Request{Cmd: "initiate", Name: "ch1", Args: map[string]string{"timeout": "300ms"}})
+	if !errors.Is(err, ErrInitiateTimeout) || !strings.Contains(err.Error(), "ch1: no result within 300ms; the daemon goes on trying") ||
+		time.Since(start) > 5*time.Second {
+		t.Errorf("initiate with a timeout: %v after %s", err, time.Since(start))
 	}
 }

@@ -1,0 +1,82 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Bounds of initiate's "timeout" argument: how long the daemon waits for
+// the outcome before answering.
+const (
+	DefaultInitiateTimeout = 60 * time.Second
+	MaxInitiateTimeout     = time.Hour
+)
+
+// ErrInitiateTimeout is an initiate whose outcome did not come in time.
+// The negotiation goes on in the daemon (retransmissions, then giving up):
+// only the wait ended.
+var ErrInitiateTimeout = errors.New("no outcome in time")
+
+// InitiateTimeout reads the "timeout" argument of an initiate request.
+func InitiateTimeout(req Request) (time.Duration, error) {
+	v, ok := req.Args["timeout"]
+	if !ok || v == "" {
+		return DefaultInitiateTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > MaxInitiateTimeout {
+		return 0, fmt.Errorf("%w: timeout %q: want a duration from 1ms to %s", ErrBadRequest, clip(v, 32), MaxInitiateTimeout)
+	}
+	return d, nil
+}
+
+func (s *Server) initiate(ctx context.Context, req Request) (Response, error) {
+	timeout, err := InitiateTimeout(req)
+	if err != nil {
+		return Response{}, err
+	}
+	if up, err := s.alreadyUp(ctx, req.Name); err == nil && up {
+		return Response{Text: req.Name + " is already up", Initiate: &InitiateResult{AlreadyUp: true}}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.Engine.Initiate(ctx, req.Name); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return Response{}, &timeoutError{fmt.Sprintf("%s: no result within %s; the daemon goes on trying ('keyplane ike list' shows the IKE SA, 'keyplane terminate %s' stops it)",
+				req.Name, timeout, req.Name)}
+		}
+		return Response{}, err
+	}
+	return Response{Text: req.Name + " is up", Initiate: &InitiateResult{}}, nil
+}
+
+// alreadyUp reports whether the child that initiating name would bring up
+// (the child of that name, or the connection's first child) is installed.
+func (s *Server) alreadyUp(ctx context.Context, name string) (bool, error) {
+	child := name
+	if s.Config != nil {
+		if cfg := s.Config(); cfg != nil {
+			if c := cfg.Connection(name); c != nil && len(c.Children) > 0 {
+				child = c.Children[0].Name
+			}
+		}
+	}
+	chs, err := s.Engine.Children(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range chs {
+		if c.Name == child && c.State == "installed" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// timeoutError is ErrInitiateTimeout with its plain message.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string        { return e.msg }
+func (e *timeoutError) Is(target error) bool { return target == ErrInitiateTimeout }

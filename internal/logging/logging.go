@@ -1,0 +1,207 @@
+// Package logging is the daemon's log/slog handler: text or JSON lines,
+// a level that a reload can change, per-connection levels, and a hook
+// that sees every warning and error (for metrics) whatever the level.
+//
+// It also keeps the output well-formed: an attribute named like one of
+// slog's own keys (msg, time, level, source) would make a second "msg"
+// in a line, which JSON log pipelines reject; such an attribute is
+// renamed ("msg" to "message", the others get an "_attr" suffix).
+package logging
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/keyplane/keyplane/ike/config"
+)
+
+// ConnKeys are the attributes that name the connection a log line is
+// about: the engine's IKE SA and child loggers carry "ike", and its
+// connection-level lines "connection".
+var ConnKeys = []string{"ike", "connection"}
+
+// Hook sees each record at Warn or above before level filtering, with
+// the error values among its attributes.
+type Hook func(level slog.Level, errs []error)
+
+// Options configure New.
+type Options struct {
+	Format config.LogFormat
+	// Level is the daemon's level; nil: info.
+	Level *slog.LevelVar
+	Hook  Hook
+}
+
+// shared is what every handler derived from one New shares.
+type shared struct {
+	level *slog.LevelVar
+	conns atomic.Pointer[map[string]slog.Level]
+	hook  Hook
+}
+
+// Handler is the daemon's slog.Handler.
+type Handler struct {
+	s     *shared
+	inner slog.Handler
+	conn  string // the connection bound by WithAttrs, if any
+	group bool   // a group is open: attributes are nested, no collision
+}
+
+// New returns a Handler writing to w.
+func New(w io.Writer, o Options) *Handler {
+	s := &shared{level: o.Level, hook: o.Hook}
+	if s.level == nil {
+		s.level = new(slog.LevelVar)
+	}
+	empty := map[string]slog.Level{}
+	s.conns.Store(&empty)
+	// The inner handler writes everything it is given: this one filters.
+	ho := &slog.HandlerOptions{Level: slog.Level(-1 << 10)}
+	var inner slog.Handler = slog.NewTextHandler(w, ho)
+	if o.Format == config.LogJSON {
+		inner = slog.NewJSONHandler(w, ho)
+	}
+	return &Handler{s: s, inner: inner}
+}
+
+// SetConnLevels replaces the per-connection levels (connection name to
+// level); connections not listed log at the daemon's level.
+func (h *Handler) SetConnLevels(levels map[string]slog.Level) {
+	m := make(map[string]slog.Level, len(levels))
+	for k, v := range levels {
+		m[k] = v
+	}
+	h.s.conns.Store(&m)
+}
+
+// ConnLevels reads the per-connection levels of cfg.
+func ConnLevels(cfg *config.Config) map[string]slog.Level {
+	out := map[string]slog.Level{}
+	for _, c := range cfg.Connections {
+		if c.LogLevel != nil {
+			out[c.Name] = *c.LogLevel
+		}
+	}
+	return out
+}
+
+func (h *Handler) levelFor(conn string) slog.Level {
+	if conn != "" {
+		if l, ok := (*h.s.conns.Load())[conn]; ok {
+			return l
+		}
+	}
+	return h.s.level.Level()
+}
+
+// Enabled is cheap: the level of the bound connection, or the lowest
+// level any connection logs at (Handle decides per record then).
+func (h *Handler) Enabled(_ context.Context, l slog.Level) bool {
+	if h.s.hook != nil && l >= slog.LevelWarn {
+		return true
+	}
+	if h.conn != "" {
+		return l >= h.levelFor(h.conn)
+	}
+	min := h.s.level.Level()
+	for _, cl := range *h.s.conns.Load() {
+		if cl < min {
+			min = cl
+		}
+	}
+	return l >= min
+}
+
+func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+	conn := h.conn
+	var errs []error
+	r.Attrs(func(a slog.Attr) bool {
+		if conn == "" && !h.group && isConnKey(a.Key) {
+			conn = a.Value.String()
+		}
+		if err, ok := a.Value.Any().(error); ok && a.Value.Kind() == slog.KindAny {
+			errs = append(errs, err)
+		}
+		return true
+	})
+	if h.s.hook != nil && r.Level >= slog.LevelWarn {
+		h.s.hook(r.Level, errs)
+	}
+	if r.Level < h.levelFor(conn) {
+		return nil
+	}
+	if !h.group {
+		r = renamed(r)
+	}
+	return h.inner.Handle(ctx, r)
+}
+
+func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
+	n := *h
+	if !h.group {
+		as = append([]slog.Attr(nil), as...)
+		for i, a := range as {
+			if n.conn == "" && isConnKey(a.Key) {
+				n.conn = a.Value.String()
+			}
+			as[i].Key = safeKey(a.Key)
+		}
+	}
+	n.inner = h.inner.WithAttrs(as)
+	return &n
+}
+
+func (h *Handler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	n := *h
+	n.inner = h.inner.WithGroup(name)
+	n.group = true
+	return &n
+}
+
+func isConnKey(k string) bool {
+	for _, c := range ConnKeys {
+		if k == c {
+			return true
+		}
+	}
+	return false
+}
+
+// safeKey renames an attribute that would collide with slog's own keys.
+func safeKey(k string) string {
+	switch k {
+	case slog.MessageKey:
+		return "message"
+	case slog.TimeKey, slog.LevelKey, slog.SourceKey:
+		return k + "_attr"
+	}
+	return k
+}
+
+// renamed returns r with colliding attribute keys renamed (r itself
+// when none collide, the common case).
+func renamed(r slog.Record) slog.Record {
+	clash := false
+	r.Attrs(func(a slog.Attr) bool {
+		if safeKey(a.Key) != a.Key {
+			clash = true
+			return false
+		}
+		return true
+	})
+	if !clash {
+		return r
+	}
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		a.Key = safeKey(a.Key)
+		out.AddAttrs(a)
+		return true
+	})
+	return out
+}
