@@ -45,9 +45,10 @@ func (p *pair) write(t *testing.T, n, daemonExtra, more string) {
 	require.NoError(t, os.WriteFile(p.conf(n), []byte(text), 0o644))
 }
 
-// startPair starts west and east (daemonExtra in both daemon sections)
-// and returns their stderr; they stop at the test's end.
-func startPair(t *testing.T, daemonExtra string) (*pair, map[string]*syncBuffer) {
+// startPair starts west and east (extra(name), if not nil, added to
+// each one's daemon section) and returns their stderr; they stop at the
+// test's end.
+func startPair(t *testing.T, extra func(name string) string) (*pair, map[string]*syncBuffer) {
 	t.Helper()
 	ports, err := freeUDPPorts(4)
 	require.NoError(t, err)
@@ -57,10 +58,16 @@ func startPair(t *testing.T, daemonExtra string) (*pair, map[string]*syncBuffer)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 2)
 	for _, n := range []string{"west", "east"} {
+		daemonExtra := ""
+		if extra != nil {
+			daemonExtra = extra(n)
+		}
 		p.write(t, n, daemonExtra, "")
-		logs[n] = &syncBuffer{}
+		stderr := &syncBuffer{}
+		logs[n] = stderr
+		conf := p.conf(n)
 		go func() {
-			done <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: logs[n]}, []string{"daemon", "-c", p.conf(n)})
+			done <- run(ctx, &env{stdout: &bytes.Buffer{}, stderr: stderr}, []string{"daemon", "-c", conf})
 		}()
 	}
 	t.Cleanup(func() {
@@ -102,7 +109,7 @@ func jsonArray(t *testing.T, s string) []map[string]any {
 // commands: initiate, child list, reload and terminate, in text and
 // -json, failures included.
 func TestControlCommands(t *testing.T) {
-	p, _ := startPair(t, "")
+	p, _ := startPair(t, nil)
 	west, east := p.sock("west"), p.sock("east")
 
 	// Flags after the name.

@@ -108,7 +108,9 @@ func sameConnection(a, b *Connection) bool {
 		a.Encap == b.Encap && a.DPDDelay == b.DPDDelay && a.RekeyTime == b.RekeyTime && level(a) == level(b)
 }
 
-func sameID(a, b Identity) bool { return a.Type == b.Type && a.Any == b.Any && bytes.Equal(a.Data, b.Data) }
+func sameID(a, b Identity) bool {
+	return a.Type == b.Type && a.Any == b.Any && bytes.Equal(a.Data, b.Data)
+}
 
 func sameChild(a, b *Child) bool {
 	return fmt.Sprint(a.LocalTS, a.RemoteTS, a.ESPProposals) == fmt.Sprint(b.LocalTS, b.RemoteTS, b.ESPProposals) &&

@@ -38,7 +38,7 @@ type Skipped struct {
 var swanWhy = map[string]string{
 	"mobike":           "MOBIKE is not implemented",
 	"fragmentation":    "IKE fragmentation on send is not implemented",
-	"reauth_time":      "reauthentication is not implemented (rekey_time rekeys the IKE SA)",
+	"reauth_time":      "reauthentication is not implemented; rekey_time rekeys the IKE SA",
 	"over_time":        "keyplane has no hard IKE SA lifetime",
 	"rand_time":        "keyplane has no setting for the rekey jitter",
 	"rand_bytes":       "keyplane has no setting for the rekey jitter",
@@ -154,6 +154,7 @@ func ImportSwanctl(file string, src []byte) (*Import, error) {
 		}
 	}
 	im.Text = b.String()
+	slices.SortStableFunc(im.Skipped, func(a, b Skipped) int { return a.Line - b.Line })
 	// Check the result as the daemon would, with stand-in keys.
 	if _, err := Parse(file+" (converted)", []byte(im.Text), Options{
 		ReadFile: func(string) ([]byte, error) { return []byte("a stand-in key of thirty-two bytes"), nil },
