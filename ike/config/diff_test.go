@@ -1,0 +1,51 @@
+package config
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCompare(t *testing.T) {
+	parse := func(src string) *Config {
+		t.Helper()
+		cfg, err := Parse("kp.conf", []byte(src), testOpts())
+		require.NoError(t, err)
+		return cfg
+	}
+	conn := func(name, children, extra string) string {
+		return "  " + name + " {\n   local_addrs = 192.0.2.1\n   remote_addrs = 192.0.2.2\n   psk_env = SITE_PSK\n" + extra + "   children {\n" + children + "   }\n  }\n"
+	}
+	child := func(name, extra string) string { return "    " + name + " {\n" + extra + "    }\n" }
+	file := func(daemon string, conns ...string) string {
+		s := "daemon {\n" + daemon + "}\nconnections {\n"
+		for _, c := range conns {
+			s += c
+		}
+		return s + "}\n"
+	}
+	old := parse(file("", conn("a", child("a1", "")+child("a2", ""), ""), conn("b", child("b1", ""), "")))
+	same := Compare(old, old)
+	assert.True(t, same.Added.Empty() && same.Removed.Empty() && same.Changed.Empty())
+	assert.Equal(t, []string{}, same.Settings)
+
+	nc := parse(file("  log_level = debug\n",
+		conn("a", child("a1", "     start_action = start\n")+child("a3", "")+child("b1", ""), "   dpd_delay = 30s\n"),
+		conn("c", child("c1", ""), "")))
+	d := Compare(old, nc)
+	assert.Equal(t, Names{Connections: []string{"c"}, Children: []string{"a3", "c1"}}, d.Added)
+	assert.Equal(t, Names{Connections: []string{"b"}, Children: []string{"a2"}}, d.Removed)
+	// a: dpd_delay; a1: start_action; b1 moved from b to a.
+	assert.Equal(t, Names{Connections: []string{"a"}, Children: []string{"a1", "b1"}}, d.Changed)
+	assert.Equal(t, []string{"daemon.log_level"}, d.Settings)
+
+	// A new key is a change (and is not printed anywhere).
+	o2 := Options{Getenv: func(string) (string, bool) { return "another key", true }}
+	k2, err := Parse("kp.conf", []byte(file("", conn("a", child("a1", "")+child("a2", ""), ""), conn("b", child("b1", ""), ""))), o2)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b"}, Compare(old, k2).Changed.Connections)
+
+	bk := parse("backend {\n name = xfrm\n params {\n  netns = x\n }\n cleanup = none\n}\n")
+	assert.Equal(t, []string{"backend.name", "backend.params", "backend.cleanup"}, Compare(parse(""), bk).Settings)
+}

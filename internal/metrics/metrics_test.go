@@ -1,0 +1,105 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/ike"
+	"github.com/keyplane/keyplane/ike/observe"
+	"github.com/keyplane/keyplane/internal/buildinfo"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// statusDouble is a named test double of the engine's status API; the
+// real engine is scraped in cmd/keyplane's TestMetricsScrape.
+type statusDouble struct {
+	sas []ike.IKESAInfo
+	hs  []time.Duration
+	err error
+}
+
+func (s *statusDouble) IKESAs(context.Context) ([]ike.IKESAInfo, error)       { return s.sas, s.err }
+func (s *statusDouble) Handshakes(context.Context) ([]time.Duration, error) { return s.hs, s.err }
+
+func TestRefreshAndSnapshot(t *testing.T) {
+	src := &statusDouble{}
+	m := New(src, buildinfo.Info{Version: "v1", Commit: "c", GoVersion: "go1", Backends: []string{"nokernel"}})
+	st, err := m.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"established": 0}, st.IKESAs)
+	assert.Equal(t, map[string]int{"installed": 0}, st.ChildSAs)
+	assert.Equal(t, []string{"cookies_sent", "datagrams_dropped", "handshake_failures", "retransmits"}, st.NotMeasured)
+
+	src.sas = []ike.IKESAInfo{
+		{Name: "a", State: "established", Children: []ike.ChildInfo{{State: "installed"}, {State: "installed"}}},
+		{Name: "b", State: "init-sent"},
+	}
+	src.hs = []time.Duration{2 * time.Millisecond, 4 * time.Millisecond}
+	st, err = m.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"established": 1, "init-sent": 1}, st.IKESAs)
+	assert.Equal(t, map[string]int{"installed": 2}, st.ChildSAs)
+	assert.EqualValues(t, 2, st.Handshakes.Count)
+	assert.Equal(t, "3ms", st.Handshakes.Average)
+	// Handshakes are observed once, not at every refresh; a state that
+	// emptied reads 0 (established) or disappears (others).
+	src.sas = src.sas[:1]
+	src.hs = append(src.hs, 6*time.Millisecond)
+	st, err = m.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, st.Handshakes.Count)
+	assert.Equal(t, map[string]int{"established": 1}, st.IKESAs)
+
+	src.err = errors.New("engine closed")
+	m.Refresh(t.Context())
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.statusErrors))
+}
+
+func TestEventsLogAndEngineCounters(t *testing.T) {
+	m := New(&statusDouble{}, buildinfo.Info{})
+	m.EngineEvent(ike.Event{Kind: "child", State: "installed"})
+	m.EngineEvent(ike.Event{Kind: "child", State: "installed"})
+	m.EngineEvent(ike.Event{Kind: "ike", State: "dead"})
+	m.EngineEvent(ike.Event{Kind: "overrun"})
+	m.DataplaneEvent(&kernelops.OverrunEvent{Lost: 7, Source: "netlink"})
+	m.DataplaneEvent(&kernelops.OverrunEvent{Lost: 3, Source: "subscriber queue"})
+	m.DataplaneEvent(&kernelops.AcquireEvent{})
+	m.LogHook(slog.LevelWarn, []error{&kernelops.Error{Op: "add SA", Err: kernelops.ErrExists}, errors.New("plain")})
+	m.LogHook(slog.LevelError, nil)
+	m.Reload(true)
+	m.Reload(false)
+	st, err := m.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"child installed": 2, "ike dead": 1}, st.EngineEvents)
+	assert.Equal(t, map[string]uint64{"overrun": 1, "acquire": 1}, st.DataplaneEvents)
+	assert.EqualValues(t, 7, st.DataplaneEventsLost)
+	assert.Equal(t, map[string]uint64{"engine": 1, "dataplane": 1}, st.StatsOverruns)
+	assert.Equal(t, map[string]uint64{"add SA": 1}, st.DataplaneErrors)
+	assert.Equal(t, map[string]uint64{"warn": 1, "error": 1}, st.LogMessages)
+	assert.Equal(t, map[string]uint64{"applied": 1, "refused": 1}, st.Reloads)
+
+	// Phase B's engine reports through observe.Recorder.
+	var r observe.Recorder = m.EngineCounters()
+	r.Retransmit("IKE_SA_INIT")
+	r.CookieSent()
+	r.HandshakeFailed(observe.Initiator, "AUTHENTICATION_FAILED")
+	r.DatagramDropped("unknown SPI")
+	r.DataplaneError("add SA")
+	r.HandshakeDone(observe.Responder, 5*time.Millisecond)
+	_ = m.EngineCounters() // idempotent
+	st, err = m.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, st.NotMeasured)
+	assert.Equal(t, map[string]uint64{"IKE_SA_INIT": 1}, st.EngineCounters["retransmits"])
+	assert.Equal(t, map[string]uint64{"AUTHENTICATION_FAILED initiator": 1}, st.EngineCounters["handshake_failures"])
+	assert.Equal(t, map[string]uint64{"": 1}, st.EngineCounters["cookies_sent"])
+	assert.Equal(t, map[string]uint64{"add SA": 2}, st.DataplaneErrors)
+	assert.EqualValues(t, 1, st.Handshakes.Count)
+}
