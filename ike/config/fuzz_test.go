@@ -25,3 +25,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzImportSwanctl feeds arbitrary files to the swanctl importer: it
+// must never panic, and what it converts must parse (up to its listed
+// errors) as keyplane's syntax.
+func FuzzImportSwanctl(f *testing.F) {
+	f.Add([]byte("connections {\n c : base {\n  local_addrs = 192.0.2.1, 192.0.2.2\n  local-1 {\n   auth = psk\n   id = a\n  }\n  children {\n   x {\n    updown = /bin/true\n   }\n  }\n }\n}\nsecrets {\n ike-1 {\n  secret = s\n }\n}\ninclude x/*.conf\n"))
+	f.Add([]byte(good))
+	f.Add([]byte("connections {\n c {\n  proposals = default, aes128-sha256-x25519\n }\n}\n"))
+	f.Add([]byte("connections {\n c {\n  local {\n   id = \"a\\nb\"\n  }\n  mobike = \"x\\ny\"\n  proposals = \"p\\nq\"\n }\n}\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		im, err := ImportSwanctl("fuzz.conf", src)
+		if err != nil {
+			return
+		}
+		if _, serrs := parseSyntax([]byte(im.Text)); len(serrs) > 0 {
+			t.Fatalf("converted text is not keyplane syntax: %v\n%s", serrs[0], im.Text)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -185,7 +186,7 @@ func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {
 	fmt.Fprintf(b, "    %s {\n", s.name)
 	comment := func(indent string, kv setting, why string) {
 		im.skip(kv.line, path+"."+kv.key, why)
-		fmt.Fprintf(b, "%s# not converted: %s = %s (%s)\n", indent, kv.key, kv.value, why)
+		fmt.Fprintf(b, "%s# not converted: %s = %s (%s)\n", indent, kv.key, oneLine(kv.value), why)
 	}
 	for _, kv := range s.settings {
 		switch {
@@ -194,7 +195,7 @@ func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {
 				comment("        ", kv, "keyplane takes IP addresses or %any, not host names, prefixes or ranges")
 				continue
 			}
-			fmt.Fprintf(b, "        %s = %s\n", kv.key, kv.value)
+			fmt.Fprintf(b, "        %s = %s\n", kv.key, quote(kv.value))
 		case kv.key == "version":
 			if kv.value != "2" {
 				comment("        ", kv, "keyplane speaks IKEv2 only")
@@ -239,13 +240,13 @@ func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {
 				case "auth":
 					if kv.value != "psk" {
 						im.skip(kv.line, path+"."+sub.name+".auth", "only psk authentication is implemented")
-						fmt.Fprintf(b, "            # not converted: auth = %s (only psk authentication is implemented)\n", kv.value)
+						fmt.Fprintf(b, "            # not converted: auth = %s (only psk authentication is implemented)\n", oneLine(kv.value))
 						continue
 					}
 					fmt.Fprintf(b, "            auth = psk\n")
 				default:
 					im.skip(kv.line, path+"."+sub.name+"."+kv.key, why(kv.key))
-					fmt.Fprintf(b, "            # not converted: %s = %s (%s)\n", kv.key, kv.value, why(kv.key))
+					fmt.Fprintf(b, "            # not converted: %s = %s (%s)\n", kv.key, oneLine(kv.value), why(kv.key))
 				}
 			}
 			fmt.Fprintf(b, "        }\n")
@@ -262,7 +263,7 @@ func (im *Import) child(b *strings.Builder, path string, s *section) {
 	const in = "                "
 	comment := func(kv setting, why string) {
 		im.skip(kv.line, path+"."+kv.key, why)
-		fmt.Fprintf(b, "%s# not converted: %s = %s (%s)\n", in, kv.key, kv.value, why)
+		fmt.Fprintf(b, "%s# not converted: %s = %s (%s)\n", in, kv.key, oneLine(kv.value), why)
 	}
 	for _, kv := range s.settings {
 		switch {
@@ -273,7 +274,7 @@ func (im *Import) child(b *strings.Builder, path string, s *section) {
 					continue
 				}
 			}
-			fmt.Fprintf(b, "%s%s = %s\n", in, kv.key, kv.value)
+			fmt.Fprintf(b, "%s%s = %s\n", in, kv.key, quote(kv.value))
 		case kv.key == "esp_proposals":
 			im.proposals(b, in, path, kv, false)
 		case kv.key == "start_action":
@@ -313,7 +314,7 @@ func (im *Import) proposals(b *strings.Builder, indent, path string, kv setting,
 		}
 		if _, err := ParseProposals(p, ikeProps); err != nil {
 			im.skip(kv.line, path+"."+kv.key+": "+p, err.Error())
-			fmt.Fprintf(b, "%s# not converted: %s proposal %s (%v)\n", indent, kv.key, p, err)
+			fmt.Fprintf(b, "%s# not converted: %s proposal %s (%s)\n", indent, kv.key, oneLine(p), oneLine(err.Error()))
 			continue
 		}
 		keep = append(keep, p)
@@ -390,10 +391,20 @@ func plainAddrs(v string) bool {
 	return true
 }
 
-// quote writes a value that needs quotes (spaces, '#') quoted.
+// quote writes a value so that keyplane's parser reads it back as it is:
+// quoted when it holds a '#', a quote, a control character (an escaped
+// newline in the swanctl file) or spaces at its ends.
 func quote(v string) string {
-	if strings.ContainsAny(v, " #\"\t") {
-		return fmt.Sprintf("%q", v)
+	if strings.ContainsAny(v, "#\"\\") || strings.TrimSpace(v) != v || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return strconv.Quote(v)
+	}
+	return v
+}
+
+// oneLine keeps a value inside its comment line.
+func oneLine(v string) string {
+	if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return strconv.Quote(v)
 	}
 	return v
 }
