@@ -70,8 +70,13 @@ func TestReloadReport(t *testing.T) {
 	}
 	// The added start child of the existing connection comes up.
 	waitFor(t, "west-extra installed", func() bool {
-		_, out, _ := runCLI(t, "child", "list", "-s", west)
-		return strings.Contains(out, "west-extra") && strings.Contains(out, "installed")
+		_, out, _ := runCLI(t, "child", "list", "-s", west, "-json")
+		for _, c := range jsonArray(t, out) {
+			if c["name"] == "west-extra" && c["state"] == "installed" {
+				return true
+			}
+		}
+		return false
 	})
 
 	// conns list: configured, and what is up.
