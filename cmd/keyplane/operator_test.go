@@ -131,7 +131,9 @@ func TestReloadReport(t *testing.T) {
 	p.edit(t, "west", func(s string) string {
 		return strings.Replace(s, "name = nokernel", "name = xfrm", 1) + "\n"
 	})
-	p.edit(t, "west", func(s string) string { return strings.Replace(s, "local_ts = 10.1.0.0/16", "local_ts = 10.1.0.0/18", 1) })
+	p.edit(t, "west", func(s string) string {
+		return strings.Replace(s, "local_ts = 10.1.0.0/16", "local_ts = 10.1.0.0/18", 1)
+	})
 	code, out, errs = runCLI(t, "reload", "-s", west)
 	assert.Equal(t, 1, code)
 	assert.Empty(t, out)

@@ -37,8 +37,16 @@ type Options struct {
 // shared is what every handler derived from one New shares.
 type shared struct {
 	level *slog.LevelVar
-	conns atomic.Pointer[map[string]slog.Level]
+	conns atomic.Pointer[connLevels]
 	hook  Hook
+}
+
+// connLevels are the per-connection levels and the lowest of them (so
+// Enabled costs the same with one connection or ten thousand).
+type connLevels struct {
+	by  map[string]slog.Level
+	min slog.Level
+	any bool
 }
 
 // Handler is the daemon's slog.Handler.
@@ -55,8 +63,7 @@ func New(w io.Writer, o Options) *Handler {
 	if s.level == nil {
 		s.level = new(slog.LevelVar)
 	}
-	empty := map[string]slog.Level{}
-	s.conns.Store(&empty)
+	s.conns.Store(&connLevels{by: map[string]slog.Level{}})
 	// The inner handler writes everything it is given: this one filters.
 	ho := &slog.HandlerOptions{Level: slog.Level(-1 << 10)}
 	var inner slog.Handler = slog.NewTextHandler(w, ho)
@@ -69,11 +76,14 @@ func New(w io.Writer, o Options) *Handler {
 // SetConnLevels replaces the per-connection levels (connection name to
 // level); connections not listed log at the daemon's level.
 func (h *Handler) SetConnLevels(levels map[string]slog.Level) {
-	m := make(map[string]slog.Level, len(levels))
+	cl := &connLevels{by: make(map[string]slog.Level, len(levels))}
 	for k, v := range levels {
-		m[k] = v
+		cl.by[k] = v
+		if !cl.any || v < cl.min {
+			cl.min, cl.any = v, true
+		}
 	}
-	h.s.conns.Store(&m)
+	h.s.conns.Store(cl)
 }
 
 // ConnLevels reads the per-connection levels of cfg.
@@ -89,7 +99,7 @@ func ConnLevels(cfg *config.Config) map[string]slog.Level {
 
 func (h *Handler) levelFor(conn string) slog.Level {
 	if conn != "" {
-		if l, ok := (*h.s.conns.Load())[conn]; ok {
+		if l, ok := h.s.conns.Load().by[conn]; ok {
 			return l
 		}
 	}
@@ -106,10 +116,8 @@ func (h *Handler) Enabled(_ context.Context, l slog.Level) bool {
 		return l >= h.levelFor(h.conn)
 	}
 	min := h.s.level.Level()
-	for _, cl := range *h.s.conns.Load() {
-		if cl < min {
-			min = cl
-		}
+	if cl := h.s.conns.Load(); cl.any && cl.min < min {
+		min = cl.min
 	}
 	return l >= min
 }

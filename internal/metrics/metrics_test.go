@@ -25,7 +25,7 @@ type statusDouble struct {
 	err error
 }
 
-func (s *statusDouble) IKESAs(context.Context) ([]ike.IKESAInfo, error)       { return s.sas, s.err }
+func (s *statusDouble) IKESAs(context.Context) ([]ike.IKESAInfo, error)     { return s.sas, s.err }
 func (s *statusDouble) Handshakes(context.Context) ([]time.Duration, error) { return s.hs, s.err }
 
 func TestRefreshAndSnapshot(t *testing.T) {
