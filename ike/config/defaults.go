@@ -46,7 +46,9 @@ func Defaults() *Config {
 // setting: %any at both ends, ports 500 and 4500, the default IKE
 // proposals, rekey time and rand_time (a tenth of the rekey time, as
 // swanctl's over_time default). Its caller sets at least a key, an identity
-// (or a local address and LocalID = AddrIdentity of it) and a child.
+// (or a local address and LocalID = AddrIdentity of it) and a child; a
+// caller that changes RekeyTime sets RandTime too (the parser's default
+// follows the file's rekey_time).
 func DefaultConnection(name string) *Connection {
 	props, err := ParseProposals(DefaultIKEProposals, true)
 	if err != nil {
@@ -61,7 +63,9 @@ func DefaultConnection(name string) *Connection {
 // dynamic selectors, tunnel mode, the default ESP proposals, rekeyed
 // after an hour less a random part of rand_time and expired 10% after
 // the hour (swanctl's life_time), rand_time the difference (swanctl's),
-// no volume limits, a replay window of 32.
+// no volume limits, a replay window of 32. A caller that changes a rekey
+// limit sets the life limit and rand range that go with it too (the
+// parser's defaults follow the file's rekey_* settings).
 func DefaultChild(name string) *Child {
 	props, err := ParseProposals(DefaultESPProposals, false)
 	if err != nil {

@@ -105,7 +105,8 @@ func sameConnection(a, b *Connection) bool {
 		a.LocalNATPort == b.LocalNATPort && a.RemoteNATPort == b.RemoteNATPort &&
 		sameID(a.LocalID, b.LocalID) && sameID(a.RemoteID, b.RemoteID) &&
 		bytes.Equal(a.PSK, b.PSK) && fmt.Sprint(a.Proposals) == fmt.Sprint(b.Proposals) &&
-		a.Encap == b.Encap && a.DPDDelay == b.DPDDelay && a.RekeyTime == b.RekeyTime && level(a) == level(b)
+		a.Encap == b.Encap && a.DPDDelay == b.DPDDelay && a.RekeyTime == b.RekeyTime && a.RandTime == b.RandTime &&
+		level(a) == level(b)
 }
 
 func sameID(a, b Identity) bool {
@@ -115,5 +116,6 @@ func sameID(a, b Identity) bool {
 func sameChild(a, b *Child) bool {
 	return fmt.Sprint(a.LocalTS, a.RemoteTS, a.ESPProposals) == fmt.Sprint(b.LocalTS, b.RemoteTS, b.ESPProposals) &&
 		a.StartAction == b.StartAction && a.Mode == b.Mode && a.Lifetime == b.Lifetime &&
+		a.RandTime == b.RandTime && a.RandBytes == b.RandBytes && a.RandPackets == b.RandPackets &&
 		a.ReplayWindow == b.ReplayWindow && a.ReqID == b.ReqID
 }

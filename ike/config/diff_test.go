@@ -46,6 +46,10 @@ func TestCompare(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a", "b"}, Compare(old, k2).Changed.Connections)
 
+	// The lifetime jitter is a setting like the others.
+	rt := parse(file("", conn("a", child("a1", "     rand_bytes = 1k\n")+child("a2", ""), "   rand_time = 1m\n"), conn("b", child("b1", "     rand_time = 0\n"), "")))
+	assert.Equal(t, Names{Connections: []string{"a"}, Children: []string{"a1", "b1"}}, Compare(old, rt).Changed)
+
 	bk := parse("backend {\n name = xfrm\n params {\n  netns = x\n }\n cleanup = none\n}\n")
 	assert.Equal(t, []string{"backend.name", "backend.params", "backend.cleanup"}, Compare(parse(""), bk).Settings)
 }

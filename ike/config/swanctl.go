@@ -41,9 +41,6 @@ var swanWhy = map[string]string{
 	"fragmentation":    "IKE fragmentation on send is not implemented",
 	"reauth_time":      "reauthentication is not implemented; rekey_time rekeys the IKE SA",
 	"over_time":        "keyplane has no hard IKE SA lifetime",
-	"rand_time":        "keyplane has no setting for the rekey jitter",
-	"rand_bytes":       "keyplane has no setting for the rekey jitter",
-	"rand_packets":     "keyplane has no setting for the rekey jitter",
 	"pools":            "virtual IP pools are not implemented",
 	"vips":             "virtual IPs are not implemented",
 	"send_cert":        "certificates are not implemented",
@@ -175,9 +172,9 @@ func (im *Import) skip(line int, setting, why string) {
 
 // Settings copied as they are (checked by the final Parse).
 var (
-	swanConnKeep  = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time"}
+	swanConnKeep  = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time"}
 	swanChildKeep = []string{"local_ts", "remote_ts", "rekey_time", "life_time", "rekey_bytes", "life_bytes",
-		"rekey_packets", "life_packets", "replay_window", "reqid"}
+		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid"}
 )
 
 func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {
@@ -206,6 +203,14 @@ func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {
 			im.proposals(b, "        ", path, kv, true)
 		default:
 			comment("        ", kv, why(kv.key))
+		}
+	}
+	if kv, ok := s.get("over_time"); ok {
+		if _, set := s.get("rand_time"); !set {
+			// swanctl's rand_time defaults to over_time, keyplane's to
+			// over_time's own default (a tenth of rekey_time): keep the
+			// file's jitter.
+			fmt.Fprintf(b, "        # rand_time: swanctl's default, over_time\n        rand_time = %s\n", quote(kv.value))
 		}
 	}
 	fmt.Fprintf(b, "        psk_file = %s.psk\n", s.name)
