@@ -206,3 +206,86 @@ func TestUnreachableDaemon(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errs, sock)
 }
+
+// TestRekeyCommand: rekey by child and by connection name, in text and
+// -json, with its failures (no such name; nothing of that name up). The
+// rekeys are real: new SPIs at both ends, one child and one IKE SA left.
+func TestRekeyCommand(t *testing.T) {
+	p, _ := startPair(t, nil)
+	west, east := p.sock("west"), p.sock("east")
+
+	code, out, errs := runCLI(t, "rekey", "west-net", "-s", west, "-json")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out, "a failure under -json writes nothing to stdout")
+	m := jsonObject(t, errs)
+	assert.Equal(t, "rekey", m["command"])
+	assert.Contains(t, m["error"], `"west-net" is not up`)
+	code, out, errs = runCLI(t, "rekey", "-s", west, "nosuch", "-json")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Equal(t, "not_found", jsonObject(t, errs)["code"])
+	code, _, errs = runCLI(t, "rekey", "-s", west, "nosuch")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "keyplane rekey:")
+	assert.Contains(t, errs, "nosuch")
+	code, _, errs = runCLI(t, "rekey", "-s", west)
+	assert.Equal(t, 2, code, "no NAME is a usage error")
+	assert.Contains(t, errs, "want one NAME")
+
+	code, _, errs = runCLI(t, "initiate", "west-net", "-s", west)
+	require.Equal(t, 0, code, errs)
+	children := func(sock string) []map[string]any {
+		_, out, _ := runCLI(t, "child", "list", "-s", sock, "-json")
+		return jsonArray(t, out)
+	}
+	ikes := func(sock string) []map[string]any {
+		_, out, _ := runCLI(t, "ike", "list", "-s", sock, "-json")
+		return jsonArray(t, out)
+	}
+	before := children(west)
+	require.Len(t, before, 1)
+	// settled waits until each end has one IKE SA with one installed child,
+	// ok says the rekey is done, and the ends agree on the child's SPIs.
+	settled := func(what string, ok func(w, e []map[string]any) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			w, e := ikes(west), ikes(east)
+			if len(w) == 1 && len(e) == 1 && w[0]["state"] == "established" && e[0]["state"] == "established" {
+				wc, ec := w[0]["children"].([]any), e[0]["children"].([]any)
+				if len(wc) == 1 && len(ec) == 1 {
+					wch, ech := wc[0].(map[string]any), ec[0].(map[string]any)
+					if wch["state"] == "installed" && ech["state"] == "installed" && ok(w, e) {
+						assert.Equal(t, wch["spi_in"], ech["spi_out"])
+						assert.Equal(t, wch["spi_out"], ech["spi_in"])
+						return
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not settled:\nwest %v\neast %v", what, w, e)
+			}
+		}
+	}
+
+	// A child, -json: new SPIs, the old SAs gone.
+	code, out, errs = runCLI(t, "rekey", "west-net", "-s", west, "-json")
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, map[string]any{"name": "west-net", "result": "rekeying"}, jsonObject(t, out))
+	settled("child rekey", func(w, _ []map[string]any) bool {
+		return w[0]["children"].([]any)[0].(map[string]any)["spi_in"] != before[0]["spi_in"]
+	})
+	after := children(west)
+	require.Len(t, after, 1)
+
+	// A connection, text: new IKE SPIs, the child moved over unchanged.
+	ikeBefore := ikes(west)
+	code, out, errs = runCLI(t, "rekey", "-s", west, "west")
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, "west: rekey started\n", out)
+	settled("IKE SA rekey", func(w, _ []map[string]any) bool {
+		return w[0]["spi_i"] != ikeBefore[0]["spi_i"]
+	})
+	moved := children(west)
+	require.Len(t, moved, 1)
+	assert.Equal(t, after[0]["spi_in"], moved[0]["spi_in"], "an IKE SA rekey keeps the children")
+}

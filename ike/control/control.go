@@ -1,6 +1,6 @@
 // Package control is keyplane's control socket: a unix socket on which
 // the daemon answers requests from the `keyplane` command (list IKE and
-// child SAs, initiate, terminate, reload, stream events). The protocol
+// child SAs, initiate, terminate, rekey, reload, stream events). The protocol
 // is one JSON request per connection, answered by one JSON response, or
 // by a stream of them for "events".
 //
@@ -28,7 +28,7 @@ import (
 
 // Request is what a client asks.
 type Request struct {
-	Cmd  string            `json:"cmd"` // ike-list, child-list, initiate, terminate, reload, events, or a registered one
+	Cmd  string            `json:"cmd"` // ike-list, child-list, initiate, terminate, rekey, reload, events, or a registered one
 	Name string            `json:"name,omitempty"`
 	Args map[string]string `json:"args,omitempty"`
 }
@@ -318,6 +318,8 @@ func (s *Server) do(ctx context.Context, req Request) (Response, error) {
 		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 		return Response{Text: req.Name + " terminated"}, e.Terminate(ctx, req.Name)
+	case "rekey":
+		return Response{Text: req.Name + ": rekey started"}, e.Rekey(ctx, req.Name)
 	case "reload":
 		if s.Reload == nil {
 			return Response{}, errors.New("reload is not available")
