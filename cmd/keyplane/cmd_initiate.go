@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyplane/keyplane/ike/control"
@@ -44,12 +45,12 @@ func runInitiate(ctx context.Context, e *env, args []string) error {
 	// The daemon answers within the timeout; the margin covers the trip.
 	ctx, cancel := context.WithTimeout(ctx, *timeout+5*time.Second)
 	defer cancel()
-	stop := func() {}
+	stop := func(bool) {}
 	if !cf.json && !*quiet {
 		stop = progress(ctx, e, c, name)
 	}
 	r, err := c.Do(ctx, control.Request{Cmd: "initiate", Name: name, Args: map[string]string{"timeout": timeout.String()}})
-	stop()
+	stop(err == nil && (r.Initiate == nil || !r.Initiate.AlreadyUp))
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		return fmt.Errorf("%s: no answer from the daemon within %s", name, *timeout+5*time.Second)
 	}
@@ -67,17 +68,26 @@ func runInitiate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// progressGrace bounds how long stop(true) waits for the stream to
+// deliver the child's "installed" line.
+const progressGrace = 2 * time.Second
+
 // progress prints the state changes of what initiating name involves
 // (the child, or the connection, and the IKE SA carrying it) until stop
 // is called. Without unique SA IDs yet, another SA of the same
-// connection negotiating at the same time shows up too.
-func progress(ctx context.Context, e *env, c *control.Client, name string) (stop func()) {
+// connection negotiating at the same time shows up too. The events come
+// on a connection of their own, so the initiate answer may overtake
+// them: stop(true), after a success, first waits (at most progressGrace)
+// for the child's "installed" line, so the last lines are not lost.
+func progress(ctx context.Context, e *env, c *control.Client, name string) (stop func(up bool)) {
 	conn, child := resolve(ctx, c, name)
 	st, err := c.Subscribe(ctx)
 	if err != nil {
-		return func() {} // an old daemon, or too many subscribers: no progress
+		return func(bool) {} // an old daemon, or too many subscribers: no progress
 	}
 	done := make(chan struct{})
+	installed := make(chan struct{})
+	var once sync.Once
 	go func() {
 		defer close(done)
 		for {
@@ -94,10 +104,23 @@ func progress(ctx context.Context, e *env, c *control.Client, name string) (stop
 			x := r.Event.Engine
 			if (x.Kind == "ike" && x.Name == conn) || (x.Kind == "child" && (x.Name == child || child == "" && x.Name == name)) {
 				fmt.Fprintln(e.stdout, engineLine(r.Event))
+				if x.Kind == "child" && x.State == "installed" {
+					once.Do(func() { close(installed) })
+				}
 			}
 		}
 	}()
-	return func() {
+	return func(up bool) {
+		if up {
+			t := time.NewTimer(progressGrace)
+			select {
+			case <-installed:
+			case <-done:
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		st.Close()
 		<-done
 	}
