@@ -220,11 +220,8 @@ func (m *Metrics) Run(ctx context.Context, eng Subscriber, b kernelops.Backend) 
 	sub := eng.Subscribe()
 	defer sub.Close()
 	var dp <-chan kernelops.Event
-	if src, ok := b.(kernelops.EventSource); ok && b.Capabilities().Has(kernelops.CapEvents) {
-		// Closed by the defer, not by ctx: kernelops/eventbus's
-		// Subscribe races with a cancel of its ctx (its stop function is
-		// assigned after the AfterFunc that reads it is armed).
-		if ds, err := src.Subscribe(context.Background(), kernelops.SubscribeOptions{}); err == nil {
+	if src, err := kernelops.As[kernelops.EventSource](b); err == nil {
+		if ds, err := src.Subscribe(ctx, kernelops.SubscribeOptions{}); err == nil {
 			defer ds.Close()
 			dp = ds.Events()
 		}
