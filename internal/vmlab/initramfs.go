@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 //go:embed guest/init.sh
@@ -132,14 +133,12 @@ func initramfs(k *kernel, busyboxPath string, logf func(string, ...any)) (string
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	path := filepath.Join(k.dir, "initramfs-"+hex.EncodeToString(sum[:8])+".cpio")
+	now := time.Now()
 	if _, err := os.Stat(path); err == nil {
+		os.Chtimes(path, now, now) // in use: see removeStaleImages
 		return path, nil
 	}
-	// Remove initramfs images built from older inputs, then write this one.
-	old, _ := filepath.Glob(filepath.Join(k.dir, "initramfs-*.cpio"))
-	for _, o := range old {
-		os.Remove(o)
-	}
+	removeStaleImages(k.dir, now)
 	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
 		return "", err
 	}
@@ -149,6 +148,22 @@ func initramfs(k *kernel, busyboxPath string, logf func(string, ...any)) (string
 	}
 	logf("vmlab: initramfs %s: %d modules: %s", filepath.Base(path), len(mods), strings.Join(names, " "))
 	return path, nil
+}
+
+// staleImage is how long an initramfs image built from other inputs is
+// kept after its last use. Images are not removed at once: another
+// checkout of the project (another branch, its own module list) may have
+// prepared one and be waiting for a guest slot to boot it.
+const staleImage = 24 * time.Hour
+
+// removeStaleImages removes the images in dir not used for staleImage.
+func removeStaleImages(dir string, now time.Time) {
+	old, _ := filepath.Glob(filepath.Join(dir, "initramfs-*.cpio"))
+	for _, o := range old {
+		if fi, err := os.Stat(o); err == nil && now.Sub(fi.ModTime()) > staleImage {
+			os.Remove(o)
+		}
+	}
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -325,5 +326,30 @@ func TestBootTimeout(t *testing.T) {
 	// it did, its last words are in the report.
 	if strings.Contains(console.String(), "about to hang") && !slices.Contains(ge.Tail, "about to hang") {
 		t.Errorf("console tail lacks the command's output:\n%v", err)
+	}
+}
+
+// TestRemoveStaleImages: an image another checkout prepared recently stays
+// (it may be waiting for a guest slot to boot it); one unused for a day goes.
+func TestRemoveStaleImages(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	recent := filepath.Join(dir, "initramfs-recent.cpio")
+	stale := filepath.Join(dir, "initramfs-stale.cpio")
+	for _, p := range []string{recent, stale} {
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := now.Add(-staleImage - time.Minute)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	removeStaleImages(dir, now)
+	if _, err := os.Stat(recent); err != nil {
+		t.Errorf("recent image removed: %v", err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale image kept: %v", err)
 	}
 }
