@@ -56,9 +56,17 @@ bench-vm: lab-prepare
 	$(BENCHSTAT) -filter '.name:UsageScan' -col '/impl@(netlink-XfrmStateGet-per-sa keyplane-getsa-per-sa keyplane-bulk-dump)' out/bench-vm.txt
 
 ## test: everything — packages, vet, host tests, cross-builds, then the VM lab
-# TEST_STEPS are make test's steps in order; .ci/run runs and times each.
+# TEST_STEPS are make test's steps, run in this order and each timed, so a
+# slow or failing run says which step it was.
 TEST_STEPS = deps vet host-test crossbuild test-vm
-test: $(TEST_STEPS)
+test:
+	@start=$$(date +%s); times=""; \
+	for step in $(TEST_STEPS); do \
+		t0=$$(date +%s); \
+		$(MAKE) --no-print-directory $$step || { echo "make test: $$step FAILED after $$(( $$(date +%s) - t0 ))s (before it:$${times:- nothing})"; exit 1; }; \
+		times="$$times $$step $$(( $$(date +%s) - t0 ))s"; \
+	done; \
+	echo "make test passed in $$(( $$(date +%s) - start ))s:$$times"
 
 test-steps:
 	@echo $(TEST_STEPS)
