@@ -55,6 +55,9 @@ type childSA struct {
 	larval bool
 	suite  ikecrypto.ChildSuite
 	keys   *ikecrypto.ChildKeys
+	// addSecrets are the shared secrets of its additional key exchanges
+	// (IKE_FOLLOWUP_KE), until its keys are derived.
+	addSecrets [][]byte
 
 	localAddr, remoteAddr netip.Addr
 	localTS, remoteTS     []tsRange

@@ -94,10 +94,10 @@ func (sa *ikeSA) negotiateChild(x *childExchange) {
 		}
 	}
 	ni := sa.e.newNonce(true)
-	var dh *ikecrypto.DH
+	var dh ikecrypto.KeyExchange
 	if x.group != 0 {
 		var err error
-		if dh, err = ikecrypto.NewDH(x.group); err != nil {
+		if dh, err = ikecrypto.NewKeyExchange(x.group); err != nil {
 			sa.childExchangeFailed(x, err)
 			return
 		}
@@ -112,7 +112,7 @@ func (sa *ikeSA) negotiateChild(x *childExchange) {
 	}
 	ps = append(ps, espProposals(nc.cfg.ESPProposals, nc.inSPI, true), &message.Nonce{Data: ni})
 	if dh != nil {
-		ps = append(ps, &message.KE{Group: dh.Group(), Data: dh.PublicValue()})
+		ps = append(ps, &message.KE{Group: dh.Method(), Data: dh.PublicValue()})
 	}
 	ps = append(ps, messageTS(nc.localTS, false), messageTS(nc.remoteTS, true))
 	sa.addChild(nc) // listed while negotiating
@@ -125,9 +125,12 @@ func (sa *ikeSA) negotiateChild(x *childExchange) {
 }
 
 // childAnswered handles the answer to our CREATE_CHILD_SA.
-func (sa *ikeSA) childAnswered(x *childExchange, m *message.Message, ni []byte, dh *ikecrypto.DH) {
+func (sa *ikeSA) childAnswered(x *childExchange, m *message.Message, ni []byte, dh ikecrypto.KeyExchange) {
 	nc, old := x.nc, x.old
 	sa.dropChild(nc)
+	if sa.childFollowups(x, m, ni, dh) {
+		return
+	}
 	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
 	var err error
 	if nonce == nil && m.Find(message.PayloadSA) != nil {
@@ -255,6 +258,11 @@ func (sa *ikeSA) childExchangeFailed(x *childExchange, why error) {
 // IKE proposal, rekey_ike.go), a child rekey (REKEY_SA) or a new child.
 func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote netip.AddrPort) {
 	answer := func(ps ...message.Payload) { sa.respond(m, ps, s, local, remote) }
+	if sa.followupBusy() {
+		sa.log.Info("CREATE_CHILD_SA while additional key exchanges (IKE_FOLLOWUP_KE) are in progress: answering TEMPORARY_FAILURE")
+		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
+		return
+	}
 	if sap, _ := m.Find(message.PayloadSA).(*message.SA); sap != nil && len(sap.Proposals) > 0 && sap.Proposals[0].Protocol == message.ProtocolIKE {
 		sa.handleIKERekey(m, sap, answer)
 		return
@@ -276,6 +284,12 @@ func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote ne
 		case old == nil || (old.state != childInstalled && old.state != childDeleting):
 			sa.log.Info("peer rekeys a child we do not have", "spi", fmt.Sprintf("%x", n.SPI))
 			answer(&message.Notify{Protocol: message.ProtocolESP, SPI: n.SPI, NotifyType: message.CHILD_SA_NOT_FOUND})
+			return
+		case old.ours != nil && hasAddKE(old.cfg.ESPProposals):
+			// Simultaneous rekeys with additional key exchanges are
+			// settled by retrying, not by the nonces (followup.go).
+			old.logger().Info("peer rekeys the child while our rekey (with additional key exchanges) is out: answering TEMPORARY_FAILURE")
+			answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 			return
 		case old.state == childDeleting || old.theirs != nil || (old.ours != nil && old.ours.done):
 			// RFC 7296 §2.25.1: it is being deleted (or already replaced).

@@ -15,50 +15,19 @@ func idPayload(id config.Identity, responder bool) *message.ID {
 	return &message.ID{Responder: responder, IDType: id.Type, Data: id.Data}
 }
 
-// pskAuth computes our AUTH payload data (RFC 7296 §2.15).
-func (sa *ikeSA) pskAuth(psk []byte, id *message.ID) ([]byte, error) {
-	skp, real, nonce := sa.keys.SKpi, sa.initReq, sa.nr
-	if !sa.initiator {
-		skp, real, nonce = sa.keys.SKpr, sa.initResp, sa.ni
-	}
-	oct, err := ikecrypto.SignedOctets(sa.suite.PRF, skp, real, nonce, id.Body())
-	if err != nil {
-		return nil, err
-	}
-	return ikecrypto.PSKAuth(sa.suite.PRF, psk, oct)
-}
-
-// verifyPeerAuth checks the peer's AUTH payload with psk.
-func (sa *ikeSA) verifyPeerAuth(psk []byte, id *message.ID, auth *message.Auth) bool {
-	if auth.Method != message.AuthSharedKeyMIC {
-		return false
-	}
-	skp, real, nonce := sa.keys.SKpr, sa.initResp, sa.ni
-	if !sa.initiator {
-		skp, real, nonce = sa.keys.SKpi, sa.initReq, sa.nr
-	}
-	oct, err := ikecrypto.SignedOctets(sa.suite.PRF, skp, real, nonce, id.Body())
-	if err != nil {
-		return false
-	}
-	ok, err := ikecrypto.VerifyPSKAuth(sa.suite.PRF, psk, oct, auth.Data)
-	return err == nil && ok
-}
-
 // sendAuth is the initiator's IKE_AUTH request with the first child.
 func (sa *ikeSA) sendAuth() {
 	c := sa.conn
-	idi := idPayload(c.LocalID, false)
-	auth, err := sa.pskAuth(c.PSK, idi)
+	var idr *message.ID
+	if !c.RemoteID.Any && !c.RemoteID.Wildcard() {
+		idr = idPayload(c.RemoteID, true)
+	}
+	sa.authMID = sa.w.nextID // nothing is in flight: IKE_AUTH takes it
+	ps, err := sa.ourAuth(c, idPayload(c.LocalID, false), idr)
 	if err != nil {
-		sa.destroyErr(fmt.Errorf("AUTH: %w", err))
+		sa.destroyErr(err)
 		return
 	}
-	ps := []message.Payload{idi}
-	if !c.RemoteID.Any {
-		ps = append(ps, idPayload(c.RemoteID, true))
-	}
-	ps = append(ps, &message.Auth{Method: message.AuthSharedKeyMIC, Data: auth})
 	if ch := sa.first; ch != nil {
 		ch.initiator = true
 		ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
@@ -95,7 +64,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 			if n.NotifyType.IsError() {
 				why = peerNotify(n.NotifyType, "IKE_AUTH refused")
 				if n.NotifyType == message.AUTHENTICATION_FAILED {
-					why = peerNotify(n.NotifyType, "pre-shared key, identities or IKE proposals differ (we are %s)", sa.conn.LocalID)
+					why = peerNotify(n.NotifyType, "%s, identities or IKE proposals differ (we are %s)", credentialsText(sa.conn), sa.conn.LocalID)
 				}
 			}
 		}
@@ -103,15 +72,15 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 		return
 	}
 	if !sa.conn.RemoteID.Matches(idr.IDType, idr.Data) {
-		sa.authFailed(fmt.Sprintf("peer identity %s is not the configured %s", idr, sa.conn.RemoteID))
+		sa.authFailed(fmt.Sprintf("peer identity %s is not the configured %s", idText(idr), sa.conn.RemoteID))
 		return
 	}
-	if !sa.verifyPeerAuth(sa.conn.PSK, idr, auth) {
-		sa.authFailed(fmt.Sprintf("peer %s's AUTH (%v) does not verify with our pre-shared key", idr, auth.Method))
+	if why := sa.checkPeerAuth(sa.conn, m, idr, auth); why != "" {
+		sa.authFailed(why)
 		return
 	}
 	sa.estAt = sa.e.clk.Now()
-	sa.setState(ikeEstablished, "authenticated "+idr.String())
+	sa.setState(ikeEstablished, "authenticated "+idText(idr))
 	sa.armLiveness()
 	sa.armIKERekey()
 	if ch := sa.first; ch != nil {
@@ -143,7 +112,7 @@ func (sa *ikeSA) authFailed(why string) {
 // returns why — a *NotifyError for the peer's error notify or for our
 // refusal of its answer — and, if the peer installed its half, tells
 // the peer; the caller fails the child.
-func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte, dh *ikecrypto.DH, create bool) error {
+func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte, dh ikecrypto.KeyExchange, create bool) error {
 	for _, n := range m.Notifies() {
 		if !n.NotifyType.IsError() {
 			continue
@@ -189,7 +158,7 @@ func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte, d
 	if g := keGroup(chosen); g != 0 {
 		ke, _ := m.Find(message.PayloadKE).(*message.KE)
 		switch {
-		case dh == nil || dh.Group() != g:
+		case dh == nil || dh.Method() != g:
 			return reject(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder chose key exchange %v, which we did not send", g))
 		case ke == nil:
 			return reject(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder chose key exchange %v but sent no KE payload (no PFS without it)", g))
@@ -232,7 +201,8 @@ func allWithin(got, proposed []tsRange) bool {
 
 // finishChild derives the child's keys and installs it.
 func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) error {
-	keys, err := ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd, ch.suite, gir, ni, nr)
+	keys, err := sa.deriveChildKeys(ch, ni, nr, gir)
+	ch.zeroSecrets()
 	if err != nil {
 		return fmt.Errorf("derive child keys: %w", err)
 	}
@@ -300,11 +270,17 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		fail("IKE_AUTH request without IDi or AUTH (EAP is not supported)")
 		return
 	}
+	if why := sa.intermediateDone(); why != "" {
+		fail(why)
+		return
+	}
+	sa.readAuthHints(m)
+	sa.authMID = m.MessageID
 	conn, misfit := pickConn(sa.cands, idi, idr, func(c *config.Connection) error {
 		return acceptable(&sa.ikeChosen, c.Proposals, message.ProtocolIKE, true)
 	})
 	if conn == nil {
-		fail(fmt.Sprintf("no connection accepts peer identity %s", idi))
+		fail(fmt.Sprintf("no connection accepts peer identity %s", idText(idi)))
 		return
 	}
 	if misfit != nil {
@@ -316,16 +292,11 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	}
 	sa.conn = conn
 	sa.setLogger()
-	if auth.Method != message.AuthSharedKeyMIC {
-		fail(fmt.Sprintf("peer %s uses %v; connection %s expects a pre-shared key", idi, auth.Method, conn.Name))
+	if why := sa.checkPeerAuth(conn, m, idi, auth); why != "" {
+		fail(why)
 		return
 	}
-	if !sa.verifyPeerAuth(conn.PSK, idi, auth) {
-		fail(fmt.Sprintf("peer %s's AUTH does not verify with the pre-shared key of connection %s", idi, conn.Name))
-		return
-	}
-	myID := idPayload(conn.LocalID, true)
-	mine, err := sa.pskAuth(conn.PSK, myID)
+	mine, err := sa.ourAuth(conn, idPayload(conn.LocalID, true), nil)
 	if err != nil {
 		fail(err.Error())
 		return
@@ -333,8 +304,8 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	sa.halfOpenTimer.Stop()
 	delete(sa.e.initIndex, initKey{sa.spii, remote})
 	sa.estAt = sa.e.clk.Now()
-	sa.setState(ikeEstablished, "authenticated "+idi.String())
-	ps := []message.Payload{myID, &message.Auth{Method: message.AuthSharedKeyMIC, Data: mine}}
+	sa.setState(ikeEstablished, "authenticated "+idText(idi))
+	ps := mine
 	cps, _ := sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)
 	ps = append(ps, cps...)
 	sa.respond(m, ps, s, local, remote)
@@ -402,21 +373,23 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 	var gir ikecrypto.Key
 	var ourKE *message.KE
 	if choice.group != 0 {
-		dh, err := ikecrypto.NewDH(choice.group)
+		pub, secret, err := ikecrypto.Respond(choice.group, ke.Data)
 		if err != nil {
-			return refuse(message.NO_PROPOSAL_CHOSEN, err.Error(), nil)
-		}
-		if gir, err = dh.SharedSecret(ke.Data); err != nil {
 			return refuse(message.INVALID_SYNTAX, "KE: "+err.Error(), nil)
 		}
+		gir = secret
 		defer gir.Zero()
-		ourKE = &message.KE{Group: choice.group, Data: dh.PublicValue()}
+		ourKE = &message.KE{Group: choice.group, Data: pub}
 	}
 	if err := sa.e.allocSPI(ch); err != nil {
 		ch.fail(err)
 		return refuse(message.TEMPORARY_FAILURE, err.Error(), nil)
 	}
-	if err := sa.finishChild(ch, ni, nr, gir); err != nil {
+	var link []byte
+	if adds := suite.AdditionalKEs(); create && len(adds) > 0 {
+		// RFC 9370: installed once the IKE_FOLLOWUP_KE exchanges are done.
+		link = sa.deferChild(ch, old, adds, ni, nr, gir)
+	} else if err := sa.finishChild(ch, ni, nr, gir); err != nil {
 		ch.fail(err)
 		return refuse(message.TEMPORARY_FAILURE, err.Error(), nil)
 	}
@@ -432,5 +405,9 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 			ps = append(ps, ourKE)
 		}
 	}
-	return append(ps, messageTS(choice.remote, false), messageTS(choice.local, true)), ch
+	ps = append(ps, messageTS(choice.remote, false), messageTS(choice.local, true))
+	if link != nil {
+		return append(ps, &message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: link}), nil
+	}
+	return ps, ch
 }

@@ -43,8 +43,8 @@ func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 func (sa *ikeSA) sendInit(group message.DHGroup) {
 	// A COOKIE retry repeats the request unchanged but for the cookie
 	// (RFC 7296 §2.6): same KE. A new group needs a new key.
-	if sa.dh == nil || sa.dh.Group() != group {
-		dh, err := ikecrypto.NewDH(group)
+	if sa.dh == nil || sa.dh.Method() != group {
+		dh, err := ikecrypto.NewKeyExchange(group)
 		if err != nil {
 			sa.destroyErr(fmt.Errorf("key exchange %v: %w", group, err))
 			return
@@ -59,6 +59,7 @@ func (sa *ikeSA) sendInit(group message.DHGroup) {
 	ps = append(ps, ikeProposals(sa.conn.Proposals), &message.KE{Group: group, Data: dh.PublicValue()},
 		&message.Nonce{Data: sa.ni})
 	ps = append(ps, natNotifies(sa.spii, 0, sa.local, sa.remote, sa.conn.Encap)...)
+	ps = append(ps, sa.initNotifies()...)
 	sa.send(&request{exch: message.IKE_SA_INIT, payloads: ps,
 		onTimeout: func() { sa.destroyErr(errPeerGone("peer not responding to IKE_SA_INIT")) }})
 }
@@ -82,7 +83,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		}
 		sa.log.Info("responder demands a COOKIE; retrying IKE_SA_INIT with it")
 		sa.cookie = append([]byte(nil), n.Data...)
-		sa.sendInit(sa.dh.Group())
+		sa.sendInit(sa.dh.Method())
 		return
 	}
 	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil {
@@ -92,7 +93,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 			return
 		}
 		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
-		if !offersGroup(sa.conn.Proposals, g) || g == sa.dh.Group() {
+		if !offersGroup(sa.conn.Proposals, g) || g == sa.dh.Method() {
 			sa.destroyErr(peerNotify(message.INVALID_KE_PAYLOAD, "responder asks for key exchange %v, which we did not propose", g))
 			return
 		}
@@ -132,8 +133,8 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		sa.destroyErr(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder's IKE proposal: %v", err))
 		return
 	}
-	if suite.DH != sa.dh.Group() || ke.Group != suite.DH {
-		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, sa.dh.Group()))
+	if suite.DH != sa.dh.Method() || ke.Group != suite.DH {
+		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, sa.dh.Method()))
 		return
 	}
 	gir, err := sa.dh.SharedSecret(ke.Data)
@@ -151,12 +152,13 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 	}
 	gir.Zero()
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
+	sa.readInitAnswer(m)
 	sa.setLogger()
 	sa.log.Info("IKE_SA_INIT done", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	if sa.natAny() {
 		sa.floatToNATT()
 	}
-	sa.sendAuth()
+	sa.afterInit()
 }
 
 func (sa *ikeSA) deriveKeys(suite ikecrypto.IKESuite, gir ikecrypto.Key) error {
@@ -256,7 +258,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		}
 	}
 	conn := cands[0]
-	chosen, ok, why := choose(conn.Proposals, sap.Proposals)
+	chosen, ok, why := choose(conn.Proposals, peerIKEProposals(m, sap))
 	if !ok {
 		log.Warn("IKE_SA_INIT: answering NO_PROPOSAL_CHOSEN", "connection", conn.Name, "reason", why)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
@@ -275,12 +277,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
-	dh, err := ikecrypto.NewDH(group)
-	if err != nil {
-		log.Error("key exchange", "err", err)
-		return
-	}
-	gir, err := dh.SharedSecret(ke.Data)
+	pub, gir, err := ikecrypto.Respond(group, ke.Data)
 	if err != nil {
 		log.Warn("IKE_SA_INIT: invalid KE payload; answering INVALID_SYNTAX", "err", err)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_SYNTAX})
@@ -299,11 +296,12 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, 0, local, remote)
 	sa.initReq = append([]byte(nil), m.Raw()...)
 	ps := []message.Payload{&message.SA{Proposals: []message.Proposal{chosen}},
-		&message.KE{Group: group, Data: dh.PublicValue()}, &message.Nonce{Data: sa.nr}}
+		&message.KE{Group: group, Data: pub}, &message.Nonce{Data: sa.nr}}
 	if m.Notify(message.NAT_DETECTION_SOURCE_IP) != nil {
 		ps = append(ps, natNotifies(sa.spii, sa.spir, local, remote, conn.Encap)...)
 	}
 	sa.setLogger()
+	ps = append(ps, sa.initAnswerNotifies(m)...)
 	sa.setupWindow()
 	sa.initResp = e.answerPlain(s, m, sa.spir, local, remote, ps...)
 	sa.w.peerNext = 1

@@ -77,7 +77,7 @@ type ikeSA struct {
 	out       message.Cipher
 	in        message.Cipher
 	ni, nr    []byte
-	dh        *ikecrypto.DH
+	dh        ikecrypto.KeyExchange
 	cookie    []byte
 	// initReq and initResp are the IKE_SA_INIT messages as sent and
 	// received (RealMessage1/2 of the AUTH computation).
@@ -120,6 +120,11 @@ type ikeSA struct {
 	initRetries int
 	// invalidSPISeen: the peer's INVALID_IKE_SPI was logged.
 	invalidSPISeen bool
+
+	initExt  // IKE_SA_INIT's notifications (init_ext.go)
+	authExt  // certificates and signatures (auth_pubkey.go)
+	fragExt  // RFC 7383 fragmentation (fragments.go)
+	multiKE  // RFC 9242/9370 (intermediate.go, followup.go)
 }
 
 // stateText is the state, and whether it is a replacement not settled
@@ -211,6 +216,8 @@ func (sa *ikeSA) destroyErr(why error) {
 		sa.first.fail(why)
 	}
 	sa.w.clear()
+	sa.dropFragments()
+	sa.dropFollowupIn("the IKE SA is gone")
 	sa.halfOpenTimer.Stop()
 	sa.stopLiveness()
 	sa.rekeyTimer.Stop()

@@ -46,11 +46,19 @@ func spiFrom(b []byte) uint32 {
 
 // The transform types a chosen proposal carries, by protocol and by
 // whether the exchange negotiates a key exchange.
+// ADDKE1..7 (RFC 9370) count wherever a key exchange does.
 var (
-	ikeTypes       = []message.TransformType{message.TransformENCR, message.TransformPRF, message.TransformINTEG, message.TransformKE}
+	ikeTypes       = withAddKE(message.TransformENCR, message.TransformPRF, message.TransformINTEG, message.TransformKE)
 	espTypes       = []message.TransformType{message.TransformENCR, message.TransformINTEG, message.TransformESN}
-	espTypesWithKE = []message.TransformType{message.TransformENCR, message.TransformINTEG, message.TransformKE, message.TransformESN}
+	espTypesWithKE = withAddKE(message.TransformENCR, message.TransformINTEG, message.TransformKE, message.TransformESN)
 )
+
+func withAddKE(ts ...message.TransformType) []message.TransformType {
+	for n := 1; n <= 7; n++ {
+		ts = append(ts, message.AddKE(n))
+	}
+	return ts
+}
 
 // choose chooses an IKE proposal (IKE_SA_INIT, an IKE SA rekey).
 func choose(ours []config.Proposal, theirs []message.Proposal) (message.Proposal, bool, string) {
@@ -134,7 +142,9 @@ func common(mine, theirs []message.Transform, types []message.TransformType) (me
 				break
 			}
 		}
-		if !found {
+		if !found && !(slices.ContainsFunc(want, noneTransform) && !slices.ContainsFunc(theirs, func(x message.Transform) bool { return x.Type == typ })) {
+			// (We offer NONE of an optional type the peer names none
+			// of: nothing of it is chosen.)
 			return message.Proposal{}, false
 		}
 	}
@@ -142,9 +152,10 @@ func common(mine, theirs []message.Transform, types []message.TransformType) (me
 }
 
 // noneTransform is a transform that stands for "none of this type":
-// INTEG NONE with an AEAD cipher, KE NONE (RFC 7296 §3.3.2).
+// INTEG NONE with an AEAD cipher, KE NONE (RFC 7296 §3.3.2), ADDKEn NONE
+// (RFC 9370 §2.2.1: the additional exchange is optional).
 func noneTransform(x message.Transform) bool {
-	return (x.Type == message.TransformINTEG || x.Type == message.TransformKE) && x.ID == 0
+	return (x.Type == message.TransformINTEG || x.Type == message.TransformKE || x.Type.AddKEIndex() > 0) && x.ID == 0
 }
 
 // acceptable checks the responder's chosen proposal against the one of
@@ -185,6 +196,8 @@ func acceptable(chosen *message.Proposal, ours []config.Proposal, proto message.
 					return fmt.Errorf("chosen proposal has %v %s, our proposal %d (%s) has none", typ, g, n, o.Text)
 				}
 			}
+		case len(got) == 0 && slices.ContainsFunc(mine, noneTransform):
+			// An optional additional key exchange left out (keN_none).
 		case len(got) == 0 && typ == message.TransformKE:
 			return fmt.Errorf("chosen proposal drops the key exchange (PFS) of our proposal %d (%s)", n, o.Text)
 		case len(got) != 1:

@@ -48,6 +48,12 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	if sa.out == nil {
 		return
 	}
+	if m.Find(message.PayloadSKF) != nil {
+		// RFC 7383: collected, then handled as one message.
+		if m = sa.reassemble(s, m, local, remote); m == nil {
+			return
+		}
+	}
 	if h.Response {
 		if !sa.w.expects(h.MessageID, h.Exchange) {
 			sa.log.Debug("dropping unexpected response", "msg", m.String())
@@ -72,9 +78,9 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	case reqRetransmit:
 		// A retransmission: answer again, unchanged (RFC 7296 §2.1), once
 		// it proves to be the peer's (it decrypts).
-		if err := m.Decrypt(sa.in); err == nil {
+		if sa.isRetransmit(m) {
 			sa.log.Debug("answering retransmitted request", "msgid", h.MessageID)
-			e.sendTo(s, local, remote, sa.w.lastResp)
+			sa.sendResponse(s, local, remote)
 		}
 		return
 	default:
@@ -106,6 +112,16 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	case message.IKE_AUTH:
 		if sa.state == ikeHalfOpen && !sa.initiator {
 			sa.handleAuthRequest(m, s, local, remote)
+			return
+		}
+	case message.IKE_INTERMEDIATE:
+		if sa.state == ikeHalfOpen && !sa.initiator {
+			sa.handleIntermediate(m, s, local, remote)
+			return
+		}
+	case message.IKE_FOLLOWUP_KE:
+		if sa.state == ikeEstablished {
+			sa.handleFollowupKE(m, s, local, remote)
 			return
 		}
 	case message.INFORMATIONAL:

@@ -41,7 +41,10 @@ var oldSAGrace = 30 * time.Second
 type ikeRekey struct {
 	spi uint64 // our SPI of the new SA (reserved in e.reserved)
 	ni  []byte
-	dh  *ikecrypto.DH
+	dh  ikecrypto.KeyExchange
+	// add are the secrets of the IKE_FOLLOWUP_KE exchanges, once done
+	// (RFC 9370; nil before or without them).
+	add [][]byte
 	// later is the work that waits for the rekey's outcome, run on the
 	// surviving SA.
 	later []func(*ikeSA)
@@ -117,7 +120,7 @@ func (sa *ikeSA) rekeyIKE() {
 
 // rekeyIKEWith sends our IKE rekey with a key exchange of group.
 func (sa *ikeSA) rekeyIKEWith(group message.DHGroup) {
-	dh, err := ikecrypto.NewDH(group)
+	dh, err := ikecrypto.NewKeyExchange(group)
 	if err != nil {
 		sa.log.Error("cannot rekey the IKE SA", "err", err)
 		return
@@ -160,24 +163,10 @@ func (sa *ikeSA) endIKERekey(rk *ikeRekey, survivor *ikeSA) {
 
 // rekeyIKEAnswered completes our IKE rekey with the peer's answer.
 func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
-	declined := func(why string) {
-		if in := sa.rekeyIKEIn; in != nil {
-			// A collision whose other exchange succeeded: that one
-			// replaces the SA (the peer deletes this one).
-			sa.log.Info("our IKE SA rekey failed during a collision; the peer's replaces the SA", "reason", why)
-			sa.handOver(in.nsa, "rekeyed by peer (collision; ours failed)")
-			sa.endIKERekey(rk, in.nsa)
-			sa.awaitPeerDelete()
-			return
-		}
-		retry := ikeRekeyRetry + randUpTo(ikeRekeyRetry)
-		sa.log.Warn("IKE SA rekey declined; trying again later", "reason", why, "retry-in", retry.String())
-		sa.endIKERekey(rk, sa)
-		sa.armIKERekeyIn(retry)
-	}
+	declined := func(why string) { sa.ikeRekeyDeclined(rk, why) }
 	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil && len(n.Data) == 2 && sa.rekeyIKEIn == nil {
 		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
-		if g != rk.dh.Group() && offersGroup(sa.conn.Proposals, g) {
+		if g != rk.dh.Method() && offersGroup(sa.conn.Proposals, g) {
 			sa.log.Info("peer asks for another key exchange method for the IKE SA rekey (INVALID_KE_PAYLOAD); retrying", "group", g.String())
 			// The work waiting for this rekey waits for the next.
 			later := rk.later
@@ -221,8 +210,8 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 		declined("peer's IKE proposal: " + err.Error())
 		return
 	}
-	if suite.DH != rk.dh.Group() || ke.Group != suite.DH {
-		declined(fmt.Sprintf("peer chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, rk.dh.Group()))
+	if suite.DH != rk.dh.Method() || ke.Group != suite.DH {
+		declined(fmt.Sprintf("peer chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, rk.dh.Method()))
 		return
 	}
 	gir, err := rk.dh.SharedSecret(ke.Data)
@@ -231,8 +220,14 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 		return
 	}
 	defer gir.Zero()
+	if sa.rekeyFollowups(rk, suite, m) {
+		return
+	}
 	spir := binary.BigEndian.Uint64(chosen.SPI)
-	keys, err := ikecrypto.DeriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd, gir, rk.ni, nonce.Data, rk.spi, spir)
+	keys, err := deriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd, gir, rk.ni, nonce.Data, rk.add, rk.spi, spir)
+	for _, s := range rk.add {
+		clear(s)
+	}
 	if err != nil {
 		declined(err.Error())
 		return
@@ -262,6 +257,10 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		return
 	case sa.rekeyIKEIn != nil:
 		sa.log.Info("peer rekeys the IKE SA a second time: answering TEMPORARY_FAILURE")
+		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
+		return
+	case sa.rekeyIKEOut != nil && hasAddKE(sa.conn.Proposals):
+		sa.log.Info("peer rekeys the IKE SA while our rekey (with additional key exchanges) is out: answering TEMPORARY_FAILURE")
 		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 		return
 	}
@@ -301,13 +300,7 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
-	dh, err := ikecrypto.NewDH(group)
-	if err != nil {
-		sa.log.Error("peer's IKE SA rekey: key exchange", "err", err)
-		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
-		return
-	}
-	gir, err := dh.SharedSecret(ke.Data)
+	pub, gir, err := ikecrypto.Respond(group, ke.Data)
 	if err != nil {
 		sa.log.Warn("peer's IKE SA rekey: invalid KE; answering INVALID_SYNTAX", "err", err)
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
@@ -315,6 +308,10 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 	}
 	defer gir.Zero()
 	nr := sa.e.newNonce(false)
+	if adds := suite.AdditionalKEs(); len(adds) > 0 {
+		sa.deferIKERekey(chosen, suite, adds, spii, gir, nonce.Data, nr, pub, answer)
+		return
+	}
 	spir := sa.e.newSPI()
 	keys, err := ikecrypto.DeriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd, gir, nonce.Data, nr, spii, spir)
 	if err != nil {
@@ -339,11 +336,11 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		nsa.pendingOf = sa
 		sa.adopt(nsa, "rekeyed by peer during our own rekey (collision pending)")
 		answer(&message.SA{Proposals: []message.Proposal{chosen}}, &message.Nonce{Data: nr},
-			&message.KE{Group: group, Data: dh.PublicValue()})
+			&message.KE{Group: group, Data: pub})
 		return
 	}
 	answer(&message.SA{Proposals: []message.Proposal{chosen}}, &message.Nonce{Data: nr},
-		&message.KE{Group: group, Data: dh.PublicValue()})
+		&message.KE{Group: group, Data: pub})
 	sa.handOver(nsa, "rekeyed by peer")
 	sa.awaitPeerDelete()
 }
@@ -422,4 +419,23 @@ func (e *Engine) reserveSPI() uint64 {
 	spi := e.newSPI()
 	e.reserved[spi] = true
 	return spi
+}
+
+// ikeRekeyDeclined ends our IKE rekey that did not succeed: during a
+// collision whose other exchange did, that one replaces the SA; else the
+// rekey is tried again later.
+func (sa *ikeSA) ikeRekeyDeclined(rk *ikeRekey, why string) {
+	if in := sa.rekeyIKEIn; in != nil {
+		// A collision whose other exchange succeeded: that one
+		// replaces the SA (the peer deletes this one).
+		sa.log.Info("our IKE SA rekey failed during a collision; the peer's replaces the SA", "reason", why)
+		sa.handOver(in.nsa, "rekeyed by peer (collision; ours failed)")
+		sa.endIKERekey(rk, in.nsa)
+		sa.awaitPeerDelete()
+		return
+	}
+	retry := ikeRekeyRetry + randUpTo(ikeRekeyRetry)
+	sa.log.Warn("IKE SA rekey declined; trying again later", "reason", why, "retry-in", retry.String())
+	sa.endIKERekey(rk, sa)
+	sa.armIKERekeyIn(retry)
 }

@@ -21,7 +21,7 @@ func (sa *ikeSA) setupWindow() {
 		if r.tries > 0 {
 			sa.log.Info("retransmitting", "exchange", r.exch, "msgid", r.msgID, "try", r.tries)
 		}
-		e.sendTo(sa.sock, sa.local, sa.remote, r.data)
+		sa.transmit(r.data, r.frags)
 	}
 	sa.w.giveUp = func(r *request) {
 		sa.log.Warn("peer not responding: giving up", "exchange", r.exch, "msgid", r.msgID, "retransmits", r.tries)
@@ -42,7 +42,12 @@ func (sa *ikeSA) encodeRequest(r *request) ([]byte, error) {
 		sa.initReq = b
 		return b, err
 	}
-	return m.EncodeEncrypted(sa.out)
+	if r.built != nil {
+		r.built(m)
+	}
+	b, frags, err := sa.seal(m)
+	r.frags = frags
+	return b, err
 }
 
 // send starts a request, or queues it behind the outstanding one, or
@@ -86,14 +91,20 @@ func (sa *ikeSA) respond(req *message.Message, payloads []message.Payload, s *so
 	if f := sa.e.rewriteResponse; f != nil {
 		payloads = f(req, payloads)
 	}
-	m := &message.Message{Header: message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: req.Exchange,
-		Initiator: sa.initiator, Response: true, MessageID: req.MessageID}, Payloads: payloads}
-	b, err := m.EncodeEncrypted(sa.out)
+	m := sa.responseMessage(req, payloads)
+	b, frags, err := sa.seal(m)
 	if err != nil {
 		sa.log.Error("cannot encode response", "exchange", req.Exchange, "err", err)
 		return
 	}
 	sa.w.answered(req.MessageID, b)
+	sa.w.lastFrags = frags
 	sa.log.Debug("sending response", "msg", m.String(), "to", remote)
-	sa.e.sendTo(s, local, remote, b)
+	sa.sendResponse(s, local, remote)
+}
+
+// responseMessage is our answer to req with these payloads, unencrypted.
+func (sa *ikeSA) responseMessage(req *message.Message, payloads []message.Payload) *message.Message {
+	return &message.Message{Header: message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: req.Exchange,
+		Initiator: sa.initiator, Response: true, MessageID: req.MessageID}, Payloads: payloads}
 }

@@ -57,10 +57,14 @@ type request struct {
 	// down (zero: never held); onDrop runs if it is dropped unsent.
 	held   time.Time
 	onDrop func(why string)
+	// built, if set, sees the message as built, before it is encrypted
+	// (RFC 9242's IntAuth is computed from it).
+	built func(*message.Message)
 
 	// Set by the window.
 	msgID uint32
 	data  []byte
+	frags [][]byte // the request in RFC 7383 fragments (sent instead of data)
 	tries int
 	timer stopper
 }
@@ -93,8 +97,9 @@ type window struct {
 	queue    []*request
 	paused   bool // no retransmissions (the SA's link is down)
 
-	peerNext uint32 // the message ID of the peer's next request
-	lastResp []byte // our answer to the request peerNext-1
+	peerNext  uint32   // the message ID of the peer's next request
+	lastResp  []byte   // our answer to the request peerNext-1
+	lastFrags [][]byte // that answer in fragments, when it was sent so
 }
 
 // start sends r now if nothing is in flight, else queues it. An encoding
@@ -242,4 +247,5 @@ func (w *window) classify(msgID uint32) reqKind {
 func (w *window) answered(msgID uint32, data []byte) {
 	w.peerNext = msgID + 1
 	w.lastResp = data
+	w.lastFrags = nil
 }

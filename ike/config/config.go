@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/ike/pki"
 	"github.com/keyplane/keyplane/internal/secretfile"
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -73,6 +75,10 @@ type Daemon struct {
 	// Metrics is where the daemon serves Prometheus metrics and pprof
 	// over HTTP; the zero value serves nothing.
 	Metrics netip.AddrPort
+	// FragmentSize is the largest IP datagram of an IKE fragment (RFC
+	// 7383), strongSwan's charon.fragment_size; 0: 576 on IPv4, 1280 on
+	// IPv6.
+	FragmentSize int
 }
 
 // LogFormat is daemon.log_format.
@@ -144,11 +150,28 @@ type Connection struct {
 	LocalPort, RemotePort       uint16
 	LocalNATPort, RemoteNATPort uint16
 	LocalID, RemoteID           Identity
-	PSK                         ikecrypto.Key `json:"-"`
-	PSKSource                   string        // "file PATH" or "env NAME", for humans
-	Proposals                   []Proposal
-	Encap                       bool          // force UDP encapsulation of ESP
-	DPDDelay                    time.Duration // liveness check interval; 0 none
+	// LocalAuth and RemoteAuth are local.auth and remote.auth.
+	LocalAuth, RemoteAuth Auth
+	PSK                   ikecrypto.Key `json:"-"`
+	PSKSource             string        // "file PATH" or "env NAME", for humans
+	// LocalCerts are the certificates of local.certs that have a private
+	// key in the secrets section, in order: the first the peer's CERTREQ
+	// allows authenticates this end. Intermediates are the other
+	// certificates of local.certs, sent along when they issue it.
+	LocalCerts    []LocalCert
+	Intermediates []Cert
+	// CACerts (remote.cacerts) and CRLs (remote.crls) make Trust, the
+	// store the peer's certificate chain must verify against, with
+	// Revocation (remote.revocation) as its revocation policy.
+	CACerts    []Cert
+	CRLs       []CRL
+	Revocation pki.RevocationPolicy
+	Trust      *pki.Store `json:"-"`
+	// Fragmentation is swanctl's fragmentation setting (RFC 7383).
+	Fragmentation Fragmentation
+	Proposals     []Proposal
+	Encap         bool          // force UDP encapsulation of ESP
+	DPDDelay      time.Duration // liveness check interval; 0 none
 	// RekeyTime is how long an IKE SA lives before it is rekeyed
 	// (CREATE_CHILD_SA, RFC 7296 §2.18); 0 never.
 	RekeyTime time.Duration
@@ -251,6 +274,9 @@ func (e *Error) Error() string {
 type Options struct {
 	Getenv   func(string) (string, bool)
 	ReadFile func(string) ([]byte, error)
+	// ReadPublic reads a certificate or CRL file of at most max bytes
+	// (nil: a regular file, relative paths from the file's directory).
+	ReadPublic func(path string, max int64) ([]byte, error)
 }
 
 // Load reads and validates a configuration file.
@@ -278,6 +304,9 @@ func Parse(file string, src []byte, o Options) (*Config, error) {
 			}
 			return secretfile.Read(p, secretfile.Options{})
 		}
+	}
+	if o.ReadPublic == nil {
+		o.ReadPublic = defaultReadPublic(filepath.Dir(file))
 	}
 	b := &builder{file: file, o: o, failed: map[fieldKey]bool{}, lines: map[fieldKey]int{}}
 	root, serrs := parseSyntax(src)
@@ -331,6 +360,7 @@ type builder struct {
 	failed      map[fieldKey]bool
 	lines       map[fieldKey]int
 	conn, child string
+	keys        []key // the secrets section's private keys
 }
 
 func (b *builder) add(e *Error) {
@@ -379,7 +409,10 @@ func (b *builder) known(s *section, keys []string, subs []string) {
 func (b *builder) build(root *section) *Config {
 	cfg := Defaults()
 	cfg.File = b.file
-	b.known(root, nil, []string{"daemon", "backend", "connections"})
+	b.known(root, nil, []string{"daemon", "backend", "secrets", "connections"})
+	if s := root.sub("secrets"); s != nil {
+		b.secretsSection(s)
+	}
 	if d := root.sub("daemon"); d != nil {
 		b.daemon(d, &cfg.Daemon)
 	}
@@ -424,7 +457,7 @@ func (b *builder) build(root *section) *Config {
 func (b *builder) daemon(s *section, d *Daemon) {
 	b.known(s, []string{"control", "log_level", "log_format", "metrics", "retransmit_timeout", "retransmit_base",
 		"retransmit_tries", "cookie_threshold", "half_open_timeout", "revive_rate", "revive_burst",
-		"down_queue_limit", "down_queue_max_age"}, nil)
+		"down_queue_limit", "down_queue_max_age", "fragment_size"}, nil)
 	for _, kv := range s.settings {
 		field := "daemon." + kv.key
 		b.at(kv, field)
@@ -472,6 +505,9 @@ func (b *builder) daemon(s *section, d *Daemon) {
 			d.DownQueueLimit = int(b.uint(kv, field, 0, maxDownQueueLimit))
 		case "down_queue_max_age":
 			d.DownQueueMaxAge = b.duration(kv, field, true)
+		case "fragment_size":
+			// The lower bound is Validate's (0 or MinFragmentSize up).
+			d.FragmentSize = int(b.uint(kv, field, 0, maxFragmentSize))
 		}
 	}
 }
@@ -594,7 +630,8 @@ func (b *builder) addrs(kv setting, field string) []netip.Addr {
 }
 
 var connKeys = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "local_port_nat",
-	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time", "rand_time", "version", "log_level"}
+	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time", "rand_time", "version", "log_level",
+	"fragmentation"}
 
 // DefaultIKERekeyTime is an IKE SA's rekey_time when none is set:
 // strongSwan's default, so both ends of a default pair agree.
@@ -654,6 +691,19 @@ func (b *builder) connection(s *section) *Connection {
 			} else {
 				c.LogLevel = &l
 			}
+		case "fragmentation":
+			switch kv.value {
+			case "yes":
+				c.Fragmentation = FragYes
+			case "accept":
+				c.Fragmentation = FragAccept
+			case "force":
+				c.Fragmentation = FragForce
+			case "no":
+				c.Fragmentation = FragNo
+			default:
+				b.fail(kv.line, kv.key, "%q: want yes, accept, force or no", kv.value)
+			}
 		}
 	}
 	if !randSet {
@@ -665,8 +715,16 @@ func (b *builder) connection(s *section) *Connection {
 	if len(c.RemoteAddrs) > 0 {
 		c.RemoteAddr = c.RemoteAddrs[0]
 	}
-	b.psk(s, c)
 	b.ends(s, c)
+	if c.LocalAuth == AuthPSK || c.RemoteAuth == AuthPSK {
+		b.psk(s, c)
+	} else {
+		for _, k := range []string{"psk_file", "psk_env"} {
+			if kv, ok := s.get(k); ok {
+				b.fail(kv.line, k, "both ends authenticate with pubkey: no pre-shared key is used")
+			}
+		}
+	}
 	if ch := s.sub("children"); ch != nil {
 		for _, kv := range ch.settings {
 			b.fail(kv.line, kv.key, "children holds sections (name { ... }), not settings")
@@ -738,20 +796,49 @@ func (c *Config) Wipe() {
 }
 
 func (b *builder) ends(s *section, c *Connection) {
-	if c.LocalAddr.IsValid() {
-		c.LocalID = AddrIdentity(c.LocalAddr)
-	}
+	localIDSet := false
 	for _, end := range []string{"local", "remote"} {
 		e := s.sub(end)
 		if e == nil {
 			continue
 		}
-		b.known(e, []string{"id", "auth"}, nil)
-		if kv, ok := e.get("auth"); ok && kv.value != "psk" {
-			b.fail(kv.line, end+".auth", "%q: only psk is supported", kv.value)
+		keys := []string{"id", "auth", "certs"}
+		if end == "remote" {
+			keys = []string{"id", "auth", "cacerts", "crls", "revocation"}
+		}
+		b.known(e, keys, nil)
+		for _, kv := range e.settings {
+			b.at(kv, end+"."+kv.key)
+		}
+		auth := AuthPSK
+		if kv, ok := e.get("auth"); ok {
+			switch kv.value {
+			case "psk":
+			case "pubkey":
+				auth = AuthPubkey
+			default:
+				b.fail(kv.line, end+".auth", "%q: want psk or pubkey", kv.value)
+			}
+		}
+		if auth == AuthPSK {
+			for _, k := range keys[2:] {
+				if kv, ok := e.get(k); ok {
+					b.fail(kv.line, end+"."+k, "only with auth = pubkey")
+				}
+			}
+		}
+		if end == "local" {
+			c.LocalAuth = auth
+			if auth == AuthPubkey {
+				b.localPubkey(e, c)
+			}
+		} else {
+			c.RemoteAuth = auth
+			if auth == AuthPubkey {
+				b.remotePubkey(e, c)
+			}
 		}
 		if kv, ok := e.get("id"); ok {
-			b.at(kv, end+".id")
 			id, err := ParseIdentity(kv.value)
 			if err != nil {
 				b.fail(kv.line, end+".id", "%v", err)
@@ -759,10 +846,19 @@ func (b *builder) ends(s *section, c *Connection) {
 			}
 			if end == "local" {
 				c.LocalID = id
+				localIDSet = true
 			} else {
 				c.RemoteID = id
 			}
 		}
+	}
+	switch {
+	case localIDSet:
+	case c.LocalAuth == AuthPubkey && len(c.LocalCerts) > 0:
+		// strongSwan's default for a certificate: its subject DN.
+		c.LocalID = Identity{Type: message.IDDerASN1DN, Data: c.LocalCerts[0].X509.RawSubject}
+	case c.LocalAddr.IsValid():
+		c.LocalID = AddrIdentity(c.LocalAddr)
 	}
 }
 

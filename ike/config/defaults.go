@@ -37,6 +37,7 @@ func Defaults() *Config {
 			HalfOpenTimeout: DefaultHalfOpenTimeout,
 			ReviveRate:      DefaultReviveRate, ReviveBurst: DefaultReviveBurst,
 			DownQueueLimit: DefaultDownQueueLimit, DownQueueMaxAge: DefaultDownQueueMaxAge,
+			FragmentSize: DefaultFragmentSize,
 		},
 		Backend: Backend{Name: DefaultBackend},
 	}

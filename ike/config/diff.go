@@ -79,6 +79,7 @@ func Compare(old, nc *Config) Diff {
 		{"daemon.revive_burst", od.ReviveBurst == nd.ReviveBurst},
 		{"daemon.down_queue_limit", od.DownQueueLimit == nd.DownQueueLimit},
 		{"daemon.down_queue_max_age", od.DownQueueMaxAge == nd.DownQueueMaxAge},
+		{"daemon.fragment_size", od.FragmentSize == nd.FragmentSize},
 		{"backend.name", old.Backend.Name == nc.Backend.Name},
 		{"backend.params", fmt.Sprint(old.Backend.Params) == fmt.Sprint(nc.Backend.Params)},
 		{"backend.cleanup", old.Backend.Cleanup == nc.Backend.Cleanup},
@@ -106,7 +107,48 @@ func sameConnection(a, b *Connection) bool {
 		sameID(a.LocalID, b.LocalID) && sameID(a.RemoteID, b.RemoteID) &&
 		bytes.Equal(a.PSK, b.PSK) && fmt.Sprint(a.Proposals) == fmt.Sprint(b.Proposals) &&
 		a.Encap == b.Encap && a.DPDDelay == b.DPDDelay && a.RekeyTime == b.RekeyTime && a.RandTime == b.RandTime &&
-		level(a) == level(b)
+		level(a) == level(b) && samePubkey(a, b) && a.Fragmentation == b.Fragmentation
+}
+
+// samePubkey compares the public key settings by content: a reload that
+// reads a renewed certificate, key or CRL from the same file is a change.
+func samePubkey(a, b *Connection) bool {
+	if a.LocalAuth != b.LocalAuth || a.RemoteAuth != b.RemoteAuth || a.Revocation != b.Revocation {
+		return false
+	}
+	certs := func(cs []Cert) [][]byte {
+		out := make([][]byte, 0, len(cs))
+		for _, c := range cs {
+			out = append(out, c.X509.Raw)
+		}
+		return out
+	}
+	local := make([]Cert, 0, len(a.LocalCerts))
+	for _, lc := range a.LocalCerts {
+		local = append(local, lc.Cert)
+	}
+	blocal := make([]Cert, 0, len(b.LocalCerts))
+	for _, lc := range b.LocalCerts {
+		blocal = append(blocal, lc.Cert)
+	}
+	keys := func(cs []LocalCert) []string {
+		out := make([]string, 0, len(cs))
+		for _, c := range cs {
+			out = append(out, c.KeyFile)
+		}
+		return out
+	}
+	crls := func(cs []CRL) [][]byte {
+		out := make([][]byte, 0, len(cs))
+		for _, c := range cs {
+			out = append(out, c.X509.Raw)
+		}
+		return out
+	}
+	eq := func(x, y [][]byte) bool { return slices.EqualFunc(x, y, bytes.Equal) }
+	return eq(certs(local), certs(blocal)) && slices.Equal(keys(a.LocalCerts), keys(b.LocalCerts)) &&
+		eq(certs(a.Intermediates), certs(b.Intermediates)) && eq(certs(a.CACerts), certs(b.CACerts)) &&
+		eq(crls(a.CRLs), crls(b.CRLs))
 }
 
 func sameID(a, b Identity) bool {

@@ -159,36 +159,9 @@ var integPRF = map[message.IntegID]message.PRFID{
 // always sent, noesn by default; a key exchange means PFS for later
 // CREATE_CHILD_SA exchanges).
 func ParseProposals(s string, ike bool) ([]Proposal, error) {
-	ps, err := parseProposals(s, ike)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range ps {
-		if err := engineSupports(p); err != nil {
-			return nil, err
-		}
-	}
-	return ps, nil
+	return parseProposals(s, ike)
 }
 
-// engineSupports refuses what the proposal syntax has but the engine
-// cannot negotiate yet: ML-KEM and additional key exchanges need
-// IKE_INTERMEDIATE and RFC 9370's exchanges, whose wiring into the engine
-// is the second phase of issue 15 (the cryptography, codec and parsing
-// are in place). Remove this check with that wiring.
-func engineSupports(p Proposal) error {
-	if p.HasAddKE() {
-		return fmt.Errorf("proposal %q: additional key exchanges (keN_...) need IKE_INTERMEDIATE (RFC 9370), which keyplane does not negotiate yet", p.Text)
-	}
-	for _, g := range p.DH {
-		if g == message.DHMLKEM768 || g == message.DHMLKEM1024 {
-			return fmt.Errorf("proposal %q: %v needs IKE_INTERMEDIATE (RFC 9370), which keyplane does not negotiate yet", p.Text, g)
-		}
-	}
-	return nil
-}
-
-// parseProposals is ParseProposals without engineSupports.
 func parseProposals(s string, ike bool) ([]Proposal, error) {
 	var out []Proposal
 	for part := range strings.SplitSeq(s, ",") {

@@ -108,14 +108,16 @@ func TestAdditionalKEs(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	// What the engine cannot do yet is refused, with the reason.
-	for _, s := range []string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-prfsha384-mlkem1024"} {
-		if _, err := ParseProposals(s, true); err == nil || !strings.Contains(err.Error(), "IKE_INTERMEDIATE") {
-			t.Errorf("%q: %v", s, err)
+	// The engine negotiates them: IKE_INTERMEDIATE, IKE_FOLLOWUP_KE, and
+	// ML-KEM as any key exchange (PFS included).
+	for _, c := range []struct {
+		s   string
+		ike bool
+	}{{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", true}, {"aes256gcm16-prfsha384-mlkem1024", true},
+		{"aes128gcm16-mlkem768", false}, {"aes128gcm16-x25519-ke1_mlkem768-ke2_none", false}} {
+		if _, err := ParseProposals(c.s, c.ike); err != nil {
+			t.Errorf("%q: %v", c.s, err)
 		}
-	}
-	if _, err := ParseProposals("aes128gcm16-mlkem768", false); err == nil {
-		t.Error("ESP ML-KEM accepted")
 	}
 }
 

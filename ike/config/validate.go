@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keyplane/keyplane/ike/pki"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -19,6 +20,7 @@ const (
 	maxReviveBurst     = 1 << 20
 	maxDownQueueLimit  = 1024
 	maxReplayWindow    = 4096
+	maxFragmentSize    = 65535
 )
 
 // The wording of the errors both the parser and Validate give; the
@@ -34,6 +36,8 @@ const (
 	wantMode        = "want tunnel or transport"
 	wantCleanup     = "want owned or none"
 	wantLogFormat   = "want text or json"
+	wantLocalCerts  = "auth = pubkey needs certs = FILE (the certificate, and its intermediate CAs)"
+	wantCACerts     = "auth = pubkey needs cacerts = FILE (the CAs that issue the peer's certificate)"
 )
 
 func wantWhole(lo, hi uint64) string { return fmt.Sprintf("want a whole number from %d to %d", lo, hi) }
@@ -100,6 +104,9 @@ func (c *Config) validate(add func(line int, conn, child, field, msg string)) {
 	if d.Metrics.IsValid() && d.Metrics.Port() == 0 {
 		daemon("metrics", "%s: %s", d.Metrics, wantMetrics)
 	}
+	if f := d.FragmentSize; f != 0 && (f < MinFragmentSize || f > maxFragmentSize) {
+		daemon("fragment_size", "%d: want %d to %d (or 0 for the address family's default)", f, MinFragmentSize, maxFragmentSize)
+	}
 	if c.Backend.Name == "" {
 		add(0, "", "", "backend.name", "empty")
 	}
@@ -153,9 +160,10 @@ func (c *Connection) validate(add func(line int, conn, child, field, msg string)
 	if len(c.Proposals) == 0 {
 		bad("proposals", "empty: want at least one proposal")
 	}
-	if len(c.PSK) == 0 {
+	if len(c.PSK) == 0 && (c.LocalAuth == AuthPSK || c.RemoteAuth == AuthPSK) {
 		bad("psk_file", wantPSK)
 	}
+	c.validatePubkey(bad)
 	switch {
 	case c.LocalID.Any:
 		bad("local.id", "the local identity cannot be %%any")
@@ -247,4 +255,42 @@ func (ch *Child) validate(c *Connection, add func(line int, conn, child, field, 
 	}
 	fam("local_ts", ch.LocalTS)
 	fam("remote_ts", ch.RemoteTS)
+}
+
+// validatePubkey checks the public key settings: an end that
+// authenticates with pubkey has what it needs (a certificate with its
+// key; CAs and the trust store made of them).
+func (c *Connection) validatePubkey(bad func(field, format string, args ...any)) {
+	for _, a := range []struct {
+		field string
+		auth  Auth
+	}{{"local.auth", c.LocalAuth}, {"remote.auth", c.RemoteAuth}} {
+		if a.auth > AuthPubkey {
+			bad(a.field, "%d: want psk or pubkey", a.auth)
+		}
+	}
+	if c.LocalAuth == AuthPubkey {
+		if len(c.LocalCerts) == 0 {
+			bad("local.certs", wantLocalCerts)
+		}
+		for _, lc := range c.LocalCerts {
+			if lc.X509 == nil || lc.Key == nil {
+				bad("local.certs", "%s: a certificate without its private key", lc.File)
+			}
+		}
+	}
+	if c.RemoteAuth == AuthPubkey {
+		switch {
+		case len(c.CACerts) == 0:
+			bad("remote.cacerts", wantCACerts)
+		case c.Trust == nil:
+			bad("remote.cacerts", "no trust store: build Trust from the CA certificates and CRLs (pki.NewStore)")
+		}
+		if c.Revocation > pki.RevocationStrict {
+			bad("remote.revocation", "%s: want strict, ifuri or relaxed", c.Revocation)
+		}
+	}
+	if c.Fragmentation > FragNo {
+		bad("fragmentation", "%d: want yes, accept, force or no", c.Fragmentation)
+	}
 }

@@ -210,3 +210,18 @@ func FragmentMessageLen(fragmentSize int, ipv6, nonESPMarker bool) int {
 	}
 	return max(n, 0)
 }
+
+// Reassembled returns the message a Reassembler completed: h is the
+// header of its fragments, first and inner what Add returned. Its
+// payloads are decoded from inner (a *ParseError if they do not decode);
+// it is Protected, Decrypt does nothing on it, Raw is nil, and
+// IntAuthOctets gives RFC 9242's octets as if it had come whole
+// (IntAuthOctetsOfFragments).
+func Reassembled(h Header, first PayloadType, inner []byte) (*Message, error) {
+	ps, err := ParsePayloads(first, inner)
+	if err != nil {
+		return nil, err
+	}
+	h.NextPayload = first
+	return &Message{Header: h, Payloads: ps, Protected: true, skOff: -1, plain: inner, reassembled: true, first: first}, nil
+}

@@ -269,3 +269,46 @@ func TestIntAuthOctetsTooLarge(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// TestReassembledMessage: the message Reassembled builds from a complete
+// set of fragments holds the sender's payloads, counts as opened
+// (Decrypt is a no-op, Protected is set) and gives the same IntAuth
+// octets as the message sent whole.
+func TestReassembledMessage(t *testing.T) {
+	c := testCipher{key: 0x33, ivLen: 8, bs: 1, icv: 16}
+	m := bigAuth()
+	m.Exchange = IKE_INTERMEDIATE
+	hs, fs, pts := openFragments(t, m, c, 400)
+	r := NewReassembler(ReassemblyLimits{})
+	var first PayloadType
+	var inner []byte
+	for i := range fs {
+		var done bool
+		var err error
+		first, inner, done, err = r.Add(hs[i], fs[i], pts[i], time.Unix(1, 0))
+		if err != nil || done != (i == len(fs)-1) {
+			t.Fatalf("fragment %d: done=%v err=%v", i+1, done, err)
+		}
+	}
+	got, err := Reassembled(hs[0], first, inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Protected || got.Raw() != nil || got.MessageID != m.MessageID || got.Exchange != IKE_INTERMEDIATE {
+		t.Fatalf("reassembled header/flags: %+v", got.Header)
+	}
+	if err := got.Decrypt(testCipher{key: 0x99, ivLen: 8, bs: 1, icv: 16}); err != nil {
+		t.Fatalf("Decrypt on a reassembled message: %v", err)
+	}
+	if len(got.Payloads) != len(m.Payloads) || got.Find(PayloadCERTREQ) == nil {
+		t.Fatalf("payloads: %s", got)
+	}
+	want, _ := m.IntAuthOctets()
+	have, err := got.IntAuthOctets()
+	if err != nil || !bytes.Equal(want, have) {
+		t.Fatalf("IntAuth octets differ (%v)", err)
+	}
+	if _, err := Reassembled(hs[0], first, inner[:len(inner)-3]); err == nil {
+		t.Fatal("truncated payloads accepted")
+	}
+}

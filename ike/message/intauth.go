@@ -22,6 +22,9 @@ var ErrNoIntAuthData = errors.New("ikev2 message: no IKE_INTERMEDIATE authentica
 // must have opened it: the result uses the octets received. A message that
 // arrived in fragments is authenticated with IntAuthOctetsOfFragments.
 func (m *Message) IntAuthOctets() ([]byte, error) {
+	if m.reassembled {
+		return IntAuthOctetsOfFragments(m.Header, m.first, m.plain), nil
+	}
 	if m.raw == nil {
 		for _, p := range m.Payloads {
 			if p != nil && (p.Type() == PayloadSK || p.Type() == PayloadSKF) {

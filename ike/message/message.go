@@ -21,6 +21,10 @@ type Message struct {
 	Protected bool
 
 	raw   []byte // the message as parsed (a private copy)
+	// reassembled: built by Reassembled from opened fragments; first is
+	// the first inner payload's type (for IntAuthOctets).
+	reassembled bool
+	first       PayloadType
 	skOff int    // offset of the SK/SKF generic header in raw, or -1
 	plain []byte // the SK payload's plaintext without padding, after Decrypt
 }

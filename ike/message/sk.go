@@ -108,10 +108,14 @@ func (m *Message) open(c Cipher, t PayloadType, hdrLen int) ([]byte, error) {
 var ErrNotEncrypted = errors.New("ikev2 message: no encrypted payload to open")
 
 // Decrypt authenticates and decrypts the SK payload of a parsed message with
-// c, and decodes the payloads inside. On success the SK payload in
+// c, and decodes the payloads inside. On a Reassembled message, whose
+// fragments were each opened, it does nothing. On success the SK payload in
 // m.Payloads is replaced by them and m.Protected is set; on failure m is
 // unchanged. A failed integrity check is a *ParseError wrapping ErrIntegrity.
 func (m *Message) Decrypt(c Cipher) error {
+	if m.reassembled {
+		return nil // opened fragment by fragment (Reassembled)
+	}
 	if m.raw == nil || m.skOff < 0 || len(m.Payloads) == 0 {
 		return ErrNotEncrypted
 	}

@@ -1,0 +1,195 @@
+package ike
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// IKE fragmentation (RFC 7383). Announced in IKE_SA_INIT unless
+// fragmentation = no; once both ends did, an encrypted message whose
+// datagram would exceed fragment_size goes out in Encrypted Fragment
+// payloads (fragmentation = yes), each retransmission resending all of
+// them. Fragments from the peer are taken only after IKE_SA_INIT and only
+// when we announced support; each is authenticated on its own, then
+// collected by a Reassembler per direction (requests, responses) within
+// message.ReassemblyLimits (fragments per message, total size, time), and
+// the whole message is handled as if it had come in one piece.
+
+// fragExt is an IKE SA's fragmentation state.
+type fragExt struct {
+	fragReq, fragResp *message.Reassembler
+	fragTimer         *timer
+}
+
+// fragLimits bound one reassembled message (a variable for tests).
+var fragLimits = message.ReassemblyLimits{}
+
+// fragmentLen is the largest IKE message one fragment may be: fragment_size
+// less the IP and UDP headers and, on the NAT-T port, the non-ESP marker.
+func (sa *ikeSA) fragmentLen() int {
+	size := sa.e.cfg.Daemon.FragmentSize
+	v6 := sa.remote.Addr().Is6() && !sa.remote.Addr().Is4In6()
+	if size == 0 {
+		// strongSwan's fragment_size = 0: the address family's minimum
+		// datagram every host must take.
+		size = 576
+		if v6 {
+			size = 1280
+		}
+	}
+	return message.FragmentMessageLen(size, v6, sa.sock != nil && sa.sock.nat)
+}
+
+// seal encrypts a message for sending: whole, or in fragments when both
+// ends announced fragmentation, ours sends them, and the whole datagram
+// would be larger than fragment_size. frags is nil when whole.
+func (sa *ikeSA) seal(m *message.Message) (whole []byte, frags [][]byte, err error) {
+	whole, err = m.EncodeEncrypted(sa.out)
+	if err != nil || !sa.fragPeer || sa.conn == nil || !sa.conn.Fragmentation.Sends() {
+		return whole, nil, err
+	}
+	max := sa.fragmentLen()
+	if len(whole) <= max {
+		return whole, nil, nil
+	}
+	frags, err = m.EncodeFragments(sa.out, max)
+	if err != nil {
+		return nil, nil, err
+	}
+	sa.log.Debug("sending in fragments", "exchange", m.Exchange, "msgid", m.MessageID, "octets", len(whole), "fragments", len(frags), "max", max)
+	return whole, frags, nil
+}
+
+// transmit sends a request: its fragments, or the whole message.
+func (sa *ikeSA) transmit(whole []byte, frags [][]byte) {
+	if frags == nil {
+		sa.e.sendTo(sa.sock, sa.local, sa.remote, whole)
+		return
+	}
+	for _, f := range frags {
+		sa.e.sendTo(sa.sock, sa.local, sa.remote, f)
+	}
+}
+
+// sendResponse sends our answer to the peer's last request (again).
+func (sa *ikeSA) sendResponse(s *sock, local, remote netip.AddrPort) {
+	if fs := sa.w.lastFrags; fs != nil {
+		for _, f := range fs {
+			sa.e.sendTo(s, local, remote, f)
+		}
+		return
+	}
+	sa.e.sendTo(s, local, remote, sa.w.lastResp)
+}
+
+// reassemble takes one Encrypted Fragment message. It returns the whole
+// message when this fragment completed it, else nil: the fragment was
+// collected, or dropped (outside the window, not authentic, over a
+// limit), or it was the first fragment of a retransmitted request, which
+// resends our answer (RFC 7383 §2.6.1).
+func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.AddrPort) *message.Message {
+	h := m.Header
+	if !sa.fragAnnounced {
+		sa.log.Debug("dropping a fragment: we did not announce fragmentation", "msgid", h.MessageID)
+		return nil
+	}
+	var r **message.Reassembler
+	if h.Response {
+		if !sa.w.expects(h.MessageID, h.Exchange) {
+			sa.log.Debug("dropping a fragment of an unexpected response", "msgid", h.MessageID)
+			return nil
+		}
+		r = &sa.fragResp
+	} else {
+		switch sa.w.classify(h.MessageID) {
+		case reqNew:
+			r = &sa.fragReq
+		case reqRetransmit:
+			if f, _, err := m.OpenFragment(sa.in); (err == nil && f.Number == 1) || (sa.lastInterReq != nil && bytes.Equal(m.Raw(), sa.lastInterReq)) {
+				sa.log.Debug("answering retransmitted request (fragment 1)", "msgid", h.MessageID)
+				sa.sendResponse(s, local, remote)
+			}
+			return nil
+		default:
+			sa.log.Debug("dropping a fragment of a request outside the window", "msgid", h.MessageID, "expected", sa.w.peerNext)
+			return nil
+		}
+	}
+	f, pt, err := m.OpenFragment(sa.in)
+	if err != nil {
+		sa.log.Debug("dropping a fragment that fails to decrypt", "msgid", h.MessageID, "err", err)
+		return nil
+	}
+	if *r == nil {
+		*r = message.NewReassembler(fragLimits)
+	}
+	now := sa.e.clk.Now()
+	first, inner, done, err := (*r).Add(h, f, pt, now)
+	if errors.Is(err, message.ErrFragmentOtherMessage) {
+		// The window let this message in: what was being collected is
+		// stale (an abandoned request, a response no longer awaited).
+		(*r).Reset()
+		first, inner, done, err = (*r).Add(h, f, pt, now)
+	}
+	if err != nil {
+		if errors.Is(err, message.ErrFragmentLimit) {
+			sa.log.Warn("dropping a fragmented message", "err", err)
+		} else {
+			sa.log.Debug("fragment not taken", "err", err)
+		}
+		return nil
+	}
+	if f.Number == 1 && !h.Response && h.Exchange == message.IKE_INTERMEDIATE {
+		sa.lastInterReq = m.Raw()
+	}
+	if !done {
+		sa.armFragTimer()
+		return nil
+	}
+	whole, err := message.Reassembled(h, first, inner)
+	if err != nil {
+		sa.log.Debug("dropping a reassembled message that does not parse", "msgid", h.MessageID, "err", err)
+		return nil
+	}
+	sa.log.Debug("reassembled", "exchange", h.Exchange, "msgid", h.MessageID, "fragments", f.Total, "octets", len(inner))
+	return whole
+}
+
+// armFragTimer drops incomplete messages once they are older than the
+// reassembly timeout, so an abandoned one holds no memory.
+func (sa *ikeSA) armFragTimer() {
+	if sa.fragTimer != nil {
+		return
+	}
+	sa.fragTimer = sa.e.after(message.NewReassembler(fragLimits).Limits().Timeout, func() {
+		sa.fragTimer = nil
+		now := sa.e.clk.Now()
+		pending := false
+		for _, r := range []*message.Reassembler{sa.fragReq, sa.fragResp} {
+			if r == nil {
+				continue
+			}
+			if r.Expired(now) {
+				h, _ := r.Active()
+				sa.log.Info("incomplete fragmented message dropped after the reassembly timeout", "msgid", h.MessageID, "exchange", h.Exchange)
+				r.Reset()
+			}
+			if _, active := r.Active(); active {
+				pending = true
+			}
+		}
+		if pending {
+			sa.armFragTimer()
+		}
+	})
+}
+
+// dropFragments forgets everything being collected (the SA goes).
+func (sa *ikeSA) dropFragments() {
+	sa.fragTimer.Stop()
+	sa.fragTimer = nil
+	sa.fragReq, sa.fragResp = nil, nil
+}
