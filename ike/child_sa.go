@@ -134,6 +134,14 @@ func childSuiteText(s ikecrypto.ChildSuite) string {
 	if s.Integ != 0 {
 		t += "-" + s.Integ.String()
 	}
+	if s.DH != 0 {
+		t += "-" + s.DH.String() // PFS
+	}
+	for i, g := range s.AddKE {
+		if g != 0 {
+			t += fmt.Sprintf("-ke%d_%v", i+1, g)
+		}
+	}
 	if s.ESN {
 		t += "-ESN"
 	}

@@ -277,7 +277,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	sa.readAuthHints(m)
 	sa.authMID = m.MessageID
 	conn, misfit := pickConn(sa.cands, idi, idr, func(c *config.Connection) error {
-		return acceptable(&sa.ikeChosen, c.Proposals, message.ProtocolIKE, true)
+		return fitsOurs(&sa.ikeChosen, c.Proposals, message.ProtocolIKE)
 	})
 	if conn == nil {
 		fail(fmt.Sprintf("no connection accepts peer identity %s", idText(idi)))

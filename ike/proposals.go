@@ -124,11 +124,20 @@ func common(mine, theirs []message.Transform, types []message.TransformType) (me
 			}
 		}
 		if len(want) == 0 {
-			// We name none of this type: the peer must not insist on one.
+			// We name none of this type: the peer must not insist on one
+			// (it does not when it offers NONE among them).
+			insists := false
 			for _, x := range theirs {
-				if x.Type == typ && !noneTransform(x) {
-					return message.Proposal{}, false
+				if x.Type == typ {
+					if noneTransform(x) {
+						insists = false
+						break
+					}
+					insists = true
 				}
+			}
+			if insists {
+				return message.Proposal{}, false
 			}
 			continue
 		}
@@ -309,4 +318,24 @@ func proposalsText(ps []config.Proposal) string {
 		s[i] = p.Text
 	}
 	return strings.Join(s, ", ")
+}
+
+// fitsOurs checks a proposal chosen earlier, numbered as the peer
+// numbered it, against our proposals: one of ours must allow it (the
+// responder's re-check at IKE_AUTH against the connection it picks, whose
+// proposals need not be numbered like the peer's).
+func fitsOurs(chosen *message.Proposal, ours []config.Proposal, proto message.ProtocolID) error {
+	var first error
+	for i := range ours {
+		c := *chosen
+		c.Num = uint8(i + 1)
+		err := acceptable(&c, ours, proto, true)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -23,6 +23,9 @@ type tapBackend struct {
 
 	mu   sync.Mutex
 	sent []sentMsg
+	// drop, if set, decides whether a datagram is lost instead of sent
+	// (it is recorded either way, with dropped set).
+	drop func(sentMsg) bool
 }
 
 // sentMsg is one datagram as the tap saw it: the IKE header's fields.
@@ -33,6 +36,11 @@ type sentMsg struct {
 	exch          message.ExchangeType
 	response      bool
 	msgID         uint32
+	size          int  // octets of the datagram's IKE message
+	fragment      bool // its first payload is an Encrypted Fragment (SKF)
+	fragNum       uint16
+	fragTotal     uint16
+	dropped       bool // drop made it lost
 }
 
 func tap(clk clock.Clock, hide kernelops.Cap) (*tapBackend, peerOpt) {
@@ -66,16 +74,24 @@ type tapConn struct {
 }
 
 func (c *tapConn) WriteTo(p []byte, local, remote netip.AddrPort) (int, error) {
-	m := sentMsg{at: c.b.clk.Now(), local: local, remote: remote}
+	m := sentMsg{at: c.b.clk.Now(), local: local, remote: remote, size: len(p)}
 	if len(p) >= 28 {
+		m.fragment = message.PayloadType(p[16]) == message.PayloadSKF
+		if m.fragment && len(p) >= 36 {
+			m.fragNum, m.fragTotal = binary.BigEndian.Uint16(p[32:34]), binary.BigEndian.Uint16(p[34:36])
+		}
 		m.spii = binary.BigEndian.Uint64(p[0:8])
 		m.exch = message.ExchangeType(p[18])
 		m.response = p[19]&0x20 != 0
 		m.msgID = binary.BigEndian.Uint32(p[20:24])
 	}
 	c.b.mu.Lock()
+	m.dropped = c.b.drop != nil && c.b.drop(m)
 	c.b.sent = append(c.b.sent, m)
 	c.b.mu.Unlock()
+	if m.dropped {
+		return len(p), nil
+	}
 	return c.IKEConn.WriteTo(p, local, remote)
 }
 
