@@ -121,10 +121,10 @@ type ikeSA struct {
 	// invalidSPISeen: the peer's INVALID_IKE_SPI was logged.
 	invalidSPISeen bool
 
-	initExt  // IKE_SA_INIT's notifications (init_ext.go)
-	authExt  // certificates and signatures (auth_pubkey.go)
-	fragExt  // RFC 7383 fragmentation (fragments.go)
-	multiKE  // RFC 9242/9370 (intermediate.go, followup.go)
+	initExt // IKE_SA_INIT's notifications (init_ext.go)
+	authExt // certificates and signatures (auth_pubkey.go)
+	fragExt // RFC 7383 fragmentation (fragments.go)
+	multiKE // RFC 9242/9370 (intermediate.go, followup.go)
 }
 
 // stateText is the state, and whether it is a replacement not settled

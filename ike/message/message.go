@@ -20,13 +20,13 @@ type Message struct {
 	// came out of an authenticated SK payload.
 	Protected bool
 
-	raw   []byte // the message as parsed (a private copy)
+	raw []byte // the message as parsed (a private copy)
 	// reassembled: built by Reassembled from opened fragments; first is
 	// the first inner payload's type (for IntAuthOctets).
 	reassembled bool
 	first       PayloadType
-	skOff int    // offset of the SK/SKF generic header in raw, or -1
-	plain []byte // the SK payload's plaintext without padding, after Decrypt
+	skOff       int    // offset of the SK/SKF generic header in raw, or -1
+	plain       []byte // the SK payload's plaintext without padding, after Decrypt
 }
 
 // Raw returns the bytes the message was parsed from, for the AUTH
