@@ -818,6 +818,8 @@ func (b *builder) ends(s *section, c *Connection) {
 				auth = AuthPubkey
 			default:
 				b.fail(kv.line, end+".auth", "%q: want psk or pubkey", kv.value)
+				// Whether a key is missing depends on what was meant.
+				b.failed[fieldKey{b.conn, "", "psk"}] = true
 			}
 		}
 		if auth == AuthPSK {

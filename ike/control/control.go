@@ -28,7 +28,7 @@ import (
 
 // Request is what a client asks.
 type Request struct {
-	Cmd  string            `json:"cmd"` // ike-list, child-list, initiate, terminate, rekey, reload, events, or a registered one
+	Cmd  string            `json:"cmd"` // ike-list, child-list, certs-list, initiate, terminate, rekey, reload, events, or a registered one
 	Name string            `json:"name,omitempty"`
 	Args map[string]string `json:"args,omitempty"`
 }
@@ -41,6 +41,7 @@ type Response struct {
 	Code     string          `json:"code,omitempty"`
 	IKESAs   []ike.IKESAInfo `json:"ike_sas,omitempty"`
 	Children []ike.ChildInfo `json:"children,omitempty"`
+	Certs    []ike.CertInfo  `json:"certs,omitempty"`
 	Event    *StreamEvent    `json:"event,omitempty"`
 	Text     string          `json:"text,omitempty"`
 	Reload   *ReloadReport   `json:"reload,omitempty"`
@@ -312,6 +313,9 @@ func (s *Server) do(ctx context.Context, req Request) (Response, error) {
 	case "child-list":
 		ch, err := e.Children(ctx)
 		return Response{Children: ch}, err
+	case "certs-list":
+		cs, err := e.Certs(ctx)
+		return Response{Certs: cs}, err
 	case "initiate":
 		return s.initiate(ctx, req)
 	case "terminate":
