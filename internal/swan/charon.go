@@ -156,6 +156,11 @@ func start(t testing.TB, o Options) (*Charon, error) {
 			return c, fmt.Errorf("load-shared %v: %w", s.Get("id"), err)
 		}
 	}
+	for _, conn := range o.Conns {
+		if err := c.loadCreds(ctx, conn.Pubkey); err != nil {
+			return c, fmt.Errorf("credentials of %s: %w", conn.Name, err)
+		}
+	}
 	for _, name := range cfg.order {
 		if _, err := c.call(ctx, "load-conn", cfg.conns[name]); err != nil {
 			return c, fmt.Errorf("load-conn %s: %w\n%s", name, err, cfg.conns[name])

@@ -12,8 +12,9 @@ import (
 	"github.com/strongswan/govici/vici"
 )
 
-// plugins is charon's explicit plugin list for a mode: only what PSK
-// authentication, the proposals tests use (AES-CBC/GCM, ChaCha20-Poly1305,
+// plugins is charon's explicit plugin list for a mode: only what PSK and
+// certificate authentication (X.509, PEM, PKCS#1/#8 keys, CRL revocation
+// checks), the proposals tests use (AES-CBC/GCM, ChaCha20-Poly1305,
 // SHA-1/2 HMAC and PRFs, MODP, ECP, Curve25519), vici and the dataplane
 // need. kernel-libipsec comes before kernel-netlink so that it provides the
 // IPsec interface while kernel-netlink still provides routes and addresses.
@@ -21,7 +22,8 @@ import (
 // dataplane are already up (Start also checks the sockets).
 func plugins(m Mode) []string {
 	p := []string{"random", "nonce", "openssl", "aes", "sha1", "sha2", "hmac", "gcm", "chapoly",
-		"curve25519", "gmp", "kdf", "socket-default"}
+		"curve25519", "gmp", "kdf", "x509", "pem", "pkcs1", "pkcs8", "pubkey", "revocation", "constraints",
+		"socket-default"}
 	if m == LibIPsec {
 		p = append(p, "kernel-libipsec")
 	}
@@ -340,6 +342,21 @@ func connTree(c Conn, mode Mode, port int) (*tree, error) {
 	for _, side := range []struct{ name, id string }{{"local", c.LocalID}, {"remote", c.RemoteID}} {
 		s := t.sub(side.name)
 		s.set("auth", "psk")
+		if pk := c.Pubkey; pk != nil {
+			s.set("auth", "pubkey")
+			if side.name == "local" {
+				s.set("certs", []string{string(pk.Cert)})
+			} else {
+				var cas []string
+				for _, ca := range pk.CACerts {
+					cas = append(cas, string(ca))
+				}
+				s.set("cacerts", cas)
+				if pk.Revocation != "" {
+					s.set("revocation", pk.Revocation)
+				}
+			}
+		}
 		if side.id != "" {
 			s.set("id", side.id)
 		}

@@ -204,3 +204,27 @@ func TestWithoutChatter(t *testing.T) {
 		t.Errorf("withoutChatter = %q, want %q", got, want)
 	}
 }
+
+// TestConnPubkey: a Conn with Pubkey authenticates both ends with
+// certificates: local certs and remote cacerts carry the PEM data (vici
+// takes the data, not file names), revocation is set.
+func TestConnPubkey(t *testing.T) {
+	tr, err := connTree(Conn{Name: "kp", LocalID: "b.test", RemoteID: "a.test",
+		Pubkey: &Pubkey{Cert: []byte("CERT"), CACerts: [][]byte{[]byte("CA1"), []byte("CA2")}, Revocation: "strict"}}, KernelNetlink, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]any{
+		"local.auth": "pubkey", "local.certs": []string{"CERT"}, "local.id": "b.test",
+		"remote.auth": "pubkey", "remote.cacerts": []string{"CA1", "CA2"}, "remote.revocation": "strict",
+	} {
+		got := tr.get(path)
+		if s, ok := want.([]string); ok {
+			if g, ok := got.([]string); !ok || !slices.Equal(g, s) {
+				t.Errorf("%s = %v, want %v", path, got, want)
+			}
+		} else if got != want {
+			t.Errorf("%s = %v, want %v", path, got, want)
+		}
+	}
+}

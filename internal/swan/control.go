@@ -263,3 +263,35 @@ func (c *Charon) WaitGone(ctx context.Context, name string) error {
 		return true, "", nil
 	})
 }
+
+// loadCreds loads a connection's private key, its own CAs and the CRLs
+// into charon's credential store (vici load-key, load-cert).
+func (c *Charon) loadCreds(ctx context.Context, pk *Pubkey) error {
+	if pk == nil {
+		return nil
+	}
+	k := vici.NewMessage()
+	_ = k.Set("type", "any")
+	_ = k.Set("data", string(pk.Key))
+	if _, err := c.call(ctx, "load-key", k); err != nil {
+		return fmt.Errorf("load-key: %w", err)
+	}
+	for _, ca := range pk.OwnCAs {
+		m := vici.NewMessage()
+		_ = m.Set("type", "X509")
+		_ = m.Set("flag", "CA")
+		_ = m.Set("data", string(ca))
+		if _, err := c.call(ctx, "load-cert", m); err != nil {
+			return fmt.Errorf("load-cert (CA): %w", err)
+		}
+	}
+	for _, crl := range pk.CRLs {
+		m := vici.NewMessage()
+		_ = m.Set("type", "X509_CRL")
+		_ = m.Set("data", string(crl))
+		if _, err := c.call(ctx, "load-cert", m); err != nil {
+			return fmt.Errorf("load-cert (CRL): %w", err)
+		}
+	}
+	return nil
+}

@@ -24,7 +24,7 @@
 //
 // What the rig settles so tests need not:
 //
-//   - charon's plugins are listed explicitly (no updown, stroke, x509...);
+//   - charon's plugins are listed explicitly (no updown, stroke, curl...);
 //     charon.threads stays at its default of 16: with 8, the threads that
 //     block for good (receiver, sender, scheduler, watcher, kernel-netlink,
 //     libipsec) left none to serve vici and Start hung.

@@ -63,12 +63,29 @@ type Conn struct {
 	Encap       bool          // force UDP encapsulation (always on in LibIPsec mode)
 	Rekey       time.Duration // IKE and child rekey_time; 0: strongSwan's default
 
+	// Pubkey, if set, makes both ends authenticate with certificates
+	// instead of the PSK.
+	Pubkey *Pubkey
+
 	// Extra holds more swanctl.conf keys for the connection. A dotted key
 	// addresses a subsection: "dpd_delay", "local.id", "children.kp.dpd_action";
 	// "child.KEY" is short for "children.<child>.KEY". Values of keys that
 	// swanctl treats as lists (proposals, local_ts, local_addrs, ...) are
 	// split on commas. Extra wins over the fields above.
 	Extra map[string]string
+}
+
+// Pubkey is charon's certificate authentication for a Conn (local and
+// remote auth = pubkey). PEM everywhere (DER works too).
+type Pubkey struct {
+	Cert    []byte   // charon's certificate (local.certs)
+	Key     []byte   // its private key (vici load-key)
+	OwnCAs  [][]byte // the CAs that issue Cert, intermediate and root (vici load-cert, flag CA), so charon can send its chain
+	CACerts [][]byte // the CAs trusted for the peer (remote.cacerts)
+	CRLs    [][]byte // CRLs for charon's revocation checks (vici load-cert X509_CRL)
+	// Revocation is remote.revocation (strict, ifuri, relaxed; empty:
+	// charon's default, relaxed).
+	Revocation string
 }
 
 // ChildName is the child's name: Child, or Name when Child is empty.
