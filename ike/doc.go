@@ -1,6 +1,10 @@
 // Package ike is keyplane's IKEv2 engine (RFC 7296): IKE_SA_INIT with
-// COOKIE and INVALID_KE_PAYLOAD, IKE_AUTH with pre-shared keys and the
-// first CHILD_SA with traffic-selector narrowing, CREATE_CHILD_SA for
+// COOKIE and INVALID_KE_PAYLOAD, IKE_AUTH with pre-shared keys or
+// certificates and signatures (RFC 7427, auth_pubkey.go) and the
+// first CHILD_SA with traffic-selector narrowing, IKE fragmentation (RFC
+// 7383, fragments.go), additional key exchanges such as ML-KEM in
+// IKE_INTERMEDIATE and IKE_FOLLOWUP_KE (RFC 9242, RFC 9370,
+// intermediate.go, followup.go), CREATE_CHILD_SA for
 // children and child rekeys (PFS enforced both ways, INVALID_KE_PAYLOAD
 // retried) and IKE SA rekeys, simultaneous rekeys settled by nonces
 // (§2.8.1, §2.8.2), INFORMATIONAL delete and liveness, retransmission
