@@ -111,8 +111,11 @@ func TestMLKEMHybrid(t *testing.T) {
 					t.Errorf("%s sent %d IKE_FOLLOWUP_KE requests for the IKE rekey, want 1", by.name, n)
 				}
 			}
-			// The new IKE SA works: one more child rekey over it.
+			// The new IKE SA works: one more child rekey over it, its
+			// IKE_FOLLOWUP_KE in fragments when they were negotiated (the
+			// rekeyed SA keeps what IKE_SA_INIT announced).
 			before := a.sas(t)[0].Children[0]
+			mark := ta.mark()
 			if err := a.e.Rekey(t.Context(), "a-net"); err != nil {
 				t.Fatal(err)
 			}
@@ -120,6 +123,15 @@ func TestMLKEMHybrid(t *testing.T) {
 				return childRekeyed(t, a, b, before.SPIIn, before.SPIOut)
 			})
 			keysCrosswise(t, a, b)
+			if variant != "psk" {
+				frag := false
+				for _, m := range ta.since(mark) {
+					frag = frag || (m.exch == message.IKE_FOLLOWUP_KE && m.fragment)
+				}
+				if !frag {
+					t.Error("IKE_FOLLOWUP_KE on the rekeyed IKE SA was not fragmented")
+				}
+			}
 			if err := b.e.Terminate(ctxT(t, 5*time.Second), "b"); err != nil {
 				t.Fatal(err)
 			}

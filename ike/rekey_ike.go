@@ -369,6 +369,7 @@ func (sa *ikeSA) successor(initiator bool, spii, spir uint64, suite ikecrypto.IK
 		sock: sa.sock, local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
 		suite: suite, keys: keys, out: out, in: in, lastHeard: sa.lastHeard,
 		link: sa.link, ifIndex: sa.ifIndex, startedAt: now}
+	n.initExt = sa.initExt // what IKE_SA_INIT announced holds for the rekeyed SA
 	n.setLogger()
 	n.setupWindow()
 	if n.quiet() {
