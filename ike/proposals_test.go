@@ -164,3 +164,60 @@ func TestAdoptKEGroup(t *testing.T) {
 	plain := message.Proposal{Num: 1, Protocol: message.ProtocolESP, Transforms: []message.Transform{message.EncrTransform(message.EncrAESGCM16, 128)}}
 	assert.Equal(t, message.DHGroup(0), adoptKEGroup(&plain, sap, ours, message.DHECP256))
 }
+
+// TestChooseAddKE: additional key exchanges (RFC 9370) in proposal
+// selection, both directions: a proposal of ours with ADDKE1 matches only
+// a peer proposal with it (or one without, when we offer ke1_none); a
+// peer that insists on one we lack does not match unless it offers NONE;
+// the initiator accepts an answer without ADDKE1 only when it offered
+// NONE.
+func TestChooseAddKE(t *testing.T) {
+	const hyb = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+	for _, tc := range []struct {
+		name, ours, theirs string
+		want               string // "" none
+	}{
+		{"both hybrid", hyb, hyb, "ENCR_AES_GCM_16/256 PRF_HMAC_SHA2_384 CURVE_25519 ADDKE1:ML_KEM_768"},
+		{"our order of methods", hyb + "-ke1_mlkem1024", "aes256gcm16-prfsha384-x25519-ke1_mlkem1024-ke1_mlkem768",
+			"ENCR_AES_GCM_16/256 PRF_HMAC_SHA2_384 CURVE_25519 ADDKE1:ML_KEM_768"},
+		{"we insist, peer classic", hyb, "aes256gcm16-prfsha384-x25519", ""},
+		{"peer insists, we classic", "aes256gcm16-prfsha384-x25519", hyb, ""},
+		{"peer optional, we classic", "aes256gcm16-prfsha384-x25519", hyb + "-ke1_none", "ENCR_AES_GCM_16/256 PRF_HMAC_SHA2_384 CURVE_25519"},
+		{"we optional, peer classic", hyb + "-ke1_none", "aes256gcm16-prfsha384-x25519", "ENCR_AES_GCM_16/256 PRF_HMAC_SHA2_384 CURVE_25519"},
+		{"other method", hyb, "aes256gcm16-prfsha384-x25519-ke1_mlkem1024", ""},
+		{"fallback proposal", hyb + ", aes256gcm16-prfsha384-x25519", "aes256gcm16-prfsha384-x25519", "ENCR_AES_GCM_16/256 PRF_HMAC_SHA2_384 CURVE_25519"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok, why := choose(props(t, tc.ours, true), ikeProposals(props(t, tc.theirs, true)).Proposals)
+			if tc.want == "" {
+				assert.False(t, ok, "chose %v", got)
+				return
+			}
+			require.True(t, ok, why)
+			assert.Equal(t, tc.want, transformsText(got))
+			// The initiator (theirs) accepts what was chosen.
+			assert.NoError(t, acceptable(&got, props(t, tc.theirs, true), message.ProtocolIKE, true))
+		})
+	}
+	// An answer that drops a mandatory ADDKE1 is refused.
+	chosen, ok, _ := choose(props(t, "aes256gcm16-prfsha384-x25519", true), ikeProposals(props(t, hyb+"-ke1_none", true)).Proposals)
+	require.True(t, ok)
+	assert.ErrorContains(t, acceptable(&chosen, props(t, hyb, true), message.ProtocolIKE, true), "ADDKE1")
+	// fitsOurs ignores the peer's numbering: proposal 2 of the peer is our 1.
+	c2 := chosen
+	c2.Num = 2
+	assert.NoError(t, fitsOurs(&c2, props(t, "aes256gcm16-prfsha384-x25519", true), message.ProtocolIKE))
+	assert.Error(t, fitsOurs(&c2, props(t, "aes128gcm16-prfsha256-x25519", true), message.ProtocolIKE))
+}
+
+// TestPeerIKEProposals: without INTERMEDIATE_EXCHANGE_SUPPORTED, a
+// responder does not consider proposals that need IKE_INTERMEDIATE.
+func TestPeerIKEProposals(t *testing.T) {
+	sap := ikeProposals(props(t, "aes256gcm16-prfsha384-x25519-ke1_mlkem768, aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none, aes128gcm16-prfsha256-x25519", true))
+	req := &message.Message{}
+	got := peerIKEProposals(req, sap)
+	require.Len(t, got, 1)
+	assert.Equal(t, uint8(3), got[0].Num)
+	req.Payloads = []message.Payload{message.NewIntermediateSupported()}
+	assert.Len(t, peerIKEProposals(req, sap), 3)
+}
