@@ -47,6 +47,8 @@ bench:
 	$(BENCHSTAT) -filter '.name:InstallPolicies' -col '/impl@(netlink-handle ip-batch keyplane-batch)' out/bench.txt
 	$(BENCHSTAT) -filter '.name:DumpPolicies' -col '/impl@(netlink-XfrmPolicyList keyplane-stream)' out/bench.txt
 	$(BENCHSTAT) -filter '.name:Scan' -col '/read@(getsa-per-sa bulk)' out/bench.txt
+	$(GO) test -run '^$$' -bench HandshakeSuites -benchmem -count $(BENCH_COUNT) ./ike | tee out/bench-ike.txt
+	$(BENCHSTAT) -col '/suite@(x25519+PSK p256+ECDSA x25519+RSA-3072 x25519+ML-KEM-768)' out/bench-ike.txt
 
 ## bench-vm: the benchmarks that need ESP (10,000 SAs), in the VM lab
 bench-vm: lab-prepare
