@@ -120,9 +120,11 @@ func wantAuthFailed(t *testing.T, err error, fromPeer bool) error {
 	return ne
 }
 
-
 func asNotify(err error) (*ike.NotifyError, bool) {
 	var ne *ike.NotifyError
 	ok := errors.As(err, &ne)
 	return ne, ok
 }
+
+// pubkeySuite is the suite of the certificate tests.
+var pubkeySuite = suite{ike: "aes128gcm16-prfsha256-x25519", esp: "aes128gcm16", encr: "AES_GCM_16", dh: "CURVE_25519"}

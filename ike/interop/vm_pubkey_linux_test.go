@@ -28,8 +28,6 @@ func vmPubkeyRig(t *testing.T, s suite, pk *swan.Pubkey, settings map[string]str
 	return p, c
 }
 
-var pubkeySuite = suite{ike: "aes128gcm16-prfsha256-x25519", esp: "aes128gcm16", encr: "AES_GCM_16", dh: "CURVE_25519"}
-
 // upAndPing initiates from one end, waits for both, pings both ways
 // through the kernel SAs and returns charon's view.
 func upAndPing(t *testing.T, ctx context.Context, p *lab.Pair, c *swan.Charon, k *keyplane, charonStarts bool) swan.IKESA {
@@ -321,4 +319,3 @@ func TestVMIntermediateFallback(t *testing.T) {
 	terminate(t, ctx, c, k, true)
 	waitKernelsEmpty(t, p)
 }
-
