@@ -68,9 +68,10 @@ func roleName(charonStarts bool) string {
 // TestVMPubkey: certificate authentication between keyplane on XFRM and
 // charon on kernel-netlink with real ESP, for RSA-3072 (RSASSA-PSS both
 // ways: charon with rsa_pss = yes) and ECDSA P-256, each end initiating,
-// Ed25519 (charon initiating) and ECDSA with the classic method 9: each end's certificate comes from an intermediate CA that
-// the other end only knows from the CERT payload, each end logs the
-// scheme it verified, and ping passes both ways.
+// Ed25519 (charon initiating) and ECDSA with the classic method 9: each
+// end's certificate comes from an intermediate CA that the other end
+// only knows from the CERT payload, each end logs the scheme it
+// verified, and ping passes both ways.
 func TestVMPubkey(t *testing.T) {
 	lab.RequireVM(t, "kernel ESP for keyplane's XFRM backend and charon's kernel-netlink")
 	requireSwan(t)
