@@ -186,6 +186,7 @@ connections {
         remote_addrs = 198.51.100.7, 198.51.100.8
         proposals = aes256-sha256-modp2048, default
         mobike = no
+        fragmentation = accept
         reauth_time = 0
         local {
             auth = psk
@@ -244,7 +245,7 @@ func TestConfigImport(t *testing.T) {
 	code, out, errs := runCLI(t, "config", "import", swan)
 	require.Equal(t, 0, code, errs)
 	for _, want := range []string{"name = xfrm", "site-b {", "remote_addrs = 198.51.100.7, 198.51.100.8", "version = 2",
-		"proposals = aes256-sha256-modp2048\n", "psk_file = site-b.psk", "id = gw-a.example.org", "start_action = trap",
+		"proposals = aes256-sha256-modp2048\n", "fragmentation = accept", "psk_file = site-b.psk", "id = gw-a.example.org", "start_action = trap",
 		"esp_proposals = aes128gcm16\n", "# not converted: updown = /usr/local/libexec/ipsec/_updown iptables (updown scripts are not run by keyplane yet)",
 		"# not converted: mobike = no (MOBIKE is not implemented)", "# not converted: auth = pubkey"} {
 		assert.Contains(t, out, want)
@@ -256,7 +257,7 @@ func TestConfigImport(t *testing.T) {
 		"esp_proposals: aes256-sha256-foo", "include conf.d/*.conf: includes are not followed", "pools: no keyplane counterpart",
 		"secrets.eap-x: only IKE pre-shared keys", "connections.road.remote_addrs: keyplane takes IP addresses",
 		"connection site-b: write its pre-shared key to site-b.psk", "its key is the secret of secrets.ike-b",
-		"connections.road.local-cert.auth: only psk authentication"} {
+		"connections.road.local-cert.auth: certificates are not converted"} {
 		assert.Contains(t, errs, want)
 	}
 

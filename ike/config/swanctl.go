@@ -38,15 +38,14 @@ type Skipped struct {
 // listed get a generic reason.
 var swanWhy = map[string]string{
 	"mobike":           "MOBIKE is not implemented",
-	"fragmentation":    "IKE fragmentation on send is not implemented",
 	"reauth_time":      "reauthentication is not implemented; rekey_time rekeys the IKE SA",
 	"over_time":        "keyplane has no hard IKE SA lifetime",
 	"pools":            "virtual IP pools are not implemented",
 	"vips":             "virtual IPs are not implemented",
-	"send_cert":        "certificates are not implemented",
-	"send_certreq":     "certificates are not implemented",
-	"certs":            "certificates are not implemented",
-	"cacerts":          "certificates are not implemented",
+	"send_cert":        "keyplane sends its certificate and intermediates whenever it authenticates with pubkey",
+	"send_certreq":     "keyplane sends CERTREQ whenever the peer must authenticate with pubkey",
+	"certs":            swanCertsWhy,
+	"cacerts":          swanCertsWhy,
 	"pubkeys":          "raw public keys are not implemented",
 	"updown":           "updown scripts are not run by keyplane yet",
 	"dpd_action":       "keyplane deletes a dead peer's SAs and does not restart them",
@@ -72,8 +71,8 @@ var swanWhy = map[string]string{
 	"aaa_id":           "EAP is not implemented",
 	"xauth_id":         "IKEv1 only",
 	"groups":           "group membership checks are not implemented",
-	"cert_policy":      "certificates are not implemented",
-	"revocation":       "certificates are not implemented",
+	"cert_policy":      "certificate policy OIDs are not checked",
+	"revocation":       swanCertsWhy,
 	"childless":        "childless IKE SAs (RFC 6023) are not implemented",
 	"ppk_id":           "post-quantum preshared keys are not implemented",
 	"ppk_required":     "post-quantum preshared keys are not implemented",
@@ -90,6 +89,10 @@ var swanWhy = map[string]string{
 	"label_mode":       "security labels are not supported",
 	"policies_fwd_out": "keyplane installs the usual in/out/fwd policies",
 }
+
+// swanCertsWhy: swanctl's certificates and keys live in its x509* and
+// private directories, which the importer does not read.
+const swanCertsWhy = "certificates are not converted: write local.certs, remote.cacerts and a secrets private-NAME section by hand (docs/config.md)"
 
 var (
 	swanInclude  = regexp.MustCompile(`^\s*include\s+(\S.*)$`)
@@ -172,7 +175,7 @@ func (im *Import) skip(line int, setting, why string) {
 
 // Settings copied as they are (checked by the final Parse).
 var (
-	swanConnKeep  = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time"}
+	swanConnKeep  = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time", "fragmentation"}
 	swanChildKeep = []string{"local_ts", "remote_ts", "rekey_time", "life_time", "rekey_bytes", "life_bytes",
 		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid"}
 )
@@ -244,8 +247,12 @@ func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {
 					fmt.Fprintf(b, "            id = %s\n", quote(kv.value))
 				case "auth":
 					if kv.value != "psk" {
-						im.skip(kv.line, path+"."+sub.name+".auth", "only psk authentication is implemented")
-						fmt.Fprintf(b, "            # not converted: auth = %s (only psk authentication is implemented)\n", oneLine(kv.value))
+						why := "only psk and pubkey authentication are implemented"
+						if kv.value == "pubkey" {
+							why = swanCertsWhy
+						}
+						im.skip(kv.line, path+"."+sub.name+".auth", why)
+						fmt.Fprintf(b, "            # not converted: auth = %s (%s)\n", oneLine(kv.value), why)
 						continue
 					}
 					fmt.Fprintf(b, "            auth = psk\n")
