@@ -171,3 +171,89 @@ func TestDNIdentity(t *testing.T) {
 		t.Errorf("a=b=c: %v", id.Type)
 	}
 }
+
+// TestPubkeyValidate: a Config built in Go gets the parser's checks of
+// the public key settings: an end with pubkey needs a certificate with
+// its key, or CAs and the trust store built of them; fragment_size and
+// fragmentation are bounded; no pre-shared key is needed when neither
+// end uses one.
+func TestPubkeyValidate(t *testing.T) {
+	dir, _, _ := pubkeyDir(t)
+	parsed, err := Parse(filepath.Join(dir, "kp.conf"), []byte(pubkeyConf(gwKey, pkLocal, pkRemote, "")), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parsed.Validate(); err != nil {
+		t.Fatalf("a parsed pubkey config: %v", err)
+	}
+	good := parsed.Connections[0]
+	for _, c := range []struct {
+		name, field, substr string
+		edit                func(*Config, *Connection)
+	}{
+		{"no local certs", "local.certs", "needs certs", func(_ *Config, c *Connection) { c.LocalCerts = nil }},
+		{"cert without key", "local.certs", "without its private key", func(_ *Config, c *Connection) {
+			c.LocalCerts = []LocalCert{{Cert: c.LocalCerts[0].Cert}}
+		}},
+		{"no cacerts", "remote.cacerts", "needs cacerts", func(_ *Config, c *Connection) { c.CACerts = nil }},
+		{"no trust store", "remote.cacerts", "no trust store", func(_ *Config, c *Connection) { c.Trust = nil }},
+		{"revocation", "remote.revocation", "strict, ifuri or relaxed", func(_ *Config, c *Connection) { c.Revocation = 9 }},
+		{"auth", "local.auth", "psk or pubkey", func(_ *Config, c *Connection) { c.LocalAuth = 7 }},
+		{"psk needed", "psk_file", "no pre-shared key", func(_ *Config, c *Connection) { c.RemoteAuth = AuthPSK }},
+		{"fragmentation", "fragmentation", "yes, accept, force or no", func(_ *Config, c *Connection) { c.Fragmentation = 9 }},
+		{"fragment_size", "daemon.fragment_size", "want 576 to 65535", func(cfg *Config, _ *Connection) { cfg.Daemon.FragmentSize = 500 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Defaults()
+			conn := *good
+			cfg.Connections = []*Connection{&conn}
+			c.edit(cfg, &conn)
+			err := cfg.Validate()
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Validate: %v, want an *Error", err)
+			}
+			if ce.Field != c.field || !strings.Contains(err.Error(), c.substr) {
+				t.Errorf("got %v (field %q); want field %q, ~%q", err, ce.Field, c.field, c.substr)
+			}
+		})
+	}
+}
+
+// TestPubkeyCompare: a reload that reads other certificates, CAs, CRLs
+// (the same file renewed), another revocation policy, fragmentation or
+// fragment_size reports the connection or setting as changed.
+func TestPubkeyCompare(t *testing.T) {
+	dir, peer, _ := pubkeyDir(t)
+	parse := func(local, remote, extra string) *Config {
+		t.Helper()
+		cfg, err := Parse(filepath.Join(dir, "kp.conf"), []byte(pubkeyConf(gwKey, local, remote, extra)), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	old := parse(pkLocal, pkRemote+"\n"+pubkeyCRL, "")
+	if d := Compare(old, parse(pkLocal, pkRemote+"\n"+pubkeyCRL, "")); !d.Changed.Empty() || len(d.Settings) != 0 {
+		t.Errorf("same files: %+v", d)
+	}
+	for name, nc := range map[string]*Config{
+		"revocation":    parse(pkLocal, pkRemote+"\n\t\t\tcrls = peer.crl", ""),
+		"fragmentation": parse(pkLocal, pkRemote+"\n"+pubkeyCRL, "fragmentation = no"),
+		"no crl":        parse(pkLocal, pkRemote, ""),
+	} {
+		if d := Compare(old, nc); len(d.Changed.Connections) != 1 {
+			t.Errorf("%s: %+v", name, d)
+		}
+	}
+	// The CRL file renewed in place.
+	testpki.Write(t, dir, "peer.crl", testpki.CRLPEM(testpki.CRL(t, peer.Inter, peer.Inter.X509)))
+	if d := Compare(old, parse(pkLocal, pkRemote+"\n"+pubkeyCRL, "")); len(d.Changed.Connections) != 1 {
+		t.Errorf("renewed CRL: %+v", d)
+	}
+	fs := Defaults()
+	fs.Daemon.FragmentSize = 1400
+	if d := Compare(Defaults(), fs); len(d.Settings) != 1 || d.Settings[0] != "daemon.fragment_size" {
+		t.Errorf("fragment_size: %+v", d.Settings)
+	}
+}
