@@ -94,6 +94,8 @@ func FuzzParsePayloads(f *testing.F) {
 	for _, b := range goldenMessages(f) {
 		f.Add(b[16], b[HeaderLen:])
 	}
+	// A CP payload (CFG_REQUEST for an IPv4 address and DNS) in a chain.
+	f.Add(byte(PayloadCP), []byte{0, 0, 0, 16, 1, 0, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0})
 	f.Fuzz(func(t *testing.T, first byte, b []byte) {
 		ps, err := ParsePayloads(PayloadType(first), b)
 		if err != nil {

@@ -198,6 +198,8 @@ func parseChain(b []byte, base int, next PayloadType, inSK bool) ([]Payload, int
 			p = &VendorID{Data: body}
 		case PayloadTSi, PayloadTSr:
 			p, err = decodeTS(next, body, bo)
+		case PayloadCP:
+			p, err = decodeCP(body, bo)
 		default:
 			if critical && !next.Known() {
 				return fail(perr(o+1, next, ErrUnsupportedCritical, "payload type %d is not supported and is marked critical", uint8(next)))

@@ -9,7 +9,7 @@ import (
 
 // Payload is one IKEv2 payload. The concrete types are *SA, *KE, *Nonce,
 // *ID, *Cert, *CertReq, *Auth, *TS, *Notify, *Delete, *VendorID,
-// *Encrypted, *EncryptedFragment and *Unknown.
+// *CP, *Encrypted, *EncryptedFragment and *Unknown.
 type Payload interface {
 	// Type is the payload type that announces this payload in the chain.
 	Type() PayloadType
