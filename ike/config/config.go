@@ -229,6 +229,11 @@ type Child struct {
 	// ReqID ties the child's SAs and policies together in the dataplane;
 	// 0 lets the engine assign one.
 	ReqID uint32
+	// HWOffload is the hardware offload asked for the child's SAs on the
+	// interface that carries them (hw_offload, default no): crypto or
+	// packet fail the child when the dataplane refuses them; auto falls
+	// back to what the device accepts.
+	HWOffload kernelops.OffloadMode
 }
 
 // Error is a validation error: where and what.
@@ -866,7 +871,7 @@ func (b *builder) ends(s *section, c *Connection) {
 
 var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "mode", "rekey_time",
 	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets",
-	"replay_window", "reqid", "updown"}
+	"replay_window", "reqid", "hw_offload", "updown"}
 
 func (b *builder) childConf(s *section) *Child {
 	b.child = s.name
@@ -941,6 +946,14 @@ func (b *builder) childConf(s *section) *Child {
 			ch.ReplayWindow = uint32(b.uint(kv, kv.key, 0, maxReplayWindow))
 		case "reqid":
 			ch.ReqID = uint32(b.uint(kv, kv.key, 1, 0xffffffff))
+		case "hw_offload":
+			// swanctl's words: yes is crypto offload.
+			m, err := kernelops.ParseOffloadMode(kv.value)
+			if err != nil || kv.value == "" {
+				b.fail(kv.line, kv.key, "%q: %s", kv.value, wantOffload)
+				continue
+			}
+			ch.HWOffload = m
 		case "updown":
 			// Refused rather than ignored: an updown script usually sets
 			// up routes or firewall rules the tunnel depends on.

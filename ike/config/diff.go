@@ -159,5 +159,5 @@ func sameChild(a, b *Child) bool {
 	return fmt.Sprint(a.LocalTS, a.RemoteTS, a.ESPProposals) == fmt.Sprint(b.LocalTS, b.RemoteTS, b.ESPProposals) &&
 		a.StartAction == b.StartAction && a.Mode == b.Mode && a.Lifetime == b.Lifetime &&
 		a.RandTime == b.RandTime && a.RandBytes == b.RandBytes && a.RandPackets == b.RandPackets &&
-		a.ReplayWindow == b.ReplayWindow && a.ReqID == b.ReqID
+		a.ReplayWindow == b.ReplayWindow && a.ReqID == b.ReqID && a.HWOffload == b.HWOffload
 }

@@ -54,7 +54,6 @@ var swanWhy = map[string]string{
 	"keyingtries":      "keyplane tries once (retransmissions per daemon.retransmit_*)",
 	"ah_proposals":     "AH is not supported",
 	"ipcomp":           "IPComp is not supported",
-	"hw_offload":       "per-child hardware offload is not configurable yet",
 	"if_id_in":         "XFRM interfaces are not configurable yet",
 	"if_id_out":        "XFRM interfaces are not configurable yet",
 	"mark_in":          "marks are not configurable yet",
@@ -177,7 +176,7 @@ func (im *Import) skip(line int, setting, why string) {
 var (
 	swanConnKeep  = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time", "fragmentation"}
 	swanChildKeep = []string{"local_ts", "remote_ts", "rekey_time", "life_time", "rekey_bytes", "life_bytes",
-		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid"}
+		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid", "hw_offload"}
 )
 
 func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {

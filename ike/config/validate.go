@@ -34,6 +34,7 @@ const (
 	wantLocalID     = "no local identity: set local.id or local_addrs"
 	wantStartAction = "want none, start or trap"
 	wantMode        = "want tunnel or transport"
+	wantOffload     = "want no, yes (crypto), crypto, packet or auto"
 	wantCleanup     = "want owned or none"
 	wantLogFormat   = "want text or json"
 	wantLocalCerts  = "auth = pubkey needs certs = FILE (the certificate, and its intermediate CAs)"
@@ -212,6 +213,9 @@ func (ch *Child) validate(c *Connection, add func(line int, conn, child, field, 
 	}
 	if ch.Mode != kernelops.ModeTunnel && ch.Mode != kernelops.ModeTransport {
 		bad("mode", "%s: %s", ch.Mode, wantMode)
+	}
+	if ch.HWOffload > kernelops.OffloadAuto {
+		bad("hw_offload", "%d: %s", ch.HWOffload, wantOffload)
 	}
 	if ch.ReplayWindow > maxReplayWindow {
 		bad("replay_window", "%d: %s", ch.ReplayWindow, wantWhole(0, maxReplayWindow))
