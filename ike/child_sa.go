@@ -62,6 +62,9 @@ type childSA struct {
 	localAddr, remoteAddr netip.Addr
 	localTS, remoteTS     []tsRange
 	encap                 *kernelops.Encap
+	// offIn and offOut are the offload the dataplane installed the SAs
+	// with (offload.go).
+	offIn, offOut kernelops.OffloadMode
 
 	// Idle-driven liveness (liveness.go): watched says the inbound SA is
 	// watched; idleAt is when its last idle report came (zero: none since

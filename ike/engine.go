@@ -190,6 +190,9 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 // address, traps for trap children, initiation of start children.
 // Connections that disappeared lose their SAs and traps. Runs on the loop.
 func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
+	if err := e.checkFacets(cfg); err != nil {
+		return err
+	}
 	old := e.cfg
 	e.cfg = cfg
 	if err := e.openSockets(ctx, cfg); err != nil {

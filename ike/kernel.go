@@ -79,7 +79,12 @@ func (e *Engine) install(ch *childSA) (err error) {
 		outEncap = &kernelops.Encap{SrcPort: ch.encap.SrcPort, DstPort: ch.encap.DstPort}
 		inEncap = &kernelops.Encap{SrcPort: ch.encap.DstPort, DstPort: ch.encap.SrcPort}
 	}
+	plan, err := e.planOffload(e.ctx, ch)
+	if err != nil {
+		return err
+	}
 	in := mk(ch.inID(), inEncr, inInteg, kernelops.DirIn, inEncap)
+	in.Offload = plan.off
 	if err := e.sad.AddSA(e.ctx, in); err != nil {
 		return fmt.Errorf("add inbound SA %s: %w", in.ID, err)
 	}
@@ -87,11 +92,13 @@ func (e *Engine) install(ch *childSA) (err error) {
 	undo = append(undo, func() { e.deleteSA(ch, in.ID) })
 	ch.sas = append(ch.sas, in.ID)
 	out := mk(ch.outID(), outEncr, outInteg, kernelops.DirOut, outEncap)
+	out.Offload = plan.off
 	if err := e.sad.AddSA(e.ctx, out); err != nil {
 		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
 	}
 	undo = append(undo, func() { e.deleteSA(ch, out.ID) })
 	ch.sas = append(ch.sas, out.ID)
+	ch.offloadDone(plan, in.Offload.Active, out.Offload.Active)
 
 	sels := selectors(ch.localTS, ch.remoteTS)
 	if len(sels) == 0 {

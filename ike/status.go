@@ -35,6 +35,7 @@ type ChildInfo struct {
 	SPIOut      string    `json:"spi_out"`
 	Suite       string    `json:"suite"`
 	Encap       bool      `json:"encap"`
+	Offload     string    `json:"offload"` // hardware offload installed: no, crypto, packet
 	LocalTS     string    `json:"local_ts"`
 	RemoteTS    string    `json:"remote_ts"`
 	Local       string    `json:"local"`
@@ -90,7 +91,7 @@ func (e *Engine) sortedSAs() []*ikeSA {
 func (e *Engine) childInfo(ctx context.Context, ch *childSA) ChildInfo {
 	ci := ChildInfo{Name: ch.cfg.Name, IKE: ch.ike.name(), State: ch.state.String(), Mode: ch.mode.String(), ReqID: ch.reqid,
 		SPIIn: fmt.Sprintf("%08x", ch.inSPI), SPIOut: fmt.Sprintf("%08x", ch.outSPI), Suite: childSuiteText(ch.suite),
-		Encap: ch.encap != nil, LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
+		Encap: ch.encap != nil, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
 		Local: ch.localAddr.String(), Remote: ch.remoteAddr.String(), RekeyNeeded: ch.rekey, Established: ch.estAt}
 	if ch.state == childInstalled {
 		if in, err := e.sad.GetSA(ctx, ch.inID()); err == nil {

@@ -31,15 +31,15 @@ func runChildList(ctx context.Context, e *env, args []string) error {
 
 func printChildren(w io.Writer, r *control.Response) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHILD\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP")
+	fmt.Fprintln(tw, "CHILD\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP\tOFFLOAD")
 	for _, x := range r.Children {
 		c := childOf(x)
 		state := c.State
 		if c.RekeyNeeded {
 			state += " (rekey)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\n", c.Name, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
-			c.Suite, c.LocalTS, c.RemoteTS, c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut, c.Encap)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", c.Name, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
+			c.Suite, c.LocalTS, c.RemoteTS, c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut, c.Encap, c.Offload)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d child SAs\n", len(r.Children))

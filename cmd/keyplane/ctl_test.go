@@ -289,3 +289,38 @@ func TestRekeyCommand(t *testing.T) {
 	require.Len(t, moved, 1)
 	assert.Equal(t, after[0]["spi_in"], moved[0]["spi_in"], "an IKE SA rekey keeps the children")
 }
+
+// hw_offload through the daemon: nokernel's loopback device offloads
+// nothing, so packet offload fails the child and the initiate reply
+// says which device refused what and why; auto installs in software,
+// and child list shows the offload installed.
+func TestControlOffload(t *testing.T) {
+	p, logs := startPair(t, nil)
+	west := p.sock("west")
+	setOffload := func(mode string) {
+		t.Helper()
+		p.write(t, "west", "", "")
+		b, err := os.ReadFile(p.conf("west"))
+		require.NoError(t, err)
+		b = bytes.Replace(b, []byte("start_action = none\n"), []byte("start_action = none\n\t\t\t\thw_offload = "+mode+"\n"), 1)
+		require.NoError(t, os.WriteFile(p.conf("west"), b, 0o644))
+		code, _, errs := runCLI(t, "reload", "-s", west)
+		require.Equal(t, 0, code, errs)
+	}
+	setOffload("packet")
+	code, out, errs := runCLI(t, "initiate", "west-net", "-s", west)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, errs, `device "lo" refused packet offload: device does not support packet offload`)
+	assert.Contains(t, logs["west"].String(), `refused packet offload`)
+
+	setOffload("auto")
+	code, _, errs = runCLI(t, "initiate", "west-net", "-s", west)
+	require.Equal(t, 0, code, errs)
+	_, out, _ = runCLI(t, "child", "list", "-s", west, "-json")
+	chs := jsonArray(t, out)
+	require.Len(t, chs, 1)
+	assert.Equal(t, "no", chs[0]["offload"])
+	_, out, _ = runCLI(t, "child", "list", "-s", west)
+	assert.Contains(t, out, "OFFLOAD")
+	assert.Contains(t, logs["west"].String(), "hw_offload auto fell back")
+}

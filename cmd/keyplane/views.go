@@ -34,6 +34,7 @@ type childView struct {
 	SPIOut      string    `json:"spi_out"`
 	Suite       string    `json:"suite"`
 	Encap       bool      `json:"encap"`
+	Offload     string    `json:"offload"`
 	LocalTS     string    `json:"local_ts"`
 	RemoteTS    string    `json:"remote_ts"`
 	Local       string    `json:"local"`
@@ -59,7 +60,7 @@ func ikeOf(sa ike.IKESAInfo) ikeView {
 
 func childOf(c ike.ChildInfo) childView {
 	return childView{Name: c.Name, IKE: c.IKE, State: c.State, Mode: c.Mode, ReqID: reqid(c.ReqID),
-		SPIIn: hexText(c.SPIIn), SPIOut: hexText(c.SPIOut), Suite: c.Suite, Encap: c.Encap,
+		SPIIn: hexText(c.SPIIn), SPIOut: hexText(c.SPIOut), Suite: c.Suite, Encap: c.Encap, Offload: c.Offload,
 		LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Local: c.Local, Remote: c.Remote,
 		BytesIn: c.BytesIn, PacketsIn: c.PacketsIn, BytesOut: c.BytesOut, PacketsOut: c.PacketsOut,
 		RekeyNeeded: c.RekeyNeeded, Established: c.Established, CounterErr: c.CounterErr}
