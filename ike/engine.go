@@ -37,6 +37,8 @@ type Engine struct {
 	spd   kernelops.SPD
 	socks kernelops.Sockets
 	caps  kernelops.Capabilities
+	// holes is the hole set open in the dataplane (holes.go).
+	holes kernelops.HoleSet
 	// idleW drives liveness from idle reports (nil: timed checks);
 	// addrSel with change events makes the engine link-aware (nil: not).
 	idleW   kernelops.IdleWatcher
@@ -199,6 +201,10 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 		e.cfg = old
 		return err
 	}
+	if err := e.setHoles(ctx, cfg); err != nil { // holes.go
+		e.cfg = old
+		return err
+	}
 	if old != nil {
 		for _, oc := range old.Connections {
 			nc := cfg.Connection(oc.Name)
@@ -335,6 +341,7 @@ func (e *Engine) Close() error {
 		for name := range e.traps {
 			e.removeTrap(name)
 		}
+		e.closeHoles()
 		e.reviveTimer.Stop()
 		e.reviveQ = nil
 	})

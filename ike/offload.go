@@ -2,42 +2,14 @@ package ike
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
 // Hardware offload per child (hw_offload): the SAs of a child are
 // offloaded to the interface that carries its traffic to the peer, the
 // one the dataplane's route to the remote address goes out of.
-
-// ErrFacetMissing: the configuration asks for something the dataplane
-// cannot do (it lacks the facet, or does not claim its capability). The
-// error wrapping it quotes the backend's note on the capability.
-var ErrFacetMissing = errors.New("the dataplane lacks what the configuration needs")
-
-// checkFacets refuses a configuration that needs a facet the backend
-// lacks, at load and reload, before anything is applied.
-func (e *Engine) checkFacets(cfg *config.Config) error {
-	var errs []error
-	for _, c := range cfg.Connections {
-		for _, ch := range c.Children {
-			if ch.HWOffload == kernelops.OffloadNone {
-				continue
-			}
-			if _, err := kernelops.As[kernelops.Offloader](e.b); err != nil {
-				errs = append(errs, fmt.Errorf("child %s: hw_offload = %s: %w: %w", ch.Name, ch.HWOffload, ErrFacetMissing, err))
-				continue
-			}
-			if _, err := kernelops.As[kernelops.AddrSelector](e.b); err != nil {
-				errs = append(errs, fmt.Errorf("child %s: hw_offload = %s needs the route to the peer to find the device: %w: %w", ch.Name, ch.HWOffload, ErrFacetMissing, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // offloadPlan is what install asks of the dataplane for a child's SAs.
 type offloadPlan struct {
