@@ -79,6 +79,16 @@ type Daemon struct {
 	// 7383), strongSwan's charon.fragment_size; 0: 576 on IPv4, 1280 on
 	// IPv6.
 	FragmentSize int
+	// DownTimeout bounds a suspension: an IKE SA whose link stays down
+	// this long ends as if its peer had stopped answering, and its
+	// children's dpd_action applies. 0: no bound of its own (the IKE SA's
+	// hard lifetime, over_time, still ends it).
+	DownTimeout time.Duration
+	// KeepAlive is the NAT-T keepalive interval (strongswan.conf's
+	// charon.keep_alive): an IKE SA behind a NAT sends one 0xff octet to
+	// the peer's NAT-T port when it has sent nothing for this long; 0
+	// never.
+	KeepAlive time.Duration
 }
 
 // LogFormat is daemon.log_format.
@@ -105,6 +115,7 @@ const (
 	DefaultReviveBurst     = 10
 	DefaultDownQueueLimit  = 16
 	DefaultDownQueueMaxAge = 2 * time.Minute
+	DefaultKeepAlive       = 20 * time.Second
 )
 
 // Backend is the dataplane to open (kernelops.Open).
@@ -175,16 +186,110 @@ type Connection struct {
 	// RekeyTime is how long an IKE SA lives before it is rekeyed
 	// (CREATE_CHILD_SA, RFC 7296 §2.18); 0 never.
 	RekeyTime time.Duration
+	// ReauthTime is how long an IKE SA lives before it is replaced by a
+	// new one, authenticated afresh, with its children made anew (make
+	// before break); 0 never. Setting it makes RekeyTime default to 0,
+	// as in swanctl.
+	ReauthTime time.Duration
+	// OverTime is the hard lifetime of an IKE SA past its rekey or
+	// reauthentication time, for when that does not complete (swanctl's
+	// over_time; default a tenth of the longer of RekeyTime and
+	// ReauthTime).
+	OverTime time.Duration
 	// RandTime is the range of a random time subtracted from RekeyTime
-	// (swanctl's rand_time; its default is swanctl's over_time default,
-	// a tenth of rekey_time), so both ends rarely rekey at once.
+	// and ReauthTime (swanctl's rand_time; its default is OverTime), so
+	// both ends rarely rekey at once.
 	RandTime time.Duration
 	// LogLevel, when set, is this connection's log level: the daemon logs
 	// the lines of its IKE and child SAs at it instead of
 	// daemon.log_level.
 	LogLevel *slog.Level
+	// KeyingTries is how many times an IKE SA we initiate is tried when
+	// the peer does not answer (swanctl's keyingtries; 0: until it
+	// succeeds or fails for good).
+	KeyingTries int
+	// Unique is the uniqueness policy for IKE SAs with the same
+	// identities (swanctl's unique).
+	Unique   UniquePolicy
 	Children []*Child
 }
+
+// UniquePolicy is swanctl's unique: what a new IKE SA does to others
+// with the same local and remote identities.
+type UniquePolicy uint8
+
+const (
+	// UniqueNo: others stay, unless the new one carries INITIAL_CONTACT.
+	UniqueNo UniquePolicy = iota
+	// UniqueNever: others stay, even with INITIAL_CONTACT; none is sent.
+	UniqueNever
+	// UniqueKeep: as responder, refuse the new IKE SA when one exists.
+	UniqueKeep
+	// UniqueReplace: as responder, delete the others.
+	UniqueReplace
+)
+
+func (u UniquePolicy) String() string {
+	switch u {
+	case UniqueNever:
+		return "never"
+	case UniqueKeep:
+		return "keep"
+	case UniqueReplace:
+		return "replace"
+	}
+	return "no"
+}
+
+// MarshalText writes the policy's name.
+func (u UniquePolicy) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// DPDAction is a child's dpd_action: what becomes of it when its IKE SA
+// ends because the peer stopped answering (or its link stayed down, or
+// it outlived over_time).
+type DPDAction uint8
+
+const (
+	DPDClear   DPDAction = iota // nothing more
+	DPDTrap                     // install trap policies: traffic brings it back
+	DPDRestart                  // initiate it again at once, under a new IKE SA
+)
+
+func (a DPDAction) String() string {
+	switch a {
+	case DPDTrap:
+		return "trap"
+	case DPDRestart:
+		return "restart"
+	}
+	return "clear"
+}
+
+// MarshalText writes the action's name.
+func (a DPDAction) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// CloseAction is a child's close_action: what becomes of it when the
+// peer deletes it (or its IKE SA) and nothing replaces it.
+type CloseAction uint8
+
+const (
+	CloseNone  CloseAction = iota // nothing more
+	CloseTrap                     // install trap policies
+	CloseStart                    // initiate it again at once
+)
+
+func (a CloseAction) String() string {
+	switch a {
+	case CloseTrap:
+		return "trap"
+	case CloseStart:
+		return "start"
+	}
+	return "none"
+}
+
+// MarshalText writes the action's name.
+func (a CloseAction) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
 
 // StartAction says what the daemon does with a child at start.
 type StartAction uint8
@@ -216,6 +321,8 @@ type Child struct {
 	RemoteTS     []TS
 	ESPProposals []Proposal
 	StartAction  StartAction
+	DPDAction    DPDAction
+	CloseAction  CloseAction
 	Mode         kernelops.Mode
 	// Lifetime is the configured soft (rekey_*) and hard (life_*)
 	// limits; each child subtracts a random part of RandTime, RandBytes
@@ -462,7 +569,7 @@ func (b *builder) build(root *section) *Config {
 func (b *builder) daemon(s *section, d *Daemon) {
 	b.known(s, []string{"control", "log_level", "log_format", "metrics", "retransmit_timeout", "retransmit_base",
 		"retransmit_tries", "cookie_threshold", "half_open_timeout", "revive_rate", "revive_burst",
-		"down_queue_limit", "down_queue_max_age", "fragment_size"}, nil)
+		"down_queue_limit", "down_queue_max_age", "fragment_size", "down_timeout", "keep_alive"}, nil)
 	for _, kv := range s.settings {
 		field := "daemon." + kv.key
 		b.at(kv, field)
@@ -513,6 +620,10 @@ func (b *builder) daemon(s *section, d *Daemon) {
 		case "fragment_size":
 			// The lower bound is Validate's (0 or MinFragmentSize up).
 			d.FragmentSize = int(b.uint(kv, field, 0, maxFragmentSize))
+		case "down_timeout":
+			d.DownTimeout = b.duration(kv, field, false)
+		case "keep_alive":
+			d.KeepAlive = b.duration(kv, field, false)
 		}
 	}
 }
@@ -636,7 +747,7 @@ func (b *builder) addrs(kv setting, field string) []netip.Addr {
 
 var connKeys = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "local_port_nat",
 	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time", "rand_time", "version", "log_level",
-	"fragmentation"}
+	"fragmentation", "reauth_time", "over_time", "keyingtries", "unique"}
 
 // DefaultIKERekeyTime is an IKE SA's rekey_time when none is set:
 // strongSwan's default, so both ends of a default pair agree.
@@ -647,7 +758,7 @@ func (b *builder) connection(s *section) *Connection {
 	c := DefaultConnection(s.name)
 	c.Line = s.line
 	b.known(s, connKeys, []string{"local", "remote", "children"})
-	randSet := false
+	randSet, rekeySet, overSet := false, false, false
 	for _, kv := range s.settings {
 		b.at(kv, kv.key)
 		switch kv.key {
@@ -675,6 +786,7 @@ func (b *builder) connection(s *section) *Connection {
 			c.DPDDelay = b.duration(kv, kv.key, false)
 		case "rekey_time":
 			c.RekeyTime = b.duration(kv, kv.key, false)
+			rekeySet = true
 		case "rand_time":
 			c.RandTime = b.duration(kv, kv.key, false)
 			randSet = true
@@ -709,10 +821,39 @@ func (b *builder) connection(s *section) *Connection {
 			default:
 				b.fail(kv.line, kv.key, "%q: want yes, accept, force or no", kv.value)
 			}
+		case "reauth_time":
+			c.ReauthTime = b.duration(kv, kv.key, false)
+		case "over_time":
+			c.OverTime = b.duration(kv, kv.key, false)
+			overSet = true
+		case "keyingtries":
+			c.KeyingTries = int(b.uint(kv, kv.key, 0, maxKeyingTries))
+		case "unique":
+			switch kv.value {
+			case "no":
+				c.Unique = UniqueNo
+			case "never":
+				c.Unique = UniqueNever
+			case "keep":
+				c.Unique = UniqueKeep
+			case "replace":
+				c.Unique = UniqueReplace
+			default:
+				b.fail(kv.line, kv.key, "%q: %s", kv.value, wantUnique)
+			}
 		}
 	}
+	// swanctl: with reauth_time set, rekey_time defaults to 0; over_time
+	// defaults to a tenth of the longer of the two, and rand_time to
+	// over_time.
+	if c.ReauthTime > 0 && !rekeySet {
+		c.RekeyTime = 0
+	}
+	if !overSet {
+		c.OverTime = ikeOverTime(c.RekeyTime, c.ReauthTime)
+	}
 	if !randSet {
-		c.RandTime = ikeRandTime(c.RekeyTime)
+		c.RandTime = c.OverTime
 	}
 	if len(c.LocalAddrs) > 0 {
 		c.LocalAddr = c.LocalAddrs[0]
@@ -869,7 +1010,7 @@ func (b *builder) ends(s *section, c *Connection) {
 	}
 }
 
-var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "mode", "rekey_time",
+var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "dpd_action", "close_action", "mode", "rekey_time",
 	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets",
 	"replay_window", "reqid", "hw_offload", "updown"}
 
@@ -908,6 +1049,28 @@ func (b *builder) childConf(s *section) *Child {
 				ch.StartAction = StartTrap
 			default:
 				b.fail(kv.line, kv.key, "%q: %s", kv.value, wantStartAction)
+			}
+		case "dpd_action":
+			switch kv.value {
+			case "clear":
+				ch.DPDAction = DPDClear
+			case "trap":
+				ch.DPDAction = DPDTrap
+			case "restart":
+				ch.DPDAction = DPDRestart
+			default:
+				b.fail(kv.line, kv.key, "%q: %s", kv.value, wantDPDAction)
+			}
+		case "close_action":
+			switch kv.value {
+			case "none":
+				ch.CloseAction = CloseNone
+			case "trap":
+				ch.CloseAction = CloseTrap
+			case "start":
+				ch.CloseAction = CloseStart
+			default:
+				b.fail(kv.line, kv.key, "%q: %s", kv.value, wantCloseAction)
 			}
 		case "mode":
 			switch kv.value {

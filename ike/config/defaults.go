@@ -24,6 +24,7 @@ const (
 	DefaultNATPort           = 4500
 	DefaultChildRekeyTime    = time.Hour
 	DefaultReplayWindow      = 32
+	DefaultKeyingTries       = 1
 )
 
 // Defaults returns a configuration with the daemon's and the backend's
@@ -38,6 +39,7 @@ func Defaults() *Config {
 			ReviveRate:      DefaultReviveRate, ReviveBurst: DefaultReviveBurst,
 			DownQueueLimit: DefaultDownQueueLimit, DownQueueMaxAge: DefaultDownQueueMaxAge,
 			FragmentSize: DefaultFragmentSize,
+			KeepAlive:    DefaultKeepAlive,
 		},
 		Backend: Backend{Name: DefaultBackend},
 	}
@@ -45,11 +47,12 @@ func Defaults() *Config {
 
 // DefaultConnection returns a connection with the defaults of every
 // setting: %any at both ends, ports 500 and 4500, the default IKE
-// proposals, rekey time and rand_time (a tenth of the rekey time, as
-// swanctl's over_time default). Its caller sets at least a key, an identity
-// (or a local address and LocalID = AddrIdentity of it) and a child; a
-// caller that changes RekeyTime sets RandTime too (the parser's default
-// follows the file's rekey_time).
+// proposals, rekey time, no reauthentication, over_time a tenth of the
+// rekey time and rand_time over_time (swanctl's defaults), one keying
+// try, unique = no. Its caller sets at least a key, an identity (or a
+// local address and LocalID = AddrIdentity of it) and a child; a caller
+// that changes RekeyTime or ReauthTime sets OverTime and RandTime too
+// (the parser's defaults follow the file's rekey_time and reauth_time).
 func DefaultConnection(name string) *Connection {
 	props, err := ParseProposals(DefaultIKEProposals, true)
 	if err != nil {
@@ -57,7 +60,8 @@ func DefaultConnection(name string) *Connection {
 	}
 	return &Connection{Name: name, LocalPort: DefaultIKEPort, RemotePort: DefaultIKEPort,
 		LocalNATPort: DefaultNATPort, RemoteNATPort: DefaultNATPort, RekeyTime: DefaultIKERekeyTime,
-		RandTime: ikeRandTime(DefaultIKERekeyTime), RemoteID: Identity{Any: true}, Proposals: props}
+		OverTime: ikeOverTime(DefaultIKERekeyTime, 0), RandTime: ikeOverTime(DefaultIKERekeyTime, 0),
+		KeyingTries: DefaultKeyingTries, RemoteID: Identity{Any: true}, Proposals: props}
 }
 
 // DefaultChild returns a child with the defaults of every setting:
@@ -94,6 +98,7 @@ func randRange[T time.Duration | uint64](rekey, life T) T {
 	return 0
 }
 
-// ikeRandTime is swanctl's default rand_time of an IKE SA: its over_time
-// default, a tenth of rekey_time (keyplane has no over_time yet).
-func ikeRandTime(rekey time.Duration) time.Duration { return max(rekey/10, 0) }
+// ikeOverTime is swanctl's default over_time of an IKE SA (and so its
+// default rand_time): a tenth of the longer of rekey_time and
+// reauth_time.
+func ikeOverTime(rekey, reauth time.Duration) time.Duration { return max(rekey, reauth, 0) / 10 }

@@ -80,6 +80,8 @@ func Compare(old, nc *Config) Diff {
 		{"daemon.down_queue_limit", od.DownQueueLimit == nd.DownQueueLimit},
 		{"daemon.down_queue_max_age", od.DownQueueMaxAge == nd.DownQueueMaxAge},
 		{"daemon.fragment_size", od.FragmentSize == nd.FragmentSize},
+		{"daemon.down_timeout", od.DownTimeout == nd.DownTimeout},
+		{"daemon.keep_alive", od.KeepAlive == nd.KeepAlive},
 		{"backend.name", old.Backend.Name == nc.Backend.Name},
 		{"backend.params", fmt.Sprint(old.Backend.Params) == fmt.Sprint(nc.Backend.Params)},
 		{"backend.cleanup", old.Backend.Cleanup == nc.Backend.Cleanup},
@@ -107,6 +109,7 @@ func sameConnection(a, b *Connection) bool {
 		sameID(a.LocalID, b.LocalID) && sameID(a.RemoteID, b.RemoteID) &&
 		bytes.Equal(a.PSK, b.PSK) && fmt.Sprint(a.Proposals) == fmt.Sprint(b.Proposals) &&
 		a.Encap == b.Encap && a.DPDDelay == b.DPDDelay && a.RekeyTime == b.RekeyTime && a.RandTime == b.RandTime &&
+		a.ReauthTime == b.ReauthTime && a.OverTime == b.OverTime && a.KeyingTries == b.KeyingTries && a.Unique == b.Unique &&
 		level(a) == level(b) && samePubkey(a, b) && a.Fragmentation == b.Fragmentation
 }
 
@@ -157,7 +160,7 @@ func sameID(a, b Identity) bool {
 
 func sameChild(a, b *Child) bool {
 	return fmt.Sprint(a.LocalTS, a.RemoteTS, a.ESPProposals) == fmt.Sprint(b.LocalTS, b.RemoteTS, b.ESPProposals) &&
-		a.StartAction == b.StartAction && a.Mode == b.Mode && a.Lifetime == b.Lifetime &&
+		a.StartAction == b.StartAction && a.DPDAction == b.DPDAction && a.CloseAction == b.CloseAction && a.Mode == b.Mode && a.Lifetime == b.Lifetime &&
 		a.RandTime == b.RandTime && a.RandBytes == b.RandBytes && a.RandPackets == b.RandPackets &&
 		a.ReplayWindow == b.ReplayWindow && a.ReqID == b.ReqID && a.HWOffload == b.HWOffload
 }

@@ -38,8 +38,6 @@ type Skipped struct {
 // listed get a generic reason.
 var swanWhy = map[string]string{
 	"mobike":           "MOBIKE is not implemented",
-	"reauth_time":      "reauthentication is not implemented; rekey_time rekeys the IKE SA",
-	"over_time":        "keyplane has no hard IKE SA lifetime",
 	"pools":            "virtual IP pools are not implemented",
 	"vips":             "virtual IPs are not implemented",
 	"send_cert":        "keyplane sends its certificate and intermediates whenever it authenticates with pubkey",
@@ -48,10 +46,6 @@ var swanWhy = map[string]string{
 	"cacerts":          swanCertsWhy,
 	"pubkeys":          "raw public keys are not implemented",
 	"updown":           "updown scripts are not run by keyplane yet",
-	"dpd_action":       "keyplane deletes a dead peer's SAs and does not restart them",
-	"close_action":     "keyplane does not restart a child the peer closed",
-	"unique":           "keyplane does not enforce unique IKE SAs per identity",
-	"keyingtries":      "keyplane tries once (retransmissions per daemon.retransmit_*)",
 	"ah_proposals":     "AH is not supported",
 	"ipcomp":           "IPComp is not supported",
 	"if_id_in":         "XFRM interfaces are not configurable yet",
@@ -174,7 +168,8 @@ func (im *Import) skip(line int, setting, why string) {
 
 // Settings copied as they are (checked by the final Parse).
 var (
-	swanConnKeep  = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time", "fragmentation"}
+	swanConnKeep = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time",
+		"fragmentation", "reauth_time", "over_time", "keyingtries"}
 	swanChildKeep = []string{"local_ts", "remote_ts", "rekey_time", "life_time", "rekey_bytes", "life_bytes",
 		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid", "hw_offload"}
 )
@@ -203,16 +198,14 @@ func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {
 			fmt.Fprintf(b, "        version = 2\n")
 		case kv.key == "proposals":
 			im.proposals(b, "        ", path, kv, true)
+		case kv.key == "unique":
+			if !slices.Contains([]string{"no", "never", "keep", "replace"}, kv.value) {
+				comment("        ", kv, "keyplane takes no, never, keep or replace")
+				continue
+			}
+			fmt.Fprintf(b, "        unique = %s\n", kv.value)
 		default:
 			comment("        ", kv, why(kv.key))
-		}
-	}
-	if kv, ok := s.get("over_time"); ok {
-		if _, set := s.get("rand_time"); !set {
-			// swanctl's rand_time defaults to over_time, keyplane's to
-			// over_time's own default (a tenth of rekey_time): keep the
-			// file's jitter.
-			fmt.Fprintf(b, "        # rand_time: swanctl's default, over_time\n        rand_time = %s\n", quote(kv.value))
 		}
 	}
 	fmt.Fprintf(b, "        psk_file = %s.psk\n", s.name)
@@ -294,6 +287,16 @@ func (im *Import) child(b *strings.Builder, path string, s *section) {
 				continue
 			}
 			fmt.Fprintf(b, "%sstart_action = %s\n", in, kv.value)
+		case kv.key == "dpd_action" || kv.key == "close_action":
+			want := []string{"clear", "trap", "restart"}
+			if kv.key == "close_action" {
+				want = []string{"none", "trap", "start"}
+			}
+			if !slices.Contains(want, kv.value) {
+				comment(kv, "keyplane takes "+strings.Join(want[:2], ", ")+" or "+want[2])
+				continue
+			}
+			fmt.Fprintf(b, "%s%s = %s\n", in, kv.key, kv.value)
 		case kv.key == "mode":
 			if kv.value != "tunnel" && kv.value != "transport" {
 				comment(kv, "keyplane takes tunnel or transport")

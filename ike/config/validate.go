@@ -21,6 +21,7 @@ const (
 	maxDownQueueLimit  = 1024
 	maxReplayWindow    = 4096
 	maxFragmentSize    = 65535
+	maxKeyingTries     = 1 << 20
 )
 
 // The wording of the errors both the parser and Validate give; the
@@ -33,6 +34,9 @@ const (
 	wantPSK         = "no pre-shared key: set psk_file = PATH or psk_env = VARIABLE"
 	wantLocalID     = "no local identity: set local.id or local_addrs"
 	wantStartAction = "want none, start or trap"
+	wantDPDAction   = "want clear, trap or restart"
+	wantCloseAction = "want none, trap or start"
+	wantUnique      = "want no, never, keep or replace"
 	wantMode        = "want tunnel or transport"
 	wantOffload     = "want no, yes (crypto), crypto, packet or auto"
 	wantCleanup     = "want owned or none"
@@ -98,6 +102,12 @@ func (c *Config) validate(add func(line int, conn, child, field, msg string)) {
 	}
 	if d.DownQueueMaxAge <= 0 {
 		daemon("down_queue_max_age", "%s: %s", d.DownQueueMaxAge, wantPositiveDur)
+	}
+	if d.DownTimeout < 0 {
+		daemon("down_timeout", "%s: %s", d.DownTimeout, wantDuration)
+	}
+	if d.KeepAlive < 0 {
+		daemon("keep_alive", "%s: %s", d.KeepAlive, wantDuration)
 	}
 	if d.LogFormat > LogJSON {
 		daemon("log_format", "%d: %s", d.LogFormat, wantLogFormat)
@@ -180,6 +190,18 @@ func (c *Connection) validate(add func(line int, conn, child, field, msg string)
 	if c.DPDDelay < 0 {
 		bad("dpd_delay", "%s: %s", c.DPDDelay, wantDuration)
 	}
+	if c.ReauthTime < 0 {
+		bad("reauth_time", "%s: %s", c.ReauthTime, wantDuration)
+	}
+	if c.OverTime < 0 {
+		bad("over_time", "%s: %s", c.OverTime, wantDuration)
+	}
+	if c.KeyingTries < 0 || c.KeyingTries > maxKeyingTries {
+		bad("keyingtries", "%d: %s", c.KeyingTries, wantWhole(0, maxKeyingTries))
+	}
+	if c.Unique > UniqueReplace {
+		bad("unique", "%d: %s", c.Unique, wantUnique)
+	}
 	if len(c.Children) == 0 {
 		bad("children", "a connection needs at least one child")
 	}
@@ -239,14 +261,32 @@ func (ch *Child) validate(c *Connection, add func(line int, conn, child, field, 
 	}
 	check("rekey_bytes", life.Soft.Bytes, life.Hard.Bytes)
 	check("rekey_packets", life.Soft.Packets, life.Hard.Packets)
-	if ch.StartAction != StartNone && ch.StartAction <= StartTrap && !c.RemoteAddr.IsValid() {
-		bad("start_action", "%s needs a remote address (remote_addrs is %%any)", ch.StartAction)
+	if ch.DPDAction > DPDRestart {
+		bad("dpd_action", "%d: %s", ch.DPDAction, wantDPDAction)
 	}
-	if ch.StartAction == StartTrap && !c.LocalAddr.IsValid() {
-		for _, t := range append(append([]TS(nil), ch.LocalTS...), ch.RemoteTS...) {
-			if t.Dynamic {
-				bad("local_ts", "trap with dynamic selectors needs local_addrs")
-				break
+	if ch.CloseAction > CloseStart {
+		bad("close_action", "%d: %s", ch.CloseAction, wantCloseAction)
+	}
+	// Whatever initiates the child, or traps for it, needs the peer's
+	// address (and for a trap with dynamic selectors, ours).
+	for _, x := range []struct {
+		field     string
+		set, trap bool
+		name      string
+	}{
+		{"start_action", ch.StartAction != StartNone && ch.StartAction <= StartTrap, ch.StartAction == StartTrap, ch.StartAction.String()},
+		{"dpd_action", ch.DPDAction != DPDClear && ch.DPDAction <= DPDRestart, ch.DPDAction == DPDTrap, ch.DPDAction.String()},
+		{"close_action", ch.CloseAction != CloseNone && ch.CloseAction <= CloseStart, ch.CloseAction == CloseTrap, ch.CloseAction.String()},
+	} {
+		if x.set && !c.RemoteAddr.IsValid() {
+			bad(x.field, "%s needs a remote address (remote_addrs is %%any)", x.name)
+		}
+		if x.trap && !c.LocalAddr.IsValid() {
+			for _, t := range append(append([]TS(nil), ch.LocalTS...), ch.RemoteTS...) {
+				if t.Dynamic {
+					bad("local_ts", "%s = trap with dynamic selectors needs local_addrs", x.field)
+					break
+				}
 			}
 		}
 	}
