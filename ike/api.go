@@ -31,58 +31,63 @@ func (e *Engine) childBusy(conn, child string) bool {
 	return false
 }
 
-// initiate starts child ch of connection c: a new IKE SA carries it in
-// IKE_AUTH. done, if not nil, receives the outcome.
+// initiate starts child ch of connection c: on an established IKE SA
+// of c, or a new IKE SA carries it in IKE_AUTH. done, if not nil,
+// receives the outcome.
 func (e *Engine) initiate(c *config.Connection, ch *config.Child, acq *kernelops.AcquireEvent, done chan error) {
-	finish := func(err error) {
-		if done != nil {
-			done <- err
-		}
+	nc := e.newChild(ch)
+	nc.acquire = acq
+	if done != nil {
+		nc.waiters = append(nc.waiters, done)
 	}
+	e.initiateChild(c, nc)
+}
+
+// initiateChild starts nc, a child of c under negotiation with whoever
+// waits for it: nothing to do if a child of its name is up or coming
+// (the waiters wait for that one), else on an established IKE SA of c,
+// else on a new IKE SA (always on a new one for a reauthentication).
+func (e *Engine) initiateChild(c *config.Connection, nc *childSA) {
 	if !c.RemoteAddr.IsValid() {
-		finish(fmt.Errorf("connection %s has no remote address to initiate to", c.Name))
+		nc.failf("connection %s has no remote address to initiate to", c.Name)
 		return
 	}
+	join := func(x *childSA) {
+		x.waiters = append(x.waiters, nc.waiters...)
+		x.rec.onDone = append(x.rec.onDone, nc.rec.onDone...)
+		nc.waiters, nc.rec.onDone = nil, nil
+	}
 	for _, sa := range e.sasOf(c.Name) {
+		if nc.rec.newIKE {
+			break
+		}
 		if sa.state == ikeDead || sa.state == ikeDeleting || sa.state == ikeRekeyed {
 			continue
 		}
-		if sa.first != nil && sa.first.cfg.Name == ch.Name {
-			if done != nil {
-				sa.first.waiters = append(sa.first.waiters, done)
-			}
+		if sa.first != nil && sa.first.cfg.Name == nc.cfg.Name {
+			join(sa.first)
 			return
 		}
 		for _, x := range sa.children {
-			if x.cfg.Name == ch.Name && x.state == childInstalled {
-				finish(nil)
+			if x.cfg.Name == nc.cfg.Name && x.state == childInstalled {
+				nc.notify(nil)
 				return
 			}
 		}
 		for _, x := range sa.children {
-			if x.cfg.Name == ch.Name && x.state == childNegotiating {
-				if done != nil {
-					x.waiters = append(x.waiters, done)
-				}
+			if x.cfg.Name == nc.cfg.Name && x.state == childNegotiating {
+				join(x)
 				return
 			}
 		}
 		if sa.state == ikeEstablished {
-			nc := &childSA{e: e, cfg: ch, state: childNegotiating, reqid: e.reqidOf(ch), mode: ch.Mode, acquire: acq}
-			if done != nil {
-				nc.waiters = append(nc.waiters, done)
-			}
-			e.log.Info("initiating an additional child", "connection", c.Name, "child", ch.Name)
+			e.log.Info("initiating an additional child", "connection", c.Name, "child", nc.cfg.Name)
 			sa.createChild(nc)
 			return
 		}
 	}
-	first := &childSA{e: e, cfg: ch, state: childNegotiating, reqid: e.reqidOf(ch), mode: ch.Mode, acquire: acq}
-	if done != nil {
-		first.waiters = append(first.waiters, done)
-	}
-	e.log.Info("initiating", "connection", c.Name, "child", ch.Name, "remote", fmt.Sprintf("%s:%d", c.RemoteAddr, c.RemotePort))
-	e.startIKE(c, first)
+	e.log.Info("initiating", "connection", c.Name, "child", nc.cfg.Name, "remote", fmt.Sprintf("%s:%d", c.RemoteAddr, c.RemotePort))
+	e.startIKE(c, nc)
 }
 
 // Initiate brings up a child (by child name) or a connection's first

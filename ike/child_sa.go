@@ -91,6 +91,7 @@ type childSA struct {
 	waiters  []chan error
 	failWhy  string
 	deleteBy string
+	rec      childRecovery // recovery.go
 }
 
 func (ch *childSA) inID() kernelops.SAID {
@@ -157,6 +158,7 @@ func (ch *childSA) notify(err error) {
 		w <- err
 	}
 	ch.waiters = nil
+	ch.childDone(err)
 }
 
 // fail ends a child that never got installed: the larval SPI goes back,

@@ -95,6 +95,11 @@ type Engine struct {
 	reviveStart time.Time
 	revived     int
 	revive      tokenBucket
+	// recoveryTraps: children trapped by dpd_action or close_action
+	// (recovery.go); a reload keeps their traps.
+	recoveryTraps map[string]bool
+	// keepalivesSent counts NAT keepalives (keepalive.go).
+	keepalivesSent int
 }
 
 // initKey finds a responder's half-open SA from a retransmitted request.
@@ -156,6 +161,9 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 
 	if src, err := kernelops.As[kernelops.EventSource](o.Backend); err == nil {
 		kinds := kernelops.KindAcquire | kernelops.KindExpire | kernelops.KindOverrun
+		if e.caps.Has(kernelops.CapMappingEvents) {
+			kinds |= kernelops.KindMapping // natmove.go
+		}
 		if w, err := kernelops.As[kernelops.IdleWatcher](o.Backend); err == nil {
 			e.idleW = w
 			kinds |= kernelops.KindIdle
@@ -213,8 +221,9 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 				if nc != nil {
 					_, nch = cfg.Child(och.Name)
 				}
-				if nch == nil || nch.StartAction != config.StartTrap || !sameTrap(oc, och, nc, nch) {
+				if nch == nil || (nch.StartAction != config.StartTrap && !e.recoveryTraps[och.Name]) || !sameTrap(oc, och, nc, nch) {
 					e.removeTrap(och.Name)
+					delete(e.recoveryTraps, och.Name)
 				}
 			}
 			if nc == nil {
@@ -229,13 +238,16 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 				if old.DPDDelay != nc.DPDDelay {
 					sa.livenessReconfigured()
 				}
-				if old.RekeyTime != nc.RekeyTime && sa.state == ikeEstablished {
+				if lifetimesChanged(old, nc) && sa.state == ikeEstablished {
 					sa.rekeyTimer.Stop()
 					sa.rekeyTimer = nil
 					sa.armIKERekey()
 				}
 			}
 		}
+	}
+	if old != nil && old.Daemon.KeepAlive != cfg.Daemon.KeepAlive {
+		e.keepaliveReconfigured()
 	}
 	for _, c := range cfg.Connections {
 		for _, ch := range c.Children {

@@ -28,6 +28,8 @@ func (sa *ikeSA) sendAuth() {
 		sa.destroyErr(err)
 		return
 	}
+	// INITIAL_CONTACT (unique.go) after IDi.
+	ps = append(ps[:1:1], append(sa.initialContact(), ps[1:]...)...)
 	if ch := sa.first; ch != nil {
 		ch.initiator = true
 		ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
@@ -79,6 +81,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 		sa.authFailed(why)
 		return
 	}
+	_ = sa.peerAuthenticated(m, idr) // unique.go: as initiator only INITIAL_CONTACT applies
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idText(idr))
 	sa.armLiveness()
@@ -294,6 +297,10 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	sa.setLogger()
 	if why := sa.checkPeerAuth(conn, m, idi, auth); why != "" {
 		fail(why)
+		return
+	}
+	if err := sa.peerAuthenticated(m, idi); err != nil { // unique.go
+		fail(err.Error())
 		return
 	}
 	mine, err := sa.ourAuth(conn, idPayload(conn.LocalID, true), nil)

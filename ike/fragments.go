@@ -65,6 +65,7 @@ func (sa *ikeSA) seal(m *message.Message) (whole []byte, frags [][]byte, err err
 
 // transmit sends a request: its fragments, or the whole message.
 func (sa *ikeSA) transmit(whole []byte, frags [][]byte) {
+	sa.rec.lastSent = sa.e.clk.Now() // NAT keepalives wait for a pause (keepalive.go)
 	if frags == nil {
 		sa.e.sendTo(sa.sock, sa.local, sa.remote, whole)
 		return
@@ -76,6 +77,7 @@ func (sa *ikeSA) transmit(whole []byte, frags [][]byte) {
 
 // sendResponse sends our answer to the peer's last request (again).
 func (sa *ikeSA) sendResponse(s *sock, local, remote netip.AddrPort) {
+	sa.rec.lastSent = sa.e.clk.Now()
 	if fs := sa.w.lastFrags; fs != nil {
 		for _, f := range fs {
 			sa.e.sendTo(s, local, remote, f)

@@ -125,6 +125,9 @@ type ikeSA struct {
 	authExt // certificates and signatures (auth_pubkey.go)
 	fragExt // RFC 7383 fragmentation (fragments.go)
 	multiKE // RFC 9242/9370 (intermediate.go, followup.go)
+
+	// rec: recovery, reauthentication, keepalives (recovery.go).
+	rec recoveryState
 }
 
 // stateText is the state, and whether it is a replacement not settled
@@ -207,6 +210,7 @@ func (sa *ikeSA) destroyErr(why error) {
 	if sa.state == ikeDead {
 		return
 	}
+	rec := sa.ended(why)
 	reason := why.Error()
 	for _, ch := range sa.children {
 		ch.remove(reason)
@@ -235,6 +239,7 @@ func (sa *ikeSA) destroyErr(why error) {
 		sa.keys.Zero()
 	}
 	sa.setState(ikeDead, reason)
+	rec.run(sa.e)
 }
 
 // startDelete tells the peer the IKE SA goes (INFORMATIONAL Delete), and

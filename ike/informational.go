@@ -12,6 +12,7 @@ import (
 func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote netip.AddrPort) {
 	var answer []message.Payload
 	var inSPIs []uint32
+	var closed []*childSA // deleted by the peer, not by us: close_action
 	ikeDelete := false
 	for _, p := range m.Payloads {
 		switch x := p.(type) {
@@ -35,6 +36,7 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 						// Our own delete of it crossed this one (RFC 7296
 						// §1.4.1): the peer needs no SPI back then.
 						inSPIs = append(inSPIs, ch.inSPI)
+						closed = append(closed, ch)
 					}
 					ch.deleteBy = "peer"
 					ch.remove("deleted by peer")
@@ -58,6 +60,9 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 		if sa.state == ikeRekeyed {
 			reason = "deleted by peer after the rekey"
 		}
+		if sa.state == ikeEstablished {
+			sa.rec.ending = endByPeer // close_action (recovery.go)
+		}
 		sa.destroy(reason)
 		return
 	}
@@ -65,6 +70,9 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 		answer = append(answer, &message.Delete{Protocol: message.ProtocolESP, SPIs: inSPIs})
 	}
 	sa.respond(m, answer, s, local, remote)
+	for _, ch := range closed {
+		sa.e.childClosed(ch)
+	}
 }
 
 // deleteChild tells the peer the child goes and removes it once answered.
@@ -87,6 +95,6 @@ func (sa *ikeSA) deleteChild(ch *childSA, reason string) {
 			ch.ike.dropChild(ch) // the SA that holds it now, after an IKE rekey
 		},
 		onTimeout: func() {
-			sa.destroy("peer not responding to our child delete")
+			sa.destroyErr(errPeerGone("peer not responding to our child delete"))
 		}})
 }

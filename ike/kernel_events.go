@@ -28,6 +28,8 @@ func (e *Engine) kernelEvent(ev kernelops.Event) {
 		e.linkEvent(x)
 	case *kernelops.AddrEvent:
 		e.addrEvent(x)
+	case *kernelops.MappingEvent:
+		e.mappingEvent(x)
 	case *kernelops.OverrunEvent:
 		e.publish(Event{Kind: "dataplane", State: "overrun", Detail: fmt.Sprintf("%d events lost (%s)", x.Lost, x.Source)})
 		e.log.Warn("dataplane events were lost: re-reading the SAD and SPD", "lost", x.Lost, "source", x.Source)
@@ -53,7 +55,7 @@ func (e *Engine) acquire(a *kernelops.AcquireEvent) {
 		return
 	}
 	c, ch := e.cfg.Child(name)
-	if ch == nil || ch.StartAction != config.StartTrap {
+	if ch == nil || (ch.StartAction != config.StartTrap && !e.recoveryTraps[name]) {
 		return
 	}
 	if e.childBusy(c.Name, name) {

@@ -243,11 +243,13 @@ func (sa *ikeSA) suspend() {
 	sa.link = linkDown
 	sa.w.pause()
 	sa.stopLiveness()
+	sa.armDownTimeout() // recovery.go
 }
 
 // revive lets the SA send again, with exactly one packet now.
 func (sa *ikeSA) revive() {
 	sa.link = linkOK
+	sa.rec.downTimer.Stop()
 	sa.dropStaleHeld()
 	if sa.state == ikeDead {
 		return
@@ -323,7 +325,7 @@ func (sa *ikeSA) dropHeld(r *request, why string) {
 	case r.onDrop != nil:
 		r.onDrop(why)
 	case sa.state != ikeEstablished && sa.state != ikeDeleting:
-		sa.destroy("link down: " + why)
+		sa.destroyErr(fmt.Errorf("%w: %s", ErrLinkDown, why))
 	}
 }
 
@@ -385,6 +387,6 @@ func (sa *ikeSA) deleteHeld(ch *childSA, reason string) {
 	sa.log.Debug("link down: child removed, its delete notification held", "child", ch.cfg.Name)
 	sa.hold(&request{exch: message.INFORMATIONAL,
 		payloads:  []message.Payload{&message.Delete{Protocol: message.ProtocolESP, SPIs: []uint32{ch.inSPI}}},
-		onTimeout: func() { sa.destroy("peer not responding to our child delete") },
+		onTimeout: func() { sa.destroyErr(errPeerGone("peer not responding to our child delete")) },
 		onDrop:    func(string) {}}) // the child is gone here; the peer's lifetime or checks end its half
 }

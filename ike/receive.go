@@ -99,15 +99,8 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	}
 	sa.log.Debug("received request", "msg", m.String(), "from", remote)
 	sa.lastHeard = e.clk.Now()
-	// The peer may have moved (NAT-T float, NAT mapping change).
-	if sa.state != ikeHalfOpen && (remote != sa.remote || s != sa.sock) {
-		sa.log.Info("peer endpoint changed", "from", sa.remote, "to", remote)
-	}
-	moved := local.Addr() != sa.local.Addr()
-	sa.sock, sa.local, sa.remote = s, local, remote
-	if moved {
-		e.placeSA(sa)
-	}
+	// The peer may have moved (NAT-T float, NAT mapping change): natmove.go.
+	sa.peerSeenAt(s, local, remote)
 	switch h.Exchange {
 	case message.IKE_AUTH:
 		if sa.state == ikeHalfOpen && !sa.initiator {

@@ -61,10 +61,12 @@ type peerIKERekey struct {
 // armIKERekey schedules the SA's rekey: rekey_time less a random part
 // of rand_time, so both ends rarely start together.
 func (sa *ikeSA) armIKERekey() {
-	if sa.conn == nil || sa.conn.RekeyTime <= 0 {
-		return
+	var d time.Duration
+	if sa.conn != nil && sa.conn.RekeyTime > 0 {
+		d = ikeRekeyIn(sa.conn, randN)
+		sa.armIKERekeyIn(d)
 	}
-	sa.armIKERekeyIn(ikeRekeyIn(sa.conn, randN))
+	sa.armRecovery(d) // reauthentication, hard end, keepalives (reauth.go)
 }
 
 func (sa *ikeSA) armIKERekeyIn(d time.Duration) {
@@ -368,7 +370,7 @@ func (sa *ikeSA) successor(initiator bool, spii, spir uint64, suite ikecrypto.IK
 	n := &ikeSA{e: sa.e, conn: sa.conn, initiator: initiator, spii: spii, spir: spir, created: now,
 		sock: sa.sock, local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
 		suite: suite, keys: keys, out: out, in: in, lastHeard: sa.lastHeard,
-		link: sa.link, ifIndex: sa.ifIndex, startedAt: now}
+		link: sa.link, ifIndex: sa.ifIndex, startedAt: now, rec: sa.rec.inherited()}
 	n.initExt = sa.initExt // what IKE_SA_INIT announced holds for the rekeyed SA
 	n.setLogger()
 	n.setupWindow()
@@ -406,6 +408,7 @@ func (sa *ikeSA) handOver(nsa *ikeSA, how string) {
 		}
 	}
 	sa.children, sa.byOut = nil, nil
+	sa.rec.replacedBy = nsa
 	sa.stopLiveness()
 	sa.rekeyTimer.Stop()
 	sa.rekeyTimer = nil

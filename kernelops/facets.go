@@ -89,7 +89,9 @@ type IKEListen struct {
 	// ESP-in-UDP arriving on it and drops NAT-T keepalives. The non-ESP
 	// marker is the dataplane's framing, not IKE's: ReadFrom returns IKE
 	// messages without it and WriteTo prepends it, so the engine handles
-	// the same bytes on both sockets whatever the dataplane.
+	// the same bytes on both sockets whatever the dataplane. The one
+	// exception is a NAT-keepalive (RFC 3948 §4): WriteTo of the single
+	// octet 0xff sends it as it is, without the marker.
 	Encap bool
 }
 

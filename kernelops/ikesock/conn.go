@@ -85,6 +85,10 @@ func (c *conn) ReadFrom(p []byte) (n int, local, remote netip.AddrPort, err erro
 	}
 }
 
+// isKeepalive reports whether p is a NAT-keepalive, one 0xff octet (RFC
+// 3948 §2.3): it goes out on the NAT-T port as it is, without the marker.
+func isKeepalive(p []byte) bool { return len(p) == 1 && p[0] == 0xff }
+
 // hasMarker tells IKE (a zero first word) from ESP (a non-zero SPI) and
 // NAT keepalives (one 0xff byte) on the NAT-T port.
 func hasMarker(b []byte) bool {
@@ -118,7 +122,7 @@ func (c *conn) WriteTo(p []byte, local, remote netip.AddrPort) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	msg := p
-	if c.encap {
+	if c.encap && !isKeepalive(p) {
 		c.wbuf = append(append(c.wbuf[:0], 0, 0, 0, 0), p...)
 		msg = c.wbuf
 	}

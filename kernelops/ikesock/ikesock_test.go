@@ -206,6 +206,13 @@ func TestEncap(t *testing.T) {
 	if msg, _ := peerRead(t, peer); msg != "\x00\x00\x00\x00answer" {
 		t.Fatalf("peer read %q, want the marker, then the message", msg)
 	}
+	// A NAT-keepalive goes out as it is: one 0xff octet, no marker.
+	if n, err := nat.WriteTo(keepalive, netip.AddrPort{}, peerAddr); err != nil || n != 1 {
+		t.Fatalf("NAT-T keepalive write: %d, %v", n, err)
+	}
+	if msg, _ := peerRead(t, peer); msg != "\xff" {
+		t.Fatalf("peer read %q, want the keepalive octet alone", msg)
+	}
 
 	peer.WriteToUDPAddrPort(esp, plain.LocalAddr())
 	if got := next(t, plain); got.msg != string(esp) {

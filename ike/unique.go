@@ -1,0 +1,115 @@
+package ike
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// Uniqueness (swanctl's unique) and INITIAL_CONTACT (RFC 7296 §3.10.1).
+//
+// INITIAL_CONTACT says "this is the only IKE SA between our two
+// identities": sent in our IKE_AUTH request unless unique = never, when
+// we have no other IKE SA with the peer (same local identity, an
+// authenticated peer the connection's remote identity matches) — after a
+// restart, or when a dead peer's SA was cleared. Received in either
+// role, once the sender is authenticated and unless unique = never, it
+// makes every other IKE SA with the same two identities go at once,
+// without a delete (the peer has forgotten them), with their children:
+// stale SAs do not linger until liveness checks find them.
+//
+// As responder, unique = replace deletes (telling the peer) the other
+// established IKE SAs of the connection with the same identities once a
+// new one is authenticated; unique = keep refuses the new one with
+// AUTHENTICATION_FAILED while one exists (INITIAL_CONTACT overrides it:
+// the peer says the old one is gone). keep therefore also refuses a
+// peer's make-before-break reauthentication, as in strongSwan.
+
+// sameIdentity reports whether two identities are the same, type and
+// value.
+func sameIdentity(a, b *message.ID) bool {
+	return a != nil && b != nil && a.IDType == b.IDType && bytes.Equal(a.Data, b.Data)
+}
+
+// localID is our identity on the SA, as we present it.
+func (sa *ikeSA) localID() *message.ID {
+	if sa.conn == nil {
+		return nil
+	}
+	return idPayload(sa.conn.LocalID, false)
+}
+
+// sameParties reports whether o joins the same two identities as sa
+// (o authenticated, sa's peer authenticated as peer).
+func (sa *ikeSA) sameParties(o *ikeSA, peer *message.ID) bool {
+	return o != sa && o.state != ikeDead && o.conn != nil && sameIdentity(o.rec.peerID, peer) &&
+		sameIdentity(o.localID(), sa.localID())
+}
+
+// initialContact is the INITIAL_CONTACT notify for our IKE_AUTH request,
+// if it should carry one.
+func (sa *ikeSA) initialContact() []message.Payload {
+	c := sa.conn
+	if c.Unique == config.UniqueNever {
+		return nil
+	}
+	for _, o := range sa.e.sas {
+		if o == sa || o.state == ikeDead || o.rec.peerID == nil || o.conn == nil {
+			continue
+		}
+		if sameIdentity(o.localID(), sa.localID()) && c.RemoteID.Matches(o.rec.peerID.IDType, o.rec.peerID.Data) {
+			return nil
+		}
+	}
+	sa.log.Debug("no other IKE SA with this peer: sending INITIAL_CONTACT")
+	return []message.Payload{&message.Notify{NotifyType: message.INITIAL_CONTACT}}
+}
+
+// peerAuthenticated runs once the peer of sa has proved it is id, in
+// either role, before the SA is established: it records the identity,
+// honours INITIAL_CONTACT in m, and as responder applies unique. An
+// error means the policy refuses the new SA (unique = keep).
+func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
+	e := sa.e
+	peer := &message.ID{IDType: id.IDType, Data: bytes.Clone(id.Data)}
+	sa.rec.peerID = peer
+	policy := sa.conn.Unique
+	if policy == config.UniqueNever {
+		return nil
+	}
+	if m.Notify(message.INITIAL_CONTACT) != nil {
+		n := 0
+		for _, o := range e.sortedSAs() {
+			if sa.sameParties(o, peer) {
+				n++
+				o.destroy(fmt.Sprintf("replaced: the peer %s sent INITIAL_CONTACT (it has no other IKE SA with us)", peer))
+			}
+		}
+		if n > 0 {
+			sa.log.Info("INITIAL_CONTACT: removed the peer's other IKE SAs", "peer", peer.String(), "removed", n)
+		}
+		return nil
+	}
+	if sa.initiator || (policy != config.UniqueKeep && policy != config.UniqueReplace) {
+		return nil
+	}
+	var dups []*ikeSA
+	for _, o := range e.sortedSAs() {
+		if o.state == ikeEstablished && o.conn.Name == sa.conn.Name && sa.sameParties(o, peer) {
+			dups = append(dups, o)
+		}
+	}
+	if len(dups) == 0 {
+		return nil
+	}
+	if policy == config.UniqueKeep {
+		return fmt.Errorf("unique = keep: peer %s already has IKE SA %s of connection %s", peer, dups[0].spis(), sa.conn.Name)
+	}
+	for _, o := range dups {
+		o.log.Info("deleting the IKE SA: a new one with the same peer is up (unique = replace)", "new", sa.spis())
+		o.startDelete("replaced by a new IKE SA with the same peer (unique = replace)")
+	}
+	return nil
+}
