@@ -41,6 +41,7 @@ type sentMsg struct {
 	fragNum       uint16
 	fragTotal     uint16
 	dropped       bool // drop made it lost
+	keepalive     bool // a NAT keepalive (one 0xff octet)
 }
 
 func tap(clk clock.Clock, hide kernelops.Cap) (*tapBackend, peerOpt) {
@@ -74,7 +75,7 @@ type tapConn struct {
 }
 
 func (c *tapConn) WriteTo(p []byte, local, remote netip.AddrPort) (int, error) {
-	m := sentMsg{at: c.b.clk.Now(), local: local, remote: remote, size: len(p)}
+	m := sentMsg{at: c.b.clk.Now(), local: local, remote: remote, size: len(p), keepalive: len(p) == 1 && p[0] == 0xff}
 	if len(p) >= 28 {
 		m.fragment = message.PayloadType(p[16]) == message.PayloadSKF
 		if m.fragment && len(p) >= 36 {
@@ -113,7 +114,7 @@ func (b *tapBackend) since(mark int) []sentMsg {
 func (b *tapBackend) requests(mark int, x message.ExchangeType, f func(sentMsg) bool) int {
 	n := 0
 	for _, m := range b.since(mark) {
-		if !m.response && m.exch == x && (f == nil || f(m)) {
+		if !m.response && !m.keepalive && m.exch == x && (f == nil || f(m)) {
 			n++
 		}
 	}
@@ -131,11 +132,22 @@ func firstSends(ms []sentMsg) []sentMsg {
 	var out []sentMsg
 	for _, m := range ms {
 		k := key{m.spii, m.msgID}
-		if m.response || seen[k] {
+		if m.response || m.keepalive || seen[k] {
 			continue
 		}
 		seen[k] = true
 		out = append(out, m)
 	}
 	return out
+}
+
+// keepalives counts the NAT keepalives sent after mark.
+func (b *tapBackend) keepalives(mark int) int {
+	n := 0
+	for _, m := range b.since(mark) {
+		if m.keepalive {
+			n++
+		}
+	}
+	return n
 }
