@@ -53,6 +53,8 @@ type side struct {
 	remotePort     uint16
 	remoteNATPort  uint16
 	remoteID       string
+	// addr and remoteAddr: the connection's addresses (default 127.0.0.1).
+	addr, remoteAddr string
 }
 
 func (s side) config(t testing.TB, name string) *config.Config {
@@ -69,6 +71,12 @@ func (s side) config(t testing.TB, name string) *config.Config {
 	if s.mode == "" {
 		s.mode = "tunnel"
 	}
+	if s.addr == "" {
+		s.addr = "127.0.0.1"
+	}
+	if s.remoteAddr == "" {
+		s.remoteAddr = "127.0.0.1"
+	}
 	src := fmt.Sprintf(`
 daemon {
 	retransmit_timeout = 200ms
@@ -78,8 +86,8 @@ daemon {
 }
 connections {
 	%s {
-		local_addrs = 127.0.0.1
-		remote_addrs = 127.0.0.1
+		local_addrs = %s
+		remote_addrs = %s
 		local_port = %d
 		local_port_nat = %d
 		remote_port = %d
@@ -105,7 +113,7 @@ connections {
 		}
 	}
 }
-`, s.daemonExtra, name, s.port, s.natPort, s.remotePort, s.remoteNATPort, s.proposals, name, s.extraConn, s.id, s.remoteID,
+`, s.daemonExtra, name, s.addr, s.remoteAddr, s.port, s.natPort, s.remotePort, s.remoteNATPort, s.proposals, name, s.extraConn, s.id, s.remoteID,
 		name, s.localTS, s.remoteTS, s.esp, s.start, s.mode, s.extraChild)
 	cfg, err := config.Parse(name+".conf", []byte(src), config.Options{Getenv: func(k string) (string, bool) {
 		if k == "PSK_"+name {

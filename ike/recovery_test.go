@@ -429,3 +429,44 @@ func TestStartActionRetried(t *testing.T) {
 		return ok
 	}, a, b)
 }
+
+// TestDownTimeout: a's link goes down and stays down. Suspended, a sends
+// nothing; after down_timeout its IKE SA ends and the child's
+// dpd_action (restart) starts a new one, which waits for the link,
+// still sending nothing. When the link returns it goes out, and b,
+// which kept the old SA, drops it on the new one's INITIAL_CONTACT.
+func TestDownTimeout(t *testing.T) {
+	noLeaks(t)
+	clk := clock.NewFake(epoch)
+	sa, sb := pairSides(t)
+	sa.daemonExtra = "down_timeout = 2m"
+	sa.addr, sb.remoteAddr = "127.0.0.2", "127.0.0.2" // on eth1 only
+	sa.extraConn = "dpd_delay = 30s\nkeyingtries = 0"
+	sa.extraChild = "dpd_action = restart"
+	ta, tapA := tap(clk, 0)
+	a := newPeer(t, "a", sa.config(t, "a"), withClock(clk), tapA, linkOpts("127.0.0.2/32"))
+	b := newPeer(t, "b", sb.config(t, "b"), withClock(clk))
+	r := record(t, a)
+	establish(t, a, b, "a-net")
+	mark := ta.mark()
+	require.NoError(t, a.b.Net().SetLinkUp("eth1", false))
+	waitFor(t, "suspended", 3*time.Second, func() bool { return strings.Contains(a.logText(), "ike-sas-suspended=1") })
+	step(t, clk, 119*time.Second, 5*time.Second, a, b)
+	require.Empty(t, r.match("ike", "dead"), "not ended before down_timeout")
+	step(t, clk, 5*time.Second, time.Second, a, b)
+	dead := r.match("ike", "dead")
+	require.Len(t, dead, 1)
+	assert.Contains(t, dead[0].Reason, "down_timeout")
+	waitFor(t, "a new IKE SA waiting for the link", 3*time.Second, func() bool {
+		sas := a.sas(t)
+		return len(sas) == 1 && sas[0].State == "init-sent"
+	})
+	step(t, clk, 3*time.Minute, 5*time.Second, a, b)
+	assert.Empty(t, ta.since(mark), "nothing sent into the dead link")
+	require.NoError(t, a.b.Net().SetLinkUp("eth1", true))
+	stepUntil(t, clk, time.Second, time.Minute, "re-established", func() bool {
+		_, _, ok := steady(t, a, b)
+		return ok
+	}, a, b)
+	assert.Contains(t, b.logText(), "INITIAL_CONTACT: removed the peer's other IKE SAs")
+}

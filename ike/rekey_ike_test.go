@@ -67,7 +67,9 @@ func TestIKERekey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sa, sb := pairSides(t)
 			sa.proposals, sb.proposals, sa.esp, sb.esp = tc.ike, tc.ike, tc.esp, tc.esp
-			sa.extraConn, sb.extraConn = "rekey_time = "+tc.rekeyA, "rekey_time = "+tc.rekeyB
+			// over_time's default, a tenth of rekey_time, would end an SA
+			// whose rekey waits a moment behind another exchange.
+			sa.extraConn, sb.extraConn = "rekey_time = "+tc.rekeyA+"\nover_time = 1m", "rekey_time = "+tc.rekeyB+"\nover_time = 1m"
 			sa.extraChild = tc.childA
 			a := newPeer(t, "a", sa.config(t, "a"))
 			b := newPeer(t, "b", sb.config(t, "b"))
