@@ -83,10 +83,11 @@ func (e *Engine) unknownSPI(s *sock, m *message.Message, local, remote netip.Add
 }
 
 // peerForgotSA: the peer answered our request with an unprotected
-// INVALID_IKE_SPI. Anyone on the path could have sent it, so nothing
-// changes (RFC 7296 §2.21.4: MUST NOT change state); the request in
+// INVALID_IKE_SPI. Anyone on the path could have sent it, so the SA does
+// not change (RFC 7296 §2.21.4: MUST NOT change state); the request in
 // flight keeps being retransmitted and the SA ends if the peer never
-// answers it. Logged once per SA.
+// answers it. Logged once per SA. A child to restart on a dead peer
+// makes it a hint to reauthenticate at once (peerMayHaveRestarted).
 func (sa *ikeSA) peerForgotSA(from netip.AddrPort) {
 	if sa.invalidSPISeen {
 		return
@@ -95,4 +96,5 @@ func (sa *ikeSA) peerForgotSA(from netip.AddrPort) {
 	sa.log.Warn("peer answered INVALID_IKE_SPI (unauthenticated): it may have lost this IKE SA; waiting for the retransmissions' outcome", "from", from)
 	sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: "invalid-spi", SPIs: sa.spis(),
 		Reason: "peer answered INVALID_IKE_SPI"})
+	sa.peerMayHaveRestarted() // recovery.go
 }

@@ -391,3 +391,22 @@ func (sa *ikeSA) armDownTimeout() {
 		sa.destroyErr(fmt.Errorf("%w for %s (down_timeout)", ErrLinkDown, d))
 	})
 }
+
+// peerMayHaveRestarted: the peer answered INVALID_IKE_SPI (unprotected:
+// perhaps forged) to our request on sa. If a child of sa is to be
+// restarted when the peer is gone (dpd_action = restart), a new IKE SA
+// is made alongside at once — a make-before-break reauthentication —
+// rather than after the retransmissions give up: a peer that restarted
+// is back in one round trip. sa itself is left as it is until the new
+// one is up; a forged notify costs one reauthentication, once per SA.
+func (sa *ikeSA) peerMayHaveRestarted() {
+	if sa.state != ikeEstablished {
+		return
+	}
+	for _, ch := range sa.children {
+		if ch.state == childInstalled && ch.cfg.DPDAction == config.DPDRestart {
+			sa.reauthenticate("the peer answered INVALID_IKE_SPI: it may have lost the IKE SA")
+			return
+		}
+	}
+}

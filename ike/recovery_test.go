@@ -470,3 +470,42 @@ func TestDownTimeout(t *testing.T) {
 	}, a, b)
 	assert.Contains(t, b.logText(), "INITIAL_CONTACT: removed the peer's other IKE SAs")
 }
+
+// TestPeerRestartHint: b restarts and forgets its SAs. a's next liveness
+// check is answered INVALID_IKE_SPI; with dpd_action = restart a makes a
+// new IKE SA with the child at once (make before break), instead of
+// waiting for its retransmissions to give up, and the old one ends with
+// them later without a second restart.
+func TestPeerRestartHint(t *testing.T) {
+	noLeaks(t)
+	clk := clock.NewFake(epoch)
+	sa, sb := pairSides(t)
+	sa.extraConn = "dpd_delay = 10s"
+	sa.extraChild = "dpd_action = restart"
+	a := newPeer(t, "a", sa.config(t, "a"), withClock(clk))
+	b := newPeer(t, "b", sb.config(t, "b"), withClock(clk))
+	r := record(t, a)
+	establish(t, a, b, "a-net")
+	first := a.sas(t)[0]
+	require.NoError(t, b.e.Close())
+	b2 := newPeer(t, "b2", sb.config(t, "b"), withClock(clk))
+	stepUntil(t, clk, time.Second, 30*time.Second, "a's liveness check answered INVALID_IKE_SPI", func() bool {
+		return len(r.match("ike", "invalid-spi")) > 0
+	}, a, b2)
+	waitFor(t, "a new IKE SA with the child, before any retransmission gave up", 3*time.Second, func() bool {
+		for _, x := range a.sas(t) {
+			if x.SPIi != first.SPIi && x.State == "established" && len(x.Children) == 1 && x.Children[0].State == "installed" {
+				return true
+			}
+		}
+		return false
+	})
+	assert.Empty(t, r.match("ike", "dead"), "the old SA has not given up yet")
+	stepUntil(t, clk, time.Second, time.Minute, "the old IKE SA gone", func() bool {
+		_, _, ok := steady(t, a, b2)
+		return ok
+	}, a, b2)
+	time.Sleep(50 * time.Millisecond)
+	_, _, ok := steady(t, a, b2)
+	assert.True(t, ok, "one IKE SA and one child each side: no second restart")
+}
