@@ -414,7 +414,7 @@ type Endpoints struct {
 type Migration struct {
 	ReqID    uint32
 	Old, New Endpoints
-	Encap    *Encap     // the encapsulation after the move; nil for none
+	Encap    *Encap     // the encapsulation after the move, as on the outbound SA (local port, remote port; the inbound SA's are the other way round); nil for none
 	SAs      []SAID     // the SAs to move (their IDs use the Old addresses)
 	Policies []PolicyID // policies whose templates point at the Old addresses
 }

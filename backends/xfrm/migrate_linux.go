@@ -94,8 +94,11 @@ func (b *driver) migratePolicy(ctx context.Context, m kernelops.Migration, pid k
 		return kernelops.Invalid("", "", pid.String(), "Policies", "no template with reqid %d from %s to %s", m.ReqID, oldSrc, oldDst)
 	}
 	if b.k.Migrate {
+		// One encapsulation per message, for the SAs of the policy's
+		// direction: an in or fwd policy's are inbound ones.
+		encap := orientEncap(m.Encap, pid.Dir != kernelops.DirOut)
 		return b.do(ctx, pid.String(), func(mb *msgBuilder, seq uint32) error {
-			appendMigrate(mb, seq, pe.ID(), entries, m.Encap)
+			appendMigrate(mb, seq, pe.ID(), entries, encap)
 			return nil
 		}, nil)
 	}
@@ -144,11 +147,7 @@ func (b *driver) moveSA(ctx context.Context, m kernelops.Migration, id kernelops
 	}
 	sa := e.SA.Clone()
 	sa.ID = kernelops.MovedID(m, id)
-	sa.Encap = m.Encap
-	if m.Encap != nil {
-		enc := *m.Encap
-		sa.Encap = &enc
-	}
+	sa.Encap = orientEncap(m.Encap, id.Src == m.Old.Remote)
 	sa.Offload = kernelops.Offload{}
 	replay := ae.State.Replay
 	cur := lftCur{Bytes: ae.State.Bytes, Packets: ae.State.Packets,
@@ -162,4 +161,18 @@ func (b *driver) moveSA(ctx context.Context, m kernelops.Migration, id kernelops
 		return err
 	}
 	return nil
+}
+
+// orientEncap is a migration's encapsulation (kernelops.Migration.Encap:
+// as on the outbound SA) for an SA: a copy, its ports swapped for an
+// inbound one.
+func orientEncap(e *kernelops.Encap, inbound bool) *kernelops.Encap {
+	if e == nil {
+		return nil
+	}
+	x := *e
+	if inbound {
+		x.SrcPort, x.DstPort = x.DstPort, x.SrcPort
+	}
+	return &x
 }

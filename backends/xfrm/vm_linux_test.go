@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"reflect"
@@ -355,6 +356,39 @@ func TestMigrateEventAndState(t *testing.T) {
 	// Same keys and sequence numbers: the peer's replay window stays valid.
 	if string(e.Encryption.Key) != string(out.Encryption.Key) || e.Counters.Replay.OSeq != 3 || e.Encap == nil || *e.Encap != *encap {
 		t.Errorf("migrated SA lost state: oseq %d encap %+v", e.Counters.Replay.OSeq, e.Encap)
+	}
+}
+
+// TestMigrateEncap: a migration's encapsulation is given as on the
+// outbound SA; the inbound SA gets the ports the other way round, moved
+// by the kernel with its in policy (XFRM_MSG_MIGRATE) or in software
+// without one.
+func TestMigrateEncap(t *testing.T) {
+	p := newVMPair(t)
+	ctx := context.Background()
+	tp := p.tp
+	encap := &kernelops.Encap{SrcPort: 4500, DstPort: 4600} // local, remote
+	for i, withPolicy := range []bool{true, false} {
+		reqid := uint32(0x4b500032 + i)
+		in := gcmSA(tp.Remote, tp.Local, reqid)
+		in.Encap = &kernelops.Encap{SrcPort: 4500, DstPort: 4500}
+		must(t, "in SA", p.a.AddSA(ctx, in))
+		m := kernelops.Migration{ReqID: reqid, Old: kernelops.Endpoints{Local: tp.Local, Remote: tp.Remote},
+			New: kernelops.Endpoints{Local: tp.Local, Remote: ma(fmt.Sprintf("203.0.113.%d", 21+i))}, Encap: encap, SAs: []kernelops.SAID{in.ID}}
+		if withPolicy {
+			li, ri := netip.PrefixFrom(tp.LocalInner, 32), netip.PrefixFrom(tp.RemoteInner, 32)
+			pol := tunnelPolicy(kernelops.DirIn, ri, li, tp.Remote, tp.Local, reqid)
+			must(t, "in policy", p.a.AddPolicy(ctx, pol))
+			m.Policies = []kernelops.PolicyID{pol.ID()}
+		}
+		must(t, "migrate", p.a.Migrate(ctx, m))
+		nid := in.ID
+		nid.Src = m.New.Remote
+		e, err := p.a.GetSA(ctx, nid)
+		must(t, "migrated in SA", err)
+		if want := (kernelops.Encap{SrcPort: 4600, DstPort: 4500}); e.Encap == nil || *e.Encap != want {
+			t.Errorf("policy %v: inbound SA encap %+v after migrate, want %+v", withPolicy, e.Encap, want)
+		}
 	}
 }
 
