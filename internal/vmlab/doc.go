@@ -11,8 +11,9 @@
 //
 //  1. Prerequisites (Prepare): missing Debian packages are installed with
 //     apt-get (PackageGroups: qemu-system-x86, busybox-static, iproute2,
-//     iputils-ping and the strongSwan packages the IKE interop tests use;
-//     InstallPackages alone is `make deps`). The kernel package named
+//     iputils-ping, the strongSwan packages the IKE interop tests use,
+//     nftables and conntrack for their NAT; InstallPackages alone is
+//     `make deps`). The kernel package named
 //     by `apt-cache depends linux-image-amd64` is fetched with
 //     `apt-get download` and unpacked with `dpkg -x` into the cache
 //     (/var/cache/keyplane-lab by default), one directory per kernel

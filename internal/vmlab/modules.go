@@ -50,6 +50,10 @@ var Modules = []string{
 
 	// Links the tests build.
 	"veth", "dummy", "tun", "xfrm_interface", "ip_vti", "ip6_vti",
+
+	// A NAT between two namespaces (nft masquerade) and conntrack -F
+	// (ctnetlink), for the NAT-T interop tests.
+	"nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct", "nf_conntrack_netlink",
 }
 
 // modName normalizes a module name as the kernel does: '-' and '_' are the same.

@@ -41,6 +41,10 @@ var PackageGroups = []PackageGroup{
 		For:      "the VM lab: qemu (software emulation) and a static busybox for the initramfs",
 		Packages: []string{"qemu-system-x86", "busybox-static"},
 	},
+	{
+		For:      "a NAT between namespaces in the guest's NAT-T interop tests: nft masquerade, conntrack -F for a new mapping",
+		Packages: []string{"nftables", "conntrack"},
+	},
 }
 
 // KernelMetaPackage names the guest's kernel: the lab downloads the
