@@ -10,12 +10,19 @@
 // (§2.8.1, §2.8.2), INFORMATIONAL delete and liveness, retransmission
 // with exponential backoff, TEMPORARY_FAILURE and INVALID_IKE_SPI
 // answers (§2.25, §2.21.4), NAT detection with the float to the NAT-T
-// port and UDP-encapsulated ESP, in both roles.
+// port and UDP-encapsulated ESP, in both roles; NAT keepalives and
+// following a NAT rebinding; recovery after a dead peer, a peer's delete
+// or a failed initiation, make-before-break reauthentication, a hard
+// IKE SA lifetime, uniqueness and INITIAL_CONTACT, with swanctl's
+// settings.
 //
 // Its parts: the message window of each IKE SA (window.go), proposal and
 // child selection as pure functions (proposals.go, childselect.go),
 // errors that carry the notify (*NotifyError), rekey collisions
-// (collision.go), randomized lifetimes (lifetime.go).
+// (collision.go), randomized lifetimes (lifetime.go), recovery
+// (recovery.go: keyingtries, dpd_action, close_action, down_timeout),
+// reauthentication and over_time (reauth.go), uniqueness (unique.go),
+// keepalives (keepalive.go), following the peer (natmove.go).
 //
 // It drives the dataplane only through kernelops, found by facet on the
 // kernelops.Backend it is given, and never imports a backend: inbound SPIs

@@ -52,8 +52,10 @@ var Modules = []string{
 	"veth", "dummy", "tun", "xfrm_interface", "ip_vti", "ip6_vti",
 
 	// A NAT between two namespaces (nft masquerade) and conntrack -F
-	// (ctnetlink), for the NAT-T interop tests.
-	"nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct", "nf_conntrack_netlink",
+	// (ctnetlink), for the NAT-T interop tests. libcrc32c (nf_nat's)
+	// asks for the crc32c algorithm at load, by a softdep on an alias:
+	// crc32c_generic provides it.
+	"crc32c_generic", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct", "nf_conntrack_netlink",
 }
 
 // modName normalizes a module name as the kernel does: '-' and '_' are the same.
