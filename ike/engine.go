@@ -100,6 +100,8 @@ type Engine struct {
 	recoveryTraps map[string]bool
 	// keepalivesSent counts NAT keepalives (keepalive.go).
 	keepalivesSent int
+	// shuttingDown: Shutdown started; nothing is recovered.
+	shuttingDown bool
 }
 
 // initKey finds a responder's half-open SA from a retransmitted request.
@@ -241,6 +243,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 				if lifetimesChanged(old, nc) && sa.state == ikeEstablished {
 					sa.rekeyTimer.Stop()
 					sa.rekeyTimer = nil
+					sa.rec.reauthAt = time.Time{}
 					sa.armIKERekey()
 				}
 			}
@@ -316,6 +319,7 @@ func (e *Engine) sasOf(conn string) []*ikeSA {
 // answers until ctx ends), then closes the engine.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	_ = e.call(ctx, func() {
+		e.shuttingDown = true // no recovery from here on (recovery.go)
 		for _, sa := range e.sas {
 			sa.startDelete("shutdown")
 		}

@@ -230,7 +230,10 @@ func (sa *ikeSA) recoveryFor(why error) *recovery {
 
 // run applies r; the SA it came from is gone.
 func (r *recovery) run(e *Engine) {
-	if r == nil {
+	if r == nil || e.shuttingDown {
+		if r != nil && r.first != nil {
+			r.first.failf("engine shutting down")
+		}
 		return
 	}
 	switch r.kind {
@@ -353,7 +356,7 @@ func (e *Engine) trapForRecovery(c *config.Connection, ch *config.Child, setting
 // childClosed: the peer deleted ch (its IKE SA stays). Its close_action
 // applies unless a child of the same name is up or coming.
 func (e *Engine) childClosed(ch *childSA) {
-	if ch.ike == nil || ch.ike.conn == nil || ch.cfg.CloseAction == config.CloseNone {
+	if e.shuttingDown || ch.ike == nil || ch.ike.conn == nil || ch.cfg.CloseAction == config.CloseNone {
 		return
 	}
 	c := ch.ike.conn
