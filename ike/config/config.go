@@ -854,6 +854,9 @@ func (b *builder) connection(s *section) *Connection {
 	}
 	if !randSet {
 		c.RandTime = c.OverTime
+		if b.failed[fieldKey{b.conn, "", "over_time"}] {
+			b.failed[fieldKey{b.conn, "", "rand_time"}] = true
+		}
 	}
 	if len(c.LocalAddrs) > 0 {
 		c.LocalAddr = c.LocalAddrs[0]

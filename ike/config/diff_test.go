@@ -50,6 +50,14 @@ func TestCompare(t *testing.T) {
 	rt := parse(file("", conn("a", child("a1", "     rand_bytes = 1k\n")+child("a2", ""), "   rand_time = 1m\n"), conn("b", child("b1", "     rand_time = 0\n"), "")))
 	assert.Equal(t, Names{Connections: []string{"a"}, Children: []string{"a1", "b1"}}, Compare(old, rt).Changed)
 
+	// So are the recovery settings (issue 13).
+	rc := parse(file("  keep_alive = 5s\n  down_timeout = 1m\n",
+		conn("a", child("a1", "     dpd_action = restart\n")+child("a2", "     close_action = trap\n"), "   reauth_time = 2h\n   keyingtries = 0\n"),
+		conn("b", child("b1", ""), "   unique = replace\n   over_time = 5m\n")))
+	rd := Compare(old, rc)
+	assert.Equal(t, Names{Connections: []string{"a", "b"}, Children: []string{"a1", "a2"}}, rd.Changed)
+	assert.Equal(t, []string{"daemon.down_timeout", "daemon.keep_alive"}, rd.Settings)
+
 	bk := parse("backend {\n name = xfrm\n params {\n  netns = x\n }\n cleanup = none\n}\n")
 	assert.Equal(t, []string{"backend.name", "backend.params", "backend.cleanup"}, Compare(parse(""), bk).Settings)
 }

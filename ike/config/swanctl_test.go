@@ -61,3 +61,50 @@ func TestImportRandSettings(t *testing.T) {
 	// Defaults that agree with swanctl's are left to the parser.
 	assert.Equal(t, 6*time.Minute, b.Children[0].RandTime)
 }
+
+// swanctl's recovery settings are keyplane's too: copied as written,
+// values keyplane does not take left as comments.
+func TestImportRecoverySettings(t *testing.T) {
+	src := `connections {
+    a {
+        local_addrs = 192.0.2.1
+        remote_addrs = 192.0.2.2
+        reauth_time = 3h
+        over_time = 10m
+        keyingtries = 0
+        unique = replace
+        children {
+            a1 {
+                dpd_action = restart
+                close_action = trap
+            }
+            a2 {
+                dpd_action = hold
+                close_action = start
+            }
+        }
+    }
+}
+`
+	im, err := ImportSwanctl("swanctl.conf", []byte(src))
+	require.NoError(t, err)
+	var skipped []string
+	for _, s := range im.Skipped {
+		skipped = append(skipped, s.Setting)
+	}
+	assert.Equal(t, []string{"connections.a.children.a2.dpd_action"}, skipped)
+	assert.Empty(t, im.Errors)
+	cfg, err := Parse("kp.conf", []byte(im.Text), Options{ReadFile: func(string) ([]byte, error) { return []byte("a stand-in key of thirty-two bytes"), nil }})
+	require.NoError(t, err, im.Text)
+	a := cfg.Connection("a")
+	assert.Equal(t, 3*time.Hour, a.ReauthTime)
+	assert.Equal(t, time.Duration(0), a.RekeyTime, "rekey_time: 0 with reauth_time, as in swanctl")
+	assert.Equal(t, 10*time.Minute, a.OverTime)
+	assert.Equal(t, 10*time.Minute, a.RandTime, "rand_time: over_time")
+	assert.Equal(t, 0, a.KeyingTries)
+	assert.Equal(t, UniqueReplace, a.Unique)
+	assert.Equal(t, DPDRestart, a.Children[0].DPDAction)
+	assert.Equal(t, CloseTrap, a.Children[0].CloseAction)
+	assert.Equal(t, DPDClear, a.Children[1].DPDAction)
+	assert.Equal(t, CloseStart, a.Children[1].CloseAction)
+}

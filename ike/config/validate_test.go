@@ -289,6 +289,26 @@ func TestValidateMatchesTheParser(t *testing.T) {
 				c.Connections[0].RemoteAddr = netip.Addr{}
 				c.Connections[0].Children[0].StartAction = StartStart
 			}, "start_action", "start needs a remote address (remote_addrs is %any)"},
+		{"dpd restart needs a peer", "dpd_action = restart", "child",
+			func(c *Config) {
+				c.Connections[0].RemoteAddr = netip.Addr{}
+				c.Connections[0].Children[0].DPDAction = DPDRestart
+			}, "dpd_action", "restart needs a remote address (remote_addrs is %any)"},
+		{"close start needs a peer", "close_action = start", "child",
+			func(c *Config) {
+				c.Connections[0].RemoteAddr = netip.Addr{}
+				c.Connections[0].Children[0].CloseAction = CloseStart
+			}, "close_action", "start needs a remote address (remote_addrs is %any)"},
+		{"negative down timeout", "down_timeout = -1m", "daemon",
+			func(c *Config) { c.Daemon.DownTimeout = -time.Minute }, "daemon.down_timeout", wantDuration},
+		{"negative keep_alive", "keep_alive = -1m", "daemon",
+			func(c *Config) { c.Daemon.KeepAlive = -time.Minute }, "daemon.keep_alive", wantDuration},
+		{"negative reauth time", "reauth_time = -1m", "conn",
+			func(c *Config) { c.Connections[0].ReauthTime = -time.Minute }, "reauth_time", wantDuration},
+		{"negative over time", "over_time = -1m", "conn",
+			func(c *Config) { c.Connections[0].OverTime = -time.Minute }, "over_time", wantDuration},
+		{"keyingtries", "keyingtries = 2000000", "conn",
+			func(c *Config) { c.Connections[0].KeyingTries = 2000000 }, "keyingtries", wantWhole(0, maxKeyingTries)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -309,7 +329,7 @@ func TestValidateMatchesTheParser(t *testing.T) {
 			case "child":
 				child = tc.setting
 			}
-			if tc.name == "start needs a peer" {
+			if strings.HasSuffix(tc.name, "needs a peer") {
 				conn = "# remote_addrs = %any"
 			}
 			remote := "remote_addrs = 198.51.100.7"
