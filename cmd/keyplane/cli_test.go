@@ -246,14 +246,15 @@ func TestConfigImport(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	for _, want := range []string{"name = xfrm", "site-b {", "remote_addrs = 198.51.100.7, 198.51.100.8", "version = 2",
 		"proposals = aes256-sha256-modp2048\n", "fragmentation = accept", "psk_file = site-b.psk", "id = gw-a.example.org", "start_action = trap",
-		"esp_proposals = aes128gcm16\n", "# not converted: updown = /usr/local/libexec/ipsec/_updown iptables (updown scripts are not run by keyplane yet)",
+		"esp_proposals = aes128gcm16\n", "dpd_action = restart\n", "# not converted: updown = /usr/local/libexec/ipsec/_updown iptables (updown scripts are not run by keyplane yet)",
 		"# not converted: mobike = no (MOBIKE is not implemented)", "# not converted: auth = pubkey"} {
 		assert.Contains(t, out, want)
 	}
+	assert.NotContains(t, errs, "dpd_action", "swanctl's dpd_action is keyplane's")
 	assert.NotContains(t, out, "not copied", "secrets are never copied")
 	assert.NotContains(t, errs, "not copied")
 	for _, want := range []string{"converted 2 connections, 2 children", "road : base: templates are not followed",
-		"connections.site-b.children.lan.dpd_action", "connections.site-b.proposals: default: strongSwan's default proposals differ",
+		"connections.site-b.proposals: default: strongSwan's default proposals differ",
 		"esp_proposals: aes256-sha256-foo", "include conf.d/*.conf: includes are not followed", "pools: no keyplane counterpart",
 		"secrets.eap-x: only IKE pre-shared keys", "connections.road.remote_addrs: keyplane takes IP addresses",
 		"connection site-b: write its pre-shared key to site-b.psk", "its key is the secret of secrets.ike-b",
