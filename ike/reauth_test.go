@@ -20,7 +20,7 @@ import (
 // until stopped, each packet out through the sender's model and, on the
 // SA it took, in through the receiver's: the way a real network joins
 // two kernels. It records, per direction, each packet's fate in order.
-type traffic struct {
+type flow struct {
 	stop chan struct{}
 	done chan struct{}
 	mu   sync.Mutex
@@ -30,8 +30,8 @@ type traffic struct {
 	n     atomic.Int64
 }
 
-func startTraffic(t *testing.T, a, b *peer) *traffic {
-	tr := &traffic{stop: make(chan struct{}), done: make(chan struct{})}
+func startTraffic(t *testing.T, a, b *peer) *flow {
+	tr := &flow{stop: make(chan struct{}), done: make(chan struct{})}
 	ha, hb := netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.9")
 	one := func(from, to *peer, src, dst netip.Addr) (bool, string) {
 		out, err := from.b.Inject(t.Context(), nokernel.Packet{Src: src, Dst: dst, Proto: 17, Len: 100})
@@ -70,14 +70,14 @@ func startTraffic(t *testing.T, a, b *peer) *traffic {
 	return tr
 }
 
-func (tr *traffic) end() {
+func (tr *flow) end() {
 	close(tr.stop)
 	<-tr.done
 }
 
 // losses returns, per direction, the packets lost and the number of
 // separate runs of losses.
-func (tr *traffic) losses(dir int) (lost, runs int, reasons []string) {
+func (tr *flow) losses(dir int) (lost, runs int, reasons []string) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	prev := true
