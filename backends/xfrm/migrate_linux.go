@@ -3,6 +3,7 @@ package xfrm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 
 	"github.com/keyplane/keyplane/kernelops"
@@ -62,7 +63,10 @@ func (b *driver) Migrate(ctx context.Context, m kernelops.Migration) error {
 	}
 	// SAs the policies did not carry along.
 	for _, id := range m.SAs {
-		if _, err := b.GetSA(ctx, id); errors.Is(err, kernelops.ErrNotFound) {
+		// The kernel finds an SA by destination, SPI and protocol: an
+		// inbound SA MIGRATE moved to another source answers for the old
+		// id too.
+		if e, err := b.GetSA(ctx, id); errors.Is(err, kernelops.ErrNotFound) || (err == nil && e.ID.Src != id.Src) {
 			continue // moved by MIGRATE
 		} else if err != nil {
 			return err
@@ -152,9 +156,27 @@ func (b *driver) moveSA(ctx context.Context, m kernelops.Migration, id kernelops
 	replay := ae.State.Replay
 	cur := lftCur{Bytes: ae.State.Bytes, Packets: ae.State.Packets,
 		AddTime: unixSecs(ae.State.AddTime), UseTime: unixSecs(ae.State.UseTime)}
-	if err := b.do(ctx, sa.ID.String(), func(mb *msgBuilder, seq uint32) error {
-		return appendSA(mb, nl.XFRM_MSG_NEWSA, reqFlags, seq, sa, saOpts{SADir: b.k.saDir(), Replay: &replay, Cur: &cur})
-	}, nil); err != nil {
+	add := func(sa *kernelops.SA) error {
+		return b.do(ctx, sa.ID.String(), func(mb *msgBuilder, seq uint32) error {
+			return appendSA(mb, nl.XFRM_MSG_NEWSA, reqFlags, seq, sa, saOpts{SADir: b.k.saDir(), Replay: &replay, Cur: &cur})
+		}, nil)
+	}
+	if sa.ID.Dst == id.Dst {
+		// Same destination, SPI and protocol: the kernel's key, so the
+		// new SA cannot sit beside the old one. Delete first, and put the
+		// old one back if the new one is refused.
+		if err := b.DeleteSA(ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
+			return err
+		}
+		if err := add(sa); err != nil {
+			if rerr := add(&e.SA); rerr != nil {
+				return errors.Join(err, fmt.Errorf("restoring %s: %w", id, rerr))
+			}
+			return err
+		}
+		return nil
+	}
+	if err := add(sa); err != nil {
 		return err
 	}
 	if err := b.DeleteSA(ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
