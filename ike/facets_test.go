@@ -18,7 +18,6 @@ var facetsPending = map[string]string{
 	"Syncer":         "the HA issue: replay and lifetime state for a standby (xfrm_sync)",
 	"Batcher":        "the scale issue: many children installed at once in batches",
 	"UsageReader":    "the scale issue: status listings from one bulk usage read",
-	"Migrator":       "issue 16, not done yet: MOBIKE (RFC 4555) moving SAs to a new address",
 	"AddrManager":    "issue 16, not done yet: virtual IPs (configuration payload; the codec is in ike/message) installed by reference count",
 	"XfrmInterfaces": "issue 16, not done yet: route-based tunnels (if_id_in/out, an XFRM interface per if_id)",
 }
