@@ -111,14 +111,16 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 		}
 		log.Info("serving metrics", "addr", ms.Addr().String(), "paths", "/metrics /debug/pprof/")
 	}
+	// SIGHUP is caught before READY: a reload asked for right after it
+	// must not meet SIGHUP's default action (exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log.Info("keyplane daemon running", "config", *file, "backend", b.Name(), "control", path, "pid", os.Getpid())
 	if err := d.notify.Notify(sdnotify.Ready, "STATUS=serving on "+path); err != nil {
 		log.Warn("cannot notify systemd", "err", err)
 	}
 	go d.watchdog(dctx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
