@@ -71,7 +71,8 @@ type Engine struct {
 	nextReqID  uint32
 	policies   map[kernelops.PolicyID]*polRef
 	traps      map[string][]kernelops.PolicyID // child name -> trap policies
-	cookieKey  [32]byte
+	adm        admission                       // half-open limits, COOKIEs, pre-authentication log, datagram intake
+	reloaded   *ReloadResult                   // what the apply in progress closed (reload.go)
 	kernelSub  kernelops.Subscription
 	handshakes []time.Duration // IKE_SA_INIT sent -> first child installed, initiator side
 
@@ -102,12 +103,6 @@ type Engine struct {
 	keepalivesSent int
 	// shuttingDown: Shutdown started; nothing is recovered.
 	shuttingDown bool
-}
-
-// initKey finds a responder's half-open SA from a retransmitted request.
-type initKey struct {
-	spii   uint64
-	remote netip.AddrPort
 }
 
 // New starts an engine: it opens the IKE sockets of every connection,
@@ -157,7 +152,6 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		return nil, err
 	}
 	e.caps = o.Backend.Capabilities()
-	rand.Read(e.cookieKey[:])
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	go e.loop()
 
@@ -215,6 +209,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 		e.cfg = old
 		return err
 	}
+	e.reconfigured(old, cfg)
 	if old != nil {
 		for _, oc := range old.Connections {
 			nc := cfg.Connection(oc.Name)
@@ -293,15 +288,10 @@ func (e *Engine) reqidOf(ch *config.Child) uint32 {
 	return r
 }
 
-// Reload replaces the configuration (see apply).
+// Reload replaces the configuration (see apply, and Reconfigure, which
+// also tells which IKE SAs it closed).
 func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
-	var err error
-	if cerr := e.call(ctx, func() { err = e.apply(ctx, cfg) }); cerr != nil {
-		return cerr
-	}
-	if err == nil {
-		e.log.Info("configuration reloaded", "file", cfg.File, "connections", len(cfg.Connections))
-	}
+	_, err := e.Reconfigure(ctx, cfg)
 	return err
 }
 

@@ -309,7 +309,6 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		return
 	}
 	sa.halfOpenTimer.Stop()
-	delete(sa.e.initIndex, initKey{sa.spii, remote})
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idText(idi))
 	ps := mine

@@ -1,11 +1,11 @@
 package ike
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 
 	"github.com/keyplane/keyplane/ike/config"
@@ -228,16 +228,14 @@ func (e *Engine) answerPlain(s *sock, req *message.Message, spir uint64, local, 
 
 // handleInitRequest is the responder's side of IKE_SA_INIT.
 func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote netip.AddrPort) {
-	if sa := e.initIndex[initKey{m.SPIi, remote}]; sa != nil {
-		if bytes.Equal(m.Raw(), sa.initReq) && sa.initResp != nil {
-			e.sendTo(s, local, remote, sa.initResp)
-		}
+	if e.initSentAgain(s, m, local, remote) {
 		return
 	}
 	log := e.log.With("spii", fmt.Sprintf("%016x", m.SPIi), "remote", remote)
+	from := remote.Addr()
 	cands := e.candidates(s, local, remote)
 	if len(cands) == 0 {
-		log.Warn("IKE_SA_INIT: no connection for these addresses; answering NO_PROPOSAL_CHOSEN", "local", local)
+		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: no connection for these addresses; answering NO_PROPOSAL_CHOSEN", "local", local)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
@@ -248,38 +246,32 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		log.Debug("IKE_SA_INIT request lacks SA, KE or Nonce; dropped", "msg", m.String())
 		return
 	}
-	if th := e.cfg.Daemon.CookieThreshold; th > 0 && e.halfOpen() >= th {
-		c := m.Notify(message.COOKIE)
-		if c == nil || !e.cookieValid(c.Data, nonce.Data, remote.Addr(), m.SPIi) {
-			log.Info("half-open IKE SAs at the threshold: demanding a COOKIE", "half-open", e.halfOpen(), "threshold", th)
-			e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.COOKIE,
-				Data: e.makeCookie(nonce.Data, remote.Addr(), m.SPIi)})
-			return
-		}
+	if !e.admitInit(s, m, nonce.Data, local, remote) {
+		return
 	}
 	conn := cands[0]
 	chosen, ok, why := choose(conn.Proposals, peerIKEProposals(m, sap))
 	if !ok {
-		log.Warn("IKE_SA_INIT: answering NO_PROPOSAL_CHOSEN", "connection", conn.Name, "reason", why)
+		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: answering NO_PROPOSAL_CHOSEN", "connection", conn.Name, "reason", why)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
 	group := adoptKEGroup(&chosen, sap, conn.Proposals, ke.Group)
 	if ke.Group != group {
-		log.Info("IKE_SA_INIT: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
+		e.preLog(log, from, slog.LevelInfo, "IKE_SA_INIT: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_KE_PAYLOAD,
 			Data: binary.BigEndian.AppendUint16(nil, uint16(group))})
 		return
 	}
 	suite, err := ikecrypto.IKESuiteFromProposal(&chosen)
 	if err != nil {
-		log.Warn("IKE_SA_INIT: chosen proposal unusable", "err", err)
+		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: chosen proposal unusable", "err", err)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
 	pub, gir, err := ikecrypto.Respond(group, ke.Data)
 	if err != nil {
-		log.Warn("IKE_SA_INIT: invalid KE payload; answering INVALID_SYNTAX", "err", err)
+		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: invalid KE payload; answering INVALID_SYNTAX", "err", err)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
@@ -306,10 +298,9 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	sa.initResp = e.answerPlain(s, m, sa.spir, local, remote, ps...)
 	sa.w.peerNext = 1
 	e.sas[sa.spir] = sa
-	e.initIndex[initKey{sa.spii, remote}] = sa
 	sa.setState(ikeHalfOpen, "")
 	e.placeSA(sa)
-	sa.log.Info("IKE_SA_INIT answered", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	e.preLog(sa.log, from, slog.LevelInfo, "IKE_SA_INIT answered", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	sa.halfOpenTimer = e.after(e.cfg.Daemon.HalfOpenTimeout, func() {
 		if sa.state == ikeHalfOpen {
 			sa.destroy("half-open: no IKE_AUTH within the timeout")

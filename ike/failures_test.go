@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,6 +133,10 @@ func TestInvalidKERetry(t *testing.T) {
 	}
 }
 
+// halfOpenSPI makes each halfOpenInit another initiator (the same SPIi
+// from the same address is the same request sent again).
+var halfOpenSPI atomic.Uint64
+
 // halfOpenInit sends one IKE_SA_INIT request from a throwaway socket
 // and reads the answer: a half-open SA at the responder.
 func halfOpenInit(t *testing.T, to uint16) *message.Message {
@@ -143,7 +148,7 @@ func halfOpenInit(t *testing.T, to uint16) *message.Message {
 	defer c.Close()
 	ke := make([]byte, 32)
 	ke[0] = 9 // the X25519 base point: a valid public value
-	m := &message.Message{Header: message.Header{SPIi: 0x1122334455667788, Exchange: message.IKE_SA_INIT, Initiator: true},
+	m := &message.Message{Header: message.Header{SPIi: 0x1122334455667788 + halfOpenSPI.Add(1), Exchange: message.IKE_SA_INIT, Initiator: true},
 		Payloads: []message.Payload{
 			&message.SA{Proposals: []message.Proposal{{Num: 1, Protocol: message.ProtocolIKE, Transforms: []message.Transform{
 				message.EncrTransform(message.EncrAESGCM16, 128), message.PRFTransform(message.PRFHMACSHA2256), message.KETransform(message.DHCurve25519)}}}},

@@ -128,6 +128,8 @@ type ikeSA struct {
 
 	// rec: recovery, reauthentication, keepalives (recovery.go).
 	rec recoveryState
+	// ho: counted as half-open (halfopen.go).
+	ho halfOpenEntry
 }
 
 // stateText is the state, and whether it is a replacement not settled
@@ -181,6 +183,8 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 	if sa.state == s {
 		return
 	}
+	from := sa.state
+	sa.e.halfOpenMoved(sa, s)
 	sa.state = s
 	sa.setLogger()
 	args := []any{"state", s.String(), "local", sa.local, "remote", sa.remote}
@@ -191,7 +195,7 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 	if s == ikeDead && !normalEnd(reason) {
 		lvl = slog.LevelWarn
 	}
-	sa.log.Log(sa.e.ctx, lvl, "IKE SA "+s.String(), args...)
+	sa.logStateChange(from, s, lvl, "IKE SA "+s.String(), args...)
 	sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: s.String(), Reason: reason, SPIs: sa.spis()})
 }
 
@@ -229,12 +233,6 @@ func (sa *ikeSA) destroyErr(why error) {
 		sa.endIKERekey(rk, nil)
 	}
 	delete(sa.e.sas, sa.localSPI())
-	if !sa.initiator {
-		k := initKey{sa.spii, sa.remote}
-		if sa.e.initIndex[k] == sa {
-			delete(sa.e.initIndex, k)
-		}
-	}
 	if sa.keys != nil {
 		sa.keys.Zero()
 	}

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -69,7 +70,7 @@ func (e *Engine) unknownSPI(s *sock, m *message.Message, local, remote netip.Add
 		e.log.Debug("unknown IKE SA: INVALID_IKE_SPI answers over their rate; not answering", "from", remote, "msg", m.String())
 		return
 	}
-	e.log.Info("request for an unknown IKE SA: answering INVALID_IKE_SPI", "from", remote, "msg", m.String())
+	e.preLog(e.log, remote.Addr(), slog.LevelInfo, "request for an unknown IKE SA: answering INVALID_IKE_SPI", "port", remote.Port(), "msg", m.String())
 	a := &message.Message{Header: message.Header{SPIi: h.SPIi, SPIr: h.SPIr, Exchange: h.Exchange,
 		Initiator: !h.Initiator, Response: true, MessageID: h.MessageID},
 		Payloads: []message.Payload{&message.Notify{NotifyType: message.INVALID_IKE_SPI}}}

@@ -111,11 +111,14 @@ func (e *Engine) read(s *sock) {
 			}
 			continue
 		}
+		if !e.admitDatagram(n, remote) {
+			continue
+		}
 		data := append([]byte(nil), buf[:n]...)
 		if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
 			local = netip.AddrPortFrom(s.bound.Addr(), s.bound.Port())
 		}
-		e.post(func() { e.handleDatagram(s, data, local, remote) })
+		e.post(func() { e.releaseDatagram(n); e.handleDatagram(s, data, local, remote) })
 	}
 }
 

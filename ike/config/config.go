@@ -52,9 +52,21 @@ type Daemon struct {
 	RetransmitTimeout time.Duration
 	RetransmitBase    float64
 	RetransmitTries   int
-	// CookieThreshold is the number of half-open IKE SAs from which a
-	// responder demands a COOKIE (RFC 7296 §2.6); 0 never.
-	CookieThreshold int
+	// Half-open IKE SAs (a responder's, IKE_SA_INIT answered, no
+	// IKE_AUTH yet), strongSwan's names and defaults: from
+	// CookieThreshold of them in total, or CookieThresholdIP from one
+	// source address, IKE_SA_INIT requests must carry a COOKIE (RFC 7296
+	// §2.6); from BlockThreshold from one address, or InitLimitHalfOpen
+	// in total, they are dropped. 0 turns a limit off. An IPv6 source
+	// counts by its /64.
+	CookieThreshold   int
+	CookieThresholdIP int
+	BlockThreshold    int
+	InitLimitHalfOpen int
+	// MaxPacket: IKE datagrams larger than this are dropped unread
+	// (charon.max_packet); it also bounds the IKE_SA_INIT request a
+	// half-open SA keeps for its AUTH computation.
+	MaxPacket int
 	// HalfOpenTimeout removes a responder IKE SA that never completes
 	// IKE_AUTH.
 	HalfOpenTimeout time.Duration
@@ -568,7 +580,8 @@ func (b *builder) build(root *section) *Config {
 
 func (b *builder) daemon(s *section, d *Daemon) {
 	b.known(s, []string{"control", "log_level", "log_format", "metrics", "retransmit_timeout", "retransmit_base",
-		"retransmit_tries", "cookie_threshold", "half_open_timeout", "revive_rate", "revive_burst",
+		"retransmit_tries", "cookie_threshold", "cookie_threshold_ip", "block_threshold", "init_limit_half_open",
+		"max_packet", "half_open_timeout", "revive_rate", "revive_burst",
 		"down_queue_limit", "down_queue_max_age", "fragment_size", "down_timeout", "keep_alive"}, nil)
 	for _, kv := range s.settings {
 		field := "daemon." + kv.key
@@ -605,6 +618,14 @@ func (b *builder) daemon(s *section, d *Daemon) {
 			d.RetransmitTries = int(b.uint(kv, field, 0, maxRetransmitTries))
 		case "cookie_threshold":
 			d.CookieThreshold = int(b.uint(kv, field, 0, maxCookieThreshold))
+		case "cookie_threshold_ip":
+			d.CookieThresholdIP = int(b.uint(kv, field, 0, maxCookieThreshold))
+		case "block_threshold":
+			d.BlockThreshold = int(b.uint(kv, field, 0, maxCookieThreshold))
+		case "init_limit_half_open":
+			d.InitLimitHalfOpen = int(b.uint(kv, field, 0, maxCookieThreshold))
+		case "max_packet":
+			d.MaxPacket = int(b.uint(kv, field, minMaxPacket, maxMaxPacket))
 		case "revive_rate":
 			f, err := strconv.ParseFloat(kv.value, 64)
 			if err != nil || !(f >= minReviveRate && f <= maxReviveRate) {

@@ -15,7 +15,6 @@ const (
 	DefaultRetransmitTimeout = 4 * time.Second
 	DefaultRetransmitBase    = 1.8
 	DefaultRetransmitTries   = 5
-	DefaultCookieThreshold   = 10
 	DefaultHalfOpenTimeout   = 30 * time.Second
 	DefaultBackend           = "nokernel"
 	DefaultIKEProposals      = "aes128gcm16-prfsha256-x25519, aes256-sha256-ecp256"
@@ -27,6 +26,17 @@ const (
 	DefaultKeyingTries       = 1
 )
 
+// Defaults of the half-open limits (see Daemon): strongSwan's, but for
+// InitLimitHalfOpen (charon's 0 is no limit; strongswan.conf(5)
+// suggests 1000 for a responder that makes 100 IKE SAs a second).
+const (
+	DefaultCookieThreshold   = 30
+	DefaultCookieThresholdIP = 3
+	DefaultBlockThreshold    = 5
+	DefaultInitLimitHalfOpen = 1000
+	DefaultMaxPacket         = 10000
+)
+
 // Defaults returns a configuration with the daemon's and the backend's
 // defaults and no connections.
 func Defaults() *Config {
@@ -35,6 +45,8 @@ func Defaults() *Config {
 			Control: DefaultControl, LogLevel: slog.LevelInfo,
 			RetransmitTimeout: DefaultRetransmitTimeout, RetransmitBase: DefaultRetransmitBase,
 			RetransmitTries: DefaultRetransmitTries, CookieThreshold: DefaultCookieThreshold,
+			CookieThresholdIP: DefaultCookieThresholdIP, BlockThreshold: DefaultBlockThreshold,
+			InitLimitHalfOpen: DefaultInitLimitHalfOpen, MaxPacket: DefaultMaxPacket,
 			HalfOpenTimeout: DefaultHalfOpenTimeout,
 			ReviveRate:      DefaultReviveRate, ReviveBurst: DefaultReviveBurst,
 			DownQueueLimit: DefaultDownQueueLimit, DownQueueMaxAge: DefaultDownQueueMaxAge,

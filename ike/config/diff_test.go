@@ -58,6 +58,12 @@ func TestCompare(t *testing.T) {
 	assert.Equal(t, Names{Connections: []string{"a", "b"}, Children: []string{"a1", "a2"}}, rd.Changed)
 	assert.Equal(t, []string{"daemon.down_timeout", "daemon.keep_alive"}, rd.Settings)
 
+	// The half-open limits too.
+	ho := parse(file("  cookie_threshold = 1\n  cookie_threshold_ip = 0\n  block_threshold = 9\n  init_limit_half_open = 50\n  max_packet = 2000\n",
+		conn("a", child("a1", "")+child("a2", ""), ""), conn("b", child("b1", ""), "")))
+	assert.Equal(t, []string{"daemon.cookie_threshold", "daemon.cookie_threshold_ip", "daemon.block_threshold",
+		"daemon.init_limit_half_open", "daemon.max_packet"}, Compare(old, ho).Settings)
+
 	bk := parse("backend {\n name = xfrm\n params {\n  netns = x\n }\n cleanup = none\n}\n")
 	assert.Equal(t, []string{"backend.name", "backend.params", "backend.cleanup"}, Compare(parse(""), bk).Settings)
 }

@@ -14,7 +14,9 @@ const (
 	minRetransmitBase  = 1
 	maxRetransmitBase  = 10
 	maxRetransmitTries = 20
-	maxCookieThreshold = 1 << 20
+	maxCookieThreshold = 1 << 20 // also cookie_threshold_ip, block_threshold, init_limit_half_open
+	minMaxPacket       = 1280    // IPv6's minimum MTU: an IKE_SA_INIT fits
+	maxMaxPacket       = 65535
 	minReviveRate      = 0.01
 	maxReviveRate      = 1e6
 	maxReviveBurst     = 1 << 20
@@ -86,6 +88,21 @@ func (c *Config) validate(add func(line int, conn, child, field, msg string)) {
 	}
 	if d.CookieThreshold < 0 || d.CookieThreshold > maxCookieThreshold {
 		daemon("cookie_threshold", "%d: %s", d.CookieThreshold, wantWhole(0, maxCookieThreshold))
+	}
+	for _, l := range []struct {
+		field string
+		n     int
+	}{
+		{"cookie_threshold_ip", d.CookieThresholdIP},
+		{"block_threshold", d.BlockThreshold},
+		{"init_limit_half_open", d.InitLimitHalfOpen},
+	} {
+		if l.n < 0 || l.n > maxCookieThreshold {
+			daemon(l.field, "%d: %s", l.n, wantWhole(0, maxCookieThreshold))
+		}
+	}
+	if d.MaxPacket < minMaxPacket || d.MaxPacket > maxMaxPacket {
+		daemon("max_packet", "%d: %s", d.MaxPacket, wantWhole(minMaxPacket, maxMaxPacket))
 	}
 	if d.HalfOpenTimeout <= 0 {
 		// Zero would remove every half-open IKE SA at once.

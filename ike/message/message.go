@@ -76,13 +76,23 @@ func (m *Message) Notifies() []*Notify {
 	return out
 }
 
+// maxStringPayloads bounds String: a datagram can carry thousands of
+// tiny payloads, and String goes into log lines.
+const maxStringPayloads = 32
+
 // String summarizes the message the way IKE daemons log it, e.g.
 // "IKE_SA_INIT request #0 ... [ SA KE Nonce N(NAT_DETECTION_SOURCE_IP) ]".
+// Past maxStringPayloads payloads the rest are only counted, so the text
+// stays short whatever the message holds.
 func (m *Message) String() string {
 	var sb strings.Builder
 	sb.WriteString(m.Header.String())
 	sb.WriteString(" [")
-	for _, p := range m.Payloads {
+	for i, p := range m.Payloads {
+		if i == maxStringPayloads {
+			fmt.Fprintf(&sb, " ... %d more", len(m.Payloads)-i)
+			break
+		}
 		sb.WriteByte(' ')
 		if n, ok := p.(*Notify); ok {
 			fmt.Fprintf(&sb, "N(%v)", n.NotifyType)
