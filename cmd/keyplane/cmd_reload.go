@@ -18,9 +18,13 @@ cannot bind) or a backend change (backend.name, backend.params: they need a rest
 refused with exit status 1, and the running configuration stays as it was.
 An applied reload says what it added, removed and changed (connections and children), which
 start_action = start children it started, the settings that need a restart (kept as they
-are) and the file's warnings. Removed connections are torn down, new trap children trapped.
+are), the file's warnings, and each IKE SA it closed with why. Removed connections are torn
+down, new trap children trapped; an IKE SA whose authentication settings changed (pre-shared
+key, local.id, a remote.id its peer no longer matches) is closed, its start children
+initiated again.
 With -json the same as one object: {"added", "removed", "changed": {"connections",
-"children"}, "settings", "connections", "started", "warnings", "log_level", "log_level_from"}.`})
+"children"}, "settings", "connections", "started", "warnings", "closed": [{"name", "spis",
+"remote", "state", "reason"}], "log_level", "log_level_from"}.`})
 }
 
 func runReload(ctx context.Context, e *env, args []string) error {
@@ -67,6 +71,12 @@ func printReload(w io.Writer, r *control.ReloadReport) {
 	}
 	if len(r.Started) > 0 {
 		fmt.Fprintf(w, "started:  %s\n", strings.Join(r.Started, ", "))
+	}
+	if len(r.Closed) == 0 {
+		fmt.Fprintf(w, "closed:   -\n")
+	}
+	for _, c := range r.Closed {
+		fmt.Fprintf(w, "closed:   %s\n", c)
 	}
 	for _, x := range r.Warnings {
 		fmt.Fprintf(w, "warning:  %s\n", x)

@@ -115,6 +115,12 @@ func TestReloadReport(t *testing.T) {
 	assert.Equal(t, map[string]any{"connections": []any{"dead"}, "children": []any{"west-extra", "dead-net"}}, m["removed"])
 	assert.Equal(t, map[string]any{"connections": []any{}, "children": []any{}}, m["added"])
 	assert.Equal(t, []any{}, m["started"])
+	// The IKE SA "dead" still tries to set up goes with its connection.
+	if closed, ok := m["closed"].([]any); assert.True(t, ok, "closed: %v", m["closed"]) && assert.Len(t, closed, 1) {
+		c, _ := closed[0].(map[string]any)
+		assert.Equal(t, "dead", c["name"])
+		assert.Equal(t, "connection removed from the configuration", c["reason"])
+	}
 	assert.EqualValues(t, 1, m["connections"])
 	assert.Equal(t, "INFO", m["log_level"])
 

@@ -108,12 +108,17 @@ func (d *daemon) apply(ctx context.Context) (*control.ReloadReport, error) {
 				control.ErrRefused, s.setting, backendChange(d.started, nc))
 		}
 	}
-	if err := d.eng.Reload(ctx, nc); err != nil {
+	res, err := d.eng.Reconfigure(ctx, nc)
+	if err != nil {
 		nc.Wipe()
 		return nil, err
 	}
 	diff := config.Compare(d.cfg, nc)
-	r := &control.ReloadReport{Diff: diff, Connections: len(nc.Connections), Started: []string{}, Warnings: []string{}}
+	r := &control.ReloadReport{Diff: diff, Connections: len(nc.Connections), Started: []string{}, Warnings: []string{},
+		Closed: res.Closed}
+	if r.Closed == nil {
+		r.Closed = []ike.ClosedIKESA{}
+	}
 	for _, s := range restartOnly {
 		if !s.refuse && slices.Contains(startDiff.Settings, s.setting) {
 			w := s.setting + " changes need a restart; the running one is kept"
@@ -126,8 +131,9 @@ func (d *daemon) apply(ctx context.Context) (*control.ReloadReport, error) {
 	}
 	logWarnings(d.log, nc)
 	r.Started = d.startAdded(d.cfg, nc, diff)
-	// The old configuration's keys are not wiped here: SAs of removed or
-	// changed connections may still point at it until they are gone.
+	// The engine moved every SA still in use to nc, or closed it: no SA
+	// needs the old configuration's keys any more (ike.Reconfigure).
+	d.cfg.Wipe()
 	d.cfg = nc
 	d.level.Set(d.logLevel(nc))
 	d.logs.SetConnLevels(logging.ConnLevels(nc))

@@ -62,6 +62,10 @@ type ReloadReport struct {
 	// Warnings are the new file's warnings and the changes that need a
 	// restart to apply.
 	Warnings []string `json:"warnings"`
+	// Closed are the IKE SAs the reload closed because their
+	// authentication settings changed or their connection is gone
+	// (ike.Engine.Reconfigure).
+	Closed []ike.ClosedIKESA `json:"closed"`
 	// LogLevel is the level in effect, LogLevelFrom where it comes from
 	// (daemon.log_level or -log-level).
 	LogLevel     string `json:"log_level"`
