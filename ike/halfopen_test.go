@@ -1,14 +1,11 @@
 package ike
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/internal/ikeprobe"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
@@ -39,41 +37,12 @@ func newRawInit(t testing.TB, from string, to uint16) *rawInit {
 
 func (r *rawInit) port() uint16 { return uint16(r.c.LocalAddr().(*net.UDPAddr).Port) }
 
-// initRequest is an IKE_SA_INIT request as keyplane's default initiator
-// sends it (x25519), with a COOKIE first when cookie is not nil and
-// extra payloads at the end.
 func initRequest(spii uint64, nonce, cookie []byte, extra ...message.Payload) []byte {
-	ke := make([]byte, 32)
-	ke[0] = 9 // the X25519 base point: a valid public value
-	var ps []message.Payload
-	if cookie != nil {
-		ps = append(ps, &message.Notify{NotifyType: message.COOKIE, Data: cookie})
-	}
-	ps = append(ps,
-		&message.SA{Proposals: []message.Proposal{{Num: 1, Protocol: message.ProtocolIKE, Transforms: []message.Transform{
-			message.EncrTransform(message.EncrAESGCM16, 128), message.PRFTransform(message.PRFHMACSHA2256), message.KETransform(message.DHCurve25519)}}}},
-		&message.KE{Group: message.DHCurve25519, Data: ke},
-		&message.Nonce{Data: nonce})
-	ps = append(ps, extra...)
-	m := &message.Message{Header: message.Header{SPIi: spii, Exchange: message.IKE_SA_INIT, Initiator: true}, Payloads: ps}
-	b, err := m.Encode()
-	if err != nil {
-		panic(err)
-	}
-	return b
+	return ikeprobe.InitRequest(spii, nonce, cookie, extra...)
 }
 
-func randSPI() uint64 {
-	var b [8]byte
-	rand.Read(b[:])
-	return binary.BigEndian.Uint64(b[:]) | 1<<63
-}
-
-func randNonce() []byte {
-	n := make([]byte, 32)
-	rand.Read(n)
-	return n
-}
+func randSPI() uint64   { return ikeprobe.RandSPI() }
+func randNonce() []byte { return ikeprobe.RandNonce() }
 
 func (r *rawInit) send(b []byte) {
 	r.t.Helper()
@@ -112,73 +81,16 @@ func (r *rawInit) initEchoing(wait time.Duration, extra ...message.Payload) ([]b
 	return req, a
 }
 
-// floodResult counts the answers to a flood.
-type floodResult struct {
-	full, cookies int // IKE_SA_INIT answered in full; COOKIEs received (and echoed)
-}
-
-// flood sends n new IKE_SA_INIT requests from each of rs (each request
-// its own SPIi and nonce), paced so that loopback's socket buffers keep
-// up, echoes every COOKIE it is sent, and returns once no answer came
-// for quiet.
-func flood(t testing.TB, rs []*rawInit, n int, quiet time.Duration, extra ...message.Payload) floodResult {
+// flood sends n new IKE_SA_INIT requests from each of rs, echoing
+// COOKIEs (ikeprobe.Flood).
+func flood(t testing.TB, rs []*rawInit, n int, quiet time.Duration, extra ...message.Payload) ikeprobe.Result {
 	t.Helper()
-	var mu sync.Mutex
-	var res floodResult
-	nonces := make([]map[uint64][]byte, len(rs))
-	var wg sync.WaitGroup
-	sending := make(chan struct{})
-	for i, r := range rs {
-		nonces[i] = map[uint64][]byte{}
-		wg.Go(func() {
-			buf := make([]byte, 65536)
-			for {
-				r.c.SetReadDeadline(time.Now().Add(quiet))
-				k, _, err := r.c.ReadFromUDP(buf)
-				if err != nil {
-					select {
-					case <-sending:
-						return
-					default:
-						continue
-					}
-				}
-				m, err := message.Parse(buf[:k])
-				if err != nil {
-					t.Errorf("answer: %v", err)
-					return
-				}
-				mu.Lock()
-				switch c := m.Notify(message.COOKIE); {
-				case m.Find(message.PayloadSA) != nil:
-					res.full++
-				case c != nil:
-					res.cookies++
-					ni := nonces[i][m.SPIi]
-					mu.Unlock()
-					r.c.WriteToUDP(initRequest(m.SPIi, ni, c.Data, extra...), r.to)
-					continue
-				}
-				mu.Unlock()
-			}
-		})
+	var cs []*net.UDPConn
+	for _, r := range rs {
+		cs = append(cs, r.c)
 	}
-	for k := range n {
-		for i, r := range rs {
-			spii, ni := randSPI(), randNonce()
-			mu.Lock()
-			nonces[i][spii] = ni
-			mu.Unlock()
-			if _, err := r.c.WriteToUDP(initRequest(spii, ni, nil, extra...), r.to); err != nil {
-				t.Error(err)
-			}
-		}
-		if k%50 == 49 {
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-	close(sending)
-	wg.Wait()
+	res, err := ikeprobe.Flood(cs, rs[0].to, n, quiet, extra...)
+	require.NoError(t, err)
 	return res
 }
 
@@ -296,12 +208,12 @@ func TestHalfOpenFloodFromOneSource(t *testing.T) {
 	st, err := b.e.Admission(t.Context())
 	require.NoError(t, err)
 	t.Logf("flood: %+v; engine: %+v", res, st)
-	assert.Equal(t, config.DefaultBlockThreshold, res.full, "IKE_SA_INIT answered in full")
+	assert.Equal(t, config.DefaultBlockThreshold, res.Full, "IKE_SA_INIT answered in full")
 	assert.Equal(t, config.DefaultBlockThreshold, checkHalfOpenBooks(t, b))
 	assert.Equal(t, config.DefaultBlockThreshold, st.HalfOpen)
 	// From cookie_threshold_ip half-open SAs on, COOKIEs are demanded;
 	// from block_threshold on, requests are dropped unanswered.
-	assert.GreaterOrEqual(t, res.cookies, config.DefaultBlockThreshold-config.DefaultCookieThresholdIP, "COOKIEs demanded")
+	assert.GreaterOrEqual(t, res.Cookies, config.DefaultBlockThreshold-config.DefaultCookieThresholdIP, "COOKIEs demanded")
 	assert.Equal(t, 2000-config.DefaultBlockThreshold, st.Blocked+st.Behind, "dropped")
 	// A legitimate peer elsewhere is not held up: a's address differs.
 	sa.extraConn = ""
@@ -326,7 +238,7 @@ func TestHalfOpenTotalLimit(t *testing.T) {
 	for i := range 30 {
 		rs = append(rs, newRawInit(t, fmt.Sprintf("127.0.0.%d", 10+i), b.e.cfg.Connections[0].LocalPort))
 	}
-	answered := flood(t, rs, 1, 300*time.Millisecond).full
+	answered := flood(t, rs, 1, 300*time.Millisecond).Full
 	st, err := b.e.Admission(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, 10, answered)

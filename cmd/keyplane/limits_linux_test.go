@@ -38,11 +38,19 @@ type procDaemon struct {
 func startProcDaemon(t *testing.T) *procDaemon {
 	t.Helper()
 	dir := t.TempDir()
-	d := &procDaemon{sock: filepath.Join(dir, "kp.sock"), stderr: &syncBuffer{}, done: make(chan struct{})}
+	sock := filepath.Join(dir, "kp.sock")
 	conf := filepath.Join(dir, "kp.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("daemon {\n\tcontrol = %s\n}\n", d.sock)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("daemon {\n\tcontrol = %s\n}\n", sock)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return startProcDaemonConf(t, conf, sock)
+}
+
+// startProcDaemonConf runs the daemon on the configuration file conf,
+// whose control socket is sock.
+func startProcDaemonConf(t *testing.T, conf, sock string) *procDaemon {
+	t.Helper()
+	d := &procDaemon{sock: sock, stderr: &syncBuffer{}, done: make(chan struct{})}
 	bin, args := os.Args[0], []string{"daemon", "-c", conf}
 	if b := os.Getenv(envDaemonBinary); b != "" {
 		bin = b
