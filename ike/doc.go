@@ -22,7 +22,11 @@
 // (collision.go), randomized lifetimes (lifetime.go), recovery
 // (recovery.go: keyingtries, dpd_action, close_action, down_timeout),
 // reauthentication and over_time (reauth.go), uniqueness (unique.go),
-// keepalives (keepalive.go), following the peer (natmove.go).
+// keepalives (keepalive.go), following the peer (natmove.go); what anyone
+// can send before authenticating is bounded by the half-open limits
+// (halfopen.go, cookies.go), the datagram intake (ingress.go) and the
+// pre-authentication log (prelog.go); a reload closes the IKE SAs whose
+// authentication settings changed (reload.go).
 //
 // It drives the dataplane only through kernelops, found by facet on the
 // kernelops.Backend it is given, and never imports a backend: inbound SPIs
