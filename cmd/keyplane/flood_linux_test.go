@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyplane/keyplane/ike"
 	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/message"
 	"github.com/keyplane/keyplane/internal/ikeprobe"
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -195,4 +196,114 @@ func TestDaemonInitFlood(t *testing.T) {
 	assert.NotEmpty(t, hs)
 	assert.Less(t, lines, 20, "log lines about the flood")
 	require.NoError(t, d.stop(t))
+}
+
+// floodDaemon starts the real daemon as a responder with extra daemon
+// settings, and returns it with its IKE port.
+func floodDaemon(t *testing.T, daemonExtra string) (*procDaemon, int) {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "k.psk"), []byte(floodPSK), 0o600))
+	ports, err := freeUDPPorts(2)
+	require.NoError(t, err)
+	sock := filepath.Join(dir, "kp.sock")
+	conf := filepath.Join(dir, "kp.conf")
+	text := fmt.Sprintf(floodRespConf, sock, ports[0], ports[1])
+	text = strings.Replace(text, "\tlog_level = info\n", "\tlog_level = info\n"+daemonExtra, 1)
+	require.NoError(t, os.WriteFile(conf, []byte(text), 0o644))
+	return startProcDaemonConf(t, conf, sock), ports[0]
+}
+
+func (d *procDaemon) halfOpen(t *testing.T) int {
+	t.Helper()
+	r, err := d.do(10*time.Second, "ike-list")
+	require.NoError(t, err)
+	n := 0
+	for _, sa := range r.IKESAs {
+		if sa.State == "half-open" {
+			n++
+		}
+	}
+	return n
+}
+
+// exchange sends b from c to port and returns the answer (nil: none in
+// wait).
+func exchange(t *testing.T, c *net.UDPConn, port int, b []byte, wait time.Duration) *message.Message {
+	t.Helper()
+	_, err := c.WriteToUDP(b, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	require.NoError(t, err)
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 65536)
+	n, _, err := c.ReadFromUDP(buf)
+	if err != nil {
+		return nil
+	}
+	m, err := message.Parse(buf[:n])
+	require.NoError(t, err)
+	return m
+}
+
+func udpFrom(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// The probe "1,000 such INITs padded with 60 KB vendor IDs: +108 MB (the
+// whole INIT is kept)", against the real daemon with the per-source and
+// total limits off, so that only the size cap stands in the way.
+func TestDaemonPaddedInits(t *testing.T) {
+	d, port := floodDaemon(t, "\tblock_threshold = 0\n\tcookie_threshold_ip = 0\n\tcookie_threshold = 0\n\tinit_limit_half_open = 0\n")
+	before := d.rssKB(t)
+	c := udpFrom(t)
+	vid := &message.VendorID{Data: make([]byte, 60*1024)}
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	for i := range 1000 {
+		_, err := c.WriteToUDP(ikeprobe.InitRequest(ikeprobe.RandSPI(), ikeprobe.RandNonce(), nil, vid), to)
+		require.NoError(t, err)
+		if i%2 == 1 {
+			time.Sleep(500 * time.Microsecond) // loopback's socket buffer holds 3 of them
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	after := d.rssKB(t)
+	n := d.halfOpen(t)
+	t.Logf("1,000 IKE_SA_INIT requests of 61 KB: %d half-open SAs; RSS %.1f -> %.1f MB (%+.1f MB)",
+		n, float64(before)/1024, float64(after)/1024, float64(after-before)/1024)
+	assert.Zero(t, n, "half-open SAs from requests over max_packet")
+	assert.Less(t, after-before, 10<<10, "RSS growth, kB")
+	// Under max_packet a request is answered.
+	a := exchange(t, c, port, ikeprobe.InitRequest(ikeprobe.RandSPI(), ikeprobe.RandNonce(), nil, &message.VendorID{Data: make([]byte, 9000)}), 3*time.Second)
+	require.NotNil(t, a)
+	assert.NotNil(t, a.Find(message.PayloadSA))
+}
+
+// The probe "one captured INIT carrying a valid COOKIE, replayed from 50
+// other source ports: 50 new half-open SAs", against the real daemon.
+func TestDaemonCookieReplay(t *testing.T) {
+	d, port := floodDaemon(t, "\tcookie_threshold = 1\n")
+	// One half-open SA: from now on a COOKIE is needed.
+	a := exchange(t, udpFrom(t), port, ikeprobe.InitRequest(ikeprobe.RandSPI(), ikeprobe.RandNonce(), nil), 3*time.Second)
+	require.NotNil(t, a)
+	require.NotNil(t, a.Find(message.PayloadSA))
+	victim := udpFrom(t)
+	spii, ni := ikeprobe.RandSPI(), ikeprobe.RandNonce()
+	a = exchange(t, victim, port, ikeprobe.InitRequest(spii, ni, nil), 3*time.Second)
+	require.NotNil(t, a)
+	cookie := a.Notify(message.COOKIE)
+	require.NotNil(t, cookie, "a COOKIE is demanded")
+	captured := ikeprobe.InitRequest(spii, ni, cookie.Data)
+	a = exchange(t, victim, port, captured, 3*time.Second)
+	require.NotNil(t, a)
+	require.NotNil(t, a.Find(message.PayloadSA), "answered with its COOKIE")
+	require.Equal(t, 2, d.halfOpen(t))
+	for range 50 {
+		exchange(t, udpFrom(t), port, captured, 500*time.Millisecond)
+	}
+	n := d.halfOpen(t)
+	t.Logf("one request with a valid COOKIE replayed from 50 other ports: %d half-open SAs (2 before)", n)
+	assert.Equal(t, 2, n)
 }
