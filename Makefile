@@ -87,6 +87,8 @@ vet:
 host-test: deps
 	$(GO) test -race ./...
 	$(GO) test -race -tags vpp ./backends/vpp/... ./cmd/keyplane
+	# The daemon's memory under floods, without the race detector's shadow memory.
+	$(GO) test -count=1 -run '^TestDaemon(InitFlood|PaddedInits)$$' ./cmd/keyplane
 
 crossbuild:
 	@set -e; for os in $(CROSS_OS); do \

@@ -191,11 +191,23 @@ func TestDaemonInitFlood(t *testing.T) {
 		float64(before)/1024, float64(after)/1024, float64(after-before)/1024, len(hs), median.Round(time.Microsecond), worst.Round(time.Microsecond), len(failures), lines)
 	assert.Equal(t, n, res.Sent)
 	assert.Equal(t, config.DefaultBlockThreshold, halfOpen, "half-open SAs from the flooding address")
-	assert.Less(t, after-before, 10<<10, "RSS growth, kB")
+	checkRSSGrowth(t, after-before)
 	assert.Empty(t, failures, "the legitimate peer's handshakes")
 	assert.NotEmpty(t, hs)
 	assert.Less(t, lines, 20, "log lines about the flood")
 	require.NoError(t, d.stop(t))
+}
+
+// checkRSSGrowth holds the daemon's RSS growth to 10 MB. Under -race the
+// daemon (this test binary) carries the race detector's shadow memory, so
+// the bound is checked by the run without it (make host-test has one).
+func checkRSSGrowth(t *testing.T, kB int) {
+	t.Helper()
+	if raceEnabled {
+		t.Logf("RSS growth %d kB not checked against 10 MB under -race (shadow memory); make host-test checks it without -race", kB)
+		return
+	}
+	assert.Less(t, kB, 10<<10, "RSS growth, kB")
 }
 
 // floodDaemon starts the real daemon as a responder with extra daemon
@@ -274,7 +286,7 @@ func TestDaemonPaddedInits(t *testing.T) {
 	t.Logf("1,000 IKE_SA_INIT requests of 61 KB: %d half-open SAs; RSS %.1f -> %.1f MB (%+.1f MB)",
 		n, float64(before)/1024, float64(after)/1024, float64(after-before)/1024)
 	assert.Zero(t, n, "half-open SAs from requests over max_packet")
-	assert.Less(t, after-before, 10<<10, "RSS growth, kB")
+	checkRSSGrowth(t, after-before)
 	// Under max_packet a request is answered.
 	a := exchange(t, c, port, ikeprobe.InitRequest(ikeprobe.RandSPI(), ikeprobe.RandNonce(), nil, &message.VendorID{Data: make([]byte, 9000)}), 3*time.Second)
 	require.NotNil(t, a)
