@@ -73,8 +73,11 @@ func startProcDaemonConf(t *testing.T, conf, sock string) *procDaemon {
 			<-d.done
 		}
 	})
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := d.do(time.Second, "ike-list"); err == nil {
+	// ike-list is answered by the engine's loop, after whatever it has
+	// queued: a daemon starting 100 tunnels under -race in the emulated
+	// VM on a loaded host takes many seconds to get to it.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := d.do(5*time.Second, "ike-list"); err == nil {
 			return d
 		}
 		if time.Now().After(deadline) {
