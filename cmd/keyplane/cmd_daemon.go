@@ -144,7 +144,12 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	if cfg.Backend.Cleanup == config.CleanupOwned {
 		// The engine removed what it knew of; this catches the rest
 		// (an install whose reply was lost, a trap of a failed reload).
-		if cerr := cleanupOwned(sctx, b, log, "stop"); err == nil {
+		// It has time of its own: the peers' delete exchanges may have
+		// used all of sctx (100 tunnels on a slow host), and what stays
+		// in the kernel matters more than a peer told.
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer ccancel()
+		if cerr := cleanupOwned(cctx, b, log, "stop"); err == nil {
 			err = cerr
 		}
 	}
