@@ -24,6 +24,11 @@ func (e *Engine) checkFacets(cfg *config.Config) error {
 	}
 	for _, c := range cfg.Connections {
 		for _, ch := range c.Children {
+			if ch.IfIDIn != 0 || ch.IfIDOut != 0 {
+				if err := e.b.Capabilities().Require(e.b.Name(), "if_id", kernelops.CapIfID); err != nil {
+					errs = append(errs, fmt.Errorf("child %s: if_id_in = %d, if_id_out = %d: %w: %w", ch.Name, ch.IfIDIn, ch.IfIDOut, ErrFacetMissing, err))
+				}
+			}
 			if ch.HWOffload == kernelops.OffloadNone {
 				continue
 			}

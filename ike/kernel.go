@@ -84,7 +84,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 		return err
 	}
 	in := mk(ch.inID(), inEncr, inInteg, kernelops.DirIn, inEncap)
-	in.Offload = plan.off
+	in.Offload, in.IfID = plan.off, ch.cfg.IfIDIn
 	if err := e.sad.AddSA(e.ctx, in); err != nil {
 		return fmt.Errorf("add inbound SA %s: %w", in.ID, err)
 	}
@@ -92,7 +92,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 	undo = append(undo, func() { e.deleteSA(ch, in.ID) })
 	ch.sas = append(ch.sas, in.ID)
 	out := mk(ch.outID(), outEncr, outInteg, kernelops.DirOut, outEncap)
-	out.Offload = plan.off
+	out.Offload, out.IfID = plan.off, ch.cfg.IfIDOut
 	if err := e.sad.AddSA(e.ctx, out); err != nil {
 		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
 	}
@@ -104,7 +104,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 	if len(sels) == 0 {
 		return fmt.Errorf("no traffic selector pair the dataplane can express (%s <-> %s)", rangesString(ch.localTS), rangesString(ch.remoteTS))
 	}
-	for _, p := range childPolicies(ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels) {
+	for _, p := range childPolicies(ch.cfg, ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels) {
 		if err := e.addPolicyRef(p); err != nil {
 			return fmt.Errorf("add policy %s: %w", p.ID(), err)
 		}
@@ -116,7 +116,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 }
 
 // childPolicies are the out, in and (tunnel mode) fwd policies.
-func childPolicies(mode kernelops.Mode, reqid uint32, local, remote netip.Addr, sels []kernelops.Selector) []*kernelops.Policy {
+func childPolicies(cfg *config.Child, mode kernelops.Mode, reqid uint32, local, remote netip.Addr, sels []kernelops.Selector) []*kernelops.Policy {
 	tmpl := func(src, dst netip.Addr) []kernelops.Template {
 		t := kernelops.Template{Proto: kernelops.ProtoESP, Mode: mode, ReqID: reqid}
 		if mode == kernelops.ModeTunnel {
@@ -128,10 +128,10 @@ func childPolicies(mode kernelops.Mode, reqid uint32, local, remote netip.Addr, 
 	for _, s := range sels {
 		rev := kernelops.Selector{Src: s.Dst, Dst: s.Src, Proto: s.Proto, SrcPort: s.DstPort, DstPort: s.SrcPort}
 		out = append(out,
-			&kernelops.Policy{Selector: s, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec, Templates: tmpl(local, remote)},
-			&kernelops.Policy{Selector: rev, Dir: kernelops.DirIn, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local)})
+			&kernelops.Policy{Selector: s, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec, Templates: tmpl(local, remote), IfID: cfg.IfIDOut},
+			&kernelops.Policy{Selector: rev, Dir: kernelops.DirIn, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local), IfID: cfg.IfIDIn})
 		if mode == kernelops.ModeTunnel {
-			out = append(out, &kernelops.Policy{Selector: rev, Dir: kernelops.DirFwd, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local)})
+			out = append(out, &kernelops.Policy{Selector: rev, Dir: kernelops.DirFwd, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local), IfID: cfg.IfIDIn})
 		}
 	}
 	return out
@@ -220,7 +220,7 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 	reqid := e.reqidOf(ch)
 	sels := selectors(configRanges(ch.LocalTS, c.LocalAddr), configRanges(ch.RemoteTS, c.RemoteAddr))
 	var ids []kernelops.PolicyID
-	for _, p := range childPolicies(ch.Mode, reqid, c.LocalAddr, c.RemoteAddr, sels) {
+	for _, p := range childPolicies(ch, ch.Mode, reqid, c.LocalAddr, c.RemoteAddr, sels) {
 		if p.Dir != kernelops.DirOut {
 			continue
 		}

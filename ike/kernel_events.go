@@ -154,7 +154,7 @@ func (e *Engine) resync() {
 func (e *Engine) policyFor(id kernelops.PolicyID) *kernelops.Policy {
 	for _, sa := range e.sas {
 		for _, ch := range sa.children {
-			for _, p := range childPolicies(ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, selectors(ch.localTS, ch.remoteTS)) {
+			for _, p := range childPolicies(ch.cfg, ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, selectors(ch.localTS, ch.remoteTS)) {
 				if p.ID() == id {
 					return p
 				}

@@ -353,6 +353,11 @@ type Child struct {
 	// packet fail the child when the dataplane refuses them; auto falls
 	// back to what the device accepts.
 	HWOffload kernelops.OffloadMode
+	// IfIDIn and IfIDOut are the XFRM interface ids (if_id_in,
+	// if_id_out; 0: none) of the inbound SA with the in and fwd
+	// policies, and of the outbound SA with the out policy: traffic
+	// routed into the XFRM interface of that id uses the child.
+	IfIDIn, IfIDOut uint32
 }
 
 // Error is a validation error: where and what.
@@ -1036,7 +1041,7 @@ func (b *builder) ends(s *section, c *Connection) {
 
 var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "dpd_action", "close_action", "mode", "rekey_time",
 	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets",
-	"replay_window", "reqid", "hw_offload", "updown"}
+	"replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "updown"}
 
 func (b *builder) childConf(s *section) *Child {
 	b.child = s.name
@@ -1141,6 +1146,17 @@ func (b *builder) childConf(s *section) *Child {
 				continue
 			}
 			ch.HWOffload = m
+		case "if_id_in", "if_id_out":
+			id, err := parseIfID(kv.value)
+			if err != nil {
+				b.fail(kv.line, kv.key, "%v", err)
+				continue
+			}
+			if kv.key == "if_id_in" {
+				ch.IfIDIn = id
+			} else {
+				ch.IfIDOut = id
+			}
 		case "updown":
 			// Refused rather than ignored: an updown script usually sets
 			// up routes or firewall rules the tunnel depends on.
@@ -1194,4 +1210,20 @@ func (c *Config) Connection(name string) *Connection {
 		}
 	}
 	return nil
+}
+
+const wantIfID = "want an interface id such as 42 or 0x2a (0: none)"
+
+// parseIfID reads if_id_in or if_id_out: a number, decimal or 0x hex.
+// swanctl's %unique and %unique-dir are refused: each child would need
+// an interface of its own id, which keyplane does not create.
+func parseIfID(v string) (uint32, error) {
+	if strings.HasPrefix(v, "%unique") {
+		return 0, fmt.Errorf("%q: %%unique interface ids are not supported; %s", v, wantIfID)
+	}
+	n, err := strconv.ParseUint(v, 0, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q: %s", v, wantIfID)
+	}
+	return uint32(n), nil
 }

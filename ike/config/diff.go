@@ -166,5 +166,6 @@ func sameChild(a, b *Child) bool {
 	return fmt.Sprint(a.LocalTS, a.RemoteTS, a.ESPProposals) == fmt.Sprint(b.LocalTS, b.RemoteTS, b.ESPProposals) &&
 		a.StartAction == b.StartAction && a.DPDAction == b.DPDAction && a.CloseAction == b.CloseAction && a.Mode == b.Mode && a.Lifetime == b.Lifetime &&
 		a.RandTime == b.RandTime && a.RandBytes == b.RandBytes && a.RandPackets == b.RandPackets &&
-		a.ReplayWindow == b.ReplayWindow && a.ReqID == b.ReqID && a.HWOffload == b.HWOffload
+		a.ReplayWindow == b.ReplayWindow && a.ReqID == b.ReqID && a.HWOffload == b.HWOffload &&
+		a.IfIDIn == b.IfIDIn && a.IfIDOut == b.IfIDOut
 }

@@ -1,0 +1,61 @@
+package interop
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyplane/keyplane/internal/lab"
+)
+
+// TestVMRouteBased: keyplane's child with if_id_in = if_id_out = 42
+// against charon (policy-based), real ESP: the SAs and policies carry
+// the id, so traffic routed the ordinary way (via the veth) does not
+// match the out policy and charon drops it unencrypted; routed into an
+// XFRM interface of id 42 (created by the test with ip link) it is
+// encrypted and ping passes both ways.
+func TestVMRouteBased(t *testing.T) {
+	lab.RequireVM(t, "kernel ESP and XFRM interfaces for keyplane's XFRM backend")
+	requireSwan(t)
+	ctx, cancel := context.WithTimeout(t.Context(), scale(40*time.Second))
+	defer cancel()
+	p, c, cfg := vmRig(t, suites[0], "if_id_in = 42", "if_id_out = 42")
+	k := startXfrmKeyplane(t, cfg)
+	if err := k.e.Initiate(ctx, "net"); err != nil {
+		diagnose(t, p)
+		t.Fatalf("initiate: %v", err)
+	}
+	k.waitChild(t, ctx)
+	if _, err := c.WaitIKE(ctx, "kp", "ESTABLISHED"); err != nil {
+		t.Fatal(err)
+	}
+	states := p.A.Exec(t, "ip", "xfrm", "state")
+	if n := strings.Count(states, "if_id 0x2a"); n != 2 {
+		t.Errorf("ip xfrm state shows if_id 0x2a on %d SAs, want 2:\n%s", n, states)
+	}
+	pols := p.A.Exec(t, "ip", "xfrm", "policy")
+	if n := strings.Count(pols, "if_id 0x2a"); n != 3 {
+		t.Errorf("ip xfrm policy shows if_id 0x2a on %d policies, want 3 (out, in, fwd):\n%s", n, pols)
+	}
+	// Routed via the veth: no policy of this id matches, the packet
+	// leaves in the clear and charon's kernel drops it.
+	if out, err := p.A.Run("ping", "-c", "1", "-W", "1", "-I", innerK.String(), innerS.String()); err == nil {
+		t.Errorf("ping outside the XFRM interface passed:\n%s", out)
+	}
+	p.A.Exec(t, "ip", "link", "add", "xfrm42", "type", "xfrm", "dev", p.IfA, "if_id", "42")
+	p.A.Exec(t, "ip", "link", "set", "xfrm42", "up")
+	p.A.Exec(t, "ip", "route", "replace", innerS.String()+"/32", "dev", "xfrm42", "src", innerK.String())
+	before := xfrmBytes(t, p.A)
+	ping(t, p.A, innerK.String(), innerS.String(), 3)
+	ping(t, p.B, innerS.String(), innerK.String(), 3)
+	_, kch, _ := k.child(t)
+	after := xfrmBytes(t, p.A)
+	for _, spi := range []string{kch.SPIIn, kch.SPIOut} {
+		if b, a := before[spiKey(spi)], after[spiKey(spi)]; a[1] < b[1]+6 {
+			t.Errorf("SA %s: packets %d -> %d, want 6 more through the XFRM interface", spi, b[1], a[1])
+		}
+	}
+	terminate(t, ctx, c, k, false)
+	waitKernelsEmpty(t, p)
+}
