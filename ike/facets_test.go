@@ -19,7 +19,7 @@ var facetsPending = map[string]string{
 	"Batcher":        "the scale issue: many children installed at once in batches",
 	"UsageReader":    "the scale issue: status listings from one bulk usage read",
 	"AddrManager":    "issue 16, not done yet: virtual IPs (configuration payload; the codec is in ike/message) installed by reference count",
-	"XfrmInterfaces": "issue 16, not done yet: route-based tunnels (if_id_in/out, an XFRM interface per if_id)",
+	"XfrmInterfaces": "issue 16, not done yet: XFRM interfaces created by keyplane for route-based tunnels (if_id_in/out are set; the interface is the operator's)",
 }
 
 // TestFacetsUsed: every facet of kernelops.Facets is either named by the
