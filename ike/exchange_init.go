@@ -119,7 +119,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
 	if sap == nil || ke == nil || nonce == nil || m.SPIr == 0 || len(sap.Proposals) != 1 {
-		sa.log.Debug("dropping incomplete IKE_SA_INIT response", "msg", m.String())
+		sa.log.Debug("dropping incomplete IKE_SA_INIT response", "message", m.String())
 		return
 	}
 	sa.w.complete()
@@ -243,7 +243,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	sap, _ := m.Find(message.PayloadSA).(*message.SA)
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	if nonce == nil || sap == nil || ke == nil {
-		log.Debug("IKE_SA_INIT request lacks SA, KE or Nonce; dropped", "msg", m.String())
+		log.Debug("IKE_SA_INIT request lacks SA, KE or Nonce; dropped", "message", m.String())
 		return
 	}
 	if !e.admitInit(s, m, nonce.Data, local, remote) {

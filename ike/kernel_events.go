@@ -32,7 +32,7 @@ func (e *Engine) kernelEvent(ev kernelops.Event) {
 		e.mappingEvent(x)
 	case *kernelops.OverrunEvent:
 		e.publish(Event{Kind: "dataplane", State: "overrun", Detail: fmt.Sprintf("%d events lost (%s)", x.Lost, x.Source)})
-		e.log.Warn("dataplane events were lost: re-reading the SAD and SPD", "lost", x.Lost, "source", x.Source)
+		e.log.Warn("dataplane events were lost: re-reading the SAD and SPD", "lost", x.Lost, "from", x.Source)
 		e.resync()
 		e.resyncLiveness()
 	}

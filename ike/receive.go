@@ -36,7 +36,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		return
 	}
 	if h.Initiator == sa.initiator {
-		e.log.Debug("dropping message with our own role's I flag", "from", remote, "msg", m.String())
+		e.log.Debug("dropping message with our own role's I flag", "from", remote, "message", m.String())
 		return
 	}
 	if h.Exchange == message.IKE_SA_INIT {
@@ -56,7 +56,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	}
 	if h.Response {
 		if !sa.w.expects(h.MessageID, h.Exchange) {
-			sa.log.Debug("dropping unexpected response", "msg", m.String())
+			sa.log.Debug("dropping unexpected response", "message", m.String())
 			return
 		}
 		if m.Find(message.PayloadSK) == nil && m.Notify(message.INVALID_IKE_SPI) != nil {
@@ -67,7 +67,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 			sa.log.Debug("dropping response that fails to decrypt", "err", err)
 			return
 		}
-		sa.log.Debug("received response", "msg", m.String(), "from", remote)
+		sa.log.Debug("received response", "message", m.String(), "from", remote)
 		sa.lastHeard = e.clk.Now()
 		sa.answered(m)
 		return
@@ -97,7 +97,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		sa.log.Debug("dropping request that fails to decrypt", "err", err)
 		return
 	}
-	sa.log.Debug("received request", "msg", m.String(), "from", remote)
+	sa.log.Debug("received request", "message", m.String(), "from", remote)
 	sa.lastHeard = e.clk.Now()
 	// The peer may have moved (NAT-T float, NAT mapping change): natmove.go.
 	sa.peerSeenAt(s, local, remote)
@@ -136,5 +136,5 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 			return
 		}
 	}
-	sa.log.Debug("dropping request in this state", "msg", m.String(), "state", sa.state)
+	sa.log.Debug("dropping request in this state", "message", m.String(), "state", sa.state)
 }

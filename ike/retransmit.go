@@ -36,7 +36,7 @@ func (sa *ikeSA) setupWindow() {
 func (sa *ikeSA) encodeRequest(r *request) ([]byte, error) {
 	m := &message.Message{Header: message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: r.exch,
 		Initiator: sa.initiator, MessageID: r.msgID}, Payloads: r.payloads}
-	sa.log.Debug("sending request", "msg", m.String(), "to", sa.remote)
+	sa.log.Debug("sending request", "message", m.String(), "to", sa.remote)
 	if r.exch == message.IKE_SA_INIT {
 		b, err := m.Encode()
 		sa.initReq = b
@@ -99,7 +99,7 @@ func (sa *ikeSA) respond(req *message.Message, payloads []message.Payload, s *so
 	}
 	sa.w.answered(req.MessageID, b)
 	sa.w.lastFrags = frags
-	sa.log.Debug("sending response", "msg", m.String(), "to", remote)
+	sa.log.Debug("sending response", "message", m.String(), "to", remote)
 	sa.sendResponse(s, local, remote)
 }
 

@@ -23,8 +23,9 @@ func lines(b *bytes.Buffer) []string {
 	return strings.Split(s, "\n")
 }
 
-// The engine logs its IKE messages under "msg" (ike/receive.go,
-// retransmit.go): in JSON that made two "msg" keys in one object.
+// The engine logged its IKE messages under "msg" once (it uses "message"
+// now): in JSON that made two "msg" keys in one object. Other code in the
+// daemon may still do it.
 func TestNoDuplicateMsgKey(t *testing.T) {
 	var b bytes.Buffer
 	lv := new(slog.LevelVar)
