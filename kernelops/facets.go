@@ -93,6 +93,39 @@ type IKEListen struct {
 	// exception is a NAT-keepalive (RFC 3948 §4): WriteTo of the single
 	// octet 0xff sends it as it is, without the marker.
 	Encap bool
+	// RecvBuffer, when positive, is the receive buffer to ask the kernel
+	// for, in bytes, so that a burst of handshakes waits in the socket
+	// instead of being dropped. Where the OS allows (Linux with
+	// CAP_NET_ADMIN) it is set past the system's maximum; elsewhere the
+	// maximum caps it. Zero keeps the OS default. IKEQueue.Stats tells
+	// what the kernel granted.
+	RecvBuffer int
+}
+
+// IKEQueue is implemented by IKE sockets that can tell how their receive
+// queue fares; find it by type assertion on an IKEConn (the front end
+// hands out the driver's socket as it is). Sockets without it have no
+// such measure.
+type IKEQueue interface {
+	// QueueStats reads the kernel's figures for the socket now.
+	QueueStats() (IKEQueueStats, error)
+	// SetRecvBuffer asks for another receive buffer (see
+	// IKEListen.RecvBuffer) on the open socket.
+	SetRecvBuffer(bytes int) error
+}
+
+// IKEQueueStats are an IKE socket's receive figures.
+type IKEQueueStats struct {
+	// RecvBuffer is the receive buffer the kernel accounts to the socket,
+	// in bytes (Linux counts each datagram's overhead too and doubles
+	// what was asked for).
+	RecvBuffer int
+	// Drops counts the datagrams the kernel dropped for this socket since
+	// it was opened: its receive buffer was full, or memory was short.
+	// DropsCounted is false where the OS keeps no such count per socket
+	// (the BSDs, macOS): Drops is then 0 and means nothing.
+	Drops        uint64
+	DropsCounted bool
 }
 
 // Sockets is the IKE-sockets facet.

@@ -82,6 +82,11 @@ type Daemon struct {
 	// than DownQueueMaxAge when the link returns are dropped unsent.
 	DownQueueLimit  int
 	DownQueueMaxAge time.Duration
+	// IKESocketBuffer is the receive buffer asked for each IKE socket, in
+	// bytes, so that a burst of handshakes waits in the socket instead
+	// of being dropped (kernelops.IKEListen.RecvBuffer); 0 keeps the OS
+	// default.
+	IKESocketBuffer int
 	// LogFormat is how the daemon writes its log (text or json).
 	LogFormat LogFormat
 	// Metrics is where the daemon serves Prometheus metrics and pprof
@@ -587,7 +592,8 @@ func (b *builder) daemon(s *section, d *Daemon) {
 	b.known(s, []string{"control", "log_level", "log_format", "metrics", "retransmit_timeout", "retransmit_base",
 		"retransmit_tries", "cookie_threshold", "cookie_threshold_ip", "block_threshold", "init_limit_half_open",
 		"max_packet", "half_open_timeout", "revive_rate", "revive_burst",
-		"down_queue_limit", "down_queue_max_age", "fragment_size", "down_timeout", "keep_alive"}, nil)
+		"down_queue_limit", "down_queue_max_age", "fragment_size", "down_timeout", "keep_alive",
+		"ike_socket_buffer"}, nil)
 	for _, kv := range s.settings {
 		field := "daemon." + kv.key
 		b.at(kv, field)
@@ -650,6 +656,12 @@ func (b *builder) daemon(s *section, d *Daemon) {
 			d.DownTimeout = b.duration(kv, field, false)
 		case "keep_alive":
 			d.KeepAlive = b.duration(kv, field, false)
+		case "ike_socket_buffer":
+			n := b.count(kv, field)
+			if n > maxIKESocketBuffer {
+				b.fail(kv.line, field, "%q: %s", kv.value, wantSocketBuffer)
+			}
+			d.IKESocketBuffer = int(min(n, maxIKESocketBuffer))
 		}
 	}
 }

@@ -333,3 +333,23 @@ func TestRandDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestIKESocketBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want int
+	}{{"", DefaultIKESocketBuffer}, {"ike_socket_buffer = 0", 0}, {"ike_socket_buffer = 512k", 512 << 10},
+		{"ike_socket_buffer = 32M", 32 << 20}, {"ike_socket_buffer = 1G", 1 << 30}} {
+		cfg, err := Parse("kp.conf", []byte("daemon {\n"+tc.text+"\n}\n"), testOpts())
+		if err != nil {
+			t.Fatalf("%q: %v", tc.text, err)
+		}
+		if cfg.Daemon.IKESocketBuffer != tc.want {
+			t.Errorf("%q: %d, want %d", tc.text, cfg.Daemon.IKESocketBuffer, tc.want)
+		}
+	}
+	if _, err := Parse("kp.conf", []byte("daemon {\nike_socket_buffer = lots\n}\n"), testOpts()); err == nil ||
+		!strings.Contains(err.Error(), "daemon.ike_socket_buffer") {
+		t.Errorf("a bad size: %v", err)
+	}
+}

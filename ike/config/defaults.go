@@ -24,6 +24,9 @@ const (
 	DefaultChildRekeyTime    = time.Hour
 	DefaultReplayWindow      = 32
 	DefaultKeyingTries       = 1
+	// DefaultIKESocketBuffer holds a burst of 10,000 IKE_SA_INITs on
+	// loopback (see docs/config.md, daemon.ike_socket_buffer).
+	DefaultIKESocketBuffer = 8 << 20
 )
 
 // Defaults of the half-open limits (see Daemon): strongSwan's, but for
@@ -50,8 +53,9 @@ func Defaults() *Config {
 			HalfOpenTimeout: DefaultHalfOpenTimeout,
 			ReviveRate:      DefaultReviveRate, ReviveBurst: DefaultReviveBurst,
 			DownQueueLimit: DefaultDownQueueLimit, DownQueueMaxAge: DefaultDownQueueMaxAge,
-			FragmentSize: DefaultFragmentSize,
-			KeepAlive:    DefaultKeepAlive,
+			FragmentSize:    DefaultFragmentSize,
+			KeepAlive:       DefaultKeepAlive,
+			IKESocketBuffer: DefaultIKESocketBuffer,
 		},
 		Backend: Backend{Name: DefaultBackend},
 	}

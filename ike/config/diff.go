@@ -86,6 +86,7 @@ func Compare(old, nc *Config) Diff {
 		{"daemon.fragment_size", od.FragmentSize == nd.FragmentSize},
 		{"daemon.down_timeout", od.DownTimeout == nd.DownTimeout},
 		{"daemon.keep_alive", od.KeepAlive == nd.KeepAlive},
+		{"daemon.ike_socket_buffer", od.IKESocketBuffer == nd.IKESocketBuffer},
 		{"backend.name", old.Backend.Name == nc.Backend.Name},
 		{"backend.params", fmt.Sprint(old.Backend.Params) == fmt.Sprint(nc.Backend.Params)},
 		{"backend.cleanup", old.Backend.Cleanup == nc.Backend.Cleanup},

@@ -24,27 +24,29 @@ const (
 	maxReplayWindow    = 4096
 	maxFragmentSize    = 65535
 	maxKeyingTries     = 1 << 20
+	maxIKESocketBuffer = 1 << 30
 )
 
 // The wording of the errors both the parser and Validate give; the
 // parser quotes the text as written, Validate prints the value.
 const (
-	wantDuration    = "want a duration such as 30s, 10m, 1h or 1d"
-	wantPositiveDur = "want a duration above zero, such as 30s, 10m, 1h or 1d"
-	wantBase        = "want a number from 1 to 10"
-	wantReviveRate  = "want liveness checks per second, from 0.01 to 1000000"
-	wantPSK         = "no pre-shared key: set psk_file = PATH or psk_env = VARIABLE"
-	wantLocalID     = "no local identity: set local.id or local_addrs"
-	wantStartAction = "want none, start or trap"
-	wantDPDAction   = "want clear, trap or restart"
-	wantCloseAction = "want none, trap or start"
-	wantUnique      = "want no, never, keep or replace"
-	wantMode        = "want tunnel or transport"
-	wantOffload     = "want no, yes (crypto), crypto, packet or auto"
-	wantCleanup     = "want owned or none"
-	wantLogFormat   = "want text or json"
-	wantLocalCerts  = "auth = pubkey needs certs = FILE (the certificate, and its intermediate CAs)"
-	wantCACerts     = "auth = pubkey needs cacerts = FILE (the CAs that issue the peer's certificate)"
+	wantDuration     = "want a duration such as 30s, 10m, 1h or 1d"
+	wantPositiveDur  = "want a duration above zero, such as 30s, 10m, 1h or 1d"
+	wantBase         = "want a number from 1 to 10"
+	wantReviveRate   = "want liveness checks per second, from 0.01 to 1000000"
+	wantPSK          = "no pre-shared key: set psk_file = PATH or psk_env = VARIABLE"
+	wantLocalID      = "no local identity: set local.id or local_addrs"
+	wantStartAction  = "want none, start or trap"
+	wantDPDAction    = "want clear, trap or restart"
+	wantCloseAction  = "want none, trap or start"
+	wantUnique       = "want no, never, keep or replace"
+	wantMode         = "want tunnel or transport"
+	wantOffload      = "want no, yes (crypto), crypto, packet or auto"
+	wantCleanup      = "want owned or none"
+	wantLogFormat    = "want text or json"
+	wantLocalCerts   = "auth = pubkey needs certs = FILE (the certificate, and its intermediate CAs)"
+	wantCACerts      = "auth = pubkey needs cacerts = FILE (the CAs that issue the peer's certificate)"
+	wantSocketBuffer = "want bytes from 0 (the OS default) to 1G, such as 16M"
 )
 
 func wantWhole(lo, hi uint64) string { return fmt.Sprintf("want a whole number from %d to %d", lo, hi) }
@@ -125,6 +127,9 @@ func (c *Config) validate(add func(line int, conn, child, field, msg string)) {
 	}
 	if d.KeepAlive < 0 {
 		daemon("keep_alive", "%s: %s", d.KeepAlive, wantDuration)
+	}
+	if d.IKESocketBuffer < 0 || d.IKESocketBuffer > maxIKESocketBuffer {
+		daemon("ike_socket_buffer", "%d: %s", d.IKESocketBuffer, wantSocketBuffer)
 	}
 	if d.LogFormat > LogJSON {
 		daemon("log_format", "%d: %s", d.LogFormat, wantLogFormat)

@@ -267,6 +267,8 @@ func TestValidateMatchesTheParser(t *testing.T) {
 			func(c *Config) { c.Daemon.DownQueueLimit = 2000 }, "daemon.down_queue_limit", wantWhole(0, maxDownQueueLimit)},
 		{"down queue age", "down_queue_max_age = 0", "daemon",
 			func(c *Config) { c.Daemon.DownQueueMaxAge = 0 }, "daemon.down_queue_max_age", wantPositiveDur},
+		{"socket buffer", "ike_socket_buffer = 2G", "daemon",
+			func(c *Config) { c.Daemon.IKESocketBuffer = 2 << 30 }, "daemon.ike_socket_buffer", wantSocketBuffer},
 		{"NAT port is the IKE port", "local_port_nat = 500", "conn",
 			func(c *Config) { c.Connections[0].LocalNATPort = 500 }, "local_port_nat", "500 is also local_port; set local_port_nat to another port"},
 		{"families", "remote_addrs = 2001:db8::1", "conn",

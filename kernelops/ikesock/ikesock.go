@@ -57,6 +57,9 @@ func Listen(ctx context.Context, c Config) (kernelops.IKEConn, error) {
 	if c.Group != nil && c.Group.isClosed() {
 		return nil, &kernelops.Error{Backend: c.Backend, Op: opListen, Object: obj, Err: kernelops.ErrClosed}
 	}
+	if err := checkRecvBuffer(c.Backend, obj, l.RecvBuffer); err != nil {
+		return nil, err
+	}
 	v6 := addr.Addr().Is6()
 	wildcard := addr.Addr().IsUnspecified()
 	network := "udp4"
@@ -68,6 +71,11 @@ func Listen(ctx context.Context, c Config) (kernelops.IKEConn, error) {
 		err := rc.Control(func(fd uintptr) {
 			if c.Control != nil {
 				if serr = c.Control(fd, v6, l.Encap); serr != nil {
+					return
+				}
+			}
+			if l.RecvBuffer > 0 {
+				if serr = setRecvBuffer(int(fd), l.RecvBuffer); serr != nil {
 					return
 				}
 			}
