@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
@@ -60,6 +61,14 @@ type Engine struct {
 	closed   bool
 
 	bus *bus
+
+	// inflight bounds the datagrams read but not yet handled by the loop
+	// (a token each): past it the readers stop and the sockets' receive
+	// buffers hold the burst, where the kernel counts what they drop.
+	inflight chan struct{}
+	// sockList is the open sockets as the loop last left them, for
+	// SocketStats to read without waiting for the loop.
+	sockList atomic.Pointer[[]*sock]
 
 	// Loop-owned state.
 	cfg        *config.Config
@@ -116,6 +125,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		b: o.Backend, clk: o.Clock, log: o.Logger,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
 		bus:        newBus(),
+		inflight:   make(chan struct{}, maxQueuedDatagrams),
 		sockets:    map[netip.AddrPort]*sock{},
 		sas:        map[uint64]*ikeSA{},
 		reserved:   map[uint64]bool{},

@@ -21,6 +21,8 @@ type sock struct {
 	// non-ESP marker (kernelops.IKEListen.Encap), so the engine sends and
 	// receives the same bytes on both sockets.
 	nat bool
+	// rcvbuf is the receive buffer last asked for (0: the OS default).
+	rcvbuf int
 }
 
 func listenAddr(a netip.Addr, other netip.Addr, port uint16) netip.AddrPort {
@@ -61,6 +63,7 @@ func (e *Engine) openSockets(ctx context.Context, cfg *config.Config) error {
 			delete(e.sockets, s.bound)
 			s.conn.Close()
 		}
+		e.publishSockets()
 		return err
 	}
 	for _, p := range pairs {
@@ -71,11 +74,11 @@ func (e *Engine) openSockets(ctx context.Context, cfg *config.Config) error {
 			if e.sockets[x.addr] != nil {
 				continue
 			}
-			c, err := e.socks.ListenIKE(ctx, kernelops.IKEListen{Addr: x.addr, Encap: x.nat})
+			c, err := e.socks.ListenIKE(ctx, kernelops.IKEListen{Addr: x.addr, Encap: x.nat, RecvBuffer: cfg.Daemon.IKESocketBuffer})
 			if err != nil {
 				return fail(fmt.Errorf("ike: open IKE socket %s: %w", x.addr, err))
 			}
-			s := &sock{conn: c, bound: x.addr, nat: x.nat}
+			s := &sock{conn: c, bound: x.addr, nat: x.nat, rcvbuf: cfg.Daemon.IKESocketBuffer}
 			e.sockets[x.addr] = s
 			opened = append(opened, s)
 			e.wg.Add(1)
@@ -90,8 +93,23 @@ func (e *Engine) openSockets(ctx context.Context, cfg *config.Config) error {
 			e.log.Info("closed IKE socket", "addr", a)
 		}
 	}
+	e.resizeSockets(cfg.Daemon.IKESocketBuffer)
+	e.publishSockets()
 	return nil
 }
+
+// publishSockets lets SocketStats see the sockets. Runs on the loop.
+func (e *Engine) publishSockets() {
+	l := make([]*sock, 0, len(e.sockets))
+	for _, s := range e.sockets {
+		l = append(l, s)
+	}
+	e.sockList.Store(&l)
+}
+
+// maxQueuedDatagrams bounds Engine.inflight: enough to keep the loop
+// busy through a burst, small against the receive buffer behind it.
+const maxQueuedDatagrams = 1024
 
 // read is a socket's reader goroutine.
 func (e *Engine) read(s *sock) {
@@ -118,7 +136,16 @@ func (e *Engine) read(s *sock) {
 		if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
 			local = netip.AddrPortFrom(s.bound.Addr(), s.bound.Port())
 		}
-		e.post(func() { e.releaseDatagram(n); e.handleDatagram(s, data, local, remote) })
+		select {
+		case e.inflight <- struct{}{}:
+		case <-e.ctx.Done():
+			return
+		}
+		e.post(func() {
+			<-e.inflight
+			e.releaseDatagram(n)
+			e.handleDatagram(s, data, local, remote)
+		})
 	}
 }
 
