@@ -3,8 +3,11 @@ package ike
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
 
+	"github.com/keyplane/keyplane/ike/ikecrypto"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -49,60 +52,153 @@ type ChildInfo struct {
 	CounterErr  string    `json:"counter_error,omitempty"`
 }
 
-// IKESAs lists the IKE SAs with their children; the children's counters
-// are read from the dataplane.
+// IKESAs lists the IKE SAs with their children, oldest first. The loop
+// only copies the SAs' fields (no formatting, no dataplane call); the
+// children's counters come from one bulk usage read of the dataplane and
+// the listing is built outside the loop, so a monitor polling it does
+// not hold up handshakes.
 func (e *Engine) IKESAs(ctx context.Context) ([]IKESAInfo, error) {
-	var out []IKESAInfo
-	err := e.call(ctx, func() {
-		for _, sa := range e.sortedSAs() {
-			role := "responder"
-			if sa.initiator {
-				role = "initiator"
-			}
-			info := IKESAInfo{Name: sa.name(), State: sa.state.String(), Role: role,
-				SPIi: fmt.Sprintf("%016x", sa.spii), SPIr: fmt.Sprintf("%016x", sa.spir),
-				Local: sa.local.String(), Remote: sa.remote.String(), NATLocal: sa.natLocal, NATRemote: sa.natRemote,
-				Established: sa.estAt, Children: []ChildInfo{}}
-			if sa.keys != nil {
-				info.Suite = sa.suite.String()
-			}
-			for _, ch := range sa.children {
-				info.Children = append(info.Children, e.childInfo(ctx, ch))
-			}
-			out = append(out, info)
-		}
-	})
-	return out, err
+	var snap []saSnap
+	if err := e.call(ctx, func() { snap = e.snapshot() }); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(snap, func(a, b saSnap) int { return a.created.Compare(b.created) })
+	usage, uerr := e.childUsage(ctx, snap)
+	out := make([]IKESAInfo, 0, len(snap))
+	for i := range snap {
+		out = append(out, snap[i].info(usage, uerr))
+	}
+	return out, nil
 }
 
-func (e *Engine) sortedSAs() []*ikeSA {
-	var out []*ikeSA
+// saSnap is what the loop copies of an IKE SA for a listing.
+type saSnap struct {
+	name, state         string
+	initiator           bool
+	spii, spir          uint64
+	local, remote       netip.AddrPort
+	natLocal, natRemote bool
+	keyed               bool
+	suite               ikecrypto.IKESuite
+	estAt, created      time.Time
+	children            []childSnap
+}
+
+// childSnap is what the loop copies of a child. The traffic selector
+// slices are shared: the engine replaces them, never edits them.
+type childSnap struct {
+	name                  string
+	state                 childState
+	mode                  kernelops.Mode
+	reqid, inSPI, outSPI  uint32
+	suite                 ikecrypto.ChildSuite
+	encap, rekey          bool
+	localTS, remoteTS     []tsRange
+	localAddr, remoteAddr netip.Addr
+	estAt                 time.Time
+	in, out               kernelops.SAID
+	offIn, offOut         kernelops.OffloadMode
+}
+
+// snapshot copies the SAs for IKESAs. Runs on the loop.
+func (e *Engine) snapshot() []saSnap {
+	out := make([]saSnap, 0, len(e.sas))
 	for _, sa := range e.sas {
-		out = append(out, sa)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].created.Before(out[j-1].created); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
+		s := saSnap{name: sa.name(), state: sa.state.String(), initiator: sa.initiator, spii: sa.spii, spir: sa.spir,
+			local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
+			keyed: sa.keys != nil, estAt: sa.estAt, created: sa.created}
+		if s.keyed {
+			s.suite = sa.suite
 		}
+		if len(sa.children) > 0 {
+			s.children = make([]childSnap, 0, len(sa.children))
+		}
+		for _, ch := range sa.children {
+			s.children = append(s.children, childSnap{name: ch.cfg.Name, state: ch.state, mode: ch.mode, reqid: ch.reqid,
+				inSPI: ch.inSPI, outSPI: ch.outSPI, suite: ch.suite, encap: ch.encap != nil, rekey: ch.rekey,
+				localTS: ch.localTS, remoteTS: ch.remoteTS, localAddr: ch.localAddr, remoteAddr: ch.remoteAddr,
+				estAt: ch.estAt, in: ch.inID(), out: ch.outID(), offIn: ch.offIn, offOut: ch.offOut})
+		}
+		out = append(out, s)
 	}
 	return out
 }
 
-func (e *Engine) childInfo(ctx context.Context, ch *childSA) ChildInfo {
-	ci := ChildInfo{Name: ch.cfg.Name, IKE: ch.ike.name(), State: ch.state.String(), Mode: ch.mode.String(), ReqID: ch.reqid,
-		SPIIn: fmt.Sprintf("%08x", ch.inSPI), SPIOut: fmt.Sprintf("%08x", ch.outSPI), Suite: childSuiteText(ch.suite),
-		Encap: ch.encap != nil, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
-		Local: ch.localAddr.String(), Remote: ch.remoteAddr.String(), RekeyNeeded: ch.rekey, Established: ch.estAt}
-	if ch.state == childInstalled {
-		if in, err := e.sad.GetSA(ctx, ch.inID()); err == nil {
-			ci.BytesIn, ci.PacketsIn = in.Counters.Bytes, in.Counters.Packets
-		} else {
-			ci.CounterErr = err.Error()
+// sortedSAs is the IKE SAs oldest first. Runs on the loop.
+func (e *Engine) sortedSAs() []*ikeSA {
+	out := make([]*ikeSA, 0, len(e.sas))
+	for _, sa := range e.sas {
+		out = append(out, sa)
+	}
+	slices.SortStableFunc(out, func(a, b *ikeSA) int { return a.created.Compare(b.created) })
+	return out
+}
+
+// childUsage reads the counters of the installed children's SAs in one
+// bulk pass (kernelops.ReadUsage: the dataplane's UsageReader, else its
+// SA dump), keeping only theirs. Runs outside the loop.
+func (e *Engine) childUsage(ctx context.Context, snap []saSnap) (map[kernelops.SAID]kernelops.Usage, error) {
+	want := map[kernelops.SAID]kernelops.Usage{}
+	for i := range snap {
+		for _, ch := range snap[i].children {
+			if ch.state == childInstalled {
+				want[ch.in], want[ch.out] = kernelops.Usage{}, kernelops.Usage{}
+			}
 		}
-		if out, err := e.sad.GetSA(ctx, ch.outID()); err == nil {
-			ci.BytesOut, ci.PacketsOut = out.Counters.Bytes, out.Counters.Packets
+	}
+	if len(want) == 0 {
+		return want, nil
+	}
+	found := make(map[kernelops.SAID]kernelops.Usage, len(want))
+	for u, err := range kernelops.ReadUsage(ctx, e.b) {
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := want[u.ID]; ok {
+			found[u.ID] = u
+		}
+	}
+	return found, nil
+}
+
+func (s *saSnap) info(usage map[kernelops.SAID]kernelops.Usage, uerr error) IKESAInfo {
+	role := "responder"
+	if s.initiator {
+		role = "initiator"
+	}
+	info := IKESAInfo{Name: s.name, State: s.state, Role: role,
+		SPIi: fmt.Sprintf("%016x", s.spii), SPIr: fmt.Sprintf("%016x", s.spir),
+		Local: s.local.String(), Remote: s.remote.String(), NATLocal: s.natLocal, NATRemote: s.natRemote,
+		Established: s.estAt, Children: make([]ChildInfo, 0, len(s.children))}
+	if s.keyed {
+		info.Suite = s.suite.String()
+	}
+	for i := range s.children {
+		info.Children = append(info.Children, s.children[i].info(s.name, usage, uerr))
+	}
+	return info
+}
+
+func (ch *childSnap) info(ike string, usage map[kernelops.SAID]kernelops.Usage, uerr error) ChildInfo {
+	ci := ChildInfo{Name: ch.name, IKE: ike, State: ch.state.String(), Mode: ch.mode.String(), ReqID: ch.reqid,
+		SPIIn: fmt.Sprintf("%08x", ch.inSPI), SPIOut: fmt.Sprintf("%08x", ch.outSPI), Suite: childSuiteText(ch.suite),
+		Encap: ch.encap, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
+		Local: ch.localAddr.String(), Remote: ch.remoteAddr.String(), RekeyNeeded: ch.rekey, Established: ch.estAt}
+	if ch.state != childInstalled {
+		return ci
+	}
+	if uerr != nil {
+		ci.CounterErr = uerr.Error()
+		return ci
+	}
+	for _, x := range []struct {
+		id             kernelops.SAID
+		bytes, packets *uint64
+	}{{ch.in, &ci.BytesIn, &ci.PacketsIn}, {ch.out, &ci.BytesOut, &ci.PacketsOut}} {
+		if u, ok := usage[x.id]; ok {
+			*x.bytes, *x.packets = u.Bytes, u.Packets
 		} else {
-			ci.CounterErr = err.Error()
+			ci.CounterErr = fmt.Sprintf("SA %s: %v", x.id, kernelops.ErrNotFound)
 		}
 	}
 	return ci
