@@ -207,6 +207,13 @@ func (s engineSource) Handshakes(ctx context.Context) ([]time.Duration, error) {
 	return s.d.eng.Handshakes(ctx)
 }
 
+func (s engineSource) SocketStats(ctx context.Context) ([]ike.SocketStats, error) {
+	if s.d.eng == nil {
+		return nil, errNoEngine
+	}
+	return s.d.eng.SocketStats(ctx)
+}
+
 func logWarnings(log *slog.Logger, cfg *config.Config) {
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration: " + w.Error())

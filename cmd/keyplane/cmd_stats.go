@@ -61,6 +61,7 @@ func printStats(w io.Writer, st *metrics.Stats) {
 	fmt.Fprintf(w, "dataplane errors  %s\n", counts(st.DataplaneErrors))
 	fmt.Fprintf(w, "log messages      %s\n", counts(st.LogMessages))
 	fmt.Fprintf(w, "reloads           %s\n", counts(st.Reloads))
+	fmt.Fprintf(w, "IKE socket drops  %s\n", counts(st.IKESocketDrops))
 	for k, v := range st.EngineCounters {
 		fmt.Fprintf(w, "%-17s %s\n", strings.ReplaceAll(k, "_", " "), counts(v))
 	}

@@ -73,6 +73,9 @@ func TestMetricsScrape(t *testing.T) {
 	assert.Contains(t, before, "go_goroutines ")
 	assert.Contains(t, before, "process_resident_memory_bytes ")
 	assert.NotContains(t, before, "keyplane_retransmits_total", "not exported until the engine counts them")
+	// The daemon's IKE sockets: the kernel's buffer and drop count.
+	assert.Regexp(t, `(?m)^keyplane_ike_socket_drops\{addr="[^"]+",nat_t="false"\} 0$`, before)
+	assert.Regexp(t, `(?m)^keyplane_ike_socket_receive_buffer_bytes\{addr="[^"]+",nat_t="true"\} [1-9]`, before)
 
 	code, _, errs := runCLI(t, "initiate", "-s", p.sock("west"), "-q", "west-net")
 	require.Equal(t, 0, code, errs)

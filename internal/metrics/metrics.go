@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,13 @@ import (
 type Source interface {
 	IKESAs(ctx context.Context) ([]ike.IKESAInfo, error)
 	Handshakes(ctx context.Context) ([]time.Duration, error)
+}
+
+// SocketSource is a Source that also reads its IKE sockets' receive
+// queues (the engine's SocketStats); the exporter then adds their
+// buffer sizes and drop counts.
+type SocketSource interface {
+	SocketStats(ctx context.Context) ([]ike.SocketStats, error)
 }
 
 // The states always exported (as zero when no SA is in them), so that
@@ -63,6 +71,8 @@ type Metrics struct {
 	logMessages        *prometheus.CounterVec
 	reloads            *prometheus.CounterVec
 	handshakes         *prometheus.HistogramVec
+	socketBuffer       *prometheus.GaugeVec
+	socketDrops        *prometheus.GaugeVec
 
 	// Counted only once the engine reports them (EngineCounters).
 	handshakeFailures *prometheus.CounterVec
@@ -114,8 +124,15 @@ func New(src Source, info buildinfo.Info) *Metrics {
 	m.handshakes = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "keyplane_handshake_seconds",
 		Help:    "IKE handshakes, first IKE_SA_INIT to first child installed (the engine measures the ones it initiated).",
 		Buckets: HandshakeBuckets}, []string{"role"})
+	m.socketBuffer = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyplane_ike_socket_receive_buffer_bytes",
+		Help: "Each IKE socket's receive buffer as the kernel accounts it (Linux doubles what daemon.ike_socket_buffer asks for)."},
+		[]string{"addr", "nat_t"})
+	m.socketDrops = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyplane_ike_socket_drops",
+		Help: "IKE datagrams the kernel dropped for each socket since it opened (its receive buffer was full); only where the OS counts them (Linux)."},
+		[]string{"addr", "nat_t"})
 	m.reg.MustRegister(build, start, m.ikeSAs, m.childSAs, m.statusErrors, m.engineEvents, m.dataplaneEvents,
-		m.dataplaneLost, m.subscriberOverruns, m.dataplaneErrors, m.logMessages, m.reloads, m.handshakes)
+		m.dataplaneLost, m.subscriberOverruns, m.dataplaneErrors, m.logMessages, m.reloads, m.handshakes,
+		m.socketBuffer, m.socketDrops)
 	m.handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyplane_handshake_failures_total",
 		Help: "IKE SAs that did not come up, by role and reason (a notify type or a fixed cause)."}, []string{"role", "reason"})
 	m.retransmits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyplane_retransmits_total",
@@ -172,6 +189,24 @@ func (m *Metrics) Refresh(ctx context.Context) {
 	}
 	for s, n := range childN {
 		m.childSAs.WithLabelValues(s).Set(float64(n))
+	}
+	if ss, ok := m.src.(SocketSource); ok {
+		socks, err := ss.SocketStats(ctx)
+		if err != nil {
+			m.statusErrors.Inc()
+			return
+		}
+		m.socketBuffer.Reset()
+		m.socketDrops.Reset()
+		for _, s := range socks {
+			nat := strconv.FormatBool(s.NATT)
+			if s.RecvBuffer > 0 {
+				m.socketBuffer.WithLabelValues(s.Addr, nat).Set(float64(s.RecvBuffer))
+			}
+			if s.Measured {
+				m.socketDrops.WithLabelValues(s.Addr, nat).Set(float64(s.Drops))
+			}
+		}
 	}
 	hs, err := m.src.Handshakes(ctx)
 	if err != nil {

@@ -103,3 +103,39 @@ func TestEventsLogAndEngineCounters(t *testing.T) {
 	assert.Equal(t, map[string]uint64{"add SA": 2}, st.DataplaneErrors)
 	assert.EqualValues(t, 1, st.Handshakes.Count)
 }
+
+// socketDouble adds the engine's socket figures to statusDouble; the
+// kernel's own figures are tested in ike's TestSocketStats.
+type socketDouble struct {
+	statusDouble
+	socks []ike.SocketStats
+}
+
+func (s *socketDouble) SocketStats(context.Context) ([]ike.SocketStats, error) { return s.socks, s.err }
+
+func TestSocketMetrics(t *testing.T) {
+	src := &socketDouble{socks: []ike.SocketStats{
+		{Addr: "127.0.0.1:500", RecvBuffer: 16 << 20, Drops: 7, Measured: true},
+		{Addr: "127.0.0.1:4500", NATT: true, RecvBuffer: 16 << 20, Measured: true},
+		{Addr: "[::1]:500", RecvBuffer: 1 << 20}, // drops not counted by the OS
+	}}
+	m := New(src, buildinfo.Info{})
+	st, err := m.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"127.0.0.1:500": 7, "127.0.0.1:4500 nat-t": 0}, st.IKESocketDrops)
+	assert.Equal(t, 3, testutil.CollectAndCount(m.Registry(), "keyplane_ike_socket_receive_buffer_bytes"))
+	assert.InDelta(t, 16<<20, testutil.ToFloat64(m.socketBuffer.WithLabelValues("127.0.0.1:500", "false")), 0)
+
+	// A socket that closed disappears; drops rise.
+	src.socks = src.socks[:1]
+	src.socks[0].Drops = 9
+	st, err = m.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"127.0.0.1:500": 9}, st.IKESocketDrops)
+	assert.Equal(t, 1, testutil.CollectAndCount(m.Registry(), "keyplane_ike_socket_receive_buffer_bytes"))
+
+	src.err = errors.New("engine closed")
+	before := testutil.ToFloat64(m.statusErrors)
+	m.Refresh(t.Context())
+	assert.InDelta(t, before+1, testutil.ToFloat64(m.statusErrors), 0)
+}

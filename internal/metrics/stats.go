@@ -25,6 +25,9 @@ type Stats struct {
 	DataplaneErrors     map[string]uint64 `json:"dataplane_errors"`
 	LogMessages         map[string]uint64 `json:"log_messages"`
 	Reloads             map[string]uint64 `json:"reloads"`
+	// IKESocketDrops: datagrams the kernel dropped per IKE socket
+	// ("ADDR:PORT", "ADDR:PORT nat-t"), where the OS counts them.
+	IKESocketDrops map[string]uint64 `json:"ike_socket_drops"`
 	// StatsOverruns: times these counters lost events (they undercount).
 	StatsOverruns map[string]uint64 `json:"stats_overruns"`
 	// EngineCounters: retransmits, cookies, dropped datagrams and
@@ -51,7 +54,7 @@ func (m *Metrics) Snapshot(ctx context.Context) (*Stats, error) {
 	st := &Stats{Started: m.started, Uptime: time.Since(m.started).Round(time.Second).String(),
 		IKESAs: map[string]int{}, ChildSAs: map[string]int{}, EngineEvents: map[string]uint64{},
 		DataplaneEvents: map[string]uint64{}, DataplaneErrors: map[string]uint64{}, LogMessages: map[string]uint64{},
-		Reloads: map[string]uint64{}, StatsOverruns: map[string]uint64{}, NotMeasured: []string{}}
+		Reloads: map[string]uint64{}, StatsOverruns: map[string]uint64{}, IKESocketDrops: map[string]uint64{}, NotMeasured: []string{}}
 	engineSeries := map[string]string{
 		"keyplane_handshake_failures_total": "handshake_failures", "keyplane_retransmits_total": "retransmits",
 		"keyplane_cookies_sent_total": "cookies_sent", "keyplane_datagrams_dropped_total": "datagrams_dropped",
@@ -82,6 +85,12 @@ func (m *Metrics) Snapshot(ctx context.Context) (*Stats, error) {
 				st.LogMessages[labels] = counter(mt)
 			case "keyplane_reloads_total":
 				st.Reloads[labels] = counter(mt)
+			case "keyplane_ike_socket_drops":
+				addr, nat, _ := strings.Cut(labels, " ")
+				if nat == "true" {
+					addr += " nat-t"
+				}
+				st.IKESocketDrops[addr] = uint64(mt.GetGauge().GetValue())
 			case "keyplane_metrics_overruns_total":
 				st.StatsOverruns[labels] = counter(mt)
 			default:
