@@ -287,3 +287,42 @@ func TestStatusWhilePolled(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// BenchmarkChildList lists the children of an engine holding
+// -bench.tunnels established tunnels, while a probe keeps asking the
+// loop for a no-op: loop-wait-µs is the probe's mean wait, what each
+// handshake message waits behind the listings, and the figure to
+// compare (benchstat) between versions of the listing.
+func BenchmarkChildList(b *testing.B) {
+	n := *benchTunnels
+	ca, cb := tunnelConfigs(b, n)
+	a := newPeer(b, "a", ca, withLogLevel(slog.LevelWarn))
+	newPeer(b, "b", cb, withLogLevel(slog.LevelWarn))
+	require.NoError(b, bringUp(b.Context(), a.e, n))
+	ctx, cancel := context.WithCancel(b.Context())
+	var probes, waited atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			t0 := time.Now()
+			if a.e.call(ctx, func() {}) == nil {
+				waited.Add(int64(time.Since(t0)))
+				probes.Add(1)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	})
+	b.ResetTimer()
+	for b.Loop() {
+		cs, err := a.e.Children(b.Context())
+		if err != nil || len(cs) != n {
+			b.Fatalf("%d children, %v", len(cs), err)
+		}
+	}
+	b.StopTimer()
+	cancel()
+	wg.Wait()
+	if p := probes.Load(); p > 0 {
+		b.ReportMetric(float64(waited.Load())/float64(p)/1e3, "loop-wait-µs")
+	}
+}
