@@ -62,13 +62,55 @@ func (e *Engine) IKESAs(ctx context.Context) ([]IKESAInfo, error) {
 	if err := e.call(ctx, func() { snap = e.snapshot() }); err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(snap, func(a, b saSnap) int { return a.created.Compare(b.created) })
+	// Sort small keys, not the snapshots.
+	order := make([]int, len(snap))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return snap[a].created.Compare(snap[b].created) })
 	usage, uerr := e.childUsage(ctx, snap)
+	tc := textCache{ike: map[ikecrypto.IKESuite]string{}, child: map[ikecrypto.ChildSuite]string{}}
 	out := make([]IKESAInfo, 0, len(snap))
-	for i := range snap {
-		out = append(out, snap[i].info(usage, uerr))
+	for _, i := range order {
+		out = append(out, snap[i].info(usage, uerr, &tc))
 	}
 	return out, nil
+}
+
+// textCache keeps the text of the suites a listing has printed: a few
+// suites serve many thousands of SAs.
+type textCache struct {
+	ike   map[ikecrypto.IKESuite]string
+	child map[ikecrypto.ChildSuite]string
+}
+
+func (tc *textCache) ikeSuite(s ikecrypto.IKESuite) string {
+	t, ok := tc.ike[s]
+	if !ok {
+		t = s.String()
+		tc.ike[s] = t
+	}
+	return t
+}
+
+func (tc *textCache) childSuite(s ikecrypto.ChildSuite) string {
+	t, ok := tc.child[s]
+	if !ok {
+		t = childSuiteText(s)
+		tc.child[s] = t
+	}
+	return t
+}
+
+// hexSPI prints an SPI as digits hex digits, zero-padded (%0*x without
+// fmt's cost per call).
+func hexSPI(v uint64, digits int) string {
+	var b [16]byte
+	for i := digits - 1; i >= 0; i-- {
+		b[i] = "0123456789abcdef"[v&0xf]
+		v >>= 4
+	}
+	return string(b[:digits])
 }
 
 // saSnap is what the loop copies of an IKE SA for a listing.
@@ -161,27 +203,27 @@ func (e *Engine) childUsage(ctx context.Context, snap []saSnap) (map[kernelops.S
 	return found, nil
 }
 
-func (s *saSnap) info(usage map[kernelops.SAID]kernelops.Usage, uerr error) IKESAInfo {
+func (s *saSnap) info(usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *textCache) IKESAInfo {
 	role := "responder"
 	if s.initiator {
 		role = "initiator"
 	}
 	info := IKESAInfo{Name: s.name, State: s.state, Role: role,
-		SPIi: fmt.Sprintf("%016x", s.spii), SPIr: fmt.Sprintf("%016x", s.spir),
+		SPIi: hexSPI(s.spii, 16), SPIr: hexSPI(s.spir, 16),
 		Local: s.local.String(), Remote: s.remote.String(), NATLocal: s.natLocal, NATRemote: s.natRemote,
 		Established: s.estAt, Children: make([]ChildInfo, 0, len(s.children))}
 	if s.keyed {
-		info.Suite = s.suite.String()
+		info.Suite = tc.ikeSuite(s.suite)
 	}
 	for i := range s.children {
-		info.Children = append(info.Children, s.children[i].info(s.name, usage, uerr))
+		info.Children = append(info.Children, s.children[i].info(s.name, usage, uerr, tc))
 	}
 	return info
 }
 
-func (ch *childSnap) info(ike string, usage map[kernelops.SAID]kernelops.Usage, uerr error) ChildInfo {
+func (ch *childSnap) info(ike string, usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *textCache) ChildInfo {
 	ci := ChildInfo{Name: ch.name, IKE: ike, State: ch.state.String(), Mode: ch.mode.String(), ReqID: ch.reqid,
-		SPIIn: fmt.Sprintf("%08x", ch.inSPI), SPIOut: fmt.Sprintf("%08x", ch.outSPI), Suite: childSuiteText(ch.suite),
+		SPIIn: hexSPI(uint64(ch.inSPI), 8), SPIOut: hexSPI(uint64(ch.outSPI), 8), Suite: tc.childSuite(ch.suite),
 		Encap: ch.encap, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
 		Local: ch.localAddr.String(), Remote: ch.remoteAddr.String(), RekeyNeeded: ch.rekey, Established: ch.estAt}
 	if ch.state != childInstalled {
@@ -210,7 +252,11 @@ func (e *Engine) Children(ctx context.Context) ([]ChildInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []ChildInfo
+	n := 0
+	for _, sa := range sas {
+		n += len(sa.Children)
+	}
+	out := make([]ChildInfo, 0, n)
 	for _, sa := range sas {
 		out = append(out, sa.Children...)
 	}

@@ -326,3 +326,12 @@ func BenchmarkChildList(b *testing.B) {
 		b.ReportMetric(float64(waited.Load())/float64(p)/1e3, "loop-wait-µs")
 	}
 }
+
+func TestHexSPI(t *testing.T) {
+	for _, tc := range []struct {
+		v      uint64
+		digits int
+	}{{0, 8}, {0xc0ffee, 8}, {0xffffffff, 8}, {0, 16}, {0x1, 16}, {0xdeadbeefcafef00d, 16}, {0x0123456789abcdef, 16}} {
+		assert.Equal(t, fmt.Sprintf("%0*x", tc.digits, tc.v), hexSPI(tc.v, tc.digits))
+	}
+}
