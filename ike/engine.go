@@ -73,8 +73,9 @@ type Engine struct {
 	// Loop-owned state.
 	cfg        *config.Config
 	sockets    map[netip.AddrPort]*sock
-	sas        map[uint64]*ikeSA // by our SPI
-	reserved   map[uint64]bool   // our SPIs of IKE SAs being rekeyed in
+	sas        map[uint64]*ikeSA              // by our SPI
+	byConn     map[string]map[*ikeSA]struct{} // sas by connection name (sasindex.go)
+	reserved   map[uint64]bool                // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
 	reqids     map[string]uint32 // child name -> reqid
 	nextReqID  uint32
@@ -128,6 +129,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		inflight:   make(chan struct{}, maxQueuedDatagrams),
 		sockets:    map[netip.AddrPort]*sock{},
 		sas:        map[uint64]*ikeSA{},
+		byConn:     map[string]map[*ikeSA]struct{}{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
 		reqids:     map[string]uint32{},
@@ -306,11 +308,13 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 }
 
 func (e *Engine) sasOf(conn string) []*ikeSA {
-	var out []*ikeSA
-	for _, sa := range e.sas {
-		if sa.conn != nil && sa.conn.Name == conn {
-			out = append(out, sa)
-		}
+	m := e.byConn[conn]
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]*ikeSA, 0, len(m))
+	for sa := range m {
+		out = append(out, sa)
 	}
 	return out
 }

@@ -293,7 +293,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 			conn.Name, idi, sa.suite, misfit))
 		return
 	}
-	sa.conn = conn
+	sa.e.setConn(sa, conn)
 	sa.setLogger()
 	if why := sa.checkPeerAuth(conn, m, idi, auth); why != "" {
 		fail(why)

@@ -29,7 +29,7 @@ func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 	rand.Read(sa.ni)
 	sa.setLogger()
 	sa.setupWindow()
-	e.sas[sa.spii] = sa
+	e.addSA(sa.spii, sa)
 	if first != nil {
 		first.ike = sa
 	}
@@ -297,7 +297,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	sa.setupWindow()
 	sa.initResp = e.answerPlain(s, m, sa.spir, local, remote, ps...)
 	sa.w.peerNext = 1
-	e.sas[sa.spir] = sa
+	e.addSA(sa.spir, sa)
 	sa.setState(ikeHalfOpen, "")
 	e.placeSA(sa)
 	e.preLog(sa.log, from, slog.LevelInfo, "IKE_SA_INIT answered", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)

@@ -228,6 +228,13 @@ func newPeer(t testing.TB, name string, cfg *config.Config, opts ...peerOpt) *pe
 	}
 	p := &peer{name: name, b: b, kb: kb, e: e, ev: e.Subscribe(), logs: sw}
 	t.Cleanup(func() {
+		// Every test checks the connection index against the SAs.
+		var ierr string
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if e.call(ctx, func() { ierr = e.indexErr() }) == nil && ierr != "" {
+			t.Errorf("%s: %s", name, ierr)
+		}
+		cancel()
 		e.Close()
 		if t.Failed() {
 			t.Logf("log of %s:\n%s", name, sw.String())

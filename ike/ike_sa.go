@@ -232,7 +232,7 @@ func (sa *ikeSA) destroyErr(why error) {
 	if rk := sa.rekeyIKEOut; rk != nil {
 		sa.endIKERekey(rk, nil)
 	}
-	delete(sa.e.sas, sa.localSPI())
+	sa.e.removeSA(sa)
 	if sa.keys != nil {
 		sa.keys.Zero()
 	}

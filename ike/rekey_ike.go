@@ -386,7 +386,7 @@ func (sa *ikeSA) adopt(nsa *ikeSA, how string) {
 	if e.sas[nsa.localSPI()] == nsa {
 		return
 	}
-	e.sas[nsa.localSPI()] = nsa
+	e.addSA(nsa.localSPI(), nsa)
 	nsa.estAt = e.clk.Now()
 	nsa.setState(ikeEstablished, fmt.Sprintf("%s, replaces %s", how, sa.spis()))
 	e.placeSA(nsa)
