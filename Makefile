@@ -49,6 +49,8 @@ bench:
 	$(BENCHSTAT) -filter '.name:Scan' -col '/read@(getsa-per-sa bulk)' out/bench.txt
 	$(GO) test -run '^$$' -bench HandshakeSuites -benchmem -count $(BENCH_COUNT) ./ike | tee out/bench-ike.txt
 	$(BENCHSTAT) -col '/suite@(x25519+PSK p256+ECDSA x25519+RSA-3072 x25519+ML-KEM-768)' out/bench-ike.txt
+	$(GO) test -run '^$$' -bench 'Tunnels' -count $(BENCH_COUNT) ./ike | tee out/bench-tunnels.txt
+	$(BENCHSTAT) -col '/poll@(off 200ms)' out/bench-tunnels.txt
 
 ## bench-vm: the benchmarks that need ESP (10,000 SAs), in the VM lab
 bench-vm: lab-prepare

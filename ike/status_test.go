@@ -23,13 +23,21 @@ import (
 // The tunnel benchmark's size; the figures in the docs come from
 //
 //	go test -run '^$' -bench BenchmarkTunnels -count 6 ./ike | benchstat -col /poll -
-var benchTunnels = flag.Int("bench.tunnels", 1000, "BenchmarkTunnels: IKE SAs brought up per iteration")
+var (
+	benchTunnels  = flag.Int("bench.tunnels", 1000, "BenchmarkTunnels: IKE SAs brought up per iteration")
+	benchInflight = flag.Int("bench.inflight", 64, "BenchmarkTunnels: initiations at once (the tunnel count: one burst)")
+	benchSockBuf  = flag.String("bench.sockbuf", "", "BenchmarkTunnels: daemon.ike_socket_buffer on both engines (empty: the default)")
+)
 
 // tunnelConfigs: a has n connections t0..t(n-1), each with its own
 // identity and /32 pair, so n IKE SAs with one child each; b has one
 // connection for any identity whose child covers them all and narrows
 // to each.
 func tunnelConfigs(t testing.TB, n int) (*config.Config, *config.Config) {
+	daemon := ""
+	if *benchSockBuf != "" {
+		daemon = "daemon {\n\tike_socket_buffer = " + *benchSockBuf + "\n}\n"
+	}
 	p := freePorts(t, 4)
 	var ac strings.Builder
 	for i := range n {
@@ -64,8 +72,8 @@ func tunnelConfigs(t testing.TB, n int) (*config.Config, *config.Config) {
 		require.NoError(t, err)
 		return cfg
 	}
-	a := parse("a", "connections {\n"+ac.String()+"}\n")
-	b := parse("b", fmt.Sprintf(`
+	a := parse("a", daemon+"connections {\n"+ac.String()+"}\n")
+	b := parse("b", daemon+fmt.Sprintf(`
 connections {
 	b {
 		local_addrs = 127.0.0.1
@@ -100,10 +108,10 @@ func tunnelAddr(net, i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, byte(net), byte(i / 250), byte(i%250 + 1)})
 }
 
-// bringUp initiates t0..t(n-1) on a, at most 64 at once, and waits for
-// each child.
-func bringUp(ctx context.Context, a *Engine, n int) error {
-	sem := make(chan struct{}, 64)
+// bringUp initiates t0..t(n-1) on a, at most inflight at once, and
+// waits for each child.
+func bringUp(ctx context.Context, a *Engine, n, inflight int) error {
+	sem := make(chan struct{}, inflight)
 	errs := make(chan error, n)
 	for i := range n {
 		sem <- struct{}{}
@@ -155,6 +163,7 @@ func BenchmarkTunnels(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			ca, cb := tunnelConfigs(b, n)
 			var lists atomic.Int64
+			var drops uint64
 			for b.Loop() {
 				b.StopTimer()
 				a := newPeer(b, "a", ca, withLogLevel(slog.LevelWarn))
@@ -165,12 +174,19 @@ func BenchmarkTunnels(b *testing.B) {
 					wg.Go(func() { poll(ctx, every, &lists, a.e, z.e) })
 				}
 				b.StartTimer()
-				err := bringUp(b.Context(), a.e, n)
+				err := bringUp(b.Context(), a.e, n, *benchInflight)
 				b.StopTimer()
 				cancel()
 				wg.Wait()
 				if err != nil {
 					b.Fatal(err)
+				}
+				for _, e := range []*Engine{a.e, z.e} {
+					st, err := e.SocketStats(b.Context())
+					require.NoError(b, err)
+					for _, s := range st {
+						drops += s.Drops
+					}
 				}
 				require.NoError(b, a.e.Close())
 				require.NoError(b, z.e.Close())
@@ -178,6 +194,7 @@ func BenchmarkTunnels(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tunnels/s")
 			b.ReportMetric(float64(lists.Load())/float64(b.N), "lists/op")
+			b.ReportMetric(float64(drops)/float64(b.N), "socket-drops/op")
 		})
 	}
 }
@@ -214,7 +231,7 @@ func TestStatusWhilePolled(t *testing.T) {
 	var lists atomic.Int64
 	var wg sync.WaitGroup
 	wg.Go(func() { poll(ctx, 5*time.Millisecond, &lists, a.e, z.e) })
-	err := bringUp(t.Context(), a.e, n)
+	err := bringUp(t.Context(), a.e, n, 64)
 	cancel()
 	wg.Wait()
 	require.NoError(t, err)
@@ -298,7 +315,7 @@ func BenchmarkChildList(b *testing.B) {
 	ca, cb := tunnelConfigs(b, n)
 	a := newPeer(b, "a", ca, withLogLevel(slog.LevelWarn))
 	newPeer(b, "b", cb, withLogLevel(slog.LevelWarn))
-	require.NoError(b, bringUp(b.Context(), a.e, n))
+	require.NoError(b, bringUp(b.Context(), a.e, n, *benchInflight))
 	ctx, cancel := context.WithCancel(b.Context())
 	var probes, waited atomic.Int64
 	var wg sync.WaitGroup
