@@ -62,10 +62,9 @@ type Engine struct {
 
 	bus *bus
 
-	// inflight bounds the datagrams read but not yet handled by the loop
-	// (a token each): past it the readers stop and the sockets' receive
-	// buffers hold the burst, where the kernel counts what they drop.
-	inflight chan struct{}
+	// queued counts the datagrams read but not yet handled by the loop
+	// (sockets.go: admit).
+	queued atomic.Int64
 	// sockList is the open sockets as the loop last left them, for
 	// SocketStats to read without waiting for the loop.
 	sockList atomic.Pointer[[]*sock]
@@ -126,7 +125,6 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		b: o.Backend, clk: o.Clock, log: o.Logger,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
 		bus:        newBus(),
-		inflight:   make(chan struct{}, maxQueuedDatagrams),
 		sockets:    map[netip.AddrPort]*sock{},
 		sas:        map[uint64]*ikeSA{},
 		byConn:     map[string]map[*ikeSA]struct{}{},

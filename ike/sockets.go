@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
@@ -23,6 +24,9 @@ type sock struct {
 	nat bool
 	// rcvbuf is the receive buffer last asked for (0: the OS default).
 	rcvbuf int
+	// behind counts the datagrams read and dropped because the loop's
+	// queue was full.
+	behind atomic.Uint64
 }
 
 func listenAddr(a netip.Addr, other netip.Addr, port uint16) netip.AddrPort {
@@ -107,9 +111,45 @@ func (e *Engine) publishSockets() {
 	e.sockList.Store(&l)
 }
 
-// maxQueuedDatagrams bounds Engine.inflight: enough to keep the loop
-// busy through a burst, small against the receive buffer behind it.
-const maxQueuedDatagrams = 1024
+// The datagrams read and queued for the loop are bounded (Engine.queued);
+// past the bound the readers drop what they read, so that a burst never
+// makes a backlog that takes longer to work off than the peers wait (a
+// queue of 10,000 IKE_SA_INITs held IKE_AUTHs behind it past the
+// half-open timeout). Requests for new IKE SAs get the smaller share: an
+// exchange under way is worth more than one not yet started, whose
+// initiator retransmits.
+const (
+	maxQueuedDatagrams = 1024
+	maxQueuedInits     = 768
+)
+
+// newSARequest tells an IKE_SA_INIT request (responder SPI zero, R flag
+// clear) from the rest without decoding it.
+func newSARequest(b []byte) bool {
+	if len(b) < 28 || b[19]&0x20 != 0 {
+		return false
+	}
+	for _, x := range b[8:16] {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// admit takes a place in the loop's queue for a datagram, or says to drop
+// it.
+func (e *Engine) admit(init bool) bool {
+	limit := int64(maxQueuedDatagrams)
+	if init {
+		limit = maxQueuedInits
+	}
+	if e.queued.Add(1) > limit {
+		e.queued.Add(-1)
+		return false
+	}
+	return true
+}
 
 // read is a socket's reader goroutine.
 func (e *Engine) read(s *sock) {
@@ -132,17 +172,17 @@ func (e *Engine) read(s *sock) {
 		if !e.admitDatagram(n, remote) {
 			continue
 		}
+		if !e.admit(newSARequest(buf[:n])) {
+			e.releaseDatagram(n)
+			s.behind.Add(1)
+			continue
+		}
 		data := append([]byte(nil), buf[:n]...)
 		if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
 			local = netip.AddrPortFrom(s.bound.Addr(), s.bound.Port())
 		}
-		select {
-		case e.inflight <- struct{}{}:
-		case <-e.ctx.Done():
-			return
-		}
 		e.post(func() {
-			<-e.inflight
+			e.queued.Add(-1)
 			e.releaseDatagram(n)
 			e.handleDatagram(s, data, local, remote)
 		})

@@ -21,6 +21,10 @@ type SocketStats struct {
 	Drops      uint64 `json:"drops"`
 	Measured   bool   `json:"measured"`
 	Err        string `json:"error,omitempty"`
+	// Behind counts the datagrams the engine read and dropped because
+	// its loop was behind (maxQueuedDatagrams; new IKE SA requests past
+	// maxQueuedInits).
+	Behind uint64 `json:"dropped_behind"`
 }
 
 // SocketStats reads the receive figures of the engine's IKE sockets,
@@ -42,7 +46,7 @@ func (e *Engine) SocketStats(ctx context.Context) ([]SocketStats, error) {
 	}
 	out := make([]SocketStats, 0, len(socks))
 	for _, s := range socks {
-		st := SocketStats{Addr: s.bound.String(), NATT: s.nat}
+		st := SocketStats{Addr: s.bound.String(), NATT: s.nat, Behind: s.behind.Load()}
 		if q, ok := s.conn.(kernelops.IKEQueue); ok {
 			qs, err := q.QueueStats()
 			if err != nil {

@@ -1,10 +1,13 @@
 package ike
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -42,42 +45,82 @@ func TestSocketStats(t *testing.T) {
 	plain, _ := byRole(st)
 	assert.Equal(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sa.port).String(), plain.Addr)
 
-	// A reload to a buffer that holds a few datagrams; the loop is kept
-	// busy while a burst arrives, so the readers stop once they have
-	// queued maxQueuedDatagrams and the socket overflows.
-	sa.daemonExtra = "ike_socket_buffer = 4k"
-	require.NoError(t, a.e.Reload(t.Context(), sa.config(t, "a")))
-	st, err = a.e.SocketStats(t.Context())
-	require.NoError(t, err)
-	plain, nat := byRole(st)
-	assert.Equal(t, 8<<10, plain.RecvBuffer)
-	assert.Equal(t, 8<<10, nat.RecvBuffer)
+	// The loop is kept busy while bursts arrive: the readers queue at
+	// most maxQueuedInits requests for new IKE SAs and maxQueuedDatagrams
+	// in all, and drop the rest (Behind); the 2M buffer holds them all
+	// until read, so the counts are exact.
 	release := make(chan struct{})
 	a.e.post(func() { <-release })
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
 	defer c.Close()
 	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sa.port))
-	junk := make([]byte, 500) // not IKE: the engine drops it once it reads it
-	const extra = 300
-	for range maxQueuedDatagrams + extra {
-		_, err := c.WriteToUDP(junk, to)
-		require.NoError(t, err)
+	send := func(n int, init bool) {
+		msg := make([]byte, 300) // not valid IKE: the engine drops it once it reads it
+		if !init {
+			msg[8] = 1 // a responder SPI: an exchange of an existing SA
+		}
+		for range n {
+			_, err := c.WriteToUDP(msg, to)
+			require.NoError(t, err)
+		}
 	}
-	// SocketStats answers while the loop is blocked.
+	settle := func(queued int64, behind uint64) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d queued, %d dropped", queued, behind), 5*time.Second, func() bool {
+			st, err := a.e.SocketStats(t.Context())
+			require.NoError(t, err)
+			plain, _ := byRole(st)
+			return a.e.queued.Load() == queued && plain.Behind == behind
+		})
+	}
+	send(maxQueuedInits+100, true)
+	settle(maxQueuedInits, 100)
+	room := maxQueuedDatagrams - maxQueuedInits // kept for exchanges under way
+	send(room/2, false)
+	settle(maxQueuedInits+int64(room/2), 100)
+	send(10, true) // still no room for new SAs
+	settle(maxQueuedInits+int64(room/2), 110)
+	send(room/2+50, false)
+	settle(maxQueuedDatagrams, 160)
 	st, err = a.e.SocketStats(t.Context())
 	close(release)
 	require.NoError(t, err)
-	plain, nat = byRole(st)
-	assert.Greater(t, plain.Drops, uint64(extra-20),
-		"at most %d datagrams queued for the loop and a few in an 8 KiB buffer", maxQueuedDatagrams)
-	assert.Zero(t, nat.Drops)
-	t.Logf("%d of %d datagrams dropped", plain.Drops, maxQueuedDatagrams+extra)
+	plain, nat := byRole(st)
+	assert.Zero(t, plain.Drops, "the 2M buffer held every datagram until read")
+	assert.Zero(t, nat.Behind)
+	settle(0, plain.Behind)
 
-	// The engine still works after the burst; a closed one says so.
+	// A reload resizes the buffers.
+	sa.daemonExtra = "ike_socket_buffer = 4k"
+	require.NoError(t, a.e.Reload(t.Context(), sa.config(t, "a")))
+	st, err = a.e.SocketStats(t.Context())
+	require.NoError(t, err)
+	plain, nat = byRole(st)
+	assert.Equal(t, 8<<10, plain.RecvBuffer)
+	assert.Equal(t, 8<<10, nat.RecvBuffer)
+
+	// The engine still works; a closed one says so.
 	_, err = a.e.IKESAs(t.Context())
 	require.NoError(t, err)
 	require.NoError(t, a.e.Close())
 	_, err = a.e.SocketStats(t.Context())
 	assert.ErrorIs(t, err, ErrClosed)
+}
+
+func TestNewSARequest(t *testing.T) {
+	init := make([]byte, 28)
+	init[19] = 0x08 // I
+	resp := slices.Clone(init)
+	resp[19] |= 0x20 // R
+	other := slices.Clone(init)
+	other[15] = 7 // SPIr
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{{"IKE_SA_INIT request", init, true}, {"its response", resp, false}, {"an SA's exchange", other, false},
+		{"short", init[:27], false}, {"empty", nil, false}} {
+		assert.Equal(t, tc.want, newSARequest(tc.b), tc.name)
+	}
 }

@@ -163,7 +163,7 @@ func BenchmarkTunnels(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			ca, cb := tunnelConfigs(b, n)
 			var lists atomic.Int64
-			var drops uint64
+			var drops, behind uint64
 			for b.Loop() {
 				b.StopTimer()
 				a := newPeer(b, "a", ca, withLogLevel(slog.LevelWarn))
@@ -186,6 +186,7 @@ func BenchmarkTunnels(b *testing.B) {
 					require.NoError(b, err)
 					for _, s := range st {
 						drops += s.Drops
+						behind += s.Behind
 					}
 				}
 				require.NoError(b, a.e.Close())
@@ -195,6 +196,7 @@ func BenchmarkTunnels(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tunnels/s")
 			b.ReportMetric(float64(lists.Load())/float64(b.N), "lists/op")
 			b.ReportMetric(float64(drops)/float64(b.N), "socket-drops/op")
+			b.ReportMetric(float64(behind)/float64(b.N), "behind-drops/op")
 		})
 	}
 }

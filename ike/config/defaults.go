@@ -24,8 +24,8 @@ const (
 	DefaultChildRekeyTime    = time.Hour
 	DefaultReplayWindow      = 32
 	DefaultKeyingTries       = 1
-	// DefaultIKESocketBuffer holds a burst of 10,000 IKE_SA_INITs on
-	// loopback (see docs/config.md, daemon.ike_socket_buffer).
+	// DefaultIKESocketBuffer holds what arrives while the socket readers
+	// wait for the CPU (docs/config.md, daemon.ike_socket_buffer).
 	DefaultIKESocketBuffer = 8 << 20
 )
 

@@ -73,6 +73,7 @@ type Metrics struct {
 	handshakes         *prometheus.HistogramVec
 	socketBuffer       *prometheus.GaugeVec
 	socketDrops        *prometheus.GaugeVec
+	socketBehind       *prometheus.GaugeVec
 
 	// Counted only once the engine reports them (EngineCounters).
 	handshakeFailures *prometheus.CounterVec
@@ -130,6 +131,10 @@ func New(src Source, info buildinfo.Info) *Metrics {
 	m.socketDrops = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyplane_ike_socket_drops",
 		Help: "IKE datagrams the kernel dropped for each socket since it opened (its receive buffer was full); only where the OS counts them (Linux)."},
 		[]string{"addr", "nat_t"})
+	m.socketBehind = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyplane_ike_socket_behind_drops",
+		Help: "IKE datagrams the engine read from each socket and dropped because its queue for the loop was full (new IKE SA requests first)."},
+		[]string{"addr", "nat_t"})
+	m.reg.MustRegister(m.socketBehind)
 	m.reg.MustRegister(build, start, m.ikeSAs, m.childSAs, m.statusErrors, m.engineEvents, m.dataplaneEvents,
 		m.dataplaneLost, m.subscriberOverruns, m.dataplaneErrors, m.logMessages, m.reloads, m.handshakes,
 		m.socketBuffer, m.socketDrops)
@@ -198,11 +203,13 @@ func (m *Metrics) Refresh(ctx context.Context) {
 		}
 		m.socketBuffer.Reset()
 		m.socketDrops.Reset()
+		m.socketBehind.Reset()
 		for _, s := range socks {
 			nat := strconv.FormatBool(s.NATT)
 			if s.RecvBuffer > 0 {
 				m.socketBuffer.WithLabelValues(s.Addr, nat).Set(float64(s.RecvBuffer))
 			}
+			m.socketBehind.WithLabelValues(s.Addr, nat).Set(float64(s.Behind))
 			if s.Measured {
 				m.socketDrops.WithLabelValues(s.Addr, nat).Set(float64(s.Drops))
 			}

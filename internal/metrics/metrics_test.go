@@ -115,7 +115,7 @@ func (s *socketDouble) SocketStats(context.Context) ([]ike.SocketStats, error) {
 
 func TestSocketMetrics(t *testing.T) {
 	src := &socketDouble{socks: []ike.SocketStats{
-		{Addr: "127.0.0.1:500", RecvBuffer: 16 << 20, Drops: 7, Measured: true},
+		{Addr: "127.0.0.1:500", RecvBuffer: 16 << 20, Drops: 7, Measured: true, Behind: 3},
 		{Addr: "127.0.0.1:4500", NATT: true, RecvBuffer: 16 << 20, Measured: true},
 		{Addr: "[::1]:500", RecvBuffer: 1 << 20}, // drops not counted by the OS
 	}}
@@ -125,6 +125,7 @@ func TestSocketMetrics(t *testing.T) {
 	assert.Equal(t, map[string]uint64{"127.0.0.1:500": 7, "127.0.0.1:4500 nat-t": 0}, st.IKESocketDrops)
 	assert.Equal(t, 3, testutil.CollectAndCount(m.Registry(), "keyplane_ike_socket_receive_buffer_bytes"))
 	assert.InDelta(t, 16<<20, testutil.ToFloat64(m.socketBuffer.WithLabelValues("127.0.0.1:500", "false")), 0)
+	assert.InDelta(t, 3, testutil.ToFloat64(m.socketBehind.WithLabelValues("127.0.0.1:500", "false")), 0)
 
 	// A socket that closed disappears; drops rise.
 	src.socks = src.socks[:1]
