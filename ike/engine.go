@@ -35,6 +35,7 @@ type Options struct {
 type Engine struct {
 	b     kernelops.Backend
 	sad   kernelops.SAD
+	usage kernelops.UsageReader // nil: listings read the SAD dump
 	spd   kernelops.SPD
 	socks kernelops.Sockets
 	caps  kernelops.Capabilities
@@ -158,6 +159,9 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if e.spd, err = kernelops.As[kernelops.SPD](o.Backend); err != nil {
 		return nil, err
 	}
+	// Listings read the children's counters in one bulk pass; without
+	// the facet, from the SAD dump (status.go).
+	e.usage, _ = kernelops.As[kernelops.UsageReader](o.Backend)
 	if e.socks, err = kernelops.As[kernelops.Sockets](o.Backend); err != nil {
 		return nil, err
 	}

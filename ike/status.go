@@ -3,6 +3,7 @@ package ike
 import (
 	"context"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"time"
@@ -177,8 +178,8 @@ func (e *Engine) sortedSAs() []*ikeSA {
 }
 
 // childUsage reads the counters of the installed children's SAs in one
-// bulk pass (kernelops.ReadUsage: the dataplane's UsageReader, else its
-// SA dump), keeping only theirs. Runs outside the loop.
+// bulk pass (the dataplane's UsageReader, else its SA dump), keeping
+// only theirs. Runs outside the loop.
 func (e *Engine) childUsage(ctx context.Context, snap []saSnap) (map[kernelops.SAID]kernelops.Usage, error) {
 	want := map[kernelops.SAID]kernelops.Usage{}
 	for i := range snap {
@@ -192,7 +193,13 @@ func (e *Engine) childUsage(ctx context.Context, snap []saSnap) (map[kernelops.S
 		return want, nil
 	}
 	found := make(map[kernelops.SAID]kernelops.Usage, len(want))
-	for u, err := range kernelops.ReadUsage(ctx, e.b) {
+	var read iter.Seq2[kernelops.Usage, error]
+	if e.usage != nil {
+		read = e.usage.Usage(ctx)
+	} else {
+		read = kernelops.ReadUsage(ctx, e.b)
+	}
+	for u, err := range read {
 		if err != nil {
 			return nil, err
 		}
