@@ -3,8 +3,10 @@
 package vpp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"go.fd.io/govpp/adapter"
@@ -44,11 +46,57 @@ func openStats(socket string, timeout time.Duration) (*segmentStats, error) {
 	return &segmentStats{sc: sc}, nil
 }
 
-func (s *segmentStats) SACounters() ([]Counter, error) {
+// errSegmentRemapped: a read touched the stats segment after it was
+// unmapped under it.
+var errSegmentRemapped = errors.New("the stats segment was unmapped during the read (VPP's stats socket was replaced)")
+
+// SACounters reads under guardFault: the stats client remaps the segment
+// on its own when VPP's stats socket file is removed (its fsnotify
+// monitor), and its lock does not cover the directory it handed out, whose
+// entry names point into the old mapping. A read that lands in the
+// unmapped segment is an error to retry later, not a crash.
+func (s *segmentStats) SACounters() (cs []Counter, err error) {
+	err = guardFault(func() error {
+		cs, err = s.saCounters()
+		return err
+	})
+	if errors.Is(err, errSegmentRemapped) {
+		s.dir = nil
+	}
+	return cs, err
+}
+
+// guardFault runs f with faults on unexpected addresses turned into
+// panics (debug.SetPanicOnFault, made for memory-mapped reads) and such a
+// panic into errSegmentRemapped. Any other panic goes on.
+func guardFault(f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if _, fault := r.(interface{ Addr() uintptr }); fault {
+			err = fmt.Errorf("read %s: %w", SACounterName, errSegmentRemapped)
+			return
+		}
+		panic(r)
+	}()
+	return f()
+}
+
+func (s *segmentStats) saCounters() ([]Counter, error) {
 	var err error
 	for range 5 {
 		if s.dir == nil {
 			s.dir, err = s.sc.PrepareDir("^" + SACounterName + "$")
+			if err == nil {
+				// The names point into the mapping; keep copies, so a
+				// later UpdateDir compares against Go memory.
+				for i := range s.dir.Entries {
+					s.dir.Entries[i].Name = bytes.Clone(s.dir.Entries[i].Name)
+				}
+			}
 		} else {
 			err = s.sc.UpdateDir(s.dir)
 		}
