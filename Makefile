@@ -20,7 +20,7 @@ VM_NORACE ?=
 # Flags for every test binary in the guest, e.g. VM_TESTFLAGS='-test.v -test.run=TestX'.
 VM_TESTFLAGS ?=
 # The whole guest run is killed after this long (a hung guest fails).
-VM_TIMEOUT ?= 40m
+VM_TIMEOUT ?= 55m
 # KEYPLANE_SKIP_VM=1 makes `make test` skip the VM lab, loudly. Without it,
 # a machine that cannot run the lab (not root and nothing installed, no qemu)
 # fails `make test`: the lab is the only real test of the kernel backends.

@@ -133,7 +133,7 @@ func raceTag(race bool) string {
 // TestOptions configure RunTests.
 type TestOptions struct {
 	TestFlags   []string      // passed to every test binary, e.g. -test.v -test.run=X
-	TestTimeout time.Duration // -test.timeout per binary; default 10m
+	TestTimeout time.Duration // -test.timeout per binary; default 25m (ike/interop alone runs over 10m under TCG and -race)
 	Timeout     time.Duration // the whole boot; default 30m
 	Env         []string
 	Console     io.Writer
@@ -194,7 +194,7 @@ func testScript(nonce string, pkgs []*TestPackage, flags []string) string {
 // KEYPLANE_VM=1 and reports per-package results.
 func (l *Lab) RunTests(ctx context.Context, pkgs []*TestPackage, opts TestOptions) *TestReport {
 	if opts.TestTimeout == 0 {
-		opts.TestTimeout = 10 * time.Minute
+		opts.TestTimeout = 25 * time.Minute
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 30 * time.Minute

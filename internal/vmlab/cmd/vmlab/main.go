@@ -227,7 +227,7 @@ func matches(pkg *vmlab.TestPackage, list []string) bool {
 func test(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("test", flag.ExitOnError)
 	timeout := fs.Duration("timeout", 30*time.Minute, "kill the guest after this long")
-	testTimeout := fs.Duration("test.timeout", 10*time.Minute, "-test.timeout for each test binary")
+	testTimeout := fs.Duration("test.timeout", 25*time.Minute, "-test.timeout for each test binary")
 	race := fs.Bool("race", true, "build test binaries with -race")
 	norace := fs.String("norace", "", "packages (space or comma separated) built without -race")
 	testflags := fs.String("testflags", "", "flags for every test binary, e.g. '-test.v -test.run=TestX'")
