@@ -168,10 +168,21 @@ func (e *Engine) snapshot() []saSnap {
 }
 
 // sortedSAs is the IKE SAs oldest first. Runs on the loop.
-func (e *Engine) sortedSAs() []*ikeSA {
-	out := make([]*ikeSA, 0, len(e.sas))
+func (e *Engine) sortedSAs() []*ikeSA { return e.sortedSAsWhere(nil) }
+
+// sortedSAsWhere is sortedSAs of the SAs keep says to keep (nil: all).
+// Filtering first sorts only what is kept: the same SAs in the same
+// order, without sorting all of them for a few (an IKE_AUTH's
+// INITIAL_CONTACT sorted every SA: quadratic over a bring-up).
+func (e *Engine) sortedSAsWhere(keep func(*ikeSA) bool) []*ikeSA {
+	var out []*ikeSA
+	if keep == nil {
+		out = make([]*ikeSA, 0, len(e.sas))
+	}
 	for _, sa := range e.sas {
-		out = append(out, sa)
+		if keep == nil || keep(sa) {
+			out = append(out, sa)
+		}
 	}
 	slices.SortStableFunc(out, func(a, b *ikeSA) int { return a.created.Compare(b.created) })
 	return out

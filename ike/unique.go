@@ -81,11 +81,12 @@ func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
 	}
 	if m.Notify(message.INITIAL_CONTACT) != nil {
 		n := 0
-		for _, o := range e.sortedSAs() {
-			if sa.sameParties(o, peer) {
-				n++
-				o.destroy(fmt.Sprintf("replaced: the peer %s sent INITIAL_CONTACT (it has no other IKE SA with us)", peer))
+		for _, o := range e.sortedSAsWhere(func(o *ikeSA) bool { return sa.sameParties(o, peer) }) {
+			if !sa.sameParties(o, peer) { // ended with one destroyed before it
+				continue
 			}
+			n++
+			o.destroy(fmt.Sprintf("replaced: the peer %s sent INITIAL_CONTACT (it has no other IKE SA with us)", peer))
 		}
 		if n > 0 {
 			sa.log.Info("INITIAL_CONTACT: removed the peer's other IKE SAs", "peer", peer.String(), "removed", n)
@@ -95,12 +96,9 @@ func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
 	if sa.initiator || (policy != config.UniqueKeep && policy != config.UniqueReplace) {
 		return nil
 	}
-	var dups []*ikeSA
-	for _, o := range e.sortedSAs() {
-		if o.state == ikeEstablished && o.conn.Name == sa.conn.Name && sa.sameParties(o, peer) {
-			dups = append(dups, o)
-		}
-	}
+	dups := e.sortedSAsWhere(func(o *ikeSA) bool {
+		return o.state == ikeEstablished && o.conn.Name == sa.conn.Name && sa.sameParties(o, peer)
+	})
 	if len(dups) == 0 {
 		return nil
 	}
