@@ -41,6 +41,7 @@ func (s childState) String() string {
 // childSA is one CHILD_SA pair. Loop-owned.
 type childSA struct {
 	e     *Engine
+	id    uint32 // unique within the engine's run (ids.go)
 	cfg   *config.Child
 	ike   *ikeSA
 	state childState
@@ -103,10 +104,10 @@ func (ch *childSA) outID() kernelops.SAID {
 }
 
 func (ch *childSA) logger() *slog.Logger {
-	l := ch.e.log.With("child", ch.cfg.Name, "reqid", fmt.Sprintf("%#x", ch.reqid),
+	l := ch.e.log.With("child", ch.cfg.Name, "child-id", ch.id, "reqid", fmt.Sprintf("%#x", ch.reqid),
 		"spi-in", fmt.Sprintf("%08x", ch.inSPI), "spi-out", fmt.Sprintf("%08x", ch.outSPI))
 	if ch.ike != nil {
-		l = l.With("ike", ch.ike.name(), "spis", ch.ike.spis())
+		l = l.With("ike", ch.ike.name(), "ike-id", ch.ike.id, "spis", ch.ike.spis())
 	}
 	return l
 }
@@ -130,7 +131,7 @@ func (ch *childSA) setState(s childState, reason string) {
 	}
 	ch.logger().Log(ch.e.ctx, lvl, "CHILD SA "+s.String(), args...)
 	spis := fmt.Sprintf("%08x_i %08x_o", ch.inSPI, ch.outSPI)
-	ch.e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: s.String(), Reason: reason, SPIs: spis})
+	ch.e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: s.String(), Reason: reason, SPIs: spis, ChildID: ch.id, IKEID: ch.ikeID()})
 }
 
 func childSuiteText(s ikecrypto.ChildSuite) string {

@@ -74,12 +74,12 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 		old.logger().Debug("link down: rekey deferred until the link returns")
 		return
 	}
-	nc := &childSA{e: sa.e, cfg: old.cfg, ike: sa, state: childNegotiating, reqid: old.reqid, mode: old.mode,
+	nc := &childSA{e: sa.e, id: sa.e.newChildID(), cfg: old.cfg, ike: sa, state: childNegotiating, reqid: old.reqid, mode: old.mode,
 		localAddr: old.localAddr, remoteAddr: old.remoteAddr, localTS: old.localTS, remoteTS: old.remoteTS}
 	// The group the child has is the one the peer is known to take.
 	x := &childExchange{nc: nc, old: old, group: pfsGroup(old.cfg.ESPProposals, old.suite.DH)}
 	old.logger().Info("rekeying child", "pfs", x.group.String())
-	sa.e.publish(Event{Kind: "child", Name: old.cfg.Name, State: "rekeying", SPIs: fmt.Sprintf("%08x_i %08x_o", old.inSPI, old.outSPI)})
+	sa.e.publish(Event{Kind: "child", Name: old.cfg.Name, State: "rekeying", ChildID: old.id, IKEID: sa.id, SPIs: fmt.Sprintf("%08x_i %08x_o", old.inSPI, old.outSPI)})
 	sa.negotiateChild(x)
 }
 
@@ -174,7 +174,7 @@ func (sa *ikeSA) childAnswered(x *childExchange, m *message.Message, ni []byte, 
 				old.logger().Warn("peer does not know the child it was asked to rekey (CHILD_SA_NOT_FOUND): replacing it by a new one")
 				old.remove("the peer does not know it (CHILD_SA_NOT_FOUND)")
 				sa.dropChild(old)
-				sa.createChild(&childSA{e: sa.e, cfg: old.cfg, state: childNegotiating, reqid: old.reqid, mode: old.mode})
+				sa.createChild(&childSA{e: sa.e, id: sa.e.newChildID(), cfg: old.cfg, state: childNegotiating, reqid: old.reqid, mode: old.mode})
 				return
 			}
 		}

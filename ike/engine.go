@@ -79,6 +79,7 @@ type Engine struct {
 	initIndex  map[initKey]*ikeSA
 	reqids     map[string]uint32 // child name -> reqid
 	nextReqID  uint32
+	ids        saIDs // the last IKE and CHILD SA IDs given (ids.go)
 	policies   map[kernelops.PolicyID]*polRef
 	traps      map[string][]kernelops.PolicyID // child name -> trap policies
 	adm        admission                       // half-open limits, COOKIEs, pre-authentication log, datagram intake

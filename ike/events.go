@@ -15,6 +15,10 @@ type Event struct {
 	Reason string    `json:"reason,omitempty"`
 	SPIs   string    `json:"spis,omitempty"`
 	Detail string    `json:"detail,omitempty"`
+	// IKEID and ChildID are the unique IDs of the SA the event is about
+	// (0: none; a child's event carries its IKE SA's too).
+	IKEID   uint32 `json:"ike_id,omitempty"`
+	ChildID uint32 `json:"child_id,omitempty"`
 }
 
 // Subscription delivers engine events until closed. A subscriber that

@@ -337,7 +337,7 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 	}
 	refuse := func(n message.NotifyType, why string, data []byte) ([]message.Payload, *childSA) {
 		sa.log.Warn("refusing the peer's child", "notify", n.String(), "reason", why)
-		sa.e.publish(Event{Kind: "child", State: "refused", Reason: n.String() + ": " + why, SPIs: sa.spis(), Name: sa.name()})
+		sa.e.publish(Event{Kind: "child", State: "refused", IKEID: sa.id, Reason: n.String() + ": " + why, SPIs: sa.spis(), Name: sa.name()})
 		return []message.Payload{&message.Notify{NotifyType: n, Data: data}}, nil
 	}
 	if sap == nil || tsi == nil || tsr == nil {
@@ -369,7 +369,7 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 		}
 	}
 	cc, chosen := choice.cfg, choice.proposal
-	ch := &childSA{e: sa.e, cfg: cc, ike: sa, state: childNegotiating, reqid: sa.e.reqidOf(cc), mode: cc.Mode,
+	ch := &childSA{e: sa.e, id: sa.e.newChildID(), cfg: cc, ike: sa, state: childNegotiating, reqid: sa.e.reqidOf(cc), mode: cc.Mode,
 		localAddr: localAddr, remoteAddr: remoteAddr, localTS: choice.local, remoteTS: choice.remote, outSPI: spiFrom(peerSPI)}
 	suite, err := ikecrypto.ChildSuiteFromProposal(&chosen)
 	if err != nil || ch.outSPI == 0 {

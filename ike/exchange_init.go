@@ -21,7 +21,7 @@ const maxInitRetries = 4
 func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 	s := e.sockets[listenAddr(c.LocalAddr, c.RemoteAddr, c.LocalPort)]
 	remote := netip.AddrPortFrom(c.RemoteAddr, c.RemotePort)
-	sa := &ikeSA{e: e, conn: c, initiator: true, created: e.clk.Now(), sock: s,
+	sa := &ikeSA{e: e, id: e.newIKEID(), conn: c, initiator: true, created: e.clk.Now(), sock: s,
 		local:  netip.AddrPortFrom(e.sourceFor(c.LocalAddr, c.RemoteAddr), c.LocalPort),
 		remote: remote, first: first}
 	sa.spii = e.newSPI()
@@ -275,7 +275,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
-	sa := &ikeSA{e: e, conn: conn, cands: cands, created: e.clk.Now(), sock: s, local: local, remote: remote,
+	sa := &ikeSA{e: e, id: e.newIKEID(), conn: conn, cands: cands, created: e.clk.Now(), sock: s, local: local, remote: remote,
 		spii: m.SPIi, ni: append([]byte(nil), nonce.Data...), ikeChosen: chosen}
 	sa.spir = e.newSPI()
 	sa.nr = make([]byte, 32)

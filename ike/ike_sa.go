@@ -54,6 +54,7 @@ func (s ikeState) String() string {
 // ikeSA is one IKE SA, in either role. Loop-owned.
 type ikeSA struct {
 	e         *Engine
+	id        uint32               // unique within the engine's run (ids.go)
 	conn      *config.Connection   // nil for a responder until IKE_AUTH picks one
 	cands     []*config.Connection // responder: connections the addresses allow
 	initiator bool
@@ -175,7 +176,7 @@ func (sa *ikeSA) name() string {
 }
 
 func (sa *ikeSA) setLogger() {
-	sa.log = sa.e.log.With("ike", sa.name(), "spis", sa.spis())
+	sa.log = sa.e.log.With("ike", sa.name(), "ike-id", sa.id, "spis", sa.spis())
 }
 
 // setState logs the change (one line per change) and publishes it.
@@ -196,7 +197,7 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 		lvl = slog.LevelWarn
 	}
 	sa.logStateChange(from, s, lvl, "IKE SA "+s.String(), args...)
-	sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: s.String(), Reason: reason, SPIs: sa.spis()})
+	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: s.String(), Reason: reason, SPIs: sa.spis()})
 }
 
 // natAny reports whether ESP must be encapsulated in UDP.

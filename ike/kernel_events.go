@@ -79,11 +79,11 @@ func (e *Engine) expire(x *kernelops.ExpireEvent) {
 	if !x.Hard {
 		ch.rekey = true
 		ch.logger().Info("soft lifetime reached: rekeying", "limit", x.Limit.String())
-		e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: "rekey-needed", Reason: "soft " + x.Limit.String() + " limit"})
+		e.publish(Event{Kind: "child", ChildID: ch.id, IKEID: ch.ikeID(), Name: ch.cfg.Name, State: "rekey-needed", Reason: "soft " + x.Limit.String() + " limit"})
 		e.scheduleRekey(ch)
 		return
 	}
-	e.publish(Event{Kind: "dataplane", State: "hard-expire", Name: ch.cfg.Name, Detail: x.SA.String()})
+	e.publish(Event{Kind: "dataplane", State: "hard-expire", ChildID: ch.id, IKEID: ch.ikeID(), Name: ch.cfg.Name, Detail: x.SA.String()})
 	ch.ike.deleteChild(ch, fmt.Sprintf("hard %s lifetime reached", x.Limit))
 }
 

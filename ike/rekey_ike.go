@@ -367,7 +367,7 @@ func (sa *ikeSA) successor(initiator bool, spii, spir uint64, suite ikecrypto.IK
 		return nil, fmt.Errorf("IKE ciphers: %w", err)
 	}
 	now := sa.e.clk.Now()
-	n := &ikeSA{e: sa.e, conn: sa.conn, initiator: initiator, spii: spii, spir: spir, created: now,
+	n := &ikeSA{e: sa.e, id: sa.e.newIKEID(), conn: sa.conn, initiator: initiator, spii: spii, spir: spir, created: now,
 		sock: sa.sock, local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
 		suite: suite, keys: keys, out: out, in: in, lastHeard: sa.lastHeard,
 		link: sa.link, ifIndex: sa.ifIndex, startedAt: now, rec: sa.rec.inherited()}

@@ -14,6 +14,8 @@ import (
 
 // IKESAInfo is an IKE SA as `keyplane ike list` shows it.
 type IKESAInfo struct {
+	// ID is the IKE SA's unique ID (ids.go).
+	ID          uint32      `json:"ike_id"`
 	Name        string      `json:"name"`
 	State       string      `json:"state"`
 	Role        string      `json:"role"`
@@ -30,8 +32,11 @@ type IKESAInfo struct {
 
 // ChildInfo is a child SA with the dataplane's counters.
 type ChildInfo struct {
+	// ID is the CHILD SA's unique ID, IKEID its IKE SA's (ids.go).
+	ID          uint32    `json:"child_id"`
 	Name        string    `json:"name"`
 	IKE         string    `json:"ike"`
+	IKEID       uint32    `json:"ike_id"`
 	State       string    `json:"state"`
 	Mode        string    `json:"mode"`
 	ReqID       uint32    `json:"reqid"`
@@ -116,6 +121,7 @@ func hexSPI(v uint64, digits int) string {
 
 // saSnap is what the loop copies of an IKE SA for a listing.
 type saSnap struct {
+	id                  uint32
 	name, state         string
 	initiator           bool
 	spii, spir          uint64
@@ -130,6 +136,7 @@ type saSnap struct {
 // childSnap is what the loop copies of a child. The traffic selector
 // slices are shared: the engine replaces them, never edits them.
 type childSnap struct {
+	id                    uint32
 	name                  string
 	state                 childState
 	mode                  kernelops.Mode
@@ -147,7 +154,7 @@ type childSnap struct {
 func (e *Engine) snapshot() []saSnap {
 	out := make([]saSnap, 0, len(e.sas))
 	for _, sa := range e.sas {
-		s := saSnap{name: sa.name(), state: sa.state.String(), initiator: sa.initiator, spii: sa.spii, spir: sa.spir,
+		s := saSnap{id: sa.id, name: sa.name(), state: sa.state.String(), initiator: sa.initiator, spii: sa.spii, spir: sa.spir,
 			local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
 			keyed: sa.keys != nil, estAt: sa.estAt, created: sa.created}
 		if s.keyed {
@@ -157,7 +164,7 @@ func (e *Engine) snapshot() []saSnap {
 			s.children = make([]childSnap, 0, len(sa.children))
 		}
 		for _, ch := range sa.children {
-			s.children = append(s.children, childSnap{name: ch.cfg.Name, state: ch.state, mode: ch.mode, reqid: ch.reqid,
+			s.children = append(s.children, childSnap{id: ch.id, name: ch.cfg.Name, state: ch.state, mode: ch.mode, reqid: ch.reqid,
 				inSPI: ch.inSPI, outSPI: ch.outSPI, suite: ch.suite, encap: ch.encap != nil, rekey: ch.rekey,
 				localTS: ch.localTS, remoteTS: ch.remoteTS, localAddr: ch.localAddr, remoteAddr: ch.remoteAddr,
 				estAt: ch.estAt, in: ch.inID(), out: ch.outID(), offIn: ch.offIn, offOut: ch.offOut})
@@ -226,7 +233,7 @@ func (s *saSnap) info(usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *
 	if s.initiator {
 		role = "initiator"
 	}
-	info := IKESAInfo{Name: s.name, State: s.state, Role: role,
+	info := IKESAInfo{ID: s.id, Name: s.name, State: s.state, Role: role,
 		SPIi: hexSPI(s.spii, 16), SPIr: hexSPI(s.spir, 16),
 		Local: s.local.String(), Remote: s.remote.String(), NATLocal: s.natLocal, NATRemote: s.natRemote,
 		Established: s.estAt, Children: make([]ChildInfo, 0, len(s.children))}
@@ -234,13 +241,13 @@ func (s *saSnap) info(usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *
 		info.Suite = tc.ikeSuite(s.suite)
 	}
 	for i := range s.children {
-		info.Children = append(info.Children, s.children[i].info(s.name, usage, uerr, tc))
+		info.Children = append(info.Children, s.children[i].info(s.name, s.id, usage, uerr, tc))
 	}
 	return info
 }
 
-func (ch *childSnap) info(ike string, usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *textCache) ChildInfo {
-	ci := ChildInfo{Name: ch.name, IKE: ike, State: ch.state.String(), Mode: ch.mode.String(), ReqID: ch.reqid,
+func (ch *childSnap) info(ike string, ikeID uint32, usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *textCache) ChildInfo {
+	ci := ChildInfo{ID: ch.id, Name: ch.name, IKE: ike, IKEID: ikeID, State: ch.state.String(), Mode: ch.mode.String(), ReqID: ch.reqid,
 		SPIIn: hexSPI(uint64(ch.inSPI), 8), SPIOut: hexSPI(uint64(ch.outSPI), 8), Suite: tc.childSuite(ch.suite),
 		Encap: ch.encap, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
 		Local: ch.localAddr.String(), Remote: ch.remoteAddr.String(), RekeyNeeded: ch.rekey, Established: ch.estAt}
