@@ -12,7 +12,7 @@ import (
 func init() {
 	register(&command{name: "child", summary: "the daemon's child SAs ('child list')", subs: []*command{{
 		name: "list", summary: "list the daemon's child SAs with the dataplane's counters",
-		help: "One line per child SA: name, IKE SA, state, mode, SPIs, suite, selectors, byte and packet counters.\n" +
+		help: "One line per child SA: its unique ID (for terminate/rekey --child-id), name, IKE SA (ID and name), state, mode, SPIs, suite, selectors, byte and packet counters.\n" +
 			"With -json an array of objects, with --stream one per line.",
 		run: runChildList,
 	}}})
@@ -31,14 +31,14 @@ func runChildList(ctx context.Context, e *env, args []string) error {
 
 func printChildren(w io.Writer, r *control.Response) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHILD\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP\tOFFLOAD")
+	fmt.Fprintln(tw, "ID\tCHILD\tIKE_ID\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP\tOFFLOAD")
 	for _, x := range r.Children {
 		c := childOf(x)
 		state := c.State
 		if c.RekeyNeeded {
 			state += " (rekey)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", c.Name, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", c.ChildID, c.Name, c.IKEID, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
 			c.Suite, c.LocalTS, c.RemoteTS, c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut, c.Encap, c.Offload)
 	}
 	tw.Flush()

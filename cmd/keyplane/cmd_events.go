@@ -40,8 +40,11 @@ type eventView struct {
 	Reason string    `json:"reason,omitempty"`
 	SPIs   string    `json:"spis,omitempty"`
 	Detail string    `json:"detail,omitempty"`
-	Text   string    `json:"text,omitempty"`
-	Event  any       `json:"event,omitempty"`
+	// The SA's unique IDs (engine events about an SA).
+	IKEID   uint32 `json:"ike_id,omitempty"`
+	ChildID uint32 `json:"child_id,omitempty"`
+	Text    string `json:"text,omitempty"`
+	Event   any    `json:"event,omitempty"`
 }
 
 func runEvents(ctx context.Context, e *env, args []string) error {
@@ -66,6 +69,7 @@ func runEvents(ctx context.Context, e *env, args []string) error {
 			v := eventView{Time: ev.Time, Source: ev.Source, Kind: ev.Kind, Text: ev.Text}
 			if x := ev.Engine; x != nil {
 				v.Kind, v.Name, v.State, v.Reason, v.SPIs, v.Detail = x.Kind, x.Name, x.State, x.Reason, spisText(x.SPIs), x.Detail
+				v.IKEID, v.ChildID = x.IKEID, x.ChildID
 			}
 			if len(ev.Dataplane) > 0 && string(ev.Dataplane) != "null" {
 				v.Event = rawIDs(ev.Dataplane)

@@ -12,7 +12,7 @@ import (
 func init() {
 	register(&command{name: "ike", summary: "the daemon's IKE SAs ('ike list')", subs: []*command{{
 		name: "list", summary: "list the daemon's IKE SAs with their children",
-		help: "One line per IKE SA: connection, state, role, SPIs, endpoints, suite, NAT, number of children.\n" +
+		help: "One line per IKE SA: its unique ID (for terminate/rekey --ike-id), connection, state, role, SPIs, endpoints, suite, NAT, number of children.\n" +
 			"With -json an array of objects (their children inside), with --stream one per line.",
 		run: runIKEList,
 	}}})
@@ -59,7 +59,7 @@ func runCtlList(ctx context.Context, e *env, cmd string, args []string,
 
 func printIKESAs(w io.Writer, r *control.Response) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tROLE\tSPI_I\tSPI_R\tLOCAL\tREMOTE\tSUITE\tNAT\tCHILDREN")
+	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tROLE\tSPI_I\tSPI_R\tLOCAL\tREMOTE\tSUITE\tNAT\tCHILDREN")
 	for _, x := range r.IKESAs {
 		sa := ikeOf(x)
 		nat := "-"
@@ -71,7 +71,7 @@ func printIKESAs(w io.Writer, r *control.Response) {
 		case sa.NATRemote:
 			nat = "remote"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", sa.Name, sa.State, sa.Role, sa.SPIi, sa.SPIr,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", sa.IKEID, sa.Name, sa.State, sa.Role, sa.SPIi, sa.SPIr,
 			sa.Local, sa.Remote, sa.Suite, nat, len(sa.Children))
 	}
 	tw.Flush()

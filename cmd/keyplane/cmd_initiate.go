@@ -155,6 +155,12 @@ func resolve(ctx context.Context, c *control.Client, name string) (conn, child s
 func engineLine(ev wireEvent) string {
 	x := ev.Engine
 	line := fmt.Sprintf("%s %-9s %-10s %s", ev.Time.Format(time.TimeOnly), x.Kind, x.Name, x.State)
+	if x.IKEID != 0 {
+		line += fmt.Sprintf(" ike-id=%d", x.IKEID)
+	}
+	if x.ChildID != 0 {
+		line += fmt.Sprintf(" child-id=%d", x.ChildID)
+	}
 	if x.SPIs != "" {
 		line += " [" + spisText(x.SPIs) + "]"
 	}

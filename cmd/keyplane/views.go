@@ -10,6 +10,7 @@ import (
 // with identifiers in the CLI's one format (out.go).
 
 type ikeView struct {
+	IKEID       uint32      `json:"ike_id"`
 	Name        string      `json:"name"`
 	State       string      `json:"state"`
 	Role        string      `json:"role"`
@@ -25,8 +26,10 @@ type ikeView struct {
 }
 
 type childView struct {
+	ChildID     uint32    `json:"child_id"`
 	Name        string    `json:"name"`
 	IKE         string    `json:"ike"`
+	IKEID       uint32    `json:"ike_id"`
 	State       string    `json:"state"`
 	Mode        string    `json:"mode"`
 	ReqID       string    `json:"reqid"`
@@ -49,7 +52,7 @@ type childView struct {
 }
 
 func ikeOf(sa ike.IKESAInfo) ikeView {
-	v := ikeView{Name: sa.Name, State: sa.State, Role: sa.Role, SPIi: hexText(sa.SPIi), SPIr: hexText(sa.SPIr),
+	v := ikeView{IKEID: sa.ID, Name: sa.Name, State: sa.State, Role: sa.Role, SPIi: hexText(sa.SPIi), SPIr: hexText(sa.SPIr),
 		Local: sa.Local, Remote: sa.Remote, Suite: sa.Suite, NATLocal: sa.NATLocal, NATRemote: sa.NATRemote,
 		Established: sa.Established, Children: []childView{}}
 	for _, c := range sa.Children {
@@ -59,7 +62,7 @@ func ikeOf(sa ike.IKESAInfo) ikeView {
 }
 
 func childOf(c ike.ChildInfo) childView {
-	return childView{Name: c.Name, IKE: c.IKE, State: c.State, Mode: c.Mode, ReqID: reqid(c.ReqID),
+	return childView{ChildID: c.ID, Name: c.Name, IKE: c.IKE, IKEID: c.IKEID, State: c.State, Mode: c.Mode, ReqID: reqid(c.ReqID),
 		SPIIn: hexText(c.SPIIn), SPIOut: hexText(c.SPIOut), Suite: c.Suite, Encap: c.Encap, Offload: c.Offload,
 		LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Local: c.Local, Remote: c.Remote,
 		BytesIn: c.BytesIn, PacketsIn: c.PacketsIn, BytesOut: c.BytesOut, PacketsOut: c.PacketsOut,

@@ -323,11 +323,9 @@ func (s *Server) do(ctx context.Context, req Request) (Response, error) {
 	case "initiate":
 		return s.initiate(ctx, req)
 	case "terminate":
-		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		return Response{Text: req.Name + " terminated"}, e.Terminate(ctx, req.Name)
+		return s.terminate(ctx, req)
 	case "rekey":
-		return Response{Text: req.Name + ": rekey started"}, e.Rekey(ctx, req.Name)
+		return s.rekey(ctx, req)
 	case "reload":
 		if s.Reload == nil {
 			return Response{}, errors.New("reload is not available")
