@@ -118,10 +118,17 @@ type Engine struct {
 
 // New starts an engine: it opens the IKE sockets of every connection,
 // subscribes to dataplane events, installs trap policies and initiates
-// the children with start_action = start.
+// the children with start_action = start. o.Config must pass Validate
+// (a Config built in Go gets the parser's checks); else New returns its
+// errors (config.Errors).
 func New(ctx context.Context, o Options) (*Engine, error) {
 	if o.Backend == nil || o.Config == nil {
 		return nil, errors.New("ike: Options.Backend and Options.Config are required")
+	}
+	// A Config built in Go gets the parser's checks (a zero
+	// HalfOpenTimeout would kill every half-open SA at once).
+	if err := o.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("ike: invalid configuration: %w", err)
 	}
 	e := &Engine{
 		b: o.Backend, clk: o.Clock, log: o.Logger,

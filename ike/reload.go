@@ -39,8 +39,12 @@ func (c ClosedIKESA) String() string {
 	return fmt.Sprintf("%s %s (%s, %s): %s", c.Name, c.SPIs, c.Remote, c.State, c.Reason)
 }
 
-// Reconfigure is Reload that tells which IKE SAs it closed.
+// Reconfigure is Reload that tells which IKE SAs it closed. A cfg that
+// fails cfg.Validate is refused with its errors, nothing changed.
 func (e *Engine) Reconfigure(ctx context.Context, cfg *config.Config) (ReloadResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return ReloadResult{}, fmt.Errorf("ike: invalid configuration: %w", err)
+	}
 	var err error
 	var res ReloadResult
 	if cerr := e.call(ctx, func() {
