@@ -130,8 +130,7 @@ func (ch *childSA) setState(s childState, reason string) {
 		lvl = slog.LevelWarn
 	}
 	ch.logger().Log(ch.e.ctx, lvl, "CHILD SA "+s.String(), args...)
-	spis := fmt.Sprintf("%08x_i %08x_o", ch.inSPI, ch.outSPI)
-	ch.e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: s.String(), Reason: reason, SPIs: spis, ChildID: ch.id, IKEID: ch.ikeID()})
+	ch.e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: s.String(), Reason: reason, SPIs: ch.eventSPIs(), ChildID: ch.id, IKEID: ch.ikeID()})
 }
 
 func childSuiteText(s ikecrypto.ChildSuite) string {

@@ -79,7 +79,7 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 	// The group the child has is the one the peer is known to take.
 	x := &childExchange{nc: nc, old: old, group: pfsGroup(old.cfg.ESPProposals, old.suite.DH)}
 	old.logger().Info("rekeying child", "pfs", x.group.String())
-	sa.e.publish(Event{Kind: "child", Name: old.cfg.Name, State: "rekeying", ChildID: old.id, IKEID: sa.id, SPIs: fmt.Sprintf("%08x_i %08x_o", old.inSPI, old.outSPI)})
+	sa.e.publish(Event{Kind: "child", Name: old.cfg.Name, State: "rekeying", ChildID: old.id, IKEID: sa.id, SPIs: old.eventSPIs()})
 	sa.negotiateChild(x)
 }
 

@@ -8,13 +8,15 @@ import (
 // Event is one state change of the engine, for `keyplane events` and
 // tests. Dataplane events are passed on as Kind "dataplane".
 type Event struct {
-	Time   time.Time `json:"time"`
-	Kind   string    `json:"kind"` // "ike", "child", "dataplane", "link", "addr", "overrun"
-	Name   string    `json:"name,omitempty"`
-	State  string    `json:"state,omitempty"`
-	Reason string    `json:"reason,omitempty"`
-	SPIs   string    `json:"spis,omitempty"`
-	Detail string    `json:"detail,omitempty"`
+	Time time.Time `json:"time"`
+	Kind EventKind `json:"kind"`
+	Name string    `json:"name,omitempty"`
+	// State is an IKEState or ChildState for a state change of an IKE or
+	// CHILD SA, else what happened (see the EventKind constants).
+	State  string `json:"state,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	SPIs   SPIs   `json:"spis,omitzero"`
+	Detail string `json:"detail,omitempty"`
 	// IKEID and ChildID are the unique IDs of the SA the event is about
 	// (0: none; a child's event carries its IKE SA's too).
 	IKEID   uint32 `json:"ike_id,omitempty"`

@@ -337,7 +337,7 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 	}
 	refuse := func(n message.NotifyType, why string, data []byte) ([]message.Payload, *childSA) {
 		sa.log.Warn("refusing the peer's child", "notify", n.String(), "reason", why)
-		sa.e.publish(Event{Kind: "child", State: "refused", IKEID: sa.id, Reason: n.String() + ": " + why, SPIs: sa.spis(), Name: sa.name()})
+		sa.e.publish(Event{Kind: "child", State: "refused", IKEID: sa.id, Reason: n.String() + ": " + why, SPIs: sa.eventSPIs(), Name: sa.name()})
 		return []message.Payload{&message.Notify{NotifyType: n, Data: data}}, nil
 	}
 	if sap == nil || tsi == nil || tsr == nil {

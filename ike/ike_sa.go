@@ -197,7 +197,7 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 		lvl = slog.LevelWarn
 	}
 	sa.logStateChange(from, s, lvl, "IKE SA "+s.String(), args...)
-	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: s.String(), Reason: reason, SPIs: sa.spis()})
+	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: s.String(), Reason: reason, SPIs: sa.eventSPIs()})
 }
 
 // natAny reports whether ESP must be encapsulated in UDP.

@@ -95,7 +95,7 @@ func (sa *ikeSA) peerForgotSA(from netip.AddrPort) {
 	}
 	sa.invalidSPISeen = true
 	sa.log.Warn("peer answered INVALID_IKE_SPI (unauthenticated): it may have lost this IKE SA; waiting for the retransmissions' outcome", "from", from)
-	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "invalid-spi", SPIs: sa.spis(),
+	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "invalid-spi", SPIs: sa.eventSPIs(),
 		Reason: "peer answered INVALID_IKE_SPI"})
 	sa.peerMayHaveRestarted() // recovery.go
 }

@@ -201,7 +201,7 @@ func (l *eventLog) since(mark int, kind, state string) []Event {
 	defer l.mu.Unlock()
 	var out []Event
 	for _, ev := range l.evs[mark:] {
-		if ev.Kind == kind && (state == "" || ev.State == state) {
+		if string(ev.Kind) == kind && (state == "" || ev.State == state) {
 			out = append(out, ev)
 		}
 	}

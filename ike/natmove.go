@@ -66,7 +66,7 @@ func (sa *ikeSA) moveTo(s *sock, local, remote netip.AddrPort) {
 		}
 	}
 	if old != remote {
-		sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "moved", SPIs: sa.spis(),
+		sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "moved", SPIs: sa.eventSPIs(),
 			Detail: fmt.Sprintf("peer %s -> %s, %d children moved", old, remote, n)})
 	}
 }

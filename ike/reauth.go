@@ -140,7 +140,7 @@ func (sa *ikeSA) reauthenticate(why string) bool {
 	run := &reauthRun{old: sa, pending: len(cfgs), started: e.clk.Now()}
 	sa.rec.reauthing = run
 	sa.log.Info("reauthenticating the IKE SA (make before break)", "reason", why, "children", len(cfgs))
-	e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "reauthenticating", SPIs: sa.spis(), Reason: why})
+	e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "reauthenticating", SPIs: sa.eventSPIs(), Reason: why})
 	if len(cfgs) == 0 {
 		// Nothing flows through a childless IKE SA: the old one goes
 		// first, the new one follows.

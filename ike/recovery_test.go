@@ -140,7 +140,7 @@ func (r *recorder) match(kind, state string) []Event {
 	defer r.mu.Unlock()
 	var out []Event
 	for _, ev := range r.evs {
-		if ev.Kind == kind && (state == "" || ev.State == state) {
+		if string(ev.Kind) == kind && (state == "" || ev.State == state) {
 			out = append(out, ev)
 		}
 	}

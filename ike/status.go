@@ -17,7 +17,7 @@ type IKESAInfo struct {
 	// ID is the IKE SA's unique ID (ids.go).
 	ID          uint32      `json:"ike_id"`
 	Name        string      `json:"name"`
-	State       string      `json:"state"`
+	State       IKEState    `json:"state"`
 	Role        string      `json:"role"`
 	SPIi        string      `json:"spi_i"`
 	SPIr        string      `json:"spi_r"`
@@ -33,29 +33,29 @@ type IKESAInfo struct {
 // ChildInfo is a child SA with the dataplane's counters.
 type ChildInfo struct {
 	// ID is the CHILD SA's unique ID, IKEID its IKE SA's (ids.go).
-	ID          uint32    `json:"child_id"`
-	Name        string    `json:"name"`
-	IKE         string    `json:"ike"`
-	IKEID       uint32    `json:"ike_id"`
-	State       string    `json:"state"`
-	Mode        string    `json:"mode"`
-	ReqID       uint32    `json:"reqid"`
-	SPIIn       string    `json:"spi_in"`
-	SPIOut      string    `json:"spi_out"`
-	Suite       string    `json:"suite"`
-	Encap       bool      `json:"encap"`
-	Offload     string    `json:"offload"` // hardware offload installed: no, crypto, packet
-	LocalTS     string    `json:"local_ts"`
-	RemoteTS    string    `json:"remote_ts"`
-	Local       string    `json:"local"`
-	Remote      string    `json:"remote"`
-	BytesIn     uint64    `json:"bytes_in"`
-	PacketsIn   uint64    `json:"packets_in"`
-	BytesOut    uint64    `json:"bytes_out"`
-	PacketsOut  uint64    `json:"packets_out"`
-	RekeyNeeded bool      `json:"rekey_needed"`
-	Established time.Time `json:"established,omitzero"`
-	CounterErr  string    `json:"counter_error,omitempty"`
+	ID          uint32     `json:"child_id"`
+	Name        string     `json:"name"`
+	IKE         string     `json:"ike"`
+	IKEID       uint32     `json:"ike_id"`
+	State       ChildState `json:"state"`
+	Mode        string     `json:"mode"`
+	ReqID       uint32     `json:"reqid"`
+	SPIIn       string     `json:"spi_in"`
+	SPIOut      string     `json:"spi_out"`
+	Suite       string     `json:"suite"`
+	Encap       bool       `json:"encap"`
+	Offload     string     `json:"offload"` // hardware offload installed: no, crypto, packet
+	LocalTS     string     `json:"local_ts"`
+	RemoteTS    string     `json:"remote_ts"`
+	Local       string     `json:"local"`
+	Remote      string     `json:"remote"`
+	BytesIn     uint64     `json:"bytes_in"`
+	PacketsIn   uint64     `json:"packets_in"`
+	BytesOut    uint64     `json:"bytes_out"`
+	PacketsOut  uint64     `json:"packets_out"`
+	RekeyNeeded bool       `json:"rekey_needed"`
+	Established time.Time  `json:"established,omitzero"`
+	CounterErr  string     `json:"counter_error,omitempty"`
 }
 
 // IKESAs lists the IKE SAs with their children, oldest first. The loop
@@ -122,7 +122,8 @@ func hexSPI(v uint64, digits int) string {
 // saSnap is what the loop copies of an IKE SA for a listing.
 type saSnap struct {
 	id                  uint32
-	name, state         string
+	name                string
+	state               IKEState
 	initiator           bool
 	spii, spir          uint64
 	local, remote       netip.AddrPort
@@ -154,7 +155,7 @@ type childSnap struct {
 func (e *Engine) snapshot() []saSnap {
 	out := make([]saSnap, 0, len(e.sas))
 	for _, sa := range e.sas {
-		s := saSnap{id: sa.id, name: sa.name(), state: sa.state.String(), initiator: sa.initiator, spii: sa.spii, spir: sa.spir,
+		s := saSnap{id: sa.id, name: sa.name(), state: sa.state.public(), initiator: sa.initiator, spii: sa.spii, spir: sa.spir,
 			local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
 			keyed: sa.keys != nil, estAt: sa.estAt, created: sa.created}
 		if s.keyed {
@@ -247,7 +248,7 @@ func (s *saSnap) info(usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *
 }
 
 func (ch *childSnap) info(ike string, ikeID uint32, usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *textCache) ChildInfo {
-	ci := ChildInfo{ID: ch.id, Name: ch.name, IKE: ike, IKEID: ikeID, State: ch.state.String(), Mode: ch.mode.String(), ReqID: ch.reqid,
+	ci := ChildInfo{ID: ch.id, Name: ch.name, IKE: ike, IKEID: ikeID, State: ch.state.public(), Mode: ch.mode.String(), ReqID: ch.reqid,
 		SPIIn: hexSPI(uint64(ch.inSPI), 8), SPIOut: hexSPI(uint64(ch.outSPI), 8), Suite: tc.childSuite(ch.suite),
 		Encap: ch.encap, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
 		Local: ch.localAddr.String(), Remote: ch.remoteAddr.String(), RekeyNeeded: ch.rekey, Established: ch.estAt}

@@ -68,7 +68,7 @@ func runEvents(ctx context.Context, e *env, args []string) error {
 		if cf.json {
 			v := eventView{Time: ev.Time, Source: ev.Source, Kind: ev.Kind, Text: ev.Text}
 			if x := ev.Engine; x != nil {
-				v.Kind, v.Name, v.State, v.Reason, v.SPIs, v.Detail = x.Kind, x.Name, x.State, x.Reason, spisText(x.SPIs), x.Detail
+				v.Kind, v.Name, v.State, v.Reason, v.SPIs, v.Detail = x.Kind.String(), x.Name, x.State, x.Reason, spisText(x.SPIs.String()), x.Detail
 				v.IKEID, v.ChildID = x.IKEID, x.ChildID
 			}
 			if len(ev.Dataplane) > 0 && string(ev.Dataplane) != "null" {

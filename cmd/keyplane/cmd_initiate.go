@@ -161,8 +161,8 @@ func engineLine(ev wireEvent) string {
 	if x.ChildID != 0 {
 		line += fmt.Sprintf(" child-id=%d", x.ChildID)
 	}
-	if x.SPIs != "" {
-		line += " [" + spisText(x.SPIs) + "]"
+	if !x.SPIs.IsZero() {
+		line += " [" + spisText(x.SPIs.String()) + "]"
 	}
 	if x.Reason != "" {
 		line += " reason: " + x.Reason

@@ -107,7 +107,7 @@ func activity(sas []ike.IKESAInfo) map[string]*connActivity {
 			a = &connActivity{ikeSAs: map[string]int{}, installed: map[string]int{}}
 			out[sa.Name] = a
 		}
-		a.ikeSAs[sa.State]++
+		a.ikeSAs[sa.State.String()]++
 		for _, ch := range sa.Children {
 			if ch.State == "installed" {
 				a.installed[ch.Name]++

@@ -52,7 +52,7 @@ type childView struct {
 }
 
 func ikeOf(sa ike.IKESAInfo) ikeView {
-	v := ikeView{IKEID: sa.ID, Name: sa.Name, State: sa.State, Role: sa.Role, SPIi: hexText(sa.SPIi), SPIr: hexText(sa.SPIr),
+	v := ikeView{IKEID: sa.ID, Name: sa.Name, State: sa.State.String(), Role: sa.Role, SPIi: hexText(sa.SPIi), SPIr: hexText(sa.SPIr),
 		Local: sa.Local, Remote: sa.Remote, Suite: sa.Suite, NATLocal: sa.NATLocal, NATRemote: sa.NATRemote,
 		Established: sa.Established, Children: []childView{}}
 	for _, c := range sa.Children {
@@ -62,7 +62,7 @@ func ikeOf(sa ike.IKESAInfo) ikeView {
 }
 
 func childOf(c ike.ChildInfo) childView {
-	return childView{ChildID: c.ID, Name: c.Name, IKE: c.IKE, IKEID: c.IKEID, State: c.State, Mode: c.Mode, ReqID: reqid(c.ReqID),
+	return childView{ChildID: c.ID, Name: c.Name, IKE: c.IKE, IKEID: c.IKEID, State: c.State.String(), Mode: c.Mode, ReqID: reqid(c.ReqID),
 		SPIIn: hexText(c.SPIIn), SPIOut: hexText(c.SPIOut), Suite: c.Suite, Encap: c.Encap, Offload: c.Offload,
 		LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Local: c.Local, Remote: c.Remote,
 		BytesIn: c.BytesIn, PacketsIn: c.PacketsIn, BytesOut: c.BytesOut, PacketsOut: c.PacketsOut,

@@ -42,7 +42,7 @@ func (s *Server) streamEvents(ctx context.Context, c net.Conn, enc *json.Encoder
 			if !ok {
 				return
 			}
-			se = StreamEvent{Time: ev.Time, Source: "engine", Engine: &ev, Kind: ev.Kind}
+			se = StreamEvent{Time: ev.Time, Source: "engine", Engine: &ev, Kind: ev.Kind.String()}
 			lagged = ev.Kind == "overrun"
 		case ev, ok := <-dp:
 			if !ok {

@@ -182,9 +182,9 @@ func (m *Metrics) Refresh(ctx context.Context) {
 		childN[s] = 0
 	}
 	for _, sa := range sas {
-		ikeN[sa.State]++
+		ikeN[sa.State.String()]++
 		for _, ch := range sa.Children {
-			childN[ch.State]++
+			childN[ch.State.String()]++
 		}
 	}
 	m.ikeSAs.Reset()
@@ -293,7 +293,7 @@ func (m *Metrics) EngineEvent(ev ike.Event) {
 		m.subscriberOverruns.WithLabelValues("engine").Inc()
 		return
 	}
-	m.engineEvents.WithLabelValues(ev.Kind, ev.State).Inc()
+	m.engineEvents.WithLabelValues(ev.Kind.String(), ev.State).Inc()
 }
 
 // DataplaneEvent counts one dataplane event.
