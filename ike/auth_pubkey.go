@@ -96,7 +96,11 @@ func (sa *ikeSA) ourAuth(c *config.Connection, id, idr *message.ID) ([]message.P
 		sa.log.Info("authenticating with a certificate", "subject", pki.DNString(lc.X509.RawSubject), "scheme", scheme.String())
 		auth = a
 	default:
-		d, err := ikecrypto.PSKAuth(sa.suite.PRF, c.PSK, oct)
+		key, err := sa.pskFor(c, sa.peerIdentity(c))
+		if err != nil {
+			return nil, err
+		}
+		d, err := ikecrypto.PSKAuth(sa.suite.PRF, key, oct)
 		if err != nil {
 			return nil, fmt.Errorf("AUTH: %w", err)
 		}
@@ -158,7 +162,11 @@ func (sa *ikeSA) checkPeerAuth(c *config.Connection, m *message.Message, id *mes
 		if auth.Method != message.AuthSharedKeyMIC {
 			return fmt.Sprintf("peer %s uses %v; connection %s expects a pre-shared key", who, auth.Method, c.Name)
 		}
-		if ok, err := ikecrypto.VerifyPSKAuth(sa.suite.PRF, c.PSK, oct, auth.Data); err != nil || !ok {
+		key, err := sa.pskFor(c, config.Identity{Type: id.IDType, Data: id.Data})
+		if err != nil {
+			return fmt.Sprintf("peer %s: %v", who, err)
+		}
+		if ok, err := ikecrypto.VerifyPSKAuth(sa.suite.PRF, key, oct, auth.Data); err != nil || !ok {
 			return fmt.Sprintf("peer %s's AUTH does not verify with the pre-shared key of connection %s", who, c.Name)
 		}
 		return ""

@@ -116,7 +116,9 @@ func (ch *childSA) setState(s childState, reason string) {
 	if ch.state == s {
 		return
 	}
+	from := ch.state
 	ch.state = s
+	defer ch.e.childHook(ch, from, s, reason)
 	args := []any{"state", s.String()}
 	if s == childInstalled {
 		args = append(args, "mode", ch.mode.String(), "suite", childSuiteText(ch.suite),

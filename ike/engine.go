@@ -29,6 +29,12 @@ type Options struct {
 	Config  *config.Config
 	Logger  *slog.Logger // nil: slog.Default()
 	Clock   clock.Clock  // nil: the real clock
+	// Credentials, if not nil, is asked for the pre-shared keys the
+	// configuration does not hold (credentials.go).
+	Credentials Credentials
+	// Hooks, if not nil, is told of CHILD SAs coming up and going down
+	// (hooks.go).
+	Hooks Hooks
 }
 
 // Engine is a running IKEv2 daemon core.
@@ -79,7 +85,9 @@ type Engine struct {
 	initIndex  map[initKey]*ikeSA
 	reqids     map[string]uint32 // child name -> reqid
 	nextReqID  uint32
-	ids        saIDs // the last IKE and CHILD SA IDs given (ids.go)
+	ids        saIDs       // the last IKE and CHILD SA IDs given (ids.go)
+	creds      Credentials // nil: keys only from the configuration (credentials.go)
+	hooks      *hookRunner // nil: no Hooks (hooks.go)
 	policies   map[kernelops.PolicyID]*polRef
 	traps      map[string][]kernelops.PolicyID // child name -> trap policies
 	adm        admission                       // half-open limits, COOKIEs, pre-authentication log, datagram intake
@@ -127,11 +135,11 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	}
 	// A Config built in Go gets the parser's checks (a zero
 	// HalfOpenTimeout would kill every half-open SA at once).
-	if err := o.Config.Validate(); err != nil {
+	if err := o.Config.ValidateWith(config.ValidateOptions{ExternalPSK: o.Credentials != nil}); err != nil {
 		return nil, fmt.Errorf("ike: invalid configuration: %w", err)
 	}
 	e := &Engine{
-		b: o.Backend, clk: o.Clock, log: o.Logger,
+		b: o.Backend, clk: o.Clock, log: o.Logger, creds: o.Credentials,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
 		bus:        newBus(),
 		sockets:    map[netip.AddrPort]*sock{},
@@ -175,6 +183,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	}
 	e.caps = o.Backend.Capabilities()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.hooks = newHookRunner(o.Hooks, e.log) // Close stops it
 	go e.loop()
 
 	if src, err := kernelops.As[kernelops.EventSource](o.Backend); err == nil {
@@ -388,6 +397,7 @@ func (e *Engine) Close() error {
 		e.kernelSub.Close()
 	}
 	e.wg.Wait()
+	e.hooks.close()
 	e.bus.close()
 	return nil
 }

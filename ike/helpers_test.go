@@ -154,6 +154,7 @@ type peerSetup struct {
 	opts     kernelops.Options
 	clock    clock.Clock
 	logLevel slog.Level
+	options  func(*Options) // more of the engine's Options (embed_test.go)
 }
 
 // withLogLevel keeps only log lines from level up (tests that run long
@@ -222,7 +223,11 @@ func newPeer(t testing.TB, name string, cfg *config.Config, opts ...peerOpt) *pe
 		sw.w = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(sw, &slog.HandlerOptions{Level: st.logLevel})).With("peer", name)
-	e, err := New(t.Context(), Options{Backend: kb, Config: cfg, Logger: log, Clock: st.clock})
+	o := Options{Backend: kb, Config: cfg, Logger: log, Clock: st.clock}
+	if st.options != nil {
+		st.options(&o)
+	}
+	e, err := New(t.Context(), o)
 	if err != nil {
 		t.Fatalf("engine %s: %v", name, err)
 	}

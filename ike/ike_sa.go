@@ -80,6 +80,8 @@ type ikeSA struct {
 	ni, nr    []byte
 	dh        ikecrypto.KeyExchange
 	cookie    []byte
+	// credPSK is the pre-shared key Credentials gave for this SA.
+	credPSK ikecrypto.Key
 	// initReq and initResp are the IKE_SA_INIT messages as sent and
 	// received (RealMessage1/2 of the AUTH computation).
 	initReq, initResp []byte
@@ -216,6 +218,7 @@ func (sa *ikeSA) destroyErr(why error) {
 		return
 	}
 	rec := sa.ended(why)
+	sa.credPSK.Zero()
 	reason := why.Error()
 	for _, ch := range sa.children {
 		ch.remove(reason)

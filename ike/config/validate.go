@@ -57,9 +57,24 @@ func wantWhole(lo, hi uint64) string { return fmt.Sprintf("want a whole number f
 // (a key, an identity, proposals, at least one child) and coherent
 // (address families, NAT port, start actions). It returns Errors listing
 // everything wrong, or nil. Parse calls it too.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.ValidateWith(ValidateOptions{}) }
+
+// ValidateOptions relax Validate for what a program supplies outside
+// the configuration.
+type ValidateOptions struct {
+	// ExternalPSK: a connection that authenticates with a pre-shared key
+	// needs none in the configuration (the engine asks the program's
+	// ike.Credentials for it).
+	ExternalPSK bool
+}
+
+// ValidateWith is Validate with options.
+func (c *Config) ValidateWith(o ValidateOptions) error {
 	var errs []*Error
 	c.validate(func(line int, conn, child, field, msg string) {
+		if o.ExternalPSK && field == "psk_file" && msg == wantPSK {
+			return
+		}
 		if len(errs) < MaxErrors {
 			errs = append(errs, &Error{File: c.File, Line: line, Conn: conn, Child: child, Field: field, Msg: msg})
 		}
