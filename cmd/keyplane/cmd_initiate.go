@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "initiate", usage: "[flags] NAME", run: runInitiate,
+	register(&command{name: "initiate", usage: "[flags] NAME [--remote ADDR]", run: runInitiate,
 		summary: "bring up a child (or a connection's first child) and wait for the outcome",
 		help: `NAME is a child or a connection (then its first child). In text, one line per state change
 of the IKE and CHILD SAs involved is printed as it happens, then the outcome. If the child is
@@ -23,6 +23,9 @@ already installed, that is said and nothing is negotiated.
 a plain message and exit status 1, and the daemon goes on trying (retransmissions, then
 giving up); 'keyplane terminate NAME' stops it.
 
+--remote ADDR[:PORT] initiates a connection with remote_addrs = %any to that peer (the port
+defaults to the connection's remote_port); a child already up with that peer is left as it is.
+
 With -json: {"name": NAME, "result": "up"|"already-up"} on success.`})
 }
 
@@ -31,6 +34,7 @@ func runInitiate(ctx context.Context, e *env, args []string) error {
 	cf := addCtlFlags(e, fs)
 	timeout := fs.Duration("timeout", control.DefaultInitiateTimeout, "how long to wait for the outcome")
 	quiet := fs.Bool("q", false, "no progress lines")
+	remote := fs.String("remote", "", "the peer's address (ADDR or ADDR:PORT), for a connection with remote_addrs = %any")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -49,7 +53,14 @@ func runInitiate(ctx context.Context, e *env, args []string) error {
 	if !cf.json && !*quiet {
 		stop = progress(ctx, e, c, name)
 	}
-	r, err := c.Do(ctx, control.Request{Cmd: "initiate", Name: name, Args: map[string]string{"timeout": timeout.String()}})
+	req := control.Request{Cmd: "initiate", Name: name, Args: map[string]string{"timeout": timeout.String()}}
+	if *remote != "" {
+		req.Args[control.ArgRemote] = *remote
+		if _, err := control.InitiateRemote(req); err != nil {
+			return usageError{"--remote: " + strings.TrimPrefix(err.Error(), control.ErrBadRequest.Error()+": ")}
+		}
+	}
+	r, err := c.Do(ctx, req)
 	stop(err == nil && (r.Initiate == nil || !r.Initiate.AlreadyUp))
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		return fmt.Errorf("%s: no answer from the daemon within %s", name, *timeout+5*time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -32,10 +33,38 @@ func InitiateTimeout(req Request) (time.Duration, error) {
 	return d, nil
 }
 
+// ArgRemote is initiate's peer address given at run time, for a
+// connection with remote_addrs = %any: "ADDR" or "ADDR:PORT" ("[V6]:PORT").
+const ArgRemote = "remote"
+
+// InitiateRemote reads the "remote" argument of an initiate request (the
+// zero AddrPort without one; port 0: the connection's remote_port).
+func InitiateRemote(req Request) (netip.AddrPort, error) {
+	v, ok := req.Args[ArgRemote]
+	if !ok || v == "" {
+		return netip.AddrPort{}, nil
+	}
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("%w: remote %q: want an IP address, or ADDR:PORT", ErrBadRequest, clip(v, 64))
+	}
+	return netip.AddrPortFrom(a, 0), nil
+}
+
 func (s *Server) initiate(ctx context.Context, req Request) (Response, error) {
 	timeout, err := InitiateTimeout(req)
 	if err != nil {
 		return Response{}, err
+	}
+	remote, err := InitiateRemote(req)
+	if err != nil {
+		return Response{}, err
+	}
+	if remote.IsValid() {
+		return s.initiateTo(ctx, req, timeout, remote)
 	}
 	if up, err := s.alreadyUp(ctx, req.Name); err == nil && up {
 		return Response{Text: req.Name + " is already up", Initiate: &InitiateResult{AlreadyUp: true}}, nil
@@ -50,6 +79,20 @@ func (s *Server) initiate(ctx context.Context, req Request) (Response, error) {
 		return Response{}, err
 	}
 	return Response{Text: req.Name + " is up", Initiate: &InitiateResult{}}, nil
+}
+
+// initiateTo is initiate to a peer address given at run time.
+func (s *Server) initiateTo(ctx context.Context, req Request, timeout time.Duration, remote netip.AddrPort) (Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.Engine.InitiateTo(ctx, req.Name, remote); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return Response{}, &timeoutError{fmt.Sprintf("%s to %s: no result within %s; the daemon goes on trying ('keyplane ike list' shows the IKE SA)",
+				req.Name, remote.Addr(), timeout)}
+		}
+		return Response{}, err
+	}
+	return Response{Text: fmt.Sprintf("%s is up with %s", req.Name, remote.Addr()), Initiate: &InitiateResult{}}, nil
 }
 
 // alreadyUp reports whether the child that initiating name would bring up
