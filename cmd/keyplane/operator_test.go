@@ -199,6 +199,8 @@ func TestStatsEventsVersion(t *testing.T) {
 	}
 	require.NotNil(t, installed, "no child installed event in\n%s", r.out)
 	assert.Regexp(t, `^0x[0-9a-f]{8}_i 0x[0-9a-f]{8}_o$`, installed["spis"])
+	assert.EqualValues(t, 1, installed["ike_id"], "the SAs' unique IDs")
+	assert.EqualValues(t, 1, installed["child_id"])
 
 	code, out, errs := runCLI(t, "stats", "-s", west)
 	require.Equal(t, 0, code, errs)

@@ -30,8 +30,10 @@ func TestTerminateByID(t *testing.T) {
 	code, _, errs := runCLI(t, "reload", "-s", west)
 	require.Equal(t, 0, code, errs)
 	for _, c := range []string{"west-net", "west-two"} {
-		code, _, errs = runCLI(t, "initiate", c, "-s", west, "-q")
+		code, out, errs := runCLI(t, "initiate", c, "-s", west)
 		require.Equal(t, 0, code, errs)
+		// The progress lines carry the SAs' IDs.
+		assert.Regexp(t, `(?m) child\s+`+c+`\s+installed ike-id=1 child-id=[12] \[`, out)
 	}
 	list := func(what, sock string) []map[string]any {
 		_, out, _ := runCLI(t, what, "list", "-s", sock, "-json")
