@@ -63,7 +63,8 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	defer func() { d.cfg.Wipe() }()
 	d.level.Set(d.logLevel(cfg))
 	d.metrics = metrics.New(engineSource{d}, buildinfo.Read())
-	d.logs = logging.New(e.stderr, logging.Options{Format: cfg.Daemon.LogFormat, Level: &d.level, Hook: d.metrics.LogHook})
+	logStream := logging.NewStream(e.stderr) // `keyplane log` follows it
+	d.logs = logging.New(logStream, logging.Options{Format: cfg.Daemon.LogFormat, Level: &d.level, Hook: d.metrics.LogHook})
 	d.logs.SetConnLevels(logging.ConnLevels(cfg))
 	log := slog.New(d.logs)
 	d.log = log
@@ -89,7 +90,7 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	d.ctx = dctx
 	go d.metrics.Run(dctx, eng, b)
-	srv := &control.Server{Engine: eng, Reload: d.reload, Config: d.config, Describe: eventText, Log: log}
+	srv := &control.Server{Engine: eng, Reload: d.reload, Config: d.config, Describe: eventText, Log: log, Logs: logSource{logStream}}
 	d.handle(srv, b)
 	for _, h := range daemonHooks {
 		h(b, eng, srv)

@@ -28,7 +28,7 @@ import (
 
 // Request is what a client asks.
 type Request struct {
-	Cmd  string            `json:"cmd"` // ike-list, child-list, certs-list, initiate, terminate, rekey, reload, events, or a registered one
+	Cmd  string            `json:"cmd"` // ike-list, child-list, certs-list, initiate, terminate, rekey, reload, events, log, or a registered one
 	Name string            `json:"name,omitempty"`
 	Args map[string]string `json:"args,omitempty"`
 }
@@ -48,6 +48,8 @@ type Response struct {
 	// Initiate is the outcome of an initiate that succeeded.
 	Initiate *InitiateResult `json:"initiate,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
+	// Log is one line of the "log" stream.
+	Log *LogLine `json:"log,omitempty"`
 }
 
 // ReloadReport is the answer to a reload that was applied: what changed
@@ -101,6 +103,8 @@ type Server struct {
 	// Config returns the running configuration (nil: initiate cannot
 	// tell whether a connection is already up).
 	Config func() *config.Config
+	// Logs, if not nil, serves the "log" stream (logstream.go).
+	Logs LogSource
 	// Describe renders a dataplane event as one line.
 	Describe func(kernelops.Event) string
 	Log      *slog.Logger
@@ -274,7 +278,7 @@ func (s *Server) serve(c net.Conn) {
 	s.Log.Debug("control request", "cmd", req.Cmd, "name", req.Name)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	if req.Cmd == "events" {
+	if req.Cmd == "events" || req.Cmd == "log" {
 		s.mu.Lock()
 		full := s.subs >= s.lim.MaxSubscribers
 		if !full {
@@ -296,7 +300,11 @@ func (s *Server) serve(c net.Conn) {
 			c.Read(b[:])
 			cancel()
 		}()
-		s.streamEvents(ctx, c, enc)
+		if req.Cmd == "log" {
+			s.streamLog(ctx, c, enc)
+		} else {
+			s.streamEvents(ctx, c, enc)
+		}
 		return
 	}
 	resp, err := s.do(ctx, req)
