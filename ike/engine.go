@@ -69,9 +69,11 @@ type Engine struct {
 
 	bus *bus
 
-	// queued counts the datagrams read but not yet handled by the loop
-	// (sockets.go: admit).
-	queued atomic.Int64
+	// The datagrams read but not yet handled by the loop (intake.go):
+	// queued counts those of exchanges under way, queuedInits the new IKE
+	// SA requests.
+	queued, queuedInits atomic.Int64
+	lanes               lanes
 	// sockList is the open sockets as the loop last left them, for
 	// SocketStats to read without waiting for the loop.
 	sockList atomic.Pointer[[]*sock]

@@ -12,12 +12,16 @@ import (
 // with ingressOverhead for its closure and slice) more are dropped, as
 // the kernel drops them from a full socket buffer. Without it a reader
 // copies every datagram it can read onto the loop's queue, however far
-// behind the loop is. Drops are logged once, then counted and told once
-// per prelogWindow. Shared by the reader goroutines and the loop:
-// atomics only.
+// behind the loop is. Requests for new IKE SAs may hold at most
+// ingressInitBudget of it, so that a burst of them (large ones: 768 at
+// max_packet would be 7.9 MB) never leaves no room for the exchanges
+// under way. Drops are logged once, then counted and told once per
+// prelogWindow. Shared by the reader goroutines and the loop: atomics
+// only.
 type ingress struct {
-	maxPacket atomic.Int64 // 0 until the first configuration: no limit
-	queued    atomic.Int64 // bytes queued for the loop
+	maxPacket   atomic.Int64 // 0 until the first configuration: no limit
+	queued      atomic.Int64 // bytes queued for the loop
+	queuedInits atomic.Int64 // ... of them, new IKE SA requests
 	// Drops not told yet, and whether a report is due.
 	tooBig, full atomic.Int64
 	due          atomic.Bool
@@ -26,13 +30,15 @@ type ingress struct {
 }
 
 const (
-	ingressBudget   = 4 << 20
-	ingressOverhead = 256
+	ingressBudget     = 4 << 20
+	ingressInitBudget = ingressBudget * 3 / 4
+	ingressOverhead   = 256
 )
 
-// admitDatagram is called by a reader for each datagram of n bytes; false:
-// drop it. Its release must follow once the loop has handled it.
-func (e *Engine) admitDatagram(n int, from netip.AddrPort) bool {
+// admitDatagram is called by a reader for each datagram of n bytes (init:
+// a new IKE SA request, newSARequest); false: drop it. Its release must
+// follow once the loop has handled it.
+func (e *Engine) admitDatagram(n int, init bool, from netip.AddrPort) bool {
 	in := &e.adm.in
 	if m := in.maxPacket.Load(); m > 0 && int64(n) > m {
 		in.tooBig.Add(1)
@@ -41,17 +47,36 @@ func (e *Engine) admitDatagram(n int, from netip.AddrPort) bool {
 		return false
 	}
 	cost := int64(n + ingressOverhead)
+	if init && in.queuedInits.Add(cost) > ingressInitBudget {
+		in.queuedInits.Add(-cost)
+		e.ingressFull(n, from)
+		return false
+	}
 	if in.queued.Add(cost) > ingressBudget {
 		in.queued.Add(-cost)
-		in.full.Add(1)
-		in.fullAll.Add(1)
-		e.ingressDropped(false, n, from)
+		if init {
+			in.queuedInits.Add(-cost)
+		}
+		e.ingressFull(n, from)
 		return false
 	}
 	return true
 }
 
-func (e *Engine) releaseDatagram(n int) { e.adm.in.queued.Add(-int64(n + ingressOverhead)) }
+func (e *Engine) ingressFull(n int, from netip.AddrPort) {
+	in := &e.adm.in
+	in.full.Add(1)
+	in.fullAll.Add(1)
+	e.ingressDropped(false, n, from)
+}
+
+func (e *Engine) releaseDatagram(n int, init bool) {
+	cost := int64(n + ingressOverhead)
+	e.adm.in.queued.Add(-cost)
+	if init {
+		e.adm.in.queuedInits.Add(-cost)
+	}
+}
 
 // ingressDropped logs the first drop of a window at once (it is not
 // counted again in the report) and asks the loop for the report at the

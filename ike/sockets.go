@@ -111,46 +111,6 @@ func (e *Engine) publishSockets() {
 	e.sockList.Store(&l)
 }
 
-// The datagrams read and queued for the loop are bounded (Engine.queued);
-// past the bound the readers drop what they read, so that a burst never
-// makes a backlog that takes longer to work off than the peers wait (a
-// queue of 10,000 IKE_SA_INITs held IKE_AUTHs behind it past the
-// half-open timeout). Requests for new IKE SAs get the smaller share: an
-// exchange under way is worth more than one not yet started, whose
-// initiator retransmits.
-const (
-	maxQueuedDatagrams = 1024
-	maxQueuedInits     = 768
-)
-
-// newSARequest tells an IKE_SA_INIT request (responder SPI zero, R flag
-// clear) from the rest without decoding it.
-func newSARequest(b []byte) bool {
-	if len(b) < 28 || b[19]&0x20 != 0 {
-		return false
-	}
-	for _, x := range b[8:16] {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// admit takes a place in the loop's queue for a datagram, or says to drop
-// it.
-func (e *Engine) admit(init bool) bool {
-	limit := int64(maxQueuedDatagrams)
-	if init {
-		limit = maxQueuedInits
-	}
-	if e.queued.Add(1) > limit {
-		e.queued.Add(-1)
-		return false
-	}
-	return true
-}
-
 // read is a socket's reader goroutine.
 func (e *Engine) read(s *sock) {
 	defer e.wg.Done()
@@ -169,23 +129,19 @@ func (e *Engine) read(s *sock) {
 			}
 			continue
 		}
-		if !e.admitDatagram(n, remote) {
+		init := newSARequest(buf[:n])
+		if !e.admitDatagram(n, init, remote) {
 			continue
 		}
-		if !e.admit(newSARequest(buf[:n])) {
-			e.releaseDatagram(n)
+		if !e.admit(init) {
+			e.releaseDatagram(n, init)
 			s.behind.Add(1)
 			continue
 		}
-		data := append([]byte(nil), buf[:n]...)
 		if !local.Addr().IsValid() || local.Addr().IsUnspecified() {
 			local = netip.AddrPortFrom(s.bound.Addr(), s.bound.Port())
 		}
-		e.post(func() {
-			e.queued.Add(-1)
-			e.releaseDatagram(n)
-			e.handleDatagram(s, data, local, remote)
-		})
+		e.enqueue(dgram{s: s, data: append([]byte(nil), buf[:n]...), local: local, remote: remote, init: init})
 	}
 }
 

@@ -22,8 +22,8 @@ type SocketStats struct {
 	Measured   bool   `json:"measured"`
 	Err        string `json:"error,omitempty"`
 	// Behind counts the datagrams the engine read and dropped because
-	// its loop was behind (maxQueuedDatagrams; new IKE SA requests past
-	// maxQueuedInits).
+	// its loop was behind (maxQueuedDatagrams of exchanges under way or
+	// maxQueuedInits new IKE SA requests queued: intake.go).
 	Behind uint64 `json:"dropped_behind"`
 }
 

@@ -46,9 +46,10 @@ func TestSocketStats(t *testing.T) {
 	assert.Equal(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sa.port).String(), plain.Addr)
 
 	// The loop is kept busy while bursts arrive: the readers queue at
-	// most maxQueuedInits requests for new IKE SAs and maxQueuedDatagrams
-	// in all, and drop the rest (Behind); the 2M buffer holds them all
-	// until read, so the counts are exact.
+	// most maxQueuedInits requests for new IKE SAs and, apart from them,
+	// maxQueuedDatagrams of exchanges under way, and drop the rest
+	// (Behind); the 2M buffer holds them all until read, so the counts
+	// are exact.
 	release := make(chan struct{})
 	a.e.post(func() { <-release })
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -65,31 +66,31 @@ func TestSocketStats(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	settle := func(queued int64, behind uint64) {
+	settle := func(inits, others int64, behind uint64) {
 		t.Helper()
-		waitFor(t, fmt.Sprintf("%d queued, %d dropped", queued, behind), 5*time.Second, func() bool {
+		waitFor(t, fmt.Sprintf("%d+%d queued, %d dropped", inits, others, behind), 10*time.Second, func() bool {
 			st, err := a.e.SocketStats(t.Context())
 			require.NoError(t, err)
 			plain, _ := byRole(st)
-			return a.e.queued.Load() == queued && plain.Behind == behind
+			return a.e.queuedInits.Load() == inits && a.e.queued.Load() == others && plain.Behind == behind
 		})
 	}
 	send(maxQueuedInits+100, true)
-	settle(maxQueuedInits, 100)
-	room := maxQueuedDatagrams - maxQueuedInits // kept for exchanges under way
-	send(room/2, false)
-	settle(maxQueuedInits+int64(room/2), 100)
+	settle(maxQueuedInits, 0, 100)
+	send(maxQueuedDatagrams/2, false) // the new SA requests take none of their room
+	settle(maxQueuedInits, maxQueuedDatagrams/2, 100)
 	send(10, true) // still no room for new SAs
-	settle(maxQueuedInits+int64(room/2), 110)
-	send(room/2+50, false)
-	settle(maxQueuedDatagrams, 160)
+	settle(maxQueuedInits, maxQueuedDatagrams/2, 110)
+	send(maxQueuedDatagrams/2+50, false)
+	settle(maxQueuedInits, maxQueuedDatagrams, 160)
 	st, err = a.e.SocketStats(t.Context())
 	close(release)
 	require.NoError(t, err)
 	plain, nat := byRole(st)
 	assert.Zero(t, plain.Drops, "the 2M buffer held every datagram until read")
 	assert.Zero(t, nat.Behind)
-	settle(0, plain.Behind)
+	assert.Zero(t, a.e.adm.in.fullAll.Load(), "dropped for the byte budget")
+	settle(0, 0, plain.Behind)
 
 	// A reload resizes the buffers.
 	sa.daemonExtra = "ike_socket_buffer = 4k"
