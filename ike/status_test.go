@@ -27,6 +27,7 @@ var (
 	benchTunnels  = flag.Int("bench.tunnels", 1000, "BenchmarkTunnels: IKE SAs brought up per iteration")
 	benchInflight = flag.Int("bench.inflight", 64, "BenchmarkTunnels: initiations at once (the tunnel count: one burst)")
 	benchSockBuf  = flag.String("bench.sockbuf", "", "BenchmarkTunnels: daemon.ike_socket_buffer on both engines (empty: the default)")
+	benchTries    = flag.Int("bench.tries", 0, "BenchmarkTunnels: daemon.retransmit_tries on both engines (0: the default); fewer shows at a smaller burst whether the retransmission rounds suffice")
 )
 
 // tunnelConfigs: a has n connections t0..t(n-1), each with its own
@@ -40,6 +41,9 @@ func tunnelConfigs(t testing.TB, n int) (*config.Config, *config.Config) {
 	daemon := "daemon {\n\tcookie_threshold = 0\n\tcookie_threshold_ip = 0\n\tblock_threshold = 0\n\tinit_limit_half_open = 0\n"
 	if *benchSockBuf != "" {
 		daemon += "\tike_socket_buffer = " + *benchSockBuf + "\n"
+	}
+	if *benchTries > 0 {
+		daemon += fmt.Sprintf("\tretransmit_tries = %d\n", *benchTries)
 	}
 	daemon += "}\n"
 	p := freePorts(t, 4)
