@@ -84,8 +84,25 @@ func (e *Engine) enqueue(d dgram) {
 
 // nextDatagram handles the first datagram of the exchanges under way, or
 // if there is none the first new IKE SA request. Runs on the loop, once
-// per datagram enqueued.
-func (e *Engine) nextDatagram() {
+// per datagram enqueued (one served early by serveWork leaves its call
+// with nothing to do).
+func (e *Engine) nextDatagram() { e.serveOne(false) }
+
+// serveWork handles the datagrams of exchanges under way queued so far,
+// ahead of whatever else waits for the loop (at most maxQueuedDatagrams:
+// the rest waits no longer than that). The loop calls it between the
+// functions posted to it: an initiator with thousands of initiations
+// posted at once answers the responses of those it started instead of
+// letting them pile up past the bound and be dropped (each drop costs
+// the exchange a 4 s retransmission). Runs on the loop.
+func (e *Engine) serveWork() {
+	for e.queued.Load() > 0 && e.serveOne(true) {
+	}
+}
+
+// serveOne handles one queued datagram, from the exchanges under way
+// first; workOnly: none but those. It reports whether there was one.
+func (e *Engine) serveOne(workOnly bool) bool {
 	l := &e.lanes
 	l.mu.Lock()
 	var d dgram
@@ -93,12 +110,12 @@ func (e *Engine) nextDatagram() {
 	case len(l.work) > 0:
 		d, l.work[0] = l.work[0], dgram{}
 		l.work = l.work[1:]
-	case len(l.inits) > 0:
+	case len(l.inits) > 0 && !workOnly:
 		d, l.inits[0] = l.inits[0], dgram{}
 		l.inits = l.inits[1:]
 	default:
 		l.mu.Unlock()
-		return
+		return false
 	}
 	l.mu.Unlock()
 	if d.init {
@@ -108,4 +125,5 @@ func (e *Engine) nextDatagram() {
 	}
 	e.releaseDatagram(len(d.data), d.init)
 	e.handleDatagram(d.s, d.data, d.local, d.remote)
+	return true
 }

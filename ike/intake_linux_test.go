@@ -93,3 +93,46 @@ func TestInitBurstWaitsItsTurn(t *testing.T) {
 	inits, others, _ = read()
 	assert.Zero(t, inits+others, "queued after the loop caught up")
 }
+
+// TestExchangesUnderWayFirst: a datagram of an exchange under way read
+// while the loop is busy is handled before what was posted to the loop
+// ahead of it (here a stand-in for thousands of Initiate calls posted at
+// once: an initiator whose loop had them queued dropped the responses to
+// the INITs it had sent, past the bound, and each dropped one cost its
+// exchange a 4 s retransmission).
+func TestExchangesUnderWayFirst(t *testing.T) {
+	p, _, sb := responder(t, "")
+	release := make(chan struct{})
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	p.e.post(func() { <-release })
+	const posted = 100
+	var seen []int // INVALID_IKE_SPI answers sent, as each posted function saw them
+	for range posted {
+		p.e.post(func() { seen = append(seen, p.e.invalidSPISent) })
+	}
+
+	r := newRawInit(t, "127.0.0.1", sb.port)
+	other, err := (&message.Message{Header: message.Header{SPIi: randSPI(), SPIr: randSPI(),
+		Exchange: message.INFORMATIONAL, Initiator: true, MessageID: 1}}).Encode()
+	require.NoError(t, err)
+	r.send(other)
+	waitFor(t, "the datagram queued", 30*time.Second, func() bool {
+		p.e.lanes.mu.Lock()
+		defer p.e.lanes.mu.Unlock()
+		return len(p.e.lanes.work) == 1
+	})
+	released = true
+	close(release)
+	a := r.answer(30 * time.Second)
+	require.NotNil(t, a, "no answer")
+	assert.NotNil(t, a.Notify(message.INVALID_IKE_SPI), "answer: %s", a.String())
+	require.NoError(t, p.e.call(t.Context(), func() {
+		require.Len(t, seen, posted)
+		assert.Equal(t, 1, seen[0], "the datagram was handled after the functions posted before it")
+	}))
+}

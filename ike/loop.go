@@ -65,8 +65,10 @@ func (e *Engine) drain() {
 		if len(q) == 0 {
 			return
 		}
-		for _, f := range q {
+		for i, f := range q {
+			q[i] = nil
 			f()
+			e.serveWork()
 		}
 	}
 }
