@@ -39,6 +39,16 @@ type dgram struct {
 type lanes struct {
 	mu          sync.Mutex
 	work, inits []dgram
+	// initsFrom holds the (SPIi, source) of each queued new IKE SA
+	// request: a retransmission of one still queued is dropped at once
+	// (its first copy will be answered), so a round of retransmissions
+	// takes no room from initiators not yet queued.
+	initsFrom map[queuedInit]struct{}
+}
+
+type queuedInit struct {
+	spii   [8]byte
+	remote netip.AddrPort
 }
 
 // newSARequest tells an IKE_SA_INIT request (responder SPI zero, R flag
@@ -68,6 +78,16 @@ func (e *Engine) admit(init bool) bool {
 	return true
 }
 
+// queuedAgain reports whether a new IKE SA request from remote with the
+// same SPIi as b is queued.
+func (e *Engine) queuedAgain(b []byte, remote netip.AddrPort) bool {
+	l := &e.lanes
+	l.mu.Lock()
+	_, ok := l.initsFrom[queuedInit{[8]byte(b[:8]), remote}]
+	l.mu.Unlock()
+	return ok
+}
+
 // enqueue puts an admitted datagram in its lane and asks the loop for
 // one datagram: nextDatagram takes whichever is due when it runs.
 func (e *Engine) enqueue(d dgram) {
@@ -75,6 +95,10 @@ func (e *Engine) enqueue(d dgram) {
 	l.mu.Lock()
 	if d.init {
 		l.inits = append(l.inits, d)
+		if l.initsFrom == nil {
+			l.initsFrom = map[queuedInit]struct{}{}
+		}
+		l.initsFrom[queuedInit{[8]byte(d.data[:8]), d.remote}] = struct{}{}
 	} else {
 		l.work = append(l.work, d)
 	}
@@ -113,6 +137,7 @@ func (e *Engine) serveOne(workOnly bool) bool {
 	case len(l.inits) > 0 && !workOnly:
 		d, l.inits[0] = l.inits[0], dgram{}
 		l.inits = l.inits[1:]
+		delete(l.initsFrom, queuedInit{[8]byte(d.data[:8]), d.remote})
 	default:
 		l.mu.Unlock()
 		return false

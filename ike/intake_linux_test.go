@@ -19,7 +19,8 @@ import (
 // retransmissions brings up at most that share per round, and with the
 // rounds 4 s, 7.2 s, ... apart, 10,000 initiators ran out of
 // retransmissions (main at 2785dc2). A request of an exchange under
-// way, read after the burst, is handled before it. The counts are the
+// way, read after the burst, is handled before it; a retransmission of
+// a request still queued is dropped as read. The counts are the
 // engine's; the kernel buffer holds the burst until it is read, so they
 // are exact.
 func TestInitBurstWaitsItsTurn(t *testing.T) {
@@ -43,8 +44,16 @@ func TestInitBurstWaitsItsTurn(t *testing.T) {
 	p.e.post(func() { <-release })
 
 	r := newRawInit(t, "127.0.0.1", sb.port)
+	var reqs [][]byte
 	for range burst {
-		r.send(initRequest(randSPI(), randNonce(), nil))
+		reqs = append(reqs, initRequest(randSPI(), randNonce(), nil))
+		r.send(reqs[len(reqs)-1])
+	}
+	// Retransmissions of requests still queued (the initiators' next
+	// round): dropped as read, they take no room.
+	const again = 500
+	for _, b := range reqs[:again] {
+		r.send(b)
 	}
 	// A request of an IKE SA the responder does not have: answered
 	// INVALID_IKE_SPI (not an IKE_SA_INIT request: no new SA).
@@ -53,20 +62,22 @@ func TestInitBurstWaitsItsTurn(t *testing.T) {
 	require.NoError(t, err)
 	r.send(other)
 
-	read := func() (inits, others, behind int64) {
+	read := func() (inits, others, behind, repeated int64) {
 		st, err := p.e.SocketStats(t.Context())
 		require.NoError(t, err)
 		for _, s := range st {
 			behind += int64(s.Behind)
+			repeated += int64(s.Repeated)
 		}
-		return p.e.queuedInits.Load(), p.e.queued.Load(), behind + p.e.adm.in.fullAll.Load()
+		return p.e.queuedInits.Load(), p.e.queued.Load(), behind + p.e.adm.in.fullAll.Load(), repeated
 	}
-	waitFor(t, fmt.Sprintf("the readers to read all %d datagrams", burst+1), 60*time.Second, func() bool {
-		i, o, b := read()
-		return i+o+b == burst+1
+	waitFor(t, fmt.Sprintf("the readers to read all %d datagrams", burst+again+1), 60*time.Second, func() bool {
+		i, o, b, r := read()
+		return i+o+b+r == burst+again+1
 	})
-	inits, others, behind := read()
+	inits, others, behind, repeated := read()
 	assert.Zero(t, behind, "datagrams dropped while the loop was busy")
+	assert.EqualValues(t, again, repeated, "retransmissions dropped as read")
 	assert.EqualValues(t, burst, inits, "IKE_SA_INIT requests queued")
 	assert.EqualValues(t, 1, others, "other requests queued")
 	st, err = p.e.SocketStats(t.Context())
@@ -90,8 +101,21 @@ func TestInitBurstWaitsItsTurn(t *testing.T) {
 		return s.HalfOpen == burst
 	})
 	assert.Equal(t, burst, checkHalfOpenBooks(t, p))
-	inits, others, _ = read()
+	inits, others, _, _ = read()
 	assert.Zero(t, inits+others, "queued after the loop caught up")
+	p.e.lanes.mu.Lock()
+	assert.Empty(t, p.e.lanes.initsFrom, "queued requests remembered after the loop caught up")
+	p.e.lanes.mu.Unlock()
+
+	// Once answered, a retransmission is queued again and answered as
+	// before (initSentAgain), from the half-open SA.
+	r.send(reqs[0])
+	a = r.answer(30 * time.Second)
+	require.NotNil(t, a, "no answer to a retransmission")
+	assert.Equal(t, message.IKE_SA_INIT, a.Header.Exchange, "answer: %s", a.String())
+	s, err := p.e.Admission(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, burst, s.HalfOpen)
 }
 
 // TestExchangesUnderWayFirst: a datagram of an exchange under way read

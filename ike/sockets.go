@@ -27,6 +27,9 @@ type sock struct {
 	// behind counts the datagrams read and dropped because the loop's
 	// queue was full.
 	behind atomic.Uint64
+	// repeats counts the new IKE SA requests read and dropped because a
+	// copy was still queued (intake.go).
+	repeats atomic.Uint64
 }
 
 func listenAddr(a netip.Addr, other netip.Addr, port uint16) netip.AddrPort {
@@ -130,6 +133,10 @@ func (e *Engine) read(s *sock) {
 			continue
 		}
 		init := newSARequest(buf[:n])
+		if init && e.queuedAgain(buf[:n], remote) {
+			s.repeats.Add(1)
+			continue
+		}
 		if !e.admitDatagram(n, init, remote) {
 			continue
 		}

@@ -25,6 +25,10 @@ type SocketStats struct {
 	// its loop was behind (maxQueuedDatagrams of exchanges under way or
 	// maxQueuedInits new IKE SA requests queued: intake.go).
 	Behind uint64 `json:"dropped_behind"`
+	// Repeated counts the IKE_SA_INIT requests the engine read and
+	// dropped because the same request (SPIi and source) was still
+	// queued: a retransmission, answered when its first copy is.
+	Repeated uint64 `json:"dropped_repeated"`
 }
 
 // SocketStats reads the receive figures of the engine's IKE sockets,
@@ -46,7 +50,7 @@ func (e *Engine) SocketStats(ctx context.Context) ([]SocketStats, error) {
 	}
 	out := make([]SocketStats, 0, len(socks))
 	for _, s := range socks {
-		st := SocketStats{Addr: s.bound.String(), NATT: s.nat, Behind: s.behind.Load()}
+		st := SocketStats{Addr: s.bound.String(), NATT: s.nat, Behind: s.behind.Load(), Repeated: s.repeats.Load()}
 		if q, ok := s.conn.(kernelops.IKEQueue); ok {
 			qs, err := q.QueueStats()
 			if err != nil {

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -56,12 +57,15 @@ func TestSocketStats(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sa.port))
+	var spii uint64
 	send := func(n int, init bool) {
 		msg := make([]byte, 300) // not valid IKE: the engine drops it once it reads it
 		if !init {
 			msg[8] = 1 // a responder SPI: an exchange of an existing SA
 		}
 		for range n {
+			spii++ // each its own request: a copy of one queued would be dropped as a repeat
+			binary.BigEndian.PutUint64(msg, spii)
 			_, err := c.WriteToUDP(msg, to)
 			require.NoError(t, err)
 		}
