@@ -13,8 +13,8 @@ import (
 // the kernel drops them from a full socket buffer. Without it a reader
 // copies every datagram it can read onto the loop's queue, however far
 // behind the loop is. Requests for new IKE SAs may hold at most
-// ingressInitBudget of it, so that a burst of them (large ones: 768 at
-// max_packet would be 7.9 MB) never leaves no room for the exchanges
+// ingressInitBudget of it, so that a burst of them (large ones: 4,096
+// at max_packet would be 42 MB) never leaves no room for the exchanges
 // under way. Drops are logged once, then counted and told once per
 // prelogWindow. Shared by the reader goroutines and the loop: atomics
 // only.

@@ -16,7 +16,8 @@ import (
 // together, so a responder that keeps only a share of each round
 // brings up only that share per round: with 768 kept, 10,000
 // initiators ran out of retransmissions. Past the bounds the readers
-// drop what they read (Behind), as the kernel would.
+// drop what they read (Behind), as the kernel would; a copy of a request
+// still queued they drop at once (Repeated).
 const (
 	// maxQueuedDatagrams bounds the exchanges under way.
 	maxQueuedDatagrams = 1024
