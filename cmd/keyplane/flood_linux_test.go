@@ -166,11 +166,22 @@ func TestDaemonInitFlood(t *testing.T) {
 	after := d.rssKB(t)
 	r, err := d.do(10*time.Second, "ike-list")
 	require.NoError(t, err)
+	// Half-open SAs of the flooding address only: a handshake of the
+	// legitimate peer (127.0.0.2) may still be in flight when listed.
 	halfOpen := 0
+	var others []string
 	for _, sa := range r.IKESAs {
-		if sa.State == "half-open" {
-			halfOpen++
+		if sa.State != "half-open" {
+			continue
 		}
+		if strings.HasPrefix(sa.Remote, "127.0.0.1:") {
+			halfOpen++
+		} else {
+			others = append(others, sa.Remote)
+		}
+	}
+	if len(others) > 0 {
+		t.Logf("half-open SAs of other peers when listed: %v", others)
 	}
 	slices.Sort(hs)
 	median, worst := time.Duration(0), time.Duration(0)
