@@ -24,7 +24,8 @@ a plain message and exit status 1, and the daemon goes on trying (retransmission
 giving up); 'keyplane terminate NAME' stops it.
 
 --remote ADDR[:PORT] initiates a connection with remote_addrs = %any to that peer (the port
-defaults to the connection's remote_port); a child already up with that peer is left as it is.
+defaults to the connection's remote_port); a child already up with that peer is said to be (nothing
+is negotiated).
 
 With -json: {"name": NAME, "result": "up"|"already-up"} on success.`})
 }

@@ -63,10 +63,13 @@ func TestInitiateRemote(t *testing.T) {
 	assert.Equal(t, "roaming", ikes[0]["name"])
 	assert.Equal(t, fmt.Sprintf("127.0.0.1:%d", p.ports[2]), ikes[0]["remote"])
 
-	// Again, text, with the port: the child is up with that peer; nothing new.
+	// Again, with the port: the child is up with that peer; nothing new.
 	code, out, errs = runCLI(t, "initiate", "roaming", "--remote", fmt.Sprintf("127.0.0.1:%d", p.ports[2]), "-s", west, "-q")
 	require.Equal(t, 0, code, errs)
-	assert.Equal(t, "roaming is up with 127.0.0.1\n", out)
+	assert.Equal(t, "roaming is already up with 127.0.0.1\n", out)
+	code, out, errs = runCLI(t, "initiate", "roaming-net", "--remote", "127.0.0.1", "-s", west, "-json")
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, map[string]any{"name": "roaming-net", "result": "already-up"}, jsonObject(t, out))
 	_, out, _ = runCLI(t, "child", "list", "-s", west, "-json")
 	assert.Len(t, jsonArray(t, out), 1)
 

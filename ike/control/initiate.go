@@ -66,7 +66,7 @@ func (s *Server) initiate(ctx context.Context, req Request) (Response, error) {
 	if remote.IsValid() {
 		return s.initiateTo(ctx, req, timeout, remote)
 	}
-	if up, err := s.alreadyUp(ctx, req.Name); err == nil && up {
+	if up, err := s.alreadyUp(ctx, req.Name, netip.Addr{}); err == nil && up {
 		return Response{Text: req.Name + " is already up", Initiate: &InitiateResult{AlreadyUp: true}}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -83,6 +83,9 @@ func (s *Server) initiate(ctx context.Context, req Request) (Response, error) {
 
 // initiateTo is initiate to a peer address given at run time.
 func (s *Server) initiateTo(ctx context.Context, req Request, timeout time.Duration, remote netip.AddrPort) (Response, error) {
+	if up, err := s.alreadyUp(ctx, req.Name, remote.Addr().Unmap()); err == nil && up {
+		return Response{Text: fmt.Sprintf("%s is already up with %s", req.Name, remote.Addr()), Initiate: &InitiateResult{AlreadyUp: true}}, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := s.Engine.InitiateTo(ctx, req.Name, remote); err != nil {
@@ -96,8 +99,9 @@ func (s *Server) initiateTo(ctx context.Context, req Request, timeout time.Durat
 }
 
 // alreadyUp reports whether the child that initiating name would bring up
-// (the child of that name, or the connection's first child) is installed.
-func (s *Server) alreadyUp(ctx context.Context, name string) (bool, error) {
+// (the child of that name, or the connection's first child) is installed
+// (with peer, when valid).
+func (s *Server) alreadyUp(ctx context.Context, name string, peer netip.Addr) (bool, error) {
 	child := name
 	if s.Config != nil {
 		if cfg := s.Config(); cfg != nil {
@@ -111,7 +115,7 @@ func (s *Server) alreadyUp(ctx context.Context, name string) (bool, error) {
 		return false, err
 	}
 	for _, c := range chs {
-		if c.Name == child && c.State == "installed" {
+		if c.Name == child && c.State == "installed" && (!peer.IsValid() || c.Remote == peer.String()) {
 			return true, nil
 		}
 	}
