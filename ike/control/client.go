@@ -89,6 +89,9 @@ func (c *Client) unreachable(err error) error {
 func (c *Client) Events(ctx context.Context, f func(json.RawMessage) error) error {
 	st, err := c.Subscribe(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // ended while subscribing: as ended while streaming
+		}
 		return err
 	}
 	defer st.Close()
