@@ -81,9 +81,10 @@ type Engine struct {
 	// Loop-owned state.
 	cfg        *config.Config
 	sockets    map[netip.AddrPort]*sock
-	sas        map[uint64]*ikeSA              // by our SPI
-	byConn     map[string]map[*ikeSA]struct{} // sas by connection name (sasindex.go)
-	reserved   map[uint64]bool                // our SPIs of IKE SAs being rekeyed in
+	sas        map[uint64]*ikeSA               // by our SPI
+	byConn     map[string]map[*ikeSA]struct{}  // sas by connection name (sasindex.go)
+	byPeer     map[peerKey]map[*ikeSA]struct{} // sas by the peer's identity (sasindex.go)
+	reserved   map[uint64]bool                 // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
 	reqids     map[string]uint32 // child name -> reqid
 	nextReqID  uint32
@@ -147,6 +148,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		sockets:    map[netip.AddrPort]*sock{},
 		sas:        map[uint64]*ikeSA{},
 		byConn:     map[string]map[*ikeSA]struct{}{},
+		byPeer:     map[peerKey]map[*ikeSA]struct{}{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
 		reqids:     map[string]uint32{},

@@ -55,12 +55,24 @@ func (sa *ikeSA) initialContact() []message.Payload {
 	if c.Unique == config.UniqueNever {
 		return nil
 	}
-	for _, o := range sa.e.sas {
-		if o == sa || o.state == ikeDead || o.rec.peerID == nil || o.conn == nil {
-			continue
+	other := func(o *ikeSA) bool {
+		return o != sa && o.state != ikeDead && o.rec.peerID != nil && o.conn != nil &&
+			sameIdentity(o.localID(), sa.localID()) && c.RemoteID.Matches(o.rec.peerID.IDType, o.rec.peerID.Data)
+	}
+	// A pattern matching one identity (up to case, for names) finds its
+	// SAs under its own key; a wildcard or a DN (matched by its parts)
+	// looks at every SA.
+	if id := c.RemoteID; !id.Any && !id.Wildcard() && id.Type != message.IDDerASN1DN {
+		for o := range sa.e.byPeer[keyOf(id.Type, id.Data)] {
+			if other(o) {
+				return nil
+			}
 		}
-		if sameIdentity(o.localID(), sa.localID()) && c.RemoteID.Matches(o.rec.peerID.IDType, o.rec.peerID.Data) {
-			return nil
+	} else {
+		for _, o := range sa.e.sas {
+			if other(o) {
+				return nil
+			}
 		}
 	}
 	sa.log.Debug("no other IKE SA with this peer: sending INITIAL_CONTACT")
@@ -74,14 +86,14 @@ func (sa *ikeSA) initialContact() []message.Payload {
 func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
 	e := sa.e
 	peer := &message.ID{IDType: id.IDType, Data: bytes.Clone(id.Data)}
-	sa.rec.peerID = peer
+	e.setPeerID(sa, peer)
 	policy := sa.conn.Unique
 	if policy == config.UniqueNever {
 		return nil
 	}
 	if m.Notify(message.INITIAL_CONTACT) != nil {
 		n := 0
-		for _, o := range e.sortedSAsWhere(func(o *ikeSA) bool { return sa.sameParties(o, peer) }) {
+		for _, o := range e.peerSAs(keyOf(peer.IDType, peer.Data), func(o *ikeSA) bool { return sa.sameParties(o, peer) }) {
 			if !sa.sameParties(o, peer) { // ended with one destroyed before it
 				continue
 			}
@@ -96,7 +108,7 @@ func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
 	if sa.initiator || (policy != config.UniqueKeep && policy != config.UniqueReplace) {
 		return nil
 	}
-	dups := e.sortedSAsWhere(func(o *ikeSA) bool {
+	dups := e.peerSAs(keyOf(peer.IDType, peer.Data), func(o *ikeSA) bool {
 		return o.state == ikeEstablished && o.conn.Name == sa.conn.Name && sa.sameParties(o, peer)
 	})
 	if len(dups) == 0 {
