@@ -225,6 +225,11 @@ type Connection struct {
 	// the peer does not answer (swanctl's keyingtries; 0: until it
 	// succeeds or fails for good).
 	KeyingTries int
+	// MOBIKE is swanctl's mobike (RFC 4555): announce MOBIKE_SUPPORTED
+	// in IKE_AUTH; when both ends did, the initiator moves the IKE SA and
+	// its children when its address goes away, and the responder follows
+	// the peer's UPDATE_SA_ADDRESSES. Default yes (DefaultConnection).
+	MOBIKE bool
 	// Unique is the uniqueness policy for IKE SAs with the same
 	// identities (swanctl's unique).
 	Unique   UniquePolicy
@@ -785,7 +790,7 @@ func (b *builder) addrs(kv setting, field string) []netip.Addr {
 
 var connKeys = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "local_port_nat",
 	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time", "rand_time", "version", "log_level",
-	"fragmentation", "reauth_time", "over_time", "keyingtries", "unique"}
+	"fragmentation", "reauth_time", "over_time", "keyingtries", "unique", "mobike"}
 
 // DefaultIKERekeyTime is an IKE SA's rekey_time when none is set:
 // strongSwan's default, so both ends of a default pair agree.
@@ -859,6 +864,8 @@ func (b *builder) connection(s *section) *Connection {
 			default:
 				b.fail(kv.line, kv.key, "%q: want yes, accept, force or no", kv.value)
 			}
+		case "mobike":
+			c.MOBIKE = b.bool(kv, kv.key)
 		case "reauth_time":
 			c.ReauthTime = b.duration(kv, kv.key, false)
 		case "over_time":

@@ -65,7 +65,7 @@ func Defaults() *Config {
 // setting: %any at both ends, ports 500 and 4500, the default IKE
 // proposals, rekey time, no reauthentication, over_time a tenth of the
 // rekey time and rand_time over_time (swanctl's defaults), one keying
-// try, unique = no. Its caller sets at least a key, an identity (or a
+// try, unique = no, mobike = yes. Its caller sets at least a key, an identity (or a
 // local address and LocalID = AddrIdentity of it) and a child; a caller
 // that changes RekeyTime or ReauthTime sets OverTime and RandTime too
 // (the parser's defaults follow the file's rekey_time and reauth_time).
@@ -77,7 +77,7 @@ func DefaultConnection(name string) *Connection {
 	return &Connection{Name: name, LocalPort: DefaultIKEPort, RemotePort: DefaultIKEPort,
 		LocalNATPort: DefaultNATPort, RemoteNATPort: DefaultNATPort, RekeyTime: DefaultIKERekeyTime,
 		OverTime: ikeOverTime(DefaultIKERekeyTime, 0), RandTime: ikeOverTime(DefaultIKERekeyTime, 0),
-		KeyingTries: DefaultKeyingTries, RemoteID: Identity{Any: true}, Proposals: props}
+		KeyingTries: DefaultKeyingTries, RemoteID: Identity{Any: true}, Proposals: props, MOBIKE: true}
 }
 
 // DefaultChild returns a child with the defaults of every setting:

@@ -115,7 +115,7 @@ func sameConnection(a, b *Connection) bool {
 		bytes.Equal(a.PSK, b.PSK) && fmt.Sprint(a.Proposals) == fmt.Sprint(b.Proposals) &&
 		a.Encap == b.Encap && a.DPDDelay == b.DPDDelay && a.RekeyTime == b.RekeyTime && a.RandTime == b.RandTime &&
 		a.ReauthTime == b.ReauthTime && a.OverTime == b.OverTime && a.KeyingTries == b.KeyingTries && a.Unique == b.Unique &&
-		level(a) == level(b) && samePubkey(a, b) && a.Fragmentation == b.Fragmentation
+		level(a) == level(b) && samePubkey(a, b) && a.Fragmentation == b.Fragmentation && a.MOBIKE == b.MOBIKE
 }
 
 // samePubkey compares the public key settings by content: a reload that

@@ -37,7 +37,6 @@ type Skipped struct {
 // Why a swanctl setting has no keyplane counterpart (yet); settings not
 // listed get a generic reason.
 var swanWhy = map[string]string{
-	"mobike":           "MOBIKE is not implemented",
 	"pools":            "virtual IP pools are not implemented",
 	"vips":             "virtual IPs are not implemented",
 	"send_cert":        "keyplane sends its certificate and intermediates whenever it authenticates with pubkey",
@@ -167,7 +166,7 @@ func (im *Import) skip(line int, setting, why string) {
 // Settings copied as they are (checked by the final Parse).
 var (
 	swanConnKeep = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time",
-		"fragmentation", "reauth_time", "over_time", "keyingtries"}
+		"fragmentation", "reauth_time", "over_time", "keyingtries", "mobike"}
 	swanChildKeep = []string{"local_ts", "remote_ts", "rekey_time", "life_time", "rekey_bytes", "life_bytes",
 		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out"}
 )
