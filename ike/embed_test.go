@@ -202,7 +202,8 @@ func TestInitiateTo(t *testing.T) {
 	require.NoError(t, a.e.InitiateTo(ctxT(t, 5*time.Second), "a", peer), "up already")
 	sas := a.sas(t)
 	require.Len(t, sas, 1, "no second IKE SA")
-	assert.Equal(t, peer.String(), sas[0].Remote)
+	// With MOBIKE (the default) IKE_AUTH moved to the peer's NAT-T port (RFC 4555 §3.2).
+	assert.Equal(t, netip.AddrPortFrom(peer.Addr(), sb.natPort).String(), sas[0].Remote)
 	assert.Equal(t, 1, installed(sas))
 
 	for _, tc := range []struct {

@@ -30,6 +30,7 @@ func (sa *ikeSA) sendAuth() {
 	}
 	// INITIAL_CONTACT (unique.go) after IDi.
 	ps = append(ps[:1:1], append(sa.initialContact(), ps[1:]...)...)
+	ps = append(ps, sa.mobikeAnnounce()...)
 	if ch := sa.first; ch != nil {
 		ch.initiator = true
 		ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
@@ -84,6 +85,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	_ = sa.peerAuthenticated(m, idr) // unique.go: as initiator only INITIAL_CONTACT applies
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idText(idr))
+	sa.mobikeAnswered(m)
 	sa.armLiveness()
 	sa.armIKERekey()
 	if ch := sa.first; ch != nil {
@@ -311,7 +313,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	sa.halfOpenTimer.Stop()
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idText(idi))
-	ps := mine
+	ps := append(mine, sa.mobikeAnswer(m)...)
 	cps, _ := sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)
 	ps = append(ps, cps...)
 	sa.respond(m, ps, s, local, remote)

@@ -155,7 +155,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 	sa.readInitAnswer(m)
 	sa.setLogger()
 	sa.log.Info("IKE_SA_INIT done", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
-	if sa.natAny() {
+	if sa.natAny() || sa.conn.MOBIKE { // RFC 4555 §3.2: MOBIKE moves to the NAT-T ports in any case
 		sa.floatToNATT()
 	}
 	sa.afterInit()
@@ -188,7 +188,7 @@ func (sa *ikeSA) floatToNATT() {
 	sa.sock = ns
 	sa.local = netip.AddrPortFrom(sa.local.Addr(), ns.bound.Port())
 	sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.RemoteNATPort)
-	sa.log.Info("NAT detected: floating to the NAT-T ports", "local", sa.local, "remote", sa.remote)
+	sa.log.Info("floating to the NAT-T ports", "nat", sa.natAny(), "mobike", sa.conn.MOBIKE, "local", sa.local, "remote", sa.remote)
 }
 
 // candidates are the connections that may answer an IKE_SA_INIT from

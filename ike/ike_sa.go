@@ -129,6 +129,9 @@ type ikeSA struct {
 	fragExt // RFC 7383 fragmentation (fragments.go)
 	multiKE // RFC 9242/9370 (intermediate.go, followup.go)
 
+	// mob: RFC 4555 (mobike.go).
+	mob mobikeState
+
 	// rec: recovery, reauthentication, keepalives (recovery.go).
 	rec recoveryState
 	// ho: counted as half-open (halfopen.go).

@@ -14,6 +14,9 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 	var inSPIs []uint32
 	var closed []*childSA // deleted by the peer, not by us: close_action
 	ikeDelete := false
+	if sa.mobikeUpdate(m, s, local, remote) { // mobike.go
+		return
+	}
 	for _, p := range m.Payloads {
 		switch x := p.(type) {
 		case *message.Delete:

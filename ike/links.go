@@ -205,6 +205,9 @@ func (e *Engine) relinkOne(sa *ikeSA, idx map[netip.Addr]addrSite) (down, revive
 		return false, false
 	}
 	ok := sa.usable(idx)
+	if !ok && sa.mobikeMove(idx) { // MOBIKE: moved to another address instead
+		return false, false
+	}
 	switch {
 	case !ok && sa.link == linkOK:
 		sa.suspend()

@@ -100,7 +100,9 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	sa.log.Debug("received request", "message", m.String(), "from", remote)
 	sa.lastHeard = e.clk.Now()
 	// The peer may have moved (NAT-T float, NAT mapping change): natmove.go.
-	sa.peerSeenAt(s, local, remote)
+	if !sa.mobikeRequest(m) { // MOBIKE's UPDATE_SA_ADDRESSES moves by its own rules (mobike.go)
+		sa.peerSeenAt(s, local, remote)
+	}
 	switch h.Exchange {
 	case message.IKE_AUTH:
 		if sa.state == ikeHalfOpen && !sa.initiator {

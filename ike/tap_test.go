@@ -26,6 +26,8 @@ type tapBackend struct {
 	// drop, if set, decides whether a datagram is lost instead of sent
 	// (it is recorded either way, with dropped set).
 	drop func(sentMsg) bool
+	// keep, if set, sees each datagram's bytes (under mu).
+	keep func(sentMsg, []byte)
 }
 
 // sentMsg is one datagram as the tap saw it: the IKE header's fields.
@@ -88,6 +90,9 @@ func (c *tapConn) WriteTo(p []byte, local, remote netip.AddrPort) (int, error) {
 	}
 	c.b.mu.Lock()
 	m.dropped = c.b.drop != nil && c.b.drop(m)
+	if c.b.keep != nil {
+		c.b.keep(m, p)
+	}
 	c.b.sent = append(c.b.sent, m)
 	c.b.mu.Unlock()
 	if m.dropped {

@@ -61,7 +61,8 @@ func TestInitiateRemote(t *testing.T) {
 	ikes := jsonArray(t, out)
 	require.Len(t, ikes, 1)
 	assert.Equal(t, "roaming", ikes[0]["name"])
-	assert.Equal(t, fmt.Sprintf("127.0.0.1:%d", p.ports[2]), ikes[0]["remote"])
+	// With MOBIKE (the default) IKE_AUTH moved to the peer's NAT-T port (RFC 4555 §3.2).
+	assert.Equal(t, fmt.Sprintf("127.0.0.1:%d", p.ports[3]), ikes[0]["remote"])
 
 	// Again, with the port: the child is up with that peer; nothing new.
 	code, out, errs = runCLI(t, "initiate", "roaming", "--remote", fmt.Sprintf("127.0.0.1:%d", p.ports[2]), "-s", west, "-q")

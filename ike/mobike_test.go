@@ -1,0 +1,335 @@
+package ike
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
+)
+
+var (
+	mobOld  = netip.MustParseAddr("127.0.0.2")
+	mobNew  = netip.MustParseAddr("127.0.0.3")
+	mobResp = netip.MustParseAddr("127.0.0.1")
+)
+
+// mobikePair is an initiator a listening on every address, whose model
+// routes the responder b (127.0.0.1) through eth1 with addrs (the first
+// is its source), and b. bConn is extra connection settings for b.
+type mobikePair struct {
+	clk      *clock.Fake
+	a, b     *peer
+	ta, tb   *tapBackend
+	as, bs   side
+	evA, evB *Subscription
+}
+
+func newMobikePair(t *testing.T, eth1, bConn string) *mobikePair {
+	t.Helper()
+	as, bs := pairSides(t)
+	as.addr, as.remoteAddr = "%any", mobResp.String()
+	bs.addr, bs.remoteAddr = mobResp.String(), "%any"
+	bs.extraConn = bConn
+	mp := &mobikePair{clk: clock.NewFake(epoch), as: as, bs: bs}
+	var tapA, tapB peerOpt
+	mp.ta, tapA = tap(mp.clk, 0)
+	mp.tb, tapB = tap(mp.clk, 0)
+	mp.a = newPeer(t, "a", as.config(t, "a"), withClock(mp.clk), tapA, withOptions(kernelops.Options{
+		Params: map[string]string{"interfaces": "eth1=" + eth1, "routes": "127.0.0.1/32 dev eth1"}}))
+	// The model routes addresses of lo via lo: without 127.0.0.1/8 there,
+	// the responder is reached through eth1, from eth1's address.
+	require.NoError(t, mp.a.b.Net().RemoveAddress("lo", netip.MustParsePrefix("127.0.0.1/8")))
+	mp.b = newPeer(t, "b", bs.config(t, "b"), withClock(mp.clk), tapB)
+	mp.evA, mp.evB = mp.a.e.Subscribe(), mp.b.e.Subscribe()
+	t.Cleanup(func() { mp.evA.Close(); mp.evB.Close() })
+	require.NoError(t, mp.a.e.Initiate(ctxT(t, 10*time.Second), "a-net"))
+	return mp
+}
+
+// waitState waits for an event of kind "ike" in state on sub.
+func waitState(t *testing.T, sub *Subscription, state string) Event {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-sub.C:
+			if ev.Kind == "ike" && ev.State == state {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no ike %s event", state)
+			return Event{}
+		}
+	}
+}
+
+// endpoints are what a peer's listing and dataplane say about its one
+// IKE SA and child.
+type endpoints struct {
+	ikeLocal, ikeRemote netip.AddrPort
+	spis                string
+	spiIn, spiOut       string
+	localTS, remoteTS   string
+	childLocal          string
+	childRemote         string
+}
+
+func endpointsOf(t *testing.T, p *peer) endpoints {
+	t.Helper()
+	sas := p.sas(t)
+	require.Len(t, sas, 1)
+	s := sas[0]
+	require.Len(t, s.Children, 1)
+	c := s.Children[0]
+	return endpoints{ikeLocal: netip.MustParseAddrPort(s.Local), ikeRemote: netip.MustParseAddrPort(s.Remote),
+		spis: s.SPIi + " " + s.SPIr, spiIn: c.SPIIn, spiOut: c.SPIOut, localTS: c.LocalTS, remoteTS: c.RemoteTS,
+		childLocal: c.Local, childRemote: c.Remote}
+}
+
+// dataplaneBetween checks that every SA and every template of the peer's
+// model joins local and remote, and counts them.
+func dataplaneBetween(t *testing.T, p *peer, local, remote netip.Addr) (sas, tmpls int) {
+	t.Helper()
+	pair := func(a, b netip.Addr) bool { return (a == local && b == remote) || (a == remote && b == local) }
+	for s, err := range p.b.SAs(t.Context()) {
+		require.NoError(t, err)
+		assert.True(t, pair(s.ID.Src, s.ID.Dst), "%s: SA %s not between %s and %s", p.name, s.ID, local, remote)
+		sas++
+	}
+	for pol, err := range p.b.Policies(t.Context()) {
+		require.NoError(t, err)
+		for _, tm := range pol.Templates {
+			assert.True(t, pair(tm.Src, tm.Dst), "%s: template %s -> %s not between %s and %s", p.name, tm.Src, tm.Dst, local, remote)
+			tmpls++
+		}
+	}
+	return sas, tmpls
+}
+
+// TestMOBIKEMove: the initiator's address is removed while another
+// address of its routes the peer: the IKE SA moves there with
+// UPDATE_SA_ADDRESSES sent from the new address, the responder follows
+// and answers there, and both ends' children migrate — same SPIs, same
+// selectors, SAs and policy templates on the new addresses.
+func TestMOBIKEMove(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", "")
+	beforeA, beforeB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
+	require.Equal(t, mobOld, beforeA.ikeLocal.Addr())
+	// RFC 4555 §3.2: on the NAT-T ports, without a NAT.
+	require.Equal(t, mp.bs.natPort, beforeA.ikeRemote.Port())
+	require.Equal(t, mobOld, beforeB.ikeRemote.Addr())
+	sasA, tmplA := dataplaneBetween(t, mp.a, mobOld, mobResp)
+	sasB, tmplB := dataplaneBetween(t, mp.b, mobResp, mobOld)
+	require.Equal(t, [4]int{2, 3, 2, 3}, [4]int{sasA, tmplA, sasB, tmplB})
+	for _, p := range []*peer{mp.a, mp.b} {
+		require.NoError(t, p.e.call(t.Context(), func() {
+			for _, sa := range p.e.sas {
+				assert.True(t, sa.mob.active, "%s: MOBIKE not active", p.name)
+				assert.False(t, sa.natAny(), "%s: a NAT seen on loopback", p.name)
+			}
+		}))
+	}
+
+	markA, markB := mp.ta.mark(), mp.tb.mark()
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	waitState(t, mp.evA, "mobike-update")
+	movedA := waitState(t, mp.evA, "moved")
+	movedB := waitState(t, mp.evB, "moved")
+	t.Logf("a: %s; b: %s", movedA.Detail, movedB.Detail)
+
+	afterA, afterB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
+	assert.Equal(t, netip.AddrPortFrom(mobNew, beforeA.ikeLocal.Port()), afterA.ikeLocal)
+	assert.Equal(t, beforeA.ikeRemote, afterA.ikeRemote)
+	assert.Equal(t, netip.AddrPortFrom(mobNew, beforeA.ikeLocal.Port()), afterB.ikeRemote)
+	for _, x := range []struct {
+		name          string
+		before, after endpoints
+		local, remote netip.Addr
+	}{{"a", beforeA, afterA, mobNew, mobResp}, {"b", beforeB, afterB, mobResp, mobNew}} {
+		assert.Equal(t, x.before.spis, x.after.spis, "%s: IKE SPIs", x.name)
+		assert.Equal(t, [2]string{x.before.spiIn, x.before.spiOut}, [2]string{x.after.spiIn, x.after.spiOut}, "%s: child SPIs", x.name)
+		assert.Equal(t, [2]string{x.before.localTS, x.before.remoteTS}, [2]string{x.after.localTS, x.after.remoteTS}, "%s: selectors", x.name)
+		assert.Equal(t, [2]string{x.local.String(), x.remote.String()}, [2]string{x.after.childLocal, x.after.childRemote}, "%s: child endpoints", x.name)
+	}
+	sasA, tmplA = dataplaneBetween(t, mp.a, mobNew, mobResp)
+	sasB, tmplB = dataplaneBetween(t, mp.b, mobResp, mobNew)
+	assert.Equal(t, [4]int{2, 3, 2, 3}, [4]int{sasA, tmplA, sasB, tmplB})
+
+	// On the wire: the UPDATE left from the new address (nothing from the
+	// old one), the answer went to it.
+	for _, m := range mp.ta.since(markA) {
+		assert.NotEqual(t, mobOld, m.local.Addr(), "a sent from the removed address: %+v", m)
+	}
+	assert.Equal(t, 1, mp.ta.requests(markA, message.INFORMATIONAL, func(m sentMsg) bool { return m.local.Addr() == mobNew }))
+	answered := 0
+	for _, m := range mp.tb.since(markB) {
+		if m.response && m.exch == message.INFORMATIONAL {
+			assert.Equal(t, netip.AddrPortFrom(mobNew, beforeA.ikeLocal.Port()), m.remote)
+			answered++
+		}
+	}
+	assert.Equal(t, 1, answered)
+
+	// The tunnel still works: a liveness check after the move is
+	// answered, and the IKE SA stays.
+	require.NoError(t, mp.a.e.call(t.Context(), func() {
+		for _, sa := range mp.a.e.sas {
+			sa.sendLiveness()
+		}
+	}))
+	settle(t, mp.a, mp.b)
+	assert.Equal(t, 1, established(t, mp.a))
+}
+
+// TestMOBIKEAfterSuspension: the address goes and no other routes the
+// peer: the SA is suspended as without MOBIKE, nothing is sent; when an
+// address that routes the peer appears, the SA moves to it at once.
+func TestMOBIKEAfterSuspension(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32", "")
+	before := endpointsOf(t, mp.a)
+	mark := mp.ta.mark()
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	waitFor(t, "the SA suspended", 3*time.Second, func() bool {
+		var q bool
+		mp.a.e.call(t.Context(), func() {
+			for _, sa := range mp.a.e.sas {
+				q = sa.quiet()
+			}
+		})
+		return q
+	})
+	step(t, mp.clk, time.Minute, 5*time.Second, mp.a, mp.b)
+	assert.Empty(t, mp.ta.since(mark), "a suspended SA sent")
+	assert.Equal(t, 1, established(t, mp.a))
+
+	require.NoError(t, mp.a.b.Net().AddAddress("eth1", netip.MustParsePrefix("127.0.0.3/32")))
+	waitState(t, mp.evA, "moved")
+	waitState(t, mp.evB, "moved")
+	after, afterB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
+	assert.Equal(t, mobNew, after.ikeLocal.Addr())
+	assert.Equal(t, mobNew, afterB.ikeRemote.Addr())
+	assert.Equal(t, before.spis, after.spis)
+	assert.Equal(t, [2]string{before.spiIn, before.spiOut}, [2]string{after.spiIn, after.spiOut})
+	dataplaneBetween(t, mp.a, mobNew, mobResp)
+	dataplaneBetween(t, mp.b, mobResp, mobNew)
+	require.NoError(t, mp.a.e.call(t.Context(), func() {
+		for _, sa := range mp.a.e.sas {
+			assert.False(t, sa.quiet(), "still suspended after the move")
+		}
+	}))
+}
+
+// TestMOBIKECookie2Mismatch: an answer to UPDATE_SA_ADDRESSES that does
+// not echo our COOKIE2 is refused: the initiator's children stay where
+// they were.
+func TestMOBIKECookie2Mismatch(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", "")
+	require.NoError(t, mp.b.e.call(t.Context(), func() {
+		mp.b.e.rewriteResponse = func(req *message.Message, ps []message.Payload) []message.Payload {
+			for i, p := range ps {
+				if n, ok := p.(*message.Notify); ok && n.NotifyType == message.COOKIE2 {
+					ps[i] = &message.Notify{NotifyType: message.COOKIE2, Data: bytes.Repeat([]byte{0xee}, len(n.Data))}
+				}
+			}
+			return ps
+		}
+	}))
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	ev := waitState(t, mp.evA, "mobike-refused")
+	assert.Equal(t, "COOKIE2 mismatch", ev.Reason)
+	after := endpointsOf(t, mp.a)
+	assert.Equal(t, [2]string{mobOld.String(), mobResp.String()}, [2]string{after.childLocal, after.childRemote}, "children moved on a bad echo")
+	dataplaneBetween(t, mp.a, mobOld, mobResp)
+	assert.Contains(t, mp.a.logText(), "does not echo our COOKIE2")
+}
+
+// TestMOBIKENotNegotiated: the responder has mobike = no, so it does
+// not answer MOBIKE_SUPPORTED: the initiator sends no
+// UPDATE_SA_ADDRESSES when its address goes, though another exists; its
+// SA is suspended as without MOBIKE.
+func TestMOBIKENotNegotiated(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", "mobike = no")
+	require.NoError(t, mp.a.e.call(t.Context(), func() {
+		for _, sa := range mp.a.e.sas {
+			assert.True(t, sa.mob.sent)
+			assert.False(t, sa.mob.active)
+		}
+	}))
+	mark := mp.ta.mark()
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	step(t, mp.clk, 30*time.Second, 5*time.Second, mp.a, mp.b)
+	assert.Empty(t, mp.ta.since(mark), "sent without MOBIKE after the address went")
+	after := endpointsOf(t, mp.a)
+	assert.Equal(t, mobOld, after.ikeLocal.Addr())
+	dataplaneBetween(t, mp.a, mobOld, mobResp)
+	assert.NotContains(t, mp.a.logText(), "MOBIKE: local address gone")
+}
+
+// TestMOBIKEOldUpdate: after the responder followed the peer, a copy of
+// the same UPDATE_SA_ADDRESSES arriving late from the old address is
+// answered there but does not move the SA back.
+func TestMOBIKEOldUpdate(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", "")
+	var update []byte
+	mp.ta.mu.Lock()
+	mp.ta.keep = func(m sentMsg, p []byte) {
+		if !m.response && m.exch == message.INFORMATIONAL && m.local.Addr() == mobNew && update == nil {
+			update = append([]byte(nil), p...)
+		}
+	}
+	mp.ta.mu.Unlock()
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	waitState(t, mp.evB, "moved")
+	waitState(t, mp.evA, "moved")
+	mp.ta.mu.Lock()
+	replay := update
+	mp.ta.mu.Unlock()
+	require.NotNil(t, replay)
+
+	mark := mp.tb.mark()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: mobOld.AsSlice()})
+	require.NoError(t, err)
+	defer c.Close()
+	// On the NAT-T port: after the non-ESP marker.
+	_, err = c.WriteToUDP(append(make([]byte, 4), replay...), &net.UDPAddr{IP: mobResp.AsSlice(), Port: int(mp.bs.natPort)})
+	require.NoError(t, err)
+	waitFor(t, "b's answer to the old copy", 3*time.Second, func() bool {
+		for _, m := range mp.tb.since(mark) {
+			if m.response && m.remote.Addr() == mobOld {
+				return true
+			}
+		}
+		return false
+	})
+	settle(t, mp.a, mp.b)
+	after := endpointsOf(t, mp.b)
+	assert.Equal(t, mobNew, after.ikeRemote.Addr(), "b moved back")
+	assert.Equal(t, mobNew.String(), after.childRemote)
+	dataplaneBetween(t, mp.b, mobResp, mobNew)
+	assert.False(t, strings.Contains(mp.b.logText(), "peer endpoint changed"), "b followed the old copy")
+}
+
+// newerMsgID orders message IDs with wrap-around; mobikeUpdate follows
+// only an UPDATE newer than the latest followed.
+func TestNewerMsgID(t *testing.T) {
+	for _, tc := range []struct {
+		a, b uint32
+		want bool
+	}{{2, 1, true}, {1, 1, false}, {1, 2, false}, {0, 0xffffffff, true}, {0xffffffff, 0, false}} {
+		assert.Equal(t, tc.want, newerMsgID(tc.a, tc.b), "%d after %d", tc.a, tc.b)
+	}
+}
