@@ -41,6 +41,9 @@ import (
 type mobikeState struct {
 	sent   bool // we announced MOBIKE_SUPPORTED
 	active bool // both did
+	// mover: we initiated the first IKE SA, so we are the one that
+	// moves (RFC 4555 §3.4's initiator); an IKE rekey keeps the roles.
+	mover bool
 	// updating: our UPDATE_SA_ADDRESSES is queued or in flight.
 	updating bool
 	// lastUpdate is the message ID of the peer's latest UPDATE we
@@ -64,6 +67,7 @@ func (sa *ikeSA) mobikeAnnounce() []message.Payload {
 // mobikeAnswered takes the responder's IKE_AUTH answer.
 func (sa *ikeSA) mobikeAnswered(m *message.Message) {
 	sa.mob.active = sa.mob.sent && m.Notify(message.MOBIKE_SUPPORTED) != nil
+	sa.mob.mover = true
 	if sa.mob.sent {
 		sa.log.Debug("MOBIKE", "active", sa.mob.active)
 	}
@@ -77,6 +81,12 @@ func (sa *ikeSA) mobikeAnswer(m *message.Message) []message.Payload {
 	}
 	sa.mob.sent, sa.mob.active = true, true
 	return []message.Payload{&message.Notify{NotifyType: message.MOBIKE_SUPPORTED}}
+}
+
+// inherited is the MOBIKE state of an IKE SA that replaces this one in a
+// rekey: negotiated once, for the first IKE SA.
+func (m mobikeState) inherited() mobikeState {
+	return mobikeState{sent: m.sent, active: m.active, mover: m.mover}
 }
 
 // mobikeSource is our address towards remote by the dataplane's routes.
@@ -96,7 +106,7 @@ func (e *Engine) mobikeSource(remote netip.Addr) netip.Addr {
 // gone or down: can MOBIKE move it to another address? If so it moves
 // the SA there, sends UPDATE_SA_ADDRESSES and reports true.
 func (sa *ikeSA) mobikeMove(idx map[netip.Addr]addrSite) bool {
-	if !sa.mob.active || !sa.initiator || sa.state != ikeEstablished || sa.sock == nil {
+	if !sa.mob.active || !sa.mob.mover || sa.state != ikeEstablished || sa.sock == nil {
 		return false
 	}
 	if b := sa.sock.bound.Addr(); b.IsValid() && !b.IsUnspecified() {
@@ -224,10 +234,10 @@ func (sa *ikeSA) mobikeMigrate() int {
 }
 
 // mobikeRequest reports whether m is an UPDATE_SA_ADDRESSES this SA acts
-// on (MOBIKE active, we are the responder): the NAT-following of
+// on (MOBIKE active, we are not the mover): the NAT-following of
 // natmove.go leaves such a request to mobikeUpdate.
 func (sa *ikeSA) mobikeRequest(m *message.Message) bool {
-	return sa.mob.active && !sa.initiator && m.Exchange == message.INFORMATIONAL && !m.Response &&
+	return sa.mob.active && !sa.mob.mover && m.Exchange == message.INFORMATIONAL && !m.Response &&
 		m.Notify(message.UPDATE_SA_ADDRESSES) != nil
 }
 

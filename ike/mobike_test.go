@@ -333,3 +333,34 @@ func TestNewerMsgID(t *testing.T) {
 		assert.Equal(t, tc.want, newerMsgID(tc.a, tc.b), "%d after %d", tc.a, tc.b)
 	}
 }
+
+// TestMOBIKEAfterRekeyByResponder: the responder rekeys the IKE SA (and
+// so initiates the new one); the original initiator still moves it, and
+// the responder still follows (RFC 4555's roles stay with the first IKE
+// SA's).
+func TestMOBIKEAfterRekeyByResponder(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", "")
+	before := endpointsOf(t, mp.a)
+	require.NoError(t, mp.b.e.Rekey(ctxT(t, 5*time.Second), "b"))
+	waitFor(t, "the rekeyed IKE SA alone on both sides", 5*time.Second, func() bool {
+		sa, sb := mp.a.sas(t), mp.b.sas(t)
+		return len(sa) == 1 && len(sb) == 1 && sa[0].SPIi+" "+sa[0].SPIr != before.spis && sa[0].State == "established" && sb[0].State == "established"
+	})
+	require.NoError(t, mp.a.e.call(t.Context(), func() {
+		for _, sa := range mp.a.e.sas {
+			assert.False(t, sa.initiator, "a initiated the rekey")
+			assert.True(t, sa.mob.active && sa.mob.mover)
+		}
+	}))
+	rekeyed := endpointsOf(t, mp.a)
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	waitState(t, mp.evA, "moved")
+	waitState(t, mp.evB, "moved")
+	after, afterB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
+	assert.Equal(t, mobNew, after.ikeLocal.Addr())
+	assert.Equal(t, mobNew, afterB.ikeRemote.Addr())
+	assert.Equal(t, rekeyed.spis, after.spis)
+	dataplaneBetween(t, mp.a, mobNew, mobResp)
+	dataplaneBetween(t, mp.b, mobResp, mobNew)
+}

@@ -372,6 +372,7 @@ func (sa *ikeSA) successor(initiator bool, spii, spir uint64, suite ikecrypto.IK
 		suite: suite, keys: keys, out: out, in: in, lastHeard: sa.lastHeard,
 		link: sa.link, ifIndex: sa.ifIndex, startedAt: now, rec: sa.rec.inherited()}
 	n.initExt = sa.initExt // what IKE_SA_INIT announced holds for the rekeyed SA
+	n.mob = sa.mob.inherited()
 	n.setLogger()
 	n.setupWindow()
 	if n.quiet() {
