@@ -121,7 +121,7 @@ func (sa *ikeSA) mobikeMove(idx map[netip.Addr]addrSite) bool {
 	sa.local = netip.AddrPortFrom(src, old.Port())
 	sa.ifIndex = site.index
 	sa.log.Info("MOBIKE: local address gone; moving to another address", "from", old, "to", sa.local, "link", sa.e.ifs[site.index].name)
-	sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: "mobike-move", SPIs: sa.eventSPIs(),
+	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-move", SPIs: sa.eventSPIs(),
 		Detail: fmt.Sprintf("local %s -> %s", old, sa.local)})
 	if !sa.mob.updating {
 		sa.mob.updating = true
@@ -149,7 +149,7 @@ func (sa *ikeSA) updateRequest() *request {
 	ps := []message.Payload{&message.Notify{NotifyType: message.UPDATE_SA_ADDRESSES}}
 	ps = append(ps, natNotifies(sa.spii, sa.spir, local, sa.remote, sa.conn.Encap)...)
 	ps = append(ps, &message.Notify{NotifyType: message.COOKIE2, Data: cookie})
-	sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: "mobike-update", SPIs: sa.eventSPIs(),
+	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-update", SPIs: sa.eventSPIs(),
 		Detail: fmt.Sprintf("UPDATE_SA_ADDRESSES from %s to %s", local, sa.remote)})
 	return &request{exch: message.INFORMATIONAL, payloads: ps,
 		onResponse: func(m *message.Message) { sa.updateAnswered(m, cookie, local) },
@@ -179,7 +179,7 @@ func (sa *ikeSA) updateAnswered(m *message.Message, cookie []byte, local netip.A
 	for _, n := range m.Notifies() {
 		if n.NotifyType.IsError() {
 			sa.log.Warn("MOBIKE: peer refuses our UPDATE_SA_ADDRESSES; children stay where they are", "notify", n.NotifyType.String())
-			sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(), Reason: n.NotifyType.String()})
+			sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(), Reason: n.NotifyType.String()})
 			return
 		}
 	}
@@ -187,7 +187,7 @@ func (sa *ikeSA) updateAnswered(m *message.Message, cookie []byte, local netip.A
 		// An authenticated answer that fails return routability: the
 		// children are not moved on its word.
 		sa.log.Warn("MOBIKE: "+err.Error()+"; children stay where they are", "local", local)
-		sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(), Reason: "COOKIE2 mismatch"})
+		sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(), Reason: "COOKIE2 mismatch"})
 		return
 	}
 	if sa.local != local {
@@ -200,7 +200,7 @@ func (sa *ikeSA) updateAnswered(m *message.Message, cookie []byte, local netip.A
 	n := sa.mobikeMigrate()
 	sa.log.Info("MOBIKE: peer follows; children migrated", "local", sa.local, "remote", sa.remote, "children", n,
 		"nat-local", sa.natLocal, "nat-remote", sa.natRemote)
-	sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: "moved", SPIs: sa.eventSPIs(),
+	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "moved", SPIs: sa.eventSPIs(),
 		Detail: fmt.Sprintf("MOBIKE: local %s remote %s, %d children moved", sa.local, sa.remote, n)})
 }
 
@@ -276,7 +276,7 @@ func (sa *ikeSA) mobikeUpdate(m *message.Message, s *sock, local, remote netip.A
 	sa.log.Info("MOBIKE: peer moved; following it", "from", from, "to", remote, "local", local, "children", n,
 		"nat-local", natLocal, "nat-remote", natRemote)
 	if from != remote || fromLocal != local || n > 0 {
-		sa.e.publish(Event{Kind: "ike", Name: sa.name(), State: "moved", SPIs: sa.eventSPIs(),
+		sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "moved", SPIs: sa.eventSPIs(),
 			Detail: fmt.Sprintf("MOBIKE: peer %s -> %s, %d children moved", from, remote, n)})
 	}
 	return true

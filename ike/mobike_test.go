@@ -146,6 +146,8 @@ func TestMOBIKEMove(t *testing.T) {
 	movedA := waitState(t, mp.evA, "moved")
 	movedB := waitState(t, mp.evB, "moved")
 	t.Logf("a: %s; b: %s", movedA.Detail, movedB.Detail)
+	assert.NotZero(t, movedA.IKEID)
+	assert.NotZero(t, movedB.IKEID)
 
 	afterA, afterB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
 	assert.Equal(t, netip.AddrPortFrom(mobNew, beforeA.ikeLocal.Port()), afterA.ikeLocal)
