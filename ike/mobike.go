@@ -80,6 +80,7 @@ func (sa *ikeSA) mobikeAnswer(m *message.Message) []message.Payload {
 		return nil
 	}
 	sa.mob.sent, sa.mob.active = true, true
+	sa.log.Debug("MOBIKE", "active", true)
 	return []message.Payload{&message.Notify{NotifyType: message.MOBIKE_SUPPORTED}}
 }
 
