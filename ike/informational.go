@@ -72,6 +72,7 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 	if len(inSPIs) > 0 {
 		answer = append(answer, &message.Delete{Protocol: message.ProtocolESP, SPIs: inSPIs})
 	}
+	answer = append(answer, sa.mobikeEcho(m, local, remote)...)
 	sa.respond(m, answer, s, local, remote)
 	for _, ch := range closed {
 		sa.e.childClosed(ch)

@@ -242,6 +242,25 @@ func (sa *ikeSA) mobikeRequest(m *message.Message) bool {
 		m.Notify(message.UPDATE_SA_ADDRESSES) != nil
 }
 
+// mobikeEcho is what a MOBIKE peer's other INFORMATIONAL requests get
+// back besides the usual answer: its COOKIE2 echoed (§3.6; charon sends
+// one with the checks it makes after a move) and, when it sent NAT
+// detection (a check of the NAT mappings, §3.8), ours for the addresses
+// the request came on.
+func (sa *ikeSA) mobikeEcho(m *message.Message, local, remote netip.AddrPort) []message.Payload {
+	if !sa.mob.active {
+		return nil
+	}
+	var ps []message.Payload
+	if c := m.Notify(message.COOKIE2); c != nil {
+		ps = append(ps, &message.Notify{NotifyType: message.COOKIE2, Data: c.Data})
+	}
+	if m.Notify(message.NAT_DETECTION_DESTINATION_IP) != nil {
+		ps = append(ps, natNotifies(sa.spii, sa.spir, local, remote, sa.conn.Encap)...)
+	}
+	return ps
+}
+
 // newerMsgID reports whether a is after b in message ID order.
 func newerMsgID(a, b uint32) bool { return int32(a-b) > 0 }
 

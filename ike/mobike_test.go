@@ -366,3 +366,43 @@ func TestMOBIKEAfterRekeyByResponder(t *testing.T) {
 	dataplaneBetween(t, mp.a, mobNew, mobResp)
 	dataplaneBetween(t, mp.b, mobResp, mobNew)
 }
+
+// TestMOBIKEEcho: an INFORMATIONAL of a MOBIKE peer with COOKIE2 and NAT
+// detection but no UPDATE (a check after a move) gets the COOKIE2 back
+// and NAT detection for the addresses it came on; without MOBIKE, no
+// echo.
+func TestMOBIKEEcho(t *testing.T) {
+	noLeaks(t)
+	for _, tc := range []struct {
+		bConn string
+		echo  bool
+	}{{"", true}, {"mobike = no", false}} {
+		mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", tc.bConn)
+		cookie := bytes.Repeat([]byte{0x5a}, cookie2Len)
+		got := make(chan *message.Message, 1)
+		require.NoError(t, mp.a.e.call(t.Context(), func() {
+			for _, sa := range mp.a.e.sas {
+				ps := append(natNotifies(sa.spii, sa.spir, sa.local, sa.remote, false), &message.Notify{NotifyType: message.COOKIE2, Data: cookie})
+				sa.send(&request{exch: message.INFORMATIONAL, payloads: ps, onResponse: func(m *message.Message) { got <- m }})
+			}
+		}))
+		var m *message.Message
+		select {
+		case m = <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no answer")
+		}
+		if !tc.echo {
+			assert.Nil(t, m.Notify(message.COOKIE2), "echo without MOBIKE")
+			continue
+		}
+		assert.NoError(t, checkCookie2(m, cookie))
+		require.NoError(t, mp.a.e.call(t.Context(), func() {
+			for _, sa := range mp.a.e.sas {
+				natL, natR := detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
+				assert.False(t, natL || natR, "NAT detection in the answer does not match the addresses")
+				assert.NotNil(t, m.Notify(message.NAT_DETECTION_SOURCE_IP))
+			}
+		}))
+	}
+}
