@@ -17,7 +17,7 @@ type EventKind string
 
 // The event kinds.
 const (
-	EventIKE       EventKind = "ike"       // an IKE SA: State is its IKEState, or "invalid-spi", "moved", "reauthenticating", "recovering"
+	EventIKE       EventKind = "ike"       // an IKE SA: State is its IKEState, or "invalid-spi", "moved", "reauthenticating", "recovering", "mobike-move", "mobike-update", "mobike-refused" (mobike.go)
 	EventChild     EventKind = "child"     // a CHILD SA: State is its ChildState, or "rekeying", "rekey-needed", "refused"
 	EventDataplane EventKind = "dataplane" // a dataplane event the engine acted on
 	EventLink      EventKind = "link"      // an interface went down or up
