@@ -38,6 +38,11 @@ var PackageGroups = []PackageGroup{
 			"libstrongswan-extra-plugins", "libstrongswan-standard-plugins"},
 	},
 	{
+		For:      "etcd 3.4, the store of the HA tests (ha/, ike): started by each test on loopback with a temp data dir (internal/etcdtest)",
+		Host:     true,
+		Packages: []string{"etcd-server"},
+	},
+	{
 		For:      "the VM lab: qemu (software emulation) and a static busybox for the initramfs",
 		Packages: []string{"qemu-system-x86", "busybox-static"},
 	},

@@ -1,0 +1,194 @@
+// Package etcdtest starts a real etcd server (Debian's etcd-server, which
+// `make deps` installs) for tests: one member on loopback, a temporary
+// data directory, free ports. No fake store: the HA tests run against it.
+package etcdtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Binary is the etcd server the tests run.
+const Binary = "etcd"
+
+// Server is one etcd member started by a test.
+type Server struct {
+	t          testing.TB
+	bin        string
+	dir        string
+	clientPort int
+	peerPort   int
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *lockedBuffer
+}
+
+// Endpoint is the client URL.
+func (s *Server) Endpoint() string {
+	return "http://127.0.0.1:" + strconv.Itoa(s.clientPort)
+}
+
+// Start runs etcd until the test ends. A test skips, saying why, when the
+// binary is missing (`make deps` installs it, so `make test` never skips).
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath(Binary)
+	if err != nil {
+		t.Skipf("etcdtest: no %s binary (Debian package etcd-server; `make deps` installs it): %v", Binary, err)
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	var lastErr error
+	for range 3 { // a free port can be taken between finding and binding it
+		s.clientPort, s.peerPort = freePort(t), freePort(t)
+		if lastErr = s.start(); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("etcdtest: %v", lastErr)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	peer := "http://127.0.0.1:" + strconv.Itoa(s.peerPort)
+	cmd := exec.Command(s.bin,
+		"--name", "keyplane-test",
+		"--data-dir", s.dir,
+		"--listen-client-urls", s.Endpoint(),
+		"--advertise-client-urls", s.Endpoint(),
+		"--listen-peer-urls", peer,
+		"--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "keyplane-test="+peer,
+		"--log-level", "warn",
+	)
+	s.log = &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.SysProcAttr = procAttr()
+	if err := startCmd(cmd); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+	if err := waitHealthy(s.Endpoint(), done, 20*time.Second); err != nil {
+		_ = cmd.Process.Kill()
+		<-done
+		s.cmd = nil
+		return fmt.Errorf("%w; etcd's output:\n%s", err, s.log.String())
+	}
+	return nil
+}
+
+// Stop kills the server (SIGKILL: what a crash looks like to clients) and
+// waits for it. Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same ports and data directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("etcdtest: restart: %v", err)
+	}
+}
+
+// Client returns a client of the server, closed when the test ends.
+func (s *Server) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{s.Endpoint()},
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("etcdtest: client: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func waitHealthy(endpoint string, exited <-chan struct{}, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	hc := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("etcd exited before it was healthy")
+		default:
+		}
+		resp, err := hc.Get(endpoint + "/health")
+		if err == nil {
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(http.MaxBytesReader(nil, resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && bytes.Contains(b.Bytes(), []byte(`"true"`)) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd at %s not healthy after %v (last: %v)", endpoint, limit, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("etcdtest: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Ctx is a context for one etcd call in a test.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 1<<20 { // bounded: keep the start, drop the rest
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
