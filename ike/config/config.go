@@ -34,6 +34,7 @@ type Config struct {
 	Daemon      Daemon
 	Backend     Backend
 	Connections []*Connection
+	HA          *HA // nil: no ha section
 	// Warnings are what the file may mean but probably should not (a
 	// short pre-shared key): the daemon logs them at load and reload.
 	Warnings []*Error
@@ -548,7 +549,10 @@ func (b *builder) known(s *section, keys []string, subs []string) {
 func (b *builder) build(root *section) *Config {
 	cfg := Defaults()
 	cfg.File = b.file
-	b.known(root, nil, []string{"daemon", "backend", "secrets", "connections"})
+	b.known(root, nil, []string{"daemon", "backend", "secrets", "connections", "ha"})
+	if s := root.sub("ha"); s != nil {
+		cfg.HA = b.haSection(s)
+	}
 	if s := root.sub("secrets"); s != nil {
 		b.secretsSection(s)
 	}
@@ -986,6 +990,9 @@ func (c *Config) Wipe() {
 	}
 	for _, conn := range c.Connections {
 		conn.PSK.Zero()
+	}
+	if c.HA != nil {
+		clear(c.HA.ClusterKey)
 	}
 }
 

@@ -118,3 +118,16 @@ func randRange[T time.Duration | uint64](rekey, life T) T {
 // default rand_time): a tenth of the longer of rekey_time and
 // reauth_time.
 func ikeOverTime(rekey, reauth time.Duration) time.Duration { return max(rekey, reauth, 0) / 10 }
+
+// Defaults of the ha { } section (docs/config.md).
+const (
+	DefaultHALeaseTTL     = 5 * time.Second
+	DefaultHASyncPackets  = 1000
+	DefaultHASyncInterval = time.Second
+)
+
+// DefaultHA returns an ha section with the defaults; Node, Endpoints and
+// ClusterKey have none.
+func DefaultHA() *HA {
+	return &HA{LeaseTTL: DefaultHALeaseTTL, SyncPackets: DefaultHASyncPackets, SyncInterval: DefaultHASyncInterval}
+}

@@ -90,6 +90,7 @@ func Compare(old, nc *Config) Diff {
 		{"backend.name", old.Backend.Name == nc.Backend.Name},
 		{"backend.params", fmt.Sprint(old.Backend.Params) == fmt.Sprint(nc.Backend.Params)},
 		{"backend.cleanup", old.Backend.Cleanup == nc.Backend.Cleanup},
+		{"ha", sameHA(old.HA, nc.HA)},
 	} {
 		if !s.same {
 			d.Settings = append(d.Settings, s.name)

@@ -91,6 +91,7 @@ func (c *Config) ValidateWith(o ValidateOptions) error {
 func (c *Config) validate(add func(line int, conn, child, field, msg string)) {
 	d := &c.Daemon
 	daemon := func(field, format string, args ...any) { add(0, "", "", "daemon."+field, fmt.Sprintf(format, args...)) }
+	c.HA.validate(func(field, msg string) { add(0, "", "", "ha."+field, msg) })
 	if d.Control == "" {
 		daemon("control", "empty path")
 	}
