@@ -16,6 +16,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Binary is the etcd server the tests run.
@@ -123,6 +124,7 @@ func (s *Server) Client(t testing.TB) *clientv3.Client {
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{s.Endpoint()},
 		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(), // the tests say what failed; the client's retries are noise
 	})
 	if err != nil {
 		t.Fatalf("etcdtest: client: %v", err)
