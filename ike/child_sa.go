@@ -204,6 +204,7 @@ func (ch *childSA) remove(reason string) {
 	}
 	ch.e.uninstall(ch)
 	ch.setState(childDeleted, reason)
+	ch.e.haChildGone(ch) // hastate.go
 	if ch.keys != nil {
 		ch.keys.Zero()
 	}

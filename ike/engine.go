@@ -68,6 +68,8 @@ type Engine struct {
 	closed   bool
 
 	bus *bus
+	// sink receives HA state (hastate.go); nil: none.
+	sink StateSink
 
 	// The datagrams read but not yet handled by the loop (intake.go):
 	// queued counts those of exchanges under way, queuedInits the new IKE

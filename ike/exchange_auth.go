@@ -220,6 +220,7 @@ func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) erro
 		keys.Zero()
 		return fmt.Errorf("dataplane install failed, rolled back: %w", err)
 	}
+	sa.e.haChild(sa, ch) // hastate.go: the one moment the keys are here
 	keys.Zero()
 	ch.estAt = sa.e.clk.Now()
 	sa.e.bySA[idleKey(ch.inID())] = ch
@@ -228,6 +229,7 @@ func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) erro
 	ch.setState(childInstalled, "")
 	sa.e.watchIdle(ch)
 	sa.armLiveness()
+	sa.e.haIKE(sa)
 	return nil
 }
 

@@ -203,6 +203,7 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 	}
 	sa.logStateChange(from, s, lvl, "IKE SA "+s.String(), args...)
 	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: s.String(), Reason: reason, SPIs: sa.eventSPIs()})
+	sa.e.haIKE(sa) // hastate.go
 }
 
 // natAny reports whether ESP must be encapsulated in UDP.

@@ -17,6 +17,7 @@ func (sa *ikeSA) setupWindow() {
 	}
 	sa.w.after = func(d time.Duration, f func()) stopper { return e.after(d, f) }
 	sa.w.encode = sa.encodeRequest
+	sa.w.changed = func() { e.haIKE(sa) } // hastate.go
 	sa.w.xmit = func(r *request) {
 		if r.tries > 0 {
 			sa.log.Info("retransmitting", "exchange", r.exch, "msgid", r.msgID, "try", r.tries)

@@ -100,6 +100,9 @@ type window struct {
 	peerNext  uint32   // the message ID of the peer's next request
 	lastResp  []byte   // our answer to the request peerNext-1
 	lastFrags [][]byte // that answer in fragments, when it was sent so
+
+	// changed, if set, runs when nextID or peerNext moved (HA export).
+	changed func()
 }
 
 // start sends r now if nothing is in flight, else queues it. An encoding
@@ -160,6 +163,9 @@ func (w *window) complete() *request {
 	r.stopTimer()
 	w.inflight = nil
 	w.nextID = r.msgID + 1
+	if w.changed != nil {
+		w.changed()
+	}
 	return r
 }
 
@@ -248,4 +254,7 @@ func (w *window) answered(msgID uint32, data []byte) {
 	w.peerNext = msgID + 1
 	w.lastResp = data
 	w.lastFrags = nil
+	if w.changed != nil {
+		w.changed()
+	}
 }

@@ -1,0 +1,363 @@
+package ike
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// High availability: the engine's state export (StateSink, called as the
+// state changes) and import (Restore, on the node that takes over). The
+// states hold key material in clear: a sink seals them before they leave
+// the process (package ha does).
+
+// IKEState is an established IKE SA as a standby needs it to answer the
+// peer at the same SPIs and message IDs.
+type IKEState struct {
+	Conn      string         `json:"conn"`
+	Initiator bool           `json:"initiator"`
+	SPIi      uint64         `json:"spi_i"`
+	SPIr      uint64         `json:"spi_r"`
+	Local     netip.AddrPort `json:"local"`
+	Remote    netip.AddrPort `json:"remote"`
+	NATLocal  bool           `json:"nat_local"`
+	NATRemote bool           `json:"nat_remote"`
+	// LocalID and RemoteID are the identities authenticated (for status
+	// and uniqueness; the connection's are what the engine checks).
+	LocalID  string             `json:"local_id,omitempty"`
+	RemoteID string             `json:"remote_id,omitempty"`
+	Suite    ikecrypto.IKESuite `json:"suite"`
+	Keys     IKEKeyState        `json:"keys"`
+	NextID   uint32             `json:"next_id"`   // our next request's message ID
+	PeerNext uint32             `json:"peer_next"` // the peer's next request's
+	Children []uint32           `json:"children"`  // inbound SPIs of its installed children
+	Est      time.Time          `json:"established"`
+}
+
+// IKEKeyState is an IKE SA's keys (RFC 7296 §2.14), in clear.
+type IKEKeyState struct {
+	SKd, SKai, SKar, SKei, SKer, SKpi, SKpr []byte
+}
+
+// ChildState is an installed child SA.
+type ChildState struct {
+	Name      string         `json:"name"` // the child's configured name
+	Initiator bool           `json:"initiator"`
+	ReqID     uint32         `json:"reqid"`
+	Mode      kernelops.Mode `json:"mode"`
+	InSPI     uint32         `json:"spi_in"`
+	OutSPI    uint32         `json:"spi_out"`
+	Local     netip.Addr     `json:"local"`
+	Remote    netip.Addr     `json:"remote"`
+	// LocalTS and RemoteTS are the negotiated traffic selectors.
+	LocalTS  []TSState            `json:"local_ts"`
+	RemoteTS []TSState            `json:"remote_ts"`
+	Encap    *kernelops.Encap     `json:"encap,omitempty"`
+	Suite    ikecrypto.ChildSuite `json:"suite"`
+	Keys     ChildKeyState        `json:"keys"`
+	Lifetime kernelops.Lifetimes  `json:"lifetime"`
+	Est      time.Time            `json:"established"`
+}
+
+// ChildKeyState is a child's KEYMAT split as RFC 7296 §2.17 lays it out.
+type ChildKeyState struct {
+	EncrI, IntegI, EncrR, IntegR []byte
+}
+
+// TSState is one traffic selector range.
+type TSState struct {
+	Proto uint8      `json:"proto"`
+	SPort uint16     `json:"sport"`
+	EPort uint16     `json:"eport"`
+	Start netip.Addr `json:"start"`
+	End   netip.Addr `json:"end"`
+}
+
+// StateSink receives the engine's HA state as it changes. It is called on
+// the engine's loop and must not block (queue, coalesce, return).
+type StateSink interface {
+	// IKEChanged: an IKE SA was established, its message IDs moved or
+	// its set of children changed.
+	IKEChanged(st *IKEState)
+	// IKEGone: the IKE SA with our SPI spi is no longer established.
+	IKEGone(spi uint64)
+	// ChildChanged: a child was installed (the only moment the engine
+	// holds its keys).
+	ChildChanged(st *ChildState)
+	// ChildGone: the child with inbound SPI spi was removed.
+	ChildGone(spi uint32)
+}
+
+// SetStateSink makes the engine report its state to s (nil: to nobody).
+// IKE SAs established before are reported at once; their children are
+// not (their keys are gone), so set it before the first IKE SA.
+func (e *Engine) SetStateSink(ctx context.Context, s StateSink) error {
+	return e.call(ctx, func() {
+		e.sink = s
+		for _, sa := range e.sas {
+			e.haIKE(sa)
+		}
+	})
+}
+
+// haIKE reports the IKE SA's state, or its end (hook: setState, the
+// window's message IDs, children added or removed).
+func (e *Engine) haIKE(sa *ikeSA) {
+	if e.sink == nil || sa == nil {
+		return
+	}
+	switch sa.state {
+	case ikeEstablished:
+	case ikeDead, ikeRekeyed, ikeDeleting:
+		if sa.estAt.IsZero() {
+			return // never reported
+		}
+		e.sink.IKEGone(sa.localSPI())
+		return
+	default:
+		return
+	}
+	if sa.keys == nil || sa.conn == nil {
+		return
+	}
+	k := sa.keys
+	st := &IKEState{Conn: sa.conn.Name, Initiator: sa.initiator, SPIi: sa.spii, SPIr: sa.spir,
+		Local: sa.local, Remote: sa.remote, NATLocal: sa.natLocal, NATRemote: sa.natRemote,
+		Suite: sa.suite, NextID: sa.w.nextID, PeerNext: sa.w.peerNext, Est: sa.estAt,
+		LocalID: sa.conn.LocalID.String(), RemoteID: sa.conn.RemoteID.String(),
+		Keys: IKEKeyState{SKd: clone(k.SKd), SKai: clone(k.SKai), SKar: clone(k.SKar), SKei: clone(k.SKei),
+			SKer: clone(k.SKer), SKpi: clone(k.SKpi), SKpr: clone(k.SKpr)}}
+	for _, ch := range sa.children {
+		if ch.state == childInstalled {
+			st.Children = append(st.Children, ch.inSPI)
+		}
+	}
+	e.sink.IKEChanged(st)
+}
+
+// haChild reports a child just installed on sa, while its keys are still
+// there (hook: finishChild, before the keys are zeroed).
+func (e *Engine) haChild(sa *ikeSA, ch *childSA) {
+	if e.sink == nil || ch.keys == nil {
+		return
+	}
+	k := ch.keys
+	st := &ChildState{Name: ch.cfg.Name, Initiator: ch.initiator, ReqID: ch.reqid, Mode: ch.mode,
+		InSPI: ch.inSPI, OutSPI: ch.outSPI, Local: ch.localAddr, Remote: ch.remoteAddr,
+		LocalTS: tsStates(ch.localTS), RemoteTS: tsStates(ch.remoteTS), Suite: ch.suite,
+		Keys:     ChildKeyState{EncrI: clone(k.EncrI), IntegI: clone(k.IntegI), EncrR: clone(k.EncrR), IntegR: clone(k.IntegR)},
+		Lifetime: ch.lifetime, Est: sa.e.clk.Now()}
+	if ch.encap != nil {
+		enc := *ch.encap
+		st.Encap = &enc
+	}
+	e.sink.ChildChanged(st)
+}
+
+// haChildGone reports a removed child (hook: childSA.remove).
+func (e *Engine) haChildGone(ch *childSA) {
+	if e.sink == nil || ch.inSPI == 0 {
+		return
+	}
+	e.sink.ChildGone(ch.inSPI)
+	if ch.ike != nil {
+		e.haIKE(ch.ike)
+	}
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+func tsStates(rs []tsRange) []TSState {
+	out := make([]TSState, len(rs))
+	for i, r := range rs {
+		out[i] = TSState{Proto: r.proto, SPort: r.sport, EPort: r.eport, Start: r.start, End: r.end}
+	}
+	return out
+}
+
+func tsRanges(ss []TSState) []tsRange {
+	out := make([]tsRange, len(ss))
+	for i, s := range ss {
+		out[i] = tsRange{proto: s.Proto, sport: s.SPort, eport: s.EPort, start: s.Start, end: s.End}
+	}
+	return out
+}
+
+// ErrRestore is the sentinel of a *RestoreError.
+var ErrRestore = errors.New("ike: cannot restore HA state")
+
+// RestoreError names the IKE SA (and child) that could not be restored.
+type RestoreError struct {
+	SPIs  string
+	Child string // empty: the IKE SA itself
+	Err   error
+}
+
+func (e *RestoreError) Error() string {
+	if e.Child != "" {
+		return fmt.Sprintf("ike: restore %s child %s: %v", e.SPIs, e.Child, e.Err)
+	}
+	return fmt.Sprintf("ike: restore %s: %v", e.SPIs, e.Err)
+}
+
+func (e *RestoreError) Unwrap() []error { return []error{ErrRestore, e.Err} }
+
+// RestoreOptions tune a takeover.
+type RestoreOptions struct {
+	// SeqMargin is added to each outbound SA's last synced sequence
+	// number (OutSeq), so that the peer's replay window accepts what
+	// this node sends: at least the sync threshold in packets.
+	SeqMargin uint64
+	// Replay gives an SA's last synced replay state (the dataplane's
+	// sync events, as the active wrote them); nil or false: none synced,
+	// the outbound SA starts at SeqMargin.
+	Replay func(id kernelops.SAID) (kernelops.ReplayState, bool)
+}
+
+// Restore resumes an IKE SA taken over from another node, with its
+// children: they are installed through the SAD and SPD (outbound
+// sequence numbers advanced past the last synced value by SeqMargin,
+// inbound replay state restored, through the Syncer facet), and the IKE
+// SA answers the peer at the synced message IDs. On an error nothing of
+// the IKE SA stays installed; the error is a *RestoreError.
+func (e *Engine) Restore(ctx context.Context, st *IKEState, children []*ChildState, o RestoreOptions) error {
+	var err error
+	if cerr := e.call(ctx, func() { err = e.restore(st, children, o) }); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+func (e *Engine) restore(st *IKEState, children []*ChildState, o RestoreOptions) error {
+	spis := fmt.Sprintf("%016x_i %016x_r", st.SPIi, st.SPIr)
+	fail := func(child string, format string, args ...any) error {
+		return &RestoreError{SPIs: spis, Child: child, Err: fmt.Errorf(format, args...)}
+	}
+	c := e.cfg.Connection(st.Conn)
+	if c == nil {
+		return fail("", "no connection %q in this configuration", st.Conn)
+	}
+	local := st.SPIr
+	if st.Initiator {
+		local = st.SPIi
+	}
+	if _, ok := e.sas[local]; ok || e.reserved[local] {
+		return fail("", "SPI %016x is taken here", local)
+	}
+	var s *sock
+	for _, x := range e.sockets {
+		if x.bound.Port() == st.Local.Port() && (x.bound.Addr() == st.Local.Addr() || x.bound.Addr().IsUnspecified()) {
+			s = x
+			break
+		}
+	}
+	if s == nil {
+		return fail("", "no IKE socket here for %s", st.Local)
+	}
+	keys := &ikecrypto.IKEKeys{Suite: st.Suite, SKd: st.Keys.SKd, SKai: st.Keys.SKai, SKar: st.Keys.SKar,
+		SKei: st.Keys.SKei, SKer: st.Keys.SKer, SKpi: st.Keys.SKpi, SKpr: st.Keys.SKpr}
+	out, in, err := keys.Ciphers(st.Initiator)
+	if err != nil {
+		return fail("", "IKE ciphers: %v", err)
+	}
+	now := e.clk.Now()
+	sa := &ikeSA{e: e, id: e.newIKEID(), conn: c, initiator: st.Initiator, spii: st.SPIi, spir: st.SPIr, created: now,
+		sock: s, local: st.Local, remote: st.Remote, natLocal: st.NATLocal, natRemote: st.NATRemote,
+		suite: st.Suite, keys: keys, out: out, in: in, lastHeard: now, startedAt: now}
+	sa.setLogger()
+	sa.setupWindow()
+	sa.w.nextID, sa.w.peerNext = st.NextID, st.PeerNext
+
+	var installed []*childSA
+	undo := func() {
+		for _, ch := range installed {
+			e.uninstall(ch)
+		}
+	}
+	for _, cs := range children {
+		_, cc := e.cfg.Child(cs.Name)
+		if cc == nil {
+			undo()
+			return fail(cs.Name, "no such child in this configuration")
+		}
+		if _, ok := e.reqids[cc.Name]; !ok && cc.ReqID == 0 {
+			e.reqids[cc.Name] = cs.ReqID
+		}
+		ch := &childSA{e: e, id: e.newChildID(), cfg: cc, state: childNegotiating, reqid: cs.ReqID, mode: cs.Mode,
+			initiator: cs.Initiator, inSPI: cs.InSPI, outSPI: cs.OutSPI, suite: cs.Suite,
+			keys:      &ikecrypto.ChildKeys{Suite: cs.Suite, EncrI: cs.Keys.EncrI, IntegI: cs.Keys.IntegI, EncrR: cs.Keys.EncrR, IntegR: cs.Keys.IntegR},
+			localAddr: cs.Local, remoteAddr: cs.Remote, localTS: tsRanges(cs.LocalTS), remoteTS: tsRanges(cs.RemoteTS),
+			lifetime: cs.Lifetime}
+		if cs.Encap != nil {
+			enc := *cs.Encap
+			ch.encap = &enc
+		}
+		if err := e.install(ch); err != nil {
+			undo()
+			return fail(cs.Name, "%v", err)
+		}
+		installed = append(installed, ch)
+		if err := e.restoreReplay(ch, o); err != nil {
+			undo()
+			return fail(cs.Name, "%v", err)
+		}
+	}
+	e.addSA(local, sa)
+	sa.estAt = now
+	sa.setState(ikeEstablished, "taken over (HA)")
+	e.placeSA(sa)
+	for _, ch := range installed {
+		ch.keys.Zero()
+		ch.estAt = now
+		e.bySA[idleKey(ch.inID())] = ch
+		e.bySA[idleKey(ch.outID())] = ch
+		sa.addChild(ch)
+		ch.setState(childInstalled, "taken over (HA)")
+		e.watchIdle(ch)
+	}
+	sa.armLiveness()
+	sa.armIKERekey()
+	e.haIKE(sa)
+	return nil
+}
+
+// restoreReplay advances the outbound SA's sequence number past what the
+// other node may have sent, and sets the inbound replay window to what
+// it had seen (Syncer). Without the facet the outbound SA starts at 0:
+// the peer's replay window drops what we send until it passes the old
+// number, so a dataplane without Syncer cannot take over; refuse.
+func (e *Engine) restoreReplay(ch *childSA, o RestoreOptions) error {
+	syn, err := kernelops.As[kernelops.Syncer](e.b)
+	if err != nil {
+		return fmt.Errorf("the dataplane cannot set sequence numbers: %w", err)
+	}
+	var outRS, inRS kernelops.ReplayState
+	if o.Replay != nil {
+		outRS, _ = o.Replay(ch.outID())
+		inRS, _ = o.Replay(ch.inID())
+	}
+	ost, err := syn.GetSyncState(e.ctx, ch.outID())
+	if err != nil {
+		return fmt.Errorf("read outbound SA %s: %w", ch.outID(), err)
+	}
+	ost.Replay.OSeq = outRS.OSeq + o.SeqMargin
+	if err := syn.SetSyncState(e.ctx, ch.outID(), ost); err != nil {
+		return fmt.Errorf("advance outbound SA %s to %d: %w", ch.outID(), ost.Replay.OSeq, err)
+	}
+	if inRS.Seq > 0 {
+		ist, err := syn.GetSyncState(e.ctx, ch.inID())
+		if err != nil {
+			return fmt.Errorf("read inbound SA %s: %w", ch.inID(), err)
+		}
+		ist.Replay.Seq, ist.Replay.Bitmap = inRS.Seq, inRS.Bitmap
+		if err := syn.SetSyncState(e.ctx, ch.inID(), ist); err != nil {
+			return fmt.Errorf("restore inbound SA %s replay state: %w", ch.inID(), err)
+		}
+	}
+	return nil
+}
