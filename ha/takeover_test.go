@@ -252,5 +252,4 @@ func peerNext(t *testing.T, m *Mirror, sa ike.IKESAInfo) uint32 {
 	return 0
 }
 
-
 func clientv3WithPrefix() []clientv3.OpOption { return []clientv3.OpOption{clientv3.WithPrefix()} }
