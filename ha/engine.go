@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/keyplane/keyplane/ike"
+	"github.com/keyplane/keyplane/kernelops"
 )
 
 // Record keys under the state prefix: one per IKE SA (by our SPI) and
@@ -21,6 +22,7 @@ func childKey(spi uint32) string { return fmt.Sprintf("child/%08x", spi) }
 // store refuses (too large, backlog full) is counted and logged.
 type Sink struct {
 	st      *Store
+	ctr     *Counters // nil: no counter sync
 	log     *slog.Logger
 	refused atomic.Uint64
 }
@@ -34,6 +36,13 @@ func NewSink(st *Store, log *slog.Logger) *Sink {
 }
 
 var _ ike.StateSink = (*Sink)(nil)
+
+// WithCounters makes the sink start and stop counter sync for each
+// child it sees installed and removed.
+func (s *Sink) WithCounters(c *Counters) *Sink {
+	s.ctr = c
+	return s
+}
 
 // Refused counts records the store refused.
 func (s *Sink) Refused() uint64 { return s.refused.Load() }
@@ -70,10 +79,20 @@ func (s *Sink) IKEGone(spi uint64) { s.del(ikeKey(spi)) }
 func (s *Sink) ChildChanged(st *ike.ChildState) {
 	s.put(childKey(st.InSPI), st)
 	zeroChild(st)
+	if s.ctr != nil {
+		s.ctr.Watch(st.InSPI,
+			kernelops.SAID{Src: st.Remote, Dst: st.Local, SPI: st.InSPI, Proto: kernelops.ProtoESP},
+			kernelops.SAID{Src: st.Local, Dst: st.Remote, SPI: st.OutSPI, Proto: kernelops.ProtoESP})
+	}
 }
 
 // ChildGone implements ike.StateSink.
-func (s *Sink) ChildGone(spi uint32) { s.del(childKey(spi)) }
+func (s *Sink) ChildGone(spi uint32) {
+	s.del(childKey(spi))
+	if s.ctr != nil {
+		s.ctr.Forget(spi)
+	}
+}
 
 func localSPI(st *ike.IKEState) uint64 {
 	if st.Initiator {

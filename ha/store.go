@@ -156,6 +156,9 @@ func (s *Store) run(ctx context.Context) {
 			}
 		}
 		err := s.write(ctx, key, val)
+		if ctx.Err() != nil {
+			return // closed mid-write: what is pending is dropped
+		}
 		s.mu.Lock()
 		switch {
 		case err == nil || errors.Is(err, ErrNotLeader):

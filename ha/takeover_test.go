@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -116,7 +117,15 @@ func oneSA(t *testing.T, e *ike.Engine) ike.IKESAInfo {
 // with C and is stopped hard; B takes over (binding the address A used)
 // from what its mirror holds. C's next liveness checks are answered by
 // B at the same SPIs (no new IKE_SA_INIT), and a child rekey succeeds.
-func TestEngineTakeover(t *testing.T) {
+func TestEngineTakeover(t *testing.T) { engineTakeover(t, false) }
+
+// TestEngineTakeoverUnsynced: A answers liveness checks whose message
+// IDs never reach etcd (its sink is off), as when it dies between an
+// answer and its write. B takes over behind the peer's message ID and
+// still answers: its window takes the first request past the synced ID.
+func TestEngineTakeoverUnsynced(t *testing.T) { engineTakeover(t, true) }
+
+func engineTakeover(t *testing.T, unsynced bool) {
 	srv := etcdtest.Start(t)
 	p := udpPorts(t, 4)
 	gwCfg := func() *config.Config {
@@ -131,7 +140,10 @@ func TestEngineTakeover(t *testing.T) {
 	aStore := NewStore(a.cli, prefix, sealer(t, 1), a.el, DefaultLimits, nil)
 	defer aStore.Close()
 	aEng := startEngine(t, "a", gwCfg(), func(nk *nokernel.Backend) kernelops.Backend { return NewFenced(nk.Handle, a.el) })
-	require.NoError(t, aEng.e.SetStateSink(etcdtest.Ctx(t), NewSink(aStore, nil)))
+	aCtr, err := NewCounters(etcdtest.Ctx(t), aEng.nk, aStore, kernelops.SyncThresholds{ReplayDiff: 10, Timer: 100 * time.Millisecond}, nil)
+	require.NoError(t, err)
+	defer aCtr.Close()
+	require.NoError(t, aEng.e.SetStateSink(etcdtest.Ctx(t), NewSink(aStore, nil).WithCounters(aCtr)))
 
 	// B is standby: campaigning, mirroring.
 	b := newNode(t, srv, "b")
@@ -149,15 +161,28 @@ func TestEngineTakeover(t *testing.T) {
 	before := oneSA(t, cEng.e)
 	require.Len(t, before.Children, 1)
 	require.NoError(t, aStore.Flush(etcdtest.Ctx(t)))
+	t.Logf("etcd writes by A for one IKE SA with one child established: %d", aStore.Writes())
+	// Traffic through A's tunnel: 25 packets out, synced by the
+	// dataplane's events (every 10 packets, or 100ms after a change).
+	for range 25 {
+		r, err := aEng.nk.Inject(etcdtest.Ctx(t), nokernel.Packet{Dir: kernelops.DirOut, Src: netip.MustParseAddr("10.1.0.1"),
+			Dst: netip.MustParseAddr("10.2.0.1"), Proto: 17, SrcPort: 1000, DstPort: 2000, Len: 100})
+		require.NoError(t, err)
+		require.Equal(t, nokernel.Protected, r.Verdict, r.Reason)
+	}
 	// Let a few liveness checks go by under A (message IDs move).
 	time.Sleep(time.Second)
+	assert.GreaterOrEqual(t, aCtr.Synced(), uint64(2), "sync events written")
 	require.NoError(t, aStore.Flush(etcdtest.Ctx(t)))
-	writesA := aStore.Writes()
-	t.Logf("etcd writes by A for 1 IKE SA + 1 child, IKE_AUTH and ~3 liveness checks: %d", writesA)
+	t.Logf("etcd writes by A after 25 packets and 1s of liveness checks every 300ms: %d (%d counter syncs)", aStore.Writes(), aCtr.Synced())
 	resp, err := a.cli.Get(etcdtest.Ctx(t), prefix, clientv3WithPrefix()...)
 	require.NoError(t, err)
 	require.NoError(t, bMirror.WaitRev(etcdtest.Ctx(t), resp.Header.Revision))
-	require.Equal(t, 2, bMirror.Len(), "the mirror holds the IKE SA and its child")
+	require.Equal(t, 3, bMirror.Len(), "the mirror holds the IKE SA, its child and the outbound SA's counters")
+	if unsynced {
+		require.NoError(t, aEng.e.SetStateSink(etcdtest.Ctx(t), nil))
+		time.Sleep(700 * time.Millisecond) // two liveness checks answered by A, unsynced
+	}
 
 	// A dies: no resign, no deletes; its etcd client is cut, its engine
 	// stops (its sockets close).
@@ -179,7 +204,7 @@ func TestEngineTakeover(t *testing.T) {
 	defer bStore.Close()
 	bEng := startEngine(t, "b", gwCfg(), func(nk *nokernel.Backend) kernelops.Backend { return NewFenced(nk.Handle, b.el) })
 	require.NoError(t, bEng.e.SetStateSink(etcdtest.Ctx(t), NewSink(bStore, nil)))
-	res := Restore(etcdtest.Ctx(t), bEng.e, bMirror, ike.RestoreOptions{SeqMargin: margin})
+	res := Restore(etcdtest.Ctx(t), bEng.e, bMirror, ike.RestoreOptions{SeqMargin: margin, Replay: ReplayFrom(bMirror)})
 	require.Empty(t, res.Failed)
 	require.Equal(t, 1, res.IKESAs)
 	require.Equal(t, 1, res.Children)
@@ -193,7 +218,8 @@ func TestEngineTakeover(t *testing.T) {
 	require.Len(t, bsa.Children, 1)
 	assert.Equal(t, before.Children[0].SPIIn, bsa.Children[0].SPIOut)
 	assert.Equal(t, before.Children[0].SPIOut, bsa.Children[0].SPIIn)
-	// The outbound SA starts past the margin.
+	// The outbound SA goes on past the last synced sequence number (all
+	// 25: the timer synced the last 5) and the margin.
 	var outID kernelops.SAID
 	for sa, err := range bEng.nk.SAs(etcdtest.Ctx(t)) {
 		require.NoError(t, err)
@@ -203,7 +229,7 @@ func TestEngineTakeover(t *testing.T) {
 	}
 	syncSt, err := bEng.nk.GetSyncState(etcdtest.Ctx(t), outID)
 	require.NoError(t, err)
-	assert.Equal(t, uint64(margin), syncSt.Replay.OSeq)
+	assert.Equal(t, uint64(25+margin), syncSt.Replay.OSeq)
 
 	// C's liveness checks go on: the one A left unanswered is
 	// retransmitted and B answers it, and the next ones, at the synced

@@ -272,6 +272,7 @@ func (e *Engine) restore(st *IKEState, children []*ChildState, o RestoreOptions)
 	sa.setLogger()
 	sa.setupWindow()
 	sa.w.nextID, sa.w.peerNext = st.NextID, st.PeerNext
+	sa.w.resync = true
 
 	var installed []*childSA
 	undo := func() {

@@ -103,7 +103,16 @@ type window struct {
 
 	// changed, if set, runs when nextID or peerNext moved (HA export).
 	changed func()
+	// resync: the SA was taken over from another node (hastate.go),
+	// whose last answers may not have been synced. Until a request is
+	// answered, one from the last synced ID - 1 up to resyncSpan ahead
+	// counts as the next: it must still decrypt to be answered.
+	resync bool
 }
+
+// resyncSpan bounds how far ahead of the synced ID a request may be
+// after a takeover.
+const resyncSpan = 64
 
 // start sends r now if nothing is in flight, else queues it. An encoding
 // failure is returned and r is neither sent nor queued.
@@ -244,6 +253,8 @@ func (w *window) classify(msgID uint32) reqKind {
 		return reqNew
 	case w.lastResp != nil && msgID+1 == w.peerNext:
 		return reqRetransmit
+	case w.resync && msgID+1 >= w.peerNext && msgID+1-w.peerNext <= resyncSpan:
+		return reqNew
 	}
 	return reqOutside
 }
@@ -254,6 +265,7 @@ func (w *window) answered(msgID uint32, data []byte) {
 	w.peerNext = msgID + 1
 	w.lastResp = data
 	w.lastFrags = nil
+	w.resync = false
 	if w.changed != nil {
 		w.changed()
 	}
