@@ -54,8 +54,8 @@ func TestRestoreRollsBack(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	st := &IKEState{Conn: "b", SPIi: 0x1111111111111111, SPIr: 0x2222222222222222,
 		Local: netip.AddrPortFrom(lo, sb.port), Remote: netip.AddrPortFrom(lo, sa.port),
-		Suite: ikecrypto.IKESuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128, PRF: message.PRFHMACSHA2256, DH: message.DHCurve25519},
-		Keys: IKEKeyState{SKd: make([]byte, 32), SKei: make([]byte, 20), SKer: make([]byte, 20), SKpi: make([]byte, 32), SKpr: make([]byte, 32)},
+		Suite:  ikecrypto.IKESuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128, PRF: message.PRFHMACSHA2256, DH: message.DHCurve25519},
+		Keys:   IKEKeyState{SKd: make([]byte, 32), SKei: make([]byte, 20), SKer: make([]byte, 20), SKpi: make([]byte, 32), SKpr: make([]byte, 32)},
 		NextID: 3, PeerNext: 4}
 	child := func(name string, in, out uint32) *ChildState {
 		return &ChildState{Name: name, ReqID: kernelops.DefaultReqIDMin + 1, Mode: kernelops.ModeTunnel, InSPI: in, OutSPI: out,
