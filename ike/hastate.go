@@ -303,7 +303,7 @@ func (e *Engine) restore(st *IKEState, children []*ChildState, o RestoreOptions)
 			return fail(cs.Name, "%v", err)
 		}
 		installed = append(installed, ch)
-		if err := e.restoreReplay(ch, o); err != nil {
+		if err := e.restoreReplay(ch, cs.Est, o); err != nil {
 			undo()
 			return fail(cs.Name, "%v", err)
 		}
@@ -328,11 +328,12 @@ func (e *Engine) restore(st *IKEState, children []*ChildState, o RestoreOptions)
 }
 
 // restoreReplay advances the outbound SA's sequence number past what the
-// other node may have sent, and sets the inbound replay window to what
-// it had seen (Syncer). Without the facet the outbound SA starts at 0:
+// other node may have sent, sets the inbound replay window to what it
+// had seen, and dates both SAs from est, the child's first install, so
+// time lifetimes run on (Syncer). Without the facet the outbound SA starts at 0:
 // the peer's replay window drops what we send until it passes the old
 // number, so a dataplane without Syncer cannot take over; refuse.
-func (e *Engine) restoreReplay(ch *childSA, o RestoreOptions) error {
+func (e *Engine) restoreReplay(ch *childSA, est time.Time, o RestoreOptions) error {
 	syn, err := kernelops.As[kernelops.Syncer](e.b)
 	if err != nil {
 		return fmt.Errorf("the dataplane cannot set sequence numbers: %w", err)
@@ -347,15 +348,23 @@ func (e *Engine) restoreReplay(ch *childSA, o RestoreOptions) error {
 		return fmt.Errorf("read outbound SA %s: %w", ch.outID(), err)
 	}
 	ost.Replay.OSeq = outRS.OSeq + o.SeqMargin
+	if !est.IsZero() {
+		ost.AddTime = est // time lifetimes count from the first install
+	}
 	if err := syn.SetSyncState(e.ctx, ch.outID(), ost); err != nil {
 		return fmt.Errorf("advance outbound SA %s to %d: %w", ch.outID(), ost.Replay.OSeq, err)
 	}
-	if inRS.Seq > 0 {
+	if inRS.Seq > 0 || !est.IsZero() {
 		ist, err := syn.GetSyncState(e.ctx, ch.inID())
 		if err != nil {
 			return fmt.Errorf("read inbound SA %s: %w", ch.inID(), err)
 		}
-		ist.Replay.Seq, ist.Replay.Bitmap = inRS.Seq, inRS.Bitmap
+		if inRS.Seq > 0 {
+			ist.Replay.Seq, ist.Replay.Bitmap = inRS.Seq, inRS.Bitmap
+		}
+		if !est.IsZero() {
+			ist.AddTime = est
+		}
 		if err := syn.SetSyncState(e.ctx, ch.inID(), ist); err != nil {
 			return fmt.Errorf("restore inbound SA %s replay state: %w", ch.inID(), err)
 		}

@@ -81,7 +81,9 @@ func TestRestoreRollsBack(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, sas)
 
-	require.NoError(t, p.e.Restore(ctxT(t, 5*time.Second), st, []*ChildState{child("b-net", 0xc0000001, 0xc0000002)}, RestoreOptions{SeqMargin: 100}))
+	c := child("b-net", 0xc0000001, 0xc0000002)
+	c.Est = time.Now().Add(-time.Minute).Truncate(time.Second)
+	require.NoError(t, p.e.Restore(ctxT(t, 5*time.Second), st, []*ChildState{c}, RestoreOptions{SeqMargin: 100}))
 	sas, err = p.e.IKESAs(ctxT(t, 5*time.Second))
 	require.NoError(t, err)
 	require.Len(t, sas, 1)
@@ -90,6 +92,7 @@ func TestRestoreRollsBack(t *testing.T) {
 	out, err := p.b.GetSyncState(ctxT(t, 5*time.Second), kernelops.SAID{Src: lo, Dst: lo, SPI: 0xc0000002, Proto: kernelops.ProtoESP})
 	require.NoError(t, err)
 	assert.Equal(t, uint64(100), out.Replay.OSeq)
+	assert.True(t, c.Est.Equal(out.AddTime), "the outbound SA dates from %v, not the first install %v", out.AddTime, c.Est)
 	// The same SAs again: the SPI is taken.
 	require.ErrorIs(t, p.e.Restore(ctxT(t, 5*time.Second), st, nil, RestoreOptions{}), ErrRestore)
 	// An unknown connection.
