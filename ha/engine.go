@@ -67,7 +67,7 @@ func (s *Sink) del(key string) {
 }
 
 // IKEChanged implements ike.StateSink.
-func (s *Sink) IKEChanged(st *ike.IKEState) {
+func (s *Sink) IKEChanged(st *ike.HAIKE) {
 	s.put(ikeKey(localSPI(st)), st)
 	zeroIKE(st)
 }
@@ -76,7 +76,7 @@ func (s *Sink) IKEChanged(st *ike.IKEState) {
 func (s *Sink) IKEGone(spi uint64) { s.del(ikeKey(spi)) }
 
 // ChildChanged implements ike.StateSink.
-func (s *Sink) ChildChanged(st *ike.ChildState) {
+func (s *Sink) ChildChanged(st *ike.HAChild) {
 	s.put(childKey(st.InSPI), st)
 	zeroChild(st)
 	if s.ctr != nil {
@@ -94,21 +94,21 @@ func (s *Sink) ChildGone(spi uint32) {
 	}
 }
 
-func localSPI(st *ike.IKEState) uint64 {
+func localSPI(st *ike.HAIKE) uint64 {
 	if st.Initiator {
 		return st.SPIi
 	}
 	return st.SPIr
 }
 
-func zeroIKE(st *ike.IKEState) {
+func zeroIKE(st *ike.HAIKE) {
 	k := &st.Keys
 	for _, b := range [][]byte{k.SKd, k.SKai, k.SKar, k.SKei, k.SKer, k.SKpi, k.SKpr} {
 		clear(b)
 	}
 }
 
-func zeroChild(st *ike.ChildState) {
+func zeroChild(st *ike.HAChild) {
 	k := &st.Keys
 	for _, b := range [][]byte{k.EncrI, k.IntegI, k.EncrR, k.IntegR} {
 		clear(b)
@@ -129,20 +129,20 @@ type TakeoverResult struct {
 func Restore(ctx context.Context, e *ike.Engine, m *Mirror, o ike.RestoreOptions) TakeoverResult {
 	var res TakeoverResult
 	for key, b := range m.Records("ike/") {
-		var st ike.IKEState
+		var st ike.HAIKE
 		err := json.Unmarshal(b, &st)
 		clear(b)
 		if err != nil {
 			res.Failed = append(res.Failed, fmt.Errorf("ha: record %s: %w", key, err))
 			continue
 		}
-		var children []*ike.ChildState
+		var children []*ike.HAChild
 		for _, spi := range st.Children {
 			cb, ok := m.Get(childKey(spi))
 			if !ok {
 				continue // removed after the IKE record was written
 			}
-			var cs ike.ChildState
+			var cs ike.HAChild
 			err := json.Unmarshal(cb, &cs)
 			clear(cb)
 			if err != nil {

@@ -237,7 +237,7 @@ func engineTakeover(t *testing.T, unsynced bool) {
 	startPeerNext := peerNext(t, bMirror, bsa)
 	time.Sleep(2 * time.Second)
 	after := oneSA(t, cEng.e)
-	assert.Equal(t, "established", after.State)
+	assert.Equal(t, ike.IKEEstablished, after.State)
 	assert.Equal(t, before.SPIi, after.SPIi, "C made a new IKE SA")
 	assert.Equal(t, before.SPIr, after.SPIr)
 	require.NoError(t, bStore.Flush(etcdtest.Ctx(t)))
@@ -268,7 +268,7 @@ func engineTakeover(t *testing.T, unsynced bool) {
 
 func peerNext(t *testing.T, m *Mirror, sa ike.IKESAInfo) uint32 {
 	for _, b := range m.Records("ike/") {
-		var st ike.IKEState
+		var st ike.HAIKE
 		require.NoError(t, json.Unmarshal(b, &st))
 		if fmt.Sprintf("%016x", st.SPIi) == sa.SPIi {
 			return st.PeerNext

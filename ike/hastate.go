@@ -16,9 +16,9 @@ import (
 // states hold key material in clear: a sink seals them before they leave
 // the process (package ha does).
 
-// IKEState is an established IKE SA as a standby needs it to answer the
+// HAIKE is an established IKE SA as a standby needs it to answer the
 // peer at the same SPIs and message IDs.
-type IKEState struct {
+type HAIKE struct {
 	Conn      string         `json:"conn"`
 	Initiator bool           `json:"initiator"`
 	SPIi      uint64         `json:"spi_i"`
@@ -32,20 +32,20 @@ type IKEState struct {
 	LocalID  string             `json:"local_id,omitempty"`
 	RemoteID string             `json:"remote_id,omitempty"`
 	Suite    ikecrypto.IKESuite `json:"suite"`
-	Keys     IKEKeyState        `json:"keys"`
+	Keys     HAIKEKeys          `json:"keys"`
 	NextID   uint32             `json:"next_id"`   // our next request's message ID
 	PeerNext uint32             `json:"peer_next"` // the peer's next request's
 	Children []uint32           `json:"children"`  // inbound SPIs of its installed children
 	Est      time.Time          `json:"established"`
 }
 
-// IKEKeyState is an IKE SA's keys (RFC 7296 §2.14), in clear.
-type IKEKeyState struct {
+// HAIKEKeys is an IKE SA's keys (RFC 7296 §2.14), in clear.
+type HAIKEKeys struct {
 	SKd, SKai, SKar, SKei, SKer, SKpi, SKpr []byte
 }
 
-// ChildState is an installed child SA.
-type ChildState struct {
+// HAChild is an installed child SA.
+type HAChild struct {
 	Name      string         `json:"name"` // the child's configured name
 	Initiator bool           `json:"initiator"`
 	ReqID     uint32         `json:"reqid"`
@@ -55,22 +55,22 @@ type ChildState struct {
 	Local     netip.Addr     `json:"local"`
 	Remote    netip.Addr     `json:"remote"`
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
-	LocalTS  []TSState            `json:"local_ts"`
-	RemoteTS []TSState            `json:"remote_ts"`
+	LocalTS  []HATS               `json:"local_ts"`
+	RemoteTS []HATS               `json:"remote_ts"`
 	Encap    *kernelops.Encap     `json:"encap,omitempty"`
 	Suite    ikecrypto.ChildSuite `json:"suite"`
-	Keys     ChildKeyState        `json:"keys"`
+	Keys     HAChildKeys          `json:"keys"`
 	Lifetime kernelops.Lifetimes  `json:"lifetime"`
 	Est      time.Time            `json:"established"`
 }
 
-// ChildKeyState is a child's KEYMAT split as RFC 7296 §2.17 lays it out.
-type ChildKeyState struct {
+// HAChildKeys is a child's KEYMAT split as RFC 7296 §2.17 lays it out.
+type HAChildKeys struct {
 	EncrI, IntegI, EncrR, IntegR []byte
 }
 
-// TSState is one traffic selector range.
-type TSState struct {
+// HATS is one traffic selector range.
+type HATS struct {
 	Proto uint8      `json:"proto"`
 	SPort uint16     `json:"sport"`
 	EPort uint16     `json:"eport"`
@@ -83,12 +83,12 @@ type TSState struct {
 type StateSink interface {
 	// IKEChanged: an IKE SA was established, its message IDs moved or
 	// its set of children changed.
-	IKEChanged(st *IKEState)
+	IKEChanged(st *HAIKE)
 	// IKEGone: the IKE SA with our SPI spi is no longer established.
 	IKEGone(spi uint64)
 	// ChildChanged: a child was installed (the only moment the engine
 	// holds its keys).
-	ChildChanged(st *ChildState)
+	ChildChanged(st *HAChild)
 	// ChildGone: the child with inbound SPI spi was removed.
 	ChildGone(spi uint32)
 }
@@ -126,11 +126,11 @@ func (e *Engine) haIKE(sa *ikeSA) {
 		return
 	}
 	k := sa.keys
-	st := &IKEState{Conn: sa.conn.Name, Initiator: sa.initiator, SPIi: sa.spii, SPIr: sa.spir,
+	st := &HAIKE{Conn: sa.conn.Name, Initiator: sa.initiator, SPIi: sa.spii, SPIr: sa.spir,
 		Local: sa.local, Remote: sa.remote, NATLocal: sa.natLocal, NATRemote: sa.natRemote,
 		Suite: sa.suite, NextID: sa.w.nextID, PeerNext: sa.w.peerNext, Est: sa.estAt,
 		LocalID: sa.conn.LocalID.String(), RemoteID: sa.conn.RemoteID.String(),
-		Keys: IKEKeyState{SKd: clone(k.SKd), SKai: clone(k.SKai), SKar: clone(k.SKar), SKei: clone(k.SKei),
+		Keys: HAIKEKeys{SKd: clone(k.SKd), SKai: clone(k.SKai), SKar: clone(k.SKar), SKei: clone(k.SKei),
 			SKer: clone(k.SKer), SKpi: clone(k.SKpi), SKpr: clone(k.SKpr)}}
 	for _, ch := range sa.children {
 		if ch.state == childInstalled {
@@ -147,10 +147,10 @@ func (e *Engine) haChild(sa *ikeSA, ch *childSA) {
 		return
 	}
 	k := ch.keys
-	st := &ChildState{Name: ch.cfg.Name, Initiator: ch.initiator, ReqID: ch.reqid, Mode: ch.mode,
+	st := &HAChild{Name: ch.cfg.Name, Initiator: ch.initiator, ReqID: ch.reqid, Mode: ch.mode,
 		InSPI: ch.inSPI, OutSPI: ch.outSPI, Local: ch.localAddr, Remote: ch.remoteAddr,
-		LocalTS: tsStates(ch.localTS), RemoteTS: tsStates(ch.remoteTS), Suite: ch.suite,
-		Keys:     ChildKeyState{EncrI: clone(k.EncrI), IntegI: clone(k.IntegI), EncrR: clone(k.EncrR), IntegR: clone(k.IntegR)},
+		LocalTS: haTS(ch.localTS), RemoteTS: haTS(ch.remoteTS), Suite: ch.suite,
+		Keys:     HAChildKeys{EncrI: clone(k.EncrI), IntegI: clone(k.IntegI), EncrR: clone(k.EncrR), IntegR: clone(k.IntegR)},
 		Lifetime: ch.lifetime, Est: sa.e.clk.Now()}
 	if ch.encap != nil {
 		enc := *ch.encap
@@ -172,15 +172,15 @@ func (e *Engine) haChildGone(ch *childSA) {
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
-func tsStates(rs []tsRange) []TSState {
-	out := make([]TSState, len(rs))
+func haTS(rs []tsRange) []HATS {
+	out := make([]HATS, len(rs))
 	for i, r := range rs {
-		out[i] = TSState{Proto: r.proto, SPort: r.sport, EPort: r.eport, Start: r.start, End: r.end}
+		out[i] = HATS{Proto: r.proto, SPort: r.sport, EPort: r.eport, Start: r.start, End: r.end}
 	}
 	return out
 }
 
-func tsRanges(ss []TSState) []tsRange {
+func tsRanges(ss []HATS) []tsRange {
 	out := make([]tsRange, len(ss))
 	for i, s := range ss {
 		out[i] = tsRange{proto: s.Proto, sport: s.SPort, eport: s.EPort, start: s.Start, end: s.End}
@@ -225,7 +225,7 @@ type RestoreOptions struct {
 // inbound replay state restored, through the Syncer facet), and the IKE
 // SA answers the peer at the synced message IDs. On an error nothing of
 // the IKE SA stays installed; the error is a *RestoreError.
-func (e *Engine) Restore(ctx context.Context, st *IKEState, children []*ChildState, o RestoreOptions) error {
+func (e *Engine) Restore(ctx context.Context, st *HAIKE, children []*HAChild, o RestoreOptions) error {
 	var err error
 	if cerr := e.call(ctx, func() { err = e.restore(st, children, o) }); cerr != nil {
 		return cerr
@@ -233,7 +233,7 @@ func (e *Engine) Restore(ctx context.Context, st *IKEState, children []*ChildSta
 	return err
 }
 
-func (e *Engine) restore(st *IKEState, children []*ChildState, o RestoreOptions) error {
+func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error {
 	spis := fmt.Sprintf("%016x_i %016x_r", st.SPIi, st.SPIr)
 	fail := func(child string, format string, args ...any) error {
 		return &RestoreError{SPIs: spis, Child: child, Err: fmt.Errorf(format, args...)}

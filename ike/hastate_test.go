@@ -52,20 +52,20 @@ func TestRestoreRollsBack(t *testing.T) {
 	sa, sb := pairSides(t)
 	p := newPeer(t, "b", sb.config(t, "b"))
 	lo := netip.MustParseAddr("127.0.0.1")
-	st := &IKEState{Conn: "b", SPIi: 0x1111111111111111, SPIr: 0x2222222222222222,
+	st := &HAIKE{Conn: "b", SPIi: 0x1111111111111111, SPIr: 0x2222222222222222,
 		Local: netip.AddrPortFrom(lo, sb.port), Remote: netip.AddrPortFrom(lo, sa.port),
 		Suite:  ikecrypto.IKESuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128, PRF: message.PRFHMACSHA2256, DH: message.DHCurve25519},
-		Keys:   IKEKeyState{SKd: make([]byte, 32), SKei: make([]byte, 20), SKer: make([]byte, 20), SKpi: make([]byte, 32), SKpr: make([]byte, 32)},
+		Keys:   HAIKEKeys{SKd: make([]byte, 32), SKei: make([]byte, 20), SKer: make([]byte, 20), SKpi: make([]byte, 32), SKpr: make([]byte, 32)},
 		NextID: 3, PeerNext: 4}
-	child := func(name string, in, out uint32) *ChildState {
-		return &ChildState{Name: name, ReqID: kernelops.DefaultReqIDMin + 1, Mode: kernelops.ModeTunnel, InSPI: in, OutSPI: out,
+	child := func(name string, in, out uint32) *HAChild {
+		return &HAChild{Name: name, ReqID: kernelops.DefaultReqIDMin + 1, Mode: kernelops.ModeTunnel, InSPI: in, OutSPI: out,
 			Local: lo, Remote: lo,
-			LocalTS:  []TSState{{Start: netip.MustParseAddr("10.2.0.0"), End: netip.MustParseAddr("10.2.255.255")}},
-			RemoteTS: []TSState{{Start: netip.MustParseAddr("10.1.0.0"), End: netip.MustParseAddr("10.1.255.255")}},
+			LocalTS:  []HATS{{Start: netip.MustParseAddr("10.2.0.0"), End: netip.MustParseAddr("10.2.255.255")}},
+			RemoteTS: []HATS{{Start: netip.MustParseAddr("10.1.0.0"), End: netip.MustParseAddr("10.1.255.255")}},
 			Suite:    ikecrypto.ChildSuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128},
-			Keys:     ChildKeyState{EncrI: make([]byte, 20), EncrR: make([]byte, 20)}}
+			Keys:     HAChildKeys{EncrI: make([]byte, 20), EncrR: make([]byte, 20)}}
 	}
-	err := p.e.Restore(ctxT(t, 5*time.Second), st, []*ChildState{child("b-net", 0xc0000001, 0xc0000002), child("nope", 0xc0000003, 0xc0000004)},
+	err := p.e.Restore(ctxT(t, 5*time.Second), st, []*HAChild{child("b-net", 0xc0000001, 0xc0000002), child("nope", 0xc0000003, 0xc0000004)},
 		RestoreOptions{SeqMargin: 100})
 	require.ErrorIs(t, err, ErrRestore)
 	var re *RestoreError
@@ -83,11 +83,11 @@ func TestRestoreRollsBack(t *testing.T) {
 
 	c := child("b-net", 0xc0000001, 0xc0000002)
 	c.Est = time.Now().Add(-time.Minute).Truncate(time.Second)
-	require.NoError(t, p.e.Restore(ctxT(t, 5*time.Second), st, []*ChildState{c}, RestoreOptions{SeqMargin: 100}))
+	require.NoError(t, p.e.Restore(ctxT(t, 5*time.Second), st, []*HAChild{c}, RestoreOptions{SeqMargin: 100}))
 	sas, err = p.e.IKESAs(ctxT(t, 5*time.Second))
 	require.NoError(t, err)
 	require.Len(t, sas, 1)
-	assert.Equal(t, "established", sas[0].State)
+	assert.Equal(t, IKEEstablished, sas[0].State)
 	require.Len(t, sas[0].Children, 1)
 	out, err := p.b.GetSyncState(ctxT(t, 5*time.Second), kernelops.SAID{Src: lo, Dst: lo, SPI: 0xc0000002, Proto: kernelops.ProtoESP})
 	require.NoError(t, err)
