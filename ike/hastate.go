@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/ike/message"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -27,16 +28,16 @@ type HAIKE struct {
 	Remote    netip.AddrPort `json:"remote"`
 	NATLocal  bool           `json:"nat_local"`
 	NATRemote bool           `json:"nat_remote"`
-	// LocalID and RemoteID are the identities authenticated (for status
-	// and uniqueness; the connection's are what the engine checks).
-	LocalID  string             `json:"local_id,omitempty"`
-	RemoteID string             `json:"remote_id,omitempty"`
-	Suite    ikecrypto.IKESuite `json:"suite"`
-	Keys     HAIKEKeys          `json:"keys"`
-	NextID   uint32             `json:"next_id"`   // our next request's message ID
-	PeerNext uint32             `json:"peer_next"` // the peer's next request's
-	Children []uint32           `json:"children"`  // inbound SPIs of its installed children
-	Est      time.Time          `json:"established"`
+	// PeerIDType and PeerID are the identity the peer authenticated
+	// with (the engine's index for unique and INITIAL_CONTACT).
+	PeerIDType uint8              `json:"peer_id_type,omitempty"`
+	PeerID     []byte             `json:"peer_id,omitempty"`
+	Suite      ikecrypto.IKESuite `json:"suite"`
+	Keys       HAIKEKeys          `json:"keys"`
+	NextID     uint32             `json:"next_id"`   // our next request's message ID
+	PeerNext   uint32             `json:"peer_next"` // the peer's next request's
+	Children   []uint32           `json:"children"`  // inbound SPIs of its installed children
+	Est        time.Time          `json:"established"`
 }
 
 // HAIKEKeys is an IKE SA's keys (RFC 7296 §2.14), in clear.
@@ -129,9 +130,11 @@ func (e *Engine) haIKE(sa *ikeSA) {
 	st := &HAIKE{Conn: sa.conn.Name, Initiator: sa.initiator, SPIi: sa.spii, SPIr: sa.spir,
 		Local: sa.local, Remote: sa.remote, NATLocal: sa.natLocal, NATRemote: sa.natRemote,
 		Suite: sa.suite, NextID: sa.w.nextID, PeerNext: sa.w.peerNext, Est: sa.estAt,
-		LocalID: sa.conn.LocalID.String(), RemoteID: sa.conn.RemoteID.String(),
 		Keys: HAIKEKeys{SKd: clone(k.SKd), SKai: clone(k.SKai), SKar: clone(k.SKar), SKei: clone(k.SKei),
 			SKer: clone(k.SKer), SKpi: clone(k.SKpi), SKpr: clone(k.SKpr)}}
+	if id := sa.rec.peerID; id != nil {
+		st.PeerIDType, st.PeerID = uint8(id.IDType), clone(id.Data)
+	}
 	for _, ch := range sa.children {
 		if ch.state == childInstalled {
 			st.Children = append(st.Children, ch.inSPI)
@@ -307,6 +310,9 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error
 			undo()
 			return fail(cs.Name, "%v", err)
 		}
+	}
+	if st.PeerID != nil {
+		sa.rec.peerID = &message.ID{IDType: message.IDType(st.PeerIDType), Data: clone(st.PeerID)}
 	}
 	e.addSA(local, sa)
 	sa.estAt = now

@@ -56,7 +56,7 @@ func TestRestoreRollsBack(t *testing.T) {
 		Local: netip.AddrPortFrom(lo, sb.port), Remote: netip.AddrPortFrom(lo, sa.port),
 		Suite:  ikecrypto.IKESuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128, PRF: message.PRFHMACSHA2256, DH: message.DHCurve25519},
 		Keys:   HAIKEKeys{SKd: make([]byte, 32), SKei: make([]byte, 20), SKer: make([]byte, 20), SKpi: make([]byte, 32), SKpr: make([]byte, 32)},
-		NextID: 3, PeerNext: 4}
+		NextID: 3, PeerNext: 4, PeerIDType: uint8(message.IDFQDN), PeerID: []byte("a.example.org")}
 	child := func(name string, in, out uint32) *HAChild {
 		return &HAChild{Name: name, ReqID: kernelops.DefaultReqIDMin + 1, Mode: kernelops.ModeTunnel, InSPI: in, OutSPI: out,
 			Local: lo, Remote: lo,
@@ -88,6 +88,9 @@ func TestRestoreRollsBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, sas, 1)
 	assert.Equal(t, IKEEstablished, sas[0].State)
+	peers := 0
+	require.NoError(t, p.e.call(t.Context(), func() { peers = len(p.e.byPeer[keyOf(message.IDFQDN, []byte("A.example.org"))]) }))
+	assert.Equal(t, 1, peers, "the restored SA is indexed by its peer's identity (unique, INITIAL_CONTACT)")
 	require.Len(t, sas[0].Children, 1)
 	out, err := p.b.GetSyncState(ctxT(t, 5*time.Second), kernelops.SAID{Src: lo, Dst: lo, SPI: 0xc0000002, Proto: kernelops.ProtoESP})
 	require.NoError(t, err)
