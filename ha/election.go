@@ -229,6 +229,9 @@ func (e *Elector) Guard() (clientv3.Cmp, error) {
 	return clientv3.Compare(clientv3.CreateRevision(e.key), "=", e.rev), nil
 }
 
+// FenceTimeout bounds the etcd round trip of a Fence check.
+const FenceTimeout = time.Second
+
 // Fence returns nil when this node still leads: locally (won, lease not
 // lost) and in etcd (its election key is there with the revision it won
 // with, so no one else has been elected since). Otherwise a
@@ -239,6 +242,11 @@ func (e *Elector) Fence(ctx context.Context, op string) error {
 	if err != nil {
 		return &FenceError{Node: e.node, Op: op, Reason: "lease lost or not elected"}
 	}
+	// Bounded: the engine calls this on its loop before a dataplane
+	// write, and the client retries an unreachable etcd until its
+	// context ends.
+	ctx, cancel := context.WithTimeout(ctx, FenceTimeout)
+	defer cancel()
 	resp, err := e.cli.Txn(ctx).If(cmp).Commit()
 	if err != nil {
 		return &FenceError{Node: e.node, Op: op, Reason: "etcd cannot confirm the lease", Err: err}
