@@ -81,7 +81,7 @@ func TestElectionTakeoverOnLeaderDeath(t *testing.T) {
 	select {
 	case err := <-won:
 		require.NoError(t, err)
-	case <-time.After(testTTL + 2*time.Second):
+	case <-time.After(testTTL + 5*time.Second):
 		t.Fatal("b did not lead after a's lease ran out")
 	}
 	took := time.Since(start)
@@ -136,7 +136,7 @@ func TestElectionEtcdDown(t *testing.T) {
 	select {
 	case err := <-won:
 		require.NoError(t, err)
-	case <-time.After(3 * testTTL):
+	case <-time.After(5*testTTL + 5*time.Second):
 		t.Fatal("standby did not lead after etcd came back and the active's lease expired")
 	}
 	require.NoError(t, b.el.Fence(etcdtest.Ctx(t), "add SA"))

@@ -158,7 +158,7 @@ func TestFencedDataplane(t *testing.T) {
 	select {
 	case err := <-won:
 		require.NoError(t, err)
-	case <-time.After(testTTL + 3*time.Second):
+	case <-time.After(testTTL + 6*time.Second):
 		t.Fatal("b did not take over")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

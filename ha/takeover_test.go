@@ -196,7 +196,7 @@ func engineTakeover(t *testing.T, unsynced bool) {
 	select {
 	case err := <-won:
 		require.NoError(t, err)
-	case <-time.After(testTTL + 3*time.Second):
+	case <-time.After(testTTL + 6*time.Second):
 		t.Fatal("B did not take over")
 	}
 	elected := time.Now()
