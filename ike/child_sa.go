@@ -96,11 +96,11 @@ type childSA struct {
 }
 
 func (ch *childSA) inID() kernelops.SAID {
-	return kernelops.SAID{Src: ch.remoteAddr, Dst: ch.localAddr, SPI: ch.inSPI, Proto: kernelops.ProtoESP}
+	return kernelops.SAID{Src: ch.remoteAddr, Dst: ch.localAddr, SPI: ch.inSPI, Proto: kernelops.ProtoESP, Mark: ch.cfg.MarkIn}
 }
 
 func (ch *childSA) outID() kernelops.SAID {
-	return kernelops.SAID{Src: ch.localAddr, Dst: ch.remoteAddr, SPI: ch.outSPI, Proto: kernelops.ProtoESP}
+	return kernelops.SAID{Src: ch.localAddr, Dst: ch.remoteAddr, SPI: ch.outSPI, Proto: kernelops.ProtoESP, Mark: ch.cfg.MarkOut}
 }
 
 func (ch *childSA) logger() *slog.Logger {

@@ -306,6 +306,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 
 func sameTrap(oc *config.Connection, och *config.Child, nc *config.Connection, nch *config.Child) bool {
 	return oc.LocalAddr == nc.LocalAddr && oc.RemoteAddr == nc.RemoteAddr && och.Mode == nch.Mode &&
+		och.IfIDOut == nch.IfIDOut && och.MarkOut == nch.MarkOut &&
 		fmt.Sprint(och.LocalTS, och.RemoteTS) == fmt.Sprint(nch.LocalTS, nch.RemoteTS)
 }
 

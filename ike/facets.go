@@ -29,6 +29,11 @@ func (e *Engine) checkFacets(cfg *config.Config) error {
 					errs = append(errs, fmt.Errorf("child %s: if_id_in = %d, if_id_out = %d: %w: %w", ch.Name, ch.IfIDIn, ch.IfIDOut, ErrFacetMissing, err))
 				}
 			}
+			if !ch.MarkIn.IsZero() || !ch.MarkOut.IsZero() {
+				if err := e.b.Capabilities().Require(e.b.Name(), "mark", kernelops.CapMarks); err != nil {
+					errs = append(errs, fmt.Errorf("child %s: mark_in = %s, mark_out = %s: %w: %w", ch.Name, ch.MarkIn, ch.MarkOut, ErrFacetMissing, err))
+				}
+			}
 			if ch.HWOffload == kernelops.OffloadNone {
 				continue
 			}

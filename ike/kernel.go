@@ -84,7 +84,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 		return err
 	}
 	in := mk(ch.inID(), inEncr, inInteg, kernelops.DirIn, inEncap)
-	in.Offload, in.IfID = plan.off, ch.cfg.IfIDIn
+	in.Offload, in.IfID, in.Mark = plan.off, ch.cfg.IfIDIn, in.ID.Mark
 	if err := e.sad.AddSA(e.ctx, in); err != nil {
 		return fmt.Errorf("add inbound SA %s: %w", in.ID, err)
 	}
@@ -92,7 +92,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 	undo = append(undo, func() { e.deleteSA(ch, in.ID) })
 	ch.sas = append(ch.sas, in.ID)
 	out := mk(ch.outID(), outEncr, outInteg, kernelops.DirOut, outEncap)
-	out.Offload, out.IfID = plan.off, ch.cfg.IfIDOut
+	out.Offload, out.IfID, out.Mark = plan.off, ch.cfg.IfIDOut, out.ID.Mark
 	if err := e.sad.AddSA(e.ctx, out); err != nil {
 		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
 	}
@@ -128,10 +128,10 @@ func childPolicies(cfg *config.Child, mode kernelops.Mode, reqid uint32, local, 
 	for _, s := range sels {
 		rev := kernelops.Selector{Src: s.Dst, Dst: s.Src, Proto: s.Proto, SrcPort: s.DstPort, DstPort: s.SrcPort}
 		out = append(out,
-			&kernelops.Policy{Selector: s, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec, Templates: tmpl(local, remote), IfID: cfg.IfIDOut},
-			&kernelops.Policy{Selector: rev, Dir: kernelops.DirIn, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local), IfID: cfg.IfIDIn})
+			&kernelops.Policy{Selector: s, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec, Templates: tmpl(local, remote), IfID: cfg.IfIDOut, Mark: cfg.MarkOut},
+			&kernelops.Policy{Selector: rev, Dir: kernelops.DirIn, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local), IfID: cfg.IfIDIn, Mark: cfg.MarkIn})
 		if mode == kernelops.ModeTunnel {
-			out = append(out, &kernelops.Policy{Selector: rev, Dir: kernelops.DirFwd, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local), IfID: cfg.IfIDIn})
+			out = append(out, &kernelops.Policy{Selector: rev, Dir: kernelops.DirFwd, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local), IfID: cfg.IfIDIn, Mark: cfg.MarkIn})
 		}
 	}
 	return out

@@ -236,6 +236,13 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 	}
 	now := b.clk.Now()
 	e := b.sad.find(sa.ID)
+	if e == nil {
+		// A larval SA (mark 0/0) is found by a marked NEWSA/UPDSA too: XFRM
+		// looks states up with (mark & m) == v.
+		if l := b.sad.findByMark(keyOf(sa.ID), sa.ID.Mark.Value&sa.ID.Mark.Mask); l != nil && l.state == kernelops.SALarval {
+			e = l
+		}
+	}
 	switch {
 	case e == nil && update:
 		b.mu.Unlock()

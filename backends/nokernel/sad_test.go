@@ -264,3 +264,26 @@ func TestKeysNotAliased(t *testing.T) {
 		t.Fatal("GetSA returned the model's own key slice")
 	}
 }
+
+// A marked SA fills the unmarked larval SA of its SPI, as XFRM's UPDSA
+// finds it with (mark & m) == v: no second SA, no reservation left.
+func TestLarvalSAFilledWithMark(t *testing.T) {
+	b, _ := model(t, nil)
+	const one = 0xc1000001
+	spi, err := b.AllocSPI(ctx(t), kernelops.SPIRequest{Src: remote, Dst: local, Proto: kernelops.ProtoESP, ReqID: 7, Min: one, Max: one})
+	noErr(t, "alloc", err)
+	sa := gcmSA(remote, local, 7)
+	sa.ID.SPI, sa.ID.Mark = spi, kernelops.Mark{Value: 0x2a, Mask: 0xff}
+	noErr(t, "fill with a mark", b.AddSA(ctx(t), sa))
+	n := 0
+	for e, err := range b.SAs(ctx(t)) {
+		noErr(t, "dump", err)
+		if e.State == kernelops.SALarval || e.ID.Mark != sa.ID.Mark {
+			t.Errorf("entry %s state %v, want the marked SA only", e.ID, e.State)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d SAs, want 1", n)
+	}
+}

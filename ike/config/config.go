@@ -369,6 +369,11 @@ type Child struct {
 	// policies, and of the outbound SA with the out policy: traffic
 	// routed into the XFRM interface of that id uses the child.
 	IfIDIn, IfIDOut uint32
+	// MarkIn and MarkOut are the XFRM marks (mark_in, mark_out; zero:
+	// none) of the inbound SA with the in and fwd policies, and of the
+	// outbound SA with the out policy: only packets carrying the mark
+	// use the child.
+	MarkIn, MarkOut kernelops.Mark
 }
 
 // Error is a validation error: where and what.
@@ -1067,7 +1072,7 @@ func (b *builder) ends(s *section, c *Connection) {
 
 var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "dpd_action", "close_action", "mode", "rekey_time",
 	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets",
-	"replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "updown"}
+	"replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "mark_in", "mark_out", "updown"}
 
 func (b *builder) childConf(s *section) *Child {
 	b.child = s.name
@@ -1182,6 +1187,17 @@ func (b *builder) childConf(s *section) *Child {
 				ch.IfIDIn = id
 			} else {
 				ch.IfIDOut = id
+			}
+		case "mark_in", "mark_out":
+			m, err := parseMark(kv.value)
+			if err != nil {
+				b.fail(kv.line, kv.key, "%v", err)
+				continue
+			}
+			if kv.key == "mark_in" {
+				ch.MarkIn = m
+			} else {
+				ch.MarkOut = m
 			}
 		case "updown":
 			// Refused rather than ignored: an updown script usually sets

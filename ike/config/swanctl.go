@@ -47,8 +47,6 @@ var swanWhy = map[string]string{
 	"updown":           "updown scripts are not run by keyplane yet",
 	"ah_proposals":     "AH is not supported",
 	"ipcomp":           "IPComp is not supported",
-	"mark_in":          "marks are not configurable yet",
-	"mark_out":         "marks are not configurable yet",
 	"hostaccess":       "keyplane installs no host access policies",
 	"policies":         "keyplane always installs policies",
 	"inactivity":       "inactivity timeouts are not implemented",
@@ -168,7 +166,7 @@ var (
 	swanConnKeep = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time",
 		"fragmentation", "reauth_time", "over_time", "keyingtries", "mobike"}
 	swanChildKeep = []string{"local_ts", "remote_ts", "rekey_time", "life_time", "rekey_bytes", "life_bytes",
-		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out"}
+		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "mark_in", "mark_out"}
 )
 
 func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {
@@ -277,6 +275,12 @@ func (im *Import) child(b *strings.Builder, path string, s *section) {
 			}
 			if kv.key == "if_id_in" || kv.key == "if_id_out" {
 				if _, err := parseIfID(kv.value); err != nil {
+					comment(kv, err.Error())
+					continue
+				}
+			}
+			if kv.key == "mark_in" || kv.key == "mark_out" {
+				if _, err := parseMark(kv.value); err != nil {
 					comment(kv, err.Error())
 					continue
 				}

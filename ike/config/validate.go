@@ -277,6 +277,14 @@ func (ch *Child) validate(c *Connection, add func(line int, conn, child, field, 
 	if ch.HWOffload > kernelops.OffloadAuto {
 		bad("hw_offload", "%d: %s", ch.HWOffload, wantOffload)
 	}
+	for _, m := range []struct {
+		field string
+		m     kernelops.Mark
+	}{{"mark_in", ch.MarkIn}, {"mark_out", ch.MarkOut}} {
+		if m.m.Value&^m.m.Mask != 0 {
+			bad(m.field, "%s: the value has bits outside the mask; %s", m.m, wantMark)
+		}
+	}
 	if ch.ReplayWindow > maxReplayWindow {
 		bad("replay_window", "%d: %s", ch.ReplayWindow, wantWhole(0, maxReplayWindow))
 	}
