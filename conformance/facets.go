@@ -406,10 +406,10 @@ func testXfrmInterfaces(t TB, h *Harness) {
 		}
 		ifs, err := as.Interfaces(ctx)
 		noErr(t, "interfaces", err)
-		return slices.ContainsFunc(ifs, func(i kernelops.Interface) bool { return i.Name == x.Name })
+		return slices.ContainsFunc(ifs, func(i kernelops.Interface) bool { return i.Name == x.Name && i.XfrmIfID == x.IfID })
 	}
 	if !listed() {
-		t.Errorf("xfrm interface %s not listed", x.Name)
+		t.Errorf("xfrm interface %s not listed with if_id %d", x.Name, x.IfID)
 	}
 	noErr(t, "delete", xi.DeleteXfrmInterface(ctx, x.Name))
 	wantErr(t, "delete twice", xi.DeleteXfrmInterface(ctx, x.Name), kernelops.ErrNotFound)

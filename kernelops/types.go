@@ -402,6 +402,8 @@ type Interface struct {
 	Name  string
 	Up    bool
 	Addrs []netip.Prefix
+	// XfrmIfID is an xfrm interface's if_id; 0 for other interfaces.
+	XfrmIfID uint32
 }
 
 // Endpoints are a tunnel's outer addresses seen from this host.

@@ -282,7 +282,11 @@ func (n *Net) list() []kernelops.Interface {
 	defer n.mu.Unlock()
 	out := make([]kernelops.Interface, 0, len(n.ifs))
 	for _, i := range n.ifs {
-		out = append(out, kernelops.Interface{Index: i.index, Name: i.name, Up: i.up, Addrs: slices.Clone(i.addrs)})
+		it := kernelops.Interface{Index: i.index, Name: i.name, Up: i.up, Addrs: slices.Clone(i.addrs)}
+		if i.xfrm != nil {
+			it.XfrmIfID = i.xfrm.IfID
+		}
+		out = append(out, it)
 	}
 	slices.SortFunc(out, func(a, b kernelops.Interface) int { return cmp.Compare(a.Index, b.Index) })
 	return out

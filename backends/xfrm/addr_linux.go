@@ -95,6 +95,9 @@ func (b *driver) Interfaces(ctx context.Context) ([]kernelops.Interface, error) 
 		a := l.Attrs()
 		it := kernelops.Interface{Index: a.Index, Name: a.Name,
 			Up: linkInfo{Flags: uint32(a.RawFlags)}.up()}
+		if x, ok := l.(*netlink.Xfrmi); ok {
+			it.XfrmIfID = x.Ifid
+		}
 		addrs, err := b.rt.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
 			return nil, b.kerr(a.Name, err)
