@@ -80,6 +80,7 @@ type childSA struct {
 	// What the installation added, for removal and rollback.
 	sas     []kernelops.SAID
 	polRefs []kernelops.PolicyID
+	xfrmi   string // the xfrm interface held (xfrmi.go)
 	estAt   time.Time
 	rekey   bool // a soft expire asked for a rekey
 	// ours is our CREATE_CHILD_SA that replaces this child (in flight, or

@@ -95,6 +95,8 @@ type Engine struct {
 	hooks      *hookRunner // nil: no Hooks (hooks.go)
 	policies   map[kernelops.PolicyID]*polRef
 	traps      map[string][]kernelops.PolicyID // child name -> trap policies
+	trapXfrmis map[string]string               // child name -> xfrm interface its traps hold
+	xfrmis     map[string]*xfrmiRef            // xfrm interfaces held (xfrmi.go)
 	adm        admission                       // half-open limits, COOKIEs, pre-authentication log, datagram intake
 	reloaded   *ReloadResult                   // what the apply in progress closed (reload.go)
 	kernelSub  kernelops.Subscription
@@ -157,6 +159,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		nextReqID:  kernelops.DefaultReqIDMin + 1,
 		policies:   map[kernelops.PolicyID]*polRef{},
 		traps:      map[string][]kernelops.PolicyID{},
+		trapXfrmis: map[string]string{},
+		xfrmis:     map[string]*xfrmiRef{},
 		byIn:       map[kernelops.SAID]*childSA{},
 		bySA:       map[kernelops.SAID]*childSA{},
 		invalidSPI: tokenBucket{rate: invalidSPIRate, burst: invalidSPIBurst},
@@ -306,7 +310,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 
 func sameTrap(oc *config.Connection, och *config.Child, nc *config.Connection, nch *config.Child) bool {
 	return oc.LocalAddr == nc.LocalAddr && oc.RemoteAddr == nc.RemoteAddr && och.Mode == nch.Mode &&
-		och.IfIDOut == nch.IfIDOut && och.MarkOut == nch.MarkOut &&
+		och.IfIDOut == nch.IfIDOut && och.MarkOut == nch.MarkOut && och.XfrmInterface == nch.XfrmInterface &&
 		fmt.Sprint(och.LocalTS, och.RemoteTS) == fmt.Sprint(nch.LocalTS, nch.RemoteTS)
 }
 
@@ -388,6 +392,7 @@ func (e *Engine) Close() error {
 			e.removeTrap(name)
 		}
 		e.closeHoles()
+		e.closeXfrmis()
 		e.reviveTimer.Stop()
 		e.reviveQ = nil
 	})

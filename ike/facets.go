@@ -34,6 +34,11 @@ func (e *Engine) checkFacets(cfg *config.Config) error {
 					errs = append(errs, fmt.Errorf("child %s: mark_in = %s, mark_out = %s: %w: %w", ch.Name, ch.MarkIn, ch.MarkOut, ErrFacetMissing, err))
 				}
 			}
+			if ch.XfrmInterface != "" {
+				if _, err := kernelops.As[kernelops.XfrmInterfaces](e.b); err != nil {
+					errs = append(errs, fmt.Errorf("child %s: xfrm_interface = %s: %w: %w", ch.Name, ch.XfrmInterface, ErrFacetMissing, err))
+				}
+			}
 			if ch.HWOffload == kernelops.OffloadNone {
 				continue
 			}

@@ -43,6 +43,13 @@ func (e *Engine) install(ch *childSA) (err error) {
 			ch.sas, ch.polRefs = nil, nil
 		}
 	}()
+	// The interface exists before the first SA that routes through it.
+	x, err := e.holdXfrmi(ch.cfg)
+	if err != nil {
+		return err
+	}
+	ch.xfrmi = x
+	undo = append(undo, func() { e.releaseXfrmi(x); ch.xfrmi = "" })
 	// KEYMAT's first keys protect the traffic from the initiator of the
 	// exchange that made the child (RFC 7296 §2.17) — not necessarily the
 	// IKE SA's initiator: either end may create or rekey a child.
@@ -151,7 +158,8 @@ func (e *Engine) uninstall(ch *childSA) {
 	for _, id := range ch.polRefs {
 		e.dropPolicyRef(id)
 	}
-	ch.sas, ch.polRefs = nil, nil
+	e.releaseXfrmi(ch.xfrmi)
+	ch.sas, ch.polRefs, ch.xfrmi = nil, nil, ""
 }
 
 func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
@@ -219,6 +227,11 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 	}
 	reqid := e.reqidOf(ch)
 	sels := selectors(configRanges(ch.LocalTS, c.LocalAddr), configRanges(ch.RemoteTS, c.RemoteAddr))
+	// Traffic routed into the interface raises the acquire: it must exist.
+	x, err := e.holdXfrmi(ch)
+	if err != nil {
+		return err
+	}
 	var ids []kernelops.PolicyID
 	for _, p := range childPolicies(ch, ch.Mode, reqid, c.LocalAddr, c.RemoteAddr, sels) {
 		if p.Dir != kernelops.DirOut {
@@ -233,6 +246,7 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 					e.policies[done].trap = nil
 					e.dropTrapOnly(done)
 				}
+				e.releaseXfrmi(x)
 				return fmt.Errorf("add trap policy %s: %w", id, err)
 			}
 		}
@@ -244,6 +258,9 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 		ids = append(ids, id)
 	}
 	e.traps[ch.Name] = ids
+	if x != "" {
+		e.trapXfrmis[ch.Name] = x
+	}
 	e.log.Info("trap policies installed", "child", ch.Name, "reqid", fmt.Sprintf("%#x", reqid), "policies", len(ids))
 	return nil
 }
@@ -272,5 +289,7 @@ func (e *Engine) removeTrap(name string) {
 			e.dropTrapOnly(id)
 		}
 	}
+	e.releaseXfrmi(e.trapXfrmis[name])
+	delete(e.trapXfrmis, name)
 	e.log.Info("trap policies removed", "child", name)
 }

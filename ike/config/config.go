@@ -374,6 +374,10 @@ type Child struct {
 	// outbound SA with the out policy: only packets carrying the mark
 	// use the child.
 	MarkIn, MarkOut kernelops.Mark
+	// XfrmInterface (xfrm_interface; keyplane's, swanctl has none) is the
+	// route-based XFRM interface keyplane creates with the child's if_id
+	// while an SA or trap of a child naming it is installed.
+	XfrmInterface string
 }
 
 // Error is a validation error: where and what.
@@ -1072,7 +1076,7 @@ func (b *builder) ends(s *section, c *Connection) {
 
 var childKeys = []string{"local_ts", "remote_ts", "esp_proposals", "start_action", "dpd_action", "close_action", "mode", "rekey_time",
 	"life_time", "rekey_bytes", "life_bytes", "rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets",
-	"replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "mark_in", "mark_out", "updown"}
+	"replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "mark_in", "mark_out", "xfrm_interface", "updown"}
 
 func (b *builder) childConf(s *section) *Child {
 	b.child = s.name
@@ -1188,6 +1192,8 @@ func (b *builder) childConf(s *section) *Child {
 			} else {
 				ch.IfIDOut = id
 			}
+		case "xfrm_interface":
+			ch.XfrmInterface = kv.value
 		case "mark_in", "mark_out":
 			m, err := parseMark(kv.value)
 			if err != nil {

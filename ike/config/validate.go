@@ -185,6 +185,7 @@ func (c *Config) validate(add func(line int, conn, child, field, msg string)) {
 			children[ch.Name] = conn.Name
 		}
 	}
+	c.validateXfrmInterfaces(add)
 }
 
 func (c *Connection) validate(add func(line int, conn, child, field, msg string)) {
@@ -285,6 +286,7 @@ func (ch *Child) validate(c *Connection, add func(line int, conn, child, field, 
 			bad(m.field, "%s: the value has bits outside the mask; %s", m.m, wantMark)
 		}
 	}
+	ch.validateXfrmInterface(bad)
 	if ch.ReplayWindow > maxReplayWindow {
 		bad("replay_window", "%d: %s", ch.ReplayWindow, wantWhole(0, maxReplayWindow))
 	}
