@@ -181,7 +181,9 @@ func (ch *childSA) failf(format string, args ...any) { ch.fail(fmt.Errorf(format
 
 func (ch *childSA) releaseSPI() {
 	if ch.larval && ch.inSPI != 0 {
-		if err := ch.e.sad.DeleteSA(ch.e.ctx, ch.inID()); err != nil {
+		id := ch.inID()
+		id.Mark = kernelops.Mark{} // AllocSPI's larval SA has no mark
+		if err := ch.e.sad.DeleteSA(ch.e.ctx, id); err != nil {
 			ch.logger().Debug("releasing the allocated SPI", "err", err)
 		}
 		ch.larval = false

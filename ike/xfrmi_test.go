@@ -108,7 +108,8 @@ func TestXfrmInterfaceTaken(t *testing.T) {
 	noLeaks(t)
 	for _, pre := range []kernelops.XfrmInterface{{Name: "xfrm42", IfID: 7}, {Name: "other", IfID: 42}} {
 		sa, sb := pairSides(t)
-		sa.extraChild = xfrmi42
+		// The mark also checks that the unmarked larval SA goes back.
+		sa.extraChild = xfrmi42 + "\nmark_in = 5"
 		a := newPeer(t, "a", sa.config(t, "a"))
 		newPeer(t, "b", sb.config(t, "b"))
 		ab := a.b
