@@ -167,6 +167,11 @@ func TestHooks(t *testing.T) {
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, up.LocalTS)
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}, up.RemoteTS)
 	assert.Equal(t, kernelops.ModeTunnel, up.Mode)
+	assert.Equal(t, []Selector{{Prefixes: up.LocalTS, ToPort: 65535}}, up.LocalSelectors)
+	assert.Equal(t, []Selector{{Prefixes: up.RemoteTS, ToPort: 65535}}, up.RemoteSelectors)
+	assert.Equal(t, "a.example.org", up.LocalID)
+	assert.Equal(t, "b.example.org", up.RemoteID)
+	assert.Zero(t, up.UDPEncapPort, "no NAT: ESP not encapsulated")
 
 	require.NoError(t, a.e.RekeyChildSA(ctxT(t, 5*time.Second), up.ChildID))
 	waitFor(t, "rekey hooks", 3*time.Second, func() bool { c, _ := h.get(); return len(c) == 3 })

@@ -32,10 +32,28 @@ type ChildHookInfo struct {
 	Local, Remote     netip.Addr
 	LocalTS, RemoteTS []netip.Prefix
 	SPIs              SPIs
+	// Selectors are the negotiated selectors with their protocol and
+	// ports (LocalTS and RemoteTS keep only the addresses).
+	LocalSelectors, RemoteSelectors []Selector
+	// LocalID is our identity on the IKE SA; RemoteID the one the peer
+	// authenticated with ("" if the IKE SA is gone).
+	LocalID, RemoteID string
+	// UDPEncapPort is the peer's port of UDP-encapsulated ESP (NAT
+	// traversal; 0: ESP is not encapsulated).
+	UDPEncapPort uint16
 	// Reason is why the CHILD SA went down (ChildDown).
 	Reason string
 	// Rekeyed: it went down because a rekey replaced it (ChildDown).
 	Rekeyed bool
+}
+
+// Selector is one negotiated traffic selector as a hook sees it: its
+// address range as prefixes, its IP protocol (0: any) and its port range
+// (0-65535: any).
+type Selector struct {
+	Prefixes         []netip.Prefix
+	Proto            uint8
+	FromPort, ToPort uint16
 }
 
 // HookQueue bounds the hook calls waiting for a slow hook; past it, the
@@ -100,14 +118,25 @@ func (e *Engine) childHook(ch *childSA, from, to childState, reason string) {
 	info := ChildHookInfo{Child: ch.cfg.Name, IKEID: ch.ikeID(), ChildID: ch.id, ReqID: ch.reqid, Mode: ch.mode,
 		Local: ch.localAddr, Remote: ch.remoteAddr, SPIs: ch.eventSPIs(), Reason: reason,
 		Rekeyed: !up && (ch.ours != nil && ch.ours.done || ch.theirs != nil)}
-	if ch.ike != nil {
-		info.Connection = ch.ike.name()
+	if sa := ch.ike; sa != nil {
+		info.Connection = sa.name()
+		if id := sa.localID(); id != nil {
+			info.LocalID = idText(id)
+		}
+		if id := sa.rec.peerID; id != nil {
+			info.RemoteID = idText(id)
+		}
+	}
+	if ch.encap != nil {
+		info.UDPEncapPort = ch.encap.DstPort
 	}
 	for _, t := range ch.localTS {
 		info.LocalTS = append(info.LocalTS, t.prefixes()...)
+		info.LocalSelectors = append(info.LocalSelectors, Selector{Prefixes: t.prefixes(), Proto: t.proto, FromPort: t.sport, ToPort: t.eport})
 	}
 	for _, t := range ch.remoteTS {
 		info.RemoteTS = append(info.RemoteTS, t.prefixes()...)
+		info.RemoteSelectors = append(info.RemoteSelectors, Selector{Prefixes: t.prefixes(), Proto: t.proto, FromPort: t.sport, ToPort: t.eport})
 	}
 	select {
 	case r.q <- hookCall{up: up, info: info}:

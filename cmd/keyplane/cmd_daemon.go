@@ -81,7 +81,7 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	eng, err := ike.New(ctx, ike.Options{Backend: b, Config: cfg, Logger: log})
+	eng, err := ike.New(ctx, ike.Options{Backend: b, Config: cfg, Logger: log, Hooks: updownHooks{config: d.config, log: log}})
 	if err != nil {
 		return err
 	}

@@ -378,6 +378,11 @@ type Child struct {
 	// route-based XFRM interface keyplane creates with the child's if_id
 	// while an SA or trap of a child naming it is installed.
 	XfrmInterface string
+	// Updown is the command run (by /bin/sh -c) when a CHILD SA of
+	// this child comes up or goes down, with strongSwan's PLUTO_*
+	// environment (updown; "": none). The daemon runs it; the engine
+	// alone does not (an embedder has ike.Hooks).
+	Updown string
 }
 
 // Error is a validation error: where and what.
@@ -1206,9 +1211,11 @@ func (b *builder) childConf(s *section) *Child {
 				ch.MarkOut = m
 			}
 		case "updown":
-			// Refused rather than ignored: an updown script usually sets
-			// up routes or firewall rules the tunnel depends on.
-			b.fail(kv.line, kv.key, "updown scripts are not run by keyplane yet; remove the setting and do what the script did another way")
+			if strings.TrimSpace(kv.value) == "" || strings.ContainsAny(kv.value, "\x00\n") {
+				b.fail(kv.line, kv.key, "want a command (a script's path and its arguments, on one line)")
+				continue
+			}
+			ch.Updown = kv.value
 		}
 	}
 	// swanctl's defaults, the ones DefaultChild gives: each life limit is

@@ -169,5 +169,6 @@ func sameChild(a, b *Child) bool {
 		a.StartAction == b.StartAction && a.DPDAction == b.DPDAction && a.CloseAction == b.CloseAction && a.Mode == b.Mode && a.Lifetime == b.Lifetime &&
 		a.RandTime == b.RandTime && a.RandBytes == b.RandBytes && a.RandPackets == b.RandPackets &&
 		a.ReplayWindow == b.ReplayWindow && a.ReqID == b.ReqID && a.HWOffload == b.HWOffload &&
-		a.IfIDIn == b.IfIDIn && a.IfIDOut == b.IfIDOut && a.MarkIn == b.MarkIn && a.MarkOut == b.MarkOut && a.XfrmInterface == b.XfrmInterface
+		a.IfIDIn == b.IfIDIn && a.IfIDOut == b.IfIDOut && a.MarkIn == b.MarkIn && a.MarkOut == b.MarkOut && a.XfrmInterface == b.XfrmInterface &&
+		a.Updown == b.Updown
 }

@@ -44,7 +44,6 @@ var swanWhy = map[string]string{
 	"certs":            swanCertsWhy,
 	"cacerts":          swanCertsWhy,
 	"pubkeys":          "raw public keys are not implemented",
-	"updown":           "updown scripts are not run by keyplane yet",
 	"ah_proposals":     "AH is not supported",
 	"ipcomp":           "IPComp is not supported",
 	"hostaccess":       "keyplane installs no host access policies",
@@ -166,7 +165,8 @@ var (
 	swanConnKeep = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time",
 		"fragmentation", "reauth_time", "over_time", "keyingtries", "mobike"}
 	swanChildKeep = []string{"local_ts", "remote_ts", "rekey_time", "life_time", "rekey_bytes", "life_bytes",
-		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "mark_in", "mark_out"}
+		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "mark_in", "mark_out",
+		"updown"}
 )
 
 func (im *Import) connection(b *strings.Builder, s *section, secrets *section) {

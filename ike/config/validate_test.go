@@ -33,7 +33,7 @@ connections {
 		children {
 			x {
 				local_ts = 10.1.0.1/16
-				updown = /usr/local/sbin/updown.sh
+				hw_offload = sometimes
 			}
 		}
 	}
@@ -71,7 +71,7 @@ connections {
 		{10, "a", "psk_env", "NOPE is unset"},
 		{11, "a", "version", "IKEv1 is not supported"},
 		{14, "a", "local_ts", "host bits"},
-		{15, "a", "updown", "not run by keyplane yet"},
+		{15, "a", "hw_offload", `"sometimes"`},
 		{21, "b", "remote_addrs", "host names are not supported"},
 		{23, "b", "local_port_nat", "4500 is also local_port"},
 		{25, "b", "children", `child name "x" is already used by connection a`},
