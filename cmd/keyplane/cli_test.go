@@ -152,11 +152,11 @@ func TestConfigCheck(t *testing.T) {
 	assert.Equal(t, []any{}, m["errors"])
 
 	bad := filepath.Join(dir, "bad.conf")
-	require.NoError(t, os.WriteFile(bad, []byte("daemon {\n half_open_timeout = 0\n}\nconnections {\n c {\n  version = 1\n  psk_file = nope.psk\n  children {\n   x {\n    updown = /bin/true\n   }\n  }\n }\n}\n"), 0o644))
+	require.NoError(t, os.WriteFile(bad, []byte("daemon {\n half_open_timeout = 0\n}\nconnections {\n c {\n  version = 1\n  psk_file = nope.psk\n  children {\n   x {\n    start_action = later\n   }\n  }\n }\n}\n"), 0o644))
 	code, out, errs = runCLI(t, "config", "check", bad)
 	assert.Equal(t, 1, code)
 	for _, want := range []string{bad + ":2: daemon.half_open_timeout:", bad + ":6: connection c: version:",
-		bad + ":7: connection c: psk_file:", bad + ":10: connection c: child x: updown:", bad + ":5: connection c: local.id:"} {
+		bad + ":7: connection c: psk_file:", bad + ":10: connection c: child x: start_action:", bad + ":5: connection c: local.id:"} {
 		assert.Contains(t, out, want)
 	}
 	assert.Contains(t, errs, bad+": 5 errors")
@@ -246,8 +246,13 @@ func TestConfigImport(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	for _, want := range []string{"name = xfrm", "site-b {", "remote_addrs = 198.51.100.7, 198.51.100.8", "version = 2",
 		"proposals = aes256-sha256-modp2048\n", "fragmentation = accept", "psk_file = site-b.psk", "id = gw-a.example.org", "start_action = trap",
-		"esp_proposals = aes128gcm16\n", "dpd_action = restart\n", "# not converted: updown = /usr/local/libexec/ipsec/_updown iptables (updown scripts are not run by keyplane yet)",
-		"mobike = no\n", "# not converted: auth = pubkey"} {
+		"esp_proposals = aes128gcm16
+", "dpd_action = restart
+", "
+                updown = /usr/local/libexec/ipsec/_updown iptables
+",
+		"mobike = no
+", "# not converted: auth = pubkey"} {
 		assert.Contains(t, out, want)
 	}
 	assert.NotContains(t, errs, "dpd_action", "swanctl's dpd_action is keyplane's")
