@@ -246,13 +246,8 @@ func TestConfigImport(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	for _, want := range []string{"name = xfrm", "site-b {", "remote_addrs = 198.51.100.7, 198.51.100.8", "version = 2",
 		"proposals = aes256-sha256-modp2048\n", "fragmentation = accept", "psk_file = site-b.psk", "id = gw-a.example.org", "start_action = trap",
-		"esp_proposals = aes128gcm16
-", "dpd_action = restart
-", "
-                updown = /usr/local/libexec/ipsec/_updown iptables
-",
-		"mobike = no
-", "# not converted: auth = pubkey"} {
+		"esp_proposals = aes128gcm16\n", "dpd_action = restart\n", "\n                updown = /usr/local/libexec/ipsec/_updown iptables\n",
+		"mobike = no\n", "# not converted: auth = pubkey"} {
 		assert.Contains(t, out, want)
 	}
 	assert.NotContains(t, errs, "dpd_action", "swanctl's dpd_action is keyplane's")
