@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,7 +19,6 @@ import (
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/message"
 	"github.com/keyplane/keyplane/internal/ikeprobe"
-	"github.com/keyplane/keyplane/kernelops"
 )
 
 // floodRespConf is a responder that accepts anyone with the key, at its
@@ -88,15 +85,7 @@ connections {
 	}
 }
 `, ports[0], ports[1], port, natPort)
-	cfg, err := config.Parse("legit.conf", []byte(src), config.Options{Getenv: func(string) (string, bool) { return floodPSK, true }})
-	require.NoError(t, err)
-	b, err := kernelops.Open(t.Context(), "nokernel", kernelops.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
-	e, err := ike.New(t.Context(), ike.Options{Backend: b, Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	t.Cleanup(func() { e.Close() })
-	return e
+	return nokernelPeer(t, "legit.conf", src, floodPSK)
 }
 
 // The figures for the probes "2,000 IKE_SA_INIT from one IP, COOKIE

@@ -200,7 +200,15 @@ func updownPeer(t *testing.T, port, natPort int) *ike.Engine {
 	}
 }
 `, ports[0], ports[1], port, natPort)
-	cfg, err := config.Parse("init.conf", []byte(src), config.Options{Getenv: func(string) (string, bool) { return testDaemonPSK, true }})
+	return nokernelPeer(t, "init.conf", src, testDaemonPSK)
+}
+
+// nokernelPeer is an engine in this process on the nokernel model, with
+// the configuration src whose psk_env reads psk; closed by the test's
+// cleanup.
+func nokernelPeer(t *testing.T, name, src, psk string) *ike.Engine {
+	t.Helper()
+	cfg, err := config.Parse(name, []byte(src), config.Options{Getenv: func(string) (string, bool) { return psk, true }})
 	require.NoError(t, err)
 	b, err := kernelops.Open(t.Context(), "nokernel", kernelops.Options{})
 	require.NoError(t, err)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyplane/keyplane/internal/childproc"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -80,8 +81,7 @@ func (s *Server) start() error {
 	)
 	s.log = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.SysProcAttr = procAttr()
-	if err := startCmd(cmd); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
 	done := make(chan struct{})

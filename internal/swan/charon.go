@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyplane/keyplane/internal/childproc"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/strongswan/govici/vici"
 )
@@ -119,10 +120,9 @@ func start(t testing.TB, o Options) (*Charon, error) {
 	c.cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+conf)
 	c.cmd.Stdout = c.log
 	c.cmd.Stderr = c.log
-	c.cmd.SysProcAttr = procAttr()
 	c.cmd.Dir = dir
 	c.started = time.Now()
-	if err := startCmd(c.cmd); err != nil {
+	if err := childproc.Start(c.cmd); err != nil {
 		_ = os.RemoveAll(sockDir)
 		return nil, fmt.Errorf("start charon: %w", err)
 	}
