@@ -16,7 +16,7 @@ import (
 // peer sent SIGNATURE_HASH_ALGORITHMS, else the classic RSA and ECDSA
 // methods; CERT payloads with the chain up to (not including) the root,
 // CERTREQ with the key hashes of the CAs we trust; the peer's chain
-// verified to remote.cacerts with validity, key usage and CRLs, its
+// verified to remote.cacerts (or CertCredentials' trust anchors) with validity, key usage and CRLs, its
 // identity found in its certificate. After IKE_INTERMEDIATE exchanges
 // the AUTH covers their IntAuth too (RFC 9242 §3.3.2).
 
@@ -85,8 +85,11 @@ func (sa *ikeSA) ourAuth(c *config.Connection, id, idr *message.ID) ([]message.P
 	var auth *message.Auth
 	switch c.LocalAuth {
 	case config.AuthPubkey:
-		lc := chooseLocalCert(c, sa.peerCertReq)
-		for _, x := range pki.IssuerChain(lc.X509, intermediatePool(c)) {
+		lc, chain, err := sa.localCert(c, sa.peerIdentity(c))
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range chain {
 			ps = append(ps, &message.Cert{Encoding: message.CertX509, Data: x.Raw})
 		}
 		a, scheme, err := signAuth(oct, lc, sa.peerHashes)
@@ -106,8 +109,12 @@ func (sa *ikeSA) ourAuth(c *config.Connection, id, idr *message.ID) ([]message.P
 		}
 		auth = &message.Auth{Method: message.AuthSharedKeyMIC, Data: d}
 	}
-	if sa.initiator && c.RemoteAuth == config.AuthPubkey && c.Trust != nil {
-		ps = append(ps, message.NewCertReq(c.Trust.KeyHashes()...))
+	if sa.initiator && c.RemoteAuth == config.AuthPubkey {
+		st, err := sa.trustFor(c, sa.peerIdentity(c))
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, message.NewCertReq(st.KeyHashes()...))
 	}
 	if idr != nil {
 		ps = append(ps, idr)
@@ -178,7 +185,11 @@ func (sa *ikeSA) checkPeerAuth(c *config.Connection, m *message.Message, id *mes
 	if why != "" {
 		return fmt.Sprintf("peer %s: %s", who, why)
 	}
-	chain, err := c.Trust.Verify(leaf, pki.VerifyOptions{Intermediates: inter, Now: sa.e.clk.Now(), Revocation: c.Revocation})
+	trust, err := sa.trustFor(c, config.Identity{Type: id.IDType, Data: id.Data})
+	if err != nil {
+		return fmt.Sprintf("peer %s: %v", who, err)
+	}
+	chain, err := trust.Verify(leaf, pki.VerifyOptions{Intermediates: inter, Now: sa.e.clk.Now(), Revocation: c.Revocation})
 	if err != nil {
 		return fmt.Sprintf("peer %s's certificate refused: %v", who, err)
 	}

@@ -30,7 +30,9 @@ type Options struct {
 	Logger  *slog.Logger // nil: slog.Default()
 	Clock   clock.Clock  // nil: the real clock
 	// Credentials, if not nil, is asked for the pre-shared keys the
-	// configuration does not hold (credentials.go).
+	// configuration does not hold (credentials.go); if it implements
+	// CertCredentials as well, for certificates and trust anchors too
+	// (certcreds.go).
 	Credentials Credentials
 	// Hooks, if not nil, is told of CHILD SAs coming up and going down
 	// (hooks.go).
@@ -90,9 +92,10 @@ type Engine struct {
 	initIndex  map[initKey]*ikeSA
 	reqids     map[string]uint32 // child name -> reqid
 	nextReqID  uint32
-	ids        saIDs       // the last IKE and CHILD SA IDs given (ids.go)
-	creds      Credentials // nil: keys only from the configuration (credentials.go)
-	hooks      *hookRunner // nil: no Hooks (hooks.go)
+	ids        saIDs           // the last IKE and CHILD SA IDs given (ids.go)
+	creds      Credentials     // nil: keys only from the configuration (credentials.go)
+	certCreds  CertCredentials // nil: certificates and CAs only from the configuration (certcreds.go)
+	hooks      *hookRunner     // nil: no Hooks (hooks.go)
 	policies   map[kernelops.PolicyID]*polRef
 	traps      map[string][]kernelops.PolicyID // child name -> trap policies
 	trapXfrmis map[string]string               // child name -> xfrm interface its traps hold
@@ -142,11 +145,12 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	}
 	// A Config built in Go gets the parser's checks (a zero
 	// HalfOpenTimeout would kill every half-open SA at once).
-	if err := o.Config.ValidateWith(config.ValidateOptions{ExternalPSK: o.Credentials != nil}); err != nil {
+	certCreds, _ := o.Credentials.(CertCredentials)
+	if err := o.Config.ValidateWith(config.ValidateOptions{ExternalPSK: o.Credentials != nil, ExternalCerts: certCreds != nil}); err != nil {
 		return nil, fmt.Errorf("ike: invalid configuration: %w", err)
 	}
 	e := &Engine{
-		b: o.Backend, clk: o.Clock, log: o.Logger, creds: o.Credentials,
+		b: o.Backend, clk: o.Clock, log: o.Logger, creds: o.Credentials, certCreds: certCreds,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{}),
 		bus:        newBus(),
 		sockets:    map[netip.AddrPort]*sock{},

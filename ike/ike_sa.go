@@ -13,6 +13,7 @@ import (
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/ikecrypto"
 	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/ike/pki"
 )
 
 // ikeState is where an IKE SA is.
@@ -82,6 +83,10 @@ type ikeSA struct {
 	cookie    []byte
 	// credPSK is the pre-shared key Credentials gave for this SA.
 	credPSK ikecrypto.Key
+	// credCert and credTrust are what CertCredentials gave for this SA
+	// (certcreds.go).
+	credCert  *CertChain
+	credTrust *pki.Store
 	// initReq and initResp are the IKE_SA_INIT messages as sent and
 	// received (RealMessage1/2 of the AUTH computation).
 	initReq, initResp []byte

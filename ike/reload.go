@@ -42,7 +42,7 @@ func (c ClosedIKESA) String() string {
 // Reconfigure is Reload that tells which IKE SAs it closed. A cfg that
 // fails cfg.Validate is refused with its errors, nothing changed.
 func (e *Engine) Reconfigure(ctx context.Context, cfg *config.Config) (ReloadResult, error) {
-	if err := cfg.ValidateWith(config.ValidateOptions{ExternalPSK: e.creds != nil}); err != nil {
+	if err := cfg.ValidateWith(config.ValidateOptions{ExternalPSK: e.creds != nil, ExternalCerts: e.certCreds != nil}); err != nil {
 		return ReloadResult{}, fmt.Errorf("ike: invalid configuration: %w", err)
 	}
 	var err error

@@ -66,6 +66,11 @@ type ValidateOptions struct {
 	// needs none in the configuration (the engine asks the program's
 	// ike.Credentials for it).
 	ExternalPSK bool
+	// ExternalCerts: a connection that authenticates with pubkey needs
+	// no local.certs (local.auth) and no remote.cacerts (remote.auth) in
+	// the configuration (the engine asks the program's
+	// ike.CertCredentials for them).
+	ExternalCerts bool
 }
 
 // ValidateWith is Validate with options.
@@ -73,6 +78,9 @@ func (c *Config) ValidateWith(o ValidateOptions) error {
 	var errs []*Error
 	c.validate(func(line int, conn, child, field, msg string) {
 		if o.ExternalPSK && field == "psk_file" && msg == wantPSK {
+			return
+		}
+		if o.ExternalCerts && (field == "local.certs" && msg == wantLocalCerts || field == "remote.cacerts" && msg == wantCACerts) {
 			return
 		}
 		if len(errs) < MaxErrors {

@@ -386,3 +386,34 @@ func TestValidateZeroValues(t *testing.T) {
 	c.Connections[0].Children[0].Mode = kernelops.ModeTransport
 	assert.NoError(t, c.Validate())
 }
+
+// ExternalCerts lets a pubkey connection lack local.certs and
+// remote.cacerts (the engine's CertCredentials supplies them), and only
+// that: a certificate without its key, or CAs without a trust store, are
+// still refused.
+func TestValidateExternalCerts(t *testing.T) {
+	cfg := goConf()
+	c := cfg.Connections[0]
+	c.PSK, c.LocalAuth, c.RemoteAuth = nil, AuthPubkey, AuthPubkey
+	fields := func(err error) []string {
+		var es Errors
+		if !errors.As(err, &es) {
+			return nil
+		}
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Field)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"local.certs", "remote.cacerts"}, fields(cfg.Validate()))
+	assert.Equal(t, []string{"local.certs", "remote.cacerts"}, fields(cfg.ValidateWith(ValidateOptions{ExternalPSK: true})), "ExternalPSK is not ExternalCerts")
+	require.NoError(t, cfg.ValidateWith(ValidateOptions{ExternalCerts: true}))
+
+	c.LocalCerts = []LocalCert{{Cert: Cert{File: "gw.pem"}}}
+	c.CACerts = []Cert{{File: "ca.pem"}}
+	err := cfg.ValidateWith(ValidateOptions{ExternalCerts: true})
+	assert.Equal(t, []string{"local.certs", "remote.cacerts"}, fields(err))
+	assert.ErrorContains(t, err, "gw.pem: a certificate without its private key")
+	assert.ErrorContains(t, err, "no trust store")
+}
