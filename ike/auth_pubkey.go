@@ -16,9 +16,10 @@ import (
 // peer sent SIGNATURE_HASH_ALGORITHMS, else the classic RSA and ECDSA
 // methods; CERT payloads with the chain up to (not including) the root,
 // CERTREQ with the key hashes of the CAs we trust; the peer's chain
-// verified to remote.cacerts (or CertCredentials' trust anchors) with validity, key usage and CRLs, its
-// identity found in its certificate. After IKE_INTERMEDIATE exchanges
-// the AUTH covers their IntAuth too (RFC 9242 §3.3.2).
+// verified to remote.cacerts (or CertCredentials' trust anchors) with
+// validity, key usage and CRLs, its identity found in its certificate.
+// After IKE_INTERMEDIATE exchanges the AUTH covers their IntAuth too
+// (RFC 9242 §3.3.2).
 
 // authExt is what an IKE SA learns about the peer's authentication
 // capabilities.

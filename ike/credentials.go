@@ -13,7 +13,9 @@ import (
 // Credentials supplies secrets the configuration does not hold, for a
 // program that keeps them elsewhere (a database of peers). With
 // Options.Credentials set, a connection with auth = psk may have no key
-// of its own (New and Reload accept it); the engine then asks PSK.
+// of its own (New and Reload accept it); the engine then asks PSK. A
+// Credentials that also implements CertCredentials supplies
+// certificates and trust anchors as well (certcreds.go).
 type Credentials interface {
 	// PSK returns the pre-shared key between identity local (the
 	// connection's local.id) and remote: as a responder, the identity
