@@ -41,7 +41,9 @@ func TestInitBurstWaitsItsTurn(t *testing.T) {
 			close(release)
 		}
 	}()
-	p.e.post(func() { <-release })
+	blocked := make(chan struct{}) // the loop is inside before anything is sent
+	p.e.post(func() { close(blocked); <-release })
+	<-blocked
 
 	r := newRawInit(t, "127.0.0.1", sb.port)
 	var reqs [][]byte
@@ -133,7 +135,13 @@ func TestExchangesUnderWayFirst(t *testing.T) {
 			close(release)
 		}
 	}()
-	p.e.post(func() { <-release })
+	// The loop must be inside the blocking function before the datagram
+	// arrives: a loop still busy before it (a loaded machine) would serve
+	// the datagram between posted functions and the lane would never
+	// hold it.
+	blocked := make(chan struct{})
+	p.e.post(func() { close(blocked); <-release })
+	<-blocked
 	const posted = 100
 	var seen []int // INVALID_IKE_SPI answers sent, as each posted function saw them
 	for range posted {

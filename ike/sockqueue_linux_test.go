@@ -52,7 +52,9 @@ func TestSocketStats(t *testing.T) {
 	// (Behind); the 2M buffer holds them all until read, so the counts
 	// are exact.
 	release := make(chan struct{})
-	a.e.post(func() { <-release })
+	blocked := make(chan struct{}) // the loop is inside before anything is sent
+	a.e.post(func() { close(blocked); <-release })
+	<-blocked
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
 	defer c.Close()
