@@ -59,6 +59,10 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := daemonRuns(cfg); err != nil {
+		cfg.Wipe()
+		return err
+	}
 	d := &daemon{file: *file, cfg: cfg, started: cfg, override: override, notify: sdnotify.FromEnv()}
 	defer func() { d.cfg.Wipe() }()
 	d.level.Set(d.logLevel(cfg))
@@ -219,4 +223,18 @@ func logWarnings(log *slog.Logger, cfg *config.Config) {
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration: " + w.Error())
 	}
+}
+
+// ErrHANotRun refuses a configuration with an ha { } section: package ha
+// and the engine's state export and restore are a library so far, and a
+// daemon that read the section and ran alone would look like a cluster
+// member it is not.
+var ErrHANotRun = errors.New("ha { }: the daemon does not run high availability yet (package ha is a library for programs that embed the engine); remove the section")
+
+// daemonRuns refuses what the daemon reads but does not act on.
+func daemonRuns(cfg *config.Config) error {
+	if cfg.HA != nil {
+		return ErrHANotRun
+	}
+	return nil
 }

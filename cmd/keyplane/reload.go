@@ -98,6 +98,10 @@ func (d *daemon) apply(ctx context.Context) (*control.ReloadReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := daemonRuns(nc); err != nil {
+		nc.Wipe()
+		return nil, fmt.Errorf("%w: %w", control.ErrRefused, err)
+	}
 	// Against what runs: the started configuration for restart-only
 	// settings (a refused change never became the running one).
 	startDiff := config.Compare(d.started, nc)
