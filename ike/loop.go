@@ -2,6 +2,7 @@ package ike
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyplane/keyplane/kernelops/clock"
@@ -24,22 +25,35 @@ func (e *Engine) post(f func()) {
 	}
 }
 
-// call runs f on the loop and waits for it.
+// call runs f on the loop and waits for it. When ctx ends or the loop
+// stops first, f either never runs or has finished when call returns:
+// callers read what f wrote (a timed-out status call raced with its f
+// running later on the loop).
 func (e *Engine) call(ctx context.Context, f func()) error {
+	const pending, ran, abandoned = 0, 1, 2
+	var state atomic.Int32
 	done := make(chan struct{})
-	e.post(func() { f(); close(done) })
+	e.post(func() {
+		if state.CompareAndSwap(pending, ran) {
+			f()
+		}
+		close(done)
+	})
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
-	case <-e.loopDone:
-		select {
-		case <-done:
-			return nil
-		default:
+		if state.CompareAndSwap(pending, abandoned) {
+			return ctx.Err()
 		}
-		return ErrClosed
+		<-done // f is running on the loop: let it finish
+		return nil
+	case <-e.loopDone:
+		if state.CompareAndSwap(pending, abandoned) {
+			return ErrClosed
+		}
+		<-done
+		return nil
 	}
 }
 
