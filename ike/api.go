@@ -96,12 +96,7 @@ func (e *Engine) Initiate(ctx context.Context, name string) error {
 	done := make(chan error, 1)
 	var err error
 	if cerr := e.call(ctx, func() {
-		c, ch := e.cfg.Child(name)
-		if ch == nil {
-			if c = e.cfg.Connection(name); c != nil {
-				ch = c.Children[0]
-			}
-		}
+		c, ch := e.childNamed(name)
 		if ch == nil {
 			err = fmt.Errorf("%w: %q", ErrNotFound, name)
 			return
@@ -110,6 +105,25 @@ func (e *Engine) Initiate(ctx context.Context, name string) error {
 	}); cerr != nil {
 		return cerr
 	}
+	return waitInitiated(ctx, err, done)
+}
+
+// childNamed is the child called name, or the first child of the
+// connection called name, with its connection (nil: neither). Runs on
+// the loop.
+func (e *Engine) childNamed(name string) (*config.Connection, *config.Child) {
+	c, ch := e.cfg.Child(name)
+	if ch == nil {
+		if c = e.cfg.Connection(name); c != nil {
+			ch = c.Children[0]
+		}
+	}
+	return c, ch
+}
+
+// waitInitiated is err, the refusal of an initiation, or else the
+// outcome the initiation sends on done.
+func waitInitiated(ctx context.Context, err error, done <-chan error) error {
 	if err != nil {
 		return err
 	}

@@ -23,12 +23,7 @@ func (e *Engine) InitiateTo(ctx context.Context, name string, remote netip.AddrP
 	done := make(chan error, 1)
 	var err error
 	if cerr := e.call(ctx, func() {
-		c, ch := e.cfg.Child(name)
-		if ch == nil {
-			if c = e.cfg.Connection(name); c != nil {
-				ch = c.Children[0]
-			}
-		}
+		c, ch := e.childNamed(name)
 		switch {
 		case ch == nil:
 			err = fmt.Errorf("%w: %q", ErrNotFound, name)
@@ -49,15 +44,7 @@ func (e *Engine) InitiateTo(ctx context.Context, name string, remote netip.AddrP
 	}); cerr != nil {
 		return cerr
 	}
-	if err != nil {
-		return err
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return waitInitiated(ctx, err, done)
 }
 
 // initiateAt starts child ch of rc (a %any connection bound to a peer
