@@ -345,3 +345,19 @@ func noLeaks(t *testing.T) {
 		}
 	})
 }
+
+// lacking is a named test double: the model without capability cap,
+// with the note a backend gives for it (as PF_KEY and VPP lack if_ids,
+// marks and xfrm interfaces).
+type lacking struct {
+	*nokernel.Backend
+	cap  kernelops.Cap
+	note string
+}
+
+func (b lacking) Capabilities() kernelops.Capabilities {
+	c := b.Backend.Capabilities()
+	c.Caps &^= b.cap
+	c.Notes = map[kernelops.Cap]string{b.cap: b.note}
+	return c
+}

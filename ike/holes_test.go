@@ -120,18 +120,7 @@ func TestHolesOpenAndClose(t *testing.T) {
 	assert.Empty(t, b.passPolicies(t))
 }
 
-// noHolesBackend is a named test double: the model without the holes
-// capability, with the note a backend gives for it.
-type noHolesBackend struct{ *nokernel.Backend }
-
 const noHolesNote = "this test's dataplane cannot open holes"
-
-func (b noHolesBackend) Capabilities() kernelops.Capabilities {
-	c := b.Backend.Capabilities()
-	c.Caps &^= kernelops.CapHoles
-	c.Notes = map[kernelops.Cap]string{kernelops.CapHoles: noHolesNote}
-	return c
-}
 
 // Selectors that would catch IKE on a dataplane without holes: refused
 // at load, quoting the backend's note.
@@ -142,7 +131,7 @@ func TestHolesNeedTheCapability(t *testing.T) {
 	b, err := nokernel.Open(t.Context(), kernelops.Options{})
 	require.NoError(t, err)
 	defer b.Close()
-	_, err = New(t.Context(), Options{Backend: noHolesBackend{b}, Config: sa.config(t, "a")})
+	_, err = New(t.Context(), Options{Backend: lacking{b, kernelops.CapHoles, noHolesNote}, Config: sa.config(t, "a")})
 	require.ErrorIs(t, err, ErrFacetMissing)
 	assert.ErrorIs(t, err, kernelops.ErrNotSupported)
 	assert.True(t, strings.Contains(err.Error(), noHolesNote), err.Error())

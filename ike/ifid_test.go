@@ -59,18 +59,7 @@ func TestIfIDs(t *testing.T) {
 	assert.NotZero(t, traps)
 }
 
-// noIfID is a named test double: the model without the if-id
-// capability, as PF_KEY and VPP are.
-type noIfID struct{ *nokernel.Backend }
-
 const noIfIDNote = "this test's dataplane has no interface ids"
-
-func (b noIfID) Capabilities() kernelops.Capabilities {
-	c := b.Backend.Capabilities()
-	c.Caps &^= kernelops.CapIfID
-	c.Notes = map[kernelops.Cap]string{kernelops.CapIfID: noIfIDNote}
-	return c
-}
 
 func TestIfIDNeedsTheCapability(t *testing.T) {
 	noLeaks(t)
@@ -79,7 +68,7 @@ func TestIfIDNeedsTheCapability(t *testing.T) {
 	b, err := nokernel.Open(t.Context(), kernelops.Options{})
 	require.NoError(t, err)
 	defer b.Close()
-	_, err = New(t.Context(), Options{Backend: noIfID{b}, Config: sa.config(t, "a")})
+	_, err = New(t.Context(), Options{Backend: lacking{b, kernelops.CapIfID, noIfIDNote}, Config: sa.config(t, "a")})
 	require.ErrorIs(t, err, ErrFacetMissing)
 	assert.ErrorIs(t, err, kernelops.ErrNotSupported)
 	assert.Contains(t, err.Error(), noIfIDNote)

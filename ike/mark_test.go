@@ -85,18 +85,7 @@ func TestMarks(t *testing.T) {
 	assert.NotZero(t, traps)
 }
 
-// noMarks is a named test double: the model without the marks
-// capability, as PF_KEY and VPP are.
-type noMarks struct{ *nokernel.Backend }
-
 const noMarksNote = "this test's dataplane has no marks"
-
-func (b noMarks) Capabilities() kernelops.Capabilities {
-	c := b.Backend.Capabilities()
-	c.Caps &^= kernelops.CapMarks
-	c.Notes = map[kernelops.Cap]string{kernelops.CapMarks: noMarksNote}
-	return c
-}
 
 func TestMarksNeedTheCapability(t *testing.T) {
 	noLeaks(t)
@@ -105,7 +94,7 @@ func TestMarksNeedTheCapability(t *testing.T) {
 	b, err := nokernel.Open(t.Context(), kernelops.Options{})
 	require.NoError(t, err)
 	defer b.Close()
-	_, err = New(t.Context(), Options{Backend: noMarks{b}, Config: sa.config(t, "a")})
+	_, err = New(t.Context(), Options{Backend: lacking{b, kernelops.CapMarks, noMarksNote}, Config: sa.config(t, "a")})
 	require.ErrorIs(t, err, ErrFacetMissing)
 	assert.ErrorIs(t, err, kernelops.ErrNotSupported)
 	assert.Contains(t, err.Error(), noMarksNote)

@@ -121,18 +121,7 @@ func TestOffloadRefusedAsResponder(t *testing.T) {
 	b.expectEmpty(t)
 }
 
-// noOffload is a named test double: the model without the offload
-// capability, with the note a backend gives for it.
-type noOffload struct{ *nokernel.Backend }
-
 const noOffloadNote = "this test's dataplane has no offload hardware"
-
-func (b noOffload) Capabilities() kernelops.Capabilities {
-	c := b.Backend.Capabilities()
-	c.Caps &^= kernelops.CapOffload
-	c.Notes = map[kernelops.Cap]string{kernelops.CapOffload: noOffloadNote}
-	return c
-}
 
 // A configuration asking for offload of a dataplane that cannot is
 // refused when loaded and when reloaded, quoting the backend's note.
@@ -143,7 +132,7 @@ func TestOffloadNeedsTheCapability(t *testing.T) {
 	b, err := nokernel.Open(t.Context(), kernelops.Options{})
 	require.NoError(t, err)
 	defer b.Close()
-	_, err = New(t.Context(), Options{Backend: noOffload{b}, Config: sa.config(t, "a")})
+	_, err = New(t.Context(), Options{Backend: lacking{b, kernelops.CapOffload, noOffloadNote}, Config: sa.config(t, "a")})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, ErrFacetMissing)
 	assert.ErrorIs(t, err, kernelops.ErrNotSupported)
@@ -151,7 +140,7 @@ func TestOffloadNeedsTheCapability(t *testing.T) {
 	assert.Contains(t, err.Error(), "child a-net: hw_offload = auto")
 
 	sa.extraChild = ""
-	p := newPeer(t, "a", sa.config(t, "a"), withBackend(func(b *nokernel.Backend) kernelops.Backend { return noOffload{b} }))
+	p := newPeer(t, "a", sa.config(t, "a"), withBackend(func(b *nokernel.Backend) kernelops.Backend { return lacking{b, kernelops.CapOffload, noOffloadNote} }))
 	sa.extraChild = "hw_offload = crypto"
 	err = p.e.Reload(t.Context(), sa.config(t, "a"))
 	assert.ErrorIs(t, err, ErrFacetMissing)

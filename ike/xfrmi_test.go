@@ -147,18 +147,7 @@ func TestAdoptDecision(t *testing.T) {
 	}
 }
 
-// noXfrmi is a named test double: the model without the xfrm interface
-// facet, as PF_KEY and VPP are.
-type noXfrmi struct{ *nokernel.Backend }
-
 const noXfrmiNote = "this test's dataplane makes no xfrm interfaces"
-
-func (b noXfrmi) Capabilities() kernelops.Capabilities {
-	c := b.Backend.Capabilities()
-	c.Caps &^= kernelops.CapXfrmInterfaces
-	c.Notes = map[kernelops.Cap]string{kernelops.CapXfrmInterfaces: noXfrmiNote}
-	return c
-}
 
 func TestXfrmInterfaceNeedsTheFacet(t *testing.T) {
 	noLeaks(t)
@@ -167,7 +156,7 @@ func TestXfrmInterfaceNeedsTheFacet(t *testing.T) {
 	b, err := nokernel.Open(t.Context(), kernelops.Options{})
 	require.NoError(t, err)
 	defer b.Close()
-	_, err = New(t.Context(), Options{Backend: noXfrmi{b}, Config: sa.config(t, "a")})
+	_, err = New(t.Context(), Options{Backend: lacking{b, kernelops.CapXfrmInterfaces, noXfrmiNote}, Config: sa.config(t, "a")})
 	require.ErrorIs(t, err, ErrFacetMissing)
 	assert.ErrorIs(t, err, kernelops.ErrNotSupported)
 	assert.Contains(t, err.Error(), noXfrmiNote)
