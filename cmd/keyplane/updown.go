@@ -39,8 +39,9 @@ const (
 // updownHooks implements ike.Hooks with the running configuration's
 // updown commands.
 type updownHooks struct {
-	config func() *config.Config
-	log    *slog.Logger
+	config  func() *config.Config
+	log     *slog.Logger
+	timeout time.Duration // 0: updownTimeout
 }
 
 func (h updownHooks) ChildUp(i ike.ChildHookInfo)   { h.run(true, i) }
@@ -69,7 +70,11 @@ func (h updownHooks) run(up bool, i ike.ChildHookInfo) {
 }
 
 func (h updownHooks) exec(command string, i ike.ChildHookInfo, env []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), updownTimeout)
+	limit := h.timeout
+	if limit == 0 {
+		limit = updownTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
 	cmd.Env = env
@@ -85,7 +90,7 @@ func (h updownHooks) exec(command string, i ike.ChildHookInfo, env []string) {
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (ended after %v)", err, updownTimeout)
+			err = fmt.Errorf("%w (ended after %v)", err, limit)
 		}
 		h.log.Warn("updown command failed", append(args, "command", command, "err", err)...)
 		return
@@ -170,15 +175,20 @@ func clean(s string) string {
 	}, s)
 }
 
-// capped keeps the first max bytes written to it.
+// capped keeps the first max bytes written to it. The buffer is a field,
+// not embedded: an embedded bytes.Buffer's ReadFrom would let io.Copy
+// (exec's output copier) bypass Write and the cap.
 type capped struct {
-	bytes.Buffer
+	buf bytes.Buffer
 	max int
 }
 
 func (c *capped) Write(p []byte) (int, error) {
-	if room := c.max - c.Len(); room > 0 {
-		c.Buffer.Write(p[:min(len(p), room)])
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
 }
+
+func (c *capped) Len() int       { return c.buf.Len() }
+func (c *capped) String() string { return c.buf.String() }

@@ -218,3 +218,42 @@ func nokernelPeer(t *testing.T, name, src, psk string) *ike.Engine {
 	t.Cleanup(func() { e.Close() })
 	return e
 }
+
+// The limits docs/config.md states: nothing runs for a rekey's down, a
+// command past its time is ended and logged, and only the first
+// updownOutput bytes of its output are kept.
+func TestUpdownLimits(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "ran")
+	var log syncBuffer
+	cfg := func(cmd string) func() *config.Config {
+		return func() *config.Config {
+			return &config.Config{Connections: []*config.Connection{{Name: "c", Children: []*config.Child{{Name: "n", Updown: cmd}}}}}
+		}
+	}
+	info := ike.ChildHookInfo{Child: "n", Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2"),
+		LocalSelectors:  []ike.Selector{{Prefixes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ToPort: 65535}},
+		RemoteSelectors: []ike.Selector{{Prefixes: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}, ToPort: 65535}}}
+	h := updownHooks{config: cfg("touch " + mark), log: slog.New(slog.NewTextHandler(&log, nil))}
+	rekeyed := info
+	rekeyed.Rekeyed = true
+	h.ChildDown(rekeyed)
+	_, err := os.Stat(mark)
+	assert.ErrorIs(t, err, os.ErrNotExist, "a rekey's down ran the command")
+	h.ChildDown(info)
+	_, err = os.Stat(mark)
+	assert.NoError(t, err, "a down did not run the command")
+
+	h = updownHooks{config: cfg("sleep 10"), log: slog.New(slog.NewTextHandler(&log, nil)), timeout: 200 * time.Millisecond}
+	start := time.Now()
+	h.ChildUp(info)
+	assert.Less(t, time.Since(start), 5*time.Second, "the command was not ended at its limit")
+	assert.Contains(t, log.String(), "ended after 200ms")
+
+	h = updownHooks{config: cfg("head -c 10000 /dev/zero | tr '\\0' x; exit 1"), log: slog.New(slog.NewTextHandler(&log, nil))}
+	h.ChildUp(info)
+	i := strings.LastIndex(log.String(), "output=")
+	require.GreaterOrEqual(t, i, 0)
+	out, _, _ := strings.Cut(log.String()[i+len("output="):], " ")
+	assert.Equal(t, strings.Repeat("x", updownOutput), out, "output kept")
+}
