@@ -506,21 +506,21 @@ func TestLinkDownLifetimes(t *testing.T) {
 			switch tc.name {
 			case "hard expire: delete held":
 				b.expectEmpty(t)
-				if got := ta.requests(mark, message.INFORMATIONAL, nil); got != 1 {
+				if got := distinctRequests(ta, mark, message.INFORMATIONAL); got != 1 {
 					t.Errorf("%d INFORMATIONAL requests after the link returned, want the held delete only", got)
 				}
 			case "hard expire: stale delete dropped":
 				if !strings.Contains(a.logText(), "dropping a request held for the peer") {
 					t.Errorf("the stale delete was not dropped")
 				}
-				if got := ta.requests(mark, message.INFORMATIONAL, nil); got != 1 {
+				if got := distinctRequests(ta, mark, message.INFORMATIONAL); got != 1 {
 					t.Errorf("%d INFORMATIONAL requests after the link returned, want one liveness check", got)
 				}
 				if sas, _ := b.counts(t); sas != 2 {
 					t.Errorf("b holds %d SAs; the dropped delete should not have reached it", sas)
 				}
 			default:
-				if got := ta.requests(mark, message.CREATE_CHILD_SA, nil); got != 1 {
+				if got := distinctRequests(ta, mark, message.CREATE_CHILD_SA); got != 1 {
 					t.Errorf("%d CREATE_CHILD_SA requests after the link returned, want the deferred rekey", got)
 				}
 				waitFor(t, "the rekeyed child on both sides", 3*time.Second, func() bool {

@@ -146,6 +146,20 @@ func firstSends(ms []sentMsg) []sentMsg {
 	return out
 }
 
+// distinctRequests counts the requests of exchange x sent after mark,
+// retransmissions not counted: on a loaded machine a fake clock can pass
+// the retransmission time before the peer's answer is read, and a
+// retransmission is the same request.
+func distinctRequests(b *tapBackend, mark int, x message.ExchangeType) int {
+	n := 0
+	for _, m := range firstSends(b.since(mark)) {
+		if m.exch == x {
+			n++
+		}
+	}
+	return n
+}
+
 // keepalives counts the NAT keepalives sent after mark.
 func (b *tapBackend) keepalives(mark int) int {
 	n := 0
