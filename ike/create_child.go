@@ -74,8 +74,10 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 		old.logger().Debug("link down: rekey deferred until the link returns")
 		return
 	}
+	// The new SAs take the IKE SA's addresses, which differ from old's
+	// after a MOBIKE move or NAT change the dataplane could not migrate.
 	nc := &childSA{e: sa.e, id: sa.e.newChildID(), cfg: old.cfg, ike: sa, state: childNegotiating, reqid: old.reqid, mode: old.mode,
-		localAddr: old.localAddr, remoteAddr: old.remoteAddr, localTS: old.localTS, remoteTS: old.remoteTS}
+		localAddr: sa.local.Addr(), remoteAddr: sa.remote.Addr(), localTS: old.localTS, remoteTS: old.remoteTS}
 	// The group the child has is the one the peer is known to take.
 	x := &childExchange{nc: nc, old: old, group: pfsGroup(old.cfg.ESPProposals, old.suite.DH)}
 	old.logger().Info("rekeying child", "pfs", x.group.String())

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/ikecrypto"
@@ -16,6 +17,10 @@ import (
 type polRef struct {
 	n    int
 	trap *kernelops.Policy
+	// tmpl is the installed policy's templates: a child that takes the
+	// policy over with other tunnel endpoints (a rekey after a MOBIKE
+	// move without Migrate) replaces it.
+	tmpl []kernelops.Template
 }
 
 // allocSPI reserves the child's inbound SPI in the dataplane.
@@ -166,6 +171,12 @@ func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
 	id := p.ID()
 	r := e.policies[id]
 	if r != nil && r.n > 0 {
+		if !slices.Equal(r.tmpl, p.Templates) {
+			if err := e.spd.ReplacePolicy(e.ctx, p); err != nil {
+				return err
+			}
+			r.tmpl = slices.Clone(p.Templates)
+		}
 		r.n++
 		return nil
 	}
@@ -182,7 +193,7 @@ func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
 		r = &polRef{}
 		e.policies[id] = r
 	}
-	r.n = 1
+	r.n, r.tmpl = 1, slices.Clone(p.Templates)
 	return nil
 }
 

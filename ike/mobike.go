@@ -23,7 +23,8 @@ import (
 // INFORMATIONAL with UPDATE_SA_ADDRESSES, NAT detection for the new
 // addresses and a COOKIE2 the answer must echo (§3.5, return
 // routability). On that answer the children's SAs and policies move
-// (Migrator; a dataplane without it rekeys them, as natmove.go does) with
+// (Migrator; a dataplane without it rekeys them, as natmove.go does: the
+// new SAs and the policies' templates take the IKE SA's addresses) with
 // UDP encapsulation as the answer's NAT detection says. With no other
 // address the SA is suspended as without MOBIKE, and moves as soon as an
 // address appears that routes to the peer, instead of waiting for its own.

@@ -35,14 +35,21 @@ type mobikePair struct {
 
 func newMobikePair(t *testing.T, eth1, bConn string) *mobikePair {
 	t.Helper()
+	return newMobikePairHiding(t, eth1, bConn, 0, 0)
+}
+
+// newMobikePairHiding is newMobikePair with the capabilities hideA and
+// hideB taken from a's and b's dataplanes.
+func newMobikePairHiding(t *testing.T, eth1, bConn string, hideA, hideB kernelops.Cap) *mobikePair {
+	t.Helper()
 	as, bs := pairSides(t)
 	as.addr, as.remoteAddr = "%any", mobResp.String()
 	bs.addr, bs.remoteAddr = mobResp.String(), "%any"
 	bs.extraConn = bConn
 	mp := &mobikePair{clk: clock.NewFake(epoch), as: as, bs: bs}
 	var tapA, tapB peerOpt
-	mp.ta, tapA = tap(mp.clk, 0)
-	mp.tb, tapB = tap(mp.clk, 0)
+	mp.ta, tapA = tap(mp.clk, hideA)
+	mp.tb, tapB = tap(mp.clk, hideB)
 	mp.a = newPeer(t, "a", as.config(t, "a"), withClock(mp.clk), tapA, withOptions(kernelops.Options{
 		Params: map[string]string{"interfaces": "eth1=" + eth1, "routes": "127.0.0.1/32 dev eth1"}}))
 	// The model routes addresses of lo via lo: without 127.0.0.1/8 there,
@@ -404,5 +411,70 @@ func TestMOBIKEEcho(t *testing.T) {
 				assert.NotNil(t, m.Notify(message.NAT_DETECTION_SOURCE_IP))
 			}
 		}))
+	}
+}
+
+// TestMOBIKEWithoutMigrate: a dataplane without CapMigrate (PF_KEY on
+// FreeBSD, the test double here) cannot move a child's SAs, so the
+// child is rekeyed after the move; the new SAs and the policies'
+// tunnel templates must be on the IKE SA's new addresses, on either end
+// or both lacking Migrate, and the old child gone.
+func TestMOBIKEWithoutMigrate(t *testing.T) {
+	noLeaks(t)
+	for _, tc := range []struct {
+		name         string
+		hideA, hideB kernelops.Cap
+	}{
+		{"initiator", kernelops.CapMigrate, 0},
+		{"responder", 0, kernelops.CapMigrate},
+		{"both", kernelops.CapMigrate, kernelops.CapMigrate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mp := newMobikePairHiding(t, "127.0.0.2/32+127.0.0.3/32", "", tc.hideA, tc.hideB)
+			beforeA := endpointsOf(t, mp.a)
+			require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+			waitState(t, mp.evA, "moved")
+			waitState(t, mp.evB, "moved")
+			waitFor(t, "one child, rekeyed, on each side", 5*time.Second, func() bool {
+				for _, p := range []*peer{mp.a, mp.b} {
+					sas := p.sas(t)
+					if len(sas) != 1 || len(sas[0].Children) != 1 || sas[0].Children[0].State != "installed" ||
+						sas[0].Children[0].SPIIn == beforeA.spiIn || sas[0].Children[0].SPIIn == beforeA.spiOut {
+						return false
+					}
+				}
+				return true
+			})
+			settle(t, mp.a, mp.b)
+			afterA, afterB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
+			assert.Equal(t, [2]string{mobNew.String(), mobResp.String()}, [2]string{afterA.childLocal, afterA.childRemote}, "a: child endpoints")
+			assert.Equal(t, [2]string{mobResp.String(), mobNew.String()}, [2]string{afterB.childLocal, afterB.childRemote}, "b: child endpoints")
+			assert.Equal(t, [2]string{beforeA.localTS, beforeA.remoteTS}, [2]string{afterA.localTS, afterA.remoteTS}, "selectors")
+			sasA, tmplA := dataplaneBetween(t, mp.a, mobNew, mobResp)
+			sasB, tmplB := dataplaneBetween(t, mp.b, mobResp, mobNew)
+			assert.Equal(t, [4]int{2, 3, 2, 3}, [4]int{sasA, tmplA, sasB, tmplB})
+			assert.Contains(t, mp.a.logText()+mp.b.logText(), "rekeying it so that new SAs take the new addresses")
+		})
+	}
+}
+
+// movedTemplates follows Migrate's change of a policy's tunnel
+// endpoints (both directions), and leaves transport templates alone.
+func TestMovedTemplates(t *testing.T) {
+	tmpl := func(src, dst netip.Addr) kernelops.Template {
+		return kernelops.Template{Proto: kernelops.ProtoESP, Mode: kernelops.ModeTunnel, Src: src, Dst: dst}
+	}
+	transport := kernelops.Template{Proto: kernelops.ProtoESP, Mode: kernelops.ModeTransport}
+	for _, tc := range []struct {
+		in, want kernelops.Template
+	}{
+		{tmpl(mobOld, mobResp), tmpl(mobNew, mobResp)},
+		{tmpl(mobResp, mobOld), tmpl(mobResp, mobNew)},
+		{transport, transport},
+	} {
+		in := []kernelops.Template{tc.in}
+		got := movedTemplates(in, mobOld, mobResp, mobNew, mobResp)
+		assert.Equal(t, []kernelops.Template{tc.want}, got)
+		assert.Equal(t, tc.in, in[0], "input changed")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -192,6 +193,12 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 		ch.sas[i] = id
 		e.bySA[idleKey(id)] = ch
 	}
+	// Migrate moved the policies' templates too.
+	for _, id := range ch.polRefs {
+		if ref := e.policies[id]; ref != nil {
+			ref.tmpl = movedTemplates(ref.tmpl, ch.localAddr, ch.remoteAddr, l, r)
+		}
+	}
 	watched := ch.watched
 	if watched {
 		delete(e.byIn, idleKey(ch.inID()))
@@ -201,4 +208,25 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 		e.byIn[idleKey(ch.inID())] = ch
 	}
 	return nil
+}
+
+// movedTemplates is ts with the tunnel endpoints oldL and oldR replaced
+// by l and r.
+func movedTemplates(ts []kernelops.Template, oldL, oldR, l, r netip.Addr) []kernelops.Template {
+	out := slices.Clone(ts)
+	swap := func(a netip.Addr) netip.Addr {
+		switch a {
+		case oldL:
+			return l
+		case oldR:
+			return r
+		}
+		return a
+	}
+	for i := range out {
+		if out[i].Src.IsValid() {
+			out[i].Src, out[i].Dst = swap(out[i].Src), swap(out[i].Dst)
+		}
+	}
+	return out
 }
