@@ -34,9 +34,15 @@ import (
 // from and to, and the answer leaves from there. An UPDATE older than the
 // latest one followed is answered but moves nothing (§3.5).
 //
-// Not implemented: NO_NATS_ALLOWED (never sent; received, it is ignored),
-// ADDITIONAL_IP*_ADDRESS lists (the responder has one address), and a
-// responder moving itself.
+// NO_NATS_ALLOWED (§3.9) is never sent: the RFC asks for it only when NAT
+// traversal is not enabled, and keyplane always does NAT-T (as charon
+// does). Received in an UPDATE_SA_ADDRESSES, it must name the addresses
+// the request arrived with; otherwise the answer is UNEXPECTED_NAT_DETECTED
+// and nothing moves. An UNEXPECTED_NAT_DETECTED (or any error) answering
+// our UPDATE leaves the children where they are.
+//
+// Not implemented: ADDITIONAL_IP*_ADDRESS lists (the responder has one
+// address), and a responder moving itself.
 
 // mobikeState is an IKE SA's MOBIKE standing.
 type mobikeState struct {
@@ -280,6 +286,17 @@ func (sa *ikeSA) mobikeUpdate(m *message.Message, s *sock, local, remote netip.A
 	if sa.mob.followed && !newerMsgID(m.MessageID, sa.mob.lastUpdate) {
 		sa.log.Info("MOBIKE: an UPDATE_SA_ADDRESSES older than the one followed; answering, not moving", "msgid", m.MessageID, "latest", sa.mob.lastUpdate)
 		sa.respond(m, ps, s, local, remote)
+		return true
+	}
+	if why := noNATsMismatch(m, local, remote); why != "" {
+		// §3.9: the peer allows no NAT on its path, and the addresses
+		// changed on the way (or its notify is malformed): refuse, move
+		// nothing.
+		sa.log.Warn("MOBIKE: UPDATE_SA_ADDRESSES with NO_NATS_ALLOWED that does not match the addresses it arrived with; answering UNEXPECTED_NAT_DETECTED, not moving",
+			"detail", why)
+		sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(),
+			Reason: message.UNEXPECTED_NAT_DETECTED.String()})
+		sa.respond(m, append(ps, &message.Notify{NotifyType: message.UNEXPECTED_NAT_DETECTED}), s, local, remote)
 		return true
 	}
 	sa.mob.lastUpdate, sa.mob.followed = m.MessageID, true

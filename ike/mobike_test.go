@@ -478,3 +478,136 @@ func TestMovedTemplates(t *testing.T) {
 		assert.Equal(t, tc.in, in[0], "input changed")
 	}
 }
+
+// TestMOBIKENoNATsAllowed: an UPDATE_SA_ADDRESSES with NO_NATS_ALLOWED
+// (RFC 4555 §3.9) is followed when the notify names the addresses the
+// request arrived with; otherwise (other addresses, malformed) it is
+// answered UNEXPECTED_NAT_DETECTED, with the COOKIE2 echoed, and the
+// responder stays where it was.
+func TestMOBIKENoNATsAllowed(t *testing.T) {
+	noLeaks(t)
+	other := netip.MustParseAddr("192.0.2.7")
+	for _, tc := range []struct {
+		name   string
+		data   func(local, remote netip.AddrPort) []byte
+		follow bool
+	}{
+		{"match", func(l, r netip.AddrPort) []byte { return noNATsData(l, r) }, true},
+		{"other source", func(l, r netip.AddrPort) []byte { return noNATsData(netip.AddrPortFrom(other, l.Port()), r) }, false},
+		{"other port", func(l, r netip.AddrPort) []byte { return noNATsData(netip.AddrPortFrom(l.Addr(), l.Port()+1), r) }, false},
+		{"other destination", func(l, r netip.AddrPort) []byte { return noNATsData(l, netip.AddrPortFrom(other, r.Port())) }, false},
+		{"malformed", func(l, r netip.AddrPort) []byte { return noNATsData(l, r)[:11] }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", "")
+			before := endpointsOf(t, mp.b)
+			cookie := bytes.Repeat([]byte{0x3c}, cookie2Len)
+			got := make(chan *message.Message, 1)
+			// a's UPDATE from its other address, by hand, with the notify.
+			require.NoError(t, mp.a.e.call(t.Context(), func() {
+				for _, sa := range mp.a.e.sas {
+					sa.local = netip.AddrPortFrom(mobNew, sa.local.Port())
+					ps := []message.Payload{&message.Notify{NotifyType: message.UPDATE_SA_ADDRESSES},
+						&message.Notify{NotifyType: message.NO_NATS_ALLOWED, Data: tc.data(sa.local, sa.remote)},
+						&message.Notify{NotifyType: message.COOKIE2, Data: cookie}}
+					sa.send(&request{exch: message.INFORMATIONAL, payloads: ps, onResponse: func(m *message.Message) { got <- m }})
+				}
+			}))
+			var m *message.Message
+			select {
+			case m = <-got:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no answer")
+			}
+			assert.NoError(t, checkCookie2(m, cookie))
+			settle(t, mp.a, mp.b)
+			after := endpointsOf(t, mp.b)
+			if tc.follow {
+				assert.Nil(t, m.Notify(message.UNEXPECTED_NAT_DETECTED))
+				assert.Equal(t, mobNew, after.ikeRemote.Addr())
+				assert.Equal(t, mobNew.String(), after.childRemote)
+				dataplaneBetween(t, mp.b, mobResp, mobNew)
+				return
+			}
+			assert.NotNil(t, m.Notify(message.UNEXPECTED_NAT_DETECTED), "no UNEXPECTED_NAT_DETECTED in %v", m)
+			assert.Equal(t, before.ikeRemote, after.ikeRemote, "b moved")
+			assert.Equal(t, mobOld.String(), after.childRemote, "b's child moved")
+			dataplaneBetween(t, mp.b, mobResp, mobOld)
+			ev := waitState(t, mp.evB, "mobike-refused")
+			assert.Equal(t, "UNEXPECTED_NAT_DETECTED", ev.Reason)
+			assert.Contains(t, mp.b.logText(), "does not match the addresses it arrived with")
+		})
+	}
+}
+
+// TestMOBIKEUnexpectedNAT: the peer answers our UPDATE_SA_ADDRESSES with
+// UNEXPECTED_NAT_DETECTED: the children stay where they were and the
+// refusal is logged and published. keyplane itself sends no
+// NO_NATS_ALLOWED (it always does NAT-T): the peer never sees one.
+func TestMOBIKEUnexpectedNAT(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", "")
+	require.NoError(t, mp.b.e.call(t.Context(), func() {
+		mp.b.e.rewriteResponse = func(req *message.Message, ps []message.Payload) []message.Payload {
+			if req.Notify(message.UPDATE_SA_ADDRESSES) == nil {
+				return ps
+			}
+			return append(ps, &message.Notify{NotifyType: message.UNEXPECTED_NAT_DETECTED})
+		}
+	}))
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	ev := waitState(t, mp.evA, "mobike-refused")
+	assert.Equal(t, "UNEXPECTED_NAT_DETECTED", ev.Reason)
+	after := endpointsOf(t, mp.a)
+	assert.Equal(t, [2]string{mobOld.String(), mobResp.String()}, [2]string{after.childLocal, after.childRemote}, "children moved on a refusal")
+	dataplaneBetween(t, mp.a, mobOld, mobResp)
+	assert.Contains(t, mp.a.logText(), "peer refuses our UPDATE_SA_ADDRESSES")
+	assert.Contains(t, mp.b.logText(), "N(UPDATE_SA_ADDRESSES)", "b's log lists the payloads it received")
+	assert.NotContains(t, mp.b.logText(), "NO_NATS_ALLOWED")
+}
+
+// NO_NATS_ALLOWED data round-trips for both families; other lengths are
+// refused with ErrNoNATsData.
+func TestNoNATsData(t *testing.T) {
+	for _, tc := range []struct{ src, dst string }{
+		{"192.0.2.1:4500", "198.51.100.2:4501"},
+		{"[2001:db8::1]:500", "[2001:db8::2]:65535"},
+		{"[::ffff:192.0.2.1]:4500", "192.0.2.2:4500"},
+	} {
+		src, dst := netip.MustParseAddrPort(tc.src), netip.MustParseAddrPort(tc.dst)
+		b := noNATsData(src, dst)
+		gs, gd, err := decodeNoNATs(b)
+		require.NoError(t, err)
+		assert.Equal(t, netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), gs)
+		assert.Equal(t, dst, gd)
+	}
+	// Mixed families: both in the IPv6 form.
+	mixed := noNATsData(netip.MustParseAddrPort("192.0.2.1:500"), netip.MustParseAddrPort("[2001:db8::2]:500"))
+	assert.Len(t, mixed, 36)
+	for _, n := range []int{0, 11, 13, 35, 37} {
+		_, _, err := decodeNoNATs(make([]byte, n))
+		assert.ErrorIs(t, err, ErrNoNATsData, "%d octets", n)
+	}
+}
+
+func FuzzNoNATs(f *testing.F) {
+	f.Add(noNATsData(netip.MustParseAddrPort("192.0.2.1:4500"), netip.MustParseAddrPort("192.0.2.2:4500")))
+	f.Add(noNATsData(netip.MustParseAddrPort("[2001:db8::1]:500"), netip.MustParseAddrPort("[2001:db8::2]:500")))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		src, dst, err := decodeNoNATs(b)
+		if err != nil {
+			return
+		}
+		// Encoding what was decoded gives valid data (the encoder may
+		// choose the IPv4 form for IPv4-mapped addresses), and is stable.
+		enc := noNATsData(src, dst)
+		s2, d2, err := decodeNoNATs(enc)
+		if err != nil {
+			t.Fatalf("%x decodes to %s %s, which encodes to invalid %x: %v", b, src, dst, enc, err)
+		}
+		if again := noNATsData(s2, d2); !bytes.Equal(again, enc) {
+			t.Fatalf("%x: encoding not stable: %x then %x", b, enc, again)
+		}
+	})
+}
