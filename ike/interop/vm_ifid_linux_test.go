@@ -1,12 +1,9 @@
 package interop
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keyplane/keyplane/internal/lab"
 )
 
 // TestVMRouteBased: keyplane's child with if_id_in = if_id_out = 42
@@ -16,20 +13,8 @@ import (
 // XFRM interface of id 42 (created by the test with ip link) it is
 // encrypted and ping passes both ways.
 func TestVMRouteBased(t *testing.T) {
-	lab.RequireVM(t, "kernel ESP and XFRM interfaces for keyplane's XFRM backend")
-	requireSwan(t)
-	ctx, cancel := context.WithTimeout(t.Context(), scale(40*time.Second))
-	defer cancel()
-	p, c, cfg := vmRig(t, suites[0], "if_id_in = 42", "if_id_out = 42")
-	k := startXfrmKeyplane(t, cfg)
-	if err := k.e.Initiate(ctx, "net"); err != nil {
-		diagnose(t, p)
-		t.Fatalf("initiate: %v", err)
-	}
-	k.waitChild(t, ctx)
-	if _, err := c.WaitIKE(ctx, "kp", "ESTABLISHED"); err != nil {
-		t.Fatal(err)
-	}
+	ctx, p, c, k := routeBasedRig(t, 40*time.Second, "if_id_in = 42", "if_id_out = 42")
+	kch := establish(t, ctx, p, c, k, "net", "kp")
 	states := p.A.Exec(t, "ip", "xfrm", "state")
 	if n := strings.Count(states, "if_id 0x2a"); n != 2 {
 		t.Errorf("ip xfrm state shows if_id 0x2a on %d SAs, want 2:\n%s", n, states)
@@ -49,13 +34,7 @@ func TestVMRouteBased(t *testing.T) {
 	before := xfrmBytes(t, p.A)
 	ping(t, p.A, innerK.String(), innerS.String(), 3)
 	ping(t, p.B, innerS.String(), innerK.String(), 3)
-	_, kch, _ := k.child(t)
-	after := xfrmBytes(t, p.A)
-	for _, spi := range []string{kch.SPIIn, kch.SPIOut} {
-		if b, a := before[spiKey(spi)], after[spiKey(spi)]; a[1] < b[1]+6 {
-			t.Errorf("SA %s: packets %d -> %d, want 6 more through the XFRM interface", spi, b[1], a[1])
-		}
-	}
+	packetsGrew(t, before, xfrmBytes(t, p.A), kch, 6, "through the XFRM interface")
 	terminate(t, ctx, c, k, false)
 	waitKernelsEmpty(t, p)
 }
