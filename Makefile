@@ -33,8 +33,11 @@ CROSS_OS ?= freebsd netbsd openbsd darwin
 # benchstat, pinned (the module proxy refuses @latest for golang.org/x/perf).
 BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260112171951-5abaabe9f1bd
 BENCH_COUNT ?= 8
+# Tunnel counts of bench-ike, comma-separated; the 100,000 run is
+# BENCH_IKE_SIZES=1000,10000,100000.
+BENCH_IKE_SIZES ?= 1000,10000
 
-.PHONY: bench bench-vm run test test-steps deps vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare fresh-check $(VMLAB)
+.PHONY: bench bench-ike bench-vm run test test-steps deps vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare fresh-check $(VMLAB)
 
 ## run: two keyplane daemons on loopback (nokernel dataplane, no root) build a tunnel
 run:
@@ -51,6 +54,14 @@ bench:
 	$(BENCHSTAT) -col '/suite@(x25519+PSK p256+ECDSA x25519+RSA-3072 x25519+ML-KEM-768)' out/bench-ike.txt
 	$(GO) test -run '^$$' -bench 'Tunnels' -count $(BENCH_COUNT) ./ike | tee out/bench-tunnels.txt
 	$(BENCHSTAT) -col '/poll@(off 200ms)' out/bench-tunnels.txt
+
+## bench-ike: keyplane's daemon against charon 5.9.8 as IKE responders, one load generator (ike/interop BenchmarkResponder; root, charon)
+# One op brings up every tunnel against a fresh responder; benchstat puts the
+# implementations side by side (charon's column against keyplane's).
+bench-ike: deps
+	@mkdir -p out
+	$(GO) test -run '^$$' -bench '^BenchmarkResponder$$' -benchtime 1x -count $(BENCH_COUNT) -timeout 120m ./ike/interop -args -resp.sizes=$(BENCH_IKE_SIZES) | tee out/bench-responder.txt
+	$(BENCHSTAT) -col '/impl@(keyplane charon)' out/bench-responder.txt
 
 ## bench-vm: the benchmarks that need ESP (10,000 SAs), in the VM lab
 bench-vm: lab-prepare

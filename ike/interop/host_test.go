@@ -16,7 +16,7 @@ import (
 
 // requireSwan: as root (make test) strongSwan must be there; otherwise
 // the test skips with the reason.
-func requireSwan(t *testing.T) {
+func requireSwan(t testing.TB) {
 	t.Helper()
 	err := swan.Available()
 	switch {
