@@ -36,6 +36,9 @@ BENCH_COUNT ?= 8
 # Tunnel counts of bench-ike, comma-separated; the 100,000 run is
 # BENCH_IKE_SIZES=1000,10000,100000.
 BENCH_IKE_SIZES ?= 1000,10000
+# bench-vm's responder run: software emulation makes each handshake slow.
+BENCH_VM_IKE_SIZES ?= 1000
+BENCH_VM_IKE_COUNT ?= 4
 
 .PHONY: bench bench-ike bench-vm run test test-steps deps vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare fresh-check $(VMLAB)
 
@@ -69,6 +72,11 @@ bench-vm: lab-prepare
 	$(VMLAB) test -race=false -testflags '-test.run=^$$ -test.bench=InstallSAs|UsageScan -test.benchmem -test.count=$(BENCH_COUNT)' ./backends/xfrm | tee out/bench-vm.txt
 	$(BENCHSTAT) -filter '.name:InstallSAs' -col '/impl@(netlink-handle ip-batch keyplane-batch)' out/bench-vm.txt
 	$(BENCHSTAT) -filter '.name:UsageScan' -col '/impl@(netlink-XfrmStateGet-per-sa keyplane-getsa-per-sa keyplane-bulk-dump)' out/bench-vm.txt
+	# The responders with kernel ESP: keyplane's daemon on XFRM against charon
+	# with kernel-netlink, each installing every child (BenchmarkResponder).
+	$(GO) build -o out/keyplane-bench ./cmd/keyplane
+	KEYPLANE_BENCH_DAEMON=$(CURDIR)/out/keyplane-bench $(VMLAB) test -race=false -timeout $(VM_TIMEOUT) -testflags '-test.run=^$$ -test.bench=^BenchmarkResponder$$ -test.benchtime=1x -test.count=$(BENCH_VM_IKE_COUNT) -resp.sizes=$(BENCH_VM_IKE_SIZES)' ./ike/interop | tee out/bench-vm-responder.txt
+	$(BENCHSTAT) -col '/impl@(keyplane charon)' out/bench-vm-responder.txt
 
 ## test: everything — packages, vet, host tests, cross-builds, then the VM lab
 # TEST_STEPS are make test's steps, run in this order and each timed, so a
