@@ -552,7 +552,7 @@ func BenchmarkResponder(b *testing.B) {
 
 // TestResponderBench: the benchmark's harness at a small size, as make
 // test runs it: 20 tunnels against each responder, each counted
-// established on both ends, and the measurements sane.
+// established on both ends and the responder process's /proc figures read.
 func TestResponderBench(t *testing.T) {
 	requireSwan(t)
 	if lab.InVM() {
