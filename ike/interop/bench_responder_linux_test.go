@@ -404,6 +404,7 @@ func startGenerator(tb testing.TB, ns *lab.NS, cfg *config.Config) (*ike.Engine,
 	tb.Helper()
 	nk, err := nokernel.Open(tb.Context(), kernelops.Options{})
 	require.NoError(tb, err)
+	tb.Cleanup(func() { nk.Close() })
 	lb := &logBuf{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	e, err := ike.New(tb.Context(), ike.Options{Backend: &inNS{Backend: nk, ns: ns}, Config: cfg, Logger: log})
@@ -513,6 +514,9 @@ var respImpls = []string{"keyplane", "charon"}
 // work is in the responder's system time (make bench-vm).
 func BenchmarkResponder(b *testing.B) {
 	requireSwan(b)
+	if *respInflight < 1 {
+		b.Fatalf("-resp.inflight %d: at least 1", *respInflight)
+	}
 	for f := range strings.SplitSeq(*respSizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
