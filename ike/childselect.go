@@ -25,6 +25,9 @@ type childOffer struct {
 	// false for the child of IKE_AUTH.
 	create bool
 	ke     message.DHGroup // the KE payload's group; 0: none sent
+	// remoteDyn: the peer's virtual IPs leased from a pool (pools.go),
+	// which its dynamic selectors stand for instead of its address.
+	remoteDyn []netip.Addr
 }
 
 // childChoice is the child configuration that takes the offer.
@@ -56,6 +59,9 @@ func selectChild(children []*config.Child, o childOffer, localAddr, remoteAddr n
 	var propWhy, tsWhy string
 	for _, c := range children {
 		ourL, ourR := configRanges(c.LocalTS, localAddr), configRanges(c.RemoteTS, remoteAddr)
+		if o.remoteDyn != nil {
+			ourR = dynRanges(c.RemoteTS, o.remoteDyn)
+		}
 		if keep != nil {
 			ourL, ourR = keep[0], keep[1]
 		}

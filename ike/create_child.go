@@ -50,7 +50,7 @@ func (sa *ikeSA) createChild(ch *childSA) {
 	}
 	ch.ike = sa
 	ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
-	ch.localTS = configRanges(ch.cfg.LocalTS, ch.localAddr)
+	ch.localTS = sa.localRanges(ch.cfg, ch.localAddr) // vips.go
 	ch.remoteTS = configRanges(ch.cfg.RemoteTS, ch.remoteAddr)
 	if a := ch.acquire; a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
 		ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort)}, ch.localTS...)

@@ -100,6 +100,7 @@ type Engine struct {
 	traps      map[string][]kernelops.PolicyID // child name -> trap policies
 	trapXfrmis map[string]string               // child name -> xfrm interface its traps hold
 	xfrmis     map[string]*xfrmiRef            // xfrm interfaces held (xfrmi.go)
+	pools      map[string]*addrPool            // virtual IP pools by name (pools.go)
 	adm        admission                       // half-open limits, COOKIEs, pre-authentication log, datagram intake
 	reloaded   *ReloadResult                   // what the apply in progress closed (reload.go)
 	kernelSub  kernelops.Subscription
@@ -255,6 +256,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	e.reconfigured(old, cfg)
+	e.applyPools(cfg)
 	if old != nil {
 		for _, oc := range old.Connections {
 			nc := cfg.Connection(oc.Name)

@@ -31,6 +31,7 @@ func (sa *ikeSA) sendAuth() {
 	// INITIAL_CONTACT (unique.go) after IDi.
 	ps = append(ps[:1:1], append(sa.initialContact(), ps[1:]...)...)
 	ps = append(ps, sa.mobikeAnnounce()...)
+	ps = append(ps, sa.vipRequest()...) // vips.go
 	if ch := sa.first; ch != nil {
 		ch.initiator = true
 		ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
@@ -39,7 +40,7 @@ func (sa *ikeSA) sendAuth() {
 			sa.destroy("cannot start the first child: " + err.Error())
 			return
 		}
-		ch.localTS = configRanges(ch.cfg.LocalTS, ch.localAddr)
+		ch.localTS = sa.localRanges(ch.cfg, ch.localAddr)
 		ch.remoteTS = configRanges(ch.cfg.RemoteTS, ch.remoteAddr)
 		if a := ch.acquire; a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
 			// RFC 7296 §2.9: the packet that triggered the acquire first.
@@ -86,6 +87,14 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idText(idr))
 	sa.mobikeAnswered(m)
+	if err := sa.takeVIPs(m); err != nil { // vips.go
+		if ch := sa.first; ch != nil {
+			sa.first = nil
+			ch.fail(err)
+		}
+		sa.startDelete(err.Error())
+		return
+	}
 	sa.armLiveness()
 	sa.armIKERekey()
 	if ch := sa.first; ch != nil {
@@ -307,10 +316,19 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		fail(err.Error())
 		return
 	}
+	cp, err := sa.assignVIPs(m, conn, idText(idi)) // pools.go
+	if err != nil {
+		sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.INTERNAL_ADDRESS_FAILURE}}, s, local, remote)
+		sa.destroyErr(ourNotify(message.INTERNAL_ADDRESS_FAILURE, "%v", err))
+		return
+	}
 	mine, err := sa.ourAuth(conn, idPayload(conn.LocalID, true), nil)
 	if err != nil {
 		fail(err.Error())
 		return
+	}
+	if cp != nil {
+		mine = append(mine, cp)
 	}
 	sa.halfOpenTimer.Stop()
 	sa.estAt = sa.e.clk.Now()
@@ -349,7 +367,7 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 	}
 	create := m.Exchange == message.CREATE_CHILD_SA
 	o := childOffer{proposals: sap.Proposals, sap: sap, tsi: rangesOf(tsi), tsr: rangesOf(tsr),
-		transport: m.Notify(message.USE_TRANSPORT_MODE) != nil, create: create}
+		transport: m.Notify(message.USE_TRANSPORT_MODE) != nil, create: create, remoteDyn: sa.leasedAddrs()}
 	if ke != nil {
 		o.ke = ke.Group
 	}

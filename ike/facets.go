@@ -22,6 +22,7 @@ func (e *Engine) checkFacets(cfg *config.Config) error {
 			errs = append(errs, fmt.Errorf("selectors catch IKE or IPv6 neighbour discovery (holes %+v): %w: %w", h, ErrFacetMissing, err))
 		}
 	}
+	errs = append(errs, e.checkVIPFacets(cfg)...) // vips.go
 	for _, c := range cfg.Connections {
 		for _, ch := range c.Children {
 			if ch.IfIDIn != 0 || ch.IfIDOut != 0 {

@@ -15,8 +15,7 @@ import (
 // each with the decision that says why. A facet leaves this table the
 // day the engine uses it (the test fails until it does).
 var facetsPending = map[string]string{
-	"Batcher":     "the scale issue: many children installed at once in batches",
-	"AddrManager": "issue 16, not done yet: virtual IPs (configuration payload; the codec is in ike/message) installed by reference count",
+	"Batcher": "the scale issue: many children installed at once in batches",
 }
 
 // TestFacetsUsed: every facet of kernelops.Facets is either named by the

@@ -141,6 +141,8 @@ type ikeSA struct {
 	rec recoveryState
 	// ho: counted as half-open (halfopen.go).
 	ho halfOpenEntry
+	// vips: virtual IPs installed or leased (vips.go, pools.go).
+	vips vipState
 }
 
 // stateText is the state, and whether it is a replacement not settled
@@ -246,6 +248,7 @@ func (sa *ikeSA) destroyErr(why error) {
 		sa.endIKERekey(rk, nil)
 	}
 	sa.e.removeSA(sa)
+	sa.releaseVIPs()
 	if sa.keys != nil {
 		sa.keys.Zero()
 	}

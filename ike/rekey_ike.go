@@ -409,6 +409,7 @@ func (sa *ikeSA) handOver(nsa *ikeSA, how string) {
 		}
 	}
 	sa.children, sa.byOut = nil, nil
+	nsa.vips, sa.vips = sa.vips, vipState{} // the virtual IPs stay with the SA's successor
 	sa.rec.replacedBy = nsa
 	sa.stopLiveness()
 	sa.rekeyTimer.Stop()

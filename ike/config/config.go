@@ -35,6 +35,8 @@ type Config struct {
 	Backend     Backend
 	Connections []*Connection
 	HA          *HA // nil: no ha section
+	// Pools are the virtual IP pools (pools.go) connections lease from.
+	Pools []*Pool
 	// Warnings are what the file may mean but probably should not (a
 	// short pre-shared key): the daemon logs them at load and reload.
 	Warnings []*Error
@@ -231,6 +233,15 @@ type Connection struct {
 	// its children when its address goes away, and the responder follows
 	// the peer's UPDATE_SA_ADDRESSES. Default yes (DefaultConnection).
 	MOBIKE bool
+	// VIPs are the virtual IPs asked of the peer in IKE_AUTH (swanctl's
+	// vips; 0.0.0.0 or :: for any of the family): the peer's answer is
+	// added to the interface towards it and stands for the children's
+	// dynamic local selectors (vips.go in ike).
+	VIPs []netip.Addr
+	// Pools are the pools (by name) whose addresses a peer asking for a
+	// virtual IP gets (swanctl's pools); the lease stands for the
+	// children's dynamic remote selectors.
+	Pools []string
 	// Unique is the uniqueness policy for IKE SAs with the same
 	// identities (swanctl's unique).
 	Unique   UniquePolicy
@@ -563,7 +574,10 @@ func (b *builder) known(s *section, keys []string, subs []string) {
 func (b *builder) build(root *section) *Config {
 	cfg := Defaults()
 	cfg.File = b.file
-	b.known(root, nil, []string{"daemon", "backend", "secrets", "connections", "ha"})
+	b.known(root, nil, []string{"daemon", "backend", "secrets", "connections", "ha", "pools"})
+	if s := root.sub("pools"); s != nil {
+		cfg.Pools = b.poolsSection(s)
+	}
 	if s := root.sub("ha"); s != nil {
 		cfg.HA = b.haSection(s)
 	}
@@ -808,7 +822,7 @@ func (b *builder) addrs(kv setting, field string) []netip.Addr {
 
 var connKeys = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "local_port_nat",
 	"remote_port_nat", "proposals", "psk_file", "psk_env", "encap", "dpd_delay", "rekey_time", "rand_time", "version", "log_level",
-	"fragmentation", "reauth_time", "over_time", "keyingtries", "unique", "mobike"}
+	"fragmentation", "reauth_time", "over_time", "keyingtries", "unique", "mobike", "vips", "pools"}
 
 // DefaultIKERekeyTime is an IKE SA's rekey_time when none is set:
 // strongSwan's default, so both ends of a default pair agree.
@@ -884,6 +898,10 @@ func (b *builder) connection(s *section) *Connection {
 			}
 		case "mobike":
 			c.MOBIKE = b.bool(kv, kv.key)
+		case "vips":
+			c.VIPs = b.vipsSetting(kv)
+		case "pools":
+			c.Pools = splitList(kv.value)
 		case "reauth_time":
 			c.ReauthTime = b.duration(kv, kv.key, false)
 		case "over_time":

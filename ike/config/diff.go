@@ -91,6 +91,7 @@ func Compare(old, nc *Config) Diff {
 		{"backend.params", fmt.Sprint(old.Backend.Params) == fmt.Sprint(nc.Backend.Params)},
 		{"backend.cleanup", old.Backend.Cleanup == nc.Backend.Cleanup},
 		{"ha", sameHA(old.HA, nc.HA)},
+		{"pools", samePools(old.Pools, nc.Pools)},
 	} {
 		if !s.same {
 			d.Settings = append(d.Settings, s.name)
@@ -116,7 +117,8 @@ func sameConnection(a, b *Connection) bool {
 		bytes.Equal(a.PSK, b.PSK) && fmt.Sprint(a.Proposals) == fmt.Sprint(b.Proposals) &&
 		a.Encap == b.Encap && a.DPDDelay == b.DPDDelay && a.RekeyTime == b.RekeyTime && a.RandTime == b.RandTime &&
 		a.ReauthTime == b.ReauthTime && a.OverTime == b.OverTime && a.KeyingTries == b.KeyingTries && a.Unique == b.Unique &&
-		level(a) == level(b) && samePubkey(a, b) && a.Fragmentation == b.Fragmentation && a.MOBIKE == b.MOBIKE
+		level(a) == level(b) && samePubkey(a, b) && a.Fragmentation == b.Fragmentation && a.MOBIKE == b.MOBIKE &&
+		slices.Equal(a.VIPs, b.VIPs) && slices.Equal(a.Pools, b.Pools)
 }
 
 // samePubkey compares the public key settings by content: a reload that

@@ -37,8 +37,6 @@ type Skipped struct {
 // Why a swanctl setting has no keyplane counterpart (yet); settings not
 // listed get a generic reason.
 var swanWhy = map[string]string{
-	"pools":            "virtual IP pools are not implemented",
-	"vips":             "virtual IPs are not implemented",
 	"send_cert":        "keyplane sends its certificate and intermediates whenever it authenticates with pubkey",
 	"send_certreq":     "keyplane sends CERTREQ whenever the peer must authenticate with pubkey",
 	"certs":            swanCertsWhy,
@@ -119,7 +117,7 @@ func ImportSwanctl(file string, src []byte) (*Import, error) {
 	secrets := root.sub("secrets")
 	for _, s := range root.sections {
 		switch s.name {
-		case "connections", "secrets":
+		case "connections", "secrets", "pools":
 		default:
 			im.skip(s.line, s.name, "no keyplane counterpart")
 		}
@@ -133,6 +131,9 @@ func ImportSwanctl(file string, src []byte) (*Import, error) {
 			im.connection(&b, c, secrets)
 		}
 		b.WriteString("}\n")
+	}
+	if ps := root.sub("pools"); ps != nil {
+		im.pools(&b, ps)
 	}
 	if secrets != nil {
 		for _, s := range secrets.sections {
@@ -156,6 +157,32 @@ func ImportSwanctl(file string, src []byte) (*Import, error) {
 	return im, nil
 }
 
+// pools copies the pools section: each pool's addrs and dns.
+func (im *Import) pools(b *strings.Builder, s *section) {
+	b.WriteString("pools {\n")
+	for _, kv := range s.settings {
+		im.skip(kv.line, "pools."+kv.key, "pools holds sections")
+	}
+	for _, p := range s.sections {
+		fmt.Fprintf(b, "    %s {\n", p.name)
+		for _, kv := range p.settings {
+			switch kv.key {
+			case "addrs", "dns":
+				fmt.Fprintf(b, "        %s = %s\n", kv.key, quote(kv.value))
+			default:
+				why := "only addrs and dns of a pool are implemented"
+				im.skip(kv.line, "pools."+p.name+"."+kv.key, why)
+				fmt.Fprintf(b, "        # not converted: %s = %s (%s)\n", kv.key, oneLine(kv.value), why)
+			}
+		}
+		for _, sub := range p.sections {
+			im.skip(sub.line, "pools."+p.name+"."+sub.name, "no keyplane counterpart")
+		}
+		b.WriteString("    }\n")
+	}
+	b.WriteString("}\n")
+}
+
 func (im *Import) skip(line int, setting, why string) {
 	im.Skipped = append(im.Skipped, Skipped{Line: line, Setting: setting, Why: why})
 }
@@ -163,7 +190,7 @@ func (im *Import) skip(line int, setting, why string) {
 // Settings copied as they are (checked by the final Parse).
 var (
 	swanConnKeep = []string{"local_addrs", "remote_addrs", "local_port", "remote_port", "encap", "dpd_delay", "rekey_time", "rand_time",
-		"fragmentation", "reauth_time", "over_time", "keyingtries", "mobike"}
+		"fragmentation", "reauth_time", "over_time", "keyingtries", "mobike", "vips", "pools"}
 	swanChildKeep = []string{"local_ts", "remote_ts", "rekey_time", "life_time", "rekey_bytes", "life_bytes",
 		"rekey_packets", "life_packets", "rand_time", "rand_bytes", "rand_packets", "replay_window", "reqid", "hw_offload", "if_id_in", "if_id_out", "mark_in", "mark_out",
 		"updown"}

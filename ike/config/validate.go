@@ -194,6 +194,7 @@ func (c *Config) validate(add func(line int, conn, child, field, msg string)) {
 		}
 	}
 	c.validateXfrmInterfaces(add)
+	c.validatePools(add)
 }
 
 func (c *Connection) validate(add func(line int, conn, child, field, msg string)) {
