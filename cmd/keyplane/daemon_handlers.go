@@ -28,6 +28,7 @@ func (d *daemon) handle(srv *control.Server, b kernelops.Backend) {
 		}
 		return data(connsOf(cfg, active))
 	})
+	d.handlePools(srv) // cmd_pools.go
 	srv.Handle("stats", func(ctx context.Context, req control.Request) (control.Response, error) {
 		st, err := d.metrics.Snapshot(ctx)
 		if err != nil {
