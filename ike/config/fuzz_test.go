@@ -9,6 +9,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("connections {\n c {\n  psk_env = SITE_PSK\n  local_addrs = ::1\n  children {\n   x {\n    local_ts = ::/0[tcp/22]\n   }\n  }\n }\n}\n"))
 	f.Add([]byte("daemon { control = \"/a b\" # x\n}\n"))
 	f.Add([]byte("a = \"\\\"\n"))
+	f.Add([]byte("pools {\n p {\n  addrs = 10.3.0.5/24\n  dns = 10.3.0.53, fd00::53\n }\n q {\n  addrs = fd00::1-fd00::9\n }\n}\nconnections {\n c {\n  psk_env = SITE_PSK\n  vips = 0.0.0.0, ::\n  pools = p, q\n  children {\n   x {\n    local_ts = dynamic\n   }\n  }\n }\n}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		cfg, err := Parse("fuzz.conf", src, testOpts())
 		if err != nil {
@@ -33,6 +34,7 @@ func FuzzImportSwanctl(f *testing.F) {
 	f.Add([]byte("connections {\n c : base {\n  local_addrs = 192.0.2.1, 192.0.2.2\n  local-1 {\n   auth = psk\n   id = a\n  }\n  children {\n   x {\n    updown = /bin/true\n   }\n  }\n }\n}\nsecrets {\n ike-1 {\n  secret = s\n }\n}\ninclude x/*.conf\n"))
 	f.Add([]byte(good))
 	f.Add([]byte("connections {\n c {\n  proposals = default, aes128-sha256-x25519\n }\n}\n"))
+	f.Add([]byte("connections {\n c {\n  vips = 0.0.0.0\n  pools = p\n  children {\n   x {\n   }\n  }\n }\n}\npools {\n p {\n  addrs = 10.3.0.0/24\n  dns = 10.3.0.53\n  netmask = x\n  sub {\n  }\n }\n}\n"))
 	f.Add([]byte("connections {\n c {\n  local {\n   id = \"a\\nb\"\n  }\n  mobike = \"x\\ny\"\n  proposals = \"p\\nq\"\n }\n}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		im, err := ImportSwanctl("fuzz.conf", src)
