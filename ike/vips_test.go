@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyplane/keyplane/backends/nokernel"
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/message"
 	"github.com/keyplane/keyplane/kernelops"
+	"github.com/keyplane/keyplane/kernelops/clock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -196,6 +198,9 @@ func TestVirtualIPPool(t *testing.T) {
 	require.NoError(t, a.e.Terminate(ctx, "c1"))
 	waitFor(t, "b's SA of c1 gone", 5*time.Second, func() bool { return strings.Contains(poolLeases(t, b), "online=1") })
 	assert.Equal(t, []string{"lo:10.3.0.2/32"}, loAddrs(t, a))
+	waitFor(t, "the model's address event", 5*time.Second, func() bool {
+		return strings.Contains(a.logs.String(), `msg="address removed" peer=a addr=10.3.0.1`)
+	})
 	assert.Equal(t, "p size=2 online=1 offline=1 c1.example.org=10.3.0.1(offline) c2.example.org=10.3.0.2;", poolLeases(t, b))
 
 	// The same identity gets its address back.
@@ -302,4 +307,63 @@ func TestAddrPoolAcquire(t *testing.T) {
 	}
 	assert.Len(t, p.byAddr, 2, "the table is bounded by the pool's size")
 	assert.False(t, errors.Is(nil, ErrPoolExhausted))
+}
+
+// through sends one packet from src (a's side) to dst through a's and
+// b's models: protected by a's policy and SA, delivered by b's.
+func through(t *testing.T, a, b *peer, src, dst string) string {
+	t.Helper()
+	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
+	out, err := a.b.Inject(t.Context(), nokernel.Packet{Src: s, Dst: d, Proto: 17, Len: 100})
+	require.NoError(t, err)
+	if out.Verdict != nokernel.Protected || len(out.SAs) == 0 {
+		return "out: " + out.Verdict.String() + " " + out.Reason
+	}
+	in, err := b.b.Inject(t.Context(), nokernel.Packet{Dir: kernelops.DirIn, SA: out.SAs[0], Src: s, Dst: d, Proto: 17, Len: 100})
+	require.NoError(t, err)
+	return "in: " + in.Verdict.String()
+}
+
+// The vip carries traffic in the models (the client's policy matches
+// packets from it, the server's delivers them); a second child,
+// negotiated by CREATE_CHILD_SA, takes it as its local selector too; a
+// reauthentication (make before break) gets the same address back for
+// the same identity and the address never leaves the interface meanwhile.
+func TestVirtualIPChildrenAndReauth(t *testing.T) {
+	noLeaks(t)
+	clk := clock.NewFake(epoch)
+	cc, sc := vipPair(t, "p {\naddrs = 10.3.0.0/30\n}", "0.0.0.0", "c1")
+	cc = withSecondChild(t, cc, "c1-net2", "dynamic", "10.5.0.0/16")
+	sc = withSecondChild(t, sc, "b-net2", "10.5.0.0/16", "dynamic")
+	c := cc.Connections[0]
+	c.ReauthTime, c.RekeyTime, c.RandTime, c.OverTime = time.Hour, 0, 0, 10*time.Minute
+	for _, ch := range append(c.Children, sc.Connections[0].Children...) {
+		ch.Lifetime.Soft.AddTime, ch.Lifetime.Hard.AddTime, ch.RandTime = 10*time.Hour, 11*time.Hour, 0
+	}
+	require.NoError(t, cc.Validate())
+	require.NoError(t, sc.Validate())
+	a := newPeer(t, "a", cc, withClock(clk))
+	b := newPeer(t, "b", sc, withClock(clk))
+	establish(t, a, b, "c1-net")
+	ctx := ctxT(t, 10*time.Second)
+	require.NoError(t, a.e.Initiate(ctx, "c1-net2"))
+	assert.Equal(t, []string{"10.3.0.1/32 === 10.5.0.0/16"}, childTS(t, a, "c1-net2"))
+	assert.Equal(t, []string{"10.5.0.0/16 === 10.3.0.1/32"}, childTS(t, b, "b-net2"))
+	assert.Equal(t, "in: delivered", through(t, a, b, "10.3.0.1", "10.2.0.9"))
+	assert.Equal(t, "in: delivered", through(t, a, b, "10.3.0.1", "10.5.0.9"))
+	assert.True(t, strings.HasPrefix(through(t, a, b, "127.0.0.1", "10.2.0.9"), "out: passed"), "the IKE address is not the selector: sent in the clear")
+
+	before := a.sas(t)
+	require.Len(t, before, 1)
+	step(t, clk, time.Hour, time.Minute, a, b)
+	waitFor(t, "the reauthenticated IKE SA with both children", 5*time.Second, func() bool {
+		s := a.sas(t)
+		return len(s) == 1 && s[0].ID != before[0].ID && len(s[0].Children) == 2 && len(b.sas(t)) == 1
+	})
+	assert.Equal(t, []string{"lo:10.3.0.1/32"}, loAddrs(t, a))
+	assert.Equal(t, []string{"10.3.0.1/32 === 10.5.0.0/16"}, childTS(t, a, "c1-net2"))
+	assert.Equal(t, "p size=2 online=1 offline=0 c1.example.org=10.3.0.1;", poolLeases(t, b))
+	assert.Contains(t, a.logs.String(), "virtual IP released", "the old IKE SA let go of its reference")
+	assert.NotContains(t, a.logs.String(), `msg="address removed" peer=a addr=10.3.0.1`, "the address stayed all along")
+	assert.Equal(t, "in: delivered", through(t, a, b, "10.3.0.1", "10.2.0.9"))
 }
