@@ -45,6 +45,9 @@ type ChildHookInfo struct {
 	Reason string
 	// Rekeyed: it went down because a rekey replaced it (ChildDown).
 	Rekeyed bool
+	// VIPs are our virtual IPs on the IKE SA (vips), PeerVIPs those
+	// leased to the peer from a pool.
+	VIPs, PeerVIPs []netip.Addr
 }
 
 // Selector is one negotiated traffic selector as a hook sees it: its
@@ -126,6 +129,7 @@ func (e *Engine) childHook(ch *childSA, from, to childState, reason string) {
 		if id := sa.rec.peerID; id != nil {
 			info.RemoteID = idText(id)
 		}
+		info.VIPs, info.PeerVIPs = sa.vips.addrs, sa.leasedAddrs()
 	}
 	if ch.encap != nil {
 		info.UDPEncapPort = ch.encap.DstPort

@@ -259,10 +259,23 @@ func TestVirtualIPNoAddress(t *testing.T) {
 func TestVirtualIPOneFamily(t *testing.T) {
 	noLeaks(t)
 	cc, sc := vipPair(t, "p {\naddrs = 10.3.0.7/32\n}", "0.0.0.0, ::", "c1")
-	a := newPeer(t, "a", cc)
-	b := newPeer(t, "b", sc)
+	ha, hb := &hookLog{}, &hookLog{}
+	a := newPeer(t, "a", cc, withEngineOptions(func(o *Options) { o.Hooks = ha }))
+	b := newPeer(t, "b", sc, withEngineOptions(func(o *Options) { o.Hooks = hb }))
 	ctx := ctxT(t, 10*time.Second)
 	require.NoError(t, a.e.Initiate(ctx, "c1-net"))
+	vip := []netip.Addr{netip.MustParseAddr("10.3.0.7")}
+	waitFor(t, "the hooks' up calls", 5*time.Second, func() bool {
+		ca, _ := ha.get()
+		cb, _ := hb.get()
+		return len(ca) == 1 && len(cb) == 1
+	})
+	_, ia := ha.get()
+	_, ib := hb.get()
+	assert.Equal(t, vip, ia[0].VIPs, "the client's hook sees its vip")
+	assert.Empty(t, ia[0].PeerVIPs)
+	assert.Equal(t, vip, ib[0].PeerVIPs, "the server's hook sees the lease")
+	assert.Empty(t, ib[0].VIPs)
 	assert.Equal(t, []string{"lo:10.3.0.7/32"}, loAddrs(t, a))
 	assert.Contains(t, a.logs.String(), "the peer assigned no virtual IP of a family asked for")
 	assert.Contains(t, b.logs.String(), "no pool of connection b (p) holds IPv6 addresses")

@@ -152,7 +152,29 @@ func updownEnv(up bool, i ike.ChildHookInfo, ls ike.Selector, lp netip.Prefix, r
 	if i.UDPEncapPort != 0 {
 		env = append(env, "PLUTO_UDP_ENC="+strconv.Itoa(int(i.UDPEncapPort)))
 	}
+	env = append(env, sourceIPs("PLUTO_MY_SOURCEIP", i.VIPs)...)
+	env = append(env, sourceIPs("PLUTO_PEER_SOURCEIP", i.PeerVIPs)...)
 	return env
+}
+
+// sourceIPs are the virtual IPs as strongSwan's updown names them: the
+// first as NAME, each as NAME4_n or NAME6_n (n from 1 per family).
+func sourceIPs(name string, vips []netip.Addr) []string {
+	if len(vips) == 0 {
+		return nil
+	}
+	out := []string{name + "=" + vips[0].String()}
+	n4, n6 := 0, 0
+	for _, v := range vips {
+		if v.Is4() {
+			n4++
+			out = append(out, name+"4_"+strconv.Itoa(n4)+"="+v.String())
+		} else {
+			n6++
+			out = append(out, name+"6_"+strconv.Itoa(n6)+"="+v.String())
+		}
+	}
+	return out
 }
 
 // onePort is a selector's port if it names one, else 0 (as strongSwan).

@@ -75,6 +75,19 @@ func TestUpdownEnv(t *testing.T) {
 	env := updownEnvs(false, v6)[0]
 	assert.Equal(t, "down-client-v6", get(env, "PLUTO_VERB"))
 	assert.Equal(t, "(unset)", get(env, "PLUTO_UDP_ENC"))
+	assert.Equal(t, "(unset)", get(env, "PLUTO_MY_SOURCEIP"))
+	assert.Equal(t, "(unset)", get(env, "PLUTO_PEER_SOURCEIP"))
+
+	// Virtual IPs: ours (vips) and the peer's (a pool lease).
+	vi := info
+	vi.VIPs = []netip.Addr{netip.MustParseAddr("10.3.0.1"), netip.MustParseAddr("fd00::1")}
+	vi.PeerVIPs = []netip.Addr{netip.MustParseAddr("10.4.0.9")}
+	env = updownEnvs(true, vi)[0]
+	assert.Equal(t, "10.3.0.1", get(env, "PLUTO_MY_SOURCEIP"))
+	assert.Equal(t, "10.3.0.1", get(env, "PLUTO_MY_SOURCEIP4_1"))
+	assert.Equal(t, "fd00::1", get(env, "PLUTO_MY_SOURCEIP6_1"))
+	assert.Equal(t, "10.4.0.9", get(env, "PLUTO_PEER_SOURCEIP"))
+	assert.Equal(t, "10.4.0.9", get(env, "PLUTO_PEER_SOURCEIP4_1"))
 }
 
 const updownRespConf = `daemon {
