@@ -225,6 +225,22 @@ func (c *Config) validatePools(add func(line int, conn, child, field, msg string
 			}
 			fams[v.Is4()] = true
 		}
+		if len(conn.VIPs) == 0 {
+			continue
+		}
+		for _, ch := range conn.Children {
+			if ch == nil || !slices.ContainsFunc(ch.LocalTS, func(t TS) bool { return t.Dynamic }) {
+				continue
+			}
+			for _, x := range []struct {
+				field string
+				trap  bool
+			}{{"start_action", ch.StartAction == StartTrap}, {"dpd_action", ch.DPDAction == DPDTrap}, {"close_action", ch.CloseAction == CloseTrap}} {
+				if x.trap {
+					add(ch.Line, conn.Name, ch.Name, x.field, "trap with vips and a dynamic local_ts: the virtual IP the trap policies would need is not known before the IKE SA (use start or restart, or a local_ts of the pool's prefix)")
+				}
+			}
+		}
 	}
 }
 

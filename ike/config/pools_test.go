@@ -65,6 +65,7 @@ func TestPoolsSettings(t *testing.T) {
 		{pools, "  pools = vpn, nope\n", "pools", `no pool named "nope" (defined: vpn, v6)`},
 		{"", "  vips = 0.0.0.0, 10.1.1.1\n", "vips", "one virtual IP per address family"},
 		{"", "  vips = any\n", "vips", "want IPv4 or IPv6 addresses"},
+		{"", "  vips = 0.0.0.0\n  children {\n   t1 {\n    start_action = trap\n   }\n  }\n", "start_action", "trap with vips and a dynamic local_ts"},
 		{"pools {\n p {\n  addrs = 10.3.0.0/33\n }\n}\n", "", "pools.p.addrs", "want a prefix"},
 		{"pools {\n p {\n  dns = 10.3.0.53\n }\n}\n", "", "pools.p.addrs", "missing"},
 		{"pools {\n p {\n  addrs = 10.3.0.0/24\n  dns = ns1\n }\n}\n", "", "pools.p.dns", "want IPv4 or IPv6 addresses"},
