@@ -183,9 +183,11 @@ func (c *Config) validatePools(add func(line int, conn, child, field, msg string
 		}
 		seen[p.Name] = true
 		if !p.First.IsValid() || !p.Last.IsValid() || p.First.Is4() != p.Last.Is4() || p.Last.Less(p.First) {
-			if p.Addrs == "" {
-				add(p.Line, "", "", field+".addrs", "missing: want a prefix (10.3.0.0/24) or a range (10.3.0.1-10.3.0.100)")
+			what := "missing"
+			if p.Addrs != "" {
+				what = fmt.Sprintf("%q leaves First and Last unset or reversed", p.Addrs)
 			}
+			add(p.Line, "", "", field+".addrs", what+": want a prefix (10.3.0.0/24) or a range (10.3.0.1-10.3.0.100)")
 			continue
 		}
 		for _, q := range c.Pools[:i] {

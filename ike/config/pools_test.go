@@ -83,6 +83,16 @@ func TestPoolsSettings(t *testing.T) {
 	}
 }
 
+// A Config built in Go with a pool whose bounds are unset is refused.
+func TestPoolsValidateGo(t *testing.T) {
+	cfg, err := Parse("kp.conf", []byte(poolConf("pools {\n p {\n  addrs = 10.3.0.0/24\n }\n}\n", "  pools = p\n")), testOpts())
+	require.NoError(t, err)
+	cfg.Pools[0].Last = netip.Addr{}
+	err = cfg.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `pools.p.addrs: "10.3.0.0/24" leaves First and Last unset or reversed`)
+}
+
 // A reload sees changed pools and a connection's changed vips or pools.
 func TestPoolsCompare(t *testing.T) {
 	parse := func(pools, conn string) *Config {
