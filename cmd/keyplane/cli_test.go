@@ -247,7 +247,7 @@ func TestConfigImport(t *testing.T) {
 	for _, want := range []string{"name = xfrm", "site-b {", "remote_addrs = 198.51.100.7, 198.51.100.8", "version = 2",
 		"proposals = aes256-sha256-modp2048\n", "fragmentation = accept", "psk_file = site-b.psk", "id = gw-a.example.org", "start_action = trap",
 		"esp_proposals = aes128gcm16\n", "dpd_action = restart\n", "\n                updown = /usr/local/libexec/ipsec/_updown iptables\n",
-		"mobike = no\n", "# not converted: auth = pubkey"} {
+		"mobike = no\n", "# not converted: auth = pubkey", "pools {\n    p {\n        addrs = 10.9.0.0/24\n    }\n}\n"} {
 		assert.Contains(t, out, want)
 	}
 	assert.NotContains(t, errs, "dpd_action", "swanctl's dpd_action is keyplane's")
@@ -255,7 +255,7 @@ func TestConfigImport(t *testing.T) {
 	assert.NotContains(t, errs, "not copied")
 	for _, want := range []string{"converted 2 connections, 2 children", "road : base: templates are not followed",
 		"connections.site-b.proposals: default: strongSwan's default proposals differ",
-		"esp_proposals: aes256-sha256-foo", "include conf.d/*.conf: includes are not followed", "pools: no keyplane counterpart",
+		"esp_proposals: aes256-sha256-foo", "include conf.d/*.conf: includes are not followed",
 		"secrets.eap-x: only IKE pre-shared keys", "connections.road.remote_addrs: keyplane takes IP addresses",
 		"connection site-b: write its pre-shared key to site-b.psk", "its key is the secret of secrets.ike-b",
 		"connections.road.local-cert.auth: certificates are not converted"} {
