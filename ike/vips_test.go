@@ -380,3 +380,19 @@ func TestVirtualIPChildrenAndReauth(t *testing.T) {
 	assert.NotContains(t, a.logs.String(), `msg="address removed" peer=a addr=10.3.0.1`, "the address stayed all along")
 	assert.Equal(t, "in: delivered", through(t, a, b, "10.3.0.1", "10.2.0.9"))
 }
+
+const noAddrNote = "this test's dataplane cannot add addresses"
+
+// vips on a dataplane that cannot add addresses: refused at load,
+// quoting the backend's note.
+func TestVirtualIPNeedsAddrManager(t *testing.T) {
+	noLeaks(t)
+	cc, _ := vipPair(t, "p {\naddrs = 10.3.0.0/30\n}", "0.0.0.0", "c1")
+	b, err := nokernel.Open(t.Context(), kernelops.Options{})
+	require.NoError(t, err)
+	defer b.Close()
+	_, err = New(t.Context(), Options{Backend: lacking{b, kernelops.CapAddrManage, noAddrNote}, Config: cc})
+	require.ErrorIs(t, err, ErrFacetMissing)
+	assert.Contains(t, err.Error(), "connection c1: vips = [0.0.0.0]")
+	assert.Contains(t, err.Error(), noAddrNote)
+}
