@@ -277,3 +277,16 @@ func (e *Elector) Close() error {
 	}
 	return err
 }
+
+// LeaseID is the lease of the current session (0: none open).
+func (e *Elector) LeaseID() clientv3.LeaseID {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sess == nil {
+		return 0
+	}
+	return e.sess.Lease()
+}
+
+// TTL is the lease's configured time to live.
+func (e *Elector) TTL() time.Duration { return time.Duration(e.ttl) * time.Second }

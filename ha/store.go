@@ -213,3 +213,10 @@ func (s *Store) write(ctx context.Context, key string, sealed []byte) error {
 	s.writes.Add(1)
 	return nil
 }
+
+// Pending counts the records queued and not yet written.
+func (s *Store) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}

@@ -138,3 +138,13 @@ func Open(ctx context.Context, name string, opts Options) (Backend, error) {
 
 // frontEnd marks *Handle, and every type embedding one, as checked.
 func (h *Handle) frontEnd() *Handle { return h }
+
+// HandleOf returns the *Handle a backend from Open is or embeds (nil for
+// any other Backend): wrappers such as ha.Fenced take it to pass every
+// facet they do not check through.
+func HandleOf(b Backend) *Handle {
+	if f, ok := b.(interface{ frontEnd() *Handle }); ok {
+		return f.frontEnd()
+	}
+	return nil
+}

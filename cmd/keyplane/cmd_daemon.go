@@ -59,10 +59,6 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := daemonRuns(cfg); err != nil {
-		cfg.Wipe()
-		return err
-	}
 	d := &daemon{file: *file, cfg: cfg, started: cfg, override: override, notify: sdnotify.FromEnv()}
 	defer func() { d.cfg.Wipe() }()
 	d.level.Set(d.logLevel(cfg))
@@ -78,6 +74,9 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("open backend %s: %w", cfg.Backend.Name, err)
 	}
 	defer b.Close()
+	if err := haUsable(cfg, b); err != nil {
+		return err
+	}
 	if cfg.Backend.Cleanup == config.CleanupOwned {
 		// What an earlier run left (a crash, a kill -9) goes before
 		// anything is installed, so nothing stale stays in the kernel.
@@ -85,8 +84,21 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	eng, err := ike.New(ctx, ike.Options{Backend: b, Config: cfg, Logger: log, Hooks: updownHooks{config: d.config, log: log}})
+	d.b = b
+	engBackend, engCfg := kernelops.Backend(b), cfg
+	if cfg.HA != nil {
+		// A standby's engine runs without connections behind the fence
+		// until this node wins the election (ha_daemon.go).
+		if d.ha, err = startHA(ctx, cfg, b, log); err != nil {
+			return err
+		}
+		engBackend, engCfg = d.ha.fenced, standbyConfig(cfg)
+	}
+	eng, err := ike.New(ctx, ike.Options{Backend: engBackend, Config: engCfg, Logger: log, Hooks: updownHooks{config: d.config, log: log}})
 	if err != nil {
+		if d.ha != nil {
+			d.ha.close()
+		}
 		return err
 	}
 	d.eng = eng
@@ -96,6 +108,7 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	go d.metrics.Run(dctx, eng, b)
 	srv := &control.Server{Engine: eng, Reload: d.reload, Config: d.config, Describe: eventText, Log: log, Logs: logSource{logStream}}
 	d.handle(srv, b)
+	d.handleHA(srv)
 	for _, h := range daemonHooks {
 		h(b, eng, srv)
 	}
@@ -126,10 +139,22 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 		log.Warn("cannot notify systemd", "err", err)
 	}
 	go d.watchdog(dctx)
+	var lost <-chan struct{}
+	haDone := make(chan struct{})
+	if d.ha != nil {
+		d.haMetrics()
+		lost = d.ha.lost
+		go func() { defer close(haDone); d.ha.run(dctx, d) }()
+	} else {
+		close(haDone)
+	}
+	var exitErr error
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
+		case <-lost:
+			done, exitErr = true, ErrLeadershipLost
 		case <-hup:
 			log.Info("SIGHUP: reloading")
 			_, _ = d.reload(ctx)
@@ -145,6 +170,14 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	}
 	cancel()
 	d.waitInitiations(sctx)
+	if d.ha != nil {
+		// A stop hands over: no peer is told (the next active resumes
+		// the IKE SAs), the lease goes last.
+		<-haDone
+		d.stopHA(sctx)
+		log.Info("keyplane daemon stopped", "ha-role", roleStopping)
+		return exitErr
+	}
 	err = eng.Shutdown(sctx)
 	if cfg.Backend.Cleanup == config.CleanupOwned {
 		// The engine removed what it knew of; this catches the rest
@@ -223,18 +256,4 @@ func logWarnings(log *slog.Logger, cfg *config.Config) {
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration: " + w.Error())
 	}
-}
-
-// ErrHANotRun refuses a configuration with an ha { } section: package ha
-// and the engine's state export and restore are a library so far, and a
-// daemon that read the section and ran alone would look like a cluster
-// member it is not.
-var ErrHANotRun = errors.New("ha { }: the daemon does not run high availability yet (package ha is a library for programs that embed the engine); remove the section")
-
-// daemonRuns refuses what the daemon reads but does not act on.
-func daemonRuns(cfg *config.Config) error {
-	if cfg.HA != nil {
-		return ErrHANotRun
-	}
-	return nil
 }

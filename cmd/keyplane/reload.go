@@ -14,6 +14,7 @@ import (
 	"github.com/keyplane/keyplane/internal/logging"
 	"github.com/keyplane/keyplane/internal/metrics"
 	"github.com/keyplane/keyplane/internal/sdnotify"
+	"github.com/keyplane/keyplane/kernelops"
 )
 
 // daemon is the state a reload changes: the running configuration and
@@ -30,6 +31,8 @@ type daemon struct {
 	level    slog.LevelVar
 	logs     *logging.Handler
 	eng      *ike.Engine
+	b        kernelops.Backend
+	ha       *haNode // nil: no ha { }
 	log      *slog.Logger
 	metrics  *metrics.Metrics
 	notify   *sdnotify.Notifier
@@ -98,13 +101,17 @@ func (d *daemon) apply(ctx context.Context) (*control.ReloadReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := daemonRuns(nc); err != nil {
+	if err := haUsable(nc, d.b); err != nil {
 		nc.Wipe()
 		return nil, fmt.Errorf("%w: %w", control.ErrRefused, err)
 	}
 	// Against what runs: the started configuration for restart-only
 	// settings (a refused change never became the running one).
 	startDiff := config.Compare(d.started, nc)
+	if slices.Contains(startDiff.Settings, "ha") {
+		nc.Wipe()
+		return nil, fmt.Errorf("%w: %w", control.ErrRefused, ErrHAReload)
+	}
 	for _, s := range restartOnly {
 		if s.refuse && slices.Contains(startDiff.Settings, s.setting) {
 			nc.Wipe()
@@ -112,8 +119,16 @@ func (d *daemon) apply(ctx context.Context) (*control.ReloadReport, error) {
 				control.ErrRefused, s.setting, backendChange(d.started, nc))
 		}
 	}
-	res, err := d.eng.Reconfigure(ctx, nc)
-	if err != nil {
+	// A standby's engine runs no connections: it gets the new ones at
+	// the takeover.
+	standby := d.ha != nil && !d.ha.active()
+	var res ike.ReloadResult
+	if !standby {
+		if res, err = d.eng.Reconfigure(ctx, nc); err != nil {
+			nc.Wipe()
+			return nil, err
+		}
+	} else if err := nc.Validate(); err != nil {
 		nc.Wipe()
 		return nil, err
 	}
@@ -134,7 +149,9 @@ func (d *daemon) apply(ctx context.Context) (*control.ReloadReport, error) {
 		r.Warnings = append(r.Warnings, w.Error())
 	}
 	logWarnings(d.log, nc)
-	r.Started = d.startAdded(d.cfg, nc, diff)
+	if !standby {
+		r.Started = d.startAdded(d.cfg, nc, diff)
+	}
 	// The engine moved every SA still in use to nc, or closed it: no SA
 	// needs the old configuration's keys any more (ike.Reconfigure).
 	d.cfg.Wipe()

@@ -6,9 +6,12 @@ package etcdtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -31,26 +34,50 @@ type Server struct {
 	clientPort int
 	peerPort   int
 
+	tls *TLSFiles // nil: plain http
+
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  *lockedBuffer
 }
 
+// TLSFiles are PEM files for a server that speaks TLS to its clients
+// and requires their certificates (signed by CA).
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
 // Endpoint is the client URL.
 func (s *Server) Endpoint() string {
-	return "http://127.0.0.1:" + strconv.Itoa(s.clientPort)
+	scheme := "http"
+	if s.tls != nil {
+		scheme = "https"
+	}
+	return scheme + "://127.0.0.1:" + strconv.Itoa(s.clientPort)
 }
 
 // Start runs etcd until the test ends. A test skips, saying why, when the
 // binary is missing (`make deps` installs it, so `make test` never skips).
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, nil)
+}
+
+// StartTLS runs etcd with TLS on its client port and client
+// certificate authentication (--client-cert-auth) until the test ends.
+func StartTLS(t testing.TB, f TLSFiles) *Server {
+	t.Helper()
+	return start(t, &f)
+}
+
+func start(t testing.TB, f *TLSFiles) *Server {
+	t.Helper()
 	bin, err := exec.LookPath(Binary)
 	if err != nil {
 		t.Skipf("etcdtest: no %s binary (Debian package etcd-server; `make deps` installs it): %v", Binary, err)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), tls: f}
 	var lastErr error
 	for range 3 { // a free port can be taken between finding and binding it
 		s.clientPort, s.peerPort = freePort(t), freePort(t)
@@ -69,16 +96,20 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	peer := "http://127.0.0.1:" + strconv.Itoa(s.peerPort)
-	cmd := exec.Command(s.bin,
-		"--name", "keyplane-test",
+	args := []string{"--name", "keyplane-test",
 		"--data-dir", s.dir,
 		"--listen-client-urls", s.Endpoint(),
 		"--advertise-client-urls", s.Endpoint(),
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "keyplane-test="+peer,
+		"--initial-cluster", "keyplane-test=" + peer,
 		"--log-level", "warn",
-	)
+	}
+	if s.tls != nil {
+		args = append(args, "--cert-file", s.tls.Cert, "--key-file", s.tls.Key,
+			"--trusted-ca-file", s.tls.CA, "--client-cert-auth")
+	}
+	cmd := exec.Command(s.bin, args...)
 	s.log = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := childproc.Start(cmd); err != nil {
@@ -87,7 +118,7 @@ func (s *Server) start() error {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	s.cmd, s.done = cmd, done
-	if err := waitHealthy(s.Endpoint(), done, 20*time.Second); err != nil {
+	if err := waitHealthy(s.Endpoint(), s.tls, done, 20*time.Second); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
 		s.cmd = nil
@@ -118,14 +149,40 @@ func (s *Server) Restart() {
 	}
 }
 
+// ClientTLS is a client configuration that trusts f.CA and presents
+// f.Cert (the tests use one certificate for the server and its clients).
+func ClientTLS(f TLSFiles) (*tls.Config, error) {
+	ca, err := os.ReadFile(f.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("etcdtest: no certificate in %s", f.CA)
+	}
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
 // Client returns a client of the server, closed when the test ends.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   []string{s.Endpoint()},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(), // the tests say what failed; the client's retries are noise
-	})
+	}
+	if s.tls != nil {
+		tc, err := ClientTLS(*s.tls)
+		if err != nil {
+			t.Fatalf("etcdtest: %v", err)
+		}
+		cfg.TLS = tc
+	}
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		t.Fatalf("etcdtest: client: %v", err)
 	}
@@ -133,9 +190,16 @@ func (s *Server) Client(t testing.TB) *clientv3.Client {
 	return c
 }
 
-func waitHealthy(endpoint string, exited <-chan struct{}, limit time.Duration) error {
+func waitHealthy(endpoint string, f *TLSFiles, exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	hc := &http.Client{Timeout: time.Second}
+	if f != nil {
+		tc, err := ClientTLS(*f)
+		if err != nil {
+			return err
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: tc}
+	}
 	for {
 		select {
 		case <-exited:
