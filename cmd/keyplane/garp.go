@@ -31,9 +31,10 @@ func (e *AnnounceError) Unwrap() error { return e.Err }
 // address, so that neighbours (the peer's next hop) update their caches
 // at once instead of when their entries go stale. Failure is logged, not
 // fatal: the VIP still works once the caches expire. It returns what it
-// did, for ha status.
-func announceVIP(ifname string, addr netip.Addr, log *slog.Logger) string {
-	if err := sendAnnouncement(ifname, addr); err != nil {
+// did, for ha status. netns is the backend's namespace parameter (where
+// the VIP was added; "": this process's).
+func announceVIP(netns, ifname string, addr netip.Addr, log *slog.Logger) string {
+	if err := sendAnnouncementIn(netns, ifname, addr); err != nil {
 		log.Warn("ha: vip not announced", "err", err)
 		return "not sent: " + err.Error()
 	}

@@ -5,9 +5,32 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
+	"strings"
+
+	"github.com/keyplane/keyplane/internal/netnsexec"
 
 	"golang.org/x/sys/unix"
 )
+
+// sendAnnouncementIn sends the announcement from network namespace netns
+// (a path, or a name under /run/netns as the xfrm backend's netns
+// parameter takes it; "": this process's own).
+func sendAnnouncementIn(netns, ifname string, addr netip.Addr) error {
+	if netns == "" {
+		return sendAnnouncement(ifname, addr)
+	}
+	path := netns
+	if !strings.ContainsRune(netns, '/') {
+		path = filepath.Join("/run/netns", netns)
+	}
+	ns, err := netnsexec.Open(path)
+	if err != nil {
+		return &AnnounceError{Interface: ifname, Addr: addr, Err: err}
+	}
+	defer ns.Close()
+	return ns.Do(func() error { return sendAnnouncement(ifname, addr) })
+}
 
 // sendAnnouncement sends one gratuitous ARP request (IPv4: sender and
 // target address both addr, to the broadcast address) or one unsolicited

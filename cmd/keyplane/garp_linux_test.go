@@ -116,6 +116,15 @@ func TestAnnounceVIP(t *testing.T) {
 		assert.Equal(t, vip.AsSlice(), na[8:24], "target")
 		assert.True(t, bytes.Equal([]byte{2, 1}, na[24:26]) && bytes.Equal(mac, na[26:32]), "target link-layer address option: %x", na[24:])
 	})
+	t.Run("in the backend's namespace", func(t *testing.T) {
+		// As the daemon does with backend { params { netns } }: from
+		// this process's namespace, the frame leaves in A's.
+		vip := netip.MustParseAddr("10.77.0.11")
+		f := frameWhere(t, fd, func() error { return sendAnnouncementIn(tp.A, tp.IfA, vip) }, func(f []byte) bool {
+			return len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == unix.ETH_P_ARP && bytes.Equal(f[14+14:14+18], vip.AsSlice())
+		})
+		assert.Equal(t, mac, net.HardwareAddr(f[6:12]))
+	})
 	t.Run("no such interface", func(t *testing.T) {
 		err := sendAnnouncement("kp-none0", netip.MustParseAddr("192.0.2.10"))
 		var ae *AnnounceError

@@ -221,7 +221,7 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 		n.mu.Lock()
 		n.vipHeld = true
 		n.mu.Unlock()
-		tk.GARP = announceVIP(n.cfg.Interface, n.cfg.VIP.Addr(), n.log)
+		tk.GARP = announceVIP(d.cfg.Backend.Params["netns"], n.cfg.Interface, n.cfg.VIP.Addr(), n.log)
 	}
 	if _, err := d.eng.Reconfigure(ctx, d.cfg); err != nil {
 		return fmt.Errorf("ha: starting the connections: %w", err)
