@@ -25,10 +25,13 @@ object. A daemon without ha { } answers that it runs no HA.`})
 
 // haStatus is what `keyplane ha status` shows.
 type haStatus struct {
-	Node   string    `json:"node"`
-	Role   string    `json:"role"`
-	Since  time.Time `json:"since"`
-	Leader string    `json:"leader"` // "" when etcd names none or cannot be asked
+	Node string `json:"node"`
+	Role string `json:"role"`
+	// Leading: this node holds the lease as far as it knows (an active
+	// node whose lease was lost, etcd down, is active and not leading).
+	Leading bool      `json:"leading"`
+	Since   time.Time `json:"since"`
+	Leader  string    `json:"leader"` // "" when etcd names none or cannot be asked
 	// LeaderErr says why Leader is empty.
 	LeaderErr string `json:"leader_error,omitempty"`
 	Lease     string `json:"lease"` // hex id, "" without a session
@@ -60,7 +63,7 @@ type haStatus struct {
 func (n *haNode) status(ctx context.Context) haStatus {
 	n.mu.Lock()
 	st := haStatus{Node: n.cfg.Node, Role: n.role, Since: n.since, LeaseTTL: n.cfg.LeaseTTL.String(), VIPHeld: n.vipHeld,
-		Takeover: n.takeover, LeaseRemaining: -1}
+		Takeover: n.takeover, LeaseRemaining: -1, Leading: n.el.Leading()}
 	mirror, store, ctr, sink := n.mirror, n.store, n.ctr, n.sink
 	n.mu.Unlock()
 	if n.cfg.VIP.IsValid() {

@@ -23,7 +23,8 @@ import (
 // configuration, writes its own state from then on and restores what the
 // mirror holds. Losing the leadership ends the daemon (its SAs removed
 // from the dataplane, the VIP dropped, no peer told): restarted, it comes
-// back as standby.
+// back as standby. A lease lost while etcd names no other leader (etcd
+// down) keeps the tunnels: the node campaigns again.
 
 // Where the daemon's records and election live in etcd.
 const (
@@ -193,18 +194,61 @@ func (n *haNode) run(ctx context.Context, d *daemon) {
 		close(n.lost)
 		return
 	}
-	select {
-	case <-ctx.Done():
-		return
-	case <-n.el.Lost():
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.el.Lost():
+		}
+		// The lease is gone as this client sees it: etcd may be down
+		// (then no one can be elected, and the tunnels stay up; new
+		// dataplane installs are fenced) or another node may lead.
+		n.log.Warn("ha: lease lost; keeping the tunnels, dataplane writes fenced, until etcd names a leader")
+		if n.regain(ctx) {
+			n.log.Info("ha: leading again")
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		break
 	}
-	n.log.Error("ha: the lease is lost: another node may lead")
+	n.log.Error("ha: another node leads")
 	n.mu.Lock()
 	if n.role == roleActive {
 		n.role = roleStopping
 	}
 	n.mu.Unlock()
 	close(n.lost)
+}
+
+// regain campaigns again after the lease was lost; true once this node
+// leads again, false as soon as etcd names another node (or ctx ends).
+func (n *haNode) regain(ctx context.Context) bool {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	won := make(chan error, 1)
+	go func() { won <- n.el.Campaign(cctx) }()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-won:
+			return err == nil
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		qctx, qcancel := context.WithTimeout(ctx, time.Second)
+		l, err := n.el.Leader(qctx)
+		qcancel()
+		// Our own name: our old election key, not expired yet.
+		if err == nil && l != n.cfg.Node {
+			cancel()
+			<-won
+			return false
+		}
+	}
 }
 
 // takeOver makes this daemon the active node: VIP, configuration,

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -185,7 +186,14 @@ func oneIKESA(t *testing.T, e *ike.Engine) ike.IKESAInfo {
 // the peer's liveness checks are answered, it makes no new IKE SA, and a
 // child rekey succeeds. The killed node, restarted, joins as standby; a
 // SIGTERM of the active hands over to it the same way.
-func TestDaemonHAFailover(t *testing.T) {
+// haPair writes the two gateways' files next to a TLS etcd.
+type haPair struct {
+	srv                        *etcdtest.Server
+	p                          []uint16
+	aConf, aSock, bConf, bSock string
+}
+
+func newHAPair(t *testing.T) *haPair {
 	srv, tlsf := etcdWithTLS(t)
 	dir := t.TempDir()
 	key := filepath.Join(dir, "cluster.key")
@@ -203,8 +211,15 @@ func TestDaemonHAFailover(t *testing.T) {
 		require.NoError(t, os.WriteFile(file, []byte(haGatewayConf(sock, node, srv.Endpoint(), tlsf, key, psk, p)), 0o644))
 		return file, sock
 	}
-	aConf, aSock := conf("a")
-	bConf, bSock := conf("b")
+	hp := &haPair{srv: srv, p: p}
+	hp.aConf, hp.aSock = conf("a")
+	hp.bConf, hp.bSock = conf("b")
+	return hp
+}
+
+func TestDaemonHAFailover(t *testing.T) {
+	hp := newHAPair(t)
+	p, aConf, aSock, bConf, bSock := hp.p, hp.aConf, hp.aSock, hp.bConf, hp.bSock
 
 	a := startProcDaemonConf(t, aConf, aSock)
 	st := waitRole(t, a, roleActive, 10*time.Second)
@@ -299,4 +314,78 @@ func TestDaemonHAFailover(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &js))
 	assert.Equal(t, "active", js.Role)
 	require.NoError(t, a.stop(t))
+}
+
+// TestDaemonHAEtcdDown: etcd stopped for longer than the lease TTL. The
+// active node keeps its tunnel (the peer's liveness checks answered, its
+// IKE SA the same) and the standby does not take over while etcd is
+// down. Once etcd is back exactly one node leads; if it is the standby,
+// the old active has exited with the leadership lost.
+func TestDaemonHAEtcdDown(t *testing.T) {
+	hp := newHAPair(t)
+	a := startProcDaemonConf(t, hp.aConf, hp.aSock)
+	waitRole(t, a, roleActive, 10*time.Second)
+	b := startProcDaemonConf(t, hp.bConf, hp.bSock)
+	waitRole(t, b, roleStandby, 5*time.Second)
+	c := haPeer(t, hp.p)
+	require.NoError(t, c.Initiate(etcdtest.Ctx(t), "net"))
+	before := oneIKESA(t, c)
+
+	hp.srv.Stop()
+	time.Sleep(2*time.Second + 3*time.Second) // the TTL, and then some
+	stA, err := haStatusOf(t, a)
+	require.NoError(t, err)
+	assert.Equal(t, roleActive, stA.Role, "the active node keeps running")
+	assert.False(t, stA.Leading, "its lease is lost as far as it knows")
+	assert.True(t, stA.VIPHeld)
+	stB, err := haStatusOf(t, b)
+	require.NoError(t, err)
+	assert.Equal(t, roleStandby, stB.Role, "the standby took over with etcd down")
+	mid := oneIKESA(t, c)
+	assert.Equal(t, ike.IKEEstablished, mid.State)
+	assert.Equal(t, before.SPIi, mid.SPIi)
+
+	hp.srv.Restart()
+	// Either node may win the next election: both campaigned while etcd
+	// was down. The other steps down (the old active, once etcd names
+	// another leader) or gives up a takeover it cannot complete (here:
+	// the old active still holds the IKE port) and exits.
+	active := func(d *procDaemon) bool {
+		select {
+		case <-d.done:
+			return false
+		default:
+		}
+		st, err := haStatusOf(t, d)
+		return err == nil && st.Role == roleActive && st.Leading
+	}
+	quiet := func(d *procDaemon) bool {
+		select {
+		case <-d.done:
+			return d.err != nil && strings.Contains(d.stderr.String(), "leadership lost")
+		default:
+		}
+		st, err := haStatusOf(t, d)
+		return err == nil && st.Role == roleStandby
+	}
+	var leader string
+	assert.Eventually(t, func() bool {
+		switch {
+		case active(a) && quiet(b):
+			leader = "a"
+		case active(b) && quiet(a):
+			leader = "b"
+		}
+		return leader != ""
+	}, 30*time.Second, 50*time.Millisecond, "no single leader after etcd came back")
+	if t.Failed() {
+		stA, errA := haStatusOf(t, a)
+		stB, errB := haStatusOf(t, b)
+		t.Logf("a: %+v %v\n%s\nb: %+v %v\n%s", stA, errA, tailText(a.stderr.String(), 30), stB, errB, tailText(b.stderr.String(), 30))
+	}
+	t.Logf("after etcd came back, %s leads", leader)
+	time.Sleep(time.Second)
+	after := oneIKESA(t, c)
+	assert.Equal(t, ike.IKEEstablished, after.State)
+	assert.Equal(t, before.SPIi, after.SPIi, "the peer made a new IKE SA")
 }
