@@ -147,6 +147,10 @@ func startHA(ctx context.Context, cfg *config.Config, b kernelops.Backend, log *
 		return nil, fmt.Errorf("ha: etcd at %v: %w", h.Endpoints, err)
 	}
 	n.fenced = ha.NewFenced(hh, n.el)
+	// A standby holds no VIP: one left by this node's killed
+	// predecessor (kill -9 leaves the address) goes now.
+	n.vipHeld = h.VIP.IsValid()
+	n.dropVIP(sctx)
 	n.mirror, err = ha.NewMirror(sctx, cli, haStatePrefix, seal, ha.DefaultLimits, n.log)
 	if err != nil {
 		n.el.Close()
@@ -318,7 +322,10 @@ func (n *haNode) dropVIP(ctx context.Context) {
 	if err == nil {
 		err = am.RemoveAddress(ctx, n.cfg.Interface, n.cfg.VIP)
 	}
-	if err != nil && !errors.Is(err, kernelops.ErrNotFound) {
+	if errors.Is(err, kernelops.ErrNotFound) {
+		return
+	}
+	if err != nil {
 		n.log.Error("ha: cannot remove the vip", "vip", n.cfg.VIP.String(), "interface", n.cfg.Interface, "err", err)
 		return
 	}

@@ -50,6 +50,8 @@ var Modules = []string{
 
 	// Links the tests build.
 	"veth", "dummy", "tun", "xfrm_interface", "ip_vti", "ip6_vti",
+	// One segment for the HA failover test's two gateways and their peer.
+	"bridge",
 
 	// A NAT between two namespaces (nft masquerade) and conntrack -F
 	// (ctnetlink), for the NAT-T interop tests. libcrc32c (nf_nat's)
