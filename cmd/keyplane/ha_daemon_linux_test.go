@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,9 +30,10 @@ const haPSK = "a shared secret for the daemon HA test"
 // haGatewayConf is one gateway of the pair: both share the connection
 // (same address and ports: only the active one binds them) and differ in
 // their node name and control socket.
-func haGatewayConf(sock, node, endpoint string, tlsf etcdtest.TLSFiles, key, psk string, p []uint16) string {
+func haGatewayConf(sock, metrics, node, endpoint string, tlsf etcdtest.TLSFiles, key, psk string, p []uint16) string {
 	return fmt.Sprintf(`daemon {
 	control = %s
+	metrics = %s
 	log_level = debug
 }
 backend {
@@ -81,7 +83,7 @@ connections {
 		}
 	}
 }
-`, sock, node, endpoint, tlsf.CA, tlsf.Cert, tlsf.Key, key, p[0], p[1], p[2], p[3], psk)
+`, sock, metrics, node, endpoint, tlsf.CA, tlsf.Cert, tlsf.Key, key, p[0], p[1], p[2], p[3], psk)
 }
 
 // haPeer is the remote peer: an engine in this process on nokernel.
@@ -191,6 +193,7 @@ type haPair struct {
 	srv                        *etcdtest.Server
 	p                          []uint16
 	aConf, aSock, bConf, bSock string
+	metrics                    map[string]string // by node: the metrics address
 }
 
 func newHAPair(t *testing.T) *haPair {
@@ -206,12 +209,16 @@ func newHAPair(t *testing.T) *haPair {
 	for i := range p {
 		p[i] = uint16(ports[i])
 	}
+	hp := &haPair{srv: srv, p: p, metrics: map[string]string{}}
 	conf := func(node string) (string, string) {
 		sock, file := filepath.Join(dir, node+".sock"), filepath.Join(dir, node+".conf")
-		require.NoError(t, os.WriteFile(file, []byte(haGatewayConf(sock, node, srv.Endpoint(), tlsf, key, psk, p)), 0o644))
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		hp.metrics[node] = l.Addr().String()
+		l.Close()
+		require.NoError(t, os.WriteFile(file, []byte(haGatewayConf(sock, hp.metrics[node], node, srv.Endpoint(), tlsf, key, psk, p)), 0o644))
 		return file, sock
 	}
-	hp := &haPair{srv: srv, p: p}
 	hp.aConf, hp.aSock = conf("a")
 	hp.bConf, hp.bSock = conf("b")
 	return hp
@@ -223,6 +230,7 @@ func TestDaemonHAFailover(t *testing.T) {
 
 	a := startProcDaemonConf(t, aConf, aSock)
 	st := waitRole(t, a, roleActive, 10*time.Second)
+	assert.Contains(t, scrape(t, hp.metrics["a"]), `keyplane_ha_role{role="active"} 1`)
 	assert.Equal(t, "a", st.Leader)
 	assert.True(t, st.VIPHeld, "the active holds the VIP")
 	b := startProcDaemonConf(t, bConf, bSock)
@@ -258,6 +266,15 @@ func TestDaemonHAFailover(t *testing.T) {
 	assert.Empty(t, st.Takeover.Failed)
 	assert.True(t, st.VIPHeld)
 	assert.Equal(t, "b", st.Leader)
+	m := scrape(t, hp.metrics["b"])
+	assert.Contains(t, m, `keyplane_ha_role{role="active"} 1`)
+	assert.Contains(t, m, `keyplane_ha_role{role="standby"} 0`)
+	assert.Regexp(t, `keyplane_ha_records_mirrored [1-9]`, m)
+	assert.Regexp(t, `keyplane_ha_takeover_seconds [0-9]\.[0-9]*[1-9]`, m, "the takeover's time")
+	assert.Contains(t, m, "keyplane_ha_etcd_writes_total")
+	assert.Contains(t, m, "keyplane_ha_counter_syncs_total")
+	assert.Regexp(t, `keyplane_ha_records_pending [0-9]`, m)
+	assert.Contains(t, m, "keyplane_ha_mirror_revision 0")
 
 	// B answers the peer at the same SPIs: its liveness checks go on
 	// (C's message IDs rise) and no new IKE SA is made.
@@ -388,4 +405,20 @@ func TestDaemonHAEtcdDown(t *testing.T) {
 	after := oneIKESA(t, c)
 	assert.Equal(t, ike.IKEEstablished, after.State)
 	assert.Equal(t, before.SPIi, after.SPIi, "the peer made a new IKE SA")
+}
+
+func scrape(t *testing.T, addr string) string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	require.NoError(t, err)
+	// Only the HA series: failures quote what is returned.
+	var ha []string
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(l, "keyplane_ha_") {
+			ha = append(ha, l)
+		}
+	}
+	return strings.Join(ha, "\n")
 }
