@@ -125,6 +125,20 @@ func TestAnnounceVIP(t *testing.T) {
 		})
 		assert.Equal(t, mac, net.HardwareAddr(f[6:12]))
 	})
+	t.Run("stale vip", func(t *testing.T) {
+		vip := netip.MustParsePrefix("10.77.0.12/24")
+		_, err := tp.Run(tp.A, "ip", "addr", "add", vip.String(), "dev", tp.IfA)
+		require.NoError(t, err)
+		was, err := dropStaleVIP(tp.A, tp.IfA, vip)
+		require.NoError(t, err)
+		assert.True(t, was)
+		out, err := tp.Run(tp.A, "ip", "addr", "show", "dev", tp.IfA)
+		require.NoError(t, err)
+		assert.NotContains(t, out, "10.77.0.12")
+		was, err = dropStaleVIP(tp.A, tp.IfA, vip)
+		require.NoError(t, err)
+		assert.False(t, was, "not there any more")
+	})
 	t.Run("no such interface", func(t *testing.T) {
 		err := sendAnnouncement("kp-none0", netip.MustParseAddr("192.0.2.10"))
 		var ae *AnnounceError

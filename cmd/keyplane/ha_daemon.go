@@ -149,8 +149,13 @@ func startHA(ctx context.Context, cfg *config.Config, b kernelops.Backend, log *
 	n.fenced = ha.NewFenced(hh, n.el)
 	// A standby holds no VIP: one left by this node's killed
 	// predecessor (kill -9 leaves the address) goes now.
-	n.vipHeld = h.VIP.IsValid()
-	n.dropVIP(sctx)
+	if h.VIP.IsValid() && cfg.Backend.Name == "xfrm" { // the kernel's addresses
+		if was, err := dropStaleVIP(cfg.Backend.Params["netns"], h.Interface, h.VIP); err != nil {
+			n.log.Warn("ha: cannot check for a stale vip", "vip", h.VIP.String(), "interface", h.Interface, "err", err)
+		} else if was {
+			n.log.Warn("ha: removed a vip left by an earlier run", "vip", h.VIP.String(), "interface", h.Interface)
+		}
+	}
 	n.mirror, err = ha.NewMirror(sctx, cli, haStatePrefix, seal, ha.DefaultLimits, n.log)
 	if err != nil {
 		n.el.Close()
