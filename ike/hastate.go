@@ -262,8 +262,10 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error
 	if s == nil {
 		return fail("", "no IKE socket here for %s", st.Local)
 	}
-	keys := &ikecrypto.IKEKeys{Suite: st.Suite, SKd: st.Keys.SKd, SKai: st.Keys.SKai, SKar: st.Keys.SKar,
-		SKei: st.Keys.SKei, SKer: st.Keys.SKer, SKpi: st.Keys.SKpi, SKpr: st.Keys.SKpr}
+	// Copies: the caller wipes st after the restore (ha.Restore does),
+	// and SK_d must live on for the children's rekeys.
+	keys := &ikecrypto.IKEKeys{Suite: st.Suite, SKd: clone(st.Keys.SKd), SKai: clone(st.Keys.SKai), SKar: clone(st.Keys.SKar),
+		SKei: clone(st.Keys.SKei), SKer: clone(st.Keys.SKer), SKpi: clone(st.Keys.SKpi), SKpr: clone(st.Keys.SKpr)}
 	out, in, err := keys.Ciphers(st.Initiator)
 	if err != nil {
 		return fail("", "IKE ciphers: %v", err)

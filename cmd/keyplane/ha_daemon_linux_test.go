@@ -290,6 +290,11 @@ func TestDaemonHAFailover(t *testing.T) {
 	require.Len(t, r.IKESAs[0].Children, 1)
 	assert.Equal(t, before.Children[0].SPIIn, r.IKESAs[0].Children[0].SPIOut)
 
+	// Traffic leaves through the restored child (nokernel's simulated
+	// packets).
+	code, out, errs := runCLI(t, "traffic", "-child", "net", "-dir", "out", "-s", bSock)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "10 protected", "through the restored child")
 	// A child rekey from the peer succeeds on B.
 	require.NoError(t, c.Rekey(etcdtest.Ctx(t), "net"))
 	require.Eventually(t, func() bool {
@@ -298,6 +303,10 @@ func TestDaemonHAFailover(t *testing.T) {
 			sas[0].Children[0].SPIIn != before.Children[0].SPIIn
 	}, 10*time.Second, 20*time.Millisecond, "the peer's child was not rekeyed")
 	assert.Equal(t, before.SPIi, oneIKESA(t, c).SPIi)
+	time.Sleep(500 * time.Millisecond)
+	code, out, errs = runCLI(t, "traffic", "-child", "net", "-dir", "out", "-s", bSock)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "10 protected", "through the rekeyed child")
 
 	// A comes back as standby.
 	a = startProcDaemonConf(t, aConf, aSock)
@@ -321,7 +330,7 @@ func TestDaemonHAFailover(t *testing.T) {
 	assert.Equal(t, ike.IKEEstablished, final.State)
 	assert.Equal(t, before.SPIi, final.SPIi, "the peer made a new IKE SA after the handover")
 
-	code, out, errs := runCLI(t, "ha", "status", "-s", aSock)
+	code, out, errs = runCLI(t, "ha", "status", "-s", aSock)
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "role       active")
 	assert.Contains(t, out, "leader     a")
