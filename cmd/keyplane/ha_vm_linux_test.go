@@ -182,7 +182,9 @@ func TestVMHAFailover(t *testing.T) {
 	assert.True(t, hasVIP(g2), "the new active holds the VIP")
 	select {
 	case err := <-pingDone:
-		t.Logf("ping ended early: %v\n%s", err, pingOut.String())
+		if err != nil {
+			t.Logf("ping: %v", err) // exit 1: some pings lost
+		}
 	case <-time.After(pingFor + 10*time.Second):
 		t.Fatal("ping did not end")
 	}
@@ -193,7 +195,7 @@ func TestVMHAFailover(t *testing.T) {
 	// Under emulation ping sends less often than asked: the outage is
 	// the pings lost times the interval it achieved.
 	every := pingFor / time.Duration(max(sent, 1))
-	t.Logf("failover: kill -9 to the standby active %v (restore %v: %d IKE SA, %d child; %s); pings asked every 10 ms, sent every %v: %d sent, %d answered, %d lost (about %v without traffic)",
+	t.Logf("failover: kill -9 to the standby being active %v (restore %v: %d IKE SA, %d child; %s); pings asked every 10 ms, sent every %v: %d sent, %d answered, %d lost (about %v without traffic)",
 		took.Round(time.Millisecond), st.Takeover.Took, st.Takeover.IKESAs, st.Takeover.Children, st.Takeover.GARP,
 		every.Round(100*time.Microsecond), sent, got, sent-got, (time.Duration(sent-got) * every).Round(time.Millisecond))
 	assert.Contains(t, st.Takeover.GARP, "gratuitous ARP sent")
