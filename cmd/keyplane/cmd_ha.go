@@ -14,13 +14,15 @@ import (
 )
 
 func init() {
-	register(&command{name: "ha", usage: "status [-json] [-s SOCKET]", run: runHA,
-		summary: "high availability: this node's role, the leader, the lease, the state lag",
-		help: `'keyplane ha status' asks the daemon (with an ha { } section) for this node's role
-(standby, active, stopping), the leader etcd names, the lease and the time it has left,
-the records mirrored (standby) or written (active), and the lag: etcd revisions the mirror
-is behind, records waiting to be written, counter syncs written and dropped. With -json one
-object. A daemon without ha { } answers that it runs no HA.`})
+	register(&command{name: "ha", summary: "high availability ('ha status')", subs: []*command{{
+		name: "status", summary: "this node's role, the leader, the lease, the state lag",
+		help: `Asks the daemon (with an ha { } section) for this node's role (standby, active,
+stopping), the leader etcd names, the lease and the time it has left, the records mirrored
+(standby) or written (active), and the lag: the newest record change in etcd minus the
+mirror's revision, records waiting to be written, counter syncs written and dropped, and the
+last takeover. With -json one object. A daemon without ha { } answers that it runs no HA.`,
+		run: runHAStatus,
+	}}})
 }
 
 // haStatus is what `keyplane ha status` shows.
@@ -197,13 +199,10 @@ func (d *daemon) haMetrics() {
 	)
 }
 
-func runHA(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] != "status" {
-		return usageError{"usage: keyplane ha status [-json] [-s SOCKET]"}
-	}
-	fs := newFlags(e, "ha status")
+func runHAStatus(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, e.path)
 	cf := addCtlFlags(e, fs)
-	if err := e.parse(fs, args[1:]); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
