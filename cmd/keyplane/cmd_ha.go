@@ -65,9 +65,12 @@ type haStatus struct {
 func (n *haNode) status(ctx context.Context) haStatus {
 	n.mu.Lock()
 	st := haStatus{Node: n.cfg.Node, Role: n.role, Since: n.since, LeaseTTL: n.cfg.LeaseTTL.String(), VIPHeld: n.vipHeld,
-		Takeover: n.takeover, LeaseRemaining: -1, Leading: n.el.Leading()}
+		Takeover: n.takeover, LeaseRemaining: -1}
 	mirror, store, ctr, sink := n.mirror, n.store, n.ctr, n.sink
 	n.mu.Unlock()
+	// The elector's lock may be held while it asks etcd for a lease
+	// (etcd down: up to the TTL); not under n.mu.
+	st.Leading = n.el.Leading()
 	if n.cfg.VIP.IsValid() {
 		st.VIP = n.cfg.VIP.String() + " on " + n.cfg.Interface
 	}

@@ -148,7 +148,9 @@ func etcdWithTLS(t *testing.T) (*etcdtest.Server, etcdtest.TLSFiles) {
 }
 
 func haStatusOf(t *testing.T, d *procDaemon) (haStatus, error) {
-	r, err := d.do(5*time.Second, "ha-status")
+	// Up to the TTL while etcd is down (a new lease is being asked
+	// for), then 2s for etcd's answers; more under load.
+	r, err := d.do(15*time.Second, "ha-status")
 	if err != nil {
 		return haStatus{}, err
 	}
