@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"iter"
@@ -58,30 +59,171 @@ type ChildInfo struct {
 	CounterErr  string     `json:"counter_error,omitempty"`
 }
 
-// IKESAs lists the IKE SAs with their children, oldest first. The loop
-// only copies the SAs' fields (no formatting, no dataplane call); the
-// children's counters come from one bulk usage read of the dataplane and
-// the listing is built outside the loop, so a monitor polling it does
-// not hold up handshakes.
+// IKESAs lists the IKE SAs with their children, oldest first (all of
+// ListIKESAs, collected).
 func (e *Engine) IKESAs(ctx context.Context) ([]IKESAInfo, error) {
-	var snap []saSnap
-	if err := e.call(ctx, func() { snap = e.snapshot() }); err != nil {
-		return nil, err
+	var out []IKESAInfo
+	for info, err := range e.ListIKESAs(ctx, ListOptions{}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
 	}
-	// Sort small keys, not the snapshots.
-	order := make([]int, len(snap))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return snap[a].created.Compare(snap[b].created) })
-	usage, uerr := e.childUsage(ctx, snap)
-	tc := textCache{ike: map[ikecrypto.IKESuite]string{}, child: map[ikecrypto.ChildSuite]string{}}
-	out := make([]IKESAInfo, 0, len(snap))
-	for _, i := range order {
-		out = append(out, snap[i].info(usage, uerr, &tc))
+	if out == nil {
+		out = []IKESAInfo{}
 	}
 	return out, nil
 }
+
+// ListOptions select a page of a listing: IKE SAs are listed in the
+// order of their IDs, which is the order they were made in (ids.go).
+type ListOptions struct {
+	// After lists only the IKE SAs whose ID is larger (0: from the first).
+	After uint32
+	// Limit lists at most this many IKE SAs (0: all).
+	Limit int
+}
+
+// listChunk is how many IKE SAs one call on the loop copies for a
+// listing: each call holds the loop for a fraction of a millisecond, so a
+// listing of 100,000 SAs lets handshakes through between its chunks.
+const listChunk = 512
+
+// listHold, when set (tests), is told how long each call of a listing
+// held the loop.
+var listHold func(time.Duration)
+
+// ListIKESAs streams the IKE SAs with their children, oldest first. The
+// loop only copies fields (no formatting, no dataplane call), a chunk of
+// SAs per call: the first call takes the SAs' IDs, each further one
+// copies the next listChunk SAs still kept, so an SA deleted meanwhile is
+// left out and one made meanwhile is not listed. The children's counters
+// come from one bulk usage read of the dataplane, made outside the loop;
+// the text of each entry is made outside the loop as it is yielded, so
+// the listing holds a chunk of entries at a time, not all of them.
+func (e *Engine) ListIKESAs(ctx context.Context, opts ListOptions) iter.Seq2[IKESAInfo, error] {
+	return func(yield func(IKESAInfo, error) bool) {
+		tc := textCache{ike: map[ikecrypto.IKESuite]string{}, child: map[ikecrypto.ChildSuite]string{}}
+		err := e.walkSAs(ctx, opts, func(s *saSnap, u *usageView) bool {
+			return yield(s.info(u, &tc), nil)
+		})
+		if err != nil {
+			yield(IKESAInfo{}, err)
+		}
+	}
+}
+
+// ListChildren streams the children of the IKE SAs opts selects, in the
+// order of ListIKESAs.
+func (e *Engine) ListChildren(ctx context.Context, opts ListOptions) iter.Seq2[ChildInfo, error] {
+	return func(yield func(ChildInfo, error) bool) {
+		tc := textCache{ike: map[ikecrypto.IKESuite]string{}, child: map[ikecrypto.ChildSuite]string{}}
+		err := e.walkSAs(ctx, opts, func(s *saSnap, u *usageView) bool {
+			for i := range s.children {
+				if !yield(s.children[i].info(s.name, s.id, u, &tc), nil) {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			yield(ChildInfo{}, err)
+		}
+	}
+}
+
+// saRef is an IKE SA a listing is to copy.
+type saRef struct {
+	id uint32
+	sa *ikeSA
+}
+
+// walkSAs hands each of the IKE SAs opts selects, copied on the loop a
+// chunk at a time, to each, until each returns false.
+func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, each func(*saSnap, *usageView) bool) error {
+	var refs []saRef
+	var readAt time.Time
+	var lastChild uint32
+	if err := e.listCall(ctx, func() {
+		refs = make([]saRef, 0, len(e.sas))
+		for _, sa := range e.sas {
+			if sa.id > opts.After {
+				refs = append(refs, saRef{sa.id, sa})
+			}
+		}
+		readAt, lastChild = e.clk.Now(), e.ids.child
+	}); err != nil {
+		return err
+	}
+	slices.SortFunc(refs, func(a, b saRef) int { return cmp.Compare(a.id, b.id) })
+	if opts.Limit > 0 && len(refs) > opts.Limit {
+		refs = refs[:opts.Limit]
+	}
+	u := &usageView{readAt: readAt, lastChild: lastChild}
+	if len(refs) > 0 {
+		u.m, u.err = e.readUsage(ctx, 2*len(refs))
+	}
+	// The chunk's copies, and its children's, in buffers reused from
+	// chunk to chunk: the loop allocates nothing for them once the first
+	// chunk has sized them.
+	snap := make([]saSnap, 0, min(len(refs), listChunk))
+	var kids []childSnap
+	for len(refs) > 0 {
+		chunk := refs[:min(len(refs), listChunk)]
+		refs = refs[len(chunk):]
+		snap, kids = snap[:0], kids[:0]
+		if err := e.listCall(ctx, func() {
+			for _, r := range chunk {
+				if e.sas[r.sa.localSPI()] == r.sa {
+					var s saSnap
+					kids = r.sa.snap(&s, kids)
+					snap = append(snap, s)
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		// The children's slices are set once kids has stopped growing.
+		k := 0
+		for i := range snap {
+			n := snap[i].nkids
+			snap[i].children = kids[k : k+n : k+n]
+			k += n
+		}
+		for i := range snap {
+			if !each(&snap[i], u) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// listCall runs f on the loop for a listing (timed for listHold).
+func (e *Engine) listCall(ctx context.Context, f func()) error {
+	if listHold == nil {
+		return e.call(ctx, f)
+	}
+	return e.call(ctx, func() {
+		t0 := time.Now()
+		f()
+		listHold(time.Since(t0))
+	})
+}
+
+// usageView is the counters of one bulk usage read, for a listing.
+type usageView struct {
+	m   map[kernelops.SAID]counters
+	err error
+	// The read began after readAt and after child lastChild was made: a
+	// child installed later may be missing from it without being gone
+	// from the dataplane.
+	readAt    time.Time
+	lastChild uint32
+}
+
+// counters are an SA's bytes and packets.
+type counters struct{ bytes, packets uint64 }
 
 // textCache keeps the text of the suites a listing has printed: a few
 // suites serve many thousands of SAs.
@@ -131,6 +273,7 @@ type saSnap struct {
 	keyed               bool
 	suite               ikecrypto.IKESuite
 	estAt, created      time.Time
+	nkids               int
 	children            []childSnap
 }
 
@@ -151,28 +294,22 @@ type childSnap struct {
 	offIn, offOut         kernelops.OffloadMode
 }
 
-// snapshot copies the SAs for IKESAs. Runs on the loop.
-func (e *Engine) snapshot() []saSnap {
-	out := make([]saSnap, 0, len(e.sas))
-	for _, sa := range e.sas {
-		s := saSnap{id: sa.id, name: sa.name(), state: sa.state.public(), initiator: sa.initiator, spii: sa.spii, spir: sa.spir,
-			local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
-			keyed: sa.keys != nil, estAt: sa.estAt, created: sa.created}
-		if s.keyed {
-			s.suite = sa.suite
-		}
-		if len(sa.children) > 0 {
-			s.children = make([]childSnap, 0, len(sa.children))
-		}
-		for _, ch := range sa.children {
-			s.children = append(s.children, childSnap{id: ch.id, name: ch.cfg.Name, state: ch.state, mode: ch.mode, reqid: ch.reqid,
-				inSPI: ch.inSPI, outSPI: ch.outSPI, suite: ch.suite, encap: ch.encap != nil, rekey: ch.rekey,
-				localTS: ch.localTS, remoteTS: ch.remoteTS, localAddr: ch.localAddr, remoteAddr: ch.remoteAddr,
-				estAt: ch.estAt, in: ch.inID(), out: ch.outID(), offIn: ch.offIn, offOut: ch.offOut})
-		}
-		out = append(out, s)
+// snap copies sa into s for a listing, its children appended to kids
+// (s.nkids of them). Runs on the loop.
+func (sa *ikeSA) snap(s *saSnap, kids []childSnap) []childSnap {
+	*s = saSnap{id: sa.id, name: sa.name(), state: sa.state.public(), initiator: sa.initiator, spii: sa.spii, spir: sa.spir,
+		local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
+		keyed: sa.keys != nil, estAt: sa.estAt, created: sa.created, nkids: len(sa.children)}
+	if s.keyed {
+		s.suite = sa.suite
 	}
-	return out
+	for _, ch := range sa.children {
+		kids = append(kids, childSnap{id: ch.id, name: ch.cfg.Name, state: ch.state, mode: ch.mode, reqid: ch.reqid,
+			inSPI: ch.inSPI, outSPI: ch.outSPI, suite: ch.suite, encap: ch.encap != nil, rekey: ch.rekey,
+			localTS: ch.localTS, remoteTS: ch.remoteTS, localAddr: ch.localAddr, remoteAddr: ch.remoteAddr,
+			estAt: ch.estAt, in: ch.inID(), out: ch.outID(), offIn: ch.offIn, offOut: ch.offOut})
+	}
+	return kids
 }
 
 // sortedSAs is the IKE SAs oldest first. Runs on the loop.
@@ -196,40 +333,26 @@ func (e *Engine) sortedSAsWhere(keep func(*ikeSA) bool) []*ikeSA {
 	return out
 }
 
-// childUsage reads the counters of the installed children's SAs in one
-// bulk pass (the dataplane's UsageReader, else its SA dump), keeping
-// only theirs. Runs outside the loop.
-func (e *Engine) childUsage(ctx context.Context, snap []saSnap) (map[kernelops.SAID]kernelops.Usage, error) {
-	want := map[kernelops.SAID]kernelops.Usage{}
-	for i := range snap {
-		for _, ch := range snap[i].children {
-			if ch.state == childInstalled {
-				want[ch.in], want[ch.out] = kernelops.Usage{}, kernelops.Usage{}
-			}
-		}
-	}
-	if len(want) == 0 {
-		return want, nil
-	}
-	found := make(map[kernelops.SAID]kernelops.Usage, len(want))
+// readUsage reads the counters of the dataplane's SAs in one bulk pass
+// (the dataplane's UsageReader, else its SA dump). Runs outside the loop.
+func (e *Engine) readUsage(ctx context.Context, hint int) (map[kernelops.SAID]counters, error) {
 	var read iter.Seq2[kernelops.Usage, error]
 	if e.usage != nil {
 		read = e.usage.Usage(ctx)
 	} else {
 		read = kernelops.ReadUsage(ctx, e.b)
 	}
+	m := make(map[kernelops.SAID]counters, hint)
 	for u, err := range read {
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := want[u.ID]; ok {
-			found[u.ID] = u
-		}
+		m[u.ID] = counters{u.Bytes, u.Packets}
 	}
-	return found, nil
+	return m, nil
 }
 
-func (s *saSnap) info(usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *textCache) IKESAInfo {
+func (s *saSnap) info(u *usageView, tc *textCache) IKESAInfo {
 	role := "responder"
 	if s.initiator {
 		role = "initiator"
@@ -242,12 +365,12 @@ func (s *saSnap) info(usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *
 		info.Suite = tc.ikeSuite(s.suite)
 	}
 	for i := range s.children {
-		info.Children = append(info.Children, s.children[i].info(s.name, s.id, usage, uerr, tc))
+		info.Children = append(info.Children, s.children[i].info(s.name, s.id, u, tc))
 	}
 	return info
 }
 
-func (ch *childSnap) info(ike string, ikeID uint32, usage map[kernelops.SAID]kernelops.Usage, uerr error, tc *textCache) ChildInfo {
+func (ch *childSnap) info(ike string, ikeID uint32, u *usageView, tc *textCache) ChildInfo {
 	ci := ChildInfo{ID: ch.id, Name: ch.name, IKE: ike, IKEID: ikeID, State: ch.state.public(), Mode: ch.mode.String(), ReqID: ch.reqid,
 		SPIIn: hexSPI(uint64(ch.inSPI), 8), SPIOut: hexSPI(uint64(ch.outSPI), 8), Suite: tc.childSuite(ch.suite),
 		Encap: ch.encap, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
@@ -255,36 +378,34 @@ func (ch *childSnap) info(ike string, ikeID uint32, usage map[kernelops.SAID]ker
 	if ch.state != childInstalled {
 		return ci
 	}
-	if uerr != nil {
-		ci.CounterErr = uerr.Error()
+	if u.err != nil {
+		ci.CounterErr = u.err.Error()
 		return ci
 	}
+	// Installed after the read began: not counted yet, not gone.
+	fresh := ch.id > u.lastChild || ch.estAt.After(u.readAt)
 	for _, x := range []struct {
 		id             kernelops.SAID
 		bytes, packets *uint64
 	}{{ch.in, &ci.BytesIn, &ci.PacketsIn}, {ch.out, &ci.BytesOut, &ci.PacketsOut}} {
-		if u, ok := usage[x.id]; ok {
-			*x.bytes, *x.packets = u.Bytes, u.Packets
-		} else {
+		if c, ok := u.m[x.id]; ok {
+			*x.bytes, *x.packets = c.bytes, c.packets
+		} else if !fresh {
 			ci.CounterErr = fmt.Sprintf("SA %s: %v", x.id, kernelops.ErrNotFound)
 		}
 	}
 	return ci
 }
 
-// Children lists the installed children of every IKE SA.
+// Children lists the children of every IKE SA (all of ListChildren,
+// collected).
 func (e *Engine) Children(ctx context.Context) ([]ChildInfo, error) {
-	sas, err := e.IKESAs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	for _, sa := range sas {
-		n += len(sa.Children)
-	}
-	out := make([]ChildInfo, 0, n)
-	for _, sa := range sas {
-		out = append(out, sa.Children...)
+	out := []ChildInfo{}
+	for ch, err := range e.ListChildren(ctx, ListOptions{}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ch)
 	}
 	return out, nil
 }

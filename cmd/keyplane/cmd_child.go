@@ -13,34 +13,56 @@ func init() {
 	register(&command{name: "child", summary: "the daemon's child SAs ('child list')", subs: []*command{{
 		name: "list", summary: "list the daemon's child SAs with the dataplane's counters",
 		help: "One line per child SA: its unique ID (for terminate/rekey --child-id), name, IKE SA (ID and name), state, mode, SPIs, suite, selectors, byte and packet counters.\n" +
-			"With -json an array of objects, with --stream one per line.",
+			"With -json an array of objects, with --stream one per line.\n" +
+			"The daemon streams the list in batches; --limit N lists the children of the first N IKE SAs, --after ID those of the IKE SAs after that IKE SA ID.",
 		run: runChildList,
 	}}})
 }
 
 func runChildList(ctx context.Context, e *env, args []string) error {
-	return runCtlList(ctx, e, "child-list", args, func(r *control.Response, l *jsonList) error {
+	return runStreamList(ctx, e, "child-list", args, func(r *control.Response, l *jsonList) error {
 		for _, c := range r.Children {
 			if err := l.add(childOf(c)); err != nil {
 				return err
 			}
 		}
 		return nil
-	}, func(r *control.Response, w io.Writer) { printChildren(w, r) })
+	}, func(w io.Writer) rowTable { return newChildTable(w) })
 }
 
-func printChildren(w io.Writer, r *control.Response) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCHILD\tIKE_ID\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP\tOFFLOAD")
+// childTable is child list's table.
+type childTable struct {
+	w  io.Writer
+	tw *tabwriter.Writer
+	n  int
+}
+
+func newChildTable(w io.Writer) *childTable {
+	t := &childTable{w: w, tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
+	fmt.Fprintln(t.tw, "ID\tCHILD\tIKE_ID\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP\tOFFLOAD")
+	return t
+}
+
+func (t *childTable) add(r *control.Response) {
 	for _, x := range r.Children {
 		c := childOf(x)
 		state := c.State
 		if c.RekeyNeeded {
 			state += " (rekey)"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", c.ChildID, c.Name, c.IKEID, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
+		fmt.Fprintf(t.tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", c.ChildID, c.Name, c.IKEID, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
 			c.Suite, c.LocalTS, c.RemoteTS, c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut, c.Encap, c.Offload)
+		t.n++
 	}
-	tw.Flush()
-	fmt.Fprintf(w, "%d child SAs\n", len(r.Children))
+}
+
+func (t *childTable) end() {
+	t.tw.Flush()
+	fmt.Fprintf(t.w, "%d child SAs\n", t.n)
+}
+
+func printChildren(w io.Writer, r *control.Response) {
+	t := newChildTable(w)
+	t.add(r)
+	t.end()
 }

@@ -184,6 +184,17 @@ func TestControlCommands(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 1)
 	assert.Equal(t, "west-net", jsonObject(t, lines[0])["name"])
+
+	// Paging: --limit N, --after the last ID shown.
+	id := fmt.Sprint(ikes[0]["ike_id"])
+	_, out, _ = runCLI(t, "ike", "list", "-s", west, "-json", "--limit", "1")
+	assert.Len(t, jsonArray(t, out), 1)
+	_, out, _ = runCLI(t, "ike", "list", "-s", west, "-json", "--after", id)
+	assert.Equal(t, "[]\n", out)
+	_, out, _ = runCLI(t, "child", "list", "-s", west, "--after", id)
+	assert.Contains(t, out, "0 child SAs")
+	code, _, _ = runCLI(t, "child", "list", "-s", west, "--after", "4294967296")
+	assert.Equal(t, 2, code, "an ID beyond 32 bits is a usage error")
 }
 
 // A daemon nobody listens for: the error names the socket, as text or

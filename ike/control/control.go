@@ -38,7 +38,10 @@ type Response struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 	// Code classifies Error for programs: see ErrorCode.
-	Code     string          `json:"code,omitempty"`
+	Code string `json:"code,omitempty"`
+	// More says that a listing's stream goes on after this response
+	// (Client.List).
+	More     bool            `json:"more,omitempty"`
 	IKESAs   []ike.IKESAInfo `json:"ike_sas,omitempty"`
 	Children []ike.ChildInfo `json:"children,omitempty"`
 	Certs    []ike.CertInfo  `json:"certs,omitempty"`
@@ -307,6 +310,10 @@ func (s *Server) serve(c net.Conn) {
 		}
 		return
 	}
+	if isList(req.Cmd) {
+		s.serveList(ctx, c, enc, req)
+		return
+	}
 	resp, err := s.do(ctx, req)
 	if err != nil {
 		resp = Response{Error: err.Error(), Code: ErrorCode(err)}
@@ -319,12 +326,6 @@ func (s *Server) serve(c net.Conn) {
 func (s *Server) do(ctx context.Context, req Request) (Response, error) {
 	e := s.Engine
 	switch req.Cmd {
-	case "ike-list":
-		sas, err := e.IKESAs(ctx)
-		return Response{IKESAs: sas}, err
-	case "child-list":
-		ch, err := e.Children(ctx)
-		return Response{Children: ch}, err
 	case "certs-list":
 		cs, err := e.Certs(ctx)
 		return Response{Certs: cs}, err

@@ -1,0 +1,244 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/keyplane/keyplane/ike"
+)
+
+// The listings (ike-list, child-list) are written as the engine yields
+// them (ike.Engine.ListIKESAs), listBatch entries at a time: the daemon
+// never holds a listing of 100,000 SAs as one document. Their arguments:
+//
+//	after   list the IKE SAs whose ID is larger (ike.ListOptions.After)
+//	limit   at most this many IKE SAs (ike.ListOptions.Limit)
+//	stream  "1": one response per batch, "more": true on all but the
+//	        last (Client.List); otherwise one response, as any command
+//
+// A one-response listing puts "ok" after the list, so that a failure
+// midway can still say so.
+
+// listBatch is how many entries one write (or one response of a stream)
+// carries.
+const listBatch = 256
+
+// Argument names of the listings.
+const (
+	ArgAfter  = "after"
+	ArgLimit  = "limit"
+	ArgStream = "stream"
+)
+
+// isList says whether cmd is a listing served by serveList.
+func isList(cmd string) bool { return cmd == "ike-list" || cmd == "child-list" }
+
+// listArgs reads a listing's arguments.
+func listArgs(req Request) (ike.ListOptions, bool, error) {
+	var o ike.ListOptions
+	num := func(k string) (uint64, error) {
+		v, ok := req.Args[k]
+		if !ok {
+			return 0, nil
+		}
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("%w: arg %s: want a number from 0 to %d", ErrBadRequest, k, uint32(1<<32-1))
+		}
+		return n, nil
+	}
+	after, err := num(ArgAfter)
+	if err != nil {
+		return o, false, err
+	}
+	limit, err := num(ArgLimit)
+	if err != nil {
+		return o, false, err
+	}
+	o.After, o.Limit = uint32(after), int(limit)
+	stream := false
+	switch v, ok := req.Args[ArgStream]; {
+	case !ok, v == "0":
+	case v == "1":
+		stream = true
+	default:
+		return o, false, fmt.Errorf("%w: arg %s: want 0 or 1", ErrBadRequest, ArgStream)
+	}
+	return o, stream, nil
+}
+
+// listWriter writes a listing's entries in batches, within the write
+// timeout for each batch.
+type listWriter struct {
+	s      *Server
+	c      net.Conn
+	key    string // "ike_sas" or "children"
+	stream bool
+	buf    []byte
+	n      int // entries in buf
+	begun  bool
+}
+
+// add appends one entry, writing a batch when it is full.
+func (w *listWriter) add(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if w.n == 0 {
+		switch {
+		case w.stream:
+			w.buf = append(w.buf, `{"ok":true,"more":true,"`...)
+			w.buf = append(w.buf, w.key...)
+			w.buf = append(w.buf, `":[`...)
+		case !w.begun:
+			w.buf = append(w.buf, `{"`...)
+			w.buf = append(w.buf, w.key...)
+			w.buf = append(w.buf, `":[`...)
+		default:
+			w.buf = append(w.buf, ',')
+		}
+	} else {
+		w.buf = append(w.buf, ',')
+	}
+	w.begun = true
+	w.buf = append(w.buf, b...)
+	w.n++
+	if w.n == listBatch {
+		if w.stream {
+			w.buf = append(w.buf, "]}\n"...)
+		}
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *listWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if err := w.c.SetWriteDeadline(time.Now().Add(w.s.lim.WriteTimeout)); err != nil {
+		return err
+	}
+	_, err := w.c.Write(w.buf)
+	w.buf, w.n = w.buf[:0], 0
+	return err
+}
+
+// end closes the listing with its outcome (nil: complete).
+func (w *listWriter) end(failed error) error {
+	tail := []byte(`{"ok":true}`)
+	if failed != nil {
+		r, err := json.Marshal(Response{Error: failed.Error(), Code: ErrorCode(failed)})
+		if err != nil {
+			return err
+		}
+		tail = r
+	}
+	switch {
+	case w.stream:
+		if w.n > 0 {
+			w.buf = append(w.buf, "]}\n"...)
+		}
+	case !w.begun:
+		if failed == nil {
+			tail = fmt.Appendf(nil, `{"ok":true,"%s":[]}`, w.key)
+		}
+	default:
+		// Continue the open object: `],"ok":true}` or `],"ok":false,...}`.
+		w.buf = append(w.buf, ']', ',')
+		tail = tail[1:]
+	}
+	w.buf = append(w.buf, tail...)
+	w.buf = append(w.buf, '\n')
+	return w.flush()
+}
+
+// serveList answers a listing.
+func (s *Server) serveList(ctx context.Context, c net.Conn, enc *json.Encoder, req Request) {
+	opts, stream, err := listArgs(req)
+	if err != nil {
+		_ = s.send(c, enc, Response{Error: err.Error(), Code: ErrorCode(err)})
+		return
+	}
+	w := &listWriter{s: s, c: c, stream: stream}
+	var failed error
+	var werr error
+	if req.Cmd == "ike-list" {
+		w.key = "ike_sas"
+		failed, werr = drain(s.Engine.ListIKESAs(ctx, opts), w)
+	} else {
+		w.key = "children"
+		failed, werr = drain(s.Engine.ListChildren(ctx, opts), w)
+	}
+	if werr != nil {
+		s.Log.Debug("control socket: listing not taken", "cmd", req.Cmd, "err", werr)
+		return
+	}
+	if err := w.end(failed); err != nil {
+		s.Log.Debug("control socket: listing not taken", "cmd", req.Cmd, "err", err)
+	}
+}
+
+// drain writes what seq yields: the listing's failure, or the writer's.
+func drain[T any](seq iter.Seq2[T, error], w *listWriter) (failed, werr error) {
+	for v, err := range seq {
+		if err != nil {
+			return err, nil
+		}
+		if err := w.add(v); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// List sends a listing request (ike-list, child-list) and hands each
+// response of its stream, a batch of entries, to each: the client holds
+// one batch at a time. A failure the daemon reports midway is an error
+// after the batches before it.
+func (c *Client) List(ctx context.Context, req Request, each func(*Response) error) error {
+	args := map[string]string{ArgStream: "1"}
+	for k, v := range req.Args {
+		args[k] = v
+	}
+	req.Args = args
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.Path)
+	if err != nil {
+		return c.unreachable(err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	werr := json.NewEncoder(conn).Encode(req)
+	b := &budget{r: conn}
+	dec := json.NewDecoder(b)
+	for {
+		b.n = c.max()
+		var r Response
+		if err := dec.Decode(&r); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if werr != nil {
+				err = werr
+			}
+			return fmt.Errorf("control socket %s: %w", c.Path, err)
+		}
+		if !r.OK {
+			return &DaemonError{Code: r.Code, Msg: r.Error}
+		}
+		if err := each(&r); err != nil {
+			return err
+		}
+		if !r.More {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/backends/nokernel"
+	"github.com/keyplane/keyplane/ike"
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/kernelops"
+)
+
+// listRig is a server over an engine holding n IKE SAs in init-sent:
+// connections c0..c(n-1) initiated towards a port nobody answers on.
+func listRig(t *testing.T, n int) (*Server, *ike.Engine, string) {
+	t.Helper()
+	var src strings.Builder
+	src.WriteString("daemon {\n\tretransmit_timeout = 60s\n}\nconnections {\n")
+	for i := range n {
+		fmt.Fprintf(&src, "\tc%d {\n\t\tlocal_addrs = 127.0.0.1\n\t\tremote_addrs = 127.0.0.1\n\t\tlocal_port = 45741\n\t\tlocal_port_nat = 45742\n"+
+			"\t\tremote_port = 9\n\t\tpsk_env = PSK\n\t\tchildren {\n\t\t\tch%d {\n\t\t\t\tlocal_ts = 10.1.0.0/16\n\t\t\t\tremote_ts = 10.2.0.0/16\n\t\t\t}\n\t\t}\n\t}\n", i, i)
+	}
+	src.WriteString("}\n")
+	cfg, err := config.Parse("l.conf", []byte(src.String()), config.Options{Getenv: func(string) (string, bool) { return "k", true }})
+	require.NoError(t, err)
+	b, err := nokernel.Open(t.Context(), kernelops.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	e, err := ike.New(t.Context(), ike.Options{Backend: b, Config: cfg, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			// Nobody answers: the initiation stays in init-sent after
+			// the wait ends.
+			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+			defer cancel()
+			_ = e.Initiate(ctx, fmt.Sprintf("ch%d", i))
+		})
+	}
+	wg.Wait()
+	s := &Server{Engine: e, Log: slog.New(slog.DiscardHandler)}
+	path := filepath.Join(t.TempDir(), "kp.sock")
+	require.NoError(t, s.Listen(path))
+	t.Cleanup(func() { s.Close() })
+	return s, e, path
+}
+
+func ids(sas []ike.IKESAInfo) []uint32 {
+	out := make([]uint32, 0, len(sas))
+	for _, sa := range sas {
+		out = append(out, sa.ID)
+	}
+	return out
+}
+
+// TestListStreams: a listing longer than a batch comes whole as one
+// response (Client.Do) and in batches as a stream (Client.List), the
+// same IKE SAs in the order of their IDs; after and limit page it; bad
+// arguments and a closed engine fail with a code.
+func TestListStreams(t *testing.T) {
+	const n = 2*listBatch + 44
+	_, e, path := listRig(t, n)
+	c := &Client{Path: path}
+	ctx := t.Context()
+
+	one, err := c.Do(ctx, Request{Cmd: "ike-list"})
+	require.NoError(t, err)
+	require.Len(t, one.IKESAs, n)
+	all := ids(one.IKESAs)
+	assert.IsIncreasing(t, all)
+
+	var batches []*Response
+	var streamed []ike.IKESAInfo
+	require.NoError(t, c.List(ctx, Request{Cmd: "ike-list"}, func(r *Response) error {
+		batches = append(batches, r)
+		streamed = append(streamed, r.IKESAs...)
+		return nil
+	}))
+	assert.Equal(t, all, ids(streamed))
+	require.Len(t, batches, 4, "two full batches, the rest, the end")
+	for i, r := range batches {
+		assert.Equal(t, i < 3, r.More, "batch %d", i)
+		assert.LessOrEqual(t, len(r.IKESAs), listBatch)
+	}
+
+	var page []ike.IKESAInfo
+	require.NoError(t, c.List(ctx, Request{Cmd: "ike-list", Args: map[string]string{ArgAfter: fmt.Sprint(all[99]), ArgLimit: "100"}},
+		func(r *Response) error { page = append(page, r.IKESAs...); return nil }))
+	assert.Equal(t, all[100:200], ids(page))
+	r, err := c.Do(ctx, Request{Cmd: "ike-list", Args: map[string]string{ArgAfter: fmt.Sprint(all[n-1])}})
+	require.NoError(t, err)
+	assert.Empty(t, r.IKESAs)
+
+	var children int
+	require.NoError(t, c.List(ctx, Request{Cmd: "child-list"}, func(r *Response) error { children += len(r.Children); return nil }))
+	direct, err := e.Children(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(direct), children)
+
+	for _, args := range []map[string]string{{ArgLimit: "x"}, {ArgAfter: "-1"}, {ArgAfter: "4294967296"}, {ArgStream: "yes"}} {
+		_, err := c.Do(ctx, Request{Cmd: "ike-list", Args: args})
+		var de *DaemonError
+		require.True(t, errors.As(err, &de), "%v: %v", args, err)
+		assert.Equal(t, CodeBadRequest, de.Code, "%v", args)
+	}
+
+	require.NoError(t, e.Close())
+	_, err = c.Do(ctx, Request{Cmd: "ike-list"})
+	require.ErrorContains(t, err, ike.ErrClosed.Error())
+	err = c.List(ctx, Request{Cmd: "child-list"}, func(*Response) error { return nil })
+	require.ErrorContains(t, err, ike.ErrClosed.Error())
+}
