@@ -86,6 +86,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	_ = sa.peerAuthenticated(m, idr) // unique.go: as initiator only INITIAL_CONTACT applies
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idText(idr))
+	defer sa.dropHandshake() // afterauth.go, once the child is derived
 	sa.mobikeAnswered(m)
 	if err := sa.takeVIPs(m); err != nil { // vips.go
 		if ch := sa.first; ch != nil {
@@ -333,6 +334,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	sa.halfOpenTimer.Stop()
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idText(idi))
+	defer sa.dropHandshake() // afterauth.go, once the child is derived
 	ps := append(mine, sa.mobikeAnswer(m)...)
 	cps, _ := sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)
 	ps = append(ps, cps...)

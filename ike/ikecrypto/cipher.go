@@ -35,15 +35,17 @@ func NewCipher(encr message.EncrID, keyBits int, encrKey []byte, integ message.I
 	}
 	switch encr {
 	case message.EncrAESGCM16:
-		b, err := aes.NewCipher(encrKey[:el-aeadSaltLen])
+		key := append([]byte(nil), encrKey[:el-aeadSaltLen]...)
+		g, err := newGCM(key) // the key is checked now, the AEAD built at each use
 		if err != nil {
 			return nil, err
 		}
-		g, err := cipher.NewGCM(b)
+		c, err := newAEAD(g, encrKey[el-aeadSaltLen:])
 		if err != nil {
 			return nil, err
 		}
-		return newAEAD(g, encrKey[el-aeadSaltLen:])
+		c.aead, c.gcmKey = nil, key
+		return c, nil
 	case message.EncrChaCha20Poly1305:
 		a, err := chacha20poly1305.New(encrKey[:32])
 		if err != nil {
@@ -65,8 +67,15 @@ func NewCipher(encr message.EncrID, keyBits int, encrKey []byte, integ message.I
 // 4-octet salt (RFC 5282 for GCM, RFC 7634 for ChaCha20-Poly1305): nonce =
 // salt | IV, AAD = IKE header through the end of the SK payload header.
 type aeadCipher struct {
-	aead cipher.AEAD
-	salt [aeadSaltLen]byte
+	// aead is built once for ChaCha20-Poly1305 (its state is its key).
+	// AES-GCM's is built from gcmKey at each use instead: its round keys
+	// and tables are some 700 octets a direction, which every idle IKE
+	// SA would keep, and an established IKE SA seals or opens a few
+	// messages an hour.
+	aead     cipher.AEAD
+	gcmKey   []byte
+	overhead int
+	salt     [aeadSaltLen]byte
 	// iv is the last explicit IV used; IVs are consecutive from a random
 	// start, so they never repeat under one key (RFC 5282 §3.1).
 	iv atomic.Uint64
@@ -78,7 +87,7 @@ func newAEAD(a cipher.AEAD, salt []byte) (*aeadCipher, error) {
 	if a.NonceSize() != aeadSaltLen+aeadIVLen {
 		return nil, fmt.Errorf("ikecrypto: AEAD nonce of %d octets", a.NonceSize())
 	}
-	c := &aeadCipher{aead: a}
+	c := &aeadCipher{aead: a, overhead: a.Overhead()}
 	copy(c.salt[:], salt)
 	var start [8]byte
 	if _, err := rand.Read(start[:]); err != nil {
@@ -91,7 +100,7 @@ func newAEAD(a cipher.AEAD, salt []byte) (*aeadCipher, error) {
 
 func (c *aeadCipher) IVSize() int    { return aeadIVLen }
 func (c *aeadCipher) BlockSize() int { return 1 }
-func (c *aeadCipher) ICVSize() int   { return c.aead.Overhead() }
+func (c *aeadCipher) ICVSize() int   { return c.overhead }
 func (c *aeadCipher) String() string { return "AEAD cipher (key redacted)" }
 
 func (c *aeadCipher) Seal(dst, head, plaintext []byte) ([]byte, error) {
@@ -101,18 +110,42 @@ func (c *aeadCipher) Seal(dst, head, plaintext []byte) ([]byte, error) {
 	// dst may be head itself (see message.Cipher); crypto/cipher wants the
 	// AAD apart from the output, and head is only a few dozen octets.
 	aad := append([]byte(nil), head...)
+	a, err := c.get()
+	if err != nil {
+		return nil, err
+	}
 	dst = append(dst, nonce[aeadSaltLen:]...)
-	return c.aead.Seal(dst, nonce[:], plaintext, aad), nil
+	return a.Seal(dst, nonce[:], plaintext, aad), nil
+}
+
+// get is the AEAD, built now for AES-GCM.
+func (c *aeadCipher) get() (cipher.AEAD, error) {
+	if c.aead != nil {
+		return c.aead, nil
+	}
+	return newGCM(c.gcmKey)
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
 }
 
 func (c *aeadCipher) Open(dst, head, body []byte) ([]byte, error) {
-	if len(body) < aeadIVLen+c.aead.Overhead() {
+	if len(body) < aeadIVLen+c.overhead {
 		return nil, ErrAuthentication
+	}
+	a, err := c.get()
+	if err != nil {
+		return nil, err
 	}
 	var nonce [aeadSaltLen + aeadIVLen]byte
 	copy(nonce[:], c.salt[:])
 	copy(nonce[aeadSaltLen:], body[:aeadIVLen])
-	out, err := c.aead.Open(dst, nonce[:], body[aeadIVLen:], head)
+	out, err := a.Open(dst, nonce[:], body[aeadIVLen:], head)
 	if err != nil {
 		return nil, ErrAuthentication
 	}

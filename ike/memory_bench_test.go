@@ -1,0 +1,60 @@
+package ike
+
+import (
+	"flag"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var benchHeapProfile = flag.String("bench.heapprofile", "", "BenchmarkTunnelMemory: write the heap profile here while the tunnels are up")
+
+// BenchmarkTunnelMemory brings up -bench.tunnels IKE SAs (one child each)
+// between two engines on nokernel over loopback and reports the live heap
+// they added after a full GC, per IKE SA + child (B/tunnel): each tunnel
+// is an IKE SA and a child at the initiator and at the responder, each
+// engine with its nokernel dataplane holding two SAs and the policies, so
+// the heap grown is divided by twice the tunnels. -bench.heapprofile
+// writes the heap profile while they are up (inuse_space names what is
+// kept; -memprofilerate=512 for detail):
+//
+//	go test -run '^$' -bench BenchmarkTunnelMemory -benchtime 1x -count 4 ./ike -args -bench.tunnels=10000
+func BenchmarkTunnelMemory(b *testing.B) {
+	n := *benchTunnels
+	ca, cb := tunnelConfigs(b, n)
+	var perTunnel float64
+	for b.Loop() {
+		b.StopTimer()
+		a := newPeer(b, "a", ca, withLogLevel(slog.LevelWarn))
+		z := newPeer(b, "b", cb, withLogLevel(slog.LevelWarn))
+		before := liveHeap()
+		b.StartTimer()
+		require.NoError(b, bringUp(b.Context(), a.e, n, *benchInflight))
+		b.StopTimer()
+		after := liveHeap()
+		perTunnel += float64(after-before) / float64(2*n)
+		if *benchHeapProfile != "" {
+			f, err := os.Create(*benchHeapProfile)
+			require.NoError(b, err)
+			require.NoError(b, pprof.WriteHeapProfile(f))
+			require.NoError(b, f.Close())
+		}
+		require.NoError(b, a.e.Close())
+		require.NoError(b, z.e.Close())
+		b.StartTimer()
+	}
+	b.ReportMetric(perTunnel/float64(b.N), "B/tunnel")
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
