@@ -90,7 +90,8 @@ type Engine struct {
 	byPeer     map[peerKey]map[*ikeSA]struct{} // sas by the peer's identity (sasindex.go)
 	reserved   map[uint64]bool                 // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
-	reqids     map[string]uint32 // child name -> reqid
+	reqids     map[string]uint32   // child name -> reqid
+	byReqID    map[uint32][]string // reqid -> child names (reqidindex.go)
 	nextReqID  uint32
 	ids        saIDs           // the last IKE and CHILD SA IDs given (ids.go)
 	creds      Credentials     // nil: keys only from the configuration (credentials.go)
@@ -161,6 +162,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
 		reqids:     map[string]uint32{},
+		byReqID:    map[uint32][]string{},
 		nextReqID:  kernelops.DefaultReqIDMin + 1,
 		policies:   map[kernelops.PolicyID]*polRef{},
 		traps:      map[string][]kernelops.PolicyID{},
@@ -324,7 +326,7 @@ func sameTrap(oc *config.Connection, och *config.Child, nc *config.Connection, n
 // child name and kept across reloads so traps and SAs stay tied.
 func (e *Engine) reqidOf(ch *config.Child) uint32 {
 	if ch.ReqID != 0 {
-		e.reqids[ch.Name] = ch.ReqID
+		e.setReqID(ch.Name, ch.ReqID)
 		return ch.ReqID
 	}
 	if r, ok := e.reqids[ch.Name]; ok {
@@ -332,7 +334,7 @@ func (e *Engine) reqidOf(ch *config.Child) uint32 {
 	}
 	r := e.nextReqID
 	e.nextReqID++
-	e.reqids[ch.Name] = r
+	e.setReqID(ch.Name, r)
 	return r
 }
 

@@ -38,15 +38,6 @@ func (e *Engine) kernelEvent(ev kernelops.Event) {
 	}
 }
 
-func (e *Engine) childNameOf(reqid uint32) string {
-	for name, r := range e.reqids {
-		if r == reqid {
-			return name
-		}
-	}
-	return ""
-}
-
 // acquire initiates the trap child whose policy matched.
 func (e *Engine) acquire(a *kernelops.AcquireEvent) {
 	name := e.childNameOf(a.ReqID)

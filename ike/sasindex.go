@@ -202,5 +202,5 @@ func (e *Engine) indexErr() string {
 	if n != kept {
 		return "the index holds a different number of SAs than are kept"
 	}
-	return ""
+	return e.reqidIndexErr() // reqidindex.go
 }
