@@ -3,8 +3,10 @@ package control
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"reflect"
+	"strconv"
 	"testing"
 )
 
@@ -73,4 +75,43 @@ func normal(r Request) Request {
 		r.Args = nil
 	}
 	return r
+}
+
+// FuzzListArgs: a listing's arguments are accepted only as decimal
+// numbers within 32 bits (after, limit) and 0 or 1 (stream), and what is
+// accepted is what was sent.
+func FuzzListArgs(f *testing.F) {
+	for _, s := range [][3]string{{"", "", ""}, {"10", "100", "1"}, {"4294967295", "0", "0"}, {"4294967296", "", ""},
+		{"-1", "", ""}, {"+1", "1", "1"}, {"0x10", "", ""}, {"", "1e3", ""}, {"", "", "true"}, {" 1", "", ""}} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, after, limit, stream string) {
+		args := map[string]string{}
+		for k, v := range map[string]string{ArgAfter: after, ArgLimit: limit, ArgStream: stream} {
+			if v != "" {
+				args[k] = v
+			}
+		}
+		o, st, err := listArgs(Request{Cmd: "ike-list", Args: args})
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) || len(err.Error()) > 300 {
+				t.Fatalf("%v: error %q", args, err)
+			}
+			return
+		}
+		check := func(k string, got uint64) {
+			if v, ok := args[k]; ok {
+				if n, err := strconv.ParseUint(v, 10, 32); err != nil || n != got {
+					t.Fatalf("%s=%q accepted as %d", k, v, got)
+				}
+			} else if got != 0 {
+				t.Fatalf("%s absent, got %d", k, got)
+			}
+		}
+		check(ArgAfter, uint64(o.After))
+		check(ArgLimit, uint64(o.Limit))
+		if st != (args[ArgStream] == "1") {
+			t.Fatalf("stream=%q taken as %v", stream, st)
+		}
+	})
 }
