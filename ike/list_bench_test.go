@@ -161,9 +161,9 @@ func BenchmarkList(b *testing.B) {
 }
 
 // TestListChunks: a listing copies the SAs on the loop a chunk at a
-// time (one call for the IDs, then one per listChunk SAs), lists them in
-// the order of their IDs with their counters from the dataplane, and
-// pages by ID.
+// time (one call for the IDs, then at least one per listChunk SAs, more
+// when a chunk takes longer than listBudget), lists them in the order of
+// their IDs with their counters from the dataplane, and pages by ID.
 func TestListChunks(t *testing.T) {
 	const n = 2*listChunk + 76
 	ca, _ := tunnelConfigs(t, 1)
@@ -179,7 +179,7 @@ func TestListChunks(t *testing.T) {
 		require.Equal(t, "fill", c.IKE)
 		got = append(got, c.IKEID)
 	}
-	require.Equal(t, int64(1+3), calls.Load())
+	require.GreaterOrEqual(t, calls.Load(), int64(1+3))
 	require.Len(t, got, n)
 	require.True(t, slices.IsSorted(got))
 	require.Equal(t, sas[0].id, got[0])

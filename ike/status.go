@@ -84,10 +84,14 @@ type ListOptions struct {
 	Limit int
 }
 
-// listChunk is how many IKE SAs one call on the loop copies for a
-// listing: each call holds the loop for a fraction of a millisecond, so a
-// listing of 100,000 SAs lets handshakes through between its chunks.
-const listChunk = 512
+// A call on the loop for a listing copies at most listChunk IKE SAs and
+// stops after listBudget: the loop is never held long, and handshakes get
+// through between the calls, while a listing of 100,000 SAs needs few
+// calls (each waits its turn behind the datagrams queued for the loop).
+const (
+	listChunk  = 4096
+	listBudget = time.Millisecond
+)
 
 // listHold, when set (tests), is told how long each call of a listing
 // held the loop.
@@ -96,7 +100,8 @@ var listHold func(time.Duration)
 // ListIKESAs streams the IKE SAs with their children, oldest first. The
 // loop only copies fields (no formatting, no dataplane call), a chunk of
 // SAs per call: the first call takes the SAs' IDs, each further one
-// copies the next listChunk SAs still kept, so an SA deleted meanwhile is
+// copies the next SAs still kept (at most listChunk, for at most
+// listBudget), so an SA deleted meanwhile is
 // left out and one made meanwhile is not listed. The children's counters
 // come from one bulk usage read of the dataplane, made outside the loop;
 // the text of each entry is made outside the loop as it is yielded, so
@@ -170,10 +175,15 @@ func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, each func(*saSna
 	var kids []childSnap
 	for len(refs) > 0 {
 		chunk := refs[:min(len(refs), listChunk)]
-		refs = refs[len(chunk):]
+		done := 0
 		snap, kids = snap[:0], kids[:0]
 		if err := e.listCall(ctx, func() {
-			for _, r := range chunk {
+			t0 := time.Now()
+			for i, r := range chunk {
+				if i%64 == 63 && time.Since(t0) > listBudget {
+					break
+				}
+				done++
 				if e.sas[r.sa.localSPI()] == r.sa {
 					var s saSnap
 					kids = r.sa.snap(&s, kids)
@@ -183,6 +193,7 @@ func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, each func(*saSna
 		}); err != nil {
 			return err
 		}
+		refs = refs[done:]
 		// The children's slices are set once kids has stopped growing.
 		k := 0
 		for i := range snap {
