@@ -140,21 +140,30 @@ func waitInitiated(ctx context.Context, err error, done <-chan error) error {
 func (e *Engine) Terminate(ctx context.Context, name string) error {
 	var err error
 	found := false
+	// touched are the IKE SAs the deletes are in: the wait below looks
+	// at them (and at the connection's index), not at every SA.
+	var touched []*ikeSA
 	if cerr := e.call(ctx, func() {
 		if c := e.cfg.Connection(name); c != nil {
 			for _, sa := range e.sasOf(name) {
 				found = true
+				touched = append(touched, sa)
 				sa.startDelete("terminated by command")
 			}
 			return
 		}
 		if _, ch := e.cfg.Child(name); ch != nil {
 			for _, sa := range e.sas {
+				here := false
 				for _, x := range sa.children {
 					if x.cfg.Name == name && x.state == childInstalled {
-						found = true
+						here = true
 						sa.deleteChild(x, "terminated by command")
 					}
+				}
+				if here {
+					found = true
+					touched = append(touched, sa)
 				}
 			}
 			return
@@ -173,9 +182,10 @@ func (e *Engine) Terminate(ctx context.Context, name string) error {
 	for {
 		busy := false
 		if cerr := e.call(ctx, func() {
-			for _, sa := range e.sas {
-				if sa.conn != nil && sa.conn.Name == name {
-					busy = true
+			busy = len(e.byConn[name]) > 0
+			for _, sa := range touched {
+				if e.sas[sa.localSPI()] != sa {
+					continue
 				}
 				for _, x := range sa.children {
 					if x.cfg.Name == name {
