@@ -68,6 +68,10 @@ func runStreamList(ctx context.Context, e *env, cmd string, args []string,
 	if lf.json {
 		l := &jsonList{w: e.stdout, stream: lf.stream}
 		err := lf.client().List(ctx, req, func(r *control.Response) error { return each(r, l) })
+		if err != nil && l.n == 0 {
+			return err // a failure writes nothing to stdout
+		}
+		// A failure midway closes the list it began.
 		if eerr := l.end(); err == nil {
 			err = eerr
 		}
