@@ -39,17 +39,33 @@ func listRig(t *testing.T, n int) (*Server, *ike.Engine, string) {
 	e, err := ike.New(t.Context(), ike.Options{Backend: b, Config: cfg, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			// Nobody answers: the initiation stays in init-sent after
-			// the wait ends.
-			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-			defer cancel()
-			_ = e.Initiate(ctx, fmt.Sprintf("ch%d", i))
-		})
+	// Nobody answers: an initiation stays in init-sent after its wait
+	// ends. One whose wait ended before the loop took it made no SA: it
+	// is tried again.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		sas, err := e.IKESAs(t.Context())
+		require.NoError(t, err)
+		if len(sas) == n {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "%d of %d IKE SAs in init-sent", len(sas), n)
+		have := map[string]bool{}
+		for _, sa := range sas {
+			have[sa.Name] = true
+		}
+		var wg sync.WaitGroup
+		for i := range n {
+			if have[fmt.Sprintf("c%d", i)] {
+				continue
+			}
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+				defer cancel()
+				_ = e.Initiate(ctx, fmt.Sprintf("ch%d", i))
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	s := &Server{Engine: e, Log: slog.New(slog.DiscardHandler)}
 	path := filepath.Join(t.TempDir(), "kp.sock")
 	require.NoError(t, s.Listen(path))
