@@ -161,10 +161,17 @@ func TestVMHAFailover(t *testing.T) {
 	pingDone := make(chan error, 1)
 	go func() { pingDone <- ping.Wait() }()
 	t.Cleanup(func() { _ = ping.Process.Kill() })
+	// etcd load under this steady traffic: the writes over 3s.
+	st0, err := haStatusOf(t, a)
+	require.NoError(t, err)
+	t0 := time.Now()
 	time.Sleep(3 * time.Second)
 	stA, err := haStatusOf(t, a)
 	require.NoError(t, err)
-	t.Logf("active before the kill: %d etcd writes, %d counter syncs", stA.Writes, stA.CounterSyncs)
+	secs := time.Since(t0).Seconds()
+	t.Logf("active before the kill: %d etcd writes, %d counter syncs; under the ping: %.1f etcd writes/s (%.1f counter syncs/s)",
+		stA.Writes, stA.CounterSyncs, float64(stA.Writes-st0.Writes)/secs, float64(stA.CounterSyncs-st0.CounterSyncs)/secs)
+	assert.Greater(t, stA.CounterSyncs, st0.CounterSyncs, "the traffic's sync events were written")
 
 	// The active node dies: its daemon is killed (SIGKILL) and its link
 	// goes down at once. kill -9 alone would leave the daemon's kernel
