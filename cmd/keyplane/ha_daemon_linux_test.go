@@ -320,6 +320,17 @@ func TestDaemonHAFailover(t *testing.T) {
 		return err == nil && st.RecordsMirrored >= 2 && st.LagRevisions == 0
 	}, 10*time.Second, 20*time.Millisecond, "the restarted node did not mirror")
 
+	// A reload on the standby is applied (to the configuration its
+	// takeover will use; its engine stays without connections).
+	code, out, errs = runCLI(t, "reload", "-s", aSock)
+	require.Equal(t, 0, code, errs)
+	st, err = haStatusOf(t, a)
+	require.NoError(t, err)
+	assert.Equal(t, roleStandby, st.Role)
+	r, err = a.do(5*time.Second, "ike-list")
+	require.NoError(t, err)
+	assert.Empty(t, r.IKESAs, "the standby's engine holds no SA")
+
 	// SIGTERM on B hands over: A takes over at once (the lease is
 	// revoked), the peer keeps its IKE SA.
 	stopped := time.Now()
