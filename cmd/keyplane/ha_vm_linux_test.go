@@ -25,10 +25,7 @@ import (
 const haVMPSK = "keyplane HA failover test key"
 
 // haVMConf is one gateway on the XFRM backend in its namespace: the VIP
-// 10.99.0.10 on seg0, the connection from the VIP to charon. The lease
-// is the default 5s: at 2s the emulated guest under -race missed
-// keep-alives and the active lost its lease now and then (its rekeys
-// then fenced, as they must be).
+// 10.99.0.10 on seg0, the connection from the VIP to charon.
 func haVMConf(sock, node, ns, endpoint, key, psk string) string {
 	return fmt.Sprintf(`daemon {
 	control = %s
@@ -45,7 +42,7 @@ ha {
 	vip = 10.99.0.10/24
 	interface = seg0
 	cluster_key = %s
-	lease_ttl = 5s
+	lease_ttl = 2s
 	sync_packets = 100
 	sync_interval = 200ms
 }
