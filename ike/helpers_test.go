@@ -172,6 +172,13 @@ func withOptions(o kernelops.Options) peerOpt {
 	return func(s *peerSetup) { s.opts = o }
 }
 
+// withLongLarval opens the peer's model with SPI reservations that last
+// 10 minutes instead of 30s, for tests stepping the fake clock by minutes
+// while exchanges may be under way (see step).
+func withLongLarval() peerOpt {
+	return withOptions(kernelops.Options{Params: map[string]string{"acquire-expires": "10m"}})
+}
+
 // withClock runs the peer's engine and model on c.
 func withClock(c clock.Clock) peerOpt {
 	return func(s *peerSetup) { s.clock = c }

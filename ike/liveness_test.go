@@ -29,7 +29,13 @@ func settle(t testing.TB, ps ...*peer) {
 }
 
 // step advances the fake clock by d in steps of at most every, letting
-// the peers settle after each.
+// the peers settle after each. settle is a heuristic: under load an
+// exchange can still be under way when it returns, so a step longer than
+// the model's acquire-expires (30s) can expire an SPI reserved for a
+// child being negotiated (the model removes the larval SA and reports a
+// hard expire for it, which the child, installed a moment later under
+// that SPI, takes as its own). Tests that step by more than that while
+// children rekey open their models withLongLarval.
 func step(t testing.TB, clk *clock.Fake, d, every time.Duration, ps ...*peer) {
 	t.Helper()
 	for d > 0 {

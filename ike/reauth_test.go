@@ -157,8 +157,8 @@ func TestReauthOfMoreChildren(t *testing.T) {
 	secondChild(&sa, "aes128gcm16")
 	secondChild(&sb, "aes128gcm16")
 	sa.extraConn = "reauth_time = 1h\nrand_time = 0"
-	a := newPeer(t, "a", sa.config(t, "a"), withClock(clk))
-	b := newPeer(t, "b", sb.config(t, "b"), withClock(clk))
+	a := newPeer(t, "a", sa.config(t, "a"), withClock(clk), withLongLarval())
+	b := newPeer(t, "b", sb.config(t, "b"), withClock(clk), withLongLarval())
 	establish(t, a, b, "a-net")
 	require.NoError(t, a.e.Initiate(ctxT(t, 5*time.Second), "a-two"))
 	first := a.sas(t)[0]

@@ -355,8 +355,8 @@ func TestVirtualIPChildrenAndReauth(t *testing.T) {
 	}
 	require.NoError(t, cc.Validate())
 	require.NoError(t, sc.Validate())
-	a := newPeer(t, "a", cc, withClock(clk))
-	b := newPeer(t, "b", sc, withClock(clk))
+	a := newPeer(t, "a", cc, withClock(clk), withLongLarval())
+	b := newPeer(t, "b", sc, withClock(clk), withLongLarval())
 	establish(t, a, b, "c1-net")
 	ctx := ctxT(t, 10*time.Second)
 	require.NoError(t, a.e.Initiate(ctx, "c1-net2"))
