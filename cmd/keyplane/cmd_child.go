@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"text/tabwriter"
 
 	"github.com/keyplane/keyplane/ike/control"
 )
@@ -27,38 +26,24 @@ func runChildList(ctx context.Context, e *env, args []string) error {
 			}
 		}
 		return nil
-	}, func(w io.Writer) rowTable { return newChildTable(w) })
+	}, newChildTable)
 }
 
-// childTable is child list's table.
-type childTable struct {
-	w  io.Writer
-	tw *tabwriter.Writer
-	n  int
-}
-
-func newChildTable(w io.Writer) *childTable {
-	t := &childTable{w: w, tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
-	fmt.Fprintln(t.tw, "ID\tCHILD\tIKE_ID\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP\tOFFLOAD")
-	return t
-}
-
-func (t *childTable) add(r *control.Response) {
-	for _, x := range r.Children {
-		c := childOf(x)
-		state := c.State
-		if c.RekeyNeeded {
-			state += " (rekey)"
-		}
-		fmt.Fprintf(t.tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", c.ChildID, c.Name, c.IKEID, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
-			c.Suite, c.LocalTS, c.RemoteTS, c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut, c.Encap, c.Offload)
-		t.n++
-	}
-}
-
-func (t *childTable) end() {
-	t.tw.Flush()
-	fmt.Fprintf(t.w, "%d child SAs\n", t.n)
+// newChildTable is child list's table.
+func newChildTable(w io.Writer) *rowTable {
+	return newRowTable(w, "ID\tCHILD\tIKE_ID\tIKE\tSTATE\tMODE\tREQID\tSPI_IN\tSPI_OUT\tSUITE\tLOCAL_TS\tREMOTE_TS\tBYTES_IN\tPKTS_IN\tBYTES_OUT\tPKTS_OUT\tENCAP\tOFFLOAD", "child SAs",
+		func(tw io.Writer, r *control.Response) int {
+			for _, x := range r.Children {
+				c := childOf(x)
+				state := c.State
+				if c.RekeyNeeded {
+					state += " (rekey)"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", c.ChildID, c.Name, c.IKEID, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
+					c.Suite, c.LocalTS, c.RemoteTS, c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut, c.Encap, c.Offload)
+			}
+			return len(r.Children)
+		})
 }
 
 func printChildren(w io.Writer, r *control.Response) {

@@ -29,21 +29,37 @@ func runIKEList(ctx context.Context, e *env, args []string) error {
 			}
 		}
 		return nil
-	}, func(w io.Writer) rowTable { return newIKETable(w) })
+	}, newIKETable)
 }
 
-// rowTable is a listing's table, fed a batch of the daemon's answer at a
-// time.
-type rowTable interface {
-	add(*control.Response)
-	end()
+// rowTable is a listing's table: a header, the rows of each batch of the
+// daemon's answer as it comes, and the count at the end.
+type rowTable struct {
+	w    io.Writer
+	tw   *tabwriter.Writer
+	n    int
+	noun string
+	rows func(tw io.Writer, r *control.Response) int // writes r's rows, says how many
+}
+
+func newRowTable(w io.Writer, header, noun string, rows func(io.Writer, *control.Response) int) *rowTable {
+	t := &rowTable{w: w, tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0), noun: noun, rows: rows}
+	fmt.Fprintln(t.tw, header)
+	return t
+}
+
+func (t *rowTable) add(r *control.Response) { t.n += t.rows(t.tw, r) }
+
+func (t *rowTable) end() {
+	t.tw.Flush()
+	fmt.Fprintf(t.w, "%d %s\n", t.n, t.noun)
 }
 
 // runStreamList runs ike list or child list: the daemon streams the
 // listing in batches (control.Client.List), shown as a table or, with
 // -json, as a list of what each puts. --after and --limit page it.
 func runStreamList(ctx context.Context, e *env, cmd string, args []string,
-	each func(*control.Response, *jsonList) error, table func(io.Writer) rowTable) error {
+	each func(*control.Response, *jsonList) error, table func(io.Writer) *rowTable) error {
 	fs := newFlags(e, e.path)
 	lf := addListFlags(e, fs)
 	var after, limit uint64
@@ -113,40 +129,26 @@ func runCtlList(ctx context.Context, e *env, cmd string, args []string,
 	return nil
 }
 
-// ikeTable is ike list's table.
-type ikeTable struct {
-	w  io.Writer
-	tw *tabwriter.Writer
-	n  int
-}
-
-func newIKETable(w io.Writer) *ikeTable {
-	t := &ikeTable{w: w, tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
-	fmt.Fprintln(t.tw, "ID\tNAME\tSTATE\tROLE\tSPI_I\tSPI_R\tLOCAL\tREMOTE\tSUITE\tNAT\tCHILDREN")
-	return t
-}
-
-func (t *ikeTable) add(r *control.Response) {
-	for _, x := range r.IKESAs {
-		sa := ikeOf(x)
-		nat := "-"
-		switch {
-		case sa.NATLocal && sa.NATRemote:
-			nat = "both"
-		case sa.NATLocal:
-			nat = "local"
-		case sa.NATRemote:
-			nat = "remote"
-		}
-		fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", sa.IKEID, sa.Name, sa.State, sa.Role, sa.SPIi, sa.SPIr,
-			sa.Local, sa.Remote, sa.Suite, nat, len(sa.Children))
-		t.n++
-	}
-}
-
-func (t *ikeTable) end() {
-	t.tw.Flush()
-	fmt.Fprintf(t.w, "%d IKE SAs\n", t.n)
+// newIKETable is ike list's table.
+func newIKETable(w io.Writer) *rowTable {
+	return newRowTable(w, "ID\tNAME\tSTATE\tROLE\tSPI_I\tSPI_R\tLOCAL\tREMOTE\tSUITE\tNAT\tCHILDREN", "IKE SAs",
+		func(tw io.Writer, r *control.Response) int {
+			for _, x := range r.IKESAs {
+				sa := ikeOf(x)
+				nat := "-"
+				switch {
+				case sa.NATLocal && sa.NATRemote:
+					nat = "both"
+				case sa.NATLocal:
+					nat = "local"
+				case sa.NATRemote:
+					nat = "remote"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", sa.IKEID, sa.Name, sa.State, sa.Role, sa.SPIi, sa.SPIr,
+					sa.Local, sa.Remote, sa.Suite, nat, len(sa.Children))
+			}
+			return len(r.IKESAs)
+		})
 }
 
 func printIKESAs(w io.Writer, r *control.Response) {
