@@ -1,9 +1,6 @@
 package xfrm
 
 import (
-	"path/filepath"
-	"strings"
-
 	"github.com/keyplane/keyplane/internal/netnsexec"
 	"github.com/vishvananda/netns"
 )
@@ -21,11 +18,7 @@ func openNS(param string) (*nsRef, error) {
 	if param == "" {
 		return &nsRef{}, nil
 	}
-	path := param
-	if !strings.ContainsRune(param, '/') {
-		path = filepath.Join("/run/netns", param)
-	}
-	ns, err := netnsexec.Open(path)
+	ns, err := netnsexec.Open(netnsexec.PathOf(param))
 	if err != nil {
 		return nil, err
 	}

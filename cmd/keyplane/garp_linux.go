@@ -2,11 +2,10 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
-	"strings"
 
 	"github.com/keyplane/keyplane/internal/netnsexec"
 
@@ -17,19 +16,12 @@ import (
 // (a path, or a name under /run/netns as the xfrm backend's netns
 // parameter takes it; "": this process's own).
 func sendAnnouncementIn(netns, ifname string, addr netip.Addr) error {
-	if netns == "" {
-		return sendAnnouncement(ifname, addr)
+	err := netnsexec.In(netns, func() error { return sendAnnouncement(ifname, addr) })
+	var ae *AnnounceError
+	if err != nil && !errors.As(err, &ae) {
+		err = &AnnounceError{Interface: ifname, Addr: addr, Err: err} // the namespace did not open
 	}
-	path := netns
-	if !strings.ContainsRune(netns, '/') {
-		path = filepath.Join("/run/netns", netns)
-	}
-	ns, err := netnsexec.Open(path)
-	if err != nil {
-		return &AnnounceError{Interface: ifname, Addr: addr, Err: err}
-	}
-	defer ns.Close()
-	return ns.Do(func() error { return sendAnnouncement(ifname, addr) })
+	return err
 }
 
 // sendAnnouncement sends one gratuitous ARP request (IPv4: sender and

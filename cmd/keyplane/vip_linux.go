@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -20,21 +18,8 @@ import (
 // a killed daemon (kill -9 leaves the address) needs this at start.
 // Returns whether it was there.
 func dropStaleVIP(netns, ifname string, p netip.Prefix) (bool, error) {
-	do := func(fn func() error) error { return fn() }
-	if netns != "" {
-		path := netns
-		if !strings.ContainsRune(netns, '/') {
-			path = filepath.Join("/run/netns", netns)
-		}
-		ns, err := netnsexec.Open(path)
-		if err != nil {
-			return false, err
-		}
-		defer ns.Close()
-		do = ns.Do
-	}
 	found := false
-	err := do(func() error {
+	err := netnsexec.In(netns, func() error {
 		l, err := netlink.LinkByName(ifname)
 		if err != nil {
 			return fmt.Errorf("interface %s: %w", ifname, err)

@@ -10,7 +10,9 @@ package netnsexec
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,4 +102,28 @@ func (n *NS) String() string {
 		return "current"
 	}
 	return n.path
+}
+
+// PathOf resolves a namespace as keyplane's settings name it (the
+// backends' "netns" parameter): a path as it is, a bare name as `ip netns`
+// keeps it under /run/netns; "" stays "" (the caller's own).
+func PathOf(name string) string {
+	if name == "" || strings.ContainsRune(name, '/') {
+		return name
+	}
+	return filepath.Join("/run/netns", name)
+}
+
+// In runs fn inside the namespace name (PathOf) and closes it after; ""
+// runs fn where the caller is, without opening anything.
+func In(name string, fn func() error) error {
+	if name == "" {
+		return fn()
+	}
+	ns, err := Open(PathOf(name))
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return ns.Do(fn)
 }

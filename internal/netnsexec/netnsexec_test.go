@@ -117,3 +117,16 @@ func TestCurrent(t *testing.T) {
 		t.Errorf("open of a missing path: %v, want ENOENT", err)
 	}
 }
+
+func TestPathOf(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"kp1", "/run/netns/kp1"},
+		{"/proc/1/ns/net", "/proc/1/ns/net"},
+		{"./x", "./x"},
+	} {
+		if got := netnsexec.PathOf(c.in); got != c.want {
+			t.Errorf("PathOf(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
