@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyplane/keyplane/iana"
 	"github.com/keyplane/keyplane/internal/lab"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +26,10 @@ import (
 //
 //	InstallPolicies  10,000 policies (host): keyplane batch vs netlink.Handle
 //	                 one request at a time vs `ip -batch`
-//	InstallSAs       10,000 SAs (VM): the same three
+//	InstallSAs       10,000 SAs (VM): the same three, and the raw floor:
+//	                 the same NEWSA messages encoded before the timer starts
+//	                 and written in bursts on a plain netlink socket — what
+//	                 any Go caller of this kernel can at best reach
 //	DumpPolicies     100,000 policies (host): keyplane's streaming dump vs
 //	                 netlink.XfrmPolicyList, time and bytes allocated
 //	UsageScan        10,000 SAs (VM): one bulk dump vs one GETSA per SA
@@ -232,6 +237,10 @@ func BenchmarkInstallSAs(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(sas)), "SAs/op")
 	})
+	b.Run("impl=raw-floor", func(b *testing.B) {
+		rawFloor(b, kp, ns, sas, rawBurst)
+		b.ReportMetric(float64(len(sas)), "SAs/op")
+	})
 	b.Run("impl=netlink-handle", func(b *testing.B) {
 		h := xfrmHandle(b, ns)
 		nss := make([]*netlink.XfrmState, len(sas))
@@ -261,6 +270,175 @@ func BenchmarkInstallSAs(b *testing.B) {
 		ipBatch(b, ns, lines)
 		b.ReportMetric(float64(len(sas)), "SAs/op")
 	})
+}
+
+// BenchmarkInstallSAsBurst sizes sendmsg batches: the raw floor at several
+// messages per sendmsg (VM only, like InstallSAs).
+func BenchmarkInstallSAsBurst(b *testing.B) {
+	lab.RequireRoot(b)
+	kp, ns := fresh(b, kernelops.Options{})
+	needESP(b, kp)
+	key := make([]byte, 20)
+	sas := make([]*kernelops.SA, benchSAs)
+	for i := range sas {
+		sas[i] = benchSA(i, kp.Options().ReqIDMin, key)
+	}
+	sizes := []int{8, 32, 64, 256, 1024}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("impl=raw-floor/burst=%d", n), func(b *testing.B) {
+			rawFloor(b, kp, ns, sas, n)
+			b.ReportMetric(float64(len(sas)), "SAs/op")
+		})
+	}
+}
+
+// rawBurst is the raw floor's messages per sendmsg: the fastest of the
+// sizes BenchmarkInstallSAsBurst tried in the VM.
+const rawBurst = 64
+
+// rawFloor runs the raw floor as a benchmark.
+func rawFloor(b *testing.B, kp *Backend, ns *lab.NS, sas []*kernelops.SA, burst int) {
+	b.Helper()
+	f := newRawInstaller(b, kp, sas, burst)
+	b.ResetTimer()
+	for b.Loop() {
+		f.install(b)
+		b.StopTimer()
+		flushAll(b, ns)
+		b.StartTimer()
+	}
+}
+
+// rawInstaller installs sas as pre-encoded NEWSA messages (the bytes
+// keyplane sends), burst messages per sendmsg on a blocking netlink socket
+// of its own; only a burst's last message asks for an ack, which the
+// kernel queues after any error of the burst, so one recvmsg per burst
+// reads them all. Any error answer fails the benchmark.
+type rawInstaller struct {
+	fd       int
+	bursts   [][]byte
+	lastSeqs []uint32
+	rbuf     []byte
+}
+
+func newRawInstaller(b *testing.B, kp *Backend, sas []*kernelops.SA, burst int) *rawInstaller {
+	b.Helper()
+	f := &rawInstaller{rbuf: make([]byte, 64<<10)}
+	err := kp.d.ns.do(func() error {
+		var err error
+		f.fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_XFRM)
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { unix.Close(f.fd) })
+	for _, o := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+		if err := unix.SetsockoptInt(f.fd, unix.SOL_SOCKET, o, 4<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := unix.Bind(f.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < len(sas); i += burst {
+		var mb msgBuilder
+		last := 0
+		for j := i; j < min(i+burst, len(sas)); j++ {
+			last = len(mb.buf)
+			if err := appendSA(&mb, nl.XFRM_MSG_NEWSA, unix.NLM_F_REQUEST, uint32(j+1), sas[j], saOpts{SADir: kp.d.k.saDir()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		setAck(mb.buf[last:], true)
+		f.bursts = append(f.bursts, mb.buf)
+		f.lastSeqs = append(f.lastSeqs, uint32(min(i+burst, len(sas))))
+	}
+	return f
+}
+
+func (f *rawInstaller) install(b *testing.B) {
+	to := &unix.SockaddrNetlink{Family: unix.AF_NETLINK}
+	for k, m := range f.bursts {
+		if err := unix.Sendto(f.fd, m, 0, to); err != nil {
+			b.Fatalf("sendmsg: %v", err)
+		}
+		for acked := false; !acked; {
+			n, _, err := unix.Recvfrom(f.fd, f.rbuf, 0)
+			if err != nil {
+				b.Fatalf("recvmsg: %v", err)
+			}
+			for r := f.rbuf[:n]; len(r) > 0; {
+				var msg nlMsg
+				msg, r, err = nextMsg(r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if msg.Type != unix.NLMSG_ERROR {
+					continue
+				}
+				e, err := parseNlError(msg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if e.Errno != 0 {
+					b.Fatalf("NEWSA seq %d: %v", msg.Seq, &netlinkError{e})
+				}
+				if msg.Seq == f.lastSeqs[k] {
+					acked = true
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkInstallSAsPaired times keyplane's batch and the raw floor in
+// turn within each iteration (which goes first alternates), so a shared
+// machine's load drifts under both alike; keyplane/floor is the ratio of
+// their times in that iteration.
+func BenchmarkInstallSAsPaired(b *testing.B) {
+	lab.RequireRoot(b)
+	kp, ns := fresh(b, kernelops.Options{})
+	needESP(b, kp)
+	key := make([]byte, 20)
+	sas := make([]*kernelops.SA, benchSAs)
+	for i := range sas {
+		sas[i] = benchSA(i, kp.Options().ReqIDMin, key)
+	}
+	f := newRawInstaller(b, kp, sas, rawBurst)
+	ops := make([]kernelops.Op, len(sas))
+	var kpTime, floorTime time.Duration
+	runKP := func() {
+		for i, sa := range sas {
+			ops[i] = kernelops.Op{Kind: kernelops.OpAddSA, SA: sa}
+		}
+		t0 := time.Now()
+		if err := kp.Apply(context.Background(), ops); err != nil {
+			b.Fatal(err)
+		}
+		kpTime += time.Since(t0)
+		flushAll(b, ns)
+	}
+	runFloor := func() {
+		t0 := time.Now()
+		f.install(b)
+		floorTime += time.Since(t0)
+		flushAll(b, ns)
+	}
+	n := 0
+	for b.Loop() {
+		if n%2 == 0 {
+			runKP()
+			runFloor()
+		} else {
+			runFloor()
+			runKP()
+		}
+		n++
+	}
+	b.ReportMetric(float64(kpTime.Nanoseconds())/float64(n*len(sas)), "keyplane-ns/SA")
+	b.ReportMetric(float64(floorTime.Nanoseconds())/float64(n*len(sas)), "floor-ns/SA")
+	b.ReportMetric(float64(floorTime)/float64(kpTime), "floor/keyplane")
 }
 
 func BenchmarkUsageScan(b *testing.B) {
