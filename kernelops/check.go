@@ -40,10 +40,11 @@ var policyFeatures = []feature[*Policy]{
 	{CapIfID, "IfID", func(p *Policy) bool { return p.IfID != 0 }},
 }
 
-func requireFeatures[T any](c Capabilities, backend, op, obj string, x T, fs []feature[T]) error {
+// obj names x; it is called only for an error.
+func requireFeatures[T any](c Capabilities, backend, op string, obj func() string, x T, fs []feature[T]) error {
 	for _, f := range fs {
 		if f.uses(x) && !c.Has(f.cap) {
-			return &Error{Backend: backend, Op: op, Object: obj, Field: f.field, Err: ErrNotSupported,
+			return &Error{Backend: backend, Op: op, Object: obj(), Field: f.field, Err: ErrNotSupported,
 				Detail: fmt.Sprintf("capability %s: %s", f.cap, c.Why(f.cap))}
 		}
 	}
@@ -57,7 +58,7 @@ func (c Capabilities) CheckSA(backend, op string, sa *SA) error {
 	if err := ValidateSA(backend, op, sa, &c.Algorithms); err != nil {
 		return err
 	}
-	if err := requireFeatures(c, backend, op, sa.ID.String(), sa, saFeatures); err != nil {
+	if err := requireFeatures(c, backend, op, sa.ID.String, sa, saFeatures); err != nil {
 		return err
 	}
 	if c.MaxReplayWindow != 0 && sa.ReplayWindow > c.MaxReplayWindow {
@@ -72,7 +73,7 @@ func (c Capabilities) CheckPolicy(backend, op string, p *Policy) error {
 	if err := ValidatePolicy(backend, op, p); err != nil {
 		return err
 	}
-	return requireFeatures(c, backend, op, p.ID().String(), p, policyFeatures)
+	return requireFeatures(c, backend, op, p.ID().String, p, policyFeatures)
 }
 
 // ValidateSPIRequest checks an SPI request and returns it with its range
@@ -182,5 +183,5 @@ func (c Capabilities) CheckPolicyID(backend, op string, id PolicyID) error {
 		return err
 	}
 	p := Policy{Mark: id.Mark, IfID: id.IfID}
-	return requireFeatures(c, backend, op, id.String(), &p, policyFeatures)
+	return requireFeatures(c, backend, op, id.String, &p, policyFeatures)
 }

@@ -255,23 +255,40 @@ func (h *Handle) Apply(ctx context.Context, ops []Op) error {
 	if err := h.enter(ctx, "batch", CapBatch, h.batch != nil); err != nil {
 		return err
 	}
-	pass := make([]Op, 0, len(ops))
-	idx := make([]int, 0, len(ops))
+	failed := 0
 	for i := range ops {
 		ops[i].Err = h.checkOp(ctx, &ops[i])
-		if ops[i].Err == nil {
-			pass = append(pass, ops[i])
-			idx = append(idx, i)
+		if ops[i].Err != nil {
+			failed++
+		}
+	}
+	// The driver gets the ops that passed: ops itself when all did, so a
+	// large batch is not copied.
+	pass, idx := ops, []int(nil)
+	if failed > 0 {
+		pass = make([]Op, 0, len(ops)-failed)
+		idx = make([]int, 0, len(ops)-failed)
+		for i := range ops {
+			if ops[i].Err == nil {
+				pass = append(pass, ops[i])
+				idx = append(idx, i)
+			}
 		}
 	}
 	unlock := h.lockLife()
 	if len(pass) > 0 {
 		h.batch.Apply(ctx, pass)
 	}
-	for j, i := range idx {
+	for j := range pass {
+		i := j
+		if idx != nil {
+			i = idx[j]
+		}
 		op := &ops[i]
 		err := pass[j].Err
-		err = h.wrap(op.Kind.String(), opObject(op), err)
+		if err != nil { // named only when it failed: a batch holds thousands
+			err = h.wrap(op.Kind.String(), opObject(op), err)
+		}
 		switch op.Kind {
 		case OpAddSA, OpUpdateSA:
 			if err == nil {

@@ -3,6 +3,7 @@ package kernelops
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 
 	"github.com/keyplane/keyplane/kernelops/clock"
@@ -26,7 +27,7 @@ type spiTable struct {
 }
 
 type spiKey struct {
-	dst   string
+	dst   netip.Addr // a comparable value: keying costs no allocation per SA
 	spi   uint32
 	proto Proto
 }
@@ -36,7 +37,7 @@ type larvalSPI struct {
 	timer clock.Timer
 }
 
-func keyOfSA(id SAID) spiKey { return spiKey{id.Dst.String(), id.SPI, id.Proto} }
+func keyOfSA(id SAID) spiKey { return spiKey{id.Dst, id.SPI, id.Proto} }
 
 func newSPITable(clk clock.Clock) *spiTable {
 	return &spiTable{clk: clk, alloc: map[Proto]*spialloc.Allocator{}, larval: map[spiKey]*larvalSPI{}, held: map[SAID]bool{}}
@@ -73,7 +74,7 @@ func (t *spiTable) allocate(ctx context.Context, sad SADriver, req SPIRequest) (
 	case err != nil:
 		return 0, &Error{Field: "Min", Err: ErrInvalid, Detail: err.Error()}
 	}
-	k := spiKey{req.Dst.String(), spi, req.Proto}
+	k := spiKey{req.Dst, spi, req.Proto}
 	l := &larvalSPI{req: req}
 	l.timer = t.clk.AfterFunc(LarvalTimeout, func() {
 		t.mu.Lock()

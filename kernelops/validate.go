@@ -16,9 +16,10 @@ func ValidateSA(backend, op string, sa *SA, algs *AlgorithmSet) error {
 	if sa == nil {
 		return Invalid(backend, op, "", "SA", "nil SA")
 	}
-	obj := sa.ID.String()
+	// The object's name is made only for an error: batches check
+	// thousands of SAs.
 	bad := func(field, format string, args ...any) error {
-		return Invalid(backend, op, obj, field, format, args...)
+		return Invalid(backend, op, sa.ID.String(), field, format, args...)
 	}
 	if err := validateSAID(sa.ID, bad); err != nil {
 		return err
@@ -36,7 +37,7 @@ func ValidateSA(backend, op string, sa *SA, algs *AlgorithmSet) error {
 	}
 	switch sa.ID.Proto {
 	case ProtoESP:
-		if err := validateEncryption(sa, algs, bad, backend, op, obj); err != nil {
+		if err := validateEncryption(sa, algs, bad, backend, op); err != nil {
 			return err
 		}
 	case ProtoAH:
@@ -48,7 +49,7 @@ func ValidateSA(backend, op string, sa *SA, algs *AlgorithmSet) error {
 		}
 	}
 	if sa.ID.Proto != ProtoIPComp {
-		if err := validateIntegrity(sa, algs, bad, backend, op, obj); err != nil {
+		if err := validateIntegrity(sa, algs, bad, backend, op); err != nil {
 			return err
 		}
 	}
@@ -120,7 +121,7 @@ func validateSAID(id SAID, bad badFunc) error {
 	return nil
 }
 
-func validateEncryption(sa *SA, algs *AlgorithmSet, bad badFunc, backend, op, obj string) error {
+func validateEncryption(sa *SA, algs *AlgorithmSet, bad badFunc, backend, op string) error {
 	e := sa.Encryption
 	info, ok := e.ID.Info()
 	if !ok {
@@ -138,13 +139,13 @@ func validateEncryption(sa *SA, algs *AlgorithmSet, bad badFunc, backend, op, ob
 		return bad("Encryption.Key", "%d bytes for %s: want %d%s", len(e.Key), e.ID, want, saltNote)
 	}
 	if algs != nil && !algs.HasEncr(e.ID) {
-		return &Error{Backend: backend, Op: op, Object: obj, Field: "Encryption.ID", Err: ErrNotSupported,
+		return &Error{Backend: backend, Op: op, Object: sa.ID.String(), Field: "Encryption.ID", Err: ErrNotSupported,
 			Detail: fmt.Sprintf("%s is not available in this dataplane", e.ID)}
 	}
 	return nil
 }
 
-func validateIntegrity(sa *SA, algs *AlgorithmSet, bad badFunc, backend, op, obj string) error {
+func validateIntegrity(sa *SA, algs *AlgorithmSet, bad badFunc, backend, op string) error {
 	in := sa.Integrity
 	info, ok := in.ID.Info()
 	if !ok {
@@ -163,7 +164,7 @@ func validateIntegrity(sa *SA, algs *AlgorithmSet, bad badFunc, backend, op, obj
 		return bad("Integrity.Key", "%d bytes for %s: want %d", len(in.Key), in.ID, info.KeyLen)
 	}
 	if algs != nil && !algs.HasInteg(in.ID) {
-		return &Error{Backend: backend, Op: op, Object: obj, Field: "Integrity.ID", Err: ErrNotSupported,
+		return &Error{Backend: backend, Op: op, Object: sa.ID.String(), Field: "Integrity.ID", Err: ErrNotSupported,
 			Detail: fmt.Sprintf("%s is not available in this dataplane", in.ID)}
 	}
 	return nil

@@ -333,6 +333,12 @@ func TestBatchChunksAndErrors(t *testing.T) {
 	wantIs(t, "duplicate", ops[n].Err, kernelops.ErrExists)
 	wantIs(t, "invalid", ops[n+1].Err, kernelops.ErrInvalid)
 	wantIs(t, "delete missing", ops[n+2].Err, kernelops.ErrNotFound)
+	for _, i := range []int{n, n + 2} { // named only when they fail
+		var ke *kernelops.Error
+		if errors.As(ops[i].Err, &ke); ke.Object != opObjectOf(&ops[i]) {
+			t.Errorf("op %d: error %q names %q, want %q", i, ops[i].Err, ke.Object, opObjectOf(&ops[i]))
+		}
+	}
 	got := 0
 	for _, err := range b.Policies(ctx) {
 		must(t, "dump", err)
@@ -443,4 +449,12 @@ func TestDumpStreams(t *testing.T) {
 	if c := count(); c != n {
 		t.Errorf("full dump after abandoned ones: %d of %d", c, n)
 	}
+}
+
+// opObjectOf is what an op's error must name.
+func opObjectOf(op *kernelops.Op) string {
+	if op.Kind == kernelops.OpDeletePolicy {
+		return op.PolicyID.String()
+	}
+	return op.Policy.ID().String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/keyplane/keyplane/kernelops"
@@ -21,20 +22,71 @@ import (
 // one request at a time. The chunk size keeps the answers within the
 // receive buffer.
 
+// batchMaxMsgs and batchMaxBytes bound one chunk (one sendmsg); variables
+// so BenchmarkInstallSAsBurst can size them.
+var (
+	batchMaxMsgs  = 1024
+	batchMaxBytes = 256 << 10
+)
+
 const (
-	batchMaxMsgs   = 1024
-	batchMaxBytes  = 256 << 10
 	batchRcvbuf    = 8 << 20
 	batchSeqBudget = 1 << 30 // restart numbering well before wrapping
 )
 
-// batchReq is one request of a batch.
+// batchReq is one request of a batch: an op of Apply, encoded straight
+// into the chunk buffer when its chunk is built, or (build set) any other
+// request. Nothing is formatted unless the request fails: the object's
+// name is made for the error only.
 type batchReq struct {
-	object string
+	op     *kernelops.Op
+	typ    uint16 // the op's message type
+	arg    uint32 // the policy index (add, replace) or family (delete)
 	build  func(mb *msgBuilder, seq uint32) error
+	object string // names a build request
 	err    error
 	sent   bool
 }
+
+// encode appends the request with sequence number seq.
+func (r *batchReq) encode(mb *msgBuilder, seq uint32, sadir bool) error {
+	if r.build != nil {
+		return r.build(mb, seq)
+	}
+	switch op := r.op; op.Kind {
+	case kernelops.OpAddSA, kernelops.OpUpdateSA:
+		return appendSA(mb, r.typ, reqFlags, seq, op.SA, saOpts{SADir: sadir})
+	case kernelops.OpDeleteSA:
+		appendSAID(mb, r.typ, reqFlags, seq, op.SAID)
+	case kernelops.OpAddPolicy, kernelops.OpReplacePolicy:
+		appendPolicy(mb, r.typ, reqFlags, seq, op.Policy, r.arg)
+	case kernelops.OpDeletePolicy:
+		appendPolicyID(mb, r.typ, reqFlags, seq, op.PolicyID, uint16(r.arg))
+	}
+	return nil
+}
+
+// name is the request's object for an error.
+func (r *batchReq) name() string {
+	if r.op == nil {
+		return r.object
+	}
+	switch op := r.op; op.Kind {
+	case kernelops.OpAddSA, kernelops.OpUpdateSA:
+		return op.SA.ID.String()
+	case kernelops.OpDeleteSA:
+		return op.SAID.String()
+	case kernelops.OpAddPolicy, kernelops.OpReplacePolicy:
+		return op.Policy.ID().String()
+	case kernelops.OpDeletePolicy:
+		return op.PolicyID.String()
+	}
+	return ""
+}
+
+// batchBufs recycles chunk buffers between batches: a chunk is up to
+// batchMaxBytes plus one request.
+var batchBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // runBatch sends reqs in chunks on one socket and sets each req's err.
 func (b *driver) runBatch(ctx context.Context, reqs []batchReq) {
@@ -65,8 +117,14 @@ func (b *driver) runBatch(ctx context.Context, reqs []batchReq) {
 	done := s.watch(ctx)
 	defer done()
 
-	var mb msgBuilder
-	idx := make([]int, 0, batchMaxMsgs) // chunk position -> reqs index
+	sadir := b.k.saDir()
+	bp := batchBufs.Get().(*[]byte)
+	mb := msgBuilder{buf: (*bp)[:0]}
+	defer func() {
+		*bp = mb.buf[:0]
+		batchBufs.Put(bp)
+	}()
+	idx := make([]int, 0, min(len(reqs), batchMaxMsgs)) // chunk position -> reqs index
 	for next := 0; next < len(reqs); {
 		if err := ctx.Err(); err != nil {
 			fail(next, &kernelops.Error{Err: err})
@@ -86,9 +144,9 @@ func (b *driver) runBatch(ctx context.Context, reqs []batchReq) {
 			}
 			mark := len(mb.buf)
 			seq := first + uint32(len(idx))
-			if err := r.build(&mb, seq); err != nil {
+			if err := r.encode(&mb, seq, sadir); err != nil {
 				mb.buf = mb.buf[:mark]
-				r.err = b.kerr(r.object, err)
+				r.err = b.kerr(r.name(), err)
 				continue
 			}
 			setAck(mb.buf[mark:], false)
@@ -103,7 +161,7 @@ func (b *driver) runBatch(ctx context.Context, reqs []batchReq) {
 		if err := s.send(mb.buf); err != nil {
 			clean = false
 			for _, i := range idx {
-				reqs[i].err = b.kerr(reqs[i].object, err)
+				reqs[i].err = b.kerr(reqs[i].name(), err)
 			}
 			fail(next, b.kerr("", err))
 			return
@@ -166,7 +224,7 @@ func (b *driver) collectAcks(s *nlSock, reqs []batchReq, idx []int, first uint32
 			}
 			if e.Errno != 0 {
 				r := &reqs[idx[m.Seq-first]]
-				r.err = b.kerr(r.object, &netlinkError{e})
+				r.err = b.kerr(r.name(), &netlinkError{e})
 			}
 			if m.Seq == lastSeq {
 				return nil
@@ -185,13 +243,14 @@ func (b *driver) Apply(ctx context.Context, ops []kernelops.Op) error {
 
 func (b *driver) applyBatch(ctx context.Context, ops []kernelops.Op) {
 	reqs := make([]batchReq, 0, len(ops))
-	pos := make([]int, 0, len(ops)) // reqs index -> ops index
 	var single []int
-	sadir := b.k.saDir()
+	b.mu.Lock()
+	anyLarval := len(b.larval) > 0
+	b.mu.Unlock()
 	for i := range ops {
 		op := &ops[i]
 		op.Err = nil
-		var r batchReq
+		r := batchReq{op: op}
 		switch op.Kind {
 		case kernelops.OpAddSA, kernelops.OpUpdateSA:
 			if err := b.validateSA(op.SA); err != nil {
@@ -202,59 +261,45 @@ func (b *driver) applyBatch(ctx context.Context, ops []kernelops.Op) {
 				single = append(single, i)
 				continue
 			}
-			typ := uint16(nl.XFRM_MSG_NEWSA)
-			if op.Kind == kernelops.OpUpdateSA || b.isLarval(op.SA.ID) {
-				typ = nl.XFRM_MSG_UPDSA
+			r.typ = nl.XFRM_MSG_NEWSA
+			if op.Kind == kernelops.OpUpdateSA || anyLarval && b.isLarval(op.SA.ID) {
+				r.typ = nl.XFRM_MSG_UPDSA
 			}
-			sa := op.SA
-			r = batchReq{object: sa.ID.String(), build: func(mb *msgBuilder, seq uint32) error {
-				return appendSA(mb, typ, reqFlags, seq, sa, saOpts{SADir: sadir})
-			}}
 		case kernelops.OpDeleteSA:
-			id := op.SAID
-			r = batchReq{object: id.String(), build: func(mb *msgBuilder, seq uint32) error {
-				appendSAID(mb, nl.XFRM_MSG_DELSA, reqFlags, seq, id)
-				return nil
-			}}
+			r.typ = nl.XFRM_MSG_DELSA
 		case kernelops.OpAddPolicy, kernelops.OpReplacePolicy:
-			typ := uint16(nl.XFRM_MSG_NEWPOLICY)
+			r.typ = nl.XFRM_MSG_NEWPOLICY
 			if op.Kind == kernelops.OpReplacePolicy {
-				typ = nl.XFRM_MSG_UPDPOLICY
+				r.typ = nl.XFRM_MSG_UPDPOLICY
 			}
-			p := op.Policy
-			index := b.newIndex(p.Dir)
-			r = batchReq{object: p.ID().String(), build: func(mb *msgBuilder, seq uint32) error {
-				appendPolicy(mb, typ, reqFlags, seq, p, index)
-				return nil
-			}}
+			r.arg = b.newIndex(op.Policy.Dir)
 		case kernelops.OpDeletePolicy:
 			fams := familiesOf(op.PolicyID)
 			if len(fams) != 1 {
 				single = append(single, i) // family found by trying
 				continue
 			}
-			id := op.PolicyID
-			r = batchReq{object: id.String(), build: func(mb *msgBuilder, seq uint32) error {
-				appendPolicyID(mb, nl.XFRM_MSG_DELPOLICY, reqFlags, seq, id, fams[0])
-				return nil
-			}}
+			r.typ = nl.XFRM_MSG_DELPOLICY
+			r.arg = uint32(fams[0])
 		default:
 			op.Err = kernelops.Invalid("", "", "", "Kind", "unknown operation %d", op.Kind)
 			continue
 		}
 		reqs = append(reqs, r)
-		pos = append(pos, i)
 	}
 	b.runBatch(ctx, reqs)
-	for k, r := range reqs {
-		op := &ops[pos[k]]
+	for k := range reqs {
+		r := &reqs[k]
+		op := r.op
 		op.Err = r.err
 		if r.err != nil {
 			continue
 		}
 		switch op.Kind {
 		case kernelops.OpAddSA, kernelops.OpUpdateSA:
-			b.setLarval(op.SA.ID, false)
+			if anyLarval || op.Kind == kernelops.OpUpdateSA {
+				b.setLarval(op.SA.ID, false)
+			}
 			op.SA.Offload.Active = kernelops.OffloadNone
 		case kernelops.OpDeleteSA:
 			b.setLarval(op.SAID, false)

@@ -272,8 +272,9 @@ func BenchmarkInstallSAs(b *testing.B) {
 	})
 }
 
-// BenchmarkInstallSAsBurst sizes sendmsg batches: the raw floor at several
-// messages per sendmsg (VM only, like InstallSAs).
+// BenchmarkInstallSAsBurst sizes sendmsg batches: the raw floor and
+// keyplane's batch at several messages per sendmsg (VM only, like
+// InstallSAs).
 func BenchmarkInstallSAsBurst(b *testing.B) {
 	lab.RequireRoot(b)
 	kp, ns := fresh(b, kernelops.Options{})
@@ -287,6 +288,26 @@ func BenchmarkInstallSAsBurst(b *testing.B) {
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("impl=raw-floor/burst=%d", n), func(b *testing.B) {
 			rawFloor(b, kp, ns, sas, n)
+			b.ReportMetric(float64(len(sas)), "SAs/op")
+		})
+	}
+	defer func(m, n int) { batchMaxMsgs, batchMaxBytes = m, n }(batchMaxMsgs, batchMaxBytes)
+	batchMaxBytes = 768 << 10 // within the sockets' 1 MiB send buffer
+	for _, n := range sizes {
+		batchMaxMsgs = n
+		b.Run(fmt.Sprintf("impl=keyplane-batch/burst=%d", n), func(b *testing.B) {
+			ops := make([]kernelops.Op, len(sas))
+			for b.Loop() {
+				for i, sa := range sas {
+					ops[i] = kernelops.Op{Kind: kernelops.OpAddSA, SA: sa}
+				}
+				if err := kp.Apply(context.Background(), ops); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				flushAll(b, ns)
+				b.StartTimer()
+			}
 			b.ReportMetric(float64(len(sas)), "SAs/op")
 		})
 	}

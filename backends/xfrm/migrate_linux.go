@@ -53,7 +53,7 @@ func outer(m kernelops.Migration, dir kernelops.Direction) (oldSrc, oldDst, newS
 // Migrate implements kernelops.Migrator.
 func (b *driver) Migrate(ctx context.Context, m kernelops.Migration) error {
 	obj := kernelops.MigrationObject(m)
-	if err := b.requireProto(obj, kernelops.ProtoESP); err != nil {
+	if err := b.requireProto(func() string { return obj }, kernelops.ProtoESP); err != nil {
 		return err
 	}
 	for _, pid := range m.Policies {

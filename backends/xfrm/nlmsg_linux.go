@@ -3,6 +3,7 @@ package xfrm
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -31,8 +32,7 @@ type msgBuilder struct {
 // begin starts a message; end must follow once its body is written.
 func (b *msgBuilder) begin(typ, flags uint16, seq uint32) {
 	b.start = len(b.buf)
-	b.buf = append(b.buf, make([]byte, nlmsgHdrLen)...)
-	h := b.buf[b.start:]
+	h := b.grow(nlmsgHdrLen)
 	ne.PutUint16(h[4:], typ)
 	ne.PutUint16(h[6:], flags)
 	ne.PutUint32(h[8:], seq)
@@ -51,10 +51,14 @@ func (b *msgBuilder) pad() {
 }
 
 // grow appends n zero bytes and returns them for the caller to fill.
+// It allocates only when buf's capacity runs out (a batch reuses one
+// buffer for all its requests).
 func (b *msgBuilder) grow(n int) []byte {
 	off := len(b.buf)
-	b.buf = append(b.buf, make([]byte, n)...)
-	return b.buf[off : off+n]
+	b.buf = slices.Grow(b.buf, n)[:off+n]
+	p := b.buf[off:]
+	clear(p)
+	return p
 }
 
 // attr appends an attribute of type t with payload size n and returns

@@ -15,12 +15,21 @@ import (
 const reqFlags = unix.NLM_F_REQUEST | unix.NLM_F_ACK
 
 // requireProto refuses SA operations for an IPsec protocol the kernel
-// lacks, with the kernel's own answer, before anything is sent.
-func (b *driver) requireProto(object string, p kernelops.Proto) error {
+// lacks, with the kernel's own answer, before anything is sent. object
+// names what was refused; it is called only then (batches check every SA).
+func (b *driver) requireProto(object func() string, p kernelops.Proto) error {
 	if !b.k.Probed {
 		return nil // unknown: let the kernel answer
 	}
-	have := map[kernelops.Proto]bool{kernelops.ProtoESP: b.k.ESP, kernelops.ProtoAH: b.k.AH, kernelops.ProtoIPComp: b.k.IPComp}[p]
+	var have bool
+	switch p {
+	case kernelops.ProtoESP:
+		have = b.k.ESP
+	case kernelops.ProtoAH:
+		have = b.k.AH
+	case kernelops.ProtoIPComp:
+		have = b.k.IPComp
+	}
 	if have {
 		return nil
 	}
@@ -28,7 +37,7 @@ func (b *driver) requireProto(object string, p kernelops.Proto) error {
 	if p == kernelops.ProtoESP && b.k.ESPErr != "" {
 		detail += ": adding an ESP state fails with " + b.k.ESPErr
 	}
-	return &kernelops.Error{Object: object, Err: kernelops.ErrNotSupported,
+	return &kernelops.Error{Object: object(), Err: kernelops.ErrNotSupported,
 		Errno: syscall.EPROTONOSUPPORT, Detail: detail}
 }
 
@@ -57,7 +66,7 @@ func (b *driver) setLarval(id kernelops.SAID, on bool) {
 func (b *driver) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
 	obj := fmt.Sprintf("%s %s->%s", req.Proto, req.Src, req.Dst)
 	lo, hi := req.Min, req.Max // resolved by the front end
-	if err := b.requireProto(obj, req.Proto); err != nil {
+	if err := b.requireProto(func() string { return obj }, req.Proto); err != nil {
 		return 0, err
 	}
 	var spi uint32
@@ -104,7 +113,7 @@ func (b *driver) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32
 // validateSA is this kernel's own check beyond the front end's: the
 // IPsec protocol present, no sequence numbers on IPComp.
 func (b *driver) validateSA(sa *kernelops.SA) error {
-	if err := b.requireProto(sa.ID.String(), sa.ID.Proto); err != nil {
+	if err := b.requireProto(sa.ID.String, sa.ID.Proto); err != nil {
 		return err
 	}
 	if sa.ID.Proto == kernelops.ProtoIPComp && (sa.Encap != nil || sa.ESN) {

@@ -42,7 +42,7 @@ func (b *driver) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th ke
 }
 
 func (b *driver) syncCheck(id kernelops.SAID) error {
-	return b.requireProto(id.String(), id.Proto)
+	return b.requireProto(id.String, id.Proto)
 }
 
 // getAE reads an SA's aevent state.

@@ -497,3 +497,52 @@ func TestFlushSAsLeavesForeign(t *testing.T) {
 		t.Errorf("%d SAs after the restart cleanup, want the 2 foreign ones", n)
 	}
 }
+
+// TestBatchSAErrorsNameTheirSA: in a batch of SAs spanning several chunks,
+// the SAs the kernel refuses fail alone, each with a typed error naming
+// it; every other SA is installed.
+func TestBatchSAErrorsNameTheirSA(t *testing.T) {
+	b, _ := fresh(t, kernelops.Options{})
+	needESP(t, b)
+	ctx := context.Background()
+	key := make([]byte, 20)
+	const n = 2500 // three chunks
+	ops := make([]kernelops.Op, 0, n+2)
+	for i := range n {
+		ops = append(ops, kernelops.Op{Kind: kernelops.OpAddSA, SA: benchSA(i, b.Options().ReqIDMin, key)})
+	}
+	dup := benchSA(1500, b.Options().ReqIDMin, key)    // in the second chunk
+	missing := benchSA(n+7, b.Options().ReqIDMin, key) // never added
+	ops = append(ops, kernelops.Op{Kind: kernelops.OpAddSA, SA: dup}, kernelops.Op{Kind: kernelops.OpUpdateSA, SA: missing})
+	err := b.Apply(ctx, ops)
+	var be *kernelops.BatchError
+	if !errors.As(err, &be) || be.Failed != 2 || be.Total != n+2 {
+		t.Fatalf("batch error %v, want 2 of %d failed", err, n+2)
+	}
+	for i := range n {
+		if ops[i].Err != nil {
+			t.Fatalf("op %d failed: %v", i, ops[i].Err)
+		}
+	}
+	for _, c := range []struct {
+		what string
+		err  error
+		sa   *kernelops.SA
+		want error
+	}{{"duplicate", ops[n].Err, dup, kernelops.ErrExists}, {"update of a missing SA", ops[n+1].Err, missing, kernelops.ErrNotFound}} {
+		wantIs(t, c.what, c.err, c.want)
+		var ke *kernelops.Error
+		errors.As(c.err, &ke)
+		if ke.Object != c.sa.ID.String() || ke.Op == "" {
+			t.Errorf("%s: error %q names %q in op %q, want %s", c.what, c.err, ke.Object, ke.Op, c.sa.ID)
+		}
+	}
+	got := 0
+	for _, err := range b.SAs(ctx) {
+		must(t, "dump", err)
+		got++
+	}
+	if got != n {
+		t.Errorf("%d SAs installed, want %d", got, n)
+	}
+}
