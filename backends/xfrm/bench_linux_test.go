@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,7 +102,13 @@ func flushAll(b testing.TB, ns *lab.NS) {
 	if out, err := runCmd("ip", "-n", ns.Name, "xfrm", "state", "flush"); err != nil {
 		b.Fatalf("flush: %v: %s", err, out)
 	}
+	// The kernel frees flushed SAs later (xfrm_state_gc, a cipher each):
+	// give it time, so the next timed install does not pay for it.
+	time.Sleep(flushSettle)
 }
+
+// flushSettle is the pause after a flush, outside any timing.
+const flushSettle = 2 * time.Second
 
 func xfrmHandle(b testing.TB, ns *lab.NS) *netlink.Handle {
 	h, err := netlink.NewHandleAt(ns.Handle, unix.NETLINK_XFRM)
@@ -409,6 +416,8 @@ func (f *rawInstaller) install(b *testing.B) {
 	}
 }
 
+var pairedRuns atomic.Uint32
+
 // BenchmarkInstallSAsPaired times keyplane's batch and the raw floor in
 // turn within each iteration (which goes first alternates), so a shared
 // machine's load drifts under both alike; keyplane/floor is the ratio of
@@ -444,7 +453,8 @@ func BenchmarkInstallSAsPaired(b *testing.B) {
 	}
 	n := 0
 	for b.Loop() {
-		if n%2 == 0 {
+		// Which goes first alternates over iterations and over -count runs.
+		if pairedRuns.Add(1)%2 == 1 {
 			runKP()
 			runFloor()
 		} else {
