@@ -78,7 +78,7 @@ func ipPolicyLine(p *kernelops.Policy) string {
 }
 
 // ipBatch writes lines to a file and runs `ip -n NS -batch FILE`.
-func ipBatch(b *testing.B, ns *lab.NS, lines []string) {
+func ipBatch(b *testing.B, ns *lab.NS, lines []string, flush func(testing.TB, *lab.NS)) {
 	b.Helper()
 	f := filepath.Join(b.TempDir(), "batch")
 	if err := os.WriteFile(f, []byte(strings.Join(lines, "")), 0o600); err != nil {
@@ -90,7 +90,7 @@ func ipBatch(b *testing.B, ns *lab.NS, lines []string) {
 			b.Fatalf("ip -batch: %v: %s", err, out)
 		}
 		b.StopTimer()
-		flushAll(b, ns)
+		flush(b, ns)
 		b.StartTimer()
 	}
 }
@@ -102,13 +102,15 @@ func flushAll(b testing.TB, ns *lab.NS) {
 	if out, err := runCmd("ip", "-n", ns.Name, "xfrm", "state", "flush"); err != nil {
 		b.Fatalf("flush: %v: %s", err, out)
 	}
-	// The kernel frees flushed SAs later (xfrm_state_gc, a cipher each):
-	// give it time, so the next timed install does not pay for it.
-	time.Sleep(flushSettle)
 }
 
-// flushSettle is the pause after a flush, outside any timing.
-const flushSettle = 2 * time.Second
+// flushSAs is flushAll for the SA benchmarks: the kernel frees flushed SAs
+// later (xfrm_state_gc, a cipher each), so it is given time before the
+// next timed install, which would pay for it otherwise.
+func flushSAs(b testing.TB, ns *lab.NS) {
+	flushAll(b, ns)
+	time.Sleep(2 * time.Second)
+}
 
 func xfrmHandle(b testing.TB, ns *lab.NS) *netlink.Handle {
 	h, err := netlink.NewHandleAt(ns.Handle, unix.NETLINK_XFRM)
@@ -164,7 +166,7 @@ func BenchmarkInstallPolicies(b *testing.B) {
 		for i, p := range ps {
 			lines[i] = ipPolicyLine(p)
 		}
-		ipBatch(b, ns, lines)
+		ipBatch(b, ns, lines, flushAll)
 		b.ReportMetric(float64(len(ps)), "policies/op")
 	})
 }
@@ -239,7 +241,7 @@ func BenchmarkInstallSAs(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			flushAll(b, ns)
+			flushSAs(b, ns)
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(len(sas)), "SAs/op")
@@ -263,7 +265,7 @@ func BenchmarkInstallSAs(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			flushAll(b, ns)
+			flushSAs(b, ns)
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(len(sas)), "SAs/op")
@@ -274,7 +276,7 @@ func BenchmarkInstallSAs(b *testing.B) {
 			lines[i] = fmt.Sprintf("xfrm state add src %s dst %s proto esp spi %#x reqid %d mode tunnel replay-window 32 aead rfc4106(gcm(aes)) 0x%s 128\n",
 				sa.ID.Src, sa.ID.Dst, sa.ID.SPI, sa.ReqID, hex.EncodeToString(key))
 		}
-		ipBatch(b, ns, lines)
+		ipBatch(b, ns, lines, flushSAs)
 		b.ReportMetric(float64(len(sas)), "SAs/op")
 	})
 }
@@ -309,7 +311,7 @@ func BenchmarkInstallSAsBurst(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				flushAll(b, ns)
+				flushSAs(b, ns)
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(len(sas)), "SAs/op")
@@ -328,7 +330,7 @@ func rawFloor(b *testing.B, kp *Backend, ns *lab.NS, sas []*kernelops.SA) {
 	for b.Loop() {
 		f.install(b)
 		b.StopTimer()
-		flushAll(b, ns)
+		flushSAs(b, ns)
 		b.StartTimer()
 	}
 }
@@ -443,13 +445,13 @@ func BenchmarkInstallSAsPaired(b *testing.B) {
 			b.Fatal(err)
 		}
 		kpTime += time.Since(t0)
-		flushAll(b, ns)
+		flushSAs(b, ns)
 	}
 	runFloor := func() {
 		t0 := time.Now()
 		f.install(b)
 		floorTime += time.Since(t0)
-		flushAll(b, ns)
+		flushSAs(b, ns)
 	}
 	n := 0
 	for b.Loop() {
