@@ -7,6 +7,7 @@ import (
 	"iter"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/keyplane/keyplane/ike/ikecrypto"
@@ -166,13 +167,25 @@ func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, each func(*saSna
 	}
 	u := &usageView{readAt: readAt, lastChild: lastChild}
 	if len(refs) > 0 {
-		u.m, u.err = e.readUsage(ctx, 2*len(refs))
+		u.m = usageMaps.Get().(map[usageKey]counters)
+		defer func() {
+			clear(u.m)
+			usageMaps.Put(u.m)
+		}()
+		u.err = e.readUsage(ctx, u.m)
 	}
 	// The chunk's copies, and its children's, in buffers reused from
-	// chunk to chunk: the loop allocates nothing for them once the first
-	// chunk has sized them.
-	snap := make([]saSnap, 0, min(len(refs), listChunk))
-	var kids []childSnap
+	// chunk to chunk and from listing to listing: the loop allocates
+	// nothing for them once they are sized.
+	bufs := snapBufs.Get().(*snapBuf)
+	defer func() {
+		// Copies left in them would keep what they point to alive.
+		clear(bufs.snap[:cap(bufs.snap)])
+		clear(bufs.kids[:cap(bufs.kids)])
+		snapBufs.Put(bufs)
+	}()
+	snap, kids := bufs.snap[:0], bufs.kids[:0]
+	defer func() { bufs.snap, bufs.kids = snap, kids }()
 	for len(refs) > 0 {
 		chunk := refs[:min(len(refs), listChunk)]
 		done := 0
@@ -210,6 +223,15 @@ func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, each func(*saSna
 	return nil
 }
 
+// snapBuf holds a listing's copies of a chunk of SAs and their children.
+type snapBuf struct {
+	snap []saSnap
+	kids []childSnap
+}
+
+// snapBufs keeps the buffers of finished listings for the next ones.
+var snapBufs = sync.Pool{New: func() any { return &snapBuf{} }}
+
 // listCall runs f on the loop for a listing (timed for listHold).
 func (e *Engine) listCall(ctx context.Context, f func()) error {
 	if listHold == nil {
@@ -224,7 +246,7 @@ func (e *Engine) listCall(ctx context.Context, f func()) error {
 
 // usageView is the counters of one bulk usage read, for a listing.
 type usageView struct {
-	m   map[kernelops.SAID]counters
+	m   map[usageKey]counters
 	err error
 	// The read began after readAt and after child lastChild was made: a
 	// child installed later may be missing from it without being gone
@@ -241,6 +263,8 @@ type counters struct{ bytes, packets uint64 }
 type textCache struct {
 	ike   map[ikecrypto.IKESuite]string
 	child map[ikecrypto.ChildSuite]string
+	// buf is where an entry's text is put together (listtext.go).
+	buf []byte
 }
 
 func (tc *textCache) ikeSuite(s ikecrypto.IKESuite) string {
@@ -265,11 +289,7 @@ func (tc *textCache) childSuite(s ikecrypto.ChildSuite) string {
 // fmt's cost per call).
 func hexSPI(v uint64, digits int) string {
 	var b [16]byte
-	for i := digits - 1; i >= 0; i-- {
-		b[i] = "0123456789abcdef"[v&0xf]
-		v >>= 4
-	}
-	return string(b[:digits])
+	return string(appendHex(b[:0], v, digits))
 }
 
 // saSnap is what the loop copies of an IKE SA for a listing.
@@ -345,32 +365,59 @@ func (e *Engine) sortedSAsWhere(keep func(*ikeSA) bool) []*ikeSA {
 }
 
 // readUsage reads the counters of the dataplane's SAs in one bulk pass
-// (the dataplane's UsageReader, else its SA dump). Runs outside the loop.
-func (e *Engine) readUsage(ctx context.Context, hint int) (map[kernelops.SAID]counters, error) {
+// (the dataplane's UsageReader, else its SA dump) into m. Runs outside
+// the loop.
+func (e *Engine) readUsage(ctx context.Context, m map[usageKey]counters) error {
 	var read iter.Seq2[kernelops.Usage, error]
 	if e.usage != nil {
 		read = e.usage.Usage(ctx)
 	} else {
 		read = kernelops.ReadUsage(ctx, e.b)
 	}
-	m := make(map[kernelops.SAID]counters, hint)
 	for u, err := range read {
 		if err != nil {
-			return nil, err
+			return err
 		}
-		m[u.ID] = counters{u.Bytes, u.Packets}
+		m[keyOfSA(u.ID)] = counters{u.Bytes, u.Packets}
 	}
-	return m, nil
+	return nil
 }
+
+// usageKey finds an SA's counters: what the dataplane keys SAs by
+// (XFRM: destination, SPI, protocol and mark; not the source), as plain
+// bytes, which hash and compare several times faster than a SAID (a
+// listing of 100,000 children fills and reads 200,000 of them).
+type usageKey struct {
+	dst   [16]byte
+	spi   uint32
+	mark  kernelops.Mark
+	proto kernelops.Proto
+	v4    bool
+}
+
+func keyOfSA(id kernelops.SAID) usageKey {
+	return usageKey{dst: id.Dst.As16(), spi: id.SPI, mark: id.Mark, proto: id.Proto, v4: id.Dst.Is4()}
+}
+
+// usageMaps keeps the maps of finished listings: a listing every 0.2 s
+// of 100,000 children reuses one map instead of making (and collecting)
+// a table of 200,000 entries each time.
+var usageMaps = sync.Pool{New: func() any { return map[usageKey]counters{} }}
 
 func (s *saSnap) info(u *usageView, tc *textCache) IKESAInfo {
 	role := "responder"
 	if s.initiator {
 		role = "initiator"
 	}
+	b := appendHex(tc.buf[:0], s.spii, 16)
+	b = appendHex(b, s.spir, 16)
+	b = appendAddrPort(b, s.local)
+	o := len(b)
+	b = appendAddrPort(b, s.remote)
+	tc.buf = b
+	t := string(b)
 	info := IKESAInfo{ID: s.id, Name: s.name, State: s.state, Role: role,
-		SPIi: hexSPI(s.spii, 16), SPIr: hexSPI(s.spir, 16),
-		Local: s.local.String(), Remote: s.remote.String(), NATLocal: s.natLocal, NATRemote: s.natRemote,
+		SPIi: t[:16], SPIr: t[16:32], Local: t[32:o], Remote: t[o:], NATLocal: s.natLocal, NATRemote: s.natRemote,
 		Established: s.estAt, Children: make([]ChildInfo, 0, len(s.children))}
 	if s.keyed {
 		info.Suite = tc.ikeSuite(s.suite)
@@ -382,10 +429,22 @@ func (s *saSnap) info(u *usageView, tc *textCache) IKESAInfo {
 }
 
 func (ch *childSnap) info(ike string, ikeID uint32, u *usageView, tc *textCache) ChildInfo {
+	// The text fields are slices of one string (listtext.go).
+	b := appendHex(tc.buf[:0], uint64(ch.inSPI), 8)
+	b = appendHex(b, uint64(ch.outSPI), 8)
+	b = appendRanges(b, ch.localTS)
+	lts := len(b)
+	b = appendRanges(b, ch.remoteTS)
+	rts := len(b)
+	b = appendAddr(b, ch.localAddr)
+	la := len(b)
+	b = appendAddr(b, ch.remoteAddr)
+	tc.buf = b
+	t := string(b)
 	ci := ChildInfo{ID: ch.id, Name: ch.name, IKE: ike, IKEID: ikeID, State: ch.state.public(), Mode: ch.mode.String(), ReqID: ch.reqid,
-		SPIIn: hexSPI(uint64(ch.inSPI), 8), SPIOut: hexSPI(uint64(ch.outSPI), 8), Suite: tc.childSuite(ch.suite),
-		Encap: ch.encap, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: rangesString(ch.localTS), RemoteTS: rangesString(ch.remoteTS),
-		Local: ch.localAddr.String(), Remote: ch.remoteAddr.String(), RekeyNeeded: ch.rekey, Established: ch.estAt}
+		SPIIn: t[:8], SPIOut: t[8:16], Suite: tc.childSuite(ch.suite),
+		Encap: ch.encap, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: t[16:lts], RemoteTS: t[lts:rts],
+		Local: t[rts:la], Remote: t[la:], RekeyNeeded: ch.rekey, Established: ch.estAt}
 	if ch.state != childInstalled {
 		return ci
 	}
@@ -395,15 +454,15 @@ func (ch *childSnap) info(ike string, ikeID uint32, u *usageView, tc *textCache)
 	}
 	// Installed after the read began: not counted yet, not gone.
 	fresh := ch.id > u.lastChild || ch.estAt.After(u.readAt)
-	for _, x := range []struct {
-		id             kernelops.SAID
-		bytes, packets *uint64
-	}{{ch.in, &ci.BytesIn, &ci.PacketsIn}, {ch.out, &ci.BytesOut, &ci.PacketsOut}} {
-		if c, ok := u.m[x.id]; ok {
-			*x.bytes, *x.packets = c.bytes, c.packets
-		} else if !fresh {
-			ci.CounterErr = fmt.Sprintf("SA %s: %v", x.id, kernelops.ErrNotFound)
-		}
+	if c, ok := u.m[keyOfSA(ch.in)]; ok {
+		ci.BytesIn, ci.PacketsIn = c.bytes, c.packets
+	} else if !fresh {
+		ci.CounterErr = fmt.Sprintf("SA %s: %v", ch.in, kernelops.ErrNotFound)
+	}
+	if c, ok := u.m[keyOfSA(ch.out)]; ok {
+		ci.BytesOut, ci.PacketsOut = c.bytes, c.packets
+	} else if !fresh {
+		ci.CounterErr = fmt.Sprintf("SA %s: %v", ch.out, kernelops.ErrNotFound)
 	}
 	return ci
 }
