@@ -48,12 +48,12 @@ func (b *model) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 	}
 	mine := map[kernelops.PolicyID]bool{}
 	for _, id := range b.holes {
-		if e := b.spd.m[id]; e != nil && e.hole {
+		if e := b.spd.get(id); e != nil && e.hole {
 			mine[id] = true
 		}
 	}
 	for _, p := range pols {
-		if e := b.spd.m[p.ID()]; e != nil && !mine[p.ID()] {
+		if e := b.spd.get(p.ID()); e != nil && !mine[p.ID()] {
 			return errno(syscall.EEXIST, "a policy that is not a hole holds this selector")
 		}
 	}
@@ -81,7 +81,7 @@ func (b *model) CloseHoles(ctx context.Context) error {
 
 func (b *model) closeHolesLocked() {
 	for _, id := range b.holes {
-		if e := b.spd.m[id]; e != nil && e.hole {
+		if e := b.spd.get(id); e != nil && e.hole {
 			b.removePolicyLocked(e)
 		}
 	}

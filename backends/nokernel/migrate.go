@@ -63,7 +63,7 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 	}
 	var pols []*polEntry
 	for _, pid := range m.Policies {
-		e := b.spd.m[pid]
+		e := b.spd.get(pid)
 		if e == nil {
 			return errno(syscall.ENOENT, "no such policy")
 		}
@@ -83,7 +83,9 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 			}
 			mv.e.sa.Encap = &enc
 		}
-		mv.e.mapping = netip.AddrPort{}
+		if mv.e.x != nil {
+			mv.e.x.mapping = netip.AddrPort{}
+		}
 		b.sad.insert(mv.e, false)
 	}
 	var events []*kernelops.MigrateEvent

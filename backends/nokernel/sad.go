@@ -37,16 +37,32 @@ type sad struct {
 	seq     uint64
 }
 
+// saEntry is an SA in the model. Its fields are laid out to fill a
+// 512-octet allocation exactly; what only a few SAs need is apart in x.
 type saEntry struct {
-	sa     kernelops.SA // the model's own copy
-	state  kernelops.SAState
-	c      kernelops.Counters
-	seq    uint64 // insertion order: newer SAs win outbound lookups
-	dead   bool   // removed; a snapshot holding it skips it
-	larval clock.Timer
+	sa    kernelops.SA // the model's own copy
+	state kernelops.SAState
+	dead  bool // removed; a snapshot holding it skips it
+	c     kernelops.Counters
+	seq   uint64 // insertion order: newer SAs win outbound lookups
 
+	x *saExtra // nil: none of it
+}
+
+// saExtra is what an SA needs only as a reservation (larval), with sync
+// thresholds set (HA), or behind a NAT whose mapping moved.
+type saExtra struct {
+	larval  clock.Timer
 	sync    syncState
 	mapping netip.AddrPort // last NAT mapping change reported
+}
+
+// extra returns e.x, made when first needed.
+func (e *saEntry) extra() *saExtra {
+	if e.x == nil {
+		e.x = &saExtra{}
+	}
+	return e.x
 }
 
 func (s *sad) init() {
@@ -153,11 +169,14 @@ func (s *sad) stopTimers() {
 }
 
 func (e *saEntry) stopTimers() {
-	if e.larval != nil {
-		e.larval.Stop()
-		e.larval = nil
+	if e.x == nil {
+		return
 	}
-	e.sync.stop()
+	if e.x.larval != nil {
+		e.x.larval.Stop()
+		e.x.larval = nil
+	}
+	e.x.sync.stop()
 }
 
 // removeLocked deletes e from the model: indexes, timers, lifetime
@@ -190,7 +209,7 @@ func (b *model) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32,
 		c:     kernelops.Counters{AddTime: now},
 	}
 	b.sad.insert(e, true)
-	e.larval = b.clk.AfterFunc(b.acqExpires, func() { b.expireLarval(e) })
+	e.extra().larval = b.clk.AfterFunc(b.acqExpires, func() { b.expireLarval(e) })
 	return spi, nil
 }
 
@@ -200,7 +219,7 @@ func (b *model) expireLarval(e *saEntry) {
 	if e.dead || e.state != kernelops.SALarval || b.closed {
 		return
 	}
-	e.larval = nil
+	e.x.larval = nil
 	b.removeLocked(e)
 	b.env.Publish(&kernelops.ExpireEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Hard: true, Limit: kernelops.LimitAddTime})
 }
@@ -253,9 +272,9 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 		b.sad.insert(e, false)
 	case e.state == kernelops.SALarval:
 		// The reservation is filled: same SPI, now a real SA.
-		if e.larval != nil {
-			e.larval.Stop()
-			e.larval = nil
+		if e.x != nil && e.x.larval != nil {
+			e.x.larval.Stop()
+			e.x.larval = nil
 		}
 		b.sad.unlink(e)
 		e.dead = true

@@ -45,9 +45,13 @@ func (b *model) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th ker
 	if e == nil || e.state == kernelops.SALarval {
 		return errno(syscall.ESRCH, "no such SA")
 	}
-	e.sync.stop()
-	e.sync.th = th
-	e.sync.baseO, e.sync.baseI = e.c.Replay.OSeq, e.c.Replay.Seq
+	if e.x == nil && th == (kernelops.SyncThresholds{}) {
+		return nil
+	}
+	x := e.extra()
+	x.sync.stop()
+	x.sync.th = th
+	x.sync.baseO, x.sync.baseI = e.c.Replay.OSeq, e.c.Replay.Seq
 	return nil
 }
 
@@ -109,7 +113,10 @@ func (b *model) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelop
 // syncTouched raises the SyncEvents an SA's replay advance calls for.
 // Called with b.mu held after the counters moved.
 func (b *model) syncTouched(e *saEntry) {
-	s := &e.sync
+	if e.x == nil {
+		return
+	}
+	s := &e.x.sync
 	if s.th == (kernelops.SyncThresholds{}) {
 		return
 	}
@@ -136,7 +143,8 @@ func (b *model) syncTouched(e *saEntry) {
 }
 
 func (b *model) sendSync(e *saEntry, why kernelops.SyncReason) {
-	e.sync.stop()
-	e.sync.baseO, e.sync.baseI = e.c.Replay.OSeq, e.c.Replay.Seq
+	s := &e.extra().sync
+	s.stop()
+	s.baseO, s.baseI = e.c.Replay.OSeq, e.c.Replay.Seq
 	b.env.Publish(&kernelops.SyncEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, State: e.syncState(), Reason: why})
 }

@@ -294,8 +294,12 @@ func (b *model) inbound(ctx context.Context, p Packet) (Result, error) {
 	now := b.clk.Now()
 	if e.sa.Encap != nil && p.From.IsValid() {
 		peer := netip.AddrPortFrom(e.sa.ID.Src, e.sa.Encap.SrcPort)
-		if p.From != peer && p.From != e.mapping {
-			e.mapping = p.From
+		var seen netip.AddrPort
+		if e.x != nil {
+			seen = e.x.mapping
+		}
+		if p.From != peer && p.From != seen {
+			e.extra().mapping = p.From
 			b.env.Publish(&kernelops.MappingEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Old: peer, New: p.From})
 		}
 	}
