@@ -84,12 +84,15 @@ type listWriter struct {
 	begun  bool
 }
 
+// jsonAppender is an entry that writes its own JSON, as encoding/json
+// would (ike.ChildInfo, ike.IKESAInfo): without reflection and straight
+// into the batch.
+type jsonAppender interface {
+	AppendJSON([]byte) ([]byte, error)
+}
+
 // add appends one entry, writing a batch when it is full.
-func (w *listWriter) add(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
+func (w *listWriter) add(v jsonAppender) error {
 	if w.n == 0 {
 		switch {
 		case w.stream:
@@ -107,7 +110,11 @@ func (w *listWriter) add(v any) error {
 		w.buf = append(w.buf, ',')
 	}
 	w.begun = true
-	w.buf = append(w.buf, b...)
+	b, err := v.AppendJSON(w.buf)
+	if err != nil {
+		return err
+	}
+	w.buf = b
 	w.n++
 	if w.n == listBatch {
 		if w.stream {
@@ -186,12 +193,15 @@ func (s *Server) serveList(ctx context.Context, c net.Conn, enc *json.Encoder, r
 }
 
 // drain writes what seq yields: the listing's failure, or the writer's.
-func drain[T any](seq iter.Seq2[T, error], w *listWriter) (failed, werr error) {
+func drain[T any, P interface {
+	*T
+	jsonAppender
+}](seq iter.Seq2[T, error], w *listWriter) (failed, werr error) {
 	for v, err := range seq {
 		if err != nil {
 			return err, nil
 		}
-		if err := w.add(v); err != nil {
+		if err := w.add(P(&v)); err != nil {
 			return nil, err
 		}
 	}
