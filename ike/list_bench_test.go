@@ -198,6 +198,12 @@ func TestListChunks(t *testing.T) {
 	}
 	require.Equal(t, []uint32{sas[10].id, sas[11].id, sas[12].id, sas[13].id, sas[14].id}, page)
 
+	// Counting by state reads no counters and makes no text.
+	ikes, kids, err := a.e.StateCounts(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, map[IKEState]int{IKEEstablished: n}, ikes)
+	require.Equal(t, map[ChildState]int{ChildInstalled: n}, kids)
+
 	// Stopping early stops the copying.
 	calls.Store(0)
 	for range a.e.ListIKESAs(t.Context(), ListOptions{}) {

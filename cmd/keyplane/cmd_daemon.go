@@ -238,6 +238,13 @@ func (s engineSource) IKESAs(ctx context.Context) ([]ike.IKESAInfo, error) {
 	return s.d.eng.IKESAs(ctx)
 }
 
+func (s engineSource) StateCounts(ctx context.Context) (map[ike.IKEState]int, map[ike.ChildState]int, error) {
+	if s.d.eng == nil {
+		return nil, nil, errNoEngine
+	}
+	return s.d.eng.StateCounts(ctx)
+}
+
 func (s engineSource) Handshakes(ctx context.Context) ([]time.Duration, error) {
 	if s.d.eng == nil {
 		return nil, errNoEngine

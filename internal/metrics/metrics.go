@@ -34,6 +34,13 @@ type Source interface {
 	Handshakes(ctx context.Context) ([]time.Duration, error)
 }
 
+// CountSource is a Source that counts its SAs by state without listing
+// them (the engine's StateCounts); Refresh then uses it instead of
+// IKESAs, which makes the text and reads the counters of every SA.
+type CountSource interface {
+	StateCounts(ctx context.Context) (map[ike.IKEState]int, map[ike.ChildState]int, error)
+}
+
 // SocketSource is a Source that also reads its IKE sockets' receive
 // queues (the engine's SocketStats); the exporter then adds their
 // buffer sizes and drop counts.
@@ -169,11 +176,6 @@ func (m *Metrics) Refresh(ctx context.Context) {
 	defer m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, m.StatusTimeout)
 	defer cancel()
-	sas, err := m.src.IKESAs(ctx)
-	if err != nil {
-		m.statusErrors.Inc()
-		return
-	}
 	ikeN, childN := map[string]int{}, map[string]int{}
 	for _, s := range ikeStates {
 		ikeN[s] = 0
@@ -181,10 +183,29 @@ func (m *Metrics) Refresh(ctx context.Context) {
 	for _, s := range childStates {
 		childN[s] = 0
 	}
-	for _, sa := range sas {
-		ikeN[sa.State.String()]++
-		for _, ch := range sa.Children {
-			childN[ch.State.String()]++
+	if cs, ok := m.src.(CountSource); ok {
+		ikes, children, err := cs.StateCounts(ctx)
+		if err != nil {
+			m.statusErrors.Inc()
+			return
+		}
+		for s, n := range ikes {
+			ikeN[s.String()] += n
+		}
+		for s, n := range children {
+			childN[s.String()] += n
+		}
+	} else {
+		sas, err := m.src.IKESAs(ctx)
+		if err != nil {
+			m.statusErrors.Inc()
+			return
+		}
+		for _, sa := range sas {
+			ikeN[sa.State.String()]++
+			for _, ch := range sa.Children {
+				childN[ch.State.String()]++
+			}
 		}
 	}
 	m.ikeSAs.Reset()

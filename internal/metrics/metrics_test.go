@@ -140,3 +140,37 @@ func TestSocketMetrics(t *testing.T) {
 	m.Refresh(t.Context())
 	assert.InDelta(t, before+1, testutil.ToFloat64(m.statusErrors), 0)
 }
+
+// countDouble is a statusDouble that also counts by state (CountSource):
+// Refresh takes the counts from it and never lists the SAs.
+type countDouble struct {
+	statusDouble
+	ikes     map[ike.IKEState]int
+	children map[ike.ChildState]int
+	listed   int
+}
+
+func (c *countDouble) IKESAs(ctx context.Context) ([]ike.IKESAInfo, error) {
+	c.listed++
+	return c.statusDouble.IKESAs(ctx)
+}
+
+func (c *countDouble) StateCounts(context.Context) (map[ike.IKEState]int, map[ike.ChildState]int, error) {
+	return c.ikes, c.children, c.err
+}
+
+func TestRefreshCountsWithoutListing(t *testing.T) {
+	src := &countDouble{ikes: map[ike.IKEState]int{"established": 100000, "half-open": 3},
+		children: map[ike.ChildState]int{"installed": 100000, "negotiating": 2}}
+	m := New(src, buildinfo.Info{Version: "v1"})
+	st, err := m.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"established": 100000, "half-open": 3}, st.IKESAs)
+	assert.Equal(t, map[string]int{"installed": 100000, "negotiating": 2}, st.ChildSAs)
+	assert.Zero(t, src.listed, "IKESAs calls")
+	assert.InDelta(t, 100000, testutil.ToFloat64(m.ikeSAs.WithLabelValues("established")), 0)
+
+	src.err = errors.New("engine closed")
+	m.Refresh(t.Context())
+	assert.InDelta(t, 1, testutil.ToFloat64(m.statusErrors), 0)
+}
