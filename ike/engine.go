@@ -78,6 +78,8 @@ type Engine struct {
 	// SA requests.
 	queued, queuedInits atomic.Int64
 	lanes               lanes
+	// crypto runs key exchanges and derivations off the loop (workers.go).
+	crypto cryptoPool
 	// sockList is the open sockets as the loop last left them, for
 	// SocketStats to read without waiting for the loop.
 	sockList atomic.Pointer[[]*sock]
@@ -202,6 +204,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.hooks = newHookRunner(o.Hooks, e.log) // Close stops it
 	go e.loop()
+	e.startWorkers(0, maxCryptoJobs)
 
 	if src, err := kernelops.As[kernelops.EventSource](o.Backend); err == nil {
 		kinds := kernelops.KindAcquire | kernelops.KindExpire | kernelops.KindOverrun
@@ -393,6 +396,7 @@ func (e *Engine) Close() error {
 	e.closed = true
 	e.closeMu.Unlock()
 	_ = e.call(context.Background(), func() {
+		e.crypto.closing.Store(true) // no result of a job makes an SA now
 		for _, sa := range e.sas {
 			sa.destroy("engine closed")
 		}
@@ -409,6 +413,7 @@ func (e *Engine) Close() error {
 	e.qmu.Unlock()
 	close(e.stop)
 	<-e.loopDone
+	e.stopWorkers()
 	e.cancel()
 	for _, s := range e.sockets {
 		s.conn.Close()

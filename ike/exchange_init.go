@@ -162,17 +162,27 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 }
 
 func (sa *ikeSA) deriveKeys(suite ikecrypto.IKESuite, gir ikecrypto.Key) error {
-	keys, err := ikecrypto.DeriveIKEKeys(suite, gir, sa.ni, sa.nr, sa.spii, sa.spir)
+	keys, out, in, err := deriveIKE(suite, gir, sa.ni, sa.nr, sa.spii, sa.spir, sa.initiator)
 	if err != nil {
-		return fmt.Errorf("derive IKE keys: %w", err)
-	}
-	out, in, err := keys.Ciphers(sa.initiator)
-	if err != nil {
-		return fmt.Errorf("IKE ciphers: %w", err)
+		return err
 	}
 	sa.suite, sa.keys, sa.out, sa.in = suite, keys, out, in
 	sa.dh = nil
 	return nil
+}
+
+// deriveIKE makes an IKE SA's keys and ciphers from its shared secret.
+// Pure: workers run it.
+func deriveIKE(suite ikecrypto.IKESuite, gir ikecrypto.Key, ni, nr []byte, spii, spir uint64, initiator bool) (*ikecrypto.IKEKeys, message.Cipher, message.Cipher, error) {
+	keys, err := ikecrypto.DeriveIKEKeys(suite, gir, ni, nr, spii, spir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("derive IKE keys: %w", err)
+	}
+	out, in, err := keys.Ciphers(initiator)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("IKE ciphers: %w", err)
+	}
+	return keys, out, in, nil
 }
 
 // floatToNATT moves the initiator to the NAT-T ports (RFC 7296 §2.23).
@@ -231,6 +241,13 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	if e.initSentAgain(s, m, local, remote) {
 		return
 	}
+	if p := e.crypto.inits[initKeyOf(m.SPIi, remote.Addr())]; p != nil {
+		// Its key exchange is being computed: the answer to the first
+		// copy is on its way, nothing more to do for this one.
+		e.crypto.inflightAgain++
+		p.log.Debug("IKE_SA_INIT request again while its key exchange is computed; dropped", "from", remote)
+		return
+	}
 	log := e.log.With("spii", fmt.Sprintf("%016x", m.SPIi), "remote", remote)
 	from := remote.Addr()
 	cands := e.candidates(s, local, remote)
@@ -269,22 +286,105 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
-	pub, gir, err := ikecrypto.Respond(group, ke.Data)
+	// The key exchange and the derivation run on a worker; the request
+	// stays pending (counted against the half-open limits, its SPI
+	// reserved) until the
+	// result is back, and a retransmission meanwhile is dropped.
+	key := initKeyOf(m.SPIi, remote.Addr())
+	nr := make([]byte, 32)
+	rand.Read(nr)
+	pend := &pendingInit{spir: e.newSPI(), bucket: sourceBucket(from), cfg: e.cfg,
+		s: s, m: m, local: local, remote: remote, log: log, cands: cands, chosen: chosen, suite: suite, group: group,
+		ni: append([]byte(nil), nonce.Data...), nr: nr}
+	job := initJob{suite: suite, group: group, ke: ke.Data, ni: pend.ni, nr: nr, spii: m.SPIi, spir: pend.spir}
+	if !offload(e, job.run, func(r initResult) { e.initComputed(key, pend, r) }) {
+		e.preLog(log, from, slog.LevelWarn, "dropped IKE_SA_INIT: the crypto workers' queue is full", "queue", cap(e.crypto.jobs))
+		return
+	}
+	e.crypto.inits[key] = pend
+	e.reserved[pend.spir] = true
+	e.crypto.pending.add(pend.bucket)
+}
+
+// pendingInit is a responder's IKE_SA_INIT request whose key exchange is
+// being computed: what the loop decided before, for when it is done.
+// Loop-owned.
+type pendingInit struct {
+	spir   uint64
+	bucket netip.Addr
+	cfg    *config.Config // a reload meanwhile drops the result
+
+	s             *sock
+	m             *message.Message
+	local, remote netip.AddrPort
+	log           *slog.Logger
+	cands         []*config.Connection
+	chosen        message.Proposal
+	suite         ikecrypto.IKESuite
+	group         message.DHGroup
+	ni, nr        []byte
+}
+
+// initJob is what a worker needs for a responder's IKE_SA_INIT: copies,
+// nothing the loop changes.
+type initJob struct {
+	suite      ikecrypto.IKESuite
+	group      message.DHGroup
+	ke, ni, nr []byte
+	spii, spir uint64
+}
+
+// initResult is what it computed: our KE data and the SA's keys; keErr:
+// the peer's KE data was invalid; err: the keys could not be made.
+type initResult struct {
+	pub        []byte
+	keys       *ikecrypto.IKEKeys
+	out, in    message.Cipher
+	keErr, err error
+}
+
+// run computes on a worker. Pure.
+func (j initJob) run() (r initResult) {
+	pub, gir, err := ikecrypto.Respond(j.group, j.ke)
 	if err != nil {
-		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: invalid KE payload; answering INVALID_SYNTAX", "err", err)
+		r.keErr = err
+		return r
+	}
+	defer gir.Zero()
+	r.pub = pub
+	r.keys, r.out, r.in, r.err = deriveIKE(j.suite, gir, j.ni, j.nr, j.spii, j.spir, false)
+	return r
+}
+
+// initComputed is the rest of handleInitRequest, on the loop once the
+// worker is done: it makes the half-open SA and answers.
+func (e *Engine) initComputed(key initKey, p *pendingInit, r initResult) {
+	if e.crypto.inits[key] != p {
+		return // not ours (cannot happen: nothing else removes it)
+	}
+	delete(e.crypto.inits, key)
+	delete(e.reserved, p.spir)
+	e.crypto.pending.remove(p.bucket)
+	s, m, local, remote, log, from := p.s, p.m, p.local, p.remote, p.log, p.remote.Addr()
+	if e.cfg != p.cfg {
+		log.Debug("IKE_SA_INIT computed under a configuration since replaced; dropped (the peer retransmits)")
+		return
+	}
+	if r.keErr != nil {
+		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: invalid KE payload; answering INVALID_SYNTAX", "err", r.keErr)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
-	sa := &ikeSA{e: e, id: e.newIKEID(), conn: conn, cands: cands, created: e.clk.Now(), sock: s, local: local, remote: remote,
-		spii: m.SPIi, ni: append([]byte(nil), nonce.Data...), ikeChosen: chosen}
-	sa.spir = e.newSPI()
-	sa.nr = make([]byte, 32)
-	rand.Read(sa.nr)
-	if err := sa.deriveKeys(suite, gir); err != nil {
-		log.Error("IKE_SA_INIT", "err", err)
+	if r.err != nil {
+		log.Error("IKE_SA_INIT", "err", r.err)
 		return
 	}
-	gir.Zero()
+	conn, chosen, suite, group, pub := p.cands[0], p.chosen, p.suite, p.group, r.pub
+	sa := &ikeSA{e: e, id: e.newIKEID(), conn: conn, cands: p.cands, created: e.clk.Now(), sock: s, local: local, remote: remote,
+		spii: m.SPIi, ni: p.ni, ikeChosen: chosen}
+	sa.spir = p.spir
+	sa.nr = p.nr
+	sa.suite, sa.keys, sa.out, sa.in = suite, r.keys, r.out, r.in
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, 0, local, remote)
 	sa.initReq = append([]byte(nil), m.Raw()...)
 	ps := []message.Payload{&message.SA{Proposals: []message.Proposal{chosen}},

@@ -74,6 +74,24 @@ func initKeyOf(spii uint64, from netip.Addr) initKey {
 	return initKey{spii: spii, ip: from.Unmap().WithZone("")}
 }
 
+// add counts one more from bucket; remove one less.
+func (h *halfOpens) add(bucket netip.Addr) {
+	if h.from == nil {
+		h.from = map[netip.Addr]int{}
+	}
+	h.total++
+	h.from[bucket]++
+}
+
+func (h *halfOpens) remove(bucket netip.Addr) {
+	h.total--
+	if n := h.from[bucket] - 1; n > 0 {
+		h.from[bucket] = n
+	} else {
+		delete(h.from, bucket)
+	}
+}
+
 // halfOpenMoved keeps the counts and the index as sa moves from state
 // sa.state to to. Called by setState before the change.
 func (e *Engine) halfOpenMoved(sa *ikeSA, to ikeState) {
@@ -84,20 +102,11 @@ func (e *Engine) halfOpenMoved(sa *ikeSA, to ikeState) {
 	switch {
 	case to == ikeHalfOpen && !sa.ho.on:
 		sa.ho = halfOpenEntry{key: initKeyOf(sa.spii, sa.remote.Addr()), bucket: sourceBucket(sa.remote.Addr()), on: true}
-		if a.ho.from == nil {
-			a.ho.from = map[netip.Addr]int{}
-		}
-		a.ho.total++
-		a.ho.from[sa.ho.bucket]++
+		a.ho.add(sa.ho.bucket)
 		e.initIndex[sa.ho.key] = sa
 	case to != ikeHalfOpen && sa.ho.on:
 		sa.ho.on = false
-		a.ho.total--
-		if n := a.ho.from[sa.ho.bucket] - 1; n > 0 {
-			a.ho.from[sa.ho.bucket] = n
-		} else {
-			delete(a.ho.from, sa.ho.bucket)
-		}
+		a.ho.remove(sa.ho.bucket)
 		if e.initIndex[sa.ho.key] == sa {
 			delete(e.initIndex, sa.ho.key)
 		}
@@ -160,16 +169,18 @@ func (e *Engine) admitInit(s *sock, m *message.Message, ni []byte, local, remote
 	a := &e.adm
 	d := &e.cfg.Daemon
 	from := remote.Addr()
-	n := a.ho.from[sourceBucket(from)]
+	// Requests being computed (workers.go) count as half-open SAs.
+	bucket := sourceBucket(from)
+	total, n := a.ho.total+e.crypto.pending.total, a.ho.from[bucket]+e.crypto.pending.from[bucket]
 	c := m.Notify(message.COOKIE)
 	now := e.clk.Now()
-	switch admit(d, a.ho.total, n, c != nil, func() bool { return a.cookies.valid(now, c.Data, ni, from, m.SPIi) }) {
+	switch admit(d, total, n, c != nil, func() bool { return a.cookies.valid(now, c.Data, ni, from, m.SPIi) }) {
 	case initAdmit:
 		return true
 	case initCookie:
 		a.cookiesSent++
 		e.preLog(e.log, from, slog.LevelInfo, "half-open IKE SAs at the threshold: demanding a COOKIE",
-			"half-open", a.ho.total, "from-source", n, "cookie_threshold", d.CookieThreshold, "cookie_threshold_ip", d.CookieThresholdIP)
+			"half-open", total, "from-source", n, "cookie_threshold", d.CookieThreshold, "cookie_threshold_ip", d.CookieThresholdIP)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.COOKIE,
 			Data: a.cookies.make(now, ni, from, m.SPIi)})
 	case initDropBlocked:
@@ -179,7 +190,7 @@ func (e *Engine) admitInit(s *sock, m *message.Message, ni []byte, local, remote
 	case initDropOverload:
 		a.overTotal++
 		e.preLog(e.log, from, slog.LevelWarn, "dropped IKE_SA_INIT: init_limit_half_open half-open IKE SAs in total",
-			"half-open", a.ho.total, "init_limit_half_open", d.InitLimitHalfOpen)
+			"half-open", total, "init_limit_half_open", d.InitLimitHalfOpen)
 	}
 	return false
 }
@@ -195,6 +206,7 @@ type AdmissionStats struct {
 	SentAgain       int `json:"sent_again"`        // ... repeated from another port, answered without a new SA
 	TooBig          int `json:"too_big"`           // datagrams dropped: larger than max_packet
 	Behind          int `json:"behind"`            // datagrams dropped: the engine's queue was full
+	Busy            int `json:"crypto_busy"`       // IKE_SA_INIT requests dropped: the crypto workers' queue was full
 }
 
 // Admission returns the pre-authentication counters.
@@ -204,7 +216,8 @@ func (e *Engine) Admission(ctx context.Context) (AdmissionStats, error) {
 		a := &e.adm
 		s = AdmissionStats{HalfOpen: a.ho.total, HalfOpenSources: len(a.ho.from), CookiesSent: a.cookiesSent,
 			Blocked: a.blocked, OverLimit: a.overTotal, SentAgain: a.replays,
-			TooBig: int(a.in.tooBigAll.Load()), Behind: int(a.in.fullAll.Load())}
+			TooBig: int(a.in.tooBigAll.Load()), Behind: int(a.in.fullAll.Load()),
+			Busy: int(e.crypto.busy.Load())}
 	})
 	return s, err
 }

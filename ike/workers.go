@@ -1,0 +1,99 @@
+package ike
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// The crypto workers: the costly, pure parts of an exchange (a key
+// exchange and the key derivation that follows it) run on GOMAXPROCS
+// goroutines instead of the engine's loop, so the loop keeps serving
+// other exchanges while they compute. The loop hands a job a snapshot of
+// what it needs and gets the result back as a function posted to it;
+// that function checks that what it handed off is still current (the SA
+// is the same and in the same state, the configuration was not
+// reloaded, the engine is not closing) and drops the result otherwise.
+// Jobs wait in one bounded queue: when it is full the request is
+// dropped and counted (Busy in AdmissionStats), as a full socket buffer
+// drops it; the peer retransmits.
+
+// maxCryptoJobs bounds the queue: as many as new IKE SA requests the
+// intake holds (maxQueuedInits), so the loop moving requests to the
+// workers never drops more than the intake would have kept.
+const maxCryptoJobs = maxQueuedInits
+
+// cryptoPool is the workers and what the loop keeps of their jobs.
+type cryptoPool struct {
+	jobs chan func() // closed by stopWorkers, after the loop ended
+	wg   sync.WaitGroup
+	// closing: Close began; workers skip what is queued and results
+	// are dropped.
+	closing atomic.Bool
+	busy    atomic.Int64 // jobs refused: the queue was full
+	// Loop-owned: responder IKE_SA_INIT requests being computed, by
+	// (SPIi, source), so a retransmission does not start another.
+	inits map[initKey]*pendingInit
+	// pending counts them as halfOpens counts half-open SAs: the
+	// half-open limits apply to both (admitInit).
+	pending halfOpens
+	// inflightAgain counts requests dropped as copies of one in inits.
+	inflightAgain int
+}
+
+// startWorkers starts n workers (n < 1: GOMAXPROCS) with a queue of
+// depth jobs. Called once by New before anything posts jobs.
+func (e *Engine) startWorkers(n, depth int) {
+	if n < 1 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	p := &e.crypto
+	p.jobs = make(chan func(), depth)
+	p.inits = map[initKey]*pendingInit{}
+	for range n {
+		p.wg.Add(1)
+		go e.worker()
+	}
+}
+
+func (e *Engine) worker() {
+	p := &e.crypto
+	defer p.wg.Done()
+	for job := range p.jobs {
+		if !p.closing.Load() {
+			job()
+		}
+	}
+}
+
+// stopWorkers ends the workers and waits for them. Called by Close once
+// the loop has ended (so nothing submits any more); what they post
+// after that is dropped by post.
+func (e *Engine) stopWorkers() {
+	p := &e.crypto
+	p.closing.Store(true)
+	close(p.jobs)
+	p.wg.Wait()
+}
+
+// offload runs work on a worker and then done with its result on the
+// loop, unless the engine closes first. It reports false (and counts
+// it) when the queue is full: then neither runs. Runs on the loop.
+func offload[T any](e *Engine, work func() T, done func(T)) bool {
+	p := &e.crypto
+	job := func() {
+		r := work()
+		e.post(func() {
+			if !p.closing.Load() {
+				done(r)
+			}
+		})
+	}
+	select {
+	case p.jobs <- job:
+		return true
+	default:
+		p.busy.Add(1)
+		return false
+	}
+}
