@@ -202,5 +202,8 @@ func (e *Engine) indexErr() string {
 	if n != kept {
 		return "the index holds a different number of SAs than are kept"
 	}
+	if s := e.cryptoIndexErr(); s != "" { // workers.go
+		return s
+	}
 	return e.reqidIndexErr() // reqidindex.go
 }

@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"maps"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,10 @@ type cryptoPool struct {
 	// are dropped.
 	closing atomic.Bool
 	busy    atomic.Int64 // jobs refused: the queue was full
+	// hold, a test seam (nil in production), runs on the worker before
+	// each job: a test holds the workers to see what the loop does
+	// meanwhile.
+	hold atomic.Pointer[func()]
 	// Loop-owned: responder IKE_SA_INIT requests being computed, by
 	// (SPIi, source), so a retransmission does not start another.
 	inits map[initKey]*pendingInit
@@ -60,6 +66,9 @@ func (e *Engine) worker() {
 	p := &e.crypto
 	defer p.wg.Done()
 	for job := range p.jobs {
+		if h := p.hold.Load(); h != nil {
+			(*h)()
+		}
 		if !p.closing.Load() {
 			job()
 		}
@@ -96,4 +105,27 @@ func offload[T any](e *Engine, work func() T, done func(T)) bool {
 		p.busy.Add(1)
 		return false
 	}
+}
+
+// cryptoIndexErr reports where the books of pending requests disagree
+// ("" when they agree), for tests (indexErr).
+func (e *Engine) cryptoIndexErr() string {
+	p := &e.crypto
+	if p.pending.total != len(p.inits) {
+		return "the pending IKE_SA_INIT count differs from the pending requests"
+	}
+	from := map[netip.Addr]int{}
+	for k, pi := range p.inits {
+		if !e.reserved[pi.spir] {
+			return "a pending IKE_SA_INIT request's SPI is not reserved"
+		}
+		if e.initIndex[k] != nil {
+			return "a pending IKE_SA_INIT request also has a half-open SA"
+		}
+		from[pi.bucket]++
+	}
+	if !maps.Equal(from, p.pending.from) {
+		return "the pending IKE_SA_INIT counts per source differ from the pending requests"
+	}
+	return ""
 }

@@ -1,0 +1,145 @@
+package ike
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// holdWorkers makes e's workers wait before each job until the returned
+// release is called; entered counts the jobs that reached the hold.
+func holdWorkers(t *testing.T, e *Engine) (entered *atomic.Int64, release func()) {
+	gate := make(chan struct{})
+	entered = &atomic.Int64{}
+	h := func() { entered.Add(1); <-gate }
+	e.crypto.hold.Store(&h)
+	var done atomic.Bool
+	release = func() {
+		if done.CompareAndSwap(false, true) {
+			close(gate)
+		}
+	}
+	t.Cleanup(release)
+	return entered, release
+}
+
+// restartWorkers replaces e's pool by n workers with a queue of depth.
+func restartWorkers(t *testing.T, e *Engine, n, depth int) {
+	require.NoError(t, e.call(t.Context(), func() {
+		e.stopWorkers()
+		e.crypto.closing.Store(false)
+		e.startWorkers(n, depth)
+	}))
+}
+
+func pendingInits(t *testing.T, e *Engine) (n, again int) {
+	require.NoError(t, e.call(t.Context(), func() { n, again = len(e.crypto.inits), e.crypto.inflightAgain }))
+	return n, again
+}
+
+// TestInitRetransmittedWhileComputed: an IKE_SA_INIT request sent again
+// while its key exchange is on a worker starts no second computation and
+// makes no second SA; the request counts against the half-open limits
+// meanwhile, and the one answer comes once the worker is done.
+func TestInitRetransmittedWhileComputed(t *testing.T) {
+	noLeaks(t)
+	p, _, sb := responder(t, "cookie_threshold = 0\ncookie_threshold_ip = 0\nblock_threshold = 1\ninit_limit_half_open = 0")
+	entered, release := holdWorkers(t, p.e)
+	r := newRawInit(t, "127.0.0.1", sb.port)
+	req := initRequest(randSPI(), randNonce(), nil)
+	r.send(req)
+	waitFor(t, "the request on a worker", 5*time.Second, func() bool { return entered.Load() == 1 })
+	for i := 1; i <= 2; i++ { // one at a time: a copy of one still queued is dropped as read
+		r.send(req)
+		waitFor(t, "the copy dropped", 5*time.Second, func() bool { _, again := pendingInits(t, p.e); return again == i })
+	}
+	// block_threshold = 1: the pending request is counted, so a second
+	// request from this source is dropped.
+	other := newRawInit(t, "127.0.0.1", sb.port)
+	other.send(initRequest(randSPI(), randNonce(), nil))
+	waitFor(t, "a second request blocked", 5*time.Second, func() bool {
+		s, err := p.e.Admission(t.Context())
+		require.NoError(t, err)
+		return s.Blocked == 1
+	})
+	n, _ := pendingInits(t, p.e)
+	assert.Equal(t, 1, n, "pending requests")
+	s, err := p.e.Admission(t.Context())
+	require.NoError(t, err)
+	assert.Zero(t, s.HalfOpen, "half-open SAs before the worker is done")
+	assert.Nil(t, r.answer(200*time.Millisecond), "answered before the worker was done")
+
+	release()
+	a := r.answer(5 * time.Second)
+	require.NotNil(t, a, "no answer")
+	assert.NotNil(t, a.Find(message.PayloadKE), "answer: %s", a.String())
+	assert.Nil(t, r.answer(300*time.Millisecond), "a second answer")
+	assert.EqualValues(t, 1, entered.Load(), "jobs run")
+	assert.Equal(t, 1, checkHalfOpenBooks(t, p))
+	n, _ = pendingInits(t, p.e)
+	assert.Zero(t, n, "pending requests after the answer")
+	require.NoError(t, p.e.call(t.Context(), func() { assert.Empty(t, p.e.reserved, "SPIs still reserved") }))
+}
+
+// TestCryptoQueueFull: with the one worker busy and its queue full, a
+// further IKE_SA_INIT request is dropped and counted, not queued; those
+// queued are answered once the worker is free.
+func TestCryptoQueueFull(t *testing.T) {
+	noLeaks(t)
+	p, _, sb := responder(t, "cookie_threshold = 0\ncookie_threshold_ip = 0\nblock_threshold = 0\ninit_limit_half_open = 0")
+	restartWorkers(t, p.e, 1, 1)
+	entered, release := holdWorkers(t, p.e)
+	var rs []*rawInit
+	for range 3 {
+		rs = append(rs, newRawInit(t, "127.0.0.1", sb.port))
+	}
+	rs[0].send(initRequest(randSPI(), randNonce(), nil))
+	waitFor(t, "the first request on the worker", 5*time.Second, func() bool { return entered.Load() == 1 })
+	rs[1].send(initRequest(randSPI(), randNonce(), nil))
+	waitFor(t, "the second request queued", 5*time.Second, func() bool { n, _ := pendingInits(t, p.e); return n == 2 })
+	rs[2].send(initRequest(randSPI(), randNonce(), nil))
+	waitFor(t, "the third request dropped", 5*time.Second, func() bool {
+		s, err := p.e.Admission(t.Context())
+		require.NoError(t, err)
+		return s.Busy == 1
+	})
+	release()
+	for i, r := range rs[:2] {
+		a := r.answer(5 * time.Second)
+		require.NotNil(t, a, "no answer to request %d", i)
+		assert.NotNil(t, a.Find(message.PayloadKE), "answer %d: %s", i, a.String())
+	}
+	assert.Nil(t, rs[2].answer(300*time.Millisecond), "the dropped request was answered")
+	assert.Equal(t, 2, checkHalfOpenBooks(t, p))
+}
+
+// TestCloseWithCryptoInFlight: Close while a key exchange is on a
+// worker ends the workers; the result is dropped (no SA, no answer).
+func TestCloseWithCryptoInFlight(t *testing.T) {
+	noLeaks(t)
+	p, _, sb := responder(t, "cookie_threshold = 0\ncookie_threshold_ip = 0\nblock_threshold = 0\ninit_limit_half_open = 0")
+	entered, release := holdWorkers(t, p.e)
+	r := newRawInit(t, "127.0.0.1", sb.port)
+	r.send(initRequest(randSPI(), randNonce(), nil))
+	waitFor(t, "the request on a worker", 5*time.Second, func() bool { return entered.Load() == 1 })
+	closed := make(chan struct{})
+	go func() { p.e.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a worker was still inside a job")
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return once the worker was free")
+	}
+	assert.Nil(t, r.answer(300*time.Millisecond), "answered after Close")
+	assert.NotContains(t, p.logs.String(), "IKE_SA_INIT answered")
+}
