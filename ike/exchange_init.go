@@ -137,20 +137,61 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, sa.dh.Method()))
 		return
 	}
-	gir, err := sa.dh.SharedSecret(ke.Data)
-	if err != nil {
-		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder's KE: %v", err))
-		return
-	}
 	sa.spir = m.SPIr
 	sa.nr = append([]byte(nil), nonce.Data...)
 	sa.initResp = append([]byte(nil), m.Raw()...)
 	sa.ikeChosen = *chosen
-	if err := sa.deriveKeys(suite, gir); err != nil {
-		sa.destroyErr(err)
+	// The shared secret and the keys are computed on a worker (on the
+	// loop when their queue is full: the response is taken, the
+	// responder will not send it again). Meanwhile the SA stays in
+	// ikeInitSent with no keys and no request outstanding: copies of
+	// the response are dropped (receive.go) and nothing sends.
+	j := initiatorJob{dh: sa.dh, peer: ke.Data, suite: suite, ni: sa.ni, nr: sa.nr, spii: sa.spii, spir: sa.spir}
+	done := func(r initResult) { sa.initKeysReady(r, m, suite) }
+	if !offload(sa.e, j.run, done) {
+		done(j.run())
+	}
+}
+
+// initiatorJob is what a worker needs for the initiator's keys: our key
+// exchange (only the worker uses it until the result is back) and copies.
+type initiatorJob struct {
+	dh         ikecrypto.KeyExchange
+	peer       []byte
+	suite      ikecrypto.IKESuite
+	ni, nr     []byte
+	spii, spir uint64
+}
+
+// run computes on a worker. Pure but for dh, which it alone uses.
+func (j initiatorJob) run() (r initResult) {
+	gir, err := j.dh.SharedSecret(j.peer)
+	if err != nil {
+		r.keErr = err
+		return r
+	}
+	defer gir.Zero()
+	r.keys, r.out, r.in, r.err = deriveIKE(j.suite, gir, j.ni, j.nr, j.spii, j.spir, true)
+	return r
+}
+
+// initKeysReady is the rest of handleInitResponse, on the loop once the
+// keys are made, unless the SA ended meanwhile (it cannot go back to
+// ikeInitSent, nor get keys otherwise).
+func (sa *ikeSA) initKeysReady(r initResult, m *message.Message, suite ikecrypto.IKESuite) {
+	if sa.state != ikeInitSent || sa.out != nil {
 		return
 	}
-	gir.Zero()
+	if r.keErr != nil {
+		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder's KE: %v", r.keErr))
+		return
+	}
+	if r.err != nil {
+		sa.destroyErr(r.err)
+		return
+	}
+	sa.suite, sa.keys, sa.out, sa.in = suite, r.keys, r.out, r.in
+	sa.dh = nil
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
 	sa.readInitAnswer(m)
 	sa.setLogger()
@@ -159,16 +200,6 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		sa.floatToNATT()
 	}
 	sa.afterInit()
-}
-
-func (sa *ikeSA) deriveKeys(suite ikecrypto.IKESuite, gir ikecrypto.Key) error {
-	keys, out, in, err := deriveIKE(suite, gir, sa.ni, sa.nr, sa.spii, sa.spir, sa.initiator)
-	if err != nil {
-		return err
-	}
-	sa.suite, sa.keys, sa.out, sa.in = suite, keys, out, in
-	sa.dh = nil
-	return nil
 }
 
 // deriveIKE makes an IKE SA's keys and ciphers from its shared secret.
@@ -298,6 +329,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		ni: append([]byte(nil), nonce.Data...), nr: nr}
 	job := initJob{suite: suite, group: group, ke: ke.Data, ni: pend.ni, nr: nr, spii: m.SPIi, spir: pend.spir}
 	if !offload(e, job.run, func(r initResult) { e.initComputed(key, pend, r) }) {
+		e.crypto.busy.Add(1)
 		e.preLog(log, from, slog.LevelWarn, "dropped IKE_SA_INIT: the crypto workers' queue is full", "queue", cap(e.crypto.jobs))
 		return
 	}

@@ -8,17 +8,18 @@ import (
 	"sync/atomic"
 )
 
-// The crypto workers: the costly, pure parts of an exchange (a key
-// exchange and the key derivation that follows it) run on GOMAXPROCS
+// The crypto workers: the costly, pure parts of IKE_SA_INIT (the key
+// exchange and the key derivation that follows it, both roles) run on GOMAXPROCS
 // goroutines instead of the engine's loop, so the loop keeps serving
 // other exchanges while they compute. The loop hands a job a snapshot of
 // what it needs and gets the result back as a function posted to it;
 // that function checks that what it handed off is still current (the SA
 // is the same and in the same state, the configuration was not
 // reloaded, the engine is not closing) and drops the result otherwise.
-// Jobs wait in one bounded queue: when it is full the request is
-// dropped and counted (Busy in AdmissionStats), as a full socket buffer
-// drops it; the peer retransmits.
+// Jobs wait in one bounded queue: when it is full a responder's request
+// is dropped and counted (Busy in AdmissionStats), as a full socket
+// buffer drops it, and the peer retransmits; an initiator computes its
+// keys on the loop instead (the response will not come again).
 
 // maxCryptoJobs bounds the queue: as many as new IKE SA requests the
 // intake holds (maxQueuedInits), so the loop moving requests to the
@@ -32,7 +33,7 @@ type cryptoPool struct {
 	// closing: Close began; workers skip what is queued and results
 	// are dropped.
 	closing atomic.Bool
-	busy    atomic.Int64 // jobs refused: the queue was full
+	busy    atomic.Int64 // responders' IKE_SA_INIT requests dropped: the queue was full
 	// hold, a test seam (nil in production), runs on the worker before
 	// each job: a test holds the workers to see what the loop does
 	// meanwhile.
@@ -86,8 +87,8 @@ func (e *Engine) stopWorkers() {
 }
 
 // offload runs work on a worker and then done with its result on the
-// loop, unless the engine closes first. It reports false (and counts
-// it) when the queue is full: then neither runs. Runs on the loop.
+// loop, unless the engine closes first. It reports false when the queue
+// is full: then neither runs. Runs on the loop.
 func offload[T any](e *Engine, work func() T, done func(T)) bool {
 	p := &e.crypto
 	job := func() {
@@ -102,7 +103,6 @@ func offload[T any](e *Engine, work func() T, done func(T)) bool {
 	case p.jobs <- job:
 		return true
 	default:
-		p.busy.Add(1)
 		return false
 	}
 }

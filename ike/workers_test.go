@@ -143,3 +143,31 @@ func TestCloseWithCryptoInFlight(t *testing.T) {
 	assert.Nil(t, r.answer(300*time.Millisecond), "answered after Close")
 	assert.NotContains(t, p.logs.String(), "IKE_SA_INIT answered")
 }
+
+// TestInitiatorEndsWhileKeysComputed: an initiator's IKE SA terminated
+// while its keys are on a worker is gone for good: the result is
+// dropped (no IKE_AUTH is sent, nothing is installed).
+func TestInitiatorEndsWhileKeysComputed(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	newPeer(t, "b", sb.config(t, "b")) // the responder
+	entered, release := holdWorkers(t, a.e)
+	initiated := make(chan error, 1)
+	go func() { initiated <- a.e.Initiate(t.Context(), "a-net") }()
+	waitFor(t, "the initiator's keys on a worker", 10*time.Second, func() bool { return entered.Load() == 1 })
+	require.NoError(t, a.e.Terminate(t.Context(), "a"))
+	require.Empty(t, a.sas(t), "initiator's SAs after Terminate")
+	release()
+	select {
+	case err := <-initiated:
+		assert.Error(t, err, "Initiate of a terminated IKE SA")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Initiate did not return")
+	}
+	time.Sleep(200 * time.Millisecond) // the dropped result has run by now
+	assert.Empty(t, a.sas(t), "initiator's SAs after the result came back")
+	assert.NotContains(t, a.logs.String(), "IKE_SA_INIT done")
+	s, pols := a.counts(t)
+	assert.Zero(t, s+pols, "initiator's dataplane")
+}
