@@ -6,7 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +47,17 @@ import (
 var (
 	respSizes    = flag.String("resp.sizes", "1000,10000", "BenchmarkResponder: tunnel counts, comma-separated (100000 is the large run)")
 	respInflight = flag.Int("resp.inflight", 64, "BenchmarkResponder: initiations under way at once")
+	// A CPU profile of keyplane's daemon from its own pprof listener
+	// (daemon.metrics), taken from the start of each bring-up: the window
+	// should outlast the bring-up (idle time adds no samples); the
+	// harness waits for it before it stops the daemon.
+	respCPUProfile = flag.String("resp.cpuprofile", "", "BenchmarkResponder: write the keyplane daemon's CPU profile of each bring-up to PREFIX.tunnels=N.I")
+	respProfileFor = flag.Duration("resp.profilefor", 10*time.Second, "BenchmarkResponder: length of -resp.cpuprofile's window")
 )
+
+// respMetricsAddr is the daemon's metrics and pprof listener inside its
+// namespace when -resp.cpuprofile is set.
+const respMetricsAddr = "127.0.0.1:9417"
 
 const respPSK = "keyplane responder benchmark key"
 
@@ -179,7 +193,7 @@ func keyplaneBinary(tb testing.TB) string {
 
 const kpRespConf = `daemon {
 	control = %s
-	log_level = warn
+	log_level = warn%s
 	cookie_threshold = 0
 	cookie_threshold_ip = 0
 	block_threshold = 0
@@ -210,6 +224,46 @@ connections {
 }
 `
 
+func metricsLine() string {
+	if *respCPUProfile == "" {
+		return ""
+	}
+	return "\n\tmetrics = " + respMetricsAddr
+}
+
+// cpuProfile fetches a CPU profile of the daemon in ns over its pprof
+// listener, for d, and writes it to path.
+func cpuProfile(ctx context.Context, ns *lab.NS, d time.Duration, path string) error {
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", respMetricsAddr, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
 type kpResponder struct {
 	cmd    *exec.Cmd
 	sock   string
@@ -224,7 +278,7 @@ func startKeyplaneResponder(tb testing.TB, ns *lab.NS) *kpResponder {
 	require.NoError(tb, os.WriteFile(filepath.Join(dir, "resp.psk"), []byte(respPSK), 0o600))
 	conf := filepath.Join(dir, "resp.conf")
 	r := &kpResponder{sock: filepath.Join(dir, "kp.sock"), stderr: &logBuf{}, done: make(chan struct{})}
-	require.NoError(tb, os.WriteFile(conf, fmt.Appendf(nil, kpRespConf, r.sock, respBackend(), respInner, genNet), 0o600))
+	require.NoError(tb, os.WriteFile(conf, fmt.Appendf(nil, kpRespConf, r.sock, metricsLine(), respBackend(), respInner, genNet), 0o600))
 	r.cmd = ns.Command(bin, "daemon", "-c", conf)
 	r.cmd.Stderr = r.stderr
 	require.NoError(tb, childproc.Start(r.cmd))
@@ -470,6 +524,17 @@ func bringUpAgainst(tb testing.TB, impl string, cfg *config.Config, n, charonLog
 	// machine 9,018 of 10,000 were up after 6 minutes.
 	ctx, cancel := context.WithTimeout(tb.Context(), 2*time.Minute+time.Duration(n)*60*time.Millisecond)
 	defer cancel()
+	if *respCPUProfile != "" && impl == "keyplane" {
+		profiled := make(chan error, 1)
+		path := fmt.Sprintf("%s.tunnels=%d.%d", *respCPUProfile, n, profileSeq.Add(1))
+		go func() { profiled <- cpuProfile(ctx, ns, *respProfileFor, path) }()
+		defer func() {
+			if err := <-profiled; err != nil {
+				tb.Errorf("CPU profile: %v", err)
+			}
+		}()
+		time.Sleep(50 * time.Millisecond) // the profile starts first
+	}
 	t0 := time.Now()
 	timing(true)
 	up, upErr := bringUpAll(ctx, e, n, *respInflight)
@@ -501,6 +566,8 @@ func bringUpAgainst(tb testing.TB, impl string, cfg *config.Config, n, charonLog
 	}
 	return out
 }
+
+var profileSeq atomic.Int32
 
 // respImpls are the implementations, in benchstat's column order.
 var respImpls = []string{"keyplane", "charon"}
