@@ -55,10 +55,11 @@ func (h *Handle) putSA(ctx context.Context, op string, sa *SA, update bool) erro
 	} else {
 		err = h.sad.AddSA(ctx, sa)
 	}
-	if err == nil {
-		h.installed(sa, update)
+	if err != nil {
+		return h.wrap(op, sa.ID.String(), err)
 	}
-	return h.wrap(op, sa.ID.String(), err)
+	h.installed(sa, update)
+	return nil
 }
 
 // DeleteSA implements SAD.
@@ -71,7 +72,11 @@ func (h *Handle) DeleteSA(ctx context.Context, id SAID) error {
 		return err
 	}
 	defer h.lockLife()()
-	return h.deleted(id, h.wrap(op, id.String(), h.sad.DeleteSA(ctx, id)))
+	err := h.sad.DeleteSA(ctx, id)
+	if err != nil {
+		err = h.wrap(op, id.String(), err)
+	}
+	return h.deleted(id, err)
 }
 
 // deleted follows a driver's DeleteSA (its error wrapped): the SA is gone
@@ -181,7 +186,10 @@ func (h *Handle) putPolicy(ctx context.Context, op string, p *Policy, put func(S
 	if err := h.caps.CheckPolicy(h.name, op, p); err != nil {
 		return err
 	}
-	return h.wrap(op, p.ID().String(), put(h.spd, ctx, p))
+	if err := put(h.spd, ctx, p); err != nil {
+		return h.wrap(op, p.ID().String(), err)
+	}
+	return nil
 }
 
 // DeletePolicy implements SPD.
@@ -193,7 +201,10 @@ func (h *Handle) DeletePolicy(ctx context.Context, id PolicyID) error {
 	if err := h.caps.CheckPolicyID(h.name, op, id); err != nil {
 		return err
 	}
-	return h.wrap(op, id.String(), h.spd.DeletePolicy(ctx, id))
+	if err := h.spd.DeletePolicy(ctx, id); err != nil {
+		return h.wrap(op, id.String(), err)
+	}
+	return nil
 }
 
 // GetPolicy implements SPD.

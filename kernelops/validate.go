@@ -235,9 +235,8 @@ func ValidatePolicy(backend, op string, p *Policy) error {
 	if p == nil {
 		return Invalid(backend, op, "", "Policy", "nil policy")
 	}
-	obj := p.ID().String()
-	bad := func(field, format string, args ...any) error {
-		return Invalid(backend, op, obj, field, format, args...)
+	bad := func(field, format string, args ...any) error { // named only for an error
+		return Invalid(backend, op, p.ID().String(), field, format, args...)
 	}
 	if err := validateSelector(p.Selector, "Selector", bad); err != nil {
 		return err
