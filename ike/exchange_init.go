@@ -209,7 +209,7 @@ func deriveIKE(suite ikecrypto.IKESuite, gir ikecrypto.Key, ni, nr []byte, spii,
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("derive IKE keys: %w", err)
 	}
-	out, in, err := keys.Ciphers(initiator)
+	out, in, err := keys.HandshakeCiphers(initiator)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("IKE ciphers: %w", err)
 	}

@@ -176,7 +176,7 @@ func (sa *ikeSA) intermediateKeys(sk ikecrypto.Key) error {
 	if err != nil {
 		return fmt.Errorf("derive IKE keys after IKE_INTERMEDIATE: %w", err)
 	}
-	out, in, err := keys.Ciphers(sa.initiator)
+	out, in, err := keys.HandshakeCiphers(sa.initiator)
 	if err != nil {
 		keys.Zero()
 		return fmt.Errorf("IKE ciphers: %w", err)

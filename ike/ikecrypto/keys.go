@@ -113,13 +113,30 @@ func ikeKeysFromSkeyseed(s IKESuite, seed Key, ni, nr []byte, spii, spir uint64)
 
 // Ciphers returns the Encrypted payload ciphers of the IKE SA for one side:
 // out protects what this side sends, in checks what it receives. The
-// initiator sends with SK_ei/SK_ai, the responder with SK_er/SK_ar.
+// initiator sends with SK_ei/SK_ai, the responder with SK_er/SK_ar. They
+// start idle (see Idle): for an IKE SA that is already established (a
+// rekey's, a restored one).
 func (k *IKEKeys) Ciphers(initiator bool) (out, in message.Cipher, err error) {
-	i, err := NewCipher(k.Suite.Encr, k.Suite.EncrKeyBits, k.SKei, k.Suite.Integ, k.SKai)
+	out, in, err = k.ciphers(initiator)
+	if err == nil {
+		Idle(out)
+		Idle(in)
+	}
+	return out, in, err
+}
+
+// HandshakeCiphers is Ciphers for an IKE SA whose IKE_AUTH is still to
+// come: they keep what makes each message quick until Idle.
+func (k *IKEKeys) HandshakeCiphers(initiator bool) (out, in message.Cipher, err error) {
+	return k.ciphers(initiator)
+}
+
+func (k *IKEKeys) ciphers(initiator bool) (out, in message.Cipher, err error) {
+	i, err := newCipher(k.Suite.Encr, k.Suite.EncrKeyBits, k.SKei, k.Suite.Integ, k.SKai)
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := NewCipher(k.Suite.Encr, k.Suite.EncrKeyBits, k.SKer, k.Suite.Integ, k.SKar)
+	r, err := newCipher(k.Suite.Encr, k.Suite.EncrKeyBits, k.SKer, k.Suite.Integ, k.SKar)
 	if err != nil {
 		return nil, nil, err
 	}
