@@ -105,10 +105,10 @@ func (ch *childSA) outID() kernelops.SAID {
 }
 
 func (ch *childSA) logger() *slog.Logger {
-	l := ch.e.log.With("child", ch.cfg.Name, "child-id", ch.id, "reqid", fmt.Sprintf("%#x", ch.reqid),
-		"spi-in", fmt.Sprintf("%08x", ch.inSPI), "spi-out", fmt.Sprintf("%08x", ch.outSPI))
+	l := ch.e.log.With("child", ch.cfg.Name, "child-id", ch.id, "reqid", reqidText(ch.reqid),
+		"spi-in", hex32(ch.inSPI), "spi-out", hex32(ch.outSPI)) // logvalues.go
 	if ch.ike != nil {
-		l = l.With("ike", ch.ike.name(), "ike-id", ch.ike.id, "spis", ch.ike.spis())
+		l = l.With("ike", ch.ike.name(), "ike-id", ch.ike.id, "spis", ikeSPIs{ch.ike.spii, ch.ike.spir})
 	}
 	return l
 }

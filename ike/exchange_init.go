@@ -279,7 +279,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		p.log.Debug("IKE_SA_INIT request again while its key exchange is computed; dropped", "from", remote)
 		return
 	}
-	log := e.log.With("spii", fmt.Sprintf("%016x", m.SPIi), "remote", remote)
+	log := e.log.With("spii", hex64(m.SPIi), "remote", remote)
 	from := remote.Addr()
 	cands := e.candidates(s, local, remote)
 	if len(cands) == 0 {

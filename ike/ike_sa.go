@@ -188,7 +188,7 @@ func (sa *ikeSA) name() string {
 }
 
 func (sa *ikeSA) setLogger() {
-	sa.log = sa.e.log.With("ike", sa.name(), "ike-id", sa.id, "spis", sa.spis())
+	sa.log = sa.e.log.With("ike", sa.name(), "ike-id", sa.id, "spis", ikeSPIs{sa.spii, sa.spir}) // logvalues.go
 }
 
 // setState logs the change (one line per change) and publishes it.

@@ -12,6 +12,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/keyplane/keyplane/ike/config"
@@ -50,11 +51,33 @@ type connLevels struct {
 }
 
 // Handler is the daemon's slog.Handler.
+//
+// WithAttrs only notes the attributes: the engine binds a logger to each
+// IKE SA and child (several per handshake) and most never write a line,
+// so the inner handler formats them at the first record that passes the
+// level (values are taken as they are at WithAttrs; a LogValuer is
+// resolved then, at that first record).
 type Handler struct {
 	s     *shared
-	inner slog.Handler
-	conn  string // the connection bound by WithAttrs, if any
-	group bool   // a group is open: attributes are nested, no collision
+	inner slog.Handler // with the attributes bound before attrs
+	attrs []slog.Attr  // bound since, given to inner at first use
+	built *built       // inner with attrs; nil when attrs is empty
+	conn  string       // the connection bound by WithAttrs, if any
+	group bool         // a group is open: attributes are nested, no collision
+}
+
+type built struct {
+	once sync.Once
+	h    slog.Handler
+}
+
+// handler is the inner handler with every bound attribute.
+func (h *Handler) handler() slog.Handler {
+	if h.built == nil {
+		return h.inner
+	}
+	h.built.once.Do(func() { h.built.h = h.inner.WithAttrs(h.attrs) })
+	return h.built.h
 }
 
 // New returns a Handler writing to w.
@@ -143,21 +166,26 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if !h.group {
 		r = renamed(r)
 	}
-	return h.inner.Handle(ctx, r)
+	return h.handler().Handle(ctx, r)
 }
 
 func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
+	if len(as) == 0 {
+		return h
+	}
 	n := *h
+	start := len(h.attrs)
+	n.attrs = append(h.attrs[:start:start], as...) // a copy: as is the caller's
 	if !h.group {
-		as = append([]slog.Attr(nil), as...)
-		for i, a := range as {
+		for i := start; i < len(n.attrs); i++ {
+			a := n.attrs[i]
 			if n.conn == "" && isConnKey(a.Key) {
 				n.conn = a.Value.String()
 			}
-			as[i].Key = safeKey(a.Key)
+			n.attrs[i].Key = safeKey(a.Key)
 		}
 	}
-	n.inner = h.inner.WithAttrs(as)
+	n.built = &built{}
 	return &n
 }
 
@@ -166,7 +194,7 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 		return h
 	}
 	n := *h
-	n.inner = h.inner.WithGroup(name)
+	n.inner, n.attrs, n.built = h.handler().WithGroup(name), nil, nil
 	n.group = true
 	return &n
 }

@@ -113,3 +113,60 @@ func TestHookSeesFilteredRecords(t *testing.T) {
 	assert.Equal(t, slog.LevelError, got[1].level)
 	assert.Empty(t, got[1].ops)
 }
+
+// countingValuer counts how often a handler formats it.
+type countingValuer struct{ n *int }
+
+func (v countingValuer) LogValue() slog.Value { *v.n++; return slog.StringValue("v") }
+
+// WithAttrs notes attributes and formats them at the first record written:
+// the output is what slog's own handler writes with the same chain, and a
+// logger that writes nothing formats nothing.
+func TestWithAttrsLazy(t *testing.T) {
+	chain := func(l *slog.Logger, v countingValuer) *slog.Logger {
+		return l.With("ike", "west", "ike-id", 7).With("msg", "bound", "spis", v)
+	}
+	for _, format := range []config.LogFormat{config.LogText, config.LogJSON} {
+		var got, want bytes.Buffer
+		n := 0
+		lv := new(slog.LevelVar)
+		lv.Set(slog.LevelWarn)
+		ours := chain(slog.New(New(&got, Options{Format: format, Level: lv})), countingValuer{&n})
+		ours.Info("not written")
+		ours.With("more", 2).Debug("not written either")
+		require.Zero(t, n, "%v: attributes formatted for records below the level", format)
+
+		ours.Warn("written", "x", 3)
+		ours.WithGroup("g").With("a", 1).Error("again", "y", 4)
+		require.Equal(t, 1, n, "%v: bound attributes formatted once, at the first record", format)
+
+		ho := &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}
+		var inner slog.Handler = slog.NewTextHandler(&want, ho)
+		if format == config.LogJSON {
+			inner = slog.NewJSONHandler(&want, ho)
+		}
+		m := 0
+		ref := slog.New(inner).With("ike", "west", "ike-id", 7).With("message", "bound", "spis", countingValuer{&m})
+		ref.Warn("written", "x", 3)
+		ref.WithGroup("g").With("a", 1).Error("again", "y", 4)
+		// Our lines carry a time: compare from the level on.
+		gl, wl := lines(&got), lines(&want)
+		require.Len(t, gl, 2)
+		for i := range gl {
+			cut := strings.Index(gl[i], "level=")
+			if format == config.LogJSON {
+				cut = strings.Index(gl[i], `"level":`)
+				wl[i] = "{" + wl[i][1:]
+				gl[i] = "{" + gl[i][cut:]
+			} else {
+				gl[i] = gl[i][cut:]
+			}
+		}
+		assert.Equal(t, wl, gl, "%v", format)
+	}
+}
