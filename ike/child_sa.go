@@ -120,19 +120,21 @@ func (ch *childSA) setState(s childState, reason string) {
 	from := ch.state
 	ch.state = s
 	defer ch.e.childHook(ch, from, s, reason)
-	args := []any{"state", s.String()}
-	if s == childInstalled {
-		args = append(args, "mode", ch.mode.String(), "suite", childSuiteText(ch.suite),
-			"local-ts", rangesString(ch.localTS), "remote-ts", rangesString(ch.remoteTS), "encap", ch.encap != nil)
-	}
-	if reason != "" {
-		args = append(args, "reason", reason)
-	}
 	lvl := slog.LevelInfo
 	if s == childFailed {
 		lvl = slog.LevelWarn
 	}
-	ch.logger().Log(ch.e.ctx, lvl, "CHILD SA "+s.String(), args...)
+	if ch.e.log.Enabled(ch.e.ctx, lvl) { // the line's text and logger cost more than the change
+		args := []any{"state", s.String()}
+		if s == childInstalled {
+			args = append(args, "mode", ch.mode.String(), "suite", childSuiteText(ch.suite),
+				"local-ts", rangesString(ch.localTS), "remote-ts", rangesString(ch.remoteTS), "encap", ch.encap != nil)
+		}
+		if reason != "" {
+			args = append(args, "reason", reason)
+		}
+		ch.logger().Log(ch.e.ctx, lvl, "CHILD SA "+s.String(), args...)
+	}
 	ch.e.publish(Event{Kind: "child", Name: ch.cfg.Name, State: s.String(), Reason: reason, SPIs: ch.eventSPIs(), ChildID: ch.id, IKEID: ch.ikeID()})
 }
 

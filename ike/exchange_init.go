@@ -119,7 +119,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
 	if sap == nil || ke == nil || nonce == nil || m.SPIr == 0 || len(sap.Proposals) != 1 {
-		sa.log.Debug("dropping incomplete IKE_SA_INIT response", "message", m.String())
+		sa.log.Debug("dropping incomplete IKE_SA_INIT response", "message", logText{m})
 		return
 	}
 	sa.w.complete()
@@ -195,7 +195,7 @@ func (sa *ikeSA) initKeysReady(r initResult, m *message.Message, suite ikecrypto
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
 	sa.readInitAnswer(m)
 	sa.setLogger()
-	sa.log.Info("IKE_SA_INIT done", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	sa.log.Info("IKE_SA_INIT done", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	if sa.natAny() || sa.conn.MOBIKE { // RFC 4555 §3.2: MOBIKE moves to the NAT-T ports in any case
 		sa.floatToNATT()
 	}
@@ -291,7 +291,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	sap, _ := m.Find(message.PayloadSA).(*message.SA)
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	if nonce == nil || sap == nil || ke == nil {
-		log.Debug("IKE_SA_INIT request lacks SA, KE or Nonce; dropped", "message", m.String())
+		log.Debug("IKE_SA_INIT request lacks SA, KE or Nonce; dropped", "message", logText{m})
 		return
 	}
 	if !e.admitInit(s, m, nonce.Data, local, remote) {
@@ -432,7 +432,7 @@ func (e *Engine) initComputed(key initKey, p *pendingInit, r initResult) {
 	e.addSA(sa.spir, sa)
 	sa.setState(ikeHalfOpen, "")
 	e.placeSA(sa)
-	e.preLog(sa.log, from, slog.LevelInfo, "IKE_SA_INIT answered", "suite", suite.String(), "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	e.preLog(sa.log, from, slog.LevelInfo, "IKE_SA_INIT answered", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	sa.halfOpenTimer = e.after(e.cfg.Daemon.HalfOpenTimeout, func() {
 		if sa.state == ikeHalfOpen {
 			sa.destroy("half-open: no IKE_AUTH within the timeout")

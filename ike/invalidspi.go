@@ -62,15 +62,15 @@ func (b *tokenBucket) wait() time.Duration {
 func (e *Engine) unknownSPI(s *sock, m *message.Message, local, remote netip.AddrPort) {
 	h := m.Header
 	if h.Response || h.Exchange == message.IKE_SA_INIT {
-		e.log.Debug("dropping message for an unknown IKE SA", "from", remote, "message", m.String())
+		e.log.Debug("dropping message for an unknown IKE SA", "from", remote, "message", logText{m})
 		return
 	}
 	if !e.invalidSPI.take(e.clk.Now()) {
 		e.invalidSPIDropped++
-		e.log.Debug("unknown IKE SA: INVALID_IKE_SPI answers over their rate; not answering", "from", remote, "message", m.String())
+		e.log.Debug("unknown IKE SA: INVALID_IKE_SPI answers over their rate; not answering", "from", remote, "message", logText{m})
 		return
 	}
-	e.preLog(e.log, remote.Addr(), slog.LevelInfo, "request for an unknown IKE SA: answering INVALID_IKE_SPI", "port", remote.Port(), "message", m.String())
+	e.preLog(e.log, remote.Addr(), slog.LevelInfo, "request for an unknown IKE SA: answering INVALID_IKE_SPI", "port", remote.Port(), "message", logText{m})
 	a := &message.Message{Header: message.Header{SPIi: h.SPIi, SPIr: h.SPIr, Exchange: h.Exchange,
 		Initiator: !h.Initiator, Response: true, MessageID: h.MessageID},
 		Payloads: []message.Payload{&message.Notify{NotifyType: message.INVALID_IKE_SPI}}}

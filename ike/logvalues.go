@@ -32,3 +32,9 @@ type ikeSPIs struct{ i, r uint64 }
 func (v ikeSPIs) LogValue() slog.Value {
 	return slog.StringValue(fmt.Sprintf("%016x_i %016x_r", v.i, v.r))
 }
+
+// logText is a value written as its String, called only for a line that
+// is written (Debug lines about each message pass the message).
+type logText struct{ fmt.Stringer }
+
+func (v logText) LogValue() slog.Value { return slog.StringValue(v.String()) }

@@ -36,7 +36,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		return
 	}
 	if h.Initiator == sa.initiator {
-		e.log.Debug("dropping message with our own role's I flag", "from", remote, "message", m.String())
+		e.log.Debug("dropping message with our own role's I flag", "from", remote, "message", logText{m})
 		return
 	}
 	if h.Exchange == message.IKE_SA_INIT {
@@ -56,7 +56,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	}
 	if h.Response {
 		if !sa.w.expects(h.MessageID, h.Exchange) {
-			sa.log.Debug("dropping unexpected response", "message", m.String())
+			sa.log.Debug("dropping unexpected response", "message", logText{m})
 			return
 		}
 		if m.Find(message.PayloadSK) == nil && m.Notify(message.INVALID_IKE_SPI) != nil {
@@ -67,7 +67,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 			sa.log.Debug("dropping response that fails to decrypt", "err", err)
 			return
 		}
-		sa.log.Debug("received response", "message", m.String(), "from", remote)
+		sa.log.Debug("received response", "message", logText{m}, "from", remote)
 		sa.lastHeard = e.clk.Now()
 		sa.answered(m)
 		return
@@ -97,7 +97,7 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		sa.log.Debug("dropping request that fails to decrypt", "err", err)
 		return
 	}
-	sa.log.Debug("received request", "message", m.String(), "from", remote)
+	sa.log.Debug("received request", "message", logText{m}, "from", remote)
 	sa.lastHeard = e.clk.Now()
 	// The peer may have moved (NAT-T float, NAT mapping change): natmove.go.
 	if !sa.mobikeRequest(m) { // MOBIKE's UPDATE_SA_ADDRESSES moves by its own rules (mobike.go)
@@ -138,5 +138,5 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 			return
 		}
 	}
-	sa.log.Debug("dropping request in this state", "message", m.String(), "state", sa.state)
+	sa.log.Debug("dropping request in this state", "message", logText{m}, "state", sa.state)
 }

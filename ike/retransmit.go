@@ -37,7 +37,7 @@ func (sa *ikeSA) setupWindow() {
 func (sa *ikeSA) encodeRequest(r *request) ([]byte, error) {
 	m := &message.Message{Header: message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: r.exch,
 		Initiator: sa.initiator, MessageID: r.msgID}, Payloads: r.payloads}
-	sa.log.Debug("sending request", "message", m.String(), "to", sa.remote)
+	sa.log.Debug("sending request", "message", logText{m}, "to", sa.remote)
 	if r.exch == message.IKE_SA_INIT {
 		b, err := m.Encode()
 		sa.initReq = b
@@ -100,7 +100,7 @@ func (sa *ikeSA) respond(req *message.Message, payloads []message.Payload, s *so
 	}
 	sa.w.answered(req.MessageID, b)
 	sa.w.lastFrags = frags
-	sa.log.Debug("sending response", "message", m.String(), "to", remote)
+	sa.log.Debug("sending response", "message", logText{m}, "to", remote)
 	sa.sendResponse(s, local, remote)
 }
 
