@@ -69,7 +69,10 @@ func FuzzCipherOpen(f *testing.F) {
 			f.Fatal(err)
 		}
 		ek, ik := bytes.Repeat([]byte{0x3c}, el), bytes.Repeat([]byte{0xc3}, il)
-		a, err := ikecrypto.NewCipher(sc.encr, sc.bits, ek, sc.integ, ik)
+		// a keeps what it builds (a handshake's cipher), b is idle.
+		keys := &ikecrypto.IKEKeys{Suite: ikecrypto.IKESuite{Encr: sc.encr, EncrKeyBits: sc.bits, Integ: sc.integ},
+			SKei: ek, SKai: ik, SKer: ek, SKar: ik}
+		a, _, err := keys.HandshakeCiphers(true)
 		if err != nil {
 			f.Fatal(err)
 		}
