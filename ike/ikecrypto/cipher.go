@@ -88,10 +88,9 @@ type aeadCipher struct {
 	gcmKey []byte
 	// gcm is AES-GCM's AEAD kept while the IKE SA's handshake runs
 	// (HandshakeCiphers), so IKE_AUTH's messages do not build it again
-	// (≈3 µs and 1.3 KB each); Idle drops it. With idle set every use
-	// builds its own and keeps none.
+	// (≈3 µs and 1.3 KB each); Idle drops it and leaves idleGCM, with
+	// which every use builds its own and keeps none.
 	gcm      atomic.Pointer[builtGCM]
-	idle     atomic.Bool
 	overhead int
 	salt     [aeadSaltLen]byte
 	// iv is the last explicit IV used; IVs are consecutive from a random
@@ -138,31 +137,25 @@ func (c *aeadCipher) Seal(dst, head, plaintext []byte) ([]byte, error) {
 
 type builtGCM struct{ cipher.AEAD }
 
+// idleGCM marks an idle cipher's gcm (one pointer instead of a flag
+// beside it: there are two ciphers per IKE SA).
+var idleGCM = &builtGCM{}
+
 // get is the AEAD: ChaCha20-Poly1305's, AES-GCM's kept one, or AES-GCM's
 // built now (and kept unless idle).
 func (c *aeadCipher) get() (cipher.AEAD, error) {
 	if c.aead != nil {
 		return c.aead, nil
 	}
-	if g := c.gcm.Load(); g != nil {
-		return g.AEAD, nil
+	p := c.gcm.Load()
+	if p != nil && p != idleGCM {
+		return p.AEAD, nil
 	}
 	g, err := newGCM(c.gcmKey)
-	if err == nil && !c.idle.Load() {
-		p := &builtGCM{g}
-		c.gcm.Store(p)
-		if c.idle.Load() { // Idle ran meanwhile
-			c.gcm.CompareAndSwap(p, nil)
-		}
+	if err == nil && p == nil {
+		c.gcm.CompareAndSwap(nil, &builtGCM{g}) // not if Idle ran meanwhile
 	}
 	return g, err
-}
-
-func (c *aeadCipher) setIdle(idle bool) {
-	c.idle.Store(idle)
-	if idle {
-		c.gcm.Store(nil)
-	}
 }
 
 // Idle lets c go of what it keeps only to be quick (AES-GCM's AEAD, some
@@ -171,7 +164,7 @@ func (c *aeadCipher) setIdle(idle bool) {
 // builds its AEAD. Ciphers of other kinds are left as they are.
 func Idle(c message.Cipher) {
 	if a, ok := c.(*aeadCipher); ok {
-		a.setIdle(true)
+		a.gcm.Store(idleGCM)
 	}
 }
 
