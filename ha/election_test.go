@@ -24,8 +24,13 @@ type node struct {
 
 func newNode(t *testing.T, srv *etcdtest.Server, name string) *node {
 	t.Helper()
+	return newNodeTTL(t, srv, name, testTTL)
+}
+
+func newNodeTTL(t *testing.T, srv *etcdtest.Server, name string, ttl time.Duration) *node {
+	t.Helper()
 	cli := srv.Client(t)
-	el, err := NewElector(etcdtest.Ctx(t), cli, "/kp-test", name, testTTL)
+	el, err := NewElector(etcdtest.Ctx(t), cli, "/kp-test", name, ttl)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = el.Close() })
 	return &node{cli: cli, el: el}
@@ -141,4 +146,52 @@ func TestElectionEtcdDown(t *testing.T) {
 	}
 	require.NoError(t, b.el.Fence(etcdtest.Ctx(t), "add SA"))
 	require.ErrorIs(t, a.el.Fence(etcdtest.Ctx(t), "add SA"), ErrNotLeader)
+}
+
+// A fence confirmed in etcd is reused while the lease cannot have
+// expired: with etcd stopped right after it, the next Fence passes
+// without asking; once the confirmation's time is over, Fence asks again
+// and is refused (etcd cannot confirm the lease).
+func TestFenceHeldWithinLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := newNodeTTL(t, srv, "a", 5*time.Second)
+	require.NoError(t, a.el.Campaign(etcdtest.Ctx(t)))
+	before := time.Now()
+	require.NoError(t, a.el.Fence(etcdtest.Ctx(t), "add SA"))
+	after := time.Now()
+	until := a.el.FencedUntil()
+	require.False(t, until.IsZero(), "no confirmation held")
+	assert.True(t, until.After(before), "held until %v", until)
+	assert.LessOrEqual(t, until.Sub(after), 5*time.Second/2, "held beyond half the TTL")
+	srv.Stop()
+	if time.Now().Before(until) {
+		require.NoError(t, a.el.Fence(etcdtest.Ctx(t), "add SA"), "a fence within the confirmed lease asked etcd")
+	}
+	time.Sleep(time.Until(until) + 10*time.Millisecond)
+	var fe *FenceError
+	require.True(t, errors.As(a.el.Fence(etcdtest.Ctx(t), "add SA"), &fe), "a fence past the confirmation passed with etcd down")
+	srv.Restart()
+}
+
+// The reuse is safe: a leader that dies right after a confirmed fence is
+// replaced only after the confirmation ran out, so no write it let
+// through can land after the next node was elected.
+func TestFenceHeldEndsBeforeTakeover(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := newNodeTTL(t, srv, "a", 5*time.Second), newNodeTTL(t, srv, "b", 5*time.Second)
+	require.NoError(t, a.el.Campaign(etcdtest.Ctx(t)))
+	won := campaign(t, b)
+	require.NoError(t, a.el.Fence(etcdtest.Ctx(t), "add SA"))
+	until := a.el.FencedUntil()
+	require.False(t, until.IsZero())
+	require.NoError(t, a.cli.Close()) // the keep-alives stop
+	select {
+	case err := <-won:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("b did not lead after a's lease ran out")
+	}
+	at := time.Now()
+	t.Logf("a's fence held until %v before b led", at.Sub(until).Round(time.Millisecond))
+	assert.True(t, at.After(until), "b led %v before a's confirmed fence ran out", until.Sub(at))
 }
