@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -203,7 +205,11 @@ func engineTakeover(t *testing.T, unsynced bool) {
 	bStore := NewStore(b.cli, prefix, sealer(t, 1), b.el, DefaultLimits, nil)
 	defer bStore.Close()
 	bEng := startEngine(t, "b", gwCfg(), func(nk *nokernel.Backend) kernelops.Backend { return NewFenced(nk.Handle, b.el) })
-	require.NoError(t, bEng.e.SetStateSink(etcdtest.Ctx(t), NewSink(bStore, nil)))
+	bCtr, err := NewCounters(etcdtest.Ctx(t), bEng.nk, bStore, kernelops.SyncThresholds{ReplayDiff: 10, Timer: 100 * time.Millisecond}, nil)
+	require.NoError(t, err)
+	defer bCtr.Close()
+	require.NoError(t, bEng.e.SetStateSink(etcdtest.Ctx(t), NewSink(bStore, nil).WithCounters(bCtr)))
+	childEst := childRecordEst(t, bMirror)
 	res := Restore(etcdtest.Ctx(t), bEng.e, bMirror, ike.RestoreOptions{SeqMargin: margin, Replay: ReplayFrom(bMirror)})
 	require.Empty(t, res.Failed)
 	require.Equal(t, 1, res.IKESAs)
@@ -230,6 +236,38 @@ func engineTakeover(t *testing.T, unsynced bool) {
 	syncSt, err := bEng.nk.GetSyncState(etcdtest.Ctx(t), outID)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(25+margin), syncSt.Replay.OSeq)
+	// B follows the restored child as its own: the record written again
+	// with its first install's time, and its traffic's counters synced
+	// (a second failover resumes past them).
+	for range 15 {
+		r, err := bEng.nk.Inject(etcdtest.Ctx(t), nokernel.Packet{Dir: kernelops.DirOut, Src: netip.MustParseAddr("10.1.0.1"),
+			Dst: netip.MustParseAddr("10.2.0.1"), Proto: 17, SrcPort: 1000, DstPort: 2000, Len: 100})
+		require.NoError(t, err)
+		require.Equal(t, nokernel.Protected, r.Verdict, r.Reason)
+	}
+	outSeq := func() uint64 {
+		require.NoError(t, bStore.Flush(etcdtest.Ctx(t)))
+		resp, err := b.cli.Get(etcdtest.Ctx(t), prefix, clientv3WithPrefix()...)
+		require.NoError(t, err)
+		require.NoError(t, bMirror.WaitRev(etcdtest.Ctx(t), resp.Header.Revision))
+		for _, b := range bMirror.Records("seq/") {
+			var r CounterRecord
+			require.NoError(t, json.Unmarshal(b, &r))
+			if r.SA == outID {
+				return r.Replay.OSeq
+			}
+		}
+		return 0
+	}
+	// The thresholds are set on B's SAs by the counters' goroutine: a
+	// packet more each round until one is synced.
+	require.Eventually(t, func() bool {
+		r, err := bEng.nk.Inject(etcdtest.Ctx(t), nokernel.Packet{Dir: kernelops.DirOut, Src: netip.MustParseAddr("10.1.0.1"),
+			Dst: netip.MustParseAddr("10.2.0.1"), Proto: 17, SrcPort: 1000, DstPort: 2000, Len: 100})
+		return err == nil && r.Verdict == nokernel.Protected && outSeq() > 25+margin+15
+	}, 5*time.Second, 100*time.Millisecond, "B did not sync the restored child's counters (%d syncs)", bCtr.Synced())
+	assert.True(t, childEst.Equal(childRecordEst(t, bMirror)), "the restored child's record lost its install time: %v, was %v",
+		childRecordEst(t, bMirror), childEst)
 
 	// C's liveness checks go on: the one A left unanswered is
 	// retransmitted and B answers it, and the next ones, at the synced
@@ -279,3 +317,13 @@ func peerNext(t *testing.T, m *Mirror, sa ike.IKESAInfo) uint32 {
 }
 
 func clientv3WithPrefix() []clientv3.OpOption { return []clientv3.OpOption{clientv3.WithPrefix()} }
+
+// childRecordEst is the install time in the one child record m holds.
+func childRecordEst(t *testing.T, m *Mirror) time.Time {
+	t.Helper()
+	recs := slices.Collect(maps.Values(maps.Collect(m.Records("child/"))))
+	require.Len(t, recs, 1)
+	var cs ike.HAChild
+	require.NoError(t, json.Unmarshal(recs[0], &cs))
+	return cs.Est
+}

@@ -145,7 +145,11 @@ func (e *Engine) haIKE(sa *ikeSA) {
 
 // haChild reports a child just installed on sa, while its keys are still
 // there (hook: finishChild, before the keys are zeroed).
-func (e *Engine) haChild(sa *ikeSA, ch *childSA) {
+func (e *Engine) haChild(sa *ikeSA, ch *childSA) { e.haChildAt(ch, e.clk.Now()) }
+
+// haChildAt reports child ch first installed at est (a restored child:
+// its original install, so the next node dates its lifetimes the same).
+func (e *Engine) haChildAt(ch *childSA, est time.Time) {
 	if e.sink == nil || ch.keys == nil {
 		return
 	}
@@ -154,7 +158,7 @@ func (e *Engine) haChild(sa *ikeSA, ch *childSA) {
 		InSPI: ch.inSPI, OutSPI: ch.outSPI, Local: ch.localAddr, Remote: ch.remoteAddr,
 		LocalTS: haTS(ch.localTS), RemoteTS: haTS(ch.remoteTS), Suite: ch.suite,
 		Keys:     HAChildKeys{EncrI: clone(k.EncrI), IntegI: clone(k.IntegI), EncrR: clone(k.EncrR), IntegR: clone(k.IntegR)},
-		Lifetime: ch.lifetime, Est: sa.e.clk.Now()}
+		Lifetime: ch.lifetime, Est: est}
 	if ch.encap != nil {
 		enc := *ch.encap
 		st.Encap = &enc
@@ -320,7 +324,15 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error
 	sa.estAt = now
 	sa.setState(ikeEstablished, "taken over (HA)")
 	e.placeSA(sa)
-	for _, ch := range installed {
+	for i, ch := range installed {
+		// Reported as installed here too, while its keys are still
+		// there: the sink's counter sync (and a next takeover) needs
+		// this node to follow the child as if it had made it.
+		est := children[i].Est
+		if est.IsZero() {
+			est = now
+		}
+		e.haChildAt(ch, est)
 		ch.keys.Zero()
 		ch.estAt = now
 		e.bySA[idleKey(ch.inID())] = ch
