@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -25,8 +26,19 @@ import (
 const haVMPSK = "keyplane HA failover test key"
 
 // haVMConf is one gateway on the XFRM backend in its namespace: the VIP
-// 10.99.0.10 on seg0, the connection from the VIP to charon.
-func haVMConf(sock, node, ns, endpoint, key, psk string) string {
+// 10.99.0.10 on seg0, the connection from the VIP to charon with one
+// child config per tunnel.
+func haVMConf(sock, node, ns, endpoint, key, psk string, ttl time.Duration, tunnels []haVMTunnel) string {
+	var children strings.Builder
+	for _, tn := range tunnels {
+		fmt.Fprintf(&children, `			%s {
+				local_ts = %s
+				remote_ts = %s
+				esp_proposals = aes128gcm16
+				start_action = none
+			}
+`, tn.conf, tn.gwTS, tn.peerTS)
+	}
 	return fmt.Sprintf(`daemon {
 	control = %s
 }
@@ -42,7 +54,7 @@ ha {
 	vip = 10.99.0.10/24
 	interface = seg0
 	cluster_key = %s
-	lease_ttl = 2s
+	lease_ttl = %ds
 	sync_packets = 100
 	sync_interval = 200ms
 }
@@ -59,16 +71,205 @@ connections {
 			id = peer.keyplane.test
 		}
 		children {
-			net {
-				local_ts = 10.10.1.0/24
-				remote_ts = 10.10.2.0/24
-				esp_proposals = aes128gcm16
-				start_action = none
-			}
-		}
+%s		}
 	}
 }
-`, sock, ns, node, endpoint, key, psk)
+`, sock, ns, node, endpoint, key, int(ttl/time.Second), psk, children.String())
+}
+
+// haVMLeaseTTL is the VM failover tests' lease: the election's
+// keep-alives go every third of it, and at 2 s the emulated guest under
+// load missed enough of them for the active to lose its lease before
+// the kill (1 run in 4). The takeover waits out the TTL, and the bound
+// on pings lost follows the takeover time measured.
+const haVMLeaseTTL = 5 * time.Second
+
+// haVMRig is the failover set-up the VM HA tests share: two gateways
+// g1 and g2 (XFRM, each in its namespace) on one segment (the bridge br0
+// in charon's namespace c), etcd in the guest, charon as the peer with
+// its connection loaded, g1 active holding the VIP, g2 standby.
+type haVMRig struct {
+	g1, g2, c                  *lab.NS
+	ch                         *swan.Charon
+	a, b                       *procDaemon
+	aConf, aSock, bConf, bSock string
+	// tunnels are charon's child names and each child's addresses, its
+	// own (charon's side) and the gateway's, for a ping through it.
+	tunnels []haVMTunnel
+}
+
+// haVMTunnel is one tunnel: charon's child and the gateway's child
+// config, their selectors, and an address on each side for a ping.
+type haVMTunnel struct{ child, conf, peerTS, gwTS, peer, gw string }
+
+// newHAVMRig sets up the rig with n tunnels: n = 1 is charon's child
+// "ha" between 10.10.2.0/24 (charon) and 10.10.1.0/24 (gateway);
+// n > 1 are its children k0..k(n-1), each between one address of
+// 10.30.0.0/16 (charon) and one of 10.20.0.0/16 (gateway), and the
+// gateway's child configs t0..t(n-1) the same. (One config narrowed by
+// charon's /32 children would give all of them the config's one reqid:
+// XFRM's outbound lookup by reqid could then pick another tunnel's SA.)
+func newHAVMRig(t *testing.T, n int, ttl time.Duration) *haVMRig {
+	r := &haVMRig{g1: lab.NewNS(t), g2: lab.NewNS(t), c: lab.NewNS(t)}
+	gwNet, peerNet := "10.10.1.0/24", "10.10.2.0/24"
+	if n > 1 {
+		gwNet, peerNet = "10.20.0.0/16", "10.30.0.0/16"
+	}
+	c := r.c
+	c.Exec(t, "ip", "link", "add", "br0", "type", "bridge")
+	c.Exec(t, "ip", "addr", "add", "10.99.0.100/24", "dev", "br0")
+	c.Exec(t, "ip", "link", "set", "br0", "up")
+	// A prefix on lo makes every address in it local: one per tunnel.
+	c.Exec(t, "ip", "addr", "add", strings.Replace(peerNet, ".0/", ".1/", 1), "dev", "lo")
+	c.Exec(t, "ip", "route", "add", gwNet, "via", "10.99.0.10")
+	for i, g := range []*lab.NS{r.g1, r.g2} {
+		port := fmt.Sprintf("port%d", i+1)
+		g.Exec(t, "ip", "link", "add", "seg0", "type", "veth", "peer", "name", port, "netns", c.Name)
+		g.Exec(t, "ip", "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", "seg0")
+		g.Exec(t, "ip", "link", "set", "seg0", "up")
+		g.Exec(t, "ip", "addr", "add", strings.Replace(gwNet, ".0/", ".1/", 1), "dev", "lo")
+		g.Exec(t, "ip", "route", "add", peerNet, "via", "10.99.0.100")
+		c.Exec(t, "ip", "link", "set", port, "master", "br0")
+		c.Exec(t, "ip", "link", "set", port, "up")
+	}
+	srv := etcdtest.Start(t)
+	conn := swan.Conn{
+		Name: "ha", PSK: haVMPSK, IKEProposal: "aes128gcm16-prfsha256-x25519", ESPProposal: "aes128gcm16",
+		LocalID: "peer.keyplane.test", RemoteID: "gw.keyplane.test", Local: "10.99.0.100", Remote: "10.99.0.10",
+		LocalTS: []string{peerNet}, RemoteTS: []string{gwNet},
+		Extra: map[string]string{"dpd_delay": "2s"}}
+	if n == 1 {
+		r.tunnels = []haVMTunnel{{child: "ha", conf: "net", peerTS: peerNet, gwTS: gwNet, peer: "10.10.2.1", gw: "10.10.1.1"}}
+	} else {
+		for k := range n {
+			tn := haVMTunnel{child: fmt.Sprintf("k%d", k), conf: fmt.Sprintf("t%d", k),
+				peer: fmt.Sprintf("10.30.%d.%d", k/250, k%250+1), gw: fmt.Sprintf("10.20.%d.%d", k/250, k%250+1)}
+			tn.peerTS, tn.gwTS = tn.peer+"/32", tn.gw+"/32"
+			r.tunnels = append(r.tunnels, tn)
+			if k == 0 {
+				conn.Child, conn.LocalTS, conn.RemoteTS = tn.child, []string{tn.peer + "/32"}, []string{tn.gw + "/32"}
+				continue
+			}
+			conn.Extra["children."+tn.child+".local_ts"] = tn.peer + "/32"
+			conn.Extra["children."+tn.child+".remote_ts"] = tn.gw + "/32"
+			conn.Extra["children."+tn.child+".esp_proposals"] = "aes128gcm16"
+		}
+	}
+	o := swan.Options{NS: c, Mode: swan.KernelNetlink, LogLevel: 1, Conns: []swan.Conn{conn}}
+	if n > 1 {
+		// The rig's fail-fast retransmits (1 s, twice) would give up on
+		// a CREATE_CHILD_SA the emulated gateway answers slowly under a
+		// queue of them.
+		o.Settings = map[string]string{"retransmit_tries": "5", "retransmit_timeout": "4.0"}
+	}
+	r.ch = swan.Start(t, o)
+
+	dir := t.TempDir()
+	key := filepath.Join(dir, "cluster.key")
+	require.NoError(t, os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600))
+	psk := filepath.Join(dir, "k.psk")
+	require.NoError(t, os.WriteFile(psk, []byte(haVMPSK), 0o600))
+	conf := func(node string, ns *lab.NS) (string, string) {
+		sock, file := filepath.Join(dir, node+".sock"), filepath.Join(dir, node+".conf")
+		require.NoError(t, os.WriteFile(file, []byte(haVMConf(sock, node, ns.Name, srv.Endpoint(), key, psk, ttl, r.tunnels)), 0o644))
+		return file, sock
+	}
+	r.aConf, r.aSock = conf("g1", r.g1)
+	r.bConf, r.bSock = conf("g2", r.g2)
+	r.a = startProcDaemonConf(t, r.aConf, r.aSock)
+	waitRole(t, r.a, roleActive, 30*time.Second)
+	r.b = startProcDaemonConf(t, r.bConf, r.bSock)
+	waitRole(t, r.b, roleStandby, 30*time.Second)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("g1 log tail:\n%s\ng2 log tail:\n%s", tailText(r.a.stderr.String(), 40), tailText(r.b.stderr.String(), 40))
+		}
+	})
+	require.True(t, r.hasVIP(t, r.g1), "the active holds the VIP")
+	require.False(t, r.hasVIP(t, r.g2), "the standby holds the VIP")
+	return r
+}
+
+func (r *haVMRig) hasVIP(t *testing.T, ns *lab.NS) bool {
+	return strings.Contains(ns.Exec(t, "ip", "-4", "addr", "show", "dev", "seg0"), "10.99.0.10/24")
+}
+
+// ping sends count pings through tunnel k from charon's side.
+func (r *haVMRig) ping(k, count int) error {
+	tn := r.tunnels[k]
+	out, err := r.c.Run("ping", "-c", strconv.Itoa(count), "-W", "2", "-I", tn.peer, tn.gw)
+	if err != nil {
+		return fmt.Errorf("ping through %s (%s -> %s): %w\n%s", tn.child, tn.peer, tn.gw, err, out)
+	}
+	return nil
+}
+
+// pinger is a ping every interval through a tunnel for a while.
+type pinger struct {
+	cmd  *exec.Cmd
+	out  syncBuffer
+	done chan error
+	dur  time.Duration
+}
+
+func (r *haVMRig) startPing(t *testing.T, k int, every, dur time.Duration) *pinger {
+	tn := r.tunnels[k]
+	p := &pinger{dur: dur, done: make(chan error, 1)}
+	p.cmd = r.c.Command("ping", "-i", strconv.FormatFloat(every.Seconds(), 'f', -1, 64), "-W", "1",
+		"-w", strconv.Itoa(int(dur/time.Second)), "-I", tn.peer, tn.gw)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	require.NoError(t, p.cmd.Start())
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
+// wait ends the ping and returns what it sent and got answered.
+func (p *pinger) wait(t *testing.T) (sent, got int) {
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Logf("ping: %v", err) // exit 1: some pings lost
+		}
+	case <-time.After(p.dur + 30*time.Second):
+		t.Fatal("ping did not end")
+	}
+	m := pingSummary.FindStringSubmatch(p.out.String())
+	require.NotNil(t, m, "ping summary: %s", p.out.String())
+	sent, _ = strconv.Atoi(m[1])
+	got, _ = strconv.Atoi(m[2])
+	return sent, got
+}
+
+// killActive kills the active daemon g1 (SIGKILL) and takes its link
+// down at once, after checking that it holds the lease right then (a
+// failover from a node that had already lost it measures nothing); it
+// returns when g2 is active, with g2's status and the time it took.
+func (r *haVMRig) killActive(t *testing.T) (haStatus, time.Duration) {
+	st, err := haStatusOf(t, r.a)
+	require.NoError(t, err)
+	require.True(t, st.Role == roleActive && st.Leading && st.Leader == "g1" && st.LeaseRemaining > 0,
+		"the active lost its lease before the kill (keep-alives missed under load?): %+v\n%s", st, tailText(r.a.stderr.String(), 20))
+	// kill -9 alone would leave the daemon's kernel state (SAs,
+	// policies, the VIP) forwarding on g1: the node dies with its kernel.
+	killed := time.Now()
+	require.NoError(t, r.a.cmd.Process.Signal(syscall.SIGKILL))
+	r.g1.Exec(t, "ip", "link", "set", "seg0", "down")
+	<-r.a.done
+	st = waitRole(t, r.b, roleActive, 60*time.Second+2*haVMLeaseTTL)
+	return st, time.Since(killed)
+}
+
+// etcdLoad samples the writes and counter syncs of daemon d over dur.
+func etcdLoad(t *testing.T, d *procDaemon, dur time.Duration) (writes, syncs float64, st haStatus) {
+	st0, err := haStatusOf(t, d)
+	require.NoError(t, err)
+	t0 := time.Now()
+	time.Sleep(dur)
+	st, err = haStatusOf(t, d)
+	require.NoError(t, err)
+	secs := time.Since(t0).Seconds()
+	return float64(st.Writes-st0.Writes) / secs, float64(st.CounterSyncs-st0.CounterSyncs) / secs, st
 }
 
 var pingSummary = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
@@ -90,63 +291,15 @@ func TestVMHAFailover(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	g1, g2, c := lab.NewNS(t), lab.NewNS(t), lab.NewNS(t)
-	c.Exec(t, "ip", "link", "add", "br0", "type", "bridge")
-	c.Exec(t, "ip", "addr", "add", "10.99.0.100/24", "dev", "br0")
-	c.Exec(t, "ip", "link", "set", "br0", "up")
-	c.Exec(t, "ip", "addr", "add", "10.10.2.1/32", "dev", "lo")
-	c.Exec(t, "ip", "route", "add", "10.10.1.0/24", "via", "10.99.0.10")
-	for i, g := range []*lab.NS{g1, g2} {
-		port := fmt.Sprintf("port%d", i+1)
-		g.Exec(t, "ip", "link", "add", "seg0", "type", "veth", "peer", "name", port, "netns", c.Name)
-		g.Exec(t, "ip", "addr", "add", fmt.Sprintf("10.99.0.%d/24", i+1), "dev", "seg0")
-		g.Exec(t, "ip", "link", "set", "seg0", "up")
-		g.Exec(t, "ip", "addr", "add", "10.10.1.1/32", "dev", "lo")
-		g.Exec(t, "ip", "route", "add", "10.10.2.0/24", "via", "10.99.0.100")
-		c.Exec(t, "ip", "link", "set", port, "master", "br0")
-		c.Exec(t, "ip", "link", "set", port, "up")
-	}
-	srv := etcdtest.Start(t)
-	ch := swan.Start(t, swan.Options{NS: c, Mode: swan.KernelNetlink, LogLevel: 1, Conns: []swan.Conn{{
-		Name: "ha", PSK: haVMPSK, IKEProposal: "aes128gcm16-prfsha256-x25519", ESPProposal: "aes128gcm16",
-		LocalID: "peer.keyplane.test", RemoteID: "gw.keyplane.test", Local: "10.99.0.100", Remote: "10.99.0.10",
-		LocalTS: []string{"10.10.2.0/24"}, RemoteTS: []string{"10.10.1.0/24"},
-		Extra: map[string]string{"dpd_delay": "2s"}}}})
-
-	dir := t.TempDir()
-	key := filepath.Join(dir, "cluster.key")
-	require.NoError(t, os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600))
-	psk := filepath.Join(dir, "k.psk")
-	require.NoError(t, os.WriteFile(psk, []byte(haVMPSK), 0o600))
-	conf := func(node string, ns *lab.NS) (string, string) {
-		sock, file := filepath.Join(dir, node+".sock"), filepath.Join(dir, node+".conf")
-		require.NoError(t, os.WriteFile(file, []byte(haVMConf(sock, node, ns.Name, srv.Endpoint(), key, psk)), 0o644))
-		return file, sock
-	}
-	aConf, aSock := conf("g1", g1)
-	bConf, bSock := conf("g2", g2)
-	a := startProcDaemonConf(t, aConf, aSock)
-	waitRole(t, a, roleActive, 30*time.Second)
-	b := startProcDaemonConf(t, bConf, bSock)
-	waitRole(t, b, roleStandby, 30*time.Second)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("g1 log tail:\n%s\ng2 log tail:\n%s", tailText(a.stderr.String(), 40), tailText(b.stderr.String(), 40))
-		}
-	})
-	hasVIP := func(ns *lab.NS) bool {
-		return strings.Contains(ns.Exec(t, "ip", "-4", "addr", "show", "dev", "seg0"), "10.99.0.10/24")
-	}
-	require.True(t, hasVIP(g1), "the active holds the VIP")
-	require.False(t, hasVIP(g2), "the standby holds the VIP")
+	r := newHAVMRig(t, 1, haVMLeaseTTL)
+	ch, b := r.ch, r.b
 
 	require.NoError(t, ch.Initiate(ctx, "ha"))
 	before, beforeChild, err := ch.WaitChild(ctx, "ha", "INSTALLED")
 	require.NoError(t, err)
 	initsBefore := strings.Count(ch.Log(), "IKE_SA_INIT")
 	require.Positive(t, initsBefore, "charon logs its IKE_SA_INIT (log level 1)")
-	_, err = c.Run("ping", "-c", "3", "-W", "2", "-I", "10.10.2.1", "10.10.1.1")
-	require.NoError(t, err, "ping through the tunnel before the failover")
+	require.NoError(t, r.ping(0, 3), "ping through the tunnel before the failover")
 	require.Eventually(t, func() bool {
 		st, err := haStatusOf(t, b)
 		return err == nil && st.RecordsMirrored >= 2 && st.LagRevisions == 0
@@ -154,56 +307,25 @@ func TestVMHAFailover(t *testing.T) {
 
 	// A ping every 10 ms through the tunnel for the whole failover.
 	const pingFor = 25 * time.Second
-	ping := c.Command("ping", "-i", "0.01", "-W", "1", "-w", strconv.Itoa(int(pingFor/time.Second)), "-I", "10.10.2.1", "10.10.1.1")
-	var pingOut syncBuffer
-	ping.Stdout, ping.Stderr = &pingOut, &pingOut
-	require.NoError(t, ping.Start())
-	pingDone := make(chan error, 1)
-	go func() { pingDone <- ping.Wait() }()
-	t.Cleanup(func() { _ = ping.Process.Kill() })
+	p := r.startPing(t, 0, 10*time.Millisecond, pingFor)
 	// etcd load under this steady traffic: the writes over 3s.
-	st0, err := haStatusOf(t, a)
-	require.NoError(t, err)
-	t0 := time.Now()
-	time.Sleep(3 * time.Second)
-	stA, err := haStatusOf(t, a)
-	require.NoError(t, err)
-	secs := time.Since(t0).Seconds()
+	wps, sps, stA := etcdLoad(t, r.a, 3*time.Second)
 	t.Logf("active before the kill: %d etcd writes, %d counter syncs; under the ping: %.1f etcd writes/s (%.1f counter syncs/s)",
-		stA.Writes, stA.CounterSyncs, float64(stA.Writes-st0.Writes)/secs, float64(stA.CounterSyncs-st0.CounterSyncs)/secs)
-	assert.Greater(t, stA.CounterSyncs, st0.CounterSyncs, "the traffic's sync events were written")
+		stA.Writes, stA.CounterSyncs, wps, sps)
+	assert.Positive(t, sps, "the traffic's sync events were written")
 
-	// The active node dies: its daemon is killed (SIGKILL) and its link
-	// goes down at once. kill -9 alone would leave the daemon's kernel
-	// state (SAs, policies, the VIP) forwarding on g1.
-	killed := time.Now()
-	require.NoError(t, a.cmd.Process.Signal(syscall.SIGKILL))
-	g1.Exec(t, "ip", "link", "set", "seg0", "down")
-	<-a.done
-	st := waitRole(t, b, roleActive, 30*time.Second)
-	took := time.Since(killed)
+	st, took := r.killActive(t)
 	require.NotNil(t, st.Takeover)
 	assert.Equal(t, 1, st.Takeover.IKESAs)
 	assert.Equal(t, 1, st.Takeover.Children)
 	assert.Empty(t, st.Takeover.Failed)
-	assert.True(t, hasVIP(g2), "the new active holds the VIP")
-	select {
-	case err := <-pingDone:
-		if err != nil {
-			t.Logf("ping: %v", err) // exit 1: some pings lost
-		}
-	case <-time.After(pingFor + 10*time.Second):
-		t.Fatal("ping did not end")
-	}
-	m := pingSummary.FindStringSubmatch(pingOut.String())
-	require.NotNil(t, m, "ping summary: %s", pingOut.String())
-	sent, _ := strconv.Atoi(m[1])
-	got, _ := strconv.Atoi(m[2])
+	assert.True(t, r.hasVIP(t, r.g2), "the new active holds the VIP")
+	sent, got := p.wait(t)
 	// Under emulation ping sends less often than asked: the outage is
 	// the pings lost times the interval it achieved.
 	every := pingFor / time.Duration(max(sent, 1))
-	t.Logf("failover: kill -9 to the standby being active %v (restore %v: %d IKE SA, %d child; %s); pings asked every 10 ms, sent every %v: %d sent, %d answered, %d lost (about %v without traffic)",
-		took.Round(time.Millisecond), st.Takeover.Took, st.Takeover.IKESAs, st.Takeover.Children, st.Takeover.GARP,
+	t.Logf("failover: kill -9 to the standby being active %v (lease ttl %v; restore %v: %d IKE SA, %d child; %s); pings asked every 10 ms, sent every %v: %d sent, %d answered, %d lost (about %v without traffic)",
+		took.Round(time.Millisecond), haVMLeaseTTL, st.Takeover.Took, st.Takeover.IKESAs, st.Takeover.Children, st.Takeover.GARP,
 		every.Round(100*time.Microsecond), sent, got, sent-got, (time.Duration(sent-got) * every).Round(time.Millisecond))
 	assert.Contains(t, st.Takeover.GARP, "gratuitous ARP sent")
 	// Lost: those in flight while the lease ran out and the takeover
@@ -238,8 +360,7 @@ func TestVMHAFailover(t *testing.T) {
 		}
 		return false
 	}, 30*time.Second, 100*time.Millisecond, "charon's child rekey did not complete")
-	_, err = c.Run("ping", "-c", "3", "-W", "2", "-I", "10.10.2.1", "10.10.1.1")
-	assert.NoError(t, err, "ping after the rekey")
+	assert.NoError(t, r.ping(0, 3), "ping after the rekey")
 	sas, err := ch.ListSAs(ctx)
 	require.NoError(t, err)
 	require.Len(t, sas, 1)
@@ -247,15 +368,172 @@ func TestVMHAFailover(t *testing.T) {
 
 	// The killed one, restarted, is standby: it removes the VIP its
 	// killed run left, and its link comes back.
-	a = startProcDaemonConf(t, aConf, aSock)
-	st = waitRole(t, a, roleStandby, 30*time.Second)
+	r.a = startProcDaemonConf(t, r.aConf, r.aSock)
+	st = waitRole(t, r.a, roleStandby, 30*time.Second)
 	assert.Equal(t, "g2", st.Leader)
-	assert.False(t, hasVIP(g1), "the restarted node kept the VIP")
-	g1.Exec(t, "ip", "link", "set", "seg0", "up")
-	assert.True(t, hasVIP(g2))
-	_, err = c.Run("ping", "-c", "3", "-W", "2", "-I", "10.10.2.1", "10.10.1.1")
-	assert.NoError(t, err, "ping with the old active back as standby")
-	require.NoError(t, a.stop(t))
+	assert.False(t, r.hasVIP(t, r.g1), "the restarted node kept the VIP")
+	r.g1.Exec(t, "ip", "link", "set", "seg0", "up")
+	assert.True(t, r.hasVIP(t, r.g2))
+	assert.NoError(t, r.ping(0, 3), "ping with the old active back as standby")
+	require.NoError(t, r.a.stop(t))
 	require.NoError(t, b.stop(t))
-	assert.False(t, hasVIP(g2), "the stopped active left the VIP")
+	assert.False(t, r.hasVIP(t, r.g2), "the stopped active left the VIP")
+}
+
+// envHATunnels sets TestVMHAFailoverTunnels' tunnel count (make
+// test-vm-ha: 1,000); unset, haVMTunnelsDefault.
+const (
+	envHATunnels       = "KEYPLANE_HA_TUNNELS"
+	haVMTunnelsDefault = 50
+)
+
+// TestVMHAFailoverTunnels is TestVMHAFailover with many tunnels: charon
+// brings up n children (one /32 pair each) on one IKE SA with the
+// active gateway; a ping every 10 ms runs through the first, one every
+// 200 ms through nine others spread over the range. The active is
+// killed: every tunnel survives on the new active (charon's IKE SPIs and
+// every child's SPIs unchanged, no new IKE_SA_INIT, the new active
+// restored n children, pings through a sample of tunnels answered), and
+// the test reports the takeover time, the pings lost and etcd's writes
+// per second under the traffic before the kill and after the takeover.
+func TestVMHAFailoverTunnels(t *testing.T) {
+	lab.RequireVM(t, "kernel ESP for keyplane's XFRM backend and charon's kernel-netlink")
+	if err := swan.Available(); err != nil {
+		t.Fatalf("the VM lab has strongSwan (make lab-prepare): %v", err)
+	}
+	n := haVMTunnelsDefault
+	if v := os.Getenv(envHATunnels); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(t, err, envHATunnels)
+		require.Greater(t, n, 1, envHATunnels)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	r := newHAVMRig(t, n, haVMLeaseTTL)
+	ch, b := r.ch, r.b
+
+	// charon brings the tunnels up: the first child makes the IKE SA,
+	// the others come by CREATE_CHILD_SA, a few initiations at a time.
+	up := time.Now()
+	require.NoError(t, ch.Initiate(ctx, r.tunnels[0].child))
+	work := make(chan string)
+	errs := make(chan error, n)
+	for range 4 {
+		go func() {
+			for c := range work {
+				errs <- ch.Initiate(ctx, c)
+			}
+		}()
+	}
+	for _, tn := range r.tunnels[1:] {
+		work <- tn.child
+	}
+	close(work)
+	for range n - 1 {
+		require.NoError(t, <-errs)
+	}
+	// charon's initiate can answer for a child queued behind another
+	// before its own exchange ran: wait for all of them in its list.
+	var before swan.IKESA
+	spis := map[string][2]string{}
+	require.Eventually(t, func() bool {
+		sas, err := ch.ListSAs(ctx)
+		if err != nil || len(sas) != 1 {
+			return false
+		}
+		before = sas[0]
+		clear(spis)
+		for _, cs := range before.Children {
+			if cs.State == "INSTALLED" {
+				spis[cs.Name] = [2]string{cs.SPIIn, cs.SPIOut}
+			}
+		}
+		return len(spis) == n
+	}, 20*time.Minute, time.Second, "charon's installed children")
+	t.Logf("%d tunnels up in %v", n, time.Since(up).Round(time.Millisecond))
+	initsBefore := strings.Count(ch.Log(), "IKE_SA_INIT")
+	require.Positive(t, initsBefore, "charon logs its IKE_SA_INIT (log level 1)")
+	sample := []int{0}
+	for i := 1; i < 10; i++ {
+		sample = append(sample, i*n/10+n/20)
+	}
+	for _, k := range sample {
+		require.NoError(t, r.ping(k, 1), "before the failover")
+	}
+	require.Eventually(t, func() bool {
+		st, err := haStatusOf(t, b)
+		return err == nil && st.RecordsMirrored >= n+1 && st.LagRevisions == 0
+	}, 5*time.Minute, 100*time.Millisecond, "the standby did not mirror the SAs")
+	stB, err := haStatusOf(t, b)
+	require.NoError(t, err)
+	stA, err := haStatusOf(t, r.a)
+	require.NoError(t, err)
+	t.Logf("the standby mirrors %d records; the active wrote %d", stB.RecordsMirrored, stA.Writes)
+
+	// Steady traffic: a ping every 10 ms through the first tunnel, every
+	// 200 ms through the others of the sample, for the whole failover.
+	const pingFor = 40 * time.Second
+	p := r.startPing(t, 0, 10*time.Millisecond, pingFor)
+	for _, k := range sample[1:] {
+		r.startPing(t, k, 200*time.Millisecond, pingFor)
+	}
+	wps, sps, stA := etcdLoad(t, r.a, 5*time.Second)
+	t.Logf("active before the kill, %d tunnels, 10 with traffic: %.1f etcd writes/s (%.1f counter syncs/s)", n, wps, sps)
+	assert.Positive(t, sps, "the traffic's sync events were written")
+
+	st, took := r.killActive(t)
+	require.NotNil(t, st.Takeover)
+	assert.Equal(t, 1, st.Takeover.IKESAs)
+	assert.Equal(t, n, st.Takeover.Children)
+	assert.Empty(t, st.Takeover.Failed)
+	assert.True(t, r.hasVIP(t, r.g2), "the new active holds the VIP")
+	wps2, sps2, _ := etcdLoad(t, b, 5*time.Second)
+	sent, got := p.wait(t)
+	every := pingFor / time.Duration(max(sent, 1))
+	t.Logf("failover with %d tunnels: kill -9 to the standby being active %v (lease ttl %v; restore %v: %d IKE SA, %d children); pings asked every 10 ms, sent every %v: %d sent, %d answered, %d lost (about %v without traffic); new active: %.1f etcd writes/s (%.1f counter syncs/s)",
+		n, took.Round(time.Millisecond), haVMLeaseTTL, st.Takeover.Took, st.Takeover.IKESAs, st.Takeover.Children,
+		every.Round(100*time.Microsecond), sent, got, sent-got, (time.Duration(sent-got) * every).Round(time.Millisecond), wps2, sps2)
+	assert.Less(t, time.Duration(sent-got)*every, took+2*time.Second, "pings lost beyond the takeover")
+	assert.Greater(t, got, 0, "the tunnel did not carry traffic after the takeover")
+	assert.Positive(t, sps2, "the new active syncs the traffic's counters")
+
+	// Every tunnel survived: the same IKE SA and children at charon, no
+	// new IKE_SA_INIT, traffic through the sample.
+	sas, err := ch.ListSAs(ctx)
+	require.NoError(t, err)
+	require.Len(t, sas, 1)
+	assert.Equal(t, before.LocalSPI, sas[0].LocalSPI, "charon's IKE SA changed")
+	assert.Equal(t, before.RemoteSPI, sas[0].RemoteSPI)
+	after := map[string][2]string{}
+	for _, cs := range sas[0].Children {
+		if cs.State == "INSTALLED" {
+			after[cs.Name] = [2]string{cs.SPIIn, cs.SPIOut}
+		}
+	}
+	assert.Equal(t, spis, after, "charon's children changed")
+	assert.Equal(t, initsBefore, strings.Count(ch.Log(), "IKE_SA_INIT"), "charon saw a new IKE_SA_INIT")
+	for _, k := range sample {
+		assert.NoError(t, r.ping(k, 1), "after the failover")
+	}
+	// A liveness check and a child rekey are answered by the new active.
+	dpds := strings.Count(ch.Log(), "parsed INFORMATIONAL response")
+	require.Eventually(t, func() bool { return strings.Count(ch.Log(), "parsed INFORMATIONAL response") > dpds },
+		60*time.Second, 100*time.Millisecond, "charon's liveness check was not answered:\n%s", tailText(ch.Log(), 30))
+	last := r.tunnels[n-1]
+	require.NoError(t, ch.RekeyChild(ctx, last.child))
+	require.Eventually(t, func() bool {
+		sas, err := ch.ListSAs(ctx)
+		if err != nil || len(sas) != 1 {
+			return false
+		}
+		for _, cs := range sas[0].Children {
+			if cs.Name == last.child && cs.State == "INSTALLED" && cs.SPIIn != spis[last.child][0] {
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, 200*time.Millisecond, "charon's child rekey did not complete")
+	assert.NoError(t, r.ping(n-1, 1), "ping after the rekey")
+	require.NoError(t, b.stop(t))
 }
