@@ -18,8 +18,10 @@ type Limits struct {
 }
 
 // DefaultLimits: an IKE SA record with its keys, identities and
-// addresses is well under 4 KiB; a child record smaller still.
-var DefaultLimits = Limits{RecordSize: 16 << 10, Records: 1 << 18}
+// addresses is under 4 KiB, plus its children's inbound SPIs (up to 11
+// bytes each in JSON): 64 KiB holds an IKE SA with 5,000 children (16
+// KiB held fewer than 1,500). A child record is smaller still.
+var DefaultLimits = Limits{RecordSize: 64 << 10, Records: 1 << 18}
 
 // Store writes this node's records to etcd under prefix, sealed, as the
 // leader: each write is a transaction guarded by the election key, so a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyplane/keyplane/backends/nokernel"
 	"github.com/keyplane/keyplane/iana"
+	"github.com/keyplane/keyplane/ike"
 	"github.com/keyplane/keyplane/internal/etcdtest"
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -104,6 +105,26 @@ func TestStoreLimits(t *testing.T) {
 	assert.Equal(t, 2, m.Len())
 	last, _ := m.Refused()
 	assert.ErrorIs(t, last, ErrTooMany)
+}
+
+// An IKE SA with 5,000 children (the largest SPIs) fits the default
+// record size.
+func TestStoreIKERecordWithManyChildren(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := newNode(t, srv, "a")
+	require.NoError(t, a.el.Campaign(etcdtest.Ctx(t)))
+	st := NewStore(a.cli, "/kp-test/state", sealer(t, 1), a.el, DefaultLimits, nil)
+	defer st.Close()
+	sink := NewSink(st, nil)
+	rec := &ike.HAIKE{Conn: "gw", SPIi: 1, SPIr: 2, Keys: ike.HAIKEKeys{SKd: make([]byte, 64), SKai: make([]byte, 64),
+		SKar: make([]byte, 64), SKei: make([]byte, 36), SKer: make([]byte, 36), SKpi: make([]byte, 64), SKpr: make([]byte, 64)},
+		PeerID: make([]byte, 255)}
+	for i := range 5000 {
+		rec.Children = append(rec.Children, 0xffffffff-uint32(i))
+	}
+	sink.IKEChanged(rec)
+	assert.Zero(t, sink.Refused(), "the IKE record with 5,000 children was refused")
+	require.NoError(t, st.Flush(etcdtest.Ctx(t)))
 }
 
 // A deposed leader's store cannot write: the transaction's guard (its
