@@ -15,11 +15,17 @@ import (
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // settle lets the peers' loops work through what the last clock step
-// started (dataplane events, datagrams on loopback).
+// started (dataplane events, datagrams on loopback), including key
+// exchanges handed to the crypto workers: an idle loop alone does not
+// mean nothing is under way.
 func settle(t testing.TB, ps ...*peer) {
 	t.Helper()
 	for range 3 {
 		for _, p := range ps {
+			deadline := time.Now().Add(10 * time.Second)
+			for p.e.crypto.inflight.Load() > 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
 			if err := p.e.call(t.Context(), func() {}); err != nil {
 				t.Fatal(err)
 			}

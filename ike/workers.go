@@ -34,6 +34,10 @@ type cryptoPool struct {
 	// are dropped.
 	closing atomic.Bool
 	busy    atomic.Int64 // responders' IKE_SA_INIT requests dropped: the queue was full
+	// inflight counts jobs queued or running whose result has not yet
+	// been applied on the loop: an engine with none and an idle loop has
+	// nothing under way (the tests' settle waits for both).
+	inflight atomic.Int64
 	// hold, a test seam (nil in production), runs on the worker before
 	// each job: a test holds the workers to see what the loop does
 	// meanwhile.
@@ -94,15 +98,18 @@ func offload[T any](e *Engine, work func() T, done func(T)) bool {
 	job := func() {
 		r := work()
 		e.post(func() {
+			defer p.inflight.Add(-1)
 			if !p.closing.Load() {
 				done(r)
 			}
 		})
 	}
+	p.inflight.Add(1)
 	select {
 	case p.jobs <- job:
 		return true
 	default:
+		p.inflight.Add(-1)
 		return false
 	}
 }
