@@ -129,18 +129,9 @@ func BenchmarkInstallPolicies(b *testing.B) {
 		ps[i] = benchPolicy(i, kp.Options().ReqIDMin)
 	}
 	b.Run("impl=keyplane-batch", func(b *testing.B) {
-		ops := make([]kernelops.Op, len(ps))
-		for b.Loop() {
-			for i, p := range ps {
-				ops[i] = kernelops.Op{Kind: kernelops.OpAddPolicy, Policy: p}
-			}
-			if err := kp.Apply(context.Background(), ops); err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			flushAll(b, ns)
-			b.StartTimer()
-		}
+		keyplaneApply(b, kp, len(ps), func(i int) kernelops.Op {
+			return kernelops.Op{Kind: kernelops.OpAddPolicy, Policy: ps[i]}
+		}, func() { flushAll(b, ns) })
 		b.ReportMetric(float64(len(ps)), "policies/op")
 	})
 	b.Run("impl=netlink-handle", func(b *testing.B) {
@@ -301,16 +292,25 @@ func BenchmarkInstallSAsBurst(b *testing.B) {
 // iteration, flushing them (untimed) after each.
 func keyplaneBatch(b *testing.B, kp *Backend, ns *lab.NS, sas []*kernelops.SA) {
 	b.Helper()
-	ops := make([]kernelops.Op, len(sas))
+	keyplaneApply(b, kp, len(sas), func(i int) kernelops.Op {
+		return kernelops.Op{Kind: kernelops.OpAddSA, SA: sas[i]}
+	}, func() { flushSAs(b, ns) })
+}
+
+// keyplaneApply times, per iteration, making the n ops (as a caller would)
+// and one Apply of them; flush runs outside the timer.
+func keyplaneApply(b *testing.B, kp *Backend, n int, op func(i int) kernelops.Op, flush func()) {
+	b.Helper()
+	ops := make([]kernelops.Op, n)
 	for b.Loop() {
-		for i, sa := range sas {
-			ops[i] = kernelops.Op{Kind: kernelops.OpAddSA, SA: sa}
+		for i := range ops {
+			ops[i] = op(i)
 		}
 		if err := kp.Apply(context.Background(), ops); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		flushSAs(b, ns)
+		flush()
 		b.StartTimer()
 	}
 }
