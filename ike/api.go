@@ -37,6 +37,11 @@ func (e *Engine) childBusy(conn, child string) bool {
 func (e *Engine) initiate(c *config.Connection, ch *config.Child, acq *kernelops.AcquireEvent, done chan error) {
 	nc := e.newChild(ch)
 	nc.acquire = acq
+	if acq != nil && nc.reqid == 0 {
+		// The trap's: its SPI allocation takes over the kernel's acquire
+		// state; the negotiated selectors decide at installation.
+		nc.reqid = acq.ReqID
+	}
 	if done != nil {
 		nc.waiters = append(nc.waiters, done)
 	}

@@ -47,6 +47,10 @@ type childSA struct {
 	state childState
 	reqid uint32
 	mode  kernelops.Mode
+	// keepReqID: reqid is the one of the child this one replaces (a
+	// rekey); reqidHeld: installed, the child counts as a user of reqid
+	// (reqidindex.go).
+	keepReqID, reqidHeld bool
 
 	// initiator: we initiated the exchange that made the child (IKE_AUTH
 	// or CREATE_CHILD_SA); it decides which KEYMAT keys go which way.

@@ -76,7 +76,7 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 	}
 	// The new SAs take the IKE SA's addresses, which differ from old's
 	// after a MOBIKE move or NAT change the dataplane could not migrate.
-	nc := &childSA{e: sa.e, id: sa.e.newChildID(), cfg: old.cfg, ike: sa, state: childNegotiating, reqid: old.reqid, mode: old.mode,
+	nc := &childSA{e: sa.e, id: sa.e.newChildID(), cfg: old.cfg, ike: sa, state: childNegotiating, reqid: old.reqid, keepReqID: true, mode: old.mode,
 		localAddr: sa.local.Addr(), remoteAddr: sa.remote.Addr(), localTS: old.localTS, remoteTS: old.remoteTS}
 	// The group the child has is the one the peer is known to take.
 	x := &childExchange{nc: nc, old: old, group: pfsGroup(old.cfg.ESPProposals, old.suite.DH)}

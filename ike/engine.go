@@ -92,9 +92,7 @@ type Engine struct {
 	byPeer     map[peerKey]map[*ikeSA]struct{} // sas by the peer's identity (sasindex.go)
 	reserved   map[uint64]bool                 // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
-	reqids     map[string]uint32   // child name -> reqid
-	byReqID    map[uint32][]string // reqid -> child names (reqidindex.go)
-	nextReqID  uint32
+	reqids     reqidTable      // reqids in use, by key and by number (reqidindex.go)
 	ids        saIDs           // the last IKE and CHILD SA IDs given (ids.go)
 	creds      Credentials     // nil: keys only from the configuration (credentials.go)
 	certCreds  CertCredentials // nil: certificates and CAs only from the configuration (certcreds.go)
@@ -163,9 +161,6 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		byPeer:     map[peerKey]map[*ikeSA]struct{}{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
-		reqids:     map[string]uint32{},
-		byReqID:    map[uint32][]string{},
-		nextReqID:  kernelops.DefaultReqIDMin + 1,
 		policies:   map[kernelops.PolicyID]*polRef{},
 		traps:      map[string][]kernelops.PolicyID{},
 		trapXfrmis: map[string]string{},
@@ -174,6 +169,12 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		bySA:       map[kernelops.SAID]*childSA{},
 		invalidSPI: tokenBucket{rate: invalidSPIRate, burst: invalidSPIBurst},
 	}
+	// Reqids come from the dataplane's owned range, so its cleanup finds them.
+	var ro kernelops.Options
+	if h, ok := o.Backend.(interface{ Options() kernelops.Options }); ok {
+		ro = h.Options()
+	}
+	e.reqids = newReqIDTable(ro.ReqIDMin, ro.ReqIDMax)
 	if e.clk == nil {
 		e.clk = clock.Real()
 	}
@@ -301,7 +302,6 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 	}
 	for _, c := range cfg.Connections {
 		for _, ch := range c.Children {
-			e.reqidOf(ch)
 			switch ch.StartAction {
 			case config.StartTrap:
 				if _, ok := e.traps[ch.Name]; !ok {
@@ -323,22 +323,6 @@ func sameTrap(oc *config.Connection, och *config.Child, nc *config.Connection, n
 	return oc.LocalAddr == nc.LocalAddr && oc.RemoteAddr == nc.RemoteAddr && och.Mode == nch.Mode &&
 		och.IfIDOut == nch.IfIDOut && och.MarkOut == nch.MarkOut && och.XfrmInterface == nch.XfrmInterface &&
 		fmt.Sprint(och.LocalTS, och.RemoteTS) == fmt.Sprint(nch.LocalTS, nch.RemoteTS)
-}
-
-// reqidOf returns the child's reqid: configured, or assigned once per
-// child name and kept across reloads so traps and SAs stay tied.
-func (e *Engine) reqidOf(ch *config.Child) uint32 {
-	if ch.ReqID != 0 {
-		e.setReqID(ch.Name, ch.ReqID)
-		return ch.ReqID
-	}
-	if r, ok := e.reqids[ch.Name]; ok {
-		return r
-	}
-	r := e.nextReqID
-	e.nextReqID++
-	e.setReqID(ch.Name, r)
-	return r
 }
 
 // Reload replaces the configuration (see apply, and Reconfigure, which

@@ -393,13 +393,16 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 		}
 	}
 	cc, chosen := choice.cfg, choice.proposal
-	ch := &childSA{e: sa.e, id: sa.e.newChildID(), cfg: cc, ike: sa, state: childNegotiating, reqid: sa.e.reqidOf(cc), mode: cc.Mode,
+	ch := &childSA{e: sa.e, id: sa.e.newChildID(), cfg: cc, ike: sa, state: childNegotiating, reqid: cc.ReqID, mode: cc.Mode,
 		localAddr: localAddr, remoteAddr: remoteAddr, localTS: choice.local, remoteTS: choice.remote, outSPI: spiFrom(peerSPI)}
 	suite, err := ikecrypto.ChildSuiteFromProposal(&chosen)
 	if err != nil || ch.outSPI == 0 {
 		return refuse(message.NO_PROPOSAL_CHOSEN, fmt.Sprintf("chosen proposal unusable (SPI %x): %v", peerSPI, err), nil)
 	}
 	ch.suite = suite
+	if old != nil { // a rekey keeps the reqid (reqidindex.go)
+		ch.reqid, ch.keepReqID = old.reqid, true
+	}
 	var gir ikecrypto.Key
 	var ourKE *message.KE
 	if choice.group != 0 {

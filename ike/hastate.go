@@ -295,9 +295,6 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error
 			undo()
 			return fail(cs.Name, "no such child in this configuration")
 		}
-		if _, ok := e.reqids[cc.Name]; !ok && cc.ReqID == 0 {
-			e.setReqID(cc.Name, cs.ReqID)
-		}
 		ch := &childSA{e: e, id: e.newChildID(), cfg: cc, state: childNegotiating, reqid: cs.ReqID, mode: cs.Mode,
 			initiator: cs.Initiator, inSPI: cs.InSPI, outSPI: cs.OutSPI, suite: cs.Suite,
 			keys:      &ikecrypto.ChildKeys{Suite: cs.Suite, EncrI: cs.Keys.EncrI, IntegI: cs.Keys.IntegI, EncrR: cs.Keys.EncrR, IntegR: cs.Keys.IntegR},

@@ -25,6 +25,9 @@ type polRef struct {
 
 // allocSPI reserves the child's inbound SPI in the dataplane.
 func (e *Engine) allocSPI(ch *childSA) error {
+	if ch.reqid == 0 {
+		ch.reqid = e.reqids.provisional()
+	}
 	spi, err := e.sad.AllocSPI(e.ctx, kernelops.SPIRequest{Src: ch.remoteAddr, Dst: ch.localAddr,
 		Proto: kernelops.ProtoESP, ReqID: ch.reqid})
 	if err != nil {
@@ -46,8 +49,11 @@ func (e *Engine) install(ch *childSA) (err error) {
 			}
 			ch.releaseSPI()
 			ch.sas, ch.polRefs = nil, nil
+			e.releaseChildReqID(ch)
 		}
 	}()
+	// Selectors are settled now: the reqid is this child's (reqidindex.go).
+	e.takeChildReqID(ch)
 	// The interface exists before the first SA that routes through it.
 	x, err := e.holdXfrmi(ch.cfg)
 	if err != nil {
@@ -164,6 +170,7 @@ func (e *Engine) uninstall(ch *childSA) {
 		e.dropPolicyRef(id)
 	}
 	e.releaseXfrmi(ch.xfrmi)
+	e.releaseChildReqID(ch)
 	ch.sas, ch.polRefs, ch.xfrmi = nil, nil, ""
 }
 
@@ -236,13 +243,13 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 	if err := e.caps.Require(e.b.Name(), "install trap", kernelops.CapTrap); err != nil {
 		return err
 	}
-	reqid := e.reqidOf(ch)
 	sels := selectors(configRanges(ch.LocalTS, c.LocalAddr), configRanges(ch.RemoteTS, c.RemoteAddr))
 	// Traffic routed into the interface raises the acquire: it must exist.
 	x, err := e.holdXfrmi(ch)
 	if err != nil {
 		return err
 	}
+	reqid := e.takeTrapReqID(ch, sels)
 	var ids []kernelops.PolicyID
 	for _, p := range childPolicies(ch, ch.Mode, reqid, c.LocalAddr, c.RemoteAddr, sels) {
 		if p.Dir != kernelops.DirOut {
@@ -258,6 +265,7 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 					e.dropTrapOnly(done)
 				}
 				e.releaseXfrmi(x)
+				e.releaseTrapReqID(ch.Name)
 				return fmt.Errorf("add trap policy %s: %w", id, err)
 			}
 		}
@@ -302,5 +310,6 @@ func (e *Engine) removeTrap(name string) {
 	}
 	e.releaseXfrmi(e.trapXfrmis[name])
 	delete(e.trapXfrmis, name)
+	e.releaseTrapReqID(name)
 	e.log.Info("trap policies removed", "child", name)
 }

@@ -209,7 +209,7 @@ func (sa *ikeSA) recoveryFor(why error) *recovery {
 		}
 		// A fresh child takes over the waiters; the old one fails
 		// unheard with the SA.
-		r.first = &childSA{e: sa.e, id: sa.e.newChildID(), cfg: f.cfg, state: childNegotiating, reqid: f.reqid, mode: f.mode, acquire: f.acquire,
+		r.first = &childSA{e: sa.e, id: sa.e.newChildID(), cfg: f.cfg, state: childNegotiating, reqid: f.reqid, keepReqID: f.keepReqID, mode: f.mode, acquire: f.acquire,
 			waiters: f.waiters, rec: childRecovery{onDone: f.rec.onDone, keyingTries: r.tries, newIKE: f.rec.newIKE}}
 		f.waiters, f.rec.onDone = nil, nil
 	case endDead, endByPeer:
@@ -329,7 +329,7 @@ func (e *Engine) reestablish(conn string, children []*config.Child, why string) 
 
 // newChild is a child of configuration ch about to be negotiated.
 func (e *Engine) newChild(ch *config.Child) *childSA {
-	return &childSA{e: e, id: e.newChildID(), cfg: ch, state: childNegotiating, reqid: e.reqidOf(ch), mode: ch.Mode}
+	return &childSA{e: e, id: e.newChildID(), cfg: ch, state: childNegotiating, reqid: ch.ReqID, mode: ch.Mode}
 }
 
 // trapForRecovery installs trap policies for ch (dpd_action or
