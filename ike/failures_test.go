@@ -472,6 +472,12 @@ func TestAcquireInitiates(t *testing.T) {
 	if s, pol := a.counts(t); s != 0 || pol != 1 {
 		t.Fatalf("after start: %d SAs, %d policies; want the trap policy only", s, pol)
 	}
+	trapReqID := uint32(0)
+	for p, err := range a.b.Policies(t.Context()) {
+		if err == nil && p.Action == kernelops.ActionTrap {
+			trapReqID = p.Templates[0].ReqID
+		}
+	}
 	pkt := nokernel.Packet{Dir: kernelops.DirOut, Src: netip.MustParseAddr("10.1.2.3"), Dst: netip.MustParseAddr("10.2.3.4"), Proto: 17, SrcPort: 5000, DstPort: 53, Len: 100}
 	res, err := a.b.Inject(t.Context(), pkt)
 	if err != nil || !res.Acquire {
@@ -481,6 +487,11 @@ func TestAcquireInitiates(t *testing.T) {
 	res, err = a.b.Inject(t.Context(), pkt)
 	if err != nil || res.Verdict != nokernel.Protected {
 		t.Fatalf("after the acquire: %+v %v", res, err)
+	}
+	// The child negotiated the trap's selectors: it has the trap's reqid,
+	// so the trap's acquire state and the SA agree.
+	if kids := childrenOf(t, a); len(kids) != 1 || kids[0].LocalTS != "10.1.0.0/16" || kids[0].ReqID != trapReqID {
+		t.Errorf("the acquire's child %+v, want the trap's selectors and reqid %#x", kids, trapReqID)
 	}
 	// Deleting the child puts the trap back.
 	if err := a.e.Terminate(ctxT(t, 5*time.Second), "a-net"); err != nil {

@@ -134,6 +134,7 @@ func TestReauthMakeBeforeBreak(t *testing.T) {
 	assert.LessOrEqual(t, runsBA, 1, "b->a losses only in the moment the new SA is half installed: %v", whyBA)
 	after, _, _ := steady(t, a, b)
 	assert.NotEqual(t, before.Children[0].SPIIn, after.Children[0].SPIIn, "a new child")
+	assert.Equal(t, before.Children[0].ReqID, after.Children[0].ReqID, "the new child has the old one's reqid (same selectors)")
 	assert.Contains(t, a.logText(), "reauthenticated: the new IKE SA and its children are up; deleting the old one")
 	assert.NotContains(t, a.logText()+b.logText(), "bringing children up again", "no close_action for the reauthentication")
 	for _, p := range []*peer{a, b} {

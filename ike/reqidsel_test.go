@@ -128,3 +128,34 @@ func TestNarrowedChildrenOwnReqIDs(t *testing.T) {
 		assert.Equal(t, "b-net", b.e.childNameOf(trap))
 	}))
 }
+
+// TestConfiguredReqIDAsIs: a configured reqid is the user's choice, used
+// as is for the trap policy and every CHILD SA of the child, narrowed or
+// not; it stays in use while the trap does.
+func TestConfiguredReqIDAsIs(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	sa.localTS, sa.remoteTS = "10.1.0.1/32", "10.2.0.1/32"
+	sa.extraChild = "}\n a-two {\n local_ts = 10.1.0.2/32\n remote_ts = 10.2.0.2/32\n esp_proposals = aes128gcm16"
+	sb.start, sb.extraChild = "trap", "reqid = 4660" // 0x1234: swanctl takes it decimal
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	require.NoError(t, a.e.Initiate(ctxT(t, 5*time.Second), "a-net"))
+	require.NoError(t, a.e.Initiate(ctxT(t, 5*time.Second), "a-two"))
+	var bc []ChildInfo
+	waitFor(t, "b's two children", 3*time.Second, func() bool {
+		bc = childrenOf(t, b)
+		return len(bc) == 2 && bc[0].State == "installed" && bc[1].State == "installed"
+	})
+	assert.Equal(t, uint32(0x1234), bc[0].ReqID)
+	assert.Equal(t, uint32(0x1234), bc[1].ReqID)
+	for p, err := range b.b.Policies(t.Context()) {
+		require.NoError(t, err)
+		assert.Equal(t, uint32(0x1234), p.Templates[0].ReqID, "policy %s", p.ID())
+	}
+	require.NoError(t, a.e.Terminate(ctxT(t, 5*time.Second), "a"))
+	waitFor(t, "b without children", 3*time.Second, func() bool { return len(childrenOf(t, b)) == 0 })
+	require.NoError(t, b.e.call(ctxT(t, 5*time.Second), func() {
+		assert.Equal(t, "b-net", b.e.childNameOf(0x1234), "the trap still holds it")
+	}))
+}

@@ -367,8 +367,9 @@ type Child struct {
 	RandBytes    uint64
 	RandPackets  uint64
 	ReplayWindow uint32
-	// ReqID ties the child's SAs and policies together in the dataplane;
-	// 0 lets the engine assign one.
+	// ReqID ties the child's SAs and policies together in the dataplane,
+	// used as is; 0 lets the engine assign one per selector set
+	// (ike/reqidindex.go).
 	ReqID uint32
 	// HWOffload is the hardware offload asked for the child's SAs on the
 	// interface that carries them (hw_offload, default no): crypto or
