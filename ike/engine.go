@@ -320,7 +320,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 }
 
 func sameTrap(oc *config.Connection, och *config.Child, nc *config.Connection, nch *config.Child) bool {
-	return oc.LocalAddr == nc.LocalAddr && oc.RemoteAddr == nc.RemoteAddr && och.Mode == nch.Mode &&
+	return oc.LocalAddr == nc.LocalAddr && oc.RemoteAddr == nc.RemoteAddr && och.Mode == nch.Mode && och.ReqID == nch.ReqID &&
 		och.IfIDOut == nch.IfIDOut && och.MarkOut == nch.MarkOut && och.XfrmInterface == nch.XfrmInterface &&
 		fmt.Sprint(och.LocalTS, och.RemoteTS) == fmt.Sprint(nch.LocalTS, nch.RemoteTS)
 }

@@ -159,3 +159,31 @@ func TestConfiguredReqIDAsIs(t *testing.T) {
 		assert.Equal(t, "b-net", b.e.childNameOf(0x1234), "the trap still holds it")
 	}))
 }
+
+// TestReloadTrapReqID: a reload that leaves a trap child as it was keeps
+// its trap's reqid; one that sets a reqid puts the trap back with it and
+// gives the assigned one back.
+func TestReloadTrapReqID(t *testing.T) {
+	noLeaks(t)
+	sa, _ := pairSides(t)
+	sa.start = "trap"
+	a := newPeer(t, "a", sa.config(t, "a"))
+	trapReqID := func() uint32 {
+		var r uint32
+		for p, err := range a.b.Policies(t.Context()) {
+			require.NoError(t, err)
+			r = p.Templates[0].ReqID
+		}
+		return r
+	}
+	first := trapReqID()
+	require.NotZero(t, first)
+	require.NoError(t, a.e.Reload(t.Context(), sa.config(t, "a")))
+	assert.Equal(t, first, trapReqID(), "unchanged trap, same reqid")
+	sa.extraChild = "reqid = 77"
+	require.NoError(t, a.e.Reload(t.Context(), sa.config(t, "a")))
+	assert.Equal(t, uint32(77), trapReqID(), "the configured reqid")
+	require.NoError(t, a.e.call(ctxT(t, 5*time.Second), func() {
+		assert.Nil(t, a.e.reqids.byReqID[first], "the assigned one given back")
+	}))
+}
