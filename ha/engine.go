@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -118,16 +119,21 @@ func zeroChild(st *ike.HAChild) {
 // TakeoverResult says what a takeover restored.
 type TakeoverResult struct {
 	IKESAs, Children int
-	// Failed are the IKE SAs that could not be restored, each with its
-	// error (*ike.RestoreError, or a record that does not decode).
+	// Failed are the IKE SAs and children that could not be restored,
+	// each with its error (*ike.RestoreError, or a record that does not
+	// decode).
 	Failed []error
+	// Stats says where the restore's time went.
+	Stats ike.RestoreStats
 }
 
 // Restore resumes in e every IKE SA the mirror holds, with the children
 // its record lists. An IKE SA that fails is rolled back and reported in
-// Failed; the others still go in. Call it once this node leads.
+// Failed, so is a child that fails (alone: its IKE SA and the other
+// children go on); the others still go in. Call it once this node leads.
 func Restore(ctx context.Context, e *ike.Engine, m *Mirror, o ike.RestoreOptions) TakeoverResult {
 	var res TakeoverResult
+	o.Stats = &res.Stats
 	for key, b := range m.Records("ike/") {
 		var st ike.HAIKE
 		err := json.Unmarshal(b, &st)
@@ -156,12 +162,16 @@ func Restore(ctx context.Context, e *ike.Engine, m *Mirror, o ike.RestoreOptions
 		for _, cs := range children {
 			zeroChild(cs)
 		}
-		if err != nil {
+		var ce *ike.ChildrenError
+		switch {
+		case errors.As(err, &ce):
+			for _, cerr := range ce.Errs {
+				res.Failed = append(res.Failed, cerr)
+			}
+		case err != nil:
 			res.Failed = append(res.Failed, err)
-			continue
 		}
-		res.IKESAs++
-		res.Children += len(children)
 	}
+	res.IKESAs, res.Children = res.Stats.IKESAs, res.Stats.Children
 	return res
 }

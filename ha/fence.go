@@ -3,6 +3,8 @@ package ha
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
+	"time"
 
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -23,6 +25,23 @@ type Fencer interface {
 type Fenced struct {
 	*kernelops.Handle
 	f Fencer
+	// calls and took count the fence checks and the time they took
+	// (a takeover reports them).
+	calls, took atomic.Int64
+}
+
+func (b *Fenced) fence(ctx context.Context, op string) error {
+	t := time.Now()
+	err := b.f.Fence(ctx, op)
+	b.took.Add(int64(time.Since(t)))
+	b.calls.Add(1)
+	return err
+}
+
+// FenceStats returns how many fence checks the writes made so far and
+// the time they took.
+func (b *Fenced) FenceStats() (calls int64, took time.Duration) {
+	return b.calls.Load(), time.Duration(b.took.Load())
 }
 
 // NewFenced wraps the backend's handle (the *kernelops.Handle that
@@ -31,7 +50,7 @@ func NewFenced(h *kernelops.Handle, f Fencer) *Fenced { return &Fenced{Handle: h
 
 // AllocSPI implements kernelops.SAD.
 func (b *Fenced) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32, error) {
-	if err := b.f.Fence(ctx, "allocate SPI"); err != nil {
+	if err := b.fence(ctx, "allocate SPI"); err != nil {
 		return 0, err
 	}
 	return b.Handle.AllocSPI(ctx, req)
@@ -39,7 +58,7 @@ func (b *Fenced) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32
 
 // AddSA implements kernelops.SAD.
 func (b *Fenced) AddSA(ctx context.Context, sa *kernelops.SA) error {
-	if err := b.f.Fence(ctx, "add SA "+sa.ID.String()); err != nil {
+	if err := b.fence(ctx, "add SA "+sa.ID.String()); err != nil {
 		return err
 	}
 	return b.Handle.AddSA(ctx, sa)
@@ -47,7 +66,7 @@ func (b *Fenced) AddSA(ctx context.Context, sa *kernelops.SA) error {
 
 // UpdateSA implements kernelops.SAD.
 func (b *Fenced) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
-	if err := b.f.Fence(ctx, "update SA "+sa.ID.String()); err != nil {
+	if err := b.fence(ctx, "update SA "+sa.ID.String()); err != nil {
 		return err
 	}
 	return b.Handle.UpdateSA(ctx, sa)
@@ -55,7 +74,7 @@ func (b *Fenced) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
 
 // AddPolicy implements kernelops.SPD.
 func (b *Fenced) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
-	if err := b.f.Fence(ctx, "add policy "+p.ID().String()); err != nil {
+	if err := b.fence(ctx, "add policy "+p.ID().String()); err != nil {
 		return err
 	}
 	return b.Handle.AddPolicy(ctx, p)
@@ -63,7 +82,7 @@ func (b *Fenced) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
 
 // ReplacePolicy implements kernelops.SPD.
 func (b *Fenced) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
-	if err := b.f.Fence(ctx, "replace policy "+p.ID().String()); err != nil {
+	if err := b.fence(ctx, "replace policy "+p.ID().String()); err != nil {
 		return err
 	}
 	return b.Handle.ReplacePolicy(ctx, p)
@@ -71,7 +90,7 @@ func (b *Fenced) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
 
 // Apply implements kernelops.Batcher: one fence check for the batch.
 func (b *Fenced) Apply(ctx context.Context, ops []kernelops.Op) error {
-	if err := b.f.Fence(ctx, "apply batch"); err != nil {
+	if err := b.fence(ctx, "apply batch"); err != nil {
 		return err
 	}
 	return b.Handle.Apply(ctx, ops)
@@ -79,7 +98,7 @@ func (b *Fenced) Apply(ctx context.Context, ops []kernelops.Op) error {
 
 // SetSyncState implements kernelops.Syncer.
 func (b *Fenced) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelops.SyncState) error {
-	if err := b.f.Fence(ctx, "set sync state "+id.String()); err != nil {
+	if err := b.fence(ctx, "set sync state "+id.String()); err != nil {
 		return err
 	}
 	return b.Handle.SetSyncState(ctx, id, st)
@@ -87,7 +106,7 @@ func (b *Fenced) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelo
 
 // Migrate implements kernelops.Migrator.
 func (b *Fenced) Migrate(ctx context.Context, m kernelops.Migration) error {
-	if err := b.f.Fence(ctx, "migrate"); err != nil {
+	if err := b.fence(ctx, "migrate"); err != nil {
 		return err
 	}
 	return b.Handle.Migrate(ctx, m)
@@ -95,7 +114,7 @@ func (b *Fenced) Migrate(ctx context.Context, m kernelops.Migration) error {
 
 // AddAddress implements kernelops.AddrManager (the VIP goes through it).
 func (b *Fenced) AddAddress(ctx context.Context, ifname string, p netip.Prefix) error {
-	if err := b.f.Fence(ctx, "add address "+p.String()); err != nil {
+	if err := b.fence(ctx, "add address "+p.String()); err != nil {
 		return err
 	}
 	return b.Handle.AddAddress(ctx, ifname, p)

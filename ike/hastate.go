@@ -224,23 +224,36 @@ type RestoreOptions struct {
 	// sync events, as the active wrote them); nil or false: none synced,
 	// the outbound SA starts at SeqMargin.
 	Replay func(id kernelops.SAID) (kernelops.ReplayState, bool)
+	// Stats, when set, gets this restore's figures added.
+	Stats *RestoreStats
 }
 
 // Restore resumes an IKE SA taken over from another node, with its
 // children: they are installed through the SAD and SPD (outbound
 // sequence numbers advanced past the last synced value by SeqMargin,
-// inbound replay state restored, through the Syncer facet), and the IKE
-// SA answers the peer at the synced message IDs. On an error nothing of
-// the IKE SA stays installed; the error is a *RestoreError.
+// inbound replay state restored, through the Syncer facet), in batches
+// (harestore.go), and the IKE SA answers the peer at the synced message
+// IDs. When the IKE SA itself cannot be restored nothing of it stays
+// installed and the error is a *RestoreError; when some children cannot,
+// each is rolled back alone, the peer is sent a Delete for them, the IKE
+// SA and the other children stay, and the error is a *ChildrenError.
 func (e *Engine) Restore(ctx context.Context, st *HAIKE, children []*HAChild, o RestoreOptions) error {
 	var err error
-	if cerr := e.call(ctx, func() { err = e.restore(st, children, o) }); cerr != nil {
+	var stats RestoreStats
+	if cerr := e.call(ctx, func() {
+		t := time.Now()
+		err = e.restore(st, children, o, &stats)
+		stats.Total = time.Since(t)
+	}); cerr != nil {
 		return cerr
+	}
+	if o.Stats != nil {
+		o.Stats.Add(stats)
 	}
 	return err
 }
 
-func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error {
+func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats *RestoreStats) error {
 	spis := fmt.Sprintf("%016x_i %016x_r", st.SPIi, st.SPIr)
 	fail := func(child string, format string, args ...any) error {
 		return &RestoreError{SPIs: spis, Child: child, Err: fmt.Errorf(format, args...)}
@@ -283,17 +296,15 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error
 	sa.w.nextID, sa.w.peerNext = st.NextID, st.PeerNext
 	sa.w.resync = true
 
-	var installed []*childSA
-	undo := func() {
-		for _, ch := range installed {
-			e.uninstall(ch)
-		}
-	}
+	rs := make([]*restoring, 0, len(children))
+	var errs []*RestoreError
+	var gone []uint32 // inbound SPIs of the children not restored
 	for _, cs := range children {
 		_, cc := e.cfg.Child(cs.Name)
 		if cc == nil {
-			undo()
-			return fail(cs.Name, "no such child in this configuration")
+			errs = append(errs, &RestoreError{SPIs: spis, Child: cs.Name, Err: errors.New("no such child in this configuration")})
+			gone = append(gone, cs.InSPI)
+			continue
 		}
 		ch := &childSA{e: e, id: e.newChildID(), cfg: cc, state: childNegotiating, reqid: cs.ReqID, mode: cs.Mode,
 			initiator: cs.Initiator, inSPI: cs.InSPI, outSPI: cs.OutSPI, suite: cs.Suite,
@@ -304,16 +315,10 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error
 			enc := *cs.Encap
 			ch.encap = &enc
 		}
-		if err := e.install(ch); err != nil {
-			undo()
-			return fail(cs.Name, "%v", err)
-		}
-		installed = append(installed, ch)
-		if err := e.restoreReplay(ch, cs.Est, o); err != nil {
-			undo()
-			return fail(cs.Name, "%v", err)
-		}
+		rs = append(rs, &restoring{ch: ch, est: cs.Est})
 	}
+	e.restoreChildren(rs, o, stats)
+	t := time.Now()
 	if st.PeerID != nil {
 		sa.rec.peerID = &message.ID{IDType: message.IDType(st.PeerIDType), Data: clone(st.PeerID)}
 	}
@@ -321,11 +326,18 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error
 	sa.estAt = now
 	sa.setState(ikeEstablished, "taken over (HA)")
 	e.placeSA(sa)
-	for i, ch := range installed {
+	for _, r := range rs {
+		ch := r.ch
+		if r.err != nil {
+			ch.keys.Zero()
+			errs = append(errs, &RestoreError{SPIs: spis, Child: ch.cfg.Name, Err: r.err})
+			gone = append(gone, ch.inSPI)
+			continue
+		}
 		// Reported as installed here too, while its keys are still
 		// there: the sink's counter sync (and a next takeover) needs
 		// this node to follow the child as if it had made it.
-		est := children[i].Est
+		est := r.est
 		if est.IsZero() {
 			est = now
 		}
@@ -337,10 +349,23 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions) error
 		sa.addChild(ch)
 		ch.setState(childInstalled, "taken over (HA)")
 		e.watchIdle(ch)
+		stats.Children++
 	}
+	stats.IKESAs++
+	stats.Failed += len(errs)
 	sa.armLiveness()
 	sa.armIKERekey()
 	e.haIKE(sa)
+	if len(gone) > 0 {
+		// The peer still has them: tell it they are gone (it may make
+		// them again), rather than let it send into nothing.
+		sa.send(&request{exch: message.INFORMATIONAL,
+			payloads: []message.Payload{&message.Delete{Protocol: message.ProtocolESP, SPIs: gone}}})
+	}
+	stats.Report += time.Since(t)
+	if len(errs) > 0 {
+		return &ChildrenError{Errs: errs}
+	}
 	return nil
 }
 
@@ -360,9 +385,14 @@ func (e *Engine) restoreReplay(ch *childSA, est time.Time, o RestoreOptions) err
 		outRS, _ = o.Replay(ch.outID())
 		inRS, _ = o.Replay(ch.inID())
 	}
-	ost, err := syn.GetSyncState(e.ctx, ch.outID())
-	if err != nil {
-		return fmt.Errorf("read outbound SA %s: %w", ch.outID(), err)
+	// A fresh SA has no usage yet: with the first install's time known
+	// the state is written whole, without reading it first (a takeover
+	// of thousands of children saves two round trips each).
+	var ost, ist kernelops.SyncState
+	if est.IsZero() {
+		if ost, err = syn.GetSyncState(e.ctx, ch.outID()); err != nil {
+			return fmt.Errorf("read outbound SA %s: %w", ch.outID(), err)
+		}
 	}
 	ost.Replay.OSeq = outRS.OSeq + o.SeqMargin
 	if !est.IsZero() {
@@ -372,9 +402,10 @@ func (e *Engine) restoreReplay(ch *childSA, est time.Time, o RestoreOptions) err
 		return fmt.Errorf("advance outbound SA %s to %d: %w", ch.outID(), ost.Replay.OSeq, err)
 	}
 	if inRS.Seq > 0 || !est.IsZero() {
-		ist, err := syn.GetSyncState(e.ctx, ch.inID())
-		if err != nil {
-			return fmt.Errorf("read inbound SA %s: %w", ch.inID(), err)
+		if est.IsZero() {
+			if ist, err = syn.GetSyncState(e.ctx, ch.inID()); err != nil {
+				return fmt.Errorf("read inbound SA %s: %w", ch.inID(), err)
+			}
 		}
 		if inRS.Seq > 0 {
 			ist.Replay.Seq, ist.Replay.Bitmap = inRS.Seq, inRS.Bitmap

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
@@ -44,62 +45,136 @@ func TestWindowResync(t *testing.T) {
 	}
 }
 
-// TestRestoreRollsBack: a takeover whose second child cannot be restored
-// (no such child here) leaves nothing installed and no IKE SA, with a
-// *RestoreError naming the child; the same state without it resumes,
-// the outbound SA past the margin.
+// TestRestoreRollsBack: a child that cannot be restored (no such child
+// here; its inbound SPI taken by another) is rolled back alone — nothing
+// of it stays in the dataplane — and named in a *ChildrenError; the IKE
+// SA and the other child resume, the outbound SA past the margin and
+// dated from the first install. An IKE SA that cannot be restored (its
+// SPI taken, an unknown connection) leaves nothing.
 func TestRestoreRollsBack(t *testing.T) {
 	sa, sb := pairSides(t)
 	p := newPeer(t, "b", sb.config(t, "b"))
 	lo := netip.MustParseAddr("127.0.0.1")
-	st := &HAIKE{Conn: "b", SPIi: 0x1111111111111111, SPIr: 0x2222222222222222,
-		Local: netip.AddrPortFrom(lo, sb.port), Remote: netip.AddrPortFrom(lo, sa.port),
-		Suite:  ikecrypto.IKESuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128, PRF: message.PRFHMACSHA2256, DH: message.DHCurve25519},
-		Keys:   HAIKEKeys{SKd: make([]byte, 32), SKei: make([]byte, 20), SKer: make([]byte, 20), SKpi: make([]byte, 32), SKpr: make([]byte, 32)},
-		NextID: 3, PeerNext: 4, PeerIDType: uint8(message.IDFQDN), PeerID: []byte("a.example.org")}
-	child := func(name string, in, out uint32) *HAChild {
-		return &HAChild{Name: name, ReqID: kernelops.DefaultReqIDMin + 1, Mode: kernelops.ModeTunnel, InSPI: in, OutSPI: out,
-			Local: lo, Remote: lo,
-			LocalTS:  []HATS{{Start: netip.MustParseAddr("10.2.0.0"), End: netip.MustParseAddr("10.2.255.255")}},
-			RemoteTS: []HATS{{Start: netip.MustParseAddr("10.1.0.0"), End: netip.MustParseAddr("10.1.255.255")}},
-			Suite:    ikecrypto.ChildSuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128},
-			Keys:     HAChildKeys{EncrI: make([]byte, 20), EncrR: make([]byte, 20)}}
+	st := haTestIKE(sb, sa)
+	c := haTestChild("b-net", 0xc0000001, 0xc0000002)
+	c.Est = time.Now().Add(-time.Minute).Truncate(time.Second)
+	err := p.e.Restore(ctxT(t, 5*time.Second), st, []*HAChild{c, haTestChild("nope", 0xc0000003, 0xc0000004),
+		haTestChild("b-net", 0xc0000001, 0xc0000005)}, RestoreOptions{SeqMargin: 100})
+	require.ErrorIs(t, err, ErrRestore)
+	var ce *ChildrenError
+	require.True(t, errors.As(err, &ce), "%v", err)
+	require.Len(t, ce.Errs, 2)
+	assert.Equal(t, "nope", ce.Errs[0].Child)
+	assert.Equal(t, "b-net", ce.Errs[1].Child)
+	assert.ErrorIs(t, ce.Errs[1], kernelops.ErrExists)
+	var spis []uint32
+	for e, err := range p.b.SAs(ctxT(t, 5*time.Second)) {
+		require.NoError(t, err)
+		spis = append(spis, e.SA.ID.SPI)
 	}
-	err := p.e.Restore(ctxT(t, 5*time.Second), st, []*HAChild{child("b-net", 0xc0000001, 0xc0000002), child("nope", 0xc0000003, 0xc0000004)},
-		RestoreOptions{SeqMargin: 100})
+	assert.ElementsMatch(t, []uint32{0xc0000001, 0xc0000002}, spis, "only the restored child's SAs are installed")
+	sas, err := p.e.IKESAs(ctxT(t, 5*time.Second))
+	require.NoError(t, err)
+	require.Len(t, sas, 1)
+	assert.Equal(t, IKEEstablished, sas[0].State)
+	require.Len(t, sas[0].Children, 1)
+	peers := 0
+	require.NoError(t, p.e.call(t.Context(), func() { peers = len(p.e.byPeer[keyOf(message.IDFQDN, []byte("A.example.org"))]) }))
+	assert.Equal(t, 1, peers, "the restored SA is indexed by its peer's identity (unique, INITIAL_CONTACT)")
+	out, err := p.b.GetSyncState(ctxT(t, 5*time.Second), kernelops.SAID{Src: lo, Dst: lo, SPI: 0xc0000002, Proto: kernelops.ProtoESP})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(100), out.Replay.OSeq)
+	assert.True(t, c.Est.Equal(out.AddTime), "the outbound SA dates from %v, not the first install %v", out.AddTime, c.Est)
+	// The same IKE SA again: the SPI is taken.
+	err = p.e.Restore(ctxT(t, 5*time.Second), st, nil, RestoreOptions{})
 	require.ErrorIs(t, err, ErrRestore)
 	var re *RestoreError
 	require.True(t, errors.As(err, &re))
-	assert.Equal(t, "nope", re.Child)
+	assert.Empty(t, re.Child)
+	// An unknown connection.
+	st.Conn = "nope"
+	st.SPIr++
+	require.ErrorIs(t, p.e.Restore(ctxT(t, 5*time.Second), st, []*HAChild{haTestChild("b-net", 0xc0000011, 0xc0000012)}, RestoreOptions{}), ErrRestore)
 	n := 0
 	for _, err := range p.b.SAs(ctxT(t, 5*time.Second)) {
 		require.NoError(t, err)
 		n++
 	}
-	assert.Zero(t, n, "SAs left installed after a failed restore")
-	sas, err := p.e.IKESAs(ctxT(t, 5*time.Second))
-	require.NoError(t, err)
-	assert.Empty(t, sas)
+	assert.Equal(t, 2, n, "SAs left installed after a refused IKE SA")
+}
 
-	c := child("b-net", 0xc0000001, 0xc0000002)
-	c.Est = time.Now().Add(-time.Minute).Truncate(time.Second)
-	require.NoError(t, p.e.Restore(ctxT(t, 5*time.Second), st, []*HAChild{c}, RestoreOptions{SeqMargin: 100}))
-	sas, err = p.e.IKESAs(ctxT(t, 5*time.Second))
+// TestRestoreBatches: a takeover of more children than one batch holds,
+// each with its own selectors, some failing at each step (an unknown
+// child, an SA that exists, no selector the dataplane can express after
+// its SAs went in): the others are all installed with their policies
+// and advanced sequence numbers, each failed one is gone whole.
+func TestRestoreBatches(t *testing.T) {
+	sa, sb := pairSides(t)
+	p := newPeer(t, "b", sb.config(t, "b"), withLogLevel(slog.LevelInfo))
+	lo := netip.MustParseAddr("127.0.0.1")
+	const n = 2*restoreBatch + 44
+	var children []*HAChild
+	for i := range n {
+		c := haTestChild("b-net", 0xc1000000+uint32(i), 0xc2000000+uint32(i))
+		a := netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)})
+		r := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		c.LocalTS, c.RemoteTS = []HATS{{Start: a, End: a}}, []HATS{{Start: r, End: r}}
+		c.Est = time.Now().Add(-time.Minute)
+		children = append(children, c)
+	}
+	children[10].Name = "nope"
+	children[restoreBatch+3].InSPI = children[restoreBatch+2].InSPI // exists by then
+	children[2*restoreBatch+1].LocalTS = nil
+	var stats RestoreStats
+	err := p.e.Restore(ctxT(t, 30*time.Second), haTestIKE(sb, sa), children, RestoreOptions{SeqMargin: 1000, Stats: &stats})
+	var ce *ChildrenError
+	require.True(t, errors.As(err, &ce), "%v", err)
+	require.Len(t, ce.Errs, 3)
+	assert.Equal(t, RestoreStats{IKESAs: 1, Children: n - 3, Failed: 3, Batches: 3}, RestoreStats{
+		IKESAs: stats.IKESAs, Children: stats.Children, Failed: stats.Failed, Batches: stats.Batches})
+	assert.Positive(t, stats.Total)
+	sas := 0
+	for e, err := range p.b.SAs(ctxT(t, 5*time.Second)) {
+		require.NoError(t, err)
+		sas++
+		if e.SA.ID.SPI == children[restoreBatch+3].OutSPI || e.SA.ID.SPI == children[2*restoreBatch+1].InSPI ||
+			e.SA.ID.SPI == children[2*restoreBatch+1].OutSPI {
+			t.Errorf("SA %s of a failed child left installed", e.SA.ID)
+		}
+	}
+	assert.Equal(t, 2*(n-3), sas)
+	pols := 0
+	for _, err := range p.b.Policies(ctxT(t, 5*time.Second)) {
+		require.NoError(t, err)
+		pols++
+	}
+	assert.Equal(t, 3*(n-3), pols, "out, in and fwd policies of each restored child")
+	for _, i := range []int{0, restoreBatch, n - 1} {
+		out, err := p.b.GetSyncState(ctxT(t, 5*time.Second), kernelops.SAID{Src: lo, Dst: lo, SPI: children[i].OutSPI, Proto: kernelops.ProtoESP})
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1000), out.Replay.OSeq, "child %d", i)
+	}
+	got, err := p.e.IKESAs(ctxT(t, 5*time.Second))
 	require.NoError(t, err)
-	require.Len(t, sas, 1)
-	assert.Equal(t, IKEEstablished, sas[0].State)
-	peers := 0
-	require.NoError(t, p.e.call(t.Context(), func() { peers = len(p.e.byPeer[keyOf(message.IDFQDN, []byte("A.example.org"))]) }))
-	assert.Equal(t, 1, peers, "the restored SA is indexed by its peer's identity (unique, INITIAL_CONTACT)")
-	require.Len(t, sas[0].Children, 1)
-	out, err := p.b.GetSyncState(ctxT(t, 5*time.Second), kernelops.SAID{Src: lo, Dst: lo, SPI: 0xc0000002, Proto: kernelops.ProtoESP})
-	require.NoError(t, err)
-	assert.Equal(t, uint64(100), out.Replay.OSeq)
-	assert.True(t, c.Est.Equal(out.AddTime), "the outbound SA dates from %v, not the first install %v", out.AddTime, c.Est)
-	// The same SAs again: the SPI is taken.
-	require.ErrorIs(t, p.e.Restore(ctxT(t, 5*time.Second), st, nil, RestoreOptions{}), ErrRestore)
-	// An unknown connection.
-	st.Conn = "nope"
-	st.SPIr++
-	require.ErrorIs(t, p.e.Restore(ctxT(t, 5*time.Second), st, nil, RestoreOptions{}), ErrRestore)
+	require.Len(t, got, 1)
+	assert.Len(t, got[0].Children, n-3)
+}
+
+func haTestIKE(sb, sa side) *HAIKE {
+	lo := netip.MustParseAddr("127.0.0.1")
+	return &HAIKE{Conn: "b", SPIi: 0x1111111111111111, SPIr: 0x2222222222222222,
+		Local: netip.AddrPortFrom(lo, sb.port), Remote: netip.AddrPortFrom(lo, sa.port),
+		Suite:  ikecrypto.IKESuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128, PRF: message.PRFHMACSHA2256, DH: message.DHCurve25519},
+		Keys:   HAIKEKeys{SKd: make([]byte, 32), SKei: make([]byte, 20), SKer: make([]byte, 20), SKpi: make([]byte, 32), SKpr: make([]byte, 32)},
+		NextID: 3, PeerNext: 4, PeerIDType: uint8(message.IDFQDN), PeerID: []byte("a.example.org")}
+}
+
+func haTestChild(name string, in, out uint32) *HAChild {
+	lo := netip.MustParseAddr("127.0.0.1")
+	return &HAChild{Name: name, ReqID: kernelops.DefaultReqIDMin + 1, Mode: kernelops.ModeTunnel, InSPI: in, OutSPI: out,
+		Local: lo, Remote: lo,
+		LocalTS:  []HATS{{Start: netip.MustParseAddr("10.2.0.0"), End: netip.MustParseAddr("10.2.255.255")}},
+		RemoteTS: []HATS{{Start: netip.MustParseAddr("10.1.0.0"), End: netip.MustParseAddr("10.1.255.255")}},
+		Suite:    ikecrypto.ChildSuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128},
+		Keys:     HAChildKeys{EncrI: make([]byte, 20), EncrR: make([]byte, 20)}}
 }

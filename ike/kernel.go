@@ -61,6 +61,44 @@ func (e *Engine) install(ch *childSA) (err error) {
 	}
 	ch.xfrmi = x
 	undo = append(undo, func() { e.releaseXfrmi(x); ch.xfrmi = "" })
+	plan, err := e.planOffload(e.ctx, ch)
+	if err != nil {
+		return err
+	}
+	in, out := e.childKernelSAs(ch)
+	in.Offload, in.IfID, in.Mark = plan.off, ch.cfg.IfIDIn, in.ID.Mark
+	if err := e.sad.AddSA(e.ctx, in); err != nil {
+		return fmt.Errorf("add inbound SA %s: %w", in.ID, err)
+	}
+	ch.larval = false
+	undo = append(undo, func() { e.deleteSA(ch, in.ID) })
+	ch.sas = append(ch.sas, in.ID)
+	out.Offload, out.IfID, out.Mark = plan.off, ch.cfg.IfIDOut, out.ID.Mark
+	if err := e.sad.AddSA(e.ctx, out); err != nil {
+		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
+	}
+	undo = append(undo, func() { e.deleteSA(ch, out.ID) })
+	ch.sas = append(ch.sas, out.ID)
+	ch.offloadDone(plan, in.Offload.Active, out.Offload.Active)
+
+	sels := selectors(ch.localTS, ch.remoteTS)
+	if len(sels) == 0 {
+		return fmt.Errorf("no traffic selector pair the dataplane can express (%s <-> %s)", rangesString(ch.localTS), rangesString(ch.remoteTS))
+	}
+	for _, p := range childPolicies(ch.cfg, ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels) {
+		if err := e.addPolicyRef(p); err != nil {
+			return fmt.Errorf("add policy %s: %w", p.ID(), err)
+		}
+		id := p.ID()
+		undo = append(undo, func() { e.dropPolicyRef(id) })
+		ch.polRefs = append(ch.polRefs, id)
+	}
+	return nil
+}
+
+// childKernelSAs are the child's inbound and outbound SAs as the
+// dataplane gets them (install; a takeover's batches).
+func (e *Engine) childKernelSAs(ch *childSA) (in, out *kernelops.SA) {
 	// KEYMAT's first keys protect the traffic from the initiator of the
 	// exchange that made the child (RFC 7296 §2.17) — not necessarily the
 	// IKE SA's initiator: either end may create or rekey a child.
@@ -97,40 +135,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 		outEncap = &kernelops.Encap{SrcPort: ch.encap.SrcPort, DstPort: ch.encap.DstPort}
 		inEncap = &kernelops.Encap{SrcPort: ch.encap.DstPort, DstPort: ch.encap.SrcPort}
 	}
-	plan, err := e.planOffload(e.ctx, ch)
-	if err != nil {
-		return err
-	}
-	in := mk(ch.inID(), inEncr, inInteg, kernelops.DirIn, inEncap)
-	in.Offload, in.IfID, in.Mark = plan.off, ch.cfg.IfIDIn, in.ID.Mark
-	if err := e.sad.AddSA(e.ctx, in); err != nil {
-		return fmt.Errorf("add inbound SA %s: %w", in.ID, err)
-	}
-	ch.larval = false
-	undo = append(undo, func() { e.deleteSA(ch, in.ID) })
-	ch.sas = append(ch.sas, in.ID)
-	out := mk(ch.outID(), outEncr, outInteg, kernelops.DirOut, outEncap)
-	out.Offload, out.IfID, out.Mark = plan.off, ch.cfg.IfIDOut, out.ID.Mark
-	if err := e.sad.AddSA(e.ctx, out); err != nil {
-		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
-	}
-	undo = append(undo, func() { e.deleteSA(ch, out.ID) })
-	ch.sas = append(ch.sas, out.ID)
-	ch.offloadDone(plan, in.Offload.Active, out.Offload.Active)
-
-	sels := selectors(ch.localTS, ch.remoteTS)
-	if len(sels) == 0 {
-		return fmt.Errorf("no traffic selector pair the dataplane can express (%s <-> %s)", rangesString(ch.localTS), rangesString(ch.remoteTS))
-	}
-	for _, p := range childPolicies(ch.cfg, ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels) {
-		if err := e.addPolicyRef(p); err != nil {
-			return fmt.Errorf("add policy %s: %w", p.ID(), err)
-		}
-		id := p.ID()
-		undo = append(undo, func() { e.dropPolicyRef(id) })
-		ch.polRefs = append(ch.polRefs, id)
-	}
-	return nil
+	return mk(ch.inID(), inEncr, inInteg, kernelops.DirIn, inEncap), mk(ch.outID(), outEncr, outInteg, kernelops.DirOut, outEncap)
 }
 
 // childPolicies are the out, in and (tunnel mode) fwd policies.

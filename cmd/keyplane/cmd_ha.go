@@ -252,5 +252,10 @@ func printHA(w io.Writer, st *haStatus) {
 	if t := st.Takeover; t != nil {
 		fmt.Fprintf(w, "takeover   %s: %d IKE SAs, %d children restored in %s, %d failed; %s\n",
 			t.At.Format(time.RFC3339), t.IKESAs, t.Children, t.Took, len(t.Failed), t.GARP)
+		fmt.Fprintf(w, "           vip %s, connections %s, sink %s, restore %s; %d fence checks %s\n",
+			t.VIPTook, t.ConnsTook, t.SinkTook, t.RestoreTook, t.Fences, t.FencesTook)
+		if t.Restore != nil {
+			fmt.Fprintf(w, "           restore: %s\n", t.Restore)
+		}
 	}
 }

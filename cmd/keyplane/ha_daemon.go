@@ -118,6 +118,17 @@ type haTakeover struct {
 	Children int           `json:"children"`
 	Failed   []string      `json:"failed"`
 	GARP     string        `json:"garp,omitempty"` // the gratuitous ARP/NA sent, or why not
+	// Where the time went, from winning the election: the VIP (and its
+	// announcement), starting the connections, the state sink and
+	// counter sync, the restore (Restore: its parts), and the fence
+	// checks the takeover's dataplane writes made (part of the others).
+	VIPTook     time.Duration     `json:"vip_ns"`
+	ConnsTook   time.Duration     `json:"connections_ns"`
+	SinkTook    time.Duration     `json:"sink_ns"`
+	RestoreTook time.Duration     `json:"restore_ns"`
+	Restore     *ike.RestoreStats `json:"restore,omitempty"`
+	Fences      int64             `json:"fences"`
+	FencesTook  time.Duration     `json:"fences_ns"`
 }
 
 // startHA connects to etcd and joins as standby: it opens a session
@@ -267,6 +278,8 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	tk := &haTakeover{At: won, Failed: []string{}}
+	fences, fencesTook := n.fenced.FenceStats()
+	t := time.Now()
 	if n.cfg.VIP.IsValid() {
 		if err := n.fenced.AddAddress(ctx, n.cfg.Interface, n.cfg.VIP); err != nil && !errors.Is(err, kernelops.ErrExists) {
 			return fmt.Errorf("ha: vip %s on %s: %w", n.cfg.VIP, n.cfg.Interface, err)
@@ -276,9 +289,11 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 		n.mu.Unlock()
 		tk.GARP = announceVIP(d.cfg.Backend.Params["netns"], n.cfg.Interface, n.cfg.VIP.Addr(), n.log)
 	}
+	tk.VIPTook, t = time.Since(t), time.Now()
 	if _, err := d.eng.Reconfigure(ctx, d.cfg); err != nil {
 		return fmt.Errorf("ha: starting the connections: %w", err)
 	}
+	tk.ConnsTook, t = time.Since(t), time.Now()
 	store := ha.NewStore(n.cli, haStatePrefix, n.seal, n.el, ha.DefaultLimits, n.log)
 	ctr, err := ha.NewCounters(ctx, n.b, store, kernelops.SyncThresholds{ReplayDiff: n.cfg.SyncPackets, Timer: n.cfg.SyncInterval}, n.log)
 	if err != nil {
@@ -296,8 +311,12 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 	mirror := n.mirror
 	n.mu.Unlock()
 	n.mirrored = mirror.Len()
+	tk.SinkTook, t = time.Since(t), time.Now()
 	res := ha.Restore(ctx, d.eng, mirror, ike.RestoreOptions{SeqMargin: haSeqMargin(n.cfg), Replay: ha.ReplayFrom(mirror)})
-	tk.IKESAs, tk.Children = res.IKESAs, res.Children
+	tk.RestoreTook = time.Since(t)
+	tk.IKESAs, tk.Children, tk.Restore = res.IKESAs, res.Children, &res.Stats
+	f, ft := n.fenced.FenceStats()
+	tk.Fences, tk.FencesTook = f-fences, ft-fencesTook
 	for _, err := range res.Failed {
 		tk.Failed = append(tk.Failed, err.Error())
 		n.log.Error("ha: an IKE SA could not be restored", "err", err)
@@ -309,7 +328,9 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 	mirror.Close()
 	d.metrics.Refresh(ctx)
 	n.log.Info("ha: active", "ike-sas-restored", tk.IKESAs, "children-restored", tk.Children,
-		"failed", len(tk.Failed), "took", tk.Took.String(), "vip", n.cfg.VIP.String(), "announce", tk.GARP)
+		"failed", len(tk.Failed), "took", tk.Took.String(), "vip", n.cfg.VIP.String(), "announce", tk.GARP,
+		"vip-took", tk.VIPTook.String(), "connections-took", tk.ConnsTook.String(), "sink-took", tk.SinkTook.String(),
+		"restore-took", tk.RestoreTook.String(), "restore", tk.Restore.String(), "fences", tk.Fences, "fences-took", tk.FencesTook.String())
 	return nil
 }
 

@@ -206,16 +206,18 @@ func (r *haVMRig) ping(k, count int) error {
 
 // pinger is a ping every interval through a tunnel for a while.
 type pinger struct {
-	cmd  *exec.Cmd
-	out  syncBuffer
-	done chan error
-	dur  time.Duration
+	cmd   *exec.Cmd
+	out   syncBuffer
+	done  chan error
+	start time.Time
+	dur   time.Duration
 }
 
 func (r *haVMRig) startPing(t *testing.T, k int, every, dur time.Duration) *pinger {
 	tn := r.tunnels[k]
-	p := &pinger{dur: dur, done: make(chan error, 1)}
-	p.cmd = r.c.Command("ping", "-i", strconv.FormatFloat(every.Seconds(), 'f', -1, 64), "-W", "1",
+	p := &pinger{dur: dur, done: make(chan error, 1), start: time.Now()}
+	// -D: each reply timestamped, for the tunnel's outage (gap).
+	p.cmd = r.c.Command("ping", "-D", "-i", strconv.FormatFloat(every.Seconds(), 'f', -1, 64), "-W", "1",
 		"-w", strconv.Itoa(int(dur/time.Second)), "-I", tn.peer, tn.gw)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	require.NoError(t, p.cmd.Start())
@@ -239,6 +241,11 @@ func (p *pinger) wait(t *testing.T) (sent, got int) {
 	sent, _ = strconv.Atoi(m[1])
 	got, _ = strconv.Atoi(m[2])
 	return sent, got
+}
+
+// gap is the longest the ended ping went without a reply (pingGap).
+func (p *pinger) gap() time.Duration {
+	return pingGap(p.out.String(), p.start, p.start.Add(p.dur))
 }
 
 // killActive kills the active daemon g1 (SIGKILL) and takes its link
@@ -475,8 +482,9 @@ func TestVMHAFailoverTunnels(t *testing.T) {
 	// 200 ms through the others of the sample, for the whole failover.
 	const pingFor = 40 * time.Second
 	p := r.startPing(t, 0, 10*time.Millisecond, pingFor)
+	others := make([]*pinger, 0, len(sample)-1)
 	for _, k := range sample[1:] {
-		r.startPing(t, k, 200*time.Millisecond, pingFor)
+		others = append(others, r.startPing(t, k, 200*time.Millisecond, pingFor))
 	}
 	wps, sps, stA := etcdLoad(t, r.a, 5*time.Second)
 	t.Logf("active before the kill, %d tunnels, 10 with traffic: %.1f etcd writes/s (%.1f counter syncs/s)", n, wps, sps)
@@ -497,6 +505,24 @@ func TestVMHAFailoverTunnels(t *testing.T) {
 	assert.Less(t, time.Duration(sent-got)*every, took+2*time.Second, "pings lost beyond the takeover")
 	assert.Greater(t, got, 0, "the tunnel did not carry traffic after the takeover")
 	assert.Positive(t, sps2, "the new active syncs the traffic's counters")
+	if tk := st.Takeover; tk.Restore != nil {
+		t.Logf("takeover phases: vip %v, connections %v, sink %v, restore %v (%s); %d fence checks took %v",
+			tk.VIPTook, tk.ConnsTook, tk.SinkTook, tk.RestoreTook, tk.Restore, tk.Fences, tk.FencesTook)
+	}
+	// Each sampled tunnel's outage: the longest it went without a reply.
+	// Bound: the takeover (lease expiry, then the restore up to the last
+	// child) plus the ping interval and a margin.
+	gaps := []string{fmt.Sprintf("k%d %v", sample[0], p.gap().Round(time.Millisecond))}
+	worst := p.gap()
+	for i, q := range others {
+		_, _ = q.wait(t)
+		g := q.gap()
+		worst = max(worst, g)
+		gaps = append(gaps, fmt.Sprintf("k%d %v", sample[i+1], g.Round(time.Millisecond)))
+		assert.Less(t, g, took+2*time.Second, "tunnel k%d was down beyond the takeover", sample[i+1])
+	}
+	t.Logf("outage per sampled tunnel (longest time without a reply): %s; worst %v; kill -9 to the last child restored %v",
+		strings.Join(gaps, ", "), worst.Round(time.Millisecond), took.Round(time.Millisecond))
 
 	// Every tunnel survived: the same IKE SA and children at charon, no
 	// new IKE_SA_INIT, traffic through the sample.
