@@ -1,7 +1,9 @@
 package ike
 
 import (
+	"encoding/binary"
 	"errors"
+	"net"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -55,10 +57,14 @@ func TestRestoreRollsBack(t *testing.T) {
 	sa, sb := pairSides(t)
 	p := newPeer(t, "b", sb.config(t, "b"))
 	lo := netip.MustParseAddr("127.0.0.1")
+	// The peer's address: the Delete for the children not restored.
+	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo, sa.port)))
+	require.NoError(t, err)
+	defer pc.Close()
 	st := haTestIKE(sb, sa)
 	c := haTestChild("b-net", 0xc0000001, 0xc0000002)
 	c.Est = time.Now().Add(-time.Minute).Truncate(time.Second)
-	err := p.e.Restore(ctxT(t, 5*time.Second), st, []*HAChild{c, haTestChild("nope", 0xc0000003, 0xc0000004),
+	err = p.e.Restore(ctxT(t, 5*time.Second), st, []*HAChild{c, haTestChild("nope", 0xc0000003, 0xc0000004),
 		haTestChild("b-net", 0xc0000001, 0xc0000005)}, RestoreOptions{SeqMargin: 100})
 	require.ErrorIs(t, err, ErrRestore)
 	var ce *ChildrenError
@@ -67,6 +73,15 @@ func TestRestoreRollsBack(t *testing.T) {
 	assert.Equal(t, "nope", ce.Errs[0].Child)
 	assert.Equal(t, "b-net", ce.Errs[1].Child)
 	assert.ErrorIs(t, ce.Errs[1], kernelops.ErrExists)
+	require.NoError(t, pc.SetReadDeadline(time.Now().Add(5*time.Second)))
+	buf := make([]byte, 2048)
+	nr, _, err := pc.ReadFromUDPAddrPort(buf)
+	require.NoError(t, err, "the peer is told about the children not restored")
+	require.GreaterOrEqual(t, nr, 28)
+	assert.Equal(t, uint64(0x1111111111111111), binary.BigEndian.Uint64(buf[0:]))
+	assert.Equal(t, byte(message.INFORMATIONAL), buf[18], "exchange type")
+	assert.Equal(t, uint32(3), binary.BigEndian.Uint32(buf[20:]), "at the synced message ID")
+	assert.Contains(t, p.logs.String(), "INFORMATIONAL request #3 from responder, SPIs 1111111111111111_i 2222222222222222_r [ D ]")
 	var spis []uint32
 	for e, err := range p.b.SAs(ctxT(t, 5*time.Second)) {
 		require.NoError(t, err)
