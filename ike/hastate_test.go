@@ -3,8 +3,8 @@ package ike
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"log/slog"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
