@@ -30,9 +30,13 @@ type RestoreStats struct {
 	Batches  int
 	// SAs, Sync and Policies are the dataplane's time adding the SAs
 	// (batched), setting their sequence numbers and replay state, and
-	// adding the policies (batched); Report the engine's own bookkeeping
-	// and the state sink; Total the whole of Restore's work.
+	// adding the policies (batched); Report the rest, after the last
+	// batch: the engine's bookkeeping, of which Sink is the state sink's
+	// (the children's records, counter sync), State the children's state
+	// change (log, events, hooks) and Idle the idle watch set-up; Total
+	// the whole of Restore's work.
 	SAs, Sync, Policies, Report, Total time.Duration
+	Sink, State, Idle                  time.Duration
 }
 
 // Add adds o's figures to s.
@@ -45,13 +49,17 @@ func (s *RestoreStats) Add(o RestoreStats) {
 	s.Sync += o.Sync
 	s.Policies += o.Policies
 	s.Report += o.Report
+	s.Sink += o.Sink
+	s.State += o.State
+	s.Idle += o.Idle
 	s.Total += o.Total
 }
 
 func (s RestoreStats) String() string {
 	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	return fmt.Sprintf("%d IKE SA(s), %d children (%d failed) in %d batches, %v: SAs %v, sync state %v, policies %v, bookkeeping and sink %v",
-		s.IKESAs, s.Children, s.Failed, s.Batches, r(s.Total), r(s.SAs), r(s.Sync), r(s.Policies), r(s.Report))
+	return fmt.Sprintf("%d IKE SA(s), %d children (%d failed) in %d batches, %v: SAs %v, sync state %v, policies %v, after the batches %v (sink %v, state changes %v, idle watch %v)",
+		s.IKESAs, s.Children, s.Failed, s.Batches, r(s.Total), r(s.SAs), r(s.Sync), r(s.Policies), r(s.Report),
+		r(s.Sink), r(s.State), r(s.Idle))
 }
 
 // ChildrenError says that an IKE SA was restored but some of its

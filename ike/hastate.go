@@ -341,14 +341,20 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats
 		if est.IsZero() {
 			est = now
 		}
+		t0 := time.Now()
 		e.haChildAt(ch, est)
+		t1 := time.Now()
 		ch.keys.Zero()
 		ch.estAt = now
 		e.bySA[idleKey(ch.inID())] = ch
 		e.bySA[idleKey(ch.outID())] = ch
 		sa.addChild(ch)
 		ch.setState(childInstalled, "taken over (HA)")
+		t2 := time.Now()
 		e.watchIdle(ch)
+		stats.Sink += t1.Sub(t0)
+		stats.State += t2.Sub(t1)
+		stats.Idle += time.Since(t2)
 		stats.Children++
 	}
 	stats.IKESAs++

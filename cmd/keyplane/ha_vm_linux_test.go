@@ -480,7 +480,9 @@ func TestVMHAFailoverTunnels(t *testing.T) {
 
 	// Steady traffic: a ping every 10 ms through the first tunnel, every
 	// 200 ms through the others of the sample, for the whole failover.
-	const pingFor = 40 * time.Second
+	// Long enough for the pings to go on past the takeover and the 5 s
+	// of etcd load after it (≈35 s from the kill with 1,000 tunnels).
+	pingFor := 40*time.Second + time.Duration(n)*30*time.Millisecond
 	p := r.startPing(t, 0, 10*time.Millisecond, pingFor)
 	others := make([]*pinger, 0, len(sample)-1)
 	for _, k := range sample[1:] {
