@@ -81,9 +81,9 @@ bench-vm: lab-prepare
 	$(BENCHSTAT) -col '/impl@(keyplane charon)' out/bench-vm-responder.txt
 
 ## test-vm-ha: the HA failover with 1,000 tunnels in the VM lab (TestVMHAFailoverTunnels; make test runs it with fewer)
-# Under software emulation 1,000 children take ≈5 min to come up and ≈24 s
-# to restore: the run takes ≈6 min, so make test runs 50. HA_TUNNELS sets
-# the count.
+# Under software emulation 1,000 children take 5–11 min to come up (by the
+# machine's load) and ≈30 s to take over: the run takes 8–14 min, so make
+# test runs 50. HA_TUNNELS sets the count.
 HA_TUNNELS ?= 1000
 test-vm-ha: lab-prepare
 	$(VMLAB) test -race=false -timeout $(VM_TIMEOUT) -test.timeout 50m -e KEYPLANE_HA_TUNNELS=$(HA_TUNNELS) -testflags '-test.run=^TestVMHAFailoverTunnels$$ -test.v' ./cmd/keyplane
