@@ -134,8 +134,12 @@ func (e *Engine) restoreSAs(b []*restoring, st *RestoreStats) {
 			continue
 		}
 		ch := r.ch
+		// Selectors are settled: the reqid is this child's, as install
+		// takes it (reqidindex.go); uninstall gives it back.
+		e.takeChildReqID(ch)
 		x, err := e.holdXfrmi(ch.cfg)
 		if err != nil {
+			e.releaseChildReqID(ch)
 			r.err = err
 			continue
 		}

@@ -173,6 +173,21 @@ func TestRestoreBatches(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	assert.Len(t, got[0].Children, n-3)
+	// Each restored child holds its reqid in the table, as an installed
+	// one does (reqidindex.go), and the table agrees with them.
+	held, ierr := 0, ""
+	require.NoError(t, p.e.call(t.Context(), func() {
+		for _, sa := range p.e.sas {
+			for _, ch := range sa.children {
+				if ch.reqidHeld {
+					held++
+				}
+			}
+		}
+		ierr = p.e.reqidIndexErr()
+	}))
+	assert.Equal(t, n-3, held, "restored children holding their reqid")
+	assert.Empty(t, ierr)
 }
 
 func haTestIKE(sb, sa side) *HAIKE {
