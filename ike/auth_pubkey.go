@@ -3,7 +3,9 @@ package ike
 import (
 	"crypto/sha1"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/ikecrypto"
@@ -78,49 +80,91 @@ func authOctets(prf message.PRFID, skp, realMessage, nonce, idBody, intAuthI, in
 // payloads of the chosen certificate (pubkey), a CERTREQ (initiator with
 // a pubkey peer), the peer's ID idr when not nil, and the AUTH payload.
 func (sa *ikeSA) ourAuth(c *config.Connection, id, idr *message.ID) ([]message.Payload, error) {
-	ps := []message.Payload{id}
 	oct, err := sa.authOctets(sa.initiator, id)
 	if err != nil {
 		return nil, fmt.Errorf("AUTH: %w", err)
 	}
+	ps, note, err := makeOurAuth(c, id, idr, oct, sa.suite.PRF, sa.initiator, sa.peerHashes, sa.peerIdentity(c), sa.loopCreds())
+	note.log(sa)
+	return ps, err
+}
+
+// authCreds are where an AUTH computation gets the secrets of a
+// connection: on the loop the IKE SA's, which may ask Credentials
+// (loopCreds); on a crypto worker a snapshot, which answers errOnLoop
+// when only Credentials has them (auth_offload.go).
+type authCreds struct {
+	psk   func(c *config.Connection, peer config.Identity) ([]byte, error)
+	trust func(c *config.Connection, peer config.Identity) (*pki.Store, error)
+	local func(c *config.Connection, peer config.Identity) (config.LocalCert, []*x509.Certificate, error)
+}
+
+func (sa *ikeSA) loopCreds() authCreds {
+	return authCreds{psk: sa.pskFor, trust: sa.trustFor, local: sa.localCert}
+}
+
+// authNote is what a signature AUTH computation logs, kept for the loop
+// when a worker computed it.
+type authNote struct {
+	peer, subject, ca, scheme string
+	ours                      bool // our signature, else the peer's verified
+}
+
+func (n *authNote) log(sa *ikeSA) {
+	switch {
+	case n == nil:
+	case n.ours:
+		sa.log.Info("authenticating with a certificate", "subject", n.subject, "scheme", n.scheme)
+	default:
+		sa.log.Info("peer's certificate and signature verified", "peer", n.peer, "subject", n.subject, "ca", n.ca, "scheme", n.scheme)
+	}
+}
+
+// makeOurAuth is ourAuth's computation with explicit inputs: oct are the
+// octets to sign or MAC, peer the identity the credentials are asked for.
+// An error wrapping errOnLoop: cr cannot give the secret here.
+func makeOurAuth(c *config.Connection, id, idr *message.ID, oct []byte, prf message.PRFID, initiator bool,
+	peerHashes []message.HashAlgorithm, peer config.Identity, cr authCreds) ([]message.Payload, *authNote, error) {
+	ps := []message.Payload{id}
 	var auth *message.Auth
+	var note *authNote
 	switch c.LocalAuth {
 	case config.AuthPubkey:
-		lc, chain, err := sa.localCert(c, sa.peerIdentity(c))
+		lc, chain, err := cr.local(c, peer)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, x := range chain {
 			ps = append(ps, &message.Cert{Encoding: message.CertX509, Data: x.Raw})
 		}
-		a, scheme, err := signAuth(oct, lc, sa.peerHashes)
+		a, scheme, err := signAuth(oct, lc, peerHashes)
 		if err != nil {
-			return nil, fmt.Errorf("AUTH with certificate %q: %w", pki.DNString(lc.X509.RawSubject), err)
+			return nil, nil, fmt.Errorf("AUTH with certificate %q: %w", pki.DNString(lc.X509.RawSubject), err)
 		}
-		sa.log.Info("authenticating with a certificate", "subject", pki.DNString(lc.X509.RawSubject), "scheme", scheme.String())
+		note = &authNote{ours: true, subject: pki.DNString(lc.X509.RawSubject), scheme: scheme.String()}
 		auth = a
 	default:
-		key, err := sa.pskFor(c, sa.peerIdentity(c))
+		key, err := cr.psk(c, peer)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		d, err := ikecrypto.PSKAuth(sa.suite.PRF, key, oct)
+		d, err := ikecrypto.PSKAuth(prf, key, oct)
 		if err != nil {
-			return nil, fmt.Errorf("AUTH: %w", err)
+			return nil, nil, fmt.Errorf("AUTH: %w", err)
 		}
 		auth = &message.Auth{Method: message.AuthSharedKeyMIC, Data: d}
 	}
-	if sa.initiator && c.RemoteAuth == config.AuthPubkey {
-		st, err := sa.trustFor(c, sa.peerIdentity(c))
+	if initiator && c.RemoteAuth == config.AuthPubkey {
+		st, err := cr.trust(c, peer)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ps = append(ps, message.NewCertReq(st.KeyHashes()...))
 	}
 	if idr != nil {
 		ps = append(ps, idr)
 	}
-	return append(ps, auth), nil
+	return append(ps, auth), note, nil
 }
 
 // signAuth signs the AUTH octets with a local certificate's key: an RFC
@@ -165,45 +209,61 @@ func (sa *ikeSA) checkPeerAuth(c *config.Connection, m *message.Message, id *mes
 	if err != nil {
 		return "AUTH octets: " + err.Error()
 	}
+	why, note, _ := verifyPeerAuth(c, m, id, auth, oct, sa.suite.PRF, sa.loopCreds(), sa.e.clk.Now())
+	note.log(sa)
+	return why
+}
+
+// verifyPeerAuth is checkPeerAuth's computation with explicit inputs:
+// oct are the peer's signed octets, now the time certificates are
+// checked at. err is only ever errOnLoop: cr cannot give the secret here
+// (why and note are then empty).
+func verifyPeerAuth(c *config.Connection, m *message.Message, id *message.ID, auth *message.Auth, oct []byte,
+	prf message.PRFID, cr authCreds, now time.Time) (why string, note *authNote, err error) {
 	who := idText(id)
+	peer := config.Identity{Type: id.IDType, Data: id.Data}
 	if c.RemoteAuth == config.AuthPSK {
 		if auth.Method != message.AuthSharedKeyMIC {
-			return fmt.Sprintf("peer %s uses %v; connection %s expects a pre-shared key", who, auth.Method, c.Name)
+			return fmt.Sprintf("peer %s uses %v; connection %s expects a pre-shared key", who, auth.Method, c.Name), nil, nil
 		}
-		key, err := sa.pskFor(c, config.Identity{Type: id.IDType, Data: id.Data})
+		key, err := cr.psk(c, peer)
+		if errors.Is(err, errOnLoop) {
+			return "", nil, err
+		}
 		if err != nil {
-			return fmt.Sprintf("peer %s: %v", who, err)
+			return fmt.Sprintf("peer %s: %v", who, err), nil, nil
 		}
-		if ok, err := ikecrypto.VerifyPSKAuth(sa.suite.PRF, key, oct, auth.Data); err != nil || !ok {
-			return fmt.Sprintf("peer %s's AUTH does not verify with the pre-shared key of connection %s", who, c.Name)
+		if ok, err := ikecrypto.VerifyPSKAuth(prf, key, oct, auth.Data); err != nil || !ok {
+			return fmt.Sprintf("peer %s's AUTH does not verify with the pre-shared key of connection %s", who, c.Name), nil, nil
 		}
-		return ""
+		return "", nil, nil
 	}
 	if auth.Method == message.AuthSharedKeyMIC {
-		return fmt.Sprintf("peer %s authenticates with a pre-shared key; connection %s expects a certificate (pubkey)", who, c.Name)
+		return fmt.Sprintf("peer %s authenticates with a pre-shared key; connection %s expects a certificate (pubkey)", who, c.Name), nil, nil
 	}
 	leaf, inter, why := peerCerts(m)
 	if why != "" {
-		return fmt.Sprintf("peer %s: %s", who, why)
+		return fmt.Sprintf("peer %s: %s", who, why), nil, nil
 	}
-	trust, err := sa.trustFor(c, config.Identity{Type: id.IDType, Data: id.Data})
-	if err != nil {
-		return fmt.Sprintf("peer %s: %v", who, err)
+	trust, err := cr.trust(c, peer)
+	if errors.Is(err, errOnLoop) {
+		return "", nil, err
 	}
-	chain, err := trust.Verify(leaf, pki.VerifyOptions{Intermediates: inter, Now: sa.e.clk.Now(), Revocation: c.Revocation})
 	if err != nil {
-		return fmt.Sprintf("peer %s's certificate refused: %v", who, err)
+		return fmt.Sprintf("peer %s: %v", who, err), nil, nil
+	}
+	chain, err := trust.Verify(leaf, pki.VerifyOptions{Intermediates: inter, Now: now, Revocation: c.Revocation})
+	if err != nil {
+		return fmt.Sprintf("peer %s's certificate refused: %v", who, err), nil, nil
 	}
 	if pki.CertMatches(leaf, pki.Identity{Type: id.IDType, Data: id.Data}) == pki.MatchNone {
-		return fmt.Sprintf("peer identity %s is not in its certificate %q", who, pki.DNString(leaf.RawSubject))
+		return fmt.Sprintf("peer identity %s is not in its certificate %q", who, pki.DNString(leaf.RawSubject)), nil, nil
 	}
 	scheme, err := verifyAuth(oct, auth, leaf)
 	if err != nil {
-		return fmt.Sprintf("peer %s's AUTH with certificate %q: %v", who, pki.DNString(leaf.RawSubject), err)
+		return fmt.Sprintf("peer %s's AUTH with certificate %q: %v", who, pki.DNString(leaf.RawSubject), err), nil, nil
 	}
-	sa.log.Info("peer's certificate and signature verified", "peer", who, "subject", pki.DNString(leaf.RawSubject),
-		"ca", pki.DNString(chain[len(chain)-1].RawSubject), "scheme", scheme.String())
-	return ""
+	return "", &authNote{peer: who, subject: pki.DNString(leaf.RawSubject), ca: pki.DNString(chain[len(chain)-1].RawSubject), scheme: scheme.String()}, nil
 }
 
 // verifyAuth checks a signature AUTH payload with the certificate's key.

@@ -3,6 +3,7 @@ package ike
 import (
 	"context"
 	"crypto"
+	"crypto/sha1"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -60,20 +61,26 @@ var (
 // CERTREQ asks for, else the one CertCredentials gives (asked once per
 // IKE SA). Runs on the loop.
 func (sa *ikeSA) localCert(c *config.Connection, peer config.Identity) (config.LocalCert, []*x509.Certificate, error) {
-	if len(c.LocalCerts) > 0 {
-		lc := chooseLocalCert(c, sa.peerCertReq)
-		return lc, pki.IssuerChain(lc.X509, intermediatePool(c)), nil
-	}
-	if sa.credCert == nil {
+	if len(c.LocalCerts) == 0 && sa.credCert == nil {
 		cc, err := sa.askLocalCert(c, peer)
 		if err != nil {
 			return config.LocalCert{}, nil, err
 		}
 		sa.credCert = cc
 	}
-	cc := sa.credCert
+	lc, chain := localCertFrom(c, sa.peerCertReq, sa.credCert)
+	return lc, chain, nil
+}
+
+// localCertFrom is localCert's choice once the certificates are there:
+// the configuration's (by the peer's CERTREQ hashes req), else cc.
+func localCertFrom(c *config.Connection, req [][sha1.Size]byte, cc *CertChain) (config.LocalCert, []*x509.Certificate) {
+	if len(c.LocalCerts) > 0 {
+		lc := chooseLocalCert(c, req)
+		return lc, pki.IssuerChain(lc.X509, intermediatePool(c))
+	}
 	lc := config.LocalCert{Cert: config.Cert{X509: cc.Leaf}, Key: cc.Key}
-	return lc, pki.IssuerChain(cc.Leaf, append(append([]*x509.Certificate(nil), cc.Intermediates...), intermediatePool(c)...)), nil
+	return lc, pki.IssuerChain(cc.Leaf, append(append([]*x509.Certificate(nil), cc.Intermediates...), intermediatePool(c)...))
 }
 
 func (sa *ikeSA) askLocalCert(c *config.Connection, peer config.Identity) (*CertChain, error) {

@@ -121,6 +121,12 @@ func TestCertCredentials(t *testing.T) {
 			assert.Contains(t, b.logText(), `ca="C=CH, O=keyplane test, CN=A Root CA"`, "b verified a's chain with the credentials' trust store")
 			assert.Empty(t, bc.fakeKeys.questions(), "no pre-shared key asked")
 			keysCrosswise(t, a, b)
+			if initiator == "a" {
+				// Only b's loop asks the credentials: the worker left the
+				// two AUTH computations to it and made the child's keys.
+				used, redone := authUse(t, b.e)
+				assert.Equal(t, [2]int{1, 2}, [2]int{used, redone}, "IKE_AUTH values from the worker / computed again")
+			}
 
 			// A new IKE SA asks again, once each.
 			require.NoError(t, x.e.Terminate(ctxT(t, 5*time.Second), x.name))

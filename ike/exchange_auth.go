@@ -309,7 +309,11 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	}
 	sa.e.setConn(sa, conn)
 	sa.setLogger()
-	if why := sa.checkPeerAuth(conn, m, idi, auth); why != "" {
+	why, ok := sa.precomputedPeer(conn) // auth_offload.go
+	if !ok {
+		why = sa.checkPeerAuth(conn, m, idi, auth)
+	}
+	if why != "" {
 		fail(why)
 		return
 	}
@@ -323,7 +327,10 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		sa.destroyErr(ourNotify(message.INTERNAL_ADDRESS_FAILURE, "%v", err))
 		return
 	}
-	mine, err := sa.ourAuth(conn, idPayload(conn.LocalID, true), nil)
+	mine, err, ok := sa.precomputedMine(conn)
+	if !ok {
+		mine, err = sa.ourAuth(conn, idPayload(conn.LocalID, true), nil)
+	}
 	if err != nil {
 		fail(err.Error())
 		return

@@ -221,6 +221,9 @@ func (sa *ikeSA) handleFollowupKE(m *message.Message, s *sock, local, remote net
 // deriveChildKeys derives a child's keys from SK_d: with the additional
 // key exchanges' secrets when it had some (RFC 9370 §2.2.4).
 func (sa *ikeSA) deriveChildKeys(ch *childSA, ni, nr []byte, gir ikecrypto.Key) (*ikecrypto.ChildKeys, error) {
+	if k := sa.precomputedChildKeys(ch, ni, nr, gir); k != nil { // auth_offload.go
+		return k, nil
+	}
 	if len(ch.addSecrets) > 0 {
 		return ikecrypto.DeriveChildKeysMulti(sa.suite.PRF, sa.keys.SKd, ch.suite, gir, ni, nr, ch.addSecrets)
 	}

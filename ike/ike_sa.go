@@ -87,6 +87,9 @@ type ikeSA struct {
 	// (certcreds.go).
 	credCert  *CertChain
 	credTrust *pki.Store
+	// auth: the responder's IKE_AUTH request on a crypto worker, and
+	// then what it computed (auth_offload.go).
+	auth *authWork
 	// initReq and initResp are the IKE_SA_INIT messages as sent and
 	// received (RealMessage1/2 of the AUTH computation).
 	initReq, initResp []byte

@@ -213,6 +213,12 @@ func TestPubkeyAuth(t *testing.T) {
 					t.Error("the identities are not the DN and the DNS name")
 				}
 				keysCrosswise(t, a, b)
+				// The responder took the worker's signature check, its
+				// own signature and the child's keys (auth_offload.go).
+				used, redone := authUse(t, y.e)
+				if used != 3 || redone != 0 {
+					t.Errorf("%s: IKE_AUTH values from the worker %d, computed again %d; want 3, 0", y.name, used, redone)
+				}
 			})
 		}
 	}

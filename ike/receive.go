@@ -87,6 +87,17 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		sa.log.Debug("dropping request outside the window", "msgid", h.MessageID, "expected", sa.w.peerNext)
 		return
 	}
+	if w := sa.auth; w != nil && w.computing {
+		// Its IKE_AUTH request is on a worker (auth_offload.go): this is
+		// a copy of it, or a request that cannot come before its answer.
+		e.crypto.authAgain++
+		sa.log.Debug("request while the IKE_AUTH request is computed; dropped", "msgid", h.MessageID)
+		return
+	}
+	if h.Exchange == message.IKE_AUTH && sa.state == ikeHalfOpen && !sa.initiator {
+		sa.offloadAuth(m, s, local, remote) // decrypted and checked on a worker
+		return
+	}
 	if err := m.Decrypt(sa.in); err != nil {
 		var pe *message.ParseError
 		if errors.As(err, &pe) && !errors.Is(err, message.ErrIntegrity) && h.Exchange != message.IKE_AUTH {

@@ -50,6 +50,14 @@ type cryptoPool struct {
 	pending halfOpens
 	// inflightAgain counts requests dropped as copies of one in inits.
 	inflightAgain int
+	// authAgain counts requests dropped while their IKE SA's IKE_AUTH
+	// request is computed; authOnLoop, IKE_AUTH requests computed on the
+	// loop as the queue was full (auth_offload.go).
+	authAgain, authOnLoop int
+	// authUsed and authRedone count the values a worker computed for
+	// IKE_AUTH (peer's AUTH verdict, ours, the child's keys) that the
+	// loop took, and those it computed again itself.
+	authUsed, authRedone int
 }
 
 // startWorkers starts n workers (n < 1: GOMAXPROCS) with a queue of
@@ -118,6 +126,9 @@ func offload[T any](e *Engine, work func() T, done func(T)) bool {
 // ("" when they agree), for tests (indexErr).
 func (e *Engine) cryptoIndexErr() string {
 	p := &e.crypto
+	if s := e.authIndexErr(); s != "" {
+		return s
+	}
 	if p.pending.total != len(p.inits) {
 		return "the pending IKE_SA_INIT count differs from the pending requests"
 	}
