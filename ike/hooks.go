@@ -59,6 +59,17 @@ type Selector struct {
 	FromPort, ToPort uint16
 }
 
+// HookFilter is an optional interface of Hooks: WantsChild reports
+// whether the hooks may act on the CHILD SAs of child configuration name
+// at all. The engine makes no call (and wakes no goroutine) for a child
+// they do not want. It is called on the engine's loop, so it must answer
+// at once without taking a lock the loop's callers hold (read a
+// snapshot). A false answer is final for that state change: answer true
+// while unsure (a configuration being reloaded).
+type HookFilter interface {
+	WantsChild(name string) bool
+}
+
 // HookQueue bounds the hook calls waiting for a slow hook; past it, the
 // engine drops them and logs how many (the loop never waits for a hook).
 const HookQueue = 4096
@@ -71,6 +82,7 @@ type hookCall struct {
 // hookRunner calls the hooks off the loop.
 type hookRunner struct {
 	h       Hooks
+	filter  HookFilter // h's, or nil
 	log     *slog.Logger
 	q       chan hookCall
 	done    sync.WaitGroup
@@ -82,6 +94,7 @@ func newHookRunner(h Hooks, log *slog.Logger) *hookRunner {
 		return nil
 	}
 	r := &hookRunner{h: h, log: log, q: make(chan hookCall, HookQueue)}
+	r.filter, _ = h.(HookFilter)
 	r.done.Go(func() {
 		for c := range r.q {
 			if c.up {
@@ -116,6 +129,9 @@ func (e *Engine) childHook(ch *childSA, from, to childState, reason string) {
 		up = true
 	case (to == childDeleted || to == childFailed) && (from == childInstalled || from == childDeleting):
 	default:
+		return
+	}
+	if r.filter != nil && !r.filter.WantsChild(ch.cfg.Name) {
 		return
 	}
 	info := ChildHookInfo{Child: ch.cfg.Name, IKEID: ch.ikeID(), ChildID: ch.id, ReqID: ch.reqid, Mode: ch.mode,

@@ -59,7 +59,8 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{file: *file, cfg: cfg, started: cfg, override: override, notify: sdnotify.FromEnv()}
+	d := &daemon{file: *file, cfg: cfg, started: cfg, override: override, notify: sdnotify.FromEnv(), updown: &updownNames{}}
+	d.updown.set(cfg)
 	defer func() { d.cfg.Wipe() }()
 	d.level.Set(d.logLevel(cfg))
 	d.metrics = metrics.New(engineSource{d}, buildinfo.Read())
@@ -94,7 +95,7 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 		}
 		engBackend, engCfg = d.ha.fenced, standbyConfig(cfg)
 	}
-	eng, err := ike.New(ctx, ike.Options{Backend: engBackend, Config: engCfg, Logger: log, Hooks: updownHooks{config: d.config, log: log}})
+	eng, err := ike.New(ctx, ike.Options{Backend: engBackend, Config: engCfg, Logger: log, Hooks: updownHooks{config: d.config, log: log, names: d.updown}})
 	if err != nil {
 		if d.ha != nil {
 			d.ha.close()

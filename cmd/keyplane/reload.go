@@ -33,9 +33,12 @@ type daemon struct {
 	eng      *ike.Engine
 	b        kernelops.Backend
 	ha       *haNode // nil: no ha { }
-	log      *slog.Logger
-	metrics  *metrics.Metrics
-	notify   *sdnotify.Notifier
+	// updown: the children with an updown command, the hooks' filter
+	// on the engine's loop (updown.go).
+	updown  *updownNames
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	notify  *sdnotify.Notifier
 	// ctx and wg: the initiations a reload starts, ended and waited for
 	// at shutdown.
 	ctx context.Context
@@ -123,6 +126,10 @@ func (d *daemon) apply(ctx context.Context) (*control.ReloadReport, error) {
 	// the takeover.
 	standby := d.ha != nil && !d.ha.active()
 	var res ike.ReloadResult
+	// Until the reload is done, children of either configuration may
+	// come up or go down: the hooks' filter lets both through.
+	d.updown.set(d.cfg, nc)
+	defer func() { d.updown.set(d.cfg) }()
 	if !standby {
 		if res, err = d.eng.Reconfigure(ctx, nc); err != nil {
 			nc.Wipe()

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyplane/keyplane/ike"
@@ -42,6 +43,48 @@ type updownHooks struct {
 	config  func() *config.Config
 	log     *slog.Logger
 	timeout time.Duration // 0: updownTimeout
+	// names: the children that may have an updown command (nil: any),
+	// for the engine's filter (ike.HookFilter).
+	names *updownNames
+}
+
+// WantsChild is ike.HookFilter: the engine calls it on its loop, which a
+// reload waits for while it holds the daemon's lock, so it reads the
+// snapshot names instead of the configuration. run still checks the
+// configuration of the moment.
+func (h updownHooks) WantsChild(name string) bool { return h.names.wants(name) }
+
+// updownNames is a snapshot of the child names with an updown command,
+// replaced as a whole at start and around a reload.
+type updownNames struct {
+	p atomic.Pointer[map[string]bool]
+}
+
+// set makes the names those of the configurations cfgs (all of them: a
+// reload sets both the running and the new one until it is done).
+func (u *updownNames) set(cfgs ...*config.Config) {
+	if u == nil {
+		return
+	}
+	m := map[string]bool{}
+	for _, cfg := range cfgs {
+		for _, c := range cfg.Connections {
+			for _, ch := range c.Children {
+				if ch.Updown != "" {
+					m[ch.Name] = true
+				}
+			}
+		}
+	}
+	u.p.Store(&m)
+}
+
+func (u *updownNames) wants(name string) bool {
+	if u == nil {
+		return true
+	}
+	m := u.p.Load()
+	return m == nil || (*m)[name]
 }
 
 func (h updownHooks) ChildUp(i ike.ChildHookInfo)   { h.run(true, i) }

@@ -270,3 +270,80 @@ func TestUpdownLimits(t *testing.T) {
 	out, _, _ := strings.Cut(log.String()[i+len("output="):], " ")
 	assert.Equal(t, strings.Repeat("x", updownOutput), out, "output kept")
 }
+
+// TestUpdownAfterReload: the engine's hook filter (the children with an
+// updown command, a snapshot the daemon replaces at a reload) follows
+// the reload: a child whose updown the reload added runs it when it
+// comes up next, and one without runs nothing.
+func TestUpdownAfterReload(t *testing.T) {
+	d := newTestDaemon(t)
+	out := filepath.Join(d.dir, "updown.out")
+	script := filepath.Join(d.dir, "updown.sh")
+	require.NoError(t, os.WriteFile(script, []byte(fmt.Sprintf("echo \"== $1 $PLUTO_VERB\" >> %s\n", out)), 0o644))
+	ports, err := freeUDPPorts(2)
+	require.NoError(t, err)
+	with := fmt.Sprintf(updownRespConf, d.sock, ports[0], ports[1], script)
+	without := strings.Replace(with, "updown = /bin/sh "+script+" tag-one", "", 1)
+	require.NotEqual(t, with, without)
+	require.NoError(t, os.WriteFile(d.conf, []byte(without), 0o644))
+	startDaemon(t, d)
+
+	peer := updownPeer(t, ports[0], ports[1])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	read := func() string { b, _ := os.ReadFile(out); return string(b) }
+	require.NoError(t, peer.Initiate(ctx, "init-net"))
+	require.NoError(t, peer.Terminate(ctx, "init"))
+
+	require.NoError(t, os.WriteFile(d.conf, []byte(with), 0o644))
+	code, _, errs := runCLI(t, "reload", "-s", d.sock)
+	require.Equal(t, 0, code, errs)
+	require.NoError(t, peer.Initiate(ctx, "init-net"))
+	waitUntil(t, "the up run", 5*time.Second, func() bool { return strings.Contains(read(), "up-client") })
+	assert.Equal(t, "== tag-one up-client\n", read(), "one run: the child's up after the reload")
+}
+
+// TestUpdownNames: the hooks' filter wants the children with an updown
+// command in any of the configurations it was set from, and everything
+// when it was never set (a hook built without it).
+func TestUpdownNames(t *testing.T) {
+	parse := func(src string) *config.Config {
+		cfg, err := config.Parse("t.conf", []byte(src), config.Options{Getenv: func(string) (string, bool) { return "a long enough secret here", true }})
+		require.NoError(t, err)
+		return cfg
+	}
+	conf := `connections {
+	c {
+		remote_addrs = 127.0.0.1
+		psk_env = P
+		local {
+			id = a.test
+		}
+		remote {
+			id = b.test
+		}
+		children {
+			%s {
+				updown = true
+			}
+			plain {
+			}
+		}
+	}
+}
+`
+	one, two := parse(fmt.Sprintf(conf, "one")), parse(fmt.Sprintf(conf, "two"))
+	var nilNames *updownNames
+	assert.True(t, nilNames.wants("plain"), "no filter: everything")
+	u := &updownNames{}
+	assert.True(t, u.wants("plain"), "never set: everything")
+	u.set(one)
+	assert.Equal(t, []bool{true, false, false}, []bool{u.wants("one"), u.wants("two"), u.wants("plain")})
+	u.set(one, two)
+	assert.Equal(t, []bool{true, true, false}, []bool{u.wants("one"), u.wants("two"), u.wants("plain")})
+	u.set(two)
+	assert.Equal(t, []bool{false, true, false}, []bool{u.wants("one"), u.wants("two"), u.wants("plain")})
+	h := updownHooks{names: u}
+	var _ ike.HookFilter = h
+	assert.True(t, h.WantsChild("two"))
+}
