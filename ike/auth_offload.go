@@ -14,7 +14,7 @@ import (
 	"github.com/keyplane/keyplane/ike/pki"
 )
 
-// The responder's IKE_AUTH on the crypto workers (workers.go): a worker
+// IKE_AUTH on the crypto workers (workers.go). The responder's: a worker
 // decrypts the request and checks its integrity, then computes what the
 // loop would — the connection it picks, the verdict on the peer's AUTH
 // (PSK MAC, or certificate chain and signature), our AUTH payloads, and
@@ -24,21 +24,26 @@ import (
 // virtual IPs, child selection, install, answer) and takes a computed
 // value wherever its own inputs are the ones the worker had; anything
 // else (a secret only Credentials holds, a child suite other than the
-// one guessed) it computes itself, as it did before.
+// one guessed) it computes itself, as it did before. The initiator's
+// end is the same with the response: decrypted, the responder's AUTH
+// checked and the child's keys made for the suite the response chose,
+// then handleAuthResponse on the loop.
 //
 // While a request is on a worker the IKE SA takes no other request:
 // a copy of it (the peer retransmitted) or anything new is dropped and
 // counted (authAgain); an answered request sent again is still answered.
-// The result is dropped when the SA ended meanwhile (terminated, the
-// half-open timeout, Close); after a reload the computed values are
-// dropped and the loop checks the request itself under the SA's
-// connections (a reload before the request would have meant the same).
+// An initiator drops copies of the response the same way. The result is
+// dropped when the SA ended or moved on meanwhile (terminated, the
+// half-open timeout, the IKE_AUTH request given up, Close); after a
+// reload the computed values are dropped and the loop checks the message
+// itself (a reload before it came would have meant the same).
 //
-// A full queue computes on the loop instead of dropping the request:
+// A full queue computes on the loop instead of dropping the message:
 // unlike a new IKE_SA_INIT, an IKE_AUTH request comes from a peer that
 // already holds a half-open SA (bounded by the half-open limits) and
 // will not get another chance for seconds (its retransmit timeout), and
-// the work is bounded by one request per half-open SA.
+// the work is bounded by one request per half-open SA; a response is
+// taken from the window only once, as the initiator's keys are.
 
 // errOnLoop: the snapshot a worker computes from lacks a secret that
 // only the loop can get (Credentials); the loop computes it.
@@ -83,6 +88,8 @@ func (p *authPre) zero() {
 // authJob is the snapshot a worker computes from: copies or values the
 // loop does not change while the request is computed.
 type authJob struct {
+	initiator   bool // the response to our request, else the peer's request
+	authMID     uint32
 	m           *message.Message
 	in          message.Cipher
 	cands       []*config.Connection
@@ -116,48 +123,76 @@ type authResult struct {
 // offloadAuth hands the IKE_AUTH request m, not yet decrypted, to a
 // worker. Runs on the loop.
 func (sa *ikeSA) offloadAuth(m *message.Message, s *sock, local, remote netip.AddrPort) {
+	still := func() bool { return sa.state == ikeHalfOpen && sa.w.classify(m.MessageID) == reqNew }
+	sa.offloadAuthMessage(m, still, func() {
+		sa.log.Debug("received request", "message", logText{m}, "from", remote)
+		sa.lastHeard = sa.e.clk.Now()
+		if !sa.mobikeRequest(m) {
+			sa.peerSeenAt(s, local, remote)
+		}
+		sa.handleAuthRequest(m, s, local, remote)
+	})
+}
+
+// offloadAuthResponse hands the IKE_AUTH response m, not yet decrypted,
+// to a worker. Runs on the loop.
+func (sa *ikeSA) offloadAuthResponse(m *message.Message, remote netip.AddrPort) {
+	still := func() bool { return sa.state == ikeAuthSent && sa.w.expects(m.MessageID, message.IKE_AUTH) }
+	sa.offloadAuthMessage(m, still, func() {
+		sa.log.Debug("received response", "message", logText{m}, "from", remote)
+		sa.lastHeard = sa.e.clk.Now()
+		sa.answered(m) // handleAuthResponse
+	})
+}
+
+// offloadAuthMessage runs the job of m on a worker, then, back on the
+// loop, then — if still holds and the message decrypted — with what the
+// worker computed at hand (sa.auth.pre).
+func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then func()) {
 	e := sa.e
 	w := &authWork{cfg: e.cfg, computing: true}
 	sa.auth = w
-	j := authJob{m: m, in: sa.in, cands: sa.cands, chosen: sa.ikeChosen, prf: sa.suite.PRF,
+	authMID := m.MessageID
+	if sa.initiator {
+		authMID = sa.authMID
+	}
+	j := authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: sa.cands, chosen: sa.ikeChosen, prf: sa.suite.PRF,
 		skpi: sa.keys.SKpi, skpr: sa.keys.SKpr, skd: sa.keys.SKd, initReq: sa.initReq, initResp: sa.initResp,
 		ni: sa.ni, nr: sa.nr, intAuthI: sa.intAuthI, intAuthR: sa.intAuthR,
 		authLater:  sa.interDone < len(sa.suite.AdditionalKEs()),
 		peerHashes: sa.peerHashes, peerCertReq: sa.peerCertReq,
 		credPSK: sa.credPSK, credCert: sa.credCert, credTrust: sa.credTrust,
 		localAddr: sa.local.Addr(), remoteAddr: sa.remote.Addr(), remoteDyn: sa.leasedAddrs(), now: e.clk.Now()}
-	done := func(r authResult) { sa.authComputed(w, m, s, local, remote, r) }
+	if sa.initiator {
+		j.cands = []*config.Connection{sa.conn}
+	}
+	done := func(r authResult) { sa.authComputed(w, m, r, still, then) }
 	if !offload(e, j.run, done) {
 		e.crypto.authOnLoop++
 		done(j.run())
 	}
 }
 
-// authComputed is the rest of the request's handling, on the loop.
-func (sa *ikeSA) authComputed(w *authWork, m *message.Message, s *sock, local, remote netip.AddrPort, r authResult) {
+// authComputed is the rest of the message's handling, on the loop.
+func (sa *ikeSA) authComputed(w *authWork, m *message.Message, r authResult, still func() bool, then func()) {
 	if sa.auth != w {
 		r.pre.zero()
 		return // cannot happen: nothing else replaces it
 	}
 	sa.auth = nil
 	if r.decErr != nil {
-		sa.log.Debug("dropping request that fails to decrypt", "err", r.decErr)
+		sa.log.Debug("dropping IKE_AUTH message that fails to decrypt", "err", r.decErr)
 		return
 	}
-	if sa.state != ikeHalfOpen || sa.w.classify(m.MessageID) != reqNew {
+	if !still() {
 		r.pre.zero()
-		sa.log.Debug("IKE_AUTH request computed for an IKE SA that has moved on; dropped", "state", sa.state)
+		sa.log.Debug("IKE_AUTH message computed for an IKE SA that has moved on; dropped", "state", sa.state)
 		return
 	}
 	if sa.e.cfg != w.cfg {
 		r.pre.zero()
 		r.pre = nil
 		sa.log.Debug("IKE_AUTH computed under a configuration since replaced; checking it again")
-	}
-	sa.log.Debug("received request", "message", logText{m}, "from", remote)
-	sa.lastHeard = sa.e.clk.Now()
-	if !sa.mobikeRequest(m) {
-		sa.peerSeenAt(s, local, remote)
 	}
 	w.computing, w.pre = false, r.pre
 	sa.auth = w
@@ -167,7 +202,7 @@ func (sa *ikeSA) authComputed(w *authWork, m *message.Message, s *sock, local, r
 			sa.auth = nil
 		}
 	}()
-	sa.handleAuthRequest(m, s, local, remote)
+	then()
 }
 
 // run computes on a worker. Pure but for m, which it alone uses.
@@ -183,6 +218,9 @@ func (j authJob) run() (r authResult) {
 // precompute is the crypto of handleAuthRequest, from the snapshot; nil
 // where the loop will refuse the request before any of it.
 func (j authJob) precompute() *authPre {
+	if j.initiator {
+		return j.precomputeResponse()
+	}
 	m := j.m
 	idi, _ := m.Find(message.PayloadIDi).(*message.ID)
 	idr, _ := m.Find(message.PayloadIDr).(*message.ID)
@@ -199,7 +237,7 @@ func (j authJob) precompute() *authPre {
 	}
 	p := &authPre{conn: conn}
 	cr := j.creds(certReq)
-	oct, err := authOctets(j.prf, j.skpi, j.initReq, j.nr, idi.Body(), j.intAuthI, j.intAuthR, m.MessageID)
+	oct, err := authOctets(j.prf, j.skpi, j.initReq, j.nr, idi.Body(), j.intAuthI, j.intAuthR, j.authMID)
 	if err != nil {
 		return nil // the loop says why
 	}
@@ -212,13 +250,49 @@ func (j authJob) precompute() *authPre {
 		}
 	}
 	peer := config.Identity{Type: idi.IDType, Data: idi.Data}
-	if oct, err := authOctets(j.prf, j.skpr, j.initResp, j.ni, idPayload(conn.LocalID, true).Body(), j.intAuthI, j.intAuthR, m.MessageID); err == nil {
+	if oct, err := authOctets(j.prf, j.skpr, j.initResp, j.ni, idPayload(conn.LocalID, true).Body(), j.intAuthI, j.intAuthR, j.authMID); err == nil {
 		mine, note, err := makeOurAuth(conn, idPayload(conn.LocalID, true), nil, oct, j.prf, false, hashes, peer, cr)
 		if !errors.Is(err, errOnLoop) {
 			p.mineDone, p.mine, p.mineErr, p.mineNote = true, mine, err, note
 		}
 	}
 	p.childSuite, p.childKeys = j.childKeys(conn)
+	return p
+}
+
+// precomputeResponse is the crypto of handleAuthResponse: the
+// responder's AUTH under our connection, and the keys of the child the
+// response chose.
+func (j authJob) precomputeResponse() *authPre {
+	m := j.m
+	idr, _ := m.Find(message.PayloadIDr).(*message.ID)
+	auth, _ := m.Find(message.PayloadAUTH).(*message.Auth)
+	conn := j.cands[0]
+	if idr == nil || auth == nil || !conn.RemoteID.Matches(idr.IDType, idr.Data) {
+		return nil
+	}
+	p := &authPre{conn: conn}
+	oct, err := authOctets(j.prf, j.skpr, j.initResp, j.ni, idr.Body(), j.intAuthI, j.intAuthR, j.authMID)
+	if err != nil {
+		return nil
+	}
+	if why, note, err := verifyPeerAuth(conn, m, idr, auth, oct, j.prf, j.creds(nil), j.now); err == nil {
+		p.peerDone, p.peerWhy, p.peerNote = true, why, note
+		if why != "" {
+			return p
+		}
+	}
+	sap, _ := m.Find(message.PayloadSA).(*message.SA)
+	if sap == nil || len(sap.Proposals) != 1 {
+		return p
+	}
+	suite, err := ikecrypto.ChildSuiteFromProposal(&sap.Proposals[0])
+	if err != nil || suite.DH != 0 || len(suite.AdditionalKEs()) > 0 {
+		return p
+	}
+	if keys, err := ikecrypto.DeriveChildKeys(j.prf, j.skd, suite, nil, j.ni, j.nr); err == nil {
+		p.childSuite, p.childKeys = suite, keys
+	}
 	return p
 }
 
@@ -305,7 +379,10 @@ func authHints(m *message.Message, hashes []message.HashAlgorithm, certReq [][sh
 // (ok false: none, the loop checks).
 func (sa *ikeSA) precomputedPeer(conn *config.Connection) (why string, ok bool) {
 	w := sa.auth
-	if w == nil || w.pre == nil || w.pre.conn != conn || !w.pre.peerDone {
+	if w == nil {
+		return "", false
+	}
+	if w.pre == nil || w.pre.conn != conn || !w.pre.peerDone {
 		sa.e.crypto.authRedone++
 		return "", false
 	}
@@ -318,7 +395,10 @@ func (sa *ikeSA) precomputedPeer(conn *config.Connection) (why string, ok bool) 
 // false: none, the loop computes them).
 func (sa *ikeSA) precomputedMine(conn *config.Connection) (ps []message.Payload, err error, ok bool) {
 	w := sa.auth
-	if w == nil || w.pre == nil || w.pre.conn != conn || !w.pre.mineDone {
+	if w == nil {
+		return nil, nil, false
+	}
+	if w.pre == nil || w.pre.conn != conn || !w.pre.mineDone {
 		sa.e.crypto.authRedone++
 		return nil, nil, false
 	}
@@ -332,10 +412,10 @@ func (sa *ikeSA) precomputedMine(conn *config.Connection) (ps []message.Payload,
 // exchange, the IKE SA's nonces) with the suite the worker chose.
 func (sa *ikeSA) precomputedChildKeys(ch *childSA, ni, nr []byte, gir ikecrypto.Key) *ikecrypto.ChildKeys {
 	w := sa.auth
-	if w == nil || w.pre == nil {
+	if w == nil {
 		return nil
 	}
-	if w.pre.childKeys == nil || gir != nil || len(ch.addSecrets) > 0 ||
+	if w.pre == nil || w.pre.childKeys == nil || gir != nil || len(ch.addSecrets) > 0 ||
 		w.pre.childSuite != ch.suite || !sameBytes(ni, sa.ni) || !sameBytes(nr, sa.nr) {
 		sa.e.crypto.authRedone++
 		return nil

@@ -197,7 +197,7 @@ func TestReloadWhileAuthComputed(t *testing.T) {
 	require.NoError(t, result(t, initiated))
 	assert.Contains(t, b.logs.String(), "IKE_AUTH computed under a configuration since replaced")
 	used, redone := authUse(t, b.e)
-	assert.Equal(t, [2]int{0, 2}, [2]int{used, redone}, "computed values taken after the reload (the child's keys are not counted without them)")
+	assert.Equal(t, [2]int{0, 3}, [2]int{used, redone}, "computed values taken after the reload / computed again")
 	keysCrosswise(t, a, b)
 	for _, p := range []*peer{a, b} {
 		ss := p.sas(t)
@@ -205,4 +205,52 @@ func TestReloadWhileAuthComputed(t *testing.T) {
 		assert.Equal(t, IKEEstablished, ss[0].State, p.name)
 		assert.Len(t, ss[0].Children, 1, p.name)
 	}
+}
+
+// TestAuthResponseWhileComputed: the initiator's end. Copies of the
+// IKE_AUTH response that come while it is on a worker (the initiator's
+// request was retransmitted and answered again) start nothing; the
+// responder's AUTH verdict and the child's keys come from the worker.
+func TestAuthResponseWhileComputed(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	entered, release := holdWorkersFrom(t, a.e, 2) // a's first job: its IKE_SA_INIT keys
+	initiated := make(chan error, 1)
+	go func() { initiated <- a.e.Initiate(ctxT(t, 10*time.Second), "a-net") }()
+	waitFor(t, "a's IKE_AUTH response on a worker", 5*time.Second, func() bool { return entered.Load() == 2 })
+	waitFor(t, "a copy of the response dropped", 5*time.Second, func() bool { again, _ := authCounts(t, a.e); return again >= 1 })
+	ss := a.sas(t)
+	require.Len(t, ss, 1)
+	assert.Equal(t, IKEAuthSent, ss[0].State)
+	release()
+	require.NoError(t, result(t, initiated))
+	assert.EqualValues(t, 2, entered.Load(), "a's jobs")
+	used, redone := authUse(t, a.e)
+	assert.Equal(t, [2]int{2, 0}, [2]int{used, redone}, "the responder's AUTH verdict and the child's keys from the worker")
+	keysCrosswise(t, a, b)
+}
+
+// TestInitiatorEndsWhileAuthComputed: an initiator's IKE SA terminated
+// while the IKE_AUTH response is on a worker stays gone: nothing is
+// installed when the result comes back.
+func TestInitiatorEndsWhileAuthComputed(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	newPeer(t, "b", sb.config(t, "b"))
+	entered, release := holdWorkersFrom(t, a.e, 2)
+	initiated := make(chan error, 1)
+	go func() { initiated <- a.e.Initiate(ctxT(t, 10*time.Second), "a-net") }()
+	waitFor(t, "a's IKE_AUTH response on a worker", 5*time.Second, func() bool { return entered.Load() == 2 })
+	require.NoError(t, a.e.Terminate(t.Context(), "a"))
+	require.Empty(t, a.sas(t))
+	release()
+	assert.Error(t, result(t, initiated), "Initiate of a terminated IKE SA")
+	settle(t, a)
+	assert.Empty(t, a.sas(t), "a's SAs after the result came back")
+	assert.NotContains(t, a.logs.String(), "IKE SA established")
+	s, pols := a.counts(t)
+	assert.Zero(t, s+pols, "a's dataplane")
 }

@@ -79,7 +79,11 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 		sa.authFailed(fmt.Sprintf("peer identity %s is not the configured %s", idText(idr), sa.conn.RemoteID))
 		return
 	}
-	if why := sa.checkPeerAuth(sa.conn, m, idr, auth); why != "" {
+	why, ok := sa.precomputedPeer(sa.conn) // auth_offload.go
+	if !ok {
+		why = sa.checkPeerAuth(sa.conn, m, idr, auth)
+	}
+	if why != "" {
 		sa.authFailed(why)
 		return
 	}

@@ -219,6 +219,11 @@ func TestPubkeyAuth(t *testing.T) {
 				if used != 3 || redone != 0 {
 					t.Errorf("%s: IKE_AUTH values from the worker %d, computed again %d; want 3, 0", y.name, used, redone)
 				}
+				// The initiator: the responder's signature check and the
+				// child's keys.
+				if used, redone := authUse(t, x.e); used != 2 || redone != 0 {
+					t.Errorf("%s: IKE_AUTH values from the worker %d, computed again %d; want 2, 0", x.name, used, redone)
+				}
 			})
 		}
 	}

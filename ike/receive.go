@@ -63,6 +63,16 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 			sa.peerForgotSA(remote)
 			return
 		}
+		if w := sa.auth; w != nil && w.computing {
+			// A copy of the IKE_AUTH response on a worker
+			// (auth_offload.go).
+			e.crypto.authAgain++
+			return
+		}
+		if h.Exchange == message.IKE_AUTH && sa.state == ikeAuthSent && sa.initiator {
+			sa.offloadAuthResponse(m, remote) // decrypted and checked on a worker
+			return
+		}
 		if err := m.Decrypt(sa.in); err != nil {
 			sa.log.Debug("dropping response that fails to decrypt", "err", err)
 			return
