@@ -156,7 +156,7 @@ func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then 
 	if sa.initiator {
 		authMID = sa.authMID
 	}
-	j := authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: sa.cands, chosen: sa.ikeChosen, prf: sa.suite.PRF,
+	j := &authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: sa.cands, chosen: sa.ikeChosen, prf: sa.suite.PRF,
 		skpi: sa.keys.SKpi, skpr: sa.keys.SKpr, skd: sa.keys.SKd, initReq: sa.initReq, initResp: sa.initResp,
 		ni: sa.ni, nr: sa.nr, intAuthI: sa.intAuthI, intAuthR: sa.intAuthR,
 		authLater:  sa.interDone < len(sa.suite.AdditionalKEs()),
@@ -206,7 +206,7 @@ func (sa *ikeSA) authComputed(w *authWork, m *message.Message, r authResult, sti
 }
 
 // run computes on a worker. Pure but for m, which it alone uses.
-func (j authJob) run() (r authResult) {
+func (j *authJob) run() (r authResult) {
 	if err := j.m.Decrypt(j.in); err != nil {
 		r.decErr = err
 		return r
@@ -217,7 +217,7 @@ func (j authJob) run() (r authResult) {
 
 // precompute is the crypto of handleAuthRequest, from the snapshot; nil
 // where the loop will refuse the request before any of it.
-func (j authJob) precompute() *authPre {
+func (j *authJob) precompute() *authPre {
 	if j.initiator {
 		return j.precomputeResponse()
 	}
@@ -263,7 +263,7 @@ func (j authJob) precompute() *authPre {
 // precomputeResponse is the crypto of handleAuthResponse: the
 // responder's AUTH under our connection, and the keys of the child the
 // response chose.
-func (j authJob) precomputeResponse() *authPre {
+func (j *authJob) precomputeResponse() *authPre {
 	m := j.m
 	idr, _ := m.Find(message.PayloadIDr).(*message.ID)
 	auth, _ := m.Find(message.PayloadAUTH).(*message.Auth)
@@ -300,7 +300,7 @@ func (j authJob) precomputeResponse() *authPre {
 // make: the ESP suite selectChild picks from the offer now (the loop
 // picks again, with the virtual IPs it may lease first; it takes these
 // keys only for the same suite).
-func (j authJob) childKeys(conn *config.Connection) (ikecrypto.ChildSuite, *ikecrypto.ChildKeys) {
+func (j *authJob) childKeys(conn *config.Connection) (ikecrypto.ChildSuite, *ikecrypto.ChildKeys) {
 	m := j.m
 	sap, _ := m.Find(message.PayloadSA).(*message.SA)
 	tsi, _ := m.Find(message.PayloadTSi).(*message.TS)
@@ -327,7 +327,7 @@ func (j authJob) childKeys(conn *config.Connection) (ikecrypto.ChildSuite, *ikec
 
 // creds are the snapshot's secrets: the configuration's, or what
 // Credentials gave this SA before; errOnLoop for the rest.
-func (j authJob) creds(certReq [][sha1.Size]byte) authCreds {
+func (j *authJob) creds(certReq [][sha1.Size]byte) authCreds {
 	return authCreds{
 		psk: func(c *config.Connection, _ config.Identity) ([]byte, error) {
 			switch {
