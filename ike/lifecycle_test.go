@@ -238,6 +238,9 @@ func TestInvalidIKESPI(t *testing.T) {
 	// One line; the others of the window are counted (prelog.go).
 	assert.Equal(t, 1, strings.Count(b.logText(), "answering INVALID_IKE_SPI"))
 	assert.Equal(t, 1, strings.Count(a.logText(), "peer answered INVALID_IKE_SPI"), "logged once")
+	// The collector reads the events on its own goroutine: the dead
+	// event may still be on its way when the SA list is empty.
+	waitFor(t, "a's dead event collected", 3*time.Second, func() bool { return len(ev.since(0, "ike", "dead")) > 0 })
 	dead := ev.since(0, "ike", "dead")
 	require.Len(t, dead, 1)
 	assert.Contains(t, dead[0].Reason, ErrPeerNotResponding.Error())
