@@ -144,6 +144,9 @@ func (e *Engine) restoreSAs(b []*restoring, st *RestoreStats) {
 			continue
 		}
 		ch.xfrmi = x
+		// The record's reqid, registered so no later allocation takes it
+		// (another if it is taken here): reqidindex.go.
+		e.takeChildReqID(ch)
 		if r.plan, err = e.planOffload(e.ctx, ch); err != nil {
 			e.restoreFailed(r, err)
 			continue

@@ -187,3 +187,38 @@ func TestReloadTrapReqID(t *testing.T) {
 		assert.Nil(t, a.e.reqids.byReqID[first], "the assigned one given back")
 	}))
 }
+
+// TestRestoreRegistersReqIDs: children restored from HA records hold
+// their records' reqids (a later allocation never takes them); two
+// records of one reqid with different selectors (narrowed children
+// restored on a node that allocated it already) get two.
+func TestRestoreRegistersReqIDs(t *testing.T) {
+	sa, sb := pairSides(t)
+	p := newPeer(t, "b", sb.config(t, "b"))
+	one := haTestChild("b-net", 0xc1000001, 0xc2000001)
+	two := haTestChild("b-net", 0xc1000002, 0xc2000002)
+	three := haTestChild("b-net", 0xc1000003, 0xc2000003)
+	for i, c := range []*HAChild{one, two, three} {
+		a := netip.AddrFrom4([4]byte{10, 2, 0, byte(i + 1)})
+		r := netip.AddrFrom4([4]byte{10, 1, 0, byte(i + 1)})
+		c.LocalTS, c.RemoteTS = []HATS{{Start: a, End: a}}, []HATS{{Start: r, End: r}}
+		c.Est = time.Now().Add(-time.Minute)
+	}
+	three.ReqID = kernelops.DefaultReqIDMin + 0x100
+	require.NoError(t, p.e.Restore(ctxT(t, 10*time.Second), haTestIKE(sb, sa), []*HAChild{one, two, three}, RestoreOptions{}))
+	got := map[uint32]uint32{} // out SPI -> reqid
+	for s, err := range p.b.SAs(t.Context()) {
+		require.NoError(t, err)
+		got[s.SA.ID.SPI] = s.SA.ReqID
+	}
+	assert.Equal(t, one.ReqID, got[one.OutSPI], "the record's reqid")
+	assert.Equal(t, three.ReqID, got[three.OutSPI], "the record's reqid")
+	assert.NotEqual(t, got[one.OutSPI], got[two.OutSPI], "another selector set: another reqid")
+	require.NoError(t, p.e.call(ctxT(t, 5*time.Second), func() {
+		for _, r := range []uint32{got[one.OutSPI], got[two.OutSPI], three.ReqID} {
+			assert.Equal(t, "b-net", p.e.childNameOf(r), "reqid %#x registered", r)
+		}
+		p.e.reqids.next = three.ReqID
+		assert.NotEqual(t, three.ReqID, p.e.reqids.fresh(), "a later allocation skips it")
+	}))
+}
