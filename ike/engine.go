@@ -89,7 +89,7 @@ type Engine struct {
 	sockets    map[netip.AddrPort]*sock
 	sas        map[uint64]*ikeSA               // by our SPI
 	byConn     map[string]map[*ikeSA]struct{}  // sas by connection name (sasindex.go)
-	byPeer     map[peerKey]map[*ikeSA]struct{} // sas by the peer's identity (sasindex.go)
+	byPeer     map[peerKey]map[peerKey]saGroup // sas by the peer's identity, then ours (sasindex.go)
 	reserved   map[uint64]bool                 // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
 	reqids     reqidTable      // reqids in use, by key and by number (reqidindex.go)
@@ -158,7 +158,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		sockets:    map[netip.AddrPort]*sock{},
 		sas:        map[uint64]*ikeSA{},
 		byConn:     map[string]map[*ikeSA]struct{}{},
-		byPeer:     map[peerKey]map[*ikeSA]struct{}{},
+		byPeer:     map[peerKey]map[peerKey]saGroup{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
 		policies:   map[kernelops.PolicyID]*polRef{},
@@ -284,7 +284,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 			}
 			for _, sa := range e.sasOf(oc.Name) {
 				old := sa.conn
-				sa.conn = nc // new settings apply from now on
+				e.setConn(sa, nc) // new settings apply from now on (our identity may change: sasindex.go)
 				if old.DPDDelay != nc.DPDDelay {
 					sa.livenessReconfigured()
 				}

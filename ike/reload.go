@@ -115,7 +115,8 @@ func (e *Engine) reconfigured(old, cfg *config.Config) {
 				sa.destroy("reload: " + closed.Reason)
 				continue
 			}
-			sa.cands, sa.conn = cands, cands[0]
+			sa.cands = cands
+			e.setConn(sa, cands[0])
 			continue
 		}
 		if !sa.estAt.IsZero() {

@@ -13,10 +13,14 @@ import (
 // name (Engine.byConn), so that initiating, terminating or reloading a
 // connection looks at its own SAs, not at every SA: with 100,000 tunnels
 // a scan per initiate made bringing them up quadratic. They are also
-// indexed by the peer's authenticated identity (Engine.byPeer), so that
-// INITIAL_CONTACT and unique, checked on every IKE_AUTH, look at that
-// peer's SAs only. Every change of Engine.sas, of an SA's connection or
-// of its peer identity goes through these. Loop-owned.
+// indexed by the two identities they join (Engine.byPeer: the peer's
+// authenticated identity, then our own as the connection has it), so
+// that INITIAL_CONTACT and unique, checked on every IKE_AUTH, look at
+// the SAs between the same two identities only: with every tunnel going
+// to one peer, each from its own local identity, a look at all of that
+// peer's SAs made a bring-up quadratic. Every change of Engine.sas, of
+// an SA's connection or of its peer identity goes through these.
+// Loop-owned.
 
 // addSA adds sa under our SPI spi.
 func (e *Engine) addSA(spi uint64, sa *ikeSA) {
@@ -34,11 +38,19 @@ func (e *Engine) removeSA(sa *ikeSA) {
 	e.unindexPeer(sa)
 }
 
-// setConn moves sa to connection c (a responder's choice at IKE_AUTH).
+// setConn moves sa to connection c (a responder's choice at IKE_AUTH,
+// or a reload's new settings: our identity may change with them).
 func (e *Engine) setConn(sa *ikeSA, c *config.Connection) {
-	e.unindex(sa)
+	kept := e.sas[sa.localSPI()] == sa
+	if kept {
+		e.unindex(sa)
+		e.unindexPeer(sa)
+	}
 	sa.conn = c
-	e.index(sa)
+	if kept {
+		e.index(sa)
+		e.indexPeer(sa)
+	}
 }
 
 // setPeerID records id as the authenticated identity of sa's peer.
@@ -96,11 +108,74 @@ func foldKey(s string) string {
 	return b.String()
 }
 
-// peerSAs is the SAs whose peer authenticated with an identity under
-// key k, oldest first, of those keep keeps.
-func (e *Engine) peerSAs(k peerKey, keep func(*ikeSA) bool) []*ikeSA {
+// saGroup is the SAs under one key of byPeer: almost always one, so
+// without a map of its own until there are more.
+type saGroup struct {
+	one  *ikeSA
+	more map[*ikeSA]struct{}
+}
+
+func (s saGroup) add(sa *ikeSA) saGroup {
+	switch {
+	case s.more != nil:
+		s.more[sa] = struct{}{}
+	case s.one == nil || s.one == sa:
+		s.one = sa
+	default:
+		s.more = map[*ikeSA]struct{}{s.one: {}, sa: {}}
+		s.one = nil
+	}
+	return s
+}
+
+// remove removes sa; ok is false when s is then empty.
+func (s saGroup) remove(sa *ikeSA) (_ saGroup, ok bool) {
+	if s.one == sa {
+		s.one = nil
+	}
+	delete(s.more, sa)
+	if len(s.more) == 1 {
+		for o := range s.more {
+			s.one = o
+		}
+	}
+	if len(s.more) <= 1 {
+		s.more = nil
+	}
+	return s, s.one != nil || s.more != nil
+}
+
+func (s saGroup) all(yield func(*ikeSA) bool) {
+	if s.one != nil && !yield(s.one) {
+		return
+	}
+	for sa := range s.more {
+		if !yield(sa) {
+			return
+		}
+	}
+}
+
+func (s saGroup) len() int {
+	if s.one != nil {
+		return 1
+	}
+	return len(s.more)
+}
+
+// localKey is what byPeer keys our identity by within a peer: the
+// connection's local identity exactly (INITIAL_CONTACT and unique
+// compare it byte for byte).
+func localKey(c *config.Connection) peerKey {
+	return peerKey{c.LocalID.Type, string(c.LocalID.Data)}
+}
+
+// partiesSAs is the SAs between the two identities we present as local
+// and the peer authenticated under key peer, oldest first, of those keep
+// keeps.
+func (e *Engine) partiesSAs(peer, local peerKey, keep func(*ikeSA) bool) []*ikeSA {
 	var out []*ikeSA
-	for sa := range e.byPeer[k] {
+	for sa := range e.byPeer[peer][local].all {
 		if keep(sa) {
 			out = append(out, sa)
 		}
@@ -109,25 +184,37 @@ func (e *Engine) peerSAs(k peerKey, keep func(*ikeSA) bool) []*ikeSA {
 	return out
 }
 
+// partiesKeys is where byPeer holds sa, if it does (an SA with a
+// connection and an authenticated peer).
+func partiesKeys(sa *ikeSA) (peer, local peerKey, ok bool) {
+	id := sa.rec.peerID
+	if id == nil || sa.conn == nil {
+		return peerKey{}, peerKey{}, false
+	}
+	return keyOf(id.IDType, id.Data), localKey(sa.conn), true
+}
+
 func (e *Engine) indexPeer(sa *ikeSA) {
-	if id := sa.rec.peerID; id != nil {
-		k := keyOf(id.IDType, id.Data)
-		m := e.byPeer[k]
+	if p, l, ok := partiesKeys(sa); ok {
+		m := e.byPeer[p]
 		if m == nil {
-			m = map[*ikeSA]struct{}{}
-			e.byPeer[k] = m
+			m = map[peerKey]saGroup{}
+			e.byPeer[p] = m
 		}
-		m[sa] = struct{}{}
+		m[l] = m[l].add(sa)
 	}
 }
 
 func (e *Engine) unindexPeer(sa *ikeSA) {
-	if id := sa.rec.peerID; id != nil {
-		k := keyOf(id.IDType, id.Data)
-		if m := e.byPeer[k]; m != nil {
-			delete(m, sa)
-			if len(m) == 0 {
-				delete(e.byPeer, k)
+	if p, l, ok := partiesKeys(sa); ok {
+		if m := e.byPeer[p]; m != nil {
+			if s, ok := m[l].remove(sa); ok {
+				m[l] = s
+			} else {
+				delete(m, l)
+				if len(m) == 0 {
+					delete(e.byPeer, p)
+				}
 			}
 		}
 	}
@@ -161,20 +248,28 @@ func (e *Engine) unindex(sa *ikeSA) {
 // they agree), for tests.
 func (e *Engine) indexErr() string {
 	peers := 0
-	for k, m := range e.byPeer {
-		for sa := range m {
-			peers++
-			if id := sa.rec.peerID; id == nil || keyOf(id.IDType, id.Data) != k {
-				return "an SA is indexed under a peer identity it does not have"
+	for p, m := range e.byPeer {
+		if len(m) == 0 {
+			return "the peer index holds an empty set"
+		}
+		for l, s := range m {
+			if s.len() == 0 || (s.more != nil && (s.one != nil || len(s.more) < 2)) {
+				return "the peer index holds a malformed set"
 			}
-			if e.sas[sa.localSPI()] != sa {
-				return "an SA is indexed by its peer but not kept"
+			for sa := range s.all {
+				peers++
+				if sp, sl, ok := partiesKeys(sa); !ok || sp != p || sl != l {
+					return "an SA is indexed under identities it does not join"
+				}
+				if e.sas[sa.localSPI()] != sa {
+					return "an SA is indexed by its peer but not kept"
+				}
 			}
 		}
 	}
 	withPeer := 0
 	for _, sa := range e.sas {
-		if sa.rec.peerID != nil {
+		if _, _, ok := partiesKeys(sa); ok {
 			withPeer++
 		}
 	}

@@ -1,7 +1,9 @@
 package ike
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +72,7 @@ func TestInitialContactCaseInsensitive(t *testing.T) {
 // did before the peer index (how=scan), against the index (how=index).
 func BenchmarkPeerLookup(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
-		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[peerKey]map[*ikeSA]struct{}{}}
+		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[peerKey]map[peerKey]saGroup{}}
 		c := &config.Connection{Name: "gw", LocalID: config.Identity{Type: message.IDFQDN, Data: []byte("gw.example.org")}}
 		t0 := time.Unix(0, 0)
 		for i := range n {
@@ -88,11 +90,106 @@ func BenchmarkPeerLookup(b *testing.B) {
 					if how == "scan" {
 						found = len(e.sortedSAsWhere(keep))
 					} else {
-						found = len(e.peerSAs(keyOf(peer.IDType, peer.Data), keep))
+						found = len(e.partiesSAs(keyOf(peer.IDType, peer.Data), localKey(c), keep))
 					}
 				}
 				if found != 1 {
 					b.Fatalf("found %d SAs of the peer, want 1", found)
+				}
+			})
+		}
+	}
+}
+
+// partiesEngine is an engine (no loop) holding n established IKE SAs to
+// one peer, b.example.org, each from its own local identity tI.a.example.org.
+func partiesEngine(n int) (*Engine, func(local string) *ikeSA) {
+	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[peerKey]map[peerKey]saGroup{}}
+	conn := func(local string) *config.Connection {
+		return &config.Connection{Name: local, Unique: config.UniqueNo,
+			LocalID:  config.Identity{Type: message.IDFQDN, Data: []byte(local)},
+			RemoteID: config.Identity{Type: message.IDFQDN, Data: []byte("b.example.org")}}
+	}
+	spi := uint64(0)
+	mk := func(local string) *ikeSA {
+		spi++
+		return &ikeSA{e: e, conn: conn(local), initiator: true, spii: spi, log: slog.New(slog.DiscardHandler)}
+	}
+	for i := range n {
+		sa := mk(fmt.Sprintf("t%d.a.example.org", i))
+		sa.state = ikeEstablished
+		e.addSA(sa.localSPI(), sa)
+		e.setPeerID(sa, &message.ID{IDType: message.IDFQDN, Data: []byte("B.example.org")})
+	}
+	return e, mk
+}
+
+// TestInitialContactParties: INITIAL_CONTACT goes when no SA joins the
+// same two identities — with many SAs to the same peer from other local
+// identities — and not when one does; the index follows an SA whose
+// connection changes our identity (a reload) and one that goes.
+func TestInitialContactParties(t *testing.T) {
+	e, mk := partiesEngine(100)
+	require.Empty(t, e.indexErr())
+	fresh := mk("t100.a.example.org")
+	assert.Len(t, fresh.initialContact(), 1, "no SA from t100: INITIAL_CONTACT")
+	assert.Empty(t, mk("t7.a.example.org").initialContact(), "t7 has an SA with the peer")
+	// t7's SA moves to t100's identity (reload): now t100 has one, t7 none.
+	var t7 *ikeSA
+	for sa := range e.byPeer[keyOf(message.IDFQDN, []byte("b.example.org"))][peerKey{message.IDFQDN, "t7.a.example.org"}].all {
+		t7 = sa
+	}
+	require.NotNil(t, t7)
+	e.setConn(t7, fresh.conn)
+	require.Empty(t, e.indexErr())
+	assert.Empty(t, fresh.initialContact())
+	assert.Len(t, mk("t7.a.example.org").initialContact(), 1)
+	// Two SAs under one pair of identities, then both gone.
+	other := mk("t100.a.example.org")
+	e.addSA(other.localSPI(), other)
+	e.setPeerID(other, &message.ID{IDType: message.IDFQDN, Data: []byte("b.example.org")})
+	require.Empty(t, e.indexErr())
+	assert.Equal(t, 2, e.byPeer[keyOf(message.IDFQDN, []byte("b.example.org"))][localKey(fresh.conn)].len())
+	e.removeSA(t7)
+	require.Empty(t, e.indexErr())
+	assert.Equal(t, 1, e.byPeer[keyOf(message.IDFQDN, []byte("b.example.org"))][localKey(fresh.conn)].len())
+	e.removeSA(other)
+	require.Empty(t, e.indexErr())
+	assert.Len(t, fresh.initialContact(), 1)
+	e.removeSA(other) // twice: no change
+	require.Empty(t, e.indexErr())
+}
+
+// BenchmarkInitialContact: what deciding on INITIAL_CONTACT costs on each
+// IKE_AUTH with -sas IKE SAs up to the same peer, each from its own local
+// identity (one gateway, many tunnels): a scan of the peer's SAs before
+// the index by both identities (how=peer-scan), against it (how=index).
+func BenchmarkInitialContact(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		e, mk := partiesEngine(n)
+		sa := mk("new.a.example.org")
+		for _, how := range []string{"peer-scan", "index"} {
+			b.Run(fmt.Sprintf("sas=%d/how=%s", n, how), func(b *testing.B) {
+				sent := 0
+				for b.Loop() {
+					if how == "index" {
+						sent = len(sa.initialContact())
+						continue
+					}
+					sent = 1
+					c := sa.conn
+					for _, m := range e.byPeer[keyOf(c.RemoteID.Type, c.RemoteID.Data)] {
+						for o := range m.all {
+							if o != sa && o.state != ikeDead && o.rec.peerID != nil && o.conn != nil &&
+								o.conn.LocalID.Type == c.LocalID.Type && bytes.Equal(o.conn.LocalID.Data, c.LocalID.Data) &&
+								c.RemoteID.Matches(o.rec.peerID.IDType, o.rec.peerID.Data) {
+								sent = 0
+							}
+						}
+					}
+				}
+				if sent != 1 {
+					b.Fatal("INITIAL_CONTACT not sent")
 				}
 			})
 		}
