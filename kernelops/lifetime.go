@@ -5,9 +5,10 @@ package kernelops
 // The front end tracks every SA it installs through such a driver.
 //
 // A lifeManager tracks each SA's soft and hard limits. Time limits (add-time,
-// and use-time once the SA was first used) run on timers of a
-// clock.Clock: one pending timer per SA at most, armed for the
-// SA's next deadline, and no goroutine per SA. Byte and packet limits are
+// and use-time once the SA was first used) run on one timer of a
+// clock.Clock: the SAs' next deadlines are kept in a heap and the timer is
+// armed for the earliest, so there is no timer and no goroutine per SA (a
+// runtime timer and its callback cost ≈170 bytes per SA at 100,000). Byte and packet limits are
 // checked whenever the owner reports counters with Observe — after each
 // bulk counter read, or on every packet in a model.
 //
@@ -28,6 +29,7 @@ package kernelops
 // that goroutine.
 
 import (
+	"container/heap"
 	"sync"
 	"time"
 
@@ -41,6 +43,10 @@ type lifeManager struct {
 
 	mu         sync.Mutex
 	sas        map[SAID]*lifeTracked
+	due        lifeHeap // the SAs with a time deadline, earliest first
+	timer      clock.Timer
+	timerAt    time.Time // when timer fires (zero: not armed)
+	timerSeq   uint64    // tells a stale timer callback from the current one
 	queue      []*ExpireEvent
 	delivering bool
 	closed     bool
@@ -56,9 +62,8 @@ type lifeTracked struct {
 	packets  uint64
 	softDone bool
 
-	timer   clock.Timer
-	timerAt time.Time
-	armSeq  uint64 // tells a stale timer callback from the current one
+	timerAt time.Time // the SA's next time deadline (zero: none)
+	at      int       // its index in lifeManager.due, -1 when not there
 }
 
 // New returns a lifeManager on clk that hands every expiry to fire. The owner
@@ -83,9 +88,9 @@ func (m *lifeManager) Add(id SAID, reqid uint32, lt Lifetimes, added time.Time) 
 		return
 	}
 	if old := m.sas[id]; old != nil {
-		old.stop()
+		m.unarm(old)
 	}
-	t := &lifeTracked{id: id, reqid: reqid, lt: lt, added: added}
+	t := &lifeTracked{id: id, reqid: reqid, lt: lt, added: added, at: -1}
 	m.sas[id] = t
 	m.evaluate(t)
 	m.mu.Unlock()
@@ -166,7 +171,7 @@ func (m *lifeManager) Remove(id SAID) bool {
 	if t == nil {
 		return false
 	}
-	t.stop()
+	m.unarm(t)
 	delete(m.sas, id)
 	return true
 }
@@ -178,7 +183,7 @@ func (m *lifeManager) RemoveIf(drop func(id SAID, reqid uint32) bool) {
 	defer m.mu.Unlock()
 	for id, t := range m.sas {
 		if drop(id, t.reqid) {
-			t.stop()
+			m.unarm(t)
 			delete(m.sas, id)
 		}
 	}
@@ -195,13 +200,7 @@ func (m *lifeManager) Len() int {
 func (m *lifeManager) Pending() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := 0
-	for _, t := range m.sas {
-		if t.timer != nil {
-			n++
-		}
-	}
-	return n
+	return len(m.due)
 }
 
 // Close stops every timer and forgets every SA; later calls are no-ops.
@@ -209,9 +208,11 @@ func (m *lifeManager) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	for _, t := range m.sas {
-		t.stop()
+	for _, t := range m.due {
+		t.at, t.timerAt = -1, time.Time{}
 	}
+	m.due = nil
+	m.setTimer(m.clk.Now())
 	clear(m.sas)
 	m.queue = nil
 }
@@ -231,11 +232,12 @@ func (m *lifeManager) with(id SAID, f func(*lifeTracked)) bool {
 	return true
 }
 
-func (t *lifeTracked) stop() {
-	if t.timer != nil {
-		t.timer.Stop()
-		t.timer = nil
+// unarm takes t's deadline out of the heap. Called with m.mu held.
+func (m *lifeManager) unarm(t *lifeTracked) {
+	if t.at >= 0 {
+		heap.Remove(&m.due, t.at)
 		t.timerAt = time.Time{}
+		m.setTimer(m.clk.Now())
 	}
 }
 
@@ -258,7 +260,7 @@ func (m *lifeManager) evaluate(t *lifeTracked) {
 		}
 		t.softDone = true
 		m.queue = append(m.queue, t.event(true, hard))
-		t.stop()
+		m.unarm(t)
 		delete(m.sas, t.id)
 		return
 	}
@@ -302,7 +304,7 @@ func limitOf(l Limits, k LimitKind) uint64 {
 	return 0
 }
 
-// arm sets the SA's single timer to its earliest pending time deadline.
+// arm puts the SA's earliest pending time deadline in the heap.
 func (m *lifeManager) arm(t *lifeTracked, now time.Time) {
 	var next time.Time
 	consider := func(l Limits) {
@@ -317,17 +319,43 @@ func (m *lifeManager) arm(t *lifeTracked, now time.Time) {
 		consider(t.lt.Soft)
 	}
 	consider(t.lt.Hard)
-	if next.Equal(t.timerAt) && t.timer != nil {
+	if next.Equal(t.timerAt) && t.at >= 0 {
 		return
 	}
-	t.stop()
 	if next.IsZero() {
+		m.unarm(t)
 		return
 	}
 	t.timerAt = next
-	t.armSeq++
-	seq := t.armSeq
-	t.timer = m.clk.AfterFunc(max(next.Sub(now), 0), func() { m.onTimer(t, seq) })
+	if t.at >= 0 {
+		heap.Fix(&m.due, t.at)
+	} else {
+		heap.Push(&m.due, t)
+	}
+	m.setTimer(now)
+}
+
+// setTimer arms the one timer for the earliest deadline in the heap, or
+// stops it when there is none. Called with m.mu held.
+func (m *lifeManager) setTimer(now time.Time) {
+	var next time.Time
+	if len(m.due) > 0 {
+		next = m.due[0].timerAt
+	}
+	if next.Equal(m.timerAt) && (m.timer != nil) == !next.IsZero() {
+		return
+	}
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
+	m.timerAt = next
+	m.timerSeq++
+	if next.IsZero() {
+		return
+	}
+	seq := m.timerSeq
+	m.timer = m.clk.AfterFunc(max(next.Sub(now), 0), func() { m.onTimer(seq) })
 }
 
 func earliestTime(a, b time.Time) time.Time {
@@ -337,16 +365,56 @@ func earliestTime(a, b time.Time) time.Time {
 	return a
 }
 
-func (m *lifeManager) onTimer(t *lifeTracked, seq uint64) {
+// onTimer evaluates every SA whose deadline has come, earliest first
+// (their expiries are queued in that order).
+func (m *lifeManager) onTimer(seq uint64) {
 	m.mu.Lock()
-	if m.sas[t.id] != t || t.timer == nil || t.armSeq != seq {
-		m.mu.Unlock() // removed, replaced or re-armed since
+	if m.timerSeq != seq {
+		m.mu.Unlock() // re-armed or stopped since
 		return
 	}
-	t.timer, t.timerAt = nil, time.Time{}
-	m.evaluate(t)
+	m.timer, m.timerAt = nil, time.Time{}
+	now := m.clk.Now()
+	// Take the due ones out first: one whose limit is not yet reached
+	// (its deadline rounded) goes back in and waits for the next timer.
+	var due []*lifeTracked
+	for len(m.due) > 0 && !now.Before(m.due[0].timerAt) {
+		t := heap.Pop(&m.due).(*lifeTracked)
+		t.timerAt = time.Time{}
+		due = append(due, t)
+	}
+	for _, t := range due {
+		if m.sas[t.id] == t {
+			m.evaluate(t)
+		}
+	}
+	m.setTimer(now)
 	m.mu.Unlock()
 	m.deliver()
+}
+
+// lifeHeap orders SAs by deadline (container/heap), keeping each one's
+// index so that it can be moved or removed.
+type lifeHeap []*lifeTracked
+
+func (h lifeHeap) Len() int           { return len(h) }
+func (h lifeHeap) Less(i, j int) bool { return h[i].timerAt.Before(h[j].timerAt) }
+func (h lifeHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].at, h[j].at = i, j
+}
+func (h *lifeHeap) Push(x any) {
+	t := x.(*lifeTracked)
+	t.at = len(*h)
+	*h = append(*h, t)
+}
+func (h *lifeHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.at = -1
+	return t
 }
 
 // deliver hands queued expiries to fire, one at a time, outside the lock.

@@ -361,3 +361,45 @@ func TestConcurrentRealClock(t *testing.T) {
 		t.Errorf("after every hard expiry: %d lifeTracked, %d armed; want 0, 0", m.Len(), m.Pending())
 	}
 }
+
+// TestOneTimerManySAs: SAs with deadlines in any order, some moved or
+// removed, expire in deadline order on one clock timer, which is stopped
+// once nothing is left to wait for.
+func TestOneTimerManySAs(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
+	const n = 50
+	var want []string
+	for i := range n {
+		d := time.Duration((i*37)%n+1) * time.Second // distinct, shuffled
+		m.Add(testSAID(uint32(0x100+i)), 1, Lifetimes{Hard: Limits{AddTime: d}}, time.Time{})
+	}
+	if clk.Pending() != 1 || m.Pending() != n {
+		t.Fatalf("%d clock timers, %d SAs armed; want 1, %d", clk.Pending(), m.Pending(), n)
+	}
+	m.Remove(testSAID(0x100))                                                      // due at 1 s
+	m.Update(testSAID(0x101), Lifetimes{Hard: Limits{AddTime: 100 * time.Second}}) // 38 s → 100 s
+	for s := 1; s <= 100; s++ {
+		for i := 1; i < n; i++ {
+			d := (i*37)%n + 1
+			if i == 1 {
+				d = 100
+			}
+			if d == s {
+				want = append(want, fmt.Sprintf("%#x hard add-time", 0x100+i))
+			}
+		}
+	}
+	clk.Advance(99 * time.Second)
+	if clk.Pending() != 1 || m.Pending() != 1 {
+		t.Fatalf("at 99 s: %d clock timers, %d SAs armed; want 1, 1", clk.Pending(), m.Pending())
+	}
+	clk.Advance(time.Second)
+	if got := r.got(); !equal(got, want) {
+		t.Fatalf("fired %q,\nwant %q", got, want)
+	}
+	if clk.Pending() != 0 || m.Pending() != 0 || m.Len() != 0 {
+		t.Fatalf("after all: %d clock timers, %d armed, %d tracked; want 0", clk.Pending(), m.Pending(), m.Len())
+	}
+}
