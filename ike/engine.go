@@ -66,6 +66,7 @@ type Engine struct {
 	wake     chan struct{}
 	stop     chan struct{}
 	loopDone chan struct{}
+	timers   timers // loop-owned (timers.go)
 	closeMu  sync.Mutex
 	closed   bool
 

@@ -3,9 +3,6 @@ package ike
 import (
 	"context"
 	"sync/atomic"
-	"time"
-
-	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
 // post queues f to run on the loop. It never blocks, so timer callbacks
@@ -85,33 +82,4 @@ func (e *Engine) drain() {
 			e.serveWork()
 		}
 	}
-}
-
-// timer is a loop-side timer: its function runs on the loop, and Stop
-// also cancels a firing that was already queued.
-type timer struct {
-	t       clock.Timer
-	stopped bool
-}
-
-func (t *timer) Stop() {
-	if t == nil {
-		return
-	}
-	t.stopped = true
-	t.t.Stop()
-}
-
-// after runs f on the loop once d has passed, unless stopped first.
-func (e *Engine) after(d time.Duration, f func()) *timer {
-	t := &timer{}
-	t.t = e.clk.AfterFunc(d, func() {
-		e.post(func() {
-			if !t.stopped {
-				t.stopped = true
-				f()
-			}
-		})
-	})
-	return t
 }

@@ -1,0 +1,136 @@
+package ike
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/keyplane/keyplane/kernelops/clock"
+)
+
+// The engine's timers (retransmission, rekey, liveness, half-open
+// expiry, ...) are kept in one heap by deadline, on one clock timer
+// armed for the earliest: a clock (runtime) timer and its callback per
+// engine timer cost ≈170 bytes, and an established IKE SA with its child
+// keeps about three. Loop-owned, as the timers' functions run on the loop.
+
+// timer is a loop-side timer: its function runs on the loop, and Stop
+// (on the loop) also cancels a firing that was already due.
+type timer struct {
+	e       *Engine
+	at      time.Time
+	n       uint64 // arming order: of two due at once, the first armed runs first
+	f       func()
+	i       int // index in e.timers.h; -1 when not there
+	stopped bool
+}
+
+func (t *timer) Stop() {
+	if t == nil {
+		return
+	}
+	t.stopped = true
+	if t.i >= 0 {
+		heap.Remove(&t.e.timers.h, t.i)
+	}
+}
+
+// timers is the engine's heap of pending timers and the one clock timer.
+type timers struct {
+	h      timerHeap
+	n      uint64
+	clk    clock.Timer
+	clkAt  time.Time
+	seq    uint64 // tells a stale clock callback from the current one
+	firing bool   // arming waits until the due timers have run
+}
+
+// after runs f on the loop once d has passed, unless stopped first.
+func (e *Engine) after(d time.Duration, f func()) *timer {
+	e.timers.n++
+	t := &timer{e: e, at: e.clk.Now().Add(d), n: e.timers.n, f: f}
+	heap.Push(&e.timers.h, t)
+	if t.i == 0 && !e.timers.firing {
+		e.armTimers()
+	}
+	return t
+}
+
+// armTimers arms the clock timer for the earliest deadline.
+func (e *Engine) armTimers() {
+	ts := &e.timers
+	if len(ts.h) == 0 || (ts.clk != nil && ts.clkAt.Equal(ts.h[0].at)) {
+		return
+	}
+	if ts.clk != nil {
+		ts.clk.Stop()
+	}
+	ts.seq++
+	seq := ts.seq
+	ts.clkAt = ts.h[0].at
+	ts.clk = e.clk.AfterFunc(max(ts.clkAt.Sub(e.clk.Now()), 0), func() {
+		e.post(func() { e.fireTimers(seq) })
+	})
+}
+
+// fireTimers runs every timer that is due, earliest first, then arms the
+// clock timer for the next.
+func (e *Engine) fireTimers(seq uint64) {
+	ts := &e.timers
+	if ts.seq != seq {
+		return // re-armed since
+	}
+	ts.clk, ts.clkAt = nil, time.Time{}
+	ts.firing = true
+	for {
+		now := e.clk.Now()
+		for len(ts.h) > 0 && !ts.h[0].at.After(now) {
+			t := heap.Pop(&ts.h).(*timer)
+			if !t.stopped {
+				t.stopped = true
+				t.f()
+			}
+		}
+		if len(ts.h) == 0 {
+			break
+		}
+		e.armTimers()
+		// A clock moved past the next deadline while it was armed (a fake
+		// clock advanced by another goroutine) would fire it only on its
+		// next move: run it now instead.
+		if e.clk.Now().Before(ts.h[0].at) {
+			break
+		}
+		ts.clk.Stop()
+		ts.clk, ts.clkAt = nil, time.Time{}
+	}
+	ts.firing = false
+}
+
+// timerHeap orders timers by deadline, then arming order
+// (container/heap), keeping each one's index.
+type timerHeap []*timer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].n < h[j].n
+}
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].i, h[j].i = i, j
+}
+func (h *timerHeap) Push(x any) {
+	t := x.(*timer)
+	t.i = len(*h)
+	*h = append(*h, t)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.i = -1
+	return t
+}
