@@ -39,8 +39,11 @@ BENCH_IKE_SIZES ?= 1000,10000
 # bench-vm's responder run: under software emulation a handshake costs ~0.1 s of CPU.
 BENCH_VM_IKE_SIZES ?= 200
 BENCH_VM_IKE_COUNT ?= 4
+# bench-100k: tunnels and runs (one run of each poll setting is a few minutes on 2 cores).
+BENCH_100K_TUNNELS ?= 100000
+BENCH_100K_COUNT ?= 1
 
-.PHONY: bench bench-ike bench-vm test-vm-ha run test test-steps deps vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare fresh-check $(VMLAB)
+.PHONY: bench bench-ike bench-100k bench-vm test-vm-ha run test test-steps deps vet host-test crossbuild vmtest test-vm lab-selftest lab-run lab-shell lab-prepare fresh-check $(VMLAB)
 
 ## run: two keyplane daemons on loopback (nokernel dataplane, no root) build a tunnel
 run:
@@ -65,6 +68,14 @@ bench-ike: deps
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench '^BenchmarkResponder$$' -benchtime 1x -count $(BENCH_COUNT) -timeout 120m ./ike/interop -args -resp.sizes=$(BENCH_IKE_SIZES) | tee out/bench-responder.txt
 	$(BENCHSTAT) -col '/impl@(keyplane charon)' out/bench-responder.txt
+
+## bench-100k: 100,000 tunnels keyplane↔keyplane on nokernel, unpolled and with both ends listed every 0.2 s: tunnels/s (the ratio), heap per IKE SA + child, heap profile in out/tunnels-100k.heap
+bench-100k:
+	@mkdir -p out
+	$(GO) test -c -o out/ike.test ./ike
+	out/ike.test -test.run '^$$' -test.bench '^BenchmarkTunnels$$' -test.benchtime 1x -test.count $(BENCH_100K_COUNT) -test.timeout 60m -bench.tunnels=$(BENCH_100K_TUNNELS) -bench.heapprofile=out/tunnels-100k.heap | tee out/bench-100k.txt
+	$(BENCHSTAT) -col '/poll@(off 200ms)' out/bench-100k.txt
+	$(GO) tool pprof -sample_index=inuse_space -top -nodecount=25 out/ike.test out/tunnels-100k.heap
 
 ## bench-vm: the benchmarks that need ESP (10,000 SAs), in the VM lab
 bench-vm: lab-prepare

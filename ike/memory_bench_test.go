@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var benchHeapProfile = flag.String("bench.heapprofile", "", "BenchmarkTunnelMemory: write the heap profile here while the tunnels are up")
+var benchHeapProfile = flag.String("bench.heapprofile", "", "BenchmarkTunnelMemory, BenchmarkTunnels (poll=off): write the heap profile here while the tunnels are up")
 
 // BenchmarkTunnelMemory brings up -bench.tunnels IKE SAs (one child each)
 // between two engines on nokernel over loopback and reports the live heap

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +83,10 @@ func tunnelConfigs(t testing.TB, n int) (*config.Config, *config.Config) {
 		return cfg
 	}
 	a := parse("a", daemon+"connections {\n"+ac.String()+"}\n")
+	bLocal, bRemote := "10.2.0.0/16", "10.1.0.0/16"
+	if n > 64000 { // tunnelAddr's second /16s
+		bLocal, bRemote = bLocal+",10.6.0.0/16", bRemote+",10.5.0.0/16"
+	}
 	b := parse("b", daemon+fmt.Sprintf(`
 connections {
 	b {
@@ -100,20 +106,22 @@ connections {
 		}
 		children {
 			b-net {
-				local_ts = 10.2.0.0/16
-				remote_ts = 10.1.0.0/16
+				local_ts = %s
+				remote_ts = %s
 				esp_proposals = aes128gcm16
 			}
 		}
 	}
 }
-`, p[2], p[3], p[0], p[1]))
+`, p[2], p[3], p[0], p[1], bLocal, bRemote))
 	return a, b
 }
 
-// tunnelAddr is tunnel i's address in 10.net.0.0/16.
+// tunnelAddr is tunnel i's address in 10.net.0.0/16, then (from the
+// 64,000th) in 10.(net+4).0.0/16.
 func tunnelAddr(net, i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{10, byte(net), byte(i / 250), byte(i%250 + 1)})
+	hi := i / 250
+	return netip.AddrFrom4([4]byte{10, byte(net + 4*(hi>>8)), byte(hi), byte(i%250 + 1)})
 }
 
 // bringUp initiates t0..t(n-1) on a, at most inflight at once, and
@@ -163,6 +171,11 @@ func poll(ctx context.Context, every time.Duration, n *atomic.Int64, es ...*Engi
 // (benchstat -col /poll) is what status listings cost the bring-up: in
 // tunnels/s, and in the process's CPU per tunnel (cpu-µs/tunnel, both
 // engines and the listings), which other load on the machine moves less.
+// Every tunnel must be up at both ends (none lost). It also reports the
+// live heap the tunnels added per IKE SA + child (B/tunnel, as
+// BenchmarkTunnelMemory) and, with -bench.heapprofile, writes the heap
+// profile with all of them up (poll=off). make bench-100k runs it at
+// 100,000.
 func BenchmarkTunnels(b *testing.B) {
 	n := *benchTunnels
 	for _, every := range []time.Duration{0, 200 * time.Millisecond} {
@@ -175,6 +188,7 @@ func BenchmarkTunnels(b *testing.B) {
 			var lists atomic.Int64
 			var drops, behind uint64
 			var cpu time.Duration
+			var heap float64
 			for b.Loop() {
 				b.StopTimer()
 				a := newPeer(b, "a", ca, withLogLevel(slog.LevelWarn))
@@ -184,6 +198,7 @@ func BenchmarkTunnels(b *testing.B) {
 				if every > 0 {
 					wg.Go(func() { poll(ctx, every, &lists, a.e, z.e) })
 				}
+				before := liveHeap()
 				b.StartTimer()
 				cpu0 := cpuTime()
 				err := bringUp(b.Context(), a.e, n, *benchInflight)
@@ -193,6 +208,19 @@ func BenchmarkTunnels(b *testing.B) {
 				wg.Wait()
 				if err != nil {
 					b.Fatal(err)
+				}
+				for _, e := range []*Engine{a.e, z.e} {
+					ikes, kids, err := e.StateCounts(b.Context())
+					require.NoError(b, err)
+					require.Equal(b, map[IKEState]int{IKEEstablished: n}, ikes, "IKE SAs")
+					require.Equal(b, map[ChildState]int{ChildInstalled: n}, kids, "children")
+				}
+				heap += float64(liveHeap()-before) / float64(2*n)
+				if *benchHeapProfile != "" && every == 0 {
+					f, err := os.Create(*benchHeapProfile)
+					require.NoError(b, err)
+					require.NoError(b, pprof.WriteHeapProfile(f))
+					require.NoError(b, f.Close())
 				}
 				for _, e := range []*Engine{a.e, z.e} {
 					st, err := e.SocketStats(b.Context())
@@ -209,6 +237,7 @@ func BenchmarkTunnels(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tunnels/s")
 			b.ReportMetric(float64(cpu.Microseconds())/float64(n*b.N), "cpu-µs/tunnel")
 			b.ReportMetric(float64(lists.Load())/float64(b.N), "lists/op")
+			b.ReportMetric(heap/float64(b.N), "B/tunnel")
 			b.ReportMetric(float64(drops)/float64(b.N), "socket-drops/op")
 			b.ReportMetric(float64(behind)/float64(b.N), "behind-drops/op")
 		})
