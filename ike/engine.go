@@ -88,10 +88,10 @@ type Engine struct {
 	// Loop-owned state.
 	cfg        *config.Config
 	sockets    map[netip.AddrPort]*sock
-	sas        map[uint64]*ikeSA               // by our SPI
-	byConn     map[string]map[*ikeSA]struct{}  // sas by connection name (sasindex.go)
-	byPeer     map[peerKey]map[peerKey]saGroup // sas by the peer's identity, then ours (sasindex.go)
-	reserved   map[uint64]bool                 // our SPIs of IKE SAs being rekeyed in
+	sas        map[uint64]*ikeSA              // by our SPI
+	byConn     map[string]map[*ikeSA]struct{} // sas by connection name (sasindex.go)
+	byPeer     map[partiesKey]pairedSAs       // sas by the peer's identity and ours (sasindex.go)
+	reserved   map[uint64]bool                // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
 	reqids     reqidTable      // reqids in use, by key and by number (reqidindex.go)
 	ids        saIDs           // the last IKE and CHILD SA IDs given (ids.go)
@@ -159,7 +159,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		sockets:    map[netip.AddrPort]*sock{},
 		sas:        map[uint64]*ikeSA{},
 		byConn:     map[string]map[*ikeSA]struct{}{},
-		byPeer:     map[peerKey]map[peerKey]saGroup{},
+		byPeer:     map[partiesKey]pairedSAs{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
 		policies:   map[kernelops.PolicyID]*polRef{},

@@ -108,14 +108,14 @@ func foldKey(s string) string {
 	return b.String()
 }
 
-// saGroup is the SAs under one key of byPeer: almost always one, so
+// pairedSAs is the SAs under one key of byPeer: almost always one, so
 // without a map of its own until there are more.
-type saGroup struct {
+type pairedSAs struct {
 	one  *ikeSA
 	more map[*ikeSA]struct{}
 }
 
-func (s saGroup) add(sa *ikeSA) saGroup {
+func (s pairedSAs) add(sa *ikeSA) pairedSAs {
 	switch {
 	case s.more != nil:
 		s.more[sa] = struct{}{}
@@ -129,7 +129,7 @@ func (s saGroup) add(sa *ikeSA) saGroup {
 }
 
 // remove removes sa; ok is false when s is then empty.
-func (s saGroup) remove(sa *ikeSA) (_ saGroup, ok bool) {
+func (s pairedSAs) remove(sa *ikeSA) (_ pairedSAs, ok bool) {
 	if s.one == sa {
 		s.one = nil
 	}
@@ -145,7 +145,7 @@ func (s saGroup) remove(sa *ikeSA) (_ saGroup, ok bool) {
 	return s, s.one != nil || s.more != nil
 }
 
-func (s saGroup) all(yield func(*ikeSA) bool) {
+func (s pairedSAs) all(yield func(*ikeSA) bool) {
 	if s.one != nil && !yield(s.one) {
 		return
 	}
@@ -156,16 +156,22 @@ func (s saGroup) all(yield func(*ikeSA) bool) {
 	}
 }
 
-func (s saGroup) len() int {
+func (s pairedSAs) len() int {
 	if s.one != nil {
 		return 1
 	}
 	return len(s.more)
 }
 
-// localKey is what byPeer keys our identity by within a peer: the
-// connection's local identity exactly (INITIAL_CONTACT and unique
-// compare it byte for byte).
+// partiesKey is what byPeer is keyed by: the peer's identity (peerKey)
+// and ours, the connection's local identity exactly (INITIAL_CONTACT and
+// unique compare it byte for byte). One flat map, not a map per peer: a
+// responder's peers are mostly one SA each.
+type partiesKey struct {
+	peer, local peerKey
+}
+
+// localKey is our identity's part of a partiesKey.
 func localKey(c *config.Connection) peerKey {
 	return peerKey{c.LocalID.Type, string(c.LocalID.Data)}
 }
@@ -175,7 +181,7 @@ func localKey(c *config.Connection) peerKey {
 // keeps.
 func (e *Engine) partiesSAs(peer, local peerKey, keep func(*ikeSA) bool) []*ikeSA {
 	var out []*ikeSA
-	for sa := range e.byPeer[peer][local].all {
+	for sa := range e.byPeer[partiesKey{peer, local}].all {
 		if keep(sa) {
 			out = append(out, sa)
 		}
@@ -184,38 +190,28 @@ func (e *Engine) partiesSAs(peer, local peerKey, keep func(*ikeSA) bool) []*ikeS
 	return out
 }
 
-// partiesKeys is where byPeer holds sa, if it does (an SA with a
+// partiesOf is where byPeer holds sa, if it does (an SA with a
 // connection and an authenticated peer).
-func partiesKeys(sa *ikeSA) (peer, local peerKey, ok bool) {
+func partiesOf(sa *ikeSA) (partiesKey, bool) {
 	id := sa.rec.peerID
 	if id == nil || sa.conn == nil {
-		return peerKey{}, peerKey{}, false
+		return partiesKey{}, false
 	}
-	return keyOf(id.IDType, id.Data), localKey(sa.conn), true
+	return partiesKey{keyOf(id.IDType, id.Data), localKey(sa.conn)}, true
 }
 
 func (e *Engine) indexPeer(sa *ikeSA) {
-	if p, l, ok := partiesKeys(sa); ok {
-		m := e.byPeer[p]
-		if m == nil {
-			m = map[peerKey]saGroup{}
-			e.byPeer[p] = m
-		}
-		m[l] = m[l].add(sa)
+	if k, ok := partiesOf(sa); ok {
+		e.byPeer[k] = e.byPeer[k].add(sa)
 	}
 }
 
 func (e *Engine) unindexPeer(sa *ikeSA) {
-	if p, l, ok := partiesKeys(sa); ok {
-		if m := e.byPeer[p]; m != nil {
-			if s, ok := m[l].remove(sa); ok {
-				m[l] = s
-			} else {
-				delete(m, l)
-				if len(m) == 0 {
-					delete(e.byPeer, p)
-				}
-			}
+	if k, ok := partiesOf(sa); ok {
+		if s, ok := e.byPeer[k].remove(sa); ok {
+			e.byPeer[k] = s
+		} else {
+			delete(e.byPeer, k)
 		}
 	}
 }
@@ -248,28 +244,23 @@ func (e *Engine) unindex(sa *ikeSA) {
 // they agree), for tests.
 func (e *Engine) indexErr() string {
 	peers := 0
-	for p, m := range e.byPeer {
-		if len(m) == 0 {
-			return "the peer index holds an empty set"
+	for k, s := range e.byPeer {
+		if s.len() == 0 || (s.more != nil && (s.one != nil || len(s.more) < 2)) {
+			return "the peer index holds an empty or malformed set"
 		}
-		for l, s := range m {
-			if s.len() == 0 || (s.more != nil && (s.one != nil || len(s.more) < 2)) {
-				return "the peer index holds a malformed set"
+		for sa := range s.all {
+			peers++
+			if sk, ok := partiesOf(sa); !ok || sk != k {
+				return "an SA is indexed under identities it does not join"
 			}
-			for sa := range s.all {
-				peers++
-				if sp, sl, ok := partiesKeys(sa); !ok || sp != p || sl != l {
-					return "an SA is indexed under identities it does not join"
-				}
-				if e.sas[sa.localSPI()] != sa {
-					return "an SA is indexed by its peer but not kept"
-				}
+			if e.sas[sa.localSPI()] != sa {
+				return "an SA is indexed by its peer but not kept"
 			}
 		}
 	}
 	withPeer := 0
 	for _, sa := range e.sas {
-		if _, _, ok := partiesKeys(sa); ok {
+		if _, ok := partiesOf(sa); ok {
 			withPeer++
 		}
 	}

@@ -72,7 +72,7 @@ func TestInitialContactCaseInsensitive(t *testing.T) {
 // did before the peer index (how=scan), against the index (how=index).
 func BenchmarkPeerLookup(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
-		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[peerKey]map[peerKey]saGroup{}}
+		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[partiesKey]pairedSAs{}}
 		c := &config.Connection{Name: "gw", LocalID: config.Identity{Type: message.IDFQDN, Data: []byte("gw.example.org")}}
 		t0 := time.Unix(0, 0)
 		for i := range n {
@@ -104,7 +104,7 @@ func BenchmarkPeerLookup(b *testing.B) {
 // partiesEngine is an engine (no loop) holding n established IKE SAs to
 // one peer, b.example.org, each from its own local identity tI.a.example.org.
 func partiesEngine(n int) (*Engine, func(local string) *ikeSA) {
-	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[peerKey]map[peerKey]saGroup{}}
+	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[partiesKey]pairedSAs{}}
 	conn := func(local string) *config.Connection {
 		return &config.Connection{Name: local, Unique: config.UniqueNo,
 			LocalID:  config.Identity{Type: message.IDFQDN, Data: []byte(local)},
@@ -136,7 +136,7 @@ func TestInitialContactParties(t *testing.T) {
 	assert.Empty(t, mk("t7.a.example.org").initialContact(), "t7 has an SA with the peer")
 	// t7's SA moves to t100's identity (reload): now t100 has one, t7 none.
 	var t7 *ikeSA
-	for sa := range e.byPeer[keyOf(message.IDFQDN, []byte("b.example.org"))][peerKey{message.IDFQDN, "t7.a.example.org"}].all {
+	for sa := range e.byPeer[partiesKey{keyOf(message.IDFQDN, []byte("b.example.org")), peerKey{message.IDFQDN, "t7.a.example.org"}}].all {
 		t7 = sa
 	}
 	require.NotNil(t, t7)
@@ -149,10 +149,10 @@ func TestInitialContactParties(t *testing.T) {
 	e.addSA(other.localSPI(), other)
 	e.setPeerID(other, &message.ID{IDType: message.IDFQDN, Data: []byte("b.example.org")})
 	require.Empty(t, e.indexErr())
-	assert.Equal(t, 2, e.byPeer[keyOf(message.IDFQDN, []byte("b.example.org"))][localKey(fresh.conn)].len())
+	assert.Equal(t, 2, e.byPeer[partiesKey{keyOf(message.IDFQDN, []byte("b.example.org")), localKey(fresh.conn)}].len())
 	e.removeSA(t7)
 	require.Empty(t, e.indexErr())
-	assert.Equal(t, 1, e.byPeer[keyOf(message.IDFQDN, []byte("b.example.org"))][localKey(fresh.conn)].len())
+	assert.Equal(t, 1, e.byPeer[partiesKey{keyOf(message.IDFQDN, []byte("b.example.org")), localKey(fresh.conn)}].len())
 	e.removeSA(other)
 	require.Empty(t, e.indexErr())
 	assert.Len(t, fresh.initialContact(), 1)
@@ -178,13 +178,11 @@ func BenchmarkInitialContact(b *testing.B) {
 					}
 					sent = 1
 					c := sa.conn
-					for _, m := range e.byPeer[keyOf(c.RemoteID.Type, c.RemoteID.Data)] {
-						for o := range m.all {
-							if o != sa && o.state != ikeDead && o.rec.peerID != nil && o.conn != nil &&
-								o.conn.LocalID.Type == c.LocalID.Type && bytes.Equal(o.conn.LocalID.Data, c.LocalID.Data) &&
-								c.RemoteID.Matches(o.rec.peerID.IDType, o.rec.peerID.Data) {
-								sent = 0
-							}
+					for _, o := range e.sas { // every SA is the peer's
+						if o != sa && o.state != ikeDead && o.rec.peerID != nil && o.conn != nil &&
+							o.conn.LocalID.Type == c.LocalID.Type && bytes.Equal(o.conn.LocalID.Data, c.LocalID.Data) &&
+							c.RemoteID.Matches(o.rec.peerID.IDType, o.rec.peerID.Data) {
+							sent = 0
 						}
 					}
 				}
@@ -194,4 +192,15 @@ func BenchmarkInitialContact(b *testing.B) {
 			})
 		}
 	}
+}
+
+// peerIndexed is how many SAs byPeer holds with a peer under key k.
+func (e *Engine) peerIndexed(k peerKey) int {
+	n := 0
+	for pk, s := range e.byPeer {
+		if pk.peer == k {
+			n += s.len()
+		}
+	}
+	return n
 }

@@ -68,7 +68,7 @@ func (sa *ikeSA) initialContact() []message.Payload {
 	// SAs under its own key and ours; a wildcard or a DN (matched by its
 	// parts) looks at every SA.
 	if id := c.RemoteID; !id.Any && !id.Wildcard() && id.Type != message.IDDerASN1DN {
-		for o := range sa.e.byPeer[keyOf(id.Type, id.Data)][localKey(c)].all {
+		for o := range sa.e.byPeer[partiesKey{keyOf(id.Type, id.Data), localKey(c)}].all {
 			if other(o) {
 				return nil
 			}
