@@ -236,6 +236,7 @@ func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) erro
 	}
 	sa.e.haChild(sa, ch) // hastate.go: the one moment the keys are here
 	keys.Zero()
+	ch.keys = nil // in the dataplane now: ≈200 B less per child
 	ch.estAt = sa.e.clk.Now()
 	sa.e.bySA[idleKey(ch.inID())] = ch
 	sa.e.bySA[idleKey(ch.outID())] = ch

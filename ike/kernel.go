@@ -19,7 +19,9 @@ type polRef struct {
 	trap *kernelops.Policy
 	// tmpl is the installed policy's templates: a child that takes the
 	// policy over with other tunnel endpoints (a rekey after a MOBIKE
-	// move without Migrate) replaces it.
+	// move without Migrate) replaces it. Never changed in place
+	// (movedTemplates copies), so the slice childPolicies made is kept,
+	// not a copy: one child's in and fwd policies share theirs.
 	tmpl []kernelops.Template
 }
 
@@ -72,7 +74,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 	}
 	ch.larval = false
 	undo = append(undo, func() { e.deleteSA(ch, in.ID) })
-	ch.sas = append(ch.sas, in.ID)
+	ch.sas = append(make([]kernelops.SAID, 0, 2), in.ID) // kept while the child lives: no spare capacity
 	out.Offload, out.IfID, out.Mark = plan.off, ch.cfg.IfIDOut, out.ID.Mark
 	if err := e.sad.AddSA(e.ctx, out); err != nil {
 		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
@@ -85,7 +87,9 @@ func (e *Engine) install(ch *childSA) (err error) {
 	if len(sels) == 0 {
 		return fmt.Errorf("no traffic selector pair the dataplane can express (%s <-> %s)", rangesString(ch.localTS), rangesString(ch.remoteTS))
 	}
-	for _, p := range childPolicies(ch.cfg, ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels) {
+	ps := childPolicies(ch.cfg, ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels)
+	ch.polRefs = make([]kernelops.PolicyID, 0, len(ps)) // as ch.sas
+	for _, p := range ps {
 		if err := e.addPolicyRef(p); err != nil {
 			return fmt.Errorf("add policy %s: %w", p.ID(), err)
 		}
@@ -147,14 +151,15 @@ func childPolicies(cfg *config.Child, mode kernelops.Mode, reqid uint32, local, 
 		}
 		return []kernelops.Template{t}
 	}
-	var out []*kernelops.Policy
+	outT, inT := tmpl(local, remote), tmpl(remote, local) // shared: read only (polRef.tmpl)
+	out := make([]*kernelops.Policy, 0, 3*len(sels))
 	for _, s := range sels {
 		rev := kernelops.Selector{Src: s.Dst, Dst: s.Src, Proto: s.Proto, SrcPort: s.DstPort, DstPort: s.SrcPort}
 		out = append(out,
-			&kernelops.Policy{Selector: s, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec, Templates: tmpl(local, remote), IfID: cfg.IfIDOut, Mark: cfg.MarkOut},
-			&kernelops.Policy{Selector: rev, Dir: kernelops.DirIn, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local), IfID: cfg.IfIDIn, Mark: cfg.MarkIn})
+			&kernelops.Policy{Selector: s, Dir: kernelops.DirOut, Action: kernelops.ActionIPsec, Templates: outT, IfID: cfg.IfIDOut, Mark: cfg.MarkOut},
+			&kernelops.Policy{Selector: rev, Dir: kernelops.DirIn, Action: kernelops.ActionIPsec, Templates: inT, IfID: cfg.IfIDIn, Mark: cfg.MarkIn})
 		if mode == kernelops.ModeTunnel {
-			out = append(out, &kernelops.Policy{Selector: rev, Dir: kernelops.DirFwd, Action: kernelops.ActionIPsec, Templates: tmpl(remote, local), IfID: cfg.IfIDIn, Mark: cfg.MarkIn})
+			out = append(out, &kernelops.Policy{Selector: rev, Dir: kernelops.DirFwd, Action: kernelops.ActionIPsec, Templates: inT, IfID: cfg.IfIDIn, Mark: cfg.MarkIn})
 		}
 	}
 	return out
@@ -187,7 +192,7 @@ func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
 			if err := e.spd.ReplacePolicy(e.ctx, p); err != nil {
 				return err
 			}
-			r.tmpl = slices.Clone(p.Templates)
+			r.tmpl = p.Templates
 		}
 		r.n++
 		return nil
@@ -205,7 +210,7 @@ func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
 		r = &polRef{}
 		e.policies[id] = r
 	}
-	r.n, r.tmpl = 1, slices.Clone(p.Templates)
+	r.n, r.tmpl = 1, p.Templates
 	return nil
 }
 
