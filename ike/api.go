@@ -187,7 +187,7 @@ func (e *Engine) Terminate(ctx context.Context, name string) error {
 	for {
 		busy := false
 		if cerr := e.call(ctx, func() {
-			busy = len(e.byConn[name]) > 0
+			busy = e.byConn[name].len() > 0
 			for _, sa := range touched {
 				if e.sas[sa.localSPI()] != sa {
 					continue

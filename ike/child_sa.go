@@ -239,16 +239,13 @@ func (sa *ikeSA) addChild(ch *childSA) {
 		sa.children = append(sa.children, ch)
 	}
 	if ch.outSPI != 0 {
-		if sa.byOut == nil {
-			sa.byOut = map[uint32]*childSA{}
-		}
-		sa.byOut[ch.outSPI] = ch
+		sa.byOut.put(ch.outSPI, ch)
 	}
 }
 
 func (sa *ikeSA) dropChild(ch *childSA) {
-	if sa.byOut[ch.outSPI] == ch {
-		delete(sa.byOut, ch.outSPI)
+	if sa.byOut.get(ch.outSPI) == ch {
+		sa.byOut.del(ch.outSPI)
 	}
 	if !ch.listed {
 		return
@@ -265,6 +262,6 @@ func (sa *ikeSA) dropChild(ch *childSA) {
 
 // childByOutSPI finds an installed (or deleting) child of sa by the
 // peer's SPI, its outbound one.
-func (sa *ikeSA) childByOutSPI(spi uint32) *childSA { return sa.byOut[spi] }
+func (sa *ikeSA) childByOutSPI(spi uint32) *childSA { return sa.byOut.get(spi) }
 
 func spiHex(spi uint32) string { return fmt.Sprintf("%08x", spi) }

@@ -88,10 +88,10 @@ type Engine struct {
 	// Loop-owned state.
 	cfg        *config.Config
 	sockets    map[netip.AddrPort]*sock
-	sas        map[uint64]*ikeSA              // by our SPI
-	byConn     map[string]map[*ikeSA]struct{} // sas by connection name (sasindex.go)
-	byPeer     map[partiesKey]pairedSAs       // sas by the peer's identity and ours (sasindex.go)
-	reserved   map[uint64]bool                // our SPIs of IKE SAs being rekeyed in
+	sas        map[uint64]*ikeSA        // by our SPI
+	byConn     map[string]pairedSAs     // sas by connection name (sasindex.go)
+	byPeer     map[partiesKey]pairedSAs // sas by the peer's identity and ours (sasindex.go)
+	reserved   map[uint64]bool          // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
 	reqids     reqidTable      // reqids in use, by key and by number (reqidindex.go)
 	ids        saIDs           // the last IKE and CHILD SA IDs given (ids.go)
@@ -108,8 +108,8 @@ type Engine struct {
 	kernelSub  kernelops.Subscription
 	handshakes []time.Duration // IKE_SA_INIT sent -> first child installed, initiator side
 
-	byIn map[kernelops.SAID]*childSA // watched children by inbound SA (idleKey)
-	bySA map[kernelops.SAID]*childSA // installed children by each of their SAs (idleKey)
+	byIn map[saKey]*childSA // watched children by inbound SA (idleKey)
+	bySA map[saKey]*childSA // installed children by each of their SAs (idleKey)
 	// Test seams, nil in production: nonceHook makes the nonces of
 	// CREATE_CHILD_SA exchanges (forRequest: our Ni, else our Nr), so a
 	// test decides who wins a rekey collision; rewriteResponse edits our
@@ -158,7 +158,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		bus:        newBus(),
 		sockets:    map[netip.AddrPort]*sock{},
 		sas:        map[uint64]*ikeSA{},
-		byConn:     map[string]map[*ikeSA]struct{}{},
+		byConn:     map[string]pairedSAs{},
 		byPeer:     map[partiesKey]pairedSAs{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
@@ -166,8 +166,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		traps:      map[string][]kernelops.PolicyID{},
 		trapXfrmis: map[string]string{},
 		xfrmis:     map[string]*xfrmiRef{},
-		byIn:       map[kernelops.SAID]*childSA{},
-		bySA:       map[kernelops.SAID]*childSA{},
+		byIn:       map[saKey]*childSA{},
+		bySA:       map[saKey]*childSA{},
 		invalidSPI: tokenBucket{rate: invalidSPIRate, burst: invalidSPIBurst},
 	}
 	// Reqids come from the dataplane's owned range, so its cleanup finds them.
@@ -335,11 +335,11 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 
 func (e *Engine) sasOf(conn string) []*ikeSA {
 	m := e.byConn[conn]
-	if len(m) == 0 {
+	if m.len() == 0 {
 		return nil
 	}
-	out := make([]*ikeSA, 0, len(m))
-	for sa := range m {
+	out := make([]*ikeSA, 0, m.len())
+	for sa := range m.all {
 		out = append(out, sa)
 	}
 	return out

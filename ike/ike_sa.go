@@ -98,7 +98,7 @@ type ikeSA struct {
 	w window
 
 	children []*childSA
-	byOut    map[uint32]*childSA // installed children by the peer's SPI
+	byOut    outIndex // installed children by the peer's SPI (outindex.go)
 	// first is the child negotiated in IKE_AUTH (initiator).
 	first *childSA
 

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/keyplane/keyplane/ike/message"
@@ -35,9 +36,17 @@ const (
 // idleKey indexes watched children by inbound SA, without the source:
 // dataplanes that key SAs by destination, SPI and protocol may report the
 // SA without it.
-func idleKey(id kernelops.SAID) kernelops.SAID {
-	id.Src = kernelops.SAID{}.Src
-	return id
+func idleKey(id kernelops.SAID) saKey {
+	return saKey{dst: id.Dst, spi: id.SPI, proto: id.Proto, mark: id.Mark}
+}
+
+// saKey is an SAID without the source: 40 bytes a map slot instead of
+// 64 (Engine.bySA holds two per child).
+type saKey struct {
+	dst   netip.Addr
+	spi   uint32
+	proto kernelops.Proto
+	mark  kernelops.Mark
 }
 
 // idleThreshold is the child's watch threshold. It alternates by a

@@ -401,14 +401,11 @@ func (sa *ikeSA) handOver(nsa *ikeSA, how string) {
 	for _, ch := range sa.children {
 		ch.ike = nsa
 		nsa.children = append(nsa.children, ch)
-		if ch.outSPI != 0 && sa.byOut[ch.outSPI] == ch {
-			if nsa.byOut == nil {
-				nsa.byOut = map[uint32]*childSA{}
-			}
-			nsa.byOut[ch.outSPI] = ch
+		if ch.outSPI != 0 && sa.byOut.get(ch.outSPI) == ch {
+			nsa.byOut.put(ch.outSPI, ch)
 		}
 	}
-	sa.children, sa.byOut = nil, nil
+	sa.children, sa.byOut = nil, outIndex{}
 	nsa.vips, sa.vips = sa.vips, vipState{} // the virtual IPs stay with the SA's successor
 	sa.rec.replacedBy = nsa
 	sa.stopLiveness()

@@ -108,8 +108,9 @@ func foldKey(s string) string {
 	return b.String()
 }
 
-// pairedSAs is the SAs under one key of byPeer: almost always one, so
-// without a map of its own until there are more.
+// pairedSAs is the SAs under one key of byPeer or byConn: often one (a
+// connection per tunnel), so without a map of its own until there are
+// more.
 type pairedSAs struct {
 	one  *ikeSA
 	more map[*ikeSA]struct{}
@@ -217,26 +218,19 @@ func (e *Engine) unindexPeer(sa *ikeSA) {
 }
 
 func (e *Engine) index(sa *ikeSA) {
-	if sa.conn == nil {
-		return
+	if sa.conn != nil {
+		e.byConn[sa.conn.Name] = e.byConn[sa.conn.Name].add(sa)
 	}
-	m := e.byConn[sa.conn.Name]
-	if m == nil {
-		m = map[*ikeSA]struct{}{}
-		e.byConn[sa.conn.Name] = m
-	}
-	m[sa] = struct{}{}
 }
 
 func (e *Engine) unindex(sa *ikeSA) {
 	if sa.conn == nil {
 		return
 	}
-	if m := e.byConn[sa.conn.Name]; m != nil {
-		delete(m, sa)
-		if len(m) == 0 {
-			delete(e.byConn, sa.conn.Name)
-		}
+	if s, ok := e.byConn[sa.conn.Name].remove(sa); ok {
+		e.byConn[sa.conn.Name] = s
+	} else {
+		delete(e.byConn, sa.conn.Name)
 	}
 }
 
@@ -269,7 +263,10 @@ func (e *Engine) indexErr() string {
 	}
 	n := 0
 	for name, m := range e.byConn {
-		for sa := range m {
+		if m.len() == 0 || (m.more != nil && (m.one != nil || len(m.more) < 2)) {
+			return "the connection index holds an empty or malformed set"
+		}
+		for sa := range m.all {
 			n++
 			if sa.conn == nil || sa.conn.Name != name {
 				return "an SA indexed under " + name + " is of another connection"

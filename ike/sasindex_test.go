@@ -72,7 +72,7 @@ func TestInitialContactCaseInsensitive(t *testing.T) {
 // did before the peer index (how=scan), against the index (how=index).
 func BenchmarkPeerLookup(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
-		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[partiesKey]pairedSAs{}}
+		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[partiesKey]pairedSAs{}}
 		c := &config.Connection{Name: "gw", LocalID: config.Identity{Type: message.IDFQDN, Data: []byte("gw.example.org")}}
 		t0 := time.Unix(0, 0)
 		for i := range n {
@@ -104,7 +104,7 @@ func BenchmarkPeerLookup(b *testing.B) {
 // partiesEngine is an engine (no loop) holding n established IKE SAs to
 // one peer, b.example.org, each from its own local identity tI.a.example.org.
 func partiesEngine(n int) (*Engine, func(local string) *ikeSA) {
-	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]map[*ikeSA]struct{}{}, byPeer: map[partiesKey]pairedSAs{}}
+	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[partiesKey]pairedSAs{}}
 	conn := func(local string) *config.Connection {
 		return &config.Connection{Name: local, Unique: config.UniqueNo,
 			LocalID:  config.Identity{Type: message.IDFQDN, Data: []byte(local)},
