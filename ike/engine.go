@@ -98,7 +98,7 @@ type Engine struct {
 	creds      Credentials     // nil: keys only from the configuration (credentials.go)
 	certCreds  CertCredentials // nil: certificates and CAs only from the configuration (certcreds.go)
 	hooks      *hookRunner     // nil: no Hooks (hooks.go)
-	policies   map[kernelops.PolicyID]*polRef
+	policies   policyRefs
 	traps      map[string][]kernelops.PolicyID // child name -> trap policies
 	trapXfrmis map[string]string               // child name -> xfrm interface its traps hold
 	xfrmis     map[string]*xfrmiRef            // xfrm interfaces held (xfrmi.go)
@@ -162,7 +162,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		byPeer:     map[partiesKey]pairedSAs{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
-		policies:   map[kernelops.PolicyID]*polRef{},
+		policies:   newPolicyRefs(),
 		traps:      map[string][]kernelops.PolicyID{},
 		trapXfrmis: map[string]string{},
 		xfrmis:     map[string]*xfrmiRef{},

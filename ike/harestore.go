@@ -226,7 +226,7 @@ func (e *Engine) restorePolicies(b []*restoring, st *RestoreStats) {
 		for _, p := range r.pols {
 			id := p.ID()
 			pending[id] = true
-			ref := e.policies[id]
+			ref := e.policies.get(id)
 			switch {
 			case ref != nil && ref.n > 0 && slices.Equal(ref.tmpl, p.Templates):
 				sp.counted = append(sp.counted, p)
@@ -284,10 +284,9 @@ func (e *Engine) restorePolicies(b []*restoring, st *RestoreStats) {
 // templates (added, replaced, or already there), as addPolicyRef does.
 func (e *Engine) notePolicyRef(p *kernelops.Policy) {
 	id := p.ID()
-	r := e.policies[id]
+	r := e.policies.get(id)
 	if r == nil {
-		r = &polRef{}
-		e.policies[id] = r
+		r = e.policies.add(id)
 	}
 	if r.n > 0 {
 		r.n++

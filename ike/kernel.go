@@ -186,7 +186,7 @@ func (e *Engine) uninstall(ch *childSA) {
 
 func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
 	id := p.ID()
-	r := e.policies[id]
+	r := e.policies.get(id)
 	if r != nil && r.n > 0 {
 		if !slices.Equal(r.tmpl, p.Templates) {
 			if err := e.spd.ReplacePolicy(e.ctx, p); err != nil {
@@ -207,15 +207,14 @@ func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
 		return err
 	}
 	if r == nil {
-		r = &polRef{}
-		e.policies[id] = r
+		r = e.policies.add(id)
 	}
 	r.n, r.tmpl = 1, p.Templates
 	return nil
 }
 
 func (e *Engine) dropPolicyRef(id kernelops.PolicyID) {
-	r := e.policies[id]
+	r := e.policies.get(id)
 	if r == nil || r.n == 0 {
 		return
 	}
@@ -229,7 +228,7 @@ func (e *Engine) dropPolicyRef(id kernelops.PolicyID) {
 		}
 		return
 	}
-	delete(e.policies, id)
+	e.policies.del(id)
 	if err := e.spd.DeletePolicy(e.ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
 		e.log.Warn("delete policy failed", "policy", id.String(), "err", err)
 	}
@@ -267,11 +266,11 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 		}
 		p.Action = kernelops.ActionTrap
 		id := p.ID()
-		r := e.policies[id]
+		r := e.policies.get(id)
 		if r == nil || r.n == 0 {
 			if err := e.spd.AddPolicy(e.ctx, p); err != nil && !errors.Is(err, kernelops.ErrExists) {
 				for _, done := range ids {
-					e.policies[done].trap = nil
+					e.policies.get(done).trap = nil
 					e.dropTrapOnly(done)
 				}
 				e.releaseXfrmi(x)
@@ -280,8 +279,7 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 			}
 		}
 		if r == nil {
-			r = &polRef{}
-			e.policies[id] = r
+			r = e.policies.add(id)
 		}
 		r.trap = p
 		ids = append(ids, id)
@@ -295,9 +293,9 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 }
 
 func (e *Engine) dropTrapOnly(id kernelops.PolicyID) {
-	r := e.policies[id]
+	r := e.policies.get(id)
 	if r != nil && r.n == 0 {
-		delete(e.policies, id)
+		e.policies.del(id)
 		if err := e.spd.DeletePolicy(e.ctx, id); err != nil && !errors.Is(err, kernelops.ErrNotFound) {
 			e.log.Warn("delete trap policy failed", "policy", id.String(), "err", err)
 		}
@@ -313,7 +311,7 @@ func (e *Engine) removeTrap(name string) {
 	}
 	delete(e.traps, name)
 	for _, id := range ids {
-		if r := e.policies[id]; r != nil {
+		if r := e.policies.get(id); r != nil {
 			r.trap = nil
 			e.dropTrapOnly(id)
 		}

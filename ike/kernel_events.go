@@ -118,7 +118,7 @@ func (e *Engine) resync() {
 			}
 		}
 	}
-	for id, r := range e.policies {
+	for id, r := range e.policies.all {
 		if pols[id] {
 			continue
 		}

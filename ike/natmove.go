@@ -195,7 +195,7 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 	}
 	// Migrate moved the policies' templates too.
 	for _, id := range ch.polRefs {
-		if ref := e.policies[id]; ref != nil {
+		if ref := e.policies.get(id); ref != nil {
 			ref.tmpl = movedTemplates(ref.tmpl, ch.localAddr, ch.remoteAddr, l, r)
 		}
 	}
