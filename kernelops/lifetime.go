@@ -30,6 +30,7 @@ package kernelops
 
 import (
 	"container/heap"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -42,7 +43,7 @@ type lifeManager struct {
 	fire func(*ExpireEvent)
 
 	mu         sync.Mutex
-	sas        map[SAID]*lifeTracked
+	sas        lifeTable
 	due        lifeHeap // the SAs with a time deadline, earliest first
 	timer      clock.Timer
 	timerAt    time.Time // when timer fires (zero: not armed)
@@ -54,16 +55,16 @@ type lifeManager struct {
 
 type lifeTracked struct {
 	id       SAID
-	reqid    uint32
 	lt       Lifetimes
 	added    time.Time
 	firstUse time.Time
+	timerAt  time.Time // the SA's next time deadline (zero: none)
 	bytes    uint64
 	packets  uint64
+	next     *lifeTracked // the next of the same hash (lifeTable)
+	reqid    uint32
+	at       int32 // its index in lifeManager.due, -1 when not there
 	softDone bool
-
-	timerAt time.Time // the SA's next time deadline (zero: none)
-	at      int       // its index in lifeManager.due, -1 when not there
 }
 
 // New returns a lifeManager on clk that hands every expiry to fire. The owner
@@ -72,7 +73,7 @@ func newLifeManager(clk clock.Clock, fire func(*ExpireEvent)) *lifeManager {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &lifeManager{clk: clk, fire: fire, sas: map[SAID]*lifeTracked{}}
+	return &lifeManager{clk: clk, fire: fire, sas: newLifeTable()}
 }
 
 // Add starts tracking an SA added at added (zero: now), replacing any
@@ -87,11 +88,12 @@ func (m *lifeManager) Add(id SAID, reqid uint32, lt Lifetimes, added time.Time) 
 		m.mu.Unlock()
 		return
 	}
-	if old := m.sas[id]; old != nil {
+	if old := m.sas.get(id); old != nil {
 		m.unarm(old)
+		m.sas.del(old)
 	}
 	t := &lifeTracked{id: id, reqid: reqid, lt: lt, added: added, at: -1}
-	m.sas[id] = t
+	m.sas.put(t)
 	m.evaluate(t)
 	m.mu.Unlock()
 	m.deliver()
@@ -151,13 +153,13 @@ func (m *lifeManager) SetTimes(id SAID, added, firstUse time.Time) bool {
 func (m *lifeManager) Move(old, new SAID) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t := m.sas[old]
-	if t == nil || m.sas[new] != nil {
+	t := m.sas.get(old)
+	if t == nil || m.sas.get(new) != nil {
 		return false
 	}
-	delete(m.sas, old)
+	m.sas.del(t)
 	t.id = new
-	m.sas[new] = t
+	m.sas.put(t)
 	return true
 }
 
@@ -167,12 +169,12 @@ func (m *lifeManager) Move(old, new SAID) bool {
 func (m *lifeManager) Remove(id SAID) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t := m.sas[id]
+	t := m.sas.get(id)
 	if t == nil {
 		return false
 	}
 	m.unarm(t)
-	delete(m.sas, id)
+	m.sas.del(t)
 	return true
 }
 
@@ -181,11 +183,15 @@ func (m *lifeManager) Remove(id SAID) bool {
 func (m *lifeManager) RemoveIf(drop func(id SAID, reqid uint32) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for id, t := range m.sas {
-		if drop(id, t.reqid) {
-			m.unarm(t)
-			delete(m.sas, id)
+	var gone []*lifeTracked
+	for t := range m.sas.all {
+		if drop(t.id, t.reqid) {
+			gone = append(gone, t)
 		}
+	}
+	for _, t := range gone {
+		m.unarm(t)
+		m.sas.del(t)
 	}
 }
 
@@ -193,7 +199,7 @@ func (m *lifeManager) RemoveIf(drop func(id SAID, reqid uint32) bool) {
 func (m *lifeManager) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.sas)
+	return m.sas.n
 }
 
 // Pending reports how many SAs have a timer armed (for leak tests).
@@ -213,14 +219,14 @@ func (m *lifeManager) Close() {
 	}
 	m.due = nil
 	m.setTimer(m.clk.Now())
-	clear(m.sas)
+	m.sas = newLifeTable()
 	m.queue = nil
 }
 
 // with runs f on a lifeTracked SA under the lock, then re-evaluates it.
 func (m *lifeManager) with(id SAID, f func(*lifeTracked)) bool {
 	m.mu.Lock()
-	t := m.sas[id]
+	t := m.sas.get(id)
 	if t == nil {
 		m.mu.Unlock()
 		return false
@@ -235,7 +241,7 @@ func (m *lifeManager) with(id SAID, f func(*lifeTracked)) bool {
 // unarm takes t's deadline out of the heap. Called with m.mu held.
 func (m *lifeManager) unarm(t *lifeTracked) {
 	if t.at >= 0 {
-		heap.Remove(&m.due, t.at)
+		heap.Remove(&m.due, int(t.at))
 		t.timerAt = time.Time{}
 		m.setTimer(m.clk.Now())
 	}
@@ -261,7 +267,7 @@ func (m *lifeManager) evaluate(t *lifeTracked) {
 		t.softDone = true
 		m.queue = append(m.queue, t.event(true, hard))
 		m.unarm(t)
-		delete(m.sas, t.id)
+		m.sas.del(t)
 		return
 	}
 	if soft != LimitUnknown && !t.softDone {
@@ -328,7 +334,7 @@ func (m *lifeManager) arm(t *lifeTracked, now time.Time) {
 	}
 	t.timerAt = next
 	if t.at >= 0 {
-		heap.Fix(&m.due, t.at)
+		heap.Fix(&m.due, int(t.at))
 	} else {
 		heap.Push(&m.due, t)
 	}
@@ -384,7 +390,7 @@ func (m *lifeManager) onTimer(seq uint64) {
 		due = append(due, t)
 	}
 	for _, t := range due {
-		if m.sas[t.id] == t {
+		if m.sas.get(t.id) == t {
 			m.evaluate(t)
 		}
 	}
@@ -401,11 +407,11 @@ func (h lifeHeap) Len() int           { return len(h) }
 func (h lifeHeap) Less(i, j int) bool { return h[i].timerAt.Before(h[j].timerAt) }
 func (h lifeHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].at, h[j].at = i, j
+	h[i].at, h[j].at = int32(i), int32(j)
 }
 func (h *lifeHeap) Push(x any) {
 	t := x.(*lifeTracked)
-	t.at = len(*h)
+	t.at = int32(len(*h))
 	*h = append(*h, t)
 }
 func (h *lifeHeap) Pop() any {
@@ -438,4 +444,75 @@ func (m *lifeManager) deliver() {
 	m.queue = nil
 	m.delivering = false
 	m.mu.Unlock()
+}
+
+// lifeTable is the tracked SAs by ID, kept under a 64-bit hash of the
+// 64-octet SAID (collisions chained): a 16-byte map slot per SA instead
+// of 72.
+type lifeTable struct {
+	m         map[uint64]*lifeTracked
+	seed      maphash.Seed
+	n         int
+	oneBucket bool // tests: every ID collides
+}
+
+func (l *lifeTable) hash(id SAID) uint64 {
+	if l.oneBucket {
+		return 0
+	}
+	return maphash.Comparable(l.seed, id)
+}
+
+func newLifeTable() lifeTable {
+	return lifeTable{m: map[uint64]*lifeTracked{}, seed: maphash.MakeSeed()}
+}
+
+func (l *lifeTable) get(id SAID) *lifeTracked {
+	for t := l.m[l.hash(id)]; t != nil; t = t.next {
+		if t.id == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// put adds t, whose ID must not be there yet.
+func (l *lifeTable) put(t *lifeTracked) {
+	h := l.hash(t.id)
+	t.next = l.m[h]
+	l.m[h] = t
+	l.n++
+}
+
+// del removes t, if it is there.
+func (l *lifeTable) del(t *lifeTracked) {
+	h := l.hash(t.id)
+	first := l.m[h]
+	if first == t {
+		if t.next == nil {
+			delete(l.m, h)
+		} else {
+			l.m[h] = t.next
+		}
+		t.next = nil
+		l.n--
+		return
+	}
+	for q := first; q != nil; q = q.next {
+		if q.next == t {
+			q.next, t.next = t.next, nil
+			l.n--
+			return
+		}
+	}
+}
+
+func (l *lifeTable) all(yield func(*lifeTracked) bool) {
+	for _, t := range l.m {
+		for ; t != nil; t = t.next {
+			if !yield(t) {
+				return
+			}
+		}
+	}
 }

@@ -403,3 +403,32 @@ func TestOneTimerManySAs(t *testing.T) {
 		t.Fatalf("after all: %d clock timers, %d armed, %d tracked; want 0", clk.Pending(), m.Pending(), m.Len())
 	}
 }
+
+// TestLifeTableCollisions: with every ID under one hash, SAs are still
+// found by ID, moved and removed from any place in the chain, and expire.
+func TestLifeTableCollisions(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
+	m.sas.oneBucket = true
+	for i := range 5 {
+		m.Add(testSAID(uint32(0x100+i)), 1, Lifetimes{Hard: Limits{AddTime: time.Duration(i+1) * time.Second}}, time.Time{})
+	}
+	if !m.Remove(testSAID(0x102)) || m.Remove(testSAID(0x102)) {
+		t.Fatal("Remove from the middle of a chain")
+	}
+	if !m.Move(testSAID(0x104), testSAID(0x200)) || m.Move(testSAID(0x100), testSAID(0x101)) {
+		t.Fatal("Move in a chain")
+	}
+	if m.Len() != 4 {
+		t.Fatalf("%d tracked, want 4", m.Len())
+	}
+	clk.Advance(10 * time.Second)
+	want := []string{"0x100 hard add-time", "0x101 hard add-time", "0x103 hard add-time", "0x200 hard add-time"}
+	if got := r.got(); !equal(got, want) {
+		t.Fatalf("fired %q, want %q", got, want)
+	}
+	if m.Len() != 0 || len(m.sas.m) != 0 {
+		t.Fatalf("after every expiry: %d tracked, %d buckets", m.Len(), len(m.sas.m))
+	}
+}
