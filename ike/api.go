@@ -117,9 +117,9 @@ func (e *Engine) Initiate(ctx context.Context, name string) error {
 // connection called name, with its connection (nil: neither). Runs on
 // the loop.
 func (e *Engine) childNamed(name string) (*config.Connection, *config.Child) {
-	c, ch := e.cfg.Child(name)
+	c, ch := e.child(name) // cfgnames.go
 	if ch == nil {
-		if c = e.cfg.Connection(name); c != nil {
+		if c = e.connection(name); c != nil {
 			ch = c.Children[0]
 		}
 	}

@@ -66,7 +66,8 @@ type Engine struct {
 	wake     chan struct{}
 	stop     chan struct{}
 	loopDone chan struct{}
-	timers   timers // loop-owned (timers.go)
+	timers   timers   // loop-owned (timers.go)
+	cfgNames cfgNames // loop-owned (cfgnames.go)
 	closeMu  sync.Mutex
 	closed   bool
 
@@ -263,6 +264,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	e.reconfigured(old, cfg)
+	e.names() // cfgnames.go: built with the configuration, not by the first lookup
 	e.applyPools(cfg)
 	if old != nil {
 		for _, oc := range old.Connections {
