@@ -121,6 +121,8 @@ type Engine struct {
 	// invalidSPI limits INVALID_IKE_SPI answers (invalidspi.go).
 	invalidSPI                        tokenBucket
 	invalidSPISent, invalidSPIDropped int
+	holdUnknown                       bool // HoldUnknownSPIs
+	unknownHeld                       int  // requests not answered while holding
 	// Link awareness (links.go): the interfaces (nil: off), the IKE SAs
 	// waiting to be revived and the token bucket that paces them.
 	ifs         map[int]*ifState

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -65,6 +66,14 @@ func (e *Engine) unknownSPI(s *sock, m *message.Message, local, remote netip.Add
 		e.log.Debug("dropping message for an unknown IKE SA", "from", remote, "message", logText{m})
 		return
 	}
+	if e.holdUnknown {
+		// Taking over (HA): the SA may be one about to be restored, and an
+		// INVALID_IKE_SPI now would make the peer drop it. Unanswered, the
+		// peer retransmits and the restored SA answers.
+		e.unknownHeld++
+		e.log.Debug("unknown IKE SA while taking over: not answering", "from", remote, "message", logText{m})
+		return
+	}
 	if !e.invalidSPI.take(e.clk.Now()) {
 		e.invalidSPIDropped++
 		e.log.Debug("unknown IKE SA: INVALID_IKE_SPI answers over their rate; not answering", "from", remote, "message", logText{m})
@@ -98,4 +107,14 @@ func (sa *ikeSA) peerForgotSA(from netip.AddrPort) {
 	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "invalid-spi", SPIs: sa.eventSPIs(),
 		Reason: "peer answered INVALID_IKE_SPI"})
 	sa.peerMayHaveRestarted() // recovery.go
+}
+
+// HoldUnknownSPIs, while on, drops requests for IKE SAs the engine does
+// not have without the INVALID_IKE_SPI answer. An HA node turns it on
+// before it takes the virtual address and off once the mirrored SAs are
+// restored: in between, the peer's requests for those SAs reach an engine
+// that does not have them yet, and an INVALID_IKE_SPI would end them at
+// the peer.
+func (e *Engine) HoldUnknownSPIs(ctx context.Context, on bool) error {
+	return e.call(ctx, func() { e.holdUnknown = on })
 }

@@ -308,6 +308,17 @@ func TestInvalidIKESPIRateLimit(t *testing.T) {
 	conns[0].WriteToUDP(data, to)
 	settle(t, b)
 	assert.Equal(t, 0, answers())
+	// While an HA takeover holds unknown SPIs nothing is answered, tokens
+	// or not; once it is over they are answered again.
+	require.NoError(t, b.e.HoldUnknownSPIs(t.Context(), true))
+	send(5)
+	assert.Equal(t, 0, answers(), "held")
+	var held int
+	require.NoError(t, b.e.call(t.Context(), func() { held = b.e.unknownHeld }))
+	assert.Equal(t, 5, held)
+	require.NoError(t, b.e.HoldUnknownSPIs(t.Context(), false))
+	send(5)
+	assert.Equal(t, 5, answers(), "answered again")
 }
 
 // TestIKESuiteRecheckedAtAuth: the responder picks the IKE suite from

@@ -279,6 +279,17 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 	defer d.mu.Unlock()
 	tk := &haTakeover{At: won, Failed: []string{}}
 	fences, fencesTook := n.fenced.FenceStats()
+	// Until the mirrored SAs are restored, the peers' requests for them
+	// reach an engine without them: not answered (they retransmit),
+	// rather than INVALID_IKE_SPI, which would end them at the peer.
+	if err := d.eng.HoldUnknownSPIs(ctx, true); err != nil {
+		return err
+	}
+	defer func() {
+		if err := d.eng.HoldUnknownSPIs(context.WithoutCancel(ctx), false); err != nil {
+			n.log.Warn("ha: cannot answer unknown IKE SAs again", "err", err)
+		}
+	}()
 	t := time.Now()
 	if n.cfg.VIP.IsValid() {
 		if err := n.fenced.AddAddress(ctx, n.cfg.Interface, n.cfg.VIP); err != nil && !errors.Is(err, kernelops.ErrExists) {
