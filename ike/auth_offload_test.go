@@ -147,19 +147,7 @@ func TestCloseWithAuthInFlight(t *testing.T) {
 	noLeaks(t)
 	sa, sb := pairSides(t)
 	_, b, _, release, initiated := authHeld(t, sa, sb)
-	closed := make(chan struct{})
-	go func() { b.e.Close(); close(closed) }()
-	select {
-	case <-closed:
-		t.Fatal("Close returned while a worker was still inside a job")
-	case <-time.After(100 * time.Millisecond):
-	}
-	release()
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not return once the worker was free")
-	}
+	closeWaitsForWorker(t, b.e, release)
 	assert.Error(t, result(t, initiated), "Initiate against a closed responder")
 	assert.NotContains(t, b.logs.String(), "authenticated")
 	s, pols := b.counts(t)

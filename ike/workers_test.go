@@ -127,19 +127,7 @@ func TestCloseWithCryptoInFlight(t *testing.T) {
 	r := newRawInit(t, "127.0.0.1", sb.port)
 	r.send(initRequest(randSPI(), randNonce(), nil))
 	waitFor(t, "the request on a worker", 5*time.Second, func() bool { return entered.Load() == 1 })
-	closed := make(chan struct{})
-	go func() { p.e.Close(); close(closed) }()
-	select {
-	case <-closed:
-		t.Fatal("Close returned while a worker was still inside a job")
-	case <-time.After(100 * time.Millisecond):
-	}
-	release()
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not return once the worker was free")
-	}
+	closeWaitsForWorker(t, p.e, release)
 	assert.Nil(t, r.answer(300*time.Millisecond), "answered after Close")
 	assert.NotContains(t, p.logs.String(), "IKE_SA_INIT answered")
 }
@@ -170,4 +158,23 @@ func TestInitiatorEndsWhileKeysComputed(t *testing.T) {
 	assert.NotContains(t, a.logs.String(), "IKE_SA_INIT done")
 	s, pols := a.counts(t)
 	assert.Zero(t, s+pols, "initiator's dataplane")
+}
+
+// closeWaitsForWorker checks that Close does not return while a worker
+// is held inside a job, and does once release lets it go.
+func closeWaitsForWorker(t *testing.T, e *Engine, release func()) {
+	t.Helper()
+	closed := make(chan struct{})
+	go func() { e.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a worker was still inside a job")
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return once the worker was free")
+	}
 }
