@@ -165,7 +165,6 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		byPeer:     map[partiesKey]pairedSAs{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
-		policies:   newPolicyRefs(),
 		traps:      map[string][]kernelops.PolicyID{},
 		trapXfrmis: map[string]string{},
 		xfrmis:     map[string]*xfrmiRef{},

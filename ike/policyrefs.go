@@ -1,18 +1,15 @@
 package ike
 
 import (
-	"hash/maphash"
-
+	"github.com/keyplane/keyplane/internal/chainmap"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
-// policyRefs is the engine's polRefs by policy ID, kept under a 64-bit
-// hash of the 88-octet ID (collisions chained): a map slot of 16 bytes
-// instead of 96, three per child. Loop-owned.
+// policyRefs is the engine's polRefs by policy ID, kept under a hash of
+// the 88-octet ID (internal/chainmap): a map slot of 16 bytes instead of
+// 96, three per child. Loop-owned.
 type policyRefs struct {
-	m         map[uint64]*polRefEntry
-	seed      maphash.Seed
-	oneBucket bool // tests: every ID collides
+	m chainmap.Map[kernelops.PolicyID, polRefEntry, *polRefEntry]
 }
 
 type polRefEntry struct {
@@ -21,73 +18,33 @@ type polRefEntry struct {
 	next *polRefEntry // the next entry of the same hash
 }
 
-func newPolicyRefs() policyRefs {
-	return policyRefs{m: map[uint64]*polRefEntry{}, seed: maphash.MakeSeed()}
-}
-
-func (p *policyRefs) hash(id kernelops.PolicyID) uint64 {
-	if p.oneBucket {
-		return 0
-	}
-	return maphash.Comparable(p.seed, id)
-}
+func (x *polRefEntry) ChainKey() kernelops.PolicyID { return x.id }
+func (x *polRefEntry) ChainNext() **polRefEntry     { return &x.next }
 
 // get is id's polRef (nil: none).
 func (p *policyRefs) get(id kernelops.PolicyID) *polRef {
-	for x := p.m[p.hash(id)]; x != nil; x = x.next {
-		if x.id == id {
-			return &x.polRef
-		}
+	if x := p.m.Get(id); x != nil {
+		return &x.polRef
 	}
 	return nil
 }
 
 // add makes id's polRef, which must not exist yet.
 func (p *policyRefs) add(id kernelops.PolicyID) *polRef {
-	h := p.hash(id)
-	x := &polRefEntry{id: id, next: p.m[h]}
-	p.m[h] = x
+	x := &polRefEntry{id: id}
+	p.m.Put(x)
 	return &x.polRef
 }
 
-func (p *policyRefs) del(id kernelops.PolicyID) {
-	h := p.hash(id)
-	for pp := p.m[h]; pp != nil; pp = pp.next {
-		if pp.id != id {
-			continue
-		}
-		if first := p.m[h]; first == pp {
-			if pp.next == nil {
-				delete(p.m, h)
-			} else {
-				p.m[h] = pp.next
-			}
-			return
-		}
-		for q := p.m[h]; q != nil; q = q.next {
-			if q.next == pp {
-				q.next = pp.next
-				return
-			}
-		}
-	}
-}
+func (p *policyRefs) del(id kernelops.PolicyID) { p.m.Delete(id) }
 
 // all yields every policy's ID and polRef.
 func (p *policyRefs) all(yield func(kernelops.PolicyID, *polRef) bool) {
-	for _, x := range p.m {
-		for ; x != nil; x = x.next {
-			if !yield(x.id, &x.polRef) {
-				return
-			}
+	for x := range p.m.All() {
+		if !yield(x.id, &x.polRef) {
+			return
 		}
 	}
 }
 
-func (p *policyRefs) len() int {
-	n := 0
-	for range p.all {
-		n++
-	}
-	return n
-}
+func (p *policyRefs) len() int { return p.m.Len() }

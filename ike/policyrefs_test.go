@@ -19,8 +19,10 @@ func TestPolicyRefs(t *testing.T) {
 		return kernelops.PolicyID{Selector: kernelops.Selector{Src: netip.PrefixFrom(a, 32), Dst: netip.PrefixFrom(a, 32)}, Dir: kernelops.DirOut}
 	}
 	for _, collide := range []bool{false, true} {
-		p := newPolicyRefs()
-		p.oneBucket = collide
+		var p policyRefs
+		if collide {
+			p.m.CollideForTest()
+		}
 		const n = 5
 		for i := range n {
 			require.Nil(t, p.get(id(i)))
@@ -37,6 +39,8 @@ func TestPolicyRefs(t *testing.T) {
 			p.del(id(i)) // gone: no change
 		}
 		assert.Zero(t, p.len())
-		assert.Empty(t, p.m)
+		for range p.all {
+			t.Error("a deleted ref is still listed")
+		}
 	}
 }

@@ -1,9 +1,9 @@
 package ike
 
 import (
-	"container/heap"
 	"time"
 
+	"github.com/keyplane/keyplane/internal/indexheap"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
@@ -20,7 +20,7 @@ type timer struct {
 	at      time.Time
 	n       uint64 // arming order: of two due at once, the first armed runs first
 	f       func()
-	i       int // index in e.timers.h; -1 when not there
+	i       int32 // index in e.timers.h; -1 when not there
 	stopped bool
 }
 
@@ -30,13 +30,13 @@ func (t *timer) Stop() {
 	}
 	t.stopped = true
 	if t.i >= 0 {
-		heap.Remove(&t.e.timers.h, t.i)
+		t.e.timers.h.Remove(t)
 	}
 }
 
 // timers is the engine's heap of pending timers and the one clock timer.
 type timers struct {
-	h      timerHeap
+	h      indexheap.Heap[timer, *timer]
 	n      uint64
 	clk    clock.Timer
 	clkAt  time.Time
@@ -48,7 +48,7 @@ type timers struct {
 func (e *Engine) after(d time.Duration, f func()) *timer {
 	e.timers.n++
 	t := &timer{e: e, at: e.clk.Now().Add(d), n: e.timers.n, f: f}
-	heap.Push(&e.timers.h, t)
+	e.timers.h.Push(t)
 	if t.i == 0 && !e.timers.firing {
 		e.armTimers()
 	}
@@ -58,7 +58,8 @@ func (e *Engine) after(d time.Duration, f func()) *timer {
 // armTimers arms the clock timer for the earliest deadline.
 func (e *Engine) armTimers() {
 	ts := &e.timers
-	if len(ts.h) == 0 || (ts.clk != nil && ts.clkAt.Equal(ts.h[0].at)) {
+	top := ts.h.Top()
+	if top == nil || (ts.clk != nil && ts.clkAt.Equal(top.at)) {
 		return
 	}
 	if ts.clk != nil {
@@ -66,7 +67,7 @@ func (e *Engine) armTimers() {
 	}
 	ts.seq++
 	seq := ts.seq
-	ts.clkAt = ts.h[0].at
+	ts.clkAt = top.at
 	ts.clk = e.clk.AfterFunc(max(ts.clkAt.Sub(e.clk.Now()), 0), func() {
 		e.post(func() { e.fireTimers(seq) })
 	})
@@ -83,21 +84,21 @@ func (e *Engine) fireTimers(seq uint64) {
 	ts.firing = true
 	for {
 		now := e.clk.Now()
-		for len(ts.h) > 0 && !ts.h[0].at.After(now) {
-			t := heap.Pop(&ts.h).(*timer)
+		for ts.h.Len() > 0 && !ts.h.Top().at.After(now) {
+			t := ts.h.Pop()
 			if !t.stopped {
 				t.stopped = true
 				t.f()
 			}
 		}
-		if len(ts.h) == 0 {
+		if ts.h.Len() == 0 {
 			break
 		}
 		e.armTimers()
 		// A clock moved past the next deadline while it was armed (a fake
 		// clock advanced by another goroutine) would fire it only on its
 		// next move: run it now instead.
-		if e.clk.Now().Before(ts.h[0].at) {
+		if e.clk.Now().Before(ts.h.Top().at) {
 			break
 		}
 		ts.clk.Stop()
@@ -106,31 +107,12 @@ func (e *Engine) fireTimers(seq uint64) {
 	ts.firing = false
 }
 
-// timerHeap orders timers by deadline, then arming order
-// (container/heap), keeping each one's index.
-type timerHeap []*timer
-
-func (h timerHeap) Len() int { return len(h) }
-func (h timerHeap) Less(i, j int) bool {
-	if !h[i].at.Equal(h[j].at) {
-		return h[i].at.Before(h[j].at)
+// The heap orders timers by deadline, then arming order.
+func (t *timer) HeapLess(u *timer) bool {
+	if !t.at.Equal(u.at) {
+		return t.at.Before(u.at)
 	}
-	return h[i].n < h[j].n
+	return t.n < u.n
 }
-func (h timerHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].i, h[j].i = i, j
-}
-func (h *timerHeap) Push(x any) {
-	t := x.(*timer)
-	t.i = len(*h)
-	*h = append(*h, t)
-}
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	t.i = -1
-	return t
-}
+
+func (t *timer) HeapIndex() *int32 { return &t.i }

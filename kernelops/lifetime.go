@@ -29,11 +29,11 @@ package kernelops
 // that goroutine.
 
 import (
-	"container/heap"
-	"hash/maphash"
 	"sync"
 	"time"
 
+	"github.com/keyplane/keyplane/internal/chainmap"
+	"github.com/keyplane/keyplane/internal/indexheap"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
@@ -43,8 +43,8 @@ type lifeManager struct {
 	fire func(*ExpireEvent)
 
 	mu         sync.Mutex
-	sas        lifeTable
-	due        lifeHeap // the SAs with a time deadline, earliest first
+	sas        chainmap.Map[SAID, lifeTracked, *lifeTracked] // under a hash of the 64-octet SAID: a 16-byte slot per SA, not 72
+	due        indexheap.Heap[lifeTracked, *lifeTracked]     // the SAs with a time deadline, earliest first
 	timer      clock.Timer
 	timerAt    time.Time // when timer fires (zero: not armed)
 	timerSeq   uint64    // tells a stale timer callback from the current one
@@ -61,11 +61,18 @@ type lifeTracked struct {
 	timerAt  time.Time // the SA's next time deadline (zero: none)
 	bytes    uint64
 	packets  uint64
-	next     *lifeTracked // the next of the same hash (lifeTable)
+	next     *lifeTracked // the next of the same hash (sas)
 	reqid    uint32
 	at       int32 // its index in lifeManager.due, -1 when not there
 	softDone bool
 }
+
+func (t *lifeTracked) ChainKey() SAID           { return t.id }
+func (t *lifeTracked) ChainNext() **lifeTracked { return &t.next }
+
+// The heap of time deadlines orders SAs by their next one.
+func (t *lifeTracked) HeapLess(u *lifeTracked) bool { return t.timerAt.Before(u.timerAt) }
+func (t *lifeTracked) HeapIndex() *int32            { return &t.at }
 
 // New returns a lifeManager on clk that hands every expiry to fire. The owner
 // publishes the event and, for a hard one, deletes the SA.
@@ -73,7 +80,7 @@ func newLifeManager(clk clock.Clock, fire func(*ExpireEvent)) *lifeManager {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &lifeManager{clk: clk, fire: fire, sas: newLifeTable()}
+	return &lifeManager{clk: clk, fire: fire}
 }
 
 // Add starts tracking an SA added at added (zero: now), replacing any
@@ -88,12 +95,12 @@ func (m *lifeManager) Add(id SAID, reqid uint32, lt Lifetimes, added time.Time) 
 		m.mu.Unlock()
 		return
 	}
-	if old := m.sas.get(id); old != nil {
+	if old := m.sas.Get(id); old != nil {
 		m.unarm(old)
-		m.sas.del(old)
+		m.sas.Delete(old.id)
 	}
 	t := &lifeTracked{id: id, reqid: reqid, lt: lt, added: added, at: -1}
-	m.sas.put(t)
+	m.sas.Put(t)
 	m.evaluate(t)
 	m.mu.Unlock()
 	m.deliver()
@@ -153,13 +160,13 @@ func (m *lifeManager) SetTimes(id SAID, added, firstUse time.Time) bool {
 func (m *lifeManager) Move(old, new SAID) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t := m.sas.get(old)
-	if t == nil || m.sas.get(new) != nil {
+	t := m.sas.Get(old)
+	if t == nil || m.sas.Get(new) != nil {
 		return false
 	}
-	m.sas.del(t)
+	m.sas.Delete(t.id)
 	t.id = new
-	m.sas.put(t)
+	m.sas.Put(t)
 	return true
 }
 
@@ -169,12 +176,12 @@ func (m *lifeManager) Move(old, new SAID) bool {
 func (m *lifeManager) Remove(id SAID) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t := m.sas.get(id)
+	t := m.sas.Get(id)
 	if t == nil {
 		return false
 	}
 	m.unarm(t)
-	m.sas.del(t)
+	m.sas.Delete(t.id)
 	return true
 }
 
@@ -184,14 +191,14 @@ func (m *lifeManager) RemoveIf(drop func(id SAID, reqid uint32) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var gone []*lifeTracked
-	for t := range m.sas.all {
+	for t := range m.sas.All() {
 		if drop(t.id, t.reqid) {
 			gone = append(gone, t)
 		}
 	}
 	for _, t := range gone {
 		m.unarm(t)
-		m.sas.del(t)
+		m.sas.Delete(t.id)
 	}
 }
 
@@ -199,14 +206,14 @@ func (m *lifeManager) RemoveIf(drop func(id SAID, reqid uint32) bool) {
 func (m *lifeManager) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.sas.n
+	return m.sas.Len()
 }
 
 // Pending reports how many SAs have a timer armed (for leak tests).
 func (m *lifeManager) Pending() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.due)
+	return m.due.Len()
 }
 
 // Close stops every timer and forgets every SA; later calls are no-ops.
@@ -214,19 +221,19 @@ func (m *lifeManager) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	for _, t := range m.due {
-		t.at, t.timerAt = -1, time.Time{}
+	for t := range m.sas.All() {
+		t.timerAt = time.Time{}
 	}
-	m.due = nil
+	m.due.Clear()
 	m.setTimer(m.clk.Now())
-	m.sas = newLifeTable()
+	m.sas = chainmap.Map[SAID, lifeTracked, *lifeTracked]{}
 	m.queue = nil
 }
 
 // with runs f on a lifeTracked SA under the lock, then re-evaluates it.
 func (m *lifeManager) with(id SAID, f func(*lifeTracked)) bool {
 	m.mu.Lock()
-	t := m.sas.get(id)
+	t := m.sas.Get(id)
 	if t == nil {
 		m.mu.Unlock()
 		return false
@@ -241,7 +248,7 @@ func (m *lifeManager) with(id SAID, f func(*lifeTracked)) bool {
 // unarm takes t's deadline out of the heap. Called with m.mu held.
 func (m *lifeManager) unarm(t *lifeTracked) {
 	if t.at >= 0 {
-		heap.Remove(&m.due, int(t.at))
+		m.due.Remove(t)
 		t.timerAt = time.Time{}
 		m.setTimer(m.clk.Now())
 	}
@@ -267,7 +274,7 @@ func (m *lifeManager) evaluate(t *lifeTracked) {
 		t.softDone = true
 		m.queue = append(m.queue, t.event(true, hard))
 		m.unarm(t)
-		m.sas.del(t)
+		m.sas.Delete(t.id)
 		return
 	}
 	if soft != LimitUnknown && !t.softDone {
@@ -334,9 +341,9 @@ func (m *lifeManager) arm(t *lifeTracked, now time.Time) {
 	}
 	t.timerAt = next
 	if t.at >= 0 {
-		heap.Fix(&m.due, int(t.at))
+		m.due.Fix(t)
 	} else {
-		heap.Push(&m.due, t)
+		m.due.Push(t)
 	}
 	m.setTimer(now)
 }
@@ -345,8 +352,8 @@ func (m *lifeManager) arm(t *lifeTracked, now time.Time) {
 // stops it when there is none. Called with m.mu held.
 func (m *lifeManager) setTimer(now time.Time) {
 	var next time.Time
-	if len(m.due) > 0 {
-		next = m.due[0].timerAt
+	if top := m.due.Top(); top != nil {
+		next = top.timerAt
 	}
 	if next.Equal(m.timerAt) && (m.timer != nil) == !next.IsZero() {
 		return
@@ -384,43 +391,19 @@ func (m *lifeManager) onTimer(seq uint64) {
 	// Take the due ones out first: one whose limit is not yet reached
 	// (its deadline rounded) goes back in and waits for the next timer.
 	var due []*lifeTracked
-	for len(m.due) > 0 && !now.Before(m.due[0].timerAt) {
-		t := heap.Pop(&m.due).(*lifeTracked)
+	for m.due.Len() > 0 && !now.Before(m.due.Top().timerAt) {
+		t := m.due.Pop()
 		t.timerAt = time.Time{}
 		due = append(due, t)
 	}
 	for _, t := range due {
-		if m.sas.get(t.id) == t {
+		if m.sas.Get(t.id) == t {
 			m.evaluate(t)
 		}
 	}
 	m.setTimer(now)
 	m.mu.Unlock()
 	m.deliver()
-}
-
-// lifeHeap orders SAs by deadline (container/heap), keeping each one's
-// index so that it can be moved or removed.
-type lifeHeap []*lifeTracked
-
-func (h lifeHeap) Len() int           { return len(h) }
-func (h lifeHeap) Less(i, j int) bool { return h[i].timerAt.Before(h[j].timerAt) }
-func (h lifeHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].at, h[j].at = int32(i), int32(j)
-}
-func (h *lifeHeap) Push(x any) {
-	t := x.(*lifeTracked)
-	t.at = int32(len(*h))
-	*h = append(*h, t)
-}
-func (h *lifeHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	t.at = -1
-	return t
 }
 
 // deliver hands queued expiries to fire, one at a time, outside the lock.
@@ -444,75 +427,4 @@ func (m *lifeManager) deliver() {
 	m.queue = nil
 	m.delivering = false
 	m.mu.Unlock()
-}
-
-// lifeTable is the tracked SAs by ID, kept under a 64-bit hash of the
-// 64-octet SAID (collisions chained): a 16-byte map slot per SA instead
-// of 72.
-type lifeTable struct {
-	m         map[uint64]*lifeTracked
-	seed      maphash.Seed
-	n         int
-	oneBucket bool // tests: every ID collides
-}
-
-func (l *lifeTable) hash(id SAID) uint64 {
-	if l.oneBucket {
-		return 0
-	}
-	return maphash.Comparable(l.seed, id)
-}
-
-func newLifeTable() lifeTable {
-	return lifeTable{m: map[uint64]*lifeTracked{}, seed: maphash.MakeSeed()}
-}
-
-func (l *lifeTable) get(id SAID) *lifeTracked {
-	for t := l.m[l.hash(id)]; t != nil; t = t.next {
-		if t.id == id {
-			return t
-		}
-	}
-	return nil
-}
-
-// put adds t, whose ID must not be there yet.
-func (l *lifeTable) put(t *lifeTracked) {
-	h := l.hash(t.id)
-	t.next = l.m[h]
-	l.m[h] = t
-	l.n++
-}
-
-// del removes t, if it is there.
-func (l *lifeTable) del(t *lifeTracked) {
-	h := l.hash(t.id)
-	first := l.m[h]
-	if first == t {
-		if t.next == nil {
-			delete(l.m, h)
-		} else {
-			l.m[h] = t.next
-		}
-		t.next = nil
-		l.n--
-		return
-	}
-	for q := first; q != nil; q = q.next {
-		if q.next == t {
-			q.next, t.next = t.next, nil
-			l.n--
-			return
-		}
-	}
-}
-
-func (l *lifeTable) all(yield func(*lifeTracked) bool) {
-	for _, t := range l.m {
-		for ; t != nil; t = t.next {
-			if !yield(t) {
-				return
-			}
-		}
-	}
 }

@@ -410,7 +410,7 @@ func TestLifeTableCollisions(t *testing.T) {
 	clk := clock.NewFake(t0)
 	var r expiryRecorder
 	m := newLifeManager(clk, r.fire)
-	m.sas.oneBucket = true
+	m.sas.CollideForTest()
 	for i := range 5 {
 		m.Add(testSAID(uint32(0x100+i)), 1, Lifetimes{Hard: Limits{AddTime: time.Duration(i+1) * time.Second}}, time.Time{})
 	}
@@ -428,7 +428,7 @@ func TestLifeTableCollisions(t *testing.T) {
 	if got := r.got(); !equal(got, want) {
 		t.Fatalf("fired %q, want %q", got, want)
 	}
-	if m.Len() != 0 || len(m.sas.m) != 0 {
-		t.Fatalf("after every expiry: %d tracked, %d buckets", m.Len(), len(m.sas.m))
+	if m.Len() != 0 || m.Pending() != 0 {
+		t.Fatalf("after every expiry: %d tracked, %d pending", m.Len(), m.Pending())
 	}
 }

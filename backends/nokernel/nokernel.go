@@ -130,7 +130,6 @@ func open(env *kernelops.Env) (*model, error) {
 		acquires:   map[acqKey]*acquire{},
 	}
 	b.sad.init()
-	b.spd.init()
 	b.caps = capabilities(opts)
 	b.net = newNet(b)
 	if err := b.applyParams(opts.Params); err != nil {

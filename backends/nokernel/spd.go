@@ -2,26 +2,24 @@ package nokernel
 
 import (
 	"context"
-	"hash/maphash"
 	"iter"
 	"net/netip"
 	"syscall"
 	"time"
 
+	"github.com/keyplane/keyplane/internal/chainmap"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
-// spd holds the policies by PolicyID. Its map is keyed by the ID's hash,
-// entries of equal hashes chained, rather than by the 88-octet ID itself:
-// a policy then costs its entry and a 16-octet slot, not a slot the size
-// of its ID beside it (the entry holds the ID already), which at 100,000
-// tunnels of three policies each was a fifth of the model's memory.
+// spd holds the policies by PolicyID, under a hash of the 88-octet ID
+// (internal/chainmap) rather than keyed by the ID itself: a policy then
+// costs its entry and a 16-octet slot, not a slot the size of its ID
+// beside it (the entry holds the ID already), which at 100,000 tunnels of
+// three policies each was a fifth of the model's memory.
 type spd struct {
-	m    map[uint64]*polEntry
-	n    int
-	seed maphash.Seed
-	seq  uint64
+	m   chainmap.Map[kernelops.PolicyID, polEntry, *polEntry]
+	seq uint64
 }
 
 type polEntry struct {
@@ -39,60 +37,27 @@ type polEntry struct {
 	next *polEntry // the next entry of the same hash
 }
 
-func (s *spd) init() {
-	s.m = map[uint64]*polEntry{}
-	s.seed = maphash.MakeSeed()
-}
-
-func (s *spd) hash(id kernelops.PolicyID) uint64 { return maphash.Comparable(s.seed, id) }
+func (e *polEntry) ChainKey() kernelops.PolicyID { return e.p.ID() }
+func (e *polEntry) ChainNext() **polEntry        { return &e.next }
 
 // get returns the policy with this ID (nil: none).
-func (s *spd) get(id kernelops.PolicyID) *polEntry {
-	for e := s.m[s.hash(id)]; e != nil; e = e.next {
-		if e.p.ID() == id {
-			return e
-		}
-	}
-	return nil
-}
+func (s *spd) get(id kernelops.PolicyID) *polEntry { return s.m.Get(id) }
 
 // put adds e, whose ID no entry has.
-func (s *spd) put(e *polEntry) {
-	h := s.hash(e.p.ID())
-	e.next = s.m[h]
-	s.m[h] = e
-	s.n++
-}
+func (s *spd) put(e *polEntry) { s.m.Put(e) }
 
 // del removes e.
 func (s *spd) del(e *polEntry) {
-	h := s.hash(e.p.ID())
-	for p := s.m[h]; p != nil; p = p.next {
-		switch {
-		case p == e && p == s.m[h]:
-			if e.next == nil {
-				delete(s.m, h)
-			} else {
-				s.m[h] = e.next
-			}
-		case p.next == e:
-			p.next = e.next
-		default:
-			continue
-		}
-		e.next = nil
-		s.n--
-		return
+	if s.m.Get(e.p.ID()) == e {
+		s.m.Delete(e.p.ID())
 	}
 }
 
 // each calls f for every policy until it returns false.
 func (s *spd) each(f func(*polEntry) bool) {
-	for _, e := range s.m {
-		for ; e != nil; e = e.next {
-			if !f(e) {
-				return
-			}
+	for e := range s.m.All() {
+		if !f(e) {
+			return
 		}
 	}
 }
@@ -109,7 +74,7 @@ func (e *polEntry) stop() {
 }
 
 func (s *spd) all() []*polEntry {
-	out := make([]*polEntry, 0, s.n)
+	out := make([]*polEntry, 0, s.m.Len())
 	s.each(func(e *polEntry) bool { out = append(out, e); return true })
 	return out
 }

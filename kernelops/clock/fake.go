@@ -1,9 +1,10 @@
 package clock
 
 import (
-	"container/heap"
 	"sync"
 	"time"
+
+	"github.com/keyplane/keyplane/internal/indexheap"
 )
 
 // Fake is a test double: a clock that moves only when Advance is called.
@@ -12,11 +13,10 @@ import (
 // Timers are kept in a heap, so tests with many thousands of them (an SA
 // lifetime each) stay cheap.
 type Fake struct {
-	mu      sync.Mutex
-	now     time.Time
-	seq     uint64
-	timers  timerHeap // pending timers, and stopped ones not yet popped
-	pending int       // timers not fired or stopped
+	mu     sync.Mutex
+	now    time.Time
+	seq    uint64
+	timers indexheap.Heap[fakeTimer, *fakeTimer] // timers not fired or stopped
 }
 
 // NewFake returns a fake clock reading t.
@@ -28,27 +28,18 @@ type fakeTimer struct {
 	seq  uint64
 	f    func()
 	done bool
+	i    int32 // index in c.timers
 }
 
-// timerHeap orders timers by when, then by the order they were set.
-type timerHeap []*fakeTimer
-
-func (h timerHeap) Len() int { return len(h) }
-func (h timerHeap) Less(i, j int) bool {
-	if !h[i].when.Equal(h[j].when) {
-		return h[i].when.Before(h[j].when)
+// The heap orders timers by when, then by the order they were set.
+func (t *fakeTimer) HeapLess(u *fakeTimer) bool {
+	if !t.when.Equal(u.when) {
+		return t.when.Before(u.when)
 	}
-	return h[i].seq < h[j].seq
+	return t.seq < u.seq
 }
-func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)   { *h = append(*h, x.(*fakeTimer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return t
-}
+
+func (t *fakeTimer) HeapIndex() *int32 { return &t.i }
 
 func (c *Fake) Now() time.Time {
 	c.mu.Lock()
@@ -61,12 +52,11 @@ func (c *Fake) AfterFunc(d time.Duration, f func()) Timer {
 	defer c.mu.Unlock()
 	c.seq++
 	t := &fakeTimer{c: c, when: c.now.Add(d), seq: c.seq, f: f}
-	heap.Push(&c.timers, t)
-	c.pending++
+	c.timers.Push(t)
 	return t
 }
 
-// Stop marks the timer done; the heap drops it when it comes up.
+// Stop takes the timer out of the heap.
 func (t *fakeTimer) Stop() bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
@@ -74,20 +64,8 @@ func (t *fakeTimer) Stop() bool {
 		return false
 	}
 	t.done = true
-	t.c.pending--
+	t.c.timers.Remove(t)
 	return true
-}
-
-// top returns the earliest pending timer, dropping stopped ones. The
-// caller holds c.mu.
-func (c *Fake) top() *fakeTimer {
-	for len(c.timers) > 0 {
-		if t := c.timers[0]; !t.done {
-			return t
-		}
-		heap.Pop(&c.timers)
-	}
-	return nil
 }
 
 // Advance moves the clock forward by d, firing every timer due on the way
@@ -98,7 +76,7 @@ func (c *Fake) Advance(d time.Duration) {
 	c.mu.Unlock()
 	for {
 		c.mu.Lock()
-		next := c.top()
+		next := c.timers.Top()
 		if next == nil || next.when.After(end) {
 			c.now = end
 			c.mu.Unlock()
@@ -107,9 +85,8 @@ func (c *Fake) Advance(d time.Duration) {
 		if next.when.After(c.now) {
 			c.now = next.when
 		}
-		heap.Pop(&c.timers)
+		c.timers.Pop()
 		next.done = true
-		c.pending--
 		c.mu.Unlock()
 		next.f()
 	}
@@ -119,7 +96,7 @@ func (c *Fake) Advance(d time.Duration) {
 func (c *Fake) Next() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t := c.top(); t != nil {
+	if t := c.timers.Top(); t != nil {
 		return t.when, true
 	}
 	return time.Time{}, false
@@ -129,5 +106,5 @@ func (c *Fake) Next() (time.Time, bool) {
 func (c *Fake) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pending
+	return c.timers.Len()
 }
