@@ -190,8 +190,13 @@ func (sa *ikeSA) name() string {
 	return "(unknown)"
 }
 
+// setLogger gives the SA its logger, once: the logger reads the SA's
+// name, ID and SPIs as each line is logged (salog.go), so a change of
+// state or SPIs needs no new one.
 func (sa *ikeSA) setLogger() {
-	sa.log = sa.e.log.With("ike", sa.name(), "ike-id", sa.id, "spis", ikeSPIs{sa.spii, sa.spir}) // logvalues.go
+	if sa.log == nil {
+		sa.log = slog.New(&saLog{inner: sa.e.log.Handler(), sa: sa})
+	}
 }
 
 // setState logs the change (one line per change) and publishes it.
