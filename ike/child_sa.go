@@ -108,13 +108,10 @@ func (ch *childSA) outID() kernelops.SAID {
 	return kernelops.SAID{Src: ch.localAddr, Dst: ch.remoteAddr, SPI: ch.outSPI, Proto: kernelops.ProtoESP, Mark: ch.cfg.MarkOut}
 }
 
+// logger logs with the child's and its IKE SA's attributes as they are
+// when each line is logged (salog.go).
 func (ch *childSA) logger() *slog.Logger {
-	l := ch.e.log.With("child", ch.cfg.Name, "child-id", ch.id, "reqid", reqidText(ch.reqid),
-		"spi-in", hex32(ch.inSPI), "spi-out", hex32(ch.outSPI)) // logvalues.go
-	if ch.ike != nil {
-		l = l.With("ike", ch.ike.name(), "ike-id", ch.ike.id, "spis", ikeSPIs{ch.ike.spii, ch.ike.spir})
-	}
-	return l
+	return slog.New(&saLog{inner: ch.e.log.Handler(), sa: ch})
 }
 
 func (ch *childSA) setState(s childState, reason string) {
