@@ -414,3 +414,82 @@ func testXfrmInterfaces(t TB, h *Harness) {
 	noErr(t, "delete", xi.DeleteXfrmInterface(ctx, x.Name))
 	wantErr(t, "delete twice", xi.DeleteXfrmInterface(ctx, x.Name), kernelops.ErrNotFound)
 }
+
+// testSyncOnAdd: an SA added with a sync state (SA.Sync: an HA
+// takeover's replay state and usage, no SetSyncState round trip) reads
+// back with it through GetSyncState — added alone and in a batch, with
+// and without ESN; an update or a 64-bit sequence number without ESN is
+// refused and installs nothing.
+func testSyncOnAdd(t TB, h *Harness) {
+	sy := facet[kernelops.Syncer](t, h, kernelops.CapSync)
+	sad := sadOf(t, h)
+	ctx := t.Context()
+	added := time.Now().Add(-90 * time.Second).Truncate(time.Second)
+	type sample struct {
+		esn      bool
+		oseq     uint64
+		seq      uint64
+		bitmap   []uint32
+		window   uint32
+		describe string
+	}
+	cases := []sample{{oseq: 7000, seq: 5000, bitmap: []uint32{0x800000ff}, window: 32, describe: "32-bit"}}
+	if h.caps().Has(kernelops.CapESN) {
+		cases = append(cases, sample{esn: true, oseq: 1<<32 + 7, seq: 1<<32 + 100, window: 128,
+			bitmap: []uint32{0xffff0001, 0, 0x10, 0x80000000}, describe: "ESN"})
+	}
+	for _, c := range cases {
+		for _, batch := range []bool{false, true} {
+			reqid := nextReqID()
+			out, in := h.outSA(reqid), h.inSA(reqid)
+			for _, sa := range []*kernelops.SA{out, in} {
+				sa.ESN, sa.ReplayWindow = c.esn, c.window
+			}
+			out.Sync = &kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: c.oseq}, AddTime: added}
+			in.Sync = &kernelops.SyncState{Replay: kernelops.ReplayState{Seq: c.seq, Bitmap: slices.Clone(c.bitmap)},
+				Bytes: 123456, Packets: 789, AddTime: added, UseTime: added.Add(time.Second)}
+			how := c.describe + " alone"
+			if batch {
+				how = c.describe + " in a batch"
+				ops := []kernelops.Op{{Kind: kernelops.OpAddSA, SA: out}, {Kind: kernelops.OpAddSA, SA: in}}
+				noErr(t, how+": apply", kernelops.Apply(ctx, h.Backend, ops))
+			} else {
+				noErr(t, how+": add out", sad.AddSA(ctx, out))
+				noErr(t, how+": add in", sad.AddSA(ctx, in))
+			}
+			ost, err := sy.GetSyncState(ctx, out.ID)
+			noErr(t, how+": get out", err)
+			if ost.Replay.OSeq != c.oseq {
+				t.Errorf("%s: outbound OSeq reads back %d, added with %d", how, ost.Replay.OSeq, c.oseq)
+			}
+			if !ost.AddTime.Equal(added) {
+				t.Errorf("%s: outbound add time reads back %v, added with %v", how, ost.AddTime, added)
+			}
+			ist, err := sy.GetSyncState(ctx, in.ID)
+			noErr(t, how+": get in", err)
+			if ist.Replay.Seq != c.seq || !slices.Equal(ist.Replay.Bitmap[:min(len(ist.Replay.Bitmap), len(c.bitmap))], c.bitmap) {
+				t.Errorf("%s: inbound replay reads back seq %d bitmap %#x, added with %d %#x", how,
+					ist.Replay.Seq, ist.Replay.Bitmap, c.seq, c.bitmap)
+			}
+			if ist.Bytes != 123456 || ist.Packets != 789 || !ist.AddTime.Equal(added) {
+				t.Errorf("%s: inbound usage reads back %d bytes, %d packets, added %v; added with 123456, 789, %v",
+					how, ist.Bytes, ist.Packets, ist.AddTime, added)
+			}
+			for _, sa := range []*kernelops.SA{out, in} {
+				noErr(t, how+": delete", sad.DeleteSA(ctx, sa.ID))
+			}
+		}
+	}
+	// What an add cannot take is refused before anything is installed.
+	sa := h.outSA(nextReqID())
+	noErr(t, "add", sad.AddSA(ctx, sa))
+	upd := sa.Clone()
+	upd.Sync = &kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: 9}}
+	wantErr(t, "update with a sync state", sad.UpdateSA(ctx, upd), kernelops.ErrInvalid)
+	noErr(t, "delete", sad.DeleteSA(ctx, sa.ID))
+	wide := h.outSA(nextReqID())
+	wide.Sync = &kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: 1 << 32}}
+	wantErr(t, "64-bit OSeq without ESN", sad.AddSA(ctx, wide), kernelops.ErrInvalid)
+	_, err := sad.GetSA(ctx, wide.ID)
+	wantErr(t, "get after the refused add", err, kernelops.ErrNotFound)
+}

@@ -67,6 +67,7 @@ func testUnsupported(t TB, h *Harness) {
 			{kernelops.CapLifetimeBytes, func(sa *kernelops.SA) { sa.Lifetime.Hard.Bytes = 1 << 30 }},
 			{kernelops.CapLifetimePackets, func(sa *kernelops.SA) { sa.Lifetime.Hard.Packets = 1 << 20 }},
 			{kernelops.CapLifetimeTime, func(sa *kernelops.SA) { sa.Lifetime.Hard.AddTime = time.Hour }},
+			{kernelops.CapSync, func(sa *kernelops.SA) { sa.Sync = &kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: 100}} }},
 			{kernelops.CapOffload, func(sa *kernelops.SA) {
 				sa.Offload = kernelops.Offload{Device: "eth0", Mode: kernelops.OffloadCrypto}
 			}},

@@ -34,6 +34,7 @@ var cases = []Case{
 	{"Holes", testHoles},
 	{"Offload", testOffload},
 	{"SyncState", testSync},
+	{"SyncStateOnAdd", testSyncOnAdd},
 	{"Migrate", testMigrate},
 	{"XfrmInterfaces", testXfrmInterfaces},
 	{"UnsupportedIsTypedError", testUnsupported},

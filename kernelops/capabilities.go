@@ -21,7 +21,7 @@ const (
 	CapAddrManage                     // AddAddress/RemoveAddress
 	CapHoles                          // IKE-port and IPv6 ND bypass policies
 	CapOffload                        // hardware offload detection and install
-	CapSync                           // xfrm_sync: thresholds, GetSyncState/SetSyncState, SyncEvents
+	CapSync                           // xfrm_sync: thresholds, GetSyncState/SetSyncState, SyncEvents, SA.Sync on add
 	CapIdle                           // IdleWatcher
 	CapMigrate                        // Migrator
 	CapXfrmInterfaces                 // route-based xfrm interfaces

@@ -30,6 +30,7 @@ var saFeatures = []feature[*SA]{
 		return sa.Lifetime.Soft.Packets != 0 || sa.Lifetime.Hard.Packets != 0
 	}},
 	{CapOffload, "Offload.Mode", func(sa *SA) bool { return sa.Offload.Mode != OffloadNone }},
+	{CapSync, "Sync", func(sa *SA) bool { return sa.Sync != nil }},
 }
 
 var policyFeatures = []feature[*Policy]{

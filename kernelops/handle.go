@@ -312,6 +312,11 @@ func (h *Handle) installed(sa *SA, update bool) {
 	}
 	if h.swLife && (!update || !h.life.Update(sa.ID, sa.Lifetime)) {
 		h.life.Add(sa.ID, sa.ReqID, sa.Lifetime, h.opts.Clock.Now())
+		if st := sa.Sync; st != nil && !update {
+			// The usage it was added with, as SetSyncState's (Env).
+			h.life.SetTimes(sa.ID, st.AddTime, st.UseTime)
+			h.life.Observe(sa.ID, st.Bytes, st.Packets, st.UseTime)
+		}
 	}
 }
 

@@ -48,6 +48,9 @@ func (h *Handle) putSA(ctx context.Context, op string, sa *SA, update bool) erro
 	if err := h.caps.CheckSA(h.name, op, sa); err != nil {
 		return err
 	}
+	if err := syncOnUpdate(h.name, op, sa, update); err != nil {
+		return err
+	}
 	defer h.lockLife()()
 	var err error
 	if update {
@@ -59,6 +62,15 @@ func (h *Handle) putSA(ctx context.Context, op string, sa *SA, update bool) erro
 		return h.wrap(op, sa.ID.String(), err)
 	}
 	h.installed(sa, update)
+	return nil
+}
+
+// syncOnUpdate refuses an initial sync state on an update: XFRM's UPDSA
+// keeps the SA's replay state and usage, so it would be dropped.
+func syncOnUpdate(backend, op string, sa *SA, update bool) error {
+	if update && sa.Sync != nil {
+		return Invalid(backend, op, sa.ID.String(), "Sync", "an update keeps the SA's sync state: set it with SetSyncState")
+	}
 	return nil
 }
 
@@ -322,7 +334,10 @@ func (h *Handle) checkOp(ctx context.Context, op *Op) error {
 		if err := h.enter(ctx, name, CapSAD, h.sad != nil); err != nil {
 			return err
 		}
-		return h.caps.CheckSA(h.name, name, op.SA)
+		if err := h.caps.CheckSA(h.name, name, op.SA); err != nil {
+			return err
+		}
+		return syncOnUpdate(h.name, name, op.SA, op.Kind == OpUpdateSA)
 	case OpDeleteSA:
 		if err := h.enter(ctx, name, CapSAD, h.sad != nil); err != nil {
 			return err

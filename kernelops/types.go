@@ -211,6 +211,14 @@ type SA struct {
 	IfID     uint32    // XFRM interface id; 0 for none
 	Dir      Direction // DirIn/DirOut when the dataplane records SA direction
 	Offload  Offload
+
+	// Sync, when set on an add, is the replay state and lifetime usage
+	// the SA starts with, as SetSyncState would write them (an HA
+	// takeover, without a round trip per SA): dataplanes claiming
+	// CapSync take it with the add, the others refuse the add
+	// (ErrNotSupported); an update refuses it (ErrInvalid). A zero
+	// AddTime is the add's own time.
+	Sync *SyncState
 }
 
 // Encryption is a cipher by IANA IKEv2 transform id. Key holds the cipher
@@ -256,6 +264,11 @@ func (sa *SA) Clone() *SA {
 	if sa.Encap != nil {
 		e := *sa.Encap
 		c.Encap = &e
+	}
+	if sa.Sync != nil {
+		st := *sa.Sync
+		st.Replay.Bitmap = append([]uint32(nil), sa.Sync.Replay.Bitmap...)
+		c.Sync = &st
 	}
 	return &c
 }

@@ -3,6 +3,7 @@ package kernelops
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/keyplane/keyplane/iana"
 )
@@ -72,6 +73,11 @@ func ValidateSA(backend, op string, sa *SA, algs *AlgorithmSet) error {
 	default:
 		return bad("Dir", "SA direction %s: want in, out or unset", sa.Dir)
 	}
+	if sa.Sync != nil {
+		if err := validateInitialSync(sa, bad); err != nil {
+			return err
+		}
+	}
 	switch sa.Offload.Mode {
 	case OffloadNone:
 	case OffloadCrypto, OffloadPacket, OffloadAuto:
@@ -80,6 +86,25 @@ func ValidateSA(backend, op string, sa *SA, algs *AlgorithmSet) error {
 		}
 	default:
 		return bad("Offload.Mode", "unknown offload mode %d", sa.Offload.Mode)
+	}
+	return nil
+}
+
+// validateInitialSync checks the sync state an SA is added with: what
+// SetSyncState on the SA would refuse is refused before the add.
+func validateInitialSync(sa *SA, bad badFunc) error {
+	r := sa.Sync.Replay
+	if !sa.ESN && (r.OSeq > 1<<32-1 || r.Seq > 1<<32-1) {
+		return bad("Sync.Replay", "sequence numbers beyond 32 bits on an SA without ESN")
+	}
+	if sa.Dir == DirOut && (r.Seq != 0 || slices.ContainsFunc(r.Bitmap, func(w uint32) bool { return w != 0 })) {
+		return bad("Sync.Replay", "an outbound SA has no inbound replay state (Seq, Bitmap)")
+	}
+	if words := int((sa.ReplayWindow + 31) / 32); len(r.Bitmap) > max(words, 1) {
+		return bad("Sync.Replay.Bitmap", "%d words for a %d-packet window", len(r.Bitmap), sa.ReplayWindow)
+	}
+	if r.Window != 0 && r.Window != sa.ReplayWindow {
+		return bad("Sync.Replay.Window", "%d: the SA's window is %d (leave 0)", r.Window, sa.ReplayWindow)
 	}
 	return nil
 }

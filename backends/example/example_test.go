@@ -49,6 +49,7 @@ func TestSkipsFollowCapabilities(t *testing.T) {
 		"Holes":                   "capability holes absent",
 		"Offload":                 "capability offload absent",
 		"SyncState":               "capability sync absent",
+		"SyncStateOnAdd":          "capability sync absent",
 		"Migrate":                 "capability migrate absent",
 		"XfrmInterfaces":          "capability xfrm-interfaces absent",
 	}

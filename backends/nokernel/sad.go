@@ -312,6 +312,21 @@ func (b *model) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMode,
 	e.c = kernelops.Counters{AddTime: now}
 	e.c.Replay.Window = sa.ReplayWindow
 	e.c.Replay.Bitmap = make([]uint32, (sa.ReplayWindow+31)/32)
+	if st := sa.Sync; st != nil {
+		// Added with its sync state (validated by the front end), as
+		// SetSyncState writes it: XFRM takes it with NEWSA.
+		e.sa.Sync = nil
+		e.c.Replay.OSeq, e.c.Replay.Seq = st.Replay.OSeq, st.Replay.Seq
+		copy(e.c.Replay.Bitmap, st.Replay.Bitmap)
+		if w := uint64(e.c.Replay.Window); w%32 != 0 && len(e.c.Replay.Bitmap) > 0 {
+			e.c.Replay.Bitmap[len(e.c.Replay.Bitmap)-1] &= 1<<(w%32) - 1
+		}
+		e.c.Bytes, e.c.Packets = st.Bytes, st.Packets
+		if !st.AddTime.IsZero() {
+			e.c.AddTime = st.AddTime
+		}
+		e.c.FirstUse = st.UseTime
+	}
 }
 
 // immutable rejects an update that would change what XFRM keeps.

@@ -34,6 +34,17 @@ const legacyReplayMax = 32
 
 // appendSA builds NEWSA or UPDSA for sa. sa has been validated.
 func appendSA(mb *msgBuilder, typ uint16, flags uint16, seq uint32, sa *kernelops.SA, o saOpts) error {
+	if st := sa.Sync; st != nil && o.Replay == nil && o.Cur == nil {
+		// The state it starts with goes in the NEWSA itself: the kernel
+		// takes XFRMA_REPLAY_(ESN_)VAL and XFRMA_LTIME_VAL at construction
+		// (xfrm_state_construct, xfrm_update_ae_params), as NEWAE would.
+		o.Replay = &st.Replay
+		added := st.AddTime
+		if added.IsZero() {
+			added = time.Now() // the kernel's own add time, which LTIME_VAL replaces
+		}
+		o.Cur = &lftCur{Bytes: st.Bytes, Packets: st.Packets, AddTime: unixSecs(added), UseTime: unixSecs(st.UseTime)}
+	}
 	mb.begin(typ, flags, seq)
 	p := mb.grow(sizeUsersaInfo)
 	fam := famOf(sa.ID.Dst)
