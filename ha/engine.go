@@ -36,7 +36,7 @@ func NewSink(st *Store, log *slog.Logger) *Sink {
 	return &Sink{st: st, log: log}
 }
 
-var _ ike.StateSink = (*Sink)(nil)
+var _ ike.RestoreSink = (*Sink)(nil)
 
 // WithCounters makes the sink start and stop counter sync for each
 // child it sees installed and removed.
@@ -84,6 +84,16 @@ func (s *Sink) ChildChanged(st *ike.HAChild) {
 		s.ctr.Watch(st.InSPI,
 			kernelops.SAID{Src: st.Remote, Dst: st.Local, SPI: st.InSPI, Proto: kernelops.ProtoESP},
 			kernelops.SAID{Src: st.Local, Dst: st.Remote, SPI: st.OutSPI, Proto: kernelops.ProtoESP})
+	}
+}
+
+// ChildRestored implements ike.RestoreSink: a child this node took over
+// from its record as it stands; the record is not written again (a
+// takeover of thousands of children would rewrite them all), its
+// counters are followed from now on.
+func (s *Sink) ChildRestored(spi uint32, in, out kernelops.SAID) {
+	if s.ctr != nil {
+		s.ctr.Watch(spi, in, out)
 	}
 }
 

@@ -122,8 +122,11 @@ func (ch *childSA) setState(s childState, reason string) {
 	ch.state = s
 	defer ch.e.childHook(ch, from, s, reason)
 	lvl := slog.LevelInfo
-	if s == childFailed {
+	switch {
+	case s == childFailed:
 		lvl = slog.LevelWarn
+	case reason == reasonTakeover:
+		lvl = slog.LevelDebug // a takeover logs a line per IKE SA (hastate.go)
 	}
 	if ch.e.log.Enabled(ch.e.ctx, lvl) { // the line's text and logger cost more than the change
 		args := []any{"state", s.String()}

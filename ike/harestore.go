@@ -28,15 +28,19 @@ type RestoreStats struct {
 	Children int // restored
 	Failed   int // children rolled back
 	Batches  int
-	// SAs, Sync and Policies are the dataplane's time adding the SAs
-	// (batched), setting their sequence numbers and replay state, and
-	// adding the policies (batched); Report the rest, after the last
-	// batch: the engine's bookkeeping, of which Sink is the state sink's
-	// (the children's records, counter sync), State the children's state
-	// change (log, events, hooks) and Idle the idle watch set-up; Total
-	// the whole of Restore's work.
+	// SAs is the dataplane's time adding the SAs (batched, with their
+	// sequence numbers and replay state: SA.Sync), Sync the part of it
+	// spent working those states out, Policies adding the policies
+	// (batched); Report the engine's bookkeeping for the children
+	// installed, done batch by batch, of which Sink is the state sink's
+	// (counter sync; a record only where it changed), State the
+	// children's state change (events, hooks, a log line per IKE SA) and
+	// Idle the idle watch set-up; Last is the time from the last
+	// batch's policies to the end, when the engine answers IKE again
+	// (that batch's bookkeeping, the IKE SA's own); Total the whole of
+	// Restore's work.
 	SAs, Sync, Policies, Report, Total time.Duration
-	Sink, State, Idle                  time.Duration
+	Sink, State, Idle, Last            time.Duration
 }
 
 // Add adds o's figures to s.
@@ -52,14 +56,15 @@ func (s *RestoreStats) Add(o RestoreStats) {
 	s.Sink += o.Sink
 	s.State += o.State
 	s.Idle += o.Idle
+	s.Last += o.Last
 	s.Total += o.Total
 }
 
 func (s RestoreStats) String() string {
 	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	return fmt.Sprintf("%d IKE SA(s), %d children (%d failed) in %d batches, %v: SAs %v, sync state %v, policies %v, after the batches %v (sink %v, state changes %v, idle watch %v)",
+	return fmt.Sprintf("%d IKE SA(s), %d children (%d failed) in %d batches, %v: SAs with their sync state %v (states %v), policies %v, bookkeeping %v (sink %v, state changes %v, idle watch %v), after the last batch %v",
 		s.IKESAs, s.Children, s.Failed, s.Batches, r(s.Total), r(s.SAs), r(s.Sync), r(s.Policies), r(s.Report),
-		r(s.Sink), r(s.State), r(s.Idle))
+		r(s.Sink), r(s.State), r(s.Idle), r(s.Last))
 }
 
 // ChildrenError says that an IKE SA was restored but some of its
@@ -91,32 +96,59 @@ func (e *ChildrenError) Unwrap() []error {
 
 // restoring is one child of a takeover on its way in.
 type restoring struct {
-	ch   *childSA
-	est  time.Time
-	plan offloadPlan
-	in   *kernelops.SA
-	out  *kernelops.SA
-	pols []*kernelops.Policy
-	err  error
+	ch    *childSA
+	est   time.Time
+	reqid uint32 // the record's
+	plan  offloadPlan
+	in    *kernelops.SA
+	out   *kernelops.SA
+	pols  []*kernelops.Policy
+	err   error
 }
 
-// restoreChildren installs the children, batch by batch. It returns
-// those installed, in order, and the errors of those that were not.
-func (e *Engine) restoreChildren(rs []*restoring, o RestoreOptions, st *RestoreStats) {
-	for b := range slices.Chunk(rs, restoreBatch) {
-		st.Batches++
-		e.restoreSAs(b, st)
-		t := time.Now()
-		for _, r := range b {
+// restoreChildren installs the children, batch by batch, each batch's
+// SAs with their sequence numbers and replay state (SA.Sync: no Syncer
+// round trip per SA), then its policies; then, still per batch, the
+// engine's bookkeeping for those installed (done), so that what is left
+// after the last batch is that batch's alone.
+func (e *Engine) restoreChildren(rs []*restoring, o RestoreOptions, st *RestoreStats, done func([]*restoring)) {
+	// Without Syncer the outbound SA would start at 0: the peer's
+	// replay window drops what we send until it passes the old number,
+	// so a dataplane without it cannot take over.
+	if _, err := kernelops.As[kernelops.Syncer](e.b); err != nil {
+		for _, r := range rs {
 			if r.err == nil {
-				if err := e.restoreReplay(r.ch, r.est, o); err != nil {
-					e.restoreFailed(r, err)
-				}
+				r.err = fmt.Errorf("the dataplane cannot set sequence numbers: %w", err)
 			}
 		}
-		st.Sync += time.Since(t)
-		e.restorePolicies(b, st)
 	}
+	for b := range slices.Chunk(rs, restoreBatch) {
+		st.Batches++
+		e.restoreSAs(b, o, st)
+		e.restorePolicies(b, st)
+		t := time.Now()
+		done(b)
+		st.Report += time.Since(t)
+	}
+}
+
+// restoreSync is the state the child's SAs are added with: the outbound
+// SA's sequence number advanced past what the other node may have sent
+// (the last synced one plus SeqMargin), the inbound SA's replay window
+// as it had seen it, both dated from est, the child's first install, so
+// time lifetimes run on (zero: the add's own time).
+func restoreSync(ch *childSA, est time.Time, o RestoreOptions) (in, out *kernelops.SyncState) {
+	var outRS, inRS kernelops.ReplayState
+	if o.Replay != nil {
+		outRS, _ = o.Replay(ch.outID())
+		inRS, _ = o.Replay(ch.inID())
+	}
+	out = &kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: outRS.OSeq + o.SeqMargin}, AddTime: est}
+	in = &kernelops.SyncState{AddTime: est}
+	if inRS.Seq > 0 {
+		in.Replay.Seq, in.Replay.Bitmap = inRS.Seq, slices.Clone(inRS.Bitmap)
+	}
+	return in, out
 }
 
 // restoreFailed rolls the child back: whatever of it went in comes out.
@@ -126,7 +158,7 @@ func (e *Engine) restoreFailed(r *restoring, err error) {
 }
 
 // restoreSAs adds the batch's SAs in one Apply.
-func (e *Engine) restoreSAs(b []*restoring, st *RestoreStats) {
+func (e *Engine) restoreSAs(b []*restoring, o RestoreOptions, st *RestoreStats) {
 	ops := make([]kernelops.Op, 0, 2*len(b))
 	idx := make([]int, 0, len(b)) // ops[2i], ops[2i+1] are b[idx[i]]'s
 	for i, r := range b {
@@ -154,6 +186,9 @@ func (e *Engine) restoreSAs(b []*restoring, st *RestoreStats) {
 		r.in, r.out = e.childKernelSAs(ch)
 		r.in.Offload, r.in.IfID, r.in.Mark = r.plan.off, ch.cfg.IfIDIn, r.in.ID.Mark
 		r.out.Offload, r.out.IfID, r.out.Mark = r.plan.off, ch.cfg.IfIDOut, r.out.ID.Mark
+		t := time.Now()
+		r.in.Sync, r.out.Sync = restoreSync(ch, r.est, o)
+		st.Sync += time.Since(t)
 		ops = append(ops, kernelops.Op{Kind: kernelops.OpAddSA, SA: r.in}, kernelops.Op{Kind: kernelops.OpAddSA, SA: r.out})
 		idx = append(idx, i)
 	}
@@ -175,7 +210,7 @@ func (e *Engine) restoreSAs(b []*restoring, st *RestoreStats) {
 		case in.Err != nil:
 			e.restoreFailed(r, fmt.Errorf("add inbound SA %s: %w", r.in.ID, in.Err))
 		case out.Err != nil:
-			e.restoreFailed(r, fmt.Errorf("add outbound SA %s: %w", r.out.ID, out.Err))
+			e.restoreFailed(r, fmt.Errorf("add outbound SA %s at sequence number %d: %w", r.out.ID, r.out.Sync.Replay.OSeq, out.Err))
 		case batchErr != nil && !isBatchError(batchErr):
 			// The batch as a whole was refused (fence, no facet): no
 			// op carries its error.

@@ -94,6 +94,19 @@ type StateSink interface {
 	ChildGone(spi uint32)
 }
 
+// RestoreSink is a StateSink that a takeover need not hand each child's
+// record back to: ChildRestored says that the child with inbound SPI
+// spi, whose SAs are in and out, was restored from its record as it
+// stands (same reqid and first install), so there is nothing to write,
+// only its counters to follow. A sink without it gets ChildChanged.
+type RestoreSink interface {
+	StateSink
+	ChildRestored(spi uint32, in, out kernelops.SAID)
+}
+
+// reasonTakeover is the state-change reason of what a takeover resumes.
+const reasonTakeover = "taken over (HA)"
+
 // SetStateSink makes the engine report its state to s (nil: to nobody).
 // IKE SAs established before are reported at once; their children are
 // not (their keys are gone), so set it before the first IKE SA.
@@ -315,50 +328,46 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats
 			enc := *cs.Encap
 			ch.encap = &enc
 		}
-		rs = append(rs, &restoring{ch: ch, est: cs.Est})
+		rs = append(rs, &restoring{ch: ch, est: cs.Est, reqid: cs.ReqID})
 	}
-	e.restoreChildren(rs, o, stats)
-	t := time.Now()
+	// The IKE SA goes in first, its children batch by batch after it:
+	// the loop is held throughout, so no request sees it half restored.
 	if st.PeerID != nil {
 		sa.rec.peerID = &message.ID{IDType: message.IDType(st.PeerIDType), Data: clone(st.PeerID)}
 	}
 	e.addSA(local, sa)
 	sa.estAt = now
-	sa.setState(ikeEstablished, "taken over (HA)")
+	sa.setState(ikeEstablished, reasonTakeover)
 	e.placeSA(sa)
+	restored := 0
+	var last time.Time
+	e.restoreChildren(rs, o, stats, func(b []*restoring) {
+		last = time.Now()
+		for _, r := range b {
+			if r.err != nil {
+				r.ch.keys.Zero()
+				continue
+			}
+			e.restored(sa, r, now, stats)
+			restored++
+		}
+	})
+	if last.IsZero() {
+		last = time.Now()
+	}
 	for _, r := range rs {
-		ch := r.ch
 		if r.err != nil {
-			ch.keys.Zero()
-			errs = append(errs, &RestoreError{SPIs: spis, Child: ch.cfg.Name, Err: r.err})
-			gone = append(gone, ch.inSPI)
-			continue
+			errs = append(errs, &RestoreError{SPIs: spis, Child: r.ch.cfg.Name, Err: r.err})
+			gone = append(gone, r.ch.inSPI)
 		}
-		// Reported as installed here too, while its keys are still
-		// there: the sink's counter sync (and a next takeover) needs
-		// this node to follow the child as if it had made it.
-		est := r.est
-		if est.IsZero() {
-			est = now
-		}
-		t0 := time.Now()
-		e.haChildAt(ch, est)
-		t1 := time.Now()
-		ch.keys.Zero()
-		ch.estAt = now
-		e.bySA[idleKey(ch.inID())] = ch
-		e.bySA[idleKey(ch.outID())] = ch
-		sa.addChild(ch)
-		ch.setState(childInstalled, "taken over (HA)")
-		t2 := time.Now()
-		e.watchIdle(ch)
-		stats.Sink += t1.Sub(t0)
-		stats.State += t2.Sub(t1)
-		stats.Idle += time.Since(t2)
-		stats.Children++
 	}
 	stats.IKESAs++
+	stats.Children += restored
 	stats.Failed += len(errs)
+	// One line per IKE SA: each child's state change is at debug, a
+	// takeover of thousands would otherwise log thousands of lines
+	// while the engine answers no IKE.
+	sa.log.Info("CHILD SAs taken over (HA)", "children", restored, "failed", len(errs))
 	sa.armLiveness()
 	sa.armIKERekey()
 	e.haIKE(sa)
@@ -368,60 +377,43 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats
 		sa.send(&request{exch: message.INFORMATIONAL,
 			payloads: []message.Payload{&message.Delete{Protocol: message.ProtocolESP, SPIs: gone}}})
 	}
-	stats.Report += time.Since(t)
+	stats.Last += time.Since(last)
 	if len(errs) > 0 {
 		return &ChildrenError{Errs: errs}
 	}
 	return nil
 }
 
-// restoreReplay advances the outbound SA's sequence number past what the
-// other node may have sent, sets the inbound replay window to what it
-// had seen, and dates both SAs from est, the child's first install, so
-// time lifetimes run on (Syncer). Without the facet the outbound SA starts at 0:
-// the peer's replay window drops what we send until it passes the old
-// number, so a dataplane without Syncer cannot take over; refuse.
-func (e *Engine) restoreReplay(ch *childSA, est time.Time, o RestoreOptions) error {
-	syn, err := kernelops.As[kernelops.Syncer](e.b)
-	if err != nil {
-		return fmt.Errorf("the dataplane cannot set sequence numbers: %w", err)
-	}
-	var outRS, inRS kernelops.ReplayState
-	if o.Replay != nil {
-		outRS, _ = o.Replay(ch.outID())
-		inRS, _ = o.Replay(ch.inID())
-	}
-	// A fresh SA has no usage yet: with the first install's time known
-	// the state is written whole, without reading it first (a takeover
-	// of thousands of children saves two round trips each).
-	var ost, ist kernelops.SyncState
+// restored is the engine's bookkeeping for a child a takeover installed:
+// the state sink follows it (its record as it was, unless it changed
+// here), it joins its IKE SA and the indexes, its state changes (an
+// event, hooks; the log line is its IKE SA's) and its idle watch starts.
+func (e *Engine) restored(sa *ikeSA, r *restoring, now time.Time, stats *RestoreStats) {
+	ch := r.ch
+	est := r.est
 	if est.IsZero() {
-		if ost, err = syn.GetSyncState(e.ctx, ch.outID()); err != nil {
-			return fmt.Errorf("read outbound SA %s: %w", ch.outID(), err)
-		}
+		est = now
 	}
-	ost.Replay.OSeq = outRS.OSeq + o.SeqMargin
-	if !est.IsZero() {
-		ost.AddTime = est // time lifetimes count from the first install
+	t0 := time.Now()
+	// Reported while its keys are still there: the sink's counter sync
+	// (and a next takeover) needs this node to follow the child as if
+	// it had made it. A record this restore came from, unchanged, need
+	// not be written again (RestoreSink).
+	if rs, ok := e.sink.(RestoreSink); ok && ch.reqid == r.reqid && !r.est.IsZero() {
+		rs.ChildRestored(ch.inSPI, ch.inID(), ch.outID())
+	} else {
+		e.haChildAt(ch, est)
 	}
-	if err := syn.SetSyncState(e.ctx, ch.outID(), ost); err != nil {
-		return fmt.Errorf("advance outbound SA %s to %d: %w", ch.outID(), ost.Replay.OSeq, err)
-	}
-	if inRS.Seq > 0 || !est.IsZero() {
-		if est.IsZero() {
-			if ist, err = syn.GetSyncState(e.ctx, ch.inID()); err != nil {
-				return fmt.Errorf("read inbound SA %s: %w", ch.inID(), err)
-			}
-		}
-		if inRS.Seq > 0 {
-			ist.Replay.Seq, ist.Replay.Bitmap = inRS.Seq, inRS.Bitmap
-		}
-		if !est.IsZero() {
-			ist.AddTime = est
-		}
-		if err := syn.SetSyncState(e.ctx, ch.inID(), ist); err != nil {
-			return fmt.Errorf("restore inbound SA %s replay state: %w", ch.inID(), err)
-		}
-	}
-	return nil
+	t1 := time.Now()
+	ch.keys.Zero()
+	ch.estAt = now
+	e.bySA[idleKey(ch.inID())] = ch
+	e.bySA[idleKey(ch.outID())] = ch
+	sa.addChild(ch)
+	ch.setState(childInstalled, reasonTakeover)
+	t2 := time.Now()
+	e.watchIdle(ch)
+	stats.Sink += t1.Sub(t0)
+	stats.State += t2.Sub(t1)
+	stats.Idle += time.Since(t2)
 }

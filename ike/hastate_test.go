@@ -3,9 +3,11 @@ package ike
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,14 +142,29 @@ func TestRestoreBatches(t *testing.T) {
 	children[10].Name = "nope"
 	children[restoreBatch+3].InSPI = children[restoreBatch+2].InSPI // exists by then
 	children[2*restoreBatch+1].LocalTS = nil
+	// The last synced replay state of two children: their SAs are
+	// added with it (SA.Sync).
+	synced := map[kernelops.SAID]kernelops.ReplayState{
+		{Src: lo, Dst: lo, SPI: children[1].OutSPI, Proto: kernelops.ProtoESP}:             {OSeq: 5000},
+		{Src: lo, Dst: lo, SPI: children[1].InSPI, Proto: kernelops.ProtoESP}:              {Seq: 7000, Bitmap: []uint32{0x3}},
+		{Src: lo, Dst: lo, SPI: children[restoreBatch+7].InSPI, Proto: kernelops.ProtoESP}: {Seq: 12, Bitmap: []uint32{0x1}},
+	}
+	replay := func(id kernelops.SAID) (kernelops.ReplayState, bool) { r, ok := synced[id]; return r, ok }
 	var stats RestoreStats
-	err := p.e.Restore(ctxT(t, 30*time.Second), haTestIKE(sb, sa), children, RestoreOptions{SeqMargin: 1000, Stats: &stats})
+	err := p.e.Restore(ctxT(t, 30*time.Second), haTestIKE(sb, sa), children, RestoreOptions{SeqMargin: 1000, Replay: replay, Stats: &stats})
 	var ce *ChildrenError
 	require.True(t, errors.As(err, &ce), "%v", err)
 	require.Len(t, ce.Errs, 3)
 	assert.Equal(t, RestoreStats{IKESAs: 1, Children: n - 3, Failed: 3, Batches: 3}, RestoreStats{
 		IKESAs: stats.IKESAs, Children: stats.Children, Failed: stats.Failed, Batches: stats.Batches})
 	assert.Positive(t, stats.Total)
+	assert.Positive(t, stats.Last)
+	assert.LessOrEqual(t, stats.Last, stats.Total)
+	// One log line for the children at info, not one each.
+	logs := p.logs.String()
+	assert.Equal(t, 0, strings.Count(logs, "CHILD SA installed"), "per-child lines at info")
+	assert.Contains(t, logs, fmt.Sprintf("CHILD SAs taken over (HA)\" peer=b ike=b"))
+	assert.Contains(t, logs, fmt.Sprintf("children=%d failed=3", n-3))
 	sas := 0
 	for e, err := range p.b.SAs(ctxT(t, 5*time.Second)) {
 		require.NoError(t, err)
@@ -168,6 +185,17 @@ func TestRestoreBatches(t *testing.T) {
 		out, err := p.b.GetSyncState(ctxT(t, 5*time.Second), kernelops.SAID{Src: lo, Dst: lo, SPI: children[i].OutSPI, Proto: kernelops.ProtoESP})
 		require.NoError(t, err)
 		assert.Equal(t, uint64(1000), out.Replay.OSeq, "child %d", i)
+		assert.True(t, children[i].Est.Truncate(time.Second).Equal(out.AddTime.Truncate(time.Second)), "child %d dates from %v, not its first install %v", i, out.AddTime, children[i].Est)
+	}
+	for id, want := range synced {
+		got, err := p.b.GetSyncState(ctxT(t, 5*time.Second), id)
+		require.NoError(t, err)
+		if want.OSeq > 0 {
+			assert.Equal(t, want.OSeq+1000, got.Replay.OSeq, "%s: the synced sequence number and the margin", id)
+			continue
+		}
+		assert.Equal(t, want.Seq, got.Replay.Seq, "%s: inbound replay state", id)
+		assert.Equal(t, want.Bitmap[0], got.Replay.Bitmap[0], "%s: inbound replay window", id)
 	}
 	got, err := p.e.IKESAs(ctxT(t, 5*time.Second))
 	require.NoError(t, err)
@@ -207,4 +235,74 @@ func haTestChild(name string, in, out uint32) *HAChild {
 		RemoteTS: []HATS{{Start: netip.MustParseAddr("10.1.0.0"), End: netip.MustParseAddr("10.1.255.255")}},
 		Suite:    ikecrypto.ChildSuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128},
 		Keys:     HAChildKeys{EncrI: make([]byte, 20), EncrR: make([]byte, 20)}}
+}
+
+// sinkCalls records what a takeover tells a state sink.
+type sinkCalls struct {
+	changed  []uint32 // ChildChanged, by inbound SPI
+	restored []uint32 // ChildRestored
+	ike      int
+}
+
+func (s *sinkCalls) IKEChanged(*HAIKE)        { s.ike++ }
+func (s *sinkCalls) IKEGone(uint64)           {}
+func (s *sinkCalls) ChildChanged(st *HAChild) { s.changed = append(s.changed, st.InSPI) }
+func (s *sinkCalls) ChildGone(uint32)         {}
+func (s *restoreSinkCalls) ChildRestored(spi uint32, in, out kernelops.SAID) {
+	s.restored = append(s.restored, spi)
+	if in.SPI != spi || out.Proto != kernelops.ProtoESP {
+		s.bad = append(s.bad, fmt.Sprintf("child %08x: SAs %s, %s", spi, in, out))
+	}
+}
+
+// restoreSinkCalls is sinkCalls with ChildRestored (a RestoreSink).
+type restoreSinkCalls struct {
+	sinkCalls
+	bad []string
+}
+
+// TestRestoreSink: a RestoreSink is told of each child restored from its
+// record as it stands (ChildRestored: nothing to write again) and gets
+// the record of one that changed here (no first install time: dated
+// now; other selectors than the record's reqid holder: another reqid);
+// a plain StateSink gets every child's record; a child that failed is
+// reported to neither.
+func TestRestoreSink(t *testing.T) {
+	for _, withRestore := range []bool{true, false} {
+		t.Run(fmt.Sprintf("RestoreSink=%v", withRestore), func(t *testing.T) {
+			sa, sb := pairSides(t)
+			p := newPeer(t, "b", sb.config(t, "b"))
+			var calls *sinkCalls
+			var rsink *restoreSinkCalls
+			var sink StateSink
+			if withRestore {
+				rsink = &restoreSinkCalls{}
+				calls, sink = &rsink.sinkCalls, rsink
+			} else {
+				calls = &sinkCalls{}
+				sink = calls
+			}
+			require.NoError(t, p.e.SetStateSink(t.Context(), sink))
+			est := time.Now().Add(-time.Minute)
+			a := haTestChild("b-net", 0xc0000001, 0xc0000002)
+			b := haTestChild("b-net", 0xc0000003, 0xc0000004) // no first install time
+			c := haTestChild("nope", 0xc0000005, 0xc0000006)
+			d := haTestChild("b-net", 0xc0000007, 0xc0000008) // the same reqid as a, other selectors
+			a.Est, d.Est = est, est
+			d.LocalTS = []HATS{{Start: netip.MustParseAddr("10.2.1.0"), End: netip.MustParseAddr("10.2.1.255")}}
+			err := p.e.Restore(ctxT(t, 5*time.Second), haTestIKE(sb, sa), []*HAChild{a, b, c, d}, RestoreOptions{SeqMargin: 10})
+			var ce *ChildrenError
+			require.True(t, errors.As(err, &ce), "%v", err)
+			require.Len(t, ce.Errs, 1)
+			if withRestore {
+				assert.Equal(t, []uint32{0xc0000001}, calls.restored, "restored as recorded")
+				assert.Equal(t, []uint32{0xc0000003, 0xc0000007}, calls.changed, "changed here")
+				assert.Empty(t, rsink.bad)
+			} else {
+				assert.Equal(t, []uint32{0xc0000001, 0xc0000003, 0xc0000007}, calls.changed)
+			}
+			assert.Positive(t, calls.ike)
+			require.NoError(t, p.e.SetStateSink(t.Context(), nil))
+		})
+	}
 }
