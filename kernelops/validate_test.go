@@ -57,6 +57,21 @@ func TestValidateSA(t *testing.T) {
 		{"soft time above hard", func(sa *SA) { sa.Lifetime.Soft.AddTime, sa.Lifetime.Hard.AddTime = time.Hour, time.Minute }, "Lifetime.Soft.AddTime", ErrInvalid},
 		{"encap zero port", func(sa *SA) { sa.Encap = &Encap{SrcPort: 4500} }, "Encap", ErrInvalid},
 		{"offload without device", func(sa *SA) { sa.Offload.Mode = OffloadCrypto }, "Offload.Device", ErrInvalid},
+		{"sync ok", func(sa *SA) {
+			sa.ReplayWindow = 64
+			sa.Sync = &SyncState{Replay: ReplayState{OSeq: 9, Seq: 1<<32 - 1, Bitmap: []uint32{1, 2}}, AddTime: time.Unix(1e9, 0)}
+		}, "", nil},
+		{"sync esn ok", func(sa *SA) { sa.ESN, sa.Sync = true, &SyncState{Replay: ReplayState{OSeq: 1 << 40}} }, "", nil},
+		{"sync 64-bit without esn", func(sa *SA) { sa.Sync = &SyncState{Replay: ReplayState{OSeq: 1 << 32}} }, "Sync.Replay", ErrInvalid},
+		{"sync inbound state on outbound SA", func(sa *SA) {
+			sa.Dir, sa.Sync = DirOut, &SyncState{Replay: ReplayState{OSeq: 5, Bitmap: []uint32{1}}}
+		}, "Sync.Replay", ErrInvalid},
+		{"sync bitmap beyond window", func(sa *SA) {
+			sa.ReplayWindow, sa.Sync = 32, &SyncState{Replay: ReplayState{Bitmap: []uint32{1, 1}}}
+		}, "Sync.Replay.Bitmap", ErrInvalid},
+		{"sync other window", func(sa *SA) {
+			sa.ReplayWindow, sa.Sync = 32, &SyncState{Replay: ReplayState{Window: 64}}
+		}, "Sync.Replay.Window", ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -527,3 +527,42 @@ func TestOffloadModes(t *testing.T) {
 	_, err = b.OffloadSupport(ctx(t), "nosuch")
 	mustErr(t, "support of a missing device", err, kernelops.ErrNotFound, 0)
 }
+
+// TestSyncOnAdd: an SA added with its sync state (SA.Sync, an HA
+// takeover) counts its lifetimes from it — packets from the synced
+// count, time from the synced add time — and sends from the synced
+// sequence number.
+func TestSyncOnAdd(t *testing.T) {
+	b, clk := model(t, nil)
+	noErr(t, "policy", b.AddPolicy(ctx(t), tunnelPolicy(kernelops.DirOut, kernelops.ActionIPsec, 2)))
+	sa := gcmSA(local, remote, 2)
+	sa.Lifetime.Hard.Packets = 1000
+	sa.Sync = &kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: 5000}, Packets: 998, AddTime: clk.Now().Add(-time.Hour)}
+	noErr(t, "add", b.AddSA(ctx(t), sa))
+	out(b, t, 1, 1)
+	st, err := b.GetSyncState(ctx(t), sa.ID)
+	noErr(t, "get", err)
+	if st.Replay.OSeq != 5001 || st.Packets != 999 || !st.AddTime.Equal(clk.Now().Add(-time.Hour)) {
+		t.Fatalf("after one packet: OSeq %d, %d packets, added %v; want 5001, 999, an hour ago", st.Replay.OSeq, st.Packets, st.AddTime)
+	}
+	out(b, t, 1, 1)
+	_, err = b.GetSA(ctx(t), sa.ID)
+	mustErr(t, "after the 1000th packet counted from the synced state", err, kernelops.ErrNotFound, 0)
+
+	old := gcmSA(local, remote, 3)
+	old.Lifetime.Hard.AddTime = 2 * time.Hour
+	old.Sync = &kernelops.SyncState{AddTime: clk.Now().Add(-time.Hour - 50*time.Minute)}
+	noErr(t, "add", b.AddSA(ctx(t), old))
+	clk.Advance(9 * time.Minute)
+	_, err = b.GetSA(ctx(t), old.ID)
+	noErr(t, "before its hard add time, counted from the synced one", err)
+	clk.Advance(2 * time.Minute)
+	waitGone := time.Now().Add(5 * time.Second)
+	for {
+		if _, err = b.GetSA(ctx(t), old.ID); err != nil || time.Now().After(waitGone) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mustErr(t, "after its hard add time, counted from the synced one", err, kernelops.ErrNotFound, 0)
+}

@@ -361,6 +361,13 @@ func TestVMHAFailover(t *testing.T) {
 	dpds := strings.Count(ch.Log(), "parsed INFORMATIONAL response")
 	require.Eventually(t, func() bool { return strings.Count(ch.Log(), "parsed INFORMATIONAL response") > dpds },
 		20*time.Second, 100*time.Millisecond, "charon's liveness check was not answered:\n%s", tailText(ch.Log(), 30))
+	// No request of charon's was answered INVALID_IKE_SPI while the
+	// new active took over (it holds requests for IKE SAs it does not
+	// have until the restore is over, HoldUnknownSPIs): charon would
+	// have ended its IKE SA. Both sides' logs: the daemon's own line for
+	// the answer, charon's parsed notify (N(INVAL_IKE_SPI)).
+	assert.NotContains(t, b.stderr.String(), "answering INVALID_IKE_SPI", "the new active answered INVALID_IKE_SPI")
+	assert.NotRegexp(t, `INVAL(ID)?_IKE_SPI`, ch.Log(), "charon got INVALID_IKE_SPI")
 	// A child rekey from charon succeeds, and traffic flows on it.
 	require.NoError(t, ch.RekeyChild(ctx, "ha"))
 	require.Eventually(t, func() bool {
