@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"reflect"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -562,5 +563,68 @@ func TestSADirOutEncoding(t *testing.T) {
 		if dir == kernelops.DirOut && len(e.Counters.Replay.Bitmap) != 0 {
 			t.Errorf("outbound SA carries a %d-word bitmap", len(e.Counters.Replay.Bitmap))
 		}
+	}
+}
+
+// TestSASyncEncoding: an SA added with SA.Sync carries it in the NEWSA
+// itself — the replay state (legacy or ESN, the outbound sequence
+// number included) and XFRMA_LTIME_VAL with the synced usage and add
+// time, or the add's own time when none was synced.
+func TestSASyncEncoding(t *testing.T) {
+	added := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		name   string
+		esn    bool
+		window uint32
+		st     kernelops.SyncState
+	}{
+		{"legacy", false, 32, kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: 70000, Seq: 5000, Bitmap: []uint32{0x80000001}},
+			Bytes: 1234, Packets: 56, AddTime: added, UseTime: added.Add(time.Second)}},
+		{"esn", true, 128, kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: 1<<32 + 7, Seq: 1<<33 + 1, Bitmap: []uint32{1, 2, 3, 4}},
+			AddTime: added}},
+		{"no add time", false, 32, kernelops.SyncState{Replay: kernelops.ReplayState{OSeq: 9}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sa := &kernelops.SA{ID: kernelops.SAID{Src: ma("10.0.0.1"), Dst: ma("10.0.0.2"), SPI: 0x1000, Proto: kernelops.ProtoESP},
+				Mode: kernelops.ModeTunnel, ESN: tc.esn, ReplayWindow: tc.window, Sync: &tc.st,
+				Encryption: kernelops.Encryption{ID: iana.EncrAESGCM16, KeyBits: 128, Key: make([]byte, 20)}}
+			var mb msgBuilder
+			before := time.Now().Unix()
+			if err := appendSA(&mb, nl.XFRM_MSG_NEWSA, reqFlags, 1, sa, saOpts{}); err != nil {
+				t.Fatal(err)
+			}
+			b := body(t, &mb).Data
+			var e kernelops.SAEntry
+			var meta saMeta
+			if err := decodeSA(b, &e, &meta); err != nil {
+				t.Fatal(err)
+			}
+			r := e.Counters.Replay
+			if r.OSeq != tc.st.Replay.OSeq || r.Seq != tc.st.Replay.Seq || !slices.Equal(r.Bitmap, tc.st.Replay.Bitmap) && len(tc.st.Replay.Bitmap) > 0 {
+				t.Errorf("replay state %+v, want %+v", r, tc.st.Replay)
+			}
+			var cur []byte
+			it := newAttrIter(b[sizeUsersaInfo:])
+			for a, ok := it.next(); ok; a, ok = it.next() {
+				if a.Type == nl.XFRMA_LTIME_VAL {
+					cur = a.Data
+				}
+			}
+			if len(cur) != sizeLftCur {
+				t.Fatalf("XFRMA_LTIME_VAL %x", cur)
+			}
+			c := getLftCur(cur)
+			wantAdd := uint64(added.Unix())
+			if tc.st.AddTime.IsZero() {
+				if c.AddTime < uint64(before) || c.AddTime > uint64(time.Now().Unix()) {
+					t.Errorf("add time %d without a synced one, want now (%d)", c.AddTime, before)
+				}
+			} else if c.AddTime != wantAdd {
+				t.Errorf("add time %d, want %d", c.AddTime, wantAdd)
+			}
+			if c.Bytes != tc.st.Bytes || c.Packets != tc.st.Packets || c.UseTime != unixSecs(tc.st.UseTime) {
+				t.Errorf("usage %+v, want %d bytes %d packets used %v", c, tc.st.Bytes, tc.st.Packets, tc.st.UseTime)
+			}
+		})
 	}
 }
