@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/keyplane/keyplane/kernelops"
@@ -42,8 +43,17 @@ type Counters struct {
 	log *slog.Logger
 	sub kernelops.Subscription
 
-	ops    chan counterOp
-	byID   map[kernelops.SAID]counterOp // the goroutine's own; bounded by the store's record limit
+	ops  chan counterOp
+	byID map[kernelops.SAID]counterOp // the goroutine's own; bounded by the store's record limit
+
+	// While held (a takeover's restore), requests wait in backlog, in
+	// order, and are done on Release; until the backlog is taken, later
+	// ones join it, so none overtakes another.
+	mu      sync.Mutex
+	held    bool
+	backlog []counterOp // bounded by max
+	kick    chan struct{}
+
 	max    int
 	synced atomic.Uint64 // sync events written
 	drops  atomic.Uint64 // requests or events not handled (queue full, limit)
@@ -73,7 +83,7 @@ func NewCounters(ctx context.Context, b kernelops.Backend, st *Store, th kernelo
 		return nil, fmt.Errorf("ha: sync events: %w", err)
 	}
 	c := &Counters{syn: syn, st: st, th: th, log: log, sub: sub, ops: make(chan counterOp, 1024),
-		byID: map[kernelops.SAID]counterOp{}, max: st.lim.Records, cancel: cancel, done: make(chan struct{})}
+		byID: map[kernelops.SAID]counterOp{}, max: st.lim.Records, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	go c.run(cctx)
 	return c, nil
 }
@@ -86,7 +96,42 @@ func (c *Counters) Watch(child uint32, in, out kernelops.SAID) {
 // Forget stops syncing the child's counters and removes their records.
 func (c *Counters) Forget(child uint32) { c.queue(counterOp{child: child, forget: true}) }
 
+// Hold makes Watch and Forget wait until Release: a takeover's restore
+// holds them so that setting thresholds (a dataplane call per SA) and
+// the sync events it starts do not compete with it.
+func (c *Counters) Hold() {
+	c.mu.Lock()
+	c.held = true
+	c.mu.Unlock()
+}
+
+// Release does what was asked while held, in order.
+func (c *Counters) Release() {
+	c.mu.Lock()
+	c.held = false
+	waiting := len(c.backlog) > 0
+	c.mu.Unlock()
+	if waiting {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (c *Counters) queue(op counterOp) {
+	c.mu.Lock()
+	if c.held || len(c.backlog) > 0 {
+		defer c.mu.Unlock()
+		if len(c.backlog) >= c.max {
+			c.drops.Add(1)
+			c.log.Error("ha: counter sync backlog full; request dropped", "child", fmt.Sprintf("%08x", op.child), "forget", op.forget)
+			return
+		}
+		c.backlog = append(c.backlog, op)
+		return
+	}
+	c.mu.Unlock()
 	select {
 	case c.ops <- op:
 	default:
@@ -114,6 +159,30 @@ func (c *Counters) run(ctx context.Context) {
 			return
 		case op := <-c.ops:
 			c.apply(ctx, op)
+		case <-c.kick:
+			c.mu.Lock()
+			b := c.backlog
+			c.mu.Unlock()
+			for _, op := range b {
+				if ctx.Err() != nil {
+					return
+				}
+				c.apply(ctx, op)
+			}
+			c.mu.Lock()
+			// Taken whole: what joined it meanwhile stays for the next kick.
+			c.backlog = c.backlog[len(b):]
+			more := len(c.backlog) > 0 && !c.held
+			if len(c.backlog) == 0 {
+				c.backlog = nil
+			}
+			c.mu.Unlock()
+			if more {
+				select {
+				case c.kick <- struct{}{}:
+				default:
+				}
+			}
 		case ev, ok := <-c.sub.Events():
 			if !ok {
 				return

@@ -311,6 +311,9 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 		store.Close()
 		return err
 	}
+	// The counters' thresholds (a dataplane call per SA) and the sync
+	// events they start wait for the restore to be over.
+	ctr.Hold()
 	sink := ha.NewSink(store, n.log).WithCounters(ctr)
 	if err := d.eng.SetStateSink(ctx, sink); err != nil {
 		ctr.Close()
@@ -324,6 +327,7 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 	n.mirrored = mirror.Len()
 	tk.SinkTook, t = time.Since(t), time.Now()
 	res := ha.Restore(ctx, d.eng, mirror, ike.RestoreOptions{SeqMargin: haSeqMargin(n.cfg), Replay: ha.ReplayFrom(mirror)})
+	ctr.Release()
 	tk.RestoreTook = time.Since(t)
 	tk.IKESAs, tk.Children, tk.Restore = res.IKESAs, res.Children, &res.Stats
 	f, ft := n.fenced.FenceStats()

@@ -365,9 +365,11 @@ func TestVMHAFailover(t *testing.T) {
 	// new active took over (it holds requests for IKE SAs it does not
 	// have until the restore is over, HoldUnknownSPIs): charon would
 	// have ended its IKE SA. Both sides' logs: the daemon's own line for
-	// the answer, charon's parsed notify (N(INVAL_IKE_SPI)).
+	// the answer; charon 5.9.8 logs the unprotected answer as "received
+	// unencrypted informational" (seen in a run where the stopping
+	// active answered one) or, parsed, as N(INVAL_IKE_SPI).
 	assert.NotContains(t, b.stderr.String(), "answering INVALID_IKE_SPI", "the new active answered INVALID_IKE_SPI")
-	assert.NotRegexp(t, `INVAL(ID)?_IKE_SPI`, ch.Log(), "charon got INVALID_IKE_SPI")
+	assert.NotRegexp(t, `unencrypted informational|INVAL(ID)?_IKE_SPI`, ch.Log(), "charon got INVALID_IKE_SPI")
 	// A child rekey from charon succeeds, and traffic flows on it.
 	require.NoError(t, ch.RekeyChild(ctx, "ha"))
 	require.Eventually(t, func() bool {
