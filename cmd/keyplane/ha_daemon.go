@@ -384,6 +384,11 @@ func (d *daemon) stopHA(ctx context.Context) {
 	n.role = roleStopping
 	store, ctr, mirror := n.store, n.ctr, n.mirror
 	n.mu.Unlock()
+	// A peer's request that arrives while the engine closes finds no IKE
+	// SA: unanswered (the next active answers its retransmission), not
+	// INVALID_IKE_SPI, which would end the SA at the peer (seen in the
+	// many-tunnel VM test's handover at its end; charon 5.9.8 ignored it).
+	_ = d.eng.HoldUnknownSPIs(ctx, true)
 	_ = d.eng.SetStateSink(ctx, nil)
 	if store != nil && n.el.Leading() {
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
