@@ -93,7 +93,7 @@ bench-vm: lab-prepare
 
 ## test-vm-ha: the HA failover with 1,000 tunnels in the VM lab (TestVMHAFailoverTunnels; make test runs it with fewer)
 # Under software emulation 1,000 children take 5–11 min to come up (by the
-# machine's load) and ≈30 s to take over: the run takes 8–14 min, so make
+# machine's load) and ≈13 s to take over: the run takes 8–14 min, so make
 # test runs 50. HA_TUNNELS sets the count.
 HA_TUNNELS ?= 1000
 test-vm-ha: lab-prepare
