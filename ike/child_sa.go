@@ -120,6 +120,7 @@ func (ch *childSA) setState(s childState, reason string) {
 	}
 	from := ch.state
 	ch.state = s
+	ch.e.childChanged(ch) // changes.go
 	defer ch.e.childHook(ch, from, s, reason)
 	lvl := slog.LevelInfo
 	switch {
@@ -238,6 +239,7 @@ func (sa *ikeSA) addChild(ch *childSA) {
 		ch.listed = true
 		sa.children = append(sa.children, ch)
 	}
+	sa.e.changed(sa) // changes.go
 	if ch.outSPI != 0 {
 		sa.byOut.put(ch.outSPI, ch)
 	}
@@ -252,6 +254,7 @@ func (sa *ikeSA) dropChild(ch *childSA) {
 	}
 	for i, x := range sa.children {
 		if x == ch {
+			sa.e.childGone(sa, ch) // changes.go
 			ch.listed = false
 			sa.children = append(sa.children[:i], sa.children[i+1:]...)
 			sa.armLiveness() // the last watched child gone: timed checks

@@ -71,6 +71,7 @@ func (sa *ikeSA) rekeyChild(old *childSA) {
 	if sa.quiet() {
 		// Never into a dead link: the revival starts it (old.rekey).
 		old.rekey = true
+		sa.e.childChanged(old) // changes.go
 		old.logger().Debug("link down: rekey deferred until the link returns")
 		return
 	}

@@ -111,6 +111,8 @@ type Engine struct {
 
 	byIn map[saKey]*childSA // watched children by inbound SA (idleKey)
 	bySA map[saKey]*childSA // installed children by each of their SAs (idleKey)
+	// chg records changes for listings of what changed (changes.go).
+	chg changeLog
 	// Test seams, nil in production: nonceHook makes the nonces of
 	// CREATE_CHILD_SA exchanges (forRequest: our Ni, else our Nr), so a
 	// test decides who wins a rekey collision; rewriteResponse edits our

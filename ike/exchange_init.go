@@ -138,6 +138,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		return
 	}
 	sa.spir = m.SPIr
+	sa.e.changed(sa) // changes.go
 	sa.nr = append([]byte(nil), nonce.Data...)
 	sa.initResp = append([]byte(nil), m.Raw()...)
 	sa.ikeChosen = *chosen
@@ -193,6 +194,7 @@ func (sa *ikeSA) initKeysReady(r initResult, m *message.Message, suite ikecrypto
 	sa.suite, sa.keys, sa.out, sa.in = suite, r.keys, r.out, r.in
 	sa.dh = nil
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
+	sa.e.changed(sa) // changes.go
 	sa.readInitAnswer(m)
 	sa.setLogger()
 	sa.log.Info("IKE_SA_INIT done", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
@@ -229,6 +231,7 @@ func (sa *ikeSA) floatToNATT() {
 	sa.sock = ns
 	sa.local = netip.AddrPortFrom(sa.local.Addr(), ns.bound.Port())
 	sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.RemoteNATPort)
+	sa.e.changed(sa) // changes.go
 	sa.log.Info("floating to the NAT-T ports", "nat", sa.natAny(), "mobike", sa.conn.MOBIKE, "local", sa.local, "remote", sa.remote)
 }
 

@@ -239,7 +239,12 @@ func newPeer(t testing.TB, name string, cfg *config.Config, opts ...peerOpt) *pe
 		t.Fatalf("engine %s: %v", name, err)
 	}
 	p := &peer{name: name, b: b, kb: kb, e: e, ev: e.Subscribe(), logs: sw}
+	checked := func() {}
+	if _, ok := t.(*testing.T); ok {
+		checked = checkChanges(t, e) // changes_check_test.go
+	}
 	t.Cleanup(func() {
+		checked()
 		// Every test checks the connection index against the SAs.
 		var ierr string
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

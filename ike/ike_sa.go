@@ -146,6 +146,8 @@ type ikeSA struct {
 	ho halfOpenEntry
 	// vips: virtual IPs installed or leased (vips.go, pools.go).
 	vips vipState
+	// chg: its place in the list of SAs by last change (changes.go).
+	chg saChange
 }
 
 // stateText is the state, and whether it is a replacement not settled
@@ -207,6 +209,7 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 	from := sa.state
 	sa.e.halfOpenMoved(sa, s)
 	sa.state = s
+	sa.e.changed(sa) // changes.go
 	sa.setLogger()
 	args := []any{"state", s.String(), "local", sa.local, "remote", sa.remote}
 	if reason != "" {
@@ -242,6 +245,7 @@ func (sa *ikeSA) destroyErr(why error) {
 	for _, ch := range sa.children {
 		ch.remove(reason)
 	}
+	sa.e.childrenGone(sa) // changes.go
 	sa.children = nil
 	if sa.first != nil && sa.first.state != childInstalled {
 		sa.first.fail(why)

@@ -69,6 +69,7 @@ func (e *Engine) expire(x *kernelops.ExpireEvent) {
 	}
 	if !x.Hard {
 		ch.rekey = true
+		e.childChanged(ch) // changes.go
 		ch.logger().Info("soft lifetime reached: rekeying", "limit", x.Limit.String())
 		e.publish(Event{Kind: "child", ChildID: ch.id, IKEID: ch.ikeID(), Name: ch.cfg.Name, State: "rekey-needed", Reason: "soft " + x.Limit.String() + " limit"})
 		e.scheduleRekey(ch)

@@ -182,6 +182,8 @@ func TestTemporaryFailure(t *testing.T) {
 			for _, sa := range b.e.sas {
 				if sa.state == from {
 					sa.state = to // no delete is sent: only b's state says so
+					// As setState marks a change (changes.go).
+					b.e.changed(sa)
 				}
 			}
 		}))

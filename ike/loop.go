@@ -80,6 +80,9 @@ func (e *Engine) drain() {
 			q[i] = nil
 			f()
 			e.serveWork()
+			if e.chg.verify != nil { // tests (changes_test.go)
+				e.chg.verify()
+			}
 		}
 	}
 }

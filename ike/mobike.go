@@ -127,6 +127,7 @@ func (sa *ikeSA) mobikeMove(idx map[netip.Addr]addrSite) bool {
 		return false
 	}
 	sa.local = netip.AddrPortFrom(src, old.Port())
+	sa.e.changed(sa) // changes.go
 	sa.ifIndex = site.index
 	sa.log.Info("MOBIKE: local address gone; moving to another address", "from", old, "to", sa.local, "link", sa.e.ifs[site.index].name)
 	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-move", SPIs: sa.eventSPIs(),
@@ -205,6 +206,7 @@ func (sa *ikeSA) updateAnswered(m *message.Message, cookie []byte, local netip.A
 		return
 	}
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
+	sa.e.changed(sa) // changes.go
 	n := sa.mobikeMigrate()
 	sa.log.Info("MOBIKE: peer follows; children migrated", "local", sa.local, "remote", sa.remote, "children", n,
 		"nat-local", sa.natLocal, "nat-remote", sa.natRemote)
@@ -306,6 +308,7 @@ func (sa *ikeSA) mobikeUpdate(m *message.Message, s *sock, local, remote netip.A
 	movedLocal := local.Addr() != sa.local.Addr()
 	sa.sock, sa.local, sa.remote = s, local, remote
 	sa.natLocal, sa.natRemote = natLocal, natRemote
+	sa.e.changed(sa) // changes.go
 	if movedLocal {
 		sa.e.placeSA(sa)
 	}

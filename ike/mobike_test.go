@@ -507,6 +507,7 @@ func TestMOBIKENoNATsAllowed(t *testing.T) {
 			require.NoError(t, mp.a.e.call(t.Context(), func() {
 				for _, sa := range mp.a.e.sas {
 					sa.local = netip.AddrPortFrom(mobNew, sa.local.Port())
+					mp.a.e.changed(sa) // as the engine marks a change (changes.go)
 					ps := []message.Payload{&message.Notify{NotifyType: message.UPDATE_SA_ADDRESSES},
 						&message.Notify{NotifyType: message.NO_NATS_ALLOWED, Data: tc.data(sa.local, sa.remote)},
 						&message.Notify{NotifyType: message.COOKIE2, Data: cookie}}

@@ -54,6 +54,7 @@ func (sa *ikeSA) moveTo(s *sock, local, remote netip.AddrPort) {
 	old := sa.remote
 	movedLocal := local.Addr() != sa.local.Addr()
 	sa.sock, sa.local, sa.remote = s, local, remote
+	sa.e.changed(sa) // changes.go
 	if movedLocal {
 		sa.e.placeSA(sa)
 	}
@@ -122,6 +123,7 @@ func (e *Engine) moveChild(ch *childSA, local, remote netip.AddrPort) bool {
 		if err == nil {
 			log.Info("child moved: new UDP encapsulation ports", "local-port", local.Port(), "remote-port", remote.Port())
 			ch.encap = enc
+			e.childChanged(ch) // changes.go
 			return true
 		}
 		errs = append(errs, fmt.Errorf("update SAs: %w", err))
@@ -204,6 +206,7 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 		delete(e.byIn, idleKey(ch.inID()))
 	}
 	ch.localAddr, ch.remoteAddr, ch.encap = l, r, enc
+	e.childChanged(ch) // changes.go
 	if watched {
 		e.byIn[idleKey(ch.inID())] = ch
 	}

@@ -63,6 +63,7 @@ func (e *Engine) offloadDevice(ctx context.Context, ch *childSA) (string, kernel
 // less than packet offload, logs the one line that says so.
 func (ch *childSA) offloadDone(p offloadPlan, in, out kernelops.OffloadMode) {
 	ch.offIn, ch.offOut = in, out
+	ch.e.childChanged(ch) // changes.go
 	if p.off.Mode != kernelops.OffloadAuto || (in == kernelops.OffloadPacket && out == kernelops.OffloadPacket) {
 		return
 	}

@@ -406,6 +406,8 @@ func (sa *ikeSA) handOver(nsa *ikeSA, how string) {
 		}
 	}
 	sa.children, sa.byOut = nil, outIndex{}
+	// changes.go: adopted before (a collision), it gains the children now.
+	sa.e.changed(nsa)
 	nsa.vips, sa.vips = sa.vips, vipState{} // the virtual IPs stay with the SA's successor
 	sa.rec.replacedBy = nsa
 	sa.stopLiveness()

@@ -27,12 +27,14 @@ func (e *Engine) addSA(spi uint64, sa *ikeSA) {
 	e.sas[spi] = sa
 	e.index(sa)
 	e.indexPeer(sa)
+	e.listedSA(sa) // changes.go
 }
 
 // removeSA removes sa (kept under its local SPI).
 func (e *Engine) removeSA(sa *ikeSA) {
 	if e.sas[sa.localSPI()] == sa {
 		delete(e.sas, sa.localSPI())
+		e.unlistedSA(sa) // changes.go
 	}
 	e.unindex(sa)
 	e.unindexPeer(sa)
@@ -50,6 +52,7 @@ func (e *Engine) setConn(sa *ikeSA, c *config.Connection) {
 	if kept {
 		e.index(sa)
 		e.indexPeer(sa)
+		e.changed(sa) // changes.go: its name may change
 	}
 }
 

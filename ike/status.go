@@ -58,6 +58,10 @@ type ChildInfo struct {
 	RekeyNeeded bool       `json:"rekey_needed"`
 	Established time.Time  `json:"established,omitzero"`
 	CounterErr  string     `json:"counter_error,omitempty"`
+	// CountersOmitted: the listing did not read the dataplane (a listing
+	// of changes without ChangeOptions.Counters), so the bytes and
+	// packets are unknown, not zero.
+	CountersOmitted bool `json:"counters_omitted,omitempty"`
 }
 
 // IKESAs lists the IKE SAs with their children, oldest first (all of
@@ -109,7 +113,7 @@ var listHold func(time.Duration)
 // the listing holds a chunk of entries at a time, not all of them.
 func (e *Engine) ListIKESAs(ctx context.Context, opts ListOptions) iter.Seq2[IKESAInfo, error] {
 	return func(yield func(IKESAInfo, error) bool) {
-		tc := textCache{ike: map[ikecrypto.IKESuite]string{}, child: map[ikecrypto.ChildSuite]string{}}
+		tc := newTextCache()
 		err := e.walkSAs(ctx, opts, true, func(s *saSnap, u *usageView) bool {
 			return yield(s.info(u, &tc), nil)
 		})
@@ -123,7 +127,7 @@ func (e *Engine) ListIKESAs(ctx context.Context, opts ListOptions) iter.Seq2[IKE
 // order of ListIKESAs.
 func (e *Engine) ListChildren(ctx context.Context, opts ListOptions) iter.Seq2[ChildInfo, error] {
 	return func(yield func(ChildInfo, error) bool) {
-		tc := textCache{ike: map[ikecrypto.IKESuite]string{}, child: map[ikecrypto.ChildSuite]string{}}
+		tc := newTextCache()
 		err := e.walkSAs(ctx, opts, true, func(s *saSnap, u *usageView) bool {
 			for i := range s.children {
 				if !yield(s.children[i].info(s.name, s.id, u, &tc), nil) {
@@ -149,8 +153,7 @@ type saRef struct {
 // the dataplane's counters for them first.
 func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, withUsage bool, each func(*saSnap, *usageView) bool) error {
 	var refs []saRef
-	var readAt time.Time
-	var lastChild uint32
+	var u usageView
 	if err := e.listCall(ctx, func() {
 		refs = make([]saRef, 0, len(e.sas))
 		for _, sa := range e.sas {
@@ -158,7 +161,7 @@ func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, withUsage bool, 
 				refs = append(refs, saRef{sa.id, sa})
 			}
 		}
-		readAt, lastChild = e.clk.Now(), e.ids.child
+		u.readAt, u.lastChild = e.clk.Now(), e.ids.child
 	}); err != nil {
 		return err
 	}
@@ -166,7 +169,15 @@ func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, withUsage bool, 
 	if opts.Limit > 0 && len(refs) > opts.Limit {
 		refs = refs[:opts.Limit]
 	}
-	u := &usageView{readAt: readAt, lastChild: lastChild}
+	return e.walkRefs(ctx, refs, u, withUsage, each)
+}
+
+// walkRefs hands each of the IKE SAs of refs still kept, copied on the
+// loop a chunk at a time, to each (walkSAs); u has the time and last
+// child ID of the call that took refs. Without withUsage the children
+// carry no counters (CountersOmitted).
+func (e *Engine) walkRefs(ctx context.Context, refs []saRef, u usageView, withUsage bool, each func(*saSnap, *usageView) bool) error {
+	u.omit = !withUsage
 	if withUsage && len(refs) > 0 {
 		u.m = usageMaps.Get().(map[usageKey]counters)
 		defer func() {
@@ -216,7 +227,7 @@ func (e *Engine) walkSAs(ctx context.Context, opts ListOptions, withUsage bool, 
 			k += n
 		}
 		for i := range snap {
-			if !each(&snap[i], u) {
+			if !each(&snap[i], &u) {
 				return nil
 			}
 		}
@@ -249,6 +260,9 @@ func (e *Engine) listCall(ctx context.Context, f func()) error {
 type usageView struct {
 	m   map[usageKey]counters
 	err error
+	// omit: no counters were read (a listing of changes not asking for
+	// them, StateCounts).
+	omit bool
 	// The read began after readAt and after child lastChild was made: a
 	// child installed later may be missing from it without being gone
 	// from the dataplane.
@@ -266,6 +280,10 @@ type textCache struct {
 	child map[ikecrypto.ChildSuite]string
 	// buf is where an entry's text is put together (listtext.go).
 	buf []byte
+}
+
+func newTextCache() textCache {
+	return textCache{ike: map[ikecrypto.IKESuite]string{}, child: map[ikecrypto.ChildSuite]string{}}
 }
 
 func (tc *textCache) ikeSuite(s ikecrypto.IKESuite) string {
@@ -447,6 +465,10 @@ func (ch *childSnap) info(ike string, ikeID uint32, u *usageView, tc *textCache)
 		Encap: ch.encap, Offload: offloadText(ch.offIn, ch.offOut), LocalTS: t[16:lts], RemoteTS: t[lts:rts],
 		Local: t[rts:la], Remote: t[la:], RekeyNeeded: ch.rekey, Established: ch.estAt}
 	if ch.state != childInstalled {
+		return ci
+	}
+	if u.omit {
+		ci.CountersOmitted = true
 		return ci
 	}
 	if u.err != nil {

@@ -48,6 +48,9 @@ func (c *ChildInfo) AppendJSON(b []byte) ([]byte, error) {
 	if c.CounterErr != "" {
 		b = appendJSONField(b, "counter_error", c.CounterErr)
 	}
+	if c.CountersOmitted {
+		b = append(b, `,"counters_omitted":true`...)
+	}
 	return append(b, '}'), nil
 }
 
@@ -90,6 +93,17 @@ func (s *IKESAInfo) AppendJSON(b []byte) ([]byte, error) {
 			b, _ = s.Children[i].AppendJSON(b) // the times were checked above
 		}
 		b = append(b, ']')
+	}
+	return append(b, '}'), nil
+}
+
+// AppendJSON appends d as encoding/json marshals it.
+func (d *Deleted) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"ike_id":`...)
+	b = strconv.AppendUint(b, uint64(d.IKEID), 10)
+	if d.ChildID != 0 {
+		b = append(b, `,"child_id":`...)
+		b = strconv.AppendUint(b, uint64(d.ChildID), 10)
 	}
 	return append(b, '}'), nil
 }

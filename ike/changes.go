@@ -1,0 +1,447 @@
+package ike
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Listings of what changed (Engine.Changes): a monitor that lists every
+// 0.2 s asks only for the IKE SAs added or changed since its last
+// listing, and the ones deleted since, instead of all of them.
+//
+// Every change to what a listing shows of an IKE SA or of its children
+// (state, SPIs, addresses, suites, selectors, children added, moved or
+// gone, the rekey flag, ...) marks the IKE SA with the next generation of
+// the engine and moves it to the end of a list of the SAs by their last
+// change: a listing since a cursor walks that list back from its end
+// until it meets an SA not changed since, so it costs what changed, not
+// what is there. The list is threaded through the SAs themselves (24
+// bytes in each, nothing allocated per SA). Deletions go to a journal of
+// tombstones bounded to changeJournal entries: a cursor older than its
+// oldest is refused with a CursorError (ErrCursorExpired), and the
+// caller lists everything again (the zero cursor), as etcd refuses a
+// compacted revision.
+
+// changeJournal bounds the tombstones kept: 16 bytes each, 1 MiB when
+// full, enough for a monitor polling every 0.2 s while 300,000 SAs and
+// children a second go.
+const changeJournal = 1 << 16
+
+// ErrCursorExpired: a listing of changes since a cursor the engine can no
+// longer answer for (older than its journal of deletions, or from another
+// run of the engine): list everything again with the zero cursor.
+var ErrCursorExpired = errors.New("cursor expired")
+
+// errBadCursor is the text of a cursor that does not parse.
+var errBadCursor = errors.New("malformed cursor")
+
+// CursorError is a cursor Engine.Changes cannot answer for; it wraps
+// ErrCursorExpired.
+type CursorError struct {
+	Cursor Cursor
+	Why    string
+}
+
+func (e *CursorError) Error() string {
+	return fmt.Sprintf("cursor %s: %s: %v, list everything again (cursor 0)", e.Cursor, e.Why, ErrCursorExpired)
+}
+
+func (e *CursorError) Unwrap() error { return ErrCursorExpired }
+
+// Cursor is a point in an engine's changes, returned by each listing of
+// changes for the next. The zero Cursor lists everything. Its text is
+// the engine run's random epoch in hex, a dot, and the generation: a
+// cursor of another run (a restarted daemon, the other node of an HA
+// pair) is refused, never read as a point of this one.
+type Cursor struct {
+	epoch uint32
+	gen   uint64
+}
+
+// IsZero says whether c is the zero cursor (everything).
+func (c Cursor) IsZero() bool { return c == Cursor{} }
+
+func (c Cursor) String() string {
+	if c.IsZero() {
+		return "0"
+	}
+	return fmt.Sprintf("%08x.%d", c.epoch, c.gen)
+}
+
+// MarshalText writes String.
+func (c Cursor) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote.
+func (c *Cursor) UnmarshalText(b []byte) error {
+	v, err := ParseCursor(string(b))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}
+
+// ParseCursor reads a cursor's text: "0" (everything), or the epoch (1 to
+// 8 hex digits), a dot and the generation (decimal).
+func ParseCursor(s string) (Cursor, error) {
+	if s == "0" {
+		return Cursor{}, nil
+	}
+	ep, gen, ok := strings.Cut(s, ".")
+	if !ok || len(ep) == 0 || len(ep) > 8 || len(gen) == 0 || len(gen) > 20 {
+		return Cursor{}, fmt.Errorf("%w %q: want 0 or EPOCH.GENERATION as a listing returned it", errBadCursor, trimText(s))
+	}
+	e, err1 := strconv.ParseUint(ep, 16, 32)
+	g, err2 := strconv.ParseUint(gen, 10, 64)
+	if err1 != nil || err2 != nil || e == 0 {
+		return Cursor{}, fmt.Errorf("%w %q: want 0 or EPOCH.GENERATION as a listing returned it", errBadCursor, trimText(s))
+	}
+	return Cursor{epoch: uint32(e), gen: g}, nil
+}
+
+// IsBadCursor says whether err is ParseCursor's refusal of a text.
+func IsBadCursor(err error) bool { return errors.Is(err, errBadCursor) }
+
+// trimText keeps an error about a bad text short.
+func trimText(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// saChange is an IKE SA's place in the change list: its generation (0:
+// not listed, not in e.sas) and its neighbours.
+type saChange struct {
+	gen        uint64
+	prev, next *ikeSA
+}
+
+// tombstone is a deletion in the journal: an IKE SA (child 0) or a
+// child.
+type tombstone struct {
+	gen   uint64
+	ike   uint32
+	child uint32
+}
+
+// changeLog is the engine's record of changes. Loop-owned.
+type changeLog struct {
+	epoch      uint32
+	gen        uint64
+	head, tail *ikeSA // least and most recently changed
+	journal    []tombstone
+	start      int    // the oldest tombstone, once the journal is full
+	dropped    uint64 // the generation of the newest tombstone dropped
+	max        int    // 0: changeJournal (tests set fewer)
+	// verify, when set (tests), runs after every turn of the loop.
+	verify func()
+}
+
+// changed marks sa as changed, if it is listed (in e.sas). Runs on the
+// loop.
+func (e *Engine) changed(sa *ikeSA) {
+	if sa == nil || sa.chg.gen == 0 {
+		return
+	}
+	c := &e.chg
+	c.gen++
+	sa.chg.gen = c.gen
+	if c.tail == sa {
+		return
+	}
+	c.unlink(sa)
+	c.append(sa)
+}
+
+// childChanged marks ch's IKE SA as changed.
+func (e *Engine) childChanged(ch *childSA) {
+	if ch.listed {
+		e.changed(ch.ike)
+	}
+}
+
+func (c *changeLog) unlink(sa *ikeSA) {
+	if sa.chg.prev != nil {
+		sa.chg.prev.chg.next = sa.chg.next
+	} else if c.head == sa {
+		c.head = sa.chg.next
+	}
+	if sa.chg.next != nil {
+		sa.chg.next.chg.prev = sa.chg.prev
+	} else if c.tail == sa {
+		c.tail = sa.chg.prev
+	}
+	sa.chg.prev, sa.chg.next = nil, nil
+}
+
+func (c *changeLog) append(sa *ikeSA) {
+	sa.chg.prev = c.tail
+	if c.tail != nil {
+		c.tail.chg.next = sa
+	} else {
+		c.head = sa
+	}
+	c.tail = sa
+}
+
+// listedSA puts sa, just added to e.sas, on the change list.
+func (e *Engine) listedSA(sa *ikeSA) {
+	if sa.chg.gen == 0 {
+		sa.chg.gen = 1 // listed; changed gives it its generation
+	}
+	e.changed(sa)
+}
+
+// unlistedSA takes sa, just removed from e.sas, off the change list, and
+// journals its end and that of the children it still lists.
+func (e *Engine) unlistedSA(sa *ikeSA) {
+	if sa.chg.gen == 0 {
+		return
+	}
+	c := &e.chg
+	c.unlink(sa)
+	sa.chg.gen = 0
+	c.gen++
+	for _, ch := range sa.children {
+		if ch.listed {
+			c.bury(tombstone{c.gen, sa.id, ch.id})
+		}
+	}
+	c.bury(tombstone{c.gen, sa.id, 0})
+}
+
+// childGone journals the end of listed child ch of sa (dropped from its
+// children, or all of them gone with the SA) and marks sa as changed.
+func (e *Engine) childGone(sa *ikeSA, ch *childSA) {
+	if sa == nil || sa.chg.gen == 0 || !ch.listed {
+		return
+	}
+	e.changed(sa)
+	e.chg.bury(tombstone{e.chg.gen, sa.id, ch.id})
+}
+
+// childrenGone journals the end of all of sa's children (destroy).
+func (e *Engine) childrenGone(sa *ikeSA) {
+	for _, ch := range sa.children {
+		e.childGone(sa, ch)
+	}
+}
+
+// bury adds t to the journal, dropping the oldest when it is full.
+func (c *changeLog) bury(t tombstone) {
+	max := c.max
+	if max == 0 {
+		max = changeJournal
+	}
+	if len(c.journal) < max {
+		c.journal = append(c.journal, t)
+		return
+	}
+	c.dropped = c.journal[c.start].gen
+	c.journal[c.start] = t
+	c.start = (c.start + 1) % len(c.journal)
+}
+
+// cursor is where the engine is now.
+func (c *changeLog) cursor() Cursor {
+	if c.epoch == 0 {
+		c.epoch = rand.Uint32() | 1
+	}
+	return Cursor{epoch: c.epoch, gen: c.gen}
+}
+
+// since is what changed after cursor s: the SAs changed (all of them for
+// the zero cursor) and the tombstones, oldest first. Runs on the loop.
+func (e *Engine) since(s Cursor) (next Cursor, refs []saRef, tombs []tombstone, err error) {
+	c := &e.chg
+	next = c.cursor()
+	if s.IsZero() {
+		refs = make([]saRef, 0, len(e.sas))
+		for _, sa := range e.sas {
+			refs = append(refs, saRef{sa.id, sa})
+		}
+		return next, refs, nil, nil
+	}
+	switch {
+	case s.epoch != c.epoch:
+		return next, nil, nil, &CursorError{s, "not from this run of the engine"}
+	case s.gen > c.gen:
+		return next, nil, nil, &CursorError{s, "ahead of the engine"}
+	case s.gen < c.dropped:
+		return next, nil, nil, &CursorError{s, fmt.Sprintf("older than the journal of deletions (it keeps %d, from generation %d)", len(c.journal), c.dropped)}
+	}
+	for sa := c.tail; sa != nil && sa.chg.gen > s.gen; sa = sa.chg.prev {
+		refs = append(refs, saRef{sa.id, sa})
+	}
+	n := len(c.journal)
+	for i := n - 1; i >= 0; i-- {
+		t := c.journal[(c.start+i)%n]
+		if t.gen <= s.gen {
+			break
+		}
+		tombs = append(tombs, t)
+	}
+	slices.Reverse(tombs)
+	return next, refs, tombs, nil
+}
+
+// Deleted is an IKE SA (ChildID 0) or a child that a listing of changes
+// says is gone.
+type Deleted struct {
+	IKEID   uint32 `json:"ike_id"`
+	ChildID uint32 `json:"child_id,omitempty"`
+}
+
+// ChangeOptions tune a listing of changes.
+type ChangeOptions struct {
+	// Counters reads the children's counters in one bulk read of the
+	// dataplane, as a full listing does. Without it the dataplane is not
+	// read: the children carry no counters (CountersOmitted).
+	Counters bool
+}
+
+// Changes is a listing of what changed after a cursor: the IKE SAs added
+// or changed (IKESAs, Children) and the ones deleted (DeletedIKESAs,
+// DeletedChildren), and the cursor for the next listing (Next).
+type Changes struct {
+	// Next is the cursor to pass to the next listing. Whatever changes
+	// after it was taken is in the listing after it, even when this one
+	// shows it already: a listing is at least once, never a miss.
+	Next Cursor
+	// DeletedIKESAs are the IKE SAs deleted after the cursor (their
+	// children with them), oldest first, leaving out those the listing
+	// shows again.
+	DeletedIKESAs []Deleted
+	// DeletedChildren are the children gone after the cursor (deleted,
+	// rekeyed away, or with their IKE SA), leaving out those the listing
+	// shows again (a child moved to the IKE SA that replaced its own).
+	DeletedChildren []Deleted
+
+	e    *Engine
+	refs []saRef
+	opts ChangeOptions
+	u    usageView
+}
+
+// Changes starts a listing of what changed after since (the zero
+// Cursor: everything). It takes, in one call on the loop, the cursor for
+// the next listing, which IKE SAs changed and the tombstones since; the
+// SAs' entries are copied and made as IKESAs or Children is iterated,
+// as a full listing's are (ListIKESAs): an SA deleted meanwhile is left
+// out (its tombstone is in the next listing). A child is listed when
+// anything a listing shows of its IKE SA or of any child of that SA
+// changed. A cursor the engine cannot answer for is a *CursorError.
+func (e *Engine) Changes(ctx context.Context, since Cursor, opts ChangeOptions) (*Changes, error) {
+	c := &Changes{e: e, opts: opts}
+	var tombs []tombstone
+	var err error
+	var alive map[uint32]bool
+	if cerr := e.listCall(ctx, func() {
+		c.Next, c.refs, tombs, err = e.since(since)
+		c.u.readAt, c.u.lastChild = e.clk.Now(), e.ids.child
+		if err != nil || len(tombs) == 0 {
+			return
+		}
+		// A tombstone of what is listed again (a child moved to another
+		// IKE SA) is left out.
+		alive = aliveChildren(c.refs)
+	}); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(c.refs, func(a, b saRef) int { return cmp.Compare(a.id, b.id) })
+	c.DeletedIKESAs, c.DeletedChildren = splitTombs(c.refs, alive, tombs)
+	return c, nil
+}
+
+// splitTombs is the tombstones as deleted IKE SAs and children, less
+// those listed again (IKE SAs in refs, sorted by ID; children in alive)
+// and each child once: a child's exchange takes it off its IKE SA's
+// children while the answer is read and puts it back (create_child.go),
+// so a child that ends may have more than one tombstone.
+func splitTombs(refs []saRef, alive map[uint32]bool, tombs []tombstone) (ikes, kids []Deleted) {
+	var seen map[uint32]bool
+	// Newest first, so that a child's last tombstone names the IKE SA
+	// it last had; put back in order below.
+	for i := len(tombs) - 1; i >= 0; i-- {
+		t := tombs[i]
+		if t.child != 0 {
+			if alive[t.child] || seen[t.child] {
+				continue
+			}
+			if seen == nil {
+				seen = map[uint32]bool{}
+			}
+			seen[t.child] = true
+			kids = append(kids, Deleted{IKEID: t.ike, ChildID: t.child})
+			continue
+		}
+		if _, ok := slices.BinarySearchFunc(refs, t.ike, func(r saRef, id uint32) int { return cmp.Compare(r.id, id) }); !ok {
+			ikes = append(ikes, Deleted{IKEID: t.ike})
+		}
+	}
+	slices.Reverse(ikes)
+	slices.Reverse(kids)
+	return ikes, kids
+}
+
+// aliveChildren is the IDs of the children the SAs of refs list. Runs on
+// the loop.
+func aliveChildren(refs []saRef) map[uint32]bool {
+	alive := map[uint32]bool{}
+	for _, r := range refs {
+		for _, ch := range r.sa.children {
+			if ch.listed {
+				alive[ch.id] = true
+			}
+		}
+	}
+	return alive
+}
+
+// Len is how many IKE SAs the listing shows (at most: one deleted
+// meanwhile is left out).
+func (c *Changes) Len() int { return len(c.refs) }
+
+// IKESAs streams the IKE SAs added or changed, with their children, in
+// the order of their IDs.
+func (c *Changes) IKESAs(ctx context.Context) iter.Seq2[IKESAInfo, error] {
+	return func(yield func(IKESAInfo, error) bool) {
+		tc := newTextCache()
+		err := c.e.walkRefs(ctx, c.refs, c.u, c.opts.Counters, func(s *saSnap, u *usageView) bool {
+			return yield(s.info(u, &tc), nil)
+		})
+		if err != nil {
+			yield(IKESAInfo{}, err)
+		}
+	}
+}
+
+// Children streams the children of the IKE SAs added or changed, in the
+// order of IKESAs.
+func (c *Changes) Children(ctx context.Context) iter.Seq2[ChildInfo, error] {
+	return func(yield func(ChildInfo, error) bool) {
+		tc := newTextCache()
+		err := c.e.walkRefs(ctx, c.refs, c.u, c.opts.Counters, func(s *saSnap, u *usageView) bool {
+			for i := range s.children {
+				if !yield(s.children[i].info(s.name, s.id, u, &tc), nil) {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			yield(ChildInfo{}, err)
+		}
+	}
+}
