@@ -40,8 +40,13 @@ func TestAppendJSON(t *testing.T) {
 	future := ch
 	future.Established = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 	zero := ChildInfo{}
-	for _, c := range []ChildInfo{ch, weird, zoned, odd, future, zero} {
+	omitted := ch
+	omitted.CountersOmitted, omitted.BytesIn, omitted.PacketsIn, omitted.BytesOut, omitted.PacketsOut = true, 0, 0, 0, 0
+	for _, c := range []ChildInfo{ch, weird, zoned, odd, future, zero, omitted} {
 		sameAsMarshal(t, &c)
+	}
+	for _, d := range []Deleted{{}, {IKEID: 7}, {IKEID: 1<<32 - 1, ChildID: 1<<32 - 1}} {
+		sameAsMarshal(t, &d)
 	}
 	sa := IKESAInfo{ID: 3, Name: "gw", State: IKEEstablished, Role: "initiator", SPIi: "0011223344556677", SPIr: "8899aabbccddeeff",
 		Local: "192.0.2.1:500", Remote: "[2001:db8::1]:4500", Suite: "AES_GCM_16/128", NATRemote: true, Established: est,
