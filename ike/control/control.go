@@ -53,6 +53,11 @@ type Response struct {
 	Data     json.RawMessage `json:"data,omitempty"`
 	// Log is one line of the "log" stream.
 	Log *LogLine `json:"log,omitempty"`
+	// Deleted are the IKE SAs (ike-list) or children (child-list) a
+	// listing since a cursor says are gone; Cursor, in its last
+	// response, is the cursor for the next listing.
+	Deleted []ike.Deleted `json:"deleted,omitempty"`
+	Cursor  ike.Cursor    `json:"cursor,omitzero"`
 }
 
 // ReloadReport is the answer to a reload that was applied: what changed

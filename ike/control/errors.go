@@ -17,6 +17,10 @@ const (
 	CodeFailed     = "failed"      // anything else
 )
 
+// CodeCursorExpired: a listing since a cursor the daemon can no longer
+// answer for (ike.ErrCursorExpired): list again with since=0.
+const CodeCursorExpired = "cursor_expired"
+
 // ErrRefused marks a command the daemon will not carry out as asked, such
 // as a reload with changes that need a restart; nothing was changed.
 var ErrRefused = errors.New("refused")
@@ -32,6 +36,8 @@ func ErrorCode(err error) string {
 		return CodeTimeout
 	case errors.Is(err, ErrRefused):
 		return CodeRefused
+	case errors.Is(err, ike.ErrCursorExpired):
+		return CodeCursorExpired
 	}
 	return CodeFailed
 }
@@ -57,6 +63,8 @@ func (e *DaemonError) Is(target error) bool {
 		return target == ErrRefused
 	case CodeBadRequest:
 		return target == ErrBadRequest
+	case CodeCursorExpired:
+		return target == ike.ErrCursorExpired
 	}
 	return false
 }

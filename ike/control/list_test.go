@@ -138,3 +138,103 @@ func TestListStreams(t *testing.T) {
 	err = c.List(ctx, Request{Cmd: "child-list"}, func(*Response) error { return nil })
 	require.ErrorContains(t, err, ike.ErrClosed.Error())
 }
+
+// TestListChanges: since=0 lists everything with a cursor; since that
+// cursor nothing, then, after IKE SAs are deleted, the deleted ones
+// (more than a batch, so in batches too), the same whole (Client.Do) as
+// streamed (Client.List), each with the next cursor; an expired cursor
+// is cursor_expired, bad arguments bad_request.
+func TestListChanges(t *testing.T) {
+	const n = 2*listBatch + 44
+	_, e, path := listRig(t, n)
+	c := &Client{Path: path}
+	ctx := t.Context()
+	since := func(cur string) map[string]string { return map[string]string{ArgSince: cur} }
+
+	all, err := c.Do(ctx, Request{Cmd: "ike-list", Args: since("0")})
+	require.NoError(t, err)
+	require.Len(t, all.IKESAs, n)
+	assert.IsIncreasing(t, ids(all.IKESAs))
+	require.False(t, all.Cursor.IsZero())
+	assert.Empty(t, all.Deleted)
+
+	var streamed []ike.IKESAInfo
+	var last *Response
+	require.NoError(t, c.List(ctx, Request{Cmd: "ike-list", Args: since("0")}, func(r *Response) error {
+		streamed = append(streamed, r.IKESAs...)
+		last = r
+		return nil
+	}))
+	assert.Equal(t, ids(all.IKESAs), ids(streamed))
+	assert.Equal(t, all.Cursor, last.Cursor)
+
+	quiet, err := c.Do(ctx, Request{Cmd: "child-list", Args: since(all.Cursor.String())})
+	require.NoError(t, err)
+	assert.Empty(t, quiet.Children)
+	assert.Empty(t, quiet.Deleted)
+	assert.Equal(t, all.Cursor, quiet.Cursor)
+
+	// Delete more than a batch of them.
+	gone := ids(all.IKESAs)[:listBatch+10]
+	for _, id := range gone {
+		require.NoError(t, e.TerminateIKESA(ctx, id))
+	}
+	// And one made again (no answer comes: it stays in init-sent).
+	ictx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_ = e.Initiate(ictx, "ch0")
+	cancel()
+	one, err := c.Do(ctx, Request{Cmd: "ike-list", Args: since(all.Cursor.String())})
+	require.NoError(t, err)
+	require.Len(t, one.IKESAs, 1, "the new one")
+	assert.Equal(t, "c0", one.IKESAs[0].Name)
+	assert.NotContains(t, gone, one.IKESAs[0].ID)
+	var goneIDs []uint32
+	for _, d := range one.Deleted {
+		assert.Zero(t, d.ChildID)
+		goneIDs = append(goneIDs, d.IKEID)
+	}
+	assert.ElementsMatch(t, gone, goneIDs)
+	var batches, deleted int
+	var next ike.Cursor
+	var listed int
+	require.NoError(t, c.List(ctx, Request{Cmd: "ike-list", Args: since(all.Cursor.String())}, func(r *Response) error {
+		batches++
+		listed += len(r.IKESAs)
+		deleted += len(r.Deleted)
+		assert.LessOrEqual(t, len(r.Deleted), listBatch)
+		next = r.Cursor
+		return nil
+	}))
+	assert.Equal(t, len(gone), deleted)
+	assert.Equal(t, 1, listed)
+	assert.Equal(t, 4, batches, "the new one, a full batch of deleted ones, the rest, the end")
+	assert.Equal(t, one.Cursor, next)
+	// The children: an IKE SA in init-sent lists none, so none is gone.
+	require.Empty(t, all.IKESAs[0].Children)
+	kids, err := c.Do(ctx, Request{Cmd: "child-list", Args: since(all.Cursor.String())})
+	require.NoError(t, err)
+	assert.Empty(t, kids.Deleted)
+	assert.Equal(t, one.Cursor, kids.Cursor)
+
+	// Bad arguments, and a cursor ahead of the engine.
+	for _, args := range []map[string]string{
+		since(""), since("x"), since("1"), since("0.1"),
+		{ArgSince: "0", ArgAfter: "5"}, {ArgSince: "0", ArgLimit: "5"},
+		{ArgCounters: "1"}, {ArgSince: "0", ArgCounters: "yes"},
+	} {
+		_, err := c.Do(ctx, Request{Cmd: "ike-list", Args: args})
+		var de *DaemonError
+		require.True(t, errors.As(err, &de), "%v: %v", args, err)
+		assert.Equal(t, CodeBadRequest, de.Code, "%v", args)
+	}
+	ahead := all.Cursor.String() + "0"
+	_, err = c.Do(ctx, Request{Cmd: "ike-list", Args: since(ahead)})
+	require.ErrorIs(t, err, ike.ErrCursorExpired)
+	var de *DaemonError
+	require.True(t, errors.As(err, &de))
+	assert.Equal(t, CodeCursorExpired, de.Code)
+	err = c.List(ctx, Request{Cmd: "child-list", Args: since(ahead)}, func(*Response) error { return nil })
+	require.ErrorIs(t, err, ike.ErrCursorExpired)
+	_, err = c.Do(ctx, Request{Cmd: "child-list", Args: map[string]string{ArgSince: "0", ArgCounters: "1"}})
+	require.NoError(t, err)
+}
