@@ -13,19 +13,19 @@ func init() {
 		name: "list", summary: "list the daemon's child SAs with the dataplane's counters",
 		help: "One line per child SA: its unique ID (for terminate/rekey --child-id), name, IKE SA (ID and name), state, mode, SPIs, suite, selectors, byte and packet counters.\n" +
 			"With -json an array of objects, with --stream one per line.\n" +
-			"The daemon streams the list in batches; --limit N lists the children of the first N IKE SAs, --after ID those of the IKE SAs after that IKE SA ID.",
+			"The daemon streams the list in batches; --limit N lists the children of the first N IKE SAs, --after ID those of the IKE SAs after that IKE SA ID.\n" +
+			sinceHelp,
 		run: runChildList,
 	}}})
 }
 
 func runChildList(ctx context.Context, e *env, args []string) error {
-	return runStreamList(ctx, e, "child-list", args, func(r *control.Response, l *jsonList) error {
+	return runStreamList(ctx, e, "child-list", args, func(r *control.Response) []any {
+		out := make([]any, 0, len(r.Children))
 		for _, c := range r.Children {
-			if err := l.add(childOf(c)); err != nil {
-				return err
-			}
+			out = append(out, childOf(c))
 		}
-		return nil
+		return out
 	}, newChildTable)
 }
 
@@ -39,8 +39,12 @@ func newChildTable(w io.Writer) *rowTable {
 				if c.RekeyNeeded {
 					state += " (rekey)"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", c.ChildID, c.Name, c.IKEID, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
-					c.Suite, c.LocalTS, c.RemoteTS, c.BytesIn, c.PacketsIn, c.BytesOut, c.PacketsOut, c.Encap, c.Offload)
+				bin, pin, bout, pout := fmt.Sprint(c.BytesIn), fmt.Sprint(c.PacketsIn), fmt.Sprint(c.BytesOut), fmt.Sprint(c.PacketsOut)
+				if c.CountersOmitted {
+					bin, pin, bout, pout = "-", "-", "-", "-"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", c.ChildID, c.Name, c.IKEID, c.IKE, state, c.Mode, c.ReqID, c.SPIIn, c.SPIOut,
+					c.Suite, c.LocalTS, c.RemoteTS, bin, pin, bout, pout, c.Encap, c.Offload)
 			}
 			return len(r.Children)
 		})

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/keyplane/keyplane/ike"
 	"github.com/keyplane/keyplane/ike/control"
 )
 
@@ -16,21 +17,29 @@ func init() {
 		name: "list", summary: "list the daemon's IKE SAs with their children",
 		help: "One line per IKE SA: its unique ID (for terminate/rekey --ike-id), connection, state, role, SPIs, endpoints, suite, NAT, number of children.\n" +
 			"With -json an array of objects (their children inside), with --stream one per line.\n" +
-			"The daemon streams the list in batches; --limit N lists the first N IKE SAs, --after ID those after that ID (in the order of their IDs, oldest first).",
+			"The daemon streams the list in batches; --limit N lists the first N IKE SAs, --after ID those after that ID (in the order of their IDs, oldest first).\n" +
+			sinceHelp,
 		run: runIKEList,
 	}}})
 }
 
 func runIKEList(ctx context.Context, e *env, args []string) error {
-	return runStreamList(ctx, e, "ike-list", args, func(r *control.Response, l *jsonList) error {
+	return runStreamList(ctx, e, "ike-list", args, func(r *control.Response) []any {
+		out := make([]any, 0, len(r.IKESAs))
 		for _, sa := range r.IKESAs {
-			if err := l.add(ikeOf(sa)); err != nil {
-				return err
-			}
+			out = append(out, ikeOf(sa))
 		}
-		return nil
+		return out
 	}, newIKETable)
 }
+
+// sinceHelp is what ike list and child list say of -since.
+const sinceHelp = "--since CURSOR lists only what changed after CURSOR, as the last such listing returned it (0: everything), and what was deleted since;\n" +
+	"with -json one object: the entries (\"ike_sas\" or \"children\"), \"deleted\" (their IDs) and \"cursor\", the cursor for the next listing.\n" +
+	"An IKE SA is listed when anything shown of it or of its children changed (a child: of its IKE SA or its siblings); counters are not a change.\n" +
+	"A listing of changes reads no counters unless --counters is given (one bulk read of the dataplane, as a full listing makes);\n" +
+	"without it the children show - (JSON: counters_omitted). A cursor the daemon can no longer answer for (its journal of deletions\n" +
+	"has moved past it, or another run of the daemon gave it) fails with code cursor_expired: list again with --since 0."
 
 // rowTable is a listing's table: a header, the rows of each batch of the
 // daemon's answer as it comes, and the count at the end.
@@ -57,14 +66,19 @@ func (t *rowTable) end() {
 
 // runStreamList runs ike list or child list: the daemon streams the
 // listing in batches (control.Client.List), shown as a table or, with
-// -json, as a list of what each puts. --after and --limit page it.
+// -json, as a list of the views of each batch's entries. --after and
+// --limit page it; --since lists what changed (runChanges).
 func runStreamList(ctx context.Context, e *env, cmd string, args []string,
-	each func(*control.Response, *jsonList) error, table func(io.Writer) *rowTable) error {
+	views func(*control.Response) []any, table func(io.Writer) *rowTable) error {
 	fs := newFlags(e, e.path)
 	lf := addListFlags(e, fs)
 	var after, limit uint64
+	var since string
+	var counters bool
 	fs.Uint64Var(&after, "after", 0, "list only the IKE SAs whose ID is larger (the next page after the last ID shown)")
 	fs.Uint64Var(&limit, "limit", 0, "list at most this many IKE SAs (0: all)")
+	fs.StringVar(&since, "since", "", "list only what changed after this cursor (0: everything), with what was deleted and the next cursor")
+	fs.BoolVar(&counters, "counters", false, "with --since: read the children's counters too")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -81,9 +95,33 @@ func runStreamList(ctx context.Context, e *env, cmd string, args []string,
 	if limit > 0 {
 		req.Args[control.ArgLimit] = strconv.FormatUint(limit, 10)
 	}
+	if since != "" || counters {
+		switch _, err := ike.ParseCursor(since); {
+		case since == "":
+			return usageError{"--counters goes with --since (a full listing always reads them)"}
+		case err != nil:
+			return usageError{fmt.Sprintf("--since: %v", err)}
+		case after > 0 || limit > 0:
+			return usageError{"--since lists what changed, not a page: no --after or --limit"}
+		case lf.stream:
+			return usageError{"--since prints one JSON object (entries, deleted, cursor): no --stream"}
+		}
+		req.Args[control.ArgSince] = since
+		if counters {
+			req.Args[control.ArgCounters] = "1"
+		}
+		return runChanges(ctx, e, lf, req, views, table)
+	}
 	if lf.json {
 		l := &jsonList{w: e.stdout, stream: lf.stream}
-		err := lf.client().List(ctx, req, func(r *control.Response) error { return each(r, l) })
+		err := lf.client().List(ctx, req, func(r *control.Response) error {
+			for _, v := range views(r) {
+				if err := l.add(v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if err != nil && l.n == 0 {
 			return err // a failure writes nothing to stdout
 		}

@@ -335,3 +335,79 @@ func TestControlOffload(t *testing.T) {
 	assert.Contains(t, out, "OFFLOAD")
 	assert.Contains(t, logs["west"].String(), "hw_offload auto fell back")
 }
+
+// TestListSince: ike list and child list --since against a daemon: the
+// full listing with its cursor (--since 0), what changed after a cursor
+// (a child up, then nothing, then an IKE SA deleted), as JSON objects
+// and as tables; counters only with --counters; usage errors and an
+// expired cursor.
+func TestListSince(t *testing.T) {
+	p, _ := startPair(t, nil)
+	west := p.sock("west")
+	since := func(cmd string, args ...string) map[string]any {
+		t.Helper()
+		code, out, errs := runCLI(t, append([]string{cmd, "list", "-s", west, "-json"}, args...)...)
+		require.Equal(t, 0, code, errs)
+		return jsonObject(t, out)
+	}
+	first := since("child", "--since", "0")
+	c0, ok := first["cursor"].(string)
+	require.True(t, ok, "%v", first)
+	require.Regexp(t, `^[0-9a-f]{8}\.[0-9]+$`, c0)
+	assert.Equal(t, []any{}, first["deleted"])
+
+	code, _, errs := runCLI(t, "initiate", "west-net", "-s", west)
+	require.Equal(t, 0, code, errs)
+	up := since("child", "--since", c0)
+	kids := up["children"].([]any)
+	require.Len(t, kids, 1)
+	kid := kids[0].(map[string]any)
+	assert.Equal(t, "installed", kid["state"])
+	assert.Equal(t, true, kid["counters_omitted"])
+	assert.Regexp(t, `^0x[0-9a-f]{8}$`, kid["spi_in"])
+	c1 := up["cursor"].(string)
+	assert.NotEqual(t, c0, c1)
+	quiet := since("child", "--since", c1)
+	assert.Equal(t, []any{}, quiet["children"])
+	assert.Equal(t, c1, quiet["cursor"])
+	counted := since("child", "--since", "0", "--counters")
+	require.Len(t, counted["children"], 1)
+	assert.NotContains(t, counted["children"].([]any)[0], "counters_omitted")
+	_, out, _ := runCLI(t, "child", "list", "-s", west, "--since", c0)
+	assert.Contains(t, out, "1 child SAs changed")
+	assert.Contains(t, out, "cursor "+c1)
+
+	ikes := since("ike", "--since", c1)
+	assert.Equal(t, []any{}, ikes["ike_sas"])
+	all := since("ike", "--since", "0")
+	require.Len(t, all["ike_sas"], 1)
+	id := all["ike_sas"].([]any)[0].(map[string]any)["ike_id"]
+	code, _, errs = runCLI(t, "terminate", "west", "-s", west)
+	require.Equal(t, 0, code, errs)
+	var gone map[string]any
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		gone = since("ike", "--since", c1)
+		if len(gone["deleted"].([]any)) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	assert.Equal(t, []any{map[string]any{"ike_id": id}}, gone["deleted"])
+	_, out, _ = runCLI(t, "ike", "list", "-s", west, "--since", c1)
+	assert.Contains(t, out, fmt.Sprintf("deleted: IKE SA %v", id))
+	kidsGone := since("child", "--since", c1)
+	assert.Equal(t, []any{map[string]any{"ike_id": id, "child_id": kid["child_id"]}}, kidsGone["deleted"])
+
+	for _, args := range [][]string{{"--since", "x"}, {"--since", "0", "--limit", "1"}, {"--since", "0", "--after", "1"},
+		{"--counters"}, {"--since", "0", "-json", "--stream"}} {
+		code, _, _ := runCLI(t, append([]string{"child", "list", "-s", west}, args...)...)
+		assert.Equal(t, 2, code, "%v: a usage error", args)
+	}
+	// A cursor of another run (another epoch) is refused with its code.
+	other := "1." + strings.Split(c1, ".")[1]
+	if !strings.HasPrefix(c1, "00000001.") {
+		code, out, errs = runCLI(t, "child", "list", "-s", west, "-json", "--since", other)
+		assert.Equal(t, 1, code)
+		assert.Empty(t, out)
+		assert.Equal(t, "cursor_expired", jsonObject(t, errs)["code"])
+	}
+}

@@ -49,6 +49,8 @@ type childView struct {
 	RekeyNeeded bool      `json:"rekey_needed"`
 	Established time.Time `json:"established,omitzero"`
 	CounterErr  string    `json:"counter_error,omitempty"`
+	// CountersOmitted: a listing of changes without --counters.
+	CountersOmitted bool `json:"counters_omitted,omitempty"`
 }
 
 func ikeOf(sa ike.IKESAInfo) ikeView {
@@ -66,5 +68,5 @@ func childOf(c ike.ChildInfo) childView {
 		SPIIn: hexText(c.SPIIn), SPIOut: hexText(c.SPIOut), Suite: c.Suite, Encap: c.Encap, Offload: c.Offload,
 		LocalTS: c.LocalTS, RemoteTS: c.RemoteTS, Local: c.Local, Remote: c.Remote,
 		BytesIn: c.BytesIn, PacketsIn: c.PacketsIn, BytesOut: c.BytesOut, PacketsOut: c.PacketsOut,
-		RekeyNeeded: c.RekeyNeeded, Established: c.Established, CounterErr: c.CounterErr}
+		RekeyNeeded: c.RekeyNeeded, Established: c.Established, CounterErr: c.CounterErr, CountersOmitted: c.CountersOmitted}
 }
