@@ -22,8 +22,9 @@ import (
 // the engine and moves it to the end of a list of the SAs by their last
 // change: a listing since a cursor walks that list back from its end
 // until it meets an SA not changed since, so it costs what changed, not
-// what is there. The list is threaded through the SAs themselves (24
-// bytes in each, nothing allocated per SA). Deletions go to a journal of
+// what is there. The list's nodes are one slice reused as SAs come and
+// go (28 bytes per SA with the index in the SA, nothing allocated per
+// SA). Deletions go to a journal of
 // tombstones bounded to changeJournal entries: a cursor older than its
 // oldest is refused with a CursorError (ErrCursorExpired), and the
 // caller lists everything again (the zero cursor), as etcd refuses a
@@ -117,11 +118,15 @@ func trimText(s string) string {
 	return s
 }
 
-// saChange is an IKE SA's place in the change list: its generation (0:
-// not listed, not in e.sas) and its neighbours.
-type saChange struct {
+// chgNode is an IKE SA's place in the change list: its generation and
+// its neighbours. The nodes live in one slice of the engine, reused as
+// SAs come and go (the IKE SA holds its node's index, 4 bytes: the
+// 24 of a node inside ikeSA would move it to the next size class,
+// 128 bytes more per IKE SA).
+type chgNode struct {
+	sa         *ikeSA
 	gen        uint64
-	prev, next *ikeSA
+	prev, next uint32 // indexes in nodes, 0: none
 }
 
 // tombstone is a deletion in the journal: an IKE SA (child 0) or a
@@ -136,7 +141,9 @@ type tombstone struct {
 type changeLog struct {
 	epoch      uint32
 	gen        uint64
-	head, tail *ikeSA // least and most recently changed
+	nodes      []chgNode // nodes[0] is never used: index 0 is "none"
+	free       uint32    // the first unused node, threaded through next
+	head, tail uint32    // least and most recently changed
 	journal    []tombstone
 	start      int    // the oldest tombstone, once the journal is full
 	dropped    uint64 // the generation of the newest tombstone dropped
@@ -148,17 +155,17 @@ type changeLog struct {
 // changed marks sa as changed, if it is listed (in e.sas). Runs on the
 // loop.
 func (e *Engine) changed(sa *ikeSA) {
-	if sa == nil || sa.chg.gen == 0 {
+	if sa == nil || sa.chg == 0 {
 		return
 	}
 	c := &e.chg
 	c.gen++
-	sa.chg.gen = c.gen
-	if c.tail == sa {
+	c.nodes[sa.chg].gen = c.gen
+	if c.tail == sa.chg {
 		return
 	}
-	c.unlink(sa)
-	c.append(sa)
+	c.unlink(sa.chg)
+	c.append(sa.chg)
 }
 
 // childChanged marks ch's IKE SA as changed.
@@ -168,34 +175,47 @@ func (e *Engine) childChanged(ch *childSA) {
 	}
 }
 
-func (c *changeLog) unlink(sa *ikeSA) {
-	if sa.chg.prev != nil {
-		sa.chg.prev.chg.next = sa.chg.next
-	} else if c.head == sa {
-		c.head = sa.chg.next
+func (c *changeLog) unlink(i uint32) {
+	n := &c.nodes[i]
+	if n.prev != 0 {
+		c.nodes[n.prev].next = n.next
+	} else if c.head == i {
+		c.head = n.next
 	}
-	if sa.chg.next != nil {
-		sa.chg.next.chg.prev = sa.chg.prev
-	} else if c.tail == sa {
-		c.tail = sa.chg.prev
+	if n.next != 0 {
+		c.nodes[n.next].prev = n.prev
+	} else if c.tail == i {
+		c.tail = n.prev
 	}
-	sa.chg.prev, sa.chg.next = nil, nil
+	n.prev, n.next = 0, 0
 }
 
-func (c *changeLog) append(sa *ikeSA) {
-	sa.chg.prev = c.tail
-	if c.tail != nil {
-		c.tail.chg.next = sa
+func (c *changeLog) append(i uint32) {
+	c.nodes[i].prev = c.tail
+	if c.tail != 0 {
+		c.nodes[c.tail].next = i
 	} else {
-		c.head = sa
+		c.head = i
 	}
-	c.tail = sa
+	c.tail = i
 }
 
 // listedSA puts sa, just added to e.sas, on the change list.
 func (e *Engine) listedSA(sa *ikeSA) {
-	if sa.chg.gen == 0 {
-		sa.chg.gen = 1 // listed; changed gives it its generation
+	if sa.chg == 0 {
+		c := &e.chg
+		if len(c.nodes) == 0 {
+			c.nodes = append(c.nodes, chgNode{})
+		}
+		if c.free != 0 {
+			sa.chg = c.free
+			c.free = c.nodes[c.free].next
+			c.nodes[sa.chg] = chgNode{sa: sa}
+		} else {
+			sa.chg = uint32(len(c.nodes))
+			c.nodes = append(c.nodes, chgNode{sa: sa})
+		}
+		c.append(sa.chg)
 	}
 	e.changed(sa)
 }
@@ -203,12 +223,13 @@ func (e *Engine) listedSA(sa *ikeSA) {
 // unlistedSA takes sa, just removed from e.sas, off the change list, and
 // journals its end and that of the children it still lists.
 func (e *Engine) unlistedSA(sa *ikeSA) {
-	if sa.chg.gen == 0 {
+	if sa.chg == 0 {
 		return
 	}
 	c := &e.chg
-	c.unlink(sa)
-	sa.chg.gen = 0
+	c.unlink(sa.chg)
+	c.nodes[sa.chg] = chgNode{next: c.free}
+	c.free, sa.chg = sa.chg, 0
 	c.gen++
 	for _, ch := range sa.children {
 		if ch.listed {
@@ -221,7 +242,7 @@ func (e *Engine) unlistedSA(sa *ikeSA) {
 // childGone journals the end of listed child ch of sa (dropped from its
 // children, or all of them gone with the SA) and marks sa as changed.
 func (e *Engine) childGone(sa *ikeSA, ch *childSA) {
-	if sa == nil || sa.chg.gen == 0 || !ch.listed {
+	if sa == nil || sa.chg == 0 || !ch.listed {
 		return
 	}
 	e.changed(sa)
@@ -278,7 +299,8 @@ func (e *Engine) since(s Cursor) (next Cursor, refs []saRef, tombs []tombstone, 
 	case s.gen < c.dropped:
 		return next, nil, nil, &CursorError{s, fmt.Sprintf("older than the journal of deletions (it keeps %d, from generation %d)", len(c.journal), c.dropped)}
 	}
-	for sa := c.tail; sa != nil && sa.chg.gen > s.gen; sa = sa.chg.prev {
+	for i := c.tail; i != 0 && c.nodes[i].gen > s.gen; i = c.nodes[i].prev {
+		sa := c.nodes[i].sa
 		refs = append(refs, saRef{sa.id, sa})
 	}
 	n := len(c.journal)

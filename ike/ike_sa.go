@@ -146,8 +146,9 @@ type ikeSA struct {
 	ho halfOpenEntry
 	// vips: virtual IPs installed or leased (vips.go, pools.go).
 	vips vipState
-	// chg: its place in the list of SAs by last change (changes.go).
-	chg saChange
+	// chg: its node in the list of SAs by last change (changes.go; 0:
+	// not listed).
+	chg uint32
 }
 
 // stateText is the state, and whether it is a replacement not settled
