@@ -2,6 +2,7 @@ package ike
 
 import (
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -263,4 +264,45 @@ func FuzzParseCursor(f *testing.F) {
 			t.Fatalf("%q → %v → %q → %v, %v", s, c, c.String(), back, err)
 		}
 	})
+}
+
+// TestChangesMany: with more SAs than a loop turn copies, the zero
+// cursor lists them all in ID order; a listing since its cursor lists
+// only the few marked since, and the removed ones with their children;
+// the nodes of removed SAs are reused by SAs added later.
+func TestChangesMany(t *testing.T) {
+	const n = 2*listChunk + 5
+	ca, _ := tunnelConfigs(t, 1)
+	a := newPeer(t, "a", ca, withLogLevel(slog.LevelWarn))
+	sas := fillSAs(t, a, n)
+	all := listChanges(t, a, Cursor{}, ChangeOptions{Counters: true})
+	require.Len(t, all.ikes, n)
+	require.True(t, slices.IsSorted(ikeIDs(all.ikes)))
+	assert.Empty(t, all.kids[0].CounterErr)
+	assert.False(t, all.kids[0].CountersOmitted)
+
+	var nodes int
+	require.NoError(t, a.e.call(t.Context(), func() {
+		a.e.changed(sas[n-1])
+		a.e.changed(sas[7])
+		a.e.changed(sas[3000])
+		a.e.removeSA(sas[10])
+		a.e.removeSA(sas[11])
+		nodes = len(a.e.chg.nodes)
+	}))
+	some := listChanges(t, a, all.next, ChangeOptions{})
+	assert.Equal(t, []uint32{sas[7].id, sas[3000].id, sas[n-1].id}, ikeIDs(some.ikes))
+	assert.Equal(t, []uint32{sas[10].id, sas[11].id}, some.goneIKEs)
+	assert.Equal(t, []uint32{sas[10].children[0].id, sas[11].children[0].id}, some.goneChild)
+	require.NoError(t, a.e.call(t.Context(), func() {
+		a.e.addSA(sas[10].localSPI(), sas[10])
+		require.Len(t, a.e.chg.nodes, nodes, "a freed node reused")
+	}))
+	again := listChanges(t, a, some.next, ChangeOptions{})
+	assert.Equal(t, []uint32{sas[10].id}, ikeIDs(again.ikes))
+	assert.Empty(t, again.goneIKEs)
+	// Since the first cursor: sas[10] is there again, so not deleted.
+	since0 := listChanges(t, a, all.next, ChangeOptions{})
+	assert.Equal(t, []uint32{sas[11].id}, since0.goneIKEs)
+	assert.Equal(t, []uint32{sas[11].children[0].id}, since0.goneChild)
 }
