@@ -3,13 +3,10 @@ package ike
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"math/rand/v2"
 	"slices"
-	"strconv"
-	"strings"
 )
 
 // Listings of what changed (Engine.Changes): a monitor that lists every
@@ -24,99 +21,15 @@ import (
 // until it meets an SA not changed since, so it costs what changed, not
 // what is there. The list's nodes are one slice reused as SAs come and
 // go (28 bytes per SA with the index in the SA, nothing allocated per
-// SA). Deletions go to a journal of
-// tombstones bounded to changeJournal entries: a cursor older than its
-// oldest is refused with a CursorError (ErrCursorExpired), and the
-// caller lists everything again (the zero cursor), as etcd refuses a
-// compacted revision.
+// SA). Deletions go to a journal of tombstones bounded to changeJournal
+// entries: a cursor older than its oldest is refused with a CursorError
+// (ErrCursorExpired), and the caller lists everything again (the zero
+// cursor), as etcd refuses a compacted revision.
 
 // changeJournal bounds the tombstones kept: 16 bytes each, 1 MiB when
-// full, enough for a monitor polling every 0.2 s while 300,000 SAs and
-// children a second go.
+// full; a monitor polling every 0.2 s keeps its cursor while fewer than
+// 65,536 IKE SAs and children end between two of its listings.
 const changeJournal = 1 << 16
-
-// ErrCursorExpired: a listing of changes since a cursor the engine can no
-// longer answer for (older than its journal of deletions, or from another
-// run of the engine): list everything again with the zero cursor.
-var ErrCursorExpired = errors.New("cursor expired")
-
-// errBadCursor is the text of a cursor that does not parse.
-var errBadCursor = errors.New("malformed cursor")
-
-// CursorError is a cursor Engine.Changes cannot answer for; it wraps
-// ErrCursorExpired.
-type CursorError struct {
-	Cursor Cursor
-	Why    string
-}
-
-func (e *CursorError) Error() string {
-	return fmt.Sprintf("cursor %s: %s: %v, list everything again (cursor 0)", e.Cursor, e.Why, ErrCursorExpired)
-}
-
-func (e *CursorError) Unwrap() error { return ErrCursorExpired }
-
-// Cursor is a point in an engine's changes, returned by each listing of
-// changes for the next. The zero Cursor lists everything. Its text is
-// the engine run's random epoch in hex, a dot, and the generation: a
-// cursor of another run (a restarted daemon, the other node of an HA
-// pair) is refused, never read as a point of this one.
-type Cursor struct {
-	epoch uint32
-	gen   uint64
-}
-
-// IsZero says whether c is the zero cursor (everything).
-func (c Cursor) IsZero() bool { return c == Cursor{} }
-
-func (c Cursor) String() string {
-	if c.IsZero() {
-		return "0"
-	}
-	return fmt.Sprintf("%08x.%d", c.epoch, c.gen)
-}
-
-// MarshalText writes String.
-func (c Cursor) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
-
-// UnmarshalText reads what MarshalText wrote.
-func (c *Cursor) UnmarshalText(b []byte) error {
-	v, err := ParseCursor(string(b))
-	if err != nil {
-		return err
-	}
-	*c = v
-	return nil
-}
-
-// ParseCursor reads a cursor's text: "0" (everything), or the epoch (1 to
-// 8 hex digits), a dot and the generation (decimal).
-func ParseCursor(s string) (Cursor, error) {
-	if s == "0" {
-		return Cursor{}, nil
-	}
-	ep, gen, ok := strings.Cut(s, ".")
-	if !ok || len(ep) == 0 || len(ep) > 8 || len(gen) == 0 || len(gen) > 20 {
-		return Cursor{}, fmt.Errorf("%w %q: want 0 or EPOCH.GENERATION as a listing returned it", errBadCursor, trimText(s))
-	}
-	e, err1 := strconv.ParseUint(ep, 16, 32)
-	g, err2 := strconv.ParseUint(gen, 10, 64)
-	if err1 != nil || err2 != nil || e == 0 {
-		return Cursor{}, fmt.Errorf("%w %q: want 0 or EPOCH.GENERATION as a listing returned it", errBadCursor, trimText(s))
-	}
-	return Cursor{epoch: uint32(e), gen: g}, nil
-}
-
-// IsBadCursor says whether err is ParseCursor's refusal of a text.
-func IsBadCursor(err error) bool { return errors.Is(err, errBadCursor) }
-
-// trimText keeps an error about a bad text short.
-func trimText(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
-}
 
 // chgNode is an IKE SA's place in the change list: its generation and
 // its neighbours. The nodes live in one slice of the engine, reused as
