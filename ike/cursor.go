@@ -69,12 +69,12 @@ func ParseCursor(s string) (Cursor, error) {
 	}
 	ep, gen, ok := strings.Cut(s, ".")
 	if !ok || len(ep) == 0 || len(ep) > 8 || len(gen) == 0 || len(gen) > 20 {
-		return Cursor{}, fmt.Errorf("%w %q: want 0 or EPOCH.GENERATION as a listing returned it", errBadCursor, trimText(s))
+		return Cursor{}, fmt.Errorf("%w %s: want 0 or EPOCH.GENERATION as a listing returned it", errBadCursor, quoteShort(s))
 	}
 	e, err1 := strconv.ParseUint(ep, 16, 32)
 	g, err2 := strconv.ParseUint(gen, 10, 64)
 	if err1 != nil || err2 != nil || e == 0 {
-		return Cursor{}, fmt.Errorf("%w %q: want 0 or EPOCH.GENERATION as a listing returned it", errBadCursor, trimText(s))
+		return Cursor{}, fmt.Errorf("%w %s: want 0 or EPOCH.GENERATION as a listing returned it", errBadCursor, quoteShort(s))
 	}
 	return Cursor{epoch: uint32(e), gen: g}, nil
 }
@@ -82,10 +82,12 @@ func ParseCursor(s string) (Cursor, error) {
 // IsBadCursor says whether err is ParseCursor's refusal of a text.
 func IsBadCursor(err error) bool { return errors.Is(err, errBadCursor) }
 
-// trimText keeps an error about a bad text short.
-func trimText(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
+// quoteShort quotes a bad text, cut short: the error stays short
+// whatever was sent (escapes make a control character four bytes).
+func quoteShort(s string) string {
+	q := strconv.Quote(s)
+	if len(q) > 60 {
+		return q[:60] + "…"
 	}
-	return s
+	return q
 }
