@@ -351,32 +351,15 @@ func (c *Changes) Len() int { return len(c.refs) }
 // IKESAs streams the IKE SAs added or changed, with their children, in
 // the order of their IDs.
 func (c *Changes) IKESAs(ctx context.Context) iter.Seq2[IKESAInfo, error] {
-	return func(yield func(IKESAInfo, error) bool) {
-		tc := newTextCache()
-		err := c.e.walkRefs(ctx, c.refs, c.u, c.opts.Counters, func(s *saSnap, u *usageView) bool {
-			return yield(s.info(u, &tc), nil)
-		})
-		if err != nil {
-			yield(IKESAInfo{}, err)
-		}
-	}
+	return ikeInfos(ctx, c.walk)
+}
+
+func (c *Changes) walk(ctx context.Context, each snapFunc) error {
+	return c.e.walkRefs(ctx, c.refs, c.u, c.opts.Counters, each)
 }
 
 // Children streams the children of the IKE SAs added or changed, in the
 // order of IKESAs.
 func (c *Changes) Children(ctx context.Context) iter.Seq2[ChildInfo, error] {
-	return func(yield func(ChildInfo, error) bool) {
-		tc := newTextCache()
-		err := c.e.walkRefs(ctx, c.refs, c.u, c.opts.Counters, func(s *saSnap, u *usageView) bool {
-			for i := range s.children {
-				if !yield(s.children[i].info(s.name, s.id, u, &tc), nil) {
-					return false
-				}
-			}
-			return true
-		})
-		if err != nil {
-			yield(ChildInfo{}, err)
-		}
-	}
+	return childInfos(ctx, c.walk)
 }

@@ -112,9 +112,19 @@ var listHold func(time.Duration)
 // the text of each entry is made outside the loop as it is yielded, so
 // the listing holds a chunk of entries at a time, not all of them.
 func (e *Engine) ListIKESAs(ctx context.Context, opts ListOptions) iter.Seq2[IKESAInfo, error] {
+	return ikeInfos(ctx, func(ctx context.Context, each snapFunc) error { return e.walkSAs(ctx, opts, true, each) })
+}
+
+// snapFunc takes one copied IKE SA of a walk; false stops the walk.
+type snapFunc = func(*saSnap, *usageView) bool
+
+// ikeInfos streams the IKE SAs a walk (walkSAs, walkRefs) copies, with
+// their children; childInfos streams their children. The text of each
+// entry is made as it is yielded, outside the loop.
+func ikeInfos(ctx context.Context, walk func(context.Context, snapFunc) error) iter.Seq2[IKESAInfo, error] {
 	return func(yield func(IKESAInfo, error) bool) {
 		tc := newTextCache()
-		err := e.walkSAs(ctx, opts, true, func(s *saSnap, u *usageView) bool {
+		err := walk(ctx, func(s *saSnap, u *usageView) bool {
 			return yield(s.info(u, &tc), nil)
 		})
 		if err != nil {
@@ -123,12 +133,10 @@ func (e *Engine) ListIKESAs(ctx context.Context, opts ListOptions) iter.Seq2[IKE
 	}
 }
 
-// ListChildren streams the children of the IKE SAs opts selects, in the
-// order of ListIKESAs.
-func (e *Engine) ListChildren(ctx context.Context, opts ListOptions) iter.Seq2[ChildInfo, error] {
+func childInfos(ctx context.Context, walk func(context.Context, snapFunc) error) iter.Seq2[ChildInfo, error] {
 	return func(yield func(ChildInfo, error) bool) {
 		tc := newTextCache()
-		err := e.walkSAs(ctx, opts, true, func(s *saSnap, u *usageView) bool {
+		err := walk(ctx, func(s *saSnap, u *usageView) bool {
 			for i := range s.children {
 				if !yield(s.children[i].info(s.name, s.id, u, &tc), nil) {
 					return false
@@ -140,6 +148,12 @@ func (e *Engine) ListChildren(ctx context.Context, opts ListOptions) iter.Seq2[C
 			yield(ChildInfo{}, err)
 		}
 	}
+}
+
+// ListChildren streams the children of the IKE SAs opts selects, in the
+// order of ListIKESAs.
+func (e *Engine) ListChildren(ctx context.Context, opts ListOptions) iter.Seq2[ChildInfo, error] {
+	return childInfos(ctx, func(ctx context.Context, each snapFunc) error { return e.walkSAs(ctx, opts, true, each) })
 }
 
 // saRef is an IKE SA a listing is to copy.
