@@ -311,10 +311,13 @@ func (h *Handle) installed(sa *SA, update bool) {
 		h.spis.installed(sa.ID)
 	}
 	if h.swLife && (!update || !h.life.Update(sa.ID, sa.Lifetime)) {
-		h.life.Add(sa.ID, sa.ReqID, sa.Lifetime, h.opts.Clock.Now())
-		if st := sa.Sync; st != nil && !update {
+		added, st := h.opts.Clock.Now(), sa.Sync
+		if st != nil && !update && !st.AddTime.IsZero() {
+			added = st.AddTime // the add time it was synced with
+		}
+		h.life.Add(sa.ID, sa.ReqID, sa.Lifetime, added)
+		if st != nil && !update {
 			// The usage it was added with, as SetSyncState's (Env).
-			h.life.SetTimes(sa.ID, st.AddTime, st.UseTime)
 			h.life.Observe(sa.ID, st.Bytes, st.Packets, st.UseTime)
 		}
 	}
