@@ -42,10 +42,6 @@ func (c *Map[K, E, P]) hash(k K) uint64 {
 	if c.collide {
 		return 0
 	}
-	if c.m == nil {
-		c.m = map[uint64]*E{}
-		c.seed = maphash.MakeSeed()
-	}
 	return maphash.Comparable(c.seed, k)
 }
 
@@ -64,10 +60,11 @@ func (c *Map[K, E, P]) Get(k K) *E {
 
 // Put adds e, whose key no entry of the Map may have.
 func (c *Map[K, E, P]) Put(e *E) {
-	h := c.hash(P(e).ChainKey())
-	if c.m == nil {
+	if c.m == nil { // the first Put: Get and Delete look nothing up before it
 		c.m = map[uint64]*E{}
+		c.seed = maphash.MakeSeed()
 	}
+	h := c.hash(P(e).ChainKey())
 	*P(e).ChainNext() = c.m[h]
 	c.m[h] = e
 	c.n++
