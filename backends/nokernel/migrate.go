@@ -51,8 +51,8 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 		default:
 			return bad(field, "SA %s does not join the old endpoints", id)
 		}
-		if m.ReqID != 0 && e.sa.ReqID != m.ReqID {
-			return bad(field, "SA %s has reqid %d, not %d", id, e.sa.ReqID, m.ReqID)
+		if m.ReqID != 0 && e.reqID != m.ReqID {
+			return bad(field, "SA %s has reqid %d, not %d", id, e.reqID, m.ReqID)
 		}
 		k := keyOf(nid)
 		if (keyOf(id) != k && b.sad.find(nid) != nil) || taken[k] {
@@ -73,15 +73,15 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 	// Apply: nothing below fails.
 	for _, mv := range moves {
 		b.sad.unlink(mv.e)
-		mv.e.sa.ID = mv.new
+		mv.e.id = mv.new
 		if m.Encap == nil {
-			mv.e.sa.Encap = nil
+			mv.e.setEncap(nil)
 		} else {
 			enc := *m.Encap
 			if !mv.out {
 				enc.SrcPort, enc.DstPort = enc.DstPort, enc.SrcPort
 			}
-			mv.e.sa.Encap = &enc
+			mv.e.setEncap(&enc)
 		}
 		if mv.e.x != nil {
 			mv.e.x.mapping = netip.AddrPort{}
@@ -90,9 +90,14 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 	}
 	var events []*kernelops.MigrateEvent
 	for _, e := range pols {
-		ev := &kernelops.MigrateEvent{Policy: e.p.ID()}
-		for i := range e.p.Templates {
-			t := &e.p.Templates[i]
+		ev := &kernelops.MigrateEvent{Policy: e.id()}
+		var one [1]kernelops.Template
+		ts := e.templates(&one)
+		if !e.one {
+			ts = append([]kernelops.Template(nil), ts...) // setTemplates copies them back
+		}
+		for i := range ts {
+			t := &ts[i]
 			if m.ReqID != 0 && t.ReqID != m.ReqID {
 				continue
 			}
@@ -109,13 +114,14 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 				Old: kernelops.Endpoints{Local: t.Src, Remote: t.Dst}, New: kernelops.Endpoints{Local: nl, Remote: nr}})
 			t.Src, t.Dst = nl, nr
 		}
+		e.setTemplates(ts)
 		events = append(events, ev)
 	}
 	if len(pols) == 0 && len(moves) > 0 {
 		ev := &kernelops.MigrateEvent{}
 		for _, mv := range moves {
-			ev.Entries = append(ev.Entries, kernelops.MigrateEntry{Proto: mv.e.sa.ID.Proto, Mode: mv.e.sa.Mode,
-				ReqID: mv.e.sa.ReqID, Old: m.Old, New: m.New})
+			ev.Entries = append(ev.Entries, kernelops.MigrateEntry{Proto: mv.e.id.Proto, Mode: mv.e.mode,
+				ReqID: mv.e.reqID, Old: m.Old, New: m.New})
 		}
 		events = append(events, ev)
 	}

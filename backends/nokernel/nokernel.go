@@ -28,7 +28,10 @@
 // once (XFRM repeats it). It does no cryptography, carries no real
 // packets, has no forwarding path (fwd policies are stored, never
 // consulted), and looks policies up linearly — fine for tests, not for
-// benchmarks of the lookup itself.
+// benchmarks of the lookup itself. The times it reads back (an SA's add,
+// first and last use, a policy's add and last use) are wall-clock
+// readings without Go's monotonic one, as times read from a kernel are:
+// it keeps them in 8 octets each.
 //
 // Params (Options.Params):
 //
@@ -88,6 +91,7 @@ type model struct {
 	log        *slog.Logger
 	caps       kernelops.Capabilities
 	acqExpires time.Duration
+	epoch      time.Time // what stamps count from (epochOf)
 
 	net *Net
 
@@ -127,6 +131,7 @@ func open(env *kernelops.Env) (*model, error) {
 		clk:        opts.Clock,
 		log:        env.Log,
 		acqExpires: DefaultAcquireExpires,
+		epoch:      epochOf(opts.Clock.Now()),
 		acquires:   map[acqKey]*acquire{},
 	}
 	b.sad.init()

@@ -1,10 +1,11 @@
 package nokernel
 
 import (
-	"bytes"
 	"context"
+	"hash/maphash"
 	"iter"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,32 +30,74 @@ type allocKey struct {
 	proto kernelops.Proto
 }
 
+// sad indexes the SAs through links in the entries themselves, so an SA
+// costs its entry and its share of two 16-octet map slots, not slices
+// and slots holding a copy of its key.
 type sad struct {
-	bySPI   map[spiKey][]*saEntry
-	byReqID map[uint32][]*saEntry // for outbound template lookups
+	seed    maphash.Seed
+	bySPI   map[uint64]*saEntry // by hash of spiKey, chained through spiNext: the SAs of one key are on one chain, oldest first
+	byReqID map[uint32]*saEntry // chained through reqNext, for outbound template lookups
 	alloc   map[allocKey]*spialloc.Allocator
 	n       int
 	seq     uint64
+	collide bool // every key hashes alike, for tests of the chains
 }
 
-// saEntry is an SA in the model. Its fields are laid out to fill a
-// 512-octet allocation exactly; what only a few SAs need is apart in x.
+// saEntry is an SA in the model, kept compactly: the keys in one string,
+// the times as stamps, the replay bitmap of a window up to 64 inline, and
+// what few SAs have (a selector, NAT-OA, an output mark, offload, a larger
+// window, sync thresholds, a larval timer) apart in x. Its fields fill a
+// 288-octet allocation.
 type saEntry struct {
-	sa    kernelops.SA // the model's own copy
-	state kernelops.SAState
-	dead  bool // removed; a snapshot holding it skips it
-	c     kernelops.Counters
-	seq   uint64 // insertion order: newer SAs win outbound lookups
+	id   kernelops.SAID
+	life kernelops.Lifetimes
+	keys string // the encryption key, then the integrity key
 
-	x *saExtra // nil: none of it
+	bytes, packets   uint64
+	drops, icvErrors uint64
+	oseq, seq        uint64   // replay state: last sent, highest seen
+	t                [3]stamp // tAdd, tFirstUse, tLastUsed
+	order            uint64   // insertion order: newer SAs win outbound lookups
+
+	spiNext, reqNext *saEntry
+	x                *saExtra // nil: none of it
+
+	bm                  [2]uint32 // the replay bitmap when window <= 64
+	reqID, ifID, window uint32
+	keyBits             int32 // checked by the front end against the cipher's sizes
+	encID               kernelops.EncrID
+	integID             kernelops.IntegID
+	encapPorts          [2]uint16 // source, destination; when encap
+	encLen              uint8     // the encryption key's length in keys
+	mode                kernelops.Mode
+	state               kernelops.SAState
+	dir                 kernelops.Direction
+	esn                 bool
+	encap               bool
+	dead                bool // removed; a snapshot holding it skips it
 }
+
+// The times of an saEntry, by index in t.
+const (
+	tAdd = iota
+	tFirstUse
+	tLastUsed
+)
 
 // saExtra is what an SA needs only as a reservation (larval), with sync
-// thresholds set (HA), or behind a NAT whose mapping moved.
+// thresholds set (HA), behind a NAT whose mapping moved, or with a rarely
+// set field.
 type saExtra struct {
 	larval  clock.Timer
 	sync    syncState
 	mapping netip.AddrPort // last NAT mapping change reported
+
+	sel      kernelops.Selector
+	origAddr netip.Addr // Encap.OrigAddr
+	mark     kernelops.Mark
+	offload  kernelops.Offload
+	bitmap   []uint32     // the replay bitmap when window > 64
+	times    [3]time.Time // the times whose stamp is stampApart
 }
 
 // extra returns e.x, made when first needed.
@@ -65,18 +108,127 @@ func (e *saEntry) extra() *saExtra {
 	return e.x
 }
 
+// time returns one of e's times.
+func (b *model) saTime(e *saEntry, i int) time.Time {
+	if e.t[i] == stampApart {
+		return e.x.times[i]
+	}
+	return b.fromStamp(e.t[i])
+}
+
+// setSATime sets one of e's times.
+func (b *model) setSATime(e *saEntry, i int, t time.Time) {
+	s, ok := b.toStamp(t)
+	if !ok {
+		s = stampApart
+		e.extra().times[i] = t.Round(0)
+	}
+	e.t[i] = s
+}
+
+// bitmap is e's replay bitmap: one bit per packet of the window.
+func (e *saEntry) bitmap() []uint32 {
+	n := (e.window + 31) / 32
+	if n <= uint32(len(e.bm)) {
+		return e.bm[:n]
+	}
+	return e.x.bitmap
+}
+
+func (e *saEntry) encKey() string   { return e.keys[:e.encLen] }
+func (e *saEntry) integKey() string { return e.keys[e.encLen:] }
+
+func (e *saEntry) selector() kernelops.Selector {
+	if e.x == nil {
+		return kernelops.Selector{}
+	}
+	return e.x.sel
+}
+
+// encapOf returns e's UDP encapsulation; false: none.
+func (e *saEntry) encapOf() (kernelops.Encap, bool) {
+	if !e.encap {
+		return kernelops.Encap{}, false
+	}
+	enc := kernelops.Encap{SrcPort: e.encapPorts[0], DstPort: e.encapPorts[1]}
+	if e.x != nil {
+		enc.OrigAddr = e.x.origAddr
+	}
+	return enc, true
+}
+
+// setEncap sets e's UDP encapsulation; nil removes it.
+func (e *saEntry) setEncap(enc *kernelops.Encap) {
+	e.encap = enc != nil
+	if enc == nil {
+		e.encapPorts = [2]uint16{}
+		if e.x != nil {
+			e.x.origAddr = netip.Addr{}
+		}
+		return
+	}
+	e.encapPorts = [2]uint16{enc.SrcPort, enc.DstPort}
+	if enc.OrigAddr.IsValid() || e.x != nil {
+		e.extra().origAddr = enc.OrigAddr
+	}
+}
+
+// setSelector sets e's selector.
+func (e *saEntry) setSelector(sel kernelops.Selector) {
+	if !sel.IsZero() || e.x != nil {
+		e.extra().sel = sel
+	}
+}
+
+// setOffload sets e's offload request and result.
+func (e *saEntry) setOffload(o kernelops.Offload) {
+	if o != (kernelops.Offload{}) || e.x != nil {
+		e.extra().offload = o
+	}
+}
+
 func (s *sad) init() {
-	s.bySPI = map[spiKey][]*saEntry{}
-	s.byReqID = map[uint32][]*saEntry{}
+	s.seed = maphash.MakeSeed()
+	s.bySPI = map[uint64]*saEntry{}
+	s.byReqID = map[uint32]*saEntry{}
 	s.alloc = map[allocKey]*spialloc.Allocator{}
 }
 
 func keyOf(id kernelops.SAID) spiKey { return spiKey{id.Dst, id.SPI, id.Proto} }
 
+func (s *sad) hash(k spiKey) uint64 {
+	if s.collide {
+		return 0
+	}
+	return maphash.Comparable(s.seed, k)
+}
+
+// byKey yields the SAs of key k, oldest first.
+func (s *sad) byKey(k spiKey) iter.Seq[*saEntry] {
+	return func(yield func(*saEntry) bool) {
+		for e := s.bySPI[s.hash(k)]; e != nil; e = e.spiNext {
+			if keyOf(e.id) == k && !yield(e) {
+				return
+			}
+		}
+	}
+}
+
+// byReq yields the SAs of reqid r.
+func (s *sad) byReq(r uint32) iter.Seq[*saEntry] {
+	return func(yield func(*saEntry) bool) {
+		for e := s.byReqID[r]; e != nil; e = e.reqNext {
+			if !yield(e) {
+				return
+			}
+		}
+	}
+}
+
 // find returns the SA with exactly this id's key and mark.
 func (s *sad) find(id kernelops.SAID) *saEntry {
-	for _, e := range s.bySPI[keyOf(id)] {
-		if e.sa.ID.Mark == id.Mark {
+	for e := range s.byKey(keyOf(id)) {
+		if e.id.Mark == id.Mark {
 			return e
 		}
 	}
@@ -86,8 +238,8 @@ func (s *sad) find(id kernelops.SAID) *saEntry {
 // findByMark returns the SA an inbound packet with mark reaches: XFRM's
 // (mark & m) == v rule.
 func (s *sad) findByMark(k spiKey, mark uint32) *saEntry {
-	for _, e := range s.bySPI[k] {
-		if mark&e.sa.ID.Mark.Mask == e.sa.ID.Mark.Value {
+	for e := range s.byKey(k) {
+		if mark&e.id.Mark.Mask == e.id.Mark.Value {
 			return e
 		}
 	}
@@ -106,63 +258,97 @@ func (s *sad) allocator(dst netip.Addr, proto kernelops.Proto) *spialloc.Allocat
 
 // insert indexes e; reserved says its SPI was taken by AllocSPI already.
 func (s *sad) insert(e *saEntry, reserved bool) {
-	k := keyOf(e.sa.ID)
-	if len(s.bySPI[k]) == 0 && !reserved {
+	k := keyOf(e.id)
+	h := s.hash(k)
+	held := false
+	if last := s.bySPI[h]; last == nil {
+		s.bySPI[h] = e
+	} else {
+		for ; ; last = last.spiNext {
+			held = held || keyOf(last.id) == k
+			if last.spiNext == nil {
+				break
+			}
+		}
+		last.spiNext = e
+	}
+	if !held && !reserved {
 		s.allocator(k.dst, k.proto).Reserve(k.spi)
 	}
-	s.bySPI[k] = append(s.bySPI[k], e)
-	s.byReqID[e.sa.ReqID] = append(s.byReqID[e.sa.ReqID], e)
+	e.spiNext = nil
+	e.reqNext = s.byReqID[e.reqID]
+	s.byReqID[e.reqID] = e
 	s.seq++
-	e.seq = s.seq
+	e.order = s.seq
 	s.n++
-}
-
-func removePtr(list []*saEntry, e *saEntry) []*saEntry {
-	for i, x := range list {
-		if x == e {
-			last := len(list) - 1
-			list[i] = list[last]
-			list[last] = nil
-			return list[:last]
-		}
-	}
-	return list
 }
 
 // unlink removes e from the indexes and frees its SPI when no other SA
 // (of another mark) holds it.
 func (s *sad) unlink(e *saEntry) {
-	k := keyOf(e.sa.ID)
-	if l := removePtr(s.bySPI[k], e); len(l) == 0 {
-		delete(s.bySPI, k)
+	k := keyOf(e.id)
+	h := s.hash(k)
+	held := false
+	var prev *saEntry
+	for x := s.bySPI[h]; x != nil; prev, x = x, x.spiNext {
+		if x != e {
+			held = held || keyOf(x.id) == k
+			continue
+		}
+		switch {
+		case prev != nil:
+			prev.spiNext = e.spiNext
+		case e.spiNext == nil:
+			delete(s.bySPI, h)
+		default:
+			s.bySPI[h] = e.spiNext
+		}
+		for y := e.spiNext; y != nil && !held; y = y.spiNext {
+			held = keyOf(y.id) == k
+		}
+		break
+	}
+	e.spiNext = nil
+	if !held {
 		if a := s.alloc[allocKey{k.dst, k.proto}]; a != nil {
 			a.Release(k.spi)
 			if a.InUse() == 0 {
 				delete(s.alloc, allocKey{k.dst, k.proto})
 			}
 		}
-	} else {
-		s.bySPI[k] = l
 	}
-	if l := removePtr(s.byReqID[e.sa.ReqID], e); len(l) == 0 {
-		delete(s.byReqID, e.sa.ReqID)
-	} else {
-		s.byReqID[e.sa.ReqID] = l
+	prev = nil
+	for x := s.byReqID[e.reqID]; x != nil; prev, x = x, x.reqNext {
+		if x != e {
+			continue
+		}
+		switch {
+		case prev != nil:
+			prev.reqNext = e.reqNext
+		case e.reqNext == nil:
+			delete(s.byReqID, e.reqID)
+		default:
+			s.byReqID[e.reqID] = e.reqNext
+		}
+		break
 	}
+	e.reqNext = nil
 	s.n--
 }
 
 func (s *sad) all() []*saEntry {
 	out := make([]*saEntry, 0, s.n)
-	for _, l := range s.bySPI {
-		out = append(out, l...)
+	for _, e := range s.bySPI {
+		for ; e != nil; e = e.spiNext {
+			out = append(out, e)
+		}
 	}
 	return out
 }
 
 func (s *sad) stopTimers() {
-	for _, l := range s.bySPI {
-		for _, e := range l {
+	for _, e := range s.bySPI {
+		for ; e != nil; e = e.spiNext {
 			e.stopTimers()
 		}
 	}
@@ -204,10 +390,11 @@ func (b *model) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32,
 	}
 	now := b.clk.Now()
 	e := &saEntry{
-		sa:    kernelops.SA{ID: kernelops.SAID{Src: req.Src, Dst: req.Dst, SPI: spi, Proto: req.Proto}, ReqID: req.ReqID},
+		id:    kernelops.SAID{Src: req.Src, Dst: req.Dst, SPI: spi, Proto: req.Proto},
+		reqID: req.ReqID,
 		state: kernelops.SALarval,
-		c:     kernelops.Counters{AddTime: now},
 	}
+	b.setSATime(e, tAdd, now)
 	b.sad.insert(e, true)
 	e.extra().larval = b.clk.AfterFunc(b.acqExpires, func() { b.expireLarval(e) })
 	return spi, nil
@@ -221,7 +408,7 @@ func (b *model) expireLarval(e *saEntry) {
 	}
 	e.x.larval = nil
 	b.removeLocked(e)
-	b.env.Publish(&kernelops.ExpireEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Hard: true, Limit: kernelops.LimitAddTime})
+	b.env.Publish(&kernelops.ExpireEvent{SA: e.id, ReqID: e.reqID, Hard: true, Limit: kernelops.LimitAddTime})
 }
 
 // AddSA installs an SA, or fills the larval SA AllocSPI left on its SPI.
@@ -285,20 +472,20 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 		b.mu.Unlock()
 		return errno(syscall.EEXIST, "SA exists")
 	default:
-		if err := immutable(&e.sa, sa); err != nil {
+		if err := immutable(e, sa); err != nil {
 			b.mu.Unlock()
 			return err
 		}
-		e.sa.Lifetime = sa.Lifetime
-		e.sa.Selector = sa.Selector
+		e.life = sa.Lifetime
+		e.setSelector(sa.Selector)
 		if sa.Encap != nil {
-			enc := *sa.Encap
-			e.sa.Encap = &enc
+			e.setEncap(sa.Encap)
 		}
-		e.sa.Offload = sa.Offload
-		e.sa.Offload.Active = active
+		o := sa.Offload
+		o.Active = active
+		e.setOffload(o)
 	}
-	b.clearAcquires(&e.sa)
+	b.clearAcquires(e)
 	b.mu.Unlock()
 
 	sa.Offload.Active = active
@@ -306,56 +493,75 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 }
 
 func (b *model) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMode, now time.Time) {
-	e.sa = *sa.Clone()
-	e.sa.Offload.Active = active
+	e.id = sa.ID
+	e.life = sa.Lifetime
+	var keys strings.Builder // one allocation, never aliasing the caller's keys
+	keys.Grow(len(sa.Encryption.Key) + len(sa.Integrity.Key))
+	keys.Write(sa.Encryption.Key)
+	keys.Write(sa.Integrity.Key)
+	e.keys = keys.String()
+	e.encLen = uint8(len(sa.Encryption.Key)) // at most 36: the front end checked it against the cipher
+	e.reqID, e.ifID, e.window = sa.ReqID, sa.IfID, sa.ReplayWindow
+	e.keyBits = int32(sa.Encryption.KeyBits)
+	e.encID, e.integID = sa.Encryption.ID, sa.Integrity.ID
+	e.mode, e.dir, e.esn = sa.Mode, sa.Dir, sa.ESN
+	e.setEncap(sa.Encap)
+	e.setSelector(sa.Selector)
+	o := sa.Offload
+	o.Active = active
+	e.setOffload(o)
+	if !sa.Mark.IsZero() {
+		e.extra().mark = sa.Mark
+	}
 	e.state = kernelops.SAValid
-	e.c = kernelops.Counters{AddTime: now}
-	e.c.Replay.Window = sa.ReplayWindow
-	e.c.Replay.Bitmap = make([]uint32, (sa.ReplayWindow+31)/32)
+	if n := (sa.ReplayWindow + 31) / 32; n > uint32(len(e.bm)) {
+		e.extra().bitmap = make([]uint32, n)
+	}
+	b.setSATime(e, tAdd, now)
 	if st := sa.Sync; st != nil {
 		// Added with its sync state (validated by the front end), as
 		// SetSyncState writes it: XFRM takes it with NEWSA.
-		e.sa.Sync = nil
-		e.c.Replay.OSeq, e.c.Replay.Seq = st.Replay.OSeq, st.Replay.Seq
-		copy(e.c.Replay.Bitmap, st.Replay.Bitmap)
-		if w := uint64(e.c.Replay.Window); w%32 != 0 && len(e.c.Replay.Bitmap) > 0 {
-			e.c.Replay.Bitmap[len(e.c.Replay.Bitmap)-1] &= 1<<(w%32) - 1
+		e.oseq, e.seq = st.Replay.OSeq, st.Replay.Seq
+		bm := e.bitmap()
+		copy(bm, st.Replay.Bitmap)
+		if w := uint64(e.window); w%32 != 0 && len(bm) > 0 {
+			bm[len(bm)-1] &= 1<<(w%32) - 1
 		}
-		e.c.Bytes, e.c.Packets = st.Bytes, st.Packets
+		e.bytes, e.packets = st.Bytes, st.Packets
 		if !st.AddTime.IsZero() {
-			e.c.AddTime = st.AddTime
+			b.setSATime(e, tAdd, st.AddTime)
 		}
-		e.c.FirstUse = st.UseTime
+		b.setSATime(e, tFirstUse, st.UseTime)
 	}
 }
 
 // immutable rejects an update that would change what XFRM keeps.
-func immutable(old, nu *kernelops.SA) error {
+func immutable(old *saEntry, nu *kernelops.SA) error {
 	bad := func(field string) error {
 		return kernelops.Invalid("", "", "", field, "cannot change on update (delete and add the SA instead)")
 	}
 	switch {
-	case old.Mode != nu.Mode:
+	case old.mode != nu.Mode:
 		return bad("Mode")
-	case old.ReqID != nu.ReqID:
+	case old.reqID != nu.ReqID:
 		return bad("ReqID")
-	case old.Encryption.ID != nu.Encryption.ID || old.Encryption.KeyBits != nu.Encryption.KeyBits:
+	case old.encID != nu.Encryption.ID || int(old.keyBits) != nu.Encryption.KeyBits:
 		return bad("Encryption.ID")
-	case !bytes.Equal(old.Encryption.Key, nu.Encryption.Key):
+	case old.encKey() != string(nu.Encryption.Key):
 		return bad("Encryption.Key")
-	case old.Integrity.ID != nu.Integrity.ID:
+	case old.integID != nu.Integrity.ID:
 		return bad("Integrity.ID")
-	case !bytes.Equal(old.Integrity.Key, nu.Integrity.Key):
+	case old.integKey() != string(nu.Integrity.Key):
 		return bad("Integrity.Key")
-	case old.ReplayWindow != nu.ReplayWindow:
+	case old.window != nu.ReplayWindow:
 		return bad("ReplayWindow")
-	case old.ESN != nu.ESN:
+	case old.esn != nu.ESN:
 		return bad("ESN")
-	case old.IfID != nu.IfID:
+	case old.ifID != nu.IfID:
 		return bad("IfID")
-	case old.Dir != nu.Dir:
+	case old.dir != nu.Dir:
 		return bad("Dir")
-	case (old.Encap == nil) != (nu.Encap == nil):
+	case old.encap != (nu.Encap != nil):
 		return kernelops.Invalid("", "", "", "Encap", "update cannot add or remove UDP encapsulation (use Migrate)")
 	}
 	return nil
@@ -389,26 +595,44 @@ func (b *model) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntr
 		return nil, errno(syscall.ESRCH, "no such SA")
 	}
 	out := &kernelops.SAEntry{}
-	copyEntry(out, e)
+	b.copyEntry(out, e)
 	return out, nil
 }
 
-// copyEntry copies e into dst, reusing dst's key and bitmap storage.
-func copyEntry(dst *kernelops.SAEntry, e *saEntry) {
+// copyEntry copies e into dst, reusing dst's key, bitmap and Encap
+// storage.
+func (b *model) copyEntry(dst *kernelops.SAEntry, e *saEntry) {
 	ek, ik, bm, enc := dst.Encryption.Key, dst.Integrity.Key, dst.Counters.Replay.Bitmap, dst.Encap
-	dst.SA = e.sa
-	dst.Encryption.Key = append(ek[:0], e.sa.Encryption.Key...)
-	dst.Integrity.Key = append(ik[:0], e.sa.Integrity.Key...)
-	if e.sa.Encap != nil {
+	dst.SA = kernelops.SA{
+		ID:           e.id,
+		Mode:         e.mode,
+		ReqID:        e.reqID,
+		Selector:     e.selector(),
+		Encryption:   kernelops.Encryption{ID: e.encID, KeyBits: int(e.keyBits), Key: append(ek[:0], e.encKey()...)},
+		Integrity:    kernelops.Integrity{ID: e.integID, Key: append(ik[:0], e.integKey()...)},
+		ReplayWindow: e.window,
+		ESN:          e.esn,
+		Lifetime:     e.life,
+		IfID:         e.ifID,
+		Dir:          e.dir,
+	}
+	if e.x != nil {
+		dst.Mark, dst.Offload = e.x.mark, e.x.offload
+	}
+	if v, ok := e.encapOf(); ok {
 		if enc == nil {
 			enc = new(kernelops.Encap)
 		}
-		*enc = *e.sa.Encap
+		*enc = v
 		dst.Encap = enc
 	}
 	dst.State = e.state
-	dst.Counters = e.c
-	dst.Counters.Replay.Bitmap = append(bm[:0], e.c.Replay.Bitmap...)
+	dst.Counters = kernelops.Counters{
+		Bytes: e.bytes, Packets: e.packets,
+		AddTime: b.saTime(e, tAdd), FirstUse: b.saTime(e, tFirstUse), LastUsed: b.saTime(e, tLastUsed),
+		ReplayDrops: e.drops, IntegrityErrors: e.icvErrors,
+		Replay: kernelops.ReplayState{OSeq: e.oseq, Seq: e.seq, Window: e.window, Bitmap: append(bm[:0], e.bitmap()...)},
+	}
 }
 
 // dumpBatch is how many entries a dump copies per lock hold.
@@ -417,7 +641,7 @@ const dumpBatch = 256
 // SAs streams every SA, larval ones included, with the snapshot rules of
 // dumpSnapshot; the yielded entry is reused.
 func (b *model) SAs(ctx context.Context) iter.Seq2[*kernelops.SAEntry, error] {
-	return dumpSnapshot(b, ctx, b.sad.all, func(e *saEntry) bool { return e.dead }, copyEntry)
+	return dumpSnapshot(b, ctx, b.sad.all, func(e *saEntry) bool { return e.dead }, b.copyEntry)
 }
 
 // dumpSnapshot streams a table the way a netlink dump does: it walks a
@@ -483,8 +707,8 @@ func (b *model) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 				if e.dead || e.state == kernelops.SALarval {
 					continue
 				}
-				buf = append(buf, kernelops.Usage{ID: e.sa.ID, ReqID: e.sa.ReqID, Bytes: e.c.Bytes,
-					Packets: e.c.Packets, AddTime: e.c.AddTime, LastUsed: e.c.LastUsed})
+				buf = append(buf, kernelops.Usage{ID: e.id, ReqID: e.reqID, Bytes: e.bytes,
+					Packets: e.packets, AddTime: b.saTime(e, tAdd), LastUsed: b.saTime(e, tLastUsed)})
 			}
 			b.mu.Unlock()
 			snap = snap[n:]
@@ -506,7 +730,7 @@ func (b *model) FlushSAs(ctx context.Context) error {
 		return err
 	}
 	for _, e := range b.sad.all() {
-		if b.opts.Owns(e.sa.ReqID) {
+		if b.opts.Owns(e.reqID) {
 			b.removeLocked(e)
 		}
 	}

@@ -22,22 +22,139 @@ type spd struct {
 	seq uint64
 }
 
+// polEntry is a policy in the model, kept compactly: its selector's
+// prefixes as address and length, a single template inline, its times as
+// stamps, and what few policies have (lifetimes and their timer, no
+// template or several) apart in x. Its fields fill a 176-octet
+// allocation.
 type polEntry struct {
-	p    kernelops.Policy // Priority holds the effective priority
-	add  time.Time
-	use  time.Time // last use; zero: never
-	seq  uint64    // insertion order: the older of equal priorities wins
-	dead bool
-	hole bool // installed by OpenHoles
-
-	timer    clock.Timer
-	timerSeq uint64
-	softDone bool
+	src, dst   netip.Addr // the selector's prefixes' addresses
+	tsrc, tdst netip.Addr // the one template's
+	mark       kernelops.Mark
+	ifID       uint32
+	prio       uint32 // the effective priority
+	treqid     uint32
+	tspi       uint32
+	add, use   stamp  // use: last use; zero: never
+	seq        uint64 // insertion order: the older of equal priorities wins
 
 	next *polEntry // the next entry of the same hash
+	x    *polExtra // nil: none of it
+
+	sport, dport     uint16
+	srcBits, dstBits uint8 // the prefixes' lengths plus one; 0: no prefix
+	proto            uint8
+	dir              kernelops.Direction
+	action           kernelops.Action
+	tproto           kernelops.Proto
+	tmode            kernelops.Mode
+	topt             bool
+	one              bool // exactly one template, the t fields; else x.tmpls
+	dead             bool
+	hole             bool // installed by OpenHoles
+	softDone         bool
 }
 
-func (e *polEntry) ChainKey() kernelops.PolicyID { return e.p.ID() }
+// polExtra is what a policy needs only with lifetimes, with no template
+// or several, or with a time a stamp cannot hold.
+type polExtra struct {
+	tmpls    []kernelops.Template
+	life     kernelops.Lifetimes
+	timer    clock.Timer
+	timerSeq uint64
+	times    [2]time.Time // add, use when their stamp is stampApart
+}
+
+func (e *polEntry) extra() *polExtra {
+	if e.x == nil {
+		e.x = &polExtra{}
+	}
+	return e.x
+}
+
+func (e *polEntry) selector() kernelops.Selector {
+	// netip.PrefixFrom(p.Addr(), p.Bits()) is p for every Prefix p.
+	return kernelops.Selector{Src: netip.PrefixFrom(e.src, int(e.srcBits)-1), Dst: netip.PrefixFrom(e.dst, int(e.dstBits)-1),
+		Proto: e.proto, SrcPort: e.sport, DstPort: e.dport}
+}
+
+func (e *polEntry) setSelector(s kernelops.Selector) {
+	e.src, e.srcBits = s.Src.Addr(), uint8(s.Src.Bits()+1)
+	e.dst, e.dstBits = s.Dst.Addr(), uint8(s.Dst.Bits()+1)
+	e.proto, e.sport, e.dport = s.Proto, s.SrcPort, s.DstPort
+}
+
+// templates returns e's templates, the one inline in buf.
+func (e *polEntry) templates(buf *[1]kernelops.Template) []kernelops.Template {
+	if e.one {
+		buf[0] = kernelops.Template{Src: e.tsrc, Dst: e.tdst, Proto: e.tproto, Mode: e.tmode, ReqID: e.treqid, SPI: e.tspi, Optional: e.topt}
+		return buf[:]
+	}
+	if e.x == nil {
+		return nil
+	}
+	return e.x.tmpls
+}
+
+// setTemplates sets e's templates to a copy of ts.
+func (e *polEntry) setTemplates(ts []kernelops.Template) {
+	e.one = len(ts) == 1
+	if e.one {
+		t := &ts[0]
+		e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = t.Src, t.Dst, t.Proto, t.Mode, t.ReqID, t.SPI, t.Optional
+		if e.x != nil {
+			e.x.tmpls = nil
+		}
+		return
+	}
+	e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = netip.Addr{}, netip.Addr{}, 0, 0, 0, 0, false
+	if len(ts) > 0 || e.x != nil {
+		e.extra().tmpls = append([]kernelops.Template(nil), ts...)
+	}
+}
+
+func (e *polEntry) lifetime() kernelops.Lifetimes {
+	if e.x == nil {
+		return kernelops.Lifetimes{}
+	}
+	return e.x.life
+}
+
+// The times of a polEntry, for polTime and setPolTime.
+const (
+	pAdd = iota
+	pUse
+)
+
+func (b *model) polTime(e *polEntry, i int) time.Time {
+	s := e.add
+	if i == pUse {
+		s = e.use
+	}
+	if s == stampApart {
+		return e.x.times[i]
+	}
+	return b.fromStamp(s)
+}
+
+func (b *model) setPolTime(e *polEntry, i int, t time.Time) {
+	s, ok := b.toStamp(t)
+	if !ok {
+		s = stampApart
+		e.extra().times[i] = t.Round(0)
+	}
+	if i == pUse {
+		e.use = s
+	} else {
+		e.add = s
+	}
+}
+
+func (e *polEntry) id() kernelops.PolicyID {
+	return kernelops.PolicyID{Selector: e.selector(), Dir: e.dir, Mark: e.mark, IfID: e.ifID}
+}
+
+func (e *polEntry) ChainKey() kernelops.PolicyID { return e.id() }
 func (e *polEntry) ChainNext() **polEntry        { return &e.next }
 
 // get returns the policy with this ID (nil: none).
@@ -48,8 +165,8 @@ func (s *spd) put(e *polEntry) { s.m.Put(e) }
 
 // del removes e.
 func (s *spd) del(e *polEntry) {
-	if s.m.Get(e.p.ID()) == e {
-		s.m.Delete(e.p.ID())
+	if id := e.id(); s.m.Get(id) == e {
+		s.m.Delete(id)
 	}
 }
 
@@ -67,9 +184,9 @@ func (s *spd) stopTimers() {
 }
 
 func (e *polEntry) stop() {
-	if e.timer != nil {
-		e.timer.Stop()
-		e.timer = nil
+	if e.x != nil && e.x.timer != nil {
+		e.x.timer.Stop()
+		e.x.timer = nil
 	}
 }
 
@@ -85,14 +202,13 @@ func (s *spd) all() []*polEntry {
 func (s *spd) lookup(dir kernelops.Direction, src, dst netip.Addr, proto uint8, sport, dport uint16, mark, ifid uint32) *polEntry {
 	var best *polEntry
 	s.each(func(e *polEntry) bool {
-		p := &e.p
-		if p.Dir != dir || p.IfID != ifid || mark&p.Mark.Mask != p.Mark.Value {
+		if e.dir != dir || e.ifID != ifid || mark&e.mark.Mask != e.mark.Value {
 			return true
 		}
-		if !p.Selector.Matches(src, dst, proto, sport, dport) || !sameFamily(p.Selector, src) {
+		if sel := e.selector(); !sel.Matches(src, dst, proto, sport, dport) || !sameFamily(sel, src) {
 			return true
 		}
-		if best == nil || e.p.Priority < best.p.Priority || (e.p.Priority == best.p.Priority && e.seq < best.seq) {
+		if best == nil || e.prio < best.prio || (e.prio == best.prio && e.seq < best.seq) {
 			best = e
 		}
 		return true
@@ -116,8 +232,9 @@ func sameFamily(s kernelops.Selector, a netip.Addr) bool {
 // owned says whether a policy is keyplane's: one of its templates carries
 // an owned reqid. Pass and block policies carry no reqid and are never
 // flushed (CloseHoles removes the hole policies).
-func (b *model) owned(p *kernelops.Policy) bool {
-	for _, t := range p.Templates {
+func (b *model) owned(e *polEntry) bool {
+	var one [1]kernelops.Template
+	for _, t := range e.templates(&one) {
 		if b.opts.Owns(t.ReqID) {
 			return true
 		}
@@ -151,10 +268,15 @@ func (b *model) insertPolicyLocked(p *kernelops.Policy, replace, hole bool) erro
 		}
 		b.removePolicyLocked(old)
 	}
-	c := p.Clone()
-	c.Priority = kernelops.EffectivePriority(p)
 	b.spd.seq++
-	e := &polEntry{p: *c, add: b.clk.Now(), seq: b.spd.seq, hole: hole}
+	e := &polEntry{dir: p.Dir, action: p.Action, prio: kernelops.EffectivePriority(p), mark: p.Mark, ifID: p.IfID,
+		seq: b.spd.seq, hole: hole}
+	e.setSelector(p.Selector)
+	e.setTemplates(p.Templates)
+	if p.Lifetime != (kernelops.Lifetimes{}) {
+		e.extra().life = p.Lifetime
+	}
+	b.setPolTime(e, pAdd, b.clk.Now())
 	b.spd.put(e)
 	b.armPolicy(e)
 	return nil
@@ -193,22 +315,23 @@ func (b *model) GetPolicy(ctx context.Context, id kernelops.PolicyID) (*kernelop
 		return nil, errno(syscall.ENOENT, "no such policy")
 	}
 	out := &kernelops.PolicyEntry{}
-	copyPolicy(out, e)
+	b.copyPolicy(out, e)
 	return out, nil
 }
 
-func copyPolicy(dst *kernelops.PolicyEntry, e *polEntry) {
+func (b *model) copyPolicy(dst *kernelops.PolicyEntry, e *polEntry) {
+	var one [1]kernelops.Template
 	tm := dst.Templates
-	dst.Policy = e.p
-	dst.Templates = append(tm[:0], e.p.Templates...)
-	dst.AddTime = e.add
-	dst.UseTime = e.use
+	dst.Policy = kernelops.Policy{Selector: e.selector(), Dir: e.dir, Action: e.action, Priority: e.prio,
+		Templates: append(tm[:0], e.templates(&one)...), Mark: e.mark, IfID: e.ifID, Lifetime: e.lifetime()}
+	dst.AddTime = b.polTime(e, pAdd)
+	dst.UseTime = b.polTime(e, pUse)
 }
 
 // Policies streams every policy with the same snapshot rules as SAs; the
 // yielded entry is reused.
 func (b *model) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
-	return dumpSnapshot(b, ctx, b.spd.all, func(e *polEntry) bool { return e.dead }, copyPolicy)
+	return dumpSnapshot(b, ctx, b.spd.all, func(e *polEntry) bool { return e.dead }, b.copyPolicy)
 }
 
 // FlushPolicies removes the policies keyplane owns (see owned).
@@ -219,7 +342,7 @@ func (b *model) FlushPolicies(ctx context.Context) error {
 		return err
 	}
 	for _, e := range b.spd.all() {
-		if b.owned(&e.p) {
+		if b.owned(e) {
 			b.removePolicyLocked(e)
 		}
 	}
@@ -230,32 +353,33 @@ func (b *model) FlushPolicies(ctx context.Context) error {
 // counts a policy's use-time from its last use (add time if unused).
 func (b *model) armPolicy(e *polEntry) {
 	e.stop()
-	if e.p.Lifetime == (kernelops.Lifetimes{}) {
+	if e.x == nil || e.x.life == (kernelops.Lifetimes{}) {
 		return
 	}
-	next := policyDeadline(e, e.p.Lifetime.Hard)
+	x := e.x
+	next := b.policyDeadline(e, x.life.Hard)
 	if !e.softDone {
-		if d := policyDeadline(e, e.p.Lifetime.Soft); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+		if d := b.policyDeadline(e, x.life.Soft); !d.IsZero() && (next.IsZero() || d.Before(next)) {
 			next = d
 		}
 	}
 	if next.IsZero() {
 		return
 	}
-	e.timerSeq++
-	seq := e.timerSeq
-	e.timer = b.clk.AfterFunc(max(next.Sub(b.clk.Now()), 0), func() { b.policyTimer(e, seq) })
+	x.timerSeq++
+	seq := x.timerSeq
+	x.timer = b.clk.AfterFunc(max(next.Sub(b.clk.Now()), 0), func() { b.policyTimer(e, seq) })
 }
 
-func policyDeadline(e *polEntry, l kernelops.Limits) time.Time {
+func (b *model) policyDeadline(e *polEntry, l kernelops.Limits) time.Time {
 	var d time.Time
 	if l.AddTime != 0 {
-		d = e.add.Add(l.AddTime)
+		d = b.polTime(e, pAdd).Add(l.AddTime)
 	}
 	if l.UseTime != 0 {
-		from := e.use
+		from := b.polTime(e, pUse)
 		if from.IsZero() {
-			from = e.add
+			from = b.polTime(e, pAdd)
 		}
 		if u := from.Add(l.UseTime); d.IsZero() || u.Before(d) {
 			d = u
@@ -267,25 +391,26 @@ func policyDeadline(e *polEntry, l kernelops.Limits) time.Time {
 func (b *model) policyTimer(e *polEntry, seq uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if e.dead || b.closed || e.timerSeq != seq {
+	if e.dead || b.closed || e.x.timerSeq != seq {
 		return
 	}
-	e.timer = nil
+	x := e.x
+	x.timer = nil
 	now := b.clk.Now()
 	due := func(l kernelops.Limits) bool {
-		d := policyDeadline(e, l)
+		d := b.policyDeadline(e, l)
 		return !d.IsZero() && !now.Before(d)
 	}
-	id := e.p.ID()
-	if due(e.p.Lifetime.Hard) {
-		if !e.softDone && due(e.p.Lifetime.Soft) {
+	id := e.id()
+	if due(x.life.Hard) {
+		if !e.softDone && due(x.life.Soft) {
 			b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id})
 		}
 		b.removePolicyLocked(e)
 		b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id, Hard: true})
 		return
 	}
-	if !e.softDone && due(e.p.Lifetime.Soft) {
+	if !e.softDone && due(x.life.Soft) {
 		e.softDone = true
 		b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id})
 	}

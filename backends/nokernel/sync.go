@@ -24,11 +24,10 @@ func (s *syncState) stop() {
 	}
 }
 
-func (e *saEntry) syncState() kernelops.SyncState {
-	r := e.c.Replay
-	r.Bitmap = append([]uint32(nil), r.Bitmap...)
-	return kernelops.SyncState{Replay: r, Bytes: e.c.Bytes, Packets: e.c.Packets,
-		AddTime: e.c.AddTime, UseTime: e.c.FirstUse}
+func (b *model) syncState(e *saEntry) kernelops.SyncState {
+	r := kernelops.ReplayState{OSeq: e.oseq, Seq: e.seq, Window: e.window, Bitmap: append([]uint32(nil), e.bitmap()...)}
+	return kernelops.SyncState{Replay: r, Bytes: e.bytes, Packets: e.packets,
+		AddTime: b.saTime(e, tAdd), UseTime: b.saTime(e, tFirstUse)}
 }
 
 // SetSyncThresholds makes traffic on the SA raise SyncEvents: after
@@ -51,7 +50,7 @@ func (b *model) SetSyncThresholds(ctx context.Context, id kernelops.SAID, th ker
 	x := e.extra()
 	x.sync.stop()
 	x.sync.th = th
-	x.sync.baseO, x.sync.baseI = e.c.Replay.OSeq, e.c.Replay.Seq
+	x.sync.baseO, x.sync.baseI = e.oseq, e.seq
 	return nil
 }
 
@@ -66,7 +65,7 @@ func (b *model) GetSyncState(ctx context.Context, id kernelops.SAID) (kernelops.
 	if e == nil || e.state == kernelops.SALarval {
 		return kernelops.SyncState{}, errno(syscall.ESRCH, "no such SA")
 	}
-	return e.syncState(), nil
+	return b.syncState(e), nil
 }
 
 // SetSyncState writes replay state and lifetime usage into an SA, as an
@@ -84,26 +83,26 @@ func (b *model) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelop
 		b.mu.Unlock()
 		return errno(syscall.ESRCH, "no such SA")
 	}
-	if !e.sa.ESN && (st.Replay.OSeq > 0xffffffff || st.Replay.Seq > 0xffffffff) {
+	if !e.esn && (st.Replay.OSeq > 0xffffffff || st.Replay.Seq > 0xffffffff) {
 		b.mu.Unlock()
 		return kernelops.Invalid("", "", "", "Replay.OSeq", "sequence numbers beyond 32 bits on an SA without ESN")
 	}
-	r := &e.c.Replay
-	r.OSeq, r.Seq = st.Replay.OSeq, st.Replay.Seq
-	clear(r.Bitmap)
-	copy(r.Bitmap, st.Replay.Bitmap)
-	if w := uint64(r.Window); w%32 != 0 && len(r.Bitmap) > 0 {
-		r.Bitmap[len(r.Bitmap)-1] &= 1<<(w%32) - 1
+	e.oseq, e.seq = st.Replay.OSeq, st.Replay.Seq
+	bm := e.bitmap()
+	clear(bm)
+	copy(bm, st.Replay.Bitmap)
+	if w := uint64(e.window); w%32 != 0 && len(bm) > 0 {
+		bm[len(bm)-1] &= 1<<(w%32) - 1
 	}
-	e.c.Bytes, e.c.Packets = st.Bytes, st.Packets
+	e.bytes, e.packets = st.Bytes, st.Packets
 	if !st.AddTime.IsZero() {
-		e.c.AddTime = st.AddTime
+		b.setSATime(e, tAdd, st.AddTime)
 	}
 	if !st.UseTime.IsZero() {
-		e.c.FirstUse = st.UseTime
+		b.setSATime(e, tFirstUse, st.UseTime)
 	}
-	obs := observed{id: e.sa.ID, bytes: e.c.Bytes, packets: e.c.Packets, firstUse: e.c.FirstUse}
-	added := e.c.AddTime
+	obs := observed{id: e.id, bytes: e.bytes, packets: e.packets, firstUse: b.saTime(e, tFirstUse)}
+	added := b.saTime(e, tAdd)
 	b.mu.Unlock()
 	b.env.SetTimes(obs.id, added, obs.firstUse)
 	b.env.Observe(obs.id, obs.bytes, obs.packets, obs.firstUse)
@@ -120,7 +119,7 @@ func (b *model) syncTouched(e *saEntry) {
 	if s.th == (kernelops.SyncThresholds{}) {
 		return
 	}
-	diff := max(e.c.Replay.OSeq-s.baseO, e.c.Replay.Seq-s.baseI)
+	diff := max(e.oseq-s.baseO, e.seq-s.baseI)
 	if s.th.ReplayDiff > 0 && diff >= uint64(s.th.ReplayDiff) {
 		b.sendSync(e, kernelops.SyncReplay)
 		return
@@ -135,7 +134,7 @@ func (b *model) syncTouched(e *saEntry) {
 				return
 			}
 			s.timer = nil
-			if e.c.Replay.OSeq != s.baseO || e.c.Replay.Seq != s.baseI {
+			if e.oseq != s.baseO || e.seq != s.baseI {
 				b.sendSync(e, kernelops.SyncTimer)
 			}
 		})
@@ -145,6 +144,6 @@ func (b *model) syncTouched(e *saEntry) {
 func (b *model) sendSync(e *saEntry, why kernelops.SyncReason) {
 	s := &e.extra().sync
 	s.stop()
-	s.baseO, s.baseI = e.c.Replay.OSeq, e.c.Replay.Seq
-	b.env.Publish(&kernelops.SyncEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, State: e.syncState(), Reason: why})
+	s.baseO, s.baseI = e.oseq, e.seq
+	b.env.Publish(&kernelops.SyncEvent{SA: e.id, ReqID: e.reqID, State: b.syncState(e), Reason: why})
 }

@@ -107,14 +107,19 @@ func (b *model) report(obs []observed) {
 }
 
 // count moves an SA's counters for one packet of n bytes.
-func (e *saEntry) count(n int, now time.Time) observed {
-	e.c.Bytes += uint64(n)
-	e.c.Packets++
-	if e.c.FirstUse.IsZero() {
-		e.c.FirstUse = now
+// The first use goes to the front end as the clock read it (the model
+// keeps it without its monotonic reading).
+func (b *model) count(e *saEntry, n int, now time.Time) observed {
+	e.bytes += uint64(n)
+	e.packets++
+	first := now
+	if e.t[tFirstUse] == stampZero {
+		b.setSATime(e, tFirstUse, now)
+	} else {
+		first = b.saTime(e, tFirstUse)
 	}
-	e.c.LastUsed = now
-	return observed{e.sa.ID, e.c.Bytes, e.c.Packets, e.c.FirstUse}
+	b.setSATime(e, tLastUsed, now)
+	return observed{e.id, e.bytes, e.packets, first}
 }
 
 func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
@@ -129,10 +134,10 @@ func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
 		b.mu.Unlock()
 		return Result{Verdict: Passed}, nil
 	}
-	id := pol.p.ID()
+	id := pol.id()
 	res := Result{Policy: &id}
-	pol.use = now
-	switch pol.p.Action {
+	b.setPolTime(pol, pUse, now)
+	switch pol.action {
 	case kernelops.ActionPass:
 		b.mu.Unlock()
 		res.Verdict = Passed
@@ -145,7 +150,8 @@ func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
 
 	// ipsec/trap: every required template needs an SA.
 	var bundle []*saEntry
-	for _, t := range pol.p.Templates {
+	var one [1]kernelops.Template
+	for _, t := range pol.templates(&one) {
 		src, dst := t.Src, t.Dst
 		if t.Mode == kernelops.ModeTransport && (!src.IsValid() || !dst.IsValid()) {
 			src, dst = p.Src, p.Dst
@@ -165,18 +171,18 @@ func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
 		}
 	}
 	for _, e := range bundle {
-		if !e.sa.ESN && e.c.Replay.OSeq >= math.MaxUint32 {
+		if !e.esn && e.oseq >= math.MaxUint32 {
 			b.mu.Unlock()
-			res.Verdict, res.Reason = Dropped, "outbound sequence number overflow on "+e.sa.ID.String()
+			res.Verdict, res.Reason = Dropped, "outbound sequence number overflow on "+e.id.String()
 			return res, nil
 		}
 	}
 	obs := make([]observed, 0, len(bundle))
 	for _, e := range bundle {
-		e.c.Replay.OSeq++
-		obs = append(obs, e.count(p.Len, now))
+		e.oseq++
+		obs = append(obs, b.count(e, p.Len, now))
 		b.syncTouched(e)
-		res.SAs = append(res.SAs, e.sa.ID)
+		res.SAs = append(res.SAs, e.id)
 	}
 	b.mu.Unlock()
 	b.report(obs)
@@ -190,23 +196,22 @@ func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
 // not recorded as inbound. A fresh SA beats a dying one, a newer one an
 // older one.
 func (b *model) findOutSA(pol *polEntry, t kernelops.Template, src, dst netip.Addr, p Packet) *saEntry {
-	mark := pol.p.Mark.Value & pol.p.Mark.Mask
+	mark := pol.mark.Value & pol.mark.Mask
 	var best *saEntry
-	for _, e := range b.sad.byReqID[t.ReqID] {
-		sa := &e.sa
+	for e := range b.sad.byReq(t.ReqID) {
 		switch {
 		case e.state != kernelops.SAValid && e.state != kernelops.SADying,
-			sa.ID.Proto != t.Proto, sa.Mode != t.Mode,
-			sa.ID.Src != src, sa.ID.Dst != dst,
-			t.SPI != 0 && t.SPI != sa.ID.SPI,
-			sa.Dir == kernelops.DirIn,
-			mark&sa.ID.Mark.Mask != sa.ID.Mark.Value,
-			sa.IfID != pol.p.IfID,
-			!sa.Selector.IsZero() && !sa.Selector.Matches(p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort):
+			e.id.Proto != t.Proto, e.mode != t.Mode,
+			e.id.Src != src, e.id.Dst != dst,
+			t.SPI != 0 && t.SPI != e.id.SPI,
+			e.dir == kernelops.DirIn,
+			mark&e.id.Mark.Mask != e.id.Mark.Value,
+			e.ifID != pol.ifID,
+			e.x != nil && !e.x.sel.IsZero() && !e.x.sel.Matches(p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort):
 			continue
 		}
 		if best == nil || (best.state == kernelops.SADying && e.state == kernelops.SAValid) ||
-			(best.state == e.state && e.seq > best.seq) {
+			(best.state == e.state && e.order > best.order) {
 			best = e
 		}
 	}
@@ -232,7 +237,7 @@ type acquire struct {
 // is pending for the same key; it reports whether it raised one.
 func (b *model) acquireLocked(pol *polEntry, t kernelops.Template, src, dst netip.Addr, p Packet) bool {
 	k := acqKey{src: src, dst: dst, proto: t.Proto, mode: t.Mode, reqid: t.ReqID,
-		mark: pol.p.Mark.Value & pol.p.Mark.Mask, ifid: pol.p.IfID}
+		mark: pol.mark.Value & pol.mark.Mask, ifid: pol.ifID}
 	if _, pending := b.acquires[k]; pending {
 		return false
 	}
@@ -248,7 +253,7 @@ func (b *model) acquireLocked(pol *polEntry, t kernelops.Template, src, dst neti
 	b.acqSeq++
 	host := func(x netip.Addr) netip.Prefix { return netip.PrefixFrom(x, x.BitLen()) }
 	b.env.Publish(&kernelops.AcquireEvent{
-		Seq: b.acqSeq, Src: src, Dst: dst, Proto: t.Proto, ReqID: t.ReqID, Policy: pol.p.ID(),
+		Seq: b.acqSeq, Src: src, Dst: dst, Proto: t.Proto, ReqID: t.ReqID, Policy: pol.id(),
 		Packet: kernelops.Selector{Src: host(p.Src), Dst: host(p.Dst), Proto: p.Proto, SrcPort: p.SrcPort, DstPort: p.DstPort},
 	})
 	return true
@@ -256,9 +261,9 @@ func (b *model) acquireLocked(pol *polEntry, t kernelops.Template, src, dst neti
 
 // clearAcquires drops the pending acquire an SA answers, as XFRM deletes
 // the larval acquire state when the SA is added.
-func (b *model) clearAcquires(sa *kernelops.SA) {
-	k := acqKey{src: sa.ID.Src, dst: sa.ID.Dst, proto: sa.ID.Proto, mode: sa.Mode, reqid: sa.ReqID,
-		mark: sa.ID.Mark.Value, ifid: sa.IfID}
+func (b *model) clearAcquires(e *saEntry) {
+	k := acqKey{src: e.id.Src, dst: e.id.Dst, proto: e.id.Proto, mode: e.mode, reqid: e.reqID,
+		mark: e.id.Mark.Value, ifid: e.ifID}
 	if a := b.acquires[k]; a != nil {
 		a.timer.Stop()
 		delete(b.acquires, k)
@@ -287,36 +292,38 @@ func (b *model) inbound(ctx context.Context, p Packet) (Result, error) {
 	case e == nil:
 		return drop("no SA for " + p.SA.String())
 	case e.state == kernelops.SALarval:
-		return drop("SA " + e.sa.ID.String() + " is larval")
-	case e.sa.Dir == kernelops.DirOut:
-		return drop("SA " + e.sa.ID.String() + " is outbound")
+		return drop("SA " + e.id.String() + " is larval")
+	case e.dir == kernelops.DirOut:
+		return drop("SA " + e.id.String() + " is outbound")
 	}
 	now := b.clk.Now()
-	if e.sa.Encap != nil && p.From.IsValid() {
-		peer := netip.AddrPortFrom(e.sa.ID.Src, e.sa.Encap.SrcPort)
+	if e.encap && p.From.IsValid() {
+		peer := netip.AddrPortFrom(e.id.Src, e.encapPorts[0])
 		var seen netip.AddrPort
 		if e.x != nil {
 			seen = e.x.mapping
 		}
 		if p.From != peer && p.From != seen {
 			e.extra().mapping = p.From
-			b.env.Publish(&kernelops.MappingEvent{SA: e.sa.ID, ReqID: e.sa.ReqID, Old: peer, New: p.From})
+			b.env.Publish(&kernelops.MappingEvent{SA: e.id, ReqID: e.reqID, Old: peer, New: p.From})
 		}
 	}
 	seq := p.Seq
 	if seq == 0 {
-		seq = e.c.Replay.Seq + 1
+		seq = e.seq + 1
 	}
-	if !e.sa.ESN && seq > math.MaxUint32 {
+	if !e.esn && seq > math.MaxUint32 {
 		return drop(fmt.Sprintf("sequence number %d beyond 32 bits without ESN", seq))
 	}
-	if !replayAccept(&e.c.Replay, seq) {
-		e.c.ReplayDrops++
-		return drop(fmt.Sprintf("replayed or too old sequence number %d (highest %d, window %d)", seq, e.c.Replay.Seq, e.c.Replay.Window))
+	r := kernelops.ReplayState{Seq: e.seq, Window: e.window, Bitmap: e.bitmap()}
+	if !replayAccept(&r, seq) {
+		e.drops++
+		return drop(fmt.Sprintf("replayed or too old sequence number %d (highest %d, window %d)", seq, e.seq, e.window))
 	}
-	obs := []observed{e.count(p.Len, now)}
+	e.seq = r.Seq
+	obs := []observed{b.count(e, p.Len, now)}
 	b.syncTouched(e)
-	res := Result{Verdict: Delivered, SAs: []kernelops.SAID{e.sa.ID}}
+	res := Result{Verdict: Delivered, SAs: []kernelops.SAID{e.id}}
 	if reason := b.inboundPolicyLocked(e, p, &res); reason != "" {
 		res.Verdict, res.Reason = Dropped, reason
 	}
@@ -331,27 +338,27 @@ func (b *model) inboundPolicyLocked(e *saEntry, p Packet, res *Result) string {
 	if !p.Src.IsValid() || !p.Dst.IsValid() {
 		return ""
 	}
-	sa := &e.sa
-	if !sa.Selector.IsZero() && !sa.Selector.Matches(p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort) {
+	if sel := e.selector(); !sel.IsZero() && !sel.Matches(p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort) {
 		return "inner packet outside the SA's selector"
 	}
-	pol := b.spd.lookup(kernelops.DirIn, p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort, p.Mark, sa.IfID)
-	if pol == nil || pol.p.Action == kernelops.ActionPass {
-		if sa.Mode == kernelops.ModeTunnel {
+	pol := b.spd.lookup(kernelops.DirIn, p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort, p.Mark, e.ifID)
+	if pol == nil || pol.action == kernelops.ActionPass {
+		if e.mode == kernelops.ModeTunnel {
 			return "no inbound ipsec policy expects tunnel-mode traffic"
 		}
 		return ""
 	}
-	id := pol.p.ID()
+	id := pol.id()
 	res.Policy = &id
-	pol.use = b.clk.Now()
-	if pol.p.Action == kernelops.ActionBlock {
+	b.setPolTime(pol, pUse, b.clk.Now())
+	if pol.action == kernelops.ActionBlock {
 		return "blocked by policy"
 	}
-	for _, t := range pol.p.Templates {
-		if t.Proto == sa.ID.Proto && t.Mode == sa.Mode && (t.ReqID == 0 || t.ReqID == sa.ReqID) &&
-			(t.SPI == 0 || t.SPI == sa.ID.SPI) &&
-			(t.Mode != kernelops.ModeTunnel || (t.Dst == sa.ID.Dst && (!t.Src.IsValid() || t.Src.IsUnspecified() || t.Src == sa.ID.Src))) {
+	var one [1]kernelops.Template
+	for _, t := range pol.templates(&one) {
+		if t.Proto == e.id.Proto && t.Mode == e.mode && (t.ReqID == 0 || t.ReqID == e.reqID) &&
+			(t.SPI == 0 || t.SPI == e.id.SPI) &&
+			(t.Mode != kernelops.ModeTunnel || (t.Dst == e.id.Dst && (!t.Src.IsValid() || t.Src.IsUnspecified() || t.Src == e.id.Src))) {
 			return ""
 		}
 	}
