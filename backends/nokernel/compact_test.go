@@ -103,18 +103,18 @@ func TestSADChains(t *testing.T) {
 				t.Fatalf("collide %v: %d SAs counted, %d listed, want %d", collide, s.n, len(s.all()), len(ref))
 			}
 			for _, e := range ref {
-				if got := s.find(e.id); got != e {
-					t.Fatalf("collide %v: find %s: %p, want %p", collide, e.id, got, e)
+				if got := s.find(e.said()); got != e {
+					t.Fatalf("collide %v: find %s: %p, want %p", collide, e.said(), got, e)
 				}
 				// The oldest SA of the key whose mark rule takes e's value.
 				var want *saEntry
 				for _, o := range ref {
-					if keyOf(o.id) == keyOf(e.id) && e.id.Mark.Value&o.id.Mark.Mask == o.id.Mark.Value && (want == nil || o.order < want.order) {
+					if o.key() == e.key() && e.mark.Value&o.mark.Mask == o.mark.Value && (want == nil || o.order < want.order) {
 						want = o
 					}
 				}
-				if got := s.findByMark(keyOf(e.id), e.id.Mark.Value); got != want {
-					t.Fatalf("collide %v: findByMark %s: %p, want %p", collide, e.id, got, want)
+				if got := s.findByMark(e.key(), e.mark.Value); got != want {
+					t.Fatalf("collide %v: findByMark %s: %p, want %p", collide, e.said(), got, want)
 				}
 				var reqs []*saEntry
 				for x := range s.byReq(e.reqID) {
@@ -132,7 +132,7 @@ func TestSADChains(t *testing.T) {
 			}
 			keys := map[spiKey]bool{}
 			for _, e := range ref {
-				keys[keyOf(e.id)] = true
+				keys[e.key()] = true
 			}
 			if inUse != len(keys) {
 				t.Fatalf("collide %v: %d SPIs reserved, want %d", collide, inUse, len(keys))
@@ -147,7 +147,8 @@ func TestSADChains(t *testing.T) {
 			if s.find(id) != nil {
 				continue
 			}
-			e := &saEntry{id: id, reqID: uint32(rnd.IntN(5))}
+			e := &saEntry{reqID: uint32(rnd.IntN(5))}
+			e.setID(id)
 			s.insert(e, false)
 			ref = append(ref, e)
 			if i%3 == 0 && len(ref) > 0 {
@@ -165,6 +166,44 @@ func TestSADChains(t *testing.T) {
 		}
 		if len(s.bySPI) != 0 || len(s.byReqID) != 0 || len(s.alloc) != 0 {
 			t.Fatalf("collide %v: empty SAD keeps %d/%d/%d map entries", collide, len(s.bySPI), len(s.byReqID), len(s.alloc))
+		}
+	}
+}
+
+// TestAddrForm checks that an address reads back exactly (==) from its
+// compact form, its zone kept apart.
+func TestAddrForm(t *testing.T) {
+	for _, s := range []string{"", "0.0.0.0", "192.0.2.1", "255.255.255.255", "::", "::1", "2001:db8::1",
+		"::ffff:192.0.2.1", "fe80::1%eth0", "fe80::1%1", "ff02::1%x"} {
+		var a netip.Addr
+		if s != "" {
+			a = netip.MustParseAddr(s)
+		}
+		c := packAddr(a)
+		zone := ""
+		if c.k == caddrZoned {
+			zone = a.Zone()
+		}
+		if got := c.addr(zone); got != a {
+			t.Errorf("%q reads back %v", s, got)
+		}
+		// Through an SA's ID and a policy's template, which keep zones
+		// apart themselves.
+		id := kernelops.SAID{Src: a, Dst: a, SPI: 1, Proto: kernelops.ProtoESP}
+		var e saEntry
+		e.setID(id)
+		if got := e.said(); got != id {
+			t.Errorf("SA ID %v reads back %v", id, got)
+		}
+		if (e.x != nil) != (a.Zone() != "") {
+			t.Errorf("%q: extra part made %v", s, e.x != nil)
+		}
+		tm := []kernelops.Template{{Src: a, Dst: a, Proto: kernelops.ProtoESP, Mode: kernelops.ModeTunnel, ReqID: 3}}
+		var p polEntry
+		p.setTemplates(tm)
+		var one [1]kernelops.Template
+		if got := p.templates(&one); !slices.Equal(got, tm) {
+			t.Errorf("template %v reads back %v", tm, got)
 		}
 	}
 }

@@ -73,7 +73,7 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 	// Apply: nothing below fails.
 	for _, mv := range moves {
 		b.sad.unlink(mv.e)
-		mv.e.id = mv.new
+		mv.e.setID(mv.new)
 		if m.Encap == nil {
 			mv.e.setEncap(nil)
 		} else {
@@ -120,7 +120,7 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 	if len(pols) == 0 && len(moves) > 0 {
 		ev := &kernelops.MigrateEvent{}
 		for _, mv := range moves {
-			ev.Entries = append(ev.Entries, kernelops.MigrateEntry{Proto: mv.e.id.Proto, Mode: mv.e.mode,
+			ev.Entries = append(ev.Entries, kernelops.MigrateEntry{Proto: mv.e.proto, Mode: mv.e.mode,
 				ReqID: mv.e.reqID, Old: m.Old, New: m.New})
 		}
 		events = append(events, ev)

@@ -44,31 +44,35 @@ type sad struct {
 }
 
 // saEntry is an SA in the model, kept compactly: the keys in one string,
-// the times as stamps, the replay bitmap of a window up to 64 inline, and
-// what few SAs have (a selector, NAT-OA, an output mark, offload, a larger
-// window, sync thresholds, a larval timer) apart in x. Its fields fill a
-// 288-octet allocation.
+// the addresses as caddrs, the times as stamps, the replay bitmap of a
+// window up to 32 (IKE's default) inline, and what few SAs have (a
+// selector, NAT-OA, an output mark, offload, a larger window, sync
+// thresholds, a larval timer, zones) apart in x. Its fields fill a
+// 256-octet allocation.
 type saEntry struct {
-	id   kernelops.SAID
 	life kernelops.Lifetimes
 	keys string // the encryption key, then the integrity key
 
-	bytes, packets   uint64
-	drops, icvErrors uint64
-	oseq, seq        uint64   // replay state: last sent, highest seen
-	t                [3]stamp // tAdd, tFirstUse, tLastUsed
-	order            uint64   // insertion order: newer SAs win outbound lookups
+	bytes, packets uint64
+	drops          uint64
+	oseq, seq      uint64   // replay state: last sent, highest seen
+	t              [3]stamp // tAdd, tFirstUse, tLastUsed
+	order          uint64   // insertion order: newer SAs win outbound lookups
 
 	spiNext, reqNext *saEntry
 	x                *saExtra // nil: none of it
 
-	bm                  [2]uint32 // the replay bitmap when window <= 64
+	mark                kernelops.Mark // the SA's ID: spi, mark, proto, src, dst
+	spi                 uint32
+	bm                  [1]uint32 // the replay bitmap when window <= 32
 	reqID, ifID, window uint32
-	keyBits             int32 // checked by the front end against the cipher's sizes
+	keyBits             uint16 // checked by the front end against the cipher's sizes
 	encID               kernelops.EncrID
 	integID             kernelops.IntegID
 	encapPorts          [2]uint16 // source, destination; when encap
 	encLen              uint8     // the encryption key's length in keys
+	proto               kernelops.Proto
+	src, dst            caddr
 	mode                kernelops.Mode
 	state               kernelops.SAState
 	dir                 kernelops.Direction
@@ -96,8 +100,38 @@ type saExtra struct {
 	origAddr netip.Addr // Encap.OrigAddr
 	mark     kernelops.Mark
 	offload  kernelops.Offload
-	bitmap   []uint32     // the replay bitmap when window > 64
+	bitmap   []uint32     // the replay bitmap when window > 32
+	zones    [2]string    // the zones of src and dst when caddrZoned
 	times    [3]time.Time // the times whose stamp is stampApart
+}
+
+func (e *saEntry) srcAddr() netip.Addr {
+	if e.src.k == caddrZoned {
+		return e.src.addr(e.x.zones[0])
+	}
+	return e.src.addr("")
+}
+
+func (e *saEntry) dstAddr() netip.Addr {
+	if e.dst.k == caddrZoned {
+		return e.dst.addr(e.x.zones[1])
+	}
+	return e.dst.addr("")
+}
+
+func (e *saEntry) said() kernelops.SAID {
+	return kernelops.SAID{Src: e.srcAddr(), Dst: e.dstAddr(), SPI: e.spi, Proto: e.proto, Mark: e.mark}
+}
+
+func (e *saEntry) key() spiKey { return spiKey{e.dstAddr(), e.spi, e.proto} }
+
+// setID sets e's ID.
+func (e *saEntry) setID(id kernelops.SAID) {
+	e.src, e.dst = packAddr(id.Src), packAddr(id.Dst)
+	e.spi, e.proto, e.mark = id.SPI, id.Proto, id.Mark
+	if e.src.k == caddrZoned || e.dst.k == caddrZoned || e.x != nil {
+		e.extra().zones = [2]string{id.Src.Zone(), id.Dst.Zone()}
+	}
 }
 
 // extra returns e.x, made when first needed.
@@ -207,7 +241,7 @@ func (s *sad) hash(k spiKey) uint64 {
 func (s *sad) byKey(k spiKey) iter.Seq[*saEntry] {
 	return func(yield func(*saEntry) bool) {
 		for e := s.bySPI[s.hash(k)]; e != nil; e = e.spiNext {
-			if keyOf(e.id) == k && !yield(e) {
+			if e.key() == k && !yield(e) {
 				return
 			}
 		}
@@ -228,7 +262,7 @@ func (s *sad) byReq(r uint32) iter.Seq[*saEntry] {
 // find returns the SA with exactly this id's key and mark.
 func (s *sad) find(id kernelops.SAID) *saEntry {
 	for e := range s.byKey(keyOf(id)) {
-		if e.id.Mark == id.Mark {
+		if e.mark == id.Mark {
 			return e
 		}
 	}
@@ -239,7 +273,7 @@ func (s *sad) find(id kernelops.SAID) *saEntry {
 // (mark & m) == v rule.
 func (s *sad) findByMark(k spiKey, mark uint32) *saEntry {
 	for e := range s.byKey(k) {
-		if mark&e.id.Mark.Mask == e.id.Mark.Value {
+		if mark&e.mark.Mask == e.mark.Value {
 			return e
 		}
 	}
@@ -258,14 +292,14 @@ func (s *sad) allocator(dst netip.Addr, proto kernelops.Proto) *spialloc.Allocat
 
 // insert indexes e; reserved says its SPI was taken by AllocSPI already.
 func (s *sad) insert(e *saEntry, reserved bool) {
-	k := keyOf(e.id)
+	k := e.key()
 	h := s.hash(k)
 	held := false
 	if last := s.bySPI[h]; last == nil {
 		s.bySPI[h] = e
 	} else {
 		for ; ; last = last.spiNext {
-			held = held || keyOf(last.id) == k
+			held = held || last.key() == k
 			if last.spiNext == nil {
 				break
 			}
@@ -286,13 +320,13 @@ func (s *sad) insert(e *saEntry, reserved bool) {
 // unlink removes e from the indexes and frees its SPI when no other SA
 // (of another mark) holds it.
 func (s *sad) unlink(e *saEntry) {
-	k := keyOf(e.id)
+	k := e.key()
 	h := s.hash(k)
 	held := false
 	var prev *saEntry
 	for x := s.bySPI[h]; x != nil; prev, x = x, x.spiNext {
 		if x != e {
-			held = held || keyOf(x.id) == k
+			held = held || x.key() == k
 			continue
 		}
 		switch {
@@ -304,7 +338,7 @@ func (s *sad) unlink(e *saEntry) {
 			s.bySPI[h] = e.spiNext
 		}
 		for y := e.spiNext; y != nil && !held; y = y.spiNext {
-			held = keyOf(y.id) == k
+			held = y.key() == k
 		}
 		break
 	}
@@ -389,11 +423,8 @@ func (b *model) AllocSPI(ctx context.Context, req kernelops.SPIRequest) (uint32,
 		return 0, &kernelops.Error{Err: kernelops.ErrNoSpace, Errno: syscall.ENOENT, Detail: err.Error()}
 	}
 	now := b.clk.Now()
-	e := &saEntry{
-		id:    kernelops.SAID{Src: req.Src, Dst: req.Dst, SPI: spi, Proto: req.Proto},
-		reqID: req.ReqID,
-		state: kernelops.SALarval,
-	}
+	e := &saEntry{reqID: req.ReqID, state: kernelops.SALarval}
+	e.setID(kernelops.SAID{Src: req.Src, Dst: req.Dst, SPI: spi, Proto: req.Proto})
 	b.setSATime(e, tAdd, now)
 	b.sad.insert(e, true)
 	e.extra().larval = b.clk.AfterFunc(b.acqExpires, func() { b.expireLarval(e) })
@@ -408,7 +439,7 @@ func (b *model) expireLarval(e *saEntry) {
 	}
 	e.x.larval = nil
 	b.removeLocked(e)
-	b.env.Publish(&kernelops.ExpireEvent{SA: e.id, ReqID: e.reqID, Hard: true, Limit: kernelops.LimitAddTime})
+	b.env.Publish(&kernelops.ExpireEvent{SA: e.said(), ReqID: e.reqID, Hard: true, Limit: kernelops.LimitAddTime})
 }
 
 // AddSA installs an SA, or fills the larval SA AllocSPI left on its SPI.
@@ -493,7 +524,7 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 }
 
 func (b *model) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMode, now time.Time) {
-	e.id = sa.ID
+	e.setID(sa.ID)
 	e.life = sa.Lifetime
 	var keys strings.Builder // one allocation, never aliasing the caller's keys
 	keys.Grow(len(sa.Encryption.Key) + len(sa.Integrity.Key))
@@ -502,7 +533,7 @@ func (b *model) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMode,
 	e.keys = keys.String()
 	e.encLen = uint8(len(sa.Encryption.Key)) // at most 36: the front end checked it against the cipher
 	e.reqID, e.ifID, e.window = sa.ReqID, sa.IfID, sa.ReplayWindow
-	e.keyBits = int32(sa.Encryption.KeyBits)
+	e.keyBits = uint16(sa.Encryption.KeyBits)
 	e.encID, e.integID = sa.Encryption.ID, sa.Integrity.ID
 	e.mode, e.dir, e.esn = sa.Mode, sa.Dir, sa.ESN
 	e.setEncap(sa.Encap)
@@ -604,7 +635,7 @@ func (b *model) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntr
 func (b *model) copyEntry(dst *kernelops.SAEntry, e *saEntry) {
 	ek, ik, bm, enc := dst.Encryption.Key, dst.Integrity.Key, dst.Counters.Replay.Bitmap, dst.Encap
 	dst.SA = kernelops.SA{
-		ID:           e.id,
+		ID:           e.said(),
 		Mode:         e.mode,
 		ReqID:        e.reqID,
 		Selector:     e.selector(),
@@ -630,8 +661,8 @@ func (b *model) copyEntry(dst *kernelops.SAEntry, e *saEntry) {
 	dst.Counters = kernelops.Counters{
 		Bytes: e.bytes, Packets: e.packets,
 		AddTime: b.saTime(e, tAdd), FirstUse: b.saTime(e, tFirstUse), LastUsed: b.saTime(e, tLastUsed),
-		ReplayDrops: e.drops, IntegrityErrors: e.icvErrors,
-		Replay: kernelops.ReplayState{OSeq: e.oseq, Seq: e.seq, Window: e.window, Bitmap: append(bm[:0], e.bitmap()...)},
+		ReplayDrops: e.drops, // no cryptography, no integrity errors
+		Replay:      kernelops.ReplayState{OSeq: e.oseq, Seq: e.seq, Window: e.window, Bitmap: append(bm[:0], e.bitmap()...)},
 	}
 }
 
@@ -707,7 +738,7 @@ func (b *model) Usage(ctx context.Context) iter.Seq2[kernelops.Usage, error] {
 				if e.dead || e.state == kernelops.SALarval {
 					continue
 				}
-				buf = append(buf, kernelops.Usage{ID: e.id, ReqID: e.reqID, Bytes: e.bytes,
+				buf = append(buf, kernelops.Usage{ID: e.said(), ReqID: e.reqID, Bytes: e.bytes,
 					Packets: e.packets, AddTime: b.saTime(e, tAdd), LastUsed: b.saTime(e, tLastUsed)})
 			}
 			b.mu.Unlock()

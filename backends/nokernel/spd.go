@@ -23,25 +23,25 @@ type spd struct {
 }
 
 // polEntry is a policy in the model, kept compactly: its selector's
-// prefixes as address and length, a single template inline, its times as
-// stamps, and what few policies have (lifetimes and their timer, no
-// template or several) apart in x. Its fields fill a 176-octet
-// allocation.
+// prefixes as caddr and length, a single template inline (its addresses
+// as caddrs), its times as stamps, and what few policies have (lifetimes
+// and their timer, no template or several, zones) apart in x. Its fields
+// fit a 160-octet allocation.
 type polEntry struct {
-	src, dst   netip.Addr // the selector's prefixes' addresses
-	tsrc, tdst netip.Addr // the one template's
-	mark       kernelops.Mark
-	ifID       uint32
-	prio       uint32 // the effective priority
-	treqid     uint32
-	tspi       uint32
-	add, use   stamp  // use: last use; zero: never
-	seq        uint64 // insertion order: the older of equal priorities wins
+	mark     kernelops.Mark
+	ifID     uint32
+	prio     uint32 // the effective priority
+	treqid   uint32
+	tspi     uint32
+	add, use stamp  // use: last use; zero: never
+	seq      uint64 // insertion order: the older of equal priorities wins
 
 	next *polEntry // the next entry of the same hash
 	x    *polExtra // nil: none of it
 
 	sport, dport     uint16
+	src, dst         caddr // the selector's prefixes' addresses (a Prefix has no zone)
+	tsrc, tdst       caddr // the one template's
 	srcBits, dstBits uint8 // the prefixes' lengths plus one; 0: no prefix
 	proto            uint8
 	dir              kernelops.Direction
@@ -63,6 +63,7 @@ type polExtra struct {
 	timer    clock.Timer
 	timerSeq uint64
 	times    [2]time.Time // add, use when their stamp is stampApart
+	zones    [2]string    // the zones of tsrc and tdst when caddrZoned
 }
 
 func (e *polEntry) extra() *polExtra {
@@ -74,20 +75,24 @@ func (e *polEntry) extra() *polExtra {
 
 func (e *polEntry) selector() kernelops.Selector {
 	// netip.PrefixFrom(p.Addr(), p.Bits()) is p for every Prefix p.
-	return kernelops.Selector{Src: netip.PrefixFrom(e.src, int(e.srcBits)-1), Dst: netip.PrefixFrom(e.dst, int(e.dstBits)-1),
+	return kernelops.Selector{Src: netip.PrefixFrom(e.src.addr(""), int(e.srcBits)-1), Dst: netip.PrefixFrom(e.dst.addr(""), int(e.dstBits)-1),
 		Proto: e.proto, SrcPort: e.sport, DstPort: e.dport}
 }
 
 func (e *polEntry) setSelector(s kernelops.Selector) {
-	e.src, e.srcBits = s.Src.Addr(), uint8(s.Src.Bits()+1)
-	e.dst, e.dstBits = s.Dst.Addr(), uint8(s.Dst.Bits()+1)
+	e.src, e.srcBits = packAddr(s.Src.Addr()), uint8(s.Src.Bits()+1)
+	e.dst, e.dstBits = packAddr(s.Dst.Addr()), uint8(s.Dst.Bits()+1)
 	e.proto, e.sport, e.dport = s.Proto, s.SrcPort, s.DstPort
 }
 
 // templates returns e's templates, the one inline in buf.
 func (e *polEntry) templates(buf *[1]kernelops.Template) []kernelops.Template {
 	if e.one {
-		buf[0] = kernelops.Template{Src: e.tsrc, Dst: e.tdst, Proto: e.tproto, Mode: e.tmode, ReqID: e.treqid, SPI: e.tspi, Optional: e.topt}
+		var zs [2]string
+		if e.x != nil {
+			zs = e.x.zones
+		}
+		buf[0] = kernelops.Template{Src: e.tsrc.addr(zs[0]), Dst: e.tdst.addr(zs[1]), Proto: e.tproto, Mode: e.tmode, ReqID: e.treqid, SPI: e.tspi, Optional: e.topt}
 		return buf[:]
 	}
 	if e.x == nil {
@@ -101,13 +106,16 @@ func (e *polEntry) setTemplates(ts []kernelops.Template) {
 	e.one = len(ts) == 1
 	if e.one {
 		t := &ts[0]
-		e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = t.Src, t.Dst, t.Proto, t.Mode, t.ReqID, t.SPI, t.Optional
+		e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = packAddr(t.Src), packAddr(t.Dst), t.Proto, t.Mode, t.ReqID, t.SPI, t.Optional
 		if e.x != nil {
 			e.x.tmpls = nil
 		}
+		if e.tsrc.k == caddrZoned || e.tdst.k == caddrZoned || e.x != nil {
+			e.extra().zones = [2]string{t.Src.Zone(), t.Dst.Zone()}
+		}
 		return
 	}
-	e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = netip.Addr{}, netip.Addr{}, 0, 0, 0, 0, false
+	e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = caddr{}, caddr{}, 0, 0, 0, 0, false
 	if len(ts) > 0 || e.x != nil {
 		e.extra().tmpls = append([]kernelops.Template(nil), ts...)
 	}

@@ -101,7 +101,7 @@ func (b *model) SetSyncState(ctx context.Context, id kernelops.SAID, st kernelop
 	if !st.UseTime.IsZero() {
 		b.setSATime(e, tFirstUse, st.UseTime)
 	}
-	obs := observed{id: e.id, bytes: e.bytes, packets: e.packets, firstUse: b.saTime(e, tFirstUse)}
+	obs := observed{id: e.said(), bytes: e.bytes, packets: e.packets, firstUse: b.saTime(e, tFirstUse)}
 	added := b.saTime(e, tAdd)
 	b.mu.Unlock()
 	b.env.SetTimes(obs.id, added, obs.firstUse)
@@ -145,5 +145,5 @@ func (b *model) sendSync(e *saEntry, why kernelops.SyncReason) {
 	s := &e.extra().sync
 	s.stop()
 	s.baseO, s.baseI = e.oseq, e.seq
-	b.env.Publish(&kernelops.SyncEvent{SA: e.id, ReqID: e.reqID, State: b.syncState(e), Reason: why})
+	b.env.Publish(&kernelops.SyncEvent{SA: e.said(), ReqID: e.reqID, State: b.syncState(e), Reason: why})
 }

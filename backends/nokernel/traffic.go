@@ -119,7 +119,7 @@ func (b *model) count(e *saEntry, n int, now time.Time) observed {
 		first = b.saTime(e, tFirstUse)
 	}
 	b.setSATime(e, tLastUsed, now)
-	return observed{e.id, e.bytes, e.packets, first}
+	return observed{e.said(), e.bytes, e.packets, first}
 }
 
 func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
@@ -173,7 +173,7 @@ func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
 	for _, e := range bundle {
 		if !e.esn && e.oseq >= math.MaxUint32 {
 			b.mu.Unlock()
-			res.Verdict, res.Reason = Dropped, "outbound sequence number overflow on "+e.id.String()
+			res.Verdict, res.Reason = Dropped, "outbound sequence number overflow on "+e.said().String()
 			return res, nil
 		}
 	}
@@ -182,7 +182,7 @@ func (b *model) outbound(ctx context.Context, p Packet) (Result, error) {
 		e.oseq++
 		obs = append(obs, b.count(e, p.Len, now))
 		b.syncTouched(e)
-		res.SAs = append(res.SAs, e.id)
+		res.SAs = append(res.SAs, e.said())
 	}
 	b.mu.Unlock()
 	b.report(obs)
@@ -201,11 +201,11 @@ func (b *model) findOutSA(pol *polEntry, t kernelops.Template, src, dst netip.Ad
 	for e := range b.sad.byReq(t.ReqID) {
 		switch {
 		case e.state != kernelops.SAValid && e.state != kernelops.SADying,
-			e.id.Proto != t.Proto, e.mode != t.Mode,
-			e.id.Src != src, e.id.Dst != dst,
-			t.SPI != 0 && t.SPI != e.id.SPI,
+			e.proto != t.Proto, e.mode != t.Mode,
+			e.srcAddr() != src, e.dstAddr() != dst,
+			t.SPI != 0 && t.SPI != e.spi,
 			e.dir == kernelops.DirIn,
-			mark&e.id.Mark.Mask != e.id.Mark.Value,
+			mark&e.mark.Mask != e.mark.Value,
 			e.ifID != pol.ifID,
 			e.x != nil && !e.x.sel.IsZero() && !e.x.sel.Matches(p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort):
 			continue
@@ -262,8 +262,8 @@ func (b *model) acquireLocked(pol *polEntry, t kernelops.Template, src, dst neti
 // clearAcquires drops the pending acquire an SA answers, as XFRM deletes
 // the larval acquire state when the SA is added.
 func (b *model) clearAcquires(e *saEntry) {
-	k := acqKey{src: e.id.Src, dst: e.id.Dst, proto: e.id.Proto, mode: e.mode, reqid: e.reqID,
-		mark: e.id.Mark.Value, ifid: e.ifID}
+	k := acqKey{src: e.srcAddr(), dst: e.dstAddr(), proto: e.proto, mode: e.mode, reqid: e.reqID,
+		mark: e.mark.Value, ifid: e.ifID}
 	if a := b.acquires[k]; a != nil {
 		a.timer.Stop()
 		delete(b.acquires, k)
@@ -292,20 +292,20 @@ func (b *model) inbound(ctx context.Context, p Packet) (Result, error) {
 	case e == nil:
 		return drop("no SA for " + p.SA.String())
 	case e.state == kernelops.SALarval:
-		return drop("SA " + e.id.String() + " is larval")
+		return drop("SA " + e.said().String() + " is larval")
 	case e.dir == kernelops.DirOut:
-		return drop("SA " + e.id.String() + " is outbound")
+		return drop("SA " + e.said().String() + " is outbound")
 	}
 	now := b.clk.Now()
 	if e.encap && p.From.IsValid() {
-		peer := netip.AddrPortFrom(e.id.Src, e.encapPorts[0])
+		peer := netip.AddrPortFrom(e.srcAddr(), e.encapPorts[0])
 		var seen netip.AddrPort
 		if e.x != nil {
 			seen = e.x.mapping
 		}
 		if p.From != peer && p.From != seen {
 			e.extra().mapping = p.From
-			b.env.Publish(&kernelops.MappingEvent{SA: e.id, ReqID: e.reqID, Old: peer, New: p.From})
+			b.env.Publish(&kernelops.MappingEvent{SA: e.said(), ReqID: e.reqID, Old: peer, New: p.From})
 		}
 	}
 	seq := p.Seq
@@ -323,7 +323,7 @@ func (b *model) inbound(ctx context.Context, p Packet) (Result, error) {
 	e.seq = r.Seq
 	obs := []observed{b.count(e, p.Len, now)}
 	b.syncTouched(e)
-	res := Result{Verdict: Delivered, SAs: []kernelops.SAID{e.id}}
+	res := Result{Verdict: Delivered, SAs: []kernelops.SAID{e.said()}}
 	if reason := b.inboundPolicyLocked(e, p, &res); reason != "" {
 		res.Verdict, res.Reason = Dropped, reason
 	}
@@ -356,9 +356,9 @@ func (b *model) inboundPolicyLocked(e *saEntry, p Packet, res *Result) string {
 	}
 	var one [1]kernelops.Template
 	for _, t := range pol.templates(&one) {
-		if t.Proto == e.id.Proto && t.Mode == e.mode && (t.ReqID == 0 || t.ReqID == e.reqID) &&
-			(t.SPI == 0 || t.SPI == e.id.SPI) &&
-			(t.Mode != kernelops.ModeTunnel || (t.Dst == e.id.Dst && (!t.Src.IsValid() || t.Src.IsUnspecified() || t.Src == e.id.Src))) {
+		if t.Proto == e.proto && t.Mode == e.mode && (t.ReqID == 0 || t.ReqID == e.reqID) &&
+			(t.SPI == 0 || t.SPI == e.spi) &&
+			(t.Mode != kernelops.ModeTunnel || (t.Dst == e.dstAddr() && (!t.Src.IsValid() || t.Src.IsUnspecified() || t.Src == e.srcAddr()))) {
 			return ""
 		}
 	}
