@@ -137,6 +137,7 @@ func PublicValueLen(g message.DHGroup) int {
 // is a KeyExchange: both sides send their public value, in either order.
 type DH struct {
 	group message.DHGroup
+	x255  *x25519Key // group 31 (x25519.go)
 	ec    *ecdh.PrivateKey
 	x     *big.Int // MODP private exponent
 	pub   []byte
@@ -144,6 +145,13 @@ type DH struct {
 
 // NewDH generates a fresh private key of group g from crypto/rand.
 func NewDH(g message.DHGroup) (*DH, error) {
+	if g == message.DHCurve25519 {
+		k, err := newX25519Key()
+		if err != nil {
+			return nil, err
+		}
+		return &DH{group: g, x255: k, pub: k.pub[:]}, nil
+	}
 	if e, ok := ecGroups[g]; ok {
 		k, err := e.curve.GenerateKey(rand.Reader)
 		if err != nil {
@@ -184,6 +192,13 @@ func (m modpGroup) randomExponent() (*big.Int, error) {
 // 19, 20 and 21), the big-endian exponent (1 < x < p) for the MODP groups.
 // It is for known-answer tests; use NewDH otherwise.
 func NewDHFromPrivate(g message.DHGroup, priv []byte) (*DH, error) {
+	if g == message.DHCurve25519 {
+		if len(priv) != x25519Len {
+			return nil, fmt.Errorf("ikecrypto: X25519 private key of %d octets, need %d", len(priv), x25519Len)
+		}
+		k := x25519KeyFrom(priv)
+		return &DH{group: g, x255: k, pub: k.pub[:]}, nil
+	}
 	if e, ok := ecGroups[g]; ok {
 		k, err := e.curve.NewPrivateKey(priv)
 		if err != nil {
@@ -232,6 +247,15 @@ func (d *DH) String() string { return fmt.Sprintf("DH(%v, private key redacted)"
 func (d *DH) SharedSecret(peer []byte) (Key, error) {
 	if err := CheckPublicValue(d.group, peer); err != nil {
 		return nil, err
+	}
+	if d.x255 != nil {
+		var u [x25519Len]byte
+		copy(u[:], peer) // CheckPublicValue checked the length
+		s := make(Key, x25519Len)
+		if !x25519((*[x25519Len]byte)(s), &d.x255.priv, &u) {
+			return nil, &PublicValueError{Group: d.group, Reason: "low-order point: the shared secret is all zeros"}
+		}
+		return s, nil
 	}
 	if d.ec != nil {
 		pk, err := parseECPublic(d.group, peer)
