@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
 
 	"github.com/keyplane/keyplane/ike/message"
 )
@@ -25,20 +26,30 @@ type PRF struct {
 	id   message.PRFID
 	hash func() hash.Hash
 	size int
+	// macs holds *hmacState of this hash for Sum (see there).
+	macs *sync.Pool
 }
+
+// One pool of HMAC states per hash, shared by every PRF of it.
+var (
+	sha1MACs   = hmacPool(sha1.New)
+	sha256MACs = hmacPool(sha256.New)
+	sha384MACs = hmacPool(sha512.New384)
+	sha512MACs = hmacPool(sha512.New)
+)
 
 // NewPRF returns the PRF of transform id: PRF_HMAC_SHA2_256, _384 or
 // _512, or PRF_HMAC_SHA1 (RFC 2104) for legacy peers.
 func NewPRF(id message.PRFID) (PRF, error) {
 	switch id {
 	case message.PRFHMACSHA1:
-		return PRF{id, sha1.New, sha1.Size}, nil
+		return PRF{id, sha1.New, sha1.Size, sha1MACs}, nil
 	case message.PRFHMACSHA2256:
-		return PRF{id, sha256.New, sha256.Size}, nil
+		return PRF{id, sha256.New, sha256.Size, sha256MACs}, nil
 	case message.PRFHMACSHA2384:
-		return PRF{id, sha512.New384, sha512.Size384}, nil
+		return PRF{id, sha512.New384, sha512.Size384, sha384MACs}, nil
 	case message.PRFHMACSHA2512:
-		return PRF{id, sha512.New, sha512.Size}, nil
+		return PRF{id, sha512.New, sha512.Size, sha512MACs}, nil
 	}
 	return PRF{}, unsupported("PRF", id)
 }
@@ -50,13 +61,62 @@ func (p PRF) ID() message.PRFID { return p.id }
 // SK_d, SK_pi and SK_pr, RFC 7296 §2.14).
 func (p PRF) Size() int { return p.size }
 
-// Sum returns prf(key, data[0] | data[1] | ...).
+// Sum returns prf(key, data[0] | data[1] | ...): HMAC (RFC 2104) written
+// out over two pooled hash states, because crypto/hmac allocates a new MAC
+// (two hashes, two pads, ≈6 objects) for every key, and a handshake takes
+// some seven PRFs under different keys (SKEYSEED, AUTH, its key pad,
+// the signed octets' MACed IDs). Checked against crypto/hmac in the tests.
 func (p PRF) Sum(key []byte, data ...[]byte) []byte {
-	m := hmac.New(p.hash, key)
-	for _, d := range data {
-		m.Write(d)
+	if p.macs == nil { // a PRF not from NewPRF
+		m := hmac.New(p.hash, key)
+		for _, d := range data {
+			m.Write(d)
+		}
+		return m.Sum(nil)
 	}
-	return m.Sum(nil)
+	st := p.macs.Get().(*hmacState)
+	defer p.macs.Put(st)
+	bs := st.h.BlockSize()
+	pad := st.pad[:bs]
+	clear(pad)
+	if len(key) > bs { // RFC 2104 §2: a longer key is hashed first
+		st.h.Reset()
+		st.h.Write(key)
+		st.h.Sum(pad[:0])
+	} else {
+		copy(pad, key)
+	}
+	for i := range pad {
+		pad[i] ^= 0x36
+	}
+	st.h.Reset()
+	st.h.Write(pad)
+	for _, d := range data {
+		st.h.Write(d)
+	}
+	inner := st.h.Sum(st.inner[:0])
+	for i := range pad {
+		pad[i] ^= 0x36 ^ 0x5c
+	}
+	st.h.Reset()
+	st.h.Write(pad)
+	st.h.Write(inner)
+	out := st.h.Sum(make([]byte, 0, p.size))
+	clear(pad) // the key, padded
+	st.h.Reset()
+	return out
+}
+
+// hmacState is one hash and room for HMAC's pad (a block, at most
+// SHA-512's 128 octets) and its inner hash.
+type hmacState struct {
+	h     hash.Hash
+	pad   [128]byte
+	inner [64]byte
+}
+
+func hmacPool(h func() hash.Hash) *sync.Pool {
+	return &sync.Pool{New: func() any { return &hmacState{h: h()} }}
 }
 
 // ErrPRFPlusTooLong is returned when prf+ is asked for more than 255 blocks.

@@ -1,0 +1,72 @@
+package ikecrypto
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+var prfIDs = []message.PRFID{message.PRFHMACSHA1, message.PRFHMACSHA2256, message.PRFHMACSHA2384, message.PRFHMACSHA2512}
+
+// stdPRF is crypto/hmac's HMAC of key over the data, the oracle for Sum.
+func stdPRF(p PRF, key []byte, data ...[]byte) []byte {
+	m := hmac.New(p.hash, key)
+	for _, d := range data {
+		m.Write(d)
+	}
+	return m.Sum(nil)
+}
+
+// Sum is HMAC: against crypto/hmac for keys shorter than, as long as and
+// longer than the block (hashed first), data in pieces, state reused.
+func TestPRFSumMatchesHMAC(t *testing.T) {
+	for _, id := range prfIDs {
+		p, err := NewPRF(id)
+		require.NoError(t, err)
+		for _, kl := range []int{0, 1, 16, 32, 63, 64, 65, 127, 128, 129, 300} {
+			key := make([]byte, kl)
+			_, _ = rand.Read(key)
+			a, b := make([]byte, kl%37), make([]byte, 200)
+			_, _ = rand.Read(a)
+			_, _ = rand.Read(b)
+			for range 2 { // the second time from a pooled state
+				require.Equal(t, stdPRF(p, key, a, b), p.Sum(key, a, b), "%v key of %d", id, kl)
+				require.Equal(t, stdPRF(p, key), p.Sum(key), "%v key of %d, no data", id, kl)
+			}
+		}
+	}
+}
+
+// FuzzPRFSum: Sum against crypto/hmac for any key and data.
+func FuzzPRFSum(f *testing.F) {
+	f.Add(uint8(1), []byte("key"), []byte("data"), []byte("more"))
+	f.Add(uint8(3), make([]byte, 200), []byte{}, []byte{1})
+	f.Fuzz(func(t *testing.T, which uint8, key, a, b []byte) {
+		p, err := NewPRF(prfIDs[int(which)%len(prfIDs)])
+		require.NoError(t, err)
+		require.Equal(t, stdPRF(p, key, a, b), p.Sum(key, a, b))
+	})
+}
+
+// BenchmarkPRFSum: one PRF (SHA-256) by Sum and by crypto/hmac.
+func BenchmarkPRFSum(b *testing.B) {
+	p, err := NewPRF(message.PRFHMACSHA2256)
+	require.NoError(b, err)
+	key, data := make([]byte, 32), make([]byte, 300)
+	b.Run("impl=crypto-hmac", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = stdPRF(p, key, data)
+		}
+	})
+	b.Run("impl=keyplane", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = p.Sum(key, data)
+		}
+	})
+}
