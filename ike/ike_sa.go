@@ -212,15 +212,19 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 	sa.state = s
 	sa.e.changed(sa) // changes.go
 	sa.setLogger()
-	args := []any{"state", s.String(), "local", sa.local, "remote", sa.remote}
-	if reason != "" {
-		args = append(args, "reason", reason)
-	}
 	lvl := slog.LevelInfo
 	if s == ikeDead && !normalEnd(reason) {
 		lvl = slog.LevelWarn
 	}
-	sa.logStateChange(from, s, lvl, "IKE SA "+s.String(), args...)
+	// The line's arguments only if it is written: boxing them is most of
+	// what a state change allocates (a responder makes three a handshake).
+	if sa.log.Enabled(sa.e.ctx, lvl) {
+		args := []any{"state", s.String(), "local", sa.local, "remote", sa.remote}
+		if reason != "" {
+			args = append(args, "reason", reason)
+		}
+		sa.logStateChange(from, s, lvl, "IKE SA "+s.String(), args...)
+	}
 	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: s.String(), Reason: reason, SPIs: sa.eventSPIs()})
 	sa.e.haIKE(sa) // hastate.go
 }

@@ -36,7 +36,14 @@ func (p Proposal) String() string { return p.Text }
 // lists transform types (ENCR, PRF, INTEG, KE, ESN). For an ESP proposal
 // in IKE_AUTH, withKE false leaves the KE transforms out (no PFS there).
 func (p Proposal) Transforms(withKE bool) []message.Transform {
-	var out []message.Transform
+	n := len(p.Encr) + len(p.PRF) + len(p.Integ) + len(p.ESN)
+	if withKE {
+		n += len(p.DH)
+		for _, ks := range p.AddKE {
+			n += len(ks)
+		}
+	}
+	out := make([]message.Transform, 0, n) // one allocation: proposals are matched in every exchange
 	for _, e := range p.Encr {
 		out = append(out, message.EncrTransform(e.ID, e.KeyBits))
 	}
