@@ -41,15 +41,21 @@ var policyFeatures = []feature[*Policy]{
 	{CapIfID, "IfID", func(p *Policy) bool { return p.IfID != 0 }},
 }
 
-// obj names x; it is called only for an error.
-func requireFeatures[T any](c Capabilities, backend, op string, obj func() string, x T, fs []feature[T]) error {
+// missingFeature is the first of fs that x uses and c does not claim.
+// The callers name x only then: a method value such as sa.ID.String
+// would allocate on every check of every SA and policy installed.
+func missingFeature[T any](c Capabilities, x T, fs []feature[T]) (feature[T], bool) {
 	for _, f := range fs {
 		if f.uses(x) && !c.Has(f.cap) {
-			return &Error{Backend: backend, Op: op, Object: obj(), Field: f.field, Err: ErrNotSupported,
-				Detail: fmt.Sprintf("capability %s: %s", f.cap, c.Why(f.cap))}
+			return f, true
 		}
 	}
-	return nil
+	return feature[T]{}, false
+}
+
+func featureError[T any](c Capabilities, backend, op, obj string, f feature[T]) error {
+	return &Error{Backend: backend, Op: op, Object: obj, Field: f.field, Err: ErrNotSupported,
+		Detail: fmt.Sprintf("capability %s: %s", f.cap, c.Why(f.cap))}
 }
 
 // CheckSA is what the front end checks of an SA before a driver sees it:
@@ -59,8 +65,8 @@ func (c Capabilities) CheckSA(backend, op string, sa *SA) error {
 	if err := ValidateSA(backend, op, sa, &c.Algorithms); err != nil {
 		return err
 	}
-	if err := requireFeatures(c, backend, op, sa.ID.String, sa, saFeatures); err != nil {
-		return err
+	if f, ok := missingFeature(c, sa, saFeatures); ok {
+		return featureError(c, backend, op, sa.ID.String(), f)
 	}
 	if c.MaxReplayWindow != 0 && sa.ReplayWindow > c.MaxReplayWindow {
 		return Invalid(backend, op, sa.ID.String(), "ReplayWindow", "%d packets: the largest window is %d",
@@ -74,7 +80,10 @@ func (c Capabilities) CheckPolicy(backend, op string, p *Policy) error {
 	if err := ValidatePolicy(backend, op, p); err != nil {
 		return err
 	}
-	return requireFeatures(c, backend, op, p.ID().String, p, policyFeatures)
+	if f, ok := missingFeature(c, p, policyFeatures); ok {
+		return featureError(c, backend, op, p.ID().String(), f)
+	}
+	return nil
 }
 
 // ValidateSPIRequest checks an SPI request and returns it with its range
@@ -183,6 +192,19 @@ func (c Capabilities) CheckPolicyID(backend, op string, id PolicyID) error {
 	if err := ValidatePolicyID(backend, op, id); err != nil {
 		return err
 	}
-	p := Policy{Mark: id.Mark, IfID: id.IfID}
-	return requireFeatures(c, backend, op, id.String, &p, policyFeatures)
+	// policyFeatures' mark and if_id, asked directly: a Policy made to
+	// ask the table would escape through its function values.
+	for _, f := range policyFeatures {
+		switch f.cap {
+		case CapMarks:
+			if !id.Mark.IsZero() && !c.Has(f.cap) {
+				return featureError(c, backend, op, id.String(), f)
+			}
+		case CapIfID:
+			if id.IfID != 0 && !c.Has(f.cap) {
+				return featureError(c, backend, op, id.String(), f)
+			}
+		}
+	}
+	return nil
 }

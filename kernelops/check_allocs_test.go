@@ -2,6 +2,7 @@ package kernelops
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 
 	"github.com/keyplane/keyplane/iana"
@@ -40,5 +41,47 @@ func TestCheckSAAllocations(t *testing.T) {
 				t.Fatalf("got %v (%#v), want %v on %s naming %s", err, e, tt.want, tt.field, bad.ID)
 			}
 		})
+	}
+}
+
+// TestCheckPolicyAllocations: as for SAs, checking a valid policy or
+// policy ID allocates nothing; a refused one names itself.
+func TestCheckPolicyAllocations(t *testing.T) {
+	c := Capabilities{Caps: CapSPD}
+	p := &Policy{
+		Selector: Selector{Src: netip.MustParsePrefix("10.1.0.0/16"), Dst: netip.MustParsePrefix("10.2.0.0/16")},
+		Dir:      DirOut, Action: ActionIPsec,
+		Templates: []Template{{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.1"),
+			Proto: ProtoESP, Mode: ModeTunnel, ReqID: 1}},
+	}
+	id := p.ID()
+	var err error
+	if n := testing.AllocsPerRun(100, func() { err = c.CheckPolicy("test", "add policy", p) }); err != nil || n != 0 {
+		t.Fatalf("CheckPolicy of a valid policy: %v, %.0f allocations, want none", err, n)
+	}
+	if n := testing.AllocsPerRun(100, func() { err = c.CheckPolicyID("test", "delete policy", id) }); err != nil || n != 0 {
+		t.Fatalf("CheckPolicyID of a valid ID: %v, %.0f allocations, want none", err, n)
+	}
+	marked := *p
+	marked.Mark = Mark{Value: 1, Mask: 0xffffffff}
+	var e *Error
+	err = c.CheckPolicy("test", "add policy", &marked)
+	if !errors.As(err, &e) || !errors.Is(err, ErrNotSupported) || e.Field != "Mark" || e.Object != marked.ID().String() {
+		t.Fatalf("policy with a mark, no CapMarks: got %v (%#v)", err, e)
+	}
+	err = c.CheckPolicyID("test", "delete policy", marked.ID())
+	if !errors.As(err, &e) || !errors.Is(err, ErrNotSupported) || e.Field != "Mark" || e.Object != marked.ID().String() {
+		t.Fatalf("policy ID with a mark, no CapMarks: got %v (%#v)", err, e)
+	}
+	withIfID := p.ID()
+	withIfID.IfID = 5
+	err = c.CheckPolicyID("test", "delete policy", withIfID)
+	if !errors.As(err, &e) || !errors.Is(err, ErrNotSupported) || e.Field != "IfID" {
+		t.Fatalf("policy ID with an if_id, no CapIfID: got %v (%#v)", err, e)
+	}
+	bad := p.ID()
+	bad.Dir = 9
+	if err = c.CheckPolicyID("test", "delete policy", bad); !errors.As(err, &e) || !errors.Is(err, ErrInvalid) || e.Field != "Dir" {
+		t.Fatalf("policy ID with direction 9: got %v (%#v)", err, e)
 	}
 }

@@ -284,23 +284,23 @@ func ValidatePolicy(backend, op string, p *Policy) error {
 		return bad("Action", "unknown action %d", p.Action)
 	}
 	for i, t := range p.Templates {
-		f := fmt.Sprintf("Templates[%d]", i)
+		f := templateField(i)
 		switch t.Proto {
 		case ProtoESP, ProtoAH, ProtoIPComp:
 		default:
-			return bad(f+".Proto", "protocol %d: want esp, ah or comp", uint8(t.Proto))
+			return bad(f.String()+".Proto", "protocol %d: want esp, ah or comp", uint8(t.Proto))
 		}
 		switch t.Mode {
 		case ModeTunnel:
 			if !t.Src.IsValid() || !t.Dst.IsValid() {
-				return bad(f+".Src", "tunnel template needs both outer addresses")
+				return bad(f.String()+".Src", "tunnel template needs both outer addresses")
 			}
 			if t.Src.Is4() != t.Dst.Is4() {
-				return bad(f+".Dst", "mixed address families (%s, %s)", t.Src, t.Dst)
+				return bad(f.String()+".Dst", "mixed address families (%s, %s)", t.Src, t.Dst)
 			}
 		case ModeTransport:
 		default:
-			return bad(f+".Mode", "mode %d: want transport or tunnel", t.Mode)
+			return bad(f.String()+".Mode", "mode %d: want transport or tunnel", t.Mode)
 		}
 	}
 	for _, l := range []struct {
@@ -317,9 +317,27 @@ func ValidatePolicy(backend, op string, p *Policy) error {
 	return validateLifetimes(p.Lifetime, "Lifetime", bad)
 }
 
+// templateField names p.Templates[i] for an error, formatted only then, so that a
+// valid policy (checked for every install) formats nothing.
+type templateField int
+
+func (i templateField) String() string { return fmt.Sprintf("Templates[%d]", int(i)) }
+
 // ValidatePolicyID checks a policy id (delete/get paths): its selector and
 // direction.
 func ValidatePolicyID(backend, op string, id PolicyID) error {
-	p := Policy{Selector: id.Selector, Dir: id.Dir, Action: ActionPass, Mark: id.Mark, IfID: id.IfID}
-	return ValidatePolicy(backend, op, &p)
+	// What ValidatePolicy checks of the ID's fields, without making a
+	// Policy: a local one would escape into the error closure, and every
+	// policy delete and lookup is checked.
+	bad := func(field, format string, args ...any) error {
+		return Invalid(backend, op, id.String(), field, format, args...)
+	}
+	if err := validateSelector(id.Selector, "Selector", bad); err != nil {
+		return err
+	}
+	switch id.Dir {
+	case DirIn, DirOut, DirFwd:
+		return nil
+	}
+	return bad("Dir", "policy direction %s: want in, out or fwd", id.Dir)
 }
