@@ -90,8 +90,9 @@ func (c Capabilities) CheckPolicy(backend, op string, p *Policy) error {
 // resolved: a request without one gets Options' SPIMin..SPIMax (IPComp:
 // 0x100..0xffff, CPIs being 16-bit).
 func ValidateSPIRequest(backend, op string, req SPIRequest, opts Options) (SPIRequest, error) {
-	obj := fmt.Sprintf("%s %s->%s", req.Proto, addrText(req.Src), addrText(req.Dst))
 	bad := func(field, format string, args ...any) (SPIRequest, error) {
+		// Named only for an error: every child's SPI is asked for here.
+		obj := fmt.Sprintf("%s %s->%s", req.Proto, addrText(req.Src), addrText(req.Dst))
 		return req, Invalid(backend, op, obj, field, format, args...)
 	}
 	switch {

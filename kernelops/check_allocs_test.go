@@ -85,3 +85,20 @@ func TestCheckPolicyAllocations(t *testing.T) {
 		t.Fatalf("policy ID with direction 9: got %v (%#v)", err, e)
 	}
 }
+
+// TestValidateSPIRequestAllocations: every child's inbound SPI is asked
+// for through it: a valid request allocates nothing; a bad one is named.
+func TestValidateSPIRequestAllocations(t *testing.T) {
+	req := SPIRequest{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.1"), Proto: ProtoESP, ReqID: 7}
+	opts := Options{SPIMin: 0x100, SPIMax: 0xffffffff}
+	var err error
+	if n := testing.AllocsPerRun(100, func() { _, err = ValidateSPIRequest("test", "alloc SPI", req, opts) }); err != nil || n != 0 {
+		t.Fatalf("ValidateSPIRequest of a valid request: %v, %.0f allocations, want none", err, n)
+	}
+	req.Dst = netip.MustParseAddr("2001:db8::1")
+	_, err = ValidateSPIRequest("test", "alloc SPI", req, opts)
+	var e *Error
+	if !errors.As(err, &e) || !errors.Is(err, ErrInvalid) || e.Field != "Src" || e.Object != "esp 192.0.2.1->2001:db8::1" {
+		t.Fatalf("mixed families: got %v (%#v)", err, e)
+	}
+}

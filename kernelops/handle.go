@@ -275,6 +275,15 @@ func (h *Handle) enter(ctx context.Context, op string, c Cap, have bool) error {
 // wrap makes err an *Error naming this backend, op and object, keeping
 // what the driver already said: an *Error's fields, an errno (mapped
 // onto its sentinel), a context error.
+// wrapSAID is wrap naming id, named only for an error (the sync calls
+// are made per SA).
+func (h *Handle) wrapSAID(op string, id SAID, err error) error {
+	if err == nil {
+		return nil
+	}
+	return h.wrap(op, id.String(), err)
+}
+
 func (h *Handle) wrap(op, obj string, err error) error {
 	if err == nil {
 		return nil

@@ -190,7 +190,7 @@ func (h *Handle) SetSyncThresholds(ctx context.Context, id SAID, th SyncThreshol
 	if th.Timer < 0 {
 		return Invalid(h.name, op, id.String(), "Timer", "negative timer %v", th.Timer)
 	}
-	return h.wrap(op, id.String(), h.sync.SetSyncThresholds(ctx, id, th))
+	return h.wrapSAID(op, id, h.sync.SetSyncThresholds(ctx, id, th))
 }
 
 // GetSyncState implements Syncer.
@@ -200,7 +200,7 @@ func (h *Handle) GetSyncState(ctx context.Context, id SAID) (SyncState, error) {
 		return SyncState{}, err
 	}
 	st, err := h.sync.GetSyncState(ctx, id)
-	return st, h.wrap(op, id.String(), err)
+	return st, h.wrapSAID(op, id, err)
 }
 
 // SetSyncState implements Syncer.
@@ -209,7 +209,7 @@ func (h *Handle) SetSyncState(ctx context.Context, id SAID, st SyncState) error 
 	if err := h.checkSync(ctx, op, id); err != nil {
 		return err
 	}
-	return h.wrap(op, id.String(), h.sync.SetSyncState(ctx, id, st))
+	return h.wrapSAID(op, id, h.sync.SetSyncState(ctx, id, st))
 }
 
 // WatchIdle implements IdleWatcher with the Handle's detector: one bulk

@@ -28,7 +28,10 @@ func (h *Handle) AllocSPI(ctx context.Context, req SPIRequest) (uint32, error) {
 	if err == nil && (spi < req.Min || spi > req.Max) {
 		err = &Error{Err: ErrNoSpace, Detail: "the dataplane returned an SPI outside the requested range"}
 	}
-	return spi, h.wrap(op, req.Proto.String()+" "+addrText(req.Src)+"->"+addrText(req.Dst), err)
+	if err != nil { // named only for an error: every child's SPI is asked for here
+		return 0, h.wrap(op, req.Proto.String()+" "+addrText(req.Src)+"->"+addrText(req.Dst), err)
+	}
+	return spi, nil
 }
 
 // AddSA implements SAD.
