@@ -718,3 +718,37 @@ func TestDPDDeadPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestRollbackXfrmInterface: a child whose install fails after its xfrm
+// interface was made (at the inbound SA, the outbound SA, the last
+// policy) leaves no interface behind.
+func TestRollbackXfrmInterface(t *testing.T) {
+	noLeaks(t)
+	for _, n := range []int{2, 3, 6} { // AllocSPI is 1
+		t.Run(fmt.Sprintf("step %d", n), func(t *testing.T) {
+			sa, sb := pairSides(t)
+			sa.extraChild, sb.extraChild = xfrmi42, xfrmi42
+			var f *faulty
+			wrap := withBackend(func(b *nokernel.Backend) kernelops.Backend {
+				f = &faulty{Backend: b, failAt: n}
+				return f
+			})
+			a := newPeer(t, "a", sa.config(t, "a"))
+			b := newPeer(t, "b", sb.config(t, "b"), wrap)
+			err := a.e.Initiate(ctxT(t, 5*time.Second), "a-net")
+			if err == nil {
+				t.Fatalf("initiate succeeded with the responder's step %d failing", n)
+			}
+			f.mu.Lock()
+			t.Logf("failed %q: %v", f.failed, err)
+			f.mu.Unlock()
+			b.expectEmpty(t)
+			if ifs := xfrmIfIDs(t, b.b); len(ifs) != 0 {
+				t.Errorf("the responder's interfaces after the failed child: %v, want none", ifs)
+			}
+			if !strings.Contains(b.logs.String(), `msg="xfrm interface removed"`) {
+				t.Errorf("no \"xfrm interface removed\" in the responder's log")
+			}
+		})
+	}
+}

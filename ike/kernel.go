@@ -43,11 +43,22 @@ func (e *Engine) allocSPI(ch *childSA) error {
 // policies. If any step fails, everything this child added is removed
 // again (and the allocated SPI released) before the error is returned.
 func (e *Engine) install(ch *childSA) (err error) {
-	var undo []func()
+	// What was added is what ch.sas and ch.polRefs list (each added
+	// just after its step succeeds) and the interface if held: undone
+	// last first, without a closure per step. A child is installed once
+	// (finishChild), so both lists start empty.
+	held := false
 	defer func() {
 		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
+			for i := len(ch.polRefs) - 1; i >= 0; i-- {
+				e.dropPolicyRef(ch.polRefs[i])
+			}
+			for i := len(ch.sas) - 1; i >= 0; i-- {
+				e.deleteSA(ch, ch.sas[i])
+			}
+			if held {
+				e.releaseXfrmi(ch.xfrmi)
+				ch.xfrmi = ""
 			}
 			ch.releaseSPI()
 			ch.sas, ch.polRefs = nil, nil
@@ -61,8 +72,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 	if err != nil {
 		return err
 	}
-	ch.xfrmi = x
-	undo = append(undo, func() { e.releaseXfrmi(x); ch.xfrmi = "" })
+	ch.xfrmi, held = x, true
 	plan, err := e.planOffload(e.ctx, ch)
 	if err != nil {
 		return err
@@ -73,13 +83,11 @@ func (e *Engine) install(ch *childSA) (err error) {
 		return fmt.Errorf("add inbound SA %s: %w", in.ID, err)
 	}
 	ch.larval = false
-	undo = append(undo, func() { e.deleteSA(ch, in.ID) })
 	ch.sas = append(make([]kernelops.SAID, 0, 2), in.ID) // kept while the child lives: no spare capacity
 	out.Offload, out.IfID, out.Mark = plan.off, ch.cfg.IfIDOut, out.ID.Mark
 	if err := e.sad.AddSA(e.ctx, out); err != nil {
 		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
 	}
-	undo = append(undo, func() { e.deleteSA(ch, out.ID) })
 	ch.sas = append(ch.sas, out.ID)
 	ch.offloadDone(plan, in.Offload.Active, out.Offload.Active)
 
@@ -93,9 +101,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 		if err := e.addPolicyRef(p); err != nil {
 			return fmt.Errorf("add policy %s: %w", p.ID(), err)
 		}
-		id := p.ID()
-		undo = append(undo, func() { e.dropPolicyRef(id) })
-		ch.polRefs = append(ch.polRefs, id)
+		ch.polRefs = append(ch.polRefs, p.ID())
 	}
 	return nil
 }
