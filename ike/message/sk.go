@@ -3,6 +3,7 @@ package message
 import (
 	"encoding/binary"
 	"errors"
+	"sync"
 )
 
 // Cipher protects the Encrypted payload (SK, RFC 7296 §3.14) in one
@@ -34,6 +35,13 @@ type Cipher interface {
 	Open(dst, head, body []byte) ([]byte, error)
 }
 
+// plaintexts are EncodeEncrypted's scratch buffers: the plaintext is
+// sealed into the message it returns, so the buffer is only needed
+// during the call (one allocation less per encrypted message).
+var plaintexts = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+const maxPooledPlaintext = 4096
+
 // EncodeEncrypted encodes the message with all of m.Payloads inside one SK
 // payload (RFC 7296 §3.14), protected with c. Header.NextPayload and
 // Header.Length are computed. The padding is the minimum the block size
@@ -44,8 +52,17 @@ func (m *Message) EncodeEncrypted(c Cipher) ([]byte, error) {
 			return nil, eerr(p.Type(), "an encrypted payload cannot be encrypted again")
 		}
 	}
-	pt := make([]byte, 0, 512)
-	pt, first, err := appendChain(pt, m.Payloads)
+	bp := plaintexts.Get().(*[]byte)
+	pt, first, err := appendChain((*bp)[:0], m.Payloads)
+	defer func() {
+		// The plaintext is wiped (it may carry AUTH and configuration
+		// data) and kept for the next message unless it grew large.
+		clear(pt)
+		if cap(pt) <= maxPooledPlaintext {
+			*bp = pt[:0]
+			plaintexts.Put(bp)
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +71,9 @@ func (m *Message) EncodeEncrypted(c Cipher) ([]byte, error) {
 		return nil, eerr(PayloadSK, "cipher block size %d", bs)
 	}
 	pad := (bs - (len(pt)+1)%bs) % bs
-	pt = append(pt, make([]byte, pad+1)...)
+	for range pad + 1 {
+		pt = append(pt, 0)
+	}
 	pt[len(pt)-1] = byte(pad)
 
 	skLen := genericHeaderLen + c.IVSize() + len(pt) + c.ICVSize()
