@@ -53,6 +53,9 @@ var (
 	// harness waits for it before it stops the daemon.
 	respCPUProfile = flag.String("resp.cpuprofile", "", "BenchmarkResponder: write the keyplane daemon's CPU profile of each bring-up to PREFIX.tunnels=N.I")
 	respProfileFor = flag.Duration("resp.profilefor", 10*time.Second, "BenchmarkResponder: length of -resp.cpuprofile's window")
+	// The daemon's allocations from its start to the end of the
+	// bring-up (pprof's allocs profile: go tool pprof -sample_index=alloc_space).
+	respAllocProfile = flag.String("resp.allocprofile", "", "BenchmarkResponder: write the keyplane daemon's allocation profile after each bring-up to PREFIX.tunnels=N.I")
 )
 
 // respMetricsAddr is the daemon's metrics and pprof listener inside its
@@ -225,7 +228,7 @@ connections {
 `
 
 func metricsLine() string {
-	if *respCPUProfile == "" {
+	if *respCPUProfile == "" && *respAllocProfile == "" {
 		return ""
 	}
 	return "\n\tmetrics = " + respMetricsAddr
@@ -234,6 +237,11 @@ func metricsLine() string {
 // cpuProfile fetches a CPU profile of the daemon in ns over its pprof
 // listener, for d, and writes it to path.
 func cpuProfile(ctx context.Context, ns *lab.NS, d time.Duration, path string) error {
+	return fetchProfile(ctx, ns, fmt.Sprintf("profile?seconds=%d", int(d.Seconds())), path)
+}
+
+// fetchProfile writes the daemon's /debug/pprof/NAME to path.
+func fetchProfile(ctx context.Context, ns *lab.NS, name, path string) error {
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := ns.Do(func() error {
@@ -244,7 +252,7 @@ func cpuProfile(ctx context.Context, ns *lab.NS, d time.Duration, path string) e
 		return c, err
 	}}
 	defer tr.CloseIdleConnections()
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", respMetricsAddr, int(d.Seconds()))
+	url := fmt.Sprintf("http://%s/debug/pprof/%s", respMetricsAddr, name)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -542,6 +550,10 @@ func bringUpAgainst(tb testing.TB, impl string, cfg *config.Config, n, charonLog
 	out := run{took: time.Since(t0), up: up}
 	after, err := sampleProc(r.pid())
 	require.NoError(tb, err)
+	if *respAllocProfile != "" && impl == "keyplane" {
+		path := fmt.Sprintf("%s.tunnels=%d.%d", *respAllocProfile, n, profileSeq.Add(1))
+		require.NoError(tb, fetchProfile(ctx, ns, "allocs", path), "allocation profile")
+	}
 	out.cpu, out.rss = after.cpu-before.cpu, after.rss-before.rss
 	if upErr != nil {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
