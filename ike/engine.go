@@ -66,7 +66,13 @@ type Engine struct {
 	wake     chan struct{}
 	stop     chan struct{}
 	loopDone chan struct{}
-	timers   timers   // loop-owned (timers.go)
+	timers   timers // loop-owned (timers.go)
+	// kePre is the KE answer a worker computed for the request being
+	// handled (ke_offload.go); loop-owned, set only during that call.
+	kePre *kePre
+	// keHeld is what came for an IKE SA while its request was on a
+	// worker (ke_offload.go); loop-owned, bounded per SA.
+	keHeld   map[*ikeSA][]heldMsg
 	cfgNames cfgNames // loop-owned (cfgnames.go)
 	closeMu  sync.Mutex
 	closed   bool

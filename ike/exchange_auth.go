@@ -418,7 +418,7 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 	var gir ikecrypto.Key
 	var ourKE *message.KE
 	if choice.group != 0 {
-		pub, secret, err := ikecrypto.Respond(choice.group, ke.Data)
+		pub, secret, err := sa.respondKE(choice.group, ke.Data)
 		if err != nil {
 			return refuse(message.INVALID_SYNTAX, "KE: "+err.Error(), nil)
 		}

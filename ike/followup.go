@@ -189,7 +189,7 @@ func (sa *ikeSA) handleFollowupKE(m *message.Message, s *sock, local, remote net
 		sa.dropFollowupIn(fmt.Sprintf("IKE_FOLLOWUP_KE %d with a KE payload of %v, want %v", i+1, ke.Group, method))
 		return
 	}
-	pub, sk, err := ikecrypto.Respond(method, ke.Data)
+	pub, sk, err := sa.respondKE(method, ke.Data)
 	if err != nil {
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		sa.dropFollowupIn(fmt.Sprintf("IKE_FOLLOWUP_KE %d: %v", i+1, err))

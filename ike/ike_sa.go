@@ -59,12 +59,15 @@ type ikeSA struct {
 	conn      *config.Connection   // nil for a responder until IKE_AUTH picks one
 	cands     []*config.Connection // responder: connections the addresses allow
 	initiator bool
-	spii      uint64
-	spir      uint64
-	state     ikeState
-	created   time.Time
-	estAt     time.Time
-	log       *slog.Logger
+	// keComputing: a request is on a worker (ke_offload.go); beside
+	// initiator, in what was its padding.
+	keComputing bool
+	spii        uint64
+	spir        uint64
+	state       ikeState
+	created     time.Time
+	estAt       time.Time
+	log         *slog.Logger
 
 	sock          *sock
 	local, remote netip.AddrPort

@@ -126,7 +126,7 @@ func (sa *ikeSA) handleIntermediate(m *message.Message, s *sock, local, remote n
 		fail(err.Error())
 		return
 	}
-	pub, sk, err := ikecrypto.Respond(method, ke.Data)
+	pub, sk, err := sa.respondKE(method, ke.Data)
 	if err != nil {
 		fail(fmt.Sprintf("IKE_INTERMEDIATE %d: %v", sa.interDone+1, err))
 		return

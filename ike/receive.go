@@ -48,6 +48,19 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 	if sa.out == nil {
 		return
 	}
+	if sa.keComputing {
+		// A request of this SA is on a worker (ke_offload.go): what
+		// follows it waits, to be handled in the order it came.
+		sa.holdWhileComputing(s, m, local, remote)
+		return
+	}
+	sa.receive(s, m, local, remote)
+}
+
+// receive handles an encrypted message (or fragment) for sa. Runs on the
+// loop.
+func (sa *ikeSA) receive(s *sock, m *message.Message, local, remote netip.AddrPort) {
+	e, h := sa.e, m.Header
 	if m.Find(message.PayloadSKF) != nil {
 		// RFC 7383: collected, then handled as one message.
 		if m = sa.reassemble(s, m, local, remote); m == nil {
@@ -108,16 +121,32 @@ func (e *Engine) handleDatagram(s *sock, b []byte, local, remote netip.AddrPort)
 		sa.offloadAuth(m, s, local, remote) // decrypted and checked on a worker
 		return
 	}
-	if err := m.Decrypt(sa.in); err != nil {
-		var pe *message.ParseError
-		if errors.As(err, &pe) && !errors.Is(err, message.ErrIntegrity) && h.Exchange != message.IKE_AUTH {
-			// Authenticated but malformed inside: INVALID_SYNTAX (§2.21.2).
-			sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.INVALID_SYNTAX}}, s, local, remote)
-			return
-		}
-		sa.log.Debug("dropping request that fails to decrypt", "err", err)
+	if keOffloaded(h) {
+		sa.offloadRequestKE(m, s, local, remote) // decrypted and its KE answered on a worker
 		return
 	}
+	if err := m.Decrypt(sa.in); err != nil {
+		sa.requestUndecryptable(m, err, s, local, remote)
+		return
+	}
+	sa.handleRequest(m, s, local, remote)
+}
+
+// requestUndecryptable answers a request that authenticated but is
+// malformed inside with INVALID_SYNTAX (RFC 7296 §2.21.2) and drops any
+// other that fails to decrypt.
+func (sa *ikeSA) requestUndecryptable(m *message.Message, err error, s *sock, local, remote netip.AddrPort) {
+	var pe *message.ParseError
+	if errors.As(err, &pe) && !errors.Is(err, message.ErrIntegrity) && m.Header.Exchange != message.IKE_AUTH {
+		sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.INVALID_SYNTAX}}, s, local, remote)
+		return
+	}
+	sa.log.Debug("dropping request that fails to decrypt", "err", err)
+}
+
+// handleRequest handles the peer's new request m, decrypted.
+func (sa *ikeSA) handleRequest(m *message.Message, s *sock, local, remote netip.AddrPort) {
+	e, h := sa.e, m.Header
 	sa.log.Debug("received request", "message", logText{m}, "from", remote)
 	sa.lastHeard = e.clk.Now()
 	// The peer may have moved (NAT-T float, NAT mapping change): natmove.go.

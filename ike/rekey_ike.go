@@ -302,7 +302,7 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
-	pub, gir, err := ikecrypto.Respond(group, ke.Data)
+	pub, gir, err := sa.respondKE(group, ke.Data)
 	if err != nil {
 		sa.log.Warn("peer's IKE SA rekey: invalid KE; answering INVALID_SYNTAX", "err", err)
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})

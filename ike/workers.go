@@ -54,6 +54,11 @@ type cryptoPool struct {
 	// request is computed; authOnLoop, IKE_AUTH requests computed on the
 	// loop as the queue was full (auth_offload.go).
 	authAgain, authOnLoop int
+	// keAgain counts requests dropped while another request of their IKE
+	// SA is on a worker (ke_offload.go); keOnLoop, requests decrypted and
+	// answered on the loop for want of a worker; keUsed and keRedone, the
+	// KE answers a handler took from a worker or computed itself.
+	keAgain, keOnLoop, keUsed, keRedone int
 	// authUsed and authRedone count the values a worker computed for
 	// IKE_AUTH (peer's AUTH verdict, ours, the child's keys) that the
 	// loop took, and those it computed again itself.

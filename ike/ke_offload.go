@@ -1,0 +1,165 @@
+package ike
+
+import (
+	"bytes"
+	"net/netip"
+
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// The key exchange of a request on a worker, as IKE_SA_INIT's and
+// IKE_AUTH's are: a CREATE_CHILD_SA request (a child with PFS, an IKE SA
+// rekey), an IKE_INTERMEDIATE or an IKE_FOLLOWUP_KE request carries the
+// peer's KE payload, and answering it (ikecrypto.Respond: our public value
+// and the shared secret, or a KEM's encapsulation) is the costly part of
+// the exchange. A new request of these exchanges is decrypted and its KE
+// answered on a worker; back on the loop it is handled as before, and the
+// handler takes that answer (respondKE) when it settles on the same method
+// for the same data, or computes its own. What comes for the SA while the
+// request is on the worker (a copy of it, the answer to our own request
+// that crossed it — a rekey collision is settled by that order) waits and
+// is then handled in the order it came: up to maxHeldWhileComputing
+// messages, more are dropped and counted (keAgain).
+
+// kePre is a KE payload answered on a worker.
+type kePre struct {
+	group  message.DHGroup
+	peer   []byte // the KE data answered
+	pub    []byte
+	secret ikecrypto.Key // nil once handed to the handler
+	err    error
+}
+
+type keResult struct {
+	decErr error
+	pre    *kePre // nil: no KE payload
+}
+
+// keOffloaded reports whether m is a request whose decryption and key
+// exchange go to a worker (offloadRequestKE).
+func keOffloaded(h message.Header) bool {
+	switch h.Exchange {
+	case message.CREATE_CHILD_SA, message.IKE_INTERMEDIATE, message.IKE_FOLLOWUP_KE:
+		return !h.Response
+	}
+	return false
+}
+
+// offloadRequestKE decrypts the new request m and answers its KE payload
+// on a worker, then handles it on the loop (handleRequest) if it is still
+// the request the SA expects. Without a free worker it does it all now.
+func (sa *ikeSA) offloadRequestKE(m *message.Message, s *sock, local, remote netip.AddrPort) {
+	e := sa.e
+	in := sa.in
+	work := func() keResult {
+		if err := m.Decrypt(in); err != nil {
+			return keResult{decErr: err}
+		}
+		ke, _ := m.Find(message.PayloadKE).(*message.KE)
+		if ke == nil {
+			return keResult{}
+		}
+		pub, secret, err := ikecrypto.Respond(ke.Group, ke.Data)
+		return keResult{pre: &kePre{group: ke.Group, peer: ke.Data, pub: pub, secret: secret, err: err}}
+	}
+	done := func(r keResult) {
+		sa.keComputing = false
+		defer sa.releaseHeld()
+		if r.decErr == nil && sa.w.classify(m.MessageID) != reqNew {
+			r.pre.zero()
+			sa.log.Debug("request computed for an IKE SA that has moved on; dropped", "msgid", m.MessageID, "state", sa.state)
+			return
+		}
+		if r.decErr != nil {
+			sa.requestUndecryptable(m, r.decErr, s, local, remote)
+			return
+		}
+		// The loop handles one message at a time: the answer waits in
+		// the engine, not in every IKE SA, for the handler.
+		e.kePre = r.pre
+		defer func() {
+			e.kePre.zero() // an answer the handler did not take
+			e.kePre = nil
+		}()
+		sa.handleRequest(m, s, local, remote)
+	}
+	sa.keComputing = true
+	if !offload(e, work, done) {
+		e.crypto.keOnLoop++
+		done(work())
+	}
+}
+
+// respondKE answers the peer's KE data of method g: the worker's answer
+// if it answered this very data with g, else computed now. The secret is
+// the caller's to zero.
+func (sa *ikeSA) respondKE(g message.DHGroup, data []byte) ([]byte, ikecrypto.Key, error) {
+	if p := sa.e.kePre; p != nil && p.secret != nil && p.group == g && bytes.Equal(p.peer, data) {
+		secret := p.secret
+		p.secret = nil
+		sa.e.crypto.keUsed++
+		return p.pub, secret, p.err
+	}
+	if p := sa.e.kePre; p != nil && p.err != nil && p.group == g && bytes.Equal(p.peer, data) {
+		sa.e.crypto.keUsed++
+		return nil, nil, p.err // refused on the worker: the same answer
+	}
+	sa.e.crypto.keRedone++
+	return ikecrypto.Respond(g, data)
+}
+
+// zero wipes a secret the handler did not take.
+func (p *kePre) zero() {
+	if p != nil && p.secret != nil {
+		p.secret.Zero()
+		p.secret = nil
+	}
+}
+
+// maxHeldWhileComputing bounds what waits for a request on a worker, per
+// IKE SA: its copies and a crossing answer are a few.
+const maxHeldWhileComputing = 8
+
+type heldMsg struct {
+	s             *sock
+	m             *message.Message
+	local, remote netip.AddrPort
+}
+
+// holdWhileComputing keeps m until sa's request on a worker is handled.
+func (sa *ikeSA) holdWhileComputing(s *sock, m *message.Message, local, remote netip.AddrPort) {
+	e := sa.e
+	if len(e.keHeld[sa]) >= maxHeldWhileComputing {
+		e.crypto.keAgain++
+		sa.log.Debug("message while a request is computed, too many waiting; dropped", "message", logText{m})
+		return
+	}
+	if e.keHeld == nil {
+		e.keHeld = map[*ikeSA][]heldMsg{}
+	}
+	e.keHeld[sa] = append(e.keHeld[sa], heldMsg{s, m, local, remote})
+}
+
+// releaseHeld handles what waited for sa's request, in order, until one
+// of them goes to a worker in turn (the rest wait again).
+func (sa *ikeSA) releaseHeld() {
+	e := sa.e
+	for !sa.keComputing {
+		q := e.keHeld[sa]
+		if len(q) == 0 {
+			delete(e.keHeld, sa)
+			return
+		}
+		h := q[0]
+		if len(q) == 1 {
+			delete(e.keHeld, sa)
+		} else {
+			e.keHeld[sa] = q[1:]
+		}
+		if sa.state == ikeDead || e.sas[sa.localSPI()] != sa {
+			continue // gone meanwhile: as for a message to an unknown SPI, dropped
+		}
+		sa.receive(h.s, h.m, h.local, h.remote)
+	}
+}
