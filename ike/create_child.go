@@ -194,12 +194,11 @@ func askedGroup(m *message.Message) (message.DHGroup, bool) {
 	return message.DHGroup(uint16(n.Data[0])<<8 | uint16(n.Data[1])), true
 }
 
-// retryLater sends x again after a wait, unless it was tried too often
-// or (a rekey) the peer has replaced the child meanwhile. It reports
-// whether it will.
+// retryLater sends x again after a wait, unless retryMoot says not to.
+// It reports whether it will.
 func (sa *ikeSA) retryLater(x *childExchange) bool {
 	x.attempts++
-	if x.attempts >= tempFailureTries || (x.old != nil && x.old.theirs != nil) {
+	if retryMoot(x) {
 		return false
 	}
 	wait := tempFailureWait + randUpTo(2*tempFailureWait)
@@ -215,6 +214,18 @@ func (sa *ikeSA) retryLater(x *childExchange) bool {
 		holder.resend(x)
 	})
 	return true
+}
+
+// retryMoot reports whether a child exchange answered TEMPORARY_FAILURE
+// is not to be tried again: it was tried tempFailureTries times, or (a
+// rekey) the child it rekeys is no longer installed — the peer replaced
+// it (old.theirs) or deleted it. Waiting for the retry would keep the new
+// child's inbound SA (larval) in the dataplane until then.
+func retryMoot(x *childExchange) bool {
+	if x.attempts >= tempFailureTries {
+		return true
+	}
+	return x.old != nil && (x.old.theirs != nil || x.old.state != childInstalled)
 }
 
 // resend sends x again, on sa (the SA that holds its child now) or,
