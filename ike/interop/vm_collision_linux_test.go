@@ -17,8 +17,9 @@ import (
 )
 
 // holdXfrm is a test double around the XFRM backend: while holding, the
-// IKE datagrams that reach keyplane's sockets are kept back, then handed
-// to keyplane in their order on release. It makes two requests cross
+// CREATE_CHILD_SA datagrams that reach keyplane's sockets, and all after
+// the first, are kept back, then handed to keyplane in their order on
+// release. It makes two requests cross
 // for certain: charon's waits at keyplane's socket until keyplane's own
 // is out (and charon has answered it). Everything else is the real
 // kernel and real sockets.
@@ -61,7 +62,12 @@ func (c *holdConn) pump() {
 		n, l, r, err := c.IKEConn.ReadFrom(buf)
 		d := heldDgram{b: append([]byte(nil), buf[:n]...), l: l, r: r, err: err}
 		c.h.mu.Lock()
-		if c.h.held && err == nil {
+		// While holding, CREATE_CHILD_SA messages are kept, and
+		// everything after the first kept one (their order stays); what
+		// comes before it passes: charon's INFORMATIONAL just after the
+		// handshake (MOBIKE's address list), held, would make it delay
+		// its rekey until that exchange is answered.
+		if c.h.held && err == nil && (len(c.h.queue) > 0 || isCreateChildSA(d.b)) {
 			c.h.queue = append(c.h.queue, d)
 			c.h.conns = append(c.h.conns, c)
 			c.h.mu.Unlock()
@@ -100,12 +106,16 @@ func (b *holdXfrm) release() {
 	b.queue, b.conns, b.held = nil, nil, false
 }
 
+// isCreateChildSA reports whether b is an IKE message of the
+// CREATE_CHILD_SA exchange (exchange type 36 at octet 18 of the header).
+func isCreateChildSA(b []byte) bool { return len(b) >= 28 && b[18] == 36 }
+
 // heldMessages counts the kept CREATE_CHILD_SA requests and responses.
 func (b *holdXfrm) heldMessages() (requests, responses int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, d := range b.queue {
-		if len(d.b) >= 28 && d.b[18] == 36 { // CREATE_CHILD_SA
+		if isCreateChildSA(d.b) {
 			if d.b[19]&0x20 != 0 {
 				responses++
 			} else {
