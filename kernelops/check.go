@@ -33,6 +33,14 @@ var saFeatures = []feature[*SA]{
 	{CapSync, "Sync", func(sa *SA) bool { return sa.Sync != nil }},
 }
 
+// policyIDFeatures are policyFeatures an ID carries (mark, if_id), asked
+// of the ID by value: a Policy made for an ID would escape through the
+// table's function values, and every policy delete and lookup is checked.
+var policyIDFeatures = []feature[PolicyID]{
+	{CapMarks, "Mark", func(id PolicyID) bool { return !id.Mark.IsZero() }},
+	{CapIfID, "IfID", func(id PolicyID) bool { return id.IfID != 0 }},
+}
+
 var policyFeatures = []feature[*Policy]{
 	{CapTrap, "Action", func(p *Policy) bool { return p.Action == ActionTrap }},
 	{CapPolicyPriority, "Priority", func(p *Policy) bool { return p.Priority != 0 }},
@@ -193,19 +201,8 @@ func (c Capabilities) CheckPolicyID(backend, op string, id PolicyID) error {
 	if err := ValidatePolicyID(backend, op, id); err != nil {
 		return err
 	}
-	// policyFeatures' mark and if_id, asked directly: a Policy made to
-	// ask the table would escape through its function values.
-	for _, f := range policyFeatures {
-		switch f.cap {
-		case CapMarks:
-			if !id.Mark.IsZero() && !c.Has(f.cap) {
-				return featureError(c, backend, op, id.String(), f)
-			}
-		case CapIfID:
-			if id.IfID != 0 && !c.Has(f.cap) {
-				return featureError(c, backend, op, id.String(), f)
-			}
-		}
+	if f, ok := missingFeature(c, id, policyIDFeatures); ok {
+		return featureError(c, backend, op, id.String(), f)
 	}
 	return nil
 }
