@@ -67,13 +67,6 @@ func (p PRF) Size() int { return p.size }
 // some seven PRFs under different keys (SKEYSEED, AUTH, its key pad,
 // the signed octets' MACed IDs). Checked against crypto/hmac in the tests.
 func (p PRF) Sum(key []byte, data ...[]byte) []byte {
-	if p.macs == nil { // a PRF not from NewPRF
-		m := hmac.New(p.hash, key)
-		for _, d := range data {
-			m.Write(d)
-		}
-		return m.Sum(nil)
-	}
 	st := p.macs.Get().(*hmacState)
 	defer p.macs.Put(st)
 	bs := st.h.BlockSize()
