@@ -1,7 +1,6 @@
 package ikecrypto
 
 import (
-	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -69,10 +68,30 @@ func (p PRF) Size() int { return p.size }
 func (p PRF) Sum(key []byte, data ...[]byte) []byte {
 	st := p.macs.Get().(*hmacState)
 	defer p.macs.Put(st)
-	bs := st.h.BlockSize()
-	pad := st.pad[:bs]
+	st.setKey(key)
+	out := st.mac(make([]byte, 0, p.size), data...)
+	st.wipe()
+	return out
+}
+
+// hmacState is one hash and room for HMAC's pad (a block, at most
+// SHA-512's 128 octets) and its inner hash.
+type hmacState struct {
+	h     hash.Hash
+	pad   [128]byte
+	inner [64]byte
+	ctr   [1]byte // prf+'s block counter
+}
+
+func hmacPool(h func() hash.Hash) *sync.Pool {
+	return &sync.Pool{New: func() any { return &hmacState{h: h()} }}
+}
+
+// setKey leaves the key's inner pad (K xor ipad) in st.pad.
+func (st *hmacState) setKey(key []byte) {
+	pad := st.pad[:st.h.BlockSize()]
 	clear(pad)
-	if len(key) > bs { // RFC 2104 §2: a longer key is hashed first
+	if len(key) > len(pad) { // RFC 2104 §2: a longer key is hashed first
 		st.h.Reset()
 		st.h.Write(key)
 		st.h.Sum(pad[:0])
@@ -82,6 +101,12 @@ func (p PRF) Sum(key []byte, data ...[]byte) []byte {
 	for i := range pad {
 		pad[i] ^= 0x36
 	}
+}
+
+// mac appends HMAC(key, data...) to dst under the key setKey left; the
+// inner pad is there again afterwards.
+func (st *hmacState) mac(dst []byte, data ...[]byte) []byte {
+	pad := st.pad[:st.h.BlockSize()]
 	st.h.Reset()
 	st.h.Write(pad)
 	for _, d := range data {
@@ -94,22 +119,19 @@ func (p PRF) Sum(key []byte, data ...[]byte) []byte {
 	st.h.Reset()
 	st.h.Write(pad)
 	st.h.Write(inner)
-	out := st.h.Sum(make([]byte, 0, p.size))
-	clear(pad) // the key, padded
+	dst = st.h.Sum(dst)
+	for i := range pad {
+		pad[i] ^= 0x36 ^ 0x5c
+	}
+	return dst
+}
+
+// wipe clears the padded key and the hash state before st goes back to
+// the pool.
+func (st *hmacState) wipe() {
+	clear(st.pad[:])
+	clear(st.inner[:])
 	st.h.Reset()
-	return out
-}
-
-// hmacState is one hash and room for HMAC's pad (a block, at most
-// SHA-512's 128 octets) and its inner hash.
-type hmacState struct {
-	h     hash.Hash
-	pad   [128]byte
-	inner [64]byte
-}
-
-func hmacPool(h func() hash.Hash) *sync.Pool {
-	return &sync.Pool{New: func() any { return &hmacState{h: h()} }}
 }
 
 // ErrPRFPlusTooLong is returned when prf+ is asked for more than 255 blocks.
@@ -121,16 +143,19 @@ func (p PRF) Plus(key, seed []byte, n int) (Key, error) {
 	if n < 0 || n > 255*p.size {
 		return nil, fmt.Errorf("%w: %d octets from %v", ErrPRFPlusTooLong, n, p.id)
 	}
+	// out has room for the last whole block, so the previous block read
+	// from it stays in place while the next is appended.
 	out := make([]byte, 0, n+p.size)
-	m := hmac.New(p.hash, key)
-	var t []byte
+	st := p.macs.Get().(*hmacState)
+	defer p.macs.Put(st)
+	st.setKey(key)
+	var prev []byte
 	for i := 1; len(out) < n; i++ {
-		m.Reset()
-		m.Write(t)
-		m.Write(seed)
-		m.Write([]byte{byte(i)})
-		t = m.Sum(t[:0])
-		out = append(out, t...)
+		st.ctr[0] = byte(i)
+		start := len(out)
+		out = st.mac(out, prev, seed, st.ctr[:])
+		prev = out[start:]
 	}
+	st.wipe()
 	return Key(out[:n]), nil
 }

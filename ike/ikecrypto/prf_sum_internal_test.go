@@ -41,7 +41,52 @@ func TestPRFSumMatchesHMAC(t *testing.T) {
 	}
 }
 
-// FuzzPRFSum: Sum against crypto/hmac for any key and data.
+// stdPlus is prf+ (RFC 7296 §2.13) over crypto/hmac, the oracle for Plus.
+func stdPlus(p PRF, key, seed []byte, n int) []byte {
+	out, t := []byte{}, []byte(nil)
+	for i := 1; len(out) < n; i++ {
+		t = stdPRF(p, key, t, seed, []byte{byte(i)})
+		out = append(out, t...)
+	}
+	return out[:n]
+}
+
+// Plus is prf+ over crypto/hmac for every PRF, keys around the block
+// size, outputs of whole and partial blocks, state reused.
+func TestPRFPlusMatchesHMAC(t *testing.T) {
+	for _, id := range prfIDs {
+		p, err := NewPRF(id)
+		require.NoError(t, err)
+		for _, kl := range []int{0, 20, 64, 65, 128, 129, 300} {
+			key, seed := make([]byte, kl), make([]byte, 64)
+			_, _ = rand.Read(key)
+			_, _ = rand.Read(seed)
+			for _, n := range []int{0, 1, p.Size() - 1, p.Size(), p.Size() + 1, 7 * p.Size(), 255 * p.Size()} {
+				for range 2 {
+					got, err := p.Plus(key, seed, n)
+					require.NoError(t, err)
+					require.Equal(t, stdPlus(p, key, seed, n), []byte(got), "%v key of %d, %d octets", id, kl, n)
+				}
+			}
+		}
+	}
+}
+
+// Sum and Plus allocate their output and nothing else.
+func TestPRFAllocations(t *testing.T) {
+	p, err := NewPRF(message.PRFHMACSHA2256)
+	require.NoError(t, err)
+	key, seed := make([]byte, 32), make([]byte, 64)
+	p.Sum(key, seed) // fill the pool
+	if n := testing.AllocsPerRun(100, func() { p.Sum(key, seed) }); n > 1 {
+		t.Errorf("Sum: %v allocations, want 1", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = p.Plus(key, seed, 200) }); n > 1 {
+		t.Errorf("Plus: %v allocations, want 1", n)
+	}
+}
+
+// FuzzPRFSum: Sum and Plus against crypto/hmac for any key and data.
 func FuzzPRFSum(f *testing.F) {
 	f.Add(uint8(1), []byte("key"), []byte("data"), []byte("more"))
 	f.Add(uint8(3), make([]byte, 200), []byte{}, []byte{1})
@@ -49,6 +94,10 @@ func FuzzPRFSum(f *testing.F) {
 		p, err := NewPRF(prfIDs[int(which)%len(prfIDs)])
 		require.NoError(t, err)
 		require.Equal(t, stdPRF(p, key, a, b), p.Sum(key, a, b))
+		n := (len(a) + 1) * len(b) % (255*p.Size() + 1)
+		got, err := p.Plus(key, b, n)
+		require.NoError(t, err)
+		require.Equal(t, stdPlus(p, key, b, n), []byte(got))
 	})
 }
 
