@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -271,6 +272,35 @@ func (n *haNode) regain(ctx context.Context) bool {
 	}
 }
 
+// takeoverBindWait bounds how long a takeover waits for an IKE address
+// that is not free yet: still bound by the old active node letting go
+// of it on the same host (EADDRINUSE), or an IPv6 VIP still tentative
+// (EADDRNOTAVAIL).
+const takeoverBindWait = 3 * time.Second
+
+type reconfigurer interface {
+	Reconfigure(ctx context.Context, cfg *config.Config) (ike.ReloadResult, error)
+}
+
+// startConnections gives the engine its connections, trying again every
+// 100 ms for up to wait while an IKE address is in use or not available.
+// A failed Reconfigure changes nothing, so trying again is safe.
+func startConnections(ctx context.Context, eng reconfigurer, cfg *config.Config, wait time.Duration, log *slog.Logger) error {
+	deadline := time.Now().Add(wait)
+	for {
+		_, err := eng.Reconfigure(ctx, cfg)
+		if err == nil || !(errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EADDRNOTAVAIL)) || !time.Now().Before(deadline) {
+			return err
+		}
+		log.Warn("ha: an IKE address is not free yet; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // takeOver makes this daemon the active node: VIP, configuration,
 // state sink and counter sync, then the mirrored state restored.
 func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
@@ -301,7 +331,7 @@ func (d *daemon) takeOver(ctx context.Context, won time.Time) error {
 		tk.GARP = announceVIP(d.cfg.Backend.Params["netns"], n.cfg.Interface, n.cfg.VIP.Addr(), n.log)
 	}
 	tk.VIPTook, t = time.Since(t), time.Now()
-	if _, err := d.eng.Reconfigure(ctx, d.cfg); err != nil {
+	if err := startConnections(ctx, d.eng, d.cfg, takeoverBindWait, n.log); err != nil {
 		return fmt.Errorf("ha: starting the connections: %w", err)
 	}
 	tk.ConnsTook, t = time.Since(t), time.Now()

@@ -387,8 +387,10 @@ func TestDaemonHAEtcdDown(t *testing.T) {
 	hp.srv.Restart()
 	// Either node may win the next election: both campaigned while etcd
 	// was down. The other steps down (the old active, once etcd names
-	// another leader) or gives up a takeover it cannot complete (here:
-	// the old active still holds the IKE port) and exits.
+	// another leader) or gives up a takeover it cannot complete and
+	// exits. A standby that wins waits for the old active, on this host,
+	// to let go of the IKE port (takeoverBindWait): without that wait a
+	// fresh-machine run once ended with neither node leading.
 	active := func(d *procDaemon) bool {
 		select {
 		case <-d.done:
