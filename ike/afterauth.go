@@ -24,7 +24,9 @@ func (sa *ikeSA) dropHandshake() {
 		return
 	}
 	sa.initReq, sa.initResp = nil, nil
-	sa.intAuthI, sa.intAuthR = nil, nil
+	if sa.mke != nil {
+		sa.mke.intAuthI, sa.mke.intAuthR = nil, nil
+	}
 	sa.ni, sa.nr = nil, nil
 	sa.cookie = nil
 	sa.cands = nil

@@ -213,13 +213,14 @@ func (e *Engine) Terminate(ctx context.Context, name string) error {
 }
 
 // handshakeDone records how long an initiated handshake took, from the
-// first IKE_SA_INIT to the installed first child.
+// first IKE_SA_INIT (sent as the SA is created) to the installed first
+// child.
 func (e *Engine) handshakeDone(sa *ikeSA) bool {
-	if sa.initiator && !sa.startedAt.IsZero() {
-		d := e.clk.Now().Sub(sa.startedAt)
+	if sa.initiator && sa.timeHandshake {
+		d := e.clk.Now().Sub(sa.created)
 		e.handshakes = append(e.handshakes, d)
 		sa.log.Info("handshake complete", "took", d.String())
-		sa.startedAt = time.Time{}
+		sa.timeHandshake = false
 	}
 	return true
 }

@@ -33,7 +33,7 @@ func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 	if first != nil {
 		first.ike = sa
 	}
-	sa.startedAt = e.clk.Now()
+	sa.timeHandshake = true
 	sa.setState(ikeInitSent, "")
 	e.placeSA(sa) // on a dead link the request waits for it
 	sa.sendInit(c.Proposals[0].DH[0])

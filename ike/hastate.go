@@ -303,7 +303,7 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats
 	now := e.clk.Now()
 	sa := &ikeSA{e: e, id: e.newIKEID(), conn: c, initiator: st.Initiator, spii: st.SPIi, spir: st.SPIr, created: now,
 		sock: s, local: st.Local, remote: st.Remote, natLocal: st.NATLocal, natRemote: st.NATRemote,
-		suite: st.Suite, keys: keys, out: out, in: in, lastHeard: now, startedAt: now}
+		suite: st.Suite, keys: keys, out: out, in: in, lastHeard: now, timeHandshake: true}
 	sa.setLogger()
 	sa.setupWindow()
 	sa.w.nextID, sa.w.peerNext = st.NextID, st.PeerNext

@@ -62,12 +62,16 @@ type ikeSA struct {
 	// keComputing: a request is on a worker (ke_offload.go); beside
 	// initiator, in what was its padding.
 	keComputing bool
-	spii        uint64
-	spir        uint64
-	state       ikeState
-	created     time.Time
-	estAt       time.Time
-	log         *slog.Logger
+	// timeHandshake: our first IKE_SA_INIT went out as the SA was
+	// created, and the handshake's length is still to be recorded
+	// (Engine.handshakeDone).
+	timeHandshake bool
+	spii          uint64
+	spir          uint64
+	state         ikeState
+	created       time.Time
+	estAt         time.Time
+	log           *slog.Logger
 
 	sock          *sock
 	local, remote netip.AddrPort
@@ -129,16 +133,14 @@ type ikeSA struct {
 	ifIndex      int
 	reviveQueued bool
 	deleteReason string
-	// startedAt is when our first IKE_SA_INIT went out (handshake timing).
-	startedAt   time.Time
-	initRetries int
+	initRetries  int
 	// invalidSPISeen: the peer's INVALID_IKE_SPI was logged.
 	invalidSPISeen bool
 
-	initExt // IKE_SA_INIT's notifications (init_ext.go)
-	authExt // certificates and signatures (auth_pubkey.go)
-	fragExt // RFC 7383 fragmentation (fragments.go)
-	multiKE // RFC 9242/9370 (intermediate.go, followup.go)
+	initExt          // IKE_SA_INIT's notifications (init_ext.go)
+	authExt          // certificates and signatures (auth_pubkey.go)
+	fragExt          // RFC 7383 fragmentation (fragments.go)
+	mke     *multiKE // RFC 9242/9370 (intermediate.go, followup.go); nil: none yet
 
 	// mob: RFC 4555 (mobike.go).
 	mob mobikeState
@@ -147,8 +149,9 @@ type ikeSA struct {
 	rec recoveryState
 	// ho: counted as half-open (halfopen.go).
 	ho halfOpenEntry
-	// vips: virtual IPs installed or leased (vips.go, pools.go).
-	vips vipState
+	// vips: virtual IPs installed or leased (vips.go, pools.go); nil:
+	// none.
+	vips *vipState
 	// chg: its node in the list of SAs by last change (changes.go; 0:
 	// not listed).
 	chg uint32

@@ -18,6 +18,8 @@ import (
 // the keys that protected it.
 
 // multiKE is an IKE SA's state of RFC 9242 and RFC 9370.
+// An IKE SA has one (ikeSA.mke) only once it runs IKE_INTERMEDIATE or
+// IKE_FOLLOWUP_KE: most never do, and the struct is 96 octets.
 type multiKE struct {
 	// intAuthI and intAuthR are the IntAuth chains of the initiator's and
 	// the responder's IKE_INTERMEDIATE messages (nil: none).
@@ -33,6 +35,25 @@ type multiKE struct {
 	// followOut counts ours in progress (followup.go).
 	followIn  *followupIn
 	followOut int
+}
+
+// mk is the SA's multiKE, made at its first write.
+func (sa *ikeSA) mk() *multiKE {
+	if sa.mke == nil {
+		sa.mke = &multiKE{}
+	}
+	return sa.mke
+}
+
+// noMultiKE is what mkr reads for an SA without one; never written.
+var noMultiKE multiKE
+
+// mkr is the SA's multiKE to read: its own, or an empty one.
+func (sa *ikeSA) mkr() *multiKE {
+	if sa.mke == nil {
+		return &noMultiKE
+	}
+	return sa.mke
 }
 
 // afterInit goes on after IKE_SA_INIT: IKE_INTERMEDIATE for each
@@ -96,7 +117,7 @@ func (sa *ikeSA) intermediateAnswered(i int, kex ikecrypto.KeyExchange, m *messa
 		sa.destroyErr(err)
 		return
 	}
-	sa.interDone++
+	sa.mk().interDone++
 	sa.log.Info("additional key exchange done", "n", i+1, "method", method.String())
 	if i+1 < len(sa.suite.AdditionalKEs()) {
 		sa.sendIntermediate(i + 1)
@@ -112,14 +133,14 @@ func (sa *ikeSA) handleIntermediate(m *message.Message, s *sock, local, remote n
 		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "%s", why))
 	}
 	adds := sa.suite.AdditionalKEs()
-	if sa.interDone >= len(adds) {
+	if sa.mkr().interDone >= len(adds) {
 		fail(fmt.Sprintf("IKE_INTERMEDIATE beyond the %d additional key exchanges negotiated", len(adds)))
 		return
 	}
-	method := adds[sa.interDone]
+	method := adds[sa.mkr().interDone]
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	if ke == nil || ke.Group != method {
-		fail(fmt.Sprintf("IKE_INTERMEDIATE %d without a KE payload of %v", sa.interDone+1, method))
+		fail(fmt.Sprintf("IKE_INTERMEDIATE %d without a KE payload of %v", sa.mkr().interDone+1, method))
 		return
 	}
 	if err := sa.chainIntAuth(m); err != nil {
@@ -128,7 +149,7 @@ func (sa *ikeSA) handleIntermediate(m *message.Message, s *sock, local, remote n
 	}
 	pub, sk, err := sa.respondKE(method, ke.Data)
 	if err != nil {
-		fail(fmt.Sprintf("IKE_INTERMEDIATE %d: %v", sa.interDone+1, err))
+		fail(fmt.Sprintf("IKE_INTERMEDIATE %d: %v", sa.mkr().interDone+1, err))
 		return
 	}
 	defer sk.Zero()
@@ -138,15 +159,15 @@ func (sa *ikeSA) handleIntermediate(m *message.Message, s *sock, local, remote n
 		return
 	}
 	if raw := m.Raw(); raw != nil {
-		sa.lastInterReq = raw
+		sa.mk().lastInterReq = raw
 	}
 	sa.respond(m, ps, s, local, remote) // under the keys in force so far
 	if err := sa.intermediateKeys(sk); err != nil {
 		sa.destroyErr(err)
 		return
 	}
-	sa.interDone++
-	sa.log.Info("additional key exchange done", "n", sa.interDone, "method", method.String())
+	sa.mk().interDone++
+	sa.log.Info("additional key exchange done", "n", sa.mkr().interDone, "method", method.String())
 }
 
 // chainIntAuth adds an IKE_INTERMEDIATE message, sent or received, to
@@ -157,9 +178,9 @@ func (sa *ikeSA) chainIntAuth(m *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("IntAuth of IKE_INTERMEDIATE: %w", err)
 	}
-	prev, skp := &sa.intAuthI, sa.keys.SKpi
+	prev, skp := &sa.mk().intAuthI, sa.keys.SKpi
 	if !m.Initiator {
-		prev, skp = &sa.intAuthR, sa.keys.SKpr
+		prev, skp = &sa.mk().intAuthR, sa.keys.SKpr
 	}
 	v, err := ikecrypto.IntAuth(sa.suite.PRF, skp, *prev, oct)
 	if err != nil {
@@ -189,10 +210,12 @@ func (sa *ikeSA) intermediateKeys(sk ikecrypto.Key) error {
 // intermediateDone says why IKE_AUTH cannot come yet ("" if it can):
 // every additional key exchange must be done first.
 func (sa *ikeSA) intermediateDone() string {
-	if n := len(sa.suite.AdditionalKEs()); sa.interDone < n {
-		return fmt.Sprintf("IKE_AUTH after %d of the %d additional key exchanges (IKE_INTERMEDIATE)", sa.interDone, n)
+	if n := len(sa.suite.AdditionalKEs()); sa.mkr().interDone < n {
+		return fmt.Sprintf("IKE_AUTH after %d of the %d additional key exchanges (IKE_INTERMEDIATE)", sa.mkr().interDone, n)
 	}
-	sa.lastInterReq = nil
+	if sa.mke != nil {
+		sa.mke.lastInterReq = nil
+	}
 	return ""
 }
 
@@ -201,7 +224,7 @@ func (sa *ikeSA) intermediateDone() string {
 // IKE_INTERMEDIATE request, answered under the keys that it replaced) it
 // is the same octets.
 func (sa *ikeSA) isRetransmit(m *message.Message) bool {
-	if sa.lastInterReq != nil && bytes.Equal(m.Raw(), sa.lastInterReq) {
+	if sa.mkr().lastInterReq != nil && bytes.Equal(m.Raw(), sa.mkr().lastInterReq) {
 		return true
 	}
 	return m.Decrypt(sa.in) == nil

@@ -166,7 +166,8 @@ func (sa *ikeSA) assignVIPs(m *message.Message, conn *config.Connection, peerID 
 			sa.log.Warn("no virtual IP found", "requested", k.hint.String(), "identity", peerID, "reason", strings.Join(why, "; "))
 			continue
 		}
-		sa.vips.leases = append(sa.vips.leases, l)
+		v := sa.vipw()
+		v.leases = append(v.leases, l)
 		how := "new lease"
 		if again {
 			how = "its own lease again"
@@ -189,7 +190,7 @@ func (sa *ikeSA) assignVIPs(m *message.Message, conn *config.Connection, peerID 
 			}
 		}
 	}
-	if len(sa.vips.leases) == 0 {
+	if len(sa.vipr().leases) == 0 {
 		if len(conn.Pools) == 0 {
 			why = append(why, "connection "+conn.Name+" has no pools")
 		}
@@ -209,7 +210,7 @@ func famName(v4 bool) string {
 // children's dynamic remote selectors); nil without any.
 func (sa *ikeSA) leasedAddrs() []netip.Addr {
 	var out []netip.Addr
-	for _, l := range sa.vips.leases {
+	for _, l := range sa.vipr().leases {
 		out = append(out, l.addr)
 	}
 	return out

@@ -370,7 +370,7 @@ func (sa *ikeSA) successor(initiator bool, spii, spir uint64, suite ikecrypto.IK
 	n := &ikeSA{e: sa.e, id: sa.e.newIKEID(), conn: sa.conn, initiator: initiator, spii: spii, spir: spir, created: now,
 		sock: sa.sock, local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
 		suite: suite, keys: keys, out: out, in: in, lastHeard: sa.lastHeard,
-		link: sa.link, ifIndex: sa.ifIndex, startedAt: now, rec: sa.rec.inherited()}
+		link: sa.link, ifIndex: sa.ifIndex, timeHandshake: true, rec: sa.rec.inherited()}
 	n.initExt = sa.initExt // what IKE_SA_INIT announced holds for the rekeyed SA
 	n.mob = sa.mob.inherited()
 	n.setLogger()
@@ -408,7 +408,7 @@ func (sa *ikeSA) handOver(nsa *ikeSA, how string) {
 	sa.children, sa.byOut = nil, outIndex{}
 	// changes.go: adopted before (a collision), it gains the children now.
 	sa.e.changed(nsa)
-	nsa.vips, sa.vips = sa.vips, vipState{} // the virtual IPs stay with the SA's successor
+	nsa.vips, sa.vips = sa.vips, nil // the virtual IPs stay with the SA's successor
 	sa.rec.replacedBy = nsa
 	sa.stopLiveness()
 	sa.rekeyTimer.Stop()

@@ -9,28 +9,32 @@ import (
 
 // setupWindow connects the SA's message window to the SA: its encoder,
 // its socket, the daemon's retransmission settings and the loop's timers.
-func (sa *ikeSA) setupWindow() {
-	e := sa.e
-	sa.w.policy = func() retransmitPolicy {
-		d := e.cfg.Daemon
-		return retransmitPolicy{Timeout: d.RetransmitTimeout, Base: d.RetransmitBase, Tries: d.RetransmitTries}
+func (sa *ikeSA) setupWindow() { sa.w.host = sa }
+
+// The IKE SA is its window's host (window.go).
+
+func (sa *ikeSA) winPolicy() retransmitPolicy {
+	d := sa.e.cfg.Daemon
+	return retransmitPolicy{Timeout: d.RetransmitTimeout, Base: d.RetransmitBase, Tries: d.RetransmitTries}
+}
+
+func (sa *ikeSA) winAfter(d time.Duration, f func()) stopper { return sa.e.after(d, f) }
+
+func (sa *ikeSA) winChanged() { sa.e.haIKE(sa) } // hastate.go
+
+func (sa *ikeSA) winXmit(r *request) {
+	if r.tries > 0 {
+		sa.log.Info("retransmitting", "exchange", r.exch, "msgid", r.msgID, "try", r.tries)
 	}
-	sa.w.after = func(d time.Duration, f func()) stopper { return e.after(d, f) }
-	sa.w.encode = sa.encodeRequest
-	sa.w.changed = func() { e.haIKE(sa) } // hastate.go
-	sa.w.xmit = func(r *request) {
-		if r.tries > 0 {
-			sa.log.Info("retransmitting", "exchange", r.exch, "msgid", r.msgID, "try", r.tries)
-		}
-		sa.transmit(r.data, r.frags)
-	}
-	sa.w.giveUp = func(r *request) {
-		sa.log.Warn("peer not responding: giving up", "exchange", r.exch, "msgid", r.msgID, "retransmits", r.tries)
-		if r.onTimeout != nil {
-			r.onTimeout()
-		} else {
-			sa.destroyErr(errPeerGone("peer not responding"))
-		}
+	sa.transmit(r.data, r.frags)
+}
+
+func (sa *ikeSA) winGiveUp(r *request) {
+	sa.log.Warn("peer not responding: giving up", "exchange", r.exch, "msgid", r.msgID, "retransmits", r.tries)
+	if r.onTimeout != nil {
+		r.onTimeout()
+	} else {
+		sa.destroyErr(errPeerGone("peer not responding"))
 	}
 }
 

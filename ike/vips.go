@@ -23,12 +23,32 @@ var ErrNoVirtualIP = errors.New("the peer assigned no virtual IP")
 
 // vipState is an IKE SA's virtual IPs: as initiator the addresses asked
 // and those assigned and installed; as responder the pool leases given.
+// An IKE SA has one (ikeSA.vips) only with virtual IPs or pool leases.
 type vipState struct {
 	asked  []netip.Addr
 	addrs  []netip.Addr
 	ifname string
 	dns    []netip.Addr
 	leases []*lease
+}
+
+// vipw is the SA's vipState, made at its first write.
+func (sa *ikeSA) vipw() *vipState {
+	if sa.vips == nil {
+		sa.vips = &vipState{}
+	}
+	return sa.vips
+}
+
+// noVIPs is what vipr reads for an SA without virtual IPs; never written.
+var noVIPs vipState
+
+// vipr is the SA's vipState to read: its own, or an empty one.
+func (sa *ikeSA) vipr() *vipState {
+	if sa.vips == nil {
+		return &noVIPs
+	}
+	return sa.vips
 }
 
 // vipRequest is the CP payload of our IKE_AUTH request (none without
@@ -38,7 +58,7 @@ func (sa *ikeSA) vipRequest() []message.Payload {
 	if sa.conn == nil || len(sa.conn.VIPs) == 0 {
 		return nil
 	}
-	sa.vips.asked = sa.conn.VIPs
+	sa.vipw().asked = sa.conn.VIPs
 	cp := &message.CP{CFGType: message.CFGRequest}
 	for _, v := range sa.conn.VIPs {
 		if v.Is4() {
@@ -55,12 +75,12 @@ func (sa *ikeSA) vipRequest() []message.Payload {
 // them — the whole family while the request is out (the responder
 // narrows it to the address it assigns), the assigned addresses after.
 func (sa *ikeSA) localRanges(cfg *config.Child, addr netip.Addr) []tsRange {
-	if len(sa.vips.asked) == 0 {
+	if len(sa.vipr().asked) == 0 {
 		return configRanges(cfg.LocalTS, addr)
 	}
-	dyn := sa.vips.addrs
+	dyn := sa.vipr().addrs
 	if len(dyn) == 0 {
-		for _, v := range sa.vips.asked {
+		for _, v := range sa.vipr().asked {
 			if v.Is4() {
 				dyn = append(dyn, netip.IPv4Unspecified())
 			} else {
@@ -116,18 +136,18 @@ func cpAnswer(cp *message.CP) (addrs, dns []netip.Addr) {
 // reply's addresses installed, or why not (the IKE SA cannot carry its
 // children without them).
 func (sa *ikeSA) takeVIPs(m *message.Message) error {
-	if len(sa.vips.asked) == 0 {
+	if len(sa.vipr().asked) == 0 {
 		return nil
 	}
 	cp, _ := m.Find(message.PayloadCP).(*message.CP)
 	if cp == nil || cp.CFGType != message.CFGReply {
-		return fmt.Errorf("asked for virtual IPs %v, the IKE_AUTH response has no CFG_REPLY: %w", sa.vips.asked, ErrNoVirtualIP)
+		return fmt.Errorf("asked for virtual IPs %v, the IKE_AUTH response has no CFG_REPLY: %w", sa.vipr().asked, ErrNoVirtualIP)
 	}
 	addrs, dns := cpAnswer(cp)
 	if len(addrs) == 0 {
-		return fmt.Errorf("asked for virtual IPs %v, the CFG_REPLY (%v) holds no address: %w", sa.vips.asked, cp, ErrNoVirtualIP)
+		return fmt.Errorf("asked for virtual IPs %v, the CFG_REPLY (%v) holds no address: %w", sa.vipr().asked, cp, ErrNoVirtualIP)
 	}
-	for _, v := range sa.vips.asked {
+	for _, v := range sa.vipr().asked {
 		got := false
 		for _, a := range addrs {
 			got = got || a.Is4() == v.Is4()
@@ -140,7 +160,8 @@ func (sa *ikeSA) takeVIPs(m *message.Message) error {
 	if err != nil {
 		return err
 	}
-	sa.vips.addrs, sa.vips.ifname, sa.vips.dns = addrs, ifname, dns
+	v := sa.vipw()
+	v.addrs, v.ifname, v.dns = addrs, ifname, dns
 	sa.log.Info("virtual IP installed", "vips", fmt.Sprint(addrs), "interface", ifname, "dns", fmt.Sprint(dns))
 	return nil
 }
@@ -187,7 +208,10 @@ func (e *Engine) removeVIPs(ifname string, addrs []netip.Addr) {
 // IPs, its pool leases. An IKE rekey moved them to the successor first.
 func (sa *ikeSA) releaseVIPs() {
 	v := sa.vips
-	sa.vips = vipState{}
+	sa.vips = nil
+	if v == nil {
+		return
+	}
 	if len(v.addrs) > 0 {
 		sa.e.removeVIPs(v.ifname, v.addrs)
 		sa.log.Info("virtual IP released", "vips", fmt.Sprint(v.addrs), "interface", v.ifname)

@@ -79,18 +79,10 @@ func (r *request) stopTimer() {
 // window is an IKE SA's message window. Every method runs on the owner's
 // goroutine (the engine loop).
 type window struct {
-	// policy is read at every (re)arm, so a reload applies to the next
-	// wait.
-	policy func() retransmitPolicy
-	// after schedules f on the owner's goroutine.
-	after func(d time.Duration, f func()) stopper
-	// encode returns the request's datagram; r.msgID is set.
-	encode func(r *request) ([]byte, error)
-	// xmit sends r.data to the peer (r.tries > 0: a retransmission).
-	xmit func(r *request)
-	// giveUp runs when the request in flight got no answer after every
-	// retransmission; it is no longer in flight then.
-	giveUp func(r *request)
+	// host is the owner: the IKE SA (retransmit.go), or a test's fake.
+	// One interface instead of a func field per need keeps an IKE SA's
+	// window at 16 octets and no closures of its own.
+	host windowHost
 
 	nextID   uint32   // the message ID of our next request
 	inflight *request // our request awaiting its answer
@@ -101,13 +93,29 @@ type window struct {
 	lastResp  []byte   // our answer to the request peerNext-1
 	lastFrags [][]byte // that answer in fragments, when it was sent so
 
-	// changed, if set, runs when nextID or peerNext moved (HA export).
-	changed func()
 	// resync: the SA was taken over from another node (hastate.go),
 	// whose last answers may not have been synced. Until a request is
 	// answered, one from the last synced ID - 1 up to resyncSpan ahead
 	// counts as the next: it must still decrypt to be answered.
 	resync bool
+}
+
+// windowHost is what a window asks of its owner.
+type windowHost interface {
+	// winPolicy is read at every (re)arm, so a reload applies to the
+	// next wait.
+	winPolicy() retransmitPolicy
+	// winAfter schedules f on the owner's goroutine.
+	winAfter(d time.Duration, f func()) stopper
+	// encodeRequest returns the request's datagram; r.msgID is set.
+	encodeRequest(r *request) ([]byte, error)
+	// winXmit sends r.data to the peer (r.tries > 0: a retransmission).
+	winXmit(r *request)
+	// winGiveUp runs when the request in flight got no answer after
+	// every retransmission; it is no longer in flight then.
+	winGiveUp(r *request)
+	// winChanged runs when nextID or peerNext moved (HA export).
+	winChanged()
 }
 
 // resyncSpan bounds how far ahead of the synced ID a request may be
@@ -122,13 +130,13 @@ func (w *window) start(r *request) error {
 		return nil
 	}
 	r.msgID = w.nextID
-	data, err := w.encode(r)
+	data, err := w.host.encodeRequest(r)
 	if err != nil {
 		return err
 	}
 	r.data, r.tries = data, 0
 	w.inflight = r
-	w.xmit(r)
+	w.host.winXmit(r)
 	if !w.paused {
 		w.arm(r)
 	}
@@ -137,7 +145,7 @@ func (w *window) start(r *request) error {
 
 func (w *window) arm(r *request) {
 	r.stopTimer()
-	r.timer = w.after(w.policy().wait(r.tries), func() { w.fire(r) })
+	r.timer = w.host.winAfter(w.host.winPolicy().wait(r.tries), func() { w.fire(r) })
 }
 
 // fire is r's retransmission timer: send it again, or give up.
@@ -146,13 +154,13 @@ func (w *window) fire(r *request) {
 	if w.inflight != r || w.paused {
 		return
 	}
-	if r.tries >= w.policy().Tries {
+	if r.tries >= w.host.winPolicy().Tries {
 		w.inflight = nil
-		w.giveUp(r)
+		w.host.winGiveUp(r)
 		return
 	}
 	r.tries++
-	w.xmit(r)
+	w.host.winXmit(r)
 	w.arm(r)
 }
 
@@ -172,8 +180,8 @@ func (w *window) complete() *request {
 	r.stopTimer()
 	w.inflight = nil
 	w.nextID = r.msgID + 1
-	if w.changed != nil {
-		w.changed()
+	if w.host != nil {
+		w.host.winChanged()
 	}
 	return r
 }
@@ -224,7 +232,7 @@ func (w *window) resume() bool {
 		return false
 	}
 	r.tries = 0
-	w.xmit(r)
+	w.host.winXmit(r)
 	w.arm(r)
 	return true
 }
@@ -266,7 +274,7 @@ func (w *window) answered(msgID uint32, data []byte) {
 	w.lastResp = data
 	w.lastFrags = nil
 	w.resync = false
-	if w.changed != nil {
-		w.changed()
+	if w.host != nil {
+		w.host.winChanged()
 	}
 }

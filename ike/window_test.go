@@ -30,24 +30,32 @@ func (s clockStop) Stop() { s.t.Stop() }
 func newFakeWindow() *fakeWindow {
 	f := &fakeWindow{clk: clock.NewFake(epoch), start: epoch,
 		policy: retransmitPolicy{Timeout: 4 * time.Second, Base: 1.8, Tries: 3}}
-	f.w = &window{
-		policy: func() retransmitPolicy { return f.policy },
-		after: func(d time.Duration, fn func()) stopper {
-			return clockStop{f.clk.AfterFunc(d, fn)}
-		},
-		encode: func(r *request) ([]byte, error) {
-			if r.exch == 0 {
-				return nil, errors.New("no exchange")
-			}
-			return []byte(fmt.Sprintf("%v#%d", r.exch, r.msgID)), nil
-		},
-		xmit: func(r *request) {
-			f.sent = append(f.sent, fmt.Sprintf("%s@%s", r.data, f.clk.Now().Sub(f.start)))
-		},
-		giveUp: func(r *request) { f.gaveUp = append(f.gaveUp, r) },
-	}
+	f.w = &window{host: f}
 	return f
 }
+
+// fakeWindow is its window's host.
+
+func (f *fakeWindow) winPolicy() retransmitPolicy { return f.policy }
+
+func (f *fakeWindow) winAfter(d time.Duration, fn func()) stopper {
+	return clockStop{f.clk.AfterFunc(d, fn)}
+}
+
+func (f *fakeWindow) encodeRequest(r *request) ([]byte, error) {
+	if r.exch == 0 {
+		return nil, errors.New("no exchange")
+	}
+	return []byte(fmt.Sprintf("%v#%d", r.exch, r.msgID)), nil
+}
+
+func (f *fakeWindow) winXmit(r *request) {
+	f.sent = append(f.sent, fmt.Sprintf("%s@%s", r.data, f.clk.Now().Sub(f.start)))
+}
+
+func (f *fakeWindow) winGiveUp(r *request) { f.gaveUp = append(f.gaveUp, r) }
+
+func (f *fakeWindow) winChanged() {}
 
 func req(x message.ExchangeType) *request { return &request{exch: x} }
 
