@@ -468,16 +468,51 @@ func generatorConfig(tb testing.TB, n int) *config.Config {
 }
 
 // startGenerator starts the initiator engine with its IKE sockets in ns.
-func startGenerator(tb testing.TB, ns *lab.NS, cfg *config.Config) (*ike.Engine, *logBuf) {
+func startGenerator(tb testing.TB, ns *lab.NS, cfg *config.Config) (*ike.Engine, *logBuf, *cookieCounter) {
 	tb.Helper()
 	nk, err := nokernel.Open(tb.Context(), kernelops.Options{})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { nk.Close() })
 	lb := &logBuf{}
-	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := ike.New(tb.Context(), ike.Options{Backend: &inNS{Backend: nk, ns: ns}, Config: cfg, Logger: log})
+	h := &cookieCounter{Handler: slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelWarn}), cookies: new(atomic.Int32)}
+	if _, test := tb.(*testing.T); test {
+		// TestResponderBench counts the responder's COOKIE demands (an
+		// Info line); the benchmark does not log below Warn.
+		h.level = slog.LevelInfo
+	} else {
+		h.level = slog.LevelWarn
+	}
+	e, err := ike.New(tb.Context(), ike.Options{Backend: &inNS{Backend: nk, ns: ns}, Config: cfg, Logger: slog.New(h)})
 	require.NoError(tb, err)
-	return e, lb
+	return e, lb, h
+}
+
+// cookieCounter passes Warn and above on and counts the initiator's
+// "responder demands a COOKIE" lines (in every handler derived from it).
+type cookieCounter struct {
+	slog.Handler
+	level   slog.Level
+	cookies *atomic.Int32
+}
+
+func (c *cookieCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= c.level }
+
+func (c *cookieCounter) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "responder demands a COOKIE") {
+		c.cookies.Add(1)
+	}
+	if r.Level < slog.LevelWarn {
+		return nil
+	}
+	return c.Handler.Handle(ctx, r)
+}
+
+func (c *cookieCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return &cookieCounter{Handler: c.Handler.WithAttrs(as), level: c.level, cookies: c.cookies}
+}
+
+func (c *cookieCounter) WithGroup(name string) slog.Handler {
+	return &cookieCounter{Handler: c.Handler.WithGroup(name), level: c.level, cookies: c.cookies}
 }
 
 // bringUpAll initiates g0..g(n-1), at most inflight at once; it returns
@@ -516,6 +551,7 @@ type run struct {
 	rss     int64         // the responder's VmRSS growth, bytes
 	up      int           // the generator's count
 	counted int           // the responder's count of established tunnels
+	cookies int           // COOKIEs the responder demanded (tests only; see startGenerator)
 }
 
 // bringUpAgainst starts impl in a fresh namespace and a generator with
@@ -526,7 +562,7 @@ func bringUpAgainst(tb testing.TB, impl string, cfg *config.Config, n, charonLog
 	ns := lab.NewNS(tb)
 	r := startResponder(tb, impl, ns, charonLog)
 	defer r.stop()
-	e, glog := startGenerator(tb, ns, cfg)
+	e, glog, gcookies := startGenerator(tb, ns, cfg)
 	defer e.Close()
 	// Let both settle (charon's threads, the daemon's first GC) before the
 	// baseline is taken.
@@ -553,7 +589,7 @@ func bringUpAgainst(tb testing.TB, impl string, cfg *config.Config, n, charonLog
 	timing(true)
 	up, upErr := bringUpAll(ctx, e, n, *respInflight)
 	timing(false)
-	out := run{took: time.Since(t0), up: up}
+	out := run{took: time.Since(t0), up: up, cookies: int(gcookies.cookies.Load())}
 	after, err := sampleProc(r.pid())
 	require.NoError(tb, err)
 	if *respAllocProfile != "" && impl == "keyplane" {
@@ -655,6 +691,7 @@ func TestResponderBench(t *testing.T) {
 			t.Logf("%s: %d tunnels in %v, responder CPU %v, RSS %+d B", impl, n, r.took.Round(time.Millisecond), r.cpu, r.rss)
 			require.Equal(t, n, r.up)
 			require.Equal(t, n, r.counted)
+			require.Zero(t, r.cookies, "the responder demanded COOKIEs: the comparison wants its cookie thresholds off")
 			require.Positive(t, r.took)
 		})
 	}
