@@ -16,14 +16,14 @@ import (
 // last IKE SA replaced on both sides), the process CPU per rekey, and how
 // long the responder's loop took meanwhile to run a call (the longest and
 // the 99th percentile, sampled back to back: what a status request or a
-// packet waits). Old and new code side by side:
+// packet waits), and the same for the initiator's loop (init-). Old and new code side by side:
 //
 //	go test -run '^$' -bench IKERekeys -count 6 ./ike
 func BenchmarkIKERekeys(b *testing.B) {
 	n := min(*benchTunnels, 1000)
 	ca, cb := tunnelConfigs(b, n)
 	var cpu, wall time.Duration
-	var lat []time.Duration
+	var lat, ilat []time.Duration // the responder's loop, the initiator's
 	for b.Loop() {
 		b.StopTimer()
 		a := newPeer(b, "a", ca, withLogLevel(slog.LevelWarn))
@@ -51,25 +51,28 @@ func BenchmarkIKERekeys(b *testing.B) {
 		}))
 		// Done when every old SA is gone from both sides and n new ones
 		// are established.
+		// Each loop is sampled back to back by its own goroutine.
 		stop := make(chan struct{})
-		sampled := make(chan []time.Duration)
-		go func() {
+		sample := func(e *Engine, out chan<- []time.Duration) {
 			var l []time.Duration
 			for {
 				select {
 				case <-stop:
-					sampled <- l
+					out <- l
 					return
 				default:
 				}
 				t := time.Now()
-				if z.e.call(b.Context(), func() {}) != nil {
-					sampled <- l
+				if e.call(b.Context(), func() {}) != nil {
+					out <- l
 					return
 				}
 				l = append(l, time.Since(t))
 			}
-		}()
+		}
+		respSampled, initSampled := make(chan []time.Duration), make(chan []time.Duration)
+		go sample(z.e, respSampled)
+		go sample(a.e, initSampled)
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			var left, est int
@@ -94,7 +97,8 @@ func BenchmarkIKERekeys(b *testing.B) {
 		wall += time.Since(t0)
 		cpu += cpuTime() - c0
 		close(stop)
-		lat = append(lat, <-sampled...)
+		lat = append(lat, <-respSampled...)
+		ilat = append(ilat, <-initSampled...)
 		b.StopTimer()
 		require.NoError(b, a.e.Close())
 		require.NoError(b, z.e.Close())
@@ -102,9 +106,13 @@ func BenchmarkIKERekeys(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/wall.Seconds(), "rekeys/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n*b.N), "cpu-µs/rekey")
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "loop-max-ms")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "loop-p99-ms")
+	report := func(l []time.Duration, prefix string) {
+		if len(l) > 0 {
+			slices.Sort(l)
+			b.ReportMetric(float64(l[len(l)-1].Microseconds())/1000, prefix+"loop-max-ms")
+			b.ReportMetric(float64(l[len(l)*99/100].Microseconds())/1000, prefix+"loop-p99-ms")
+		}
 	}
+	report(lat, "")
+	report(ilat, "init-")
 }
