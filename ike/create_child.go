@@ -119,7 +119,7 @@ func (sa *ikeSA) negotiateChild(x *childExchange) {
 	}
 	ps = append(ps, messageTS(nc.localTS, false), messageTS(nc.remoteTS, true))
 	sa.addChild(nc) // listed while negotiating
-	sa.send(&request{exch: message.CREATE_CHILD_SA, payloads: ps,
+	sa.send(&request{exch: message.CREATE_CHILD_SA, payloads: ps, kex: dh,
 		onResponse: func(m *message.Message) { sa.childAnswered(x, m, ni, dh) },
 		onTimeout:  func() { sa.destroyErr(errPeerGone("peer not responding to CREATE_CHILD_SA")) },
 		onDrop: func(why string) {

@@ -184,7 +184,7 @@ func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte, d
 		case ke.Group != g:
 			return reject(ourNotify(message.INVALID_SYNTAX, "responder chose key exchange %v but its KE payload is %v", g, ke.Group))
 		}
-		if gir, err = dh.SharedSecret(ke.Data); err != nil {
+		if gir, err = sa.sharedKE(dh, ke.Data); err != nil {
 			return reject(ourNotify(message.INVALID_SYNTAX, "responder's KE: %v", err))
 		}
 		defer gir.Zero()

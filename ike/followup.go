@@ -93,7 +93,7 @@ func (sa *ikeSA) followups(adds []message.DHGroup, link []byte, done func([][]by
 			return
 		}
 		sa.log.Debug("additional key exchange in IKE_FOLLOWUP_KE", "n", i+1, "method", method.String())
-		sa.send(&request{exch: message.IKE_FOLLOWUP_KE,
+		sa.send(&request{exch: message.IKE_FOLLOWUP_KE, kex: kex,
 			payloads: []message.Payload{&message.KE{Group: method, Data: kex.PublicValue()},
 				&message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: link}},
 			onResponse: func(m *message.Message) {
@@ -108,7 +108,7 @@ func (sa *ikeSA) followups(adds []message.DHGroup, link []byte, done func([][]by
 					finish(ourNotify(message.INVALID_SYNTAX, "IKE_FOLLOWUP_KE %d answer without a KE payload of %v", i+1, method))
 					return
 				}
-				sk, err := kex.SharedSecret(ke.Data)
+				sk, err := sa.sharedKE(kex, ke.Data)
 				if err != nil {
 					finish(ourNotify(message.INVALID_SYNTAX, "IKE_FOLLOWUP_KE %d: %v", i+1, err))
 					return

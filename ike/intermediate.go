@@ -80,7 +80,7 @@ func (sa *ikeSA) sendIntermediate(i int) {
 		return
 	}
 	sa.log.Debug("additional key exchange in IKE_INTERMEDIATE", "n", i+1, "method", method.String())
-	sa.send(&request{exch: message.IKE_INTERMEDIATE,
+	sa.send(&request{exch: message.IKE_INTERMEDIATE, kex: kex,
 		payloads:   []message.Payload{&message.KE{Group: method, Data: kex.PublicValue()}},
 		built:      func(m *message.Message) { sa.chainIntAuth(m) },
 		onResponse: func(m *message.Message) { sa.intermediateAnswered(i, kex, m) },
@@ -106,7 +106,7 @@ func (sa *ikeSA) intermediateAnswered(i int, kex ikecrypto.KeyExchange, m *messa
 		sa.destroyErr(err)
 		return
 	}
-	sk, err := kex.SharedSecret(ke.Data)
+	sk, err := sa.sharedKE(kex, ke.Data)
 	if err != nil {
 		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "IKE_INTERMEDIATE %d: %v", i+1, err))
 		return

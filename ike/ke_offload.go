@@ -8,12 +8,13 @@ import (
 	"github.com/keyplane/keyplane/ike/message"
 )
 
-// The key exchange of a request on a worker, as IKE_SA_INIT's and
-// IKE_AUTH's are: a CREATE_CHILD_SA request (a child with PFS, an IKE SA
-// rekey), an IKE_INTERMEDIATE or an IKE_FOLLOWUP_KE request carries the
-// peer's KE payload, and answering it (ikecrypto.Respond: our public value
-// and the shared secret, or a KEM's encapsulation) is the costly part of
-// the exchange. A new request of these exchanges is decrypted and its KE
+// The key exchanges of CREATE_CHILD_SA (a child with PFS, an IKE SA
+// rekey), IKE_INTERMEDIATE and IKE_FOLLOWUP_KE on a worker, as
+// IKE_SA_INIT's and IKE_AUTH's are. A request of these carries the peer's
+// KE payload, and answering it (ikecrypto.Respond: our public value and
+// the shared secret, or a KEM's encapsulation) is the costly part of the
+// exchange; so is, for the answer to our own such request, the shared
+// secret of its KE (offloadResponseKE, sharedKE). A new request of these exchanges is decrypted and its KE
 // answered on a worker; back on the loop it is handled as before, and the
 // handler takes that answer (respondKE) when it settles on the same method
 // for the same data, or computes its own. What comes for the SA while the
@@ -22,13 +23,16 @@ import (
 // is then handled in the order it came: up to maxHeldWhileComputing
 // messages, more are dropped and counted (keAgain).
 
-// kePre is a KE payload answered on a worker.
+// kePre is a KE payload answered on a worker: by Respond for the peer's
+// request (kex nil), or by our key exchange kex for its answer.
 type kePre struct {
+	kex    ikecrypto.KeyExchange
 	group  message.DHGroup
 	peer   []byte // the KE data answered
 	pub    []byte
-	secret ikecrypto.Key // nil once handed to the handler
+	secret ikecrypto.Key
 	err    error
+	taken  bool // handed to the handler, which owns the secret then
 }
 
 type keResult struct {
@@ -95,25 +99,78 @@ func (sa *ikeSA) offloadRequestKE(m *message.Message, s *sock, local, remote net
 // if it answered this very data with g, else computed now. The secret is
 // the caller's to zero.
 func (sa *ikeSA) respondKE(g message.DHGroup, data []byte) ([]byte, ikecrypto.Key, error) {
-	if p := sa.e.kePre; p != nil && p.secret != nil && p.group == g && bytes.Equal(p.peer, data) {
-		secret := p.secret
-		p.secret = nil
+	if p := sa.e.kePre; p != nil && !p.taken && p.kex == nil && p.group == g && bytes.Equal(p.peer, data) {
+		p.taken = true
 		sa.e.crypto.keUsed++
-		return p.pub, secret, p.err
-	}
-	if p := sa.e.kePre; p != nil && p.err != nil && p.group == g && bytes.Equal(p.peer, data) {
-		sa.e.crypto.keUsed++
-		return nil, nil, p.err // refused on the worker: the same answer
+		return p.pub, p.secret, p.err
 	}
 	sa.e.crypto.keRedone++
 	return ikecrypto.Respond(g, data)
 }
 
+// sharedKE is kex's shared secret with the peer's KE data: the worker's
+// if it took this very data with kex, else computed now. The secret is the
+// caller's.
+func (sa *ikeSA) sharedKE(kex ikecrypto.KeyExchange, data []byte) (ikecrypto.Key, error) {
+	if p := sa.e.kePre; p != nil && !p.taken && p.kex != nil && p.kex == kex && bytes.Equal(p.peer, data) {
+		p.taken = true
+		sa.e.crypto.keUsed++
+		return p.secret, p.err
+	}
+	sa.e.crypto.keRedone++
+	return kex.SharedSecret(data)
+}
+
+// offloadResponseKE decrypts m, the answer to our request in flight that
+// carried kex's public value, and takes the shared secret of its KE on a
+// worker, then hands m to the request's handler on the loop if the answer
+// is still awaited. Without a free worker it does it all now.
+func (sa *ikeSA) offloadResponseKE(m *message.Message, kex ikecrypto.KeyExchange, remote netip.AddrPort) {
+	e := sa.e
+	in := sa.in
+	work := func() keResult {
+		if err := m.Decrypt(in); err != nil {
+			return keResult{decErr: err}
+		}
+		ke, _ := m.Find(message.PayloadKE).(*message.KE)
+		if ke == nil || ke.Group != kex.Method() {
+			return keResult{} // the handler says what is wrong
+		}
+		secret, err := kex.SharedSecret(ke.Data)
+		return keResult{pre: &kePre{kex: kex, group: ke.Group, peer: ke.Data, secret: secret, err: err}}
+	}
+	done := func(r keResult) {
+		sa.keComputing = false
+		defer sa.releaseHeld()
+		if !sa.w.expects(m.MessageID, m.Exchange) {
+			r.pre.zero()
+			sa.log.Debug("response computed for a request no longer awaited; dropped", "msgid", m.MessageID)
+			return
+		}
+		if r.decErr != nil {
+			sa.log.Debug("dropping response that fails to decrypt", "err", r.decErr)
+			return
+		}
+		e.kePre = r.pre
+		defer func() {
+			e.kePre.zero()
+			e.kePre = nil
+		}()
+		sa.log.Debug("received response", "message", logText{m}, "from", remote)
+		sa.lastHeard = e.clk.Now()
+		sa.answered(m)
+	}
+	sa.keComputing = true
+	if !offload(e, work, done) {
+		e.crypto.keOnLoop++
+		done(work())
+	}
+}
+
 // zero wipes a secret the handler did not take.
 func (p *kePre) zero() {
-	if p != nil && p.secret != nil {
+	if p != nil && !p.taken && p.secret != nil {
 		p.secret.Zero()
-		p.secret = nil
 	}
 }
 

@@ -23,7 +23,8 @@ func keCountsOf(t *testing.T, e *Engine) (c keCounts) {
 }
 
 // An IKE SA rekey's KE (CREATE_CHILD_SA) is answered on the responder's
-// worker, and the handler takes that answer.
+// worker and its answer taken on the initiator's, and both handlers use
+// what the workers computed.
 func TestKEOnWorker(t *testing.T) {
 	noLeaks(t)
 	sa, sb := pairSides(t)
@@ -38,6 +39,7 @@ func TestKEOnWorker(t *testing.T) {
 		return ok && ia.SPIi != before.SPIi && rekB() == 1
 	})
 	assert.Equal(t, keCounts{used: 1}, keCountsOf(t, b.e), "b: the rekey's KE answered on a worker and used")
+	assert.Equal(t, keCounts{used: 1}, keCountsOf(t, a.e), "a: the answer's KE taken on a worker and used")
 }
 
 // What comes for an IKE SA while its request is on a worker waits and is

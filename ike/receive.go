@@ -86,6 +86,10 @@ func (sa *ikeSA) receive(s *sock, m *message.Message, local, remote netip.AddrPo
 			sa.offloadAuthResponse(m, remote) // decrypted and checked on a worker
 			return
 		}
+		if r := sa.w.inflight; r.kex != nil { // expects: in flight, this message's
+			sa.offloadResponseKE(m, r.kex, remote) // decrypted and its KE taken on a worker
+			return
+		}
 		if err := m.Decrypt(sa.in); err != nil {
 			sa.log.Debug("dropping response that fails to decrypt", "err", err)
 			return

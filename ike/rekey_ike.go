@@ -134,7 +134,7 @@ func (sa *ikeSA) rekeyIKEWith(group message.DHGroup) {
 	for i := range sp.Proposals {
 		sp.Proposals[i].SPI = binary.BigEndian.AppendUint64(nil, rk.spi)
 	}
-	sa.send(&request{exch: message.CREATE_CHILD_SA,
+	sa.send(&request{exch: message.CREATE_CHILD_SA, kex: dh,
 		payloads:   []message.Payload{sp, &message.Nonce{Data: rk.ni}, &message.KE{Group: group, Data: dh.PublicValue()}},
 		onResponse: func(m *message.Message) { sa.rekeyIKEAnswered(rk, m) },
 		onTimeout: func() {
@@ -216,7 +216,7 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 		declined(fmt.Sprintf("peer chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, rk.dh.Method()))
 		return
 	}
-	gir, err := rk.dh.SharedSecret(ke.Data)
+	gir, err := sa.sharedKE(rk.dh, ke.Data)
 	if err != nil {
 		declined("peer's KE: " + err.Error())
 		return

@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/keyplane/keyplane/ike/ikecrypto"
 	"github.com/keyplane/keyplane/ike/message"
 )
 
@@ -60,6 +61,9 @@ type request struct {
 	// built, if set, sees the message as built, before it is encrypted
 	// (RFC 9242's IntAuth is computed from it).
 	built func(*message.Message)
+	// kex is the key exchange whose public value the request carries:
+	// the answer's KE is taken with it on a worker (ke_offload.go).
+	kex ikecrypto.KeyExchange
 
 	// Set by the window.
 	msgID uint32
