@@ -184,35 +184,56 @@ func acceptable(chosen *message.Proposal, ours []config.Proposal, proto message.
 	}
 	o := ours[n-1]
 	ot := o.Transforms(withKE)
-	seen := map[message.TransformType]bool{}
-	for _, x := range append(append([]message.Transform(nil), ot...), chosen.Transforms...) {
-		typ := x.Type
+	// Each transform type in either proposal, once, in order of first
+	// appearance; the checks count and search in place (this runs for
+	// every proposal chosen, so it allocates nothing but ot).
+	var seen [256]bool
+	check := func(typ message.TransformType) error {
 		if seen[typ] {
-			continue
+			return nil
 		}
 		seen[typ] = true
-		var mine []message.Transform
+		var mineN, gotN int
+		mineNone, first := false, message.Transform{}
 		for _, m := range ot {
 			if m.Type == typ {
-				mine = append(mine, m)
+				mineN++
+				mineNone = mineNone || noneTransform(m)
 			}
 		}
-		got := chosen.Of(typ)
-		switch {
-		case len(mine) == 0:
-			for _, g := range got {
-				if !noneTransform(g) {
-					return fmt.Errorf("chosen proposal has %v %s, our proposal %d (%s) has none", typ, g, n, o.Text)
-				}
+		for _, g := range chosen.Transforms {
+			if g.Type != typ {
+				continue
 			}
-		case len(got) == 0 && slices.ContainsFunc(mine, noneTransform):
+			if gotN == 0 {
+				first = g
+			}
+			gotN++
+			if mineN == 0 && !noneTransform(g) {
+				return fmt.Errorf("chosen proposal has %v %s, our proposal %d (%s) has none", typ, g, n, o.Text)
+			}
+		}
+		switch {
+		case mineN == 0:
+		case gotN == 0 && mineNone:
 			// An optional additional key exchange left out (keN_none).
-		case len(got) == 0 && typ == message.TransformKE:
+		case gotN == 0 && typ == message.TransformKE:
 			return fmt.Errorf("chosen proposal drops the key exchange (PFS) of our proposal %d (%s)", n, o.Text)
-		case len(got) != 1:
-			return fmt.Errorf("chosen proposal has %d %v transforms, want one of proposal %d (%s)", len(got), typ, n, o.Text)
-		case !slices.ContainsFunc(mine, func(m message.Transform) bool { return m.Equal(got[0]) }):
-			return fmt.Errorf("chosen %v %s is not in our proposal %d (%s)", typ, got[0], n, o.Text)
+		case gotN != 1:
+			return fmt.Errorf("chosen proposal has %d %v transforms, want one of proposal %d (%s)", gotN, typ, n, o.Text)
+		case !slices.ContainsFunc(ot, func(m message.Transform) bool { return m.Type == typ && m.Equal(first) }):
+			return fmt.Errorf("chosen %v %s is not in our proposal %d (%s)", typ, first, n, o.Text)
+		}
+		return nil
+	}
+	for _, x := range ot {
+		if err := check(x.Type); err != nil {
+			return err
+		}
+	}
+	for _, x := range chosen.Transforms {
+		if err := check(x.Type); err != nil {
+			return err
 		}
 	}
 	return nil

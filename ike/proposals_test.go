@@ -221,3 +221,14 @@ func TestPeerIKEProposals(t *testing.T) {
 	req.Payloads = []message.Payload{message.NewIntermediateSupported()}
 	assert.Len(t, peerIKEProposals(req, sap), 3)
 }
+
+// acceptable allocates nothing beyond our proposal's transform list.
+func TestAcceptableAllocations(t *testing.T) {
+	ours := props(t, "aes256gcm16-prfsha256-x25519", true)
+	chosen := message.Proposal{Num: 1, Protocol: message.ProtocolIKE, Transforms: ours[0].Transforms(true)}
+	require.NoError(t, acceptable(&chosen, ours, message.ProtocolIKE, true))
+	base := testing.AllocsPerRun(100, func() { _ = ours[0].Transforms(true) })
+	if n := testing.AllocsPerRun(100, func() { _ = acceptable(&chosen, ours, message.ProtocolIKE, true) }); n > base {
+		t.Errorf("acceptable: %v allocations, want %v (its Transforms call)", n, base)
+	}
+}

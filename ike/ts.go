@@ -134,16 +134,25 @@ func narrow(theirs, ours []tsRange) []tsRange {
 	}
 	// A selector inside another adds nothing (the initiator's first,
 	// packet-specific selector of RFC 7296 §2.9 is usually inside the
-	// wide one).
-	var kept []tsRange
-	for i, r := range out {
-		inner := false
+	// wide one). Most children have one selector a side: out as it is.
+	inner := func(i int) bool {
 		for j, o := range out {
-			if i != j && r != o && r.within(o) {
-				inner = true
+			if i != j && out[i] != o && out[i].within(o) {
+				return true
 			}
 		}
-		if !inner {
+		return false
+	}
+	some := false
+	for i := range out {
+		some = some || inner(i)
+	}
+	if !some {
+		return out
+	}
+	var kept []tsRange
+	for i, r := range out {
+		if !inner(i) {
 			kept = append(kept, r)
 		}
 	}
