@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/message"
 	"github.com/keyplane/keyplane/internal/ikeprobe"
+	"github.com/keyplane/keyplane/internal/memtest"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
 
@@ -263,12 +263,7 @@ func TestOversizeInitRefused(t *testing.T) {
 	noLeaks(t)
 	b, _, _ := responder(t, "cookie_threshold = 0\ncookie_threshold_ip = 0\nblock_threshold = 0\ninit_limit_half_open = 0", withLogLevel(0))
 	fl := newRawInit(t, "127.0.0.1", b.e.cfg.Connections[0].LocalPort)
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
+	heap := memtest.LiveHeap
 	before := heap()
 	vid := &message.VendorID{Data: make([]byte, 60*1024)}
 	for i := range 1000 {

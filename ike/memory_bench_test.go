@@ -3,13 +3,12 @@ package ike
 import (
 	"flag"
 	"log/slog"
-	"os"
-	"runtime"
-	"runtime/pprof"
 	"testing"
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/internal/memtest"
 )
 
 var benchHeapProfile = flag.String("bench.heapprofile", "", "BenchmarkTunnelMemory, BenchmarkTunnels (poll=off): write the heap profile here while the tunnels are up")
@@ -32,32 +31,18 @@ func BenchmarkTunnelMemory(b *testing.B) {
 		b.StopTimer()
 		a := newPeer(b, "a", ca, withLogLevel(slog.LevelWarn))
 		z := newPeer(b, "b", cb, withLogLevel(slog.LevelWarn))
-		before := liveHeap()
+		before := memtest.LiveHeap()
 		b.StartTimer()
 		require.NoError(b, bringUp(b.Context(), a.e, n, *benchInflight))
 		b.StopTimer()
-		after := liveHeap()
+		after := memtest.LiveHeap()
 		perTunnel += float64(after-before) / float64(2*n)
-		if *benchHeapProfile != "" {
-			f, err := os.Create(*benchHeapProfile)
-			require.NoError(b, err)
-			require.NoError(b, pprof.WriteHeapProfile(f))
-			require.NoError(b, f.Close())
-		}
+		memtest.WriteHeapProfile(b, *benchHeapProfile)
 		require.NoError(b, a.e.Close())
 		require.NoError(b, z.e.Close())
 		b.StartTimer()
 	}
 	b.ReportMetric(perTunnel/float64(b.N), "B/tunnel")
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // TestIKESASize: an IKE SA's struct fits the allocator's 1,152-octet size

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/keyplane/keyplane/backends/nokernel"
 	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/internal/memtest"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -249,7 +248,7 @@ func BenchmarkTunnels(b *testing.B) {
 				case every > 0:
 					wg.Go(func() { poll(ctx, every, &lists, a.e, z.e) })
 				}
-				before := liveHeap()
+				before := memtest.LiveHeap()
 				b.StartTimer()
 				cpu0 := cpuTime()
 				err := bringUp(b.Context(), a.e, n, *benchInflight)
@@ -266,12 +265,9 @@ func BenchmarkTunnels(b *testing.B) {
 					require.Equal(b, map[IKEState]int{IKEEstablished: n}, ikes, "IKE SAs")
 					require.Equal(b, map[ChildState]int{ChildInstalled: n}, kids, "children")
 				}
-				heap += float64(liveHeap()-before) / float64(2*n)
-				if *benchHeapProfile != "" && every == 0 {
-					f, err := os.Create(*benchHeapProfile)
-					require.NoError(b, err)
-					require.NoError(b, pprof.WriteHeapProfile(f))
-					require.NoError(b, f.Close())
+				heap += float64(memtest.LiveHeap()-before) / float64(2*n)
+				if every == 0 {
+					memtest.WriteHeapProfile(b, *benchHeapProfile)
 				}
 				for _, e := range []*Engine{a.e, z.e} {
 					st, err := e.SocketStats(b.Context())

@@ -3,13 +3,12 @@ package nokernel_test
 import (
 	"flag"
 	"net/netip"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"testing"
 
 	"github.com/keyplane/keyplane/backends/nokernel"
 	"github.com/keyplane/keyplane/iana"
+	"github.com/keyplane/keyplane/internal/memtest"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
@@ -33,7 +32,7 @@ func BenchmarkModelMemory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		base := liveHeap()
+		base := memtest.LiveHeap()
 		b.StartTimer()
 		for i := range children {
 			reqid := uint32(i + 1)
@@ -60,7 +59,7 @@ func BenchmarkModelMemory(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		sas := liveHeap()
+		sas := memtest.LiveHeap()
 		b.StartTimer()
 		for i := range children {
 			reqid := uint32(i + 1)
@@ -79,17 +78,8 @@ func BenchmarkModelMemory(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		pols := liveHeap()
-		if *heapProfile != "" {
-			f, err := os.Create(*heapProfile)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := pprof.WriteHeapProfile(f); err != nil {
-				b.Fatal(err)
-			}
-			f.Close()
-		}
+		pols := memtest.LiveHeap()
+		memtest.WriteHeapProfile(b, *heapProfile)
 		perSA += float64(sas-base) / (2 * children)
 		perPolicy += float64(pols-sas) / (3 * children)
 		runtime.KeepAlive(m)
@@ -100,13 +90,4 @@ func BenchmarkModelMemory(b *testing.B) {
 	}
 	b.ReportMetric(perSA/float64(b.N), "B/SA")
 	b.ReportMetric(perPolicy/float64(b.N), "B/policy")
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() int64 {
-	var s runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&s)
-	return int64(s.HeapAlloc)
 }
