@@ -82,8 +82,10 @@ type childSA struct {
 	// limits (lifetime.go).
 	lifetime kernelops.Lifetimes
 	// What the installation added, for removal and rollback.
-	sas     []kernelops.SAID
-	polRefs []kernelops.PolicyID
+	sas []kernelops.SAID
+	// polRefs are the engine's entries of the policies it counts: the
+	// ID is kept once, in the entry (8 octets here instead of 88).
+	polRefs []*polRefEntry
 	xfrmi   string // the xfrm interface held (xfrmi.go)
 	estAt   time.Time
 	rekey   bool // a soft expire asked for a rekey

@@ -283,8 +283,7 @@ func (e *Engine) restorePolicies(b []*restoring, st *RestoreStats) {
 	}
 	for _, sp := range spans {
 		for _, p := range sp.counted {
-			e.notePolicyRef(p)
-			sp.r.ch.polRefs = append(sp.r.ch.polRefs, p.ID())
+			sp.r.ch.polRefs = append(sp.r.ch.polRefs, e.notePolicyRef(p))
 		}
 		var failed error
 		for _, op := range ops[sp.first:sp.end] {
@@ -296,8 +295,7 @@ func (e *Engine) restorePolicies(b []*restoring, st *RestoreStats) {
 					failed = fmt.Errorf("add policy %s: %w", op.Policy.ID(), op.Err)
 				}
 			default:
-				e.notePolicyRef(op.Policy)
-				sp.r.ch.polRefs = append(sp.r.ch.polRefs, op.Policy.ID())
+				sp.r.ch.polRefs = append(sp.r.ch.polRefs, e.notePolicyRef(op.Policy))
 			}
 		}
 		if failed != nil {
@@ -306,27 +304,29 @@ func (e *Engine) restorePolicies(b []*restoring, st *RestoreStats) {
 	}
 	for _, r := range later {
 		for _, p := range r.pols {
-			if err := e.addPolicyRef(p); err != nil {
+			x, err := e.addPolicyRef(p)
+			if err != nil {
 				e.restoreFailed(r, fmt.Errorf("add policy %s: %w", p.ID(), err))
 				break
 			}
-			r.ch.polRefs = append(r.ch.polRefs, p.ID())
+			r.ch.polRefs = append(r.ch.polRefs, x)
 		}
 	}
 }
 
 // notePolicyRef counts a policy that is now in the dataplane with p's
 // templates (added, replaced, or already there), as addPolicyRef does.
-func (e *Engine) notePolicyRef(p *kernelops.Policy) {
+func (e *Engine) notePolicyRef(p *kernelops.Policy) *polRefEntry {
 	id := p.ID()
-	r := e.policies.get(id)
-	if r == nil {
-		r = e.policies.add(id)
+	x := e.policies.entry(id)
+	if x == nil {
+		x = e.policies.add(id)
 	}
-	if r.n > 0 {
-		r.n++
+	if x.n > 0 {
+		x.n++
 	} else {
-		r.n = 1
+		x.n = 1
 	}
-	r.tmpl = slices.Clone(p.Templates)
+	x.tmpl = slices.Clone(p.Templates)
+	return x
 }

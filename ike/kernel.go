@@ -51,7 +51,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 	defer func() {
 		if err != nil {
 			for i := len(ch.polRefs) - 1; i >= 0; i-- {
-				e.dropPolicyRef(ch.polRefs[i])
+				e.dropPolicyRef(ch.polRefs[i].id)
 			}
 			for i := len(ch.sas) - 1; i >= 0; i-- {
 				e.deleteSA(ch, ch.sas[i])
@@ -96,12 +96,13 @@ func (e *Engine) install(ch *childSA) (err error) {
 		return fmt.Errorf("no traffic selector pair the dataplane can express (%s <-> %s)", rangesString(ch.localTS), rangesString(ch.remoteTS))
 	}
 	ps := childPolicies(ch.cfg, ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels)
-	ch.polRefs = make([]kernelops.PolicyID, 0, len(ps)) // as ch.sas
+	ch.polRefs = make([]*polRefEntry, 0, len(ps)) // as ch.sas
 	for _, p := range ps {
-		if err := e.addPolicyRef(p); err != nil {
+		x, err := e.addPolicyRef(p)
+		if err != nil {
 			return fmt.Errorf("add policy %s: %w", p.ID(), err)
 		}
-		ch.polRefs = append(ch.polRefs, p.ID())
+		ch.polRefs = append(ch.polRefs, x)
 	}
 	return nil
 }
@@ -182,41 +183,41 @@ func (e *Engine) uninstall(ch *childSA) {
 	for _, id := range ch.sas {
 		e.deleteSA(ch, id)
 	}
-	for _, id := range ch.polRefs {
-		e.dropPolicyRef(id)
+	for _, x := range ch.polRefs {
+		e.dropPolicyRef(x.id)
 	}
 	e.releaseXfrmi(ch.xfrmi)
 	e.releaseChildReqID(ch)
 	ch.sas, ch.polRefs, ch.xfrmi = nil, nil, ""
 }
 
-func (e *Engine) addPolicyRef(p *kernelops.Policy) error {
+func (e *Engine) addPolicyRef(p *kernelops.Policy) (*polRefEntry, error) {
 	id := p.ID()
-	r := e.policies.get(id)
-	if r != nil && r.n > 0 {
-		if !slices.Equal(r.tmpl, p.Templates) {
+	x := e.policies.entry(id)
+	if x != nil && x.n > 0 {
+		if !slices.Equal(x.tmpl, p.Templates) {
 			if err := e.spd.ReplacePolicy(e.ctx, p); err != nil {
-				return err
+				return nil, err
 			}
-			r.tmpl = p.Templates
+			x.tmpl = p.Templates
 		}
-		r.n++
-		return nil
+		x.n++
+		return x, nil
 	}
 	var err error
-	if r != nil && r.trap != nil {
+	if x != nil && x.trap != nil {
 		err = e.spd.ReplacePolicy(e.ctx, p)
 	} else {
 		err = e.spd.AddPolicy(e.ctx, p)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if r == nil {
-		r = e.policies.add(id)
+	if x == nil {
+		x = e.policies.add(id)
 	}
-	r.n, r.tmpl = 1, p.Templates
-	return nil
+	x.n, x.tmpl = 1, p.Templates
+	return x, nil
 }
 
 func (e *Engine) dropPolicyRef(id kernelops.PolicyID) {
@@ -285,7 +286,7 @@ func (e *Engine) installTrap(c *config.Connection, ch *config.Child) error {
 			}
 		}
 		if r == nil {
-			r = e.policies.add(id)
+			r = &e.policies.add(id).polRef
 		}
 		r.trap = p
 		ids = append(ids, id)

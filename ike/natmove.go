@@ -179,7 +179,7 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 	m := kernelops.Migration{ReqID: ch.reqid,
 		Old: kernelops.Endpoints{Local: ch.localAddr, Remote: ch.remoteAddr},
 		New: kernelops.Endpoints{Local: l, Remote: r}, Encap: enc,
-		SAs: append([]kernelops.SAID(nil), ch.sas...), Policies: append([]kernelops.PolicyID(nil), ch.polRefs...)}
+		SAs: append([]kernelops.SAID(nil), ch.sas...), Policies: ch.policyIDs()}
 	if err := mig.Migrate(e.ctx, m); err != nil {
 		return err
 	}
@@ -196,10 +196,8 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 		e.bySA[idleKey(id)] = ch
 	}
 	// Migrate moved the policies' templates too.
-	for _, id := range ch.polRefs {
-		if ref := e.policies.get(id); ref != nil {
-			ref.tmpl = movedTemplates(ref.tmpl, ch.localAddr, ch.remoteAddr, l, r)
-		}
+	for _, x := range ch.polRefs {
+		x.tmpl = movedTemplates(x.tmpl, ch.localAddr, ch.remoteAddr, l, r)
 	}
 	watched := ch.watched
 	if watched {

@@ -29,11 +29,14 @@ func (p *policyRefs) get(id kernelops.PolicyID) *polRef {
 	return nil
 }
 
-// add makes id's polRef, which must not exist yet.
-func (p *policyRefs) add(id kernelops.PolicyID) *polRef {
+// entry is id's entry (nil: none).
+func (p *policyRefs) entry(id kernelops.PolicyID) *polRefEntry { return p.m.Get(id) }
+
+// add makes id's entry, which must not exist yet.
+func (p *policyRefs) add(id kernelops.PolicyID) *polRefEntry {
 	x := &polRefEntry{id: id}
 	p.m.Put(x)
-	return &x.polRef
+	return x
 }
 
 func (p *policyRefs) del(id kernelops.PolicyID) { p.m.Delete(id) }
@@ -48,3 +51,12 @@ func (p *policyRefs) all(yield func(kernelops.PolicyID, *polRef) bool) {
 }
 
 func (p *policyRefs) len() int { return p.m.Len() }
+
+// policyIDs are the IDs of the policies the child counts.
+func (ch *childSA) policyIDs() []kernelops.PolicyID {
+	ids := make([]kernelops.PolicyID, len(ch.polRefs))
+	for i, x := range ch.polRefs {
+		ids[i] = x.id
+	}
+	return ids
+}
