@@ -54,22 +54,15 @@ func keOffloaded(h message.Header) bool {
 // on a worker, then handles it on the loop (handleRequest) if it is still
 // the request the SA expects. Without a free worker it does it all now.
 func (sa *ikeSA) offloadRequestKE(m *message.Message, s *sock, local, remote netip.AddrPort) {
-	e := sa.e
 	in := sa.in
-	work := func() keResult {
-		if err := m.Decrypt(in); err != nil {
+	sa.runKE(func() keResult {
+		ke, err := decryptedKE(m, in)
+		if err != nil || ke == nil {
 			return keResult{decErr: err}
-		}
-		ke, _ := m.Find(message.PayloadKE).(*message.KE)
-		if ke == nil {
-			return keResult{}
 		}
 		pub, secret, err := ikecrypto.Respond(ke.Group, ke.Data)
 		return keResult{pre: &kePre{group: ke.Group, peer: ke.Data, pub: pub, secret: secret, err: err}}
-	}
-	done := func(r keResult) {
-		sa.keComputing = false
-		defer sa.releaseHeld()
+	}, func(r keResult) {
 		if r.decErr == nil && sa.w.classify(m.MessageID) != reqNew {
 			r.pre.zero()
 			sa.log.Debug("request computed for an IKE SA that has moved on; dropped", "msgid", m.MessageID, "state", sa.state)
@@ -79,20 +72,47 @@ func (sa *ikeSA) offloadRequestKE(m *message.Message, s *sock, local, remote net
 			sa.requestUndecryptable(m, r.decErr, s, local, remote)
 			return
 		}
-		// The loop handles one message at a time: the answer waits in
-		// the engine, not in every IKE SA, for the handler.
-		e.kePre = r.pre
-		defer func() {
-			e.kePre.zero() // an answer the handler did not take
-			e.kePre = nil
-		}()
-		sa.handleRequest(m, s, local, remote)
+		sa.e.withKEPre(r.pre, func() { sa.handleRequest(m, s, local, remote) })
+	})
+}
+
+// runKE runs work on a worker and done on the loop, or both now without
+// a free worker. Meanwhile the SA's messages wait (keComputing); after
+// done they are handled.
+func (sa *ikeSA) runKE(work func() keResult, done func(keResult)) {
+	e := sa.e
+	finish := func(r keResult) {
+		sa.keComputing = false
+		defer sa.releaseHeld()
+		done(r)
 	}
 	sa.keComputing = true
-	if !offload(e, work, done) {
+	if !offload(e, work, finish) {
 		e.crypto.keOnLoop++
-		done(work())
+		finish(work())
 	}
+}
+
+// decryptedKE decrypts m with in and returns its KE payload (nil: none).
+// It runs on a worker.
+func decryptedKE(m *message.Message, in message.Cipher) (*message.KE, error) {
+	if err := m.Decrypt(in); err != nil {
+		return nil, err
+	}
+	ke, _ := m.Find(message.PayloadKE).(*message.KE)
+	return ke, nil
+}
+
+// withKEPre runs handle with the worker's answer p where respondKE and
+// sharedKE find it: the loop handles one message at a time, so it waits
+// in the engine, not in every IKE SA. What handle did not take is wiped.
+func (e *Engine) withKEPre(p *kePre, handle func()) {
+	e.kePre = p
+	defer func() {
+		e.kePre.zero()
+		e.kePre = nil
+	}()
+	handle()
 }
 
 // respondKE answers the peer's KE data of method g: the worker's answer
@@ -126,22 +146,15 @@ func (sa *ikeSA) sharedKE(kex ikecrypto.KeyExchange, data []byte) (ikecrypto.Key
 // worker, then hands m to the request's handler on the loop if the answer
 // is still awaited. Without a free worker it does it all now.
 func (sa *ikeSA) offloadResponseKE(m *message.Message, kex ikecrypto.KeyExchange, remote netip.AddrPort) {
-	e := sa.e
 	in := sa.in
-	work := func() keResult {
-		if err := m.Decrypt(in); err != nil {
-			return keResult{decErr: err}
-		}
-		ke, _ := m.Find(message.PayloadKE).(*message.KE)
-		if ke == nil || ke.Group != kex.Method() {
-			return keResult{} // the handler says what is wrong
+	sa.runKE(func() keResult {
+		ke, err := decryptedKE(m, in)
+		if err != nil || ke == nil || ke.Group != kex.Method() {
+			return keResult{decErr: err} // no KE, or another: the handler says what is wrong
 		}
 		secret, err := kex.SharedSecret(ke.Data)
 		return keResult{pre: &kePre{kex: kex, group: ke.Group, peer: ke.Data, secret: secret, err: err}}
-	}
-	done := func(r keResult) {
-		sa.keComputing = false
-		defer sa.releaseHeld()
+	}, func(r keResult) {
 		if !sa.w.expects(m.MessageID, m.Exchange) {
 			r.pre.zero()
 			sa.log.Debug("response computed for a request no longer awaited; dropped", "msgid", m.MessageID)
@@ -151,20 +164,8 @@ func (sa *ikeSA) offloadResponseKE(m *message.Message, kex ikecrypto.KeyExchange
 			sa.log.Debug("dropping response that fails to decrypt", "err", r.decErr)
 			return
 		}
-		e.kePre = r.pre
-		defer func() {
-			e.kePre.zero()
-			e.kePre = nil
-		}()
-		sa.log.Debug("received response", "message", logText{m}, "from", remote)
-		sa.lastHeard = e.clk.Now()
-		sa.answered(m)
-	}
-	sa.keComputing = true
-	if !offload(e, work, done) {
-		e.crypto.keOnLoop++
-		done(work())
-	}
+		sa.e.withKEPre(r.pre, func() { sa.takeResponse(m, remote) })
+	})
 }
 
 // zero wipes a secret the handler did not take.

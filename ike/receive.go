@@ -94,9 +94,7 @@ func (sa *ikeSA) receive(s *sock, m *message.Message, local, remote netip.AddrPo
 			sa.log.Debug("dropping response that fails to decrypt", "err", err)
 			return
 		}
-		sa.log.Debug("received response", "message", logText{m}, "from", remote)
-		sa.lastHeard = e.clk.Now()
-		sa.answered(m)
+		sa.takeResponse(m, remote)
 		return
 	}
 	// A request from the peer.
@@ -193,4 +191,12 @@ func (sa *ikeSA) handleRequest(m *message.Message, s *sock, local, remote netip.
 		}
 	}
 	sa.log.Debug("dropping request in this state", "message", logText{m}, "state", sa.state)
+}
+
+// takeResponse hands a decrypted answer to our request in flight to its
+// handler: the peer was heard.
+func (sa *ikeSA) takeResponse(m *message.Message, remote netip.AddrPort) {
+	sa.log.Debug("received response", "message", logText{m}, "from", remote)
+	sa.lastHeard = sa.e.clk.Now()
+	sa.answered(m)
 }
