@@ -163,8 +163,8 @@ func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then 
 	}
 	j := &authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: sa.cands, chosen: sa.ikeChosen, prf: sa.suite.PRF,
 		skpi: sa.keys.SKpi, skpr: sa.keys.SKpr, skd: sa.keys.SKd, initReq: sa.initReq, initResp: sa.initResp,
-		ni: sa.ni, nr: sa.nr, intAuthI: sa.mkr().intAuthI, intAuthR: sa.mkr().intAuthR,
-		authLater:  sa.mkr().interDone < len(sa.suite.AdditionalKEs()),
+		ni: sa.ni, nr: sa.nr, intAuthI: orZero(sa.mke).intAuthI, intAuthR: orZero(sa.mke).intAuthR,
+		authLater:  orZero(sa.mke).interDone < len(sa.suite.AdditionalKEs()),
 		peerHashes: sa.peerHashes, peerCertReq: sa.peerCertReq,
 		credPSK: sa.credPSK, credCert: sa.credCert, credTrust: sa.credTrust,
 		localAddr: sa.local.Addr(), remoteAddr: sa.remote.Addr(), remoteDyn: sa.leasedAddrs(), now: e.clk.Now()}

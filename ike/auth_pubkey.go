@@ -63,7 +63,7 @@ func (sa *ikeSA) authOctets(ofInitiator bool, id *message.ID) ([]byte, error) {
 	if !ofInitiator {
 		skp, real, nonce = sa.keys.SKpr, sa.initResp, sa.ni
 	}
-	return authOctets(sa.suite.PRF, skp, real, nonce, id.Body(), sa.mkr().intAuthI, sa.mkr().intAuthR, sa.authMID)
+	return authOctets(sa.suite.PRF, skp, real, nonce, id.Body(), orZero(sa.mke).intAuthI, orZero(sa.mke).intAuthR, sa.authMID)
 }
 
 // authOctets is the computation of (*ikeSA).authOctets with explicit

@@ -46,7 +46,9 @@ type followupIn struct {
 
 // followupBusy reports whether an IKE_FOLLOWUP_KE sequence is in
 // progress on the SA.
-func (sa *ikeSA) followupBusy() bool { return sa.mkr().followIn != nil || sa.mkr().followOut > 0 }
+func (sa *ikeSA) followupBusy() bool {
+	return orZero(sa.mke).followIn != nil || orZero(sa.mke).followOut > 0
+}
 
 // addKEsOf returns the additional key exchanges of a chosen proposal.
 func addKEsOf(p *message.Proposal) []message.DHGroup {
@@ -72,10 +74,10 @@ func newLink() []byte {
 // done gets their shared secrets in order, or why they failed (then the
 // secrets are gone).
 func (sa *ikeSA) followups(adds []message.DHGroup, link []byte, done func([][]byte, error)) {
-	sa.mk().followOut++
+	made(&sa.mke).followOut++
 	var secrets [][]byte
 	finish := func(err error) {
-		sa.mk().followOut--
+		made(&sa.mke).followOut--
 		if err != nil {
 			for _, s := range secrets {
 				clear(s)
@@ -138,7 +140,7 @@ func (sa *ikeSA) followups(adds []message.DHGroup, link []byte, done func([][]by
 // exchanges and returns the link for our CREATE_CHILD_SA answer.
 func (sa *ikeSA) expectFollowups(adds []message.DHGroup, finish func([][]byte) []message.Payload, abort func(string)) []byte {
 	f := &followupIn{link: newLink(), adds: adds, finish: finish, abort: abort}
-	sa.mk().followIn = f
+	made(&sa.mke).followIn = f
 	sa.armFollowup(f)
 	return f.link
 }
@@ -146,7 +148,7 @@ func (sa *ikeSA) expectFollowups(adds []message.DHGroup, finish func([][]byte) [
 func (sa *ikeSA) armFollowup(f *followupIn) {
 	f.timer.Stop()
 	f.timer = sa.e.after(followupTimeout, func() {
-		if sa.mkr().followIn == f {
+		if orZero(sa.mke).followIn == f {
 			sa.dropFollowupIn("the peer did not complete its IKE_FOLLOWUP_KE exchanges in time")
 		}
 	})
@@ -154,11 +156,11 @@ func (sa *ikeSA) armFollowup(f *followupIn) {
 
 // dropFollowupIn abandons the peer's sequence.
 func (sa *ikeSA) dropFollowupIn(why string) {
-	f := sa.mkr().followIn
+	f := orZero(sa.mke).followIn
 	if f == nil {
 		return
 	}
-	sa.mk().followIn = nil
+	made(&sa.mke).followIn = nil
 	f.timer.Stop()
 	for _, s := range f.secrets {
 		s.Zero()
@@ -176,7 +178,7 @@ func (sa *ikeSA) handleFollowupKE(m *message.Message, s *sock, local, remote net
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
-	f := sa.mkr().followIn
+	f := orZero(sa.mke).followIn
 	if f == nil || string(f.link) != string(n.Data) {
 		sa.log.Info("IKE_FOLLOWUP_KE for no exchange we know: answering STATE_NOT_FOUND")
 		answer(&message.Notify{NotifyType: message.STATE_NOT_FOUND})
@@ -202,7 +204,7 @@ func (sa *ikeSA) handleFollowupKE(m *message.Message, s *sock, local, remote net
 		answer(&message.KE{Group: method, Data: pub}, &message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: f.link})
 		return
 	}
-	sa.mk().followIn = nil
+	made(&sa.mke).followIn = nil
 	f.timer.Stop()
 	secrets := make([][]byte, len(f.secrets))
 	for i, s := range f.secrets {

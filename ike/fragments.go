@@ -110,7 +110,7 @@ func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.Add
 		case reqNew:
 			r = &sa.fragReq
 		case reqRetransmit:
-			if f, _, err := m.OpenFragment(sa.in); (err == nil && f.Number == 1) || (sa.mkr().lastInterReq != nil && bytes.Equal(m.Raw(), sa.mkr().lastInterReq)) {
+			if f, _, err := m.OpenFragment(sa.in); (err == nil && f.Number == 1) || (orZero(sa.mke).lastInterReq != nil && bytes.Equal(m.Raw(), orZero(sa.mke).lastInterReq)) {
 				sa.log.Debug("answering retransmitted request (fragment 1)", "msgid", h.MessageID)
 				sa.sendResponse(s, local, remote)
 			}
@@ -145,7 +145,7 @@ func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.Add
 		return nil
 	}
 	if f.Number == 1 && !h.Response && h.Exchange == message.IKE_INTERMEDIATE {
-		sa.mk().lastInterReq = m.Raw()
+		made(&sa.mke).lastInterReq = m.Raw()
 	}
 	if !done {
 		sa.armFragTimer()

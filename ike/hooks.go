@@ -145,7 +145,7 @@ func (e *Engine) childHook(ch *childSA, from, to childState, reason string) {
 		if id := sa.rec.peerID; id != nil {
 			info.RemoteID = idText(id)
 		}
-		info.VIPs, info.PeerVIPs = sa.vipr().addrs, sa.leasedAddrs()
+		info.VIPs, info.PeerVIPs = orZero(sa.vips).addrs, sa.leasedAddrs()
 	}
 	if ch.encap != nil {
 		info.UDPEncapPort = ch.encap.DstPort

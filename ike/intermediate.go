@@ -37,25 +37,6 @@ type multiKE struct {
 	followOut int
 }
 
-// mk is the SA's multiKE, made at its first write.
-func (sa *ikeSA) mk() *multiKE {
-	if sa.mke == nil {
-		sa.mke = &multiKE{}
-	}
-	return sa.mke
-}
-
-// noMultiKE is what mkr reads for an SA without one; never written.
-var noMultiKE multiKE
-
-// mkr is the SA's multiKE to read: its own, or an empty one.
-func (sa *ikeSA) mkr() *multiKE {
-	if sa.mke == nil {
-		return &noMultiKE
-	}
-	return sa.mke
-}
-
 // afterInit goes on after IKE_SA_INIT: IKE_INTERMEDIATE for each
 // additional key exchange of the suite, then IKE_AUTH.
 func (sa *ikeSA) afterInit() {
@@ -117,7 +98,7 @@ func (sa *ikeSA) intermediateAnswered(i int, kex ikecrypto.KeyExchange, m *messa
 		sa.destroyErr(err)
 		return
 	}
-	sa.mk().interDone++
+	made(&sa.mke).interDone++
 	sa.log.Info("additional key exchange done", "n", i+1, "method", method.String())
 	if i+1 < len(sa.suite.AdditionalKEs()) {
 		sa.sendIntermediate(i + 1)
@@ -133,14 +114,14 @@ func (sa *ikeSA) handleIntermediate(m *message.Message, s *sock, local, remote n
 		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "%s", why))
 	}
 	adds := sa.suite.AdditionalKEs()
-	if sa.mkr().interDone >= len(adds) {
+	if orZero(sa.mke).interDone >= len(adds) {
 		fail(fmt.Sprintf("IKE_INTERMEDIATE beyond the %d additional key exchanges negotiated", len(adds)))
 		return
 	}
-	method := adds[sa.mkr().interDone]
+	method := adds[orZero(sa.mke).interDone]
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	if ke == nil || ke.Group != method {
-		fail(fmt.Sprintf("IKE_INTERMEDIATE %d without a KE payload of %v", sa.mkr().interDone+1, method))
+		fail(fmt.Sprintf("IKE_INTERMEDIATE %d without a KE payload of %v", orZero(sa.mke).interDone+1, method))
 		return
 	}
 	if err := sa.chainIntAuth(m); err != nil {
@@ -149,7 +130,7 @@ func (sa *ikeSA) handleIntermediate(m *message.Message, s *sock, local, remote n
 	}
 	pub, sk, err := sa.respondKE(method, ke.Data)
 	if err != nil {
-		fail(fmt.Sprintf("IKE_INTERMEDIATE %d: %v", sa.mkr().interDone+1, err))
+		fail(fmt.Sprintf("IKE_INTERMEDIATE %d: %v", orZero(sa.mke).interDone+1, err))
 		return
 	}
 	defer sk.Zero()
@@ -159,15 +140,15 @@ func (sa *ikeSA) handleIntermediate(m *message.Message, s *sock, local, remote n
 		return
 	}
 	if raw := m.Raw(); raw != nil {
-		sa.mk().lastInterReq = raw
+		made(&sa.mke).lastInterReq = raw
 	}
 	sa.respond(m, ps, s, local, remote) // under the keys in force so far
 	if err := sa.intermediateKeys(sk); err != nil {
 		sa.destroyErr(err)
 		return
 	}
-	sa.mk().interDone++
-	sa.log.Info("additional key exchange done", "n", sa.mkr().interDone, "method", method.String())
+	made(&sa.mke).interDone++
+	sa.log.Info("additional key exchange done", "n", orZero(sa.mke).interDone, "method", method.String())
 }
 
 // chainIntAuth adds an IKE_INTERMEDIATE message, sent or received, to
@@ -178,9 +159,9 @@ func (sa *ikeSA) chainIntAuth(m *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("IntAuth of IKE_INTERMEDIATE: %w", err)
 	}
-	prev, skp := &sa.mk().intAuthI, sa.keys.SKpi
+	prev, skp := &made(&sa.mke).intAuthI, sa.keys.SKpi
 	if !m.Initiator {
-		prev, skp = &sa.mk().intAuthR, sa.keys.SKpr
+		prev, skp = &made(&sa.mke).intAuthR, sa.keys.SKpr
 	}
 	v, err := ikecrypto.IntAuth(sa.suite.PRF, skp, *prev, oct)
 	if err != nil {
@@ -210,8 +191,8 @@ func (sa *ikeSA) intermediateKeys(sk ikecrypto.Key) error {
 // intermediateDone says why IKE_AUTH cannot come yet ("" if it can):
 // every additional key exchange must be done first.
 func (sa *ikeSA) intermediateDone() string {
-	if n := len(sa.suite.AdditionalKEs()); sa.mkr().interDone < n {
-		return fmt.Sprintf("IKE_AUTH after %d of the %d additional key exchanges (IKE_INTERMEDIATE)", sa.mkr().interDone, n)
+	if n := len(sa.suite.AdditionalKEs()); orZero(sa.mke).interDone < n {
+		return fmt.Sprintf("IKE_AUTH after %d of the %d additional key exchanges (IKE_INTERMEDIATE)", orZero(sa.mke).interDone, n)
 	}
 	if sa.mke != nil {
 		sa.mke.lastInterReq = nil
@@ -224,7 +205,7 @@ func (sa *ikeSA) intermediateDone() string {
 // IKE_INTERMEDIATE request, answered under the keys that it replaced) it
 // is the same octets.
 func (sa *ikeSA) isRetransmit(m *message.Message) bool {
-	if sa.mkr().lastInterReq != nil && bytes.Equal(m.Raw(), sa.mkr().lastInterReq) {
+	if orZero(sa.mke).lastInterReq != nil && bytes.Equal(m.Raw(), orZero(sa.mke).lastInterReq) {
 		return true
 	}
 	return m.Decrypt(sa.in) == nil

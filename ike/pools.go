@@ -166,7 +166,7 @@ func (sa *ikeSA) assignVIPs(m *message.Message, conn *config.Connection, peerID 
 			sa.log.Warn("no virtual IP found", "requested", k.hint.String(), "identity", peerID, "reason", strings.Join(why, "; "))
 			continue
 		}
-		v := sa.vipw()
+		v := made(&sa.vips)
 		v.leases = append(v.leases, l)
 		how := "new lease"
 		if again {
@@ -190,7 +190,7 @@ func (sa *ikeSA) assignVIPs(m *message.Message, conn *config.Connection, peerID 
 			}
 		}
 	}
-	if len(sa.vipr().leases) == 0 {
+	if len(orZero(sa.vips).leases) == 0 {
 		if len(conn.Pools) == 0 {
 			why = append(why, "connection "+conn.Name+" has no pools")
 		}
@@ -210,7 +210,7 @@ func famName(v4 bool) string {
 // children's dynamic remote selectors); nil without any.
 func (sa *ikeSA) leasedAddrs() []netip.Addr {
 	var out []netip.Addr
-	for _, l := range sa.vipr().leases {
+	for _, l := range orZero(sa.vips).leases {
 		out = append(out, l.addr)
 	}
 	return out

@@ -32,25 +32,6 @@ type vipState struct {
 	leases []*lease
 }
 
-// vipw is the SA's vipState, made at its first write.
-func (sa *ikeSA) vipw() *vipState {
-	if sa.vips == nil {
-		sa.vips = &vipState{}
-	}
-	return sa.vips
-}
-
-// noVIPs is what vipr reads for an SA without virtual IPs; never written.
-var noVIPs vipState
-
-// vipr is the SA's vipState to read: its own, or an empty one.
-func (sa *ikeSA) vipr() *vipState {
-	if sa.vips == nil {
-		return &noVIPs
-	}
-	return sa.vips
-}
-
 // vipRequest is the CP payload of our IKE_AUTH request (none without
 // vips): an address of each family asked for (a concrete one as a hint)
 // and the DNS servers of that family.
@@ -58,7 +39,7 @@ func (sa *ikeSA) vipRequest() []message.Payload {
 	if sa.conn == nil || len(sa.conn.VIPs) == 0 {
 		return nil
 	}
-	sa.vipw().asked = sa.conn.VIPs
+	made(&sa.vips).asked = sa.conn.VIPs
 	cp := &message.CP{CFGType: message.CFGRequest}
 	for _, v := range sa.conn.VIPs {
 		if v.Is4() {
@@ -75,12 +56,12 @@ func (sa *ikeSA) vipRequest() []message.Payload {
 // them — the whole family while the request is out (the responder
 // narrows it to the address it assigns), the assigned addresses after.
 func (sa *ikeSA) localRanges(cfg *config.Child, addr netip.Addr) []tsRange {
-	if len(sa.vipr().asked) == 0 {
+	if len(orZero(sa.vips).asked) == 0 {
 		return configRanges(cfg.LocalTS, addr)
 	}
-	dyn := sa.vipr().addrs
+	dyn := orZero(sa.vips).addrs
 	if len(dyn) == 0 {
-		for _, v := range sa.vipr().asked {
+		for _, v := range orZero(sa.vips).asked {
 			if v.Is4() {
 				dyn = append(dyn, netip.IPv4Unspecified())
 			} else {
@@ -136,18 +117,18 @@ func cpAnswer(cp *message.CP) (addrs, dns []netip.Addr) {
 // reply's addresses installed, or why not (the IKE SA cannot carry its
 // children without them).
 func (sa *ikeSA) takeVIPs(m *message.Message) error {
-	if len(sa.vipr().asked) == 0 {
+	if len(orZero(sa.vips).asked) == 0 {
 		return nil
 	}
 	cp, _ := m.Find(message.PayloadCP).(*message.CP)
 	if cp == nil || cp.CFGType != message.CFGReply {
-		return fmt.Errorf("asked for virtual IPs %v, the IKE_AUTH response has no CFG_REPLY: %w", sa.vipr().asked, ErrNoVirtualIP)
+		return fmt.Errorf("asked for virtual IPs %v, the IKE_AUTH response has no CFG_REPLY: %w", orZero(sa.vips).asked, ErrNoVirtualIP)
 	}
 	addrs, dns := cpAnswer(cp)
 	if len(addrs) == 0 {
-		return fmt.Errorf("asked for virtual IPs %v, the CFG_REPLY (%v) holds no address: %w", sa.vipr().asked, cp, ErrNoVirtualIP)
+		return fmt.Errorf("asked for virtual IPs %v, the CFG_REPLY (%v) holds no address: %w", orZero(sa.vips).asked, cp, ErrNoVirtualIP)
 	}
-	for _, v := range sa.vipr().asked {
+	for _, v := range orZero(sa.vips).asked {
 		got := false
 		for _, a := range addrs {
 			got = got || a.Is4() == v.Is4()
@@ -160,7 +141,7 @@ func (sa *ikeSA) takeVIPs(m *message.Message) error {
 	if err != nil {
 		return err
 	}
-	v := sa.vipw()
+	v := made(&sa.vips)
 	v.addrs, v.ifname, v.dns = addrs, ifname, dns
 	sa.log.Info("virtual IP installed", "vips", fmt.Sprint(addrs), "interface", ifname, "dns", fmt.Sprint(dns))
 	return nil
