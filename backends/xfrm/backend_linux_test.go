@@ -3,7 +3,6 @@ package xfrm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -129,34 +128,11 @@ func TestPolicyExpireEvents(t *testing.T) {
 		// are 3 s apart: a timer that fires late still sees soft first.
 		Lifetime: kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: time.Second}, Hard: kernelops.Limits{AddTime: 4 * time.Second}}}
 	must(t, "add", b.AddPolicy(ctx, p))
-	// Both expires, in order; a failure says what did arrive.
-	var seen []string
-	timer := time.NewTimer(15 * time.Second)
-	defer timer.Stop()
-	for want := false; ; {
-		select {
-		case ev := <-sub.Events():
-			e, ok := ev.(*kernelops.PolicyExpireEvent)
-			if !ok {
-				seen = append(seen, fmt.Sprintf("%T", ev))
-				continue
-			}
-			seen = append(seen, fmt.Sprintf("policy expire hard=%v %v", e.Hard, e.Policy))
-			if e.Policy != p.ID() {
-				continue
-			}
-			if e.Hard != want {
-				t.Fatalf("policy expire hard=%v, want hard=%v first; events: %q", e.Hard, want, seen)
-			}
-			if !want {
-				want = true
-				continue
-			}
-		case <-timer.C:
-			t.Fatalf("no hard=%v policy expire within 15 s of adding the policy; events: %q", want, seen)
-		}
-		break
+	is := func(hard bool) func(*kernelops.PolicyExpireEvent) bool {
+		return func(e *kernelops.PolicyExpireEvent) bool { return e.Policy == p.ID() && e.Hard == hard }
 	}
+	waitEvent(t, sub, 10*time.Second, is(false))
+	waitEvent(t, sub, 10*time.Second, is(true))
 	_, err := b.GetPolicy(ctx, p.ID())
 	wantIs(t, "get after hard policy expire", err, kernelops.ErrNotFound)
 }

@@ -71,23 +71,28 @@ func subscribeAll(t testing.TB, b *Backend, kinds kernelops.EventKind) kernelops
 	return sub
 }
 
-// waitEvent returns the first event satisfying pred within d.
+// waitEvent returns the first event satisfying pred within d; a failure
+// lists the events it passed over (up to 20).
 func waitEvent[E kernelops.Event](t testing.TB, sub kernelops.Subscription, d time.Duration, pred func(E) bool) E {
 	t.Helper()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	var zero E
+	var skipped []string
 	for {
 		select {
 		case ev, ok := <-sub.Events():
 			if !ok {
-				t.Fatalf("subscription closed while waiting for %T", zero)
+				t.Fatalf("subscription closed while waiting for %T; passed over: %q", zero, skipped)
 			}
 			if e, ok := ev.(E); ok && pred(e) {
 				return e
 			}
+			if len(skipped) < 20 {
+				skipped = append(skipped, fmt.Sprintf("%T %+v", ev, ev))
+			}
 		case <-timer.C:
-			t.Fatalf("no %T within %v", zero, d)
+			t.Fatalf("no matching %T within %v; passed over: %q", zero, d, skipped)
 			return zero
 		}
 	}
