@@ -1,23 +1,16 @@
 package ike
 
 import (
-	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 )
 
-func rangeOf(from, to string) tsRange {
-	return tsRange{eport: 65535, start: netip.MustParseAddr(from), end: netip.MustParseAddr(to)}
-}
-
 // narrow keeps each intersection once and drops one inside another: the
 // initiator's packet-specific first selector (RFC 7296 §2.9) inside the
 // wide one.
 func TestNarrow(t *testing.T) {
-	wide := rangeOf("10.1.0.0", "10.1.255.255")
-	host := rangeOf("10.1.2.3", "10.1.2.3")
-	other := rangeOf("10.9.0.0", "10.9.0.255")
+	wide, host, other := ranges(t, "10.1.0.0/16")[0], ranges(t, "10.1.2.3/32")[0], ranges(t, "10.9.0.0/24")[0]
 	for _, tc := range []struct {
 		name         string
 		theirs, ours []tsRange
