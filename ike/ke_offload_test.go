@@ -1,11 +1,14 @@
 package ike
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keyplane/keyplane/ike/message"
 )
 
 type keCounts struct{ again, onLoop, used, redone, held int }
@@ -69,4 +72,23 @@ func TestKEHeldWhileComputed(t *testing.T) {
 	assert.Equal(t, 0, c.again, "nothing dropped")
 	assert.Equal(t, 1, c.used, "the worker's answer used")
 	assert.Contains(t, b.logText(), "answering retransmitted request", "the copy answered again, after the request")
+}
+
+// At most maxHeldWhileComputing messages wait per IKE SA; more are
+// dropped and counted (keAgain).
+func TestKEHeldBounded(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	onLoop(t, b, func(sa *ikeSA) {
+		for range maxHeldWhileComputing + 3 {
+			sa.holdWhileComputing(nil, &message.Message{}, netip.AddrPort{}, netip.AddrPort{})
+		}
+	})
+	c := keCountsOf(t, b.e)
+	assert.Equal(t, maxHeldWhileComputing, c.held, "waiting")
+	assert.Equal(t, 3, c.again, "dropped and counted")
+	require.NoError(t, b.e.call(t.Context(), func() { clear(b.e.keHeld) }))
 }
