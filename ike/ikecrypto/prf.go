@@ -23,9 +23,8 @@ func unsupported(kind string, id any) error {
 // PRF is a negotiated pseudorandom function (RFC 7296 §2.13).
 type PRF struct {
 	id   message.PRFID
-	hash func() hash.Hash
 	size int
-	// macs holds *hmacState of this hash for Sum (see there).
+	// macs holds *hmacState of this hash for Sum and Plus (see Sum).
 	macs *sync.Pool
 }
 
@@ -42,13 +41,13 @@ var (
 func NewPRF(id message.PRFID) (PRF, error) {
 	switch id {
 	case message.PRFHMACSHA1:
-		return PRF{id, sha1.New, sha1.Size, sha1MACs}, nil
+		return PRF{id, sha1.Size, sha1MACs}, nil
 	case message.PRFHMACSHA2256:
-		return PRF{id, sha256.New, sha256.Size, sha256MACs}, nil
+		return PRF{id, sha256.Size, sha256MACs}, nil
 	case message.PRFHMACSHA2384:
-		return PRF{id, sha512.New384, sha512.Size384, sha384MACs}, nil
+		return PRF{id, sha512.Size384, sha384MACs}, nil
 	case message.PRFHMACSHA2512:
-		return PRF{id, sha512.New, sha512.Size, sha512MACs}, nil
+		return PRF{id, sha512.Size, sha512MACs}, nil
 	}
 	return PRF{}, unsupported("PRF", id)
 }

@@ -3,6 +3,10 @@ package ikecrypto
 import (
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"hash"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -12,9 +16,15 @@ import (
 
 var prfIDs = []message.PRFID{message.PRFHMACSHA1, message.PRFHMACSHA2256, message.PRFHMACSHA2384, message.PRFHMACSHA2512}
 
+// stdHashes are the PRFs' hashes, for the crypto/hmac oracle.
+var stdHashes = map[message.PRFID]func() hash.Hash{
+	message.PRFHMACSHA1: sha1.New, message.PRFHMACSHA2256: sha256.New,
+	message.PRFHMACSHA2384: sha512.New384, message.PRFHMACSHA2512: sha512.New,
+}
+
 // stdPRF is crypto/hmac's HMAC of key over the data, the oracle for Sum.
 func stdPRF(p PRF, key []byte, data ...[]byte) []byte {
-	m := hmac.New(p.hash, key)
+	m := hmac.New(stdHashes[p.id], key)
 	for _, d := range data {
 		m.Write(d)
 	}
