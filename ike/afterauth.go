@@ -1,17 +1,13 @@
 package ike
 
-import (
-	"github.com/keyplane/keyplane/ike/ikecrypto"
-	"github.com/keyplane/keyplane/ike/message"
-)
+import "github.com/keyplane/keyplane/ike/ikecrypto"
 
 // dropHandshake lets go of what only IKE_SA_INIT and IKE_AUTH use, once
-// IKE_AUTH is done (established, and its child derived): the two
-// IKE_SA_INIT messages and the IntAuth chains (the AUTH computation),
-// the nonces (the IKE_AUTH child's keys), the cookie (an IKE_SA_INIT
-// sent again), the responder's candidate connections and its first
-// choice of proposal (the pick of a connection at IKE_AUTH), and
-// AES-GCM's built AEADs (ikecrypto.Idle). With
+// IKE_AUTH is done (established, and its child derived): the handshake
+// state (handshake.go: the two IKE_SA_INIT messages for the AUTH
+// computation, the nonces for the IKE_AUTH child's keys, the cookie, the
+// responder's candidate connections and first choice of proposal), the
+// IntAuth chains, and AES-GCM's built AEADs (ikecrypto.Idle). With
 // 100,000 IKE SAs up they were some 600 octets each (BenchmarkTunnelMemory).
 // An IKE SA rekey, a child's rekey and a reauthentication make their own
 // nonces and messages, the window keeps the last answer for a
@@ -23,14 +19,10 @@ func (sa *ikeSA) dropHandshake() {
 	if sa.state != ikeEstablished {
 		return
 	}
-	sa.initReq, sa.initResp = nil, nil
+	sa.hs = nil
 	if sa.mke != nil {
 		sa.mke.intAuthI, sa.mke.intAuthR = nil, nil
 	}
-	sa.ni, sa.nr = nil, nil
-	sa.cookie = nil
-	sa.cands = nil
-	sa.ikeChosen = message.Proposal{}
 	ikecrypto.Idle(sa.out) // AES-GCM: each later message builds its AEAD
 	ikecrypto.Idle(sa.in)
 }

@@ -161,9 +161,9 @@ func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then 
 	if sa.initiator {
 		authMID = sa.authMID
 	}
-	j := &authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: sa.cands, chosen: sa.ikeChosen, prf: sa.suite.PRF,
-		skpi: sa.keys.SKpi, skpr: sa.keys.SKpr, skd: sa.keys.SKd, initReq: sa.initReq, initResp: sa.initResp,
-		ni: sa.ni, nr: sa.nr, intAuthI: orZero(sa.mke).intAuthI, intAuthR: orZero(sa.mke).intAuthR,
+	j := &authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: orZero(sa.hs).cands, chosen: orZero(sa.hs).ikeChosen, prf: sa.suite.PRF,
+		skpi: sa.keys.SKpi, skpr: sa.keys.SKpr, skd: sa.keys.SKd, initReq: orZero(sa.hs).initReq, initResp: orZero(sa.hs).initResp,
+		ni: orZero(sa.hs).ni, nr: orZero(sa.hs).nr, intAuthI: orZero(sa.mke).intAuthI, intAuthR: orZero(sa.mke).intAuthR,
 		authLater:  orZero(sa.mke).interDone < len(sa.suite.AdditionalKEs()),
 		peerHashes: sa.peerHashes, peerCertReq: sa.peerCertReq,
 		credPSK: sa.credPSK, credCert: sa.credCert, credTrust: sa.credTrust,
@@ -421,7 +421,7 @@ func (sa *ikeSA) precomputedChildKeys(ch *childSA, ni, nr []byte, gir ikecrypto.
 		return nil
 	}
 	if w.pre == nil || w.pre.childKeys == nil || gir != nil || len(ch.addSecrets) > 0 ||
-		w.pre.childSuite != ch.suite || !sameBytes(ni, sa.ni) || !sameBytes(nr, sa.nr) {
+		w.pre.childSuite != ch.suite || !sameBytes(ni, orZero(sa.hs).ni) || !sameBytes(nr, orZero(sa.hs).nr) {
 		sa.e.crypto.authRedone++
 		return nil
 	}

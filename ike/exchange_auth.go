@@ -104,7 +104,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	sa.armIKERekey()
 	if ch := sa.first; ch != nil {
 		sa.first = nil
-		if err := sa.completeChild(ch, m, sa.ni, sa.nr, nil, false); err != nil {
+		if err := sa.completeChild(ch, m, orZero(sa.hs).ni, orZero(sa.hs).nr, nil, false); err != nil {
 			ch.fail(err)
 			return
 		}
@@ -298,8 +298,8 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	}
 	sa.readAuthHints(m)
 	sa.authMID = m.MessageID
-	conn, misfit := pickConn(sa.cands, idi, idr, func(c *config.Connection) error {
-		return fitsOurs(&sa.ikeChosen, c.Proposals, message.ProtocolIKE)
+	conn, misfit := pickConn(orZero(sa.hs).cands, idi, idr, func(c *config.Connection) error {
+		return fitsOurs(&sa.hs.ikeChosen, c.Proposals, message.ProtocolIKE)
 	})
 	if conn == nil {
 		fail(fmt.Sprintf("no connection accepts peer identity %s", idText(idi)))
@@ -343,12 +343,12 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 	if cp != nil {
 		mine = append(mine, cp)
 	}
-	sa.halfOpenTimer.Stop()
+	orZero(sa.hs).halfOpenTimer.Stop()
 	sa.estAt = sa.e.clk.Now()
 	sa.setState(ikeEstablished, "authenticated "+idText(idi))
 	defer sa.dropHandshake() // afterauth.go, once the child is derived
 	ps := append(mine, sa.mobikeAnswer(m)...)
-	cps, _ := sa.acceptChild(m, conn.Children, sa.ni, sa.nr, nil, nil)
+	cps, _ := sa.acceptChild(m, conn.Children, orZero(sa.hs).ni, orZero(sa.hs).nr, nil, nil)
 	ps = append(ps, cps...)
 	sa.respond(m, ps, s, local, remote)
 	sa.armLiveness()

@@ -25,8 +25,9 @@ func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 		local:  netip.AddrPortFrom(e.sourceFor(c.LocalAddr, c.RemoteAddr), c.LocalPort),
 		remote: remote, first: first}
 	sa.spii = e.newSPI()
-	sa.ni = make([]byte, 32)
-	rand.Read(sa.ni)
+	hs := made(&sa.hs)
+	hs.ni = make([]byte, 32)
+	rand.Read(hs.ni)
 	sa.setLogger()
 	sa.setupWindow()
 	e.addSA(sa.spii, sa)
@@ -43,21 +44,22 @@ func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 func (sa *ikeSA) sendInit(group message.DHGroup) {
 	// A COOKIE retry repeats the request unchanged but for the cookie
 	// (RFC 7296 §2.6): same KE. A new group needs a new key.
-	if sa.dh == nil || sa.dh.Method() != group {
+	hs := made(&sa.hs)
+	if hs.dh == nil || hs.dh.Method() != group {
 		dh, err := ikecrypto.NewKeyExchange(group)
 		if err != nil {
 			sa.destroyErr(fmt.Errorf("key exchange %v: %w", group, err))
 			return
 		}
-		sa.dh = dh
+		hs.dh = dh
 	}
-	dh := sa.dh
+	dh := hs.dh
 	var ps []message.Payload
-	if sa.cookie != nil {
-		ps = append(ps, &message.Notify{NotifyType: message.COOKIE, Data: sa.cookie})
+	if hs.cookie != nil {
+		ps = append(ps, &message.Notify{NotifyType: message.COOKIE, Data: hs.cookie})
 	}
 	ps = append(ps, ikeProposals(sa.conn.Proposals), &message.KE{Group: group, Data: dh.PublicValue()},
-		&message.Nonce{Data: sa.ni})
+		&message.Nonce{Data: hs.ni})
 	ps = append(ps, natNotifies(sa.spii, 0, sa.local, sa.remote, sa.conn.Encap)...)
 	ps = append(ps, sa.initNotifies()...)
 	sa.send(&request{exch: message.IKE_SA_INIT, payloads: ps,
@@ -66,12 +68,13 @@ func (sa *ikeSA) sendInit(group message.DHGroup) {
 
 // handleInitResponse is the initiator's side of IKE_SA_INIT.
 func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.AddrPort) {
+	hs := made(&sa.hs) // sendInit made it
 	// retry sends IKE_SA_INIT again (message ID 0 again), a bounded
 	// number of times.
 	retry := func() bool {
 		sa.w.abandon()
-		sa.initRetries++
-		if sa.initRetries > maxInitRetries {
+		hs.initRetries++
+		if hs.initRetries > maxInitRetries {
 			sa.destroyErr(errors.New("IKE_SA_INIT did not converge (too many COOKIE/INVALID_KE_PAYLOAD rounds)"))
 			return false
 		}
@@ -82,8 +85,8 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 			return
 		}
 		sa.log.Info("responder demands a COOKIE; retrying IKE_SA_INIT with it")
-		sa.cookie = append([]byte(nil), n.Data...)
-		sa.sendInit(sa.dh.Method())
+		hs.cookie = append([]byte(nil), n.Data...)
+		sa.sendInit(hs.dh.Method())
 		return
 	}
 	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil {
@@ -93,7 +96,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 			return
 		}
 		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
-		if !offersGroup(sa.conn.Proposals, g) || g == sa.dh.Method() {
+		if !offersGroup(sa.conn.Proposals, g) || g == hs.dh.Method() {
 			sa.destroyErr(peerNotify(message.INVALID_KE_PAYLOAD, "responder asks for key exchange %v, which we did not propose", g))
 			return
 		}
@@ -133,21 +136,21 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		sa.destroyErr(ourNotify(message.NO_PROPOSAL_CHOSEN, "responder's IKE proposal: %v", err))
 		return
 	}
-	if suite.DH != sa.dh.Method() || ke.Group != suite.DH {
-		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, sa.dh.Method()))
+	if suite.DH != hs.dh.Method() || ke.Group != suite.DH {
+		sa.destroyErr(ourNotify(message.INVALID_SYNTAX, "responder chose key exchange %v but sent %v (we sent %v)", suite.DH, ke.Group, hs.dh.Method()))
 		return
 	}
 	sa.spir = m.SPIr
 	sa.e.changed(sa) // changes.go
-	sa.nr = append([]byte(nil), nonce.Data...)
-	sa.initResp = append([]byte(nil), m.Raw()...)
-	sa.ikeChosen = *chosen
+	hs.nr = append([]byte(nil), nonce.Data...)
+	hs.initResp = append([]byte(nil), m.Raw()...)
+	hs.ikeChosen = *chosen
 	// The shared secret and the keys are computed on a worker (on the
 	// loop when their queue is full: the response is taken, the
 	// responder will not send it again). Meanwhile the SA stays in
 	// ikeInitSent with no keys and no request outstanding: copies of
 	// the response are dropped (receive.go) and nothing sends.
-	j := initiatorJob{dh: sa.dh, peer: ke.Data, suite: suite, ni: sa.ni, nr: sa.nr, spii: sa.spii, spir: sa.spir}
+	j := initiatorJob{dh: hs.dh, peer: ke.Data, suite: suite, ni: hs.ni, nr: hs.nr, spii: sa.spii, spir: sa.spir}
 	done := func(r initResult) { sa.initKeysReady(r, m, suite) }
 	if !offload(sa.e, j.run, done) {
 		done(j.run())
@@ -192,7 +195,7 @@ func (sa *ikeSA) initKeysReady(r initResult, m *message.Message, suite ikecrypto
 		return
 	}
 	sa.suite, sa.keys, sa.out, sa.in = suite, r.keys, r.out, r.in
-	sa.dh = nil
+	made(&sa.hs).dh = nil
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
 	sa.e.changed(sa) // changes.go
 	sa.readInitAnswer(m)
@@ -415,28 +418,26 @@ func (e *Engine) initComputed(key initKey, p *pendingInit, r initResult) {
 		return
 	}
 	conn, chosen, suite, group, pub := p.cands[0], p.chosen, p.suite, p.group, r.pub
-	sa := &ikeSA{e: e, id: e.newIKEID(), conn: conn, cands: p.cands, created: e.clk.Now(), sock: s, local: local, remote: remote,
-		spii: m.SPIi, ni: p.ni, ikeChosen: chosen}
+	sa := &ikeSA{e: e, id: e.newIKEID(), conn: conn, created: e.clk.Now(), sock: s, local: local, remote: remote,
+		spii: m.SPIi, hs: &handshake{ni: p.ni, nr: p.nr, cands: p.cands, ikeChosen: chosen, initReq: append([]byte(nil), m.Raw()...)}}
 	sa.spir = p.spir
-	sa.nr = p.nr
 	sa.suite, sa.keys, sa.out, sa.in = suite, r.keys, r.out, r.in
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, 0, local, remote)
-	sa.initReq = append([]byte(nil), m.Raw()...)
 	ps := []message.Payload{&message.SA{Proposals: []message.Proposal{chosen}},
-		&message.KE{Group: group, Data: pub}, &message.Nonce{Data: sa.nr}}
+		&message.KE{Group: group, Data: pub}, &message.Nonce{Data: sa.hs.nr}}
 	if m.Notify(message.NAT_DETECTION_SOURCE_IP) != nil {
 		ps = append(ps, natNotifies(sa.spii, sa.spir, local, remote, conn.Encap)...)
 	}
 	sa.setLogger()
 	ps = append(ps, sa.initAnswerNotifies(m)...)
 	sa.setupWindow()
-	sa.initResp = e.answerPlain(s, m, sa.spir, local, remote, ps...)
+	sa.hs.initResp = e.answerPlain(s, m, sa.spir, local, remote, ps...)
 	sa.w.peerNext = 1
 	e.addSA(sa.spir, sa)
 	sa.setState(ikeHalfOpen, "")
 	e.placeSA(sa)
 	e.preLog(sa.log, from, slog.LevelInfo, "IKE_SA_INIT answered", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
-	sa.halfOpenTimer = e.after(e.cfg.Daemon.HalfOpenTimeout, func() {
+	sa.hs.halfOpenTimer = e.after(e.cfg.Daemon.HalfOpenTimeout, func() {
 		if sa.state == ikeHalfOpen {
 			sa.destroy("half-open: no IKE_AUTH within the timeout")
 		}

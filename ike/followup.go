@@ -352,7 +352,6 @@ func (sa *ikeSA) deferIKERekey(chosen message.Proposal, suite ikecrypto.IKESuite
 			sa.log.Error("peer's IKE SA rekey", "err", err)
 			return []message.Payload{&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN}}
 		}
-		nsa.ikeChosen = picked
 		sa.handOver(nsa, "rekeyed by peer (with additional key exchanges)")
 		sa.awaitPeerDelete()
 		return nil

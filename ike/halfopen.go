@@ -100,15 +100,17 @@ func (e *Engine) halfOpenMoved(sa *ikeSA, to ikeState) {
 	}
 	a := &e.adm
 	switch {
-	case to == ikeHalfOpen && !sa.ho.on:
-		sa.ho = halfOpenEntry{key: initKeyOf(sa.spii, sa.remote.Addr()), bucket: sourceBucket(sa.remote.Addr()), on: true}
-		a.ho.add(sa.ho.bucket)
-		e.initIndex[sa.ho.key] = sa
-	case to != ikeHalfOpen && sa.ho.on:
-		sa.ho.on = false
-		a.ho.remove(sa.ho.bucket)
-		if e.initIndex[sa.ho.key] == sa {
-			delete(e.initIndex, sa.ho.key)
+	case to == ikeHalfOpen && !orZero(sa.hs).ho.on:
+		ho := &made(&sa.hs).ho
+		*ho = halfOpenEntry{key: initKeyOf(sa.spii, sa.remote.Addr()), bucket: sourceBucket(sa.remote.Addr()), on: true}
+		a.ho.add(ho.bucket)
+		e.initIndex[ho.key] = sa
+	case to != ikeHalfOpen && orZero(sa.hs).ho.on:
+		ho := &sa.hs.ho
+		ho.on = false
+		a.ho.remove(ho.bucket)
+		if e.initIndex[ho.key] == sa {
+			delete(e.initIndex, ho.key)
 		}
 	}
 }
@@ -152,13 +154,13 @@ func (e *Engine) initSentAgain(s *sock, m *message.Message, local, remote netip.
 	if sa == nil {
 		return false
 	}
-	if bytes.Equal(m.Raw(), sa.initReq) && sa.initResp != nil {
+	if hs := orZero(sa.hs); bytes.Equal(m.Raw(), hs.initReq) && hs.initResp != nil {
 		if remote != sa.remote {
 			e.adm.replays++
 			e.preLog(e.log, remote.Addr(), slog.LevelInfo, "IKE_SA_INIT request repeated from another port: answered as before, no new SA",
 				"half-open", sa.remote, "spii", fmt.Sprintf("%016x", m.SPIi))
 		}
-		e.sendTo(s, local, remote, sa.initResp)
+		e.sendTo(s, local, remote, hs.initResp)
 	}
 	return true
 }

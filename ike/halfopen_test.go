@@ -117,8 +117,8 @@ func checkHalfOpenBooks(t *testing.T, p *peer) (total int) {
 		for _, sa := range p.e.sas {
 			if sa.state == ikeHalfOpen {
 				total++
-				byBucket[sourceBucket(sa.ho.bucket)]++
-				assert.Same(t, sa, p.e.initIndex[sa.ho.key], "half-open SA not indexed")
+				byBucket[sourceBucket(sa.hs.ho.bucket)]++
+				assert.Same(t, sa, p.e.initIndex[sa.hs.ho.key], "half-open SA not indexed")
 				indexed++
 			}
 		}
@@ -283,7 +283,7 @@ func TestOversizeInitRefused(t *testing.T) {
 	assert.Less(t, int64(after)-int64(before), int64(4<<20), "heap growth after 1,000 60 KB requests")
 	require.NoError(t, b.e.call(t.Context(), func() {
 		for _, sa := range b.e.sas {
-			assert.LessOrEqual(t, len(sa.initReq), config.DefaultMaxPacket)
+			assert.LessOrEqual(t, len(sa.hs.initReq), config.DefaultMaxPacket)
 		}
 	}))
 	assert.Equal(t, 1, strings.Count(b.logText(), "dropped an IKE datagram larger than max_packet"), "logged once")

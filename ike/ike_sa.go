@@ -55,9 +55,8 @@ func (s ikeState) String() string {
 // ikeSA is one IKE SA, in either role. Loop-owned.
 type ikeSA struct {
 	e         *Engine
-	id        uint32               // unique within the engine's run (ids.go)
-	conn      *config.Connection   // nil for a responder until IKE_AUTH picks one
-	cands     []*config.Connection // responder: connections the addresses allow
+	id        uint32             // unique within the engine's run (ids.go)
+	conn      *config.Connection // nil for a responder until IKE_AUTH picks one
 	initiator bool
 	// keComputing: a request is on a worker (ke_offload.go); beside
 	// initiator, in what was its padding.
@@ -79,15 +78,9 @@ type ikeSA struct {
 	natRemote     bool // the peer is behind a NAT (or fakes it to force encapsulation)
 
 	suite ikecrypto.IKESuite
-	// ikeChosen is the IKE proposal chosen for the SA (the responder
-	// re-checks it against the connection IKE_AUTH picks).
-	ikeChosen message.Proposal
-	keys      *ikecrypto.IKEKeys
-	out       message.Cipher
-	in        message.Cipher
-	ni, nr    []byte
-	dh        ikecrypto.KeyExchange
-	cookie    []byte
+	keys  *ikecrypto.IKEKeys
+	out   message.Cipher
+	in    message.Cipher
 	// credPSK is the pre-shared key Credentials gave for this SA.
 	credPSK ikecrypto.Key
 	// credCert and credTrust are what CertCredentials gave for this SA
@@ -97,9 +90,9 @@ type ikeSA struct {
 	// auth: the responder's IKE_AUTH request on a crypto worker, and
 	// then what it computed (auth_offload.go).
 	auth *authWork
-	// initReq and initResp are the IKE_SA_INIT messages as sent and
-	// received (RealMessage1/2 of the AUTH computation).
-	initReq, initResp []byte
+	// hs: the IKE_SA_INIT state (handshake.go); nil before the first
+	// write and once established.
+	hs *handshake
 
 	// w is the message window: our requests and the peer's.
 	w window
@@ -109,8 +102,7 @@ type ikeSA struct {
 	// first is the child negotiated in IKE_AUTH (initiator).
 	first *childSA
 
-	halfOpenTimer *timer
-	dpdTimer      *timer
+	dpdTimer *timer
 	// rekeyTimer: when to rekey the SA (rekey_ike.go), or, once rekeyed
 	// by the peer, when to stop waiting for its delete.
 	rekeyTimer  *timer
@@ -133,7 +125,6 @@ type ikeSA struct {
 	ifIndex      int
 	reviveQueued bool
 	deleteReason string
-	initRetries  int
 	// invalidSPISeen: the peer's INVALID_IKE_SPI was logged.
 	invalidSPISeen bool
 
@@ -147,8 +138,6 @@ type ikeSA struct {
 
 	// rec: recovery, reauthentication, keepalives (recovery.go).
 	rec recoveryState
-	// ho: counted as half-open (halfopen.go).
-	ho halfOpenEntry
 	// vips: virtual IPs installed or leased (vips.go, pools.go); nil:
 	// none.
 	vips *vipState
@@ -264,7 +253,7 @@ func (sa *ikeSA) destroyErr(why error) {
 	sa.w.clear()
 	sa.dropFragments()
 	sa.dropFollowupIn("the IKE SA is gone")
-	sa.halfOpenTimer.Stop()
+	orZero(sa.hs).halfOpenTimer.Stop()
 	sa.stopLiveness()
 	sa.rekeyTimer.Stop()
 	if rk := sa.rekeyIKEOut; rk != nil {

@@ -67,12 +67,12 @@ func (sa *ikeSA) initAnswerNotifies(req *message.Message) []message.Payload {
 	if req.Notify(message.SIGNATURE_HASH_ALGORITHMS) != nil {
 		ps = append(ps, message.NewSignatureHashAlgorithms(ikecrypto.DefaultSchemes.HashAlgorithms()...))
 	}
-	if req.Notify(message.INTERMEDIATE_EXCHANGE_SUPPORTED) != nil && slices.ContainsFunc(sa.cands, func(c *config.Connection) bool { return hasAddKE(c.Proposals) }) {
+	if req.Notify(message.INTERMEDIATE_EXCHANGE_SUPPORTED) != nil && slices.ContainsFunc(orZero(sa.hs).cands, func(c *config.Connection) bool { return hasAddKE(c.Proposals) }) {
 		ps = append(ps, message.NewIntermediateSupported())
 		sa.interPeer = true
 	}
 	var hashes [][sha1.Size]byte
-	for _, c := range sa.cands {
+	for _, c := range orZero(sa.hs).cands {
 		if c.RemoteAuth != config.AuthPubkey || c.Trust == nil {
 			continue
 		}

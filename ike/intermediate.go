@@ -174,7 +174,7 @@ func (sa *ikeSA) chainIntAuth(m *message.Message) error {
 // intermediateKeys replaces the IKE SA's keys by those derived with the
 // shared secret of an additional key exchange (RFC 9370 §2.2.2).
 func (sa *ikeSA) intermediateKeys(sk ikecrypto.Key) error {
-	keys, err := ikecrypto.DeriveIntermediateIKEKeys(sa.keys, sk, sa.ni, sa.nr, sa.spii, sa.spir)
+	keys, err := ikecrypto.DeriveIntermediateIKEKeys(sa.keys, sk, orZero(sa.hs).ni, orZero(sa.hs).nr, sa.spii, sa.spir)
 	if err != nil {
 		return fmt.Errorf("derive IKE keys after IKE_INTERMEDIATE: %w", err)
 	}

@@ -239,7 +239,6 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 		declined(err.Error())
 		return
 	}
-	nsa.ikeChosen = *chosen
 	if sa.rekeyIKEIn != nil {
 		sa.settleIKERekey(rk, nsa, nonce.Data)
 		return
@@ -327,7 +326,6 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
-	nsa.ikeChosen = chosen
 	chosen.SPI = binary.BigEndian.AppendUint64(nil, spir)
 	if sa.rekeyIKEOut != nil {
 		// Both ends rekey at once: answered as usual, settled by the

@@ -115,12 +115,14 @@ func (e *Engine) reconfigured(old, cfg *config.Config) {
 				sa.destroy("reload: " + closed.Reason)
 				continue
 			}
-			sa.cands = cands
+			made(&sa.hs).cands = cands
 			e.setConn(sa, cands[0])
 			continue
 		}
 		if !sa.estAt.IsZero() {
-			sa.cands = nil // IKE_AUTH's choice, made
+			if sa.hs != nil {
+				sa.hs.cands = nil // IKE_AUTH's choice, made
+			}
 		}
 		nc := cfg.Connection(sa.conn.Name)
 		if nc == nil {

@@ -60,7 +60,7 @@ func oldConfigUnused(t *testing.T, p *peer, old *config.Config) {
 			}
 			for _, oc := range old.Connections {
 				assert.NotSame(t, oc, sa.conn, "SA %s still on the old configuration", sa.spis())
-				for _, c := range sa.cands {
+				for _, c := range orZero(sa.hs).cands {
 					assert.NotSame(t, oc, c, "half-open SA %s still has an old candidate", sa.spis())
 				}
 			}

@@ -44,7 +44,7 @@ func (sa *ikeSA) encodeRequest(r *request) ([]byte, error) {
 	sa.log.Debug("sending request", "message", logText{m}, "to", sa.remote)
 	if r.exch == message.IKE_SA_INIT {
 		b, err := m.Encode()
-		sa.initReq = b
+		made(&sa.hs).initReq = b
 		return b, err
 	}
 	if r.built != nil {

@@ -1,0 +1,31 @@
+package ike
+
+import (
+	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/ikecrypto"
+	"github.com/keyplane/keyplane/ike/message"
+)
+
+// handshake is an IKE SA's IKE_SA_INIT state, which an established SA
+// no longer needs: behind a pointer (made at its first write, read
+// through orZero) it keeps ikeSA within the 896-octet size class, and
+// an SA made by a rekey or a takeover never has one. dropHandshake
+// lets it go.
+type handshake struct {
+	ni, nr []byte
+	// cands: the responder's connections the addresses allow, until
+	// IKE_AUTH picks one.
+	cands []*config.Connection
+	// ikeChosen is the IKE proposal chosen for the SA (the responder
+	// re-checks it against the connection IKE_AUTH picks).
+	ikeChosen message.Proposal
+	// initReq and initResp are the IKE_SA_INIT messages as sent and
+	// received (RealMessage1/2 of the AUTH computation).
+	initReq, initResp []byte
+	cookie            []byte
+	dh                ikecrypto.KeyExchange
+	halfOpenTimer     *timer
+	initRetries       int
+	// ho: counted as half-open (halfopen.go).
+	ho halfOpenEntry
+}
