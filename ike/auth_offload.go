@@ -162,7 +162,7 @@ func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then 
 		authMID = sa.authMID
 	}
 	j := &authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: orZero(sa.hs).cands, chosen: orZero(sa.hs).ikeChosen, prf: sa.suite.PRF,
-		skpi: sa.keys.SKpi, skpr: sa.keys.SKpr, skd: sa.keys.SKd, initReq: orZero(sa.hs).initReq, initResp: orZero(sa.hs).initResp,
+		skpi: sa.keys.SKpi(), skpr: sa.keys.SKpr(), skd: sa.keys.SKd(), initReq: orZero(sa.hs).initReq, initResp: orZero(sa.hs).initResp,
 		ni: orZero(sa.hs).ni, nr: orZero(sa.hs).nr, intAuthI: orZero(sa.mke).intAuthI, intAuthR: orZero(sa.mke).intAuthR,
 		authLater:  orZero(sa.mke).interDone < len(sa.suite.AdditionalKEs()),
 		peerHashes: sa.peerHashes, peerCertReq: sa.peerCertReq,

@@ -264,7 +264,7 @@ func TestChildKeysFollowTheExchange(t *testing.T) {
 		for _, sa := range b.e.sas {
 			ch := firstChild(sa)
 			var err error
-			want, err = ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd, ch.suite, nil, ni, nr)
+			want, err = ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd(), ch.suite, nil, ni, nr)
 			require.NoError(t, err)
 			bOut = ch.outID()
 			aOut = ch.inID()

@@ -227,9 +227,9 @@ func (sa *ikeSA) deriveChildKeys(ch *childSA, ni, nr []byte, gir ikecrypto.Key) 
 		return k, nil
 	}
 	if len(ch.addSecrets) > 0 {
-		return ikecrypto.DeriveChildKeysMulti(sa.suite.PRF, sa.keys.SKd, ch.suite, gir, ni, nr, ch.addSecrets)
+		return ikecrypto.DeriveChildKeysMulti(sa.suite.PRF, sa.keys.SKd(), ch.suite, gir, ni, nr, ch.addSecrets)
 	}
-	return ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd, ch.suite, gir, ni, nr)
+	return ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd(), ch.suite, gir, ni, nr)
 }
 
 // childFollowups runs the IKE_FOLLOWUP_KE exchanges our CREATE_CHILD_SA's
@@ -342,7 +342,7 @@ func (sa *ikeSA) deferIKERekey(chosen message.Proposal, suite ikecrypto.IKESuite
 	link := sa.expectFollowups(adds, func(secrets [][]byte) []message.Payload {
 		defer g.Zero()
 		delete(sa.e.reserved, spir)
-		keys, err := ikecrypto.DeriveRekeyedIKEKeysMulti(suite, sa.suite.PRF, sa.keys.SKd, g, ni, nr, secrets, spii, spir)
+		keys, err := ikecrypto.DeriveRekeyedIKEKeysMulti(suite, sa.suite.PRF, sa.keys.SKd(), g, ni, nr, secrets, spii, spir)
 		if err != nil {
 			sa.log.Error("peer's IKE SA rekey", "err", err)
 			return []message.Payload{&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN}}

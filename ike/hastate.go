@@ -143,8 +143,8 @@ func (e *Engine) haIKE(sa *ikeSA) {
 	st := &HAIKE{Conn: sa.conn.Name, Initiator: sa.initiator, SPIi: sa.spii, SPIr: sa.spir,
 		Local: sa.local, Remote: sa.remote, NATLocal: sa.natLocal, NATRemote: sa.natRemote,
 		Suite: sa.suite, NextID: sa.w.nextID, PeerNext: sa.w.peerNext, Est: sa.estAt,
-		Keys: HAIKEKeys{SKd: clone(k.SKd), SKai: clone(k.SKai), SKar: clone(k.SKar), SKei: clone(k.SKei),
-			SKer: clone(k.SKer), SKpi: clone(k.SKpi), SKpr: clone(k.SKpr)}}
+		Keys: HAIKEKeys{SKd: clone(k.SKd()), SKai: clone(k.SKai()), SKar: clone(k.SKar()), SKei: clone(k.SKei()),
+			SKer: clone(k.SKer()), SKpi: clone(k.SKpi()), SKpr: clone(k.SKpr())}}
 	if id := sa.rec.peerID; id != nil {
 		st.PeerIDType, st.PeerID = uint8(id.IDType), clone(id.Data)
 	}
@@ -294,8 +294,11 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats
 	}
 	// Copies: the caller wipes st after the restore (ha.Restore does),
 	// and SK_d must live on for the children's rekeys.
-	keys := &ikecrypto.IKEKeys{Suite: st.Suite, SKd: clone(st.Keys.SKd), SKai: clone(st.Keys.SKai), SKar: clone(st.Keys.SKar),
-		SKei: clone(st.Keys.SKei), SKer: clone(st.Keys.SKer), SKpi: clone(st.Keys.SKpi), SKpr: clone(st.Keys.SKpr)}
+	k := &st.Keys
+	keys, err := ikecrypto.NewIKEKeys(st.Suite, k.SKd, k.SKai, k.SKar, k.SKei, k.SKer, k.SKpi, k.SKpr)
+	if err != nil {
+		return fail("", "%v", err)
+	}
 	out, in, err := keys.Ciphers(st.Initiator)
 	if err != nil {
 		return fail("", "IKE ciphers: %v", err)

@@ -159,9 +159,9 @@ func (sa *ikeSA) chainIntAuth(m *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("IntAuth of IKE_INTERMEDIATE: %w", err)
 	}
-	prev, skp := &made(&sa.mke).intAuthI, sa.keys.SKpi
+	prev, skp := &made(&sa.mke).intAuthI, sa.keys.SKpi()
 	if !m.Initiator {
-		prev, skp = &made(&sa.mke).intAuthR, sa.keys.SKpr
+		prev, skp = &made(&sa.mke).intAuthR, sa.keys.SKpr()
 	}
 	v, err := ikecrypto.IntAuth(sa.suite.PRF, skp, *prev, oct)
 	if err != nil {

@@ -226,7 +226,7 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 		return
 	}
 	spir := binary.BigEndian.Uint64(chosen.SPI)
-	keys, err := deriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd, gir, rk.ni, nonce.Data, rk.add, rk.spi, spir)
+	keys, err := deriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd(), gir, rk.ni, nonce.Data, rk.add, rk.spi, spir)
 	for _, s := range rk.add {
 		clear(s)
 	}
@@ -314,7 +314,7 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		return
 	}
 	spir := sa.e.newSPI()
-	keys, err := ikecrypto.DeriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd, gir, nonce.Data, nr, spii, spir)
+	keys, err := ikecrypto.DeriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd(), gir, nonce.Data, nr, spii, spir)
 	if err != nil {
 		sa.log.Error("peer's IKE SA rekey", "err", err)
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})

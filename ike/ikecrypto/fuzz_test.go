@@ -70,8 +70,11 @@ func FuzzCipherOpen(f *testing.F) {
 		}
 		ek, ik := bytes.Repeat([]byte{0x3c}, el), bytes.Repeat([]byte{0xc3}, il)
 		// a keeps what it builds (a handshake's cipher), b is idle.
-		keys := &ikecrypto.IKEKeys{Suite: ikecrypto.IKESuite{Encr: sc.encr, EncrKeyBits: sc.bits, Integ: sc.integ},
-			SKei: ek, SKai: ik, SKer: ek, SKar: ik}
+		keys, err := ikecrypto.NewIKEKeys(ikecrypto.IKESuite{Encr: sc.encr, EncrKeyBits: sc.bits, Integ: sc.integ},
+			nil, ik, ik, ek, ek, nil, nil)
+		if err != nil {
+			f.Fatal(err)
+		}
 		a, _, err := keys.HandshakeCiphers(true)
 		if err != nil {
 			f.Fatal(err)

@@ -98,7 +98,7 @@ func (s hsSuite) derive(b *testing.B, secret, added []byte) *ikecrypto.IKEKeys {
 			b.Fatal(err)
 		}
 	}
-	if _, err := ikecrypto.DeriveChildKeys(s.ike.PRF, k.SKd, hsChild, nil, hsNi, hsNr); err != nil {
+	if _, err := ikecrypto.DeriveChildKeys(s.ike.PRF, k.SKd(), hsChild, nil, hsNi, hsNr); err != nil {
 		b.Fatal(err)
 	}
 	return k

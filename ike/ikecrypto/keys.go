@@ -3,6 +3,9 @@ package ikecrypto
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
+	"math"
 
 	"github.com/keyplane/keyplane/ike/message"
 )
@@ -10,16 +13,57 @@ import (
 // IKEKeys are the keys of an IKE SA (RFC 7296 §2.14). SK_ei and SK_er
 // include the 4-octet salt for an AEAD cipher (RFC 5282 §7.1); SK_ai and
 // SK_ar are empty then. Printing an IKEKeys shows no key bytes.
+//
+// The seven keys lie one after another in km, as prf+ makes them, and are
+// read through methods: one slice and seven ends are 80 octets where
+// seven slices were 208, at two IKE SA ends per tunnel.
 type IKEKeys struct {
 	Suite IKESuite
-	SKd   Key
-	SKai  Key
-	SKar  Key
-	SKei  Key
-	SKer  Key
-	SKpi  Key
-	SKpr  Key
+	km    Key       // SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr
+	end   [7]uint16 // where each key ends in km
 }
+
+// The keys in km's order.
+const (
+	skD = iota
+	skAi
+	skAr
+	skEi
+	skEr
+	skPi
+	skPr
+)
+
+// NewIKEKeys makes IKE keys of suite s from copies of the seven keys,
+// which may be 65,535 octets together (prf+ makes a few hundred).
+func NewIKEKeys(s IKESuite, d, ai, ar, ei, er, pi, pr []byte) (*IKEKeys, error) {
+	k := &IKEKeys{Suite: s}
+	for i, x := range [...][]byte{d, ai, ar, ei, er, pi, pr} {
+		k.km = append(k.km, x...)
+		if len(k.km) > math.MaxUint16 {
+			return nil, fmt.Errorf("IKE keys: %d octets or more, over 65,535", len(k.km))
+		}
+		k.end[i] = uint16(len(k.km))
+	}
+	return k, nil
+}
+
+// key is the i-th key in km's order (capped: appending to it copies).
+func (k *IKEKeys) key(i int) Key {
+	start := 0
+	if i > 0 {
+		start = int(k.end[i-1])
+	}
+	return k.km[start:k.end[i]:k.end[i]]
+}
+
+func (k *IKEKeys) SKd() Key  { return k.key(skD) }
+func (k *IKEKeys) SKai() Key { return k.key(skAi) }
+func (k *IKEKeys) SKar() Key { return k.key(skAr) }
+func (k *IKEKeys) SKei() Key { return k.key(skEi) }
+func (k *IKEKeys) SKer() Key { return k.key(skEr) }
+func (k *IKEKeys) SKpi() Key { return k.key(skPi) }
+func (k *IKEKeys) SKpr() Key { return k.key(skPr) }
 
 // Skeyseed returns SKEYSEED = prf(Ni | Nr, g^ir) for a new IKE SA
 // (RFC 7296 §2.14). For the HMAC PRFs the whole nonces are the key.
@@ -95,19 +139,12 @@ func ikeKeysFromSkeyseed(s IKESuite, seed Key, ni, nr []byte, spii, spir uint64)
 	if err != nil {
 		return nil, err
 	}
-	k := &IKEKeys{Suite: s}
-	next := func(n int) Key {
-		out := km[:n:n]
-		km = km[n:]
-		return out
+	k := &IKEKeys{Suite: s, km: km}
+	at := 0
+	for i, n := range [...]int{ps, il, il, el, el, ps, ps} {
+		at += n
+		k.end[i] = uint16(at)
 	}
-	k.SKd = next(ps)
-	k.SKai = next(il)
-	k.SKar = next(il)
-	k.SKei = next(el)
-	k.SKer = next(el)
-	k.SKpi = next(ps)
-	k.SKpr = next(ps)
 	return k, nil
 }
 
@@ -132,11 +169,11 @@ func (k *IKEKeys) HandshakeCiphers(initiator bool) (out, in message.Cipher, err 
 }
 
 func (k *IKEKeys) ciphers(initiator bool) (out, in message.Cipher, err error) {
-	i, err := newCipher(k.Suite.Encr, k.Suite.EncrKeyBits, k.SKei, k.Suite.Integ, k.SKai)
+	i, err := newCipher(k.Suite.Encr, k.Suite.EncrKeyBits, k.SKei(), k.Suite.Integ, k.SKai())
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := newCipher(k.Suite.Encr, k.Suite.EncrKeyBits, k.SKer, k.Suite.Integ, k.SKar)
+	r, err := newCipher(k.Suite.Encr, k.Suite.EncrKeyBits, k.SKer(), k.Suite.Integ, k.SKar())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -147,16 +184,22 @@ func (k *IKEKeys) ciphers(initiator bool) (out, in message.Cipher, err error) {
 }
 
 // String shows the suite and no key material.
-func (k *IKEKeys) String() string {
+func (k IKEKeys) String() string {
 	return fmt.Sprintf("IKEKeys(%v, redacted)", k.Suite)
 }
 
+// Format prints String for every verb: km is unexported, so fmt would
+// print its bytes rather than call Key's Format.
+func (k IKEKeys) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.String()) }
+
+// GoString is String (%#v).
+func (k IKEKeys) GoString() string { return k.String() }
+
+// LogValue is String.
+func (k IKEKeys) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
 // Zero overwrites all keys.
-func (k *IKEKeys) Zero() {
-	for _, x := range []Key{k.SKd, k.SKai, k.SKar, k.SKei, k.SKer, k.SKpi, k.SKpr} {
-		x.Zero()
-	}
-}
+func (k *IKEKeys) Zero() { k.km.Zero() }
 
 // ChildKeys are the keys of a Child SA pair (RFC 7296 §2.17). The
 // encryption keys of an AEAD include the 4-octet salt at the end, which is

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/keyplane/keyplane/ike/ikecrypto"
 	"github.com/keyplane/keyplane/ike/message"
@@ -54,7 +55,7 @@ func TestDeriveIKEKeysReference(t *testing.T) {
 		"SKd": km[0:48], "SKai": km[48:112], "SKar": km[112:176], "SKei": km[176:200],
 		"SKer": km[200:224], "SKpi": km[224:272], "SKpr": km[272:320],
 	}
-	got := map[string]ikecrypto.Key{"SKd": k.SKd, "SKai": k.SKai, "SKar": k.SKar, "SKei": k.SKei, "SKer": k.SKer, "SKpi": k.SKpi, "SKpr": k.SKpr}
+	got := map[string]ikecrypto.Key{"SKd": k.SKd(), "SKai": k.SKai(), "SKar": k.SKar(), "SKei": k.SKei(), "SKer": k.SKer(), "SKpi": k.SKpi(), "SKpr": k.SKpr()}
 	for n, w := range want {
 		if !bytes.Equal(got[n], w) {
 			t.Errorf("%s differs", n)
@@ -76,7 +77,7 @@ func TestDeriveIKEKeysReference(t *testing.T) {
 	rseed := m.Sum(nil)
 	rs := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, 5), 6)
 	rkm := plus384(rseed, append(append(append([]byte(nil), nni...), nnr...), rs...), 48)
-	if !bytes.Equal(rk.SKd, rkm) {
+	if !bytes.Equal(rk.SKd(), rkm) {
 		t.Errorf("rekeyed SK_d differs")
 	}
 }
@@ -181,15 +182,48 @@ func TestNATDetectionHash(t *testing.T) {
 }
 
 // TestRedaction checks that no key bytes reach fmt, slog or JSON.
+// TestNewIKEKeys: each key reads back as given, empty keys included, the
+// copies do not alias the arguments, and more than 65,535 octets in all
+// is refused. The struct stays in the 80-octet size class.
+func TestNewIKEKeys(t *testing.T) {
+	in := [][]byte{[]byte("d-key"), nil, []byte("ar"), []byte("ei-key-with-salt"), []byte("er"), []byte("pi"), []byte("pr-key")}
+	k, err := ikecrypto.NewIKEKeys(ikecrypto.IKESuite{}, in[0], in[1], in[2], in[3], in[4], in[5], in[6])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []ikecrypto.Key{k.SKd(), k.SKai(), k.SKar(), k.SKei(), k.SKer(), k.SKpi(), k.SKpr()}
+	for i := range in {
+		if !bytes.Equal(got[i], in[i]) {
+			t.Errorf("key %d: got %q, want %q", i, []byte(got[i]), in[i])
+		}
+	}
+	in[0][0] = 'X'
+	if k.SKd()[0] != 'd' {
+		t.Error("NewIKEKeys kept the caller's slice")
+	}
+	// A key is capped: appending to it must not write into the next key.
+	_ = append(k.SKd(), 'Z')
+	if !bytes.Equal(k.SKai(), nil) || !bytes.Equal(k.SKar(), []byte("ar")) {
+		t.Error("appending to SK_d wrote into the next key")
+	}
+	big := make([]byte, 40000)
+	if _, err := ikecrypto.NewIKEKeys(ikecrypto.IKESuite{}, big, big, nil, nil, nil, nil, nil); err == nil {
+		t.Error("80,000 octets of keys accepted")
+	}
+	if n := unsafe.Sizeof(ikecrypto.IKEKeys{}); n > 80 {
+		t.Errorf("IKEKeys is %d octets, over the 80-octet size class", n)
+	}
+}
+
 func TestRedaction(t *testing.T) {
 	s := ikecrypto.IKESuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128, PRF: message.PRFHMACSHA2256, DH: message.DHCurve25519}
 	k, err := ikecrypto.DeriveIKEKeys(s, []byte("secret"), bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 16), 1, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, _ := ikecrypto.DeriveChildKeys(s.PRF, k.SKd, ikecrypto.ChildSuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128}, nil, []byte("n"), []byte("m"))
+	ck, _ := ikecrypto.DeriveChildKeys(s.PRF, k.SKd(), ikecrypto.ChildSuite{Encr: message.EncrAESGCM16, EncrKeyBits: 128}, nil, []byte("n"), []byte("m"))
 	var outs []string
-	for _, v := range []any{k, *k, k.SKd, ck, *ck} {
+	for _, v := range []any{k, *k, k.SKd(), ck, *ck} {
 		for _, f := range []string{"%v", "%+v", "%#v", "%s", "%x", "%X", "%q", "%d"} {
 			outs = append(outs, fmt.Sprintf(f, v))
 		}
@@ -197,10 +231,10 @@ func TestRedaction(t *testing.T) {
 		outs = append(outs, string(j))
 	}
 	var buf bytes.Buffer
-	slog.New(slog.NewJSONHandler(&buf, nil)).Info("keys", "skd", k.SKd, "all", k)
-	slog.New(slog.NewTextHandler(&buf, nil)).Info("keys", "skd", k.SKd, "child", ck)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("keys", "skd", k.SKd(), "all", k)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("keys", "skd", k.SKd(), "child", ck)
 	outs = append(outs, buf.String())
-	for _, key := range []ikecrypto.Key{k.SKd, k.SKei, k.SKer, k.SKpi, k.SKpr, ck.EncrI, ck.EncrR} {
+	for _, key := range []ikecrypto.Key{k.SKd(), k.SKei(), k.SKer(), k.SKpi(), k.SKpr(), ck.EncrI, ck.EncrR} {
 		hx := hex.EncodeToString(key[:6])
 		for _, o := range outs {
 			if strings.Contains(strings.ToLower(o), hx) || strings.Contains(o, fmt.Sprint([]byte(key[:6]))[1:10]) {
@@ -208,7 +242,7 @@ func TestRedaction(t *testing.T) {
 			}
 		}
 	}
-	if got := fmt.Sprint(k.SKd); got != "Key(32 bytes, redacted)" {
+	if got := fmt.Sprint(k.SKd()); got != "Key(32 bytes, redacted)" {
 		t.Errorf("Key prints %q", got)
 	}
 	z := ikecrypto.Key{1, 2, 3}

@@ -149,7 +149,7 @@ func TestStrongSwanLive(t *testing.T) {
 
 	// IKE_AUTH.
 	idi := &message.ID{IDType: message.IDFQDN, Data: []byte("keyplane.example.org")}
-	octets, _ := ikecrypto.SignedOctets(suite.PRF, keys.SKpi, reqBytes, nr, idi.Body())
+	octets, _ := ikecrypto.SignedOctets(suite.PRF, keys.SKpi(), reqBytes, nr, idi.Body())
 	auth, _ := ikecrypto.PSKAuth(suite.PRF, psk, octets)
 	espSPI := []byte{0xc0, 0xff, 0xee, 0x01}
 	authReq := &message.Message{
@@ -238,7 +238,7 @@ func TestStrongSwanLive(t *testing.T) {
 	if idr == nil || ra == nil {
 		t.Fatalf("no IDr/AUTH in %v", authResp)
 	}
-	octR, _ := ikecrypto.SignedOctets(suite.PRF, keys.SKpr, resp.Raw(), ni, idr.Body())
+	octR, _ := ikecrypto.SignedOctets(suite.PRF, keys.SKpr(), resp.Raw(), ni, idr.Body())
 	if ok, _ := ikecrypto.VerifyPSKAuth(suite.PRF, psk, octR, ra.Data); !ok {
 		t.Fatal("strongSwan's AUTH does not verify")
 	}
@@ -247,7 +247,7 @@ func TestStrongSwanLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := ikecrypto.DeriveChildKeys(suite.PRF, keys.SKd, cs, nil, ni, nr)
+	ck, err := ikecrypto.DeriveChildKeys(suite.PRF, keys.SKd(), cs, nil, ni, nr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func DeriveIntermediateIKEKeys(prev *IKEKeys, sk, ni, nr []byte, spii, spir uint
 	if err != nil {
 		return nil, err
 	}
-	seed := Key(p.Sum(prev.SKd, sk, ni, nr))
+	seed := Key(p.Sum(prev.SKd(), sk, ni, nr))
 	return ikeKeysFromSkeyseed(s, seed, ni, nr, spii, spir)
 }
 

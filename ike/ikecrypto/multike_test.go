@@ -25,17 +25,20 @@ func TestMultiKEVectors(t *testing.T) {
 		DH: message.DHCurve25519, AddKE: [7]message.DHGroup{message.DHMLKEM768}}
 	check := func(prefix string, k *ikecrypto.IKEKeys) {
 		t.Helper()
-		for name, got := range map[string][]byte{"SKd": k.SKd, "SKei": k.SKei, "SKer": k.SKer, "SKpi": k.SKpi, "SKpr": k.SKpr} {
+		for name, got := range map[string][]byte{"SKd": k.SKd(), "SKei": k.SKei(), "SKer": k.SKer(), "SKpi": k.SKpi(), "SKpr": k.SKpr()} {
 			if !bytes.Equal(got, v[prefix+name]) {
 				t.Errorf("%s%s differs", prefix, name)
 			}
 		}
-		if len(k.SKai) != 0 || len(k.SKar) != 0 {
+		if len(k.SKai()) != 0 || len(k.SKar()) != 0 {
 			t.Errorf("%s: integrity keys with an AEAD", prefix)
 		}
 	}
 
-	prev := &ikecrypto.IKEKeys{Suite: suite, SKd: skd0}
+	prev, err := ikecrypto.NewIKEKeys(suite, skd0, nil, nil, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	k, err := ikecrypto.DeriveIntermediateIKEKeys(prev, sk1, ni, nr, spii, spir)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +53,7 @@ func TestMultiKEVectors(t *testing.T) {
 	// Without additional secrets it is RFC 7296's rekey.
 	k1, _ := ikecrypto.DeriveRekeyedIKEKeysMulti(suite, message.PRFHMACSHA2384, skd0, gir, ni, nr, nil, spii, spir)
 	k2, _ := ikecrypto.DeriveRekeyedIKEKeys(suite, message.PRFHMACSHA2384, skd0, gir, ni, nr, spii, spir)
-	if !bytes.Equal(k1.SKd, k2.SKd) || !bytes.Equal(k1.SKpr, k2.SKpr) {
+	if !bytes.Equal(k1.SKd(), k2.SKd()) || !bytes.Equal(k1.SKpr(), k2.SKpr()) {
 		t.Error("DeriveRekeyedIKEKeysMulti without additional KEs differs from DeriveRekeyedIKEKeys")
 	}
 
@@ -132,10 +135,10 @@ func TestHybridRoundTrip(t *testing.T) {
 	if err1 != nil || err2 != nil {
 		t.Fatal(err1, err2)
 	}
-	if !bytes.Equal(ik1.SKei, rk1.SKei) || !bytes.Equal(ik1.SKpr, rk1.SKpr) || !bytes.Equal(ik1.SKd, rk1.SKd) {
+	if !bytes.Equal(ik1.SKei(), rk1.SKei()) || !bytes.Equal(ik1.SKpr(), rk1.SKpr()) || !bytes.Equal(ik1.SKd(), rk1.SKd()) {
 		t.Fatal("the two ends disagree after the additional key exchange")
 	}
-	if bytes.Equal(ik1.SKd, ik.SKd) || bytes.Equal(ik1.SKei, ik.SKei) {
+	if bytes.Equal(ik1.SKd(), ik.SKd()) || bytes.Equal(ik1.SKei(), ik.SKei()) {
 		t.Fatal("the additional key exchange did not change the keys")
 	}
 	// The updated keys work as ciphers.

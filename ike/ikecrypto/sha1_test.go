@@ -45,8 +45,8 @@ func TestPRFHMACSHA1RFC2202(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(k.SKd) != 20 || len(k.SKai) != 20 || len(k.SKei) != 16 || len(k.SKpr) != 20 {
-		t.Fatalf("key lengths %d %d %d %d", len(k.SKd), len(k.SKai), len(k.SKei), len(k.SKpr))
+	if len(k.SKd()) != 20 || len(k.SKai()) != 20 || len(k.SKei()) != 16 || len(k.SKpr()) != 20 {
+		t.Fatalf("key lengths %d %d %d %d", len(k.SKd()), len(k.SKai()), len(k.SKei()), len(k.SKpr()))
 	}
 }
 

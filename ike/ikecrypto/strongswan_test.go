@@ -159,8 +159,8 @@ func checkExchange(t *testing.T, g golden) {
 		t.Fatal(err)
 	}
 	for name, k := range map[string]ikecrypto.Key{
-		"sk_d": keys.SKd, "sk_ai": keys.SKai, "sk_ar": keys.SKar, "sk_ei": keys.SKei,
-		"sk_er": keys.SKer, "sk_pi": keys.SKpi, "sk_pr": keys.SKpr,
+		"sk_d": keys.SKd(), "sk_ai": keys.SKai(), "sk_ar": keys.SKar(), "sk_ei": keys.SKei(),
+		"sk_er": keys.SKer(), "sk_pi": keys.SKpi(), "sk_pr": keys.SKpr(),
 	} {
 		want := g.vals[name]
 		if !bytes.Equal(k, want) {
@@ -232,11 +232,11 @@ func checkExchange(t *testing.T, g golden) {
 	idi := authReq.Find(message.PayloadIDi).(*message.ID)
 	idr := authResp.Find(message.PayloadIDr).(*message.ID)
 	t.Logf("IDi %v (%v), IDr %v (%v)", idi, idi.IDType, idr, idr.IDType)
-	octI, err := ikecrypto.SignedOctets(suite.PRF, keys.SKpi, req.Raw(), nr, idi.Body())
+	octI, err := ikecrypto.SignedOctets(suite.PRF, keys.SKpi(), req.Raw(), nr, idi.Body())
 	if err != nil {
 		t.Fatal(err)
 	}
-	octR, _ := ikecrypto.SignedOctets(suite.PRF, keys.SKpr, resp.Raw(), ni, idr.Body())
+	octR, _ := ikecrypto.SignedOctets(suite.PRF, keys.SKpr(), resp.Raw(), ni, idr.Body())
 	for _, c := range []struct {
 		name string
 		oct  []byte
@@ -264,7 +264,7 @@ func checkExchange(t *testing.T, g golden) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := ikecrypto.DeriveChildKeys(suite.PRF, keys.SKd, cs, nil, ni, nr)
+	ck, err := ikecrypto.DeriveChildKeys(suite.PRF, keys.SKd(), cs, nil, ni, nr)
 	if err != nil {
 		t.Fatal(err)
 	}
