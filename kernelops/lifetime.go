@@ -41,6 +41,9 @@ import (
 type lifeManager struct {
 	clk  clock.Clock
 	fire func(*ExpireEvent)
+	// The SAs' stamps count from clk.Now() at creation, read back by
+	// their kind from it (stampMono) or its wall clock (stampWall).
+	epoch [3]time.Time
 
 	mu         sync.Mutex
 	sas        chainmap.Map[SAID, lifeTracked, *lifeTracked] // under a hash of the 64-octet SAID: a 16-byte slot per SA, not 72
@@ -56,22 +59,64 @@ type lifeManager struct {
 type lifeTracked struct {
 	id       SAID
 	lt       Lifetimes
-	added    time.Time
-	firstUse time.Time
-	timerAt  time.Time // the SA's next time deadline (zero: none)
+	added    stamp
+	firstUse stamp
+	timerAt  stamp // the SA's next time deadline
 	bytes    uint64
 	packets  uint64
 	next     *lifeTracked // the next of the same hash (sas)
 	reqid    uint32
 	at       int32 // its index in lifeManager.due, -1 when not there
 	softDone bool
+	// The stamps' kinds, in the padding after softDone (stampNone: the
+	// zero time: firstUse not yet, timerAt not armed).
+	addedK, firstUseK, timerAtK stampKind
+}
+
+// A stamp is a time in 8 octets, not time.Time's 24 (a lifeTracked fits
+// the 192-octet size class): nanoseconds from the lifeManager's epoch,
+// negative before it; one more than 292 years away reads back as 292
+// years away. Its stampKind, kept apart, says whether it has a monotonic
+// clock reading: time.Time compares two times by it when both have one
+// and by the wall clock otherwise, so a time read back compares with
+// clk.Now() as the time stored did, also after the wall clock was set.
+type stamp int64
+
+type stampKind uint8
+
+const (
+	stampNone stampKind = iota // the zero time
+	stampMono                  // monotonic when the epoch is
+	stampWall                  // no monotonic reading
+)
+
+// stampOf returns t as a stamp.
+func (m *lifeManager) stampOf(t time.Time) (stamp, stampKind) {
+	k := stampMono
+	switch {
+	case t.IsZero():
+		return 0, stampNone
+	case t == t.Round(0): // no monotonic reading (Round(0) strips it)
+		k = stampWall
+	}
+	return stamp(t.Sub(m.epoch[k])), k
+}
+
+// timeOf is the time of a stamp.
+func (m *lifeManager) timeOf(s stamp, k stampKind) time.Time {
+	if k == stampNone {
+		return time.Time{}
+	}
+	return m.epoch[k].Add(time.Duration(s))
 }
 
 func (t *lifeTracked) ChainKey() SAID           { return t.id }
 func (t *lifeTracked) ChainNext() **lifeTracked { return &t.next }
 
-// The heap of time deadlines orders SAs by their next one.
-func (t *lifeTracked) HeapLess(u *lifeTracked) bool { return t.timerAt.Before(u.timerAt) }
+// The heap of time deadlines orders SAs by their next one. Two stamps
+// compare as the times they read back as: by monotonic readings or wall
+// clocks both counted from the epoch's.
+func (t *lifeTracked) HeapLess(u *lifeTracked) bool { return t.timerAt < u.timerAt }
 func (t *lifeTracked) HeapIndex() *int32            { return &t.at }
 
 // New returns a lifeManager on clk that hands every expiry to fire. The owner
@@ -80,7 +125,8 @@ func newLifeManager(clk clock.Clock, fire func(*ExpireEvent)) *lifeManager {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &lifeManager{clk: clk, fire: fire}
+	epoch := clk.Now()
+	return &lifeManager{clk: clk, fire: fire, epoch: [3]time.Time{stampMono: epoch, stampWall: epoch.Round(0)}}
 }
 
 // Add starts tracking an SA added at added (zero: now), replacing any
@@ -99,7 +145,8 @@ func (m *lifeManager) Add(id SAID, reqid uint32, lt Lifetimes, added time.Time) 
 		m.unarm(old)
 		m.sas.Delete(old.id)
 	}
-	t := &lifeTracked{id: id, reqid: reqid, lt: lt, added: added, at: -1}
+	t := &lifeTracked{id: id, reqid: reqid, lt: lt, at: -1}
+	t.added, t.addedK = m.stampOf(added)
 	m.sas.Put(t)
 	m.evaluate(t)
 	m.mu.Unlock()
@@ -123,12 +170,12 @@ func (m *lifeManager) Observe(id SAID, bytes, packets uint64, firstUse time.Time
 	return m.with(id, func(t *lifeTracked) {
 		t.bytes = max(t.bytes, bytes)
 		t.packets = max(t.packets, packets)
-		if t.firstUse.IsZero() {
+		if t.firstUseK == stampNone {
 			switch {
 			case !firstUse.IsZero():
-				t.firstUse = firstUse
+				t.firstUse, t.firstUseK = m.stampOf(firstUse)
 			case t.bytes > 0 || t.packets > 0:
-				t.firstUse = m.clk.Now()
+				t.firstUse, t.firstUseK = m.stampOf(m.clk.Now())
 			}
 		}
 	})
@@ -147,10 +194,10 @@ func (m *lifeManager) ObserveUsage(u Usage) bool {
 func (m *lifeManager) SetTimes(id SAID, added, firstUse time.Time) bool {
 	return m.with(id, func(t *lifeTracked) {
 		if !added.IsZero() {
-			t.added = added
+			t.added, t.addedK = m.stampOf(added)
 		}
 		if !firstUse.IsZero() {
-			t.firstUse = firstUse
+			t.firstUse, t.firstUseK = m.stampOf(firstUse)
 		}
 	})
 }
@@ -222,7 +269,7 @@ func (m *lifeManager) Close() {
 	defer m.mu.Unlock()
 	m.closed = true
 	for t := range m.sas.All() {
-		t.timerAt = time.Time{}
+		t.timerAtK = stampNone
 	}
 	m.due.Clear()
 	m.setTimer(m.clk.Now())
@@ -249,7 +296,7 @@ func (m *lifeManager) with(id SAID, f func(*lifeTracked)) bool {
 func (m *lifeManager) unarm(t *lifeTracked) {
 	if t.at >= 0 {
 		m.due.Remove(t)
-		t.timerAt = time.Time{}
+		t.timerAtK = stampNone
 		m.setTimer(m.clk.Now())
 	}
 }
@@ -258,8 +305,9 @@ func (m *lifeManager) unarm(t *lifeTracked) {
 // deadline. Called with m.mu held.
 func (m *lifeManager) evaluate(t *lifeTracked) {
 	now := m.clk.Now()
-	soft := t.tripped(t.lt.Soft, now)
-	hard := t.tripped(t.lt.Hard, now)
+	added, firstUse := m.timeOf(t.added, t.addedK), m.timeOf(t.firstUse, t.firstUseK)
+	soft := t.tripped(t.lt.Soft, now, added, firstUse)
+	hard := t.tripped(t.lt.Hard, now, added, firstUse)
 	if hard != LimitUnknown {
 		if !t.softDone && t.lt.Soft != (Limits{}) {
 			// The soft limit of the kind that tripped hard is at or below
@@ -281,23 +329,24 @@ func (m *lifeManager) evaluate(t *lifeTracked) {
 		t.softDone = true
 		m.queue = append(m.queue, t.event(false, soft))
 	}
-	m.arm(t, now)
+	m.arm(t, now, added, firstUse)
 }
 
 func (t *lifeTracked) event(hard bool, k LimitKind) *ExpireEvent {
 	return &ExpireEvent{SA: t.id, ReqID: t.reqid, Hard: hard, Limit: k}
 }
 
-// tripped returns the first limit of l reached at now, or LimitUnknown.
-func (t *lifeTracked) tripped(l Limits, now time.Time) LimitKind {
+// tripped returns the first limit of l reached at now, or LimitUnknown;
+// added and firstUse are t's.
+func (t *lifeTracked) tripped(l Limits, now, added, firstUse time.Time) LimitKind {
 	switch {
 	case l.Bytes != 0 && t.bytes >= l.Bytes:
 		return LimitBytes
 	case l.Packets != 0 && t.packets >= l.Packets:
 		return LimitPackets
-	case l.AddTime != 0 && !now.Before(t.added.Add(l.AddTime)):
+	case l.AddTime != 0 && !now.Before(added.Add(l.AddTime)):
 		return LimitAddTime
-	case l.UseTime != 0 && !t.firstUse.IsZero() && !now.Before(t.firstUse.Add(l.UseTime)):
+	case l.UseTime != 0 && !firstUse.IsZero() && !now.Before(firstUse.Add(l.UseTime)):
 		return LimitUseTime
 	}
 	return LimitUnknown
@@ -317,29 +366,30 @@ func limitOf(l Limits, k LimitKind) uint64 {
 	return 0
 }
 
-// arm puts the SA's earliest pending time deadline in the heap.
-func (m *lifeManager) arm(t *lifeTracked, now time.Time) {
+// arm puts the SA's earliest pending time deadline in the heap; added
+// and firstUse are t's.
+func (m *lifeManager) arm(t *lifeTracked, now, added, firstUse time.Time) {
 	var next time.Time
 	consider := func(l Limits) {
 		if l.AddTime != 0 {
-			next = earliestTime(next, t.added.Add(l.AddTime))
+			next = earliestTime(next, added.Add(l.AddTime))
 		}
-		if l.UseTime != 0 && !t.firstUse.IsZero() {
-			next = earliestTime(next, t.firstUse.Add(l.UseTime))
+		if l.UseTime != 0 && !firstUse.IsZero() {
+			next = earliestTime(next, firstUse.Add(l.UseTime))
 		}
 	}
 	if !t.softDone {
 		consider(t.lt.Soft)
 	}
 	consider(t.lt.Hard)
-	if next.Equal(t.timerAt) && t.at >= 0 {
+	if t.at >= 0 && next.Equal(m.timeOf(t.timerAt, t.timerAtK)) {
 		return
 	}
 	if next.IsZero() {
 		m.unarm(t)
 		return
 	}
-	t.timerAt = next
+	t.timerAt, t.timerAtK = m.stampOf(next)
 	if t.at >= 0 {
 		m.due.Fix(t)
 	} else {
@@ -353,7 +403,7 @@ func (m *lifeManager) arm(t *lifeTracked, now time.Time) {
 func (m *lifeManager) setTimer(now time.Time) {
 	var next time.Time
 	if top := m.due.Top(); top != nil {
-		next = top.timerAt
+		next = m.timeOf(top.timerAt, top.timerAtK)
 	}
 	if next.Equal(m.timerAt) && (m.timer != nil) == !next.IsZero() {
 		return
@@ -391,9 +441,9 @@ func (m *lifeManager) onTimer(seq uint64) {
 	// Take the due ones out first: one whose limit is not yet reached
 	// (its deadline rounded) goes back in and waits for the next timer.
 	var due []*lifeTracked
-	for m.due.Len() > 0 && !now.Before(m.due.Top().timerAt) {
+	for m.due.Len() > 0 && !now.Before(m.timeOf(m.due.Top().timerAt, m.due.Top().timerAtK)) {
 		t := m.due.Pop()
-		t.timerAt = time.Time{}
+		t.timerAtK = stampNone
 		due = append(due, t)
 	}
 	for _, t := range due {

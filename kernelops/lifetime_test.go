@@ -2,10 +2,12 @@ package kernelops
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/keyplane/keyplane/kernelops/clock"
 )
@@ -430,5 +432,51 @@ func TestLifeTableCollisions(t *testing.T) {
 	}
 	if m.Len() != 0 || m.Pending() != 0 {
 		t.Fatalf("after every expiry: %d tracked, %d pending", m.Len(), m.Pending())
+	}
+}
+
+// TestLifeTrackedSize: a lifeTracked is allocated per SA tracked (two per
+// IKE child SA end) and fits the 192-octet size class, its times kept as
+// stamps. The next class is 208 octets; a field that must be added fits
+// the 4 octets of padding at the end, or displaces another.
+func TestLifeTrackedSize(t *testing.T) {
+	if n := unsafe.Sizeof(lifeTracked{}); n > 192 {
+		t.Errorf("lifeTracked is %d octets, over the 192-octet size class", n)
+	}
+}
+
+// TestStamps: a time reads back from its stamp as an Equal time, with a
+// monotonic clock reading if and only if it had one (so it compares with
+// clk.Now() as before), on the real clock whose epoch has one.
+func TestStamps(t *testing.T) {
+	m := newLifeManager(clock.Real(), nil)
+	epoch, now := m.epoch[stampMono], time.Now()
+	tests := []struct {
+		name string
+		in   time.Time
+		want time.Time // zero: in
+		mono bool      // read back with a monotonic reading
+	}{
+		{name: "zero stays zero"},
+		{name: "now", in: now, mono: true},
+		{name: "the epoch", in: epoch, mono: true},
+		{name: "before the epoch", in: epoch.Add(-time.Hour), mono: true},
+		{name: "wall clock only", in: now.Round(0).Add(time.Minute)},
+		{name: "wall clock only, before the epoch, UTC", in: time.Date(1970, 1, 1, 0, 0, 1, 5, time.UTC)},
+		{name: "over 292 years before: 292 years before", in: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC),
+			want: epoch.Round(0).Add(math.MinInt64)},
+	}
+	for _, tt := range tests {
+		want := tt.want
+		if want.IsZero() {
+			want = tt.in
+		}
+		got := m.timeOf(m.stampOf(tt.in))
+		if !got.Equal(want) || got.IsZero() != want.IsZero() {
+			t.Errorf("%s: %v read back as %v, want %v", tt.name, tt.in, got, want)
+		}
+		if mono := got != got.Round(0); mono != tt.mono {
+			t.Errorf("%s: read back with a monotonic reading %v, want %v", tt.name, mono, tt.mono)
+		}
 	}
 }
