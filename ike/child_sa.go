@@ -76,6 +76,8 @@ type childSA struct {
 	// the last check); watchAlt picks the threshold's variant.
 	watched  bool
 	watchAlt bool
+	rekey    bool // a soft expire asked for a rekey
+	listed   bool // in its IKE SA's children
 	idleAt   time.Time
 
 	// lifetime is the configured one with this child's random soft
@@ -88,18 +90,13 @@ type childSA struct {
 	polRefs []*polRefEntry
 	xfrmi   string // the xfrm interface held (xfrmi.go)
 	estAt   time.Time
-	rekey   bool // a soft expire asked for a rekey
 	// ours is our CREATE_CHILD_SA that replaces this child (in flight, or
 	// answered); theirs is the peer's, answered. Both set: a collision
 	// (RFC 7296 §2.8.1, collision.go).
 	ours, theirs *childRekey
-	// listed: in its IKE SA's children.
-	listed   bool
-	acquire  *kernelops.AcquireEvent
-	waiters  []chan error
-	failWhy  string
-	deleteBy string
-	rec      childRecovery // recovery.go
+	acquire      *kernelops.AcquireEvent
+	waiters      []chan error
+	rec          childRecovery // recovery.go
 }
 
 func (ch *childSA) inID() kernelops.SAID {
@@ -180,8 +177,7 @@ func (ch *childSA) fail(why error) {
 		return
 	}
 	ch.releaseSPI()
-	ch.failWhy = why.Error()
-	ch.setState(childFailed, ch.failWhy)
+	ch.setState(childFailed, why.Error())
 	ch.notify(fmt.Errorf("child %s: %w", ch.cfg.Name, why))
 }
 

@@ -41,7 +41,6 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 						inSPIs = append(inSPIs, ch.inSPI)
 						closed = append(closed, ch)
 					}
-					ch.deleteBy = "peer"
 					ch.remove("deleted by peer")
 					ch.ike.dropChild(ch)
 				}

@@ -54,3 +54,12 @@ func TestIKESASize(t *testing.T) {
 		t.Errorf("ikeSA is %d octets, over the 896-octet size class", n)
 	}
 }
+
+// TestChildSASize: a child's struct fits the allocator's 512-octet size
+// class (the next is 576). The bools sit together in one word's padding;
+// a field that must be added displaces another or goes behind a pointer.
+func TestChildSASize(t *testing.T) {
+	if n := unsafe.Sizeof(childSA{}); n > 512 {
+		t.Errorf("childSA is %d octets, over the 512-octet size class", n)
+	}
+}
