@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/internal/chainmap"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -67,13 +68,21 @@ type reqidUser struct {
 type reqidEntry struct {
 	key   reqidKey
 	keyed bool        // allocated for key (a configured reqid is not)
+	r     uint32      // the reqid
 	users []reqidUser // the first is the child an acquire starts
+	next  *reqidEntry // the next of the same hash (byKey)
 }
+
+func (x *reqidEntry) ChainKey() reqidKey      { return x.key }
+func (x *reqidEntry) ChainNext() **reqidEntry { return &x.next }
 
 // reqidTable holds the reqids in use. Every change goes through hold
 // and drop.
 type reqidTable struct {
-	byKey   map[reqidKey]uint32
+	// byKey: the entry allocated for each key (the first, if several
+	// were). Under a hash of the 56-octet key (internal/chainmap): a
+	// 16-octet slot per child instead of a map slot holding a copy.
+	byKey   chainmap.Map[reqidKey, reqidEntry, *reqidEntry]
 	byReqID map[uint32]*reqidEntry
 	// next is where the search for a free reqid starts; lo..hi the
 	// range it searches (the dataplane's owned range but its first
@@ -93,7 +102,7 @@ func newReqIDTable(first, last uint32) reqidTable {
 	if lo > max || lo == 0 {
 		lo = max
 	}
-	return reqidTable{byKey: map[reqidKey]uint32{}, byReqID: map[uint32]*reqidEntry{}, traps: map[string]uint32{},
+	return reqidTable{byReqID: map[uint32]*reqidEntry{}, traps: map[string]uint32{},
 		next: lo, lo: lo, hi: max, over: max}
 }
 
@@ -144,7 +153,12 @@ func chooseReqID(a reqidAsk, byKey func(reqidKey) (uint32, bool), users func(uin
 // take chooses and holds the reqid of a child (or trap) named a.key.child.
 func (t *reqidTable) take(a reqidAsk) (uint32, reqidSource) {
 	r, src := chooseReqID(a,
-		func(k reqidKey) (uint32, bool) { r, ok := t.byKey[k]; return r, ok },
+		func(k reqidKey) (uint32, bool) {
+			if x := t.byKey.Get(k); x != nil {
+				return x.r, true
+			}
+			return 0, false
+		},
 		func(r uint32) []reqidUser {
 			if ent := t.byReqID[r]; ent != nil {
 				return ent.users
@@ -191,12 +205,10 @@ func (t *reqidTable) fresh() uint32 {
 func (t *reqidTable) hold(r uint32, key reqidKey, keyed bool) {
 	ent := t.byReqID[r]
 	if ent == nil {
-		ent = &reqidEntry{key: key, keyed: keyed}
+		ent = &reqidEntry{key: key, keyed: keyed, r: r}
 		t.byReqID[r] = ent
-		if keyed {
-			if _, ok := t.byKey[key]; !ok {
-				t.byKey[key] = r
-			}
+		if keyed && t.byKey.Get(key) == nil {
+			t.byKey.Put(ent)
 		}
 		if r >= t.lo && r <= t.hi {
 			t.inRange++
@@ -229,8 +241,8 @@ func (t *reqidTable) drop(r uint32, name string) {
 		return
 	}
 	delete(t.byReqID, r)
-	if ent.keyed && t.byKey[ent.key] == r {
-		delete(t.byKey, ent.key)
+	if ent.keyed && t.byKey.Get(ent.key) == ent {
+		t.byKey.Delete(ent.key)
 	}
 	if r >= t.lo && r <= t.hi {
 		t.inRange--
@@ -330,9 +342,9 @@ func (e *Engine) reqidIndexErr() string {
 			return fmt.Sprintf("reqid %#x is held but not indexed", r)
 		}
 	}
-	for k, r := range t.byKey {
-		if ent := t.byReqID[r]; ent == nil || !ent.keyed || ent.key != k {
-			return fmt.Sprintf("the key of child %s points at reqid %#x, not allocated for it", k.child, r)
+	for x := range t.byKey.All() {
+		if ent := t.byReqID[x.r]; ent != x || !ent.keyed {
+			return fmt.Sprintf("the key of child %s points at reqid %#x, not allocated for it", x.key.child, x.r)
 		}
 	}
 	if inRange != t.inRange {
