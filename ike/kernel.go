@@ -51,7 +51,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 	defer func() {
 		if err != nil {
 			for i := len(ch.polRefs) - 1; i >= 0; i-- {
-				e.dropPolicyRef(ch.polRefs[i].id)
+				e.dropPolicyRef(ch.polRefs[i].id())
 			}
 			for i := len(ch.sas) - 1; i >= 0; i-- {
 				e.deleteSA(ch, ch.sas[i])
@@ -184,7 +184,7 @@ func (e *Engine) uninstall(ch *childSA) {
 		e.deleteSA(ch, id)
 	}
 	for _, x := range ch.polRefs {
-		e.dropPolicyRef(x.id)
+		e.dropPolicyRef(x.id())
 	}
 	e.releaseXfrmi(ch.xfrmi)
 	e.releaseChildReqID(ch)

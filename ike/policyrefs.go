@@ -1,50 +1,106 @@
 package ike
 
 import (
+	"net/netip"
+
 	"github.com/keyplane/keyplane/internal/chainmap"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
 // policyRefs is the engine's polRefs by policy ID, kept under a hash of
-// the 88-octet ID (internal/chainmap): a map slot of 16 bytes instead of
-// 96, three per child. Loop-owned.
+// the ID (internal/chainmap): a map slot of 16 bytes instead of 96, three
+// per child. Loop-owned.
 type policyRefs struct {
-	m chainmap.Map[kernelops.PolicyID, polRefEntry, *polRefEntry]
+	m chainmap.Map[polKey, polRefEntry, *polRefEntry]
 }
 
 type polRefEntry struct {
 	polRef
-	id   kernelops.PolicyID
+	key  polKey
 	next *polRefEntry // the next entry of the same hash
 }
 
-func (x *polRefEntry) ChainKey() kernelops.PolicyID { return x.id }
-func (x *polRefEntry) ChainNext() **polRefEntry     { return &x.next }
+func (x *polRefEntry) ChainKey() polKey         { return x.key }
+func (x *polRefEntry) ChainNext() **polRefEntry { return &x.next }
+
+// id is the entry's policy ID.
+func (x *polRefEntry) id() kernelops.PolicyID { return x.key.id() }
+
+// polKey is a PolicyID in 56 octets instead of 88 (an entry in the
+// 112-octet size class, not 144): a netip.Addr's 24 octets are its 16
+// and a family here (a Prefix has no zone).
+type polKey struct {
+	src, dst         [16]byte
+	mark             kernelops.Mark
+	ifID             uint32
+	sport, dport     uint16
+	srcFam, dstFam   uint8 // 0: no address, 4, 6
+	srcBits, dstBits uint8 // the prefix length plus one (0: invalid, as Prefix keeps it)
+	proto            uint8
+	dir              kernelops.Direction
+}
+
+func polKeyOf(id kernelops.PolicyID) polKey {
+	k := polKey{mark: id.Mark, ifID: id.IfID, sport: id.Selector.SrcPort, dport: id.Selector.DstPort,
+		proto: id.Selector.Proto, dir: id.Dir}
+	k.src, k.srcFam, k.srcBits = packPrefix(id.Selector.Src)
+	k.dst, k.dstFam, k.dstBits = packPrefix(id.Selector.Dst)
+	return k
+}
+
+func (k polKey) id() kernelops.PolicyID {
+	return kernelops.PolicyID{Dir: k.dir, Mark: k.mark, IfID: k.ifID,
+		Selector: kernelops.Selector{Src: unpackPrefix(k.src, k.srcFam, k.srcBits), Dst: unpackPrefix(k.dst, k.dstFam, k.dstBits),
+			Proto: k.proto, SrcPort: k.sport, DstPort: k.dport}}
+}
+
+func packPrefix(p netip.Prefix) (b [16]byte, fam, bits uint8) {
+	a := p.Addr()
+	switch {
+	case a.Is4():
+		fam = 4
+	case a.Is6():
+		fam = 6
+	default:
+		return b, 0, 0
+	}
+	return a.As16(), fam, uint8(p.Bits() + 1)
+}
+
+func unpackPrefix(b [16]byte, fam, bits uint8) netip.Prefix {
+	switch fam {
+	case 4:
+		return netip.PrefixFrom(netip.AddrFrom16(b).Unmap(), int(bits)-1)
+	case 6:
+		return netip.PrefixFrom(netip.AddrFrom16(b), int(bits)-1)
+	}
+	return netip.Prefix{}
+}
 
 // get is id's polRef (nil: none).
 func (p *policyRefs) get(id kernelops.PolicyID) *polRef {
-	if x := p.m.Get(id); x != nil {
+	if x := p.m.Get(polKeyOf(id)); x != nil {
 		return &x.polRef
 	}
 	return nil
 }
 
 // entry is id's entry (nil: none).
-func (p *policyRefs) entry(id kernelops.PolicyID) *polRefEntry { return p.m.Get(id) }
+func (p *policyRefs) entry(id kernelops.PolicyID) *polRefEntry { return p.m.Get(polKeyOf(id)) }
 
 // add makes id's entry, which must not exist yet.
 func (p *policyRefs) add(id kernelops.PolicyID) *polRefEntry {
-	x := &polRefEntry{id: id}
+	x := &polRefEntry{key: polKeyOf(id)}
 	p.m.Put(x)
 	return x
 }
 
-func (p *policyRefs) del(id kernelops.PolicyID) { p.m.Delete(id) }
+func (p *policyRefs) del(id kernelops.PolicyID) { p.m.Delete(polKeyOf(id)) }
 
 // all yields every policy's ID and polRef.
 func (p *policyRefs) all(yield func(kernelops.PolicyID, *polRef) bool) {
 	for x := range p.m.All() {
-		if !yield(x.id, &x.polRef) {
+		if !yield(x.id(), &x.polRef) {
 			return
 		}
 	}
@@ -56,7 +112,7 @@ func (p *policyRefs) len() int { return p.m.Len() }
 func (ch *childSA) policyIDs() []kernelops.PolicyID {
 	ids := make([]kernelops.PolicyID, len(ch.polRefs))
 	for i, x := range ch.polRefs {
-		ids[i] = x.id
+		ids[i] = x.id()
 	}
 	return ids
 }
