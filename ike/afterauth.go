@@ -6,7 +6,9 @@ import "github.com/keyplane/keyplane/ike/ikecrypto"
 // IKE_AUTH is done (established, and its child derived): the handshake
 // state (handshake.go: the two IKE_SA_INIT messages for the AUTH
 // computation, the nonces for the IKE_AUTH child's keys, the cookie, the
-// responder's candidate connections and first choice of proposal), the
+// responder's candidate connections and first choice of proposal, the
+// credentials asked for, wiping the PSK's copy, the peer's signature
+// hashes and CERTREQs, the AUTH worker's state), the
 // IntAuth chains, and AES-GCM's built AEADs (ikecrypto.Idle). With
 // 100,000 IKE SAs up they were some 600 octets each (BenchmarkTunnelMemory).
 // An IKE SA rekey, a child's rekey and a reauthentication make their own
@@ -19,6 +21,7 @@ func (sa *ikeSA) dropHandshake() {
 	if sa.state != ikeEstablished {
 		return
 	}
+	sa.hs.credPSK.Zero() // a copy of a key: wiped, not left to the GC
 	sa.hs = nil
 	if sa.mke != nil {
 		sa.mke.intAuthI, sa.mke.intAuthR = nil, nil

@@ -156,17 +156,17 @@ func (sa *ikeSA) offloadAuthResponse(m *message.Message, remote netip.AddrPort) 
 func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then func()) {
 	e := sa.e
 	w := &authWork{cfg: e.cfg, computing: true}
-	sa.auth = w
+	made(&sa.hs).auth = w
 	authMID := m.MessageID
 	if sa.initiator {
-		authMID = sa.authMID
+		authMID = orZero(sa.hs).authMID
 	}
 	j := &authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: orZero(sa.hs).cands, chosen: orZero(sa.hs).ikeChosen, prf: sa.suite.PRF,
 		skpi: sa.keys.SKpi(), skpr: sa.keys.SKpr(), skd: sa.keys.SKd(), initReq: orZero(sa.hs).initReq, initResp: orZero(sa.hs).initResp,
 		ni: orZero(sa.hs).ni, nr: orZero(sa.hs).nr, intAuthI: orZero(sa.mke).intAuthI, intAuthR: orZero(sa.mke).intAuthR,
 		authLater:  orZero(sa.mke).interDone < len(sa.suite.AdditionalKEs()),
-		peerHashes: sa.peerHashes, peerCertReq: sa.peerCertReq,
-		credPSK: sa.credPSK, credCert: sa.credCert, credTrust: sa.credTrust,
+		peerHashes: orZero(sa.hs).peerHashes, peerCertReq: orZero(sa.hs).peerCertReq,
+		credPSK: orZero(sa.hs).credPSK, credCert: orZero(sa.hs).credCert, credTrust: orZero(sa.hs).credTrust,
 		localAddr: sa.local.Addr(), remoteAddr: sa.remote.Addr(), remoteDyn: sa.leasedAddrs(), now: e.clk.Now()}
 	if sa.initiator {
 		j.cands = []*config.Connection{sa.conn}
@@ -180,11 +180,11 @@ func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then 
 
 // authComputed is the rest of the message's handling, on the loop.
 func (sa *ikeSA) authComputed(w *authWork, m *message.Message, r authResult, still func() bool, then func()) {
-	if sa.auth != w {
+	if orZero(sa.hs).auth != w {
 		r.pre.zero()
 		return // cannot happen: nothing else replaces it
 	}
-	sa.auth = nil
+	sa.hs.auth = nil
 	if r.decErr != nil {
 		sa.log.Debug("dropping IKE_AUTH message that fails to decrypt", "err", r.decErr)
 		return
@@ -200,11 +200,11 @@ func (sa *ikeSA) authComputed(w *authWork, m *message.Message, r authResult, sti
 		sa.log.Debug("IKE_AUTH computed under a configuration since replaced; checking it again")
 	}
 	w.computing, w.pre = false, r.pre
-	sa.auth = w
+	made(&sa.hs).auth = w
 	defer func() {
 		w.pre.zero()
-		if sa.auth == w {
-			sa.auth = nil
+		if orZero(sa.hs).auth == w {
+			sa.hs.auth = nil
 		}
 	}()
 	then()
@@ -383,7 +383,7 @@ func authHints(m *message.Message, hashes []message.HashAlgorithm, certReq [][sh
 // precomputedPeer is the worker's verdict on the peer's AUTH under conn
 // (ok false: none, the loop checks).
 func (sa *ikeSA) precomputedPeer(conn *config.Connection) (why string, ok bool) {
-	w := sa.auth
+	w := orZero(sa.hs).auth
 	if w == nil {
 		return "", false
 	}
@@ -399,7 +399,7 @@ func (sa *ikeSA) precomputedPeer(conn *config.Connection) (why string, ok bool) 
 // precomputedMine is the worker's AUTH payloads of ours under conn (ok
 // false: none, the loop computes them).
 func (sa *ikeSA) precomputedMine(conn *config.Connection) (ps []message.Payload, err error, ok bool) {
-	w := sa.auth
+	w := orZero(sa.hs).auth
 	if w == nil {
 		return nil, nil, false
 	}
@@ -416,7 +416,7 @@ func (sa *ikeSA) precomputedMine(conn *config.Connection) (ps []message.Payload,
 // the ones deriveChildKeys is asked for: the IKE_AUTH child (no key
 // exchange, the IKE SA's nonces) with the suite the worker chose.
 func (sa *ikeSA) precomputedChildKeys(ch *childSA, ni, nr []byte, gir ikecrypto.Key) *ikecrypto.ChildKeys {
-	w := sa.auth
+	w := orZero(sa.hs).auth
 	if w == nil {
 		return nil
 	}
@@ -443,7 +443,7 @@ func (e *Engine) authIndexErr() string {
 		return ""
 	}
 	for _, sa := range e.sas {
-		if sa.auth != nil {
+		if orZero(sa.hs).auth != nil {
 			return fmt.Sprintf("IKE SA %d has an IKE_AUTH request marked as computed with no crypto job under way", sa.id)
 		}
 	}

@@ -41,7 +41,7 @@ type authExt struct {
 func (sa *ikeSA) readAuthHints(m *message.Message) {
 	if n := m.Notify(message.SIGNATURE_HASH_ALGORITHMS); n != nil {
 		if hs, err := message.ParseSignatureHashAlgorithms(n.Data); err == nil {
-			sa.peerHashes = append([]message.HashAlgorithm{}, hs...)
+			made(&sa.hs).peerHashes = append([]message.HashAlgorithm{}, hs...)
 		} else {
 			sa.log.Debug("ignoring malformed SIGNATURE_HASH_ALGORITHMS", "err", err)
 		}
@@ -49,7 +49,7 @@ func (sa *ikeSA) readAuthHints(m *message.Message) {
 	for _, p := range m.FindAll(message.PayloadCERTREQ) {
 		cr := p.(*message.CertReq)
 		if cr.Encoding == message.CertX509 {
-			sa.peerCertReq = append(sa.peerCertReq, cr.Hashes()...)
+			made(&sa.hs).peerCertReq = append(sa.hs.peerCertReq, cr.Hashes()...)
 		}
 	}
 }
@@ -63,7 +63,7 @@ func (sa *ikeSA) authOctets(ofInitiator bool, id *message.ID) ([]byte, error) {
 	if !ofInitiator {
 		skp, real, nonce = sa.keys.SKpr(), orZero(sa.hs).initResp, orZero(sa.hs).ni
 	}
-	return authOctets(sa.suite.PRF, skp, real, nonce, id.Body(), orZero(sa.mke).intAuthI, orZero(sa.mke).intAuthR, sa.authMID)
+	return authOctets(sa.suite.PRF, skp, real, nonce, id.Body(), orZero(sa.mke).intAuthI, orZero(sa.mke).intAuthR, orZero(sa.hs).authMID)
 }
 
 // authOctets is the computation of (*ikeSA).authOctets with explicit
@@ -84,7 +84,7 @@ func (sa *ikeSA) ourAuth(c *config.Connection, id, idr *message.ID) ([]message.P
 	if err != nil {
 		return nil, fmt.Errorf("AUTH: %w", err)
 	}
-	ps, note, err := makeOurAuth(c, id, idr, oct, sa.suite.PRF, sa.initiator, sa.peerHashes, sa.peerIdentity(c), sa.loopCreds())
+	ps, note, err := makeOurAuth(c, id, idr, oct, sa.suite.PRF, sa.initiator, orZero(sa.hs).peerHashes, sa.peerIdentity(c), sa.loopCreds())
 	note.log(sa)
 	return ps, err
 }

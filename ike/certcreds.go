@@ -61,14 +61,14 @@ var (
 // CERTREQ asks for, else the one CertCredentials gives (asked once per
 // IKE SA). Runs on the loop.
 func (sa *ikeSA) localCert(c *config.Connection, peer config.Identity) (config.LocalCert, []*x509.Certificate, error) {
-	if len(c.LocalCerts) == 0 && sa.credCert == nil {
+	if len(c.LocalCerts) == 0 && orZero(sa.hs).credCert == nil {
 		cc, err := sa.askLocalCert(c, peer)
 		if err != nil {
 			return config.LocalCert{}, nil, err
 		}
-		sa.credCert = cc
+		made(&sa.hs).credCert = cc
 	}
-	lc, chain := localCertFrom(c, sa.peerCertReq, sa.credCert)
+	lc, chain := localCertFrom(c, orZero(sa.hs).peerCertReq, orZero(sa.hs).credCert)
 	return lc, chain, nil
 }
 
@@ -110,8 +110,8 @@ func (sa *ikeSA) trustFor(c *config.Connection, peer config.Identity) (*pki.Stor
 	if c.Trust != nil {
 		return c.Trust, nil
 	}
-	if sa.credTrust != nil {
-		return sa.credTrust, nil
+	if st := orZero(sa.hs).credTrust; st != nil {
+		return st, nil
 	}
 	e := sa.e
 	if e.certCreds == nil {
@@ -126,6 +126,6 @@ func (sa *ikeSA) trustFor(c *config.Connection, peer config.Identity) (*pki.Stor
 	case st == nil:
 		return nil, fmt.Errorf("%w for %s (connection %s): credentials gave no trust store", ErrNoTrust, peer, c.Name)
 	}
-	sa.credTrust = st
+	made(&sa.hs).credTrust = st
 	return st, nil
 }

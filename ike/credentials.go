@@ -42,8 +42,8 @@ func (sa *ikeSA) pskFor(c *config.Connection, peer config.Identity) ([]byte, err
 	if len(c.PSK) > 0 {
 		return c.PSK, nil
 	}
-	if sa.credPSK != nil {
-		return sa.credPSK, nil
+	if k := orZero(sa.hs).credPSK; k != nil {
+		return k, nil
 	}
 	e := sa.e
 	if e.creds == nil {
@@ -58,8 +58,9 @@ func (sa *ikeSA) pskFor(c *config.Connection, peer config.Identity) ([]byte, err
 	case len(k) < config.MinPSKLen:
 		return nil, fmt.Errorf("%w for %s (connection %s): credentials gave %d bytes, want at least %d", ErrNoPSK, peer, c.Name, len(k), config.MinPSKLen)
 	}
-	sa.credPSK = append(ikecrypto.Key(nil), k...)
-	return sa.credPSK, nil
+	hs := made(&sa.hs)
+	hs.credPSK = append(ikecrypto.Key(nil), k...)
+	return hs.credPSK, nil
 }
 
 // peerIdentity is who the SA authenticates: the peer's identity once it

@@ -22,7 +22,7 @@ func (sa *ikeSA) sendAuth() {
 	if !c.RemoteID.Any && !c.RemoteID.Wildcard() {
 		idr = idPayload(c.RemoteID, true)
 	}
-	sa.authMID = sa.w.nextID // nothing is in flight: IKE_AUTH takes it
+	made(&sa.hs).authMID = sa.w.nextID // nothing is in flight: IKE_AUTH takes it
 	ps, err := sa.ourAuth(c, idPayload(c.LocalID, false), idr)
 	if err != nil {
 		sa.destroyErr(err)
@@ -297,7 +297,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		return
 	}
 	sa.readAuthHints(m)
-	sa.authMID = m.MessageID
+	made(&sa.hs).authMID = m.MessageID
 	conn, misfit := pickConn(orZero(sa.hs).cands, idi, idr, func(c *config.Connection) error {
 		return fitsOurs(&sa.hs.ikeChosen, c.Proposals, message.ProtocolIKE)
 	})

@@ -4,11 +4,12 @@ import (
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/ikecrypto"
 	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/ike/pki"
 )
 
-// handshake is an IKE SA's IKE_SA_INIT state, which an established SA
-// no longer needs: behind a pointer (made at its first write, read
-// through orZero) it keeps ikeSA within the 896-octet size class, and
+// handshake is an IKE SA's IKE_SA_INIT and IKE_AUTH state, which an
+// established SA no longer needs: behind a pointer (made at its first write, read
+// through orZero) it keeps ikeSA within the 768-octet size class, and
 // an SA made by a rekey or a takeover never has one. dropHandshake
 // lets it go.
 type handshake struct {
@@ -28,4 +29,15 @@ type handshake struct {
 	initRetries       int
 	// ho: counted as half-open (halfopen.go).
 	ho halfOpenEntry
+
+	// credPSK is the pre-shared key Credentials gave for this SA.
+	credPSK ikecrypto.Key
+	// credCert and credTrust are what CertCredentials gave for this SA
+	// (certcreds.go).
+	credCert  *CertChain
+	credTrust *pki.Store
+	// auth: the responder's IKE_AUTH request on a crypto worker, and
+	// then what it computed (auth_offload.go).
+	auth    *authWork
+	authExt // certificates and signatures (auth_pubkey.go)
 }

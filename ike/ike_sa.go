@@ -13,7 +13,6 @@ import (
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/ikecrypto"
 	"github.com/keyplane/keyplane/ike/message"
-	"github.com/keyplane/keyplane/ike/pki"
 )
 
 // ikeState is where an IKE SA is.
@@ -81,15 +80,6 @@ type ikeSA struct {
 	keys  *ikecrypto.IKEKeys
 	out   message.Cipher
 	in    message.Cipher
-	// credPSK is the pre-shared key Credentials gave for this SA.
-	credPSK ikecrypto.Key
-	// credCert and credTrust are what CertCredentials gave for this SA
-	// (certcreds.go).
-	credCert  *CertChain
-	credTrust *pki.Store
-	// auth: the responder's IKE_AUTH request on a crypto worker, and
-	// then what it computed (auth_offload.go).
-	auth *authWork
 	// hs: the IKE_SA_INIT state (handshake.go); nil before the first
 	// write and once established.
 	hs *handshake
@@ -129,7 +119,6 @@ type ikeSA struct {
 	invalidSPISeen bool
 
 	initExt          // IKE_SA_INIT's notifications (init_ext.go)
-	authExt          // certificates and signatures (auth_pubkey.go)
 	fragExt          // RFC 7383 fragmentation (fragments.go)
 	mke     *multiKE // RFC 9242/9370 (intermediate.go, followup.go); nil: none yet
 
@@ -240,7 +229,7 @@ func (sa *ikeSA) destroyErr(why error) {
 		return
 	}
 	rec := sa.ended(why)
-	sa.credPSK.Zero()
+	orZero(sa.hs).credPSK.Zero()
 	reason := why.Error()
 	for _, ch := range sa.children {
 		ch.remove(reason)
