@@ -102,7 +102,9 @@ const LarvalTimeout = 30 * time.Second
 // soft expiry the driver marks the SA dying, for a hard one it removes
 // the SA; it reports whether it still held the SA, and only then is ev
 // published. Expire runs in a clock timer's goroutine or in the one that
-// called Env.Observe.
+// called Env.Observe. The front end also fills SAEntry.Lifetime of the
+// SAs it tracks in what GetSA and SAs return, so the driver need not keep
+// an SA's lifetimes to read them back.
 type Expirer interface {
 	Expire(ctx context.Context, ev *ExpireEvent) bool
 }

@@ -34,7 +34,8 @@ import (
 // address reference counts (AddrManager) are the Handle's, built from what
 // the driver claims, and so are SPI allocation (for a driver without an
 // SPIAllocator) and software lifetimes (for one that claims
-// CapSoftwareLifetimes): no driver carries a copy.
+// CapSoftwareLifetimes, whose SAs read back with the lifetimes tracked
+// here): no driver carries a copy.
 type Handle struct {
 	name string
 	d    Driver

@@ -123,12 +123,26 @@ func (h *Handle) GetSA(ctx context.Context, id SAID) (*SAEntry, error) {
 	if err != nil {
 		return nil, h.wrap(op, id.String(), err)
 	}
+	h.fillLife(e)
 	return e, nil
 }
 
 // SAs implements SAD; the entry is the driver's, reused between yields.
 func (h *Handle) SAs(ctx context.Context) iter.Seq2[*SAEntry, error] {
-	return dump(h, ctx, "dump SAs", CapSAD, h.sad != nil, func() iter.Seq2[*SAEntry, error] { return h.sad.SAs(ctx) })
+	return dump(h, ctx, "dump SAs", CapSAD, h.sad != nil, func() iter.Seq2[*SAEntry, error] { return h.sad.SAs(ctx) }, h.fillLife)
+}
+
+// fillLife sets e's lifetimes from the software lifetimes' tracking (for
+// a driver claiming them), which holds what the SA was added or updated
+// with: the driver need not keep a copy per SA. An SA not tracked (not
+// installed through the Handle, larval) keeps the driver's.
+func (h *Handle) fillLife(e *SAEntry) {
+	if !h.swLife {
+		return
+	}
+	if lt, ok := h.life.Lifetimes(e.ID); ok {
+		e.Lifetime = lt
+	}
 }
 
 // Usage implements UsageReader: the driver's bulk read, else its SAD
@@ -244,7 +258,7 @@ func (h *Handle) GetPolicy(ctx context.Context, id PolicyID) (*PolicyEntry, erro
 // Policies implements SPD; the entry is the driver's, reused between
 // yields.
 func (h *Handle) Policies(ctx context.Context) iter.Seq2[*PolicyEntry, error] {
-	return dump(h, ctx, "dump policies", CapSPD, h.spd != nil, func() iter.Seq2[*PolicyEntry, error] { return h.spd.Policies(ctx) })
+	return dump(h, ctx, "dump policies", CapSPD, h.spd != nil, func() iter.Seq2[*PolicyEntry, error] { return h.spd.Policies(ctx) }, nil)
 }
 
 // FlushPolicies implements SPD.
@@ -256,7 +270,9 @@ func (h *Handle) FlushPolicies(ctx context.Context) error {
 	return h.wrap(op, "", h.spd.FlushPolicies(ctx))
 }
 
-func dump[E any](h *Handle, ctx context.Context, op string, c Cap, have bool, seq func() iter.Seq2[*E, error]) iter.Seq2[*E, error] {
+// dump streams the driver's seq, checked and wrapped; fill, when not nil,
+// completes each entry before it is yielded.
+func dump[E any](h *Handle, ctx context.Context, op string, c Cap, have bool, seq func() iter.Seq2[*E, error], fill func(*E)) iter.Seq2[*E, error] {
 	return func(yield func(*E, error) bool) {
 		if err := h.enter(ctx, op, c, have); err != nil {
 			yield(nil, err)
@@ -266,6 +282,9 @@ func dump[E any](h *Handle, ctx context.Context, op string, c Cap, have bool, se
 			if err != nil {
 				yield(nil, h.wrap(op, "", err))
 				return
+			}
+			if fill != nil {
+				fill(e)
 			}
 			if !yield(e, nil) {
 				return

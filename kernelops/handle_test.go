@@ -257,6 +257,82 @@ func TestHandleAllocatesSPIs(t *testing.T) {
 	}
 }
 
+// TestHandleFillsSoftwareLifetimes: for a driver claiming software
+// lifetimes, which need not keep them (recDriver reads back none), GetSA
+// and the dump read back the lifetimes an SA was last added or updated
+// with, singly or in a batch; for any other driver they are the driver's.
+func TestHandleFillsSoftwareLifetimes(t *testing.T) {
+	caps := kernelops.CapSAD | kernelops.CapTunnelMode | kernelops.CapBatch | kernelops.CapLifetimeTime
+	life := func(soft time.Duration) kernelops.Lifetimes {
+		return kernelops.Lifetimes{Soft: kernelops.Limits{AddTime: soft}, Hard: kernelops.Limits{AddTime: 2 * soft}}
+	}
+	check := func(t *testing.T, h *kernelops.Handle, want map[kernelops.SAID]kernelops.Lifetimes) {
+		t.Helper()
+		for id, lt := range want {
+			e, err := h.GetSA(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Lifetime != lt {
+				t.Errorf("GetSA %s: lifetime %+v, want %+v", id, e.Lifetime, lt)
+			}
+		}
+		n := 0
+		for e, err := range h.SAs(t.Context()) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if e.Lifetime != want[e.ID] {
+				t.Errorf("dump %s: lifetime %+v, want %+v", e.ID, e.Lifetime, want[e.ID])
+			}
+		}
+		if n != len(want) {
+			t.Errorf("dump: %d SAs, want %d", n, len(want))
+		}
+	}
+	for _, sw := range []bool{true, false} {
+		c := caps
+		if sw {
+			c |= kernelops.CapSoftwareLifetimes
+		}
+		bd := &batchDriver{recDriver: &recDriver{caps: c, sas: map[kernelops.SAID]bool{}, keep: true}}
+		h := open(t, bd, clock.NewFake(t0))
+		want := map[kernelops.SAID]kernelops.Lifetimes{}
+		put := func(sa *kernelops.SA) {
+			if sw {
+				want[sa.ID] = sa.Lifetime
+			} else {
+				want[sa.ID] = kernelops.Lifetimes{}
+			}
+		}
+
+		one := goodSA(0x7000)
+		one.Lifetime = life(time.Hour)
+		if err := h.AddSA(t.Context(), one); err != nil {
+			t.Fatal(err)
+		}
+		put(one)
+		check(t, h, want)
+
+		one.Lifetime = life(2 * time.Hour)
+		if err := h.UpdateSA(t.Context(), one); err != nil {
+			t.Fatal(err)
+		}
+		put(one)
+		check(t, h, want)
+
+		two, up := goodSA(0x7001), one.Clone()
+		two.Lifetime, up.Lifetime = life(3*time.Hour), life(4*time.Hour)
+		if err := h.Apply(t.Context(), []kernelops.Op{{Kind: kernelops.OpAddSA, SA: two}, {Kind: kernelops.OpUpdateSA, SA: up}}); err != nil {
+			t.Fatal(err)
+		}
+		put(two)
+		put(up)
+		check(t, h, want)
+	}
+}
+
 // TestHandleSoftwareLifetimes: the front end fires a driver's lifetimes
 // on its clock and publishes only what the driver still held.
 func TestHandleSoftwareLifetimes(t *testing.T) {

@@ -160,6 +160,17 @@ func (m *lifeManager) Update(id SAID, lt Lifetimes) bool {
 	return m.with(id, func(t *lifeTracked) { t.lt = lt })
 }
 
+// Lifetimes returns an SA's limits as last added or updated; false when
+// it is not tracked.
+func (m *lifeManager) Lifetimes(id SAID) (Lifetimes, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t := m.sas.Get(id); t != nil {
+		return t.lt, true
+	}
+	return Lifetimes{}, false
+}
+
 // Observe reports an SA's cumulative byte and packet counters and, when
 // the owner knows it, the time of first use. Counters that moved from zero
 // with no firstUse given mark first use as now: the owner's read interval
