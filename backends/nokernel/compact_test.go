@@ -6,9 +6,20 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/keyplane/keyplane/kernelops"
 )
+
+// TestSAEntrySize: an SA's entry fits the allocator's 192-octet size
+// class, with no padding left (the next class is 208). Its lifetimes are
+// the front end's; a field that must be added goes in saExtra when few
+// SAs need it, or displaces another.
+func TestSAEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(saEntry{}); n > 192 {
+		t.Errorf("saEntry is %d octets, over the 192-octet size class", n)
+	}
+}
 
 // TestStamps checks that a time reads back as the time without its
 // monotonic reading, exactly (==, so with its location), whether it fits

@@ -20,9 +20,9 @@ var heapProfile = flag.String("bench.heapprofile", "", "BenchmarkModelMemory: wr
 // addresses (as BenchmarkTunnelMemory in ike): an inbound SA filling an
 // AllocSPI reservation (window 32) and an outbound one (no window), both
 // AES-GCM-16-256 with a direction, and in, out and fwd tunnel policies of
-// one template each. The SAs carry no lifetimes: the front end would
-// track them in memory of its own (kernelops), which is not the model's;
-// the model keeps an SA's lifetimes in the same bytes set or not.
+// one template each. The SAs carry no lifetimes: set or not, they cost
+// the same, kept only by the front end's tracking (kernelops), which is
+// made for every SA and counted here too.
 func BenchmarkModelMemory(b *testing.B) {
 	const children = 10000
 	var perSA, perPolicy float64

@@ -2,10 +2,10 @@
 // like the Linux XFRM kernel without needing one. It keeps an SAD and an
 // SPD with XFRM's semantics (the same lookup keys, errors and errnos,
 // larval SAs from AllocSPI, policy priorities, acquires from policies
-// without SAs), has the kernelops front end enforce its lifetimes and
-// detect idle SAs, simulates interfaces, addresses, links and routes
-// with their change events, and moves counters from simulated traffic
-// (Backend.Inject). IKE sockets are real UDP sockets, so two daemons on
+// without SAs), has the kernelops front end keep and enforce its SAs'
+// lifetimes and detect idle SAs, simulates interfaces, addresses, links
+// and routes with their change events, and moves counters from simulated
+// traffic (Backend.Inject). IKE sockets are real UDP sockets, so two daemons on
 // one host talk IKE over loopback through it.
 //
 // It registers as "nokernel" and is the embedded default dataplane of

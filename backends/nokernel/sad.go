@@ -47,10 +47,11 @@ type sad struct {
 // the addresses as caddrs, the times as stamps, the replay bitmap of a
 // window up to 32 (IKE's default) inline, and what few SAs have (a
 // selector, NAT-OA, an output mark, offload, a larger window, sync
-// thresholds, a larval timer, zones) apart in x. Its fields fill a
-// 256-octet allocation.
+// thresholds, a larval timer, zones) apart in x. Its lifetimes are not
+// kept: the front end tracks them and fills them in what GetSA and the
+// dump return (CapSoftwareLifetimes). Its fields fill a 192-octet
+// allocation (TestSAEntrySize).
 type saEntry struct {
-	life kernelops.Lifetimes
 	keys string // the encryption key, then the integrity key
 
 	bytes, packets uint64
@@ -448,14 +449,14 @@ func (b *model) AddSA(ctx context.Context, sa *kernelops.SA) error {
 	return b.putSA(ctx, sa, false)
 }
 
-// UpdateSA changes an installed SA's lifetimes, selector, encapsulation
-// ports and offload, or fills a larval SA; a missing id is ErrNotFound
-// (ESRCH). As on XFRM, the rest of an SA cannot change: a different key,
-// algorithm, mode, reqid, window, ESN, if_id or direction is ErrInvalid
-// naming the field (XFRM would silently keep the old value), and so is
-// adding or removing UDP encapsulation (XFRM: EINVAL). Counters and
-// replay state carry over; a soft expire already raised is not raised
-// again.
+// UpdateSA changes an installed SA's selector, encapsulation ports and
+// offload (its lifetimes are the front end's), or fills a larval SA; a
+// missing id is ErrNotFound (ESRCH). As on XFRM, the rest of an SA
+// cannot change: a different key, algorithm, mode, reqid, window, ESN,
+// if_id or direction is ErrInvalid naming the field (XFRM would silently
+// keep the old value), and so is adding or removing UDP encapsulation
+// (XFRM: EINVAL). Counters and replay state carry over; a soft expire
+// already raised is not raised again.
 func (b *model) UpdateSA(ctx context.Context, sa *kernelops.SA) error {
 	return b.putSA(ctx, sa, true)
 }
@@ -507,7 +508,6 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 			b.mu.Unlock()
 			return err
 		}
-		e.life = sa.Lifetime
 		e.setSelector(sa.Selector)
 		if sa.Encap != nil {
 			e.setEncap(sa.Encap)
@@ -525,7 +525,6 @@ func (b *model) putSA(ctx context.Context, sa *kernelops.SA, update bool) error 
 
 func (b *model) fill(e *saEntry, sa *kernelops.SA, active kernelops.OffloadMode, now time.Time) {
 	e.setID(sa.ID)
-	e.life = sa.Lifetime
 	var keys strings.Builder // one allocation, never aliasing the caller's keys
 	keys.Grow(len(sa.Encryption.Key) + len(sa.Integrity.Key))
 	keys.Write(sa.Encryption.Key)
@@ -614,7 +613,8 @@ func (b *model) DeleteSA(ctx context.Context, id kernelops.SAID) error {
 	return nil
 }
 
-// GetSA returns a copy of an SA with its keys and counters.
+// GetSA returns a copy of an SA with its keys and counters; the front
+// end adds its lifetimes.
 func (b *model) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -631,7 +631,7 @@ func (b *model) GetSA(ctx context.Context, id kernelops.SAID) (*kernelops.SAEntr
 }
 
 // copyEntry copies e into dst, reusing dst's key, bitmap and Encap
-// storage.
+// storage. It leaves Lifetime zero: the front end fills it.
 func (b *model) copyEntry(dst *kernelops.SAEntry, e *saEntry) {
 	ek, ik, bm, enc := dst.Encryption.Key, dst.Integrity.Key, dst.Counters.Replay.Bitmap, dst.Encap
 	dst.SA = kernelops.SA{
@@ -643,7 +643,6 @@ func (b *model) copyEntry(dst *kernelops.SAEntry, e *saEntry) {
 		Integrity:    kernelops.Integrity{ID: e.integID, Key: append(ik[:0], e.integKey()...)},
 		ReplayWindow: e.window,
 		ESN:          e.esn,
-		Lifetime:     e.life,
 		IfID:         e.ifID,
 		Dir:          e.dir,
 	}
