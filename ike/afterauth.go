@@ -21,8 +21,10 @@ func (sa *ikeSA) dropHandshake() {
 	if sa.state != ikeEstablished {
 		return
 	}
-	sa.hs.credPSK.Zero() // a copy of a key: wiped, not left to the GC
-	sa.hs = nil
+	if sa.hs != nil {
+		sa.hs.credPSK.Zero() // a copy of a key: wiped, not left to the GC
+		sa.hs = nil
+	}
 	if sa.mke != nil {
 		sa.mke.intAuthI, sa.mke.intAuthR = nil, nil
 	}

@@ -49,7 +49,8 @@ func (sa *ikeSA) readAuthHints(m *message.Message) {
 	for _, p := range m.FindAll(message.PayloadCERTREQ) {
 		cr := p.(*message.CertReq)
 		if cr.Encoding == message.CertX509 {
-			made(&sa.hs).peerCertReq = append(sa.hs.peerCertReq, cr.Hashes()...)
+			hs := made(&sa.hs)
+			hs.peerCertReq = append(hs.peerCertReq, cr.Hashes()...)
 		}
 	}
 }
