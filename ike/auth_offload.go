@@ -156,17 +156,18 @@ func (sa *ikeSA) offloadAuthResponse(m *message.Message, remote netip.AddrPort) 
 func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then func()) {
 	e := sa.e
 	w := &authWork{cfg: e.cfg, computing: true}
-	made(&sa.hs).auth = w
+	hs := made(&sa.hs)
+	hs.auth = w
 	authMID := m.MessageID
 	if sa.initiator {
-		authMID = orZero(sa.hs).authMID
+		authMID = hs.authMID
 	}
-	j := &authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: orZero(sa.hs).cands, chosen: orZero(sa.hs).ikeChosen, prf: sa.suite.PRF,
-		skpi: sa.keys.SKpi(), skpr: sa.keys.SKpr(), skd: sa.keys.SKd(), initReq: orZero(sa.hs).initReq, initResp: orZero(sa.hs).initResp,
-		ni: orZero(sa.hs).ni, nr: orZero(sa.hs).nr, intAuthI: orZero(sa.mke).intAuthI, intAuthR: orZero(sa.mke).intAuthR,
+	j := &authJob{initiator: sa.initiator, authMID: authMID, m: m, in: sa.in, cands: hs.cands, chosen: hs.ikeChosen, prf: sa.suite.PRF,
+		skpi: sa.keys.SKpi(), skpr: sa.keys.SKpr(), skd: sa.keys.SKd(), initReq: hs.initReq, initResp: hs.initResp,
+		ni: hs.ni, nr: hs.nr, intAuthI: orZero(sa.mke).intAuthI, intAuthR: orZero(sa.mke).intAuthR,
 		authLater:  orZero(sa.mke).interDone < len(sa.suite.AdditionalKEs()),
-		peerHashes: orZero(sa.hs).peerHashes, peerCertReq: orZero(sa.hs).peerCertReq,
-		credPSK: orZero(sa.hs).credPSK, credCert: orZero(sa.hs).credCert, credTrust: orZero(sa.hs).credTrust,
+		peerHashes: hs.peerHashes, peerCertReq: hs.peerCertReq,
+		credPSK: hs.credPSK, credCert: hs.credCert, credTrust: hs.credTrust,
 		localAddr: sa.local.Addr(), remoteAddr: sa.remote.Addr(), remoteDyn: sa.leasedAddrs(), now: e.clk.Now()}
 	if sa.initiator {
 		j.cands = []*config.Connection{sa.conn}
@@ -180,7 +181,7 @@ func (sa *ikeSA) offloadAuthMessage(m *message.Message, still func() bool, then 
 
 // authComputed is the rest of the message's handling, on the loop.
 func (sa *ikeSA) authComputed(w *authWork, m *message.Message, r authResult, still func() bool, then func()) {
-	if orZero(sa.hs).auth != w {
+	if sa.authRun() != w {
 		r.pre.zero()
 		return // cannot happen: nothing else replaces it
 	}
@@ -203,7 +204,7 @@ func (sa *ikeSA) authComputed(w *authWork, m *message.Message, r authResult, sti
 	made(&sa.hs).auth = w
 	defer func() {
 		w.pre.zero()
-		if orZero(sa.hs).auth == w {
+		if sa.authRun() == w {
 			sa.hs.auth = nil
 		}
 	}()
@@ -383,7 +384,7 @@ func authHints(m *message.Message, hashes []message.HashAlgorithm, certReq [][sh
 // precomputedPeer is the worker's verdict on the peer's AUTH under conn
 // (ok false: none, the loop checks).
 func (sa *ikeSA) precomputedPeer(conn *config.Connection) (why string, ok bool) {
-	w := orZero(sa.hs).auth
+	w := sa.authRun()
 	if w == nil {
 		return "", false
 	}
@@ -399,7 +400,7 @@ func (sa *ikeSA) precomputedPeer(conn *config.Connection) (why string, ok bool) 
 // precomputedMine is the worker's AUTH payloads of ours under conn (ok
 // false: none, the loop computes them).
 func (sa *ikeSA) precomputedMine(conn *config.Connection) (ps []message.Payload, err error, ok bool) {
-	w := orZero(sa.hs).auth
+	w := sa.authRun()
 	if w == nil {
 		return nil, nil, false
 	}
@@ -416,12 +417,12 @@ func (sa *ikeSA) precomputedMine(conn *config.Connection) (ps []message.Payload,
 // the ones deriveChildKeys is asked for: the IKE_AUTH child (no key
 // exchange, the IKE SA's nonces) with the suite the worker chose.
 func (sa *ikeSA) precomputedChildKeys(ch *childSA, ni, nr []byte, gir ikecrypto.Key) *ikecrypto.ChildKeys {
-	w := orZero(sa.hs).auth
+	w := sa.authRun()
 	if w == nil {
 		return nil
 	}
 	if w.pre == nil || w.pre.childKeys == nil || gir != nil || len(ch.addSecrets) > 0 ||
-		w.pre.childSuite != ch.suite || !sameBytes(ni, orZero(sa.hs).ni) || !sameBytes(nr, orZero(sa.hs).nr) {
+		w.pre.childSuite != ch.suite || !sameBytes(ni, sa.hs.ni) || !sameBytes(nr, sa.hs.nr) {
 		sa.e.crypto.authRedone++
 		return nil
 	}
@@ -443,7 +444,7 @@ func (e *Engine) authIndexErr() string {
 		return ""
 	}
 	for _, sa := range e.sas {
-		if orZero(sa.hs).auth != nil {
+		if sa.authRun() != nil {
 			return fmt.Sprintf("IKE SA %d has an IKE_AUTH request marked as computed with no crypto job under way", sa.id)
 		}
 	}

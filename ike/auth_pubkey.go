@@ -60,11 +60,12 @@ func (sa *ikeSA) readAuthHints(m *message.Message) {
 // with the IntAuth of RFC 9242 appended after IKE_INTERMEDIATE exchanges.
 // id is that side's ID payload.
 func (sa *ikeSA) authOctets(ofInitiator bool, id *message.ID) ([]byte, error) {
-	skp, real, nonce := sa.keys.SKpi(), orZero(sa.hs).initReq, orZero(sa.hs).nr
+	hs := orZero(sa.hs)
+	skp, real, nonce := sa.keys.SKpi(), hs.initReq, hs.nr
 	if !ofInitiator {
-		skp, real, nonce = sa.keys.SKpr(), orZero(sa.hs).initResp, orZero(sa.hs).ni
+		skp, real, nonce = sa.keys.SKpr(), hs.initResp, hs.ni
 	}
-	return authOctets(sa.suite.PRF, skp, real, nonce, id.Body(), orZero(sa.mke).intAuthI, orZero(sa.mke).intAuthR, orZero(sa.hs).authMID)
+	return authOctets(sa.suite.PRF, skp, real, nonce, id.Body(), orZero(sa.mke).intAuthI, orZero(sa.mke).intAuthR, hs.authMID)
 }
 
 // authOctets is the computation of (*ikeSA).authOctets with explicit

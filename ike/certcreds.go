@@ -68,7 +68,8 @@ func (sa *ikeSA) localCert(c *config.Connection, peer config.Identity) (config.L
 		}
 		made(&sa.hs).credCert = cc
 	}
-	lc, chain := localCertFrom(c, orZero(sa.hs).peerCertReq, orZero(sa.hs).credCert)
+	hs := orZero(sa.hs)
+	lc, chain := localCertFrom(c, hs.peerCertReq, hs.credCert)
 	return lc, chain, nil
 }
 

@@ -104,7 +104,8 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	sa.armIKERekey()
 	if ch := sa.first; ch != nil {
 		sa.first = nil
-		if err := sa.completeChild(ch, m, orZero(sa.hs).ni, orZero(sa.hs).nr, nil, false); err != nil {
+		hs := orZero(sa.hs)
+		if err := sa.completeChild(ch, m, hs.ni, hs.nr, nil, false); err != nil {
 			ch.fail(err)
 			return
 		}

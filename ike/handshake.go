@@ -41,3 +41,12 @@ type handshake struct {
 	auth    *authWork
 	authExt // certificates and signatures (auth_pubkey.go)
 }
+
+// authRun is the IKE_AUTH worker's state (nil: none): read for every
+// message received, so without orZero's copy of the whole handshake.
+func (sa *ikeSA) authRun() *authWork {
+	if sa.hs == nil {
+		return nil
+	}
+	return sa.hs.auth
+}

@@ -58,6 +58,7 @@ func (sa *ikeSA) readInitAnswer(m *message.Message) {
 // announces what the initiator did and the connection supports, and a
 // CERTREQ names the CAs of the candidates that want a certificate.
 func (sa *ikeSA) initAnswerNotifies(req *message.Message) []message.Payload {
+	cands := orZero(sa.hs).cands
 	sa.readAuthHints(req)
 	var ps []message.Payload
 	if req.Notify(message.IKEV2_FRAGMENTATION_SUPPORTED) != nil && sa.conn.Fragmentation.Announce() {
@@ -67,12 +68,12 @@ func (sa *ikeSA) initAnswerNotifies(req *message.Message) []message.Payload {
 	if req.Notify(message.SIGNATURE_HASH_ALGORITHMS) != nil {
 		ps = append(ps, message.NewSignatureHashAlgorithms(ikecrypto.DefaultSchemes.HashAlgorithms()...))
 	}
-	if req.Notify(message.INTERMEDIATE_EXCHANGE_SUPPORTED) != nil && slices.ContainsFunc(orZero(sa.hs).cands, func(c *config.Connection) bool { return hasAddKE(c.Proposals) }) {
+	if req.Notify(message.INTERMEDIATE_EXCHANGE_SUPPORTED) != nil && slices.ContainsFunc(cands, func(c *config.Connection) bool { return hasAddKE(c.Proposals) }) {
 		ps = append(ps, message.NewIntermediateSupported())
 		sa.interPeer = true
 	}
 	var hashes [][sha1.Size]byte
-	for _, c := range orZero(sa.hs).cands {
+	for _, c := range cands {
 		if c.RemoteAuth != config.AuthPubkey || c.Trust == nil {
 			continue
 		}

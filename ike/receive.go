@@ -76,7 +76,7 @@ func (sa *ikeSA) receive(s *sock, m *message.Message, local, remote netip.AddrPo
 			sa.peerForgotSA(remote)
 			return
 		}
-		if w := orZero(sa.hs).auth; w != nil && w.computing {
+		if w := sa.authRun(); w != nil && w.computing {
 			// A copy of the IKE_AUTH response on a worker
 			// (auth_offload.go).
 			e.crypto.authAgain++
@@ -112,7 +112,7 @@ func (sa *ikeSA) receive(s *sock, m *message.Message, local, remote netip.AddrPo
 		sa.log.Debug("dropping request outside the window", "msgid", h.MessageID, "expected", sa.w.peerNext)
 		return
 	}
-	if w := orZero(sa.hs).auth; w != nil && w.computing {
+	if w := sa.authRun(); w != nil && w.computing {
 		// Its IKE_AUTH request is on a worker (auth_offload.go): this is
 		// a copy of it, or a request that cannot come before its answer.
 		e.crypto.authAgain++

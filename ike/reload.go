@@ -119,11 +119,6 @@ func (e *Engine) reconfigured(old, cfg *config.Config) {
 			e.setConn(sa, cands[0])
 			continue
 		}
-		if !sa.estAt.IsZero() {
-			if sa.hs != nil {
-				sa.hs.cands = nil // IKE_AUTH's choice, made
-			}
-		}
 		nc := cfg.Connection(sa.conn.Name)
 		if nc == nil {
 			closed.Reason = "connection removed from the configuration"
