@@ -1,8 +1,7 @@
 package ike
 
 import (
-	"net/netip"
-
+	"github.com/keyplane/keyplane/internal/caddr"
 	"github.com/keyplane/keyplane/internal/chainmap"
 	"github.com/keyplane/keyplane/kernelops"
 )
@@ -27,14 +26,13 @@ func (x *polRefEntry) ChainNext() **polRefEntry { return &x.next }
 func (x *polRefEntry) id() kernelops.PolicyID { return x.key.id() }
 
 // polKey is a PolicyID in 56 octets instead of 88 (an entry in the
-// 112-octet size class, not 144): a netip.Addr's 24 octets are its 16
-// and a family here (a Prefix has no zone).
+// 112-octet size class, not 144): its prefixes' addresses in compact
+// form (internal/caddr; a Prefix has no zone).
 type polKey struct {
-	src, dst         [16]byte
 	mark             kernelops.Mark
 	ifID             uint32
 	sport, dport     uint16
-	srcFam, dstFam   uint8 // 0: no address, 4, 6
+	src, dst         caddr.Addr
 	srcBits, dstBits uint8 // the prefix length plus one (0: invalid, as Prefix keeps it)
 	proto            uint8
 	dir              kernelops.Direction
@@ -43,38 +41,15 @@ type polKey struct {
 func polKeyOf(id kernelops.PolicyID) polKey {
 	k := polKey{mark: id.Mark, ifID: id.IfID, sport: id.Selector.SrcPort, dport: id.Selector.DstPort,
 		proto: id.Selector.Proto, dir: id.Dir}
-	k.src, k.srcFam, k.srcBits = packPrefix(id.Selector.Src)
-	k.dst, k.dstFam, k.dstBits = packPrefix(id.Selector.Dst)
+	k.src, k.srcBits = caddr.PackPrefix(id.Selector.Src)
+	k.dst, k.dstBits = caddr.PackPrefix(id.Selector.Dst)
 	return k
 }
 
 func (k polKey) id() kernelops.PolicyID {
 	return kernelops.PolicyID{Dir: k.dir, Mark: k.mark, IfID: k.ifID,
-		Selector: kernelops.Selector{Src: unpackPrefix(k.src, k.srcFam, k.srcBits), Dst: unpackPrefix(k.dst, k.dstFam, k.dstBits),
+		Selector: kernelops.Selector{Src: caddr.UnpackPrefix(k.src, k.srcBits), Dst: caddr.UnpackPrefix(k.dst, k.dstBits),
 			Proto: k.proto, SrcPort: k.sport, DstPort: k.dport}}
-}
-
-func packPrefix(p netip.Prefix) (b [16]byte, fam, bits uint8) {
-	a := p.Addr()
-	switch {
-	case a.Is4():
-		fam = 4
-	case a.Is6():
-		fam = 6
-	default:
-		return b, 0, 0
-	}
-	return a.As16(), fam, uint8(p.Bits() + 1)
-}
-
-func unpackPrefix(b [16]byte, fam, bits uint8) netip.Prefix {
-	switch fam {
-	case 4:
-		return netip.PrefixFrom(netip.AddrFrom16(b).Unmap(), int(bits)-1)
-	case 6:
-		return netip.PrefixFrom(netip.AddrFrom16(b), int(bits)-1)
-	}
-	return netip.Prefix{}
 }
 
 // get is id's polRef (nil: none).

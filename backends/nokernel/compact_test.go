@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/keyplane/keyplane/internal/caddr"
 	"github.com/keyplane/keyplane/kernelops"
 )
 
@@ -190,12 +191,12 @@ func TestAddrForm(t *testing.T) {
 		if s != "" {
 			a = netip.MustParseAddr(s)
 		}
-		c := packAddr(a)
+		c := caddr.Pack(a)
 		zone := ""
-		if c.k == caddrZoned {
+		if c.Kind() == caddr.Zoned {
 			zone = a.Zone()
 		}
-		if got := c.addr(zone); got != a {
+		if got := c.Unpack(zone); got != a {
 			t.Errorf("%q reads back %v", s, got)
 		}
 		// Through an SA's ID and a policy's template, which keep zones

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyplane/keyplane/internal/caddr"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
 	"github.com/keyplane/keyplane/kernelops/spialloc"
@@ -44,8 +45,8 @@ type sad struct {
 }
 
 // saEntry is an SA in the model, kept compactly: the keys in one string,
-// the addresses as caddrs, the times as stamps, the replay bitmap of a
-// window up to 32 (IKE's default) inline, and what few SAs have (a
+// the addresses in compact form (internal/caddr), the times as stamps,
+// the replay bitmap of a window up to 32 (IKE's default) inline, and what few SAs have (a
 // selector, NAT-OA, an output mark, offload, a larger window, sync
 // thresholds, a larval timer, zones) apart in x. Its lifetimes are not
 // kept: the front end tracks them and fills them in what GetSA and the
@@ -73,7 +74,7 @@ type saEntry struct {
 	encapPorts          [2]uint16 // source, destination; when encap
 	encLen              uint8     // the encryption key's length in keys
 	proto               kernelops.Proto
-	src, dst            caddr
+	src, dst            caddr.Addr
 	mode                kernelops.Mode
 	state               kernelops.SAState
 	dir                 kernelops.Direction
@@ -102,22 +103,22 @@ type saExtra struct {
 	mark     kernelops.Mark
 	offload  kernelops.Offload
 	bitmap   []uint32     // the replay bitmap when window > 32
-	zones    [2]string    // the zones of src and dst when caddrZoned
+	zones    [2]string    // the zones of src and dst when caddr.Zoned
 	times    [3]time.Time // the times whose stamp is stampApart
 }
 
 func (e *saEntry) srcAddr() netip.Addr {
-	if e.src.k == caddrZoned {
-		return e.src.addr(e.x.zones[0])
+	if e.src.Kind() == caddr.Zoned {
+		return e.src.Unpack(e.x.zones[0])
 	}
-	return e.src.addr("")
+	return e.src.Unpack("")
 }
 
 func (e *saEntry) dstAddr() netip.Addr {
-	if e.dst.k == caddrZoned {
-		return e.dst.addr(e.x.zones[1])
+	if e.dst.Kind() == caddr.Zoned {
+		return e.dst.Unpack(e.x.zones[1])
 	}
-	return e.dst.addr("")
+	return e.dst.Unpack("")
 }
 
 func (e *saEntry) said() kernelops.SAID {
@@ -128,9 +129,9 @@ func (e *saEntry) key() spiKey { return spiKey{e.dstAddr(), e.spi, e.proto} }
 
 // setID sets e's ID.
 func (e *saEntry) setID(id kernelops.SAID) {
-	e.src, e.dst = packAddr(id.Src), packAddr(id.Dst)
+	e.src, e.dst = caddr.Pack(id.Src), caddr.Pack(id.Dst)
 	e.spi, e.proto, e.mark = id.SPI, id.Proto, id.Mark
-	if e.src.k == caddrZoned || e.dst.k == caddrZoned || e.x != nil {
+	if e.src.Kind() == caddr.Zoned || e.dst.Kind() == caddr.Zoned || e.x != nil {
 		e.extra().zones = [2]string{id.Src.Zone(), id.Dst.Zone()}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyplane/keyplane/internal/caddr"
 	"github.com/keyplane/keyplane/internal/chainmap"
 	"github.com/keyplane/keyplane/kernelops"
 	"github.com/keyplane/keyplane/kernelops/clock"
@@ -40,9 +41,9 @@ type polEntry struct {
 	x    *polExtra // nil: none of it
 
 	sport, dport     uint16
-	src, dst         caddr // the selector's prefixes' addresses (a Prefix has no zone)
-	tsrc, tdst       caddr // the one template's
-	srcBits, dstBits uint8 // the prefixes' lengths plus one; 0: no prefix
+	src, dst         caddr.Addr // the selector's prefixes' addresses (a Prefix has no zone)
+	tsrc, tdst       caddr.Addr // the one template's
+	srcBits, dstBits uint8      // the prefixes' lengths plus one; 0: no prefix
 	proto            uint8
 	dir              kernelops.Direction
 	action           kernelops.Action
@@ -63,7 +64,7 @@ type polExtra struct {
 	timer    clock.Timer
 	timerSeq uint64
 	times    [2]time.Time // add, use when their stamp is stampApart
-	zones    [2]string    // the zones of tsrc and tdst when caddrZoned
+	zones    [2]string    // the zones of tsrc and tdst when caddr.Zoned
 }
 
 func (e *polEntry) extra() *polExtra {
@@ -75,13 +76,13 @@ func (e *polEntry) extra() *polExtra {
 
 func (e *polEntry) selector() kernelops.Selector {
 	// netip.PrefixFrom(p.Addr(), p.Bits()) is p for every Prefix p.
-	return kernelops.Selector{Src: netip.PrefixFrom(e.src.addr(""), int(e.srcBits)-1), Dst: netip.PrefixFrom(e.dst.addr(""), int(e.dstBits)-1),
+	return kernelops.Selector{Src: caddr.UnpackPrefix(e.src, e.srcBits), Dst: caddr.UnpackPrefix(e.dst, e.dstBits),
 		Proto: e.proto, SrcPort: e.sport, DstPort: e.dport}
 }
 
 func (e *polEntry) setSelector(s kernelops.Selector) {
-	e.src, e.srcBits = packAddr(s.Src.Addr()), uint8(s.Src.Bits()+1)
-	e.dst, e.dstBits = packAddr(s.Dst.Addr()), uint8(s.Dst.Bits()+1)
+	e.src, e.srcBits = caddr.PackPrefix(s.Src)
+	e.dst, e.dstBits = caddr.PackPrefix(s.Dst)
 	e.proto, e.sport, e.dport = s.Proto, s.SrcPort, s.DstPort
 }
 
@@ -92,7 +93,7 @@ func (e *polEntry) templates(buf *[1]kernelops.Template) []kernelops.Template {
 		if e.x != nil {
 			zs = e.x.zones
 		}
-		buf[0] = kernelops.Template{Src: e.tsrc.addr(zs[0]), Dst: e.tdst.addr(zs[1]), Proto: e.tproto, Mode: e.tmode, ReqID: e.treqid, SPI: e.tspi, Optional: e.topt}
+		buf[0] = kernelops.Template{Src: e.tsrc.Unpack(zs[0]), Dst: e.tdst.Unpack(zs[1]), Proto: e.tproto, Mode: e.tmode, ReqID: e.treqid, SPI: e.tspi, Optional: e.topt}
 		return buf[:]
 	}
 	if e.x == nil {
@@ -106,16 +107,16 @@ func (e *polEntry) setTemplates(ts []kernelops.Template) {
 	e.one = len(ts) == 1
 	if e.one {
 		t := &ts[0]
-		e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = packAddr(t.Src), packAddr(t.Dst), t.Proto, t.Mode, t.ReqID, t.SPI, t.Optional
+		e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = caddr.Pack(t.Src), caddr.Pack(t.Dst), t.Proto, t.Mode, t.ReqID, t.SPI, t.Optional
 		if e.x != nil {
 			e.x.tmpls = nil
 		}
-		if e.tsrc.k == caddrZoned || e.tdst.k == caddrZoned || e.x != nil {
+		if e.tsrc.Kind() == caddr.Zoned || e.tdst.Kind() == caddr.Zoned || e.x != nil {
 			e.extra().zones = [2]string{t.Src.Zone(), t.Dst.Zone()}
 		}
 		return
 	}
-	e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = caddr{}, caddr{}, 0, 0, 0, 0, false
+	e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = caddr.Addr{}, caddr.Addr{}, 0, 0, 0, 0, false
 	if len(ts) > 0 || e.x != nil {
 		e.extra().tmpls = append([]kernelops.Template(nil), ts...)
 	}
