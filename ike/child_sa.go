@@ -78,13 +78,15 @@ type childSA struct {
 	watchAlt bool
 	rekey    bool // a soft expire asked for a rekey
 	listed   bool // in its IKE SA's children
-	idleAt   time.Time
+	// hasIn and hasOut say which of its SAs the dataplane holds (install,
+	// a takeover's batch): their IDs are inID and outID, never kept apart
+	// (migrateChild moves the addresses they are made of).
+	hasIn, hasOut bool
+	idleAt        time.Time
 
 	// lifetime is the configured one with this child's random soft
 	// limits (lifetime.go).
 	lifetime kernelops.Lifetimes
-	// What the installation added, for removal and rollback.
-	sas []kernelops.SAID
 	// polRefs are the engine's entries of the policies it counts: the
 	// ID is kept once, in the entry (8 octets here instead of 88).
 	polRefs []*polRefEntry
@@ -105,6 +107,18 @@ func (ch *childSA) inID() kernelops.SAID {
 
 func (ch *childSA) outID() kernelops.SAID {
 	return kernelops.SAID{Src: ch.localAddr, Dst: ch.remoteAddr, SPI: ch.outSPI, Proto: kernelops.ProtoESP, Mark: ch.cfg.MarkOut}
+}
+
+// installedSAs are the IDs of the SAs the dataplane holds for the child,
+// inbound first: ids[:n].
+func (ch *childSA) installedSAs() (ids [2]kernelops.SAID, n int) {
+	if ch.hasIn {
+		ids[n], n = ch.inID(), n+1
+	}
+	if ch.hasOut {
+		ids[n], n = ch.outID(), n+1
+	}
+	return ids, n
 }
 
 // logger logs with the child's and its IKE SA's attributes as they are

@@ -200,12 +200,7 @@ func (e *Engine) restoreSAs(b []*restoring, o RestoreOptions, st *RestoreStats) 
 	st.SAs += time.Since(t)
 	for j, i := range idx {
 		r, in, out := b[i], ops[2*j], ops[2*j+1]
-		if in.Err == nil {
-			r.ch.sas = append(r.ch.sas, r.in.ID)
-		}
-		if out.Err == nil {
-			r.ch.sas = append(r.ch.sas, r.out.ID)
-		}
+		r.ch.hasIn, r.ch.hasOut = in.Err == nil, out.Err == nil // their IDs are r.ch.inID and outID
 		switch {
 		case in.Err != nil:
 			e.restoreFailed(r, fmt.Errorf("add inbound SA %s: %w", r.in.ID, in.Err))

@@ -43,7 +43,7 @@ func (e *Engine) allocSPI(ch *childSA) error {
 // policies. If any step fails, everything this child added is removed
 // again (and the allocated SPI released) before the error is returned.
 func (e *Engine) install(ch *childSA) (err error) {
-	// What was added is what ch.sas and ch.polRefs list (each added
+	// What was added is what ch.hasIn, ch.hasOut and ch.polRefs say (each set
 	// just after its step succeeds) and the interface if held: undone
 	// last first, without a closure per step. A child is installed once
 	// (finishChild), so both lists start empty.
@@ -53,15 +53,18 @@ func (e *Engine) install(ch *childSA) (err error) {
 			for i := len(ch.polRefs) - 1; i >= 0; i-- {
 				e.dropPolicyRef(ch.polRefs[i].id())
 			}
-			for i := len(ch.sas) - 1; i >= 0; i-- {
-				e.deleteSA(ch, ch.sas[i])
+			if ch.hasOut {
+				e.deleteSA(ch, ch.outID())
+			}
+			if ch.hasIn {
+				e.deleteSA(ch, ch.inID())
 			}
 			if held {
 				e.releaseXfrmi(ch.xfrmi)
 				ch.xfrmi = ""
 			}
 			ch.releaseSPI()
-			ch.sas, ch.polRefs = nil, nil
+			ch.hasIn, ch.hasOut, ch.polRefs = false, false, nil
 			e.releaseChildReqID(ch)
 		}
 	}()
@@ -83,12 +86,12 @@ func (e *Engine) install(ch *childSA) (err error) {
 		return fmt.Errorf("add inbound SA %s: %w", in.ID, err)
 	}
 	ch.larval = false
-	ch.sas = append(make([]kernelops.SAID, 0, 2), in.ID) // kept while the child lives: no spare capacity
+	ch.hasIn = true
 	out.Offload, out.IfID, out.Mark = plan.off, ch.cfg.IfIDOut, out.ID.Mark
 	if err := e.sad.AddSA(e.ctx, out); err != nil {
 		return fmt.Errorf("add outbound SA %s: %w", out.ID, err)
 	}
-	ch.sas = append(ch.sas, out.ID)
+	ch.hasOut = true
 	ch.offloadDone(plan, in.Offload.Active, out.Offload.Active)
 
 	sels := selectors(ch.localTS, ch.remoteTS)
@@ -96,7 +99,7 @@ func (e *Engine) install(ch *childSA) (err error) {
 		return fmt.Errorf("no traffic selector pair the dataplane can express (%s <-> %s)", rangesString(ch.localTS), rangesString(ch.remoteTS))
 	}
 	ps := childPolicies(ch.cfg, ch.mode, ch.reqid, ch.localAddr, ch.remoteAddr, sels)
-	ch.polRefs = make([]*polRefEntry, 0, len(ps)) // as ch.sas
+	ch.polRefs = make([]*polRefEntry, 0, len(ps)) // kept while the child lives: no spare capacity
 	for _, p := range ps {
 		x, err := e.addPolicyRef(p)
 		if err != nil {
@@ -180,7 +183,8 @@ func (e *Engine) deleteSA(ch *childSA, id kernelops.SAID) {
 
 // uninstall removes what install added.
 func (e *Engine) uninstall(ch *childSA) {
-	for _, id := range ch.sas {
+	ids, n := ch.installedSAs()
+	for _, id := range ids[:n] {
 		e.deleteSA(ch, id)
 	}
 	for _, x := range ch.polRefs {
@@ -188,7 +192,7 @@ func (e *Engine) uninstall(ch *childSA) {
 	}
 	e.releaseXfrmi(ch.xfrmi)
 	e.releaseChildReqID(ch)
-	ch.sas, ch.polRefs, ch.xfrmi = nil, nil, ""
+	ch.hasIn, ch.hasOut, ch.polRefs, ch.xfrmi = false, false, nil, ""
 }
 
 func (e *Engine) addPolicyRef(p *kernelops.Policy) (*polRefEntry, error) {

@@ -107,7 +107,8 @@ func (e *Engine) resync() {
 			if ch.state != childInstalled {
 				continue
 			}
-			for _, id := range ch.sas {
+			ids, n := ch.installedSAs()
+			for _, id := range ids[:n] {
 				id.Src = kernelops.SAID{}.Src
 				if !have[id] {
 					gone++

@@ -151,7 +151,8 @@ func (e *Engine) reencap(ch *childSA, enc *kernelops.Encap) error {
 	if err := e.caps.Require(e.b.Name(), "re-encapsulate SA", kernelops.CapKeysReadable); err != nil {
 		return err
 	}
-	for _, id := range ch.sas {
+	ids, n := ch.installedSAs()
+	for _, id := range ids[:n] {
 		cur, err := e.sad.GetSA(e.ctx, id)
 		if err != nil {
 			return err
@@ -179,21 +180,16 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 	m := kernelops.Migration{ReqID: ch.reqid,
 		Old: kernelops.Endpoints{Local: ch.localAddr, Remote: ch.remoteAddr},
 		New: kernelops.Endpoints{Local: l, Remote: r}, Encap: enc,
-		SAs: append([]kernelops.SAID(nil), ch.sas...), Policies: ch.policyIDs()}
+		Policies: ch.policyIDs()}
+	ids, n := ch.installedSAs()
+	m.SAs = append([]kernelops.SAID(nil), ids[:n]...)
 	if err := mig.Migrate(e.ctx, m); err != nil {
 		return err
 	}
-	for i, id := range ch.sas {
+	for _, id := range ids[:n] {
 		if e.bySA[idleKey(id)] == ch {
 			delete(e.bySA, idleKey(id))
 		}
-		if id.Src == ch.localAddr {
-			id.Src, id.Dst = l, r
-		} else {
-			id.Src, id.Dst = r, l
-		}
-		ch.sas[i] = id
-		e.bySA[idleKey(id)] = ch
 	}
 	// Migrate moved the policies' templates too.
 	for _, x := range ch.polRefs {
@@ -204,6 +200,11 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 		delete(e.byIn, idleKey(ch.inID()))
 	}
 	ch.localAddr, ch.remoteAddr, ch.encap = l, r, enc
+	// The SAs' IDs follow the addresses they are made of.
+	ids, n = ch.installedSAs()
+	for _, id := range ids[:n] {
+		e.bySA[idleKey(id)] = ch
+	}
 	e.childChanged(ch) // changes.go
 	if watched {
 		e.byIn[idleKey(ch.inID())] = ch
