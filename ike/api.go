@@ -217,9 +217,9 @@ func (e *Engine) Terminate(ctx context.Context, name string) error {
 // child.
 func (e *Engine) handshakeDone(sa *ikeSA) bool {
 	if sa.initiator && sa.timeHandshake {
-		d := e.clk.Now().Sub(sa.created)
+		d := e.clk.Now().Sub(e.timeOf(sa.created))
 		e.handshakes = append(e.handshakes, d)
-		sa.log.Info("handshake complete", "took", d.String())
+		sa.logger().Info("handshake complete", "took", d.String())
 		sa.timeHandshake = false
 	}
 	return true

@@ -130,8 +130,8 @@ type authResult struct {
 func (sa *ikeSA) offloadAuth(m *message.Message, s *sock, local, remote netip.AddrPort) {
 	still := func() bool { return sa.state == ikeHalfOpen && sa.w.classify(m.MessageID) == reqNew }
 	sa.offloadAuthMessage(m, still, func() {
-		sa.log.Debug("received request", "message", logText{m}, "from", remote)
-		sa.lastHeard = sa.e.clk.Now()
+		sa.logger().Debug("received request", "message", logText{m}, "from", remote)
+		sa.lastHeard = sa.e.nowStamp()
 		if !sa.mobikeRequest(m) {
 			sa.peerSeenAt(s, local, remote)
 		}
@@ -144,8 +144,8 @@ func (sa *ikeSA) offloadAuth(m *message.Message, s *sock, local, remote netip.Ad
 func (sa *ikeSA) offloadAuthResponse(m *message.Message, remote netip.AddrPort) {
 	still := func() bool { return sa.state == ikeAuthSent && sa.w.expects(m.MessageID, message.IKE_AUTH) }
 	sa.offloadAuthMessage(m, still, func() {
-		sa.log.Debug("received response", "message", logText{m}, "from", remote)
-		sa.lastHeard = sa.e.clk.Now()
+		sa.logger().Debug("received response", "message", logText{m}, "from", remote)
+		sa.lastHeard = sa.e.nowStamp()
 		sa.answered(m) // handleAuthResponse
 	})
 }
@@ -187,18 +187,18 @@ func (sa *ikeSA) authComputed(w *authWork, m *message.Message, r authResult, sti
 	}
 	sa.hs.auth = nil
 	if r.decErr != nil {
-		sa.log.Debug("dropping IKE_AUTH message that fails to decrypt", "err", r.decErr)
+		sa.logger().Debug("dropping IKE_AUTH message that fails to decrypt", "err", r.decErr)
 		return
 	}
 	if !still() {
 		r.pre.zero()
-		sa.log.Debug("IKE_AUTH message computed for an IKE SA that has moved on; dropped", "state", sa.state)
+		sa.logger().Debug("IKE_AUTH message computed for an IKE SA that has moved on; dropped", "state", sa.state)
 		return
 	}
 	if sa.e.cfg != w.cfg {
 		r.pre.zero()
 		r.pre = nil
-		sa.log.Debug("IKE_AUTH computed under a configuration since replaced; checking it again")
+		sa.logger().Debug("IKE_AUTH computed under a configuration since replaced; checking it again")
 	}
 	w.computing, w.pre = false, r.pre
 	made(&sa.hs).auth = w

@@ -43,7 +43,7 @@ func (sa *ikeSA) readAuthHints(m *message.Message) {
 		if hs, err := message.ParseSignatureHashAlgorithms(n.Data); err == nil {
 			made(&sa.hs).peerHashes = append([]message.HashAlgorithm{}, hs...)
 		} else {
-			sa.log.Debug("ignoring malformed SIGNATURE_HASH_ALGORITHMS", "err", err)
+			sa.logger().Debug("ignoring malformed SIGNATURE_HASH_ALGORITHMS", "err", err)
 		}
 	}
 	for _, p := range m.FindAll(message.PayloadCERTREQ) {
@@ -116,9 +116,9 @@ func (n *authNote) log(sa *ikeSA) {
 	switch {
 	case n == nil:
 	case n.ours:
-		sa.log.Info("authenticating with a certificate", "subject", n.subject, "scheme", n.scheme)
+		sa.logger().Info("authenticating with a certificate", "subject", n.subject, "scheme", n.scheme)
 	default:
-		sa.log.Info("peer's certificate and signature verified", "peer", n.peer, "subject", n.subject, "ca", n.ca, "scheme", n.scheme)
+		sa.logger().Info("peer's certificate and signature verified", "peer", n.peer, "subject", n.subject, "ca", n.ca, "scheme", n.scheme)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/ikecrypto"
@@ -82,7 +81,7 @@ type childSA struct {
 	// a takeover's batch): their IDs are inID and outID, never kept apart
 	// (migrateChild moves the addresses they are made of).
 	hasIn, hasOut bool
-	idleAt        time.Time
+	idleAt        stamp
 
 	// lifetime is the configured one with this child's random soft
 	// limits (lifetime.go).
@@ -91,7 +90,7 @@ type childSA struct {
 	// ID is kept once, in the entry (8 octets here instead of 88).
 	polRefs []*polRefEntry
 	xfrmi   string // the xfrm interface held (xfrmi.go)
-	estAt   time.Time
+	estAt   stamp
 	// ours is our CREATE_CHILD_SA that replaces this child (in flight, or
 	// answered); theirs is the peer's, answered. Both set: a collision
 	// (RFC 7296 §2.8.1, collision.go).

@@ -82,7 +82,7 @@ func (sa *ikeSA) settleIKERekey(rk *ikeRekey, nsa *ikeSA, nr []byte) {
 		// We won (or the peer's SA is gone already): ours holds the
 		// children, we delete the old SA; the peer deletes its
 		// redundant one.
-		sa.log.Info("IKE SA rekey collision won (the peer's exchange has the lowest nonce): moving to ours; the peer deletes its redundant SA",
+		sa.logger().Info("IKE SA rekey collision won (the peer's exchange has the lowest nonce): moving to ours; the peer deletes its redundant SA",
 			"ours", nsa.spis(), "redundant", in.nsa.spis())
 		sa.handOver(nsa, "rekeyed by us (collision won)")
 		sa.endIKERekey(rk, nsa)
@@ -96,7 +96,7 @@ func (sa *ikeSA) settleIKERekey(rk *ikeRekey, nsa *ikeSA, nr []byte) {
 	}
 	// We lost: the peer's SA holds the children, the peer deletes the
 	// old one; ours is redundant and we, its initiator, delete it.
-	sa.log.Info("IKE SA rekey collision lost (our exchange has the lowest nonce): moving to the peer's; deleting our redundant SA",
+	sa.logger().Info("IKE SA rekey collision lost (our exchange has the lowest nonce): moving to the peer's; deleting our redundant SA",
 		"survivor", in.nsa.spis(), "redundant", nsa.spis())
 	sa.handOver(in.nsa, "rekeyed by peer (collision won by the peer)")
 	sa.endIKERekey(rk, in.nsa)
@@ -126,7 +126,7 @@ func (sa *ikeSA) settleOnPeerDelete() {
 	if in == nil || in.nsa.state == ikeDead || sa.state == ikeRekeyed {
 		return
 	}
-	sa.log.Info("peer deletes the IKE SA during our rekey collision: its new SA takes the children", "survivor", in.nsa.spis())
+	sa.logger().Info("peer deletes the IKE SA during our rekey collision: its new SA takes the children", "survivor", in.nsa.spis())
 	sa.handOver(in.nsa, "rekeyed by peer (collision; deleted the old SA)")
 	if rk := sa.rekeyIKEOut; rk != nil {
 		sa.endIKERekey(rk, in.nsa)

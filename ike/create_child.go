@@ -158,7 +158,7 @@ func (sa *ikeSA) childAnswered(x *childExchange, m *message.Message, ni []byte, 
 		switch ne.Type {
 		case message.INVALID_KE_PAYLOAD:
 			if g, ok := askedGroup(m); ok && !x.keRetried && g != x.group && offersGroup(nc.cfg.ESPProposals, g) {
-				sa.log.Info("peer asks for another key exchange method for the child (INVALID_KE_PAYLOAD); retrying",
+				sa.logger().Info("peer asks for another key exchange method for the child (INVALID_KE_PAYLOAD); retrying",
 					"child", nc.cfg.Name, "group", g.String())
 				x.keRetried, x.group = true, g
 				sa.addChild(nc)
@@ -202,7 +202,7 @@ func (sa *ikeSA) retryLater(x *childExchange) bool {
 		return false
 	}
 	wait := tempFailureWait + randUpTo(2*tempFailureWait)
-	sa.log.Info("peer answered TEMPORARY_FAILURE; trying again later", "child", x.nc.cfg.Name, "rekey", x.old != nil,
+	sa.logger().Info("peer answered TEMPORARY_FAILURE; trying again later", "child", x.nc.cfg.Name, "rekey", x.old != nil,
 		"retry-in", wait.String())
 	sa.addChild(x.nc) // still negotiating meanwhile; old.ours stays, so no
 	// second rekey of old starts while this one waits
@@ -273,7 +273,7 @@ func (sa *ikeSA) childExchangeFailed(x *childExchange, why error) {
 func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote netip.AddrPort) {
 	answer := func(ps ...message.Payload) { sa.respond(m, ps, s, local, remote) }
 	if sa.followupBusy() {
-		sa.log.Info("CREATE_CHILD_SA while additional key exchanges (IKE_FOLLOWUP_KE) are in progress: answering TEMPORARY_FAILURE")
+		sa.logger().Info("CREATE_CHILD_SA while additional key exchanges (IKE_FOLLOWUP_KE) are in progress: answering TEMPORARY_FAILURE")
 		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 		return
 	}
@@ -284,7 +284,7 @@ func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote ne
 	if sa.rekeyIKEOut != nil {
 		// RFC 7296 §2.25.2: no child is created or rekeyed while we rekey
 		// the IKE SA.
-		sa.log.Info("peer creates or rekeys a child while our IKE SA rekey is out: answering TEMPORARY_FAILURE")
+		sa.logger().Info("peer creates or rekeys a child while our IKE SA rekey is out: answering TEMPORARY_FAILURE")
 		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 		return
 	}
@@ -296,7 +296,7 @@ func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote ne
 		old = sa.childByOutSPI(spiFrom(n.SPI))
 		switch {
 		case old == nil || (old.state != childInstalled && old.state != childDeleting):
-			sa.log.Info("peer rekeys a child we do not have", "spi", fmt.Sprintf("%x", n.SPI))
+			sa.logger().Info("peer rekeys a child we do not have", "spi", fmt.Sprintf("%x", n.SPI))
 			answer(&message.Notify{Protocol: message.ProtocolESP, SPI: n.SPI, NotifyType: message.CHILD_SA_NOT_FOUND})
 			return
 		case old.ours != nil && hasAddKE(old.cfg.ESPProposals):

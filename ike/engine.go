@@ -54,6 +54,7 @@ type Engine struct {
 	idleW   kernelops.IdleWatcher
 	addrSel kernelops.AddrSelector
 	clk     clock.Clock
+	epoch   time.Time // the clock at New: what stamps count from (stamp.go)
 	log     *slog.Logger
 
 	ctx    context.Context // cancelled by Close; kernel calls use it
@@ -189,6 +190,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if e.clk == nil {
 		e.clk = clock.Real()
 	}
+	e.epoch = e.clk.Now() // stamps count from it (stamp.go)
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -303,7 +305,7 @@ func (e *Engine) apply(ctx context.Context, cfg *config.Config) error {
 				if lifetimesChanged(old, nc) && sa.state == ikeEstablished {
 					sa.rekeyTimer.Stop()
 					sa.rekeyTimer = nil
-					sa.rec.reauthAt = time.Time{}
+					sa.rec.reauthAt = 0
 					sa.armIKERekey()
 				}
 			}

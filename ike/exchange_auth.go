@@ -88,7 +88,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 		return
 	}
 	_ = sa.peerAuthenticated(m, idr) // unique.go: as initiator only INITIAL_CONTACT applies
-	sa.estAt = sa.e.clk.Now()
+	sa.estAt = sa.e.nowStamp()
 	sa.setState(ikeEstablished, "authenticated "+idText(idr))
 	defer sa.dropHandshake() // afterauth.go, once the child is derived
 	sa.mobikeAnswered(m)
@@ -238,7 +238,7 @@ func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) erro
 	sa.e.haChild(sa, ch) // hastate.go: the one moment the keys are here
 	keys.Zero()
 	ch.keys = nil // in the dataplane now: ≈200 B less per child
-	ch.estAt = sa.e.clk.Now()
+	ch.estAt = sa.e.nowStamp()
 	sa.e.bySA[idleKey(ch.inID())] = ch
 	sa.e.bySA[idleKey(ch.outID())] = ch
 	sa.addChild(ch)
@@ -314,7 +314,6 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		return
 	}
 	sa.e.setConn(sa, conn)
-	sa.setLogger()
 	why, ok := sa.precomputedPeer(conn) // auth_offload.go
 	if !ok {
 		why = sa.checkPeerAuth(conn, m, idi, auth)
@@ -345,7 +344,7 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		mine = append(mine, cp)
 	}
 	orZero(sa.hs).halfOpenTimer.Stop()
-	sa.estAt = sa.e.clk.Now()
+	sa.estAt = sa.e.nowStamp()
 	sa.setState(ikeEstablished, "authenticated "+idText(idi))
 	defer sa.dropHandshake() // afterauth.go, once the child is derived
 	ps := append(mine, sa.mobikeAnswer(m)...)
@@ -373,7 +372,7 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 		return nil, nil // childless
 	}
 	refuse := func(n message.NotifyType, why string, data []byte) ([]message.Payload, *childSA) {
-		sa.log.Warn("refusing the peer's child", "notify", n.String(), "reason", why)
+		sa.logger().Warn("refusing the peer's child", "notify", n.String(), "reason", why)
 		sa.e.publish(Event{Kind: "child", State: "refused", IKEID: sa.id, Reason: n.String() + ": " + why, SPIs: sa.eventSPIs(), Name: sa.name()})
 		return []message.Payload{&message.Notify{NotifyType: n, Data: data}}, nil
 	}
@@ -394,7 +393,7 @@ func (sa *ikeSA) acceptChild(m *message.Message, children []*config.Child, ni, n
 	choice, no := selectChild(children, o, localAddr, remoteAddr, keep)
 	if no != nil {
 		if no.notify == message.INVALID_KE_PAYLOAD {
-			sa.log.Info("CREATE_CHILD_SA: asking for another key exchange method (INVALID_KE_PAYLOAD)", "reason", no.why)
+			sa.logger().Info("CREATE_CHILD_SA: asking for another key exchange method (INVALID_KE_PAYLOAD)", "reason", no.why)
 			return []message.Payload{&message.Notify{NotifyType: no.notify, Data: no.data}}, nil
 		}
 		return refuse(no.notify, no.why, no.data)

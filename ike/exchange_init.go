@@ -21,14 +21,13 @@ const maxInitRetries = 4
 func (e *Engine) startIKE(c *config.Connection, first *childSA) *ikeSA {
 	s := e.sockets[listenAddr(c.LocalAddr, c.RemoteAddr, c.LocalPort)]
 	remote := netip.AddrPortFrom(c.RemoteAddr, c.RemotePort)
-	sa := &ikeSA{e: e, id: e.newIKEID(), conn: c, initiator: true, created: e.clk.Now(), sock: s,
+	sa := &ikeSA{e: e, id: e.newIKEID(), conn: c, initiator: true, created: e.nowStamp(), sock: s,
 		local:  netip.AddrPortFrom(e.sourceFor(c.LocalAddr, c.RemoteAddr), c.LocalPort),
 		remote: remote, first: first}
 	sa.spii = e.newSPI()
 	hs := made(&sa.hs)
 	hs.ni = make([]byte, 32)
 	rand.Read(hs.ni)
-	sa.setLogger()
 	sa.setupWindow()
 	e.addSA(sa.spii, sa)
 	if first != nil {
@@ -84,7 +83,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		if !retry() {
 			return
 		}
-		sa.log.Info("responder demands a COOKIE; retrying IKE_SA_INIT with it")
+		sa.logger().Info("responder demands a COOKIE; retrying IKE_SA_INIT with it")
 		hs.cookie = append([]byte(nil), n.Data...)
 		sa.sendInit(hs.dh.Method())
 		return
@@ -103,7 +102,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		if !retry() {
 			return
 		}
-		sa.log.Info("responder asks for another key exchange method (INVALID_KE_PAYLOAD); retrying", "group", g.String())
+		sa.logger().Info("responder asks for another key exchange method (INVALID_KE_PAYLOAD); retrying", "group", g.String())
 		sa.sendInit(g)
 		return
 	}
@@ -122,7 +121,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
 	if sap == nil || ke == nil || nonce == nil || m.SPIr == 0 || len(sap.Proposals) != 1 {
-		sa.log.Debug("dropping incomplete IKE_SA_INIT response", "message", logText{m})
+		sa.logger().Debug("dropping incomplete IKE_SA_INIT response", "message", logText{m})
 		return
 	}
 	sa.w.complete()
@@ -199,8 +198,7 @@ func (sa *ikeSA) initKeysReady(r initResult, m *message.Message, suite ikecrypto
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
 	sa.e.changed(sa) // changes.go
 	sa.readInitAnswer(m)
-	sa.setLogger()
-	sa.log.Info("IKE_SA_INIT done", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	sa.logger().Info("IKE_SA_INIT done", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	if sa.natAny() || sa.conn.MOBIKE { // RFC 4555 §3.2: MOBIKE moves to the NAT-T ports in any case
 		sa.floatToNATT()
 	}
@@ -228,14 +226,14 @@ func (sa *ikeSA) floatToNATT() {
 	}
 	ns := sa.e.natSock(sa.sock, sa.conn)
 	if ns == nil {
-		sa.log.Warn("NAT detected but no NAT-T socket is open; staying on the IKE port")
+		sa.logger().Warn("NAT detected but no NAT-T socket is open; staying on the IKE port")
 		return
 	}
 	sa.sock = ns
 	sa.local = netip.AddrPortFrom(sa.local.Addr(), ns.bound.Port())
 	sa.remote = netip.AddrPortFrom(sa.remote.Addr(), sa.conn.RemoteNATPort)
 	sa.e.changed(sa) // changes.go
-	sa.log.Info("floating to the NAT-T ports", "nat", sa.natAny(), "mobike", sa.conn.MOBIKE, "local", sa.local, "remote", sa.remote)
+	sa.logger().Info("floating to the NAT-T ports", "nat", sa.natAny(), "mobike", sa.conn.MOBIKE, "local", sa.local, "remote", sa.remote)
 }
 
 // candidates are the connections that may answer an IKE_SA_INIT from
@@ -418,7 +416,7 @@ func (e *Engine) initComputed(key initKey, p *pendingInit, r initResult) {
 		return
 	}
 	conn, chosen, suite, group, pub := p.cands[0], p.chosen, p.suite, p.group, r.pub
-	sa := &ikeSA{e: e, id: e.newIKEID(), conn: conn, created: e.clk.Now(), sock: s, local: local, remote: remote,
+	sa := &ikeSA{e: e, id: e.newIKEID(), conn: conn, created: e.nowStamp(), sock: s, local: local, remote: remote,
 		spii: m.SPIi, hs: &handshake{ni: p.ni, nr: p.nr, cands: p.cands, ikeChosen: chosen, initReq: append([]byte(nil), m.Raw()...)}}
 	sa.spir = p.spir
 	sa.suite, sa.keys, sa.out, sa.in = suite, r.keys, r.out, r.in
@@ -428,7 +426,6 @@ func (e *Engine) initComputed(key initKey, p *pendingInit, r initResult) {
 	if m.Notify(message.NAT_DETECTION_SOURCE_IP) != nil {
 		ps = append(ps, natNotifies(sa.spii, sa.spir, local, remote, conn.Encap)...)
 	}
-	sa.setLogger()
 	ps = append(ps, sa.initAnswerNotifies(m)...)
 	sa.setupWindow()
 	sa.hs.initResp = e.answerPlain(s, m, sa.spir, local, remote, ps...)
@@ -436,7 +433,7 @@ func (e *Engine) initComputed(key initKey, p *pendingInit, r initResult) {
 	e.addSA(sa.spir, sa)
 	sa.setState(ikeHalfOpen, "")
 	e.placeSA(sa)
-	e.preLog(sa.log, from, slog.LevelInfo, "IKE_SA_INIT answered", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	e.preLog(sa.logger(), from, slog.LevelInfo, "IKE_SA_INIT answered", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	sa.hs.halfOpenTimer = e.after(e.cfg.Daemon.HalfOpenTimeout, func() {
 		if sa.state == ikeHalfOpen {
 			sa.destroy("half-open: no IKE_AUTH within the timeout")

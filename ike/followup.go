@@ -94,7 +94,7 @@ func (sa *ikeSA) followups(adds []message.DHGroup, link []byte, done func([][]by
 			finish(fmt.Errorf("additional key exchange %v: %w", method, err))
 			return
 		}
-		sa.log.Debug("additional key exchange in IKE_FOLLOWUP_KE", "n", i+1, "method", method.String())
+		sa.logger().Debug("additional key exchange in IKE_FOLLOWUP_KE", "n", i+1, "method", method.String())
 		sa.send(&request{exch: message.IKE_FOLLOWUP_KE, kex: kex,
 			payloads: []message.Payload{&message.KE{Group: method, Data: kex.PublicValue()},
 				&message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: link}},
@@ -165,7 +165,7 @@ func (sa *ikeSA) dropFollowupIn(why string) {
 	for _, s := range f.secrets {
 		s.Zero()
 	}
-	sa.log.Warn("additional key exchanges abandoned", "reason", why)
+	sa.logger().Warn("additional key exchanges abandoned", "reason", why)
 	f.abort(why)
 }
 
@@ -180,7 +180,7 @@ func (sa *ikeSA) handleFollowupKE(m *message.Message, s *sock, local, remote net
 	}
 	f := orZero(sa.mke).followIn
 	if f == nil || string(f.link) != string(n.Data) {
-		sa.log.Info("IKE_FOLLOWUP_KE for no exchange we know: answering STATE_NOT_FOUND")
+		sa.logger().Info("IKE_FOLLOWUP_KE for no exchange we know: answering STATE_NOT_FOUND")
 		answer(&message.Notify{NotifyType: message.STATE_NOT_FOUND})
 		return
 	}
@@ -280,7 +280,7 @@ func (sa *ikeSA) deferChild(ch *childSA, old *childSA, adds []message.DHGroup, n
 		ch.addSecrets = secrets
 		if err := sa.finishChild(ch, ni, nr, g); err != nil {
 			ch.fail(err)
-			sa.log.Warn("refusing the peer's child", "notify", message.TEMPORARY_FAILURE.String(), "reason", err.Error())
+			sa.logger().Warn("refusing the peer's child", "notify", message.TEMPORARY_FAILURE.String(), "reason", err.Error())
 			return []message.Payload{&message.Notify{NotifyType: message.TEMPORARY_FAILURE}}
 		}
 		if old != nil && old.state == childInstalled && old.theirs == nil {
@@ -344,12 +344,12 @@ func (sa *ikeSA) deferIKERekey(chosen message.Proposal, suite ikecrypto.IKESuite
 		delete(sa.e.reserved, spir)
 		keys, err := ikecrypto.DeriveRekeyedIKEKeysMulti(suite, sa.suite.PRF, sa.keys.SKd(), g, ni, nr, secrets, spii, spir)
 		if err != nil {
-			sa.log.Error("peer's IKE SA rekey", "err", err)
+			sa.logger().Error("peer's IKE SA rekey", "err", err)
 			return []message.Payload{&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN}}
 		}
 		nsa, err := sa.successor(false, spii, spir, suite, keys)
 		if err != nil {
-			sa.log.Error("peer's IKE SA rekey", "err", err)
+			sa.logger().Error("peer's IKE SA rekey", "err", err)
 			return []message.Payload{&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN}}
 		}
 		sa.handOver(nsa, "rekeyed by peer (with additional key exchanges)")

@@ -59,13 +59,13 @@ func (sa *ikeSA) seal(m *message.Message) (whole []byte, frags [][]byte, err err
 	if err != nil {
 		return nil, nil, err
 	}
-	sa.log.Debug("sending in fragments", "exchange", m.Exchange, "msgid", m.MessageID, "octets", len(whole), "fragments", len(frags), "max", max)
+	sa.logger().Debug("sending in fragments", "exchange", m.Exchange, "msgid", m.MessageID, "octets", len(whole), "fragments", len(frags), "max", max)
 	return whole, frags, nil
 }
 
 // transmit sends a request: its fragments, or the whole message.
 func (sa *ikeSA) transmit(whole []byte, frags [][]byte) {
-	sa.rec.lastSent = sa.e.clk.Now() // NAT keepalives wait for a pause (keepalive.go)
+	sa.rec.lastSent = sa.e.nowStamp() // NAT keepalives wait for a pause (keepalive.go)
 	if frags == nil {
 		sa.e.sendTo(sa.sock, sa.local, sa.remote, whole)
 		return
@@ -77,7 +77,7 @@ func (sa *ikeSA) transmit(whole []byte, frags [][]byte) {
 
 // sendResponse sends our answer to the peer's last request (again).
 func (sa *ikeSA) sendResponse(s *sock, local, remote netip.AddrPort) {
-	sa.rec.lastSent = sa.e.clk.Now()
+	sa.rec.lastSent = sa.e.nowStamp()
 	if fs := sa.w.lastFrags; fs != nil {
 		for _, f := range fs {
 			sa.e.sendTo(s, local, remote, f)
@@ -95,13 +95,13 @@ func (sa *ikeSA) sendResponse(s *sock, local, remote netip.AddrPort) {
 func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.AddrPort) *message.Message {
 	h := m.Header
 	if !sa.fragAnnounced {
-		sa.log.Debug("dropping a fragment: we did not announce fragmentation", "msgid", h.MessageID)
+		sa.logger().Debug("dropping a fragment: we did not announce fragmentation", "msgid", h.MessageID)
 		return nil
 	}
 	var r **message.Reassembler
 	if h.Response {
 		if !sa.w.expects(h.MessageID, h.Exchange) {
-			sa.log.Debug("dropping a fragment of an unexpected response", "msgid", h.MessageID)
+			sa.logger().Debug("dropping a fragment of an unexpected response", "msgid", h.MessageID)
 			return nil
 		}
 		r = &sa.fragResp
@@ -111,18 +111,18 @@ func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.Add
 			r = &sa.fragReq
 		case reqRetransmit:
 			if f, _, err := m.OpenFragment(sa.in); (err == nil && f.Number == 1) || (orZero(sa.mke).lastInterReq != nil && bytes.Equal(m.Raw(), orZero(sa.mke).lastInterReq)) {
-				sa.log.Debug("answering retransmitted request (fragment 1)", "msgid", h.MessageID)
+				sa.logger().Debug("answering retransmitted request (fragment 1)", "msgid", h.MessageID)
 				sa.sendResponse(s, local, remote)
 			}
 			return nil
 		default:
-			sa.log.Debug("dropping a fragment of a request outside the window", "msgid", h.MessageID, "expected", sa.w.peerNext)
+			sa.logger().Debug("dropping a fragment of a request outside the window", "msgid", h.MessageID, "expected", sa.w.peerNext)
 			return nil
 		}
 	}
 	f, pt, err := m.OpenFragment(sa.in)
 	if err != nil {
-		sa.log.Debug("dropping a fragment that fails to decrypt", "msgid", h.MessageID, "err", err)
+		sa.logger().Debug("dropping a fragment that fails to decrypt", "msgid", h.MessageID, "err", err)
 		return nil
 	}
 	if *r == nil {
@@ -138,9 +138,9 @@ func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.Add
 	}
 	if err != nil {
 		if errors.Is(err, message.ErrFragmentLimit) {
-			sa.log.Warn("dropping a fragmented message", "err", err)
+			sa.logger().Warn("dropping a fragmented message", "err", err)
 		} else {
-			sa.log.Debug("fragment not taken", "err", err)
+			sa.logger().Debug("fragment not taken", "err", err)
 		}
 		return nil
 	}
@@ -153,10 +153,10 @@ func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.Add
 	}
 	whole, err := message.Reassembled(h, first, inner)
 	if err != nil {
-		sa.log.Debug("dropping a reassembled message that does not parse", "msgid", h.MessageID, "err", err)
+		sa.logger().Debug("dropping a reassembled message that does not parse", "msgid", h.MessageID, "err", err)
 		return nil
 	}
-	sa.log.Debug("reassembled", "exchange", h.Exchange, "msgid", h.MessageID, "fragments", f.Total, "octets", len(inner))
+	sa.logger().Debug("reassembled", "exchange", h.Exchange, "msgid", h.MessageID, "fragments", f.Total, "octets", len(inner))
 	return whole
 }
 
@@ -176,7 +176,7 @@ func (sa *ikeSA) armFragTimer() {
 			}
 			if r.Expired(now) {
 				h, _ := r.Active()
-				sa.log.Info("incomplete fragmented message dropped after the reassembly timeout", "msgid", h.MessageID, "exchange", h.Exchange)
+				sa.logger().Info("incomplete fragmented message dropped after the reassembly timeout", "msgid", h.MessageID, "exchange", h.Exchange)
 				r.Reset()
 			}
 			if _, active := r.Active(); active {

@@ -78,7 +78,6 @@ func FuzzFragments(f *testing.F) {
 			x := &ikeSA{e: p.e, conn: p.e.cfg.Connections[0], spii: 0x1111, spir: 0x2222, state: ikeHalfOpen,
 				sock: plain, local: plain.bound, remote: remote, out: ourOut, in: ourIn}
 			x.fragAnnounced = true
-			x.setLogger()
 			x.setupWindow()
 			x.w.peerNext = 1
 			defer x.dropFragments()

@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"log/slog"
+
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/ikecrypto"
 	"github.com/keyplane/keyplane/ike/message"
@@ -13,6 +15,7 @@ import (
 // an SA made by a rekey or a takeover never has one. dropHandshake
 // lets it go.
 type handshake struct {
+	log    *slog.Logger // the SA's (ikeSA.logger)
 	ni, nr []byte
 	// cands: the responder's connections the addresses allow, until
 	// IKE_AUTH picks one.

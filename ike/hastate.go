@@ -128,7 +128,7 @@ func (e *Engine) haIKE(sa *ikeSA) {
 	switch sa.state {
 	case ikeEstablished:
 	case ikeDead, ikeRekeyed, ikeDeleting:
-		if sa.estAt.IsZero() {
+		if sa.estAt == 0 {
 			return // never reported
 		}
 		e.sink.IKEGone(sa.localSPI())
@@ -142,7 +142,7 @@ func (e *Engine) haIKE(sa *ikeSA) {
 	k := sa.keys
 	st := &HAIKE{Conn: sa.conn.Name, Initiator: sa.initiator, SPIi: sa.spii, SPIr: sa.spir,
 		Local: sa.local, Remote: sa.remote, NATLocal: sa.natLocal, NATRemote: sa.natRemote,
-		Suite: sa.suite, NextID: sa.w.nextID, PeerNext: sa.w.peerNext, Est: sa.estAt,
+		Suite: sa.suite, NextID: sa.w.nextID, PeerNext: sa.w.peerNext, Est: e.timeOf(sa.estAt),
 		Keys: HAIKEKeys{SKd: clone(k.SKd()), SKai: clone(k.SKai()), SKar: clone(k.SKar()), SKei: clone(k.SKei()),
 			SKer: clone(k.SKer()), SKpi: clone(k.SKpi()), SKpr: clone(k.SKpr())}}
 	if id := sa.rec.peerID; id != nil {
@@ -304,10 +304,9 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats
 		return fail("", "IKE ciphers: %v", err)
 	}
 	now := e.clk.Now()
-	sa := &ikeSA{e: e, id: e.newIKEID(), conn: c, initiator: st.Initiator, spii: st.SPIi, spir: st.SPIr, created: now,
+	sa := &ikeSA{e: e, id: e.newIKEID(), conn: c, initiator: st.Initiator, spii: st.SPIi, spir: st.SPIr, created: e.stampOf(now),
 		sock: s, local: st.Local, remote: st.Remote, natLocal: st.NATLocal, natRemote: st.NATRemote,
-		suite: st.Suite, keys: keys, out: out, in: in, lastHeard: now, timeHandshake: true}
-	sa.setLogger()
+		suite: st.Suite, keys: keys, out: out, in: in, lastHeard: e.stampOf(now), timeHandshake: true}
 	sa.setupWindow()
 	sa.w.nextID, sa.w.peerNext = st.NextID, st.PeerNext
 	sa.w.resync = true
@@ -339,7 +338,7 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats
 		sa.rec.peerID = &message.ID{IDType: message.IDType(st.PeerIDType), Data: clone(st.PeerID)}
 	}
 	e.addSA(local, sa)
-	sa.estAt = now
+	sa.estAt = e.stampOf(now)
 	sa.setState(ikeEstablished, reasonTakeover)
 	e.placeSA(sa)
 	restored := 0
@@ -370,7 +369,7 @@ func (e *Engine) restore(st *HAIKE, children []*HAChild, o RestoreOptions, stats
 	// One line per IKE SA: each child's state change is at debug, a
 	// takeover of thousands would otherwise log thousands of lines
 	// while the engine answers no IKE.
-	sa.log.Info("CHILD SAs taken over (HA)", "children", restored, "failed", len(errs))
+	sa.logger().Info("CHILD SAs taken over (HA)", "children", restored, "failed", len(errs))
 	sa.armLiveness()
 	sa.armIKERekey()
 	e.haIKE(sa)
@@ -409,7 +408,7 @@ func (e *Engine) restored(sa *ikeSA, r *restoring, now time.Time, stats *Restore
 	}
 	t1 := time.Now()
 	ch.keys.Zero()
-	ch.estAt = now
+	ch.estAt = e.stampOf(now)
 	e.bySA[idleKey(ch.inID())] = ch
 	e.bySA[idleKey(ch.outID())] = ch
 	sa.addChild(ch)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/ikecrypto"
@@ -53,8 +52,11 @@ func (s ikeState) String() string {
 
 // ikeSA is one IKE SA, in either role. Loop-owned.
 type ikeSA struct {
-	e         *Engine
-	id        uint32             // unique within the engine's run (ids.go)
+	e  *Engine
+	id uint32 // unique within the engine's run (ids.go)
+	// chg: its node in the list of SAs by last change (changes.go; 0:
+	// not listed).
+	chg       uint32
 	conn      *config.Connection // nil for a responder until IKE_AUTH picks one
 	initiator bool
 	// keComputing: a request is on a worker (ke_offload.go); beside
@@ -64,17 +66,20 @@ type ikeSA struct {
 	// created, and the handshake's length is still to be recorded
 	// (Engine.handshakeDone).
 	timeHandshake bool
-	spii          uint64
-	spir          uint64
 	state         ikeState
-	created       time.Time
-	estAt         time.Time
-	log           *slog.Logger
+	natLocal      bool // we are behind a NAT
+	natRemote     bool // the peer is behind a NAT (or fakes it to force encapsulation)
+	dpdKind       dpdKind
+	// idleSeen: idle reports were acted on; once the peer has answered,
+	// the children's watches are nudged for fresh ones (liveness.go).
+	idleSeen bool
+	spii     uint64
+	spir     uint64
+	created  stamp
+	estAt    stamp
 
 	sock          *sock
 	local, remote netip.AddrPort
-	natLocal      bool // we are behind a NAT
-	natRemote     bool // the peer is behind a NAT (or fakes it to force encapsulation)
 
 	suite ikecrypto.IKESuite
 	keys  *ikecrypto.IKEKeys
@@ -103,17 +108,13 @@ type ikeSA struct {
 	// pendingOf: this SA came from the peer's rekey of pendingOf during a
 	// collision not settled yet; it holds no children meanwhile.
 	pendingOf *ikeSA
-	dpdKind   dpdKind
 	// lastHeard is when an authenticated message last came from the peer.
-	lastHeard time.Time
-	// idleSeen: idle reports were acted on; once the peer has answered,
-	// the children's watches are nudged for fresh ones (liveness.go).
-	idleSeen bool
+	lastHeard stamp
 	// Link awareness (links.go): ifIndex is the interface its local
 	// address was last seen on (0: none known).
 	link         linkState
-	ifIndex      int
 	reviveQueued bool
+	ifIndex      int
 	deleteReason string
 	// invalidSPISeen: the peer's INVALID_IKE_SPI was logged.
 	invalidSPISeen bool
@@ -130,9 +131,6 @@ type ikeSA struct {
 	// vips: virtual IPs installed or leased (vips.go, pools.go); nil:
 	// none.
 	vips *vipState
-	// chg: its node in the list of SAs by last change (changes.go; 0:
-	// not listed).
-	chg uint32
 }
 
 // stateText is the state, and whether it is a replacement not settled
@@ -177,14 +175,22 @@ func (sa *ikeSA) name() string {
 	return "(unknown)"
 }
 
-// setLogger gives the SA its logger, once: the logger reads the SA's
-// name, ID and SPIs as each line is logged (salog.go), so a change of
-// state or SPIs needs no new one.
-func (sa *ikeSA) setLogger() {
-	if sa.log == nil {
-		sa.log = slog.New(&saLog{inner: sa.e.log.Handler(), sa: sa})
+// logger is the SA's logger: it reads the SA's name, ID and SPIs as each
+// line is logged (salog.go), so a change of state or SPIs needs no new
+// one. The handshake, which logs most, keeps one; an established SA
+// makes one when it logs (a few lines an hour), as children do, instead
+// of keeping some 80 octets per SA for it.
+func (sa *ikeSA) logger() *slog.Logger {
+	if hs := sa.hs; hs != nil {
+		if hs.log == nil {
+			hs.log = sa.newLogger()
+		}
+		return hs.log
 	}
+	return sa.newLogger()
 }
+
+func (sa *ikeSA) newLogger() *slog.Logger { return slog.New(&saLog{inner: sa.e.log.Handler(), sa: sa}) }
 
 // setState logs the change (one line per change) and publishes it.
 func (sa *ikeSA) setState(s ikeState, reason string) {
@@ -195,14 +201,13 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 	sa.e.halfOpenMoved(sa, s)
 	sa.state = s
 	sa.e.changed(sa) // changes.go
-	sa.setLogger()
 	lvl := slog.LevelInfo
 	if s == ikeDead && !normalEnd(reason) {
 		lvl = slog.LevelWarn
 	}
 	// The line's arguments only if it is written: boxing them is most of
 	// what a state change allocates (a responder makes three a handshake).
-	if sa.log.Enabled(sa.e.ctx, lvl) {
+	if sa.logger().Enabled(sa.e.ctx, lvl) {
 		args := []any{"state", s.String(), "local", sa.local, "remote", sa.remote}
 		if reason != "" {
 			args = append(args, "reason", reason)

@@ -32,7 +32,7 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 						ch = sa.pendingOf.childByOutSPI(spi)
 					}
 					if ch == nil {
-						sa.log.Debug("peer deletes an unknown child", "spi", spi)
+						sa.logger().Debug("peer deletes an unknown child", "spi", spi)
 						continue
 					}
 					if ch.state != childDeleting {
@@ -51,7 +51,7 @@ func (sa *ikeSA) handleInformational(m *message.Message, s *sock, local, remote 
 				return
 			}
 			if x.NotifyType.IsError() {
-				sa.log.Warn("peer reports an error", "notify", x.NotifyType.String())
+				sa.logger().Warn("peer reports an error", "notify", x.NotifyType.String())
 			}
 		}
 	}

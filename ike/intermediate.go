@@ -60,7 +60,7 @@ func (sa *ikeSA) sendIntermediate(i int) {
 		sa.destroyErr(fmt.Errorf("additional key exchange %v: %w", method, err))
 		return
 	}
-	sa.log.Debug("additional key exchange in IKE_INTERMEDIATE", "n", i+1, "method", method.String())
+	sa.logger().Debug("additional key exchange in IKE_INTERMEDIATE", "n", i+1, "method", method.String())
 	sa.send(&request{exch: message.IKE_INTERMEDIATE, kex: kex,
 		payloads:   []message.Payload{&message.KE{Group: method, Data: kex.PublicValue()}},
 		built:      func(m *message.Message) { sa.chainIntAuth(m) },
@@ -99,7 +99,7 @@ func (sa *ikeSA) intermediateAnswered(i int, kex ikecrypto.KeyExchange, m *messa
 		return
 	}
 	made(&sa.mke).interDone++
-	sa.log.Info("additional key exchange done", "n", i+1, "method", method.String())
+	sa.logger().Info("additional key exchange done", "n", i+1, "method", method.String())
 	if i+1 < len(sa.suite.AdditionalKEs()) {
 		sa.sendIntermediate(i + 1)
 		return
@@ -148,7 +148,7 @@ func (sa *ikeSA) handleIntermediate(m *message.Message, s *sock, local, remote n
 		return
 	}
 	made(&sa.mke).interDone++
-	sa.log.Info("additional key exchange done", "n", orZero(sa.mke).interDone, "method", method.String())
+	sa.logger().Info("additional key exchange done", "n", orZero(sa.mke).interDone, "method", method.String())
 }
 
 // chainIntAuth adds an IKE_INTERMEDIATE message, sent or received, to

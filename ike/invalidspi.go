@@ -103,7 +103,7 @@ func (sa *ikeSA) peerForgotSA(from netip.AddrPort) {
 		return
 	}
 	sa.invalidSPISeen = true
-	sa.log.Warn("peer answered INVALID_IKE_SPI (unauthenticated): it may have lost this IKE SA; waiting for the retransmissions' outcome", "from", from)
+	sa.logger().Warn("peer answered INVALID_IKE_SPI (unauthenticated): it may have lost this IKE SA; waiting for the retransmissions' outcome", "from", from)
 	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "invalid-spi", SPIs: sa.eventSPIs(),
 		Reason: "peer answered INVALID_IKE_SPI"})
 	sa.peerMayHaveRestarted() // recovery.go

@@ -65,7 +65,7 @@ func (sa *ikeSA) offloadRequestKE(m *message.Message, s *sock, local, remote net
 	}, func(r keResult) {
 		if r.decErr == nil && sa.w.classify(m.MessageID) != reqNew {
 			r.pre.zero()
-			sa.log.Debug("request computed for an IKE SA that has moved on; dropped", "msgid", m.MessageID, "state", sa.state)
+			sa.logger().Debug("request computed for an IKE SA that has moved on; dropped", "msgid", m.MessageID, "state", sa.state)
 			return
 		}
 		if r.decErr != nil {
@@ -157,11 +157,11 @@ func (sa *ikeSA) offloadResponseKE(m *message.Message, kex ikecrypto.KeyExchange
 	}, func(r keResult) {
 		if !sa.w.expects(m.MessageID, m.Exchange) {
 			r.pre.zero()
-			sa.log.Debug("response computed for a request no longer awaited; dropped", "msgid", m.MessageID)
+			sa.logger().Debug("response computed for a request no longer awaited; dropped", "msgid", m.MessageID)
 			return
 		}
 		if r.decErr != nil {
-			sa.log.Debug("dropping response that fails to decrypt", "err", r.decErr)
+			sa.logger().Debug("dropping response that fails to decrypt", "err", r.decErr)
 			return
 		}
 		sa.e.withKEPre(r.pre, func() { sa.takeResponse(m, remote) })
@@ -190,7 +190,7 @@ func (sa *ikeSA) holdWhileComputing(s *sock, m *message.Message, local, remote n
 	e := sa.e
 	if len(e.keHeld[sa]) >= maxHeldWhileComputing {
 		e.crypto.keAgain++
-		sa.log.Debug("message while a request is computed, too many waiting; dropped", "message", logText{m})
+		sa.logger().Debug("message while a request is computed, too many waiting; dropped", "message", logText{m})
 		return
 	}
 	if e.keHeld == nil {

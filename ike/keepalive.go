@@ -37,8 +37,8 @@ func (sa *ikeSA) armKeepalive() {
 		return
 	}
 	next := d
-	if !sa.rec.lastSent.IsZero() {
-		_, next = keepaliveWait(sa.rec.lastSent, sa.e.clk.Now(), d)
+	if sa.rec.lastSent != 0 {
+		_, next = keepaliveWait(sa.e.timeOf(sa.rec.lastSent), sa.e.clk.Now(), d)
 	}
 	sa.rec.keepaliveTimer = sa.e.after(next, sa.keepaliveDue)
 }
@@ -51,11 +51,11 @@ func (sa *ikeSA) keepaliveDue() {
 		return
 	}
 	now := sa.e.clk.Now()
-	send, next := keepaliveWait(sa.rec.lastSent, now, d)
+	send, next := keepaliveWait(sa.e.timeOf(sa.rec.lastSent), now, d)
 	if send && !sa.quiet() && sa.sock != nil && sa.sock.nat {
-		sa.log.Debug("sending a NAT keepalive", "to", sa.remote)
+		sa.logger().Debug("sending a NAT keepalive", "to", sa.remote)
 		sa.e.sendTo(sa.sock, sa.local, sa.remote, natKeepalive)
-		sa.rec.lastSent = now
+		sa.rec.lastSent = sa.e.stampOf(now)
 		sa.e.keepalivesSent++
 	}
 	sa.rec.keepaliveTimer = sa.e.after(next, sa.keepaliveDue)

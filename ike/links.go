@@ -258,7 +258,7 @@ func (sa *ikeSA) revive() {
 		return
 	}
 	for _, ch := range sa.children {
-		ch.idleAt = time.Time{}
+		ch.idleAt = 0
 	}
 	// Idle reports that came while suspended were not acted on, and the
 	// detector does not repeat them: ask afresh once the peer answers.
@@ -323,7 +323,7 @@ func (sa *ikeSA) dropStaleHeld() {
 // dropHeld gives up a held request: its onDrop says what that means; a
 // handshake that cannot go ahead ends the SA.
 func (sa *ikeSA) dropHeld(r *request, why string) {
-	sa.log.Info("dropping a request held for the peer", "exchange", r.exch, "reason", why)
+	sa.logger().Info("dropping a request held for the peer", "exchange", r.exch, "reason", why)
 	switch {
 	case r.onDrop != nil:
 		r.onDrop(why)
@@ -387,7 +387,7 @@ func (sa *ikeSA) deleteHeld(ch *childSA, reason string) {
 	ch.remove(reason)
 	sa.dropChild(ch)
 	sa.armLiveness()
-	sa.log.Debug("link down: child removed, its delete notification held", "child", ch.cfg.Name)
+	sa.logger().Debug("link down: child removed, its delete notification held", "child", ch.cfg.Name)
 	sa.hold(&request{exch: message.INFORMATIONAL,
 		payloads:  []message.Payload{&message.Delete{Protocol: message.ProtocolESP, SPIs: []uint32{ch.inSPI}}},
 		onTimeout: func() { sa.destroyErr(errPeerGone("peer not responding to our child delete")) },

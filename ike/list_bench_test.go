@@ -50,7 +50,7 @@ func fillSAs(tb testing.TB, p *peer, n int) []*ikeSA {
 	var sas []*ikeSA
 	require.NoError(tb, p.e.call(ctx, func() {
 		e := p.e
-		now := e.clk.Now()
+		now := e.nowStamp()
 		for i := range n {
 			sa := &ikeSA{e: e, id: e.newIKEID(), conn: conn, initiator: true, spii: 1<<40 + uint64(i), spir: 1<<41 + uint64(i),
 				state: ikeEstablished, created: now, estAt: now,

@@ -71,7 +71,7 @@ func (e *Engine) watchIdle(ch *childSA) {
 		return
 	}
 	ch.watched = true
-	ch.idleAt = time.Time{}
+	ch.idleAt = 0
 	e.byIn[idleKey(ch.inID())] = ch
 }
 
@@ -94,7 +94,7 @@ func (e *Engine) rewatch(ch *childSA) {
 		return
 	}
 	ch.watchAlt = !ch.watchAlt
-	ch.idleAt = time.Time{}
+	ch.idleAt = 0
 	if err := e.idleW.WatchIdle(e.ctx, ch.inID(), ch.idleThreshold()); err != nil {
 		ch.logger().Warn("cannot re-arm idle detection; falling back to timed liveness checks", "err", err)
 		ch.watched = false
@@ -156,7 +156,7 @@ func (sa *ikeSA) scheduleDPD() {
 
 // sendLiveness sends an empty INFORMATIONAL request.
 func (sa *ikeSA) sendLiveness() {
-	sa.log.Debug("sending a liveness check")
+	sa.logger().Debug("sending a liveness check")
 	sa.send(&request{exch: message.INFORMATIONAL})
 }
 
@@ -195,7 +195,7 @@ func (e *Engine) idleEvent(x *kernelops.IdleEvent) {
 		return
 	}
 	ch.logger().Debug("inbound SA idle", "idle-for", x.IdleFor.String())
-	ch.idleAt = e.clk.Now()
+	ch.idleAt = e.nowStamp()
 	ch.ike.idleCheck()
 }
 
@@ -217,14 +217,15 @@ func (sa *ikeSA) idleCheck() {
 		if !ch.watched || ch.state != childInstalled {
 			continue
 		}
-		if ch.idleAt.IsZero() {
+		if ch.idleAt == 0 {
 			return // wait for the others
 		}
-		if n == 0 || ch.idleAt.Before(oldest) {
-			oldest = ch.idleAt
+		at := sa.e.timeOf(ch.idleAt)
+		if n == 0 || at.Before(oldest) {
+			oldest = at
 		}
-		if n == 0 || ch.idleAt.After(newest) {
-			newest = ch.idleAt
+		if n == 0 || at.After(newest) {
+			newest = at
 		}
 		n++
 	}
@@ -242,14 +243,14 @@ func (sa *ikeSA) idleCheck() {
 		return
 	}
 	for _, ch := range sa.children {
-		ch.idleAt = time.Time{}
+		ch.idleAt = 0
 	}
 	sa.idleSeen = true
 	now := sa.e.clk.Now()
 	switch {
-	case !sa.lastHeard.IsZero() && now.Sub(sa.lastHeard) < dpd:
+	case sa.lastHeard != 0 && now.Sub(sa.e.timeOf(sa.lastHeard)) < dpd:
 		// The peer spoke recently (its own check, a rekey): that is proof enough.
-		sa.recheckIn(sa.lastHeard.Add(dpd).Sub(now))
+		sa.recheckIn(sa.e.timeOf(sa.lastHeard).Add(dpd).Sub(now))
 	case sa.w.inflight != nil:
 		// An exchange is out: its answer proves liveness, its loss ends the SA.
 		sa.recheckIn(dpd)

@@ -117,7 +117,7 @@ func TestIdleLiveness(t *testing.T) {
 		var heard time.Time
 		a.e.call(t.Context(), func() {
 			for _, s := range a.e.sas {
-				heard = s.lastHeard
+				heard = a.e.timeOf(s.lastHeard)
 			}
 		})
 		return !heard.Before(first)

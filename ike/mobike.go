@@ -76,7 +76,7 @@ func (sa *ikeSA) mobikeAnswered(m *message.Message) {
 	sa.mob.active = sa.mob.sent && m.Notify(message.MOBIKE_SUPPORTED) != nil
 	sa.mob.mover = true
 	if sa.mob.sent {
-		sa.log.Debug("MOBIKE", "active", sa.mob.active)
+		sa.logger().Debug("MOBIKE", "active", sa.mob.active)
 	}
 }
 
@@ -87,7 +87,7 @@ func (sa *ikeSA) mobikeAnswer(m *message.Message) []message.Payload {
 		return nil
 	}
 	sa.mob.sent, sa.mob.active = true, true
-	sa.log.Debug("MOBIKE", "active", true)
+	sa.logger().Debug("MOBIKE", "active", true)
 	return []message.Payload{&message.Notify{NotifyType: message.MOBIKE_SUPPORTED}}
 }
 
@@ -129,7 +129,7 @@ func (sa *ikeSA) mobikeMove(idx map[netip.Addr]addrSite) bool {
 	sa.local = netip.AddrPortFrom(src, old.Port())
 	sa.e.changed(sa) // changes.go
 	sa.ifIndex = site.index
-	sa.log.Info("MOBIKE: local address gone; moving to another address", "from", old, "to", sa.local, "link", sa.e.ifs[site.index].name)
+	sa.logger().Info("MOBIKE: local address gone; moving to another address", "from", old, "to", sa.local, "link", sa.e.ifs[site.index].name)
 	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-move", SPIs: sa.eventSPIs(),
 		Detail: fmt.Sprintf("local %s -> %s", old, sa.local)})
 	if !sa.mob.updating {
@@ -187,7 +187,7 @@ func (sa *ikeSA) updateAnswered(m *message.Message, cookie []byte, local netip.A
 	}
 	for _, n := range m.Notifies() {
 		if n.NotifyType.IsError() {
-			sa.log.Warn("MOBIKE: peer refuses our UPDATE_SA_ADDRESSES; children stay where they are", "notify", n.NotifyType.String())
+			sa.logger().Warn("MOBIKE: peer refuses our UPDATE_SA_ADDRESSES; children stay where they are", "notify", n.NotifyType.String())
 			sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(), Reason: n.NotifyType.String()})
 			return
 		}
@@ -195,7 +195,7 @@ func (sa *ikeSA) updateAnswered(m *message.Message, cookie []byte, local netip.A
 	if err := checkCookie2(m, cookie); err != nil {
 		// An authenticated answer that fails return routability: the
 		// children are not moved on its word.
-		sa.log.Warn("MOBIKE: "+err.Error()+"; children stay where they are", "local", local)
+		sa.logger().Warn("MOBIKE: "+err.Error()+"; children stay where they are", "local", local)
 		sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(), Reason: "COOKIE2 mismatch"})
 		return
 	}
@@ -208,7 +208,7 @@ func (sa *ikeSA) updateAnswered(m *message.Message, cookie []byte, local netip.A
 	sa.natLocal, sa.natRemote = detectNAT(m, sa.spii, sa.spir, sa.local, sa.remote)
 	sa.e.changed(sa) // changes.go
 	n := sa.mobikeMigrate()
-	sa.log.Info("MOBIKE: peer follows; children migrated", "local", sa.local, "remote", sa.remote, "children", n,
+	sa.logger().Info("MOBIKE: peer follows; children migrated", "local", sa.local, "remote", sa.remote, "children", n,
 		"nat-local", sa.natLocal, "nat-remote", sa.natRemote)
 	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "moved", SPIs: sa.eventSPIs(),
 		Detail: fmt.Sprintf("MOBIKE: local %s remote %s, %d children moved", sa.local, sa.remote, n)})
@@ -286,7 +286,7 @@ func (sa *ikeSA) mobikeUpdate(m *message.Message, s *sock, local, remote netip.A
 		ps = append(ps, &message.Notify{NotifyType: message.COOKIE2, Data: c.Data})
 	}
 	if sa.mob.followed && !newerMsgID(m.MessageID, sa.mob.lastUpdate) {
-		sa.log.Info("MOBIKE: an UPDATE_SA_ADDRESSES older than the one followed; answering, not moving", "msgid", m.MessageID, "latest", sa.mob.lastUpdate)
+		sa.logger().Info("MOBIKE: an UPDATE_SA_ADDRESSES older than the one followed; answering, not moving", "msgid", m.MessageID, "latest", sa.mob.lastUpdate)
 		sa.respond(m, ps, s, local, remote)
 		return true
 	}
@@ -294,7 +294,7 @@ func (sa *ikeSA) mobikeUpdate(m *message.Message, s *sock, local, remote netip.A
 		// §3.9: the peer allows no NAT on its path, and the addresses
 		// changed on the way (or its notify is malformed): refuse, move
 		// nothing.
-		sa.log.Warn("MOBIKE: UPDATE_SA_ADDRESSES with NO_NATS_ALLOWED that does not match the addresses it arrived with; answering UNEXPECTED_NAT_DETECTED, not moving",
+		sa.logger().Warn("MOBIKE: UPDATE_SA_ADDRESSES with NO_NATS_ALLOWED that does not match the addresses it arrived with; answering UNEXPECTED_NAT_DETECTED, not moving",
 			"detail", why)
 		sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(),
 			Reason: message.UNEXPECTED_NAT_DETECTED.String()})
@@ -314,7 +314,7 @@ func (sa *ikeSA) mobikeUpdate(m *message.Message, s *sock, local, remote netip.A
 	}
 	sa.respond(m, ps, s, local, remote)
 	n := sa.mobikeMigrate()
-	sa.log.Info("MOBIKE: peer moved; following it", "from", from, "to", remote, "local", local, "children", n,
+	sa.logger().Info("MOBIKE: peer moved; following it", "from", from, "to", remote, "local", local, "children", n,
 		"nat-local", natLocal, "nat-remote", natRemote)
 	if from != remote || fromLocal != local || n > 0 {
 		sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "moved", SPIs: sa.eventSPIs(),

@@ -39,11 +39,11 @@ func (sa *ikeSA) peerSeenAt(s *sock, local, remote netip.AddrPort) {
 	}
 	halfOpen := sa.state == ikeHalfOpen
 	if !followsPeer(halfOpen, sa.natLocal) {
-		sa.log.Info("peer's request came from a new endpoint; we are behind a NAT: not following it", "ours", sa.remote, "seen", remote)
+		sa.logger().Info("peer's request came from a new endpoint; we are behind a NAT: not following it", "ours", sa.remote, "seen", remote)
 		return
 	}
 	if !halfOpen {
-		sa.log.Info("peer endpoint changed", "from", sa.remote, "to", remote)
+		sa.logger().Info("peer endpoint changed", "from", sa.remote, "to", remote)
 	}
 	sa.moveTo(s, local, remote)
 }
@@ -85,10 +85,10 @@ func (e *Engine) mappingEvent(x *kernelops.MappingEvent) {
 		return
 	}
 	if !followsPeer(false, sa.natLocal) {
-		sa.log.Info("ESP came from a new endpoint; we are behind a NAT: not following it", "ours", sa.remote, "seen", x.New)
+		sa.logger().Info("ESP came from a new endpoint; we are behind a NAT: not following it", "ours", sa.remote, "seen", x.New)
 		return
 	}
-	sa.log.Info("peer's NAT mapping changed (ESP from a new endpoint): moving the IKE SA and its children", "from", sa.remote, "to", x.New, "child", ch.cfg.Name)
+	sa.logger().Info("peer's NAT mapping changed (ESP from a new endpoint): moving the IKE SA and its children", "from", sa.remote, "to", x.New, "child", ch.cfg.Name)
 	sa.moveTo(sa.sock, sa.local, x.New)
 }
 

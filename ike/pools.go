@@ -163,7 +163,7 @@ func (sa *ikeSA) assignVIPs(m *message.Message, conn *config.Connection, peerID 
 			if len(why) == 0 {
 				why = append(why, fmt.Sprintf("no pool of connection %s (%s) holds %s addresses", conn.Name, strings.Join(conn.Pools, ", "), famName(fam)))
 			}
-			sa.log.Warn("no virtual IP found", "requested", k.hint.String(), "identity", peerID, "reason", strings.Join(why, "; "))
+			sa.logger().Warn("no virtual IP found", "requested", k.hint.String(), "identity", peerID, "reason", strings.Join(why, "; "))
 			continue
 		}
 		v := made(&sa.vips)
@@ -172,7 +172,7 @@ func (sa *ikeSA) assignVIPs(m *message.Message, conn *config.Connection, peerID 
 		if again {
 			how = "its own lease again"
 		}
-		sa.log.Info("assigning virtual IP", "vip", l.addr.String(), "pool", l.pool.cfg.Name, "identity", peerID, "requested", k.hint.String(), "how", how)
+		sa.logger().Info("assigning virtual IP", "vip", l.addr.String(), "pool", l.pool.cfg.Name, "identity", peerID, "requested", k.hint.String(), "how", how)
 		t := message.InternalIP6Address
 		if fam {
 			t = message.InternalIP4Address

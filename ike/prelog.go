@@ -96,9 +96,9 @@ func (e *Engine) flushPrelog() {
 // that never authenticated comes and goes at anyone's request: its
 // lines are pre-authentication ones.
 func (sa *ikeSA) logStateChange(from, to ikeState, level slog.Level, msg string, args ...any) {
-	if !sa.initiator && sa.estAt.IsZero() && (from == 0 || from == ikeHalfOpen) && (to == ikeHalfOpen || to == ikeDead) {
-		sa.e.preLog(sa.log, sa.remote.Addr(), level, msg, args...)
+	if !sa.initiator && sa.estAt == 0 && (from == 0 || from == ikeHalfOpen) && (to == ikeHalfOpen || to == ikeDead) {
+		sa.e.preLog(sa.logger(), sa.remote.Addr(), level, msg, args...)
 		return
 	}
-	sa.log.Log(sa.e.ctx, level, msg, args...)
+	sa.logger().Log(sa.e.ctx, level, msg, args...)
 }

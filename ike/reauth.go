@@ -62,13 +62,13 @@ func (sa *ikeSA) armRecovery(rekeyIn time.Duration) {
 	now := sa.e.clk.Now()
 	var reauthIn time.Duration
 	if sa.conn.ReauthTime > 0 {
-		if r.reauthAt.IsZero() {
-			r.reauthAt = now.Add(ikeReauthIn(sa.conn, randN))
+		if r.reauthAt == 0 {
+			r.reauthAt = sa.e.stampOf(now.Add(ikeReauthIn(sa.conn, randN)))
 		}
-		reauthIn = max(r.reauthAt.Sub(now), time.Millisecond)
+		reauthIn = max(sa.e.timeOf(r.reauthAt).Sub(now), time.Millisecond)
 		r.reauthTimer = sa.e.after(reauthIn, sa.reauthDue)
 	} else {
-		r.reauthAt = time.Time{}
+		r.reauthAt = 0
 	}
 	if end := hardEnd(rekeyIn, reauthIn, sa.conn.OverTime); end > 0 {
 		r.hardTimer = sa.e.after(end, sa.hardExpire)
@@ -86,10 +86,10 @@ func (sa *ikeSA) hardExpire() {
 		return
 	}
 	if sa.rekeyIKEOut != nil {
-		sa.log.Info("hard lifetime (over_time) reached while our IKE SA rekey is out: its outcome decides")
+		sa.logger().Info("hard lifetime (over_time) reached while our IKE SA rekey is out: its outcome decides")
 		return
 	}
-	sa.log.Warn("hard lifetime reached: not rekeyed or reauthenticated within over_time; deleting the IKE SA",
+	sa.logger().Warn("hard lifetime reached: not rekeyed or reauthenticated within over_time; deleting the IKE SA",
 		"over_time", sa.conn.OverTime.String())
 	sa.rec.ending = endDead
 	sa.startDelete("hard lifetime reached (over_time)")
@@ -123,7 +123,7 @@ func (sa *ikeSA) reauthenticate(why string) bool {
 		sa.rec.reauthTimer = e.after(time.Second+randUpTo(time.Second), sa.reauthDue)
 		return false
 	case !sa.conn.RemoteAddr.IsValid():
-		sa.log.Warn("cannot reauthenticate: the connection has no remote address; the IKE SA ends at its hard lifetime unless the peer reauthenticates it")
+		sa.logger().Warn("cannot reauthenticate: the connection has no remote address; the IKE SA ends at its hard lifetime unless the peer reauthenticates it")
 		return false
 	}
 	var cfgs []*config.Child
@@ -139,7 +139,7 @@ func (sa *ikeSA) reauthenticate(why string) bool {
 	}
 	run := &reauthRun{old: sa, pending: len(cfgs), started: e.clk.Now()}
 	sa.rec.reauthing = run
-	sa.log.Info("reauthenticating the IKE SA (make before break)", "reason", why, "children", len(cfgs))
+	sa.logger().Info("reauthenticating the IKE SA (make before break)", "reason", why, "children", len(cfgs))
 	e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "reauthenticating", SPIs: sa.eventSPIs(), Reason: why})
 	if len(cfgs) == 0 {
 		// Nothing flows through a childless IKE SA: the old one goes
@@ -196,7 +196,7 @@ func (run *reauthRun) childDone() {
 		return
 	}
 	took := old.e.clk.Now().Sub(run.started)
-	old.log.Info("reauthenticated: the new IKE SA and its children are up; deleting the old one", "new", run.nsa.spis(), "took", took.String())
+	old.logger().Info("reauthenticated: the new IKE SA and its children are up; deleting the old one", "new", run.nsa.spis(), "took", took.String())
 	if old.state == ikeEstablished {
 		old.startDelete(fmt.Sprintf("reauthenticated, replaced by %s", run.nsa.spis()))
 	}
@@ -214,7 +214,7 @@ func (run *reauthRun) failed(err error) {
 		return
 	}
 	retry := ikeRekeyRetry + randUpTo(ikeRekeyRetry)
-	old.log.Warn("reauthentication failed; the old IKE SA stays, trying again later", "err", err, "retry-in", retry.String())
+	old.logger().Warn("reauthentication failed; the old IKE SA stays, trying again later", "err", err, "retry-in", retry.String())
 	old.rec.reauthTimer.Stop()
 	old.rec.reauthTimer = old.e.after(retry, old.reauthDue)
 }

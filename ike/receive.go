@@ -69,7 +69,7 @@ func (sa *ikeSA) receive(s *sock, m *message.Message, local, remote netip.AddrPo
 	}
 	if h.Response {
 		if !sa.w.expects(h.MessageID, h.Exchange) {
-			sa.log.Debug("dropping unexpected response", "message", logText{m})
+			sa.logger().Debug("dropping unexpected response", "message", logText{m})
 			return
 		}
 		if m.Find(message.PayloadSK) == nil && m.Notify(message.INVALID_IKE_SPI) != nil {
@@ -91,7 +91,7 @@ func (sa *ikeSA) receive(s *sock, m *message.Message, local, remote netip.AddrPo
 			return
 		}
 		if err := m.Decrypt(sa.in); err != nil {
-			sa.log.Debug("dropping response that fails to decrypt", "err", err)
+			sa.logger().Debug("dropping response that fails to decrypt", "err", err)
 			return
 		}
 		sa.takeResponse(m, remote)
@@ -104,19 +104,19 @@ func (sa *ikeSA) receive(s *sock, m *message.Message, local, remote netip.AddrPo
 		// A retransmission: answer again, unchanged (RFC 7296 §2.1), once
 		// it proves to be the peer's (it decrypts).
 		if sa.isRetransmit(m) {
-			sa.log.Debug("answering retransmitted request", "msgid", h.MessageID)
+			sa.logger().Debug("answering retransmitted request", "msgid", h.MessageID)
 			sa.sendResponse(s, local, remote)
 		}
 		return
 	default:
-		sa.log.Debug("dropping request outside the window", "msgid", h.MessageID, "expected", sa.w.peerNext)
+		sa.logger().Debug("dropping request outside the window", "msgid", h.MessageID, "expected", sa.w.peerNext)
 		return
 	}
 	if w := sa.authRun(); w != nil && w.computing {
 		// Its IKE_AUTH request is on a worker (auth_offload.go): this is
 		// a copy of it, or a request that cannot come before its answer.
 		e.crypto.authAgain++
-		sa.log.Debug("request while the IKE_AUTH request is computed; dropped", "msgid", h.MessageID)
+		sa.logger().Debug("request while the IKE_AUTH request is computed; dropped", "msgid", h.MessageID)
 		return
 	}
 	if h.Exchange == message.IKE_AUTH && sa.state == ikeHalfOpen && !sa.initiator {
@@ -143,14 +143,14 @@ func (sa *ikeSA) requestUndecryptable(m *message.Message, err error, s *sock, lo
 		sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.INVALID_SYNTAX}}, s, local, remote)
 		return
 	}
-	sa.log.Debug("dropping request that fails to decrypt", "err", err)
+	sa.logger().Debug("dropping request that fails to decrypt", "err", err)
 }
 
 // handleRequest handles the peer's new request m, decrypted.
 func (sa *ikeSA) handleRequest(m *message.Message, s *sock, local, remote netip.AddrPort) {
 	e, h := sa.e, m.Header
-	sa.log.Debug("received request", "message", logText{m}, "from", remote)
-	sa.lastHeard = e.clk.Now()
+	sa.logger().Debug("received request", "message", logText{m}, "from", remote)
+	sa.lastHeard = e.nowStamp()
 	// The peer may have moved (NAT-T float, NAT mapping change): natmove.go.
 	if !sa.mobikeRequest(m) { // MOBIKE's UPDATE_SA_ADDRESSES moves by its own rules (mobike.go)
 		sa.peerSeenAt(s, local, remote)
@@ -185,18 +185,18 @@ func (sa *ikeSA) handleRequest(m *message.Message, s *sock, local, remote netip.
 			// RFC 7296 §2.25: the SA is being deleted or replaced (or,
 			// pendingOf, not yet settled as the replacement): the peer
 			// tries again later, on the SA that survives.
-			sa.log.Info("CREATE_CHILD_SA while the IKE SA is "+sa.stateText()+": answering TEMPORARY_FAILURE", "msgid", h.MessageID)
+			sa.logger().Info("CREATE_CHILD_SA while the IKE SA is "+sa.stateText()+": answering TEMPORARY_FAILURE", "msgid", h.MessageID)
 			sa.respond(m, []message.Payload{&message.Notify{NotifyType: message.TEMPORARY_FAILURE}}, s, local, remote)
 			return
 		}
 	}
-	sa.log.Debug("dropping request in this state", "message", logText{m}, "state", sa.state)
+	sa.logger().Debug("dropping request in this state", "message", logText{m}, "state", sa.state)
 }
 
 // takeResponse hands a decrypted answer to our request in flight to its
 // handler: the peer was heard.
 func (sa *ikeSA) takeResponse(m *message.Message, remote netip.AddrPort) {
-	sa.log.Debug("received response", "message", logText{m}, "from", remote)
-	sa.lastHeard = sa.e.clk.Now()
+	sa.logger().Debug("received response", "message", logText{m}, "from", remote)
+	sa.lastHeard = sa.e.nowStamp()
 	sa.answered(m)
 }

@@ -123,14 +123,14 @@ type recoveryState struct {
 	peerID *message.ID
 	// reauthAt is when the SA is reauthenticated; it survives IKE
 	// rekeys, as in strongSwan (reauth.go).
-	reauthAt time.Time
+	reauthAt stamp
 	// reauthing is our reauthentication of this SA under way.
 	reauthing *reauthRun
 	// replacedBy is the SA an IKE rekey moved the children to.
 	replacedBy *ikeSA
 	// lastSent is when we last sent the peer an IKE message
 	// (keepalives are skipped when it is recent).
-	lastSent time.Time
+	lastSent stamp
 
 	reauthTimer, hardTimer, keepaliveTimer, downTimer *timer
 }
@@ -203,7 +203,7 @@ func (sa *ikeSA) recoveryFor(why error) *recovery {
 		if kind == endRetry {
 			r.tries++
 			if !keyingRetry(sa.conn.KeyingTries, r.tries) {
-				sa.log.Warn("giving up the initiation: the peer did not answer", "keyingtries", sa.conn.KeyingTries, "attempts", r.tries)
+				sa.logger().Warn("giving up the initiation: the peer did not answer", "keyingtries", sa.conn.KeyingTries, "attempts", r.tries)
 				return nil
 			}
 		}
@@ -390,7 +390,7 @@ func (sa *ikeSA) armDownTimeout() {
 		if sa.state == ikeDead || sa.link != linkDown {
 			return
 		}
-		sa.log.Warn("link down for longer than down_timeout: ending the IKE SA", "down_timeout", d.String())
+		sa.logger().Warn("link down for longer than down_timeout: ending the IKE SA", "down_timeout", d.String())
 		sa.destroyErr(fmt.Errorf("%w for %s (down_timeout)", ErrLinkDown, d))
 	})
 }

@@ -124,12 +124,12 @@ func (sa *ikeSA) rekeyIKE() {
 func (sa *ikeSA) rekeyIKEWith(group message.DHGroup) {
 	dh, err := ikecrypto.NewKeyExchange(group)
 	if err != nil {
-		sa.log.Error("cannot rekey the IKE SA", "err", err)
+		sa.logger().Error("cannot rekey the IKE SA", "err", err)
 		return
 	}
 	rk := &ikeRekey{spi: sa.e.reserveSPI(), dh: dh, ni: sa.e.newNonce(true)}
 	sa.rekeyIKEOut = rk
-	sa.log.Info("rekeying the IKE SA", "new-spi", fmt.Sprintf("%016x", rk.spi), "group", group.String())
+	sa.logger().Info("rekeying the IKE SA", "new-spi", fmt.Sprintf("%016x", rk.spi), "group", group.String())
 	sp := ikeProposals(sa.conn.Proposals)
 	for i := range sp.Proposals {
 		sp.Proposals[i].SPI = binary.BigEndian.AppendUint64(nil, rk.spi)
@@ -169,7 +169,7 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 	if n := m.Notify(message.INVALID_KE_PAYLOAD); n != nil && len(n.Data) == 2 && sa.rekeyIKEIn == nil {
 		g := message.DHGroup(binary.BigEndian.Uint16(n.Data))
 		if g != rk.dh.Method() && offersGroup(sa.conn.Proposals, g) {
-			sa.log.Info("peer asks for another key exchange method for the IKE SA rekey (INVALID_KE_PAYLOAD); retrying", "group", g.String())
+			sa.logger().Info("peer asks for another key exchange method for the IKE SA rekey (INVALID_KE_PAYLOAD); retrying", "group", g.String())
 			// The work waiting for this rekey waits for the next.
 			later := rk.later
 			rk.later = nil
@@ -253,28 +253,28 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func(...message.Payload)) {
 	switch {
 	case sa.rekeyIKEOut == nil && sa.childExchangeOut():
-		sa.log.Info("peer rekeys the IKE SA while a child exchange of ours is out: answering TEMPORARY_FAILURE")
+		sa.logger().Info("peer rekeys the IKE SA while a child exchange of ours is out: answering TEMPORARY_FAILURE")
 		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 		return
 	case sa.rekeyIKEIn != nil:
-		sa.log.Info("peer rekeys the IKE SA a second time: answering TEMPORARY_FAILURE")
+		sa.logger().Info("peer rekeys the IKE SA a second time: answering TEMPORARY_FAILURE")
 		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 		return
 	case sa.rekeyIKEOut != nil && hasAddKE(sa.conn.Proposals):
-		sa.log.Info("peer rekeys the IKE SA while our rekey (with additional key exchanges) is out: answering TEMPORARY_FAILURE")
+		sa.logger().Info("peer rekeys the IKE SA while our rekey (with additional key exchanges) is out: answering TEMPORARY_FAILURE")
 		answer(&message.Notify{NotifyType: message.TEMPORARY_FAILURE})
 		return
 	}
 	nonce, _ := m.Find(message.PayloadNonce).(*message.Nonce)
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	if nonce == nil || ke == nil {
-		sa.log.Warn("peer's IKE SA rekey lacks a nonce or KE: answering INVALID_SYNTAX")
+		sa.logger().Warn("peer's IKE SA rekey lacks a nonce or KE: answering INVALID_SYNTAX")
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
 	chosen, ok, why := choose(sa.conn.Proposals, sap.Proposals)
 	if !ok {
-		sa.log.Warn("peer's IKE SA rekey: answering NO_PROPOSAL_CHOSEN", "reason", why)
+		sa.logger().Warn("peer's IKE SA rekey: answering NO_PROPOSAL_CHOSEN", "reason", why)
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
@@ -285,25 +285,25 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		}
 	}
 	if spii == 0 {
-		sa.log.Warn("peer's IKE SA rekey: the chosen proposal has no 8-octet SPI; answering INVALID_SYNTAX")
+		sa.logger().Warn("peer's IKE SA rekey: the chosen proposal has no 8-octet SPI; answering INVALID_SYNTAX")
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
 	group := adoptKEGroup(&chosen, sap, sa.conn.Proposals, ke.Group)
 	if ke.Group != group {
-		sa.log.Info("peer's IKE SA rekey: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
+		sa.logger().Info("peer's IKE SA rekey: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
 		answer(&message.Notify{NotifyType: message.INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, uint16(group))})
 		return
 	}
 	suite, err := ikecrypto.IKESuiteFromProposal(&chosen)
 	if err != nil {
-		sa.log.Warn("peer's IKE SA rekey: chosen proposal unusable; answering NO_PROPOSAL_CHOSEN", "err", err)
+		sa.logger().Warn("peer's IKE SA rekey: chosen proposal unusable; answering NO_PROPOSAL_CHOSEN", "err", err)
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
 	pub, gir, err := sa.respondKE(group, ke.Data)
 	if err != nil {
-		sa.log.Warn("peer's IKE SA rekey: invalid KE; answering INVALID_SYNTAX", "err", err)
+		sa.logger().Warn("peer's IKE SA rekey: invalid KE; answering INVALID_SYNTAX", "err", err)
 		answer(&message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
@@ -316,13 +316,13 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 	spir := sa.e.newSPI()
 	keys, err := ikecrypto.DeriveRekeyedIKEKeys(suite, sa.suite.PRF, sa.keys.SKd(), gir, nonce.Data, nr, spii, spir)
 	if err != nil {
-		sa.log.Error("peer's IKE SA rekey", "err", err)
+		sa.logger().Error("peer's IKE SA rekey", "err", err)
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
 	nsa, err := sa.successor(false, spii, spir, suite, keys)
 	if err != nil {
-		sa.log.Error("peer's IKE SA rekey", "err", err)
+		sa.logger().Error("peer's IKE SA rekey", "err", err)
 		answer(&message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
@@ -331,7 +331,7 @@ func (sa *ikeSA) handleIKERekey(m *message.Message, sap *message.SA, answer func
 		// Both ends rekey at once: answered as usual, settled by the
 		// nonces when ours is answered too (RFC 7296 §2.8.2). Until then
 		// the new SA holds no children and defers the peer's requests.
-		sa.log.Info("peer rekeys the IKE SA while our rekey is out: a collision, settled by the nonces (RFC 7296 §2.8.2)")
+		sa.logger().Info("peer rekeys the IKE SA while our rekey is out: a collision, settled by the nonces (RFC 7296 §2.8.2)")
 		sa.rekeyIKEIn = &peerIKERekey{nsa: nsa, ni: bytes.Clone(nonce.Data), nr: nr}
 		nsa.pendingOf = sa
 		sa.adopt(nsa, "rekeyed by peer during our own rekey (collision pending)")
@@ -365,13 +365,12 @@ func (sa *ikeSA) successor(initiator bool, spii, spir uint64, suite ikecrypto.IK
 		return nil, fmt.Errorf("IKE ciphers: %w", err)
 	}
 	now := sa.e.clk.Now()
-	n := &ikeSA{e: sa.e, id: sa.e.newIKEID(), conn: sa.conn, initiator: initiator, spii: spii, spir: spir, created: now,
+	n := &ikeSA{e: sa.e, id: sa.e.newIKEID(), conn: sa.conn, initiator: initiator, spii: spii, spir: spir, created: sa.e.stampOf(now),
 		sock: sa.sock, local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
 		suite: suite, keys: keys, out: out, in: in, lastHeard: sa.lastHeard,
 		link: sa.link, ifIndex: sa.ifIndex, timeHandshake: true, rec: sa.rec.inherited()}
 	n.initExt = sa.initExt // what IKE_SA_INIT announced holds for the rekeyed SA
 	n.mob = sa.mob.inherited()
-	n.setLogger()
 	n.setupWindow()
 	if n.quiet() {
 		n.w.paused = true
@@ -386,7 +385,7 @@ func (sa *ikeSA) adopt(nsa *ikeSA, how string) {
 		return
 	}
 	e.addSA(nsa.localSPI(), nsa)
-	nsa.estAt = e.clk.Now()
+	nsa.estAt = e.nowStamp()
 	nsa.setState(ikeEstablished, fmt.Sprintf("%s, replaces %s", how, sa.spis()))
 	e.placeSA(nsa)
 }
@@ -431,14 +430,14 @@ func (sa *ikeSA) ikeRekeyDeclined(rk *ikeRekey, why string) {
 	if in := sa.rekeyIKEIn; in != nil {
 		// A collision whose other exchange succeeded: that one
 		// replaces the SA (the peer deletes this one).
-		sa.log.Info("our IKE SA rekey failed during a collision; the peer's replaces the SA", "reason", why)
+		sa.logger().Info("our IKE SA rekey failed during a collision; the peer's replaces the SA", "reason", why)
 		sa.handOver(in.nsa, "rekeyed by peer (collision; ours failed)")
 		sa.endIKERekey(rk, in.nsa)
 		sa.awaitPeerDelete()
 		return
 	}
 	retry := ikeRekeyRetry + randUpTo(ikeRekeyRetry)
-	sa.log.Warn("IKE SA rekey declined; trying again later", "reason", why, "retry-in", retry.String())
+	sa.logger().Warn("IKE SA rekey declined; trying again later", "reason", why, "retry-in", retry.String())
 	sa.endIKERekey(rk, sa)
 	sa.armIKERekeyIn(retry)
 }

@@ -134,7 +134,7 @@ func (e *Engine) reconfigured(old, cfg *config.Config) {
 		}
 		closed.Reason = why
 		res.Closed = append(res.Closed, closed)
-		sa.log.Warn("reload: closing the IKE SA: its authentication settings changed", "reason", why)
+		sa.logger().Warn("reload: closing the IKE SA: its authentication settings changed", "reason", why)
 		sa.startDelete("reload: " + why)
 		restart[nc.Name] = true
 	}

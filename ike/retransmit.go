@@ -24,13 +24,13 @@ func (sa *ikeSA) winChanged() { sa.e.haIKE(sa) } // hastate.go
 
 func (sa *ikeSA) winXmit(r *request) {
 	if r.tries > 0 {
-		sa.log.Info("retransmitting", "exchange", r.exch, "msgid", r.msgID, "try", r.tries)
+		sa.logger().Info("retransmitting", "exchange", r.exch, "msgid", r.msgID, "try", r.tries)
 	}
 	sa.transmit(r.data, r.frags)
 }
 
 func (sa *ikeSA) winGiveUp(r *request) {
-	sa.log.Warn("peer not responding: giving up", "exchange", r.exch, "msgid", r.msgID, "retransmits", r.tries)
+	sa.logger().Warn("peer not responding: giving up", "exchange", r.exch, "msgid", r.msgID, "retransmits", r.tries)
 	if r.onTimeout != nil {
 		r.onTimeout()
 	} else {
@@ -41,7 +41,7 @@ func (sa *ikeSA) winGiveUp(r *request) {
 func (sa *ikeSA) encodeRequest(r *request) ([]byte, error) {
 	m := &message.Message{Header: message.Header{SPIi: sa.spii, SPIr: sa.spir, Exchange: r.exch,
 		Initiator: sa.initiator, MessageID: r.msgID}, Payloads: r.payloads}
-	sa.log.Debug("sending request", "message", logText{m}, "to", sa.remote)
+	sa.logger().Debug("sending request", "message", logText{m}, "to", sa.remote)
 	if r.exch == message.IKE_SA_INIT {
 		b, err := m.Encode()
 		made(&sa.hs).initReq = b
@@ -63,7 +63,7 @@ func (sa *ikeSA) send(r *request) {
 		return
 	}
 	if err := sa.w.start(r); err != nil {
-		sa.log.Error("cannot encode request", "exchange", r.exch, "err", err)
+		sa.logger().Error("cannot encode request", "exchange", r.exch, "err", err)
 		if r.onTimeout != nil {
 			r.onTimeout()
 		}
@@ -99,12 +99,12 @@ func (sa *ikeSA) respond(req *message.Message, payloads []message.Payload, s *so
 	m := sa.responseMessage(req, payloads)
 	b, frags, err := sa.seal(m)
 	if err != nil {
-		sa.log.Error("cannot encode response", "exchange", req.Exchange, "err", err)
+		sa.logger().Error("cannot encode response", "exchange", req.Exchange, "err", err)
 		return
 	}
 	sa.w.answered(req.MessageID, b)
 	sa.w.lastFrags = frags
-	sa.log.Debug("sending response", "message", logText{m}, "to", remote)
+	sa.logger().Debug("sending response", "message", logText{m}, "to", remote)
 	sa.sendResponse(s, local, remote)
 }
 

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"unicode"
@@ -190,7 +191,7 @@ func (e *Engine) partiesSAs(peer, local peerKey, keep func(*ikeSA) bool) []*ikeS
 			out = append(out, sa)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b *ikeSA) int { return a.created.Compare(b.created) })
+	slices.SortStableFunc(out, func(a, b *ikeSA) int { return cmp.Compare(a.created, b.created) })
 	return out
 }
 

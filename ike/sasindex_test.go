@@ -74,9 +74,8 @@ func BenchmarkPeerLookup(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[partiesKey]pairedSAs{}}
 		c := &config.Connection{Name: "gw", LocalID: config.Identity{Type: message.IDFQDN, Data: []byte("gw.example.org")}}
-		t0 := time.Unix(0, 0)
 		for i := range n {
-			sa := &ikeSA{e: e, conn: c, initiator: true, spii: uint64(i + 1), state: ikeEstablished, created: t0.Add(time.Duration(i))}
+			sa := &ikeSA{e: e, conn: c, initiator: true, spii: uint64(i + 1), state: ikeEstablished, created: stamp(i + 1)}
 			sa.rec.peerID = &message.ID{IDType: message.IDFQDN, Data: fmt.Appendf(nil, "peer%d.example.org", i)}
 			e.addSA(sa.localSPI(), sa)
 		}
@@ -104,7 +103,7 @@ func BenchmarkPeerLookup(b *testing.B) {
 // partiesEngine is an engine (no loop) holding n established IKE SAs to
 // one peer, b.example.org, each from its own local identity tI.a.example.org.
 func partiesEngine(n int) (*Engine, func(local string) *ikeSA) {
-	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[partiesKey]pairedSAs{}}
+	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[partiesKey]pairedSAs{}, log: slog.New(slog.DiscardHandler)}
 	conn := func(local string) *config.Connection {
 		return &config.Connection{Name: local, Unique: config.UniqueNo,
 			LocalID:  config.Identity{Type: message.IDFQDN, Data: []byte(local)},
@@ -113,7 +112,7 @@ func partiesEngine(n int) (*Engine, func(local string) *ikeSA) {
 	spi := uint64(0)
 	mk := func(local string) *ikeSA {
 		spi++
-		return &ikeSA{e: e, conn: conn(local), initiator: true, spii: spi, log: slog.New(slog.DiscardHandler)}
+		return &ikeSA{e: e, conn: conn(local), initiator: true, spii: spi}
 	}
 	for i := range n {
 		sa := mk(fmt.Sprintf("t%d.a.example.org", i))

@@ -363,7 +363,7 @@ type childSnap struct {
 func (sa *ikeSA) snap(s *saSnap, kids []childSnap) []childSnap {
 	*s = saSnap{id: sa.id, name: sa.name(), state: sa.state.public(), initiator: sa.initiator, spii: sa.spii, spir: sa.spir,
 		local: sa.local, remote: sa.remote, natLocal: sa.natLocal, natRemote: sa.natRemote,
-		keyed: sa.keys != nil, estAt: sa.estAt, created: sa.created, nkids: len(sa.children)}
+		keyed: sa.keys != nil, estAt: sa.e.timeOf(sa.estAt), created: sa.e.timeOf(sa.created), nkids: len(sa.children)}
 	if s.keyed {
 		s.suite = sa.suite
 	}
@@ -371,7 +371,7 @@ func (sa *ikeSA) snap(s *saSnap, kids []childSnap) []childSnap {
 		kids = append(kids, childSnap{id: ch.id, name: ch.cfg.Name, state: ch.state, mode: ch.mode, reqid: ch.reqid,
 			inSPI: ch.inSPI, outSPI: ch.outSPI, suite: ch.suite, encap: ch.encap != nil, rekey: ch.rekey,
 			localTS: ch.localTS, remoteTS: ch.remoteTS, localAddr: ch.localAddr, remoteAddr: ch.remoteAddr,
-			estAt: ch.estAt, in: ch.inID(), out: ch.outID(), offIn: ch.offIn, offOut: ch.offOut})
+			estAt: sa.e.timeOf(ch.estAt), in: ch.inID(), out: ch.outID(), offIn: ch.offIn, offOut: ch.offOut})
 	}
 	return kids
 }
@@ -393,7 +393,7 @@ func (e *Engine) sortedSAsWhere(keep func(*ikeSA) bool) []*ikeSA {
 			out = append(out, sa)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b *ikeSA) int { return a.created.Compare(b.created) })
+	slices.SortStableFunc(out, func(a, b *ikeSA) int { return cmp.Compare(a.created, b.created) })
 	return out
 }
 

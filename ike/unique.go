@@ -80,7 +80,7 @@ func (sa *ikeSA) initialContact() []message.Payload {
 			}
 		}
 	}
-	sa.log.Debug("no other IKE SA with this peer: sending INITIAL_CONTACT")
+	sa.logger().Debug("no other IKE SA with this peer: sending INITIAL_CONTACT")
 	return []message.Payload{&message.Notify{NotifyType: message.INITIAL_CONTACT}}
 }
 
@@ -106,7 +106,7 @@ func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
 			o.destroy(fmt.Sprintf("replaced: the peer %s sent INITIAL_CONTACT (it has no other IKE SA with us)", peer))
 		}
 		if n > 0 {
-			sa.log.Info("INITIAL_CONTACT: removed the peer's other IKE SAs", "peer", peer.String(), "removed", n)
+			sa.logger().Info("INITIAL_CONTACT: removed the peer's other IKE SAs", "peer", peer.String(), "removed", n)
 		}
 		return nil
 	}
@@ -123,7 +123,7 @@ func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
 		return fmt.Errorf("unique = keep: peer %s already has IKE SA %s of connection %s", peer, dups[0].spis(), sa.conn.Name)
 	}
 	for _, o := range dups {
-		o.log.Info("deleting the IKE SA: a new one with the same peer is up (unique = replace)", "new", sa.spis())
+		o.logger().Info("deleting the IKE SA: a new one with the same peer is up (unique = replace)", "new", sa.spis())
 		o.startDelete("replaced by a new IKE SA with the same peer (unique = replace)")
 	}
 	return nil

@@ -134,7 +134,7 @@ func (sa *ikeSA) takeVIPs(m *message.Message) error {
 			got = got || a.Is4() == v.Is4()
 		}
 		if !got {
-			sa.log.Warn("the peer assigned no virtual IP of a family asked for", "asked", v.String(), "assigned", fmt.Sprint(addrs))
+			sa.logger().Warn("the peer assigned no virtual IP of a family asked for", "asked", v.String(), "assigned", fmt.Sprint(addrs))
 		}
 	}
 	ifname, err := sa.e.addVIPs(sa.remote.Addr(), addrs)
@@ -143,7 +143,7 @@ func (sa *ikeSA) takeVIPs(m *message.Message) error {
 	}
 	v := made(&sa.vips)
 	v.addrs, v.ifname, v.dns = addrs, ifname, dns
-	sa.log.Info("virtual IP installed", "vips", fmt.Sprint(addrs), "interface", ifname, "dns", fmt.Sprint(dns))
+	sa.logger().Info("virtual IP installed", "vips", fmt.Sprint(addrs), "interface", ifname, "dns", fmt.Sprint(dns))
 	return nil
 }
 
@@ -195,11 +195,11 @@ func (sa *ikeSA) releaseVIPs() {
 	}
 	if len(v.addrs) > 0 {
 		sa.e.removeVIPs(v.ifname, v.addrs)
-		sa.log.Info("virtual IP released", "vips", fmt.Sprint(v.addrs), "interface", v.ifname)
+		sa.logger().Info("virtual IP released", "vips", fmt.Sprint(v.addrs), "interface", v.ifname)
 	}
 	for _, l := range v.leases {
 		l.pool.release(l, sa.e.clk.Now())
-		sa.log.Info("pool lease offline", "pool", l.pool.cfg.Name, "vip", l.addr.String(), "identity", l.id)
+		sa.logger().Info("pool lease offline", "pool", l.pool.cfg.Name, "vip", l.addr.String(), "identity", l.id)
 	}
 }
 
