@@ -22,6 +22,16 @@ func TestSAEntrySize(t *testing.T) {
 	}
 }
 
+// TestPolEntrySize: a policy's entry fits the allocator's 144-octet size
+// class (the next is 160), with no padding left: its flags share one
+// octet; a field that must be added goes in polExtra when few policies
+// need it, or displaces another.
+func TestPolEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(polEntry{}); n > 144 {
+		t.Errorf("polEntry is %d octets, over the 144-octet size class", n)
+	}
+}
+
 // TestStamps checks that a time reads back as the time without its
 // monotonic reading, exactly (==, so with its location), whether it fits
 // a stamp or is kept apart.

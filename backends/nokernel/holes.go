@@ -48,7 +48,7 @@ func (b *model) OpenHoles(ctx context.Context, h kernelops.HoleSet) error {
 	}
 	mine := map[kernelops.PolicyID]bool{}
 	for _, id := range b.holes {
-		if e := b.spd.get(id); e != nil && e.hole {
+		if e := b.spd.get(id); e != nil && e.is(polHole) {
 			mine[id] = true
 		}
 	}
@@ -81,7 +81,7 @@ func (b *model) CloseHoles(ctx context.Context) error {
 
 func (b *model) closeHolesLocked() {
 	for _, id := range b.holes {
-		if e := b.spd.get(id); e != nil && e.hole {
+		if e := b.spd.get(id); e != nil && e.is(polHole) {
 			b.removePolicyLocked(e)
 		}
 	}

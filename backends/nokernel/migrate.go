@@ -93,7 +93,7 @@ func (b *model) Migrate(ctx context.Context, m kernelops.Migration) error {
 		ev := &kernelops.MigrateEvent{Policy: e.id()}
 		var one [1]kernelops.Template
 		ts := e.templates(&one)
-		if !e.one {
+		if !e.is(polOne) {
 			ts = append([]kernelops.Template(nil), ts...) // setTemplates copies them back
 		}
 		for i := range ts {

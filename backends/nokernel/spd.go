@@ -26,8 +26,8 @@ type spd struct {
 // polEntry is a policy in the model, kept compactly: its selector's
 // prefixes as caddr and length, a single template inline (its addresses
 // as caddrs), its times as stamps, and what few policies have (lifetimes
-// and their timer, no template or several, zones) apart in x. Its fields
-// fit a 160-octet allocation.
+// and their timer, no template or several, zones) apart in x, its flags
+// in one octet. Its fields fill a 144-octet allocation (TestPolEntrySize).
 type polEntry struct {
 	mark     kernelops.Mark
 	ifID     uint32
@@ -49,11 +49,31 @@ type polEntry struct {
 	action           kernelops.Action
 	tproto           kernelops.Proto
 	tmode            kernelops.Mode
-	topt             bool
-	one              bool // exactly one template, the t fields; else x.tmpls
-	dead             bool
-	hole             bool // installed by OpenHoles
-	softDone         bool
+	flags            polFlags
+}
+
+// polFlags are a polEntry's flags, kept in one octet: five bools took
+// five and, with them, the entry over the 144-octet size class. Every
+// access is under the model's lock, as every other field's.
+type polFlags uint8
+
+const (
+	polOne      polFlags = 1 << iota // exactly one template, the t fields; else x.tmpls
+	polOptional                      // the one template's Optional
+	polDead                          // removed; a snapshot holding it skips it
+	polHole                          // installed by OpenHoles
+	polSoftDone                      // the soft lifetime expiry was delivered
+)
+
+func (e *polEntry) is(f polFlags) bool { return e.flags&f != 0 }
+
+// set turns f on or off.
+func (e *polEntry) set(f polFlags, on bool) {
+	if on {
+		e.flags |= f
+	} else {
+		e.flags &^= f
+	}
 }
 
 // polExtra is what a policy needs only with lifetimes, with no template
@@ -88,12 +108,12 @@ func (e *polEntry) setSelector(s kernelops.Selector) {
 
 // templates returns e's templates, the one inline in buf.
 func (e *polEntry) templates(buf *[1]kernelops.Template) []kernelops.Template {
-	if e.one {
+	if e.is(polOne) {
 		var zs [2]string
 		if e.x != nil {
 			zs = e.x.zones
 		}
-		buf[0] = kernelops.Template{Src: e.tsrc.Unpack(zs[0]), Dst: e.tdst.Unpack(zs[1]), Proto: e.tproto, Mode: e.tmode, ReqID: e.treqid, SPI: e.tspi, Optional: e.topt}
+		buf[0] = kernelops.Template{Src: e.tsrc.Unpack(zs[0]), Dst: e.tdst.Unpack(zs[1]), Proto: e.tproto, Mode: e.tmode, ReqID: e.treqid, SPI: e.tspi, Optional: e.is(polOptional)}
 		return buf[:]
 	}
 	if e.x == nil {
@@ -104,10 +124,11 @@ func (e *polEntry) templates(buf *[1]kernelops.Template) []kernelops.Template {
 
 // setTemplates sets e's templates to a copy of ts.
 func (e *polEntry) setTemplates(ts []kernelops.Template) {
-	e.one = len(ts) == 1
-	if e.one {
+	e.set(polOne, len(ts) == 1)
+	if len(ts) == 1 {
 		t := &ts[0]
-		e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = caddr.Pack(t.Src), caddr.Pack(t.Dst), t.Proto, t.Mode, t.ReqID, t.SPI, t.Optional
+		e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi = caddr.Pack(t.Src), caddr.Pack(t.Dst), t.Proto, t.Mode, t.ReqID, t.SPI
+		e.set(polOptional, t.Optional)
 		if e.x != nil {
 			e.x.tmpls = nil
 		}
@@ -116,7 +137,8 @@ func (e *polEntry) setTemplates(ts []kernelops.Template) {
 		}
 		return
 	}
-	e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi, e.topt = caddr.Addr{}, caddr.Addr{}, 0, 0, 0, 0, false
+	e.tsrc, e.tdst, e.tproto, e.tmode, e.treqid, e.tspi = caddr.Addr{}, caddr.Addr{}, 0, 0, 0, 0
+	e.set(polOptional, false)
 	if len(ts) > 0 || e.x != nil {
 		e.extra().tmpls = append([]kernelops.Template(nil), ts...)
 	}
@@ -279,7 +301,8 @@ func (b *model) insertPolicyLocked(p *kernelops.Policy, replace, hole bool) erro
 	}
 	b.spd.seq++
 	e := &polEntry{dir: p.Dir, action: p.Action, prio: kernelops.EffectivePriority(p), mark: p.Mark, ifID: p.IfID,
-		seq: b.spd.seq, hole: hole}
+		seq: b.spd.seq}
+	e.set(polHole, hole)
 	e.setSelector(p.Selector)
 	e.setTemplates(p.Templates)
 	if p.Lifetime != (kernelops.Lifetimes{}) {
@@ -292,7 +315,7 @@ func (b *model) insertPolicyLocked(p *kernelops.Policy, replace, hole bool) erro
 }
 
 func (b *model) removePolicyLocked(e *polEntry) {
-	e.dead = true
+	e.set(polDead, true)
 	e.stop()
 	b.spd.del(e)
 }
@@ -340,7 +363,7 @@ func (b *model) copyPolicy(dst *kernelops.PolicyEntry, e *polEntry) {
 // Policies streams every policy with the same snapshot rules as SAs; the
 // yielded entry is reused.
 func (b *model) Policies(ctx context.Context) iter.Seq2[*kernelops.PolicyEntry, error] {
-	return dumpSnapshot(b, ctx, b.spd.all, func(e *polEntry) bool { return e.dead }, b.copyPolicy)
+	return dumpSnapshot(b, ctx, b.spd.all, func(e *polEntry) bool { return e.is(polDead) }, b.copyPolicy)
 }
 
 // FlushPolicies removes the policies keyplane owns (see owned).
@@ -367,7 +390,7 @@ func (b *model) armPolicy(e *polEntry) {
 	}
 	x := e.x
 	next := b.policyDeadline(e, x.life.Hard)
-	if !e.softDone {
+	if !e.is(polSoftDone) {
 		if d := b.policyDeadline(e, x.life.Soft); !d.IsZero() && (next.IsZero() || d.Before(next)) {
 			next = d
 		}
@@ -400,7 +423,7 @@ func (b *model) policyDeadline(e *polEntry, l kernelops.Limits) time.Time {
 func (b *model) policyTimer(e *polEntry, seq uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if e.dead || b.closed || e.x.timerSeq != seq {
+	if e.is(polDead) || b.closed || e.x.timerSeq != seq {
 		return
 	}
 	x := e.x
@@ -412,15 +435,15 @@ func (b *model) policyTimer(e *polEntry, seq uint64) {
 	}
 	id := e.id()
 	if due(x.life.Hard) {
-		if !e.softDone && due(x.life.Soft) {
+		if !e.is(polSoftDone) && due(x.life.Soft) {
 			b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id})
 		}
 		b.removePolicyLocked(e)
 		b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id, Hard: true})
 		return
 	}
-	if !e.softDone && due(x.life.Soft) {
-		e.softDone = true
+	if !e.is(polSoftDone) && due(x.life.Soft) {
+		e.set(polSoftDone, true)
 		b.env.Publish(&kernelops.PolicyExpireEvent{Policy: id})
 	}
 	b.armPolicy(e)
