@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyplane/keyplane/internal/caddr"
 	"github.com/keyplane/keyplane/internal/chainmap"
 	"github.com/keyplane/keyplane/internal/indexheap"
 	"github.com/keyplane/keyplane/kernelops/clock"
@@ -56,25 +57,72 @@ type lifeManager struct {
 	closed     bool
 }
 
+// lifeTracked is an SA's lifetime state, kept compactly: its ID's
+// addresses as caddrs (a zone, which few SAs have, apart in zones), its
+// times as stamps, their kinds and softDone in one octet. It fills the
+// 176-octet size class (TestLifeTrackedSize).
 type lifeTracked struct {
-	id       SAID
-	lt       Lifetimes
-	added    stamp
-	firstUse stamp
-	timerAt  stamp // the SA's next time deadline
-	bytes    uint64
-	packets  uint64
-	next     *lifeTracked // the next of the same hash (sas)
-	reqid    uint32
-	at       int32 // its index in lifeManager.due, -1 when not there
-	softDone bool
-	// The stamps' kinds, in the padding after softDone (stampNone: the
-	// zero time: firstUse not yet, timerAt not armed).
-	addedK, firstUseK, timerAtK stampKind
+	lt             Lifetimes
+	st             [3]stamp // stAdded, stFirstUse, stTimerAt
+	bytes, packets uint64
+	next           *lifeTracked // the next of the same hash (sas)
+	zones          *[2]string   // the zones of src and dst when either is caddr.Zoned; else nil
+	mark           Mark         // the SA's ID: src, dst, spi, proto, mark
+	reqid          uint32
+	at             int32 // its index in lifeManager.due, -1 when not there
+	spi            uint32
+	src, dst       caddr.Addr
+	proto          Proto
+	flags          lifeFlags
+}
+
+// The stamps of a lifeTracked, by index in st: when it was added, first
+// used, and its next time deadline (timerAt).
+const (
+	stAdded = iota
+	stFirstUse
+	stTimerAt
+)
+
+// lifeFlags are a lifeTracked's stamps' kinds, two bits each by index in
+// st (stampNone: the zero time: firstUse not yet, timerAt not armed),
+// and lifeSoftDone.
+type lifeFlags uint8
+
+const lifeSoftDone lifeFlags = 1 << 6 // the soft expiry was delivered (or passed over)
+
+// kind is the kind of stamp i.
+func (t *lifeTracked) kind(i int) stampKind { return stampKind(t.flags>>(2*i)) & 3 }
+
+// set sets stamp i and its kind.
+func (t *lifeTracked) set(i int, s stamp, k stampKind) {
+	t.st[i] = s
+	t.flags = t.flags&^(3<<(2*i)) | lifeFlags(k)<<(2*i)
+}
+
+func (t *lifeTracked) softDone() bool { return t.flags&lifeSoftDone != 0 }
+
+// said is t's SA ID.
+func (t *lifeTracked) said() SAID {
+	var zs [2]string
+	if t.zones != nil {
+		zs = *t.zones
+	}
+	return SAID{Src: t.src.Unpack(zs[0]), Dst: t.dst.Unpack(zs[1]), SPI: t.spi, Proto: t.proto, Mark: t.mark}
+}
+
+// setID sets t's SA ID.
+func (t *lifeTracked) setID(id SAID) {
+	t.src, t.dst = caddr.Pack(id.Src), caddr.Pack(id.Dst)
+	t.spi, t.proto, t.mark = id.SPI, id.Proto, id.Mark
+	t.zones = nil
+	if t.src.Kind() == caddr.Zoned || t.dst.Kind() == caddr.Zoned {
+		t.zones = &[2]string{id.Src.Zone(), id.Dst.Zone()}
+	}
 }
 
 // A stamp is a time in 8 octets, not time.Time's 24 (a lifeTracked fits
-// the 192-octet size class): nanoseconds from the lifeManager's epoch,
+// the 176-octet size class): nanoseconds from the lifeManager's epoch,
 // negative before it; one more than 292 years away reads back as 292
 // years away. Its stampKind, kept apart, says whether it has a monotonic
 // clock reading: time.Time compares two times by it when both have one
@@ -110,13 +158,22 @@ func (m *lifeManager) timeOf(s stamp, k stampKind) time.Time {
 	return m.epoch[k].Add(time.Duration(s))
 }
 
-func (t *lifeTracked) ChainKey() SAID           { return t.id }
+// timeAt is the time of t's stamp i.
+func (m *lifeManager) timeAt(t *lifeTracked, i int) time.Time { return m.timeOf(t.st[i], t.kind(i)) }
+
+// setTime sets t's stamp i to tm.
+func (m *lifeManager) setTime(t *lifeTracked, i int, tm time.Time) {
+	s, k := m.stampOf(tm)
+	t.set(i, s, k)
+}
+
+func (t *lifeTracked) ChainKey() SAID           { return t.said() }
 func (t *lifeTracked) ChainNext() **lifeTracked { return &t.next }
 
 // The heap of time deadlines orders SAs by their next one. Two stamps
 // compare as the times they read back as: by monotonic readings or wall
 // clocks both counted from the epoch's.
-func (t *lifeTracked) HeapLess(u *lifeTracked) bool { return t.timerAt < u.timerAt }
+func (t *lifeTracked) HeapLess(u *lifeTracked) bool { return t.st[stTimerAt] < u.st[stTimerAt] }
 func (t *lifeTracked) HeapIndex() *int32            { return &t.at }
 
 // New returns a lifeManager on clk that hands every expiry to fire. The owner
@@ -143,10 +200,11 @@ func (m *lifeManager) Add(id SAID, reqid uint32, lt Lifetimes, added time.Time) 
 	}
 	if old := m.sas.Get(id); old != nil {
 		m.unarm(old)
-		m.sas.Delete(old.id)
+		m.sas.Delete(id)
 	}
-	t := &lifeTracked{id: id, reqid: reqid, lt: lt, at: -1}
-	t.added, t.addedK = m.stampOf(added)
+	t := &lifeTracked{reqid: reqid, lt: lt, at: -1}
+	t.setID(id)
+	m.setTime(t, stAdded, added)
 	m.sas.Put(t)
 	m.evaluate(t)
 	m.mu.Unlock()
@@ -181,12 +239,12 @@ func (m *lifeManager) Observe(id SAID, bytes, packets uint64, firstUse time.Time
 	return m.with(id, func(t *lifeTracked) {
 		t.bytes = max(t.bytes, bytes)
 		t.packets = max(t.packets, packets)
-		if t.firstUseK == stampNone {
+		if t.kind(stFirstUse) == stampNone {
 			switch {
 			case !firstUse.IsZero():
-				t.firstUse, t.firstUseK = m.stampOf(firstUse)
+				m.setTime(t, stFirstUse, firstUse)
 			case t.bytes > 0 || t.packets > 0:
-				t.firstUse, t.firstUseK = m.stampOf(m.clk.Now())
+				m.setTime(t, stFirstUse, m.clk.Now())
 			}
 		}
 	})
@@ -205,10 +263,10 @@ func (m *lifeManager) ObserveUsage(u Usage) bool {
 func (m *lifeManager) SetTimes(id SAID, added, firstUse time.Time) bool {
 	return m.with(id, func(t *lifeTracked) {
 		if !added.IsZero() {
-			t.added, t.addedK = m.stampOf(added)
+			m.setTime(t, stAdded, added)
 		}
 		if !firstUse.IsZero() {
-			t.firstUse, t.firstUseK = m.stampOf(firstUse)
+			m.setTime(t, stFirstUse, firstUse)
 		}
 	})
 }
@@ -222,8 +280,8 @@ func (m *lifeManager) Move(old, new SAID) bool {
 	if t == nil || m.sas.Get(new) != nil {
 		return false
 	}
-	m.sas.Delete(t.id)
-	t.id = new
+	m.sas.Delete(old)
+	t.setID(new)
 	m.sas.Put(t)
 	return true
 }
@@ -239,7 +297,7 @@ func (m *lifeManager) Remove(id SAID) bool {
 		return false
 	}
 	m.unarm(t)
-	m.sas.Delete(t.id)
+	m.sas.Delete(id)
 	return true
 }
 
@@ -250,13 +308,13 @@ func (m *lifeManager) RemoveIf(drop func(id SAID, reqid uint32) bool) {
 	defer m.mu.Unlock()
 	var gone []*lifeTracked
 	for t := range m.sas.All() {
-		if drop(t.id, t.reqid) {
+		if drop(t.said(), t.reqid) {
 			gone = append(gone, t)
 		}
 	}
 	for _, t := range gone {
 		m.unarm(t)
-		m.sas.Delete(t.id)
+		m.sas.Delete(t.said())
 	}
 }
 
@@ -280,7 +338,7 @@ func (m *lifeManager) Close() {
 	defer m.mu.Unlock()
 	m.closed = true
 	for t := range m.sas.All() {
-		t.timerAtK = stampNone
+		t.set(stTimerAt, 0, stampNone)
 	}
 	m.due.Clear()
 	m.setTimer(m.clk.Now())
@@ -307,7 +365,7 @@ func (m *lifeManager) with(id SAID, f func(*lifeTracked)) bool {
 func (m *lifeManager) unarm(t *lifeTracked) {
 	if t.at >= 0 {
 		m.due.Remove(t)
-		t.timerAtK = stampNone
+		t.set(stTimerAt, 0, stampNone)
 		m.setTimer(m.clk.Now())
 	}
 }
@@ -316,11 +374,11 @@ func (m *lifeManager) unarm(t *lifeTracked) {
 // deadline. Called with m.mu held.
 func (m *lifeManager) evaluate(t *lifeTracked) {
 	now := m.clk.Now()
-	added, firstUse := m.timeOf(t.added, t.addedK), m.timeOf(t.firstUse, t.firstUseK)
+	added, firstUse := m.timeAt(t, stAdded), m.timeAt(t, stFirstUse)
 	soft := t.tripped(t.lt.Soft, now, added, firstUse)
 	hard := t.tripped(t.lt.Hard, now, added, firstUse)
 	if hard != LimitUnknown {
-		if !t.softDone && t.lt.Soft != (Limits{}) {
+		if !t.softDone() && t.lt.Soft != (Limits{}) {
 			// The soft limit of the kind that tripped hard is at or below
 			// it, so it has tripped too: keep soft-before-hard.
 			if soft == LimitUnknown && limitOf(t.lt.Soft, hard) != 0 {
@@ -330,21 +388,21 @@ func (m *lifeManager) evaluate(t *lifeTracked) {
 				m.queue = append(m.queue, t.event(false, soft))
 			}
 		}
-		t.softDone = true
+		t.flags |= lifeSoftDone
 		m.queue = append(m.queue, t.event(true, hard))
 		m.unarm(t)
-		m.sas.Delete(t.id)
+		m.sas.Delete(t.said())
 		return
 	}
-	if soft != LimitUnknown && !t.softDone {
-		t.softDone = true
+	if soft != LimitUnknown && !t.softDone() {
+		t.flags |= lifeSoftDone
 		m.queue = append(m.queue, t.event(false, soft))
 	}
 	m.arm(t, now, added, firstUse)
 }
 
 func (t *lifeTracked) event(hard bool, k LimitKind) *ExpireEvent {
-	return &ExpireEvent{SA: t.id, ReqID: t.reqid, Hard: hard, Limit: k}
+	return &ExpireEvent{SA: t.said(), ReqID: t.reqid, Hard: hard, Limit: k}
 }
 
 // tripped returns the first limit of l reached at now, or LimitUnknown;
@@ -389,18 +447,18 @@ func (m *lifeManager) arm(t *lifeTracked, now, added, firstUse time.Time) {
 			next = earliestTime(next, firstUse.Add(l.UseTime))
 		}
 	}
-	if !t.softDone {
+	if !t.softDone() {
 		consider(t.lt.Soft)
 	}
 	consider(t.lt.Hard)
-	if t.at >= 0 && next.Equal(m.timeOf(t.timerAt, t.timerAtK)) {
+	if t.at >= 0 && next.Equal(m.timeAt(t, stTimerAt)) {
 		return
 	}
 	if next.IsZero() {
 		m.unarm(t)
 		return
 	}
-	t.timerAt, t.timerAtK = m.stampOf(next)
+	m.setTime(t, stTimerAt, next)
 	if t.at >= 0 {
 		m.due.Fix(t)
 	} else {
@@ -414,7 +472,7 @@ func (m *lifeManager) arm(t *lifeTracked, now, added, firstUse time.Time) {
 func (m *lifeManager) setTimer(now time.Time) {
 	var next time.Time
 	if top := m.due.Top(); top != nil {
-		next = m.timeOf(top.timerAt, top.timerAtK)
+		next = m.timeAt(top, stTimerAt)
 	}
 	if next.Equal(m.timerAt) && (m.timer != nil) == !next.IsZero() {
 		return
@@ -452,13 +510,13 @@ func (m *lifeManager) onTimer(seq uint64) {
 	// Take the due ones out first: one whose limit is not yet reached
 	// (its deadline rounded) goes back in and waits for the next timer.
 	var due []*lifeTracked
-	for m.due.Len() > 0 && !now.Before(m.timeOf(m.due.Top().timerAt, m.due.Top().timerAtK)) {
+	for m.due.Len() > 0 && !now.Before(m.timeAt(m.due.Top(), stTimerAt)) {
 		t := m.due.Pop()
-		t.timerAtK = stampNone
+		t.set(stTimerAt, 0, stampNone)
 		due = append(due, t)
 	}
 	for _, t := range due {
-		if m.sas.Get(t.id) == t {
+		if m.sas.Get(t.said()) == t {
 			m.evaluate(t)
 		}
 	}

@@ -436,12 +436,58 @@ func TestLifeTableCollisions(t *testing.T) {
 }
 
 // TestLifeTrackedSize: a lifeTracked is allocated per SA tracked (two per
-// IKE child SA end) and fits the 192-octet size class, its times kept as
-// stamps. The next class is 208 octets; a field that must be added fits
-// the 4 octets of padding at the end, or displaces another.
+// IKE child SA end) and fits the 176-octet size class with no padding
+// left: its ID's addresses as caddrs, its times as stamps, their kinds and
+// softDone in one octet. The next class is 192 octets; a field that must
+// be added displaces another, or goes apart like zones when few SAs need it.
 func TestLifeTrackedSize(t *testing.T) {
-	if n := unsafe.Sizeof(lifeTracked{}); n > 192 {
-		t.Errorf("lifeTracked is %d octets, over the 192-octet size class", n)
+	if n := unsafe.Sizeof(lifeTracked{}); n > 176 {
+		t.Errorf("lifeTracked is %d octets, over the 176-octet size class", n)
+	}
+}
+
+// TestLifeTrackedIDs: an SA's ID reads back exactly (==) from its compact
+// form, in the events and in RemoveIf, for addresses of every family and
+// with zones; two IDs that differ only in a zone, or in one family's form
+// of an address, are tracked apart.
+func TestLifeTrackedIDs(t *testing.T) {
+	clk := clock.NewFake(t0)
+	var r expiryRecorder
+	m := newLifeManager(clk, r.fire)
+	addrs := []netip.Addr{{}, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:192.0.2.1"),
+		netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("fe80::1%eth0"), netip.MustParseAddr("fe80::1%eth1"),
+		netip.MustParseAddr("fe80::1")}
+	var ids []SAID
+	for i, a := range addrs {
+		ids = append(ids, SAID{Src: a, Dst: addrs[len(addrs)-1-i], SPI: uint32(0x100 + i), Proto: ProtoESP, Mark: Mark{Value: 7, Mask: 0xff}},
+			SAID{Src: addrs[4], Dst: a, SPI: 0x200, Proto: ProtoAH})
+	}
+	for i, id := range ids {
+		m.Add(id, uint32(i), Lifetimes{Hard: Limits{AddTime: time.Duration(i+1) * time.Second}}, time.Time{})
+	}
+	if m.Len() != len(ids) {
+		t.Fatalf("%d tracked, want %d", m.Len(), len(ids))
+	}
+	for i, id := range ids {
+		if lt, ok := m.Lifetimes(id); !ok || lt.Hard.AddTime != time.Duration(i+1)*time.Second {
+			t.Errorf("%v: lifetimes %v, %v", id, lt, ok)
+		}
+	}
+	seen := map[SAID]uint32{}
+	m.RemoveIf(func(id SAID, reqid uint32) bool { seen[id] = reqid; return false })
+	for i, id := range ids {
+		if r, ok := seen[id]; !ok || r != uint32(i) {
+			t.Errorf("RemoveIf: %v seen %v with reqid %d, want %d", id, ok, r, i)
+		}
+	}
+	clk.Advance(time.Duration(len(ids)) * time.Second)
+	if len(r.evs) != len(ids) {
+		t.Fatalf("%d expiries, want %d", len(r.evs), len(ids))
+	}
+	for i, ev := range r.evs {
+		if ev.SA != ids[i] || ev.ReqID != uint32(i) {
+			t.Errorf("expiry %d: %v reqid %d, want %v reqid %d", i, ev.SA, ev.ReqID, ids[i], i)
+		}
 	}
 }
 
