@@ -127,3 +127,94 @@ func TestZeroMap(t *testing.T) {
 		t.Fatal("the zero Map yielded an entry")
 	}
 }
+
+// TestGrowth puts entries one at a time and, after every Put (so in the
+// middle of every move to a larger bucket array too), finds each, lists
+// them all once, and checks the load: at most one entry per bucket once
+// a move is done. With every key colliding, the one chain keeps the
+// order Put made (newest first) through the moves.
+func TestGrowth(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		var c tmap
+		if collide {
+			c.CollideForTest()
+		}
+		var es []*entry
+		for i := range 600 {
+			e := &entry{k: key{a: uint64(i), b: uint64(i * i)}, v: i}
+			c.Put(e)
+			es = append(es, e)
+			for _, e := range es {
+				if c.Get(e.k) != e {
+					t.Fatalf("collide=%v, after %d Puts: %d not found", collide, i+1, e.v)
+				}
+			}
+			seen := map[*entry]bool{}
+			for e := range c.All() {
+				if seen[e] {
+					t.Fatalf("collide=%v, after %d Puts: %d yielded twice", collide, i+1, e.v)
+				}
+				seen[e] = true
+			}
+			if len(seen) != len(es) || c.Len() != len(es) {
+				t.Fatalf("collide=%v, after %d Puts: %d yielded, Len %d", collide, i+1, len(seen), c.Len())
+			}
+			if c.old == nil && c.n > len(c.b) {
+				t.Fatalf("collide=%v: %d entries in %d buckets", collide, c.n, len(c.b))
+			}
+			if collide && c.old == nil {
+				v := i
+				for e := c.b[0]; e != nil; e = e.next {
+					if e.v != v {
+						t.Fatalf("after %d Puts the chain holds %d where %d was", i+1, e.v, v)
+					}
+					v--
+				}
+			}
+		}
+		// Delete every other one, then the rest, in the middle of no move.
+		for i, e := range es {
+			if i%2 == 0 && c.Delete(e.k) != e {
+				t.Fatalf("collide=%v: Delete %d", collide, i)
+			}
+		}
+		for i, e := range es {
+			want := e
+			if i%2 == 0 {
+				want = nil
+			}
+			if c.Get(e.k) != want {
+				t.Fatalf("collide=%v: after deletes, Get %d", collide, i)
+			}
+		}
+	}
+}
+
+// TestDeleteWhileMoving: Get, Delete and All in the middle of a move.
+func TestDeleteWhileMoving(t *testing.T) {
+	var c tmap
+	var es []*entry
+	for i := 0; c.old == nil; i++ {
+		if i == 100 {
+			t.Fatal("no move in progress after 100 Puts")
+		}
+		e := &entry{k: key{a: uint64(i)}, v: i}
+		c.Put(e)
+		es = append(es, e)
+	}
+	n := 0
+	for e := range c.All() {
+		if c.Delete(e.k) != e {
+			t.Fatalf("Delete %d while moving", e.v)
+		}
+		n++
+	}
+	if n != len(es) || c.Len() != 0 {
+		t.Fatalf("yielded %d of %d, %d left", n, len(es), c.Len())
+	}
+	for _, e := range es {
+		if c.Get(e.k) != nil || e.next != nil {
+			t.Fatalf("%d still found or linked", e.v)
+		}
+	}
+}
