@@ -421,7 +421,7 @@ func (sa *ikeSA) precomputedChildKeys(ch *childSA, ni, nr []byte, gir ikecrypto.
 	if w == nil {
 		return nil
 	}
-	if w.pre == nil || w.pre.childKeys == nil || gir != nil || len(ch.addSecrets) > 0 ||
+	if w.pre == nil || w.pre.childKeys == nil || gir != nil || len(ch.secrets()) > 0 ||
 		w.pre.childSuite != ch.suite || !sameBytes(ni, sa.hs.ni) || !sameBytes(nr, sa.hs.nr) {
 		sa.e.crypto.authRedone++
 		return nil

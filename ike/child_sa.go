@@ -60,8 +60,9 @@ type childSA struct {
 	suite  ikecrypto.ChildSuite
 	keys   *ikecrypto.ChildKeys
 	// addSecrets are the shared secrets of its additional key exchanges
-	// (IKE_FOLLOWUP_KE), until its keys are derived.
-	addSecrets [][]byte
+	// (IKE_FOLLOWUP_KE), until its keys are derived: behind a pointer, as
+	// few children have them (secrets, setSecrets).
+	addSecrets *[][]byte
 
 	localAddr, remoteAddr netip.Addr
 	localTS, remoteTS     []tsRange
@@ -81,7 +82,10 @@ type childSA struct {
 	// a takeover's batch): their IDs are inID and outID, never kept apart
 	// (migrateChild moves the addresses they are made of).
 	hasIn, hasOut bool
-	idleAt        stamp
+	// nextIn and nextOut link it in Engine.bySA (saindex.go).
+	nextIn  *childByIn
+	nextOut *childByOut
+	idleAt  stamp
 
 	// lifetime is the configured one with this child's random soft
 	// limits (lifetime.go).
@@ -218,11 +222,7 @@ func (ch *childSA) remove(reason string) {
 		return
 	}
 	ch.e.unwatchIdle(ch)
-	for _, id := range []kernelops.SAID{ch.inID(), ch.outID()} {
-		if ch.e.bySA[idleKey(id)] == ch {
-			delete(ch.e.bySA, idleKey(id))
-		}
-	}
+	ch.e.bySA.remove(ch)
 	ch.e.uninstall(ch)
 	ch.setState(childDeleted, reason)
 	ch.e.haChildGone(ch) // hastate.go

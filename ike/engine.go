@@ -117,7 +117,7 @@ type Engine struct {
 	handshakes []time.Duration // IKE_SA_INIT sent -> first child installed, initiator side
 
 	byIn map[saKey]*childSA // watched children by inbound SA (idleKey)
-	bySA map[saKey]*childSA // installed children by each of their SAs (idleKey)
+	bySA saIndex            // installed children by each of their SAs (idleKey)
 	// chg records changes for listings of what changed (changes.go).
 	chg changeLog
 	// Test seams, nil in production: nonceHook makes the nonces of
@@ -178,7 +178,6 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		trapXfrmis: map[string]string{},
 		xfrmis:     map[string]*xfrmiRef{},
 		byIn:       map[saKey]*childSA{},
-		bySA:       map[saKey]*childSA{},
 		invalidSPI: tokenBucket{rate: invalidSPIRate, burst: invalidSPIBurst},
 	}
 	// Reqids come from the dataplane's owned range, so its cleanup finds them.

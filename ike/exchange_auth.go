@@ -239,8 +239,7 @@ func (sa *ikeSA) finishChild(ch *childSA, ni, nr []byte, gir ikecrypto.Key) erro
 	keys.Zero()
 	ch.keys = nil // in the dataplane now: ≈200 B less per child
 	ch.estAt = sa.e.nowStamp()
-	sa.e.bySA[idleKey(ch.inID())] = ch
-	sa.e.bySA[idleKey(ch.outID())] = ch
+	sa.e.bySA.add(ch)
 	sa.addChild(ch)
 	ch.setState(childInstalled, "")
 	sa.e.watchIdle(ch)

@@ -226,8 +226,8 @@ func (sa *ikeSA) deriveChildKeys(ch *childSA, ni, nr []byte, gir ikecrypto.Key) 
 	if k := sa.precomputedChildKeys(ch, ni, nr, gir); k != nil { // auth_offload.go
 		return k, nil
 	}
-	if len(ch.addSecrets) > 0 {
-		return ikecrypto.DeriveChildKeysMulti(sa.suite.PRF, sa.keys.SKd(), ch.suite, gir, ni, nr, ch.addSecrets)
+	if s := ch.secrets(); len(s) > 0 {
+		return ikecrypto.DeriveChildKeysMulti(sa.suite.PRF, sa.keys.SKd(), ch.suite, gir, ni, nr, s)
 	}
 	return ikecrypto.DeriveChildKeys(sa.suite.PRF, sa.keys.SKd(), ch.suite, gir, ni, nr)
 }
@@ -254,7 +254,7 @@ func (sa *ikeSA) childFollowups(x *childExchange, m *message.Message, ni []byte,
 			sa.childExchangeFailed(x, err)
 			return
 		}
-		x.nc.addSecrets = secrets
+		x.nc.setSecrets(secrets)
 		sa.childAnswered(x, m, ni, dh)
 	})
 	return true
@@ -262,10 +262,25 @@ func (sa *ikeSA) childFollowups(x *childExchange, m *message.Message, ni []byte,
 
 // zeroSecrets wipes the additional key exchanges' secrets of a child.
 func (ch *childSA) zeroSecrets() {
-	for _, s := range ch.addSecrets {
+	for _, s := range ch.secrets() {
 		clear(s)
 	}
 	ch.addSecrets = nil
+}
+
+// secrets are the child's additional key exchanges' secrets (nil: none).
+func (ch *childSA) secrets() [][]byte {
+	if ch.addSecrets == nil {
+		return nil
+	}
+	return *ch.addSecrets
+}
+
+func (ch *childSA) setSecrets(s [][]byte) {
+	ch.addSecrets = nil
+	if s != nil {
+		ch.addSecrets = &s
+	}
 }
 
 // deferChild holds a child the peer creates or rekeys with additional key
@@ -277,7 +292,7 @@ func (sa *ikeSA) deferChild(ch *childSA, old *childSA, adds []message.DHGroup, n
 	g := append(ikecrypto.Key(nil), gir...)
 	return sa.expectFollowups(adds, func(secrets [][]byte) []message.Payload {
 		defer g.Zero()
-		ch.addSecrets = secrets
+		ch.setSecrets(secrets)
 		if err := sa.finishChild(ch, ni, nr, g); err != nil {
 			ch.fail(err)
 			sa.logger().Warn("refusing the peer's child", "notify", message.TEMPORARY_FAILURE.String(), "reason", err.Error())

@@ -409,8 +409,7 @@ func (e *Engine) restored(sa *ikeSA, r *restoring, now time.Time, stats *Restore
 	t1 := time.Now()
 	ch.keys.Zero()
 	ch.estAt = e.stampOf(now)
-	e.bySA[idleKey(ch.inID())] = ch
-	e.bySA[idleKey(ch.outID())] = ch
+	e.bySA.add(ch)
 	sa.addChild(ch)
 	ch.setState(childInstalled, reasonTakeover)
 	t2 := time.Now()

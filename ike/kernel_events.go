@@ -58,7 +58,7 @@ func (e *Engine) acquire(a *kernelops.AcquireEvent) {
 }
 
 // findChild finds an installed child by one of its SA ids.
-func (e *Engine) findChild(id kernelops.SAID) *childSA { return e.bySA[idleKey(id)] }
+func (e *Engine) findChild(id kernelops.SAID) *childSA { return e.bySA.get(id) }
 
 // expire: a hard expire deletes the child and tells the peer; a soft one
 // marks the child for rekeying.

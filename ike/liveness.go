@@ -41,7 +41,7 @@ func idleKey(id kernelops.SAID) saKey {
 }
 
 // saKey is an SAID without the source: 40 bytes a map slot instead of
-// 64 (Engine.bySA holds two per child).
+// 64 (Engine.byIn).
 type saKey struct {
 	dst   netip.Addr
 	spi   uint32

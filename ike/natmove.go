@@ -186,11 +186,7 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 	if err := mig.Migrate(e.ctx, m); err != nil {
 		return err
 	}
-	for _, id := range ids[:n] {
-		if e.bySA[idleKey(id)] == ch {
-			delete(e.bySA, idleKey(id))
-		}
-	}
+	e.bySA.remove(ch) // its keys are made from the addresses (saindex.go)
 	// Migrate moved the policies' templates too.
 	for _, x := range ch.polRefs {
 		x.tmpl = movedTemplates(x.tmpl, ch.localAddr, ch.remoteAddr, l, r)
@@ -200,11 +196,7 @@ func (e *Engine) migrateChild(ch *childSA, l, r netip.Addr, enc *kernelops.Encap
 		delete(e.byIn, idleKey(ch.inID()))
 	}
 	ch.localAddr, ch.remoteAddr, ch.encap = l, r, enc
-	// The SAs' IDs follow the addresses they are made of.
-	ids, n = ch.installedSAs()
-	for _, id := range ids[:n] {
-		e.bySA[idleKey(id)] = ch
-	}
+	e.bySA.add(ch)
 	e.childChanged(ch) // changes.go
 	if watched {
 		e.byIn[idleKey(ch.inID())] = ch
