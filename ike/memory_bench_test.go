@@ -64,3 +64,11 @@ func TestChildSASize(t *testing.T) {
 		t.Errorf("childSA is %d octets, over the 448-octet size class", n)
 	}
 }
+
+// TestTimerSize: a loop timer fits the 48-octet size class (its deadline
+// a stamp); an IKE SA and its child hold two to four of them.
+func TestTimerSize(t *testing.T) {
+	if n := unsafe.Sizeof(timer{}); n > 48 {
+		t.Errorf("timer is %d octets, over the 48-octet size class", n)
+	}
+}

@@ -17,7 +17,7 @@ import (
 // (on the loop) also cancels a firing that was already due.
 type timer struct {
 	e       *Engine
-	at      time.Time
+	at      stamp  // the deadline (8 octets: a timer fits the 48-octet size class, not 64)
 	n       uint64 // arming order: of two due at once, the first armed runs first
 	f       func()
 	i       int32 // index in e.timers.h; -1 when not there
@@ -39,7 +39,7 @@ type timers struct {
 	h      indexheap.Heap[timer, *timer]
 	n      uint64
 	clk    clock.Timer
-	clkAt  time.Time
+	clkAt  stamp
 	seq    uint64 // tells a stale clock callback from the current one
 	firing bool   // arming waits until the due timers have run
 }
@@ -47,7 +47,7 @@ type timers struct {
 // after runs f on the loop once d has passed, unless stopped first.
 func (e *Engine) after(d time.Duration, f func()) *timer {
 	e.timers.n++
-	t := &timer{e: e, at: e.clk.Now().Add(d), n: e.timers.n, f: f}
+	t := &timer{e: e, at: e.stampOf(e.clk.Now().Add(d)), n: e.timers.n, f: f}
 	e.timers.h.Push(t)
 	if t.i == 0 && !e.timers.firing {
 		e.armTimers()
@@ -59,7 +59,7 @@ func (e *Engine) after(d time.Duration, f func()) *timer {
 func (e *Engine) armTimers() {
 	ts := &e.timers
 	top := ts.h.Top()
-	if top == nil || (ts.clk != nil && ts.clkAt.Equal(top.at)) {
+	if top == nil || (ts.clk != nil && ts.clkAt == top.at) {
 		return
 	}
 	if ts.clk != nil {
@@ -68,7 +68,7 @@ func (e *Engine) armTimers() {
 	ts.seq++
 	seq := ts.seq
 	ts.clkAt = top.at
-	ts.clk = e.clk.AfterFunc(max(ts.clkAt.Sub(e.clk.Now()), 0), func() {
+	ts.clk = e.clk.AfterFunc(max(e.timeOf(ts.clkAt).Sub(e.clk.Now()), 0), func() {
 		e.post(func() { e.fireTimers(seq) })
 	})
 }
@@ -80,11 +80,11 @@ func (e *Engine) fireTimers(seq uint64) {
 	if ts.seq != seq {
 		return // re-armed since
 	}
-	ts.clk, ts.clkAt = nil, time.Time{}
+	ts.clk, ts.clkAt = nil, 0
 	ts.firing = true
 	for {
-		now := e.clk.Now()
-		for ts.h.Len() > 0 && !ts.h.Top().at.After(now) {
+		now := e.nowStamp()
+		for ts.h.Len() > 0 && ts.h.Top().at <= now {
 			t := ts.h.Pop()
 			if !t.stopped {
 				t.stopped = true
@@ -98,19 +98,19 @@ func (e *Engine) fireTimers(seq uint64) {
 		// A clock moved past the next deadline while it was armed (a fake
 		// clock advanced by another goroutine) would fire it only on its
 		// next move: run it now instead.
-		if e.clk.Now().Before(ts.h.Top().at) {
+		if e.nowStamp() < ts.h.Top().at {
 			break
 		}
 		ts.clk.Stop()
-		ts.clk, ts.clkAt = nil, time.Time{}
+		ts.clk, ts.clkAt = nil, 0
 	}
 	ts.firing = false
 }
 
 // The heap orders timers by deadline, then arming order.
 func (t *timer) HeapLess(u *timer) bool {
-	if !t.at.Equal(u.at) {
-		return t.at.Before(u.at)
+	if t.at != u.at {
+		return t.at < u.at
 	}
 	return t.n < u.n
 }
