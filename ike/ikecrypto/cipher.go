@@ -91,8 +91,8 @@ type aeadCipher struct {
 	// (≈3 µs and 1.3 KB each); Idle drops it and leaves idleGCM, with
 	// which every use builds its own and keeps none.
 	gcm      atomic.Pointer[builtGCM]
-	overhead int
 	salt     [aeadSaltLen]byte
+	overhead uint8 // the ICV's length (16), beside salt: 64 octets, not 72 (80 class)
 	// iv is the last explicit IV used; IVs are consecutive from a random
 	// start, so they never repeat under one key (RFC 5282 §3.1).
 	iv atomic.Uint64
@@ -104,7 +104,10 @@ func newAEAD(a cipher.AEAD, salt []byte) (*aeadCipher, error) {
 	if a.NonceSize() != aeadSaltLen+aeadIVLen {
 		return nil, fmt.Errorf("ikecrypto: AEAD nonce of %d octets", a.NonceSize())
 	}
-	c := &aeadCipher{aead: a, overhead: a.Overhead()}
+	if a.Overhead() > 255 {
+		return nil, fmt.Errorf("ikecrypto: AEAD overhead of %d octets", a.Overhead())
+	}
+	c := &aeadCipher{aead: a, overhead: uint8(a.Overhead())}
 	copy(c.salt[:], salt)
 	var start [8]byte
 	if _, err := rand.Read(start[:]); err != nil {
@@ -117,7 +120,7 @@ func newAEAD(a cipher.AEAD, salt []byte) (*aeadCipher, error) {
 
 func (c *aeadCipher) IVSize() int    { return aeadIVLen }
 func (c *aeadCipher) BlockSize() int { return 1 }
-func (c *aeadCipher) ICVSize() int   { return c.overhead }
+func (c *aeadCipher) ICVSize() int   { return int(c.overhead) }
 func (c *aeadCipher) String() string { return "AEAD cipher (key redacted)" }
 
 func (c *aeadCipher) Seal(dst, head, plaintext []byte) ([]byte, error) {
@@ -177,7 +180,7 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 }
 
 func (c *aeadCipher) Open(dst, head, body []byte) ([]byte, error) {
-	if len(body) < aeadIVLen+c.overhead {
+	if len(body) < aeadIVLen+int(c.overhead) {
 		return nil, ErrAuthentication
 	}
 	a, err := c.get()

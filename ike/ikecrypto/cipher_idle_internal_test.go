@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -79,4 +80,12 @@ func TestCipherIdleConcurrent(t *testing.T) {
 	Idle(c)
 	wg.Wait()
 	require.Same(t, idleGCM, c.(*aeadCipher).gcm.Load())
+}
+
+// TestAEADCipherSize: an IKE SA's AEAD cipher (two per SA, kept while it
+// lives) fits the 64-octet size class.
+func TestAEADCipherSize(t *testing.T) {
+	if n := unsafe.Sizeof(aeadCipher{}); n > 64 {
+		t.Errorf("aeadCipher is %d octets, over the 64-octet size class", n)
+	}
 }
