@@ -207,7 +207,9 @@ func (sa *ikeSA) setState(s ikeState, reason string) {
 	}
 	// The line's arguments only if it is written: boxing them is most of
 	// what a state change allocates (a responder makes three a handshake).
-	if sa.logger().Enabled(sa.e.ctx, lvl) {
+	// The engine's handler answers for the SA's (saLog.Enabled), without
+	// making an established SA a logger to ask.
+	if sa.e.log.Enabled(sa.e.ctx, lvl) {
 		args := []any{"state", s.String(), "local", sa.local, "remote", sa.remote}
 		if reason != "" {
 			args = append(args, "reason", reason)
