@@ -17,17 +17,20 @@ import (
 // IKESAInfo is an IKE SA as `keyplane ike list` shows it.
 type IKESAInfo struct {
 	// ID is the IKE SA's unique ID (ids.go).
-	ID          uint32      `json:"ike_id"`
-	Name        string      `json:"name"`
-	State       IKEState    `json:"state"`
-	Role        string      `json:"role"`
-	SPIi        string      `json:"spi_i"`
-	SPIr        string      `json:"spi_r"`
-	Local       string      `json:"local"`
-	Remote      string      `json:"remote"`
-	Suite       string      `json:"suite,omitempty"`
-	NATLocal    bool        `json:"nat_local"`
-	NATRemote   bool        `json:"nat_remote"`
+	ID        uint32   `json:"ike_id"`
+	Name      string   `json:"name"`
+	State     IKEState `json:"state"`
+	Role      string   `json:"role"`
+	SPIi      string   `json:"spi_i"`
+	SPIr      string   `json:"spi_r"`
+	Local     string   `json:"local"`
+	Remote    string   `json:"remote"`
+	Suite     string   `json:"suite,omitempty"`
+	NATLocal  bool     `json:"nat_local"`
+	NATRemote bool     `json:"nat_remote"`
+	// Established is when the SA was established, as the engine's clock at its start
+	// plus the monotonic time since (stamp.go): a later step of the wall
+	// clock shifts it by the step.
 	Established time.Time   `json:"established,omitzero"`
 	Children    []ChildInfo `json:"children"`
 }
@@ -56,7 +59,7 @@ type ChildInfo struct {
 	BytesOut    uint64     `json:"bytes_out"`
 	PacketsOut  uint64     `json:"packets_out"`
 	RekeyNeeded bool       `json:"rekey_needed"`
-	Established time.Time  `json:"established,omitzero"`
+	Established time.Time  `json:"established,omitzero"` // as IKESAInfo's
 	CounterErr  string     `json:"counter_error,omitempty"`
 	// CountersOmitted: the listing did not read the dataplane (a listing
 	// of changes without ChangeOptions.Counters), so the bytes and
