@@ -233,3 +233,40 @@ func TestInitiateTo(t *testing.T) {
 	}
 	assert.Len(t, b.sas(t), 1)
 }
+
+// TestOnEvent: Options.OnEvent sees every event a subscriber gets, in the
+// same order, on the loop (the engine's own calls see its state settled).
+func TestOnEvent(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	var mu sync.Mutex
+	var seen []Event
+	a := newPeer(t, "a", sa.config(t, "a"), withEngineOptions(func(o *Options) {
+		o.OnEvent = func(ev Event) {
+			mu.Lock()
+			seen = append(seen, ev)
+			mu.Unlock()
+		}
+	}))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	child := a.sas(t)[0].Children[0].ID
+	require.NoError(t, a.e.TerminateChildSA(ctxT(t, 5*time.Second), child))
+	// The subscriber opened with the engine (newPeer) gets the same
+	// events; read them up to the child's deletion.
+	var got []Event
+	a.waitEvent(t, 3*time.Second, func(ev Event) bool {
+		got = append(got, ev)
+		return ev.Kind == "child" && ev.ChildID == child && ev.State == "deleted"
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	require.GreaterOrEqual(t, len(seen), len(got))
+	assert.Equal(t, got, seen[:len(got)])
+	var states []string
+	for _, ev := range got {
+		states = append(states, ev.Kind.String()+" "+ev.State)
+	}
+	assert.Contains(t, states, "ike established")
+	assert.Contains(t, states, "child installed")
+}

@@ -37,6 +37,12 @@ type Options struct {
 	// Hooks, if not nil, is told of CHILD SAs coming up and going down
 	// (hooks.go).
 	Hooks Hooks
+	// OnEvent, if not nil, is called with each event the engine
+	// publishes (what Subscribe delivers), on the engine's loop, before
+	// subscribers get it. It must be quick and must not block or call
+	// the engine: it is for counting. A subscriber is a goroutine woken
+	// per event; a counter fed here costs no wake-up and loses nothing.
+	OnEvent func(Event)
 }
 
 // Engine is a running IKEv2 daemon core.
@@ -56,6 +62,7 @@ type Engine struct {
 	clk     clock.Clock
 	epoch   time.Time // the clock at New: what stamps count from (stamp.go)
 	log     *slog.Logger
+	onEvent func(Event) // Options.OnEvent
 
 	ctx    context.Context // cancelled by Close; kernel calls use it
 	cancel context.CancelFunc
@@ -216,6 +223,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	e.caps = o.Backend.Capabilities()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.hooks = newHookRunner(o.Hooks, e.log) // Close stops it
+	e.onEvent = o.OnEvent
 	go e.loop()
 	e.startWorkers(0, maxCryptoJobs)
 

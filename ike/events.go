@@ -103,5 +103,8 @@ func (b *bus) close() {
 
 func (e *Engine) publish(ev Event) {
 	ev.Time = e.clk.Now()
+	if e.onEvent != nil {
+		e.onEvent(ev)
+	}
 	e.bus.publish(ev)
 }

@@ -95,7 +95,8 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 		}
 		engBackend, engCfg = d.ha.fenced, standbyConfig(cfg)
 	}
-	eng, err := ike.New(ctx, ike.Options{Backend: engBackend, Config: engCfg, Logger: log, Hooks: updownHooks{config: d.config, log: log, names: d.updown}})
+	eng, err := ike.New(ctx, ike.Options{Backend: engBackend, Config: engCfg, Logger: log, Hooks: updownHooks{config: d.config, log: log, names: d.updown},
+		OnEvent: d.metrics.EngineEvent})
 	if err != nil {
 		if d.ha != nil {
 			d.ha.close()
@@ -106,7 +107,7 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	dctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d.ctx = dctx
-	go d.metrics.Run(dctx, eng, b)
+	go d.metrics.Run(dctx, b)
 	srv := &control.Server{Engine: eng, Reload: d.reload, Config: d.config, Describe: eventText, Log: log, Logs: logSource{logStream}}
 	d.handle(srv, b)
 	d.handleHA(srv)

@@ -120,7 +120,7 @@ func New(src Source, info buildinfo.Info) *Metrics {
 	m.dataplaneLost = prometheus.NewCounter(prometheus.CounterOpts{Name: "keyplane_dataplane_events_lost_total",
 		Help: "Events the dataplane reported lost in its overrun events (e.g. netlink ENOBUFS); the engine re-reads the SAD and SPD after each."})
 	m.subscriberOverruns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyplane_metrics_overruns_total",
-		Help: "Times this exporter fell behind an event stream (engine or dataplane) and lost events: the event counters undercount."},
+		Help: "Times this exporter fell behind an event stream and lost events: the event counters undercount. The dataplane's is the one stream it reads; the engine's events are counted as they happen."},
 		[]string{"stream"})
 	m.dataplaneErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyplane_dataplane_errors_total",
 		Help: "Failed dataplane operations by op, as the engine logged them (warnings and errors carrying a kernelops.Error)."},
@@ -272,48 +272,38 @@ func (m *Metrics) LogHook(level slog.Level, errs []error) {
 	}
 }
 
-// Subscriber is what Run reads events from: the engine's bus.
-type Subscriber interface {
-	Subscribe() *ike.Subscription
-}
-
-// Run counts the engine's events, and the dataplane's when b has an
-// event source, until ctx ends.
-func (m *Metrics) Run(ctx context.Context, eng Subscriber, b kernelops.Backend) {
-	sub := eng.Subscribe()
-	defer sub.Close()
-	var dp <-chan kernelops.Event
-	if src, err := kernelops.As[kernelops.EventSource](b); err == nil {
-		if ds, err := src.Subscribe(ctx, kernelops.SubscribeOptions{}); err == nil {
-			defer ds.Close()
-			dp = ds.Events()
-		}
+// Run counts the dataplane's events, when b has an event source, until
+// ctx ends. The engine's events are counted by EngineEvent, which the
+// daemon gives the engine as its Options.OnEvent: called on the engine's
+// loop, it counts each event as it happens, where a subscription would
+// wake this goroutine for each one (at a thousand handshakes a second,
+// thousands of wake-ups) and lose events when it fell behind.
+func (m *Metrics) Run(ctx context.Context, b kernelops.Backend) {
+	src, err := kernelops.As[kernelops.EventSource](b)
+	if err != nil {
+		return
 	}
+	ds, err := src.Subscribe(ctx, kernelops.SubscribeOptions{})
+	if err != nil {
+		return
+	}
+	defer ds.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev, ok := <-sub.C:
+		case ev, ok := <-ds.Events():
 			if !ok {
 				return
-			}
-			m.EngineEvent(ev)
-		case ev, ok := <-dp:
-			if !ok {
-				dp = nil
-				continue
 			}
 			m.DataplaneEvent(ev)
 		}
 	}
 }
 
-// EngineEvent counts one engine event.
+// EngineEvent counts one engine event. It is quick and does not block,
+// as ike.Options.OnEvent must be.
 func (m *Metrics) EngineEvent(ev ike.Event) {
-	if ev.Kind == "overrun" { // this subscriber fell behind
-		m.subscriberOverruns.WithLabelValues("engine").Inc()
-		return
-	}
 	m.engineEvents.WithLabelValues(ev.Kind.String(), ev.State).Inc()
 }
 
