@@ -68,9 +68,13 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	qmu      sync.Mutex
-	queue    []func()
-	stopped  bool
+	qmu     sync.Mutex
+	loopMu  sync.Mutex // held by the goroutine running the loop's work (loop.go)
+	queue   []func()
+	stopped bool
+	// helps: the goroutine running the loop's work runs the crypto jobs
+	// queued meanwhile once it lets go (loop.go). Loop-owned.
+	helps    bool
 	wake     chan struct{}
 	stop     chan struct{}
 	loopDone chan struct{}

@@ -334,7 +334,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	job := initJob{suite: suite, group: group, ke: ke.Data, ni: pend.ni, nr: nr, spii: m.SPIi, spir: pend.spir}
 	if !offload(e, job.run, func(r initResult) { e.initComputed(key, pend, r) }) {
 		e.crypto.busy.Add(1)
-		e.preLog(log, from, slog.LevelWarn, "dropped IKE_SA_INIT: the crypto workers' queue is full", "queue", cap(e.crypto.jobs))
+		e.preLog(log, from, slog.LevelWarn, "dropped IKE_SA_INIT: the crypto workers' queue is full", "queue", e.crypto.depth)
 		return
 	}
 	e.crypto.inits[key] = pend

@@ -90,8 +90,10 @@ func (e *Engine) queuedAgain(b []byte, remote netip.AddrPort) bool {
 }
 
 // enqueue puts an admitted datagram in its lane and asks the loop for
-// one datagram: nextDatagram takes whichever is due when it runs.
-func (e *Engine) enqueue(d dgram) {
+// one datagram: nextDatagram takes whichever is due when it runs. It
+// reports whether the calling goroutine ran the loop's work (runHere);
+// helps as runHere's.
+func (e *Engine) enqueue(d dgram, helps bool) bool {
 	l := &e.lanes
 	l.mu.Lock()
 	if d.init {
@@ -104,7 +106,7 @@ func (e *Engine) enqueue(d dgram) {
 		l.work = append(l.work, d)
 	}
 	l.mu.Unlock()
-	e.post(e.nextDatagram)
+	return e.runHere(e.nextDatagram, helps)
 }
 
 // nextDatagram handles the first datagram of the exchanges under way, or

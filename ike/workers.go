@@ -20,6 +20,16 @@ import (
 // is dropped and counted (Busy in AdmissionStats), as a full socket
 // buffer drops it, and the peer retransmits; an initiator computes its
 // keys on the loop instead (the response will not come again).
+//
+// Who runs a job: a socket reader or a worker that ran the loop's work
+// (runHere) runs the job queued meanwhile once it has let go of the loop
+// (help), and a worker is woken only when more than that one job waits
+// or that goroutine will not help (the loop's own goroutine, or a reader
+// whose socket has more to read): waking a worker
+// for every job made the runtime wake an idle thread each time (see loop.go), while at a
+// handshake rate one goroutine keeps up with, the goroutine at hand is
+// free to compute. Under load the jobs queue up and the workers take
+// them in parallel, as many as GOMAXPROCS.
 
 // maxCryptoJobs bounds the queue: as many as new IKE SA requests the
 // intake holds (maxQueuedInits), so the loop moving requests to the
@@ -28,12 +38,23 @@ const maxCryptoJobs = maxQueuedInits
 
 // cryptoPool is the workers and what the loop keeps of their jobs.
 type cryptoPool struct {
-	jobs chan func() // closed by stopWorkers, after the loop ended
-	wg   sync.WaitGroup
+	qmu sync.Mutex
+	// jobs, FIFO, at most depth; a job's argument says whether the
+	// goroutine running it goes on with the queue after it (runHere's
+	// helps).
+	jobs  []func(goesOn bool)
+	depth int
+	// sig wakes a worker (buffered, one per worker); closed by
+	// stopWorkers, after the loop ended.
+	sig chan struct{}
+	wg  sync.WaitGroup
 	// closing: Close began; workers skip what is queued and results
 	// are dropped.
 	closing atomic.Bool
 	busy    atomic.Int64 // responders' IKE_SA_INIT requests dropped: the queue was full
+	// ranByWorker and ranByHelper count the jobs run by the workers and
+	// by the goroutines that queued them (help), for tests.
+	ranByWorker, ranByHelper atomic.Int64
 	// inflight counts jobs queued or running whose result has not yet
 	// been applied on the loop: an engine with none and an idle loop has
 	// nothing under way (the tests' settle waits for both).
@@ -72,7 +93,10 @@ func (e *Engine) startWorkers(n, depth int) {
 		n = runtime.GOMAXPROCS(0)
 	}
 	p := &e.crypto
-	p.jobs = make(chan func(), depth)
+	p.qmu.Lock()
+	p.jobs, p.depth = nil, depth
+	p.qmu.Unlock()
+	p.sig = make(chan struct{}, n)
 	p.inits = map[initKey]*pendingInit{}
 	for range n {
 		p.wg.Add(1)
@@ -83,14 +107,51 @@ func (e *Engine) startWorkers(n, depth int) {
 func (e *Engine) worker() {
 	p := &e.crypto
 	defer p.wg.Done()
-	for job := range p.jobs {
+	for range p.sig {
+		e.help(true)
+	}
+}
+
+// help runs queued jobs: a worker until none is left, another goroutine
+// one, the one offload left it (the rest woke workers), so that the
+// loop's goroutine is not kept from timers nor a reader from its socket.
+// Other goroutines leave the jobs to the workers while a test holds them
+// (hold), so that the socket reader is not held too.
+func (e *Engine) help(worker bool) {
+	p := &e.crypto
+	if !worker && p.hold.Load() != nil {
+		return
+	}
+	for n := 0; worker || n < 1; n++ {
+		job := p.pop()
+		if job == nil {
+			return
+		}
 		if h := p.hold.Load(); h != nil {
 			(*h)()
 		}
 		if !p.closing.Load() {
-			job()
+			job(worker)
+			if worker {
+				p.ranByWorker.Add(1)
+			} else {
+				p.ranByHelper.Add(1)
+			}
 		}
 	}
+}
+
+// pop takes the first queued job (nil: none).
+func (p *cryptoPool) pop() func(bool) {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	if len(p.jobs) == 0 {
+		return nil
+	}
+	job := p.jobs[0]
+	p.jobs[0] = nil
+	p.jobs = p.jobs[1:]
+	return job
 }
 
 // stopWorkers ends the workers and waits for them. Called by Close once
@@ -99,32 +160,44 @@ func (e *Engine) worker() {
 func (e *Engine) stopWorkers() {
 	p := &e.crypto
 	p.closing.Store(true)
-	close(p.jobs)
+	close(p.sig)
 	p.wg.Wait()
+	p.qmu.Lock()
+	p.jobs = nil // what no one ran: the loop has ended, their results would be dropped
+	p.qmu.Unlock()
 }
 
-// offload runs work on a worker and then done with its result on the
+// offload runs work off the loop (on a worker, or on the goroutine
+// running the loop once it lets go) and then done with its result on the
 // loop, unless the engine closes first. It reports false when the queue
 // is full: then neither runs. Runs on the loop.
 func offload[T any](e *Engine, work func() T, done func(T)) bool {
 	p := &e.crypto
-	job := func() {
+	job := func(goesOn bool) {
 		r := work()
-		e.post(func() {
+		e.runHere(func() {
 			defer p.inflight.Add(-1)
 			if !p.closing.Load() {
 				done(r)
 			}
-		})
+		}, goesOn)
 	}
-	p.inflight.Add(1)
-	select {
-	case p.jobs <- job:
-		return true
-	default:
-		p.inflight.Add(-1)
+	p.qmu.Lock()
+	if len(p.jobs) >= p.depth {
+		p.qmu.Unlock()
 		return false
 	}
+	p.inflight.Add(1)
+	p.jobs = append(p.jobs, job)
+	waiting := len(p.jobs)
+	p.qmu.Unlock()
+	if waiting > 1 || !e.helps || p.hold.Load() != nil {
+		select {
+		case p.sig <- struct{}{}:
+		default: // every worker has a wake-up pending
+		}
+	}
+	return true
 }
 
 // cryptoIndexErr reports where the books of pending requests disagree

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,4 +178,28 @@ func closeWaitsForWorker(t *testing.T, e *Engine, release func()) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not return once the worker was free")
 	}
+}
+
+// TestWhoRunsJobs: a lone handshake's crypto jobs run on the goroutine
+// that read the request (no worker is woken for them); a burst of
+// initiations, whose requests wait in the socket, reaches the workers.
+func TestWhoRunsJobs(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	helper, worker := b.e.crypto.ranByHelper.Load(), b.e.crypto.ranByWorker.Load()
+	assert.EqualValues(t, 2, helper+worker, "the responder's jobs: IKE_SA_INIT's key exchange, IKE_AUTH")
+	assert.Positive(t, helper, "jobs the reader ran itself (a read that waited for its datagram)")
+
+	const n = 64
+	ca, cb := tunnelConfigs(t, n)
+	a2 := newPeer(t, "a2", ca, withLogLevel(slog.LevelWarn))
+	b2 := newPeer(t, "b2", cb, withLogLevel(slog.LevelWarn))
+	require.NoError(t, bringUp(ctxT(t, 30*time.Second), a2.e, n, n))
+	helper, worker = b2.e.crypto.ranByHelper.Load(), b2.e.crypto.ranByWorker.Load()
+	assert.EqualValues(t, 2*n, helper+worker)
+	assert.Positive(t, worker, "jobs the workers ran in the burst")
+	t.Logf("burst of %d: %d jobs run by the reader, %d by the workers", n, helper, worker)
 }
