@@ -25,8 +25,8 @@ import (
 // (runHere) runs the job queued meanwhile once it has let go of the loop
 // (help), and a worker is woken only when more than that one job waits
 // or that goroutine will not help (the loop's own goroutine, or a reader
-// whose socket has more to read): waking a worker
-// for every job made the runtime wake an idle thread each time (see loop.go), while at a
+// whose socket has more to read). Waking a worker for every job made the
+// runtime wake an idle thread for many of them (see loop.go), while at a
 // handshake rate one goroutine keeps up with, the goroutine at hand is
 // free to compute. Under load the jobs queue up and the workers take
 // them in parallel, as many as GOMAXPROCS.
@@ -112,11 +112,12 @@ func (e *Engine) worker() {
 	}
 }
 
-// help runs queued jobs: a worker until none is left, another goroutine
+// help runs queued jobs: a worker until none is left, a socket reader
 // one, the one offload left it (the rest woke workers), so that the
-// loop's goroutine is not kept from timers nor a reader from its socket.
-// Other goroutines leave the jobs to the workers while a test holds them
-// (hold), so that the socket reader is not held too.
+// reader gets back to its socket. (The loop's own goroutine never helps:
+// a job would keep timers and control calls waiting.) A reader leaves
+// the jobs to the workers while a test holds them (hold), so that it is
+// not held too.
 func (e *Engine) help(worker bool) {
 	p := &e.crypto
 	if !worker && p.hold.Load() != nil {
