@@ -107,10 +107,10 @@ type Engine struct {
 	// Loop-owned state.
 	cfg        *config.Config
 	sockets    map[netip.AddrPort]*sock
-	sas        map[uint64]*ikeSA        // by our SPI
-	byConn     map[string]pairedSAs     // sas by connection name (sasindex.go)
-	byPeer     map[partiesKey]pairedSAs // sas by the peer's identity and ours (sasindex.go)
-	reserved   map[uint64]bool          // our SPIs of IKE SAs being rekeyed in
+	sas        map[uint64]*ikeSA    // by our SPI
+	byConn     map[string]pairedSAs // sas by connection name (sasindex.go)
+	byPeer     map[uint64]pairedSAs // sas by a hash of the peer's identity and ours (sasindex.go)
+	reserved   map[uint64]bool      // our SPIs of IKE SAs being rekeyed in
 	initIndex  map[initKey]*ikeSA
 	reqids     reqidTable      // reqids in use, by key and by number (reqidindex.go)
 	ids        saIDs           // the last IKE and CHILD SA IDs given (ids.go)
@@ -182,7 +182,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		sockets:    map[netip.AddrPort]*sock{},
 		sas:        map[uint64]*ikeSA{},
 		byConn:     map[string]pairedSAs{},
-		byPeer:     map[partiesKey]pairedSAs{},
+		byPeer:     map[uint64]pairedSAs{},
 		reserved:   map[uint64]bool{},
 		initIndex:  map[initKey]*ikeSA{},
 		traps:      map[string][]kernelops.PolicyID{},

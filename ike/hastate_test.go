@@ -96,7 +96,7 @@ func TestRestoreRollsBack(t *testing.T) {
 	assert.Equal(t, IKEEstablished, sas[0].State)
 	require.Len(t, sas[0].Children, 1)
 	peers := 0
-	require.NoError(t, p.e.call(t.Context(), func() { peers = p.e.peerIndexed(keyOf(message.IDFQDN, []byte("A.example.org"))) }))
+	require.NoError(t, p.e.call(t.Context(), func() { peers = p.e.peerIndexed(message.IDFQDN, "A.example.org") }))
 	assert.Equal(t, 1, peers, "the restored SA is indexed by its peer's identity (unique, INITIAL_CONTACT)")
 	out, err := p.b.GetSyncState(ctxT(t, 5*time.Second), kernelops.SAID{Src: lo, Dst: lo, SPI: 0xc0000002, Proto: kernelops.ProtoESP})
 	require.NoError(t, err)

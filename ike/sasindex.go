@@ -2,9 +2,10 @@ package ike
 
 import (
 	"cmp"
+	"hash/maphash"
 	"slices"
-	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/message"
@@ -69,47 +70,58 @@ func (e *Engine) setPeerID(sa *ikeSA, id *message.ID) {
 	}
 }
 
-// peerKey is what byPeer is keyed by: an identity's type and its value,
-// case-folded for the types config.Identity matches without regard to
-// case, so that every identity a non-wildcard pattern matches is under
-// the pattern's own key (initialContact looks there).
-type peerKey struct {
-	t message.IDType
-	v string
-}
+// byPeer is keyed by partiesHash: a hash of the peer's identity type
+// and value, case-folded for the types config.Identity matches without
+// regard to case (so that every identity a non-wildcard pattern matches
+// is under the pattern's own hash: initialContact looks there), and of
+// our identity as the connection has it, byte for byte (INITIAL_CONTACT
+// and unique compare it so). The key is a hash, not the identities
+// themselves: a map slot of 24 octets and no copy of two identity strings
+// per SA (≈100 octets per tunnel at 100,000). SAs whose hashes collide
+// share a set, so every reader compares the identities itself; all of
+// them do anyway (sameParties, initialContact's other).
+var partiesSeed = maphash.MakeSeed()
 
-func keyOf(t message.IDType, data []byte) peerKey {
+// partiesHash is byPeer's key for the peer identity (t, v) and our
+// identity local.
+func partiesHash(t message.IDType, v []byte, local config.Identity) uint64 {
+	var h maphash.Hash
+	h.SetSeed(partiesSeed)
+	h.WriteByte(byte(t))
 	if t == message.IDFQDN || t == message.IDRFC822Addr {
-		return peerKey{t, foldKey(string(data))}
+		var a [64]byte
+		buf := a[:0]
+		for _, r := range string(v) { // an invalid byte is U+FFFD, as strings.EqualFold reads it
+			if len(buf) > len(a)-utf8.UTFMax {
+				h.Write(buf)
+				buf = buf[:0]
+			}
+			buf = utf8.AppendRune(buf, foldRune(r))
+		}
+		h.Write(buf)
+	} else {
+		h.Write(v)
 	}
-	return peerKey{t, string(data)}
+	h.WriteByte(0)
+	h.WriteByte(byte(local.Type))
+	h.Write(local.Data)
+	return h.Sum64()
 }
 
-// foldKey maps s to a string that is equal for two strings exactly when
-// strings.EqualFold says they are: each rune (U+FFFD for a byte that is
-// not UTF-8, as EqualFold reads it) becomes the smallest rune of its
-// Unicode simple-folding orbit.
-func foldKey(s string) string {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 || ('a' <= s[i] && s[i] <= 'z') {
-			ascii = false
-			break
+// foldRune is the smallest rune of r's Unicode simple-folding orbit:
+// equal for two runes exactly when strings.EqualFold says they are.
+func foldRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		if 'a' <= r && r <= 'z' { // an ASCII letter's orbit's smallest rune is its upper case
+			r -= 'a' - 'A'
 		}
+		return r
 	}
-	if ascii { // ASCII without lower-case letters (an orbit's smallest rune is its upper-case letter): its own key
-		return s
+	m := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		m = min(m, f)
 	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		m := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			m = min(m, f)
-		}
-		b.WriteRune(m)
-	}
-	return b.String()
+	return m
 }
 
 // pairedSAs is the SAs under one key of byPeer or byConn: often one (a
@@ -168,25 +180,13 @@ func (s pairedSAs) len() int {
 	return len(s.more)
 }
 
-// partiesKey is what byPeer is keyed by: the peer's identity (peerKey)
-// and ours, the connection's local identity exactly (INITIAL_CONTACT and
-// unique compare it byte for byte). One flat map, not a map per peer: a
-// responder's peers are mostly one SA each.
-type partiesKey struct {
-	peer, local peerKey
-}
-
-// localKey is our identity's part of a partiesKey.
-func localKey(c *config.Connection) peerKey {
-	return peerKey{c.LocalID.Type, string(c.LocalID.Data)}
-}
-
 // partiesSAs is the SAs between the two identities we present as local
-// and the peer authenticated under key peer, oldest first, of those keep
-// keeps.
-func (e *Engine) partiesSAs(peer, local peerKey, keep func(*ikeSA) bool) []*ikeSA {
+// and the peer authenticated as (t, v), oldest first, of those keep
+// keeps. keep must compare the identities: the hash's set may hold SAs
+// of others.
+func (e *Engine) partiesSAs(t message.IDType, v []byte, local config.Identity, keep func(*ikeSA) bool) []*ikeSA {
 	var out []*ikeSA
-	for sa := range e.byPeer[partiesKey{peer, local}].all {
+	for sa := range e.byPeer[partiesHash(t, v, local)].all {
 		if keep(sa) {
 			out = append(out, sa)
 		}
@@ -197,12 +197,12 @@ func (e *Engine) partiesSAs(peer, local peerKey, keep func(*ikeSA) bool) []*ikeS
 
 // partiesOf is where byPeer holds sa, if it does (an SA with a
 // connection and an authenticated peer).
-func partiesOf(sa *ikeSA) (partiesKey, bool) {
+func partiesOf(sa *ikeSA) (uint64, bool) {
 	id := sa.rec.peerID
 	if id == nil || sa.conn == nil {
-		return partiesKey{}, false
+		return 0, false
 	}
-	return partiesKey{keyOf(id.IDType, id.Data), localKey(sa.conn)}, true
+	return partiesHash(id.IDType, id.Data, sa.conn.LocalID), true
 }
 
 func (e *Engine) indexPeer(sa *ikeSA) {

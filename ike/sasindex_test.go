@@ -15,10 +15,23 @@ import (
 	"github.com/keyplane/keyplane/ike/message"
 )
 
-// foldKey must agree with strings.EqualFold, which config.Identity uses to
-// match names: the peer index relies on it to find every SA a pattern
-// matches under the pattern's own key.
-func TestFoldKey(t *testing.T) {
+// folded is s with each rune folded by foldRune (an invalid byte read as
+// U+FFFD): what partiesHash hashes of a name.
+func folded(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(foldRune(r))
+	}
+	return b.String()
+}
+
+// foldRune must agree with strings.EqualFold, which config.Identity uses
+// to match names: the peer index relies on it to find every SA a pattern
+// matches under the pattern's own hash. Names equal up to case hash
+// alike; other identities' hashes differ (64 bits: a collision here
+// would be a defect of the hash, not chance).
+func TestFoldRune(t *testing.T) {
+	local := config.Identity{Type: message.IDFQDN, Data: []byte("gw.example.org")}
 	for _, tc := range []struct {
 		a, b string
 	}{
@@ -31,19 +44,34 @@ func TestFoldKey(t *testing.T) {
 		{"\xffa", "\uFFFDA"},      // ... and so is U+FFFD itself
 		{"gw.example.org", "gw.example.or"},
 		{"", ""},
+		{strings.Repeat("ſa", 40), strings.Repeat("SA", 40)},       // longer than partiesHash's buffer
+		{strings.Repeat("ſa", 40), strings.Repeat("SA", 40) + "x"}, // ... and different after it
 	} {
-		assert.Equal(t, strings.EqualFold(tc.a, tc.b), foldKey(tc.a) == foldKey(tc.b), "%q %q", tc.a, tc.b)
+		eq := strings.EqualFold(tc.a, tc.b)
+		assert.Equal(t, eq, folded(tc.a) == folded(tc.b), "%q %q", tc.a, tc.b)
+		for _, typ := range []message.IDType{message.IDFQDN, message.IDRFC822Addr} {
+			assert.Equal(t, eq, partiesHash(typ, []byte(tc.a), local) == partiesHash(typ, []byte(tc.b), local), "%v %q %q", typ, tc.a, tc.b)
+		}
+		// Other types compare byte for byte, and so does our identity.
+		assert.Equal(t, tc.a == tc.b, partiesHash(message.IDKeyID, []byte(tc.a), local) == partiesHash(message.IDKeyID, []byte(tc.b), local), "key ID %q %q", tc.a, tc.b)
+		la, lb := config.Identity{Type: message.IDFQDN, Data: []byte(tc.a)}, config.Identity{Type: message.IDFQDN, Data: []byte(tc.b)}
+		assert.Equal(t, tc.a == tc.b, partiesHash(message.IDFQDN, nil, la) == partiesHash(message.IDFQDN, nil, lb), "local %q %q", tc.a, tc.b)
 	}
+	assert.NotEqual(t, partiesHash(message.IDFQDN, []byte("a.example"), local), partiesHash(message.IDRFC822Addr, []byte("a.example"), local), "the type is hashed")
 }
 
-func FuzzFoldKey(f *testing.F) {
+func FuzzFoldRune(f *testing.F) {
 	f.Add("gw.example.org", "GW.EXAMPLE.ORG")
 	f.Add("\u212a", "k")
 	f.Add("ſ", "S")
 	f.Add("\xff", "\xfe")
+	local := config.Identity{Type: message.IDFQDN, Data: []byte("gw.example.org")}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		if got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b); got != want {
-			t.Fatalf("foldKey(%q) == foldKey(%q) is %v, EqualFold %v", a, b, got, want)
+		if got, want := folded(a) == folded(b), strings.EqualFold(a, b); got != want {
+			t.Fatalf("folded(%q) == folded(%q) is %v, EqualFold %v", a, b, got, want)
+		}
+		if strings.EqualFold(a, b) && partiesHash(message.IDFQDN, []byte(a), local) != partiesHash(message.IDFQDN, []byte(b), local) {
+			t.Fatalf("%q and %q are equal up to case but hash differently", a, b)
 		}
 	})
 }
@@ -72,7 +100,7 @@ func TestInitialContactCaseInsensitive(t *testing.T) {
 // did before the peer index (how=scan), against the index (how=index).
 func BenchmarkPeerLookup(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
-		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[partiesKey]pairedSAs{}}
+		e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[uint64]pairedSAs{}}
 		c := &config.Connection{Name: "gw", LocalID: config.Identity{Type: message.IDFQDN, Data: []byte("gw.example.org")}}
 		for i := range n {
 			sa := &ikeSA{e: e, conn: c, initiator: true, spii: uint64(i + 1), state: ikeEstablished, created: stamp(i + 1)}
@@ -89,7 +117,7 @@ func BenchmarkPeerLookup(b *testing.B) {
 					if how == "scan" {
 						found = len(e.sortedSAsWhere(keep))
 					} else {
-						found = len(e.partiesSAs(keyOf(peer.IDType, peer.Data), localKey(c), keep))
+						found = len(e.partiesSAs(peer.IDType, peer.Data, c.LocalID, keep))
 					}
 				}
 				if found != 1 {
@@ -103,7 +131,7 @@ func BenchmarkPeerLookup(b *testing.B) {
 // partiesEngine is an engine (no loop) holding n established IKE SAs to
 // one peer, b.example.org, each from its own local identity tI.a.example.org.
 func partiesEngine(n int) (*Engine, func(local string) *ikeSA) {
-	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[partiesKey]pairedSAs{}, log: slog.New(slog.DiscardHandler)}
+	e := &Engine{sas: map[uint64]*ikeSA{}, byConn: map[string]pairedSAs{}, byPeer: map[uint64]pairedSAs{}, log: slog.New(slog.DiscardHandler)}
 	conn := func(local string) *config.Connection {
 		return &config.Connection{Name: local, Unique: config.UniqueNo,
 			LocalID:  config.Identity{Type: message.IDFQDN, Data: []byte(local)},
@@ -135,7 +163,7 @@ func TestInitialContactParties(t *testing.T) {
 	assert.Empty(t, mk("t7.a.example.org").initialContact(), "t7 has an SA with the peer")
 	// t7's SA moves to t100's identity (reload): now t100 has one, t7 none.
 	var t7 *ikeSA
-	for sa := range e.byPeer[partiesKey{keyOf(message.IDFQDN, []byte("b.example.org")), peerKey{message.IDFQDN, "t7.a.example.org"}}].all {
+	for sa := range e.byPeer[partiesHash(message.IDFQDN, []byte("b.example.org"), config.Identity{Type: message.IDFQDN, Data: []byte("t7.a.example.org")})].all {
 		t7 = sa
 	}
 	require.NotNil(t, t7)
@@ -148,10 +176,10 @@ func TestInitialContactParties(t *testing.T) {
 	e.addSA(other.localSPI(), other)
 	e.setPeerID(other, &message.ID{IDType: message.IDFQDN, Data: []byte("b.example.org")})
 	require.Empty(t, e.indexErr())
-	assert.Equal(t, 2, e.byPeer[partiesKey{keyOf(message.IDFQDN, []byte("b.example.org")), localKey(fresh.conn)}].len())
+	assert.Equal(t, 2, e.byPeer[partiesHash(message.IDFQDN, []byte("b.example.org"), fresh.conn.LocalID)].len())
 	e.removeSA(t7)
 	require.Empty(t, e.indexErr())
-	assert.Equal(t, 1, e.byPeer[partiesKey{keyOf(message.IDFQDN, []byte("b.example.org")), localKey(fresh.conn)}].len())
+	assert.Equal(t, 1, e.byPeer[partiesHash(message.IDFQDN, []byte("b.example.org"), fresh.conn.LocalID)].len())
 	e.removeSA(other)
 	require.Empty(t, e.indexErr())
 	assert.Len(t, fresh.initialContact(), 1)
@@ -193,12 +221,15 @@ func BenchmarkInitialContact(b *testing.B) {
 	}
 }
 
-// peerIndexed is how many SAs byPeer holds with a peer under key k.
-func (e *Engine) peerIndexed(k peerKey) int {
+// peerIndexed is how many SAs byPeer holds with a peer whose identity
+// is (t, v) up to case.
+func (e *Engine) peerIndexed(t message.IDType, v string) int {
 	n := 0
-	for pk, s := range e.byPeer {
-		if pk.peer == k {
-			n += s.len()
+	for _, s := range e.byPeer {
+		for sa := range s.all {
+			if id := sa.rec.peerID; id.IDType == t && strings.EqualFold(string(id.Data), v) {
+				n++
+			}
 		}
 	}
 	return n

@@ -68,7 +68,7 @@ func (sa *ikeSA) initialContact() []message.Payload {
 	// SAs under its own key and ours; a wildcard or a DN (matched by its
 	// parts) looks at every SA.
 	if id := c.RemoteID; !id.Any && !id.Wildcard() && id.Type != message.IDDerASN1DN {
-		for o := range sa.e.byPeer[partiesKey{keyOf(id.Type, id.Data), localKey(c)}].all {
+		for o := range sa.e.byPeer[partiesHash(id.Type, id.Data, c.LocalID)].all {
 			if other(o) {
 				return nil
 			}
@@ -98,7 +98,7 @@ func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
 	}
 	if m.Notify(message.INITIAL_CONTACT) != nil {
 		n := 0
-		for _, o := range e.partiesSAs(keyOf(peer.IDType, peer.Data), localKey(sa.conn), func(o *ikeSA) bool { return sa.sameParties(o, peer) }) {
+		for _, o := range e.partiesSAs(peer.IDType, peer.Data, sa.conn.LocalID, func(o *ikeSA) bool { return sa.sameParties(o, peer) }) {
 			if !sa.sameParties(o, peer) { // ended with one destroyed before it
 				continue
 			}
@@ -113,7 +113,7 @@ func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
 	if sa.initiator || (policy != config.UniqueKeep && policy != config.UniqueReplace) {
 		return nil
 	}
-	dups := e.partiesSAs(keyOf(peer.IDType, peer.Data), localKey(sa.conn), func(o *ikeSA) bool {
+	dups := e.partiesSAs(peer.IDType, peer.Data, sa.conn.LocalID, func(o *ikeSA) bool {
 		return o.state == ikeEstablished && o.conn.Name == sa.conn.Name && sa.sameParties(o, peer)
 	})
 	if len(dups) == 0 {
