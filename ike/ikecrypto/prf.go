@@ -79,7 +79,8 @@ type hmacState struct {
 	h     hash.Hash
 	pad   [128]byte
 	inner [64]byte
-	ctr   [1]byte // prf+'s block counter
+	last  [64]byte // prf+'s last block when only part of it is wanted
+	ctr   [1]byte  // prf+'s block counter
 }
 
 func hmacPool(h func() hash.Hash) *sync.Pool {
@@ -130,6 +131,7 @@ func (st *hmacState) mac(dst []byte, data ...[]byte) []byte {
 func (st *hmacState) wipe() {
 	clear(st.pad[:])
 	clear(st.inner[:])
+	clear(st.last[:])
 	st.h.Reset()
 }
 
@@ -142,19 +144,25 @@ func (p PRF) Plus(key, seed []byte, n int) (Key, error) {
 	if n < 0 || n > 255*p.size {
 		return nil, fmt.Errorf("%w: %d octets from %v", ErrPRFPlusTooLong, n, p.id)
 	}
-	// out has room for the last whole block, so the previous block read
-	// from it stays in place while the next is appended.
-	out := make([]byte, 0, n+p.size)
+	// out is exactly n long: an IKE SA keeps its keying material for its
+	// life, and room for one more block was 32 octets of it at SHA-256.
+	// Whole blocks go straight into out; a last partial one is made in
+	// st.last and copied.
+	out := make([]byte, 0, n)
 	st := p.macs.Get().(*hmacState)
 	defer p.macs.Put(st)
 	st.setKey(key)
 	var prev []byte
 	for i := 1; len(out) < n; i++ {
 		st.ctr[0] = byte(i)
-		start := len(out)
-		out = st.mac(out, prev, seed, st.ctr[:])
-		prev = out[start:]
+		if len(out)+p.size <= n {
+			start := len(out)
+			out = st.mac(out, prev, seed, st.ctr[:])
+			prev = out[start:]
+		} else {
+			out = append(out, st.mac(st.last[:0], prev, seed, st.ctr[:])[:n-len(out)]...)
+		}
 	}
 	st.wipe()
-	return Key(out[:n]), nil
+	return Key(out), nil
 }

@@ -62,7 +62,8 @@ func stdPlus(p PRF, key, seed []byte, n int) []byte {
 }
 
 // Plus is prf+ over crypto/hmac for every PRF, keys around the block
-// size, outputs of whole and partial blocks, state reused.
+// size, outputs of whole and partial blocks, state reused; the output
+// has no room beyond n (an IKE SA keeps it for its life).
 func TestPRFPlusMatchesHMAC(t *testing.T) {
 	for _, id := range prfIDs {
 		p, err := NewPRF(id)
@@ -76,6 +77,7 @@ func TestPRFPlusMatchesHMAC(t *testing.T) {
 					got, err := p.Plus(key, seed, n)
 					require.NoError(t, err)
 					require.Equal(t, stdPlus(p, key, seed, n), []byte(got), "%v key of %d, %d octets", id, kl, n)
+					require.Equal(t, n, cap(got), "no spare room kept with the keys")
 				}
 			}
 		}
