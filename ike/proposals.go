@@ -115,15 +115,12 @@ func chooseTypes(ours []config.Proposal, theirs []message.Proposal, proto messag
 
 // common picks one transform of each type from mine that theirs has too.
 func common(mine, theirs []message.Transform, types []message.TransformType) (message.Proposal, bool) {
+	// Mine are walked once per type in place, not copied out per type:
+	// every handshake comes here.
 	var chosen message.Proposal
 	for _, typ := range types {
-		var want []message.Transform
-		for _, x := range mine {
-			if x.Type == typ {
-				want = append(want, x)
-			}
-		}
-		if len(want) == 0 {
+		ofType := func(x message.Transform) bool { return x.Type == typ }
+		if !slices.ContainsFunc(mine, ofType) {
 			// We name none of this type: the peer must not insist on one
 			// (it does not when it offers NONE among them).
 			insists := false
@@ -141,17 +138,24 @@ func common(mine, theirs []message.Transform, types []message.TransformType) (me
 			}
 			continue
 		}
-		found := false
-		for _, m := range want {
+		found, offersNone := false, false
+		for _, m := range mine {
+			if m.Type != typ {
+				continue
+			}
+			offersNone = offersNone || noneTransform(m)
 			if slices.ContainsFunc(theirs, func(x message.Transform) bool {
 				return x.Type == m.Type && x.ID == m.ID && x.KeyLength == m.KeyLength && len(x.Attributes) == 0
 			}) {
+				if chosen.Transforms == nil {
+					chosen.Transforms = make([]message.Transform, 0, len(types))
+				}
 				chosen.Transforms = append(chosen.Transforms, m)
 				found = true
 				break
 			}
 		}
-		if !found && !(slices.ContainsFunc(want, noneTransform) && !slices.ContainsFunc(theirs, func(x message.Transform) bool { return x.Type == typ })) {
+		if !found && !(offersNone && !slices.ContainsFunc(theirs, ofType)) {
 			// (We offer NONE of an optional type the peer names none
 			// of: nothing of it is chosen.)
 			return message.Proposal{}, false

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyplane/keyplane/ike/config"
+	"github.com/keyplane/keyplane/ike/ikecrypto"
 	"github.com/keyplane/keyplane/ike/message"
 )
 
@@ -230,5 +231,25 @@ func TestAcceptableAllocations(t *testing.T) {
 	base := testing.AllocsPerRun(100, func() { _ = ours[0].Transforms(true) })
 	if n := testing.AllocsPerRun(100, func() { _ = acceptable(&chosen, ours, message.ProtocolIKE, true) }); n > base {
 		t.Errorf("acceptable: %v allocations, want %v (its Transforms call)", n, base)
+	}
+}
+
+// choose allocates our proposal's transform list and the chosen one's,
+// nothing per transform type; and the IKE suite read from the choice
+// allocates nothing.
+func TestChooseAllocations(t *testing.T) {
+	ours := props(t, "aes256gcm16-prfsha256-x25519, aes128-sha256-ecp256", true)
+	theirs := props(t, "aes128-sha256-ecp256", true)
+	peer := []message.Proposal{{Num: 1, Protocol: message.ProtocolIKE, Transforms: theirs[0].Transforms(true)}}
+	chosen, ok, why := choose(ours, peer)
+	require.True(t, ok, why)
+	assert.Equal(t, "ENCR_AES_CBC/128 PRF_HMAC_SHA2_256 AUTH_HMAC_SHA2_256_128 ECP_256", transformsText(chosen))
+	// Both of our proposals' lists are built (the first has nothing in
+	// common), then the chosen one.
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = choose(ours, peer) }); n > 3 {
+		t.Errorf("choose: %v allocations, want 3", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = ikecrypto.IKESuiteFromProposal(&chosen) }); n > 0 {
+		t.Errorf("IKESuiteFromProposal: %v allocations, want 0", n)
 	}
 }

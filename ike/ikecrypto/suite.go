@@ -135,14 +135,21 @@ func checkInteg(e message.EncrID, i message.IntegID) error {
 // single returns the one transform of type t in p (ok false if there is
 // none), and an error if there are several.
 func single(p *message.Proposal, t message.TransformType) (message.Transform, bool, error) {
-	ts := p.Of(t)
-	switch len(ts) {
+	var one message.Transform
+	n := 0
+	for _, x := range p.Transforms { // not p.Of: no slice per call (a handshake asks eight times)
+		if x.Type == t {
+			one = x
+			n++
+		}
+	}
+	switch n {
 	case 0:
 		return message.Transform{}, false, nil
 	case 1:
-		return ts[0], true, nil
+		return one, true, nil
 	}
-	return message.Transform{}, false, fmt.Errorf("%w: %d transforms of type %v; a chosen proposal has one", ErrProposal, len(ts), t)
+	return message.Transform{}, false, fmt.Errorf("%w: %d transforms of type %v; a chosen proposal has one", ErrProposal, n, t)
 }
 
 // required is single for a transform type a chosen proposal must carry.

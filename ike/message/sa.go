@@ -158,9 +158,9 @@ func (p *Proposal) append(b []byte, last bool) ([]byte, error) {
 	}
 	b = append(b, more, 0, 0, 0, p.Num, byte(p.Protocol), byte(len(p.SPI)), byte(len(p.Transforms)))
 	b = append(b, p.SPI...)
-	for i, t := range p.Transforms {
+	for i := range p.Transforms { // by index: a copy would escape (its errors format it) and cost an allocation per transform
 		var err error
-		if b, err = t.append(b, i == len(p.Transforms)-1); err != nil {
+		if b, err = p.Transforms[i].append(b, i == len(p.Transforms)-1); err != nil {
 			return nil, err
 		}
 	}
