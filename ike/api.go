@@ -36,14 +36,15 @@ func (e *Engine) childBusy(conn, child string) bool {
 // receives the outcome.
 func (e *Engine) initiate(c *config.Connection, ch *config.Child, acq *kernelops.AcquireEvent, done chan error) {
 	nc := e.newChild(ch)
-	nc.acquire = acq
+	nr := made(&nc.rec)
+	nr.acquire = acq
 	if acq != nil && nc.reqid == 0 {
 		// The trap's: its SPI allocation takes over the kernel's acquire
 		// state; the negotiated selectors decide at installation.
 		nc.reqid = acq.ReqID
 	}
 	if done != nil {
-		nc.waiters = append(nc.waiters, done)
+		nr.waiters = append(nr.waiters, done)
 	}
 	e.initiateChild(c, nc)
 }
@@ -58,12 +59,15 @@ func (e *Engine) initiateChild(c *config.Connection, nc *childSA) {
 		return
 	}
 	join := func(x *childSA) {
-		x.waiters = append(x.waiters, nc.waiters...)
-		x.rec.onDone = append(x.rec.onDone, nc.rec.onDone...)
-		nc.waiters, nc.rec.onDone = nil, nil
+		if nr := nc.rec; nr != nil {
+			xr := made(&x.rec)
+			xr.waiters = append(xr.waiters, nr.waiters...)
+			xr.onDone = append(xr.onDone, nr.onDone...)
+			nr.waiters, nr.onDone = nil, nil
+		}
 	}
 	for _, sa := range e.sasOf(c.Name) {
-		if nc.rec.newIKE {
+		if nc.rec != nil && nc.rec.newIKE {
 			break
 		}
 		if sa.state == ikeDead || sa.state == ikeDeleting || sa.state == ikeRekeyed {

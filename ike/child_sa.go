@@ -99,9 +99,9 @@ type childSA struct {
 	// answered); theirs is the peer's, answered. Both set: a collision
 	// (RFC 7296 §2.8.1, collision.go).
 	ours, theirs *childRekey
-	acquire      *kernelops.AcquireEvent
-	waiters      []chan error
-	rec          childRecovery // recovery.go
+	// rec is what an initiated child carries until it is up or fails
+	// (recovery.go); nil for the peer's children, which are most.
+	rec *childRecovery
 }
 
 func (ch *childSA) inID() kernelops.SAID {
@@ -178,12 +178,22 @@ func childSuiteText(s ikecrypto.ChildSuite) string {
 	return t
 }
 
+// acquired is the kernel's acquire that started the child (nil: none).
+func (ch *childSA) acquired() *kernelops.AcquireEvent {
+	if ch.rec == nil {
+		return nil
+	}
+	return ch.rec.acquire
+}
+
 // notify wakes every Initiate waiting for this child.
 func (ch *childSA) notify(err error) {
-	for _, w := range ch.waiters {
-		w <- err
+	if r := ch.rec; r != nil {
+		for _, w := range r.waiters {
+			w <- err
+		}
+		r.waiters = nil
 	}
-	ch.waiters = nil
 	ch.childDone(err)
 }
 

@@ -52,7 +52,7 @@ func (sa *ikeSA) createChild(ch *childSA) {
 	ch.localAddr, ch.remoteAddr = sa.local.Addr(), sa.remote.Addr()
 	ch.localTS = sa.localRanges(ch.cfg, ch.localAddr) // vips.go
 	ch.remoteTS = configRanges(ch.cfg.RemoteTS, ch.remoteAddr)
-	if a := ch.acquire; a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
+	if a := ch.acquired(); a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
 		ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort)}, ch.localTS...)
 		ch.remoteTS = append([]tsRange{hostRange(a.Packet.Dst.Addr(), a.Packet.Proto, a.Packet.DstPort)}, ch.remoteTS...)
 	}

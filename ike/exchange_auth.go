@@ -42,7 +42,7 @@ func (sa *ikeSA) sendAuth() {
 		}
 		ch.localTS = sa.localRanges(ch.cfg, ch.localAddr)
 		ch.remoteTS = configRanges(ch.cfg.RemoteTS, ch.remoteAddr)
-		if a := ch.acquire; a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
+		if a := ch.acquired(); a != nil && a.Packet.Src.IsValid() && a.Packet.Dst.IsValid() {
 			// RFC 7296 §2.9: the packet that triggered the acquire first.
 			ch.localTS = append([]tsRange{hostRange(a.Packet.Src.Addr(), a.Packet.Proto, a.Packet.SrcPort)}, ch.localTS...)
 			ch.remoteTS = append([]tsRange{hostRange(a.Packet.Dst.Addr(), a.Packet.Proto, a.Packet.DstPort)}, ch.remoteTS...)

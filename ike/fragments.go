@@ -18,10 +18,16 @@ import (
 // message.ReassemblyLimits (fragments per message, total size, time), and
 // the whole message is handled as if it had come in one piece.
 
-// fragExt is an IKE SA's fragmentation state.
-type fragExt struct {
-	fragReq, fragResp *message.Reassembler
-	fragTimer         *timer
+// fragState is an IKE SA's fragmentation state, made when it first takes
+// a fragment or sends an answer in fragments: most SAs never do, and
+// behind a pointer it costs them 8 octets instead of 48.
+type fragState struct {
+	req, resp *message.Reassembler // what is being collected, by direction
+	timer     *timer
+	// lastResp is our answer to the peer's last request in fragments,
+	// when it was sent so (window.lastResp holds it whole); nil once a
+	// later answer went whole.
+	lastResp [][]byte
 }
 
 // fragLimits bound one reassembled message (a variable for tests).
@@ -78,7 +84,7 @@ func (sa *ikeSA) transmit(whole []byte, frags [][]byte) {
 // sendResponse sends our answer to the peer's last request (again).
 func (sa *ikeSA) sendResponse(s *sock, local, remote netip.AddrPort) {
 	sa.rec.lastSent = sa.e.nowStamp()
-	if fs := sa.w.lastFrags; fs != nil {
+	if fs := orZero(sa.frag).lastResp; fs != nil {
 		for _, f := range fs {
 			sa.e.sendTo(s, local, remote, f)
 		}
@@ -104,11 +110,11 @@ func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.Add
 			sa.logger().Debug("dropping a fragment of an unexpected response", "msgid", h.MessageID)
 			return nil
 		}
-		r = &sa.fragResp
+		r = &made(&sa.frag).resp
 	} else {
 		switch sa.w.classify(h.MessageID) {
 		case reqNew:
-			r = &sa.fragReq
+			r = &made(&sa.frag).req
 		case reqRetransmit:
 			if f, _, err := m.OpenFragment(sa.in); (err == nil && f.Number == 1) || (orZero(sa.mke).lastInterReq != nil && bytes.Equal(m.Raw(), orZero(sa.mke).lastInterReq)) {
 				sa.logger().Debug("answering retransmitted request (fragment 1)", "msgid", h.MessageID)
@@ -163,14 +169,15 @@ func (sa *ikeSA) reassemble(s *sock, m *message.Message, local, remote netip.Add
 // armFragTimer drops incomplete messages once they are older than the
 // reassembly timeout, so an abandoned one holds no memory.
 func (sa *ikeSA) armFragTimer() {
-	if sa.fragTimer != nil {
+	f := made(&sa.frag)
+	if f.timer != nil {
 		return
 	}
-	sa.fragTimer = sa.e.after(message.NewReassembler(fragLimits).Limits().Timeout, func() {
-		sa.fragTimer = nil
+	f.timer = sa.e.after(message.NewReassembler(fragLimits).Limits().Timeout, func() {
+		f.timer = nil
 		now := sa.e.clk.Now()
 		pending := false
-		for _, r := range []*message.Reassembler{sa.fragReq, sa.fragResp} {
+		for _, r := range []*message.Reassembler{f.req, f.resp} {
 			if r == nil {
 				continue
 			}
@@ -191,7 +198,9 @@ func (sa *ikeSA) armFragTimer() {
 
 // dropFragments forgets everything being collected (the SA goes).
 func (sa *ikeSA) dropFragments() {
-	sa.fragTimer.Stop()
-	sa.fragTimer = nil
-	sa.fragReq, sa.fragResp = nil, nil
+	if f := sa.frag; f != nil {
+		f.timer.Stop()
+		f.timer = nil
+		f.req, f.resp = nil, nil
+	}
 }

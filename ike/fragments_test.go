@@ -3,6 +3,10 @@ package ike
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/keyplane/keyplane/ike/message"
 )
@@ -71,6 +75,32 @@ func TestFragmentation(t *testing.T) {
 	if !strings.Contains(b.logText(), "fragment not taken") {
 		t.Error("the retransmitted fragments were not recognized as duplicates")
 	}
+	// The responder keeps its fragmented answer for retransmissions until
+	// it answers the next request, which goes whole: then only that one.
+	kept := func() (frags, whole int) {
+		require.NoError(t, b.e.call(t.Context(), func() {
+			for _, sa := range b.e.sas {
+				frags, whole = len(orZero(sa.frag).lastResp), len(sa.w.lastResp)
+			}
+		}))
+		return frags, whole
+	}
+	frags, _ := kept()
+	assert.Equal(t, tb1, frags, "the IKE_AUTH answer's fragments kept")
+	got := make(chan struct{}, 1)
+	require.NoError(t, a.e.call(t.Context(), func() {
+		for _, sa := range a.e.sas {
+			sa.send(&request{exch: message.INFORMATIONAL, onResponse: func(*message.Message) { got <- struct{}{} }})
+		}
+	}))
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer to the INFORMATIONAL")
+	}
+	frags, whole := kept()
+	assert.Zero(t, frags, "fragments of an earlier answer kept")
+	assert.Positive(t, whole, "the whole answer kept")
 }
 
 // TestFragmentationSettings: fragmentation = accept announces and takes

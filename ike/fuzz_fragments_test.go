@@ -95,7 +95,7 @@ func FuzzFragments(f *testing.F) {
 				if got != nil && (!got.Protected || got.MessageID != 1 || got.Exchange != message.IKE_AUTH) {
 					t.Fatalf("reassembled %s", got)
 				}
-				if r := x.fragReq; r != nil {
+				if r := orZero(x.frag).req; r != nil {
 					if h, active := r.Active(); active && h.MessageID != 1 {
 						t.Fatalf("collecting message %d", h.MessageID)
 					}

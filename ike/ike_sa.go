@@ -114,14 +114,12 @@ type ikeSA struct {
 	// address was last seen on (0: none known).
 	link         linkState
 	reviveQueued bool
-	ifIndex      int
-	deleteReason string
 	// invalidSPISeen: the peer's INVALID_IKE_SPI was logged.
 	invalidSPISeen bool
-
-	initExt          // IKE_SA_INIT's notifications (init_ext.go)
-	fragExt          // RFC 7383 fragmentation (fragments.go)
-	mke     *multiKE // RFC 9242/9370 (intermediate.go, followup.go); nil: none yet
+	initExt                   // IKE_SA_INIT's notifications (init_ext.go)
+	ifIndex        int32      // beside the small fields above: no padding
+	frag           *fragState // RFC 7383 fragmentation (fragments.go); nil: none yet
+	mke            *multiKE   // RFC 9242/9370 (intermediate.go, followup.go); nil: none yet
 
 	// mob: RFC 4555 (mobike.go).
 	mob mobikeState
@@ -285,7 +283,6 @@ func (sa *ikeSA) startDelete(reason string) {
 		sa.destroy(reason)
 		return
 	}
-	sa.deleteReason = reason
 	sa.setState(ikeDeleting, reason)
 	// Queued requests are moot; the delete goes next (after the one in
 	// flight: window of 1).

@@ -51,7 +51,8 @@ func (e *Engine) InitiateTo(ctx context.Context, name string, remote netip.AddrP
 // address) on an IKE SA with that peer only. Runs on the loop.
 func (e *Engine) initiateAt(rc *config.Connection, ch *config.Child, done chan error) {
 	nc := e.newChild(ch)
-	nc.waiters = append(nc.waiters, done)
+	nr := made(&nc.rec)
+	nr.waiters = append(nr.waiters, done)
 	for _, sa := range e.sasOf(rc.Name) {
 		if sa.remote.Addr().Unmap() != rc.RemoteAddr || sa.state != ikeEstablished || sa.pendingOf != nil {
 			continue

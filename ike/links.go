@@ -172,7 +172,7 @@ func (sa *ikeSA) usable(idx map[netip.Addr]addrSite) bool {
 		return true
 	}
 	if s, ok := idx[a]; ok {
-		sa.ifIndex = s.index
+		sa.ifIndex = int32(s.index) // a Linux ifindex is an int32
 		return s.up
 	}
 	return sa.ifIndex == 0

@@ -128,7 +128,7 @@ func (sa *ikeSA) mobikeMove(idx map[netip.Addr]addrSite) bool {
 	}
 	sa.local = netip.AddrPortFrom(src, old.Port())
 	sa.e.changed(sa) // changes.go
-	sa.ifIndex = site.index
+	sa.ifIndex = int32(site.index)
 	sa.logger().Info("MOBIKE: local address gone; moving to another address", "from", old, "to", sa.local, "link", sa.e.ifs[site.index].name)
 	sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-move", SPIs: sa.eventSPIs(),
 		Detail: fmt.Sprintf("local %s -> %s", old, sa.local)})

@@ -150,8 +150,9 @@ func (sa *ikeSA) reauthenticate(why string) bool {
 		return true
 	}
 	first := e.newChild(cfgs[0])
-	first.rec.newIKE = true
-	first.rec.onDone = append(first.rec.onDone, func(first *childSA, err error) {
+	fr := made(&first.rec)
+	fr.newIKE = true
+	fr.onDone = append(fr.onDone, func(first *childSA, err error) {
 		nsa := first.ike
 		if nsa == nil || nsa.state != ikeEstablished {
 			run.failed(err)
@@ -160,7 +161,8 @@ func (sa *ikeSA) reauthenticate(why string) bool {
 		run.nsa = nsa
 		for _, cfg := range cfgs[1:] {
 			nc := e.newChild(cfg)
-			nc.rec.onDone = append(nc.rec.onDone, func(*childSA, error) { run.childDone() })
+			nr := made(&nc.rec)
+			nr.onDone = append(nr.onDone, func(*childSA, error) { run.childDone() })
 			nsa.createChild(nc)
 		}
 		run.childDone()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keyplane/keyplane/ike/config"
 	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/kernelops"
 )
 
 // Recovery (swanctl's keyingtries, dpd_action, close_action): what
@@ -141,8 +142,13 @@ func (r *recoveryState) inherited() recoveryState {
 	return recoveryState{peerID: r.peerID, reauthAt: r.reauthAt, reauthing: r.reauthing, lastSent: r.lastSent}
 }
 
-// childRecovery is a child's part in recovery.
+// childRecovery is a child's part in recovery, and who waits for it: an
+// initiated child's, made on first use (made(&ch.rec)).
 type childRecovery struct {
+	// acquire is the kernel's acquire that started the child, if one did.
+	acquire *kernelops.AcquireEvent
+	// waiters are the Initiate calls waiting for the child's outcome.
+	waiters []chan error
 	// onDone run when the child is installed (nil) or fails: the
 	// reestablishment and reauthentication waiting for it. They get the
 	// child that ended (a retried initiation carries them to a new one).
@@ -199,7 +205,8 @@ func (sa *ikeSA) recoveryFor(why error) *recovery {
 		if f == nil || f.state != childNegotiating {
 			return nil
 		}
-		r.tries = f.rec.keyingTries
+		old := made(&f.rec)
+		r.tries = old.keyingTries
 		if kind == endRetry {
 			r.tries++
 			if !keyingRetry(sa.conn.KeyingTries, r.tries) {
@@ -209,9 +216,9 @@ func (sa *ikeSA) recoveryFor(why error) *recovery {
 		}
 		// A fresh child takes over the waiters; the old one fails
 		// unheard with the SA.
-		r.first = &childSA{e: sa.e, id: sa.e.newChildID(), cfg: f.cfg, state: childNegotiating, reqid: f.reqid, keepReqID: f.keepReqID, mode: f.mode, acquire: f.acquire,
-			waiters: f.waiters, rec: childRecovery{onDone: f.rec.onDone, keyingTries: r.tries, newIKE: f.rec.newIKE}}
-		f.waiters, f.rec.onDone = nil, nil
+		r.first = &childSA{e: sa.e, id: sa.e.newChildID(), cfg: f.cfg, state: childNegotiating, reqid: f.reqid, keepReqID: f.keepReqID, mode: f.mode,
+			rec: &childRecovery{acquire: old.acquire, waiters: old.waiters, onDone: old.onDone, keyingTries: r.tries, newIKE: old.newIKE}}
+		old.waiters, old.onDone = nil, nil
 	case endDead, endByPeer:
 		seen := map[string]bool{}
 		for _, ch := range sa.children {
@@ -311,7 +318,8 @@ func (e *Engine) reestablish(conn string, children []*config.Child, why string) 
 	e.publish(Event{Kind: "ike", Name: conn, State: "recovering", Reason: why})
 	first := e.newChild(todo[0])
 	rest := todo[1:]
-	first.rec.onDone = append(first.rec.onDone, func(first *childSA, _ error) {
+	fr := made(&first.rec)
+	fr.onDone = append(fr.onDone, func(first *childSA, _ error) {
 		// The rest go on the IKE SA that carried the first, if it is
 		// up (the first child itself may have been refused).
 		sa := first.ike
@@ -369,6 +377,9 @@ func (e *Engine) childClosed(ch *childSA) {
 
 // childDone runs the functions waiting for ch's outcome.
 func (ch *childSA) childDone(err error) {
+	if ch.rec == nil {
+		return
+	}
 	fs := ch.rec.onDone
 	ch.rec.onDone = nil
 	for _, f := range fs {

@@ -103,7 +103,9 @@ func (sa *ikeSA) respond(req *message.Message, payloads []message.Payload, s *so
 		return
 	}
 	sa.w.answered(req.MessageID, b)
-	sa.w.lastFrags = frags
+	if frags != nil || sa.frag != nil {
+		made(&sa.frag).lastResp = frags
+	}
 	sa.logger().Debug("sending response", "message", logText{m}, "to", remote)
 	sa.sendResponse(s, local, remote)
 }

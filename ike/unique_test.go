@@ -74,8 +74,9 @@ func secondIKE(t *testing.T, p *peer, child string) error {
 	require.NoError(t, p.e.call(t.Context(), func() {
 		c, ch := p.e.cfg.Child(child)
 		nc := p.e.newChild(ch)
-		nc.rec.newIKE = true
-		nc.waiters = append(nc.waiters, done)
+		nr := made(&nc.rec)
+		nr.newIKE = true
+		nr.waiters = append(nr.waiters, done)
 		p.e.initiateChild(c, nc)
 	}))
 	select {

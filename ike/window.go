@@ -93,9 +93,8 @@ type window struct {
 	queue    []*request
 	paused   bool // no retransmissions (the SA's link is down)
 
-	peerNext  uint32   // the message ID of the peer's next request
-	lastResp  []byte   // our answer to the request peerNext-1
-	lastFrags [][]byte // that answer in fragments, when it was sent so
+	peerNext uint32 // the message ID of the peer's next request
+	lastResp []byte // our answer to the request peerNext-1 (in fragments too: ikeSA.frag)
 
 	// resync: the SA was taken over from another node (hastate.go),
 	// whose last answers may not have been synced. Until a request is
@@ -276,7 +275,6 @@ func (w *window) classify(msgID uint32) reqKind {
 func (w *window) answered(msgID uint32, data []byte) {
 	w.peerNext = msgID + 1
 	w.lastResp = data
-	w.lastFrags = nil
 	w.resync = false
 	if w.host != nil {
 		w.host.winChanged()
