@@ -9,8 +9,9 @@ import (
 	"github.com/keyplane/keyplane/ike/message"
 )
 
-// keyPad is the PSK key pad of RFC 7296 §2.15.
-const keyPad = "Key Pad for IKEv2"
+// keyPad is the PSK key pad of RFC 7296 §2.15 (a variable: no conversion
+// per use).
+var keyPad = []byte("Key Pad for IKEv2")
 
 // SignedOctets returns the octets that the AUTH payload of one side signs
 // (RFC 7296 §2.15):
@@ -28,7 +29,7 @@ func SignedOctets(prf message.PRFID, skp []byte, realMessage, peerNonce, idBody 
 	}
 	out := make([]byte, 0, len(realMessage)+len(peerNonce)+p.Size())
 	out = append(append(out, realMessage...), peerNonce...)
-	return append(out, p.Sum(skp, idBody)...), nil
+	return p.appendSum(out, skp, idBody), nil
 }
 
 // PSKAuth returns the AUTH data of the shared key MIC method (RFC 7296
@@ -39,10 +40,20 @@ func PSKAuth(prf message.PRFID, secret, signedOctets []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The padded key authenticates as well as the secret itself: wipe it.
-	padded := p.Sum(secret, []byte(keyPad))
-	defer clear(padded)
-	return p.Sum(padded, signedOctets), nil
+	return p.pskAuth(make([]byte, 0, p.Size()), secret, signedOctets), nil
+}
+
+// pskAuth appends prf(prf(secret, keyPad), signedOctets) to dst, both
+// PRFs on one pooled state: the padded key never leaves it (it
+// authenticates as well as the secret itself, and is wiped with it).
+func (p PRF) pskAuth(dst, secret, signedOctets []byte) []byte {
+	st := p.macs.Get().(*hmacState)
+	defer p.macs.Put(st)
+	st.setKey(secret)
+	st.setKey(st.mac(st.last[:0], keyPad)) // a PRF's output is no longer than its block: copied into the pad
+	dst = st.mac(dst, signedOctets)
+	st.wipe()
+	return dst
 }
 
 // VerifyPSKAuth reports, in constant time, whether auth is the AUTH data of

@@ -65,12 +65,17 @@ func (p PRF) Size() int { return p.size }
 // some seven PRFs under different keys (SKEYSEED, AUTH, its key pad,
 // the signed octets' MACed IDs). Checked against crypto/hmac in the tests.
 func (p PRF) Sum(key []byte, data ...[]byte) []byte {
+	return p.appendSum(make([]byte, 0, p.size), key, data...)
+}
+
+// appendSum appends prf(key, data[0] | data[1] | ...) to dst.
+func (p PRF) appendSum(dst, key []byte, data ...[]byte) []byte {
 	st := p.macs.Get().(*hmacState)
 	defer p.macs.Put(st)
 	st.setKey(key)
-	out := st.mac(make([]byte, 0, p.size), data...)
+	dst = st.mac(dst, data...)
 	st.wipe()
-	return out
+	return dst
 }
 
 // hmacState is one hash and room for HMAC's pad (a block, at most
@@ -79,7 +84,7 @@ type hmacState struct {
 	h     hash.Hash
 	pad   [128]byte
 	inner [64]byte
-	last  [64]byte // prf+'s last block when only part of it is wanted
+	last  [64]byte // prf+'s last block when only part of it is wanted; the PSK's padded key
 	ctr   [1]byte  // prf+'s block counter
 }
 

@@ -51,6 +51,40 @@ func TestPRFSumMatchesHMAC(t *testing.T) {
 	}
 }
 
+// The shared key MIC (RFC 7296 §2.15) on one pooled state is the two
+// HMACs of crypto/hmac, for every PRF and secrets around the block size,
+// state reused; PSKAuth allocates its output only, SignedOctets its own.
+func TestPSKAuthMatchesHMAC(t *testing.T) {
+	octets := make([]byte, 300)
+	_, _ = rand.Read(octets)
+	for _, id := range prfIDs {
+		p, err := NewPRF(id)
+		require.NoError(t, err)
+		for _, kl := range []int{0, 3, 64, 129, 300} {
+			secret := make([]byte, kl)
+			_, _ = rand.Read(secret)
+			want := stdPRF(p, stdPRF(p, secret, []byte("Key Pad for IKEv2")), octets)
+			for range 2 {
+				got, err := PSKAuth(id, secret, octets)
+				require.NoError(t, err)
+				require.Equal(t, want, got, "%v secret of %d", id, kl)
+				ok, err := VerifyPSKAuth(id, secret, octets, want)
+				require.NoError(t, err)
+				require.True(t, ok)
+			}
+		}
+	}
+	secret := []byte("psk")
+	if n := testing.AllocsPerRun(100, func() { _, _ = PSKAuth(message.PRFHMACSHA2256, secret, octets) }); n > 1 {
+		t.Errorf("PSKAuth: %v allocations, want 1", n)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		_, _ = SignedOctets(message.PRFHMACSHA2256, secret, octets, octets[:32], octets[:20])
+	}); n > 1 {
+		t.Errorf("SignedOctets: %v allocations, want 1", n)
+	}
+}
+
 // stdPlus is prf+ (RFC 7296 §2.13) over crypto/hmac, the oracle for Plus.
 func stdPlus(p PRF, key, seed []byte, n int) []byte {
 	out, t := []byte{}, []byte(nil)
