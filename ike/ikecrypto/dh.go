@@ -302,7 +302,10 @@ func CheckPublicValue(g message.DHGroup, peer []byte) error {
 	if len(peer) != want {
 		return &PublicValueError{Group: g, Reason: fmt.Sprintf("%d octets, need %d", len(peer), want)}
 	}
-	if _, ok := ecGroups[g]; ok {
+	if e, ok := ecGroups[g]; ok {
+		if !e.ecp { // X25519: any 32 octets are a u-coordinate (crypto/ecdh checks only the length, done above)
+			return nil
+		}
 		_, err := parseECPublic(g, peer)
 		return err
 	}

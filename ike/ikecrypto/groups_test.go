@@ -149,3 +149,16 @@ func TestMODPOpenSSL(t *testing.T) {
 		})
 	}
 }
+
+// An X25519 value needs only its length checked (every 32 octets are a
+// u-coordinate; a low-order one fails when the secret is computed): no
+// allocation, as on every IKE_SA_INIT with the group.
+func TestCheckPublicValueX25519(t *testing.T) {
+	peer := make([]byte, 32)
+	if n := testing.AllocsPerRun(100, func() { _ = ikecrypto.CheckPublicValue(message.DHCurve25519, peer) }); n != 0 {
+		t.Errorf("CheckPublicValue(X25519): %v allocations, want 0", n)
+	}
+	if err := ikecrypto.CheckPublicValue(message.DHCurve25519, peer[:31]); !errors.Is(err, ikecrypto.ErrInvalidPublicValue) {
+		t.Errorf("31 octets: %v", err)
+	}
+}
