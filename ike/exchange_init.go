@@ -280,14 +280,14 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 		// Its key exchange is being computed: the answer to the first
 		// copy is on its way, nothing more to do for this one.
 		e.crypto.inflightAgain++
-		p.log.Debug("IKE_SA_INIT request again while its key exchange is computed; dropped", "from", remote)
+		e.initLog(m.SPIi, remote).Debug("IKE_SA_INIT request again while its key exchange is computed; dropped", "from", remote)
 		return
 	}
-	log := e.log.With("spii", hex64(m.SPIi), "remote", remote)
+	log := func() *slog.Logger { return e.initLog(m.SPIi, remote) } // made for a line only: most requests log none
 	from := remote.Addr()
 	cands := e.candidates(s, local, remote)
 	if len(cands) == 0 {
-		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: no connection for these addresses; answering NO_PROPOSAL_CHOSEN", "local", local)
+		e.preLog(log(), from, slog.LevelWarn, "IKE_SA_INIT: no connection for these addresses; answering NO_PROPOSAL_CHOSEN", "local", local)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
@@ -295,7 +295,7 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	sap, _ := m.Find(message.PayloadSA).(*message.SA)
 	ke, _ := m.Find(message.PayloadKE).(*message.KE)
 	if nonce == nil || sap == nil || ke == nil {
-		log.Debug("IKE_SA_INIT request lacks SA, KE or Nonce; dropped", "message", logText{m})
+		log().Debug("IKE_SA_INIT request lacks SA, KE or Nonce; dropped", "message", logText{m})
 		return
 	}
 	if !e.admitInit(s, m, nonce.Data, local, remote) {
@@ -304,20 +304,20 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	conn := cands[0]
 	chosen, ok, why := choose(conn.Proposals, peerIKEProposals(m, sap))
 	if !ok {
-		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: answering NO_PROPOSAL_CHOSEN", "connection", conn.Name, "reason", why)
+		e.preLog(log(), from, slog.LevelWarn, "IKE_SA_INIT: answering NO_PROPOSAL_CHOSEN", "connection", conn.Name, "reason", why)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
 	group := adoptKEGroup(&chosen, sap, conn.Proposals, ke.Group)
 	if ke.Group != group {
-		e.preLog(log, from, slog.LevelInfo, "IKE_SA_INIT: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
+		e.preLog(log(), from, slog.LevelInfo, "IKE_SA_INIT: asking for another key exchange method (INVALID_KE_PAYLOAD)", "sent", ke.Group.String(), "want", group.String())
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_KE_PAYLOAD,
 			Data: binary.BigEndian.AppendUint16(nil, uint16(group))})
 		return
 	}
 	suite, err := ikecrypto.IKESuiteFromProposal(&chosen)
 	if err != nil {
-		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: chosen proposal unusable", "err", err)
+		e.preLog(log(), from, slog.LevelWarn, "IKE_SA_INIT: chosen proposal unusable", "err", err)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
@@ -329,17 +329,23 @@ func (e *Engine) handleInitRequest(s *sock, m *message.Message, local, remote ne
 	nr := make([]byte, 32)
 	rand.Read(nr)
 	pend := &pendingInit{spir: e.newSPI(), bucket: sourceBucket(from), cfg: e.cfg,
-		s: s, m: m, local: local, remote: remote, log: log, cands: cands, chosen: chosen, suite: suite, group: group,
+		s: s, m: m, local: local, remote: remote, cands: cands, chosen: chosen, suite: suite, group: group,
 		ni: append([]byte(nil), nonce.Data...), nr: nr}
 	job := initJob{suite: suite, group: group, ke: ke.Data, ni: pend.ni, nr: nr, spii: m.SPIi, spir: pend.spir}
 	if !offload(e, job.run, func(r initResult) { e.initComputed(key, pend, r) }) {
 		e.crypto.busy.Add(1)
-		e.preLog(log, from, slog.LevelWarn, "dropped IKE_SA_INIT: the crypto workers' queue is full", "queue", e.crypto.depth)
+		e.preLog(log(), from, slog.LevelWarn, "dropped IKE_SA_INIT: the crypto workers' queue is full", "queue", e.crypto.depth)
 		return
 	}
 	e.crypto.inits[key] = pend
 	e.reserved[pend.spir] = true
 	e.crypto.pending.add(pend.bucket)
+}
+
+// initLog is the logger of a responder's IKE_SA_INIT request before it
+// has an SA.
+func (e *Engine) initLog(spii uint64, remote netip.AddrPort) *slog.Logger {
+	return e.log.With("spii", hex64(spii), "remote", remote)
 }
 
 // pendingInit is a responder's IKE_SA_INIT request whose key exchange is
@@ -353,7 +359,6 @@ type pendingInit struct {
 	s             *sock
 	m             *message.Message
 	local, remote netip.AddrPort
-	log           *slog.Logger
 	cands         []*config.Connection
 	chosen        message.Proposal
 	suite         ikecrypto.IKESuite
@@ -401,18 +406,19 @@ func (e *Engine) initComputed(key initKey, p *pendingInit, r initResult) {
 	delete(e.crypto.inits, key)
 	delete(e.reserved, p.spir)
 	e.crypto.pending.remove(p.bucket)
-	s, m, local, remote, log, from := p.s, p.m, p.local, p.remote, p.log, p.remote.Addr()
+	s, m, local, remote, from := p.s, p.m, p.local, p.remote, p.remote.Addr()
+	log := func() *slog.Logger { return e.initLog(m.SPIi, remote) }
 	if e.cfg != p.cfg {
-		log.Debug("IKE_SA_INIT computed under a configuration since replaced; dropped (the peer retransmits)")
+		log().Debug("IKE_SA_INIT computed under a configuration since replaced; dropped (the peer retransmits)")
 		return
 	}
 	if r.keErr != nil {
-		e.preLog(log, from, slog.LevelWarn, "IKE_SA_INIT: invalid KE payload; answering INVALID_SYNTAX", "err", r.keErr)
+		e.preLog(log(), from, slog.LevelWarn, "IKE_SA_INIT: invalid KE payload; answering INVALID_SYNTAX", "err", r.keErr)
 		e.answerPlain(s, m, 0, local, remote, &message.Notify{NotifyType: message.INVALID_SYNTAX})
 		return
 	}
 	if r.err != nil {
-		log.Error("IKE_SA_INIT", "err", r.err)
+		log().Error("IKE_SA_INIT", "err", r.err)
 		return
 	}
 	conn, chosen, suite, group, pub := p.cands[0], p.chosen, p.suite, p.group, r.pub
@@ -433,7 +439,9 @@ func (e *Engine) initComputed(key initKey, p *pendingInit, r initResult) {
 	e.addSA(sa.spir, sa)
 	sa.setState(ikeHalfOpen, "")
 	e.placeSA(sa)
-	e.preLog(sa.logger(), from, slog.LevelInfo, "IKE_SA_INIT answered", "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	if ok, other := e.preLogs(sa.logger(), from, slog.LevelInfo, "IKE_SA_INIT answered"); ok { // the arguments only when logged: this is every handshake
+		e.preLogLine(sa.logger(), from, slog.LevelInfo, "IKE_SA_INIT answered", other, "suite", logText{suite}, "nat-local", sa.natLocal, "nat-remote", sa.natRemote)
+	}
 	sa.hs.halfOpenTimer = e.after(e.cfg.Daemon.HalfOpenTimeout, func() {
 		if sa.state == ikeHalfOpen {
 			sa.destroy("half-open: no IKE_AUTH within the timeout")

@@ -44,8 +44,18 @@ type prelog struct {
 // with args and the source, unless a line of this kind from this source
 // was logged in the current window; then it only counts it.
 func (e *Engine) preLog(l *slog.Logger, src netip.Addr, level slog.Level, msg string, args ...any) {
+	if ok, other := e.preLogs(l, src, level, msg); ok {
+		e.preLogLine(l, src, level, msg, other, args...)
+	}
+}
+
+// preLogs is preLog's decision, for a caller whose arguments cost
+// allocations to build (a line logged per handshake, counted nearly
+// always): ok, log the line now with preLogLine; otherwise it was counted.
+// other: src is counted with the other sources.
+func (e *Engine) preLogs(l *slog.Logger, src netip.Addr, level slog.Level, msg string) (ok, other bool) {
 	if !l.Enabled(e.ctx, level) {
-		return
+		return false, false
 	}
 	p := &e.adm.log
 	if p.seen == nil {
@@ -54,8 +64,7 @@ func (e *Engine) preLog(l *slog.Logger, src netip.Addr, level slog.Level, msg st
 	b := sourceBucket(src)
 	if !p.sources[b] {
 		if len(p.sources) >= prelogMaxSources {
-			b = netip.Addr{}
-			args = append(args, "counted-with", "other sources")
+			b, other = netip.Addr{}, true
 		} else {
 			p.sources[b] = true
 		}
@@ -63,11 +72,19 @@ func (e *Engine) preLog(l *slog.Logger, src netip.Addr, level slog.Level, msg st
 	k := prelogKey{src: b, what: msg}
 	if c := p.seen[k]; c != nil {
 		c.n++
-		return
+		return false, other
 	}
 	p.seen[k] = &prelogCount{level: level}
 	if p.timer == nil {
 		p.timer = e.after(prelogWindow, e.flushPrelog)
+	}
+	return true, other
+}
+
+// preLogLine logs the line preLogs allowed.
+func (e *Engine) preLogLine(l *slog.Logger, src netip.Addr, level slog.Level, msg string, other bool, args ...any) {
+	if other {
+		args = append(args, "counted-with", "other sources")
 	}
 	l.Log(e.ctx, level, msg, append(args, "from", src)...)
 }
