@@ -334,11 +334,17 @@ func (h *Handle) installed(sa *SA, update bool) {
 }
 
 // lockLife serialises SA changes with their lifetime bookkeeping when the
-// Handle enforces lifetimes; the unlock func is a no-op otherwise.
-func (h *Handle) lockLife() func() {
-	if !h.swLife {
-		return func() {}
+// Handle enforces lifetimes (swLife, set once when the Handle is made);
+// unlockLife ends it. No func value is returned: a method value escaping
+// through defer was an allocation per SA change.
+func (h *Handle) lockLife() {
+	if h.swLife {
+		h.lifeMu.Lock()
 	}
-	h.lifeMu.Lock()
-	return h.lifeMu.Unlock
+}
+
+func (h *Handle) unlockLife() {
+	if h.swLife {
+		h.lifeMu.Unlock()
+	}
 }

@@ -249,7 +249,8 @@ func (h *Handle) Migrate(ctx context.Context, m Migration) error {
 	if err := ValidateMigration(h.name, op, m); err != nil {
 		return err
 	}
-	defer h.lockLife()()
+	h.lockLife()
+	defer h.unlockLife()
 	err := h.mig.Migrate(ctx, m)
 	if err == nil {
 		for _, id := range m.SAs {

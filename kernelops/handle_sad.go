@@ -54,7 +54,8 @@ func (h *Handle) putSA(ctx context.Context, op string, sa *SA, update bool) erro
 	if err := syncOnUpdate(h.name, op, sa, update); err != nil {
 		return err
 	}
-	defer h.lockLife()()
+	h.lockLife()
+	defer h.unlockLife()
 	var err error
 	if update {
 		err = h.sad.UpdateSA(ctx, sa)
@@ -86,7 +87,8 @@ func (h *Handle) DeleteSA(ctx context.Context, id SAID) error {
 	if err := h.caps.CheckSAID(h.name, op, id); err != nil {
 		return err
 	}
-	defer h.lockLife()()
+	h.lockLife()
+	defer h.unlockLife()
 	err := h.sad.DeleteSA(ctx, id)
 	if err != nil {
 		err = h.wrap(op, id.String(), err)
@@ -185,7 +187,8 @@ func (h *Handle) FlushSAs(ctx context.Context) error {
 	if err := h.enter(ctx, op, CapSAD, h.sad != nil); err != nil {
 		return err
 	}
-	defer h.lockLife()()
+	h.lockLife()
+	defer h.unlockLife()
 	err := h.sad.FlushSAs(ctx)
 	if h.swLife {
 		h.life.RemoveIf(func(_ SAID, reqid uint32) bool { return h.opts.Owns(reqid) })
@@ -320,7 +323,7 @@ func (h *Handle) Apply(ctx context.Context, ops []Op) error {
 			}
 		}
 	}
-	unlock := h.lockLife()
+	h.lockLife()
 	if len(pass) > 0 {
 		h.batch.Apply(ctx, pass)
 	}
@@ -344,7 +347,7 @@ func (h *Handle) Apply(ctx context.Context, ops []Op) error {
 		}
 		op.Err = err
 	}
-	unlock()
+	h.unlockLife()
 	return BatchResult(ops)
 }
 
