@@ -36,14 +36,17 @@ func (e *Engine) childBusy(conn, child string) bool {
 // receives the outcome.
 func (e *Engine) initiate(c *config.Connection, ch *config.Child, acq *kernelops.AcquireEvent, done chan error) {
 	nc := e.newChild(ch)
-	nr := made(&nc.rec)
-	nr.acquire = acq
-	if acq != nil && nc.reqid == 0 {
-		// The trap's: its SPI allocation takes over the kernel's acquire
-		// state; the negotiated selectors decide at installation.
-		nc.reqid = acq.ReqID
+	if acq != nil {
+		made(&nc.rec).acquire = acq
+		if nc.reqid == 0 {
+			// The trap's: its SPI allocation takes over the kernel's
+			// acquire state; the negotiated selectors decide at
+			// installation.
+			nc.reqid = acq.ReqID
+		}
 	}
 	if done != nil {
+		nr := made(&nc.rec)
 		nr.waiters = append(nr.waiters, done)
 	}
 	e.initiateChild(c, nc)

@@ -186,7 +186,9 @@ func (ch *childSA) acquired() *kernelops.AcquireEvent {
 	return ch.rec.acquire
 }
 
-// notify wakes every Initiate waiting for this child.
+// notify wakes every Initiate waiting for this child, and runs what
+// waits for its outcome; then rec goes (nothing reads it once the child
+// is up or failed: an initiated child keeps no more than the peer's).
 func (ch *childSA) notify(err error) {
 	if r := ch.rec; r != nil {
 		for _, w := range r.waiters {
@@ -195,6 +197,7 @@ func (ch *childSA) notify(err error) {
 		r.waiters = nil
 	}
 	ch.childDone(err)
+	ch.rec = nil
 }
 
 // fail ends a child that never got installed: the larval SPI goes back,
