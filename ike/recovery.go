@@ -205,8 +205,9 @@ func (sa *ikeSA) recoveryFor(why error) *recovery {
 		if f == nil || f.state != childNegotiating {
 			return nil
 		}
-		old := made(&f.rec)
-		r.tries = old.keyingTries
+		if f.rec != nil {
+			r.tries = f.rec.keyingTries
+		}
 		if kind == endRetry {
 			r.tries++
 			if !keyingRetry(sa.conn.KeyingTries, r.tries) {
@@ -214,11 +215,13 @@ func (sa *ikeSA) recoveryFor(why error) *recovery {
 				return nil
 			}
 		}
-		// A fresh child takes over the waiters; the old one fails
-		// unheard with the SA.
-		r.first = &childSA{e: sa.e, id: sa.e.newChildID(), cfg: f.cfg, state: childNegotiating, reqid: f.reqid, keepReqID: f.keepReqID, mode: f.mode,
-			rec: &childRecovery{acquire: old.acquire, waiters: old.waiters, onDone: old.onDone, keyingTries: r.tries, newIKE: old.newIKE}}
-		old.waiters, old.onDone = nil, nil
+		// A fresh child takes over the old one's rec whole (waiters,
+		// acquire, what waits for it); the old one fails unheard with
+		// the SA.
+		rec := made(&f.rec)
+		f.rec = nil
+		rec.keyingTries = r.tries
+		r.first = &childSA{e: sa.e, id: sa.e.newChildID(), cfg: f.cfg, state: childNegotiating, reqid: f.reqid, keepReqID: f.keepReqID, mode: f.mode, rec: rec}
 	case endDead, endByPeer:
 		seen := map[string]bool{}
 		for _, ch := range sa.children {
