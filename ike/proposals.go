@@ -93,7 +93,7 @@ func chooseTypes(ours []config.Proposal, theirs []message.Proposal, proto messag
 				continue
 			}
 			tt := t.Transforms
-			if proto == message.ProtocolESP && len(t.Of(message.TransformESN)) == 0 {
+			if proto == message.ProtocolESP && !slices.ContainsFunc(tt, func(x message.Transform) bool { return x.Type == message.TransformESN }) {
 				tt = append(append([]message.Transform(nil), tt...), message.ESNTransform(message.ESNNo))
 			}
 			if chosen, ok := common(ot, tt, types); ok {

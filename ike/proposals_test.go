@@ -249,6 +249,14 @@ func TestChooseAllocations(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _, _, _ = choose(ours, peer) }); n > 3 {
 		t.Errorf("choose: %v allocations, want 3", n)
 	}
+	// An ESP offer that names its ESN: our list and the chosen one only
+	// (no copy of theirs to add NO_ESN, no slice to look for it).
+	esp, espPeer := props(t, "aes128gcm16", false), peerESP(t, "aes128gcm16", false)
+	_, ok, why = chooseESP(esp, espPeer, false)
+	require.True(t, ok, why)
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = chooseESP(esp, espPeer, false) }); n > 2 {
+		t.Errorf("chooseESP: %v allocations, want 2", n)
+	}
 	if n := testing.AllocsPerRun(100, func() { _, _ = ikecrypto.IKESuiteFromProposal(&chosen) }); n > 0 {
 		t.Errorf("IKESuiteFromProposal: %v allocations, want 0", n)
 	}
