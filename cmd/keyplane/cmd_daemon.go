@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyplane/keyplane/internal/procs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -108,6 +109,10 @@ func runDaemon(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	d.ctx = dctx
 	go d.metrics.Run(dctx, b)
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		// One P until the load needs more (internal/procs says why).
+		go procs.Adapt(dctx, procs.Default, log, nil)
+	}
 	srv := &control.Server{Engine: eng, Reload: d.reload, Config: d.config, Describe: eventText, Log: log, Logs: logSource{logStream}}
 	d.handle(srv, b)
 	d.handleHA(srv)
