@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,6 +72,7 @@ func TestMetricsScrape(t *testing.T) {
 	assert.Equal(t, 0.0, metric(t, before, "keyplane_child_sas", `state="installed"`))
 	assert.Regexp(t, `keyplane_build_info\{backends="[^"]*nokernel[^"]*",commit="[^"]+",goversion="go1\.[^"]+",version="[^"]+"\} 1`, before)
 	assert.Contains(t, before, "go_goroutines ")
+	assert.GreaterOrEqual(t, metric(t, before, "go_sched_gomaxprocs_threads", ""), 1.0, "the Ps the daemon runs with (internal/procs)")
 	assert.Contains(t, before, "process_resident_memory_bytes ")
 	assert.NotContains(t, before, "keyplane_retransmits_total", "not exported until the engine counts them")
 	// The daemon's IKE sockets: the kernel's buffer and drop count.
@@ -189,4 +191,34 @@ func (d *testDaemon) edit(t *testing.T, f func(string) string) {
 	b, err := os.ReadFile(d.conf)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(d.conf, []byte(f(string(b))), 0o644))
+}
+
+// The daemon runs with one P while idle and puts the runtime's number
+// back when it stops; GOMAXPROCS in its environment turns that off.
+func TestDaemonProcs(t *testing.T) {
+	initial := runtime.GOMAXPROCS(0)
+	if initial < 2 {
+		t.Skipf("GOMAXPROCS is %d here: nothing to adapt (the real run is on the 2-CPU CI machine)", initial)
+	}
+	ports, err := freeUDPPorts(2)
+	require.NoError(t, err)
+	run := func(t *testing.T, want int) {
+		d := newTestDaemon(t)
+		d.write(t, "info", ports, "")
+		startDaemon(t, d)
+		if want == initial {
+			time.Sleep(300 * time.Millisecond) // time enough for Adapt to have set one
+			assert.Equal(t, initial, runtime.GOMAXPROCS(0), "GOMAXPROCS while the daemon runs")
+		} else {
+			waitFor(t, fmt.Sprintf("GOMAXPROCS %d while the daemon runs idle", want), func() bool { return runtime.GOMAXPROCS(0) == want })
+		}
+		require.Equal(t, 0, d.stop())
+		d.stop = nil
+		assert.Equal(t, initial, runtime.GOMAXPROCS(0), "the runtime's number, back after the daemon stopped")
+	}
+	t.Run("adapted", func(t *testing.T) { run(t, 1) })
+	t.Run("GOMAXPROCS set", func(t *testing.T) {
+		t.Setenv("GOMAXPROCS", strconv.Itoa(initial))
+		run(t, initial)
+	})
 }
