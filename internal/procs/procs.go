@@ -7,10 +7,10 @@
 // pieces (a datagram, a key exchange), so with idle Ps it pays that
 // spinning and the cross-CPU wake-ups on nearly every datagram: on this
 // project's 2-CPU machines a keyplane responder at about three quarters
-// of one CPU used 15–20 % more CPU per handshake with two Ps than with
-// one, at the same handshakes/s (README, Measured). Adapt starts at one P
-// and doubles the Ps while the load fills them, so a burst still gets
-// every CPU.
+// of one CPU used 15–19 % less CPU per handshake with GOMAXPROCS=1 than
+// with 2, at the same handshakes/s (README, Measured, stop 31; Adapt's own
+// figures are there under stop 33). Adapt starts at one P and doubles the
+// Ps while the load fills them, so a burst still gets every CPU.
 package procs
 
 import (
