@@ -180,11 +180,22 @@ func TestListChanges(t *testing.T) {
 		require.NoError(t, e.TerminateIKESA(ctx, id))
 	}
 	// And one made again (no answer comes: it stays in init-sent).
-	ictx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	_ = e.Initiate(ictx, "ch0")
-	cancel()
-	one, err := c.Do(ctx, Request{Cmd: "ike-list", Args: since(all.Cursor.String())})
-	require.NoError(t, err)
+	// Initiate waits for an outcome, so it runs aside until the test
+	// ends; the listing is read until the new SA is in it (a deadline
+	// on Initiate itself could pass, on a loaded machine, before the
+	// loop took the request, which then never ran).
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = e.Initiate(ictx, "ch0") }()
+	var one *Response
+	require.Eventually(t, func() bool {
+		r, err := c.Do(ctx, Request{Cmd: "ike-list", Args: since(all.Cursor.String())})
+		if err != nil || len(r.IKESAs) == 0 {
+			return false
+		}
+		one = r
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "the new one listed")
 	require.Len(t, one.IKESAs, 1, "the new one")
 	assert.Equal(t, "c0", one.IKESAs[0].Name)
 	assert.NotContains(t, gone, one.IKESAs[0].ID)
