@@ -71,6 +71,7 @@ type Engine struct {
 	qmu     sync.Mutex
 	loopMu  sync.Mutex // held by the goroutine running the loop's work (loop.go)
 	queue   []func()
+	spare   []func() // the last drained queue, emptied, for the next (runQueued)
 	stopped bool
 	// helps: the goroutine running the loop's work runs the crypto jobs
 	// queued meanwhile once it lets go (loop.go). Loop-owned.

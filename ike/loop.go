@@ -143,7 +143,7 @@ func (e *Engine) drain() {
 func (e *Engine) runQueued() bool {
 	e.qmu.Lock()
 	q := e.queue
-	e.queue = nil
+	e.queue, e.spare = e.spare, nil
 	e.qmu.Unlock()
 	for i, f := range q {
 		q[i] = nil
@@ -153,5 +153,16 @@ func (e *Engine) runQueued() bool {
 			e.chg.verify()
 		}
 	}
+	// The drained slice backs the next queue but one: a new slice per
+	// turn was an allocation or more per datagram. One that grew in a
+	// burst is let go.
+	if cap(q) <= maxSpareQueue {
+		e.qmu.Lock()
+		e.spare = q[:0]
+		e.qmu.Unlock()
+	}
 	return len(q) > 0
 }
+
+// maxSpareQueue is the longest drained queue runQueued keeps for reuse.
+const maxSpareQueue = 256

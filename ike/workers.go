@@ -42,7 +42,8 @@ type cryptoPool struct {
 	// jobs, FIFO, at most depth; a job's argument says whether the
 	// goroutine running it goes on with the queue after it (runHere's
 	// helps).
-	jobs  []func(goesOn bool)
+	jobs  []func(goesOn bool) // jobs[head:] are queued
+	head  int
 	depth int
 	// sig wakes a worker (buffered, one per worker); closed by
 	// stopWorkers, after the loop ended.
@@ -94,7 +95,7 @@ func (e *Engine) startWorkers(n, depth int) {
 	}
 	p := &e.crypto
 	p.qmu.Lock()
-	p.jobs, p.depth = nil, depth
+	p.jobs, p.head, p.depth = nil, 0, depth
 	p.qmu.Unlock()
 	p.sig = make(chan struct{}, n)
 	p.inits = map[initKey]*pendingInit{}
@@ -146,14 +147,43 @@ func (e *Engine) help(worker bool) {
 func (p *cryptoPool) pop() func(bool) {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
-	if len(p.jobs) == 0 {
+	if p.head == len(p.jobs) {
 		return nil
 	}
-	job := p.jobs[0]
-	p.jobs[0] = nil
-	p.jobs = p.jobs[1:]
+	job := p.jobs[p.head]
+	p.jobs[p.head] = nil
+	p.head++
+	if p.head == len(p.jobs) {
+		// Empty: the next job goes at the start of the same array.
+		// (Slicing the front off made append allocate a new one about
+		// once per job.)
+		p.jobs, p.head = p.jobs[:0], 0
+	}
 	return job
 }
+
+// put queues job, counted in flight, and returns how many jobs wait
+// with it; false, and nothing queued, when depth are waiting.
+func (p *cryptoPool) put(job func(goesOn bool)) (waiting int, ok bool) {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	if p.queued() >= p.depth {
+		return 0, false
+	}
+	p.inflight.Add(1)
+	if p.head > 0 && len(p.jobs) == cap(p.jobs) {
+		// Full at the end but not at the start: move the queued jobs
+		// down rather than grow the array.
+		n := copy(p.jobs, p.jobs[p.head:])
+		clear(p.jobs[n:])
+		p.jobs, p.head = p.jobs[:n], 0
+	}
+	p.jobs = append(p.jobs, job)
+	return p.queued(), true
+}
+
+// queued is how many jobs wait. The caller holds qmu.
+func (p *cryptoPool) queued() int { return len(p.jobs) - p.head }
 
 // stopWorkers ends the workers and waits for them. Called by Close once
 // the loop has ended (so nothing submits any more); what they post
@@ -164,7 +194,7 @@ func (e *Engine) stopWorkers() {
 	close(p.sig)
 	p.wg.Wait()
 	p.qmu.Lock()
-	p.jobs = nil // what no one ran: the loop has ended, their results would be dropped
+	p.jobs, p.head = nil, 0 // what no one ran: the loop has ended, their results would be dropped
 	p.qmu.Unlock()
 }
 
@@ -183,15 +213,10 @@ func offload[T any](e *Engine, work func() T, done func(T)) bool {
 			}
 		}, goesOn)
 	}
-	p.qmu.Lock()
-	if len(p.jobs) >= p.depth {
-		p.qmu.Unlock()
+	waiting, ok := p.put(job)
+	if !ok {
 		return false
 	}
-	p.inflight.Add(1)
-	p.jobs = append(p.jobs, job)
-	waiting := len(p.jobs)
-	p.qmu.Unlock()
 	if waiting > 1 || !e.helps || p.hold.Load() != nil {
 		select {
 		case p.sig <- struct{}{}:

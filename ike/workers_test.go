@@ -203,3 +203,64 @@ func TestWhoRunsJobs(t *testing.T) {
 	assert.Positive(t, worker, "jobs the workers ran in the burst")
 	t.Logf("burst of %d: %d jobs run by the reader, %d by the workers", n, helper, worker)
 }
+
+// The crypto queue is FIFO through its reuse of one array (taking from
+// the front, moving what waits down when the end is reached), refuses
+// beyond depth, and allocates nothing once its array is big enough.
+func TestCryptoQueue(t *testing.T) {
+	p := &cryptoPool{depth: 4}
+	var ran []int
+	job := func(i int) func(bool) { return func(bool) { ran = append(ran, i) } }
+	next := 0
+	put := func(n int) {
+		t.Helper()
+		for range n {
+			w, ok := p.put(job(next))
+			require.True(t, ok, "job %d refused", next)
+			require.Equal(t, p.queued(), w)
+			next++
+		}
+	}
+	pop := func(n int) {
+		t.Helper()
+		for range n {
+			j := p.pop()
+			require.NotNil(t, j)
+			j(false)
+		}
+	}
+	put(4)
+	_, ok := p.put(job(-1))
+	assert.False(t, ok, "a fifth job past depth 4")
+	pop(3)
+	put(3) // reaches the array's end with one waiting at the front: moved down
+	pop(2)
+	put(1)
+	pop(3)
+	assert.Nil(t, p.pop(), "empty")
+	assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7}, ran, "first in, first out")
+	assert.Equal(t, int64(8), p.inflight.Load(), "each queued job is counted in flight (its done takes it off)")
+
+	j := job(0)
+	allocs := testing.AllocsPerRun(100, func() {
+		p.put(j)
+		p.put(j)
+		p.pop()
+		p.put(j)
+		p.pop()
+		p.pop()
+	})
+	assert.Zero(t, allocs, "queueing allocated")
+}
+
+// runQueued reuses the slice of the queue it drained.
+func TestLoopQueueReuse(t *testing.T) {
+	e := &Engine{}
+	f := func() {}
+	allocs := testing.AllocsPerRun(100, func() {
+		e.push(f)
+		e.push(f)
+		e.runQueued()
+	})
+	assert.Zero(t, allocs, "a loop turn allocated")
+}
