@@ -127,7 +127,10 @@ func (n *authNote) log(sa *ikeSA) {
 // An error wrapping errOnLoop: cr cannot give the secret here.
 func makeOurAuth(c *config.Connection, id, idr *message.ID, oct []byte, prf message.PRFID, initiator bool,
 	peerHashes []message.HashAlgorithm, peer config.Identity, cr authCreds) ([]message.Payload, *authNote, error) {
-	ps := []message.Payload{id}
+	// ID, AUTH and room for a CERTREQ and IDr: one allocation on the
+	// usual paths (a certificate chain grows it).
+	ps := make([]message.Payload, 1, 4)
+	ps[0] = id
 	var auth *message.Auth
 	var note *authNote
 	switch c.LocalAuth {

@@ -35,7 +35,11 @@ func natNotifies(spii, spir uint64, local, remote netip.AddrPort, fake bool) []m
 func detectNAT(m *message.Message, spii, spir uint64, local, remote netip.AddrPort) (natLocal, natRemote bool) {
 	var srcs []*message.Notify
 	var dst *message.Notify
-	for _, n := range m.Notifies() {
+	for _, p := range m.Payloads { // not Notifies: it copies them to a slice
+		n, ok := p.(*message.Notify)
+		if !ok {
+			continue
+		}
 		switch n.NotifyType {
 		case message.NAT_DETECTION_SOURCE_IP:
 			srcs = append(srcs, n)
@@ -47,12 +51,13 @@ func detectNAT(m *message.Message, spii, spir uint64, local, remote netip.AddrPo
 		return false, false
 	}
 	if dst != nil {
-		natLocal = !bytes.Equal(dst.Data, ikecrypto.NATDetectionHash(spii, spir, local))
+		h := ikecrypto.NATDetectionSum(spii, spir, local)
+		natLocal = !bytes.Equal(dst.Data, h[:])
 	}
-	want := ikecrypto.NATDetectionHash(spii, spir, remote)
+	want := ikecrypto.NATDetectionSum(spii, spir, remote)
 	natRemote = true
 	for _, s := range srcs {
-		if bytes.Equal(s.Data, want) {
+		if bytes.Equal(s.Data, want[:]) {
 			natRemote = false
 		}
 	}

@@ -245,8 +245,8 @@ func acceptable(chosen *message.Proposal, ours []config.Proposal, proto message.
 
 // keGroup is the key exchange method a chosen proposal names (0: none).
 func keGroup(p *message.Proposal) message.DHGroup {
-	for _, t := range p.Of(message.TransformKE) {
-		if t.ID != 0 {
+	for i := range p.Transforms { // in place: Of copies
+		if t := &p.Transforms[i]; t.Type == message.TransformKE && t.ID != 0 {
 			return message.DHGroup(t.ID)
 		}
 	}

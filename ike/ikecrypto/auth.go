@@ -72,13 +72,25 @@ func VerifyPSKAuth(prf message.PRFID, secret, signedOctets, auth []byte) (bool, 
 // (an IPv4-mapped IPv6 address counts as IPv4) and 16 for IPv6. In an
 // IKE_SA_INIT request SPIr is 0.
 func NATDetectionHash(spii, spir uint64, ap netip.AddrPort) []byte {
-	h := sha1.New()
-	var b [16]byte
+	h := NATDetectionSum(spii, spir, ap)
+	return h[:]
+}
+
+// NATDetectionSum is NATDetectionHash as an array, for comparing a
+// received hash without an allocation.
+func NATDetectionSum(spii, spir uint64, ap netip.AddrPort) [sha1.Size]byte {
+	var b [8 + 8 + 16 + 2]byte
 	binary.BigEndian.PutUint64(b[:8], spii)
-	binary.BigEndian.PutUint64(b[8:], spir)
-	h.Write(b[:])
-	h.Write(ap.Addr().Unmap().AsSlice())
-	binary.BigEndian.PutUint16(b[:2], ap.Port())
-	h.Write(b[:2])
-	return h.Sum(nil)
+	binary.BigEndian.PutUint64(b[8:16], spir)
+	n := 16
+	switch a := ap.Addr().Unmap(); {
+	case a.Is4():
+		a4 := a.As4()
+		n += copy(b[n:], a4[:])
+	case a.Is6():
+		a16 := a.As16()
+		n += copy(b[n:], a16[:])
+	}
+	binary.BigEndian.PutUint16(b[n:], ap.Port())
+	return sha1.Sum(b[:n+2])
 }

@@ -179,6 +179,13 @@ func TestNATDetectionHash(t *testing.T) {
 	if !bytes.Equal(a, b) || bytes.Equal(a, c) {
 		t.Error("mapped address or port handling")
 	}
+	ap := netip.MustParseAddrPort("[2001:db8::7]:4500")
+	if sum := ikecrypto.NATDetectionSum(3, 4, ap); !bytes.Equal(sum[:], ikecrypto.NATDetectionHash(3, 4, ap)) {
+		t.Error("NATDetectionSum differs from NATDetectionHash")
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = ikecrypto.NATDetectionSum(3, 4, ap) }); n != 0 {
+		t.Errorf("NATDetectionSum: %v allocations, want 0", n)
+	}
 }
 
 // TestRedaction checks that no key bytes reach fmt, slog or JSON.
