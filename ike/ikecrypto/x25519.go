@@ -3,6 +3,7 @@ package ikecrypto
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	"sync"
 
 	"filippo.io/edwards25519"
 	"filippo.io/edwards25519/field"
@@ -24,13 +25,90 @@ type x25519Key struct {
 	priv, pub [x25519Len]byte
 }
 
-// newX25519Key draws a private scalar from crypto/rand.
+// newX25519Key returns a key of a private scalar from crypto/rand: a
+// spare from the last batch, or the first of a new batch (x25519Keys).
 func newX25519Key() (*x25519Key, error) {
-	var k [x25519Len]byte
-	if _, err := rand.Read(k[:]); err != nil {
+	sp := &x25519Spares
+	sp.mu.Lock()
+	if n := len(sp.keys); n > 0 {
+		k := sp.keys[n-1]
+		sp.keys[n-1] = nil
+		sp.keys = sp.keys[:n-1]
+		sp.mu.Unlock()
+		return k, nil
+	}
+	sp.mu.Unlock()
+	var seed [x25519Batch * x25519Len]byte
+	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
 	}
-	return x25519KeyFrom(k[:]), nil
+	keys := x25519Keys(seed[:])
+	sp.mu.Lock()
+	if len(sp.keys) < maxX25519Spares { // goroutines that refilled at once
+		sp.keys = append(sp.keys, keys[1:]...)
+	}
+	sp.mu.Unlock()
+	return keys[0], nil
+}
+
+// x25519Batch keys are made at once: each public value needs one field
+// inversion (mapping the Edwards point to its Montgomery u), about a third
+// of the rest of its cost, and a batch shares one (x25519Keys). A key
+// waits among the spares until a handshake takes it; each is used once.
+const (
+	x25519Batch     = 8
+	maxX25519Spares = 4 * x25519Batch
+)
+
+var x25519Spares struct {
+	mu   sync.Mutex
+	keys []*x25519Key
+}
+
+// x25519Keys makes the keys of the 32-octet scalars in seed (a multiple
+// of 32 octets), as x25519KeyFrom does one by one, with one inversion for
+// all: Montgomery's trick, 1/d_i = (d_1···d_(i-1)) · (d_1···d_n)^-1 ·
+// (d_(i+1)···d_n), folded from the last. Each key is its own allocation,
+// so that a kept one does not keep the others.
+func x25519Keys(seed []byte) []*x25519Key {
+	n := len(seed) / x25519Len
+	keys := make([]*x25519Key, n)
+	num := make([]field.Element, n)    // Z + Y
+	den := make([]field.Element, n)    // Z - Y, never zero: see below
+	prefix := make([]field.Element, n) // den[0]···den[i]
+	var p edwards25519.Point
+	for i := range keys {
+		k := &x25519Key{}
+		copy(k.priv[:], seed[i*x25519Len:])
+		s, err := edwards25519.NewScalar().SetBytesWithClamping(k.priv[:])
+		if err != nil {
+			panic("ikecrypto: 32-octet X25519 scalar refused: " + err.Error())
+		}
+		_, y, z, _ := p.ScalarBaseMult(s).ExtendedCoordinates()
+		num[i].Add(z, y)
+		// Z = Y only for y = 1, the identity: the multiple of a clamped
+		// scalar (8·j, 2^251 ≤ j < 2^252, prime to the group order) is not.
+		den[i].Subtract(z, y)
+		if i == 0 {
+			prefix[i].Set(&den[i])
+		} else {
+			prefix[i].Multiply(&prefix[i-1], &den[i])
+		}
+		keys[i] = k
+	}
+	var inv, di, u field.Element
+	inv.Invert(&prefix[n-1]) // 1 / (den[0]···den[n-1])
+	for i := n - 1; i >= 0; i-- {
+		if i > 0 {
+			di.Multiply(&inv, &prefix[i-1]) // 1 / den[i]
+			inv.Multiply(&inv, &den[i])     // 1 / (den[0]···den[i-1])
+		} else {
+			di.Set(&inv)
+		}
+		u.Multiply(&num[i], &di)
+		copy(keys[i].pub[:], u.Bytes())
+	}
+	return keys
 }
 
 // x25519KeyFrom makes the key of a 32-octet scalar (clamped as RFC 7748

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/rand"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -46,6 +47,61 @@ func TestX25519MatchesECDH(t *testing.T) {
 			require.Equal(t, want, out[:], "k %x u %x", k, u)
 		}
 	}
+}
+
+// A batch's keys, one inversion for all, are the keys made one by one,
+// for every batch length up to two batches and for crafted scalars (all
+// zeros, all ones).
+func TestX25519KeysMatchSingle(t *testing.T) {
+	for n := 1; n <= 2*x25519Batch; n++ {
+		seed := make([]byte, n*x25519Len)
+		_, _ = rand.Read(seed)
+		if n == 3 {
+			clear(seed[:x25519Len])
+			for i := range x25519Len {
+				seed[x25519Len+i] = 0xff
+			}
+		}
+		keys := x25519Keys(seed)
+		require.Len(t, keys, n)
+		for i, k := range keys {
+			one := x25519KeyFrom(seed[i*x25519Len : (i+1)*x25519Len])
+			require.Equal(t, one.priv, k.priv, "batch of %d, key %d", n, i)
+			require.Equal(t, one.pub, k.pub, "batch of %d, key %d: public value", n, i)
+		}
+	}
+}
+
+// newX25519Key from many goroutines: every key different and right, and
+// the spares stay bounded.
+func TestNewX25519KeySpares(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[[x25519Len]byte]bool{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 3 * x25519Batch {
+				k, err := newX25519Key()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if one := x25519KeyFrom(k.priv[:]); one.pub != k.pub {
+					t.Errorf("public value of %x is not its scalar's", k.priv)
+				}
+				mu.Lock()
+				if seen[k.priv] {
+					t.Errorf("scalar %x given twice", k.priv)
+				}
+				seen[k.priv] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	x25519Spares.mu.Lock()
+	defer x25519Spares.mu.Unlock()
+	require.LessOrEqual(t, len(x25519Spares.keys), maxX25519Spares+x25519Batch-1)
 }
 
 // RFC 7748 §5.2's iteration (k = u = 9, then k, u = X25519(k, u), k), 1,000
@@ -127,6 +183,18 @@ func BenchmarkX25519(b *testing.B) {
 	b.Run("op=key/impl=keyplane", func(b *testing.B) {
 		for b.Loop() {
 			_ = x25519KeyFrom(k)
+		}
+	})
+	b.Run("op=new-key/impl=keyplane-batched", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = newX25519Key()
+		}
+	})
+	b.Run("op=new-key/impl=keyplane-one", func(b *testing.B) {
+		var seed [x25519Len]byte
+		for b.Loop() {
+			_, _ = rand.Read(seed[:])
+			_ = x25519KeyFrom(seed[:])
 		}
 	})
 	b.Run("op=secret/impl=crypto-ecdh", func(b *testing.B) {
