@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -78,7 +79,9 @@ func (f *fakeCPU) setLoad(l float64) {
 func TestAdaptFollowsLoad(t *testing.T) {
 	before := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
-	p := Policy{Interval: 5 * time.Millisecond, Raise: 0.9, RaiseAfter: 3, Lower: 0.8, LowerAfter: 6}
+	p := Policy{Interval: 5 * time.Millisecond, Raise: 0.9, RaiseAfter: 3, Lower: 0.8, LowerAfter: 6, OneGCPercent: 77}
+	gc := gcPercent()
+	t.Cleanup(func() { debug.SetGCPercent(gc) })
 	f := &fakeCPU{}
 	set := make(chan int, 16)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -96,6 +99,13 @@ func TestAdaptFollowsLoad(t *testing.T) {
 			}
 			if got := runtime.GOMAXPROCS(0); got != want {
 				t.Fatalf("runtime has GOMAXPROCS %d after %d was set", got, want)
+			}
+			wantGC := gc
+			if want == 1 {
+				wantGC = 77
+			}
+			if got := gcPercent(); got != wantGC {
+				t.Fatalf("GOGC %d at %d Ps, want %d", got, want, wantGC)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("GOMAXPROCS not set to %d within 10 s", want)
@@ -160,4 +170,11 @@ func TestCPUTime(t *testing.T) {
 	if d := c1 - c0; d < 20*time.Millisecond {
 		t.Errorf("CPU time grew %v over a 200 ms busy loop (x=%v)", d, x)
 	}
+}
+
+// gcPercent reads GOGC as the runtime has it.
+func gcPercent() int {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	return p
 }
