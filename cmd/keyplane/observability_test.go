@@ -215,7 +215,7 @@ func TestDaemonProcs(t *testing.T) {
 		} else {
 			waitFor(t, fmt.Sprintf("GOMAXPROCS %d while the daemon runs idle", want), func() bool { return runtime.GOMAXPROCS(0) == want })
 			if _, set := os.LookupEnv("GOGC"); !set {
-				assert.Equal(t, procs.Default.OneGCPercent, gcPercent(), "GOGC at one P")
+				assert.Equal(t, procs.Default.GCPercent, gcPercent(), "GOGC while the daemon adapts")
 			}
 		}
 		require.Equal(t, 0, d.stop())

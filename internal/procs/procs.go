@@ -39,20 +39,21 @@ type Policy struct {
 	// may be close to Raise without the count going back and forth.
 	Lower      float64
 	LowerAfter int
-	// OneGCPercent is GOGC while there is one P (0: left alone), unless
-	// GOGC is set in the environment. With more Ps than work, the idle
-	// ones mark during a GC cycle and finish it early, before the heap
-	// reaches its goal; with one P the marking takes the whole runway
-	// and the heap peaks at the goal. Measured at 100,000 tunnels
-	// (gctrace): 733 MB at the last cycle's end with one P, 704 MB with
-	// two, goals 730 and 738 MB; RSS per tunnel 5–10 % higher. A lower
-	// GOGC at one P puts the peak back near where two Ps had it.
-	OneGCPercent int
+	// GCPercent is GOGC while Adapt runs (0: left alone), unless GOGC is
+	// set in the environment. With more Ps than work, the idle ones mark
+	// during a GC cycle and finish it early, before the heap reaches its
+	// goal; with one P the marking takes the whole runway and the heap
+	// peaks at the goal. Measured at 100,000 tunnels (gctrace): 733 MB
+	// at the last cycle's end with one P, 704 MB with two, goals 730 and
+	// 738 MB; RSS per tunnel 5–10 % higher. A lower GOGC puts the peak
+	// back near where two Ps had it. It holds at any number of Ps: the
+	// count goes up in a burst, when the heap may be at its largest.
+	GCPercent int
 }
 
 // Default raises after half a second above 90 % of the Ps and lowers
-// after two seconds under 80 % of one P fewer; GOGC is 90 at one P.
-var Default = Policy{Interval: 100 * time.Millisecond, Raise: 0.9, RaiseAfter: 5, Lower: 0.8, LowerAfter: 20, OneGCPercent: 90}
+// after two seconds under 80 % of one P fewer; GOGC is 90.
+var Default = Policy{Interval: 100 * time.Millisecond, Raise: 0.9, RaiseAfter: 5, Lower: 0.8, LowerAfter: 20, GCPercent: 90}
 
 // Next is the number of Ps after n (1 ≤ n ≤ most), given the mean load
 // over the last RaiseAfter samples (raise) and over the last LowerAfter
@@ -84,7 +85,7 @@ var (
 // the process. onChange, when not nil, is called with each number set.
 func Adapt(ctx context.Context, p Policy, log *slog.Logger, onChange func(int)) {
 	if _, set := os.LookupEnv("GOGC"); set {
-		p.OneGCPercent = 0
+		p.GCPercent = 0
 	}
 	adapt(ctx, initial(), p, log, onChange, cpuTime)
 }
@@ -96,21 +97,14 @@ func adapt(ctx context.Context, most int, p Policy, log *slog.Logger, onChange f
 		return
 	}
 	defer running.Store(false)
-	gcPercent, saved := 0, false // GOGC before the first switch to one P
 	set := func(n int) {
 		runtime.GOMAXPROCS(n)
-		switch {
-		case p.OneGCPercent <= 0:
-		case n == 1:
-			if prev := debug.SetGCPercent(p.OneGCPercent); !saved {
-				gcPercent, saved = prev, true
-			}
-		case saved:
-			debug.SetGCPercent(gcPercent)
-		}
 		if onChange != nil {
 			onChange(n)
 		}
+	}
+	if p.GCPercent > 0 {
+		defer debug.SetGCPercent(debug.SetGCPercent(p.GCPercent))
 	}
 	n := 1
 	set(n)
