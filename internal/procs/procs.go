@@ -16,9 +16,7 @@ package procs
 import (
 	"context"
 	"log/slog"
-	"os"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,21 +37,11 @@ type Policy struct {
 	// may be close to Raise without the count going back and forth.
 	Lower      float64
 	LowerAfter int
-	// GCPercent is GOGC while Adapt runs (0: left alone), unless GOGC is
-	// set in the environment. With more Ps than work, the idle ones mark
-	// during a GC cycle and finish it early, before the heap reaches its
-	// goal; with one P the marking takes the whole runway and the heap
-	// peaks at the goal. Measured at 100,000 tunnels (gctrace): 733 MB
-	// at the last cycle's end with one P, 704 MB with two, goals 730 and
-	// 738 MB; RSS per tunnel 5–10 % higher. A lower GOGC puts the peak
-	// back near where two Ps had it. It holds at any number of Ps: the
-	// count goes up in a burst, when the heap may be at its largest.
-	GCPercent int
 }
 
 // Default raises after half a second above 90 % of the Ps and lowers
-// after two seconds under 80 % of one P fewer; GOGC is 90.
-var Default = Policy{Interval: 100 * time.Millisecond, Raise: 0.9, RaiseAfter: 5, Lower: 0.8, LowerAfter: 20, GCPercent: 90}
+// after two seconds under 80 % of one P fewer.
+var Default = Policy{Interval: 100 * time.Millisecond, Raise: 0.9, RaiseAfter: 5, Lower: 0.8, LowerAfter: 20}
 
 // Next is the number of Ps after n (1 ≤ n ≤ most), given the mean load
 // over the last RaiseAfter samples (raise) and over the last LowerAfter
@@ -79,14 +67,11 @@ var (
 
 // Adapt runs until ctx ends, setting GOMAXPROCS between one and what the
 // runtime chose at start, by p, from the process's CPU time; it starts at
-// one and puts the runtime's number (and GOGC) back when it returns. It returns at
+// one and puts the runtime's number back when it returns. It returns at
 // once, changing nothing, where the CPU time cannot be read (see
 // cpuTime), when the runtime chose one, or while another Adapt runs in
 // the process. onChange, when not nil, is called with each number set.
 func Adapt(ctx context.Context, p Policy, log *slog.Logger, onChange func(int)) {
-	if _, set := os.LookupEnv("GOGC"); set {
-		p.GCPercent = 0
-	}
 	adapt(ctx, initial(), p, log, onChange, cpuTime)
 }
 
@@ -102,9 +87,6 @@ func adapt(ctx context.Context, most int, p Policy, log *slog.Logger, onChange f
 		if onChange != nil {
 			onChange(n)
 		}
-	}
-	if p.GCPercent > 0 {
-		defer debug.SetGCPercent(debug.SetGCPercent(p.GCPercent))
 	}
 	n := 1
 	set(n)
