@@ -11,6 +11,12 @@
 // with 2, at the same handshakes/s (README, Measured, stop 31; Adapt's own
 // figures are there under stop 33). Adapt starts at one P and doubles the
 // Ps while the load fills them, so a burst still gets every CPU.
+//
+// What it costs is memory: with an idle P the runtime marks the heap
+// early in a GC cycle, with one P the marking takes the cycle's whole
+// runway and the heap peaks higher (at 100,000 tunnels, gctrace: 733 MB
+// at the last cycle's end against 704 MB, goals 730 and 738 MB), and a
+// responder's RSS per tunnel was 5–10 % higher.
 package procs
 
 import (
