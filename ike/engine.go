@@ -152,6 +152,10 @@ type Engine struct {
 	reviveStart time.Time
 	revived     int
 	revive      tokenBucket
+	// moveWait: suspended MOBIKE movers that a route change may give a
+	// new source address (links.go); routePending coalesces route events.
+	moveWait     map[*ikeSA]struct{}
+	routePending atomic.Bool
 	// recoveryTraps: children trapped by dpd_action or close_action
 	// (recovery.go); a reload keeps their traps.
 	recoveryTraps map[string]bool
@@ -243,7 +247,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		}
 		if as, err := kernelops.As[kernelops.AddrSelector](o.Backend); err == nil && e.caps.Has(kernelops.CapChangeEvents) {
 			e.addrSel = as
-			kinds |= kernelops.KindLink | kernelops.KindAddr
+			kinds |= kernelops.KindLink | kernelops.KindAddr | kernelops.KindRoute
 		}
 		sub, err := src.Subscribe(e.ctx, kernelops.SubscribeOptions{Kinds: kinds})
 		if err != nil {

@@ -11,6 +11,14 @@ import (
 func (e *Engine) readEvents(sub kernelops.Subscription) {
 	defer e.wg.Done()
 	for ev := range sub.Events() {
+		if _, ok := ev.(*kernelops.RouteEvent); ok {
+			// A burst of route changes needs one look at the SAs waiting
+			// to move, not one per route (links.go).
+			if !e.routePending.Swap(true) {
+				e.post(e.routesChanged)
+			}
+			continue
+		}
 		e.post(func() { e.kernelEvent(ev) })
 	}
 }

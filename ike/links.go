@@ -211,9 +211,11 @@ func (e *Engine) relinkOne(sa *ikeSA, idx map[netip.Addr]addrSite) (down, revive
 	switch {
 	case !ok && sa.link == linkOK:
 		sa.suspend()
+		e.awaitMove(sa)
 		return true, false
 	case !ok && sa.link == linkReviving:
 		sa.link = linkDown // leaves the revival queue when its turn comes
+		e.awaitMove(sa)
 		return true, false
 	case ok && sa.link == linkDown:
 		sa.link = linkReviving
@@ -227,6 +229,45 @@ func (e *Engine) relinkOne(sa *ikeSA, idx map[netip.Addr]addrSite) (down, revive
 		return false, true
 	}
 	return false, false
+}
+
+// awaitMove keeps a suspended SA that MOBIKE could move for the next
+// route change. The kernel reports an address's removal before it drops
+// the routes that used it as source, so at the address event the route
+// to the peer may still name the old address; when that route goes, the
+// route change is the SA's cue to move.
+func (e *Engine) awaitMove(sa *ikeSA) {
+	if !sa.mob.active || !sa.mob.mover {
+		return
+	}
+	if e.moveWait == nil {
+		e.moveWait = map[*ikeSA]struct{}{}
+	}
+	e.moveWait[sa] = struct{}{}
+}
+
+// routesChanged tries again to move the suspended MOBIKE SAs (one call
+// for a burst of route events: kernel_events.go).
+func (e *Engine) routesChanged() {
+	e.routePending.Store(false)
+	if len(e.moveWait) == 0 || e.ifs == nil {
+		return
+	}
+	idx := e.addrIndex()
+	moved := 0
+	for sa := range e.moveWait {
+		if sa.state == ikeDead || sa.link != linkDown || e.sas[sa.localSPI()] != sa {
+			delete(e.moveWait, sa)
+			continue
+		}
+		if sa.mobikeMove(idx) {
+			delete(e.moveWait, sa)
+			moved++
+		}
+	}
+	if moved > 0 {
+		e.log.Info("routes changed", "ike-sas-moved", moved, "ike-sas-suspended", len(e.moveWait))
+	}
 }
 
 // placeSA applies the link state to a new SA or one whose local address

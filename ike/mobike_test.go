@@ -42,6 +42,13 @@ func newMobikePair(t *testing.T, eth1, bConn string) *mobikePair {
 // hideB taken from a's and b's dataplanes.
 func newMobikePairHiding(t *testing.T, eth1, bConn string, hideA, hideB kernelops.Cap) *mobikePair {
 	t.Helper()
+	return newMobikePairNet(t, "eth1="+eth1, "127.0.0.1/32 dev eth1", bConn, hideA, hideB)
+}
+
+// newMobikePairNet is newMobikePairHiding with a's interfaces and routes
+// as the nokernel model's parameters.
+func newMobikePairNet(t *testing.T, ifaces, routes, bConn string, hideA, hideB kernelops.Cap) *mobikePair {
+	t.Helper()
 	as, bs := pairSides(t)
 	as.addr, as.remoteAddr = "%any", mobResp.String()
 	bs.addr, bs.remoteAddr = mobResp.String(), "%any"
@@ -51,7 +58,7 @@ func newMobikePairHiding(t *testing.T, eth1, bConn string, hideA, hideB kernelop
 	mp.ta, tapA = tap(mp.clk, hideA)
 	mp.tb, tapB = tap(mp.clk, hideB)
 	mp.a = newPeer(t, "a", as.config(t, "a"), withClock(mp.clk), tapA, withOptions(kernelops.Options{
-		Params: map[string]string{"interfaces": "eth1=" + eth1, "routes": "127.0.0.1/32 dev eth1"}}))
+		Params: map[string]string{"interfaces": ifaces, "routes": routes}}))
 	// The model routes addresses of lo via lo: without 127.0.0.1/8 there,
 	// the responder is reached through eth1, from eth1's address.
 	require.NoError(t, mp.a.b.Net().RemoveAddress("lo", netip.MustParsePrefix("127.0.0.1/8")))
@@ -236,6 +243,40 @@ func TestMOBIKEAfterSuspension(t *testing.T) {
 		for _, sa := range mp.a.e.sas {
 			assert.False(t, sa.quiet(), "still suspended after the move")
 		}
+	}))
+}
+
+// TestMOBIKEAfterRouteChange: the address goes while the route to the
+// peer still names it as source (Linux reports an address's removal
+// before it drops the routes through it); the SA is suspended, and when
+// that route goes and another routes the peer from another address, the
+// SA moves there. TestVMMobike met this race against the real kernel.
+func TestMOBIKEAfterRouteChange(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePairNet(t, "eth1=127.0.0.2/32;eth2=127.0.0.3/32",
+		"127.0.0.1/32 dev eth1 src 127.0.0.2;127.0.0.1/32 dev eth2", "", 0, 0)
+	before := endpointsOf(t, mp.a)
+	require.Equal(t, mobOld, before.ikeLocal.Addr())
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	waitFor(t, "the SA suspended", 3*time.Second, func() bool {
+		var q bool
+		mp.a.e.call(t.Context(), func() {
+			for _, sa := range mp.a.e.sas {
+				q = sa.quiet()
+			}
+		})
+		return q
+	})
+	require.NoError(t, mp.a.b.Net().DeleteRoute(netip.MustParsePrefix("127.0.0.1/32"), "eth1"))
+	waitState(t, mp.evA, "moved")
+	waitState(t, mp.evB, "moved")
+	after, afterB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
+	assert.Equal(t, mobNew, after.ikeLocal.Addr())
+	assert.Equal(t, mobNew, afterB.ikeRemote.Addr())
+	assert.Equal(t, before.spis, after.spis)
+	assert.Equal(t, [2]string{before.spiIn, before.spiOut}, [2]string{after.spiIn, after.spiOut})
+	require.NoError(t, mp.a.e.call(t.Context(), func() {
+		assert.Empty(t, mp.a.e.moveWait, "the moved SA still waits for a route change")
 	}))
 }
 

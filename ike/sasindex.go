@@ -40,6 +40,7 @@ func (e *Engine) removeSA(sa *ikeSA) {
 	}
 	e.unindex(sa)
 	e.unindexPeer(sa)
+	delete(e.moveWait, sa) // links.go
 }
 
 // setConn moves sa to connection c (a responder's choice at IKE_AUTH,
