@@ -102,6 +102,11 @@ type reauthRun struct {
 	pending int    // children still to come up (or fail)
 	started time.Time
 	over    bool // finished or failed
+	// deferred is the recovery of the replaced SA, which ended while the
+	// run was under way: its children under negotiation here were not
+	// restarted (recovery.go's reestablish skips busy ones), so if the
+	// run fails, the recovery applies then.
+	deferred *recovery
 }
 
 // reauthDue is the reauthentication timer.
@@ -213,6 +218,14 @@ func (run *reauthRun) failed(err error) {
 	}
 	run.over = true
 	if old.state != ikeEstablished {
+		if d := run.deferred; d != nil && old.state == ikeDead {
+			run.deferred = nil
+			e := old.e
+			old.logger().Info("reauthentication failed after the old IKE SA ended: its recovery applies now", "err", err)
+			// Next turn: until the failed IKE SA is gone, its child
+			// counts as under negotiation.
+			e.post(func() { d.run(e) })
+		}
 		return
 	}
 	retry := ikeRekeyRetry + randUpTo(ikeRekeyRetry)

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
@@ -210,4 +211,49 @@ func TestOverTime(t *testing.T) {
 	}
 	require.Len(t, hard, 1)
 	assert.Equal(t, 70*time.Minute, hard[0].Time.Sub(epoch).Round(10*time.Second), "deleted at reauth_time + over_time")
+}
+
+// TestReauthFailsAfterOldEnded: the IKE SA being reauthenticated ends
+// (over_time, the peer gone) while the reauthentication's new IKE SA is
+// still coming: the old SA's dpd_action = restart skips its child, which
+// is under negotiation there. When that attempt then fails, the restart
+// happens after all. (TestOverTime met this by timing: the attempt's
+// IKE_AUTH reached a peer with unique = keep before our Delete.)
+func TestReauthFailsAfterOldEnded(t *testing.T) {
+	noLeaks(t)
+	clk := clock.NewFake(epoch)
+	sa, sb := pairSides(t)
+	sa.extraChild = "dpd_action = restart"
+	a := newPeer(t, "a", sa.config(t, "a"), withClock(clk))
+	b := newPeer(t, "b", sb.config(t, "b"), withClock(clk))
+	establish(t, a, b, "a-net")
+	first, _, _ := steady(t, a, b)
+	require.NoError(t, a.e.call(t.Context(), func() {
+		require.Len(t, a.e.sas, 1)
+		var old *ikeSA
+		for _, s := range a.e.sas {
+			old = s
+		}
+		require.True(t, old.reauthenticate("test"))
+		var attempt *ikeSA
+		for _, s := range a.e.sas {
+			if s != old {
+				attempt = s
+			}
+		}
+		require.NotNil(t, attempt, "the reauthentication's IKE SA")
+		old.rec.ending = endDead
+		old.destroyErr(errors.New("test: hard lifetime reached"))
+		require.True(t, a.e.childBusy("a", "a-net"), "the attempt's child is under negotiation")
+		attempt.destroyErr(errors.New("test: AUTHENTICATION_FAILED"))
+	}))
+	waitFor(t, "the child restarted under a new IKE SA", 5*time.Second, func() bool {
+		for _, s := range a.sas(t) {
+			if s.State == "established" && s.SPIi != first.SPIi && installed([]IKESAInfo{s}) == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	assert.Contains(t, a.logText(), "its recovery applies now")
 }
