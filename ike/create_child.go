@@ -289,7 +289,7 @@ func (sa *ikeSA) handleCreateChild(m *message.Message, s *sock, local, remote ne
 		return
 	}
 	var old *childSA
-	for _, n := range m.Notifies() {
+	for n := range m.Notifies() {
 		if n.NotifyType != message.REKEY_SA || n.Protocol != message.ProtocolESP {
 			continue
 		}

@@ -64,7 +64,7 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 	auth, _ := m.Find(message.PayloadAUTH).(*message.Auth)
 	if idr == nil || auth == nil {
 		var why error = ourNotify(message.INVALID_SYNTAX, "IKE_AUTH response without IDr and AUTH")
-		for _, n := range m.Notifies() {
+		for n := range m.Notifies() {
 			if n.NotifyType.IsError() {
 				why = peerNotify(n.NotifyType, "IKE_AUTH refused")
 				if n.NotifyType == message.AUTHENTICATION_FAILED {
@@ -133,7 +133,7 @@ func (sa *ikeSA) authFailed(why string) {
 // refusal of its answer — and, if the peer installed its half, tells
 // the peer; the caller fails the child.
 func (sa *ikeSA) completeChild(ch *childSA, m *message.Message, ni, nr []byte, dh ikecrypto.KeyExchange, create bool) error {
-	for _, n := range m.Notifies() {
+	for n := range m.Notifies() {
 		if !n.NotifyType.IsError() {
 			continue
 		}

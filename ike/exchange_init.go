@@ -106,7 +106,7 @@ func (sa *ikeSA) handleInitResponse(m *message.Message, local, remote netip.Addr
 		sa.sendInit(g)
 		return
 	}
-	for _, n := range m.Notifies() {
+	for n := range m.Notifies() {
 		if n.NotifyType.IsError() {
 			why := ""
 			if n.NotifyType == message.NO_PROPOSAL_CHOSEN {

@@ -54,7 +54,7 @@ func (sa *ikeSA) followupBusy() bool {
 func addKEsOf(p *message.Proposal) []message.DHGroup {
 	var out []message.DHGroup
 	for n := 1; n <= 7; n++ {
-		for _, t := range p.Of(message.AddKE(n)) {
+		for t := range p.Of(message.AddKE(n)) {
 			if t.ID != 0 {
 				out = append(out, message.DHGroup(t.ID))
 			}
@@ -99,7 +99,7 @@ func (sa *ikeSA) followups(adds []message.DHGroup, link []byte, done func([][]by
 			payloads: []message.Payload{&message.KE{Group: method, Data: kex.PublicValue()},
 				&message.Notify{NotifyType: message.ADDITIONAL_KEY_EXCHANGE, Data: link}},
 			onResponse: func(m *message.Message) {
-				for _, n := range m.Notifies() {
+				for n := range m.Notifies() {
 					if n.NotifyType.IsError() {
 						finish(peerNotify(n.NotifyType, "IKE_FOLLOWUP_KE %d refused", i+1))
 						return

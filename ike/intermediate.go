@@ -71,7 +71,7 @@ func (sa *ikeSA) sendIntermediate(i int) {
 // intermediateAnswered completes additional key exchange i with the
 // responder's answer.
 func (sa *ikeSA) intermediateAnswered(i int, kex ikecrypto.KeyExchange, m *message.Message) {
-	for _, n := range m.Notifies() {
+	for n := range m.Notifies() {
 		if n.NotifyType.IsError() {
 			sa.destroyErr(peerNotify(n.NotifyType, "IKE_INTERMEDIATE %d refused", i+1))
 			return

@@ -185,7 +185,7 @@ func (sa *ikeSA) updateAnswered(m *message.Message, cookie []byte, local netip.A
 	if sa.state == ikeDead {
 		return
 	}
-	for _, n := range m.Notifies() {
+	for n := range m.Notifies() {
 		if n.NotifyType.IsError() {
 			sa.logger().Warn("MOBIKE: peer refuses our UPDATE_SA_ADDRESSES; children stay where they are", "notify", n.NotifyType.String())
 			sa.e.publish(Event{Kind: "ike", IKEID: sa.id, Name: sa.name(), State: "mobike-refused", SPIs: sa.eventSPIs(), Reason: n.NotifyType.String()})

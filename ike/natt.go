@@ -35,11 +35,7 @@ func natNotifies(spii, spir uint64, local, remote netip.AddrPort, fake bool) []m
 func detectNAT(m *message.Message, spii, spir uint64, local, remote netip.AddrPort) (natLocal, natRemote bool) {
 	var srcs []*message.Notify
 	var dst *message.Notify
-	for _, p := range m.Payloads { // not Notifies: it copies them to a slice
-		n, ok := p.(*message.Notify)
-		if !ok {
-			continue
-		}
+	for n := range m.Notifies() {
 		switch n.NotifyType {
 		case message.NAT_DETECTION_SOURCE_IP:
 			srcs = append(srcs, n)

@@ -245,8 +245,8 @@ func acceptable(chosen *message.Proposal, ours []config.Proposal, proto message.
 
 // keGroup is the key exchange method a chosen proposal names (0: none).
 func keGroup(p *message.Proposal) message.DHGroup {
-	for i := range p.Transforms { // in place: Of copies
-		if t := &p.Transforms[i]; t.Type == message.TransformKE && t.ID != 0 {
+	for t := range p.Of(message.TransformKE) {
+		if t.ID != 0 {
 			return message.DHGroup(t.ID)
 		}
 	}
@@ -302,7 +302,7 @@ func ourGroupWith(ours []config.Proposal, chosen *message.Proposal, g message.DH
 
 // hasGroup reports whether proposal p names key exchange g.
 func hasGroup(p *message.Proposal, g message.DHGroup) bool {
-	for _, t := range p.Of(message.TransformKE) {
+	for t := range p.Of(message.TransformKE) {
 		if message.DHGroup(t.ID) == g {
 			return true
 		}

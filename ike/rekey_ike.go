@@ -185,7 +185,7 @@ func (sa *ikeSA) rekeyIKEAnswered(rk *ikeRekey, m *message.Message) {
 			return
 		}
 	}
-	for _, n := range m.Notifies() {
+	for n := range m.Notifies() {
 		if n.NotifyType.IsError() {
 			declined("peer answered " + n.NotifyType.String())
 			return

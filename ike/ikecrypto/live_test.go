@@ -228,7 +228,7 @@ func TestStrongSwanLive(t *testing.T) {
 		t.Fatalf("decrypt IKE_AUTH response: %v", err)
 	}
 	t.Logf("IKE_AUTH response: %v", authResp)
-	for _, n := range authResp.Notifies() {
+	for n := range authResp.Notifies() {
 		if n.NotifyType.IsError() {
 			t.Fatalf("strongSwan answered %v", n.NotifyType)
 		}

@@ -3,6 +3,7 @@ package message
 import (
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"strings"
 )
 
@@ -65,15 +66,16 @@ func (m *Message) Notify(t NotifyType) *Notify {
 	return nil
 }
 
-// Notifies returns all Notify payloads, in order.
-func (m *Message) Notifies() []*Notify {
-	var out []*Notify
-	for _, p := range m.Payloads {
-		if n, ok := p.(*Notify); ok {
-			out = append(out, n)
+// Notifies yields the Notify payloads, in order, in place (no copy:
+// the handshake's hot paths walk them).
+func (m *Message) Notifies() iter.Seq[*Notify] {
+	return func(yield func(*Notify) bool) {
+		for _, p := range m.Payloads {
+			if n, ok := p.(*Notify); ok && !yield(n) {
+				return
+			}
 		}
 	}
-	return out
 }
 
 // maxStringPayloads bounds String: a datagram can carry thousands of

@@ -3,6 +3,7 @@ package message
 import (
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"strings"
 )
 
@@ -102,15 +103,15 @@ func (t Transform) Equal(u Transform) bool {
 	return true
 }
 
-// Of returns the transforms of type t, in order.
-func (p *Proposal) Of(t TransformType) []Transform {
-	var out []Transform
-	for _, tr := range p.Transforms {
-		if tr.Type == t {
-			out = append(out, tr)
+// Of yields the transforms of type t, in order, in place.
+func (p *Proposal) Of(t TransformType) iter.Seq[Transform] {
+	return func(yield func(Transform) bool) {
+		for _, tr := range p.Transforms {
+			if tr.Type == t && !yield(tr) {
+				return
+			}
 		}
 	}
-	return out
 }
 
 func (p Proposal) String() string {
