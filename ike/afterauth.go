@@ -9,7 +9,8 @@ import "github.com/keyplane/keyplane/ike/ikecrypto"
 // responder's candidate connections and first choice of proposal, the
 // credentials asked for, wiping the PSK's copy, the peer's signature
 // hashes and CERTREQs, the AUTH worker's state), the
-// IntAuth chains, and AES-GCM's built AEADs (ikecrypto.Idle). With
+// IntAuth chains, AES-GCM's built AEADs (ikecrypto.Idle) and SK_pi and
+// SK_pr (ikecrypto.IKEKeys.DropAuthKeys). With
 // 100,000 IKE SAs up they were some 600 octets each (BenchmarkTunnelMemory).
 // An IKE SA rekey, a child's rekey and a reauthentication make their own
 // nonces and messages, the window keeps the last answer for a
@@ -30,4 +31,7 @@ func (sa *ikeSA) dropHandshake() {
 	}
 	ikecrypto.Idle(sa.out) // AES-GCM: each later message builds its AEAD
 	ikecrypto.Idle(sa.in)
+	if sa.keys != nil {
+		sa.keys.DropAuthKeys() // SK_pi and SK_pr: AUTH payloads only
+	}
 }

@@ -148,6 +148,23 @@ func ikeKeysFromSkeyseed(s IKESuite, seed Key, ni, nr []byte, spii, spir uint64)
 	return k, nil
 }
 
+// DropAuthKeys lets go of SK_pi and SK_pr once IKE_AUTH is done: only the
+// AUTH payloads (and IKE_INTERMEDIATE's) are computed with them. The other
+// keys move to an allocation of their own and the old one is wiped (with
+// AES-GCM-128 and HMAC-SHA-256's PRF: 72 octets kept instead of 136).
+// SKpi and SKpr are empty after it.
+func (k *IKEKeys) DropAuthKeys() {
+	n := int(k.end[skEr])
+	if n == len(k.km) {
+		return
+	}
+	km := make(Key, n)
+	copy(km, k.km[:n])
+	k.km.Zero()
+	k.km = km
+	k.end[skPi], k.end[skPr] = uint16(n), uint16(n)
+}
+
 // Ciphers returns the Encrypted payload ciphers of the IKE SA for one side:
 // out protects what this side sends, in checks what it receives. The
 // initiator sends with SK_ei/SK_ai, the responder with SK_er/SK_ar. They

@@ -278,3 +278,37 @@ func TestSignedOctets(t *testing.T) {
 		t.Errorf("MD5 PRF: %v", err)
 	}
 }
+
+// TestDropAuthKeys: after DropAuthKeys the other five keys read back
+// unchanged from a new allocation, SK_pi and SK_pr
+// are empty, and the old key material is wiped.
+func TestDropAuthKeys(t *testing.T) {
+	in := [][]byte{[]byte("d-key-0123456789"), []byte("ai"), []byte("ar"), []byte("ei-key-with-salt"), []byte("er-key"), []byte("pi-key-01234567"), []byte("pr-key-01234567")}
+	k, err := ikecrypto.NewIKEKeys(ikecrypto.IKESuite{}, in[0], in[1], in[2], in[3], in[4], in[5], in[6])
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []ikecrypto.Key{k.SKd(), k.SKai(), k.SKar(), k.SKei(), k.SKer(), k.SKpi(), k.SKpr()}
+	k.DropAuthKeys()
+	got := []ikecrypto.Key{k.SKd(), k.SKai(), k.SKar(), k.SKei(), k.SKer()}
+	for i, g := range got {
+		if !bytes.Equal(g, in[i]) {
+			t.Errorf("key %d: got %q, want %q", i, []byte(g), in[i])
+		}
+		if len(g) > 0 && &g[0] == &old[i][0] {
+			t.Errorf("key %d still in the old allocation", i)
+		}
+	}
+	if len(k.SKpi()) != 0 || len(k.SKpr()) != 0 {
+		t.Errorf("SK_pi %q, SK_pr %q after DropAuthKeys, want empty", []byte(k.SKpi()), []byte(k.SKpr()))
+	}
+	for i, o := range old {
+		if len(bytes.Trim(o, "\x00")) != 0 {
+			t.Errorf("old key %d not wiped: %q", i, []byte(o))
+		}
+	}
+	k.DropAuthKeys() // again: nothing to drop
+	if !bytes.Equal(k.SKd(), in[0]) || !bytes.Equal(k.SKer(), in[4]) {
+		t.Error("a second DropAuthKeys changed the keys")
+	}
+}
