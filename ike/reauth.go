@@ -165,6 +165,12 @@ func (sa *ikeSA) reauthenticate(why string) bool {
 		}
 		run.nsa = nsa
 		for _, cfg := range cfgs[1:] {
+			if run.current().state == ikeDead && e.childBusy(nsa.conn.Name, cfg.Name) {
+				// The replaced SA ended meanwhile and its recovery
+				// (dpd_action = restart) brings this child up elsewhere.
+				run.childDone()
+				continue
+			}
 			nc := e.newChild(cfg)
 			nr := made(&nc.rec)
 			nr.onDone = append(nr.onDone, func(*childSA, error) { run.childDone() })

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -256,4 +257,53 @@ func TestReauthFailsAfterOldEnded(t *testing.T) {
 		return false
 	})
 	assert.Contains(t, a.logText(), "its recovery applies now")
+}
+
+// TestReauthAfterRecoveryNoDuplicates: the IKE SA being reauthenticated
+// ends while the reauthentication's new IKE SA is still coming; its
+// dpd_action = restart brings up the second child elsewhere (the first
+// is under negotiation in the reauthentication). When the new IKE SA is
+// up it does not create the second child again: one of each child.
+func TestReauthAfterRecoveryNoDuplicates(t *testing.T) {
+	noLeaks(t)
+	clk := clock.NewFake(epoch)
+	sa, sb := pairSides(t)
+	secondChild(&sa, "aes128gcm16")
+	secondChild(&sb, "aes128gcm16")
+	sa.extraChild = "dpd_action = restart\n" + sa.extraChild + "\n dpd_action = restart"
+	a := newPeer(t, "a", sa.config(t, "a"), withClock(clk), withLongLarval())
+	b := newPeer(t, "b", sb.config(t, "b"), withClock(clk), withLongLarval())
+	establish(t, a, b, "a-net")
+	require.NoError(t, a.e.Initiate(ctxT(t, 5*time.Second), "a-two"))
+	var started bool
+	var why string
+	require.NoError(t, a.e.call(t.Context(), func() {
+		var olds []*ikeSA // the map gains the reauthentication's SA
+		for _, s := range a.e.sas {
+			olds = append(olds, s)
+		}
+		for _, old := range olds {
+			why = fmt.Sprintf("state %v pending %v reauthing %v link %v rekey %v/%v", old.state, old.pendingOf != nil, old.rec.reauthing != nil, old.link, old.rekeyIKEOut != nil, old.rekeyIKEIn != nil)
+			if started = old.reauthenticate("test"); started {
+				old.rec.ending = endDead
+				old.destroyErr(errors.New("test: hard lifetime reached"))
+			}
+		}
+	}))
+	require.True(t, started, "reauthentication started: %s", why)
+	count := func() map[string]int {
+		n := map[string]int{}
+		for _, s := range a.sas(t) {
+			for _, ch := range s.Children {
+				if ch.State == "installed" || ch.State == "negotiating" {
+					n[ch.Name]++
+				}
+			}
+		}
+		return n
+	}
+	waitFor(t, "both children installed", 5*time.Second, func() bool { return installed(a.sas(t)) >= 2 })
+	settle(t, a, b)
+	step(t, clk, 10*time.Second, time.Second, a, b)
+	assert.Equal(t, map[string]int{"a-net": 1, "a-two": 1}, count())
 }
