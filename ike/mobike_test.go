@@ -207,15 +207,9 @@ func TestMOBIKEMove(t *testing.T) {
 	assert.Equal(t, 1, established(t, mp.a))
 }
 
-// TestMOBIKEAfterSuspension: the address goes and no other routes the
-// peer: the SA is suspended as without MOBIKE, nothing is sent; when an
-// address that routes the peer appears, the SA moves to it at once.
-func TestMOBIKEAfterSuspension(t *testing.T) {
-	noLeaks(t)
-	mp := newMobikePair(t, "127.0.0.2/32", "")
-	before := endpointsOf(t, mp.a)
-	mark := mp.ta.mark()
-	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+// waitSuspended waits until a's one IKE SA is suspended.
+func (mp *mobikePair) waitSuspended(t *testing.T) {
+	t.Helper()
 	waitFor(t, "the SA suspended", 3*time.Second, func() bool {
 		var q bool
 		mp.a.e.call(t.Context(), func() {
@@ -225,11 +219,12 @@ func TestMOBIKEAfterSuspension(t *testing.T) {
 		})
 		return q
 	})
-	step(t, mp.clk, time.Minute, 5*time.Second, mp.a, mp.b)
-	assert.Empty(t, mp.ta.since(mark), "a suspended SA sent")
-	assert.Equal(t, 1, established(t, mp.a))
+}
 
-	require.NoError(t, mp.a.b.Net().AddAddress("eth1", netip.MustParsePrefix("127.0.0.3/32")))
+// waitMovedKeeping waits for both ends' "moved" events and checks that
+// a's IKE SA is on mobNew (and b sees it there) with the SPIs of before.
+func (mp *mobikePair) waitMovedKeeping(t *testing.T, before endpoints) {
+	t.Helper()
 	waitState(t, mp.evA, "moved")
 	waitState(t, mp.evB, "moved")
 	after, afterB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
@@ -237,6 +232,24 @@ func TestMOBIKEAfterSuspension(t *testing.T) {
 	assert.Equal(t, mobNew, afterB.ikeRemote.Addr())
 	assert.Equal(t, before.spis, after.spis)
 	assert.Equal(t, [2]string{before.spiIn, before.spiOut}, [2]string{after.spiIn, after.spiOut})
+}
+
+// TestMOBIKEAfterSuspension: the address goes and no other routes the
+// peer: the SA is suspended as without MOBIKE, nothing is sent; when an
+// address that routes the peer appears, the SA moves to it at once.
+func TestMOBIKEAfterSuspension(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32", "")
+	before := endpointsOf(t, mp.a)
+	mark := mp.ta.mark()
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	mp.waitSuspended(t)
+	step(t, mp.clk, time.Minute, 5*time.Second, mp.a, mp.b)
+	assert.Empty(t, mp.ta.since(mark), "a suspended SA sent")
+	assert.Equal(t, 1, established(t, mp.a))
+
+	require.NoError(t, mp.a.b.Net().AddAddress("eth1", netip.MustParsePrefix("127.0.0.3/32")))
+	mp.waitMovedKeeping(t, before)
 	dataplaneBetween(t, mp.a, mobNew, mobResp)
 	dataplaneBetween(t, mp.b, mobResp, mobNew)
 	require.NoError(t, mp.a.e.call(t.Context(), func() {
@@ -258,23 +271,9 @@ func TestMOBIKEAfterRouteChange(t *testing.T) {
 	before := endpointsOf(t, mp.a)
 	require.Equal(t, mobOld, before.ikeLocal.Addr())
 	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
-	waitFor(t, "the SA suspended", 3*time.Second, func() bool {
-		var q bool
-		mp.a.e.call(t.Context(), func() {
-			for _, sa := range mp.a.e.sas {
-				q = sa.quiet()
-			}
-		})
-		return q
-	})
+	mp.waitSuspended(t)
 	require.NoError(t, mp.a.b.Net().DeleteRoute(netip.MustParsePrefix("127.0.0.1/32"), "eth1"))
-	waitState(t, mp.evA, "moved")
-	waitState(t, mp.evB, "moved")
-	after, afterB := endpointsOf(t, mp.a), endpointsOf(t, mp.b)
-	assert.Equal(t, mobNew, after.ikeLocal.Addr())
-	assert.Equal(t, mobNew, afterB.ikeRemote.Addr())
-	assert.Equal(t, before.spis, after.spis)
-	assert.Equal(t, [2]string{before.spiIn, before.spiOut}, [2]string{after.spiIn, after.spiOut})
+	mp.waitMovedKeeping(t, before)
 	require.NoError(t, mp.a.e.call(t.Context(), func() {
 		assert.Empty(t, mp.a.e.moveWait, "the moved SA still waits for a route change")
 	}))
