@@ -31,6 +31,33 @@ func (e *Engine) childBusy(conn, child string) bool {
 	return false
 }
 
+// childComing is the child's negotiation under way when it is not
+// installed anywhere (nil otherwise): what recovery waits on instead of
+// starting the child again (recovery.go).
+func (e *Engine) childComing(conn, child string) *childSA {
+	var coming *childSA
+	for _, sa := range e.sasOf(conn) {
+		if sa.state == ikeDead || sa.state == ikeDeleting || sa.state == ikeRekeyed {
+			continue
+		}
+		if f := sa.first; f != nil && f.cfg.Name == child && f.state == childNegotiating && coming == nil {
+			coming = f
+		}
+		for _, ch := range sa.children {
+			if ch.cfg.Name != child {
+				continue
+			}
+			switch {
+			case ch.state == childInstalled:
+				return nil
+			case ch.state == childNegotiating && coming == nil:
+				coming = ch
+			}
+		}
+	}
+	return coming
+}
+
 // initiate starts child ch of connection c: on an established IKE SA
 // of c, or a new IKE SA carries it in IKE_AUTH. done, if not nil,
 // receives the outcome.

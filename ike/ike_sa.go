@@ -234,9 +234,6 @@ func (sa *ikeSA) destroyErr(why error) {
 		return
 	}
 	rec := sa.ended(why)
-	if run := sa.rec.reauthing; run != nil && rec != nil && len(rec.children) > 0 {
-		run.deferred = rec // reauth.go
-	}
 	orZero(sa.hs).credPSK.Zero()
 	reason := why.Error()
 	for _, ch := range sa.children {

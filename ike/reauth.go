@@ -102,11 +102,6 @@ type reauthRun struct {
 	pending int    // children still to come up (or fail)
 	started time.Time
 	over    bool // finished or failed
-	// deferred is the recovery of the replaced SA, which ended while the
-	// run was under way: its children under negotiation here were not
-	// restarted (recovery.go's reestablish skips busy ones), so if the
-	// run fails, the recovery applies then.
-	deferred *recovery
 }
 
 // reauthDue is the reauthentication timer.
@@ -224,15 +219,7 @@ func (run *reauthRun) failed(err error) {
 	}
 	run.over = true
 	if old.state != ikeEstablished {
-		if d := run.deferred; d != nil && old.state == ikeDead {
-			run.deferred = nil
-			e := old.e
-			old.logger().Info("reauthentication failed after the old IKE SA ended: its recovery applies now", "err", err)
-			// Next turn: until the failed IKE SA is gone, its child
-			// counts as under negotiation.
-			e.post(func() { d.run(e) })
-		}
-		return
+		return // its recovery waits on this run's children (recovery.go's recoverIfFails)
 	}
 	retry := ikeRekeyRetry + randUpTo(ikeRekeyRetry)
 	old.logger().Warn("reauthentication failed; the old IKE SA stays, trying again later", "err", err, "retry-in", retry.String())

@@ -27,6 +27,8 @@ import (
 //     close_action: none, trap or start — unless a child of the same name
 //     is installed or under negotiation elsewhere: a rekey, a
 //     reauthentication or a collision replaced it, nothing was lost.
+//     (The same holds for dpd_action = restart. If that negotiation
+//     then fails for good, the action applies after all.)
 //   - What we end ourselves (terminate, reload, shutdown, INITIAL_CONTACT,
 //     unique) recovers nothing. Authentication and proposal failures are
 //     final: they would fail again.
@@ -310,7 +312,15 @@ func (e *Engine) reestablish(conn string, children []*config.Child, why string) 
 	}
 	var todo []*config.Child
 	for _, ch := range children {
-		if cc, cur := e.cfg.Child(ch.Name); cur != nil && cc == c && !e.childBusy(conn, ch.Name) {
+		cc, cur := e.cfg.Child(ch.Name)
+		if cur == nil || cc != c {
+			continue
+		}
+		if x := e.childComing(conn, ch.Name); x != nil {
+			e.recoverIfFails(x, conn, cur, why)
+			continue
+		}
+		if !e.childBusy(conn, ch.Name) {
 			todo = append(todo, cur)
 		}
 	}
@@ -336,6 +346,23 @@ func (e *Engine) reestablish(conn string, children []*config.Child, why string) 
 		}
 	})
 	e.initiateChild(c, first)
+}
+
+// recoverIfFails: recovery found child ch under negotiation elsewhere (a
+// reauthentication's new IKE SA, a collision, an Initiate) and did not
+// start it again; if that negotiation fails for good (a retried
+// initiation carries this to its last attempt), the child is brought up
+// then. Next turn: until the failed IKE SA is gone its child counts as
+// under negotiation.
+func (e *Engine) recoverIfFails(x *childSA, conn string, ch *config.Child, why string) {
+	r := made(&x.rec)
+	r.onDone = append(r.onDone, func(_ *childSA, err error) {
+		if err == nil || e.shuttingDown {
+			return
+		}
+		e.log.Info("the child's negotiation that recovery waited on failed: its recovery applies now", "connection", conn, "child", ch.Name, "err", err, "reason", why)
+		e.post(func() { e.reestablish(conn, []*config.Child{ch}, why) })
+	})
 }
 
 // newChild is a child of configuration ch about to be negotiated.
