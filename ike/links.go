@@ -255,13 +255,8 @@ func (e *Engine) routesChanged() {
 	}
 	idx := e.addrIndex()
 	moved := 0
-	for sa := range e.moveWait {
-		if sa.state == ikeDead || sa.link != linkDown || e.sas[sa.localSPI()] != sa {
-			delete(e.moveWait, sa)
-			continue
-		}
-		if sa.mobikeMove(idx) {
-			delete(e.moveWait, sa)
+	for sa := range e.moveWait { // revive and removeSA take SAs out
+		if sa.link == linkDown && sa.mobikeMove(idx) { // a reviving one waits its turn
 			moved++
 		}
 	}
@@ -293,6 +288,7 @@ func (sa *ikeSA) suspend() {
 // revive lets the SA send again, with exactly one packet now.
 func (sa *ikeSA) revive() {
 	sa.link = linkOK
+	delete(sa.e.moveWait, sa)
 	sa.rec.downTimer.Stop()
 	sa.dropStaleHeld()
 	if sa.state == ikeDead {
