@@ -87,7 +87,9 @@ func (sa *ikeSA) handleAuthResponse(m *message.Message) {
 		sa.authFailed(why)
 		return
 	}
-	_ = sa.peerAuthenticated(m, idr) // unique.go: as initiator only INITIAL_CONTACT applies
+	if ic, _ := sa.peerAuthenticated(m, idr); ic { // unique.go: as initiator only INITIAL_CONTACT applies
+		defer sa.dropForInitialContact() // once our child is in
+	}
 	sa.estAt = sa.e.nowStamp()
 	sa.setState(ikeEstablished, "authenticated "+idText(idr))
 	defer sa.dropHandshake() // afterauth.go, once the child is derived
@@ -321,9 +323,13 @@ func (sa *ikeSA) handleAuthRequest(m *message.Message, s *sock, local, remote ne
 		fail(why)
 		return
 	}
-	if err := sa.peerAuthenticated(m, idi); err != nil { // unique.go
+	ic, err := sa.peerAuthenticated(m, idi) // unique.go
+	if err != nil {
 		fail(err.Error())
 		return
+	}
+	if ic {
+		defer sa.dropForInitialContact() // once our child is in
 	}
 	cp, err := sa.assignVIPs(m, conn, idText(idi)) // pools.go
 	if err != nil {

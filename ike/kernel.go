@@ -181,14 +181,18 @@ func (e *Engine) deleteSA(ch *childSA, id kernelops.SAID) {
 	}
 }
 
-// uninstall removes what install added.
+// uninstall removes what install added: policies first, then SAs (as
+// install's rollback does, and strongSwan). The other order leaves an
+// instant in which an out policy of ours has no SA: a packet then makes
+// an XFRM kernel create an acquire state (spi 0) for the old child that
+// stays for its 30 s expiry.
 func (e *Engine) uninstall(ch *childSA) {
+	for _, x := range ch.polRefs {
+		e.dropPolicyRef(x.id())
+	}
 	ids, n := ch.installedSAs()
 	for _, id := range ids[:n] {
 		e.deleteSA(ch, id)
-	}
-	for _, x := range ch.polRefs {
-		e.dropPolicyRef(x.id())
 	}
 	e.releaseXfrmi(ch.xfrmi)
 	e.releaseChildReqID(ch)

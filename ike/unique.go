@@ -18,7 +18,9 @@ import (
 // role, once the sender is authenticated and unless unique = never, it
 // makes every other IKE SA with the same two identities go at once,
 // without a delete (the peer has forgotten them), with their children:
-// stale SAs do not linger until liveness checks find them.
+// stale SAs do not linger until liveness checks find them. They go once
+// the new SA's IKE_AUTH has installed its child, not before
+// (dropForInitialContact).
 //
 // As responder, unique = replace deletes (telling the peer) the other
 // established IKE SAs of the connection with the same identities once a
@@ -85,46 +87,63 @@ func (sa *ikeSA) initialContact() []message.Payload {
 }
 
 // peerAuthenticated runs once the peer of sa has proved it is id, in
-// either role, before the SA is established: it records the identity,
-// honours INITIAL_CONTACT in m, and as responder applies unique. An
+// either role, before the SA is established: it records the identity
+// and as responder applies unique. initialContact reports that m carries
+// INITIAL_CONTACT and unique allows it: the caller then runs
+// dropForInitialContact once this SA's first child is installed. An
 // error means the policy refuses the new SA (unique = keep).
-func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) error {
+func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) (initialContact bool, err error) {
 	e := sa.e
 	peer := &message.ID{IDType: id.IDType, Data: bytes.Clone(id.Data)}
 	e.setPeerID(sa, peer)
 	policy := sa.conn.Unique
 	if policy == config.UniqueNever {
-		return nil
+		return false, nil
 	}
 	if m.Notify(message.INITIAL_CONTACT) != nil {
-		n := 0
-		for _, o := range e.partiesSAs(peer.IDType, peer.Data, sa.conn.LocalID, func(o *ikeSA) bool { return sa.sameParties(o, peer) }) {
-			if !sa.sameParties(o, peer) { // ended with one destroyed before it
-				continue
-			}
-			n++
-			o.destroy(fmt.Sprintf("replaced: the peer %s sent INITIAL_CONTACT (it has no other IKE SA with us)", peer))
-		}
-		if n > 0 {
-			sa.logger().Info("INITIAL_CONTACT: removed the peer's other IKE SAs", "peer", peer.String(), "removed", n)
-		}
-		return nil
+		return true, nil
 	}
 	if sa.initiator || (policy != config.UniqueKeep && policy != config.UniqueReplace) {
-		return nil
+		return false, nil
 	}
 	dups := e.partiesSAs(peer.IDType, peer.Data, sa.conn.LocalID, func(o *ikeSA) bool {
 		return o.state == ikeEstablished && o.conn.Name == sa.conn.Name && sa.sameParties(o, peer)
 	})
 	if len(dups) == 0 {
-		return nil
+		return false, nil
 	}
 	if policy == config.UniqueKeep {
-		return fmt.Errorf("unique = keep: peer %s already has IKE SA %s of connection %s", peer, dups[0].spis(), sa.conn.Name)
+		return false, fmt.Errorf("unique = keep: peer %s already has IKE SA %s of connection %s", peer, dups[0].spis(), sa.conn.Name)
 	}
 	for _, o := range dups {
 		o.logger().Info("deleting the IKE SA: a new one with the same peer is up (unique = replace)", "new", sa.spis())
 		o.startDelete("replaced by a new IKE SA with the same peer (unique = replace)")
 	}
-	return nil
+	return false, nil
+}
+
+// dropForInitialContact removes the peer's other IKE SAs, with their
+// children and without a delete (the peer has forgotten them), after the
+// IKE_AUTH that carried INITIAL_CONTACT installed this SA's first child:
+// make-before-break. A child of an old SA and the new one share their
+// policies (refcounted, kernel.go), so the policies pass to the new SAs
+// and traffic never meets a missing SA or policy, as it did when the old
+// SAs went first: a packet in between made the kernel hold an acquire
+// state for the old child (TestVMCharonRestart counted it).
+func (sa *ikeSA) dropForInitialContact() {
+	peer := sa.rec.peerID
+	if peer == nil || sa.conn == nil {
+		return
+	}
+	n := 0
+	for _, o := range sa.e.partiesSAs(peer.IDType, peer.Data, sa.conn.LocalID, func(o *ikeSA) bool { return sa.sameParties(o, peer) }) {
+		if !sa.sameParties(o, peer) { // ended with one destroyed before it
+			continue
+		}
+		n++
+		o.destroy(fmt.Sprintf("replaced: the peer %s sent INITIAL_CONTACT (it has no other IKE SA with us)", peer))
+	}
+	if n > 0 {
+		sa.logger().Info("INITIAL_CONTACT: removed the peer's other IKE SAs", "peer", peer.String(), "removed", n)
+	}
 }

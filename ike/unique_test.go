@@ -1,14 +1,20 @@
 package ike
 
 import (
+	"context"
+	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/keyplane/keyplane/backends/nokernel"
 	"github.com/keyplane/keyplane/ike/message"
+	"github.com/keyplane/keyplane/kernelops"
 )
 
 // restartA closes a without telling b (a crash: b keeps its SAs) and
@@ -131,5 +137,122 @@ func TestUnique(t *testing.T) {
 			err := secondIKE(t, a, "a-net")
 			tc.check(t, a, b, first, err)
 		})
+	}
+}
+
+// dpOps is a test double over the nokernel model that records the SA
+// and policy changes the engine makes, in order ("add SA", "delete SA",
+// "add policy out", "replace policy out", "delete policy out").
+type dpOps struct {
+	*nokernel.Backend
+	mu  sync.Mutex
+	ops []string
+}
+
+func (d *dpOps) rec(op string) {
+	d.mu.Lock()
+	d.ops = append(d.ops, op)
+	d.mu.Unlock()
+}
+
+func (d *dpOps) taken() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.ops
+	d.ops = nil
+	return out
+}
+
+func (d *dpOps) AddSA(ctx context.Context, sa *kernelops.SA) error {
+	d.rec("add SA")
+	return d.Backend.AddSA(ctx, sa)
+}
+
+func (d *dpOps) DeleteSA(ctx context.Context, id kernelops.SAID) error {
+	d.rec("delete SA")
+	return d.Backend.DeleteSA(ctx, id)
+}
+
+func (d *dpOps) AddPolicy(ctx context.Context, p *kernelops.Policy) error {
+	d.rec("add policy " + p.Dir.String())
+	return d.Backend.AddPolicy(ctx, p)
+}
+
+func (d *dpOps) ReplacePolicy(ctx context.Context, p *kernelops.Policy) error {
+	d.rec("replace policy " + p.Dir.String())
+	return d.Backend.ReplacePolicy(ctx, p)
+}
+
+func (d *dpOps) DeletePolicy(ctx context.Context, id kernelops.PolicyID) error {
+	d.rec("delete policy " + id.Dir.String())
+	return d.Backend.DeletePolicy(ctx, id)
+}
+
+// TestInitialContactMakeBeforeBreak: b drops the IKE SA a left behind
+// only after the new IKE_AUTH installed the new child, so the two
+// children's policies are shared and handed over (a template replaced),
+// never deleted and added again: traffic never meets a missing policy
+// or SA. Before, b removed the old child first; in the VM a packet in
+// that gap left an XFRM acquire state behind (TestVMCharonRestart).
+func TestInitialContactMakeBeforeBreak(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	ops := &dpOps{}
+	a := newPeer(t, "a", sa.config(t, "a"))
+	b := newPeer(t, "b", sb.config(t, "b"), withBackend(func(nb *nokernel.Backend) kernelops.Backend {
+		ops.Backend = nb
+		return ops
+	}))
+	establish(t, a, b, "a-net")
+	old := b.sas(t)[0]
+	ops.taken()
+	restartA(t, a, sa)
+	waitFor(t, "b's one new IKE SA", 3*time.Second, func() bool {
+		sas := b.sas(t)
+		return len(sas) == 1 && sas[0].SPIi != old.SPIi && installed(sas) == 1
+	})
+	require.Contains(t, b.logText(), "INITIAL_CONTACT: removed the peer's other IKE SAs")
+	got := ops.taken()
+	for _, op := range got {
+		assert.NotContains(t, op, "delete policy", "b deleted a policy the new child needs: %q", got)
+	}
+	firstDel := slices.Index(got, "delete SA")
+	require.NotEqual(t, -1, firstDel, "old SAs deleted: %q", got)
+	assert.Equal(t, 2, strings.Count(strings.Join(got[:firstDel], ","), "add SA"), "the new child's two SAs come before the old ones go: %q", got)
+	assert.Equal(t, 2, strings.Count(strings.Join(got[firstDel:], ","), "delete SA"), "the old child's two SAs go: %q", got)
+	s, p := b.counts(t)
+	assert.Equal(t, 2, s, "b's dataplane SAs")
+	assert.Positive(t, p)
+	res, err := b.b.Inject(t.Context(), nokernel.Packet{Src: netip.MustParseAddr("10.2.0.9"), Dst: netip.MustParseAddr("10.1.0.5"), Proto: 6, Len: 100})
+	require.NoError(t, err)
+	assert.Equal(t, nokernel.Protected, res.Verdict, "b's traffic to a: %+v", res)
+}
+
+// TestUninstallPoliciesFirst: a child's removal deletes its policies
+// before its SAs (as install's rollback does), so that no out policy is
+// ever left without its SA: on XFRM a packet in that instant makes the
+// kernel hold an acquire state for 30 s.
+func TestUninstallPoliciesFirst(t *testing.T) {
+	noLeaks(t)
+	sa, sb := pairSides(t)
+	ops := &dpOps{}
+	a := newPeer(t, "a", sa.config(t, "a"), withBackend(func(nb *nokernel.Backend) kernelops.Backend {
+		ops.Backend = nb
+		return ops
+	}))
+	b := newPeer(t, "b", sb.config(t, "b"))
+	establish(t, a, b, "a-net")
+	ops.taken()
+	require.NoError(t, a.e.Terminate(ctxT(t, 5*time.Second), "a-net"))
+	waitFor(t, "a's child gone", 3*time.Second, func() bool { return installed(a.sas(t)) == 0 })
+	got := ops.taken()
+	firstSA := slices.Index(got, "delete SA")
+	lastPol := slices.IndexFunc(got, func(op string) bool { return strings.HasPrefix(op, "delete policy") })
+	require.NotEqual(t, -1, firstSA, "%q", got)
+	require.NotEqual(t, -1, lastPol, "%q", got)
+	for i, op := range got {
+		if strings.HasPrefix(op, "delete policy") {
+			assert.Less(t, i, firstSA, "policy deleted after an SA: %q", got)
+		}
 	}
 }

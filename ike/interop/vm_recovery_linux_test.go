@@ -186,7 +186,7 @@ func TestVMCharonRestart(t *testing.T) {
 				t.Errorf("keyplane's log does not show dpd_action = restart bringing the child up")
 			}
 			if n := ipsecSAs(t, p.A); n != 2 {
-				t.Errorf("keyplane's kernel holds %d ESP SAs, want the new child's 2", n)
+				t.Errorf("keyplane's kernel holds %d ESP SAs, want the new child's 2:\n%s", n, p.A.Exec(t, "ip", "xfrm", "state"))
 			}
 			sent, got := pg.wait(t)
 			t.Logf("pings %s -> %s every 200ms across the restart: %d sent, %d lost", innerK, innerS, sent, sent-got)
