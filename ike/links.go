@@ -184,9 +184,9 @@ func (e *Engine) relink() (down, revive int) {
 	if e.ifs == nil {
 		return 0, 0
 	}
-	idx := e.addrIndex()
+	idx, memo := e.addrIndex(), routeMemo{}
 	for _, sa := range e.sas {
-		switch d, r := e.relinkOne(sa, idx); {
+		switch d, r := e.relinkOne(sa, idx, memo); {
 		case d:
 			down++
 		case r:
@@ -199,13 +199,13 @@ func (e *Engine) relink() (down, revive int) {
 	return down, revive
 }
 
-// relinkOne applies the SA's current link state.
-func (e *Engine) relinkOne(sa *ikeSA, idx map[netip.Addr]addrSite) (down, revive bool) {
+// relinkOne applies the SA's current link state (memo: mobikeMove's).
+func (e *Engine) relinkOne(sa *ikeSA, idx map[netip.Addr]addrSite, memo routeMemo) (down, revive bool) {
 	if sa.state == ikeDead {
 		return false, false
 	}
 	ok := sa.usable(idx)
-	if !ok && sa.mobikeMove(idx) { // MOBIKE: moved to another address instead
+	if !ok && sa.mobikeMove(idx, memo) { // MOBIKE: moved to another address instead
 		return false, false
 	}
 	switch {
@@ -253,10 +253,10 @@ func (e *Engine) routesChanged() {
 	if len(e.moveWait) == 0 || e.ifs == nil {
 		return
 	}
-	idx := e.addrIndex()
+	idx, memo := e.addrIndex(), routeMemo{}
 	moved := 0
 	for sa := range e.moveWait { // revive and removeSA take SAs out
-		if sa.link == linkDown && sa.mobikeMove(idx) { // a reviving one waits its turn
+		if sa.link == linkDown && sa.mobikeMove(idx, memo) { // a reviving one waits its turn
 			moved++
 		}
 	}
@@ -271,7 +271,7 @@ func (e *Engine) placeSA(sa *ikeSA) {
 	if e.ifs == nil {
 		return
 	}
-	if _, r := e.relinkOne(sa, e.addrIndex()); r {
+	if _, r := e.relinkOne(sa, e.addrIndex(), nil); r {
 		e.pump()
 	}
 }

@@ -97,23 +97,35 @@ func (m mobikeState) inherited() mobikeState {
 	return mobikeState{sent: m.sent, active: m.active, mover: m.mover}
 }
 
-// mobikeSource is our address towards remote by the dataplane's routes.
-func (e *Engine) mobikeSource(remote netip.Addr) netip.Addr {
-	as, err := kernelops.As[kernelops.AddrSelector](e.b)
-	if err != nil {
-		return netip.Addr{}
+// routeMemo is the dataplane's source towards each peer address asked
+// for during one pass over the SAs (relink, routesChanged): when a link
+// with thousands of SAs to a few peers goes, one RouteTo per peer, not
+// per SA. Routes do not change during a pass (it runs on the loop).
+type routeMemo map[netip.Addr]netip.Addr
+
+// mobikeSource is our address towards remote by the dataplane's routes,
+// from memo if it has the answer (nil: no memo).
+func (e *Engine) mobikeSource(memo routeMemo, remote netip.Addr) netip.Addr {
+	if src, ok := memo[remote]; ok {
+		return src
 	}
-	r, err := as.RouteTo(e.ctx, remote)
-	if err != nil {
-		return netip.Addr{}
+	var src netip.Addr
+	if as, err := kernelops.As[kernelops.AddrSelector](e.b); err == nil {
+		if r, err := as.RouteTo(e.ctx, remote); err == nil {
+			src = r.Src.Unmap().WithZone("")
+		}
 	}
-	return r.Src.Unmap().WithZone("")
+	if memo != nil {
+		memo[remote] = src
+	}
+	return src
 }
 
 // mobikeMove is links.go's question for an IKE SA whose local address is
 // gone or down: can MOBIKE move it to another address? If so it moves
-// the SA there, sends UPDATE_SA_ADDRESSES and reports true.
-func (sa *ikeSA) mobikeMove(idx map[netip.Addr]addrSite) bool {
+// the SA there, sends UPDATE_SA_ADDRESSES and reports true. memo holds
+// the pass's route answers (nil: none).
+func (sa *ikeSA) mobikeMove(idx map[netip.Addr]addrSite, memo routeMemo) bool {
 	if !sa.mob.active || !sa.mob.mover || sa.state != ikeEstablished || sa.sock == nil {
 		return false
 	}
@@ -121,7 +133,7 @@ func (sa *ikeSA) mobikeMove(idx map[netip.Addr]addrSite) bool {
 		return false // the socket is bound to the old address: no other source
 	}
 	old := sa.local
-	src := sa.e.mobikeSource(sa.remote.Addr())
+	src := sa.e.mobikeSource(memo, sa.remote.Addr())
 	site, known := idx[src]
 	if !src.IsValid() || src == old.Addr().Unmap().WithZone("") || !known || !site.up {
 		return false

@@ -652,3 +652,28 @@ func FuzzNoNATs(f *testing.F) {
 		}
 	})
 }
+
+// TestMOBIKEOneRouteQueryPerPeer: five IKE SAs to one peer lose their
+// address together; the pass that moves them asks the dataplane for the
+// route to the peer once, not once per SA (a link with thousands of SAs
+// to one gateway is one query).
+func TestMOBIKEOneRouteQueryPerPeer(t *testing.T) {
+	noLeaks(t)
+	mp := newMobikePair(t, "127.0.0.2/32+127.0.0.3/32", "")
+	for range 4 {
+		require.NoError(t, secondIKE(t, mp.a, "a-net"))
+	}
+	require.Equal(t, 5, established(t, mp.a))
+	locals := func() map[netip.Addr]int {
+		out := map[netip.Addr]int{}
+		for _, s := range mp.a.sas(t) {
+			out[netip.MustParseAddrPort(s.Local).Addr()]++
+		}
+		return out
+	}
+	require.Equal(t, map[netip.Addr]int{mobOld: 5}, locals())
+	before := mp.ta.routes.Load()
+	require.NoError(t, mp.a.b.Net().RemoveAddress("eth1", netip.MustParsePrefix("127.0.0.2/32")))
+	waitFor(t, "all five moved", 3*time.Second, func() bool { return locals()[mobNew] == 5 })
+	assert.Equal(t, int64(1), mp.ta.routes.Load()-before, "route queries for five SAs to one peer")
+}

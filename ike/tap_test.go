@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyplane/keyplane/backends/nokernel"
@@ -28,6 +29,8 @@ type tapBackend struct {
 	drop func(sentMsg) bool
 	// keep, if set, sees each datagram's bytes (under mu).
 	keep func(sentMsg, []byte)
+	// routes counts the engine's RouteTo queries.
+	routes atomic.Int64
 }
 
 // sentMsg is one datagram as the tap saw it: the IKE header's fields.
@@ -61,6 +64,12 @@ func (b *tapBackend) Capabilities() kernelops.Capabilities {
 	c := b.Backend.Capabilities()
 	c.Caps &^= b.hide
 	return c
+}
+
+// RouteTo counts the query (routes) and asks the model.
+func (b *tapBackend) RouteTo(ctx context.Context, dst netip.Addr) (kernelops.Route, error) {
+	b.routes.Add(1)
+	return b.Backend.RouteTo(ctx, dst)
 }
 
 func (b *tapBackend) ListenIKE(ctx context.Context, l kernelops.IKEListen) (kernelops.IKEConn, error) {
