@@ -524,7 +524,7 @@ func TestVMReauth(t *testing.T) {
 				t.Errorf("keyplane is %s of the new IKE SA, reauthenticated by %s", ksa.Role, by)
 			}
 			if n := ipsecSAs(t, p.A); n != 2 {
-				t.Errorf("keyplane's kernel holds %d ESP SAs after the reauthentication, want 2", n)
+				t.Errorf("keyplane's kernel holds %d ESP SAs after the reauthentication, want 2:\n%s", n, p.A.Exec(t, "ip", "xfrm", "state"))
 			}
 		})
 	}
