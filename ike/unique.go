@@ -127,9 +127,10 @@ func (sa *ikeSA) peerAuthenticated(m *message.Message, id *message.ID) (initialC
 // IKE_AUTH that carried INITIAL_CONTACT installed this SA's first child:
 // make-before-break. A child of an old SA and the new one share their
 // policies (refcounted, kernel.go), so the policies pass to the new SAs
-// and traffic never meets a missing SA or policy, as it did when the old
-// SAs went first: a packet in between made the kernel hold an acquire
-// state for the old child (TestVMCharonRestart counted it).
+// and traffic never meets a missing SA or policy, as it could when the
+// old SAs went first (TestInitialContactMakeBeforeBreak). On XFRM a
+// packet in that gap can leave an acquire state for the old child: the
+// likely, unconfirmed cause of one TestVMCharonRestart failure.
 func (sa *ikeSA) dropForInitialContact() {
 	peer := sa.rec.peerID
 	if peer == nil || sa.conn == nil {

@@ -247,9 +247,9 @@ func TestUninstallPoliciesFirst(t *testing.T) {
 	waitFor(t, "a's child gone", 3*time.Second, func() bool { return installed(a.sas(t)) == 0 })
 	got := ops.taken()
 	firstSA := slices.Index(got, "delete SA")
-	lastPol := slices.IndexFunc(got, func(op string) bool { return strings.HasPrefix(op, "delete policy") })
+	firstPol := slices.IndexFunc(got, func(op string) bool { return strings.HasPrefix(op, "delete policy") })
 	require.NotEqual(t, -1, firstSA, "%q", got)
-	require.NotEqual(t, -1, lastPol, "%q", got)
+	require.NotEqual(t, -1, firstPol, "%q", got)
 	for i, op := range got {
 		if strings.HasPrefix(op, "delete policy") {
 			assert.Less(t, i, firstSA, "policy deleted after an SA: %q", got)
